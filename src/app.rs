@@ -1,0 +1,299 @@
+//! Assembly: the only place that picks concrete backends (store, presence, adapter), binds the
+//! listener, and runs the node until a shutdown future resolves.
+//!
+//! `main` and every test use the same path: [`Application::build`] binds (port 0 picks a free
+//! port), [`Application::port`] tells which, [`Application::run_until_stopped`] serves and, when
+//! the shutdown future resolves, drains.
+
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderValue, Method, header};
+use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::auth::Keys;
+use crate::cluster::Fanout;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::presence::{MemoryPresence, Presence};
+use crate::realtime::typing::TypingTracker;
+use crate::store::{EmbeddedStore, Store};
+
+/// Everything a handler needs, shared by the REST router and every socket. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+/// The node's shared parts.
+pub struct Shared {
+    pub config: Config,
+    /// This node's name in presence and metrics.
+    pub node_id: String,
+    pub store: Arc<dyn Store>,
+    pub presence: Arc<dyn Presence>,
+    /// Room emissions, through whichever adapter `app.rs` chose.
+    pub fanout: Arc<dyn Fanout>,
+    /// Disconnects this node's sockets when it drains.
+    pub sockets: Arc<dyn LocalSockets>,
+    pub keys: Keys,
+    pub metrics: Metrics,
+    pub typing: TypingTracker,
+    /// Set once a drain starts: `/readyz` turns 503 and handshakes are refused.
+    draining: AtomicBool,
+    /// Client events being handled now; a drain waits for them to finish.
+    in_flight: AtomicUsize,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Marks a client event as in flight until the guard drops.
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    pub async fn store_reachable(&self) -> bool {
+        matches!(tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await, Ok(Ok(())))
+    }
+
+    pub async fn adapter_reachable(&self) -> bool {
+        matches!(tokio::time::timeout(Duration::from_secs(2), self.presence.ping()).await, Ok(Ok(())))
+    }
+
+    /// Mints a token with this node's key (HS* only): for `switchboard token` and tests.
+    pub fn issue_token(&self, id: &str, role: crate::domain::Role, name: Option<&str>, ttl: Duration) -> Option<String> {
+        self.keys.verifier.issue(id, role, name, ttl)
+    }
+
+    /// The graceful drain: refuse new sockets, close ours in paced batches so clients reconnect
+    /// elsewhere without a stampede, let in-flight events finish, then withdraw our presence.
+    pub async fn drain(&self, grace: Duration) {
+        self.draining.store(true, Ordering::SeqCst);
+        tracing::info!(node = %self.node_id, "draining");
+        let deadline = tokio::time::Instant::now() + grace;
+        self.sockets.disconnect_paced(DRAIN_BATCH, DRAIN_PAUSE).await;
+        while self.in_flight.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        match self.presence.withdraw_node().await {
+            Ok(users) => {
+                for user in users {
+                    self.announce_status(&user, false).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not withdraw presence"),
+        }
+        tracing::info!(node = %self.node_id, "drained");
+    }
+}
+
+/// Sockets closed per batch during a drain, and the pause between batches.
+const DRAIN_BATCH: usize = 200;
+const DRAIN_PAUSE: Duration = Duration::from_millis(100);
+
+/// Keeps a client event counted as in flight.
+pub struct InFlight(AppState);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// This node's own sockets, whatever the adapter.
+pub trait LocalSockets: Send + Sync + 'static {
+    /// Disconnects every local socket, `batch` at a time with `pause` between batches.
+    fn disconnect_paced(&self, batch: usize, pause: Duration) -> futures_util::future::BoxFuture<'_, ()>;
+}
+
+impl<A: Adapter> LocalSockets for SocketIo<A> {
+    fn disconnect_paced(&self, batch: usize, pause: Duration) -> futures_util::future::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let sockets = self.local().sockets();
+            for (i, chunk) in sockets.chunks(batch).enumerate() {
+                if i > 0 {
+                    tokio::time::sleep(pause).await;
+                }
+                for s in chunk {
+                    let _ = s.clone().disconnect();
+                }
+            }
+        })
+    }
+}
+
+/// A bound, ready-to-run node.
+pub struct Application {
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Validates the settings, opens the backends, binds the listener(s) and wires the routes.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.validate()?;
+        let node_id = config.node_id();
+        let keys = Keys::load(&config)?;
+        let store: Arc<dyn Store> = match &config.mongodb_uri {
+            Some(_) => anyhow::bail!("MONGODB_URI is set, but this build has no MongoDB store yet"),
+            None => Arc::new(EmbeddedStore::open(&config.data_dir)?),
+        };
+        let presence: Arc<dyn Presence> = match &config.redis_url {
+            Some(_) => anyhow::bail!("REDIS_URL is set, but this build has no cluster mode yet"),
+            None => Arc::new(MemoryPresence::new()),
+        };
+        let (layer, io) = socket_io_builder().build_layer();
+        let state = AppState(Arc::new(Shared {
+            metrics: Metrics::new(&node_id),
+            fanout: Arc::new(io.clone()),
+            sockets: Arc::new(io.clone()),
+            node_id,
+            store,
+            presence,
+            keys,
+            typing: TypingTracker::default(),
+            draining: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            config,
+        }));
+        crate::realtime::register(&io, state.clone());
+
+        let listener = TcpListener::bind(state.config.listen_addr()?).await?;
+        let metrics_listener = match state.config.metrics_port {
+            Some(port) => Some(TcpListener::bind((listener.local_addr()?.ip(), port)).await?),
+            None => None,
+        };
+        let mut router = crate::http::router(state.clone());
+        if metrics_listener.is_none() {
+            router = router.merge(metrics_router(state.clone()));
+        }
+        let router = router.layer(layer).layer(cors(&state.config.cors_origins));
+        tracing::info!(
+            node = %state.node_id,
+            addr = %listener.local_addr()?,
+            store = if state.config.mongodb_uri.is_some() { "mongodb" } else { "embedded" },
+            adapter = if state.config.redis_url.is_some() { "redis" } else { "memory" },
+            "listening"
+        );
+        Ok(Self { listener, metrics_listener, router, state })
+    }
+
+    /// The port clients connect to.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The port `/metrics` is served on.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok()).map_or(self.port(), |a| a.port())
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains (within `SHUTDOWN_GRACE_SECS`) and returns.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let state = self.state;
+        let sweeper = tokio::spawn(crate::realtime::typing::sweep(state.clone()));
+        let heartbeat = tokio::spawn(heartbeat(state.clone()));
+        let metrics_server = self.metrics_listener.map(|l| {
+            let router = metrics_router(state.clone());
+            tokio::spawn(async move { axum::serve(l, router).await })
+        });
+        let grace = Duration::from_secs(state.config.shutdown_grace_secs);
+        let drain_state = state.clone();
+        let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+        let stop = async move {
+            shutdown.await;
+            drain_state.drain(grace).await;
+            let _ = drained_tx.send(());
+        };
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(stop).into_future();
+        tokio::pin!(server);
+        // After the drain, open connections get a short while to finish, then are cut.
+        let result = tokio::select! {
+            r = &mut server => r.map_err(anyhow::Error::from),
+            _ = async { let _ = drained_rx.await; tokio::time::sleep(Duration::from_secs(2)).await } => Ok(()),
+        };
+        sweeper.abort();
+        heartbeat.abort();
+        if let Some(m) = metrics_server {
+            m.abort();
+        }
+        result
+    }
+}
+
+/// The renewal loop: one per node, every `HEARTBEAT_INTERVAL_SECS`; announces users whose node
+/// died (reaped by presence).
+async fn heartbeat(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(state.config.heartbeat_interval_secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if state.is_draining() {
+            continue;
+        }
+        match state.presence.heartbeat().await {
+            Ok(reaped) => {
+                state.metrics.presence_reaped_users.inc_by(reaped.len() as u64);
+                for user in reaped {
+                    state.announce_status(&user, false).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "presence heartbeat failed"),
+        }
+    }
+}
+
+fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(|axum::extract::State(s): axum::extract::State<AppState>| async move {
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+        }))
+        .with_state(state)
+}
+
+/// Socket.IO settings shared by every adapter.
+fn socket_io_builder() -> socketioxide::SocketIoBuilder {
+    SocketIo::builder()
+        // Each idle WebSocket keeps its read buffer; 1 KiB instead of the default saves memory
+        // per connection, and larger frames still arrive (the buffer grows as needed).
+        .ws_read_buffer_size(1024)
+        .max_payload(256 * 1024)
+}
+
+fn cors(origins: &str) -> CorsLayer {
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
+    if origins.trim() == "*" {
+        return layer.allow_origin(AllowOrigin::any());
+    }
+    let list: Vec<HeaderValue> = origins
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    layer.allow_origin(AllowOrigin::list(list)).allow_credentials(true)
+}

@@ -1,0 +1,291 @@
+//! Authentication: the JWT verifier, the Socket.IO handshake check and the REST extractor.
+//!
+//! The accepted algorithm is pinned by configuration and never read from the token header.
+//! A socket is authenticated once, in the handshake; its [`AuthUser`] then lives in the socket's
+//! extensions. REST calls carry `Authorization: Bearer <token>`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::config::{Config, JwtAlgorithm};
+use crate::domain::{AuthUser, FileId, Role};
+use crate::error::AppError;
+
+/// How far past `exp` a token is still accepted.
+const LEEWAY_SECS: u64 = 30;
+
+/// Why a configured key could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("reading {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("JWT public key: {0}")]
+    Key(#[from] jsonwebtoken::errors::Error),
+}
+
+/// The claims Switchboard reads.
+#[derive(Debug, Deserialize)]
+struct Claims {
+    id: Option<String>,
+    sub: Option<String>,
+    role: Option<String>,
+    name: Option<String>,
+}
+
+/// The claims `switchboard token` writes.
+#[derive(Debug, Serialize)]
+struct IssuedClaims<'a> {
+    id: &'a str,
+    role: &'a str,
+    name: &'a str,
+    iat: u64,
+    exp: u64,
+}
+
+/// Checks tokens with the one configured key and algorithm.
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+    /// Set for HS* deployments, so this node can also mint tokens (`switchboard token`, tests).
+    signing: Option<(EncodingKey, Algorithm)>,
+}
+
+fn algorithm(a: JwtAlgorithm) -> Algorithm {
+    match a {
+        JwtAlgorithm::HS256 => Algorithm::HS256,
+        JwtAlgorithm::HS384 => Algorithm::HS384,
+        JwtAlgorithm::HS512 => Algorithm::HS512,
+        JwtAlgorithm::RS256 => Algorithm::RS256,
+        JwtAlgorithm::RS384 => Algorithm::RS384,
+        JwtAlgorithm::RS512 => Algorithm::RS512,
+        JwtAlgorithm::ES256 => Algorithm::ES256,
+        JwtAlgorithm::ES384 => Algorithm::ES384,
+        JwtAlgorithm::EdDSA => Algorithm::EdDSA,
+    }
+}
+
+impl Verifier {
+    /// A verifier for an HMAC secret.
+    pub fn hmac(secret: &[u8], alg: JwtAlgorithm) -> Self {
+        let alg = algorithm(alg);
+        Self {
+            key: DecodingKey::from_secret(secret),
+            validation: validation(alg),
+            signing: Some((EncodingKey::from_secret(secret), alg)),
+        }
+    }
+
+    /// A verifier for a PEM public key (RSA, EC or Ed25519, as the algorithm says).
+    pub fn public_key(path: &Path, alg: JwtAlgorithm) -> Result<Self, KeyError> {
+        let pem = std::fs::read(path)
+            .map_err(|source| KeyError::Io { path: path.display().to_string(), source })?;
+        let alg = algorithm(alg);
+        let key = match alg {
+            Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(&pem)?,
+            Algorithm::EdDSA => DecodingKey::from_ed_pem(&pem)?,
+            _ => DecodingKey::from_rsa_pem(&pem)?,
+        };
+        Ok(Self { key, validation: validation(alg), signing: None })
+    }
+
+    /// Checks a token and returns who it names.
+    pub fn verify(&self, token: &str) -> Result<AuthUser, AppError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map_err(|e| AppError::unauthorized(format!("UNAUTHORIZED: invalid token ({})", reason(&e))))?;
+        let c = data.claims;
+        let id = c
+            .id
+            .or(c.sub)
+            .filter(|id| !id.is_empty() && id.chars().count() <= crate::domain::MAX_ID_LEN)
+            .ok_or_else(|| AppError::unauthorized("UNAUTHORIZED: token has no usable id"))?;
+        let role = c
+            .role
+            .as_deref()
+            .and_then(Role::parse)
+            .ok_or_else(|| AppError::unauthorized("UNAUTHORIZED: token has no valid role"))?;
+        let name = c.name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| id.clone());
+        Ok(AuthUser { id, name, role })
+    }
+
+    /// Mints a token (HS* only): for `switchboard token` and tests.
+    pub fn issue(&self, id: &str, role: Role, name: Option<&str>, ttl: Duration) -> Option<String> {
+        let (key, alg) = self.signing.as_ref()?;
+        let iat = jsonwebtoken::get_current_timestamp();
+        let claims = IssuedClaims { id, role: role.as_str(), name: name.unwrap_or(id), iat, exp: iat + ttl.as_secs() };
+        jsonwebtoken::encode(&Header::new(*alg), &claims, key).ok()
+    }
+}
+
+fn validation(alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
+    v.leeway = LEEWAY_SECS;
+    v.validate_aud = false;
+    v.set_required_spec_claims(&["exp"]);
+    v
+}
+
+fn reason(e: &jsonwebtoken::errors::Error) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind;
+    match e.kind() {
+        ErrorKind::ExpiredSignature => "expired",
+        ErrorKind::InvalidSignature => "bad signature",
+        ErrorKind::InvalidAlgorithm => "wrong algorithm",
+        ErrorKind::MissingRequiredClaim(_) => "missing exp",
+        _ => "malformed",
+    }
+}
+
+/// Signs and checks the `sig` of file URLs, so `<img src>` works without a token.
+pub struct FileSigner {
+    key: Vec<u8>,
+}
+
+impl FileSigner {
+    pub fn new(key: Vec<u8>) -> Self {
+        Self { key }
+    }
+
+    fn mac(&self, id: &str) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(b"switchboard-file:");
+        mac.update(id.as_bytes());
+        mac
+    }
+
+    /// The relative URL a client uses to fetch the file.
+    pub fn url(&self, id: &FileId) -> String {
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.mac(id.as_str()).finalize().into_bytes());
+        format!("/api/files/{id}?sig={sig}")
+    }
+
+    /// Is `sig` the signature of `id`? Constant-time.
+    pub fn check(&self, id: &str, sig: &str) -> bool {
+        match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(sig) {
+            Ok(bytes) => self.mac(id).verify_slice(&bytes).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// Is `url` a file URL this deployment issued (`/api/files/{id}?sig=...` with a valid sig)?
+    pub fn issued(&self, url: &str) -> bool {
+        let Some(rest) = url.strip_prefix("/api/files/") else { return false };
+        let Some((id, query)) = rest.split_once("?sig=") else { return false };
+        crate::domain::is_object_id(id) && !query.contains('&') && self.check(id, query)
+    }
+}
+
+/// The keys a node runs with, resolved from settings (and, in development, `DATA_DIR`).
+pub struct Keys {
+    pub verifier: Verifier,
+    pub files: FileSigner,
+}
+
+impl Keys {
+    /// Resolves the keys. In development with no `JWT_SECRET`, a generated secret is kept in
+    /// `DATA_DIR/jwt-secret` and reused on the next start.
+    pub fn load(cfg: &Config) -> anyhow::Result<Self> {
+        let verifier;
+        let mut file_key = cfg.file_url_secret.clone().map(String::into_bytes);
+        if cfg.is_asymmetric() {
+            let path = cfg.jwt_public_key_file.as_deref().expect("validated: key file is set");
+            verifier = Verifier::public_key(path, cfg.jwt_algorithm)?;
+            if file_key.is_none() {
+                file_key = Some(kept_secret(&cfg.data_dir, "file-url-secret")?.into_bytes());
+            }
+        } else {
+            let secret = match &cfg.jwt_secret {
+                Some(s) => s.clone(),
+                None => {
+                    let s = kept_secret(&cfg.data_dir, "jwt-secret")?;
+                    tracing::warn!(
+                        path = %cfg.data_dir.join("jwt-secret").display(),
+                        "JWT_SECRET is not set: using the development secret kept in DATA_DIR \
+                         (`switchboard token` signs with it)"
+                    );
+                    s
+                }
+            };
+            verifier = Verifier::hmac(secret.as_bytes(), cfg.jwt_algorithm);
+            if file_key.is_none() {
+                let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+                mac.update(b"switchboard file url key");
+                file_key = Some(mac.finalize().into_bytes().to_vec());
+            }
+        }
+        Ok(Self { verifier, files: FileSigner::new(file_key.expect("set above")) })
+    }
+}
+
+/// Reads `DATA_DIR/name`, creating it with 32 random bytes (base64url) if missing.
+fn kept_secret(dir: &Path, name: &str) -> anyhow::Result<String> {
+    let path = dir.join(name);
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim().to_owned();
+        if s.len() >= 16 {
+            return Ok(s);
+        }
+    }
+    std::fs::create_dir_all(dir)?;
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    write_private(&path, &secret)?;
+    Ok(secret)
+}
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path)?.write_all(content.as_bytes())
+}
+
+/// Reads the Bearer token of a request.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+impl FromRequestParts<crate::app::AppState> for AuthUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &crate::app::AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(&parts.headers).ok_or_else(|| AppError::unauthorized("UNAUTHORIZED: missing Bearer token"))?;
+        state.keys.verifier.verify(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_token_verifies_and_id_wins_over_sub() {
+        let v = Verifier::hmac(b"0123456789abcdef0123", JwtAlgorithm::HS256);
+        let t = v.issue("u1", Role::Admin, Some("Ann"), Duration::from_secs(60)).unwrap();
+        let u = v.verify(&t).unwrap();
+        assert_eq!(u, AuthUser { id: "u1".into(), name: "Ann".into(), role: Role::Admin });
+    }
+
+    #[test]
+    fn file_signature_checks_id() {
+        let s = FileSigner::new(b"k".to_vec());
+        let id = FileId::generate();
+        let url = s.url(&id);
+        assert!(s.issued(&url));
+        let other = FileId::generate();
+        assert!(!s.issued(&url.replace(id.as_str(), other.as_str())));
+    }
+}

@@ -1,0 +1,63 @@
+//! Fan-out: how an emission reaches the right sockets, on this node or every node.
+//!
+//! The event logic never names an adapter: it emits through [`Fanout`], which [`SocketIo`]
+//! implements for any adapter. `app.rs` is the only place that picks the adapter (in-memory for
+//! a single node, Redis for a cluster).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
+
+/// The rooms of PROTOCOL.md. Clients never choose them.
+pub mod rooms {
+    /// Every staff socket.
+    pub const ADMINS: &str = "admins";
+    /// Every `user`-role socket (compatibility only: nothing private goes there).
+    pub const USERS: &str = "users";
+
+    /// Every socket of one user, on every node.
+    pub fn user(id: &str) -> String {
+        format!("user:{id}")
+    }
+}
+
+/// Why an emission may not have reached every node.
+#[derive(Debug, thiserror::Error)]
+#[error("fan-out failed: {0}")]
+pub struct FanoutError(pub String);
+
+/// An event on its way out. The payload is type-erased (not turned into a JSON tree first), so
+/// the adapter serializes it once, straight from the domain type.
+pub struct Emission<'a> {
+    pub rooms: Vec<String>,
+    pub except: Vec<String>,
+    pub event: &'static str,
+    pub payload: &'a (dyn erased_serde::Serialize + Sync),
+}
+
+/// Sends events to rooms.
+pub trait Fanout: Send + Sync + 'static {
+    fn emit<'a>(
+        &'a self,
+        emission: Emission<'a>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), FanoutError>> + Send + 'a>>;
+}
+
+impl<A: Adapter> Fanout for SocketIo<A> {
+    fn emit<'a>(
+        &'a self,
+        e: Emission<'a>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), FanoutError>> + Send + 'a>> {
+        Box::pin(async move {
+            let mut op = self.to(e.rooms);
+            if !e.except.is_empty() {
+                op = op.except(e.except);
+            }
+            op.emit(e.event, e.payload)
+                .await
+                .map_err(|err| FanoutError(err.to_string()))
+        })
+    }
+}

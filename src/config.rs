@@ -1,0 +1,226 @@
+//! Settings: every variable of PROTOCOL.md's Configuration table, each an environment variable
+//! and a command-line flag (flags win), documented in `switchboard --help`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Switchboard: a horizontally scaled Socket.IO support-chat server.
+///
+/// With no settings it runs one complete node: in-memory adapter and presence, and an embedded
+/// on-disk store in DATA_DIR.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a token signed with this node's secret (JWT_SECRET, or the development secret kept
+    /// in DATA_DIR).
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The user id (`id` claim).
+    #[arg(long)]
+    pub id: String,
+    /// `user`, `admin` or `superadmin`.
+    #[arg(long, default_value = "user")]
+    pub role: String,
+    /// Display name (`name` claim); defaults to the id.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Lifetime: a number with `s`, `m`, `h` or `d` (for example `30m`, `1h`, `7d`).
+    #[arg(long, default_value = "1h")]
+    pub ttl: String,
+}
+
+/// Where the process runs; `production` refuses unsafe defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The JWT algorithms a deployment may pin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "verbatim")]
+pub enum JwtAlgorithm {
+    HS256,
+    HS384,
+    HS512,
+    RS256,
+    RS384,
+    RS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+/// A node's settings.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on (REST, Socket.IO and, unless METRICS_PORT is set, /metrics).
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// Port to listen on; 0 picks a free one.
+    #[arg(long, env = "PORT", default_value_t = 5001)]
+    pub port: u16,
+    /// Serve /metrics on this port instead of the main one.
+    #[arg(long, env = "METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+    /// HS256 secret. In development a generated one is kept in DATA_DIR; required in production.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM public key file: verify asymmetric tokens (RS256, ES256, EdDSA, ...) instead.
+    #[arg(long, env = "JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// The one algorithm accepted; never taken from the token header.
+    #[arg(long, env = "JWT_ALGORITHM", value_enum, default_value = "HS256")]
+    pub jwt_algorithm: JwtAlgorithm,
+    /// Key for the `sig` of file URLs. Defaults to one derived from JWT_SECRET (or kept in
+    /// DATA_DIR); every node of a cluster must share it.
+    #[arg(long, env = "FILE_URL_SECRET", hide_env_values = true)]
+    pub file_url_secret: Option<String>,
+    /// MongoDB connection string; unset keeps the embedded store.
+    #[arg(long, env = "MONGODB_URI", hide_env_values = true)]
+    pub mongodb_uri: Option<String>,
+    /// MongoDB database name.
+    #[arg(long, env = "MONGODB_DATABASE", default_value = "switchboard")]
+    pub mongodb_database: String,
+    /// The embedded store's files, and uploads in embedded mode.
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Redis URL (redis:// or rediss://); set, it makes this node part of a cluster.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// This node's name in presence and metrics; defaults to the host name plus a random suffix.
+    #[arg(long, env = "NODE_ID")]
+    pub node_id: Option<String>,
+    /// How long a silent node's sockets still count, in seconds.
+    #[arg(long, env = "PRESENCE_TTL_SECS", default_value_t = 15)]
+    pub presence_ttl_secs: u64,
+    /// How often a node renews its presence, in seconds.
+    #[arg(long, env = "HEARTBEAT_INTERVAL_SECS", default_value_t = 5)]
+    pub heartbeat_interval_secs: u64,
+    /// Comma-separated allowed origins (`*` allows any).
+    #[arg(long, env = "CORS_ORIGINS", default_value = "http://localhost:3000")]
+    pub cors_origins: String,
+    /// Events a socket may send per second on average (bursts of twice that).
+    #[arg(long, env = "RATE_LIMIT_PER_SEC", default_value_t = 20)]
+    pub rate_limit_per_sec: u32,
+    /// Log output; `pretty` on a terminal, else `json`. RUST_LOG filters.
+    #[arg(long, env = "LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// `production` refuses unsafe defaults (no secret, embedded store behind several nodes).
+    #[arg(long = "env", env = "SWITCHBOARD_ENV", value_enum, default_value = "development")]
+    pub environment: Environment,
+    /// How long a SIGTERM drain may take before the node exits anyway, in seconds.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 20)]
+    pub shutdown_grace_secs: u64,
+}
+
+/// A setting that cannot work.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Checks the settings together, once, at boot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |m: &str| Err(ConfigError(m.to_owned()));
+        if self.rate_limit_per_sec == 0 {
+            return fail("RATE_LIMIT_PER_SEC must be at least 1");
+        }
+        if self.heartbeat_interval_secs == 0 || self.heartbeat_interval_secs >= self.presence_ttl_secs {
+            return fail("HEARTBEAT_INTERVAL_SECS must be at least 1 and below PRESENCE_TTL_SECS");
+        }
+        if self.is_asymmetric() != self.jwt_public_key_file.is_some() {
+            return fail("JWT_PUBLIC_KEY_FILE goes with an asymmetric JWT_ALGORITHM, and only with one");
+        }
+        if let Some(s) = &self.jwt_secret {
+            if s.len() < 16 {
+                return fail("JWT_SECRET must be at least 16 bytes");
+            }
+        }
+        if self.environment == Environment::Production {
+            if !self.is_asymmetric() && self.jwt_secret.is_none() {
+                return fail("SWITCHBOARD_ENV=production needs JWT_SECRET (or JWT_PUBLIC_KEY_FILE)");
+            }
+            if self.is_asymmetric() && self.file_url_secret.is_none() {
+                return fail("SWITCHBOARD_ENV=production with asymmetric JWTs needs FILE_URL_SECRET");
+            }
+            if self.redis_url.is_some() && self.mongodb_uri.is_none() {
+                return fail("SWITCHBOARD_ENV=production refuses the embedded store behind several nodes: set MONGODB_URI with REDIS_URL");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_asymmetric(&self) -> bool {
+        !matches!(self.jwt_algorithm, JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512)
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let host = if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("{host}:{}", self.port)
+            .parse()
+            .map_err(|_| ConfigError(format!("HOST {} is not an IP address", self.host)))
+    }
+
+    /// This node's name: NODE_ID, or the host name plus a random suffix.
+    pub fn node_id(&self) -> String {
+        self.node_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "switchboard".into());
+            format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+        })
+    }
+
+    /// Settings for tests and embedding: everything at its default, on `127.0.0.1:0`.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        let mut cfg = Cli::parse_from(["switchboard"]).config;
+        cfg.host = "127.0.0.1".into();
+        cfg.port = 0;
+        cfg.data_dir = data_dir;
+        cfg
+    }
+}
+
+/// Parses a lifetime such as `90s`, `30m`, `1h` or `7d`.
+pub fn parse_ttl(s: &str) -> Result<std::time::Duration, ConfigError> {
+    let bad = || ConfigError(format!("--ttl {s}: expected a number with s, m, h or d"));
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(bad()),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}

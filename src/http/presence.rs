@@ -1,0 +1,70 @@
+//! `GET /api/socket/active-users` and `GET /api/users/{userId}/status`, answered from the
+//! cluster-wide presence, so every node gives the same answer.
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use super::Params;
+use crate::app::AppState;
+use crate::domain::{AuthUser, Timestamp, rfc3339_opt};
+use crate::error::{AppError, ErrorCode};
+use crate::presence::{PresenceError, SocketEntry};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/socket/active-users", get(active_users))
+        .route("/api/users/{user_id}/status", get(status))
+}
+
+fn presence_error(e: PresenceError) -> AppError {
+    match e {
+        PresenceError::BadCursor => AppError::validation("malformed cursor"),
+        PresenceError::Unavailable(cause) => {
+            tracing::warn!(error = %cause, "presence unavailable");
+            AppError::new(ErrorCode::Unavailable, "presence is unavailable")
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ActiveUsers {
+    active_users: Vec<SocketEntry>,
+    count: u64,
+    users: u64,
+    next_cursor: Option<String>,
+}
+
+async fn active_users(State(state): State<AppState>, user: AuthUser, params: Params) -> Result<Json<ActiveUsers>, AppError> {
+    if !user.is_staff() {
+        return Err(AppError::forbidden("only staff list active users"));
+    }
+    let limit = params.limit(100, 1000)?;
+    let cursor = params.get("cursor");
+    if cursor.is_some_and(|c| c.len() > 256) {
+        return Err(AppError::validation("malformed cursor"));
+    }
+    let page = state.presence.sockets(cursor, limit).await.map_err(presence_error)?;
+    Ok(Json(ActiveUsers { active_users: page.entries, count: page.sockets, users: page.users, next_cursor: page.next_cursor }))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Status {
+    user_id: String,
+    status: &'static str,
+    sockets: u64,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "rfc3339_opt")]
+    last_seen: Option<Timestamp>,
+}
+
+async fn status(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<Status>, AppError> {
+    if !user.is_staff() && user.id != id {
+        return Err(AppError::forbidden("users see their own status only"));
+    }
+    let p = state.presence.status(&id).await.map_err(presence_error)?;
+    let status = if p.sockets > 0 { "online" } else { "offline" };
+    Ok(Json(Status { user_id: id, status, sockets: p.sockets, last_seen: p.last_seen }))
+}

@@ -1,0 +1,42 @@
+//! Switchboard: a horizontally scaled Socket.IO support-chat server.
+//!
+//! Users chat with support staff in real time (messages, typing, read receipts, presence), and
+//! staff push report messages to users. The wire contract is `PROTOCOL.md` (kept in the shared
+//! folder beside the repository); this crate serves all of it on one node, with seams for a
+//! cluster.
+//!
+//! # Layout
+//!
+//! - [`app`]: assembly. Picks the backends, binds, runs until stopped, drains. The only module
+//!   that names a concrete store, presence or adapter.
+//! - [`config`]: every setting, as environment variable and flag.
+//! - [`error`]: the error-code table shared by REST and socket acks.
+//! - [`auth`]: JWT verification, the handshake check, the REST extractor, file URL signatures.
+//! - [`domain`]: chats, messages, reports and the validated inputs that create them.
+//! - [`service`]: the use cases both transports share (authorize, save, then emit).
+//! - [`realtime`]: the Socket.IO handshake and events, one file per event group.
+//! - [`http`]: the REST API, one file per resource.
+//! - [`store`]: the persistence seam and its embedded (SQLite) implementation.
+//! - [`presence`]: who is online; in-memory implementation.
+//! - [`cluster`]: rooms and the fan-out seam over socketioxide adapters.
+//! - [`metrics`]: every Prometheus metric.
+//!
+//! Dependencies point one way: `realtime` and `http` call `service`, which uses the `store`,
+//! `presence` and `cluster` traits; only `app` chooses implementations.
+
+pub mod app;
+pub mod auth;
+pub mod cluster;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod presence;
+pub mod realtime;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+
+pub use app::{AppState, Application};
+pub use config::Config;

@@ -1,0 +1,77 @@
+//! The presence seam: which sockets are connected where, and when a user as a whole goes online
+//! or offline.
+//!
+//! [`MemoryPresence`] serves a single node; the Redis twin makes presence a cluster-wide fact.
+//! Implementations decide transitions atomically: `connect` says whether this socket made its
+//! user online, `disconnect` whether it left the user offline.
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::domain::{Role, Timestamp, rfc3339};
+
+pub mod memory;
+
+pub use memory::MemoryPresence;
+
+/// One connected socket, as `GET /api/socket/active-users` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SocketEntry {
+    pub user_id: String,
+    pub socket_id: String,
+    pub user_name: String,
+    pub user_role: Role,
+    #[serde(serialize_with = "rfc3339")]
+    pub connected_at: Timestamp,
+    pub node: String,
+}
+
+/// A page of the cluster's sockets.
+#[derive(Debug, Clone)]
+pub struct SocketPage {
+    pub entries: Vec<SocketEntry>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_cursor: Option<String>,
+    /// Sockets in the whole cluster.
+    pub sockets: u64,
+    /// Distinct users in the whole cluster.
+    pub users: u64,
+}
+
+/// A user's presence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserPresence {
+    pub sockets: u64,
+    /// When the user's last socket went away (absent while online or if never seen).
+    pub last_seen: Option<Timestamp>,
+}
+
+/// Why presence could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PresenceError {
+    #[error("presence unavailable: {0}")]
+    Unavailable(String),
+    #[error("bad cursor")]
+    BadCursor,
+}
+
+/// Who is online, cluster-wide.
+#[async_trait]
+pub trait Presence: Send + Sync + 'static {
+    /// Registers a socket; `true` when it is its user's first socket anywhere (a transition to
+    /// online). Registering a socket twice changes nothing and returns `false`.
+    async fn connect(&self, entry: &SocketEntry) -> Result<bool, PresenceError>;
+    /// Removes a socket; `true` when it was its user's last one (a transition to offline).
+    async fn disconnect(&self, user_id: &str, socket_id: &str) -> Result<bool, PresenceError>;
+    async fn status(&self, user_id: &str) -> Result<UserPresence, PresenceError>;
+    /// Sockets in a stable order, `limit` at a time from `cursor`.
+    async fn sockets(&self, cursor: Option<&str>, limit: usize) -> Result<SocketPage, PresenceError>;
+    /// Called once per heartbeat interval by one per-node task: renews this node's liveness and
+    /// reaps dead nodes. Returns the users the reaping left offline, for the caller to announce.
+    async fn heartbeat(&self) -> Result<Vec<String>, PresenceError>;
+    /// Removes every socket of this node (graceful drain); returns users left offline.
+    async fn withdraw_node(&self) -> Result<Vec<String>, PresenceError>;
+    /// Answers when the backing service is reachable (for `/readyz`).
+    async fn ping(&self) -> Result<(), PresenceError>;
+}

@@ -1,0 +1,645 @@
+//! The embedded store: SQLite (bundled) in `DATA_DIR`, the single-node default.
+//!
+//! One connection in WAL mode behind a mutex, used from tokio's blocking pool: SQLite serializes
+//! writers anyway, and one connection keeps `seq` assignment a plain transaction. Uploaded files
+//! live beside the database under `uploads/`, written to a temporary name, synced, then renamed,
+//! so a crash never leaves half a file under a real id.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{Store, StoreError, StoreResult};
+use crate::domain::{
+    CHAT_TYPE_SUPPORT, Chat, ChatId, ChatPatch, ChatQuery, ChatStatus, ChatSummary, FileId,
+    FileMeta, HistoryPage, LastMessage, Message, MessageId, MessageStatus, MessageType, NewChat,
+    NewMessage, NewReport, Priority, Report, ReportId, ReportQuery, ReportStatus, Role, Saved,
+    Timestamp, now,
+};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS chats (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    status TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    assigned_admin TEXT,
+    last_text TEXT,
+    last_at INTEGER,
+    last_sender TEXT,
+    seq INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chats_by_update ON chats (updated_at DESC, id DESC);
+CREATE TABLE IF NOT EXISTS chat_participants (
+    chat_id TEXT NOT NULL REFERENCES chats(id),
+    user_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (chat_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS participants_by_user ON chat_participants (user_id, chat_id);
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY,
+    chat_id TEXT NOT NULL REFERENCES chats(id),
+    seq INTEGER NOT NULL,
+    sender_id TEXT NOT NULL,
+    sender_name TEXT NOT NULL,
+    sender_role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    file_url TEXT,
+    file_name TEXT,
+    ts INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    client_message_id TEXT,
+    UNIQUE (chat_id, seq)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id
+    ON messages (sender_id, client_message_id) WHERE client_message_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_unread ON messages (chat_id, status, sender_id);
+CREATE TABLE IF NOT EXISTS reports (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    order_id TEXT,
+    payment_id TEXT,
+    invoice_id TEXT,
+    title TEXT NOT NULL,
+    message TEXT NOT NULL,
+    status TEXT NOT NULL,
+    sent_by TEXT NOT NULL,
+    sent_by_name TEXT NOT NULL,
+    is_read INTEGER NOT NULL DEFAULT 0,
+    read_at INTEGER,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reports_by_user ON reports (user_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS reports_by_time ON reports (created_at DESC, id DESC);
+CREATE TABLE IF NOT EXISTS uploads (
+    id TEXT PRIMARY KEY,
+    file_name TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    uploaded_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+"#;
+
+/// SQLite in `DATA_DIR`: `switchboard.db` and `uploads/`.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    /// The one connection; see the module doc for why one.
+    conn: Arc<Mutex<Connection>>,
+    /// Where uploaded files are kept, one file per id.
+    uploads_dir: PathBuf,
+}
+
+fn internal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> Timestamp {
+    chrono::DateTime::from_timestamp_millis(v).unwrap_or_default()
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> StoreResult<Self> {
+        let uploads_dir = dir.join("uploads");
+        std::fs::create_dir_all(&uploads_dir).map_err(internal)?;
+        let conn = Connection::open(dir.join("switchboard.db")).map_err(internal)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(internal)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(internal)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(internal)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(internal)?;
+        conn.execute_batch(SCHEMA).map_err(internal)?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), uploads_dir })
+    }
+
+    /// Runs `f` on the connection in the blocking pool.
+    async fn run<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut conn).map_err(internal)
+        })
+        .await
+        .map_err(internal)?
+    }
+}
+
+const CHAT_COLUMNS: &str = "c.id, c.title, c.status, c.priority, c.assigned_admin, c.last_text, \
+     c.last_at, c.last_sender, c.created_at, c.updated_at, \
+     (SELECT group_concat(user_id, char(31)) FROM \
+        (SELECT user_id FROM chat_participants p WHERE p.chat_id = c.id ORDER BY position))";
+
+fn chat_from_row(row: &Row<'_>) -> rusqlite::Result<Chat> {
+    let last_text: Option<String> = row.get(5)?;
+    let last_message = match last_text {
+        Some(text) => Some(LastMessage {
+            text,
+            created_at: from_ms(row.get(6)?),
+            sender: row.get::<_, Option<String>>(7)?.unwrap_or_default(),
+        }),
+        None => None,
+    };
+    let participants: Option<String> = row.get(10)?;
+    Ok(Chat {
+        id: ChatId::from_trusted(row.get(0)?),
+        participants: participants
+            .map(|p| p.split('\u{1f}').map(str::to_owned).collect())
+            .unwrap_or_default(),
+        chat_type: CHAT_TYPE_SUPPORT,
+        title: row.get(1)?,
+        status: ChatStatus::parse(&row.get::<_, String>(2)?).unwrap_or(ChatStatus::Open),
+        priority: Priority::parse(&row.get::<_, String>(3)?).unwrap_or(Priority::Medium),
+        assigned_admin: row.get(4)?,
+        last_message,
+        created_at: from_ms(row.get(8)?),
+        updated_at: from_ms(row.get(9)?),
+    })
+}
+
+fn load_chat(conn: &Connection, id: &str) -> rusqlite::Result<Option<Chat>> {
+    conn.query_row(
+        &format!("SELECT {CHAT_COLUMNS} FROM chats c WHERE c.id = ?1"),
+        params![id],
+        chat_from_row,
+    )
+    .optional()
+}
+
+fn add_participant(conn: &Connection, chat: &str, user: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT OR IGNORE INTO chat_participants (chat_id, user_id, position) \
+         VALUES (?1, ?2, (SELECT COUNT(*) FROM chat_participants WHERE chat_id = ?1))",
+        params![chat, user],
+    )?;
+    Ok(())
+}
+
+const MESSAGE_COLUMNS: &str = "id, chat_id, seq, sender_id, sender_name, sender_role, content, \
+     kind, file_url, file_name, ts, status, client_message_id";
+
+fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        id: MessageId::from_trusted(row.get(0)?),
+        chat_id: ChatId::from_trusted(row.get(1)?),
+        seq: row.get::<_, i64>(2)? as u64,
+        sender_id: row.get(3)?,
+        sender_name: row.get(4)?,
+        sender_role: Role::parse(&row.get::<_, String>(5)?).unwrap_or(Role::User),
+        content: row.get(6)?,
+        kind: MessageType::parse(&row.get::<_, String>(7)?).unwrap_or(MessageType::Text),
+        file_url: row.get(8)?,
+        file_name: row.get(9)?,
+        timestamp: from_ms(row.get(10)?),
+        status: if row.get::<_, String>(11)? == "read" { MessageStatus::Read } else { MessageStatus::Sent },
+        client_message_id: row.get(12)?,
+    })
+}
+
+fn find_by_client_id(
+    conn: &Connection,
+    sender: &str,
+    client_id: &str,
+) -> rusqlite::Result<Option<Message>> {
+    conn.query_row(
+        &format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = ?1 AND client_message_id = ?2"
+        ),
+        params![sender, client_id],
+        message_from_row,
+    )
+    .optional()
+}
+
+const REPORT_COLUMNS: &str = "id, user_id, order_id, payment_id, invoice_id, title, message, \
+     status, sent_by, sent_by_name, is_read, read_at, created_at";
+
+fn report_from_row(row: &Row<'_>) -> rusqlite::Result<Report> {
+    Ok(Report {
+        id: ReportId::from_trusted(row.get(0)?),
+        user_id: row.get(1)?,
+        order_id: row.get(2)?,
+        payment_id: row.get(3)?,
+        invoice_id: row.get(4)?,
+        title: row.get(5)?,
+        message: row.get(6)?,
+        status: ReportStatus::parse(&row.get::<_, String>(7)?).unwrap_or(ReportStatus::Info),
+        sent_by: row.get(8)?,
+        sent_by_name: row.get(9)?,
+        is_read: row.get::<_, i64>(10)? != 0,
+        read_at: row.get::<_, Option<i64>>(11)?.map(from_ms),
+        created_at: from_ms(row.get(12)?),
+    })
+}
+
+fn load_report(conn: &Connection, id: &str) -> rusqlite::Result<Option<Report>> {
+    conn.query_row(
+        &format!("SELECT {REPORT_COLUMNS} FROM reports WHERE id = ?1"),
+        params![id],
+        report_from_row,
+    )
+    .optional()
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.run(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
+    }
+
+    async fn create_chat(&self, chat: NewChat) -> StoreResult<Chat> {
+        self.run(move |conn| {
+            let tx = conn.transaction()?;
+            let id = ChatId::generate();
+            let t = ms(now());
+            tx.execute(
+                "INSERT INTO chats (id, title, status, priority, assigned_admin, created_at, updated_at) \
+                 VALUES (?1, ?2, 'open', ?3, ?4, ?5, ?5)",
+                params![id.as_str(), chat.title, chat.priority.as_str(), chat.assigned_admin, t],
+            )?;
+            for p in &chat.participants {
+                add_participant(&tx, id.as_str(), p)?;
+            }
+            let created = load_chat(&tx, id.as_str())?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+            tx.commit()?;
+            Ok(created)
+        })
+        .await
+    }
+
+    async fn chat(&self, id: &ChatId) -> StoreResult<Option<Chat>> {
+        let id = id.as_str().to_owned();
+        self.run(move |conn| load_chat(conn, &id)).await
+    }
+
+    async fn list_chats(&self, query: &ChatQuery) -> StoreResult<Vec<ChatSummary>> {
+        let q = query.clone();
+        self.run(move |conn| {
+            let mut sql = format!(
+                "SELECT {CHAT_COLUMNS}, \
+                   (SELECT COUNT(*) FROM messages m WHERE m.chat_id = c.id AND m.status = 'sent' \
+                      AND m.sender_id <> ?1) \
+                 FROM chats c WHERE 1 = 1"
+            );
+            let mut args: Vec<rusqlite::types::Value> = vec![q.reader.clone().into()];
+            if let Some(p) = &q.participant {
+                args.push(p.clone().into());
+                sql += &format!(
+                    " AND c.id IN (SELECT chat_id FROM chat_participants WHERE user_id = ?{})",
+                    args.len()
+                );
+            }
+            if let Some(s) = q.status {
+                args.push(s.as_str().to_owned().into());
+                sql += &format!(" AND c.status = ?{}", args.len());
+            }
+            if let Some(after) = &q.after {
+                args.push(ms(after.updated_at).into());
+                args.push(after.id.as_str().to_owned().into());
+                sql += &format!(
+                    " AND (c.updated_at < ?{a} OR (c.updated_at = ?{a} AND c.id < ?{b}))",
+                    a = args.len() - 1,
+                    b = args.len()
+                );
+            }
+            args.push((q.limit as i64).into());
+            sql += &format!(" ORDER BY c.updated_at DESC, c.id DESC LIMIT ?{}", args.len());
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), |row| {
+                Ok(ChatSummary { chat: chat_from_row(row)?, unread_count: row.get::<_, i64>(11)? as u64 })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn update_chat(&self, id: &ChatId, patch: ChatPatch) -> StoreResult<Chat> {
+        let id = id.as_str().to_owned();
+        let updated = self
+            .run(move |conn| {
+                let tx = conn.transaction()?;
+                if load_chat(&tx, &id)?.is_none() {
+                    return Ok(None);
+                }
+                tx.execute(
+                    "UPDATE chats SET status = COALESCE(?2, status), priority = COALESCE(?3, priority), \
+                     assigned_admin = COALESCE(?4, assigned_admin), updated_at = ?5 WHERE id = ?1",
+                    params![
+                        id,
+                        patch.status.map(ChatStatus::as_str),
+                        patch.priority.map(Priority::as_str),
+                        patch.assigned_admin,
+                        ms(now())
+                    ],
+                )?;
+                if let Some(admin) = &patch.assigned_admin {
+                    add_participant(&tx, &id, admin)?;
+                }
+                let chat = load_chat(&tx, &id)?;
+                tx.commit()?;
+                Ok(chat)
+            })
+            .await?;
+        updated.ok_or(StoreError::NotFound("chat"))
+    }
+
+    async fn chat_partners(&self, user_id: &str) -> StoreResult<Vec<String>> {
+        let user = user_id.to_owned();
+        self.run(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT DISTINCT o.user_id FROM chat_participants me \
+                 JOIN chats c ON c.id = me.chat_id AND c.status = 'open' \
+                 JOIN chat_participants o ON o.chat_id = me.chat_id AND o.user_id <> me.user_id \
+                 WHERE me.user_id = ?1",
+            )?;
+            let rows = stmt.query_map(params![user], |r| r.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn save_message(&self, m: NewMessage) -> StoreResult<Saved<Message>> {
+        let saved = self
+            .run(move |conn| {
+                let tx = conn.transaction()?;
+                if let Some(cid) = &m.client_message_id {
+                    if let Some(first) = find_by_client_id(&tx, &m.sender.id, cid)? {
+                        return Ok(Some(Saved::Existing(first)));
+                    }
+                }
+                let ts = now();
+                let preview = m.body.preview();
+                let seq: Option<i64> = tx
+                    .query_row(
+                        "UPDATE chats SET seq = seq + 1, last_text = ?2, last_at = ?3, last_sender = ?4, \
+                         updated_at = ?3 WHERE id = ?1 RETURNING seq",
+                        params![m.chat_id.as_str(), preview, ms(ts), m.sender.id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let Some(seq) = seq else { return Ok(None) };
+                let message = Message {
+                    id: MessageId::generate(),
+                    chat_id: m.chat_id,
+                    seq: seq as u64,
+                    sender_id: m.sender.id,
+                    sender_name: m.sender.name,
+                    sender_role: m.sender.role,
+                    content: m.body.content,
+                    kind: m.body.kind,
+                    file_url: m.body.file_url,
+                    file_name: m.body.file_name,
+                    timestamp: ts,
+                    status: MessageStatus::Sent,
+                    client_message_id: m.client_message_id,
+                };
+                tx.execute(
+                    &format!("INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'sent', ?12)"),
+                    params![
+                        message.id.as_str(),
+                        message.chat_id.as_str(),
+                        seq,
+                        message.sender_id,
+                        message.sender_name,
+                        message.sender_role.as_str(),
+                        message.content,
+                        message.kind.as_str(),
+                        message.file_url,
+                        message.file_name,
+                        ms(ts),
+                        message.client_message_id,
+                    ],
+                )?;
+                tx.commit()?;
+                Ok(Some(Saved::Created(message)))
+            })
+            .await?;
+        saved.ok_or(StoreError::NotFound("chat"))
+    }
+
+    async fn message(&self, chat: &ChatId, id: &MessageId) -> StoreResult<Option<Message>> {
+        let (chat, id) = (chat.as_str().to_owned(), id.as_str().to_owned());
+        self.run(move |conn| {
+            conn.query_row(
+                &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1 AND chat_id = ?2"),
+                params![id, chat],
+                message_from_row,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn messages(
+        &self,
+        chat: &ChatId,
+        page: HistoryPage,
+        limit: usize,
+    ) -> StoreResult<Vec<Message>> {
+        let chat = chat.as_str().to_owned();
+        self.run(move |conn| {
+            let (cond, order, bound) = match page {
+                HistoryPage::Latest => ("seq < ?2", "DESC", i64::MAX),
+                HistoryPage::Before(s) => ("seq < ?2", "DESC", s as i64),
+                HistoryPage::After(s) => ("seq > ?2", "ASC", s as i64),
+            };
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE chat_id = ?1 AND {cond} \
+                 ORDER BY seq {order} LIMIT ?3"
+            ))?;
+            let rows = stmt.query_map(params![chat, bound, limit as i64], message_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn mark_read(
+        &self,
+        chat: &ChatId,
+        up_to_seq: u64,
+        reader: &str,
+        _at: Timestamp,
+    ) -> StoreResult<u64> {
+        let (chat, reader) = (chat.as_str().to_owned(), reader.to_owned());
+        self.run(move |conn| {
+            let n = conn.execute(
+                "UPDATE messages SET status = 'read' WHERE chat_id = ?1 AND status = 'sent' \
+                 AND seq <= ?2 AND sender_id <> ?3",
+                params![chat, up_to_seq as i64, reader],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn create_report(&self, r: NewReport) -> StoreResult<Report> {
+        self.run(move |conn| {
+            let report = Report {
+                id: ReportId::generate(),
+                user_id: r.user_id,
+                order_id: r.order_id,
+                payment_id: r.payment_id,
+                invoice_id: r.invoice_id,
+                title: r.title,
+                message: r.message,
+                status: r.status,
+                sent_by: r.sent_by,
+                sent_by_name: r.sent_by_name,
+                is_read: false,
+                read_at: None,
+                created_at: now(),
+            };
+            conn.execute(
+                &format!("INSERT INTO reports ({REPORT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, NULL, ?11)"),
+                params![
+                    report.id.as_str(),
+                    report.user_id,
+                    report.order_id,
+                    report.payment_id,
+                    report.invoice_id,
+                    report.title,
+                    report.message,
+                    report.status.as_str(),
+                    report.sent_by,
+                    report.sent_by_name,
+                    ms(report.created_at),
+                ],
+            )?;
+            Ok(report)
+        })
+        .await
+    }
+
+    async fn report(&self, id: &ReportId) -> StoreResult<Option<Report>> {
+        let id = id.as_str().to_owned();
+        self.run(move |conn| load_report(conn, &id)).await
+    }
+
+    async fn list_reports(&self, query: &ReportQuery) -> StoreResult<Vec<Report>> {
+        let q = query.clone();
+        self.run(move |conn| {
+            let mut sql = format!("SELECT {REPORT_COLUMNS} FROM reports WHERE 1 = 1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(u) = &q.user_id {
+                args.push(u.clone().into());
+                sql += &format!(" AND user_id = ?{}", args.len());
+            }
+            if q.unread_only {
+                sql += " AND is_read = 0";
+            }
+            if let Some(after) = &q.after {
+                args.push(ms(after.created_at).into());
+                args.push(after.id.as_str().to_owned().into());
+                sql += &format!(
+                    " AND (created_at < ?{a} OR (created_at = ?{a} AND id < ?{b}))",
+                    a = args.len() - 1,
+                    b = args.len()
+                );
+            }
+            args.push((q.limit as i64).into());
+            sql += &format!(" ORDER BY created_at DESC, id DESC LIMIT ?{}", args.len());
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), report_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn mark_report_read(&self, id: &ReportId, at: Timestamp) -> StoreResult<Report> {
+        let id = id.as_str().to_owned();
+        let report = self
+            .run(move |conn| {
+                conn.execute(
+                    "UPDATE reports SET is_read = 1, read_at = ?2 WHERE id = ?1 AND is_read = 0",
+                    params![id, ms(at)],
+                )?;
+                load_report(conn, &id)
+            })
+            .await?;
+        report.ok_or(StoreError::NotFound("report"))
+    }
+
+    async fn unread_report_count(&self, user_id: &str) -> StoreResult<u64> {
+        let user = user_id.to_owned();
+        self.run(move |conn| {
+            conn.query_row(
+                "SELECT COUNT(*) FROM reports WHERE user_id = ?1 AND is_read = 0",
+                params![user],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+        })
+        .await
+    }
+
+    async fn save_upload(&self, meta: FileMeta, data: Bytes) -> StoreResult<()> {
+        let path = self.uploads_dir.join(meta.id.as_str());
+        let tmp = self.uploads_dir.join(format!("{}.partial", meta.id));
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&data)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO uploads (id, file_name, content_type, size, uploaded_by, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    meta.id.as_str(),
+                    meta.file_name,
+                    meta.content_type,
+                    meta.size as i64,
+                    meta.uploaded_by,
+                    ms(meta.created_at)
+                ],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn upload(&self, id: &FileId) -> StoreResult<Option<(FileMeta, Bytes)>> {
+        let key = id.as_str().to_owned();
+        let meta = self
+            .run(move |conn| {
+                conn.query_row(
+                    "SELECT id, file_name, content_type, size, uploaded_by, created_at FROM uploads WHERE id = ?1",
+                    params![key],
+                    |r| {
+                        Ok(FileMeta {
+                            id: FileId::from_trusted(r.get(0)?),
+                            file_name: r.get(1)?,
+                            content_type: r.get(2)?,
+                            size: r.get::<_, i64>(3)? as u64,
+                            uploaded_by: r.get(4)?,
+                            created_at: from_ms(r.get(5)?),
+                        })
+                    },
+                )
+                .optional()
+            })
+            .await?;
+        let Some(meta) = meta else { return Ok(None) };
+        let data = tokio::fs::read(self.uploads_dir.join(meta.id.as_str())).await.map_err(internal)?;
+        Ok(Some((meta, Bytes::from(data))))
+    }
+}

@@ -1,0 +1,84 @@
+//! The persistence seam: chats, messages with their per-chat `seq`, read receipts, reports and
+//! uploads.
+//!
+//! Only domain types cross the [`Store`] trait. Two implementations exist: [`EmbeddedStore`]
+//! (SQLite in `DATA_DIR`, the single-node default) and, from the MongoDB issue on, a MongoDB twin.
+//! Both pass the same contract tests (`tests/integration/store_contract.rs`).
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::domain::{
+    Chat, ChatId, ChatPatch, ChatQuery, ChatSummary, FileId, FileMeta, HistoryPage, Message,
+    MessageId, NewChat, NewMessage, NewReport, Report, ReportId, ReportQuery, Saved, Timestamp,
+};
+
+pub mod embedded;
+
+pub use embedded::EmbeddedStore;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The thing named does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The backing database cannot be reached: nothing was saved.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or corrupt data.
+    #[error("store failure: {0}")]
+    Internal(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Where chats, messages, reports and uploads live.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Answers when the backing database is reachable (for `/readyz`).
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Creates a chat with `seq` 0.
+    async fn create_chat(&self, chat: NewChat) -> StoreResult<Chat>;
+    async fn chat(&self, id: &ChatId) -> StoreResult<Option<Chat>>;
+    /// Chats newest-updated first, at most `query.limit`, with the reader's unread counts.
+    async fn list_chats(&self, query: &ChatQuery) -> StoreResult<Vec<ChatSummary>>;
+    /// Applies a patch; an `assigned_admin` also becomes a participant.
+    async fn update_chat(&self, id: &ChatId, patch: ChatPatch) -> StoreResult<Chat>;
+    /// Everyone who shares an open chat with `user_id` (without `user_id` itself).
+    async fn chat_partners(&self, user_id: &str) -> StoreResult<Vec<String>>;
+
+    /// Saves a message with the chat's next `seq`, or, when `(sender, clientMessageId)` was
+    /// saved before, returns that first save and uses up no `seq`.
+    async fn save_message(&self, message: NewMessage) -> StoreResult<Saved<Message>>;
+    async fn message(&self, chat: &ChatId, id: &MessageId) -> StoreResult<Option<Message>>;
+    /// A page of history: `Latest` and `Before` newest first, `After` oldest first.
+    async fn messages(
+        &self,
+        chat: &ChatId,
+        page: HistoryPage,
+        limit: usize,
+    ) -> StoreResult<Vec<Message>>;
+    /// Marks every message with `seq <= up_to_seq` not sent by `reader` as read; returns how
+    /// many changed.
+    async fn mark_read(
+        &self,
+        chat: &ChatId,
+        up_to_seq: u64,
+        reader: &str,
+        at: Timestamp,
+    ) -> StoreResult<u64>;
+
+    async fn create_report(&self, report: NewReport) -> StoreResult<Report>;
+    async fn report(&self, id: &ReportId) -> StoreResult<Option<Report>>;
+    /// Reports newest first, at most `query.limit`.
+    async fn list_reports(&self, query: &ReportQuery) -> StoreResult<Vec<Report>>;
+    /// Marks a report read; a second call keeps the first `readAt`.
+    async fn mark_report_read(&self, id: &ReportId, at: Timestamp) -> StoreResult<Report>;
+    async fn unread_report_count(&self, user_id: &str) -> StoreResult<u64>;
+
+    /// Keeps an uploaded file (at most [`crate::domain::MAX_UPLOAD_BYTES`]).
+    async fn save_upload(&self, meta: FileMeta, data: Bytes) -> StoreResult<()>;
+    async fn upload(&self, id: &FileId) -> StoreResult<Option<(FileMeta, Bytes)>>;
+}
