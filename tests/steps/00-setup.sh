@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian machine (as root), and builds.
+# Idempotent: a second run installs nothing and rebuilds only what changed.
+set -euo pipefail
+cd "$SWITCHBOARD_ROOT"
+
+apt_packages=(redis-server nginx haproxy prometheus)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The packages' own services are not wanted: tests start their own servers on free ports.
+  for svc in nginx haproxy prometheus; do
+    (service "$svc" stop || true) >/dev/null 2>&1
+  done
+fi
+
+# Python tools: the MongoDB-wire test server and the offline deployment checkers.
+python3 -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+
+# The JavaScript client tests' packages (the official socket.io-client).
+(cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+
+# One build of everything the steps run.
+cargo build --workspace --all-targets
