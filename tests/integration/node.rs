@@ -584,3 +584,83 @@ async fn production_refuses_to_start_without_a_secret() {
         .expect("refused");
     assert!(err.to_string().contains("JWT_SECRET"), "{err}");
 }
+
+#[tokio::test]
+async fn asymmetric_tokens_verify_with_the_public_key_and_the_algorithm_is_pinned() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let node = TestNode::start_with(|c| {
+        c.jwt_secret = None;
+        c.jwt_algorithm = switchboard::config::JwtAlgorithm::EdDSA;
+        c.jwt_public_key_file = Some(fixtures.join("test-ed25519-public.pem"));
+    })
+    .await;
+    let private = std::fs::read(fixtures.join("test-ed25519-private.pem")).unwrap();
+    let claims = json!({ "sub": "u1", "role": "user", "exp": chrono::Utc::now().timestamp() + 60 });
+    let ed = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ed_pem(&private).unwrap(),
+    )
+    .unwrap();
+    let socket = Sio::connect(node.port, Some(&ed))
+        .await
+        .expect("EdDSA token accepted");
+    let chat = node.open_chat(&ed).await;
+    let ack = socket
+        .ack(
+            "message:send",
+            json!({ "chatId": chat, "message": { "content": "signed elsewhere" } }),
+        )
+        .await;
+    assert_eq!(
+        ack["message"]["senderId"], "u1",
+        "`sub` names the user when `id` is absent"
+    );
+
+    // An HS256 token is refused even if it were signed with the public key's bytes.
+    let public = std::fs::read(fixtures.join("test-ed25519-public.pem")).unwrap();
+    let hs = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(&public),
+    )
+    .unwrap();
+    assert!(matches!(
+        Sio::connect(node.port, Some(&hs)).await,
+        Err(ConnectError::Refused(_))
+    ));
+    let (status, _) = node
+        .call(reqwest::Method::GET, "/api/chats", Some(&hs), None)
+        .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn token_command_signs_with_the_development_secret_kept_in_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_switchboard");
+    let out = std::process::Command::new(bin)
+        .args([
+            "token", "--id", "alice", "--role", "admin", "--name", "Alice", "--ttl", "10m",
+        ])
+        .env_clear()
+        .env("DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let node = TestNode::start_in(std::sync::Arc::new(dir), |c| c.jwt_secret = None).await;
+    let (status, body) = node
+        .call(
+            reqwest::Method::GET,
+            "/api/users/alice/status",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!((status, body["userId"].as_str()), (200, Some("alice")));
+}
