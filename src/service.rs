@@ -79,6 +79,24 @@ pub struct ReportRead<'a> {
     pub read_at: Timestamp,
 }
 
+/// What marking a report read answers (the `report:read` ack and the REST response).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportReadReply {
+    pub report_id: ReportId,
+    #[serde(serialize_with = "rfc3339")]
+    pub read_at: Timestamp,
+}
+
+impl From<Report> for ReportReadReply {
+    fn from(report: Report) -> Self {
+        Self {
+            read_at: report.read_at.unwrap_or_else(now),
+            report_id: report.id,
+        }
+    }
+}
+
 impl AppState {
     /// Emits to rooms; a failure is logged and counted, never hidden. The caller decides what a
     /// failure means (a saved message stays saved: clients catch up with `chat:sync`).

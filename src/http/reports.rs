@@ -8,10 +8,9 @@ use serde::Serialize;
 
 use super::{JsonBody, Params, decode_cursor, encode_cursor};
 use crate::app::AppState;
-use crate::domain::{
-    AuthUser, Report, ReportCursor, ReportId, ReportInput, ReportQuery, Timestamp, rfc3339,
-};
+use crate::domain::{AuthUser, Report, ReportCursor, ReportId, ReportInput, ReportQuery};
 use crate::error::AppError;
+use crate::service::ReportReadReply;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -88,25 +87,13 @@ async fn list(
     }))
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Read {
-    report_id: ReportId,
-    #[serde(serialize_with = "rfc3339")]
-    read_at: Timestamp,
-}
-
 async fn read(
     State(state): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
-) -> Result<Json<Read>, AppError> {
+) -> Result<Json<ReportReadReply>, AppError> {
     let id = ReportId::parse(&id)?;
-    let report = state.read_report(&user, &id).await?;
-    Ok(Json(Read {
-        read_at: report.read_at.unwrap_or_else(crate::domain::now),
-        report_id: report.id,
-    }))
+    Ok(Json(state.read_report(&user, &id).await?.into()))
 }
 
 #[derive(Serialize)]

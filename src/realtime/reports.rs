@@ -5,8 +5,9 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 
 use super::{Ctx, Reply, on};
-use crate::domain::{Report, ReportId, ReportInput, Timestamp, rfc3339};
+use crate::domain::{Report, ReportId, ReportInput};
 use crate::error::{AppError, ErrorBody};
+use crate::service::ReportReadReply;
 
 /// The body of `reportMessageSent` (and of the `sendReportMessage` ack).
 #[derive(Serialize)]
@@ -47,14 +48,6 @@ struct ReadPayload {
     report_id: String,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Read {
-    report_id: ReportId,
-    #[serde(serialize_with = "rfc3339")]
-    read_at: Timestamp,
-}
-
 pub fn register<A: Adapter>(s: &SocketRef<A>, ctx: &Ctx) {
     on(
         s,
@@ -74,10 +67,7 @@ pub fn register<A: Adapter>(s: &SocketRef<A>, ctx: &Ctx) {
         |ctx: Ctx, p: ReadPayload| async move {
             let id = ReportId::parse(&p.report_id)?;
             let report = ctx.state.read_report(&ctx.session.user, &id).await?;
-            Ok(Read {
-                read_at: report.read_at.unwrap_or_else(crate::domain::now),
-                report_id: report.id,
-            })
+            Ok(ReportReadReply::from(report))
         },
     );
 }
