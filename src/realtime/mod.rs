@@ -39,6 +39,34 @@ pub struct Session {
     pub user: AuthUser,
     pub connected_at: Timestamp,
     pub limiter: limits::RateLimiter,
+    /// Keeps the socket's events in arrival order (see [`Turns`]).
+    pub turns: Turns,
+}
+
+/// Hands out turns so that one socket's events are handled one at a time, in the order they
+/// arrived. socketioxide runs every event handler as its own task; without turns, two
+/// `message:send` from one socket could be saved, and reach other clients, in either order
+/// (PROTOCOL.md: messages from one sender arrive in the order they were sent), and a
+/// `user:typing:stop` could overtake its `start`.
+#[derive(Default)]
+pub struct Turns {
+    /// Resolves (its sender is dropped) when the newest event so far has been handled.
+    last: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+}
+
+impl Turns {
+    /// Takes the next turn. Call it synchronously when the event arrives; await the future
+    /// before handling the event, and drop the sender once it is handled.
+    fn take(&self) -> (impl Future<Output = ()> + Send + use<>, tokio::sync::oneshot::Sender<()>) {
+        let (done, next) = tokio::sync::oneshot::channel();
+        let previous = self.last.lock().unwrap_or_else(|p| p.into_inner()).replace(next);
+        let wait = async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+        };
+        (wait, done)
+    }
 }
 
 /// What every handler gets: the node's state and the socket's session.
@@ -109,8 +137,13 @@ where
         event,
         move |s: SocketRef<A>, TryData(data): TryData<serde_json::Value>, ack: AckSender<A>, HasAck(has_ack): HasAck| {
             let (ctx, handler) = (ctx.clone(), handler.clone());
+            // Taken here, in arrival order, not inside the spawned task.
+            let (my_turn, done) = ctx.session.turns.take();
             async move {
+                // Dropping it when this event is handled lets the socket's next event go.
+                let _done = done;
                 let _in_flight = ctx.state.in_flight();
+                my_turn.await;
                 let started = Instant::now();
                 let result = if !ctx.session.limiter.allow() {
                     if reply == Reply::Droppable {
@@ -222,6 +255,7 @@ fn authenticate<A: Adapter>(
         user,
         connected_at: crate::domain::now(),
         limiter: limits::RateLimiter::new(state.config.rate_limit_per_sec),
+        turns: Turns::default(),
     };
     s.extensions.insert(Arc::new(session));
     Ok(())
