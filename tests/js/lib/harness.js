@@ -271,9 +271,13 @@ export class Client {
     return this.events.filter((r) => r.event === event && pred(r.data)).map((r) => r.data);
   }
 
-  /** Forgets every event received so far (waitFor then only sees later ones). */
-  reset() {
-    for (const r of this.events) r.used = true;
+  /**
+   * Waits for everything already on its way to this socket, then forgets every event received
+   * so far: waitFor and received only see what the server sends from now on.
+   */
+  async reset() {
+    await this.barrier();
+    this.events.length = 0;
   }
 
   describe() {

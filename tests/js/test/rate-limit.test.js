@@ -70,7 +70,7 @@ describe('rate limit', () => {
   });
 
   test('typing events over the limit are dropped silently and still acked ok', async () => {
-    adminSock.reset();
+    await adminSock.reset();
     const flood = Array.from({ length: 30 }, () => aliceSock.ack('chat:sync', { chatId: chat.id, afterSeq: 0 }));
     const typing = [];
     for (let i = 0; i < 10; i++) {

@@ -51,9 +51,7 @@ describe('typing', () => {
   });
 
   test('staff typing is shown to the participant and other admins, not to the typer', async () => {
-    aliceTab1.events.length = 0;
-    adminSock.events.length = 0;
-    admin2Sock.events.length = 0;
+    await Promise.all([aliceTab1, aliceTab2, bobSock, adminSock, admin2Sock].map((c) => c.reset()));
     adminSock.emit('user:typing:start', { chatId: chat.id }); // no ack: success is silent
     for (const s of [aliceTab1, aliceTab2, admin2Sock]) {
       const ev = await s.waitFor('user:typing', typingOf(admin.id, true));
@@ -68,7 +66,7 @@ describe('typing', () => {
   });
 
   test('renewing an indicator sends nothing new; a stop without a start sends nothing', async () => {
-    admin2Sock.events.length = 0;
+    await Promise.all([adminSock, admin2Sock].map((c) => c.reset()));
     await aliceTab2.ack('user:typing:start', { chatId: chat.id });
     await aliceTab2.ack('user:typing:start', { chatId: chat.id });
     await aliceTab2.ack('user:typing:stop', { chatId: chat.id });
@@ -79,7 +77,7 @@ describe('typing', () => {
   });
 
   test('an indicator that is not renewed ends by itself after about 3 s', async () => {
-    adminSock.reset();
+    await adminSock.reset();
     const started = Date.now();
     await aliceTab1.ack('user:typing:start', { chatId: chat.id });
     await adminSock.waitFor('user:typing', typingOf(alice.id, true));
