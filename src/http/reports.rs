@@ -1,12 +1,12 @@
 //! `/api/reports`: send, list, mark read, count unread.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
-use super::{JsonBody, Params, decode_cursor, encode_cursor};
+use super::{JsonBody, Params, PathId, decode_cursor, encode_cursor};
 use crate::app::AppState;
 use crate::domain::{AuthUser, Report, ReportCursor, ReportId, ReportInput, ReportQuery, Timestamp, rfc3339};
 use crate::error::AppError;
@@ -72,7 +72,7 @@ struct Read {
     read_at: Timestamp,
 }
 
-async fn read(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<Read>, AppError> {
+async fn read(State(state): State<AppState>, user: AuthUser, PathId(id): PathId) -> Result<Json<Read>, AppError> {
     let id = ReportId::parse(&id)?;
     let report = state.read_report(&user, &id).await?;
     Ok(Json(Read { read_at: report.read_at.unwrap_or_else(crate::domain::now), report_id: report.id }))

@@ -6,14 +6,14 @@
 //! would see a broken pipe instead of the `413`.
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
-use super::Params;
+use super::{Params, PathId};
 use crate::app::AppState;
 use crate::domain::{AuthUser, FileId, FileMeta, MAX_FILE_NAME_LEN, MAX_UPLOAD_BYTES, now};
 use crate::error::{AppError, ErrorCode};
@@ -146,7 +146,7 @@ fn inline(ct: &str) -> bool {
 
 async fn download(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     params: Params,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, AppError> {
