@@ -178,9 +178,19 @@ describe('bad input', () => {
     assert.ok(bystanderSock.connected);
   });
 
-  test('unknown REST routes are 404, and the node still serves', async () => {
-    const res = await api(node, 'GET', '/api/nothing-here', { user: alice });
-    assert.equal(res.status, 404);
+  test('unknown routes and methods are 404 and malformed path segments 400, as JSON errors', async () => {
+    for (const [method, route] of [['GET', '/api/nothing-here'], ['DELETE', '/api/chats'], ['PUT', `/api/chats/${chat.id}`]]) {
+      const res = await api(node, method, route, { user: alice });
+      assert.equal(res.status, 404, `${method} ${route}`);
+      assert.equal(res.body?.error?.code, 'NOT_FOUND', `${method} ${route}: ${res.text}`);
+    }
+    for (const route of ['/api/chats/%FF', '/api/chats/%FF/messages', '/api/users/%FF/status', '/api/files/%FF']) {
+      const res = await api(node, 'GET', route, { user: admin });
+      assert.equal(res.status, 400, route);
+      assert.equal(res.body?.error?.code, 'VALIDATION', `${route}: ${res.text}`);
+    }
+    const report = await api(node, 'POST', '/api/reports/%C0/read', { user: alice });
+    assert.equal(report.body?.error?.code, 'VALIDATION');
     assert.equal((await fetch(`${node.url}/healthz`)).status, 200);
   });
 });

@@ -156,6 +156,19 @@ describe('messages', () => {
     assert.equal(bobSock.received('message:read', (p) => p.chatId === chat.id).length, 0);
   });
 
+  test('limits count Unicode code points, and the limits themselves are accepted', async () => {
+    const c = await openChat(node, alice);
+    const emoji = '\u{1F600}'; // two UTF-16 units, one code point
+    const atLimit = await aliceTab1.ack('message:send', { chatId: c.id, message: { content: emoji.repeat(5000) }, clientMessageId: 'k'.repeat(64) });
+    assert.equal(atLimit.ok, true, JSON.stringify(atLimit.error));
+    assert.equal([...atLimit.message.content].length, 5000);
+    const over = await aliceTab1.ack('message:send', { chatId: c.id, message: { content: emoji.repeat(5001) } });
+    assert.equal(over.error.code, 'VALIDATION');
+    const file = await aliceTab1.ack('message:send', { chatId: c.id, message: { type: 'file', fileUrl: 'https://cdn.example.com/f', fileName: emoji.repeat(255) } });
+    assert.equal(file.ok, true, JSON.stringify(file.error));
+    assert.equal((await history(node, alice, c.id)).length, 2);
+  });
+
   test('a chat that does not exist is NOT_FOUND, a malformed chat id is VALIDATION', async () => {
     const missing = await aliceTab1.ack('message:send', { chatId: 'a'.repeat(24), message: { content: 'hello?' } });
     assert.equal(missing.error.code, 'NOT_FOUND');

@@ -1,4 +1,4 @@
-// Restart on the same DATA_DIR: SIGTERM drains (sockets are told, exit status 0), and the next
+// Restart on the same DATA_DIR: SIGTERM drains (connections closed so clients reconnect, exit status 0), and the next
 // node serves the same history, reports and uploads.
 
 import assert from 'node:assert/strict';
@@ -16,14 +16,15 @@ describe('restart', () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  test('history, reports and uploads survive a SIGTERM and a restart on the same DATA_DIR', async () => {
+  test('history, reports and uploads survive a SIGTERM and a restart on the same DATA_DIR; clients reconnect by themselves', async () => {
     const alice = makeUser('alice');
     const admin = makeUser('admin', 'admin');
     const first = await startNode({ dataDir });
     nodes.push(first);
 
     const chat = await openChat(first, alice, { title: 'Durable' });
-    const sock = await connect(first, alice);
+    // reconnects by itself, as the frontends' clients do
+    const sock = await connect(first, alice, { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 300 });
     const sent = [];
     for (const content of ['one', 'two', 'three']) {
       sent.push((await sock.ack('message:send', { chatId: chat.id, message: { content }, clientMessageId: `d-${content}` })).message);
@@ -37,11 +38,24 @@ describe('restart', () => {
     const disconnected = new Promise((resolve) => sock.socket.once('disconnect', resolve));
     const status = await first.stop();
     assert.deepEqual(status, { code: 0, signal: null }, 'a drained node exits 0');
-    await disconnected;
+    const reason = await disconnected;
     assert.equal(sock.connected, false);
+    assert.notEqual(reason, 'io server disconnect', 'a drain must not tell clients to stay away');
+    assert.equal(sock.socket.active, true, 'the client keeps trying to reconnect');
 
+    const reconnected = new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('no reconnect within 10 s')), 10000);
+      sock.socket.once('connect', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
     const second = await startNode({ dataDir, port: first.port });
     nodes.push(second);
+    await reconnected;
+    const resumed = await sock.ack('chat:sync', { chatId: chat.id, afterSeq: 1 });
+    assert.deepEqual(resumed.messages, sent.slice(1), 'a reconnected client catches up with chat:sync');
+    sock.close();
     assert.deepEqual(await history(second, alice, chat.id), sent);
     const chats = await api(second, 'GET', '/api/chats', { user: alice });
     assert.equal(chats.body.chats[0].title, 'Durable');
