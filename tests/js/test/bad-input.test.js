@@ -122,6 +122,19 @@ describe('bad input', () => {
     assert.equal(adminSock.received('error').length, 0);
   });
 
+  test('an oversized frame (300 KiB) is refused without touching anyone else', async () => {
+    const huge = { chatId: chat.id, message: { content: 'x'.repeat(300 * 1024) } };
+    const overWs = await aliceSock.ack('message:send', huge);
+    assert.equal(overWs.error.code, 'VALIDATION');
+    assert.ok(aliceSock.connected);
+    // over long-polling the HTTP body passes the transport's limit: only that connection closes
+    const polling = await connect(node, alice, { transports: ['polling'] });
+    const gone = new Promise((resolve) => polling.socket.once('disconnect', resolve));
+    await assert.rejects(polling.ack('message:send', huge));
+    await gone;
+    assert.ok(aliceSock.connected && adminSock.connected && bystanderSock.connected);
+  });
+
   test('nothing was saved, the node is up and the bystander never noticed', async () => {
     const saved = await history(node, alice, chat.id);
     assert.deepEqual(saved.map((m) => m.id), [firstMessage.id]);

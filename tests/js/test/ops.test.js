@@ -47,4 +47,18 @@ describe('operations endpoints', () => {
     assert.ok(!text.includes(chat.id), 'no chat ids in labels');
     sock.close();
   });
+
+  test("CORS_ORIGINS='*' answers preflights and long-polling requests from any origin", async () => {
+    const pre = await fetch(`${node.url}/api/chats`, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' },
+    });
+    assert.ok(pre.status < 300);
+    assert.equal(pre.headers.get('access-control-allow-origin'), '*');
+    assert.match(pre.headers.get('access-control-allow-headers'), /authorization/i);
+    const poll = await fetch(`${node.url}/socket.io/?EIO=4&transport=polling`, { headers: { origin: 'https://app.example.com' } });
+    assert.equal(poll.status, 200);
+    assert.equal(poll.headers.get('access-control-allow-origin'), '*');
+    assert.match(await poll.text(), /"sid"/);
+  });
 });
