@@ -44,10 +44,11 @@ export function freePort() {
 }
 
 /** Polls `check` (sync or async) until it returns a truthy value or `timeout` ms pass. */
-export async function waitUntil(check, { timeout = 5000, every = 25, what = 'condition' } = {}) {
+export async function waitUntil(check, { timeout = 5000, every = 25, what = 'condition', giveUp = () => false } = {}) {
   const deadline = Date.now() + timeout;
   let last;
   for (;;) {
+    if (giveUp()) throw new Error(`gave up waiting for ${what}`);
     try {
       last = await check();
       if (last) return last;
@@ -98,7 +99,7 @@ export class Node {
 
   /** Stops the node (hard) and removes its data directory if the harness made it. */
   async destroy() {
-    if (this.alive) {
+    if (this.alive && this.child.pid !== undefined) {
       this.child.kill('SIGKILL');
       await this.exited;
     }
@@ -136,21 +137,28 @@ export async function startNode({ dataDir, port, env = {}, timeout = 20000 } = {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   running.add(child);
+  let gone = false;
+  const spawnFailed = new Promise((_, reject) => child.once('error', (e) => {
+    gone = true;
+    reject(new Error(`cannot start ${BINARY}: ${e.message}`));
+  }));
   const node = new Node(child, port, dataDir, ownsDataDir);
   const died = node.exited.then(({ code, signal }) => {
     throw new Error(`switchboard exited during start-up (code ${code}, signal ${signal}):\n${node.logs}`);
   });
   const up = waitUntil(
     async () => (await fetch(`${node.url}/healthz`, { signal: AbortSignal.timeout(1000) })).ok,
-    { timeout, every: 50, what: `/healthz on port ${port}` },
+    { timeout, every: 50, what: `/healthz on port ${port}`, giveUp: () => gone || !node.alive },
   );
+  up.catch(() => {});
   try {
-    await Promise.race([up, died]);
+    await Promise.race([up, died, spawnFailed]);
   } catch (e) {
     await node.destroy();
     throw e;
   }
   died.catch(() => {}); // later exits are expected (stop, restart)
+  spawnFailed.catch(() => {});
   return node;
 }
 

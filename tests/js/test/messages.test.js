@@ -118,6 +118,25 @@ describe('messages', () => {
     assert.equal(saved.filter((m) => m.content === 'once only').length, 1);
   });
 
+  test('concurrent retries of one clientMessageId from two tabs and REST save exactly one message', async () => {
+    const c = await openChat(node, alice);
+    const cmid = uid('race');
+    const body = { chatId: c.id, message: { content: 'sent twice at once' }, clientMessageId: cmid };
+    const results = await Promise.all([
+      aliceTab1.ack('message:send', body), aliceTab2.ack('message:send', body),
+      aliceTab1.ack('message:send', body), aliceTab2.ack('message:send', body),
+      api(node, 'POST', `/api/chats/${c.id}/messages`, { user: alice, body: { message: body.message, clientMessageId: cmid } }),
+    ]);
+    const rest = results.pop();
+    assert.ok([200, 201].includes(rest.status));
+    const ids = new Set([...results.map((r) => r.message.id), rest.body.id]);
+    assert.equal(ids.size, 1, 'every retry got the same message');
+    assert.equal((await history(node, alice, c.id)).length, 1);
+    await Promise.all([adminSock.barrier(), aliceTab1.barrier()]);
+    assert.equal(adminSock.received('message:new', (p) => p.chatId === c.id).length, 1);
+    assert.equal(aliceTab1.received('message:new', (p) => p.chatId === c.id).length, 1);
+  });
+
   test('the same clientMessageId from another sender is a different message', async () => {
     const cmid = uid('shared');
     const fromBob = await bobSock.ack('message:send', { chatId: bobChat.id, message: { content: 'bob says' }, clientMessageId: cmid });
