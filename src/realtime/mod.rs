@@ -257,16 +257,18 @@ fn authenticate<A: Adapter>(
         limiter: limits::RateLimiter::new(state.config.rate_limit_per_sec),
         turns: Turns::default(),
     };
-    s.extensions.insert(Arc::new(session));
+    let session = Arc::new(session);
+    s.extensions.insert(session.clone());
+    wire(state, s, &session);
     Ok(())
 }
 
-async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
-    let Some(session) = s.extensions.get::<Arc<Session>>() else {
-        tracing::error!("socket connected without a session; closing it");
-        let _ = s.disconnect();
-        return;
-    };
+/// Joins the socket's rooms and registers its event handlers. Called from the handshake
+/// middleware, before the CONNECT packet leaves: socketioxide runs an async connect handler as
+/// a task of its own, after CONNECT is sent, so a client that emits as soon as it is connected
+/// (or a message sent to its room just then) could otherwise find no handler (the event would
+/// be dropped silently) or no room. Nothing is emitted here.
+fn wire<A: Adapter>(state: &AppState, s: &SocketRef<A>, session: &Arc<Session>) {
     let user = &session.user;
     let mut joined = vec![rooms::user(&user.id)];
     joined.push(if user.role == Role::User { rooms::USERS } else { rooms::ADMINS }.to_owned());
@@ -275,10 +277,10 @@ async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
     tracing::debug!(socket_id = %s.id, user_id = %user.id, role = user.role.as_str(), "socket connected");
 
     let ctx = Ctx { state: state.clone(), session: session.clone() };
-    messages::register(&s, &ctx);
-    typing::register(&s, &ctx);
-    reports::register(&s, &ctx);
-    presence::register(&s, &ctx);
+    messages::register(s, &ctx);
+    typing::register(s, &ctx);
+    reports::register(s, &ctx);
+    presence::register(s, &ctx);
     let fallback_ctx = ctx.clone();
     s.on_fallback(move |s: SocketRef<A>, Event(event): Event, ack: AckSender<A>, HasAck(has_ack): HasAck| {
         let ctx = fallback_ctx.clone();
@@ -301,7 +303,15 @@ async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
             ctx.state.socket_offline(&ctx.session.user.id, &s.id.to_string()).await;
         }
     });
+}
 
+/// Registers the socket in presence (which may announce the user online).
+async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
+    let Some(session) = s.extensions.get::<Arc<Session>>() else {
+        tracing::error!("socket connected without a session; closing it");
+        let _ = s.disconnect();
+        return;
+    };
     let socket_id = s.id.to_string();
     state.socket_online(&presence::entry(&state, &socket_id, &session)).await;
     // A socket that left while it was being registered must not stay counted.
