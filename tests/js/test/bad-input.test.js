@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
-  api, connect, history, makeUser, openChat, startNode,
+  api, connect, history, makeUser, openChat, startNode, waitUntil,
 } from '../lib/harness.js';
 
 function nested(depth, leaf = 'x') {
@@ -142,8 +142,8 @@ describe('bad input', () => {
     const reports = await api(node, 'GET', '/api/reports', { user: alice });
     assert.deepEqual(reports.body.reports.map((r) => r.id), [report.id]);
     assert.equal(reports.body.reports[0].isRead, false);
-    const status = await api(node, 'GET', `/api/users/${alice.id}/status`, { user: admin });
-    assert.equal(status.body.sockets, 1);
+    await waitUntil(async () => (await api(node, 'GET', `/api/users/${alice.id}/status`, { user: admin })).body.sockets === 1,
+      { what: "alice's one remaining socket" });
     assert.equal((await fetch(`${node.url}/healthz`)).status, 200);
 
     assert.ok(aliceSock.connected && adminSock.connected && bystanderSock.connected);

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
-  api, connect, connectRefused, makeUser, openChat, signJwt, startNode, token,
+  api, connect, connectRefused, makeUser, openChat, signJwt, startNode, token, waitUntil,
 } from '../lib/harness.js';
 
 describe('handshake', () => {
@@ -57,8 +57,12 @@ describe('handshake', () => {
     }
     const bySub = await connect(node, signJwt({ sub: 'sub-only-user', role: 'user', exp: now() + 600 }));
     const both = await connect(node, signJwt({ id: 'id-wins', sub: 'sub-loses', role: 'user', exp: now() + 600 }));
-    const res = await api(node, 'GET', '/api/socket/active-users?limit=1000', { user: admin });
-    const ids = res.body.activeUsers.map((e) => e.userId);
+    // presence is registered just after the handshake: wait for it
+    const ids = await waitUntil(async () => {
+      const res = await api(node, 'GET', '/api/socket/active-users?limit=1000', { user: admin });
+      const found = res.body.activeUsers.map((e) => e.userId);
+      return found.includes('sub-only-user') && found.includes('id-wins') ? found : undefined;
+    }, { what: 'both sockets in presence' });
     assert.ok(ids.includes('sub-only-user'));
     assert.ok(ids.includes('id-wins'));
     assert.ok(!ids.includes('sub-loses'));

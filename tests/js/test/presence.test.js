@@ -74,6 +74,28 @@ describe('presence', () => {
     partnerSock.close();
   });
 
+  test('participants of the user\'s open chats hear user:status; of closed chats, not', async () => {
+    const lena = makeUser('lena');
+    const buddy = makeUser('buddy'); // a user-role participant, added as the chat's assignee
+    const chat = await api(node, 'POST', '/api/chats', { user: lena, body: {} });
+    const patched = await api(node, 'PATCH', `/api/chats/${chat.body.id}`, { user: admin, body: { assignedAdmin: buddy.id } });
+    assert.ok(patched.body.participants.includes(buddy.id));
+    const buddySock = await connect(node, buddy);
+
+    let lenaSock = await connect(node, lena);
+    assert.deepEqual(await buddySock.waitFor('user:status', statusOf(lena, 'online')), { userId: lena.id, status: 'online' });
+    lenaSock.close();
+    await buddySock.waitFor('user:status', statusOf(lena, 'offline'));
+
+    await api(node, 'PATCH', `/api/chats/${chat.body.id}`, { user: admin, body: { status: 'closed' } });
+    lenaSock = await connect(node, lena);
+    await adminSock.waitFor('user:status', (p) => p.userId === lena.id && p.status === 'online' && adminSock.received('user:status', statusOf(lena, 'online')).length === 2);
+    await buddySock.barrier();
+    assert.equal(buddySock.received('user:status', statusOf(lena, 'online')).length, 1, 'nothing through a closed chat');
+    lenaSock.close();
+    buddySock.close();
+  });
+
   test('user:online with the own id is ok and is not a new transition; another id is FORBIDDEN', async () => {
     const erin = makeUser('erin');
     const other = makeUser('other');
@@ -122,6 +144,8 @@ describe('presence', () => {
     const g1 = await connect(node, gina);
     const g2 = await connect(node, gina);
     const h1 = await connect(node, hank);
+    // presence is registered just after the handshake: wait for it, not for a fixed time
+    await waitUntil(async () => (await sockets(gina)) === 2 && (await sockets(hank)) === 1, { what: 'the new sockets in presence' });
 
     const forbidden = await api(node, 'GET', '/api/socket/active-users', { user: gina });
     assert.equal(forbidden.status, 403);
@@ -173,6 +197,7 @@ describe('presence', () => {
     const nosy = makeUser('nosy');
     const t1 = await connect(node, ivy);
     const t2 = await connect(node, ivy);
+    await waitUntil(async () => (await sockets(ivy)) === 2, { what: 'two sockets' });
     const own = await api(node, 'GET', `/api/users/${ivy.id}/status`, { user: ivy });
     assert.equal(own.status, 200);
     assert.equal(own.body.userId, ivy.id);

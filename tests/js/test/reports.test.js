@@ -145,6 +145,8 @@ describe('reports', () => {
     }
     await vSock.barrier();
     assert.equal(vSock.received('report:read').length, 0);
+    const again = await uTab1.ack('report:read', { reportId: report.id });
+    assert.equal(again.readAt, ack.readAt, 'reading again keeps the first readAt');
 
     const listed = (await api(node, 'GET', '/api/reports', { user: ursula })).body.reports.find((r) => r.id === report.id);
     assert.equal(listed.isRead, true);
