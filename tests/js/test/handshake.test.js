@@ -2,9 +2,10 @@
 // transports (HTTP long-polling upgraded to WebSocket).
 
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import {
-  api, connect, connectRefused, makeUser, openChat, signJwt, startNode, token, waitUntil,
+  SECRET, api, connect, connectRefused, makeUser, openChat, signJwt, startNode, token, waitUntil,
 } from '../lib/harness.js';
 
 describe('handshake', () => {
@@ -28,6 +29,13 @@ describe('handshake', () => {
     'a token with an unknown role': () => ({ token: token('root-user', 'root') }),
     'a token without a role': () => ({ token: signJwt({ id: 'no-role', exp: now() + 600 }) }),
     'a token without exp': () => ({ token: signJwt({ id: 'no-exp', role: 'user' }) }),
+    'a token signed with another algorithm (HS512; HS256 is pinned)': () => {
+      const head = `${Buffer.from('{"alg":"HS512","typ":"JWT"}').toString('base64url')}.${Buffer.from(
+        JSON.stringify({ id: 'hs512-user', role: 'admin', exp: now() + 600 }),
+      ).toString('base64url')}`;
+      return { token: `${head}.${createHmac('sha512', SECRET).update(head).digest('base64url')}` };
+    },
+    'a token with an id longer than 64 characters': () => ({ token: token('u'.repeat(65), 'user') }),
     'an unsigned token (alg none)': () => ({
       token: `${Buffer.from('{"alg":"none","typ":"JWT"}').toString('base64url')}.${Buffer.from(
         JSON.stringify({ id: 'none-alg', role: 'admin', exp: now() + 600 }),
@@ -68,6 +76,19 @@ describe('handshake', () => {
     assert.ok(!ids.includes('sub-loses'));
     bySub.close();
     both.close();
+  });
+
+  test('the display name comes from the name claim and falls back to the id', async () => {
+    const named = { id: 'named-user', role: 'user', name: 'Nadia N.', token: token('named-user', 'user', { name: 'Nadia N.' }) };
+    const nameless = { id: 'nameless-user', role: 'user', token: token('nameless-user', 'user') };
+    for (const [who, expected] of [[named, 'Nadia N.'], [nameless, 'nameless-user']]) {
+      const chat = await openChat(node, who);
+      const c = await connect(node, who);
+      const ack = await c.ack('message:send', { chatId: chat.id, message: { content: 'hi' } });
+      assert.equal(ack.message.senderName, expected);
+      assert.equal(ack.message.senderId, who.id);
+      c.close();
+    }
   });
 
   test('a token inside its 30 s leeway still connects', async () => {

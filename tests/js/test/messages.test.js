@@ -278,6 +278,23 @@ describe('messages', () => {
     }
   });
 
+  test('a client that was offline catches up with exactly the messages it missed', async () => {
+    const c = await openChat(node, alice);
+    const tab = await connect(node, alice);
+    const seen = (await tab.ack('message:send', { chatId: c.id, message: { content: 'before going offline' } })).message;
+    tab.close();
+    const missed = [];
+    for (const content of ['while', 'you', 'were away']) {
+      missed.push((await adminSock.ack('message:send', { chatId: c.id, message: { content } })).message);
+    }
+    const back = await connect(node, alice);
+    const sync = await back.ack('chat:sync', { chatId: c.id, afterSeq: seen.seq });
+    assert.deepEqual(sync, { ok: true, messages: missed, hasMore: false });
+    const rest = await api(node, 'GET', `/api/chats/${c.id}/messages?afterSeq=${seen.seq}`, { user: alice });
+    assert.deepEqual(rest.body, { messages: missed, hasMore: false });
+    back.close();
+  });
+
   test('a sender receives its own messages in the order it sent them', async () => {
     const c = await openChat(node, alice);
     const acks = await Promise.all(
