@@ -319,3 +319,42 @@ async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
         state.socket_offline(&session.user.id, &socket_id).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn turns_are_served_in_the_order_they_were_taken() {
+        let turns = Turns::default();
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..20usize {
+            let (my_turn, done) = turns.take();
+            let order = order.clone();
+            tasks.push(tokio::spawn(async move {
+                my_turn.await;
+                // Later events do less work: without turns they would finish first.
+                for _ in 0..(20 - i) {
+                    tokio::task::yield_now().await;
+                }
+                order.lock().unwrap().push(i);
+                drop(done);
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), (0..20).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn an_event_that_never_ran_does_not_block_the_next() {
+        let turns = Turns::default();
+        let (first, first_done) = turns.take();
+        let (second, _second_done) = turns.take();
+        drop(first);
+        drop(first_done);
+        second.await;
+    }
+}
