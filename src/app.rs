@@ -39,7 +39,7 @@ pub struct Shared {
     pub presence: Arc<dyn Presence>,
     /// Room emissions, through whichever adapter `app.rs` chose.
     pub fanout: Arc<dyn Fanout>,
-    /// Disconnects this node's sockets when it drains.
+    /// Closes this node's sockets when it drains.
     pub sockets: Arc<dyn LocalSockets>,
     pub keys: Keys,
     pub metrics: Metrics,
@@ -93,18 +93,13 @@ impl AppState {
         self.keys.verifier.issue(id, role, name, ttl)
     }
 
-    /// The graceful drain: refuse new sockets, close ours in paced batches so clients reconnect
-    /// elsewhere without a stampede, let in-flight events finish, then withdraw our presence.
+    /// The graceful drain: refuse new sockets, withdraw our presence (announcing users left
+    /// offline while the adapter can still reach other nodes), close our sockets' connections
+    /// so clients reconnect elsewhere, then let in-flight events finish.
     pub async fn drain(&self, grace: Duration) {
         self.draining.store(true, Ordering::SeqCst);
         tracing::info!(node = %self.node_id, "draining");
         let deadline = tokio::time::Instant::now() + grace;
-        self.sockets
-            .disconnect_paced(DRAIN_BATCH, DRAIN_PAUSE)
-            .await;
-        while self.in_flight.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
         match self.presence.withdraw_node().await {
             Ok(users) => {
                 for user in users {
@@ -113,13 +108,18 @@ impl AppState {
             }
             Err(e) => tracing::warn!(error = %e, "could not withdraw presence"),
         }
+        if tokio::time::timeout_at(deadline, self.sockets.close_all())
+            .await
+            .is_err()
+        {
+            tracing::warn!("sockets still open at the end of the grace period");
+        }
+        while self.in_flight.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         tracing::info!(node = %self.node_id, "drained");
     }
 }
-
-/// Sockets closed per batch during a drain, and the pause between batches.
-const DRAIN_BATCH: usize = 200;
-const DRAIN_PAUSE: Duration = Duration::from_millis(100);
 
 /// Keeps a client event counted as in flight.
 pub struct InFlight(AppState);
@@ -132,31 +132,16 @@ impl Drop for InFlight {
 
 /// This node's own sockets, whatever the adapter.
 pub trait LocalSockets: Send + Sync + 'static {
-    /// Disconnects every local socket, `batch` at a time with `pause` between batches.
-    fn disconnect_paced(
-        &self,
-        batch: usize,
-        pause: Duration,
-    ) -> futures_util::future::BoxFuture<'_, ()>;
+    /// Closes the connection of every local socket; resolves when they are closed.
+    fn close_all(&self) -> futures_util::future::BoxFuture<'_, ()>;
 }
 
 impl<A: Adapter> LocalSockets for SocketIo<A> {
-    fn disconnect_paced(
-        &self,
-        batch: usize,
-        pause: Duration,
-    ) -> futures_util::future::BoxFuture<'_, ()> {
-        Box::pin(async move {
-            let sockets = self.local().sockets();
-            for (i, chunk) in sockets.chunks(batch).enumerate() {
-                if i > 0 {
-                    tokio::time::sleep(pause).await;
-                }
-                for s in chunk {
-                    let _ = s.clone().disconnect();
-                }
-            }
-        })
+    /// Closes the transports, not the namespace sockets: a client told "io server disconnect"
+    /// (a namespace disconnect) never reconnects on its own, while one that loses its
+    /// transport reconnects, with its client's randomized back-off spreading the reconnects.
+    fn close_all(&self) -> futures_util::future::BoxFuture<'_, ()> {
+        Box::pin(self.close())
     }
 }
 

@@ -51,7 +51,13 @@ impl<A: Adapter> Fanout for SocketIo<A> {
         e: Emission<'a>,
     ) -> Pin<Box<dyn Future<Output = Result<(), FanoutError>> + Send + 'a>> {
         Box::pin(async move {
-            let mut op = self.to(e.rooms);
+            // The namespace is gone once a drain has closed the sockets.
+            let Some(ns) = self.of("/") else {
+                return Err(FanoutError(
+                    "the namespace is closed: this node is draining".into(),
+                ));
+            };
+            let mut op = ns.to(e.rooms);
             if !e.except.is_empty() {
                 op = op.except(e.except);
             }

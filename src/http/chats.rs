@@ -1,12 +1,12 @@
 //! `/api/chats`: open, list, read, update chats; read and post their messages.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::{JsonBody, Params, decode_cursor, encode_cursor};
+use super::{JsonBody, Params, PathId, decode_cursor, encode_cursor};
 use crate::app::AppState;
 use crate::domain::{
     AuthUser, Chat, ChatCursor, ChatId, ChatPatch, ChatQuery, ChatStatus, ChatSummary, HistoryPage,
@@ -127,7 +127,7 @@ async fn list(
 async fn show(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<Chat>, AppError> {
     let id = ChatId::parse(&id)?;
     Ok(Json(state.chat_for(&user, &id).await?))
@@ -144,7 +144,7 @@ struct PatchBody {
 async fn update(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     JsonBody(body): JsonBody<PatchBody>,
 ) -> Result<Json<Chat>, AppError> {
     if !user.is_staff() {
@@ -176,7 +176,7 @@ struct History {
 async fn messages(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     params: Params,
 ) -> Result<Json<History>, AppError> {
     let id = ChatId::parse(&id)?;
@@ -203,7 +203,7 @@ struct PostMessageBody {
 async fn post_message(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     JsonBody(body): JsonBody<PostMessageBody>,
 ) -> Result<(StatusCode, Json<Message>), AppError> {
     let id = ChatId::parse(&id)?;

@@ -32,6 +32,8 @@ pub fn router(state: AppState) -> Router {
         .merge(uploads::routes())
         .merge(presence::routes())
         .merge(health::routes())
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_route)
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -53,6 +55,26 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         .with_label_values(&[route, response.status().as_str()])
         .inc();
     response
+}
+
+/// Unknown paths and methods get a JSON error like every other refusal.
+async fn no_route() -> AppError {
+    AppError::not_found("no such route")
+}
+
+/// The one path parameter of a route (an id), as text; a segment that is not valid UTF-8 is
+/// `VALIDATION` (axum's own `Path` would answer in plain text).
+pub struct PathId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|p| PathId(p.0))
+            .map_err(|_| AppError::validation("malformed path"))
+    }
 }
 
 /// A JSON body whose every failure (bad syntax, wrong types, too large) is `VALIDATION`.

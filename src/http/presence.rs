@@ -1,12 +1,12 @@
 //! `GET /api/socket/active-users` and `GET /api/users/{userId}/status`, answered from the
 //! cluster-wide presence, so every node gives the same answer.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
-use super::Params;
+use super::{Params, PathId};
 use crate::app::AppState;
 use crate::domain::{AuthUser, Timestamp, rfc3339_opt};
 use crate::error::{AppError, ErrorCode};
@@ -79,7 +79,7 @@ struct Status {
 async fn status(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<Status>, AppError> {
     if !user.is_staff() && user.id != id {
         return Err(AppError::forbidden("users see their own status only"));

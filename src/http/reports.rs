@@ -1,12 +1,12 @@
 //! `/api/reports`: send, list, mark read, count unread.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
-use super::{JsonBody, Params, decode_cursor, encode_cursor};
+use super::{JsonBody, Params, PathId, decode_cursor, encode_cursor};
 use crate::app::AppState;
 use crate::domain::{AuthUser, Report, ReportCursor, ReportId, ReportInput, ReportQuery};
 use crate::error::AppError;
@@ -90,7 +90,7 @@ async fn list(
 async fn read(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<ReportReadReply>, AppError> {
     let id = ReportId::parse(&id)?;
     Ok(Json(state.read_report(&user, &id).await?.into()))

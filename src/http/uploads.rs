@@ -1,17 +1,19 @@
 //! `POST /api/uploads` and `GET /api/files/{fileId}`.
 //!
-//! The 10 MiB limit is enforced while the multipart body streams in: the request is cut off at
-//! the first chunk past the limit, so no more than the limit is ever buffered.
+//! The 10 MiB limit is enforced while the multipart body streams in: nothing past the first
+//! chunk over the limit is buffered. The rest of a refused body is still read and thrown away
+//! (up to [`MAX_DISCARD_BYTES`]): closing a connection with unread data resets it, and the client
+//! would see a broken pipe instead of the `413`.
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
-use super::Params;
+use super::{Params, PathId};
 use crate::app::AppState;
 use crate::domain::{AuthUser, FileId, FileMeta, MAX_FILE_NAME_LEN, MAX_UPLOAD_BYTES, now};
 use crate::error::{AppError, ErrorCode};
@@ -41,6 +43,22 @@ fn too_large() -> AppError {
     AppError::new(ErrorCode::PayloadTooLarge, "files are limited to 10 MiB")
 }
 
+/// Most bytes of a refused upload read and thrown away before the connection is cut.
+const MAX_DISCARD_BYTES: u64 = 4 * MAX_UPLOAD_BYTES;
+
+/// Reads and drops the rest of a refused body, so the client gets to read the answer.
+async fn discard(body: Body) {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut seen = 0u64;
+    while let Some(Ok(chunk)) = stream.next().await {
+        seen += chunk.len() as u64;
+        if seen > MAX_DISCARD_BYTES {
+            break;
+        }
+    }
+}
+
 /// A content type worth keeping: `type/subtype` in plain ASCII, else `application/octet-stream`.
 fn clean_content_type(ct: Option<&str>) -> String {
     match ct {
@@ -61,19 +79,28 @@ fn clean_content_type(ct: Option<&str>) -> String {
 
 async fn upload(
     State(state): State<AppState>,
-    user: AuthUser,
-    headers: axum::http::HeaderMap,
-    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+    user: Result<AuthUser, AppError>,
+    request: Request,
 ) -> Result<(StatusCode, Json<Uploaded>), AppError> {
-    let declared = headers
+    let user = match user {
+        Ok(user) => user,
+        Err(e) => {
+            discard(request.into_body()).await;
+            return Err(e);
+        }
+    };
+    let declared = request
+        .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_UPLOAD_BYTES + 64 * 1024) {
+        discard(request.into_body()).await;
         return Err(too_large());
     }
-    let mut multipart =
-        multipart.map_err(|_| AppError::validation("expected a multipart/form-data body"))?;
+    let mut multipart = Multipart::from_request(request, &state)
+        .await
+        .map_err(|_| AppError::validation("expected a multipart/form-data body"))?;
     let bad = |_| AppError::validation("malformed multipart body");
     while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
         if field.name() != Some("file") {
@@ -91,11 +118,20 @@ async fn upload(
             .collect();
         let content_type = clean_content_type(field.content_type());
         let mut data = bytes::BytesMut::new();
+        let mut refused = 0u64;
         while let Some(chunk) = field.chunk().await.map_err(bad)? {
-            if (data.len() + chunk.len()) as u64 > MAX_UPLOAD_BYTES {
-                return Err(too_large());
+            if refused > 0 || (data.len() + chunk.len()) as u64 > MAX_UPLOAD_BYTES {
+                // Over the limit: keep reading (see the module doc), but keep nothing.
+                refused += chunk.len() as u64;
+                if refused > MAX_DISCARD_BYTES {
+                    break;
+                }
+                continue;
             }
             data.extend_from_slice(&chunk);
+        }
+        if refused > 0 {
+            return Err(too_large());
         }
         let meta = FileMeta {
             id: FileId::generate(),
@@ -133,7 +169,7 @@ fn inline(ct: &str) -> bool {
 
 async fn download(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     params: Params,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, AppError> {

@@ -39,6 +39,43 @@ pub struct Session {
     pub user: AuthUser,
     pub connected_at: Timestamp,
     pub limiter: limits::RateLimiter,
+    /// Keeps the socket's events in arrival order (see [`Turns`]).
+    pub turns: Turns,
+}
+
+/// Hands out turns so that one socket's events are handled one at a time, in the order they
+/// arrived. socketioxide runs every event handler as its own task; without turns, two
+/// `message:send` from one socket could be saved, and reach other clients, in either order
+/// (PROTOCOL.md: messages from one sender arrive in the order they were sent), and a
+/// `user:typing:stop` could overtake its `start`.
+#[derive(Default)]
+pub struct Turns {
+    /// Resolves (its sender is dropped) when the newest event so far has been handled.
+    last: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+}
+
+impl Turns {
+    /// Takes the next turn. Call it synchronously when the event arrives; await the future
+    /// before handling the event, and drop the sender once it is handled.
+    fn take(
+        &self,
+    ) -> (
+        impl Future<Output = ()> + Send + use<>,
+        tokio::sync::oneshot::Sender<()>,
+    ) {
+        let (done, next) = tokio::sync::oneshot::channel();
+        let previous = self
+            .last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(next);
+        let wait = async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+        };
+        (wait, done)
+    }
 }
 
 /// What every handler gets: the node's state and the socket's session.
@@ -121,8 +158,13 @@ pub fn on<A, T, R, F, Fut>(
               ack: AckSender<A>,
               HasAck(has_ack): HasAck| {
             let (ctx, handler) = (ctx.clone(), handler.clone());
+            // Taken here, in arrival order, not inside the spawned task.
+            let (my_turn, done) = ctx.session.turns.take();
             async move {
+                // Dropping it when this event is handled lets the socket's next event go.
+                let _done = done;
                 let _in_flight = ctx.state.in_flight();
+                my_turn.await;
                 let started = Instant::now();
                 let result = if !ctx.session.limiter.allow() {
                     if reply == Reply::Droppable {
@@ -266,17 +308,20 @@ fn authenticate<A: Adapter>(
         user,
         connected_at: crate::domain::now(),
         limiter: limits::RateLimiter::new(state.config.rate_limit_per_sec),
+        turns: Turns::default(),
     };
-    s.extensions.insert(Arc::new(session));
+    let session = Arc::new(session);
+    s.extensions.insert(session.clone());
+    wire(state, s, &session);
     Ok(())
 }
 
-async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
-    let Some(session) = s.extensions.get::<Arc<Session>>() else {
-        tracing::error!("socket connected without a session; closing it");
-        let _ = s.disconnect();
-        return;
-    };
+/// Joins the socket's rooms and registers its event handlers. Called from the handshake
+/// middleware, before the CONNECT packet leaves: socketioxide runs an async connect handler as
+/// a task of its own, after CONNECT is sent, so a client that emits as soon as it is connected
+/// (or a message sent to its room just then) could otherwise find no handler (the event would
+/// be dropped silently) or no room. Nothing is emitted here.
+fn wire<A: Adapter>(state: &AppState, s: &SocketRef<A>, session: &Arc<Session>) {
     let user = &session.user;
     let mut joined = vec![rooms::user(&user.id)];
     joined.push(
@@ -295,10 +340,10 @@ async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
         state: state.clone(),
         session: session.clone(),
     };
-    messages::register(&s, &ctx);
-    typing::register(&s, &ctx);
-    reports::register(&s, &ctx);
-    presence::register(&s, &ctx);
+    messages::register(s, &ctx);
+    typing::register(s, &ctx);
+    reports::register(s, &ctx);
+    presence::register(s, &ctx);
     let fallback_ctx = ctx.clone();
     s.on_fallback(
         move |s: SocketRef<A>, Event(event): Event, ack: AckSender<A>, HasAck(has_ack): HasAck| {
@@ -331,7 +376,15 @@ async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
             ctx.state.socket_offline(&ctx.session.user.id, &s.id.to_string()).await;
         }
     });
+}
 
+/// Registers the socket in presence (which may announce the user online).
+async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
+    let Some(session) = s.extensions.get::<Arc<Session>>() else {
+        tracing::error!("socket connected without a session; closing it");
+        let _ = s.disconnect();
+        return;
+    };
     let socket_id = s.id.to_string();
     state
         .socket_online(&presence::entry(&state, &socket_id, &session))
@@ -339,5 +392,44 @@ async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
     // A socket that left while it was being registered must not stay counted.
     if !s.connected() {
         state.socket_offline(&session.user.id, &socket_id).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn turns_are_served_in_the_order_they_were_taken() {
+        let turns = Turns::default();
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..20usize {
+            let (my_turn, done) = turns.take();
+            let order = order.clone();
+            tasks.push(tokio::spawn(async move {
+                my_turn.await;
+                // Later events do less work: without turns they would finish first.
+                for _ in 0..(20 - i) {
+                    tokio::task::yield_now().await;
+                }
+                order.lock().unwrap().push(i);
+                drop(done);
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), (0..20).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn an_event_that_never_ran_does_not_block_the_next() {
+        let turns = Turns::default();
+        let (first, first_done) = turns.take();
+        let (second, _second_done) = turns.take();
+        drop(first);
+        drop(first_done);
+        second.await;
     }
 }
