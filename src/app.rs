@@ -69,15 +69,27 @@ impl AppState {
     }
 
     pub async fn store_reachable(&self) -> bool {
-        matches!(tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await, Ok(Ok(())))
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await,
+            Ok(Ok(()))
+        )
     }
 
     pub async fn adapter_reachable(&self) -> bool {
-        matches!(tokio::time::timeout(Duration::from_secs(2), self.presence.ping()).await, Ok(Ok(())))
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), self.presence.ping()).await,
+            Ok(Ok(()))
+        )
     }
 
     /// Mints a token with this node's key (HS* only): for `switchboard token` and tests.
-    pub fn issue_token(&self, id: &str, role: crate::domain::Role, name: Option<&str>, ttl: Duration) -> Option<String> {
+    pub fn issue_token(
+        &self,
+        id: &str,
+        role: crate::domain::Role,
+        name: Option<&str>,
+        ttl: Duration,
+    ) -> Option<String> {
         self.keys.verifier.issue(id, role, name, ttl)
     }
 
@@ -87,7 +99,9 @@ impl AppState {
         self.draining.store(true, Ordering::SeqCst);
         tracing::info!(node = %self.node_id, "draining");
         let deadline = tokio::time::Instant::now() + grace;
-        self.sockets.disconnect_paced(DRAIN_BATCH, DRAIN_PAUSE).await;
+        self.sockets
+            .disconnect_paced(DRAIN_BATCH, DRAIN_PAUSE)
+            .await;
         while self.in_flight.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -119,11 +133,19 @@ impl Drop for InFlight {
 /// This node's own sockets, whatever the adapter.
 pub trait LocalSockets: Send + Sync + 'static {
     /// Disconnects every local socket, `batch` at a time with `pause` between batches.
-    fn disconnect_paced(&self, batch: usize, pause: Duration) -> futures_util::future::BoxFuture<'_, ()>;
+    fn disconnect_paced(
+        &self,
+        batch: usize,
+        pause: Duration,
+    ) -> futures_util::future::BoxFuture<'_, ()>;
 }
 
 impl<A: Adapter> LocalSockets for SocketIo<A> {
-    fn disconnect_paced(&self, batch: usize, pause: Duration) -> futures_util::future::BoxFuture<'_, ()> {
+    fn disconnect_paced(
+        &self,
+        batch: usize,
+        pause: Duration,
+    ) -> futures_util::future::BoxFuture<'_, ()> {
         Box::pin(async move {
             let sockets = self.local().sockets();
             for (i, chunk) in sockets.chunks(batch).enumerate() {
@@ -193,7 +215,12 @@ impl Application {
             adapter = if state.config.redis_url.is_some() { "redis" } else { "memory" },
             "listening"
         );
-        Ok(Self { listener, metrics_listener, router, state })
+        Ok(Self {
+            listener,
+            metrics_listener,
+            router,
+            state,
+        })
     }
 
     /// The port clients connect to.
@@ -203,7 +230,10 @@ impl Application {
 
     /// The port `/metrics` is served on.
     pub fn metrics_port(&self) -> u16 {
-        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok()).map_or(self.port(), |a| a.port())
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map_or(self.port(), |a| a.port())
     }
 
     pub fn state(&self) -> &AppState {
@@ -211,7 +241,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then drains (within `SHUTDOWN_GRACE_SECS`) and returns.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let state = self.state;
         let sweeper = tokio::spawn(crate::realtime::typing::sweep(state.clone()));
         let heartbeat = tokio::spawn(heartbeat(state.clone()));
@@ -227,7 +260,9 @@ impl Application {
             drain_state.drain(grace).await;
             let _ = drained_tx.send(());
         };
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(stop).into_future();
+        let server = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(stop)
+            .into_future();
         tokio::pin!(server);
         // After the drain, open connections get a short while to finish, then are cut.
         let result = tokio::select! {
@@ -255,7 +290,10 @@ async fn heartbeat(state: AppState) {
         }
         match state.presence.heartbeat().await {
             Ok(reaped) => {
-                state.metrics.presence_reaped_users.inc_by(reaped.len() as u64);
+                state
+                    .metrics
+                    .presence_reaped_users
+                    .inc_by(reaped.len() as u64);
                 for user in reaped {
                     state.announce_status(&user, false).await;
                 }
@@ -267,9 +305,17 @@ async fn heartbeat(state: AppState) {
 
 fn metrics_router(state: AppState) -> Router {
     Router::new()
-        .route("/metrics", axum::routing::get(|axum::extract::State(s): axum::extract::State<AppState>| async move {
-            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
-        }))
+        .route(
+            "/metrics",
+            axum::routing::get(
+                |axum::extract::State(s): axum::extract::State<AppState>| async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        s.metrics.render(),
+                    )
+                },
+            ),
+        )
         .with_state(state)
 }
 
@@ -295,5 +341,7 @@ fn cors(origins: &str) -> CorsLayer {
         .filter(|o| !o.is_empty())
         .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();
-    layer.allow_origin(AllowOrigin::list(list)).allow_credentials(true)
+    layer
+        .allow_origin(AllowOrigin::list(list))
+        .allow_credentials(true)
 }

@@ -66,7 +66,11 @@ pub trait Presence: Send + Sync + 'static {
     async fn disconnect(&self, user_id: &str, socket_id: &str) -> Result<bool, PresenceError>;
     async fn status(&self, user_id: &str) -> Result<UserPresence, PresenceError>;
     /// Sockets in a stable order, `limit` at a time from `cursor`.
-    async fn sockets(&self, cursor: Option<&str>, limit: usize) -> Result<SocketPage, PresenceError>;
+    async fn sockets(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<SocketPage, PresenceError>;
     /// Called once per heartbeat interval by one per-node task: renews this node's liveness and
     /// reaps dead nodes. Returns the users the reaping left offline, for the caller to announce.
     async fn heartbeat(&self) -> Result<Vec<String>, PresenceError>;

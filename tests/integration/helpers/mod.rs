@@ -38,7 +38,10 @@ impl TestNode {
     }
 
     /// Starts a node on an existing data directory (a restart).
-    pub async fn start_in(data: std::sync::Arc<TempDir>, adjust: impl FnOnce(&mut Config)) -> TestNode {
+    pub async fn start_in(
+        data: std::sync::Arc<TempDir>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestNode {
         let mut cfg = Config::for_tests(data.path().to_owned());
         cfg.jwt_secret = Some("integration-test-secret-0123456789".into());
         cfg.cors_origins = "*".into();
@@ -50,7 +53,14 @@ impl TestNode {
         let task = tokio::spawn(app.run_until_stopped(async move {
             let _ = stopped.await;
         }));
-        TestNode { port, state, http: reqwest::Client::new(), stop: Some(stop), task: Some(task), data }
+        TestNode {
+            port,
+            state,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+            data,
+        }
     }
 
     /// Drains and stops the node, waiting for it to exit.
@@ -64,7 +74,14 @@ impl TestNode {
     }
 
     pub fn token(&self, id: &str, role: Role) -> String {
-        self.state.issue_token(id, role, Some(&format!("{id} name")), Duration::from_secs(3600)).expect("HS256 token")
+        self.state
+            .issue_token(
+                id,
+                role,
+                Some(&format!("{id} name")),
+                Duration::from_secs(3600),
+            )
+            .expect("HS256 token")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -73,11 +90,19 @@ impl TestNode {
 
     /// Connects a socket as `id` with `role`.
     pub async fn socket(&self, id: &str, role: Role) -> Sio {
-        Sio::connect(self.port, Some(&self.token(id, role))).await.expect("socket connects")
+        Sio::connect(self.port, Some(&self.token(id, role)))
+            .await
+            .expect("socket connects")
     }
 
     /// A REST call; returns the status and the JSON body (Null when empty).
-    pub async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = self.http.request(method, self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -93,7 +118,14 @@ impl TestNode {
 
     /// Opens a chat as `user` (REST) and returns its id.
     pub async fn open_chat(&self, user_token: &str) -> String {
-        let (status, chat) = self.call(reqwest::Method::POST, "/api/chats", Some(user_token), Some(serde_json::json!({}))).await;
+        let (status, chat) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/chats",
+                Some(user_token),
+                Some(serde_json::json!({})),
+            )
+            .await;
         assert_eq!(status, 201, "chat created: {chat}");
         chat["id"].as_str().unwrap().to_owned()
     }
