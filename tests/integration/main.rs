@@ -3,4 +3,5 @@
 mod cluster;
 mod helpers;
 mod node;
+mod presence_contract;
 mod store_contract;
