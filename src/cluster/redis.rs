@@ -434,3 +434,45 @@ impl Fanout for RedisFanout {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_url_gives_resp3_patient_clients_with_credentials() {
+        let b = builder("redis://user:secret@db.internal:6380/2", COMMAND_TIMEOUT).unwrap();
+        let config = b.get_config().unwrap();
+        assert_eq!(config.version, RespVersion::RESP3);
+        assert!(
+            !config.fail_fast,
+            "a node must be able to start before Redis"
+        );
+        assert_eq!(
+            (config.username.as_deref(), config.password.as_deref()),
+            (Some("user"), Some("secret"))
+        );
+        assert_eq!(config.database, Some(2));
+        assert!(config.tls.is_none());
+        assert_eq!(
+            b.get_performance_config().default_command_timeout,
+            COMMAND_TIMEOUT
+        );
+    }
+
+    #[test]
+    fn rediss_url_turns_tls_on() {
+        let b = builder("rediss://:secret@db.internal:6380", COMMAND_TIMEOUT).unwrap();
+        let config = b.get_config().unwrap();
+        assert!(config.tls.is_some(), "rediss:// must use TLS");
+        assert_eq!(config.password.as_deref(), Some("secret"));
+    }
+
+    #[test]
+    fn a_malformed_url_is_a_config_error() {
+        assert!(matches!(
+            builder("not a url", COMMAND_TIMEOUT),
+            Err(ClusterError::Config(_))
+        ));
+    }
+}

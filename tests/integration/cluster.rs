@@ -576,3 +576,24 @@ async fn node_started_before_redis_waits_and_joins() {
     assert_eq!(got["message"]["id"], sent["id"]);
     assert_eq!(readyz(early.port).await, 200);
 }
+
+#[tokio::test]
+async fn a_password_in_the_redis_url_is_used() {
+    let redis = RedisServer::start_with_password("s3cret-pass").await;
+    let data = shared_dir();
+    let a = TestNode::cluster(data.clone(), &redis.url(), "node-a").await;
+    let b = TestNode::cluster(data.clone(), &redis.url(), "node-b").await;
+    let admin_b = b.socket("a1", Role::Admin).await;
+    let user_a = a.socket("u1", Role::User).await;
+    let chat = a.open_chat(&a.token("u1", Role::User)).await;
+
+    let sent = send(&user_a, &chat, "authenticated").await;
+
+    let got = admin_b
+        .try_event("message:new", LONG)
+        .await
+        .expect("delivered across nodes");
+    assert_eq!(got["message"]["id"], sent["id"]);
+    assert_eq!((readyz(a.port).await, readyz(b.port).await), (200, 200));
+    assert!(eventually(LONG, || async { active_users(&b, "").await["count"] == 2 }).await);
+}

@@ -11,6 +11,8 @@ use tempfile::TempDir;
 /// A `redis-server` process owned by one test.
 pub struct RedisServer {
     pub port: u16,
+    /// `requirepass`, when the server wants one.
+    password: Option<String>,
     child: Option<Child>,
     /// Its working directory (nothing is persisted there).
     dir: TempDir,
@@ -32,17 +34,30 @@ impl RedisServer {
         server
     }
 
+    /// Starts a server that refuses clients without `password`.
+    pub async fn start_with_password(password: &str) -> RedisServer {
+        let mut server = RedisServer::on_port(free_port());
+        server.password = Some(password.to_owned());
+        server.restart().await;
+        server
+    }
+
     /// A server for `port` that is not running yet (see [`RedisServer::restart`]).
     pub fn on_port(port: u16) -> RedisServer {
         RedisServer {
             port,
+            password: None,
             child: None,
             dir: tempfile::tempdir().expect("temp dir"),
         }
     }
 
+    /// The URL nodes use, with the password when there is one.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// Kills the server at once (SIGKILL) and waits for it to exit.
@@ -68,6 +83,11 @@ impl RedisServer {
                 "no",
             ])
             .args(["--protected-mode", "no", "--daemonize", "no"])
+            .args(
+                self.password
+                    .iter()
+                    .flat_map(|p| ["--requirepass".to_owned(), p.clone()]),
+            )
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -98,8 +118,9 @@ fn answers_ping(port: u16) -> bool {
     if s.write_all(b"PING\r\n").is_err() {
         return false;
     }
-    let mut buf = [0u8; 16];
-    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+    let mut buf = [0u8; 64];
+    // A server with a password answers `-NOAUTH`: it is up all the same.
+    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH"))
 }
 
 impl Drop for RedisServer {
