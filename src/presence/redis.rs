@@ -23,7 +23,8 @@
 //! one script, O(nodes), never per socket. A survivor whose heartbeat finds a known node without
 //! its `alive` key removes that node from `{sb}:nodes` and its sockets in the same script: the
 //! first survivor to run it reaps, every later one finds nothing, so each offline user is
-//! announced once, cluster-wide.
+//! announced once, cluster-wide. A node whose own key had lapsed (a Redis outage longer than
+//! the TTL) reaps nobody at that heartbeat: the others get one interval to renew first.
 //!
 //! # Outages
 //!
