@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{Presence, PresenceError, SocketEntry, SocketPage, UserPresence};
+use super::{Presence, PresenceError, SocketEntry, SocketPage, Transition, UserPresence};
 use crate::domain::now;
 
 /// Presence kept in this process: exact, and gone with it.
@@ -99,7 +99,7 @@ impl Presence for MemoryPresence {
         })
     }
 
-    async fn heartbeat(&self) -> Result<Vec<String>, PresenceError> {
+    async fn heartbeat(&self) -> Result<Vec<Transition>, PresenceError> {
         Ok(Vec::new())
     }
 

@@ -1,6 +1,7 @@
 //! Test helpers: a real node on port 0 with its own data directory, tokens, a REST client and
-//! a Socket.IO client.
+//! a Socket.IO client; for cluster tests, a real `redis-server` and nodes as separate processes.
 
+pub mod redis;
 pub mod sio;
 
 use std::time::Duration;
@@ -12,7 +13,15 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use redis::{RedisServer, free_port};
 pub use sio::{ConnectError, Sio, WAIT};
+
+/// The JWT secret every test node shares (so one node's tokens work on every node).
+pub const SECRET: &str = "integration-test-secret-0123456789";
+
+/// Presence timings of cluster tests: a silent node stops counting within 3 s.
+pub const TEST_TTL_SECS: u64 = 3;
+pub const TEST_HEARTBEAT_SECS: u64 = 1;
 
 /// A node running in this test process.
 pub struct TestNode {
@@ -43,7 +52,7 @@ impl TestNode {
         adjust: impl FnOnce(&mut Config),
     ) -> TestNode {
         let mut cfg = Config::for_tests(data.path().to_owned());
-        cfg.jwt_secret = Some("integration-test-secret-0123456789".into());
+        cfg.jwt_secret = Some(SECRET.into());
         cfg.cors_origins = "*".into();
         adjust(&mut cfg);
         let app = Application::build(cfg).await.expect("node builds");
@@ -61,6 +70,23 @@ impl TestNode {
             task: Some(task),
             data,
         }
+    }
+
+    /// Starts a cluster node named `node_id` on Redis at `redis_url`, sharing the data directory
+    /// `data` with the other nodes of the test (the embedded store stands in for MongoDB).
+    pub async fn cluster(
+        data: std::sync::Arc<TempDir>,
+        redis_url: &str,
+        node_id: &str,
+    ) -> TestNode {
+        let (url, id) = (redis_url.to_owned(), node_id.to_owned());
+        Self::start_in(data, move |c| {
+            c.redis_url = Some(url);
+            c.node_id = Some(id);
+            c.presence_ttl_secs = TEST_TTL_SECS;
+            c.heartbeat_interval_secs = TEST_HEARTBEAT_SECS;
+        })
+        .await
     }
 
     /// Drains and stops the node, waiting for it to exit.
@@ -136,5 +162,88 @@ impl Drop for TestNode {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+/// A node running as its own `switchboard` process, so a test can SIGKILL it.
+pub struct ProcessNode {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl ProcessNode {
+    /// Starts `target/debug/switchboard` as cluster node `node_id` and waits until it is ready.
+    pub async fn start(data: &std::path::Path, redis_url: &str, node_id: &str) -> ProcessNode {
+        let port = free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("DATA_DIR", data)
+            .env("JWT_SECRET", SECRET)
+            .env("REDIS_URL", redis_url)
+            .env("NODE_ID", node_id)
+            .env("PRESENCE_TTL_SECS", TEST_TTL_SECS.to_string())
+            .env("HEARTBEAT_INTERVAL_SECS", TEST_HEARTBEAT_SECS.to_string())
+            .env("CORS_ORIGINS", "*")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "warn")
+            .env_remove("METRICS_PORT")
+            .env_remove("MONGODB_URI")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("switchboard binary starts");
+        let node = ProcessNode {
+            port,
+            child: Some(child),
+        };
+        let http = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = http
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await;
+            if matches!(ready, Ok(r) if r.status().is_success()) {
+                return node;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "process node {node_id} not ready within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills the process without warning (SIGKILL): no drain, no presence withdrawal.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ProcessNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `check` every 50 ms until it holds or `within` passes; returns whether it held.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
