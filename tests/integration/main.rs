@@ -3,3 +3,4 @@
 mod helpers;
 mod node;
 mod store_contract;
+mod mongo;

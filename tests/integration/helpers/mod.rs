@@ -1,6 +1,7 @@
 //! Test helpers: a real node on port 0 with its own data directory, tokens, a REST client and
 //! a Socket.IO client.
 
+pub mod mongo;
 pub mod sio;
 
 use std::time::Duration;

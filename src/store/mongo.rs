@@ -1,0 +1,1439 @@
+//! The MongoDB store: the cluster's shared store, chosen by `MONGODB_URI`.
+//!
+//! Collections (`docs/mongodb.md` has the full picture):
+//! - `chats`: the old backend's Chat model fields plus the chat's `seq` counter;
+//! - `messages`: one document per message, keyed by `(chatId, seq)`. The old backend kept
+//!   messages in an array inside the chat document, and busy chats hit MongoDB's 16 MiB
+//!   document limit; a collection of its own has no such ceiling and pages by index;
+//! - `report_messages`: staff-to-user reports;
+//! - GridFS bucket `uploads` (`uploads.files`, `uploads.chunks`): uploaded files and their
+//!   metadata.
+//!
+//! `seq` costs one round trip: `findOneAndUpdate` with `$inc` on the chat returns the new value
+//! and sets `lastMessage`/`updatedAt` in the same write; then the message is inserted. A
+//! `clientMessageId` retry is looked up first, so the normal retry path uses up no `seq`; only
+//! two concurrent first attempts with the same id can race, and the loser (stopped by the unique
+//! index) returns the winner's save, leaving a gap of one in `seq`.
+//!
+//! Outages: every operation is bounded by one timeout (`MONGODB_TIMEOUT_MS`) and fails with
+//! [`StoreError::Unavailable`] when the server cannot be reached; the driver reconnects by
+//! itself, so service resumes without a restart. Building the store never connects: indexes are
+//! created by a background task once the server answers, and until they exist, operations (and
+//! `ping`, hence `/readyz`) first try to create them.
+//!
+//! Every query names the index that serves it (`hint`), so the plan does not depend on the
+//! server's planner; [`MongoStore::query_plans`] runs `explain` on each query shape.
+//! BSON types stay in this file: only domain types cross the [`Store`] trait.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::io::{AsyncReadExt, AsyncWriteExt};
+use futures_util::stream::TryStreamExt;
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{Bson, DateTime, Document, doc};
+use mongodb::error::{Error as DbError, ErrorKind};
+use mongodb::gridfs::GridFsBucket;
+use mongodb::options::{ClientOptions, GridFsBucketOptions, Hint, IndexOptions, ReturnDocument};
+use mongodb::{Client, Collection, Database, IndexModel};
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError, StoreResult};
+use crate::domain::{
+    CHAT_TYPE_SUPPORT, Chat, ChatId, ChatPatch, ChatQuery, ChatStatus, ChatSummary, FileId,
+    FileMeta, HistoryPage, LastMessage, Message, MessageId, MessageStatus, MessageType, NewChat,
+    NewMessage, NewReport, Priority, Report, ReportId, ReportQuery, ReportStatus, Role, Saved,
+    Timestamp, now,
+};
+
+/// How to reach MongoDB and how the store behaves there.
+#[derive(Debug, Clone)]
+pub struct MongoSettings {
+    /// The connection string (`MONGODB_URI`).
+    pub uri: String,
+    /// The database holding every collection (`MONGODB_DATABASE`).
+    pub database: String,
+    /// Upper bound for one store operation, and for finding a reachable server.
+    pub timeout: Duration,
+    /// Messages older than this are deleted by a TTL index; `None` keeps them forever.
+    pub message_retention: Option<Duration>,
+}
+
+// Index names: each query below names the index that serves it.
+const IX_ID: &str = "_id_";
+const IX_MESSAGES_CHAT_SEQ: &str = "messages_chat_seq";
+const IX_MESSAGES_CLIENT_ID: &str = "messages_client_id";
+const IX_MESSAGES_UNREAD: &str = "messages_unread";
+const IX_MESSAGES_TTL: &str = "messages_ttl";
+const IX_CHATS_PARTICIPANT: &str = "chats_participant_updated";
+const IX_CHATS_UPDATED: &str = "chats_updated";
+const IX_REPORTS_USER: &str = "reports_user_created";
+const IX_REPORTS_CREATED: &str = "reports_created";
+
+/// GridFS chunks are written this many bytes at a time (the driver's default chunk size), so an
+/// upload never needs a second copy of the file in memory and each write is bounded on its own.
+const UPLOAD_SLICE: usize = 255 * 1024;
+
+/// Server error codes meaning "this server cannot serve you right now" (shutting down, stepped
+/// down, not primary): the caller sees `Unavailable`, like for a refused connection.
+const UNAVAILABLE_CODES: &[i32] = &[
+    6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436,
+];
+
+/// `IndexOptionsConflict`, `IndexKeySpecsConflict`: an index of that name exists with other
+/// options (a changed retention period).
+const INDEX_CONFLICT_CODES: &[i32] = &[85, 86];
+
+const DUPLICATE_KEY: i32 = 11000;
+
+/// MongoDB behind the [`Store`] trait. Cheap to clone.
+#[derive(Clone)]
+pub struct MongoStore(Arc<Inner>);
+
+struct Inner {
+    db: Database,
+    chats: Collection<ChatDoc>,
+    messages: Collection<MessageDoc>,
+    reports: Collection<ReportDoc>,
+    uploads: GridFsBucket,
+    /// Bound for one operation; see the module doc.
+    timeout: Duration,
+    /// The TTL of `messages.timestamp`, if retention is on.
+    message_retention: Option<Duration>,
+    /// Set once every index exists; until then operations try to create them first.
+    indexes_ready: AtomicBool,
+    /// One index build at a time per store, so a burst of requests after an outage does not
+    /// send a burst of `createIndexes`.
+    index_lock: tokio::sync::Mutex<()>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Documents
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ChatDoc {
+    #[serde(rename = "_id")]
+    id: ObjectId,
+    participants: Vec<String>,
+    chat_type: String,
+    title: String,
+    status: ChatStatus,
+    priority: Priority,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    assigned_admin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_message: Option<LastMessageDoc>,
+    /// The last `seq` handed out in this chat.
+    seq: i64,
+    created_at: DateTime,
+    updated_at: DateTime,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LastMessageDoc {
+    text: String,
+    created_at: DateTime,
+    sender: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageDoc {
+    #[serde(rename = "_id")]
+    id: ObjectId,
+    chat_id: ObjectId,
+    seq: i64,
+    sender_id: String,
+    sender_name: String,
+    sender_role: Role,
+    content: String,
+    #[serde(rename = "type")]
+    kind: MessageType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file_name: Option<String>,
+    /// Also the TTL field when retention is on.
+    timestamp: DateTime,
+    status: MessageStatus,
+    /// Absent (not null) when the client sent none: the unique index is partial on `$exists`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_message_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReportDoc {
+    #[serde(rename = "_id")]
+    id: ObjectId,
+    user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    order_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payment_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    invoice_id: Option<String>,
+    title: String,
+    message: String,
+    status: ReportStatus,
+    sent_by: String,
+    sent_by_name: String,
+    is_read: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    read_at: Option<DateTime>,
+    created_at: DateTime,
+}
+
+fn bson_time(t: Timestamp) -> DateTime {
+    DateTime::from_millis(t.timestamp_millis())
+}
+
+fn domain_time(t: DateTime) -> Timestamp {
+    chrono::DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or_default()
+}
+
+/// Our ids are ObjectId-shaped (24 hex digits), so they are stored as real ObjectIds.
+fn oid(id: &str) -> StoreResult<ObjectId> {
+    ObjectId::parse_str(id).map_err(|e| StoreError::Internal(format!("id {id}: {e}")))
+}
+
+impl From<ChatDoc> for Chat {
+    fn from(d: ChatDoc) -> Self {
+        Chat {
+            id: ChatId::from_trusted(d.id.to_hex()),
+            participants: d.participants,
+            chat_type: CHAT_TYPE_SUPPORT,
+            title: d.title,
+            status: d.status,
+            priority: d.priority,
+            assigned_admin: d.assigned_admin,
+            last_message: d.last_message.map(|l| LastMessage {
+                text: l.text,
+                created_at: domain_time(l.created_at),
+                sender: l.sender,
+            }),
+            created_at: domain_time(d.created_at),
+            updated_at: domain_time(d.updated_at),
+        }
+    }
+}
+
+impl From<MessageDoc> for Message {
+    fn from(d: MessageDoc) -> Self {
+        Message {
+            id: MessageId::from_trusted(d.id.to_hex()),
+            chat_id: ChatId::from_trusted(d.chat_id.to_hex()),
+            seq: d.seq as u64,
+            sender_id: d.sender_id,
+            sender_name: d.sender_name,
+            sender_role: d.sender_role,
+            content: d.content,
+            kind: d.kind,
+            file_url: d.file_url,
+            file_name: d.file_name,
+            timestamp: domain_time(d.timestamp),
+            status: d.status,
+            client_message_id: d.client_message_id,
+        }
+    }
+}
+
+impl From<ReportDoc> for Report {
+    fn from(d: ReportDoc) -> Self {
+        Report {
+            id: ReportId::from_trusted(d.id.to_hex()),
+            user_id: d.user_id,
+            order_id: d.order_id,
+            payment_id: d.payment_id,
+            invoice_id: d.invoice_id,
+            title: d.title,
+            message: d.message,
+            status: d.status,
+            sent_by: d.sent_by,
+            sent_by_name: d.sent_by_name,
+            is_read: d.is_read,
+            read_at: d.read_at.map(domain_time),
+            created_at: domain_time(d.created_at),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// Sorts a driver error: unreachable or not-serving servers are `Unavailable` (the client gets
+/// `UNAVAILABLE`), everything else is `Internal`.
+fn db_err(e: DbError) -> StoreError {
+    let unreachable = match e.kind.as_ref() {
+        ErrorKind::Io(_)
+        | ErrorKind::ConnectionPoolCleared { .. }
+        | ErrorKind::ServerSelection { .. } => true,
+        ErrorKind::Command(c) => UNAVAILABLE_CODES.contains(&c.code),
+        _ => {
+            e.contains_label("RetryableWriteError") || e.contains_label("TransientTransactionError")
+        }
+    };
+    if unreachable {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Internal(e.to_string())
+    }
+}
+
+fn error_code(e: &DbError) -> Option<i32> {
+    match e.kind.as_ref() {
+        ErrorKind::Command(c) => Some(c.code),
+        ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) => Some(w.code),
+        ErrorKind::InsertMany(m) => m
+            .write_errors
+            .as_ref()
+            .and_then(|w| w.first())
+            .map(|w| w.code),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Query shapes, shared by the operations and by `query_plans`
+
+fn history_query(chat: ObjectId, page: HistoryPage) -> (Document, Document) {
+    match page {
+        HistoryPage::Latest => (doc! { "chatId": chat }, doc! { "seq": -1 }),
+        HistoryPage::Before(s) => (
+            doc! { "chatId": chat, "seq": { "$lt": s as i64 } },
+            doc! { "seq": -1 },
+        ),
+        HistoryPage::After(s) => (
+            doc! { "chatId": chat, "seq": { "$gt": s as i64 } },
+            doc! { "seq": 1 },
+        ),
+    }
+}
+
+fn chat_list_query(q: &ChatQuery) -> StoreResult<(Document, &'static str)> {
+    let mut filter = Document::new();
+    if let Some(p) = &q.participant {
+        filter.insert("participants", p.as_str());
+    }
+    if let Some(s) = q.status {
+        filter.insert("status", s.as_str());
+    }
+    if let Some(after) = &q.after {
+        let t = bson_time(after.updated_at);
+        let id = oid(after.id.as_str())?;
+        filter.insert(
+            "$or",
+            vec![
+                doc! { "updatedAt": { "$lt": t } },
+                doc! { "updatedAt": t, "_id": { "$lt": id } },
+            ],
+        );
+    }
+    let index = if q.participant.is_some() {
+        IX_CHATS_PARTICIPANT
+    } else {
+        IX_CHATS_UPDATED
+    };
+    Ok((filter, index))
+}
+
+fn chat_list_sort() -> Document {
+    doc! { "updatedAt": -1, "_id": -1 }
+}
+
+fn unread_pipeline(chats: Vec<ObjectId>, reader: &str) -> Vec<Document> {
+    vec![
+        doc! { "$match": { "chatId": { "$in": chats }, "status": "sent", "senderId": { "$ne": reader } } },
+        doc! { "$group": { "_id": "$chatId", "n": { "$sum": 1 } } },
+    ]
+}
+
+fn partners_filter(user: &str) -> Document {
+    doc! { "participants": user, "status": "open" }
+}
+
+fn client_id_filter(sender: &str, client_id: &str) -> Document {
+    doc! { "senderId": sender, "clientMessageId": client_id }
+}
+
+fn mark_read_filter(chat: ObjectId, up_to_seq: u64, reader: &str) -> Document {
+    doc! { "chatId": chat, "status": "sent", "seq": { "$lte": up_to_seq as i64 }, "senderId": { "$ne": reader } }
+}
+
+fn report_list_query(q: &ReportQuery) -> StoreResult<(Document, &'static str)> {
+    let mut filter = Document::new();
+    if let Some(u) = &q.user_id {
+        filter.insert("userId", u.as_str());
+    }
+    if q.unread_only {
+        filter.insert("isRead", false);
+    }
+    if let Some(after) = &q.after {
+        let t = bson_time(after.created_at);
+        let id = oid(after.id.as_str())?;
+        filter.insert(
+            "$or",
+            vec![
+                doc! { "createdAt": { "$lt": t } },
+                doc! { "createdAt": t, "_id": { "$lt": id } },
+            ],
+        );
+    }
+    let index = if q.user_id.is_some() {
+        IX_REPORTS_USER
+    } else {
+        IX_REPORTS_CREATED
+    };
+    Ok((filter, index))
+}
+
+fn report_list_sort() -> Document {
+    doc! { "createdAt": -1, "_id": -1 }
+}
+
+fn unread_reports_filter(user: &str) -> Document {
+    doc! { "userId": user, "isRead": false }
+}
+
+fn hint(index: &str) -> Hint {
+    Hint::Name(index.to_owned())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Set-up
+
+impl MongoStore {
+    /// Builds the store without contacting the server: a node starts while MongoDB is down,
+    /// reports not-ready, and becomes ready when MongoDB answers. Fails only on a malformed
+    /// connection string. Spawns the background index task, so call it inside a tokio runtime.
+    pub async fn connect(settings: MongoSettings) -> StoreResult<Self> {
+        let mut options = ClientOptions::parse(&settings.uri)
+            .await
+            .map_err(|e| StoreError::Internal(format!("MONGODB_URI: {e}")))?;
+        // Bounded by our timeout unless the connection string says otherwise.
+        options
+            .server_selection_timeout
+            .get_or_insert(settings.timeout);
+        options.connect_timeout.get_or_insert(settings.timeout);
+        options
+            .app_name
+            .get_or_insert_with(|| "switchboard".to_owned());
+        let client = Client::with_options(options)
+            .map_err(|e| StoreError::Internal(format!("MongoDB client: {e}")))?;
+        let db = client.database(&settings.database);
+        let uploads = db.gridfs_bucket(
+            GridFsBucketOptions::builder()
+                .bucket_name("uploads".to_owned())
+                .build(),
+        );
+        let store = Self(Arc::new(Inner {
+            chats: db.collection("chats"),
+            messages: db.collection("messages"),
+            reports: db.collection("report_messages"),
+            uploads,
+            db,
+            timeout: settings.timeout,
+            message_retention: settings.message_retention,
+            indexes_ready: AtomicBool::new(false),
+            index_lock: tokio::sync::Mutex::new(()),
+        }));
+        tokio::spawn(create_indexes_when_reachable(Arc::downgrade(&store.0)));
+        Ok(store)
+    }
+
+    /// Runs `op` within the store's timeout; a timeout is `Unavailable` (nothing was saved, or,
+    /// if the server did save, a `clientMessageId` retry finds it).
+    async fn bounded<T>(&self, op: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+        match tokio::time::timeout(self.0.timeout, op).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "MongoDB did not answer within {:?}",
+                self.0.timeout
+            ))),
+        }
+    }
+
+    /// Creates the indexes unless they are known to exist. Idempotent on the server side too:
+    /// `createIndexes` with an existing identical index is a no-op.
+    async fn ensure_indexes(&self) -> StoreResult<()> {
+        let inner = &self.0;
+        if inner.indexes_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _one_at_a_time = inner.index_lock.lock().await;
+        if inner.indexes_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let named = |keys: Document, name: &str| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(IndexOptions::builder().name(name.to_owned()).build())
+                .build()
+        };
+        inner
+            .messages
+            .create_indexes([
+                IndexModel::builder()
+                    .keys(doc! { "chatId": 1, "seq": 1 })
+                    .options(
+                        IndexOptions::builder()
+                            .name(IX_MESSAGES_CHAT_SEQ.to_owned())
+                            .unique(true)
+                            .build(),
+                    )
+                    .build(),
+                IndexModel::builder()
+                    .keys(doc! { "senderId": 1, "clientMessageId": 1 })
+                    .options(
+                        IndexOptions::builder()
+                            .name(IX_MESSAGES_CLIENT_ID.to_owned())
+                            .unique(true)
+                            .partial_filter_expression(
+                                doc! { "clientMessageId": { "$exists": true } },
+                            )
+                            .build(),
+                    )
+                    .build(),
+                named(
+                    doc! { "chatId": 1, "status": 1, "senderId": 1 },
+                    IX_MESSAGES_UNREAD,
+                ),
+            ])
+            .await
+            .map_err(db_err)?;
+        inner
+            .chats
+            .create_indexes([
+                named(
+                    doc! { "participants": 1, "updatedAt": -1, "_id": -1 },
+                    IX_CHATS_PARTICIPANT,
+                ),
+                named(doc! { "updatedAt": -1, "_id": -1 }, IX_CHATS_UPDATED),
+            ])
+            .await
+            .map_err(db_err)?;
+        inner
+            .reports
+            .create_indexes([
+                named(
+                    doc! { "userId": 1, "createdAt": -1, "_id": -1 },
+                    IX_REPORTS_USER,
+                ),
+                named(doc! { "createdAt": -1, "_id": -1 }, IX_REPORTS_CREATED),
+            ])
+            .await
+            .map_err(db_err)?;
+        // GridFS's own indexes, under the names the drivers give them, so a driver that checks
+        // for them finds them.
+        let files: Collection<Document> = inner.db.collection("uploads.files");
+        let chunks: Collection<Document> = inner.db.collection("uploads.chunks");
+        files
+            .create_index(named(
+                doc! { "filename": 1, "uploadDate": 1 },
+                "filename_1_uploadDate_1",
+            ))
+            .await
+            .map_err(db_err)?;
+        chunks
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "files_id": 1, "n": 1 })
+                    .options(
+                        IndexOptions::builder()
+                            .name("files_id_1_n_1".to_owned())
+                            .unique(true)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .await
+            .map_err(db_err)?;
+        if let Some(ttl) = inner.message_retention {
+            self.ensure_retention(ttl).await?;
+        }
+        inner.indexes_ready.store(true, Ordering::Release);
+        tracing::info!("MongoDB indexes are in place");
+        Ok(())
+    }
+
+    /// Creates the TTL index on `messages.timestamp`, or changes its period when a previous
+    /// start used another one.
+    async fn ensure_retention(&self, ttl: Duration) -> StoreResult<()> {
+        let model = IndexModel::builder()
+            .keys(doc! { "timestamp": 1 })
+            .options(
+                IndexOptions::builder()
+                    .name(IX_MESSAGES_TTL.to_owned())
+                    .expire_after(ttl)
+                    .build(),
+            )
+            .build();
+        match self.0.messages.create_index(model).await {
+            Ok(_) => Ok(()),
+            Err(e) if error_code(&e).is_some_and(|c| INDEX_CONFLICT_CODES.contains(&c)) => {
+                tracing::info!(
+                    days = ttl.as_secs() / 86_400,
+                    "changing the message retention period"
+                );
+                self.0
+                    .db
+                    .run_command(doc! {
+                        "collMod": "messages",
+                        "index": { "name": IX_MESSAGES_TTL, "expireAfterSeconds": ttl.as_secs() as i64 },
+                    })
+                    .await
+                    .map(drop)
+                    .map_err(db_err)
+            }
+            Err(e) => Err(db_err(e)),
+        }
+    }
+
+    /// The names of the indexes on `collection` (for tests and operators).
+    pub async fn index_names(&self, collection: &str) -> StoreResult<Vec<String>> {
+        self.bounded(async {
+            self.0
+                .db
+                .collection::<Document>(collection)
+                .list_index_names()
+                .await
+                .map_err(db_err)
+        })
+        .await
+    }
+}
+
+/// Creates the indexes as soon as the server answers, retrying with a growing pause; stops once
+/// done or when the store is dropped.
+async fn create_indexes_when_reachable(store: Weak<Inner>) {
+    let mut pause = Duration::from_millis(250);
+    let mut warned = false;
+    loop {
+        let Some(inner) = store.upgrade() else { return };
+        let store_ = MongoStore(inner);
+        match store_.bounded(store_.ensure_indexes()).await {
+            Ok(()) => return,
+            Err(e) => {
+                if !warned {
+                    tracing::warn!(error = %e, "MongoDB is not reachable yet; retrying in the background");
+                    warned = true;
+                } else {
+                    tracing::debug!(error = %e, "MongoDB still not reachable");
+                }
+            }
+        }
+        drop(store_);
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Explain
+
+/// How the server plans one of the store's queries.
+#[derive(Debug, Clone)]
+pub struct QueryPlan {
+    /// Which store operation issues the query.
+    pub query: &'static str,
+    /// The index the store names for it.
+    pub expected_index: &'static str,
+    /// Indexes the winning plan scans.
+    pub used_indexes: Vec<String>,
+    /// Whether the winning plan scans the whole collection anywhere.
+    pub collection_scan: bool,
+}
+
+impl QueryPlan {
+    /// Served by the index the store names, and by no collection scan.
+    pub fn uses_expected_index(&self) -> bool {
+        !self.collection_scan && self.used_indexes.iter().any(|i| i == self.expected_index)
+    }
+}
+
+fn collect_plan(v: &Bson, in_winning: bool, indexes: &mut Vec<String>, collscan: &mut bool) {
+    match v {
+        Bson::Document(d) => {
+            for (k, v) in d {
+                if k == "rejectedPlans" {
+                    continue;
+                }
+                let winning = in_winning || k == "winningPlan";
+                if winning && k == "indexName" {
+                    if let Bson::String(s) = v {
+                        indexes.push(s.clone());
+                    }
+                }
+                if winning && k == "stage" && v.as_str() == Some("COLLSCAN") {
+                    *collscan = true;
+                }
+                collect_plan(v, winning, indexes, collscan);
+            }
+        }
+        Bson::Array(a) => a
+            .iter()
+            .for_each(|v| collect_plan(v, in_winning, indexes, collscan)),
+        _ => {}
+    }
+}
+
+impl MongoStore {
+    /// Runs `explain` on every query shape the store issues, with the same filter, sort and
+    /// hint, and reports which index serves each. Updates are explained as the equivalent `find`
+    /// (same filter and hint), because some MongoDB-wire servers ignore hints when explaining
+    /// updates; the update itself carries the hint.
+    pub async fn query_plans(&self) -> StoreResult<Vec<QueryPlan>> {
+        self.ensure_indexes_bounded().await?;
+        let (chat, msg, report, file) = (
+            ObjectId::new(),
+            ObjectId::new(),
+            ObjectId::new(),
+            ObjectId::new(),
+        );
+        let at = bson_time(now());
+        // `hint` as the operation passes it; queries on `_id` alone pass none.
+        let find = |coll: &str, filter: Document, sort: Option<Document>, hint: Option<&str>| {
+            let mut cmd = doc! { "find": coll, "filter": filter, "limit": 50_i64 };
+            if let Some(s) = sort {
+                cmd.insert("sort", s);
+            }
+            if let Some(h) = hint {
+                cmd.insert("hint", h);
+            }
+            cmd
+        };
+        let staff_list = ChatQuery {
+            participant: None,
+            status: Some(ChatStatus::Open),
+            limit: 50,
+            after: None,
+            reader: "a1".into(),
+        };
+        let user_list = ChatQuery {
+            participant: Some("u1".into()),
+            status: None,
+            limit: 50,
+            after: Some(crate::domain::ChatCursor {
+                updated_at: now(),
+                id: ChatId::from_trusted(chat.to_hex()),
+            }),
+            reader: "u1".into(),
+        };
+        let (staff_filter, staff_ix) = chat_list_query(&staff_list)?;
+        let (user_filter, user_ix) = chat_list_query(&user_list)?;
+        let user_reports = ReportQuery {
+            user_id: Some("u1".into()),
+            unread_only: true,
+            limit: 50,
+            after: Some(crate::domain::ReportCursor {
+                created_at: now(),
+                id: ReportId::from_trusted(report.to_hex()),
+            }),
+        };
+        let all_reports = ReportQuery {
+            user_id: None,
+            unread_only: false,
+            limit: 50,
+            after: None,
+        };
+        let (ur_filter, ur_ix) = report_list_query(&user_reports)?;
+        let (ar_filter, ar_ix) = report_list_query(&all_reports)?;
+        let shapes: Vec<(&'static str, &'static str, Document)> = vec![
+            (
+                "chat",
+                IX_ID,
+                find("chats", doc! { "_id": chat }, None, None),
+            ),
+            (
+                "list_chats (participant)",
+                user_ix,
+                find("chats", user_filter, Some(chat_list_sort()), Some(user_ix)),
+            ),
+            (
+                "list_chats (staff)",
+                staff_ix,
+                find(
+                    "chats",
+                    staff_filter,
+                    Some(chat_list_sort()),
+                    Some(staff_ix),
+                ),
+            ),
+            (
+                "list_chats (unread counts)",
+                IX_MESSAGES_UNREAD,
+                doc! { "aggregate": "messages", "pipeline": unread_pipeline(vec![chat], "u1"), "cursor": {}, "hint": IX_MESSAGES_UNREAD },
+            ),
+            (
+                "update_chat",
+                IX_ID,
+                doc! { "findAndModify": "chats", "query": { "_id": chat }, "update": { "$set": { "updatedAt": at } }, "new": true },
+            ),
+            (
+                "chat_partners",
+                IX_CHATS_PARTICIPANT,
+                find(
+                    "chats",
+                    partners_filter("u1"),
+                    None,
+                    Some(IX_CHATS_PARTICIPANT),
+                ),
+            ),
+            (
+                "save_message (retry lookup)",
+                IX_MESSAGES_CLIENT_ID,
+                find(
+                    "messages",
+                    client_id_filter("u1", "c1"),
+                    None,
+                    Some(IX_MESSAGES_CLIENT_ID),
+                ),
+            ),
+            (
+                "save_message (seq)",
+                IX_ID,
+                doc! { "findAndModify": "chats", "query": { "_id": chat }, "update": { "$inc": { "seq": 1_i64 } }, "new": true },
+            ),
+            (
+                "message",
+                IX_ID,
+                find(
+                    "messages",
+                    doc! { "_id": msg, "chatId": chat },
+                    None,
+                    Some(IX_ID),
+                ),
+            ),
+            ("messages (latest)", IX_MESSAGES_CHAT_SEQ, {
+                let (f, s) = history_query(chat, HistoryPage::Latest);
+                find("messages", f, Some(s), Some(IX_MESSAGES_CHAT_SEQ))
+            }),
+            ("messages (before)", IX_MESSAGES_CHAT_SEQ, {
+                let (f, s) = history_query(chat, HistoryPage::Before(10));
+                find("messages", f, Some(s), Some(IX_MESSAGES_CHAT_SEQ))
+            }),
+            ("messages (after)", IX_MESSAGES_CHAT_SEQ, {
+                let (f, s) = history_query(chat, HistoryPage::After(10));
+                find("messages", f, Some(s), Some(IX_MESSAGES_CHAT_SEQ))
+            }),
+            (
+                "mark_read",
+                IX_MESSAGES_UNREAD,
+                find(
+                    "messages",
+                    mark_read_filter(chat, 10, "u1"),
+                    None,
+                    Some(IX_MESSAGES_UNREAD),
+                ),
+            ),
+            (
+                "report",
+                IX_ID,
+                find("report_messages", doc! { "_id": report }, None, None),
+            ),
+            (
+                "list_reports (user)",
+                ur_ix,
+                find(
+                    "report_messages",
+                    ur_filter,
+                    Some(report_list_sort()),
+                    Some(ur_ix),
+                ),
+            ),
+            (
+                "list_reports (staff)",
+                ar_ix,
+                find(
+                    "report_messages",
+                    ar_filter,
+                    Some(report_list_sort()),
+                    Some(ar_ix),
+                ),
+            ),
+            (
+                "mark_report_read",
+                IX_ID,
+                find(
+                    "report_messages",
+                    doc! { "_id": report, "isRead": false },
+                    None,
+                    Some(IX_ID),
+                ),
+            ),
+            (
+                "unread_report_count",
+                IX_REPORTS_USER,
+                doc! { "count": "report_messages", "query": unread_reports_filter("u1"), "hint": IX_REPORTS_USER },
+            ),
+            (
+                "upload",
+                IX_ID,
+                find("uploads.files", doc! { "_id": file }, None, None),
+            ),
+        ];
+        let mut plans = Vec::with_capacity(shapes.len());
+        for (query, expected_index, command) in shapes {
+            let explained = self
+                .bounded(async {
+                    self.0
+                        .db
+                        .run_command(doc! { "explain": command, "verbosity": "queryPlanner" })
+                        .await
+                        .map_err(db_err)
+                })
+                .await?;
+            let (mut used_indexes, mut collection_scan) = (Vec::new(), false);
+            collect_plan(
+                &Bson::Document(explained),
+                false,
+                &mut used_indexes,
+                &mut collection_scan,
+            );
+            plans.push(QueryPlan {
+                query,
+                expected_index,
+                used_indexes,
+                collection_scan,
+            });
+        }
+        Ok(plans)
+    }
+
+    async fn ensure_indexes_bounded(&self) -> StoreResult<()> {
+        self.bounded(self.ensure_indexes()).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store
+
+impl MongoStore {
+    async fn find_chat(&self, id: ObjectId) -> StoreResult<Option<Chat>> {
+        Ok(self
+            .0
+            .chats
+            .find_one(doc! { "_id": id })
+            .await
+            .map_err(db_err)?
+            .map(Chat::from))
+    }
+
+    async fn find_by_client_id(
+        &self,
+        sender: &str,
+        client_id: &str,
+    ) -> StoreResult<Option<Message>> {
+        let found = self
+            .0
+            .messages
+            .find_one(client_id_filter(sender, client_id))
+            .hint(hint(IX_MESSAGES_CLIENT_ID))
+            .await
+            .map_err(db_err)?;
+        Ok(found.map(Message::from))
+    }
+
+    async fn find_report(&self, id: ObjectId) -> StoreResult<Option<Report>> {
+        Ok(self
+            .0
+            .reports
+            .find_one(doc! { "_id": id })
+            .await
+            .map_err(db_err)?
+            .map(Report::from))
+    }
+}
+
+#[async_trait]
+impl Store for MongoStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.bounded(async {
+            self.0
+                .db
+                .run_command(doc! { "ping": 1 })
+                .await
+                .map_err(db_err)?;
+            // Ready means usable: the indexes that keep seq and retries safe exist.
+            self.ensure_indexes().await
+        })
+        .await
+    }
+
+    async fn create_chat(&self, chat: NewChat) -> StoreResult<Chat> {
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let t = bson_time(now());
+            let mut participants: Vec<String> = Vec::with_capacity(chat.participants.len());
+            for p in chat.participants {
+                if !participants.contains(&p) {
+                    participants.push(p);
+                }
+            }
+            let doc = ChatDoc {
+                id: oid(ChatId::generate().as_str())?,
+                participants,
+                chat_type: CHAT_TYPE_SUPPORT.to_owned(),
+                title: chat.title,
+                status: ChatStatus::Open,
+                priority: chat.priority,
+                assigned_admin: chat.assigned_admin,
+                last_message: None,
+                seq: 0,
+                created_at: t,
+                updated_at: t,
+            };
+            self.0.chats.insert_one(&doc).await.map_err(db_err)?;
+            Ok(Chat::from(doc))
+        })
+        .await
+    }
+
+    async fn chat(&self, id: &ChatId) -> StoreResult<Option<Chat>> {
+        let id = oid(id.as_str())?;
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            self.find_chat(id).await
+        })
+        .await
+    }
+
+    async fn list_chats(&self, query: &ChatQuery) -> StoreResult<Vec<ChatSummary>> {
+        let (filter, index) = chat_list_query(query)?;
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let chats: Vec<ChatDoc> = self
+                .0
+                .chats
+                .find(filter)
+                .sort(chat_list_sort())
+                .limit(query.limit as i64)
+                .hint(hint(index))
+                .await
+                .map_err(db_err)?
+                .try_collect()
+                .await
+                .map_err(db_err)?;
+            if chats.is_empty() {
+                return Ok(Vec::new());
+            }
+            // One aggregation counts the unread messages of the whole page.
+            let ids: Vec<ObjectId> = chats.iter().map(|c| c.id).collect();
+            let counts: Vec<Document> = self
+                .0
+                .messages
+                .aggregate(unread_pipeline(ids, &query.reader))
+                .hint(hint(IX_MESSAGES_UNREAD))
+                .await
+                .map_err(db_err)?
+                .try_collect()
+                .await
+                .map_err(db_err)?;
+            let unread = |id: &ObjectId| {
+                counts
+                    .iter()
+                    .find(|d| d.get_object_id("_id").ok().as_ref() == Some(id))
+                    .and_then(|d| match d.get("n") {
+                        Some(Bson::Int32(n)) => Some(*n as u64),
+                        Some(Bson::Int64(n)) => Some(*n as u64),
+                        _ => None,
+                    })
+                    .unwrap_or(0)
+            };
+            Ok(chats
+                .into_iter()
+                .map(|c| {
+                    let unread_count = unread(&c.id);
+                    ChatSummary {
+                        chat: Chat::from(c),
+                        unread_count,
+                    }
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn update_chat(&self, id: &ChatId, patch: ChatPatch) -> StoreResult<Chat> {
+        let id = oid(id.as_str())?;
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let mut set = doc! { "updatedAt": bson_time(now()) };
+            if let Some(s) = patch.status {
+                set.insert("status", s.as_str());
+            }
+            if let Some(p) = patch.priority {
+                set.insert("priority", p.as_str());
+            }
+            let mut update = Document::new();
+            if let Some(admin) = &patch.assigned_admin {
+                set.insert("assignedAdmin", admin.as_str());
+                // `$addToSet` appends at the end and never twice, as the embedded store does.
+                update.insert("$addToSet", doc! { "participants": admin.as_str() });
+            }
+            update.insert("$set", set);
+            let updated = self
+                .0
+                .chats
+                .find_one_and_update(doc! { "_id": id }, update)
+                .return_document(ReturnDocument::After)
+                .await
+                .map_err(db_err)?;
+            updated.map(Chat::from).ok_or(StoreError::NotFound("chat"))
+        })
+        .await
+    }
+
+    async fn chat_partners(&self, user_id: &str) -> StoreResult<Vec<String>> {
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let mut cursor = self
+                .0
+                .chats
+                .clone_with_type::<Document>()
+                .find(partners_filter(user_id))
+                .projection(doc! { "participants": 1 })
+                .hint(hint(IX_CHATS_PARTICIPANT))
+                .await
+                .map_err(db_err)?;
+            let mut partners: Vec<String> = Vec::new();
+            while let Some(chat) = cursor.try_next().await.map_err(db_err)? {
+                let Ok(list) = chat.get_array("participants") else {
+                    continue;
+                };
+                for p in list.iter().filter_map(Bson::as_str) {
+                    if p != user_id && !partners.iter().any(|q| q == p) {
+                        partners.push(p.to_owned());
+                    }
+                }
+            }
+            Ok(partners)
+        })
+        .await
+    }
+
+    async fn save_message(&self, m: NewMessage) -> StoreResult<Saved<Message>> {
+        let chat_id = oid(m.chat_id.as_str())?;
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            // The normal retry path: found before any seq is taken.
+            if let Some(cid) = &m.client_message_id {
+                if let Some(first) = self.find_by_client_id(&m.sender.id, cid).await? {
+                    return Ok(Saved::Existing(first));
+                }
+            }
+            let ts = bson_time(now());
+            let last = doc! { "text": m.body.preview(), "createdAt": ts, "sender": m.sender.id.as_str() };
+            // One round trip takes the next seq and updates the chat's list-view fields.
+            let chat = self
+                .0
+                .chats
+                .clone_with_type::<Document>()
+                .find_one_and_update(
+                    doc! { "_id": chat_id },
+                    doc! { "$inc": { "seq": 1_i64 }, "$set": { "lastMessage": last, "updatedAt": ts } },
+                )
+                .projection(doc! { "seq": 1 })
+                .return_document(ReturnDocument::After)
+                .await
+                .map_err(db_err)?
+                .ok_or(StoreError::NotFound("chat"))?;
+            let seq = match chat.get("seq") {
+                Some(Bson::Int64(s)) => *s,
+                Some(Bson::Int32(s)) => *s as i64,
+                other => return Err(StoreError::Internal(format!("chat seq is {other:?}"))),
+            };
+            let doc = MessageDoc {
+                id: oid(MessageId::generate().as_str())?,
+                chat_id,
+                seq,
+                sender_id: m.sender.id,
+                sender_name: m.sender.name,
+                sender_role: m.sender.role,
+                content: m.body.content,
+                kind: m.body.kind,
+                file_url: m.body.file_url,
+                file_name: m.body.file_name,
+                timestamp: ts,
+                status: MessageStatus::Sent,
+                client_message_id: m.client_message_id,
+            };
+            match self.0.messages.insert_one(&doc).await {
+                Ok(_) => Ok(Saved::Created(Message::from(doc))),
+                // Two first attempts with the same clientMessageId raced; the other one won.
+                // This seq stays unused (a gap of one): see the module doc.
+                Err(e) if error_code(&e) == Some(DUPLICATE_KEY) && doc.client_message_id.is_some() => {
+                    let cid = doc.client_message_id.as_deref().unwrap_or_default();
+                    match self.find_by_client_id(&doc.sender_id, cid).await? {
+                        Some(first) => Ok(Saved::Existing(first)),
+                        None => Err(db_err(e)),
+                    }
+                }
+                Err(e) => Err(db_err(e)),
+            }
+        })
+        .await
+    }
+
+    async fn message(&self, chat: &ChatId, id: &MessageId) -> StoreResult<Option<Message>> {
+        let (chat, id) = (oid(chat.as_str())?, oid(id.as_str())?);
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let found = self
+                .0
+                .messages
+                .find_one(doc! { "_id": id, "chatId": chat })
+                .hint(hint(IX_ID))
+                .await
+                .map_err(db_err)?;
+            Ok(found.map(Message::from))
+        })
+        .await
+    }
+
+    async fn messages(
+        &self,
+        chat: &ChatId,
+        page: HistoryPage,
+        limit: usize,
+    ) -> StoreResult<Vec<Message>> {
+        let chat = oid(chat.as_str())?;
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let (filter, sort) = history_query(chat, page);
+            let docs: Vec<MessageDoc> = self
+                .0
+                .messages
+                .find(filter)
+                .sort(sort)
+                .limit(limit as i64)
+                .hint(hint(IX_MESSAGES_CHAT_SEQ))
+                .await
+                .map_err(db_err)?
+                .try_collect()
+                .await
+                .map_err(db_err)?;
+            Ok(docs.into_iter().map(Message::from).collect())
+        })
+        .await
+    }
+
+    async fn mark_read(
+        &self,
+        chat: &ChatId,
+        up_to_seq: u64,
+        reader: &str,
+        _at: Timestamp,
+    ) -> StoreResult<u64> {
+        let chat = oid(chat.as_str())?;
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let result = self
+                .0
+                .messages
+                .update_many(
+                    mark_read_filter(chat, up_to_seq, reader),
+                    doc! { "$set": { "status": "read" } },
+                )
+                .hint(hint(IX_MESSAGES_UNREAD))
+                .await
+                .map_err(db_err)?;
+            Ok(result.modified_count)
+        })
+        .await
+    }
+
+    async fn create_report(&self, r: NewReport) -> StoreResult<Report> {
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let doc = ReportDoc {
+                id: oid(ReportId::generate().as_str())?,
+                user_id: r.user_id,
+                order_id: r.order_id,
+                payment_id: r.payment_id,
+                invoice_id: r.invoice_id,
+                title: r.title,
+                message: r.message,
+                status: r.status,
+                sent_by: r.sent_by,
+                sent_by_name: r.sent_by_name,
+                is_read: false,
+                read_at: None,
+                created_at: bson_time(now()),
+            };
+            self.0.reports.insert_one(&doc).await.map_err(db_err)?;
+            Ok(Report::from(doc))
+        })
+        .await
+    }
+
+    async fn report(&self, id: &ReportId) -> StoreResult<Option<Report>> {
+        let id = oid(id.as_str())?;
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            self.find_report(id).await
+        })
+        .await
+    }
+
+    async fn list_reports(&self, query: &ReportQuery) -> StoreResult<Vec<Report>> {
+        let (filter, index) = report_list_query(query)?;
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let docs: Vec<ReportDoc> = self
+                .0
+                .reports
+                .find(filter)
+                .sort(report_list_sort())
+                .limit(query.limit as i64)
+                .hint(hint(index))
+                .await
+                .map_err(db_err)?
+                .try_collect()
+                .await
+                .map_err(db_err)?;
+            Ok(docs.into_iter().map(Report::from).collect())
+        })
+        .await
+    }
+
+    async fn mark_report_read(&self, id: &ReportId, at: Timestamp) -> StoreResult<Report> {
+        let id = oid(id.as_str())?;
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            // Only an unread report changes, so the first readAt is kept.
+            self.0
+                .reports
+                .update_one(
+                    doc! { "_id": id, "isRead": false },
+                    doc! { "$set": { "isRead": true, "readAt": bson_time(at) } },
+                )
+                .hint(hint(IX_ID))
+                .await
+                .map_err(db_err)?;
+            self.find_report(id)
+                .await?
+                .ok_or(StoreError::NotFound("report"))
+        })
+        .await
+    }
+
+    async fn unread_report_count(&self, user_id: &str) -> StoreResult<u64> {
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            self.0
+                .reports
+                .count_documents(unread_reports_filter(user_id))
+                .hint(hint(IX_REPORTS_USER))
+                .await
+                .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn save_upload(&self, meta: FileMeta, data: Bytes) -> StoreResult<()> {
+        let id = oid(meta.id.as_str())?;
+        self.bounded(async { self.ensure_indexes().await }).await?;
+        let metadata = doc! {
+            "contentType": meta.content_type.as_str(),
+            "uploadedBy": meta.uploaded_by.as_str(),
+            "createdAt": bson_time(meta.created_at),
+        };
+        let mut stream = self
+            .bounded(async {
+                self.0
+                    .uploads
+                    .open_upload_stream(&meta.file_name)
+                    .id(Bson::ObjectId(id))
+                    .metadata(metadata)
+                    .await
+                    .map_err(db_err)
+            })
+            .await?;
+        // Each slice (one GridFS chunk) is written and bounded on its own, so a 10 MiB file over
+        // a slow link is not cut off by a timeout meant for one round trip, and a dead server
+        // still fails within one timeout.
+        let mut written: StoreResult<()> = Ok(());
+        for slice in data.chunks(UPLOAD_SLICE) {
+            written = self
+                .bounded(async { stream.write_all(slice).await.map_err(io_err) })
+                .await;
+            if written.is_err() {
+                break;
+            }
+        }
+        if written.is_ok() {
+            // `close` writes the last chunk and then the files document, which makes the file
+            // visible: a failed upload never shows up half-written.
+            written = self
+                .bounded(async { stream.close().await.map_err(io_err) })
+                .await;
+        }
+        if written.is_err() {
+            let _ = tokio::time::timeout(self.0.timeout, stream.abort()).await;
+        }
+        written
+    }
+
+    async fn upload(&self, id: &FileId) -> StoreResult<Option<(FileMeta, Bytes)>> {
+        let key = oid(id.as_str())?;
+        let file = self
+            .bounded(async {
+                self.ensure_indexes().await?;
+                self.0
+                    .uploads
+                    .find_one(doc! { "_id": key })
+                    .await
+                    .map_err(db_err)
+            })
+            .await?;
+        let Some(file) = file else { return Ok(None) };
+        let metadata = file.metadata.unwrap_or_default();
+        let meta = FileMeta {
+            id: id.clone(),
+            file_name: file.filename.unwrap_or_default(),
+            content_type: metadata
+                .get_str("contentType")
+                .unwrap_or("application/octet-stream")
+                .to_owned(),
+            size: file.length,
+            uploaded_by: metadata
+                .get_str("uploadedBy")
+                .unwrap_or_default()
+                .to_owned(),
+            created_at: metadata
+                .get_datetime("createdAt")
+                .map(|t| domain_time(*t))
+                .unwrap_or_else(|_| domain_time(file.upload_date)),
+        };
+        let data = self
+            .bounded(async {
+                let mut stream = self
+                    .0
+                    .uploads
+                    .open_download_stream(Bson::ObjectId(key))
+                    .await
+                    .map_err(db_err)?;
+                let mut data = Vec::with_capacity(file.length as usize);
+                stream.read_to_end(&mut data).await.map_err(io_err)?;
+                Ok(data)
+            })
+            .await?;
+        Ok(Some((meta, Bytes::from(data))))
+    }
+}
+
+/// GridFS streams report driver errors wrapped in `std::io::Error`.
+fn io_err(e: std::io::Error) -> StoreError {
+    match e.into_inner().map(|inner| inner.downcast::<DbError>()) {
+        Some(Ok(db)) => db_err(*db),
+        Some(Err(other)) => StoreError::Unavailable(other.to_string()),
+        None => StoreError::Unavailable("MongoDB connection failed".to_owned()),
+    }
+}
