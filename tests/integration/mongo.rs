@@ -336,6 +336,27 @@ async fn until_readyz(node: &TestNode, want: u16) {
     }
 }
 
+/// Waits until `user`'s socket counts in presence. socketioxide sends the CONNECT packet before
+/// the node's async connect handler has registered the event handlers, so an event sent right
+/// after connecting can be lost; presence is written at the end of that handler.
+async fn until_socket_registered(node: &TestNode, user: &str, token: &str) {
+    let start = Instant::now();
+    loop {
+        let path = format!("/api/users/{user}/status");
+        let (status, body) = node
+            .call(reqwest::Method::GET, &path, Some(token), None)
+            .await;
+        if status == 200 && body["sockets"].as_u64().unwrap_or(0) >= 1 {
+            return;
+        }
+        assert!(
+            start.elapsed() < RECOVERY,
+            "socket of {user} never registered: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_on_mongodb_starts_before_it_answers_unavailable_while_it_is_down_and_recovers() {
     let mut server = MongoServer::unstarted();
@@ -354,6 +375,7 @@ async fn node_on_mongodb_starts_before_it_answers_unavailable_while_it_is_down_a
     let user_token = node.token("u1", Role::User);
     let chat = node.open_chat(&user_token).await;
     let socket = node.socket("u1", Role::User).await;
+    until_socket_registered(&node, "u1", &user_token).await;
     let ack = socket
         .ack(
             "message:send",
@@ -399,4 +421,32 @@ async fn node_on_mongodb_starts_before_it_answers_unavailable_while_it_is_down_a
         "{ack}"
     );
     node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_of_many_gridfs_chunks_round_trips_byte_for_byte() {
+    let store = tokio::task::block_in_place(shared)
+        .store(&fresh_database())
+        .await;
+    // 3.5 MiB: fourteen full 255 KiB chunks and a partial one.
+    let data: Vec<u8> = (0..(7 * 512 * 1024))
+        .map(|i: u32| (i % 251) as u8)
+        .collect();
+    let meta = FileMeta {
+        id: FileId::generate(),
+        file_name: "big.bin".into(),
+        content_type: "application/octet-stream".into(),
+        size: data.len() as u64,
+        uploaded_by: "u1".into(),
+        created_at: now(),
+    };
+
+    store
+        .save_upload(meta.clone(), bytes::Bytes::from(data.clone()))
+        .await
+        .unwrap();
+
+    let (m, back) = store.upload(&meta.id).await.unwrap().expect("file found");
+    assert_eq!(m, meta);
+    assert!(back[..] == data[..], "same bytes");
 }

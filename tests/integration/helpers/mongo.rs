@@ -25,8 +25,11 @@ pub const TEST_TIMEOUT: Duration = Duration::from_millis(1500);
 /// A `secantusd-py` process on `127.0.0.1:port`.
 pub struct MongoServer {
     pub port: u16,
-    /// The storage directory, kept across restarts.
+    /// The storage directory (kept across restarts) and the server's log.
     dir: TempDir,
+    /// Storage in a temporary directory the server deletes itself (`:memory:`): for the shared
+    /// server, which is never dropped and never restarted.
+    ephemeral: bool,
     /// The wrapper's stdin: closing it (or the test binary exiting) stops the server.
     running: Option<(Child, ChildStdin)>,
 }
@@ -38,6 +41,7 @@ impl MongoServer {
         let mut server = MongoServer {
             port,
             dir: tempfile::tempdir().expect("temp dir"),
+            ephemeral: false,
             running: None,
         };
         server.restart();
@@ -49,6 +53,7 @@ impl MongoServer {
         MongoServer {
             port: free_port(),
             dir: tempfile::tempdir().expect("temp dir"),
+            ephemeral: false,
             running: None,
         }
     }
@@ -64,15 +69,26 @@ impl MongoServer {
     /// Starts (again) on the same port and storage, and waits until it accepts connections.
     pub fn restart(&mut self) {
         assert!(self.running.is_none(), "server already running");
-        let script = "secantusd-py --host 127.0.0.1 --port \"$1\" --storage-path \"$2\" --log-level WARNING >>\"$2.log\" 2>&1 & \
-                      pid=$!; read _ignored; kill $pid; wait $pid";
+        // The wrapper exits when the server does; the server is killed when the wrapper's stdin
+        // gets a line or closes (fd 3 keeps stdin for the watcher: a background job's own stdin
+        // is /dev/null in a non-interactive shell).
+        let script = "exec 3<&0; \
+                      secantusd-py --host 127.0.0.1 --port \"$1\" --storage-path \"$2\" --log-level WARNING >>\"$3\" 2>&1 3<&- & \
+                      pid=$!; (read _ignored <&3; kill $pid 2>/dev/null) & wait $pid";
+        let storage = if self.ephemeral {
+            ":memory:".to_owned()
+        } else {
+            self.dir.path().join("db").display().to_string()
+        };
+        let log = self.dir.path().join("server.log");
         let mut child = Command::new("sh")
             .args([
                 "-c",
                 script,
                 "sh",
                 &self.port.to_string(),
-                &self.dir.path().join("db").display().to_string(),
+                &storage,
+                &log.display().to_string(),
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -85,10 +101,8 @@ impl MongoServer {
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             if let Some((child, _)) = &mut self.running {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
-                        "secantusd-py exited with {status}; see {}.log",
-                        self.dir.path().join("db").display()
-                    );
+                    let log = std::fs::read_to_string(&log).unwrap_or_default();
+                    panic!("secantusd-py (pip install secantusdb) exited with {status}:\n{log}");
                 }
             }
             assert!(
@@ -159,7 +173,12 @@ impl Drop for MongoServer {
 /// The server most tests share, started on first use.
 pub fn shared() -> &'static MongoServer {
     static SHARED: OnceLock<MongoServer> = OnceLock::new();
-    SHARED.get_or_init(MongoServer::start)
+    SHARED.get_or_init(|| {
+        let mut server = MongoServer::unstarted();
+        server.ephemeral = true;
+        server.restart();
+        server
+    })
 }
 
 /// A database name no other test uses.
