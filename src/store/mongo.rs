@@ -619,6 +619,11 @@ async fn create_indexes_when_reachable(store: Weak<Inner>) {
         let store_ = MongoStore(inner);
         match store_.bounded(store_.ensure_indexes()).await {
             Ok(()) => return,
+            Err(e @ StoreError::Internal(_)) => {
+                // Reachable but refusing (an index of ours exists with other options): this
+                // needs an operator, and the node stays not-ready until then.
+                tracing::error!(error = %e, "cannot create the MongoDB indexes; retrying");
+            }
             Err(e) => {
                 if !warned {
                     tracing::warn!(error = %e, "MongoDB is not reachable yet; retrying in the background");

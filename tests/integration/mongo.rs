@@ -450,3 +450,46 @@ async fn an_upload_of_many_gridfs_chunks_round_trips_byte_for_byte() {
     assert_eq!(m, meta);
     assert!(back[..] == data[..], "same bytes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_first_attempts_with_one_client_message_id_save_one_message() {
+    let server = tokio::task::block_in_place(shared);
+    let db = fresh_database();
+    let mut stores: Vec<Arc<dyn Store>> = Vec::new();
+    for _ in 0..3 {
+        stores.push(Arc::new(server.store(&db).await));
+    }
+    let chat = new_chat(stores[0].as_ref()).await;
+
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = stores[i % 3].clone();
+        let chat = chat.id.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .save_message(text_from(&chat, &user("a1"), "once", Some("same".into())))
+                .await
+                .unwrap()
+        }));
+    }
+
+    let mut saved = Vec::new();
+    for t in tasks {
+        saved.push(t.await.unwrap());
+    }
+    assert_eq!(
+        saved.iter().filter(|s| s.is_created()).count(),
+        1,
+        "one save wins"
+    );
+    let first = saved[0].clone().into_inner();
+    assert!(
+        saved.into_iter().all(|s| s.into_inner() == first),
+        "every attempt returns the winner"
+    );
+    let history = stores[1]
+        .messages(&chat.id, HistoryPage::After(0), 100)
+        .await
+        .unwrap();
+    assert_eq!(history, vec![first], "exactly one message is stored");
+}
