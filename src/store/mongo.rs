@@ -609,6 +609,30 @@ impl MongoStore {
     }
 }
 
+impl MongoStore {
+    /// The retention period the server's TTL index on messages applies, if there is one.
+    pub async fn message_retention_on_server(&self) -> StoreResult<Option<Duration>> {
+        self.bounded(async {
+            let indexes: Vec<IndexModel> = self
+                .0
+                .messages
+                .list_indexes()
+                .await
+                .map_err(db_err)?
+                .try_collect()
+                .await
+                .map_err(db_err)?;
+            Ok(indexes.into_iter().find_map(|ix| {
+                let options = ix.options?;
+                (options.name.as_deref() == Some(IX_MESSAGES_TTL))
+                    .then_some(options.expire_after)
+                    .flatten()
+            }))
+        })
+        .await
+    }
+}
+
 /// Creates the indexes as soon as the server answers, retrying with a growing pause; stops once
 /// done or when the store is dropped.
 async fn create_indexes_when_reachable(store: Weak<Inner>) {
@@ -670,10 +694,11 @@ fn collect_plan(v: &Bson, in_winning: bool, indexes: &mut Vec<String>, collscan:
                     continue;
                 }
                 let winning = in_winning || k == "winningPlan";
-                if winning && k == "indexName" {
-                    if let Bson::String(s) = v {
-                        indexes.push(s.clone());
-                    }
+                if winning
+                    && k == "indexName"
+                    && let Bson::String(s) = v
+                {
+                    indexes.push(s.clone());
                 }
                 if winning && k == "stage" && v.as_str() == Some("COLLSCAN") {
                     *collscan = true;
@@ -1128,10 +1153,10 @@ impl Store for MongoStore {
         self.bounded(async {
             self.ensure_indexes().await?;
             // The normal retry path: found before any seq is taken.
-            if let Some(cid) = &m.client_message_id {
-                if let Some(first) = self.find_by_client_id(&m.sender.id, cid).await? {
-                    return Ok(Saved::Existing(first));
-                }
+            if let Some(cid) = &m.client_message_id
+                && let Some(first) = self.find_by_client_id(&m.sender.id, cid).await?
+            {
+                return Ok(Saved::Existing(first));
             }
             let ts = bson_time(now());
             let last = doc! { "text": m.body.preview(), "createdAt": ts, "sender": m.sender.id.as_str() };

@@ -136,19 +136,20 @@ async fn retention_creates_a_ttl_index_and_a_new_period_replaces_it() {
     settings.message_retention = Some(Duration::from_secs(30 * 86_400));
     let monthly = MongoStore::connect(settings.clone()).await.unwrap();
     until_ready(&monthly).await;
-    assert!(
-        monthly
-            .index_names("messages")
-            .await
-            .unwrap()
-            .iter()
-            .any(|n| n == "messages_ttl")
+    assert_eq!(
+        monthly.message_retention_on_server().await.unwrap(),
+        Some(Duration::from_secs(30 * 86_400))
     );
 
     settings.message_retention = Some(Duration::from_secs(7 * 86_400));
     let weekly = MongoStore::connect(settings).await.unwrap();
 
     until_ready(&weekly).await;
+    assert_eq!(
+        weekly.message_retention_on_server().await.unwrap(),
+        Some(Duration::from_secs(7 * 86_400)),
+        "the period changed in place"
+    );
     let chat = new_chat(&weekly).await;
     assert!(
         weekly

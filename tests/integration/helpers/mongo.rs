@@ -99,11 +99,11 @@ impl MongoServer {
         self.running = Some((child, stdin));
         let deadline = Instant::now() + START_DEADLINE;
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Some((child, _)) = &mut self.running {
-                if let Ok(Some(status)) = child.try_wait() {
-                    let log = std::fs::read_to_string(&log).unwrap_or_default();
-                    panic!("secantusd-py (pip install secantusdb) exited with {status}:\n{log}");
-                }
+            if let Some((child, _)) = &mut self.running
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("secantusd-py (pip install secantusdb) exited with {status}:\n{log}");
             }
             assert!(
                 Instant::now() < deadline,
