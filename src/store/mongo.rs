@@ -23,32 +23,42 @@
 //!
 //! Every query names the index that serves it (`hint`), so the plan does not depend on the
 //! server's planner; [`MongoStore::query_plans`] runs `explain` on each query shape.
-//! BSON types stay in this file: only domain types cross the [`Store`] trait.
+//! BSON types stay in this module: only domain types cross the [`Store`] trait.
+//!
+//! Files: this one (settings, errors, set-up, indexes, the [`Store`] operations),
+//! `mongo/documents.rs` (documents and their domain conversions), `mongo/queries.rs` (filters,
+//! sorts and hints, shared with `explain`), `mongo/explain.rs` ([`MongoStore::query_plans`]).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+mod documents;
+mod explain;
+mod queries;
+
+pub use explain::QueryPlan;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::io::{AsyncReadExt, AsyncWriteExt};
 use futures_util::stream::TryStreamExt;
 use mongodb::bson::oid::ObjectId;
-use mongodb::bson::{Bson, DateTime, Document, doc};
+use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::{Error as DbError, ErrorKind};
 use mongodb::gridfs::GridFsBucket;
-use mongodb::options::{ClientOptions, GridFsBucketOptions, Hint, IndexOptions, ReturnDocument};
+use mongodb::options::{ClientOptions, GridFsBucketOptions, IndexOptions, ReturnDocument};
 use mongodb::{Client, Collection, Database, IndexModel};
-use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, StoreResult};
 use crate::domain::{
     CHAT_TYPE_SUPPORT, Chat, ChatId, ChatPatch, ChatQuery, ChatStatus, ChatSummary, FileId,
-    FileMeta, HistoryPage, LastMessage, Message, MessageId, MessageStatus, MessageType, NewChat,
-    NewMessage, NewReport, Priority, Report, ReportId, ReportQuery, ReportStatus, Role, Saved,
-    Timestamp, now,
+    FileMeta, HistoryPage, Message, MessageId, MessageStatus, NewChat, NewMessage, NewReport,
+    Report, ReportId, ReportQuery, Saved, Timestamp, now,
 };
+use documents::{ChatDoc, MessageDoc, ReportDoc, bson_time, domain_time, oid};
+use queries::*;
 
 /// How to reach MongoDB and how the store behaves there.
 #[derive(Debug, Clone)]
@@ -112,159 +122,6 @@ struct Inner {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Documents
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ChatDoc {
-    #[serde(rename = "_id")]
-    id: ObjectId,
-    participants: Vec<String>,
-    chat_type: String,
-    title: String,
-    status: ChatStatus,
-    priority: Priority,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    assigned_admin: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    last_message: Option<LastMessageDoc>,
-    /// The last `seq` handed out in this chat.
-    seq: i64,
-    created_at: DateTime,
-    updated_at: DateTime,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LastMessageDoc {
-    text: String,
-    created_at: DateTime,
-    sender: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MessageDoc {
-    #[serde(rename = "_id")]
-    id: ObjectId,
-    chat_id: ObjectId,
-    seq: i64,
-    sender_id: String,
-    sender_name: String,
-    sender_role: Role,
-    content: String,
-    #[serde(rename = "type")]
-    kind: MessageType,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    file_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    file_name: Option<String>,
-    /// Also the TTL field when retention is on.
-    timestamp: DateTime,
-    status: MessageStatus,
-    /// Absent (not null) when the client sent none: the unique index is partial on `$exists`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    client_message_id: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ReportDoc {
-    #[serde(rename = "_id")]
-    id: ObjectId,
-    user_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    order_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    payment_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    invoice_id: Option<String>,
-    title: String,
-    message: String,
-    status: ReportStatus,
-    sent_by: String,
-    sent_by_name: String,
-    is_read: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    read_at: Option<DateTime>,
-    created_at: DateTime,
-}
-
-fn bson_time(t: Timestamp) -> DateTime {
-    DateTime::from_millis(t.timestamp_millis())
-}
-
-fn domain_time(t: DateTime) -> Timestamp {
-    chrono::DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or_default()
-}
-
-/// Our ids are ObjectId-shaped (24 hex digits), so they are stored as real ObjectIds.
-fn oid(id: &str) -> StoreResult<ObjectId> {
-    ObjectId::parse_str(id).map_err(|e| StoreError::Internal(format!("id {id}: {e}")))
-}
-
-impl From<ChatDoc> for Chat {
-    fn from(d: ChatDoc) -> Self {
-        Chat {
-            id: ChatId::from_trusted(d.id.to_hex()),
-            participants: d.participants,
-            chat_type: CHAT_TYPE_SUPPORT,
-            title: d.title,
-            status: d.status,
-            priority: d.priority,
-            assigned_admin: d.assigned_admin,
-            last_message: d.last_message.map(|l| LastMessage {
-                text: l.text,
-                created_at: domain_time(l.created_at),
-                sender: l.sender,
-            }),
-            created_at: domain_time(d.created_at),
-            updated_at: domain_time(d.updated_at),
-        }
-    }
-}
-
-impl From<MessageDoc> for Message {
-    fn from(d: MessageDoc) -> Self {
-        Message {
-            id: MessageId::from_trusted(d.id.to_hex()),
-            chat_id: ChatId::from_trusted(d.chat_id.to_hex()),
-            seq: d.seq as u64,
-            sender_id: d.sender_id,
-            sender_name: d.sender_name,
-            sender_role: d.sender_role,
-            content: d.content,
-            kind: d.kind,
-            file_url: d.file_url,
-            file_name: d.file_name,
-            timestamp: domain_time(d.timestamp),
-            status: d.status,
-            client_message_id: d.client_message_id,
-        }
-    }
-}
-
-impl From<ReportDoc> for Report {
-    fn from(d: ReportDoc) -> Self {
-        Report {
-            id: ReportId::from_trusted(d.id.to_hex()),
-            user_id: d.user_id,
-            order_id: d.order_id,
-            payment_id: d.payment_id,
-            invoice_id: d.invoice_id,
-            title: d.title,
-            message: d.message,
-            status: d.status,
-            sent_by: d.sent_by,
-            sent_by_name: d.sent_by_name,
-            is_read: d.is_read,
-            read_at: d.read_at.map(domain_time),
-            created_at: domain_time(d.created_at),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Errors
 
 /// Sorts a driver error: unreachable or not-serving servers are `Unavailable` (the client gets
@@ -297,112 +154,6 @@ fn error_code(e: &DbError) -> Option<i32> {
             .map(|w| w.code),
         _ => None,
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Query shapes, shared by the operations and by `query_plans`
-
-fn history_query(chat: ObjectId, page: HistoryPage) -> (Document, Document) {
-    match page {
-        HistoryPage::Latest => (doc! { "chatId": chat }, doc! { "seq": -1 }),
-        HistoryPage::Before(s) => (
-            doc! { "chatId": chat, "seq": { "$lt": s as i64 } },
-            doc! { "seq": -1 },
-        ),
-        HistoryPage::After(s) => (
-            doc! { "chatId": chat, "seq": { "$gt": s as i64 } },
-            doc! { "seq": 1 },
-        ),
-    }
-}
-
-fn chat_list_query(q: &ChatQuery) -> StoreResult<(Document, &'static str)> {
-    let mut filter = Document::new();
-    if let Some(p) = &q.participant {
-        filter.insert("participants", p.as_str());
-    }
-    if let Some(s) = q.status {
-        filter.insert("status", s.as_str());
-    }
-    if let Some(after) = &q.after {
-        let t = bson_time(after.updated_at);
-        let id = oid(after.id.as_str())?;
-        filter.insert(
-            "$or",
-            vec![
-                doc! { "updatedAt": { "$lt": t } },
-                doc! { "updatedAt": t, "_id": { "$lt": id } },
-            ],
-        );
-    }
-    let index = if q.participant.is_some() {
-        IX_CHATS_PARTICIPANT
-    } else {
-        IX_CHATS_UPDATED
-    };
-    Ok((filter, index))
-}
-
-fn chat_list_sort() -> Document {
-    doc! { "updatedAt": -1, "_id": -1 }
-}
-
-fn unread_pipeline(chats: Vec<ObjectId>, reader: &str) -> Vec<Document> {
-    vec![
-        doc! { "$match": { "chatId": { "$in": chats }, "status": "sent", "senderId": { "$ne": reader } } },
-        doc! { "$group": { "_id": "$chatId", "n": { "$sum": 1 } } },
-    ]
-}
-
-fn partners_filter(user: &str) -> Document {
-    doc! { "participants": user, "status": "open" }
-}
-
-fn client_id_filter(sender: &str, client_id: &str) -> Document {
-    doc! { "senderId": sender, "clientMessageId": client_id }
-}
-
-fn mark_read_filter(chat: ObjectId, up_to_seq: u64, reader: &str) -> Document {
-    doc! { "chatId": chat, "status": "sent", "seq": { "$lte": up_to_seq as i64 }, "senderId": { "$ne": reader } }
-}
-
-fn report_list_query(q: &ReportQuery) -> StoreResult<(Document, &'static str)> {
-    let mut filter = Document::new();
-    if let Some(u) = &q.user_id {
-        filter.insert("userId", u.as_str());
-    }
-    if q.unread_only {
-        filter.insert("isRead", false);
-    }
-    if let Some(after) = &q.after {
-        let t = bson_time(after.created_at);
-        let id = oid(after.id.as_str())?;
-        filter.insert(
-            "$or",
-            vec![
-                doc! { "createdAt": { "$lt": t } },
-                doc! { "createdAt": t, "_id": { "$lt": id } },
-            ],
-        );
-    }
-    let index = if q.user_id.is_some() {
-        IX_REPORTS_USER
-    } else {
-        IX_REPORTS_CREATED
-    };
-    Ok((filter, index))
-}
-
-fn report_list_sort() -> Document {
-    doc! { "createdAt": -1, "_id": -1 }
-}
-
-fn unread_reports_filter(user: &str) -> Document {
-    doc! { "userId": user, "isRead": false }
-}
-
-fn hint(index: &str) -> Hint {
-    Hint::Name(index.to_owned())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -660,284 +411,6 @@ async fn create_indexes_when_reachable(store: Weak<Inner>) {
         drop(store_);
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(5));
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Explain
-
-/// How the server plans one of the store's queries.
-#[derive(Debug, Clone)]
-pub struct QueryPlan {
-    /// Which store operation issues the query.
-    pub query: &'static str,
-    /// The index the store names for it.
-    pub expected_index: &'static str,
-    /// Indexes the winning plan scans.
-    pub used_indexes: Vec<String>,
-    /// Whether the winning plan scans the whole collection anywhere.
-    pub collection_scan: bool,
-}
-
-impl QueryPlan {
-    /// Served by the index the store names, and by no collection scan.
-    pub fn uses_expected_index(&self) -> bool {
-        !self.collection_scan && self.used_indexes.iter().any(|i| i == self.expected_index)
-    }
-}
-
-fn collect_plan(v: &Bson, in_winning: bool, indexes: &mut Vec<String>, collscan: &mut bool) {
-    match v {
-        Bson::Document(d) => {
-            for (k, v) in d {
-                if k == "rejectedPlans" {
-                    continue;
-                }
-                let winning = in_winning || k == "winningPlan";
-                if winning
-                    && k == "indexName"
-                    && let Bson::String(s) = v
-                {
-                    indexes.push(s.clone());
-                }
-                if winning && k == "stage" && v.as_str() == Some("COLLSCAN") {
-                    *collscan = true;
-                }
-                collect_plan(v, winning, indexes, collscan);
-            }
-        }
-        Bson::Array(a) => a
-            .iter()
-            .for_each(|v| collect_plan(v, in_winning, indexes, collscan)),
-        _ => {}
-    }
-}
-
-impl MongoStore {
-    /// Runs `explain` on every query shape the store issues, with the same filter, sort and
-    /// hint, and reports which index serves each. Updates are explained as the equivalent `find`
-    /// (same filter and hint), because some MongoDB-wire servers ignore hints when explaining
-    /// updates; the update itself carries the hint.
-    pub async fn query_plans(&self) -> StoreResult<Vec<QueryPlan>> {
-        self.ensure_indexes_bounded().await?;
-        let (chat, msg, report, file) = (
-            ObjectId::new(),
-            ObjectId::new(),
-            ObjectId::new(),
-            ObjectId::new(),
-        );
-        let at = bson_time(now());
-        // `hint` as the operation passes it; queries on `_id` alone pass none.
-        let find = |coll: &str, filter: Document, sort: Option<Document>, hint: Option<&str>| {
-            let mut cmd = doc! { "find": coll, "filter": filter, "limit": 50_i64 };
-            if let Some(s) = sort {
-                cmd.insert("sort", s);
-            }
-            if let Some(h) = hint {
-                cmd.insert("hint", h);
-            }
-            cmd
-        };
-        let staff_list = ChatQuery {
-            participant: None,
-            status: Some(ChatStatus::Open),
-            limit: 50,
-            after: None,
-            reader: "a1".into(),
-        };
-        let user_list = ChatQuery {
-            participant: Some("u1".into()),
-            status: None,
-            limit: 50,
-            after: Some(crate::domain::ChatCursor {
-                updated_at: now(),
-                id: ChatId::from_trusted(chat.to_hex()),
-            }),
-            reader: "u1".into(),
-        };
-        let (staff_filter, staff_ix) = chat_list_query(&staff_list)?;
-        let (user_filter, user_ix) = chat_list_query(&user_list)?;
-        let user_reports = ReportQuery {
-            user_id: Some("u1".into()),
-            unread_only: true,
-            limit: 50,
-            after: Some(crate::domain::ReportCursor {
-                created_at: now(),
-                id: ReportId::from_trusted(report.to_hex()),
-            }),
-        };
-        let all_reports = ReportQuery {
-            user_id: None,
-            unread_only: false,
-            limit: 50,
-            after: None,
-        };
-        let (ur_filter, ur_ix) = report_list_query(&user_reports)?;
-        let (ar_filter, ar_ix) = report_list_query(&all_reports)?;
-        let shapes: Vec<(&'static str, &'static str, Document)> = vec![
-            (
-                "chat",
-                IX_ID,
-                find("chats", doc! { "_id": chat }, None, None),
-            ),
-            (
-                "list_chats (participant)",
-                user_ix,
-                find("chats", user_filter, Some(chat_list_sort()), Some(user_ix)),
-            ),
-            (
-                "list_chats (staff)",
-                staff_ix,
-                find(
-                    "chats",
-                    staff_filter,
-                    Some(chat_list_sort()),
-                    Some(staff_ix),
-                ),
-            ),
-            (
-                "list_chats (unread counts)",
-                IX_MESSAGES_UNREAD,
-                doc! { "aggregate": "messages", "pipeline": unread_pipeline(vec![chat], "u1"), "cursor": {}, "hint": IX_MESSAGES_UNREAD },
-            ),
-            (
-                "update_chat",
-                IX_ID,
-                doc! { "findAndModify": "chats", "query": { "_id": chat }, "update": { "$set": { "updatedAt": at } }, "new": true },
-            ),
-            (
-                "chat_partners",
-                IX_CHATS_PARTICIPANT,
-                find(
-                    "chats",
-                    partners_filter("u1"),
-                    None,
-                    Some(IX_CHATS_PARTICIPANT),
-                ),
-            ),
-            (
-                "save_message (retry lookup)",
-                IX_MESSAGES_CLIENT_ID,
-                find(
-                    "messages",
-                    client_id_filter("u1", "c1"),
-                    None,
-                    Some(IX_MESSAGES_CLIENT_ID),
-                ),
-            ),
-            (
-                "save_message (seq)",
-                IX_ID,
-                doc! { "findAndModify": "chats", "query": { "_id": chat }, "update": { "$inc": { "seq": 1_i64 } }, "new": true },
-            ),
-            (
-                "message",
-                IX_ID,
-                find(
-                    "messages",
-                    doc! { "_id": msg, "chatId": chat },
-                    None,
-                    Some(IX_ID),
-                ),
-            ),
-            ("messages (latest)", IX_MESSAGES_CHAT_SEQ, {
-                let (f, s) = history_query(chat, HistoryPage::Latest);
-                find("messages", f, Some(s), Some(IX_MESSAGES_CHAT_SEQ))
-            }),
-            ("messages (before)", IX_MESSAGES_CHAT_SEQ, {
-                let (f, s) = history_query(chat, HistoryPage::Before(10));
-                find("messages", f, Some(s), Some(IX_MESSAGES_CHAT_SEQ))
-            }),
-            ("messages (after)", IX_MESSAGES_CHAT_SEQ, {
-                let (f, s) = history_query(chat, HistoryPage::After(10));
-                find("messages", f, Some(s), Some(IX_MESSAGES_CHAT_SEQ))
-            }),
-            (
-                "mark_read",
-                IX_MESSAGES_UNREAD,
-                find(
-                    "messages",
-                    mark_read_filter(chat, 10, "u1"),
-                    None,
-                    Some(IX_MESSAGES_UNREAD),
-                ),
-            ),
-            (
-                "report",
-                IX_ID,
-                find("report_messages", doc! { "_id": report }, None, None),
-            ),
-            (
-                "list_reports (user)",
-                ur_ix,
-                find(
-                    "report_messages",
-                    ur_filter,
-                    Some(report_list_sort()),
-                    Some(ur_ix),
-                ),
-            ),
-            (
-                "list_reports (staff)",
-                ar_ix,
-                find(
-                    "report_messages",
-                    ar_filter,
-                    Some(report_list_sort()),
-                    Some(ar_ix),
-                ),
-            ),
-            (
-                "mark_report_read",
-                IX_ID,
-                find(
-                    "report_messages",
-                    doc! { "_id": report, "isRead": false },
-                    None,
-                    Some(IX_ID),
-                ),
-            ),
-            (
-                "unread_report_count",
-                IX_REPORTS_USER,
-                doc! { "count": "report_messages", "query": unread_reports_filter("u1"), "hint": IX_REPORTS_USER },
-            ),
-            (
-                "upload",
-                IX_ID,
-                find("uploads.files", doc! { "_id": file }, None, None),
-            ),
-        ];
-        let mut plans = Vec::with_capacity(shapes.len());
-        for (query, expected_index, command) in shapes {
-            let explained = self
-                .bounded(async {
-                    self.0
-                        .db
-                        .run_command(doc! { "explain": command, "verbosity": "queryPlanner" })
-                        .await
-                        .map_err(db_err)
-                })
-                .await?;
-            let (mut used_indexes, mut collection_scan) = (Vec::new(), false);
-            collect_plan(
-                &Bson::Document(explained),
-                false,
-                &mut used_indexes,
-                &mut collection_scan,
-            );
-            plans.push(QueryPlan {
-                query,
-                expected_index,
-                used_indexes,
-                collection_scan,
-            });
-        }
-        Ok(plans)
-    }
-
-    async fn ensure_indexes_bounded(&self) -> StoreResult<()> {
-        self.bounded(self.ensure_indexes()).await
     }
 }
 
