@@ -25,11 +25,11 @@ pub const TEST_TIMEOUT: Duration = Duration::from_millis(1500);
 /// A `secantusd-py` process on `127.0.0.1:port`.
 pub struct MongoServer {
     pub port: u16,
-    /// The storage directory (kept across restarts) and the server's log.
-    dir: TempDir,
-    /// Storage in a temporary directory the server deletes itself (`:memory:`): for the shared
-    /// server, which is never dropped and never restarted.
-    ephemeral: bool,
+    /// The storage directory (kept across restarts) and the server's log; `None` for the shared
+    /// server, which is never dropped (so could never delete a directory) and never restarted:
+    /// it stores in a temporary directory the server deletes itself (`:memory:`), and logs to
+    /// one file in the system's temporary directory, overwritten by the next run.
+    dir: Option<TempDir>,
     /// The wrapper's stdin: closing it (or the test binary exiting) stops the server.
     running: Option<(Child, ChildStdin)>,
 }
@@ -40,8 +40,7 @@ impl MongoServer {
         let port = free_port();
         let mut server = MongoServer {
             port,
-            dir: tempfile::tempdir().expect("temp dir"),
-            ephemeral: false,
+            dir: Some(tempfile::tempdir().expect("temp dir")),
             running: None,
         };
         server.restart();
@@ -52,8 +51,7 @@ impl MongoServer {
     pub fn unstarted() -> MongoServer {
         MongoServer {
             port: free_port(),
-            dir: tempfile::tempdir().expect("temp dir"),
-            ephemeral: false,
+            dir: Some(tempfile::tempdir().expect("temp dir")),
             running: None,
         }
     }
@@ -75,12 +73,17 @@ impl MongoServer {
         let script = "exec 3<&0; \
                       secantusd-py --host 127.0.0.1 --port \"$1\" --storage-path \"$2\" --log-level WARNING >>\"$3\" 2>&1 3<&- & \
                       pid=$!; (read _ignored <&3; kill $pid 2>/dev/null) & wait $pid";
-        let storage = if self.ephemeral {
-            ":memory:".to_owned()
-        } else {
-            self.dir.path().join("db").display().to_string()
+        let (storage, log) = match &self.dir {
+            Some(dir) => (
+                dir.path().join("db").display().to_string(),
+                dir.path().join("server.log"),
+            ),
+            None => {
+                let log = std::env::temp_dir().join("switchboard-tests-secantusd.log");
+                let _ = std::fs::File::create(&log);
+                (":memory:".to_owned(), log)
+            }
         };
-        let log = self.dir.path().join("server.log");
         let mut child = Command::new("sh")
             .args([
                 "-c",
@@ -174,8 +177,11 @@ impl Drop for MongoServer {
 pub fn shared() -> &'static MongoServer {
     static SHARED: OnceLock<MongoServer> = OnceLock::new();
     SHARED.get_or_init(|| {
-        let mut server = MongoServer::unstarted();
-        server.ephemeral = true;
+        let mut server = MongoServer {
+            port: free_port(),
+            dir: None,
+            running: None,
+        };
         server.restart();
         server
     })
