@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::presence::{MemoryPresence, Presence, RedisPresence};
 use crate::realtime::typing::TypingTracker;
-use crate::store::{EmbeddedStore, Store};
+use crate::store::{EmbeddedStore, MongoSettings, MongoStore, Store};
 
 /// Everything a handler needs, shared by the REST router and every socket. Cheap to clone.
 #[derive(Clone)]
@@ -206,7 +206,18 @@ impl Application {
         let node_id = config.node_id();
         let keys = Keys::load(&config)?;
         let store: Arc<dyn Store> = match &config.mongodb_uri {
-            Some(_) => anyhow::bail!("MONGODB_URI is set, but this build has no MongoDB store yet"),
+            // Never connects here: a node whose MongoDB is down still starts, not ready.
+            Some(uri) => Arc::new(
+                MongoStore::connect(MongoSettings {
+                    uri: uri.clone(),
+                    database: config.mongodb_database.clone(),
+                    timeout: Duration::from_millis(config.mongodb_timeout_ms),
+                    message_retention: config
+                        .message_retention_days
+                        .map(|d| Duration::from_secs(u64::from(d) * 86_400)),
+                })
+                .await?,
+            ),
             None => Arc::new(EmbeddedStore::open(&config.data_dir)?),
         };
         let parts = Parts {

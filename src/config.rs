@@ -104,6 +104,14 @@ pub struct Config {
     /// MongoDB database name.
     #[arg(long, env = "MONGODB_DATABASE", default_value = "switchboard")]
     pub mongodb_database: String,
+    /// Upper bound for one MongoDB store operation (and for finding a reachable server), in
+    /// milliseconds. Past it the operation fails with UNAVAILABLE instead of hanging.
+    #[arg(long, env = "MONGODB_TIMEOUT_MS", default_value_t = 3000)]
+    pub mongodb_timeout_ms: u64,
+    /// MongoDB store only: delete chat messages older than this many days (a TTL index on the
+    /// message timestamp). Unset keeps messages forever.
+    #[arg(long, env = "MESSAGE_RETENTION_DAYS")]
+    pub message_retention_days: Option<u32>,
     /// The embedded store's files, and uploads in embedded mode.
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -157,6 +165,19 @@ impl Config {
             || self.heartbeat_interval_secs >= self.presence_ttl_secs
         {
             return fail("HEARTBEAT_INTERVAL_SECS must be at least 1 and below PRESENCE_TTL_SECS");
+        }
+        if self.mongodb_timeout_ms < 100 {
+            return fail("MONGODB_TIMEOUT_MS must be at least 100");
+        }
+        if let Some(days) = self.message_retention_days {
+            if days == 0 {
+                return fail(
+                    "MESSAGE_RETENTION_DAYS must be at least 1 (unset keeps messages forever)",
+                );
+            }
+            if self.mongodb_uri.is_none() {
+                return fail("MESSAGE_RETENTION_DAYS needs the MongoDB store (MONGODB_URI)");
+            }
         }
         if self.is_asymmetric() != self.jwt_public_key_file.is_some() {
             return fail(

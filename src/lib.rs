@@ -16,7 +16,8 @@
 //! - [`service`]: the use cases both transports share (authorize, save, then emit).
 //! - [`realtime`]: the Socket.IO handshake and events, one file per event group.
 //! - [`http`]: the REST API, one file per resource.
-//! - [`store`]: the persistence seam and its embedded (SQLite) implementation.
+//! - [`store`]: the persistence seam, its embedded (SQLite) implementation and its MongoDB
+//!   implementation (`docs/mongodb.md`).
 //! - [`presence`]: who is online; in-memory (one node) and Redis (cluster-wide) implementations.
 //! - [`cluster`]: rooms, the fan-out seam over socketioxide adapters, and cluster mode over
 //!   Redis (adapter, re-subscription, outage fallback and replay).

@@ -2,7 +2,8 @@
 //! uploads.
 //!
 //! Only domain types cross the [`Store`] trait. Two implementations exist: [`EmbeddedStore`]
-//! (SQLite in `DATA_DIR`, the single-node default) and, from the MongoDB issue on, a MongoDB twin.
+//! (SQLite in `DATA_DIR`, the single-node default) and [`MongoStore`] (MongoDB, shared by every
+//! node of a cluster; `docs/mongodb.md`).
 //! Both pass the same contract tests (`tests/integration/store_contract.rs`).
 
 use async_trait::async_trait;
@@ -14,8 +15,10 @@ use crate::domain::{
 };
 
 pub mod embedded;
+pub mod mongo;
 
 pub use embedded::EmbeddedStore;
+pub use mongo::{MongoSettings, MongoStore};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

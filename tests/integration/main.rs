@@ -2,6 +2,7 @@
 
 mod cluster;
 mod helpers;
+mod mongo;
 mod node;
 mod presence_contract;
 mod store_contract;
