@@ -81,31 +81,48 @@ impl AppState {
         self.keys.verifier.issue(id, role, name, ttl)
     }
 
-    /// The graceful drain: refuse new sockets, close ours in paced batches so clients reconnect
+    /// The graceful drain: turn `/readyz` 503 and refuse new sockets, wait `DRAIN_DELAY_SECS`
+    /// so load balancers notice, close our sockets in paced batches so clients reconnect
     /// elsewhere without a stampede, let in-flight events finish, then withdraw our presence.
+    /// Every step is bounded so that the drain ends within `grace`.
     pub async fn drain(&self, grace: Duration) {
+        let deadline = drain_deadline(grace);
         self.draining.store(true, Ordering::SeqCst);
+        self.metrics.draining.set(1);
         tracing::info!(node = %self.node_id, "draining");
-        let deadline = tokio::time::Instant::now() + grace;
-        self.sockets.disconnect_paced(DRAIN_BATCH, DRAIN_PAUSE).await;
+        tokio::time::sleep(Duration::from_secs(self.config.drain_delay_secs).min(grace / 2)).await;
+        if tokio::time::timeout_at(deadline, self.sockets.disconnect_paced(DRAIN_BATCH, DRAIN_PAUSE)).await.is_err() {
+            tracing::warn!(node = %self.node_id, "grace period over before every socket was closed");
+        }
         while self.in_flight.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        match self.presence.withdraw_node().await {
-            Ok(users) => {
-                for user in users {
-                    self.announce_status(&user, false).await;
+        let withdraw = async {
+            match self.presence.withdraw_node().await {
+                Ok(users) => {
+                    for user in users {
+                        self.announce_status(&user, false).await;
+                    }
                 }
+                Err(e) => tracing::warn!(error = %e, "could not withdraw presence"),
             }
-            Err(e) => tracing::warn!(error = %e, "could not withdraw presence"),
+        };
+        if tokio::time::timeout_at(deadline, withdraw).await.is_err() {
+            tracing::warn!(node = %self.node_id, "grace period over before presence was withdrawn");
         }
-        tracing::info!(node = %self.node_id, "drained");
+        tracing::info!(node = %self.node_id, in_flight = self.in_flight.load(Ordering::Acquire), "drained");
     }
 }
 
 /// Sockets closed per batch during a drain, and the pause between batches.
 const DRAIN_BATCH: usize = 200;
 const DRAIN_PAUSE: Duration = Duration::from_millis(100);
+
+/// When a drain that starts now must be over: the grace period less a margin for the process
+/// to exit, so that it exits within `SHUTDOWN_GRACE_SECS` of the signal.
+fn drain_deadline(grace: Duration) -> tokio::time::Instant {
+    tokio::time::Instant::now() + grace.saturating_sub(Duration::from_millis(500))
+}
 
 /// Keeps a client event counted as in flight.
 pub struct InFlight(AppState);
@@ -162,7 +179,7 @@ impl Application {
         };
         let (layer, io) = socket_io_builder().build_layer();
         let state = AppState(Arc::new(Shared {
-            metrics: Metrics::new(&node_id),
+            metrics: Metrics::with_heartbeat_interval(&node_id, Duration::from_secs(config.heartbeat_interval_secs)),
             fanout: Arc::new(io.clone()),
             sockets: Arc::new(io.clone()),
             node_id,
@@ -215,27 +232,37 @@ impl Application {
         let state = self.state;
         let sweeper = tokio::spawn(crate::realtime::typing::sweep(state.clone()));
         let heartbeat = tokio::spawn(heartbeat(state.clone()));
+        let interval = Duration::from_secs(state.config.heartbeat_interval_secs);
+        let dependencies = tokio::spawn(crate::http::health::watch_dependencies(state.clone(), interval));
         let metrics_server = self.metrics_listener.map(|l| {
             let router = metrics_router(state.clone());
             tokio::spawn(async move { axum::serve(l, router).await })
         });
         let grace = Duration::from_secs(state.config.shutdown_grace_secs);
         let drain_state = state.clone();
-        let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+        let (drained_tx, drained_rx) = tokio::sync::oneshot::channel();
         let stop = async move {
             shutdown.await;
+            let deadline = drain_deadline(grace);
             drain_state.drain(grace).await;
-            let _ = drained_tx.send(());
+            let _ = drained_tx.send(deadline);
         };
         let server = axum::serve(self.listener, self.router).with_graceful_shutdown(stop).into_future();
         tokio::pin!(server);
-        // After the drain, open connections get a short while to finish, then are cut.
+        // After the drain, open connections get a short while to finish (never past the grace
+        // period), then are cut.
+        let cut_off = async {
+            if let Ok(deadline) = drained_rx.await {
+                tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + Duration::from_secs(2))).await;
+            }
+        };
         let result = tokio::select! {
             r = &mut server => r.map_err(anyhow::Error::from),
-            _ = async { let _ = drained_rx.await; tokio::time::sleep(Duration::from_secs(2)).await } => Ok(()),
+            () = cut_off => Ok(()),
         };
         sweeper.abort();
         heartbeat.abort();
+        dependencies.abort();
         if let Some(m) = metrics_server {
             m.abort();
         }
@@ -253,7 +280,9 @@ async fn heartbeat(state: AppState) {
         if state.is_draining() {
             continue;
         }
-        match state.presence.heartbeat().await {
+        let result = state.presence.heartbeat().await;
+        state.metrics.presence_heartbeat(result.is_ok());
+        match result {
             Ok(reaped) => {
                 state.metrics.presence_reaped_users.inc_by(reaped.len() as u64);
                 for user in reaped {
