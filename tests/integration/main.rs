@@ -2,4 +2,5 @@
 
 mod helpers;
 mod node;
+mod ops;
 mod store_contract;
