@@ -350,7 +350,7 @@ impl Metrics {
             .iter()
             .map(|route| {
                 let m = RouteMetrics {
-                    route: *route,
+                    route,
                     duration: http_duration.with_label_values(&[route]),
                     statuses: std::array::from_fn(|_| OnceLock::new()),
                     requests: http_requests.clone(),

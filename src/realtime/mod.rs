@@ -208,6 +208,9 @@ pub fn register<A: Adapter + DefinedAdapter>(io: &socketioxide::SocketIo<A>, sta
         let state = mw_state.clone();
         async move {
             let outcome = authenticate(&state, &s, auth);
+            if outcome.is_ok() {
+                wire(&state, &s);
+            }
             state.metrics.connection(match &outcome {
                 Ok(()) => ConnectionOutcome::Accepted,
                 Err(r) if r.0.starts_with("UNAVAILABLE") => ConnectionOutcome::Draining,
@@ -216,13 +219,9 @@ pub fn register<A: Adapter + DefinedAdapter>(io: &socketioxide::SocketIo<A>, sta
             outcome
         }
     };
-    // socketioxide sends CONNECT, then calls this closure inline and spawns the future it
-    // returns. The event handlers are registered in the closure itself, not in that future: a
-    // handler registered in a spawned task can miss an event the client sends right after
-    // CONNECT, and such an event is dropped unanswered.
     let connected = move |s: SocketRef<A>| {
-        on_connect(state.clone(), s);
-        std::future::ready(())
+        let state = state.clone();
+        async move { on_connect(state, s).await }
     };
     io.ns("/", connected.with(authenticate))
 }
@@ -246,18 +245,16 @@ fn authenticate<A: Adapter>(
     Ok(())
 }
 
-fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
-    let Some(session) = s.extensions.get::<Arc<Session>>() else {
-        tracing::error!("socket connected without a session; closing it");
-        let _ = s.disconnect();
-        return;
-    };
+/// Joins an authenticated socket's rooms and registers its event handlers. Called by the
+/// handshake middleware, before socketioxide sends CONNECT: handlers registered later (the
+/// connect handler runs in a task spawned after CONNECT) could miss an event the client sends
+/// at once, and an event without a handler is dropped unanswered.
+fn wire<A: Adapter>(state: &AppState, s: &SocketRef<A>) {
+    let Some(session) = s.extensions.get::<Arc<Session>>() else { return };
     let user = &session.user;
     let mut joined = vec![rooms::user(&user.id)];
     joined.push(if user.role == Role::User { rooms::USERS } else { rooms::ADMINS }.to_owned());
     s.join(joined);
-    state.metrics.sockets_connected.inc();
-    tracing::debug!(node = %state.node_id, socket_id = %s.id, user_id = %user.id, role = user.role.as_str(), "socket connected");
 
     let ctx = Ctx { state: state.clone(), session: session.clone() };
     messages::register(&s, &ctx);
@@ -279,7 +276,18 @@ fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
         }
         .instrument(span)
     });
-    let disconnect_ctx = ctx.clone();
+}
+
+async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
+    let Some(session) = s.extensions.get::<Arc<Session>>() else {
+        tracing::error!("socket connected without a session; closing it");
+        let _ = s.disconnect();
+        return;
+    };
+    state.metrics.sockets_connected.inc();
+    tracing::debug!(node = %state.node_id, socket_id = %s.id, user_id = %session.user.id, role = session.user.role.as_str(), "socket connected");
+
+    let disconnect_ctx = Ctx { state: state.clone(), session: session.clone() };
     s.on_disconnect(move |s: SocketRef<A>, reason: DisconnectReason| {
         let ctx = disconnect_ctx.clone();
         async move {
@@ -290,11 +298,9 @@ fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
     });
 
     let socket_id = s.id.to_string();
-    tokio::spawn(async move {
-        state.socket_online(&presence::entry(&state, &socket_id, &session)).await;
-        // A socket that left while it was being registered must not stay counted.
-        if !s.connected() {
-            state.socket_offline(&session.user.id, &socket_id).await;
-        }
-    });
+    state.socket_online(&presence::entry(&state, &socket_id, &session)).await;
+    // A socket that left while it was being registered must not stay counted.
+    if !s.connected() {
+        state.socket_offline(&session.user.id, &socket_id).await;
+    }
 }
