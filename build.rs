@@ -14,11 +14,13 @@ fn git(args: &[&str]) -> Option<String> {
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=SWITCHBOARD_COMMIT");
-    // Rebuild when HEAD moves: HEAD itself (a branch switch) and the branch it points at (a
-    // commit). In a worktree both live in the main repository's git directory.
+    // Rebuild when HEAD moves: HEAD itself (a branch switch), the branch it points at (a
+    // commit) and packed-refs (where the branch lives after `git gc`). In a worktree they live
+    // in the main repository's git directory.
     for path in [
         git(&["rev-parse", "--git-path", "HEAD"]),
         git(&["symbolic-ref", "-q", "HEAD"]).and_then(|r| git(&["rev-parse", "--git-path", &r])),
+        git(&["rev-parse", "--git-path", "packed-refs"]),
     ]
     .into_iter()
     .flatten()

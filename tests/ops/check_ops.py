@@ -330,6 +330,16 @@ def main():
         if status != 200:
             fail(f"/metrics answered {status}")
         exported = exported_names(exposition)
+        build = re.search(r'^switchboard_build_info\{[^}]*commit="([^"]+)"', exposition, re.M)
+        if not build:
+            fail("no switchboard_build_info series with a commit label")
+        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        if head.returncode == 0 and build.group(1) == "unknown":
+            fail("build_info says commit unknown in a git checkout: build.rs did not embed it")
+        if head.returncode == 0 and build.group(1) != head.stdout.strip():
+            # Not a failure: a binary built before the last commit is stale, not broken.
+            print(f"note: build_info says commit {build.group(1)}, the checkout is at {head.stdout.strip()}")
+        print(f"ok: build_info names commit {build.group(1)}")
         for source, names in (("dashboard", dashboard_names), ("alerts", alert_names)):
             missing = sorted(names - exported)
             if missing:
