@@ -94,32 +94,47 @@ impl AppState {
         self.keys.verifier.issue(id, role, name, ttl)
     }
 
-    /// The graceful drain: refuse new sockets, withdraw our presence (announcing users left
-    /// offline while the adapter can still reach other nodes), close our sockets' connections
-    /// so clients reconnect elsewhere, then let in-flight events finish.
+    /// The graceful drain: turn `/readyz` 503 and refuse new sockets, wait `DRAIN_DELAY_SECS`
+    /// so load balancers notice, withdraw our presence (announcing users left offline while the
+    /// adapter can still reach other nodes), close our sockets' connections so clients reconnect
+    /// elsewhere, then let in-flight events finish. Every step is bounded so that the drain ends
+    /// within `grace`.
     pub async fn drain(&self, grace: Duration) {
+        let deadline = drain_deadline(grace);
         self.draining.store(true, Ordering::SeqCst);
+        self.metrics.draining.set(1);
         tracing::info!(node = %self.node_id, "draining");
-        let deadline = tokio::time::Instant::now() + grace;
-        match self.presence.withdraw_node().await {
-            Ok(users) => {
-                for user in users {
-                    self.announce_status(&user, false).await;
+        tokio::time::sleep(Duration::from_secs(self.config.drain_delay_secs).min(grace / 2)).await;
+        let withdraw = async {
+            match self.presence.withdraw_node().await {
+                Ok(users) => {
+                    for user in users {
+                        self.announce_status(&user, false).await;
+                    }
                 }
+                Err(e) => tracing::warn!(error = %e, "could not withdraw presence"),
             }
-            Err(e) => tracing::warn!(error = %e, "could not withdraw presence"),
+        };
+        if tokio::time::timeout_at(deadline, withdraw).await.is_err() {
+            tracing::warn!(node = %self.node_id, "grace period over before presence was withdrawn");
         }
         if tokio::time::timeout_at(deadline, self.sockets.close_all())
             .await
             .is_err()
         {
-            tracing::warn!("sockets still open at the end of the grace period");
+            tracing::warn!(node = %self.node_id, "grace period over before every socket was closed");
         }
         while self.in_flight.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tracing::info!(node = %self.node_id, "drained");
+        tracing::info!(node = %self.node_id, in_flight = self.in_flight.load(Ordering::Acquire), "drained");
     }
+}
+
+/// When a drain that starts now must be over: the grace period less a margin for the process
+/// to exit, so that it exits within `SHUTDOWN_GRACE_SECS` of the signal.
+fn drain_deadline(grace: Duration) -> tokio::time::Instant {
+    tokio::time::Instant::now() + grace.saturating_sub(Duration::from_millis(500))
 }
 
 /// Keeps a client event counted as in flight.
@@ -165,7 +180,10 @@ impl Parts {
         sockets: Arc<dyn LocalSockets>,
     ) -> AppState {
         AppState(Arc::new(Shared {
-            metrics: Metrics::new(&self.node_id),
+            metrics: Metrics::with_heartbeat_interval(
+                &self.node_id,
+                Duration::from_secs(self.config.heartbeat_interval_secs),
+            ),
             fanout,
             sockets,
             node_id: self.node_id,
@@ -312,6 +330,10 @@ impl Application {
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(crate::realtime::typing::sweep(state.clone()));
         tasks.spawn(heartbeat(state.clone()));
+        tasks.spawn(crate::http::health::watch_dependencies(
+            state.clone(),
+            Duration::from_secs(state.config.heartbeat_interval_secs),
+        ));
         for task in self.background {
             tasks.spawn(task);
         }
@@ -323,20 +345,30 @@ impl Application {
         }
         let grace = Duration::from_secs(state.config.shutdown_grace_secs);
         let drain_state = state.clone();
-        let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+        let (drained_tx, drained_rx) = tokio::sync::oneshot::channel();
         let stop = async move {
             shutdown.await;
+            let deadline = drain_deadline(grace);
             drain_state.drain(grace).await;
-            let _ = drained_tx.send(());
+            let _ = drained_tx.send(deadline);
         };
         let server = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(stop)
             .into_future();
         tokio::pin!(server);
-        // After the drain, open connections get a short while to finish, then are cut.
+        // After the drain, open connections get a short while to finish (never past the grace
+        // period), then are cut.
+        let cut_off = async {
+            if let Ok(deadline) = drained_rx.await {
+                tokio::time::sleep_until(
+                    deadline.min(tokio::time::Instant::now() + Duration::from_secs(2)),
+                )
+                .await;
+            }
+        };
         let result = tokio::select! {
             r = &mut server => r.map_err(anyhow::Error::from),
-            _ = async { let _ = drained_rx.await; tokio::time::sleep(Duration::from_secs(2)).await } => Ok(()),
+            () = cut_off => Ok(()),
         };
         tasks.abort_all();
         result
@@ -353,7 +385,9 @@ async fn heartbeat(state: AppState) {
         if state.is_draining() {
             continue;
         }
-        match state.presence.heartbeat().await {
+        let result = state.presence.heartbeat().await;
+        state.metrics.presence_heartbeat(result.is_ok());
+        match result {
             Ok(changes) => {
                 let offline = changes.iter().filter(|c| !c.online).count();
                 state.metrics.presence_reaped_users.inc_by(offline as u64);

@@ -147,6 +147,10 @@ pub struct Config {
     /// How long a SIGTERM drain may take before the node exits anyway, in seconds.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
+    /// On SIGTERM, how long to keep serving with /readyz at 503 before closing sockets, in
+    /// seconds, so load balancers stop sending new clients here first (at most half the grace).
+    #[arg(long, env = "DRAIN_DELAY_SECS", default_value_t = 0)]
+    pub drain_delay_secs: u64,
 }
 
 /// A setting that cannot work.

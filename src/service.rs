@@ -139,15 +139,10 @@ impl AppState {
     ) -> Result<T, AppError> {
         let started = Instant::now();
         let result = f.await;
-        self.metrics
-            .store_duration
-            .with_label_values(&[operation])
-            .observe(started.elapsed().as_secs_f64());
+        let m = self.metrics.store(operation);
+        m.duration.observe(started.elapsed().as_secs_f64());
         if result.is_err() {
-            self.metrics
-                .store_errors
-                .with_label_values(&[operation])
-                .inc();
+            m.errors.inc();
         }
         Ok(result?)
     }

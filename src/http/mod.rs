@@ -40,20 +40,14 @@ pub fn router(state: AppState) -> Router {
 
 /// Counts and times each request by route template, never by concrete path.
 async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
+    let route = state.metrics.http_route(
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+    );
     let started = Instant::now();
     let response = next.run(req).await;
-    let route = route.as_deref().unwrap_or("unmatched");
-    let m = &state.metrics;
-    m.http_duration
-        .with_label_values(&[route])
-        .observe(started.elapsed().as_secs_f64());
-    m.http_requests
-        .with_label_values(&[route, response.status().as_str()])
-        .inc();
+    route.record(response.status().as_u16(), started.elapsed());
     response
 }
 

@@ -4,5 +4,6 @@ mod cluster;
 mod helpers;
 mod mongo;
 mod node;
+mod ops;
 mod presence_contract;
 mod store_contract;

@@ -2,7 +2,7 @@
 //! Rust tests: connect with `auth`, emit with or without ack, and wait for events with timeouts.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,8 +21,10 @@ pub struct Sio {
     arrived: Arc<Notify>,
     acks: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>,
     next_ack: AtomicU64,
-    /// Closed when the server closes the connection.
+    /// Notified when the server closes the connection.
     closed: Arc<Notify>,
+    /// Set when the server has closed the connection (for waits that start after it).
+    gone: Arc<AtomicBool>,
     pub sid: String,
 }
 
@@ -31,6 +33,8 @@ pub struct Sio {
 pub enum ConnectError {
     /// The server refused the handshake (`connect_error`) with this message.
     Refused(String),
+    /// The connection itself failed (read through `Debug` in failure messages).
+    #[allow(dead_code)]
     Transport(String),
 }
 
@@ -102,13 +106,15 @@ impl Sio {
             acks: Default::default(),
             next_ack: AtomicU64::new(1),
             closed: Default::default(),
+            gone: Default::default(),
             sid,
         };
-        let (events, arrived, acks, closed) = (
+        let (events, arrived, acks, closed, gone) = (
             client.events.clone(),
             client.arrived.clone(),
             client.acks.clone(),
             client.closed.clone(),
+            client.gone.clone(),
         );
         tokio::spawn(async move {
             while let Some(Ok(msg)) = stream.next().await {
@@ -139,6 +145,7 @@ impl Sio {
                     break;
                 }
             }
+            gone.store(true, Ordering::SeqCst);
             closed.notify_waiters();
             arrived.notify_waiters();
         });
@@ -150,11 +157,6 @@ impl Sio {
         let _ = self
             .out
             .send(Message::text(format!("42{}", json!([event, data]))));
-    }
-
-    /// Sends a raw Socket.IO packet (for malformed-input tests).
-    pub fn send_raw(&self, packet: &str) {
-        let _ = self.out.send(Message::text(packet.to_owned()));
     }
 
     /// Emits `[event, data]` as a binary event whose `data` holds one attachment placeholder
@@ -226,13 +228,29 @@ impl Sio {
         hit.into_iter().map(|(_, v)| v).collect()
     }
 
-    /// Waits until the server closes this connection.
+    /// Waits until the server closes this connection (true at once if it already has).
     pub async fn closed(&self, within: Duration) -> bool {
         let notified = self.closed.notified();
-        if self.out.is_closed() {
+        if self.out.is_closed() || self.gone.load(Ordering::SeqCst) {
             return true;
         }
         tokio::time::timeout(within, notified).await.is_ok()
+    }
+
+    /// Emits an event with an ack and waits up to `within` for it; `None` when no ack came
+    /// (the server closed the connection first, or took too long).
+    pub async fn try_ack(&self, event: &str, data: Value, within: Duration) -> Option<Value> {
+        let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
+        let (tx, mut rx) = oneshot::channel();
+        self.acks.lock().unwrap().insert(id, tx);
+        let _ = self
+            .out
+            .send(Message::text(format!("42{id}{}", json!([event, data]))));
+        tokio::select! {
+            ack = tokio::time::timeout(within, &mut rx) => ack.ok()?.ok(),
+            // An ack that arrived before the close is already in the channel.
+            _ = self.closed(within) => rx.try_recv().ok(),
+        }
     }
 
     /// Closes the connection (a client-side disconnect).
