@@ -39,7 +39,9 @@ describe('operations endpoints', () => {
     assert.ok(names.size >= 5);
     for (const n of names) assert.match(n, /^switchboard_/);
     const samples = text.split('\n').filter((l) => l && !l.startsWith('#'));
-    for (const line of samples) assert.match(line, /^switchboard_[a-z_]+(\{[^}]*\})? [-+0-9.eE]+|NaN|[+-]Inf$/);
+    // Label values may hold braces (route templates such as /api/chats/{chat_id}).
+    const sample = /^switchboard_[a-z_]+(\{(?:[a-z_]+="(?:[^"\\]|\\.)*",?)*\})? (?:[-+0-9.eE]+|NaN|[+-]Inf)$/;
+    for (const line of samples) assert.match(line, sample);
     assert.ok(samples.some((l) => l.startsWith('switchboard_events_received_total') && l.includes('message:send')));
     assert.ok(samples.some((l) => l.startsWith('switchboard_http_requests_total')));
     assert.ok(samples.some((l) => l.startsWith('switchboard_connections_total') && l.includes('unauthorized')));
