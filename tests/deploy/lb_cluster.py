@@ -179,7 +179,7 @@ def render_haproxy(tmp: Path, lb_port: int, node_ports: list[int]) -> Path:
     servers = "".join(f"    server node-{i} 127.0.0.1:{p} cookie node-{i}\n" for i, p in enumerate(node_ports, 1))
     conf, n = re.subn(r"(# BEGIN switchboard servers\n).*?(\s*# END)", lambda m: m.group(1) + servers + m.group(2).lstrip("\n"), conf, flags=re.S)
     assert n == 1, "server markers not found in deploy/haproxy/haproxy.cfg"
-    conf, n = re.subn(r"bind :80\n", f"bind 127.0.0.1:{lb_port}\n", conf)
+    conf, n = re.subn(r"bind :8080\n", f"bind 127.0.0.1:{lb_port}\n", conf)
     assert n == 1, "bind line not found"
     path = tmp / "haproxy.cfg"
     path.write_text(conf)
