@@ -251,8 +251,8 @@ def main() -> int:
         lb = free_port()
         conf = render_nginx(tmp, lb, node_ports, sticky=True)
         t = subprocess.run(["nginx", "-t", "-p", str(conf.parent), "-c", str(conf), "-e", str(conf.parent / "error.log")], capture_output=True, text=True)
-        if t.returncode != 0:
-            raise RuntimeError(f"nginx -t failed: {t.stderr}")
+        if t.returncode != 0 or "[warn]" in t.stderr:
+            raise RuntimeError(f"nginx -t failed or warned: {t.stderr}")
         nginx = procs.start("nginx", ["nginx", "-p", str(conf.parent), "-c", str(conf), "-e", str(conf.parent / "error.log"), "-g", "daemon off;"])
         wait_for("nginx", lambda: http_status(f"http://127.0.0.1:{lb}/readyz") == 200, 20, nginx)
         if http_status(f"http://127.0.0.1:{lb}/metrics") != 404:
@@ -274,8 +274,8 @@ def main() -> int:
         lb = free_port()
         cfg = render_haproxy(tmp, lb, node_ports)
         t = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
-        if t.returncode != 0:
-            raise RuntimeError(f"haproxy -c failed: {t.stdout}{t.stderr}")
+        if t.returncode != 0 or "[WARNING]" in t.stdout + t.stderr:
+            raise RuntimeError(f"haproxy -c failed or warned: {t.stdout}{t.stderr}")
         haproxy = procs.start("haproxy", ["haproxy", "-db", "-f", str(cfg)])
         wait_for("haproxy", lambda: http_status(f"http://127.0.0.1:{lb}/readyz") == 200, 20, haproxy)
         if http_status(f"http://127.0.0.1:{lb}/metrics") != 404:
