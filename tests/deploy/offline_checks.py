@@ -10,7 +10,9 @@
     ServiceMonitor by the Prometheus Operator's validator and a strict schema
     (tests/deploy/schemas.mjs); settings the chart must refuse are refused.
   - deploy/grafana/switchboard.json, when present: validated against a JSON Schema generated
-    from npm @grafana/schema (tests/deploy/schemas.mjs).
+    from npm @grafana/schema (tests/deploy/schemas.mjs); deploy/prometheus and
+    deploy/grafana/provisioning, when present: promtool accepts them, and they fit the Compose
+    file (scrape targets, dashboard path, data source URL).
   - Settings: every environment variable these files pass to Switchboard is one that
     `switchboard --help` lists.
 
@@ -77,7 +79,11 @@ def compose_binary() -> Path:
 SECRETS = {"JWT_SECRET": "compose-check-secret-0123456789", "FILE_URL_SECRET": "compose-check-file-url-secret", "GRAFANA_ADMIN_PASSWORD": "x"}
 
 
+COMPOSE_MODEL: dict | None = None
+
+
 def check_compose() -> set[str]:
+    global COMPOSE_MODEL
     binary = compose_binary()
     base_env = {k: v for k, v in os.environ.items() if k not in SECRETS}
     argv = [str(binary), "-f", str(ROOT / "docker-compose.yml")]
@@ -90,6 +96,7 @@ def check_compose() -> set[str]:
     if not check("compose config --format json", r3.returncode == 0, r3.stderr.strip()):
         return set()
     model = json.loads(r3.stdout)
+    COMPOSE_MODEL = model
     services = model["services"]
     nodes = {n: s for n, s in services.items() if n.startswith("switchboard-")}
     check("compose runs 3 Switchboard nodes", len(nodes) == 3, ", ".join(sorted(nodes)))
@@ -306,6 +313,41 @@ def check_grafana(schemas: Path | None) -> None:
     check("deploy/grafana/switchboard.json against @grafana/schema's Dashboard", not errors, detail)
 
 
+# --- Monitoring files, as docker-compose.yml mounts them ----------------------------------------
+
+
+def check_monitoring_wiring(compose_model: dict | None) -> None:
+    """deploy/prometheus and deploy/grafana come from the monitoring work; when they are in the
+    tree, check that they fit the Compose file: Prometheus (Debian's promtool) accepts its config
+    and rules and scrapes every node's METRICS_PORT; Grafana's provisioning reads the dashboard
+    where Compose mounts it and queries the `prometheus` service."""
+    prom = ROOT / "deploy/prometheus/prometheus.yml"
+    if not prom.exists():
+        skip("Prometheus config fits Compose", "deploy/prometheus/prometheus.yml is not in this tree yet (monitoring branch)")
+    else:
+        with tempfile.TemporaryDirectory() as t:
+            # Compose mounts deploy/prometheus at /etc/prometheus: mirror that for promtool.
+            copy = Path(t)
+            for f in (ROOT / "deploy/prometheus").iterdir():
+                if f.is_file():
+                    (copy / f.name).write_text(f.read_text().replace("/etc/prometheus/", f"{copy}/"))
+            r = subprocess.run(["promtool", "check", "config", str(copy / "prometheus.yml")], capture_output=True, text=True)
+            check("promtool check config deploy/prometheus/prometheus.yml", r.returncode == 0, (r.stdout + r.stderr).strip()[-400:])
+        text = prom.read_text()
+        if compose_model:
+            for name, svc in compose_model["services"].items():
+                if name.startswith("switchboard-"):
+                    target = f"{svc.get('hostname', name)}:{svc['environment']['METRICS_PORT']}"
+                    check(f"Prometheus scrapes {target}", target in text)
+    provisioning = ROOT / "deploy/grafana/provisioning"
+    if not provisioning.exists():
+        skip("Grafana provisioning fits Compose", "deploy/grafana/provisioning is not in this tree yet (monitoring branch)")
+    else:
+        texts = "\n".join(f.read_text() for f in provisioning.rglob("*.y*ml"))
+        check("Grafana provisioning reads dashboards from /var/lib/grafana/dashboards", "/var/lib/grafana/dashboards" in texts)
+        check("Grafana provisioning queries http://prometheus:9090", "http://prometheus:9090" in texts)
+
+
 # --- Settings ---------------------------------------------------------------------------------
 
 
@@ -344,8 +386,9 @@ def main() -> int:
             schemas = None
         print("helm/switchboard")
         helm_env = check_helm(tmp, schemas)
-        print("Grafana")
+        print("Grafana dashboard, monitoring wiring")
         check_grafana(schemas)
+        check_monitoring_wiring(COMPOSE_MODEL)
         print("settings")
         check_settings({"the Dockerfile": docker_env, "docker-compose.yml": compose_env, "the Helm chart": helm_env})
     failed = [name for name, ok, _ in results if not ok]
