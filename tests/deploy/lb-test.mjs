@@ -8,10 +8,7 @@
 // exactly once, and no polling session may be lost (a lost one shows as a disconnect, since
 // reconnection is off: 400 "Session ID unknown" when a poll reaches the wrong node).
 //
-//   node lb-test.mjs --url http://127.0.0.1:8080 --secret S --node http://127.0.0.1:5001 ...
-//     --mode cluster       every message reaches every socket, on whichever node (Redis adapter)
-//     --mode independent   nodes without cluster mode: only the sender's own confirmation is
-//                          checked, plus stickiness and WebSocket upgrades through the balancer
+//   node lb-test.mjs --url http://127.0.0.1:8080 --secret S
 //     --expect-session-loss  negative control: the balancer is NOT sticky; at least one polling
 //                          session must break (proves the check can fail), while every WebSocket
 //                          client still works
@@ -28,8 +25,6 @@ const { values: args } = parseArgs({
   options: {
     url: { type: "string" },
     secret: { type: "string" },
-    node: { type: "string", multiple: true, default: [] },
-    mode: { type: "string", default: "cluster" },
     clients: { type: "string", default: "6" },
     "expect-session-loss": { type: "boolean", default: false },
     cookies: { type: "boolean", default: false },
@@ -154,19 +149,12 @@ async function main() {
   for (const c of sockets) if (!c.connected) fail(`${c.id} (${c.transport}) did not connect: ${c.troubles.join("; ")}`);
   if (failures.length) return {};
 
-  // Which node each socket reached (active-users is cluster-wide in cluster mode; without it,
-  // each node knows only its own sockets, so ask every node directly).
+  // Which node each socket reached: active-users is cluster-wide, any node answers.
   const adminToken = token("admin-a", "admin");
   const perNode = {};
   const nodeOf = new Map();
-  const sources = args.mode === "cluster" ? [BASE] : args.node;
-  for (const base of sources) {
-    const res = await fetch(`${base}/api/socket/active-users?limit=500`, { headers: { authorization: `Bearer ${adminToken}` } });
-    const body = await res.json();
-    for (const u of body.activeUsers) {
-      nodeOf.set(u.socketId, u.node);
-    }
-  }
+  const res = await fetch(`${BASE}/api/socket/active-users?limit=500`, { headers: { authorization: `Bearer ${adminToken}` } });
+  for (const u of (await res.json()).activeUsers) nodeOf.set(u.socketId, u.node);
   for (const c of sockets) {
     const node = nodeOf.get(c.sid) ?? "unknown";
     c.node = node;
@@ -185,11 +173,7 @@ async function main() {
     ...users.map((u, i) => send(u, chats[i].id, `hello from ${u.id}`).then((m) => [m, u])),
     send(admins[0], adminChat.id, "hello from admin-a").then((m) => [m, users[0]]),
   ]);
-  for (const [message, user] of sent) {
-    const sender = sockets.find((c) => c.id === message.senderId);
-    const audience = args.mode === "cluster" ? new Set([user, ...admins]) : new Set([sender]);
-    expected.set(message.id, audience);
-  }
+  for (const [message, user] of sent) expected.set(message.id, new Set([user, ...admins]));
 
   // Assert: every expected delivery arrives; then a second round of messages from every user
   // (which, from one sender, must arrive after the first) bounds the wait for duplicates.
@@ -197,8 +181,7 @@ async function main() {
     [...expected].every(([id, audience]) => [...audience].every((c) => c.seen.has(id)));
   await until("every message:new to reach its audience", delivered).catch((e) => fail(e.message));
   const markers = await Promise.all(users.map((u, i) => send(u, chats[i].id, `marker from ${u.id}`)));
-  const markerAudience = (i) => (args.mode === "cluster" ? [users[i], ...admins] : [users[i]]);
-  await until("the marker messages", () => markers.every((m, i) => markerAudience(i).every((c) => c.seen.has(m.id)))).catch((e) =>
+  await until("the marker messages", () => markers.every((m, i) => [users[i], ...admins].every((c) => c.seen.has(m.id)))).catch((e) =>
     fail(e.message),
   );
 
@@ -215,7 +198,7 @@ async function main() {
     if (c.socket.id !== c.sid) fail(`${c.id} changed session`);
   }
   const deliveries = [...expected].reduce((n, [, a]) => n + a.size, 0);
-  return { mode: args.mode, clients: sockets.length, socketsPerNode: perNode, messages: expected.size + markers.length, deliveriesChecked: deliveries };
+  return { clients: sockets.length, socketsPerNode: perNode, messages: expected.size + markers.length, deliveriesChecked: deliveries };
 }
 
 let summary = {};

@@ -8,12 +8,10 @@ control for each balancer (nginx without its `hash` line; HAProxy with clients t
 cookie) must break polling sessions while WebSockets still work, or the test could not see missing
 stickiness. Also runs deploy/docker/probe.sh (the image's health check) against a node.
 
-Cluster mode is detected, not assumed: the nodes start with REDIS_URL, and if this build refuses it
-("no cluster mode yet"), they restart as independent nodes and lb-test.mjs checks only what holds
-without a cluster (stickiness, WebSocket through the balancer, each sender's own confirmation).
-The summary says which mode ran. The three nodes share one embedded-store DATA_DIR (SQLite in
-WAL mode is safe across processes), so a chat created through any node exists on every node;
-this is a test arrangement only (production refuses the embedded store behind several nodes).
+The nodes run in cluster mode (REDIS_URL to a test redis-server), so lb-test.mjs asserts
+cross-node delivery. They share one embedded-store DATA_DIR (SQLite in WAL mode is safe across
+processes), so a chat created through any node exists on every node: a test arrangement only
+(production refuses the embedded store behind several nodes and uses MongoDB).
 
 Every wait has a deadline; every process started here is stopped at the end.
 """
@@ -100,8 +98,8 @@ def wait_for(what: str, cond, timeout: float = 30, proc: subprocess.Popen | None
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
-def start_nodes(procs: Processes, tmp: Path, redis_url: str | None) -> tuple[list[int], list[subprocess.Popen]] | None:
-    """Starts the nodes; None when this build refuses REDIS_URL."""
+def start_nodes(procs: Processes, tmp: Path, redis_url: str) -> list[int]:
+    """Starts the cluster's nodes, one after the other; returns their ports."""
     data = tmp / "data"
     data.mkdir(exist_ok=True)
     ports, nodes = [], []
@@ -119,24 +117,17 @@ def start_nodes(procs: Processes, tmp: Path, redis_url: str | None) -> tuple[lis
             "LOG_FORMAT": "json",
             "SHUTDOWN_GRACE_SECS": "2",
             "RUST_LOG": "info",
+            "REDIS_URL": redis_url,
         }
-        if redis_url:
-            env["REDIS_URL"] = redis_url
-        name = f"node-{i}" + ("-cluster" if redis_url else "")
+        name = f"node-{i}"
         p = procs.start(name, [str(BINARY)], env)
         nodes.append(p)
         ports.append(port)
         # One at a time: the nodes share one SQLite file, whose first opening (switching it to
         # WAL) must not race another node's.
-        ready = wait_for(f"{name} /readyz", lambda: http_status(f"http://127.0.0.1:{port}/readyz") == 200, 60, p, exit_ok=True)
-        if not ready:
-            log = procs.log(name)
-            if redis_url and "no cluster mode" in log:
-                for q in nodes:
-                    procs.stop(q)
-                return None
-            raise RuntimeError(f"{name} exited before it was ready:\n{log[-2000:]}")
-    return ports, nodes
+        if not wait_for(f"{name} /readyz", lambda: http_status(f"http://127.0.0.1:{port}/readyz") == 200, 60, p, exit_ok=True):
+            raise RuntimeError(f"{name} exited before it was ready:\n{procs.log(name)[-2000:]}")
+    return ports
 
 
 def render_nginx(tmp: Path, lb_port: int, node_ports: list[int], sticky: bool) -> Path:
@@ -186,11 +177,8 @@ def render_haproxy(tmp: Path, lb_port: int, node_ports: list[int]) -> Path:
     return path
 
 
-def run_client_test(name: str, url: str, mode: str, node_ports: list[int], *extra: str) -> dict:
-    argv = ["node", str(ROOT / "tests/deploy/lb-test.mjs"), "--url", url, "--secret", SECRET, "--mode", mode]
-    for p in node_ports:
-        argv += ["--node", f"http://127.0.0.1:{p}"]
-    argv += list(extra)
+def run_client_test(name: str, url: str, *extra: str) -> dict:
+    argv = ["node", str(ROOT / "tests/deploy/lb-test.mjs"), "--url", url, "--secret", SECRET, *extra]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=90)
     last = (r.stdout.strip().splitlines() or ["{}"])[-1]
     try:
@@ -229,20 +217,13 @@ def main() -> int:
     os.chmod(tmp, 0o755)
     procs = Processes(tmp)
     failures: list[str] = []
-    mode = "not started"
     try:
         redis_port = free_port()
         redis = procs.start("redis", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         wait_for("redis", lambda: subprocess.run(["redis-cli", "-p", str(redis_port), "ping"], capture_output=True, text=True).stdout.strip() == "PONG", 20, redis)
 
-        started = start_nodes(procs, tmp, f"redis://127.0.0.1:{redis_port}")
-        mode = "cluster"
-        if started is None:
-            mode = "independent"
-            print("  this build refuses REDIS_URL (no cluster mode yet): three independent nodes", flush=True)
-            started = start_nodes(procs, tmp, None)
-        node_ports, _ = started
-        print(f"  nodes ready on ports {node_ports} ({mode} mode)", flush=True)
+        node_ports = start_nodes(procs, tmp, f"redis://127.0.0.1:{redis_port}")
+        print(f"  cluster of {NODES} nodes ready on ports {node_ports}", flush=True)
 
         failures += check_probe(node_ports[0])
         print(f"  probe.sh against node-1: {'ok' if not failures else failures}", flush=True)
@@ -257,7 +238,7 @@ def main() -> int:
         wait_for("nginx", lambda: http_status(f"http://127.0.0.1:{lb}/readyz") == 200, 20, nginx)
         if http_status(f"http://127.0.0.1:{lb}/metrics") != 404:
             failures.append("nginx serves /metrics to clients")
-        s = run_client_test("nginx (hash $remote_addr consistent)", f"http://127.0.0.1:{lb}", mode, node_ports)
+        s = run_client_test("nginx (hash $remote_addr consistent)", f"http://127.0.0.1:{lb}")
         failures += [f"nginx: {f}" for f in s.get("failures", [])] or ([] if s["ok"] else ["nginx: client test failed"])
         procs.stop(nginx)
 
@@ -266,7 +247,7 @@ def main() -> int:
         conf = render_nginx(tmp, lb, node_ports, sticky=False)
         plain = procs.start("nginx-nonsticky", ["nginx", "-p", str(conf.parent), "-c", str(conf), "-e", str(conf.parent / "error.log"), "-g", "daemon off;"])
         wait_for("nginx (non-sticky)", lambda: http_status(f"http://127.0.0.1:{lb}/readyz") == 200, 20, plain)
-        s = run_client_test("nginx without stickiness (negative control)", f"http://127.0.0.1:{lb}", mode, node_ports, "--expect-session-loss")
+        s = run_client_test("nginx without stickiness (negative control)", f"http://127.0.0.1:{lb}", "--expect-session-loss")
         failures += [f"negative control: {f}" for f in s.get("failures", [])] or ([] if s["ok"] else ["negative control failed"])
         procs.stop(plain)
 
@@ -280,11 +261,11 @@ def main() -> int:
         wait_for("haproxy", lambda: http_status(f"http://127.0.0.1:{lb}/readyz") == 200, 20, haproxy)
         if http_status(f"http://127.0.0.1:{lb}/metrics") != 404:
             failures.append("haproxy serves /metrics to clients")
-        s = run_client_test("haproxy (inserted cookie)", f"http://127.0.0.1:{lb}", mode, node_ports, "--cookies")
+        s = run_client_test("haproxy (inserted cookie)", f"http://127.0.0.1:{lb}", "--cookies")
         failures += [f"haproxy: {f}" for f in s.get("failures", [])] or ([] if s["ok"] else ["haproxy: client test failed"])
 
         # Negative control: the same HAProxy, but the clients drop its cookie.
-        s = run_client_test("haproxy, clients without cookies (negative control)", f"http://127.0.0.1:{lb}", mode, node_ports, "--expect-session-loss")
+        s = run_client_test("haproxy, clients without cookies (negative control)", f"http://127.0.0.1:{lb}", "--expect-session-loss")
         failures += [f"haproxy negative control: {f}" for f in s.get("failures", [])] or ([] if s["ok"] else ["haproxy negative control failed"])
         procs.stop(haproxy)
     except Exception as e:  # noqa: BLE001 - report any harness failure as a test failure
@@ -294,7 +275,7 @@ def main() -> int:
     if failures:
         print(f"load balancer tests FAILED (logs in {tmp}):", *failures, sep="\n  ")
         return 1
-    print(f"load balancer tests passed ({mode} mode)")
+    print("load balancer tests passed")
     return 0
 
 
