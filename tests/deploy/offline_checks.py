@@ -6,7 +6,7 @@
     assertions on the resolved model (production nodes, health-gated start order, drain time).
   - helm/switchboard: Helm's own lint and render (PyPI helm-python-sdk, Helm's Go code) with
     several values combinations; every rendered manifest validated by PyPI kubernetes-validate
-    --strict against the Kubernetes schemas (a kind without schema is a failure), the
+    --strict against the Kubernetes 1.25 and 1.37 schemas (a kind without schema is a failure), the
     ServiceMonitor by the Prometheus Operator's validator and a strict schema
     (tests/deploy/schemas.mjs); settings the chart must refuse are refused.
   - deploy/grafana/switchboard.json, when present: validated against a JSON Schema generated
@@ -187,8 +187,12 @@ REFUSED = {
 }
 
 
-def kubernetes_validate(files: list[Path]) -> tuple[bool, str]:
-    r = subprocess.run(["kubernetes-validate", "--strict", "--quiet", *map(str, files)], capture_output=True, text=True)
+# The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest with schemas.
+KUBE_VERSIONS = ("1.25.0", "1.37.0")
+
+
+def kubernetes_validate(files: list[Path], version: str) -> tuple[bool, str]:
+    r = subprocess.run(["kubernetes-validate", "--strict", "--quiet", "-k", version, *map(str, files)], capture_output=True, text=True)
     out = (r.stdout + r.stderr).strip()
     # A WARN means a kind without a schema (nothing was checked): not a pass.
     return r.returncode == 0 and "WARN" not in out and "ERROR" not in out, out
@@ -222,8 +226,9 @@ def check_helm(tmp: Path, schemas: Path | None) -> set[str]:
                 f = tmp / f"render-{n}-{i}-{d['kind'].lower()}.yaml"
                 f.write_text(yaml.safe_dump(d))
                 files.append(f)
-            ok, out_text = kubernetes_validate(files)
-            check(f"kubernetes-validate --strict [{label}]", ok, "" if ok else out_text[-800:])
+            for version in KUBE_VERSIONS:
+                ok, out_text = kubernetes_validate(files, version)
+                check(f"kubernetes-validate --strict -k {version} [{label}]", ok, "" if ok else out_text[-800:])
             for d in docs:
                 if d["kind"] == "ServiceMonitor":
                     f = tmp / f"render-{n}-servicemonitor.json"
