@@ -267,6 +267,12 @@ def check_rendered(label: str, values: dict, docs: list[dict]) -> None:
         and pod["securityContext"]["runAsNonRoot"] is True
     )
     check(f"Deployment: probes, drain-aware grace period, resources, non-root [{label}]", bool(ok))
+    ann = dep["spec"]["template"]["metadata"].get("annotations", {})
+    metrics_port = next(p["containerPort"] for p in c["ports"] if p["name"] == "metrics")
+    check(
+        f"pods annotated for Prometheus pod discovery on the metrics port [{label}]",
+        ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/port") == str(metrics_port),
+    )
     hpa = values.get("autoscaling", {}).get("enabled", True)
     check(
         f"replicas owned by {'the HPA' if hpa else 'the Deployment'} [{label}]",
@@ -324,7 +330,7 @@ def check_grafana(schemas: Path | None) -> None:
 def check_monitoring_wiring(compose_model: dict | None) -> None:
     """deploy/prometheus and deploy/grafana come from the monitoring work; when they are in the
     tree, check that they fit the Compose file: Prometheus (Debian's promtool) accepts its config
-    and rules and scrapes every node's METRICS_PORT; Grafana's provisioning reads the dashboard
+    and rules and scrapes every node's metrics port (METRICS_PORT, else PORT); Grafana's provisioning reads the dashboard
     where Compose mounts it and queries the `prometheus` service."""
     prom = ROOT / "deploy/prometheus/prometheus.yml"
     if not prom.exists():
@@ -342,7 +348,8 @@ def check_monitoring_wiring(compose_model: dict | None) -> None:
         if compose_model:
             for name, svc in compose_model["services"].items():
                 if name.startswith("switchboard-"):
-                    target = f"{svc.get('hostname', name)}:{svc['environment']['METRICS_PORT']}"
+                    env = svc["environment"]
+                    target = f"{svc.get('hostname', name)}:{env.get('METRICS_PORT') or env.get('PORT') or 5001}"
                     check(f"Prometheus scrapes {target}", target in text)
     provisioning = ROOT / "deploy/grafana/provisioning"
     if not provisioning.exists():
