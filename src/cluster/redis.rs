@@ -285,10 +285,10 @@ impl RedisFanout {
                     }
                     if !self.is_down() {
                         back_since = None;
-                        if ticks % 2 == 1 {
-                            if let Some(n) = subscribers(&subscriber).await {
-                                peers = n;
-                            }
+                        if ticks % 2 == 1
+                            && let Some(n) = subscribers(&subscriber).await
+                        {
+                            peers = n;
                         }
                         continue;
                     }

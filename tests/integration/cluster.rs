@@ -597,3 +597,51 @@ async fn a_password_in_the_redis_url_is_used() {
     assert_eq!((readyz(a.port).await, readyz(b.port).await), (200, 200));
     assert!(eventually(LONG, || async { active_users(&b, "").await["count"] == 2 }).await);
 }
+
+#[tokio::test]
+async fn a_drained_node_withdraws_its_presence_and_its_users_go_offline_once() {
+    let redis = RedisServer::start().await;
+    let data = shared_dir();
+    let stays = TestNode::cluster(data.clone(), &redis.url(), "stays").await;
+    let leaves = TestNode::cluster(data.clone(), &redis.url(), "leaves").await;
+    let admin = stays.socket("a1", Role::Admin).await;
+    let _only_there = leaves.socket("u1", Role::User).await;
+    let _also_here = stays.socket("u2", Role::User).await;
+    let _u2_there = leaves.socket("u2", Role::User).await;
+    assert_eq!(
+        status_of(&admin, "u1", LONG).await.as_deref(),
+        Some("online")
+    );
+    assert!(
+        eventually(LONG, || async {
+            active_users(&stays, "").await["count"] == 4
+        })
+        .await
+    );
+
+    leaves.stop().await;
+
+    assert_eq!(
+        status_of(&admin, "u1", LONG).await.as_deref(),
+        Some("offline")
+    );
+    let view = active_users(&stays, "").await;
+    assert_eq!(
+        (view["count"].as_u64(), view["users"].as_u64()),
+        (Some(2), Some(2)),
+        "{view}"
+    );
+    assert!(
+        view["activeUsers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["node"] == "stays")
+    );
+    let quiet = Duration::from_secs(TEST_HEARTBEAT_SECS * 2);
+    assert!(
+        admin.try_event("user:status", quiet).await.is_none(),
+        "announced more than once"
+    );
+    assert!(queued_statuses(&admin, "u2").is_empty());
+}
