@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -276,6 +277,7 @@ def main() -> int:
         print(f"load balancer tests FAILED (logs in {tmp}):", *failures, sep="\n  ")
         return 1
     print("load balancer tests passed")
+    shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
