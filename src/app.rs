@@ -22,6 +22,7 @@ use crate::auth::Keys;
 use crate::cluster::redis::{ClusterAdapter, RedisFanout};
 use crate::cluster::{self, Fanout};
 use crate::config::Config;
+use crate::connections::{Connections, TrackedListener};
 use crate::metrics::Metrics;
 use crate::presence::{MemoryPresence, Presence, RedisPresence};
 use crate::realtime::typing::TypingTracker;
@@ -42,6 +43,8 @@ pub struct Shared {
     pub fanout: Arc<dyn Fanout>,
     /// Closes this node's sockets when it drains.
     pub sockets: Arc<dyn LocalSockets>,
+    /// The main listener's TCP connections, closed in paced batches when the node drains.
+    pub connections: Connections,
     pub keys: Keys,
     pub metrics: Metrics,
     pub typing: TypingTracker,
@@ -118,10 +121,14 @@ impl AppState {
         if tokio::time::timeout_at(deadline, withdraw).await.is_err() {
             tracing::warn!(node = %self.node_id, "grace period over before presence was withdrawn");
         }
-        if tokio::time::timeout_at(deadline, self.sockets.close_all())
-            .await
-            .is_err()
-        {
+        // Close the connections a few hundred at a time: each client sees its transport close
+        // and reconnects (through the load balancer, to a ready node) without a stampede.
+        // Whatever is left (long-polling sessions between requests) is closed at once after.
+        let close = async {
+            self.connections.close_paced(DRAIN_BATCH, DRAIN_PAUSE).await;
+            self.sockets.close_all().await;
+        };
+        if tokio::time::timeout_at(deadline, close).await.is_err() {
             tracing::warn!(node = %self.node_id, "grace period over before every socket was closed");
         }
         while self.in_flight.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
@@ -130,6 +137,10 @@ impl AppState {
         tracing::info!(node = %self.node_id, in_flight = self.in_flight.load(Ordering::Acquire), "drained");
     }
 }
+
+/// Connections closed per batch during a drain, and the pause between batches.
+const DRAIN_BATCH: usize = 200;
+const DRAIN_PAUSE: Duration = Duration::from_millis(100);
 
 /// When a drain that starts now must be over: the grace period less a margin for the process
 /// to exit, so that it exits within `SHUTDOWN_GRACE_SECS` of the signal.
@@ -193,6 +204,7 @@ impl Parts {
             typing: TypingTracker::default(),
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
+            connections: Connections::default(),
             config: self.config,
         }))
     }
@@ -207,7 +219,7 @@ fn with_layer<A: Adapter>(
 
 /// A bound, ready-to-run node.
 pub struct Application {
-    listener: TcpListener,
+    listener: TrackedListener,
     metrics_listener: Option<TcpListener>,
     router: Router,
     state: AppState,
@@ -276,7 +288,9 @@ impl Application {
             }
         };
 
-        let listener = TcpListener::bind(state.config.listen_addr()?).await?;
+        let listener = state
+            .connections
+            .listener(TcpListener::bind(state.config.listen_addr()?).await?);
         let metrics_listener = match state.config.metrics_port {
             Some(port) => Some(TcpListener::bind((listener.local_addr()?.ip(), port)).await?),
             None => None,

@@ -19,6 +19,7 @@
 //! - [`store`]: the persistence seam, its embedded (SQLite) implementation and its MongoDB
 //!   implementation (`docs/mongodb.md`).
 //! - [`presence`]: who is online; in-memory (one node) and Redis (cluster-wide) implementations.
+//! - [`connections`]: the TCP connections a drain closes in paced batches.
 //! - [`cluster`]: rooms, the fan-out seam over socketioxide adapters, and cluster mode over
 //!   Redis (adapter, re-subscription, outage fallback and replay).
 //! - [`metrics`]: every Prometheus metric.
@@ -30,6 +31,7 @@ pub mod app;
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod connections;
 pub mod domain;
 pub mod error;
 pub mod http;
