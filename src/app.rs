@@ -185,7 +185,11 @@ impl Application {
         if metrics_listener.is_none() {
             router = router.merge(metrics_router(state.clone()));
         }
-        let router = router.layer(layer).layer(cors(&state.config.cors_origins));
+        let router = router
+            .layer(layer)
+            // Outside the Socket.IO layer: it must see the slimmed handshake (see `http/slim.rs`).
+            .layer(axum::middleware::map_request(crate::http::slim::slim_handshake))
+            .layer(cors(&state.config.cors_origins));
         tracing::info!(
             node = %state.node_id,
             addr = %listener.local_addr()?,
