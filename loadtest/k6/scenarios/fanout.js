@@ -21,7 +21,8 @@ const sendErrors = new Counter("fanout_send_errors");
 export const options = {
   scenarios: {
     receivers: { executor: "per-vu-iterations", vus: RECEIVERS, iterations: 1, exec: "receive", maxDuration: `${WARMUP + SEND_SECS + GRACE + 60}s` },
-    sender: { executor: "per-vu-iterations", vus: 1, iterations: 1, exec: "send", startTime: `${WARMUP}s`, maxDuration: `${SEND_SECS + 60}s` },
+    // SENDER=0 on all but one host of a distributed run: one sender in all.
+    ...(__ENV.SENDER === "0" ? {} : { sender: { executor: "per-vu-iterations", vus: 1, iterations: 1, exec: "send", startTime: `${WARMUP}s`, maxDuration: `${SEND_SECS + 60}s` } }),
   },
   thresholds: {
     fanout_delivered: [`rate>=${num("MIN_DELIVERY", 0.999)}`],
