@@ -101,6 +101,7 @@ pub async fn run(a: FanoutArgs) -> bool {
     let mut all_delivered = true;
     for (s, &rate) in a.rates.iter().enumerate() {
         let cpu0 = procfs::total_user_ticks(&c.server_pids);
+        let gen0 = procfs::cpu_ticks(std::process::id()).map_or(0, |(u, s)| u + s);
         let t0 = Instant::now();
         let total = rate * a.step_secs;
         let mut sent = 0u64;
@@ -120,6 +121,8 @@ pub async fn run(a: FanoutArgs) -> bool {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let cpu1 = procfs::total_user_ticks(&c.server_pids);
+        let gen1 = procfs::cpu_ticks(std::process::id()).map_or(0, |(u, s)| u + s);
+        let wall = t0.elapsed().as_secs_f64();
         let delivered = counts[s].load(Ordering::Relaxed);
         let ratio = if expected > 0 { delivered as f64 / expected as f64 } else { 1.0 };
         let hist = steps[s].lock().unwrap().hist.clone();
@@ -138,6 +141,9 @@ pub async fn run(a: FanoutArgs) -> bool {
             "deliveriesPerSec": (delivered as f64 / send_secs).round(),
             "latency": summary,
             "serverUserCpuUsPerDelivery": if delivered > 0 && !c.server_pids.is_empty() { Value::from((cpu_us / delivered as f64 * 100.0).round() / 100.0) } else { Value::Null },
+            // Shares of one core over the step (send + grace): is either side saturated?
+            "serverUserCpuPct": ((cpu_us / 1e6 / wall) * 1000.0).round() / 10.0,
+            "generatorCpuPct": (((gen1 - gen0) as f64 / procfs::TICKS_PER_SEC as f64 / wall) * 1000.0).round() / 10.0,
             "passed": passed,
         });
         eprintln!("rate {rate}/s: delivered {delivered}/{expected}, p99 {p99} ms, {}", if passed { "ok" } else { "FAILED" });
@@ -166,12 +172,13 @@ pub async fn run(a: FanoutArgs) -> bool {
         "senderErrors": errors,
         "steps": rows,
     });
-    let mut md = String::from("| msgs/s | deliveries/s | delivered | p50 ms | p99 ms | max ms | server user CPU µs/delivery | pass |\n|---:|---:|---:|---:|---:|---:|---:|:-:|\n");
+    let mut md = String::from("| msgs/s | deliveries/s | delivered | p50 ms | p99 ms | max ms | server user CPU µs/delivery | server CPU % | generator CPU % | pass |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|\n");
     for r in result["steps"].as_array().into_iter().flatten() {
         md += &format!(
-            "| {} | {} | {:.2}% | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {:.2}% | {} | {} | {} | {} | {} | {} | {} |\n",
             r["rate"], r["deliveriesPerSec"], r["deliveryRatio"].as_f64().unwrap_or(0.0) * 100.0,
             r["latency"]["p50Ms"], r["latency"]["p99Ms"], r["latency"]["maxMs"], r["serverUserCpuUsPerDelivery"],
+            r["serverUserCpuPct"], r["generatorCpuPct"],
             if r["passed"].as_bool() == Some(true) { "yes" } else { "no" }
         );
     }

@@ -88,12 +88,10 @@ pub fn compare(a: CompareArgs) -> bool {
         let _ = writeln!(figures, "| RSS per idle connection, bytes (fit over {} / {} connections) | ≤ ½ baseline, < 7 KB | {} | {} | {} |",
             range(&s), range(&b), f(&s).map_or("n/a".into(), |v| v.to_string()), f(&b).map_or("n/a".into(), |v| v.to_string()), ratio(f(&s), f(&b)));
         let mut ser = Vec::new();
-        for (l, r) in [(sub, &s), (base, &b)] {
-            if let Some(r) = r {
-                let mut x = series(l, r, "connections", &["serverRssKiB"]);
-                x.points.iter_mut().for_each(|p| p.1 /= 1024.0);
-                ser.push(x);
-            }
+        for (l, r) in runs(&a.out, "hold") {
+            let mut x = series(&l, &r, "connections", &["serverRssKiB"]);
+            x.points.iter_mut().for_each(|p| p.1 /= 1024.0);
+            ser.push(x);
         }
         write_chart(&a.out, "hold", Chart { title: "Server RSS with idle connections".into(), x_label: "connections".into(), y_label: "RSS MiB".into(), series: ser, log_x: false, hline: None });
         md += &section(&a.out, "hold", &[sub, base]);
@@ -108,6 +106,17 @@ pub fn compare(a: CompareArgs) -> bool {
         let _ = writeln!(figures, "| server user CPU per delivery at the knee, µs | ≤ ⅓ baseline | {} | {} | {} |",
             num(s.as_ref().map_or(&Value::Null, |r| &r["kneeCpuUsPerDelivery"])), num(b.as_ref().map_or(&Value::Null, |r| &r["kneeCpuUsPerDelivery"])),
             ratio(f(&s, "kneeCpuUsPerDelivery"), f(&b, "kneeCpuUsPerDelivery")));
+        // CPU per delivery at the same send rate: the highest rate both passed.
+        let passed = |r: &Option<Value>| -> Vec<u64> {
+            r.as_ref().and_then(|r| r["steps"].as_array().cloned()).unwrap_or_default().iter()
+                .filter(|st| st["passed"] == true).filter_map(|st| st["rate"].as_u64()).collect()
+        };
+        let common = passed(&s).into_iter().filter(|x| passed(&b).contains(x)).max();
+        if let Some(rate) = common {
+            let at = |r: &Option<Value>| r.as_ref().and_then(|r| r["steps"].as_array()?.iter().find(|st| st["rate"] == rate)?["serverUserCpuUsPerDelivery"].as_f64());
+            let _ = writeln!(figures, "| server user CPU per delivery at the same rate ({rate} msgs/s), µs | ≤ ⅓ baseline | {} | {} | {} |",
+                at(&s).map_or("n/a".into(), |v| v.to_string()), at(&b).map_or("n/a".into(), |v| v.to_string()), ratio(at(&s), at(&b)));
+        }
         let runs: Vec<(&str, &Value)> = [(sub, &s), (base, &b)].into_iter().filter_map(|(l, r)| r.as_ref().map(|r| (l, r))).collect();
         write_chart(&a.out, "fanout-p99", Chart {
             title: "Fan-out delivery p99 by send rate".into(), x_label: "messages/s (log)".into(), y_label: "p99 ms".into(),
@@ -149,15 +158,39 @@ pub fn compare(a: CompareArgs) -> bool {
     true
 }
 
+/// Every saved run of `mode`: the subject and the baseline first, then other labels (variants,
+/// repeats) in name order.
 fn section(out: &Path, mode: &str, labels: &[&str]) -> String {
+    let mut names: Vec<String> = labels.iter().map(|l| format!("{mode}-{l}.md")).collect();
+    let mut others: Vec<String> = std::fs::read_dir(out)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&format!("{mode}-")) && n.ends_with(".md") && !names.contains(n))
+        .collect();
+    others.sort();
+    names.extend(others);
     let mut s = String::new();
-    for l in labels {
-        if let Ok(t) = std::fs::read_to_string(out.join(format!("{mode}-{l}.md"))) {
+    for n in names {
+        if let Ok(t) = std::fs::read_to_string(out.join(n)) {
             s += &t;
             s += "\n";
         }
     }
     s
+}
+
+/// Every saved run of `mode` as (label, result).
+fn runs(out: &Path, mode: &str) -> Vec<(String, Value)> {
+    let mut v: Vec<(String, Value)> = std::fs::read_dir(out)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|n| Some(n.strip_prefix(&format!("{mode}-"))?.strip_suffix(".json")?.to_owned()))
+        .filter_map(|l| Some((l.clone(), load(out, mode, &l)?)))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
 }
 
 fn write_chart(out: &Path, name: &str, chart: Chart) {
