@@ -19,10 +19,11 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::Keys;
-use crate::cluster::Fanout;
+use crate::cluster::redis::{ClusterAdapter, RedisFanout};
+use crate::cluster::{self, Fanout};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::presence::{MemoryPresence, Presence};
+use crate::presence::{MemoryPresence, Presence, RedisPresence};
 use crate::realtime::typing::TypingTracker;
 use crate::store::{EmbeddedStore, Store};
 
@@ -69,15 +70,27 @@ impl AppState {
     }
 
     pub async fn store_reachable(&self) -> bool {
-        matches!(tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await, Ok(Ok(())))
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await,
+            Ok(Ok(()))
+        )
     }
 
     pub async fn adapter_reachable(&self) -> bool {
-        matches!(tokio::time::timeout(Duration::from_secs(2), self.presence.ping()).await, Ok(Ok(())))
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), self.presence.ping()).await,
+            Ok(Ok(()))
+        )
     }
 
     /// Mints a token with this node's key (HS* only): for `switchboard token` and tests.
-    pub fn issue_token(&self, id: &str, role: crate::domain::Role, name: Option<&str>, ttl: Duration) -> Option<String> {
+    pub fn issue_token(
+        &self,
+        id: &str,
+        role: crate::domain::Role,
+        name: Option<&str>,
+        ttl: Duration,
+    ) -> Option<String> {
         self.keys.verifier.issue(id, role, name, ttl)
     }
 
@@ -87,7 +100,9 @@ impl AppState {
         self.draining.store(true, Ordering::SeqCst);
         tracing::info!(node = %self.node_id, "draining");
         let deadline = tokio::time::Instant::now() + grace;
-        self.sockets.disconnect_paced(DRAIN_BATCH, DRAIN_PAUSE).await;
+        self.sockets
+            .disconnect_paced(DRAIN_BATCH, DRAIN_PAUSE)
+            .await;
         while self.in_flight.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -119,11 +134,19 @@ impl Drop for InFlight {
 /// This node's own sockets, whatever the adapter.
 pub trait LocalSockets: Send + Sync + 'static {
     /// Disconnects every local socket, `batch` at a time with `pause` between batches.
-    fn disconnect_paced(&self, batch: usize, pause: Duration) -> futures_util::future::BoxFuture<'_, ()>;
+    fn disconnect_paced(
+        &self,
+        batch: usize,
+        pause: Duration,
+    ) -> futures_util::future::BoxFuture<'_, ()>;
 }
 
 impl<A: Adapter> LocalSockets for SocketIo<A> {
-    fn disconnect_paced(&self, batch: usize, pause: Duration) -> futures_util::future::BoxFuture<'_, ()> {
+    fn disconnect_paced(
+        &self,
+        batch: usize,
+        pause: Duration,
+    ) -> futures_util::future::BoxFuture<'_, ()> {
         Box::pin(async move {
             let sockets = self.local().sockets();
             for (i, chunk) in sockets.chunks(batch).enumerate() {
@@ -138,16 +161,61 @@ impl<A: Adapter> LocalSockets for SocketIo<A> {
     }
 }
 
+/// A task that lives as long as the node runs (the cluster supervisor).
+type Background = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What every backend choice shares, before the presence and the adapter are known.
+struct Parts {
+    config: Config,
+    node_id: String,
+    store: Arc<dyn Store>,
+    keys: Keys,
+}
+
+impl Parts {
+    fn into_state(
+        self,
+        presence: Arc<dyn Presence>,
+        fanout: Arc<dyn Fanout>,
+        sockets: Arc<dyn LocalSockets>,
+    ) -> AppState {
+        AppState(Arc::new(Shared {
+            metrics: Metrics::new(&self.node_id),
+            fanout,
+            sockets,
+            node_id: self.node_id,
+            store: self.store,
+            presence,
+            keys: self.keys,
+            typing: TypingTracker::default(),
+            draining: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            config: self.config,
+        }))
+    }
+}
+
+/// Wraps the router in the Socket.IO layer of whichever adapter was chosen.
+fn with_layer<A: Adapter>(
+    layer: socketioxide::layer::SocketIoLayer<A>,
+) -> Box<dyn FnOnce(Router) -> Router + Send> {
+    Box::new(move |router: Router| router.layer(layer))
+}
+
 /// A bound, ready-to-run node.
 pub struct Application {
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
     router: Router,
     state: AppState,
+    /// Started by `run_until_stopped`, stopped with it.
+    background: Vec<Background>,
 }
 
 impl Application {
     /// Validates the settings, opens the backends, binds the listener(s) and wires the routes.
+    ///
+    /// With `REDIS_URL` set this waits until Redis answers (a node may start before it).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.validate()?;
         let node_id = config.node_id();
@@ -156,25 +224,43 @@ impl Application {
             Some(_) => anyhow::bail!("MONGODB_URI is set, but this build has no MongoDB store yet"),
             None => Arc::new(EmbeddedStore::open(&config.data_dir)?),
         };
-        let presence: Arc<dyn Presence> = match &config.redis_url {
-            Some(_) => anyhow::bail!("REDIS_URL is set, but this build has no cluster mode yet"),
-            None => Arc::new(MemoryPresence::new()),
-        };
-        let (layer, io) = socket_io_builder().build_layer();
-        let state = AppState(Arc::new(Shared {
-            metrics: Metrics::new(&node_id),
-            fanout: Arc::new(io.clone()),
-            sockets: Arc::new(io.clone()),
+        let parts = Parts {
+            config,
             node_id,
             store,
-            presence,
             keys,
-            typing: TypingTracker::default(),
-            draining: AtomicBool::new(false),
-            in_flight: AtomicUsize::new(0),
-            config,
-        }));
-        crate::realtime::register(&io, state.clone());
+        };
+        let (state, add_socket_layer, background) = match parts.config.redis_url.clone() {
+            None => {
+                let (layer, io) = socket_io_builder().build_layer();
+                let state = parts.into_state(
+                    Arc::new(MemoryPresence::new()),
+                    Arc::new(io.clone()),
+                    Arc::new(io.clone()),
+                );
+                crate::realtime::register(&io, state.clone());
+                (state, with_layer(layer), Vec::new())
+            }
+            Some(url) => {
+                let redis = cluster::redis::connect(&url).await?;
+                let (layer, io) = socket_io_builder()
+                    .with_adapter::<ClusterAdapter>(redis.adapter)
+                    .build_layer();
+                let fanout = Arc::new(RedisFanout::new(io.clone(), &parts.node_id));
+                let ttl = Duration::from_secs(parts.config.presence_ttl_secs);
+                let presence = Arc::new(RedisPresence::new(
+                    redis.presence,
+                    parts.node_id.clone(),
+                    ttl,
+                ));
+                let state = parts.into_state(presence, fanout.clone(), Arc::new(io.clone()));
+                crate::realtime::register(&io, state.clone())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("the Redis adapter could not subscribe: {e}"))?;
+                let supervisor: Background = Box::pin(fanout.supervise(redis.subscriber, ttl));
+                (state, with_layer(layer), vec![supervisor])
+            }
+        };
 
         let listener = TcpListener::bind(state.config.listen_addr()?).await?;
         let metrics_listener = match state.config.metrics_port {
@@ -185,8 +271,7 @@ impl Application {
         if metrics_listener.is_none() {
             router = router.merge(metrics_router(state.clone()));
         }
-        let router = router
-            .layer(layer)
+        let router = add_socket_layer(router)
             // Outside the Socket.IO layer: it must see the slimmed handshake (see `http/slim.rs`).
             .layer(axum::middleware::map_request(crate::http::slim::slim_handshake))
             .layer(cors(&state.config.cors_origins));
@@ -197,7 +282,13 @@ impl Application {
             adapter = if state.config.redis_url.is_some() { "redis" } else { "memory" },
             "listening"
         );
-        Ok(Self { listener, metrics_listener, router, state })
+        Ok(Self {
+            listener,
+            metrics_listener,
+            router,
+            state,
+            background,
+        })
     }
 
     /// The port clients connect to.
@@ -207,7 +298,10 @@ impl Application {
 
     /// The port `/metrics` is served on.
     pub fn metrics_port(&self) -> u16 {
-        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok()).map_or(self.port(), |a| a.port())
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map_or(self.port(), |a| a.port())
     }
 
     pub fn state(&self) -> &AppState {
@@ -215,14 +309,25 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then drains (within `SHUTDOWN_GRACE_SECS`) and returns.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let state = self.state;
-        let sweeper = tokio::spawn(crate::realtime::typing::sweep(state.clone()));
-        let heartbeat = tokio::spawn(heartbeat(state.clone()));
-        let metrics_server = self.metrics_listener.map(|l| {
+        // Dropping the set aborts its tasks, so they end with this future even if it is
+        // cancelled rather than stopped.
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(crate::realtime::typing::sweep(state.clone()));
+        tasks.spawn(heartbeat(state.clone()));
+        for task in self.background {
+            tasks.spawn(task);
+        }
+        if let Some(l) = self.metrics_listener {
             let router = metrics_router(state.clone());
-            tokio::spawn(async move { axum::serve(l, router).await })
-        });
+            tasks.spawn(async move {
+                let _ = axum::serve(l, router).await;
+            });
+        }
         let grace = Duration::from_secs(state.config.shutdown_grace_secs);
         let drain_state = state.clone();
         let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
@@ -231,24 +336,22 @@ impl Application {
             drain_state.drain(grace).await;
             let _ = drained_tx.send(());
         };
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(stop).into_future();
+        let server = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(stop)
+            .into_future();
         tokio::pin!(server);
         // After the drain, open connections get a short while to finish, then are cut.
         let result = tokio::select! {
             r = &mut server => r.map_err(anyhow::Error::from),
             _ = async { let _ = drained_rx.await; tokio::time::sleep(Duration::from_secs(2)).await } => Ok(()),
         };
-        sweeper.abort();
-        heartbeat.abort();
-        if let Some(m) = metrics_server {
-            m.abort();
-        }
+        tasks.abort_all();
         result
     }
 }
 
-/// The renewal loop: one per node, every `HEARTBEAT_INTERVAL_SECS`; announces users whose node
-/// died (reaped by presence).
+/// The renewal loop: one per node, every `HEARTBEAT_INTERVAL_SECS`; announces the transitions
+/// presence reports (users whose node died, sockets written back after an outage).
 async fn heartbeat(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(state.config.heartbeat_interval_secs));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -258,10 +361,11 @@ async fn heartbeat(state: AppState) {
             continue;
         }
         match state.presence.heartbeat().await {
-            Ok(reaped) => {
-                state.metrics.presence_reaped_users.inc_by(reaped.len() as u64);
-                for user in reaped {
-                    state.announce_status(&user, false).await;
+            Ok(changes) => {
+                let offline = changes.iter().filter(|c| !c.online).count();
+                state.metrics.presence_reaped_users.inc_by(offline as u64);
+                for change in changes {
+                    state.announce_status(&change.user_id, change.online).await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "presence heartbeat failed"),
@@ -271,9 +375,17 @@ async fn heartbeat(state: AppState) {
 
 fn metrics_router(state: AppState) -> Router {
     Router::new()
-        .route("/metrics", axum::routing::get(|axum::extract::State(s): axum::extract::State<AppState>| async move {
-            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
-        }))
+        .route(
+            "/metrics",
+            axum::routing::get(
+                |axum::extract::State(s): axum::extract::State<AppState>| async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        s.metrics.render(),
+                    )
+                },
+            ),
+        )
         .with_state(state)
 }
 
@@ -299,5 +411,7 @@ fn cors(origins: &str) -> CorsLayer {
         .filter(|o| !o.is_empty())
         .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();
-    layer.allow_origin(AllowOrigin::list(list)).allow_credentials(true)
+    layer
+        .allow_origin(AllowOrigin::list(list))
+        .allow_credentials(true)
 }

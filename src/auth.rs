@@ -26,7 +26,10 @@ const LEEWAY_SECS: u64 = 30;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("reading {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("JWT public key: {0}")]
     Key(#[from] jsonwebtoken::errors::Error),
 }
@@ -85,33 +88,43 @@ impl Verifier {
 
     /// A verifier for a PEM public key (RSA, EC or Ed25519, as the algorithm says).
     pub fn public_key(path: &Path, alg: JwtAlgorithm) -> Result<Self, KeyError> {
-        let pem = std::fs::read(path)
-            .map_err(|source| KeyError::Io { path: path.display().to_string(), source })?;
+        let pem = std::fs::read(path).map_err(|source| KeyError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         let alg = algorithm(alg);
         let key = match alg {
             Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(&pem)?,
             Algorithm::EdDSA => DecodingKey::from_ed_pem(&pem)?,
             _ => DecodingKey::from_rsa_pem(&pem)?,
         };
-        Ok(Self { key, validation: validation(alg), signing: None })
+        Ok(Self {
+            key,
+            validation: validation(alg),
+            signing: None,
+        })
     }
 
     /// Checks a token and returns who it names.
     pub fn verify(&self, token: &str) -> Result<AuthUser, AppError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|e| AppError::unauthorized(format!("UNAUTHORIZED: invalid token ({})", reason(&e))))?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
+                AppError::unauthorized(format!("UNAUTHORIZED: invalid token ({})", reason(&e)))
+            })?;
         let c = data.claims;
-        let id = c
-            .id
-            .or(c.sub)
-            .filter(|id| !id.is_empty() && id.chars().count() <= crate::domain::MAX_ID_LEN)
-            .ok_or_else(|| AppError::unauthorized("UNAUTHORIZED: token has no usable id"))?;
+        let id =
+            c.id.or(c.sub)
+                .filter(|id| !id.is_empty() && id.chars().count() <= crate::domain::MAX_ID_LEN)
+                .ok_or_else(|| AppError::unauthorized("UNAUTHORIZED: token has no usable id"))?;
         let role = c
             .role
             .as_deref()
             .and_then(Role::parse)
             .ok_or_else(|| AppError::unauthorized("UNAUTHORIZED: token has no valid role"))?;
-        let name = c.name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| id.clone());
+        let name = c
+            .name
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| id.clone());
         Ok(AuthUser { id, name, role })
     }
 
@@ -119,7 +132,13 @@ impl Verifier {
     pub fn issue(&self, id: &str, role: Role, name: Option<&str>, ttl: Duration) -> Option<String> {
         let (key, alg) = self.signing.as_ref()?;
         let iat = jsonwebtoken::get_current_timestamp();
-        let claims = IssuedClaims { id, role: role.as_str(), name: name.unwrap_or(id), iat, exp: iat + ttl.as_secs() };
+        let claims = IssuedClaims {
+            id,
+            role: role.as_str(),
+            name: name.unwrap_or(id),
+            iat,
+            exp: iat + ttl.as_secs(),
+        };
         jsonwebtoken::encode(&Header::new(*alg), &claims, key).ok()
     }
 }
@@ -162,7 +181,8 @@ impl FileSigner {
 
     /// The relative URL a client uses to fetch the file.
     pub fn url(&self, id: &FileId) -> String {
-        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.mac(id.as_str()).finalize().into_bytes());
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(self.mac(id.as_str()).finalize().into_bytes());
         format!("/api/files/{id}?sig={sig}")
     }
 
@@ -176,8 +196,12 @@ impl FileSigner {
 
     /// Is `url` a file URL this deployment issued (`/api/files/{id}?sig=...` with a valid sig)?
     pub fn issued(&self, url: &str) -> bool {
-        let Some(rest) = url.strip_prefix("/api/files/") else { return false };
-        let Some((id, query)) = rest.split_once("?sig=") else { return false };
+        let Some(rest) = url.strip_prefix("/api/files/") else {
+            return false;
+        };
+        let Some((id, query)) = rest.split_once("?sig=") else {
+            return false;
+        };
         crate::domain::is_object_id(id) && !query.contains('&') && self.check(id, query)
     }
 }
@@ -195,7 +219,10 @@ impl Keys {
         let verifier;
         let mut file_key = cfg.file_url_secret.clone().map(String::into_bytes);
         if cfg.is_asymmetric() {
-            let path = cfg.jwt_public_key_file.as_deref().expect("validated: key file is set");
+            let path = cfg
+                .jwt_public_key_file
+                .as_deref()
+                .expect("validated: key file is set");
             verifier = Verifier::public_key(path, cfg.jwt_algorithm)?;
             if file_key.is_none() {
                 file_key = Some(kept_secret(&cfg.data_dir, "file-url-secret")?.into_bytes());
@@ -215,12 +242,16 @@ impl Keys {
             };
             verifier = Verifier::hmac(secret.as_bytes(), cfg.jwt_algorithm);
             if file_key.is_none() {
-                let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+                let mut mac =
+                    Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
                 mac.update(b"switchboard file url key");
                 file_key = Some(mac.finalize().into_bytes().to_vec());
             }
         }
-        Ok(Self { verifier, files: FileSigner::new(file_key.expect("set above")) })
+        Ok(Self {
+            verifier,
+            files: FileSigner::new(file_key.expect("set above")),
+        })
     }
 }
 
@@ -234,7 +265,8 @@ fn kept_secret(dir: &Path, name: &str) -> anyhow::Result<String> {
         }
     }
     std::fs::create_dir_all(dir)?;
-    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let secret =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
     write_private(&path, &secret)?;
     Ok(secret)
 }
@@ -250,7 +282,10 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
 
 /// Reads the Bearer token of a request.
 pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
-    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
@@ -262,7 +297,8 @@ impl FromRequestParts<crate::app::AppState> for AuthUser {
         parts: &mut Parts,
         state: &crate::app::AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(&parts.headers).ok_or_else(|| AppError::unauthorized("UNAUTHORIZED: missing Bearer token"))?;
+        let token = bearer(&parts.headers)
+            .ok_or_else(|| AppError::unauthorized("UNAUTHORIZED: missing Bearer token"))?;
         state.keys.verifier.verify(token)
     }
 }
@@ -274,9 +310,18 @@ mod tests {
     #[test]
     fn issued_token_verifies_and_id_wins_over_sub() {
         let v = Verifier::hmac(b"0123456789abcdef0123", JwtAlgorithm::HS256);
-        let t = v.issue("u1", Role::Admin, Some("Ann"), Duration::from_secs(60)).unwrap();
+        let t = v
+            .issue("u1", Role::Admin, Some("Ann"), Duration::from_secs(60))
+            .unwrap();
         let u = v.verify(&t).unwrap();
-        assert_eq!(u, AuthUser { id: "u1".into(), name: "Ann".into(), role: Role::Admin });
+        assert_eq!(
+            u,
+            AuthUser {
+                id: "u1".into(),
+                name: "Ann".into(),
+                role: Role::Admin
+            }
+        );
     }
 
     #[test]

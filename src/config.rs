@@ -129,7 +129,12 @@ pub struct Config {
     #[arg(long, env = "LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
     /// `production` refuses unsafe defaults (no secret, embedded store behind several nodes).
-    #[arg(long = "env", env = "SWITCHBOARD_ENV", value_enum, default_value = "development")]
+    #[arg(
+        long = "env",
+        env = "SWITCHBOARD_ENV",
+        value_enum,
+        default_value = "development"
+    )]
     pub environment: Environment,
     /// How long a SIGTERM drain may take before the node exits anyway, in seconds.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 20)]
@@ -148,11 +153,15 @@ impl Config {
         if self.rate_limit_per_sec == 0 {
             return fail("RATE_LIMIT_PER_SEC must be at least 1");
         }
-        if self.heartbeat_interval_secs == 0 || self.heartbeat_interval_secs >= self.presence_ttl_secs {
+        if self.heartbeat_interval_secs == 0
+            || self.heartbeat_interval_secs >= self.presence_ttl_secs
+        {
             return fail("HEARTBEAT_INTERVAL_SECS must be at least 1 and below PRESENCE_TTL_SECS");
         }
         if self.is_asymmetric() != self.jwt_public_key_file.is_some() {
-            return fail("JWT_PUBLIC_KEY_FILE goes with an asymmetric JWT_ALGORITHM, and only with one");
+            return fail(
+                "JWT_PUBLIC_KEY_FILE goes with an asymmetric JWT_ALGORITHM, and only with one",
+            );
         }
         if let Some(s) = &self.jwt_secret {
             if s.len() < 16 {
@@ -161,20 +170,29 @@ impl Config {
         }
         if self.environment == Environment::Production {
             if !self.is_asymmetric() && self.jwt_secret.is_none() {
-                return fail("SWITCHBOARD_ENV=production needs JWT_SECRET (or JWT_PUBLIC_KEY_FILE)");
+                return fail(
+                    "SWITCHBOARD_ENV=production needs JWT_SECRET (or JWT_PUBLIC_KEY_FILE)",
+                );
             }
             if self.is_asymmetric() && self.file_url_secret.is_none() {
-                return fail("SWITCHBOARD_ENV=production with asymmetric JWTs needs FILE_URL_SECRET");
+                return fail(
+                    "SWITCHBOARD_ENV=production with asymmetric JWTs needs FILE_URL_SECRET",
+                );
             }
             if self.redis_url.is_some() && self.mongodb_uri.is_none() {
-                return fail("SWITCHBOARD_ENV=production refuses the embedded store behind several nodes: set MONGODB_URI with REDIS_URL");
+                return fail(
+                    "SWITCHBOARD_ENV=production refuses the embedded store behind several nodes: set MONGODB_URI with REDIS_URL",
+                );
             }
         }
         Ok(())
     }
 
     pub fn is_asymmetric(&self) -> bool {
-        !matches!(self.jwt_algorithm, JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512)
+        !matches!(
+            self.jwt_algorithm,
+            JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512
+        )
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {

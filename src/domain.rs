@@ -61,7 +61,9 @@ pub fn new_object_id() -> String {
 
 /// Is this string a well-formed id of ours (24 lowercase hex digits)?
 pub fn is_object_id(s: &str) -> bool {
-    s.len() == 24 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 24
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 macro_rules! object_id {
@@ -110,7 +112,9 @@ object_id!(FileId, "file");
 pub fn parse_plain_id(field: &str, s: &str) -> Result<String, AppError> {
     let n = s.chars().count();
     if n == 0 || n > MAX_ID_LEN || s.chars().any(char::is_control) {
-        return Err(AppError::validation(format!("{field} must be 1 to {MAX_ID_LEN} characters")));
+        return Err(AppError::validation(format!(
+            "{field} must be 1 to {MAX_ID_LEN} characters"
+        )));
     }
     Ok(s.to_owned())
 }
@@ -119,7 +123,9 @@ pub fn parse_plain_id(field: &str, s: &str) -> Result<String, AppError> {
 pub fn check_len(field: &str, s: &str, min: usize, max: usize) -> Result<(), AppError> {
     let n = s.chars().count();
     if n < min || n > max {
-        return Err(AppError::validation(format!("{field} must be {min} to {max} characters")));
+        return Err(AppError::validation(format!(
+            "{field} must be {min} to {max} characters"
+        )));
     }
     Ok(())
 }
@@ -209,7 +215,9 @@ impl Priority {
             "low" => Ok(Self::Low),
             "medium" => Ok(Self::Medium),
             "high" => Ok(Self::High),
-            _ => Err(AppError::validation("priority must be 'low', 'medium' or 'high'")),
+            _ => Err(AppError::validation(
+                "priority must be 'low', 'medium' or 'high'",
+            )),
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -412,9 +420,16 @@ impl MessageBody {
             MessageType::Text => {
                 check_len("message.content", &content, 1, MAX_CONTENT_LEN)?;
                 if input.file_url.is_some() || input.file_name.is_some() {
-                    return Err(AppError::validation("a text message has no fileUrl or fileName"));
+                    return Err(AppError::validation(
+                        "a text message has no fileUrl or fileName",
+                    ));
                 }
-                Ok(Self { content, kind, file_url: None, file_name: None })
+                Ok(Self {
+                    content,
+                    kind,
+                    file_url: None,
+                    file_name: None,
+                })
             }
             MessageType::File => {
                 check_len("message.content", &content, 0, MAX_CONTENT_LEN)?;
@@ -430,7 +445,12 @@ impl MessageBody {
                     .file_name
                     .ok_or_else(|| AppError::validation("a file message needs fileName"))?;
                 check_len("message.fileName", &file_name, 1, MAX_FILE_NAME_LEN)?;
-                Ok(Self { content, kind, file_url: Some(file_url), file_name: Some(file_name) })
+                Ok(Self {
+                    content,
+                    kind,
+                    file_url: Some(file_url),
+                    file_name: Some(file_name),
+                })
             }
         }
     }
@@ -552,7 +572,10 @@ pub struct Report {
     pub sent_by: String,
     pub sent_by_name: String,
     pub is_read: bool,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "rfc3339_opt")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "rfc3339_opt"
+    )]
     pub read_at: Option<Timestamp>,
     #[serde(serialize_with = "rfc3339")]
     pub created_at: Timestamp,
@@ -656,18 +679,33 @@ mod tests {
     #[test]
     fn text_content_is_trimmed_and_counted_in_code_points() {
         let ok = MessageBody::parse(
-            MessageBodyInput { content: Some(format!("  {}  ", "é".repeat(5000))), kind: None, file_url: None, file_name: None },
+            MessageBodyInput {
+                content: Some(format!("  {}  ", "é".repeat(5000))),
+                kind: None,
+                file_url: None,
+                file_name: None,
+            },
             |_| false,
         )
         .unwrap();
         assert_eq!(ok.content.chars().count(), 5000);
         let too_long = MessageBody::parse(
-            MessageBodyInput { content: Some("é".repeat(5001)), kind: None, file_url: None, file_name: None },
+            MessageBodyInput {
+                content: Some("é".repeat(5001)),
+                kind: None,
+                file_url: None,
+                file_name: None,
+            },
             |_| false,
         );
         assert!(too_long.is_err());
         let blank = MessageBody::parse(
-            MessageBodyInput { content: Some("   ".into()), kind: None, file_url: None, file_name: None },
+            MessageBodyInput {
+                content: Some("   ".into()),
+                kind: None,
+                file_url: None,
+                file_name: None,
+            },
             |_| false,
         );
         assert!(blank.is_err());
@@ -681,7 +719,13 @@ mod tests {
             file_url: Some(url.into()),
             file_name: Some("a.png".into()),
         };
-        assert!(MessageBody::parse(input("https://cdn.example/a.png"), |u| u.starts_with("https://")).is_ok());
-        assert!(MessageBody::parse(input("http://evil/a.png"), |u| u.starts_with("https://")).is_err());
+        assert!(
+            MessageBody::parse(input("https://cdn.example/a.png"), |u| u
+                .starts_with("https://"))
+            .is_ok()
+        );
+        assert!(
+            MessageBody::parse(input("http://evil/a.png"), |u| u.starts_with("https://")).is_err()
+        );
     }
 }

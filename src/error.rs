@@ -68,7 +68,10 @@ pub struct ErrorBody<'a> {
 
 impl AppError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
     pub fn validation(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Validation, message)
@@ -85,7 +88,10 @@ impl AppError {
 
     /// The `{ code, message }` object.
     pub fn body(&self) -> ErrorBody<'_> {
-        ErrorBody { code: self.code.as_str(), message: &self.message }
+        ErrorBody {
+            code: self.code.as_str(),
+            message: &self.message,
+        }
     }
 }
 
@@ -107,7 +113,10 @@ impl From<crate::store::StoreError> for AppError {
             StoreError::NotFound(what) => AppError::not_found(format!("{what} not found")),
             StoreError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "store unavailable");
-                AppError::new(ErrorCode::Unavailable, "the store is unavailable: nothing was saved")
+                AppError::new(
+                    ErrorCode::Unavailable,
+                    "the store is unavailable: nothing was saved",
+                )
             }
             StoreError::Internal(cause) => {
                 tracing::error!(error = %cause, "store failure");

@@ -2,8 +2,8 @@
 //!
 //! Users chat with support staff in real time (messages, typing, read receipts, presence), and
 //! staff push report messages to users. The wire contract is `PROTOCOL.md` (kept in the shared
-//! folder beside the repository); this crate serves all of it on one node, with seams for a
-//! cluster.
+//! folder beside the repository); this crate serves all of it, on one node or as a cluster of
+//! nodes sharing Redis (`docs/cluster.md`).
 //!
 //! # Layout
 //!
@@ -17,8 +17,9 @@
 //! - [`realtime`]: the Socket.IO handshake and events, one file per event group.
 //! - [`http`]: the REST API, one file per resource.
 //! - [`store`]: the persistence seam and its embedded (SQLite) implementation.
-//! - [`presence`]: who is online; in-memory implementation.
-//! - [`cluster`]: rooms and the fan-out seam over socketioxide adapters.
+//! - [`presence`]: who is online; in-memory (one node) and Redis (cluster-wide) implementations.
+//! - [`cluster`]: rooms, the fan-out seam over socketioxide adapters, and cluster mode over
+//!   Redis (adapter, re-subscription, outage fallback and replay).
 //! - [`metrics`]: every Prometheus metric.
 //!
 //! Dependencies point one way: `realtime` and `http` call `service`, which uses the `store`,

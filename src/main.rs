@@ -13,7 +13,8 @@ async fn main() -> anyhow::Result<()> {
     switchboard::telemetry::init(cli.config.log_format);
     match cli.command {
         Some(Command::Token(args)) => {
-            let role = Role::parse(&args.role).context("--role must be user, admin or superadmin")?;
+            let role =
+                Role::parse(&args.role).context("--role must be user, admin or superadmin")?;
             let ttl = parse_ttl(&args.ttl)?;
             let keys = auth::Keys::load(&cli.config)?;
             let token = keys

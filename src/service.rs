@@ -91,8 +91,18 @@ impl AppState {
     ) -> bool {
         let started = Instant::now();
         self.metrics.fanout_publishes.inc();
-        let result = self.fanout.emit(Emission { rooms, except, event, payload }).await;
-        self.metrics.fanout_duration.observe(started.elapsed().as_secs_f64());
+        let result = self
+            .fanout
+            .emit(Emission {
+                rooms,
+                except,
+                event,
+                payload,
+            })
+            .await;
+        self.metrics
+            .fanout_duration
+            .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(()) => true,
             Err(e) => {
@@ -111,9 +121,15 @@ impl AppState {
     ) -> Result<T, AppError> {
         let started = Instant::now();
         let result = f.await;
-        self.metrics.store_duration.with_label_values(&[operation]).observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .store_duration
+            .with_label_values(&[operation])
+            .observe(started.elapsed().as_secs_f64());
         if result.is_err() {
-            self.metrics.store_errors.with_label_values(&[operation]).inc();
+            self.metrics
+                .store_errors
+                .with_label_values(&[operation])
+                .inc();
         }
         Ok(result?)
     }
@@ -121,9 +137,14 @@ impl AppState {
     /// Loads a chat the caller may see: `NOT_FOUND` if there is none, `FORBIDDEN` (saying
     /// nothing about the chat) if the caller is neither a participant nor staff.
     pub async fn chat_for(&self, user: &AuthUser, id: &ChatId) -> Result<Chat, AppError> {
-        let chat = self.timed("chat", self.store.chat(id)).await?.ok_or_else(|| AppError::not_found("chat not found"))?;
+        let chat = self
+            .timed("chat", self.store.chat(id))
+            .await?
+            .ok_or_else(|| AppError::not_found("chat not found"))?;
         if !chat.admits(user) {
-            return Err(AppError::forbidden("you are not a participant of this chat"));
+            return Err(AppError::forbidden(
+                "you are not a participant of this chat",
+            ));
         }
         Ok(chat)
     }
@@ -148,13 +169,24 @@ impl AppState {
         let saved = self
             .timed(
                 "save_message",
-                self.store.save_message(NewMessage { chat_id: chat.id.clone(), sender: user.clone(), body, client_message_id }),
+                self.store.save_message(NewMessage {
+                    chat_id: chat.id.clone(),
+                    sender: user.clone(),
+                    body,
+                    client_message_id,
+                }),
             )
             .await?;
         if let Saved::Created(message) = &saved {
             self.metrics.messages_saved.inc();
-            let payload = MessageNew { chat_id: &message.chat_id, message };
-            if self.emit(chat_rooms(&chat), Vec::new(), events::MESSAGE_NEW, &payload).await {
+            let payload = MessageNew {
+                chat_id: &message.chat_id,
+                message,
+            };
+            if self
+                .emit(chat_rooms(&chat), Vec::new(), events::MESSAGE_NEW, &payload)
+                .await
+            {
                 self.metrics.messages_emitted.inc();
             }
         }
@@ -162,7 +194,12 @@ impl AppState {
     }
 
     /// Starts or stops a typing indicator (see [`crate::realtime::typing`]).
-    pub async fn typing(&self, user: &AuthUser, chat_id: &ChatId, is_typing: bool) -> Result<(), AppError> {
+    pub async fn typing(
+        &self,
+        user: &AuthUser,
+        chat_id: &ChatId,
+        is_typing: bool,
+    ) -> Result<(), AppError> {
         let chat = self.chat_for(user, chat_id).await?;
         let changed = if is_typing {
             self.typing.start(&chat, user)
@@ -170,28 +207,68 @@ impl AppState {
             self.typing.stop(&chat.id, &user.id)
         };
         if changed {
-            self.emit_typing(chat_rooms(&chat), &chat.id, &user.id, &user.name, is_typing).await;
+            self.emit_typing(chat_rooms(&chat), &chat.id, &user.id, &user.name, is_typing)
+                .await;
         }
         Ok(())
     }
 
-    pub async fn emit_typing(&self, rooms: Vec<String>, chat: &ChatId, user_id: &str, user_name: &str, is_typing: bool) {
-        let payload = TypingEvent { chat_id: chat, user_id, user_name, is_typing };
-        self.emit(rooms, vec![rooms::user(user_id)], events::USER_TYPING, &payload).await;
+    pub async fn emit_typing(
+        &self,
+        rooms: Vec<String>,
+        chat: &ChatId,
+        user_id: &str,
+        user_name: &str,
+        is_typing: bool,
+    ) {
+        let payload = TypingEvent {
+            chat_id: chat,
+            user_id,
+            user_name,
+            is_typing,
+        };
+        self.emit(
+            rooms,
+            vec![rooms::user(user_id)],
+            events::USER_TYPING,
+            &payload,
+        )
+        .await;
     }
 
     /// Marks messages up to `message_id` read for `user`, then emits `message:read` (also when
     /// nothing changed).
-    pub async fn mark_read(&self, user: &AuthUser, chat_id: &ChatId, message_id: &MessageId) -> Result<Timestamp, AppError> {
+    pub async fn mark_read(
+        &self,
+        user: &AuthUser,
+        chat_id: &ChatId,
+        message_id: &MessageId,
+    ) -> Result<Timestamp, AppError> {
         let chat = self.chat_for(user, chat_id).await?;
         let message = self
             .timed("message", self.store.message(&chat.id, message_id))
             .await?
             .ok_or_else(|| AppError::not_found("message not found"))?;
         let read_at = now();
-        self.timed("mark_read", self.store.mark_read(&chat.id, message.seq, &user.id, read_at)).await?;
-        let payload = MessageRead { chat_id: &chat.id, message_id, read_by: &user.id, read_at };
-        self.emit(chat_rooms(&chat), Vec::new(), events::MESSAGE_READ, &payload).await;
+        self.timed(
+            "mark_read",
+            self.store
+                .mark_read(&chat.id, message.seq, &user.id, read_at),
+        )
+        .await?;
+        let payload = MessageRead {
+            chat_id: &chat.id,
+            message_id,
+            read_by: &user.id,
+            read_at,
+        };
+        self.emit(
+            chat_rooms(&chat),
+            Vec::new(),
+            events::MESSAGE_READ,
+            &payload,
+        )
+        .await;
         Ok(read_at)
     }
 
@@ -204,35 +281,69 @@ impl AppState {
         limit: usize,
     ) -> Result<(Vec<Message>, bool), AppError> {
         let chat = self.chat_for(user, chat_id).await?;
-        let mut messages = self.timed("messages", self.store.messages(&chat.id, page, limit + 1)).await?;
+        let mut messages = self
+            .timed("messages", self.store.messages(&chat.id, page, limit + 1))
+            .await?;
         let has_more = messages.len() > limit;
         messages.truncate(limit);
         Ok((messages, has_more))
     }
 
     /// Validates and saves a report (staff only), then delivers it to `user:{userId}`.
-    pub async fn send_report(&self, user: &AuthUser, input: ReportInput) -> Result<Report, AppError> {
+    pub async fn send_report(
+        &self,
+        user: &AuthUser,
+        input: ReportInput,
+    ) -> Result<Report, AppError> {
         if !user.is_staff() {
             return Err(AppError::forbidden("only staff send report messages"));
         }
         let report = NewReport::parse(input, user)?;
-        let report = self.timed("create_report", self.store.create_report(report)).await?;
+        let report = self
+            .timed("create_report", self.store.create_report(report))
+            .await?;
         self.metrics.reports_saved.inc();
-        let payload = ReceiveReport { success: true, message: &report };
-        self.emit(vec![rooms::user(&report.user_id)], Vec::new(), events::RECEIVE_REPORT, &payload).await;
+        let payload = ReceiveReport {
+            success: true,
+            message: &report,
+        };
+        self.emit(
+            vec![rooms::user(&report.user_id)],
+            Vec::new(),
+            events::RECEIVE_REPORT,
+            &payload,
+        )
+        .await;
         Ok(report)
     }
 
     /// Marks a report read (its recipient only), then emits `report:read`.
     pub async fn read_report(&self, user: &AuthUser, id: &ReportId) -> Result<Report, AppError> {
-        let report = self.timed("report", self.store.report(id)).await?.ok_or_else(|| AppError::not_found("report not found"))?;
+        let report = self
+            .timed("report", self.store.report(id))
+            .await?
+            .ok_or_else(|| AppError::not_found("report not found"))?;
         if report.user_id != user.id {
-            return Err(AppError::forbidden("only the report's recipient marks it read"));
+            return Err(AppError::forbidden(
+                "only the report's recipient marks it read",
+            ));
         }
-        let report = self.timed("mark_report_read", self.store.mark_report_read(id, now())).await?;
+        let report = self
+            .timed("mark_report_read", self.store.mark_report_read(id, now()))
+            .await?;
         let read_at = report.read_at.unwrap_or_else(now);
-        let payload = ReportRead { report_id: &report.id, user_id: &report.user_id, read_at };
-        self.emit(vec![rooms::user(&report.user_id), rooms::ADMINS.to_owned()], Vec::new(), events::REPORT_READ, &payload).await;
+        let payload = ReportRead {
+            report_id: &report.id,
+            user_id: &report.user_id,
+            read_at,
+        };
+        self.emit(
+            vec![rooms::user(&report.user_id), rooms::ADMINS.to_owned()],
+            Vec::new(),
+            events::REPORT_READ,
+            &payload,
+        )
+        .await;
         Ok(report)
     }
 
@@ -261,7 +372,10 @@ impl AppState {
         } else {
             self.metrics.presence_users_online.dec();
         }
-        let partners = match self.timed("chat_partners", self.store.chat_partners(user_id)).await {
+        let partners = match self
+            .timed("chat_partners", self.store.chat_partners(user_id))
+            .await
+        {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e.message, "could not load chat partners; telling admins only");
@@ -270,8 +384,17 @@ impl AppState {
         };
         let mut targets: Vec<String> = partners.iter().map(|p| rooms::user(p)).collect();
         targets.push(rooms::ADMINS.to_owned());
-        let payload = UserStatus { user_id, status: if online { "online" } else { "offline" } };
-        self.emit(targets, vec![rooms::user(user_id)], events::USER_STATUS, &payload).await;
+        let payload = UserStatus {
+            user_id,
+            status: if online { "online" } else { "offline" },
+        };
+        self.emit(
+            targets,
+            vec![rooms::user(user_id)],
+            events::USER_STATUS,
+            &payload,
+        )
+        .await;
     }
 }
 

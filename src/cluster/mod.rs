@@ -2,13 +2,16 @@
 //!
 //! The event logic never names an adapter: it emits through [`Fanout`], which [`SocketIo`]
 //! implements for any adapter. `app.rs` is the only place that picks the adapter (in-memory for
-//! a single node, Redis for a cluster).
+//! a single node, Redis for a cluster: [`redis`], whose [`redis::RedisFanout`] also keeps
+//! delivering while Redis is down).
 
 use std::future::Future;
 use std::pin::Pin;
 
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
+
+pub mod redis;
 
 /// The rooms of PROTOCOL.md. Clients never choose them.
 pub mod rooms {

@@ -10,7 +10,8 @@ use super::{JsonBody, Params, decode_cursor, encode_cursor};
 use crate::app::AppState;
 use crate::domain::{
     AuthUser, Chat, ChatCursor, ChatId, ChatPatch, ChatQuery, ChatStatus, ChatSummary, HistoryPage,
-    MAX_CHAT_TITLE_LEN, Message, MessageBodyInput, NewChat, Priority, Saved, check_len, parse_plain_id,
+    MAX_CHAT_TITLE_LEN, Message, MessageBodyInput, NewChat, Priority, Saved, check_len,
+    parse_plain_id,
 };
 use crate::error::AppError;
 
@@ -18,7 +19,10 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/chats", get(list).post(create))
         .route("/api/chats/{chat_id}", get(show).patch(update))
-        .route("/api/chats/{chat_id}/messages", get(messages).post(post_message))
+        .route(
+            "/api/chats/{chat_id}/messages",
+            get(messages).post(post_message),
+        )
 }
 
 #[derive(Deserialize)]
@@ -34,9 +38,17 @@ async fn create(
     user: AuthUser,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<(StatusCode, Json<Chat>), AppError> {
-    let title = body.title.map(|t| t.trim().to_owned()).unwrap_or_else(|| "Support chat".into());
+    let title = body
+        .title
+        .map(|t| t.trim().to_owned())
+        .unwrap_or_else(|| "Support chat".into());
     check_len("title", &title, 1, MAX_CHAT_TITLE_LEN)?;
-    let priority = body.priority.as_deref().map(Priority::parse).transpose()?.unwrap_or(Priority::Medium);
+    let priority = body
+        .priority
+        .as_deref()
+        .map(Priority::parse)
+        .transpose()?
+        .unwrap_or(Priority::Medium);
     let chat = if user.is_staff() {
         let participant = body
             .participant_id
@@ -46,14 +58,26 @@ async fn create(
         if participants[0] != user.id {
             participants.push(user.id.clone());
         }
-        NewChat { participants, title, priority, assigned_admin: Some(user.id.clone()) }
+        NewChat {
+            participants,
+            title,
+            priority,
+            assigned_admin: Some(user.id.clone()),
+        }
     } else {
         if body.participant_id.is_some_and(|p| p != user.id) {
             return Err(AppError::forbidden("a user opens chats for themself only"));
         }
-        NewChat { participants: vec![user.id.clone()], title, priority, assigned_admin: None }
+        NewChat {
+            participants: vec![user.id.clone()],
+            title,
+            priority,
+            assigned_admin: None,
+        }
     };
-    let chat = state.timed("create_chat", state.store.create_chat(chat)).await?;
+    let chat = state
+        .timed("create_chat", state.store.create_chat(chat))
+        .await?;
     Ok((StatusCode::CREATED, Json(chat)))
 }
 
@@ -64,14 +88,21 @@ struct ChatList {
     next_cursor: Option<String>,
 }
 
-async fn list(State(state): State<AppState>, user: AuthUser, params: Params) -> Result<Json<ChatList>, AppError> {
+async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    params: Params,
+) -> Result<Json<ChatList>, AppError> {
     let limit = params.limit(20, 100)?;
     let status = params.get("status").map(ChatStatus::parse).transpose()?;
     let after = params
         .get("cursor")
         .map(decode_cursor)
         .transpose()?
-        .map(|(updated_at, id)| ChatCursor { updated_at, id: ChatId::from_trusted(id) });
+        .map(|(updated_at, id)| ChatCursor {
+            updated_at,
+            id: ChatId::from_trusted(id),
+        });
     let query = ChatQuery {
         participant: (!user.is_staff()).then(|| user.id.clone()),
         status,
@@ -79,17 +110,25 @@ async fn list(State(state): State<AppState>, user: AuthUser, params: Params) -> 
         after,
         reader: user.id.clone(),
     };
-    let mut chats = state.timed("list_chats", state.store.list_chats(&query)).await?;
+    let mut chats = state
+        .timed("list_chats", state.store.list_chats(&query))
+        .await?;
     let next_cursor = if chats.len() > limit {
         chats.truncate(limit);
-        chats.last().map(|c| encode_cursor(c.chat.updated_at, c.chat.id.as_str()))
+        chats
+            .last()
+            .map(|c| encode_cursor(c.chat.updated_at, c.chat.id.as_str()))
     } else {
         None
     };
     Ok(Json(ChatList { chats, next_cursor }))
 }
 
-async fn show(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<Chat>, AppError> {
+async fn show(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Chat>, AppError> {
     let id = ChatId::parse(&id)?;
     Ok(Json(state.chat_for(&user, &id).await?))
 }
@@ -115,9 +154,16 @@ async fn update(
     let patch = ChatPatch {
         status: body.status.as_deref().map(ChatStatus::parse).transpose()?,
         priority: body.priority.as_deref().map(Priority::parse).transpose()?,
-        assigned_admin: body.assigned_admin.map(|a| parse_plain_id("assignedAdmin", &a)).transpose()?,
+        assigned_admin: body
+            .assigned_admin
+            .map(|a| parse_plain_id("assignedAdmin", &a))
+            .transpose()?,
     };
-    Ok(Json(state.timed("update_chat", state.store.update_chat(&id, patch)).await?))
+    Ok(Json(
+        state
+            .timed("update_chat", state.store.update_chat(&id, patch))
+            .await?,
+    ))
 }
 
 #[derive(Serialize)]
@@ -136,7 +182,9 @@ async fn messages(
     let id = ChatId::parse(&id)?;
     let limit = params.limit(50, 100)?;
     let page = match (params.seq("beforeSeq")?, params.seq("afterSeq")?) {
-        (Some(_), Some(_)) => return Err(AppError::validation("give beforeSeq or afterSeq, not both")),
+        (Some(_), Some(_)) => {
+            return Err(AppError::validation("give beforeSeq or afterSeq, not both"));
+        }
         (Some(b), None) => HistoryPage::Before(b),
         (None, Some(a)) => HistoryPage::After(a),
         (None, None) => HistoryPage::Latest,
@@ -159,7 +207,9 @@ async fn post_message(
     JsonBody(body): JsonBody<PostMessageBody>,
 ) -> Result<(StatusCode, Json<Message>), AppError> {
     let id = ChatId::parse(&id)?;
-    let saved = state.send_message(&user, &id, body.message, body.client_message_id).await?;
+    let saved = state
+        .send_message(&user, &id, body.message, body.client_message_id)
+        .await?;
     Ok(match saved {
         Saved::Created(m) => (StatusCode::CREATED, Json(m)),
         Saved::Existing(m) => (StatusCode::OK, Json(m)),

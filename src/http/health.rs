@@ -18,7 +18,9 @@ struct Readiness {
 }
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -30,6 +32,19 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) 
     let draining = state.is_draining();
     let ready = store && adapter && !draining;
     let word = |ok| if ok { "ok" } else { "unreachable" };
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(Readiness { ready, draining, store: word(store), adapter: word(adapter), node: state.node_id.clone() }))
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Readiness {
+            ready,
+            draining,
+            store: word(store),
+            adapter: word(adapter),
+            node: state.node_id.clone(),
+        }),
+    )
 }

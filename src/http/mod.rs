@@ -39,13 +39,20 @@ pub fn router(state: AppState) -> Router {
 
 /// Counts and times each request by route template, never by concrete path.
 async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
     let started = Instant::now();
     let response = next.run(req).await;
     let route = route.as_deref().unwrap_or("unmatched");
     let m = &state.metrics;
-    m.http_duration.with_label_values(&[route]).observe(started.elapsed().as_secs_f64());
-    m.http_requests.with_label_values(&[route, response.status().as_str()]).inc();
+    m.http_duration
+        .with_label_values(&[route])
+        .observe(started.elapsed().as_secs_f64());
+    m.http_requests
+        .with_label_values(&[route, response.status().as_str()])
+        .inc();
     response
 }
 
@@ -58,9 +65,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, _: &S) -> Result<Self, AppError> {
         let body = axum::body::to_bytes(req.into_body(), MAX_JSON_BODY)
             .await
-            .map_err(|_| AppError::new(crate::error::ErrorCode::PayloadTooLarge, "request body too large"))?;
-        let body = if body.iter().all(u8::is_ascii_whitespace) { &b"{}"[..] } else { &body[..] };
-        serde_json::from_slice(body).map(JsonBody).map_err(|e| AppError::validation(format!("invalid JSON body: {e}")))
+            .map_err(|_| {
+                AppError::new(
+                    crate::error::ErrorCode::PayloadTooLarge,
+                    "request body too large",
+                )
+            })?;
+        let body = if body.iter().all(u8::is_ascii_whitespace) {
+            &b"{}"[..]
+        } else {
+            &body[..]
+        };
+        serde_json::from_slice(body)
+            .map(JsonBody)
+            .map_err(|e| AppError::validation(format!("invalid JSON body: {e}")))
     }
 }
 
@@ -79,7 +97,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 
 impl Params {
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     /// A `limit`: absent gives `default`, above `max` is clamped, below 1 or not a number is
@@ -89,7 +110,9 @@ impl Params {
             None => Ok(default),
             Some(v) => match v.parse::<u64>() {
                 Ok(n) if n >= 1 => Ok(n.min(max as u64) as usize),
-                _ => Err(AppError::validation("limit must be a whole number of at least 1")),
+                _ => Err(AppError::validation(
+                    "limit must be a whole number of at least 1",
+                )),
             },
         }
     }
@@ -97,23 +120,34 @@ impl Params {
     /// A whole number, 0 or more.
     pub fn seq(&self, key: &str) -> Result<Option<u64>, AppError> {
         self.get(key)
-            .map(|v| v.parse::<u64>().map_err(|_| AppError::validation(format!("{key} must be a whole number, 0 or more"))))
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    AppError::validation(format!("{key} must be a whole number, 0 or more"))
+                })
+            })
             .transpose()
     }
 }
 
 /// Encodes a `(time, id)` page position as an opaque cursor.
 pub fn encode_cursor(at: Timestamp, id: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}:{id}", at.timestamp_millis()))
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("{}:{id}", at.timestamp_millis()))
 }
 
 /// Decodes a cursor made by [`encode_cursor`]; anything else is `VALIDATION`.
 pub fn decode_cursor(cursor: &str) -> Result<(Timestamp, String), AppError> {
     let bad = || AppError::validation("malformed cursor");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| bad())?;
     let raw = String::from_utf8(raw).map_err(|_| bad())?;
     let (ms, id) = raw.split_once(':').ok_or_else(bad)?;
-    let at = ms.parse::<i64>().ok().and_then(chrono::DateTime::from_timestamp_millis).ok_or_else(bad)?;
+    let at = ms
+        .parse::<i64>()
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .ok_or_else(bad)?;
     if !is_object_id(id) {
         return Err(bad());
     }

@@ -37,7 +37,11 @@ struct ActiveUsers {
     next_cursor: Option<String>,
 }
 
-async fn active_users(State(state): State<AppState>, user: AuthUser, params: Params) -> Result<Json<ActiveUsers>, AppError> {
+async fn active_users(
+    State(state): State<AppState>,
+    user: AuthUser,
+    params: Params,
+) -> Result<Json<ActiveUsers>, AppError> {
     if !user.is_staff() {
         return Err(AppError::forbidden("only staff list active users"));
     }
@@ -46,8 +50,17 @@ async fn active_users(State(state): State<AppState>, user: AuthUser, params: Par
     if cursor.is_some_and(|c| c.len() > 256) {
         return Err(AppError::validation("malformed cursor"));
     }
-    let page = state.presence.sockets(cursor, limit).await.map_err(presence_error)?;
-    Ok(Json(ActiveUsers { active_users: page.entries, count: page.sockets, users: page.users, next_cursor: page.next_cursor }))
+    let page = state
+        .presence
+        .sockets(cursor, limit)
+        .await
+        .map_err(presence_error)?;
+    Ok(Json(ActiveUsers {
+        active_users: page.entries,
+        count: page.sockets,
+        users: page.users,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 #[derive(Serialize)]
@@ -56,15 +69,27 @@ struct Status {
     user_id: String,
     status: &'static str,
     sockets: u64,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "rfc3339_opt")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "rfc3339_opt"
+    )]
     last_seen: Option<Timestamp>,
 }
 
-async fn status(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<Status>, AppError> {
+async fn status(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Status>, AppError> {
     if !user.is_staff() && user.id != id {
         return Err(AppError::forbidden("users see their own status only"));
     }
     let p = state.presence.status(&id).await.map_err(presence_error)?;
     let status = if p.sockets > 0 { "online" } else { "offline" };
-    Ok(Json(Status { user_id: id, status, sockets: p.sockets, last_seen: p.last_seen }))
+    Ok(Json(Status {
+        user_id: id,
+        status,
+        sockets: p.sockets,
+        last_seen: p.last_seen,
+    }))
 }

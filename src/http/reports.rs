@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use super::{JsonBody, Params, decode_cursor, encode_cursor};
 use crate::app::AppState;
-use crate::domain::{AuthUser, Report, ReportCursor, ReportId, ReportInput, ReportQuery, Timestamp, rfc3339};
+use crate::domain::{
+    AuthUser, Report, ReportCursor, ReportId, ReportInput, ReportQuery, Timestamp, rfc3339,
+};
 use crate::error::AppError;
 
 pub fn routes() -> Router<AppState> {
@@ -23,7 +25,10 @@ async fn create(
     user: AuthUser,
     JsonBody(body): JsonBody<ReportInput>,
 ) -> Result<(StatusCode, Json<Report>), AppError> {
-    Ok((StatusCode::CREATED, Json(state.send_report(&user, body).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(state.send_report(&user, body).await?),
+    ))
 }
 
 #[derive(Serialize)]
@@ -33,7 +38,11 @@ struct ReportList {
     next_cursor: Option<String>,
 }
 
-async fn list(State(state): State<AppState>, user: AuthUser, params: Params) -> Result<Json<ReportList>, AppError> {
+async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    params: Params,
+) -> Result<Json<ReportList>, AppError> {
     let limit = params.limit(20, 100)?;
     let user_id = match params.get("userId") {
         Some(id) if !user.is_staff() && id != user.id => {
@@ -52,16 +61,31 @@ async fn list(State(state): State<AppState>, user: AuthUser, params: Params) -> 
         .get("cursor")
         .map(decode_cursor)
         .transpose()?
-        .map(|(created_at, id)| ReportCursor { created_at, id: ReportId::from_trusted(id) });
-    let query = ReportQuery { user_id, unread_only, limit: limit + 1, after };
-    let mut reports = state.timed("list_reports", state.store.list_reports(&query)).await?;
+        .map(|(created_at, id)| ReportCursor {
+            created_at,
+            id: ReportId::from_trusted(id),
+        });
+    let query = ReportQuery {
+        user_id,
+        unread_only,
+        limit: limit + 1,
+        after,
+    };
+    let mut reports = state
+        .timed("list_reports", state.store.list_reports(&query))
+        .await?;
     let next_cursor = if reports.len() > limit {
         reports.truncate(limit);
-        reports.last().map(|r| encode_cursor(r.created_at, r.id.as_str()))
+        reports
+            .last()
+            .map(|r| encode_cursor(r.created_at, r.id.as_str()))
     } else {
         None
     };
-    Ok(Json(ReportList { reports, next_cursor }))
+    Ok(Json(ReportList {
+        reports,
+        next_cursor,
+    }))
 }
 
 #[derive(Serialize)]
@@ -72,10 +96,17 @@ struct Read {
     read_at: Timestamp,
 }
 
-async fn read(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<Read>, AppError> {
+async fn read(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Read>, AppError> {
     let id = ReportId::parse(&id)?;
     let report = state.read_report(&user, &id).await?;
-    Ok(Json(Read { read_at: report.read_at.unwrap_or_else(crate::domain::now), report_id: report.id }))
+    Ok(Json(Read {
+        read_at: report.read_at.unwrap_or_else(crate::domain::now),
+        report_id: report.id,
+    }))
 }
 
 #[derive(Serialize)]
@@ -83,7 +114,15 @@ struct Count {
     count: u64,
 }
 
-async fn unread_count(State(state): State<AppState>, user: AuthUser) -> Result<Json<Count>, AppError> {
-    let count = state.timed("unread_report_count", state.store.unread_report_count(&user.id)).await?;
+async fn unread_count(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<Count>, AppError> {
+    let count = state
+        .timed(
+            "unread_report_count",
+            state.store.unread_report_count(&user.id),
+        )
+        .await?;
     Ok(Json(Count { count }))
 }

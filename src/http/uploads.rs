@@ -20,7 +20,10 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         // The handler enforces the limit itself while streaming; axum's 2 MB default would
         // refuse legal uploads.
-        .route("/api/uploads", post(upload).layer(DefaultBodyLimit::disable()))
+        .route(
+            "/api/uploads",
+            post(upload).layer(DefaultBodyLimit::disable()),
+        )
         .route("/api/files/{file_id}", get(download))
 }
 
@@ -43,8 +46,12 @@ fn clean_content_type(ct: Option<&str>) -> String {
     match ct {
         Some(ct)
             if ct.len() <= 127
-                && ct.split_once('/').is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
-                && ct.bytes().all(|b| b.is_ascii_alphanumeric() || b"/.+-_".contains(&b)) =>
+                && ct
+                    .split_once('/')
+                    .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
+                && ct
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/.+-_".contains(&b)) =>
         {
             ct.to_ascii_lowercase()
         }
@@ -65,14 +72,23 @@ async fn upload(
     if declared.is_some_and(|n| n > MAX_UPLOAD_BYTES + 64 * 1024) {
         return Err(too_large());
     }
-    let mut multipart = multipart.map_err(|_| AppError::validation("expected a multipart/form-data body"))?;
+    let mut multipart =
+        multipart.map_err(|_| AppError::validation("expected a multipart/form-data body"))?;
     let bad = |_| AppError::validation("malformed multipart body");
     while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
         if field.name() != Some("file") {
             continue;
         }
-        let file_name = field.file_name().map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()).unwrap_or_else(|| "file".into());
-        let file_name: String = file_name.chars().filter(|c| !c.is_control()).take(MAX_FILE_NAME_LEN).collect();
+        let file_name = field
+            .file_name()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "file".into());
+        let file_name: String = file_name
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_FILE_NAME_LEN)
+            .collect();
         let content_type = clean_content_type(field.content_type());
         let mut data = bytes::BytesMut::new();
         while let Some(chunk) = field.chunk().await.map_err(bad)? {
@@ -96,15 +112,23 @@ async fn upload(
             size: meta.size,
             content_type: meta.content_type.clone(),
         };
-        state.timed("save_upload", state.store.save_upload(meta, data.freeze())).await?;
+        state
+            .timed("save_upload", state.store.save_upload(meta, data.freeze()))
+            .await?;
         return Ok((StatusCode::CREATED, Json(uploaded)));
     }
-    Err(AppError::validation("the multipart field 'file' is missing"))
+    Err(AppError::validation(
+        "the multipart field 'file' is missing",
+    ))
 }
 
 /// Content types a browser may show inline; everything else downloads as an attachment.
 fn inline(ct: &str) -> bool {
-    ct.starts_with("image/") && ct != "image/svg+xml" || ct == "application/pdf" || ct == "text/plain" || ct.starts_with("audio/") || ct.starts_with("video/")
+    ct.starts_with("image/") && ct != "image/svg+xml"
+        || ct == "application/pdf"
+        || ct == "text/plain"
+        || ct.starts_with("audio/")
+        || ct.starts_with("video/")
 }
 
 async fn download(
@@ -113,23 +137,56 @@ async fn download(
     params: Params,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, AppError> {
-    let signed = params.get("sig").is_some_and(|sig| state.keys.files.check(&id, sig));
+    let signed = params
+        .get("sig")
+        .is_some_and(|sig| state.keys.files.check(&id, sig));
     if !signed {
-        let token = crate::auth::bearer(&headers).ok_or_else(|| AppError::unauthorized("a valid sig or Bearer token is required"))?;
+        let token = crate::auth::bearer(&headers)
+            .ok_or_else(|| AppError::unauthorized("a valid sig or Bearer token is required"))?;
         state.keys.verifier.verify(token)?;
     }
     let id = FileId::parse(&id)?;
-    let (meta, data) = state.timed("upload", state.store.upload(&id)).await?.ok_or_else(|| AppError::not_found("file not found"))?;
-    let disposition = if inline(&meta.content_type) { "inline" } else { "attachment" };
-    let ascii_name: String = meta.file_name.chars().map(|c| if c.is_ascii_alphanumeric() || ".-_ ".contains(c) { c } else { '_' }).collect();
+    let (meta, data) = state
+        .timed("upload", state.store.upload(&id))
+        .await?
+        .ok_or_else(|| AppError::not_found("file not found"))?;
+    let disposition = if inline(&meta.content_type) {
+        "inline"
+    } else {
+        "attachment"
+    };
+    let ascii_name: String = meta
+        .file_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_ ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     let mut response = Body::from(data).into_response();
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(&meta.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&meta.content_type)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
     if let Ok(v) = HeaderValue::from_str(&format!("{disposition}; filename=\"{ascii_name}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=3600"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=3600"),
+    );
     Ok(response)
 }

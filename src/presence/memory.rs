@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{Presence, PresenceError, SocketEntry, SocketPage, UserPresence};
+use super::{Presence, PresenceError, SocketEntry, SocketPage, Transition, UserPresence};
 use crate::domain::now;
 
 /// Presence kept in this process: exact, and gone with it.
@@ -48,7 +48,9 @@ impl Presence for MemoryPresence {
         if g.sockets.remove(socket_id).is_none() {
             return Ok(false);
         }
-        let Some(n) = g.per_user.get_mut(user_id) else { return Ok(false) };
+        let Some(n) = g.per_user.get_mut(user_id) else {
+            return Ok(false);
+        };
         *n -= 1;
         if *n > 0 {
             return Ok(false);
@@ -61,18 +63,29 @@ impl Presence for MemoryPresence {
     async fn status(&self, user_id: &str) -> Result<UserPresence, PresenceError> {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let sockets = g.per_user.get(user_id).copied().unwrap_or(0);
-        let last_seen = if sockets == 0 { g.last_seen.get(user_id).copied() } else { None };
+        let last_seen = if sockets == 0 {
+            g.last_seen.get(user_id).copied()
+        } else {
+            None
+        };
         Ok(UserPresence { sockets, last_seen })
     }
 
-    async fn sockets(&self, cursor: Option<&str>, limit: usize) -> Result<SocketPage, PresenceError> {
+    async fn sockets(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<SocketPage, PresenceError> {
         use std::ops::Bound;
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let start = match cursor {
             Some(c) => Bound::Excluded(c.to_owned()),
             None => Bound::Unbounded,
         };
-        let mut it = g.sockets.range((start, Bound::Unbounded)).map(|(_, e)| e.clone());
+        let mut it = g
+            .sockets
+            .range((start, Bound::Unbounded))
+            .map(|(_, e)| e.clone());
         let entries: Vec<SocketEntry> = it.by_ref().take(limit).collect();
         let next_cursor = match (it.next(), entries.last()) {
             (Some(_), Some(last)) => Some(last.socket_id.clone()),
@@ -86,7 +99,7 @@ impl Presence for MemoryPresence {
         })
     }
 
-    async fn heartbeat(&self) -> Result<Vec<String>, PresenceError> {
+    async fn heartbeat(&self) -> Result<Vec<Transition>, PresenceError> {
         Ok(Vec::new())
     }
 

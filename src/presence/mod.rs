@@ -1,7 +1,7 @@
 //! The presence seam: which sockets are connected where, and when a user as a whole goes online
 //! or offline.
 //!
-//! [`MemoryPresence`] serves a single node; the Redis twin makes presence a cluster-wide fact.
+//! [`MemoryPresence`] serves a single node; [`RedisPresence`] makes presence a cluster-wide fact.
 //! Implementations decide transitions atomically: `connect` says whether this socket made its
 //! user online, `disconnect` whether it left the user offline.
 
@@ -11,8 +11,10 @@ use serde::Serialize;
 use crate::domain::{Role, Timestamp, rfc3339};
 
 pub mod memory;
+pub mod redis;
 
 pub use memory::MemoryPresence;
+pub use redis::RedisPresence;
 
 /// One connected socket, as `GET /api/socket/active-users` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -47,6 +49,14 @@ pub struct UserPresence {
     pub last_seen: Option<Timestamp>,
 }
 
+/// A user who went online or offline as a whole outside a connect or disconnect call (a dead
+/// node reaped, sockets written back after an outage), for the caller to announce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub user_id: String,
+    pub online: bool,
+}
+
 /// Why presence could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum PresenceError {
@@ -66,10 +76,15 @@ pub trait Presence: Send + Sync + 'static {
     async fn disconnect(&self, user_id: &str, socket_id: &str) -> Result<bool, PresenceError>;
     async fn status(&self, user_id: &str) -> Result<UserPresence, PresenceError>;
     /// Sockets in a stable order, `limit` at a time from `cursor`.
-    async fn sockets(&self, cursor: Option<&str>, limit: usize) -> Result<SocketPage, PresenceError>;
-    /// Called once per heartbeat interval by one per-node task: renews this node's liveness and
-    /// reaps dead nodes. Returns the users the reaping left offline, for the caller to announce.
-    async fn heartbeat(&self) -> Result<Vec<String>, PresenceError>;
+    async fn sockets(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<SocketPage, PresenceError>;
+    /// Called once per heartbeat interval by one per-node task: renews this node's liveness,
+    /// reaps dead nodes and repairs this node's sockets after an outage. Returns the transitions
+    /// that caused, in order, for the caller to announce (each exactly once cluster-wide).
+    async fn heartbeat(&self) -> Result<Vec<Transition>, PresenceError>;
     /// Removes every socket of this node (graceful drain); returns users left offline.
     async fn withdraw_node(&self) -> Result<Vec<String>, PresenceError>;
     /// Answers when the backing service is reachable (for `/readyz`).

@@ -16,7 +16,11 @@ impl RateLimiter {
     /// `rate` events per second on average, bursts of `2 * rate`.
     pub fn new(rate: u32) -> Self {
         let rate = f64::from(rate);
-        Self { rate, capacity: rate * 2.0, state: Mutex::new((rate * 2.0, Instant::now())) }
+        Self {
+            rate,
+            capacity: rate * 2.0,
+            state: Mutex::new((rate * 2.0, Instant::now())),
+        }
     }
 
     /// Takes one token; `false` when the socket is over its rate.
@@ -24,7 +28,8 @@ impl RateLimiter {
         let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let (tokens, last) = *g;
         let now = Instant::now();
-        let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.capacity);
+        let tokens =
+            (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.capacity);
         if tokens >= 1.0 {
             *g = (tokens - 1.0, now);
             true

@@ -49,38 +49,73 @@ struct Synced {
 
 /// Parses a `seq` bound: a whole number, 0 or more.
 pub fn parse_seq(field: &str, v: &serde_json::Value) -> Result<u64, AppError> {
-    v.as_u64().ok_or_else(|| AppError::validation(format!("{field} must be a whole number, 0 or more")))
+    v.as_u64()
+        .ok_or_else(|| AppError::validation(format!("{field} must be a whole number, 0 or more")))
 }
 
 /// Parses a `limit`: absent gives `default`, above `max` is clamped, below 1 or not a number is
 /// `VALIDATION`.
-pub fn parse_limit(v: Option<&serde_json::Value>, default: usize, max: usize) -> Result<usize, AppError> {
+pub fn parse_limit(
+    v: Option<&serde_json::Value>,
+    default: usize,
+    max: usize,
+) -> Result<usize, AppError> {
     match v {
         None | Some(serde_json::Value::Null) => Ok(default),
         Some(v) => match v.as_f64() {
             Some(n) if n >= 1.0 && n.fract() == 0.0 => Ok((n as u64).min(max as u64) as usize),
-            _ => Err(AppError::validation("limit must be a whole number of at least 1")),
+            _ => Err(AppError::validation(
+                "limit must be a whole number of at least 1",
+            )),
         },
     }
 }
 
 pub fn register<A: Adapter>(s: &SocketRef<A>, ctx: &Ctx) {
-    on(s, ctx, "message:send", Reply::Standard, |ctx: Ctx, p: SendPayload| async move {
-        let chat = ChatId::parse(&p.chat_id)?;
-        let saved = ctx.state.send_message(&ctx.session.user, &chat, p.message, p.client_message_id).await?;
-        Ok(Sent { message: saved.into_inner() })
-    });
-    on(s, ctx, "message:read", Reply::Standard, |ctx: Ctx, p: ReadPayload| async move {
-        let chat = ChatId::parse(&p.chat_id)?;
-        let message = MessageId::parse(&p.message_id)?;
-        ctx.state.mark_read(&ctx.session.user, &chat, &message).await?;
-        Ok(Empty {})
-    });
-    on(s, ctx, "chat:sync", Reply::Standard, |ctx: Ctx, p: SyncPayload| async move {
-        let chat = ChatId::parse(&p.chat_id)?;
-        let after = parse_seq("afterSeq", &p.after_seq)?;
-        let limit = parse_limit(p.limit.as_ref(), SYNC_DEFAULT, SYNC_MAX)?;
-        let (messages, has_more) = ctx.state.history(&ctx.session.user, &chat, HistoryPage::After(after), limit).await?;
-        Ok(Synced { messages, has_more })
-    });
+    on(
+        s,
+        ctx,
+        "message:send",
+        Reply::Standard,
+        |ctx: Ctx, p: SendPayload| async move {
+            let chat = ChatId::parse(&p.chat_id)?;
+            let saved = ctx
+                .state
+                .send_message(&ctx.session.user, &chat, p.message, p.client_message_id)
+                .await?;
+            Ok(Sent {
+                message: saved.into_inner(),
+            })
+        },
+    );
+    on(
+        s,
+        ctx,
+        "message:read",
+        Reply::Standard,
+        |ctx: Ctx, p: ReadPayload| async move {
+            let chat = ChatId::parse(&p.chat_id)?;
+            let message = MessageId::parse(&p.message_id)?;
+            ctx.state
+                .mark_read(&ctx.session.user, &chat, &message)
+                .await?;
+            Ok(Empty {})
+        },
+    );
+    on(
+        s,
+        ctx,
+        "chat:sync",
+        Reply::Standard,
+        |ctx: Ctx, p: SyncPayload| async move {
+            let chat = ChatId::parse(&p.chat_id)?;
+            let after = parse_seq("afterSeq", &p.after_seq)?;
+            let limit = parse_limit(p.limit.as_ref(), SYNC_DEFAULT, SYNC_MAX)?;
+            let (messages, has_more) = ctx
+                .state
+                .history(&ctx.session.user, &chat, HistoryPage::After(after), limit)
+                .await?;
+            Ok(Synced { messages, has_more })
+        },
+    );
 }

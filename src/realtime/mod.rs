@@ -53,7 +53,11 @@ struct HasAck(bool);
 
 impl<A: Adapter> FromMessageParts<A> for HasAck {
     type Error = Infallible;
-    fn from_message_parts(_: &Arc<Socket<A>>, _: &mut Value, ack_id: &Option<i64>) -> Result<Self, Infallible> {
+    fn from_message_parts(
+        _: &Arc<Socket<A>>,
+        _: &mut Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Infallible> {
         Ok(HasAck(ack_id.is_some()))
     }
 }
@@ -96,8 +100,13 @@ pub struct Empty {}
 
 /// Registers `handler` for `event`: every call is rate limited, its payload parsed into `T`
 /// (`VALIDATION` when that fails), timed and counted, and answered as `reply` says.
-pub fn on<A, T, R, F, Fut>(socket: &SocketRef<A>, ctx: &Ctx, event: &'static str, reply: Reply, handler: F)
-where
+pub fn on<A, T, R, F, Fut>(
+    socket: &SocketRef<A>,
+    ctx: &Ctx,
+    event: &'static str,
+    reply: Reply,
+    handler: F,
+) where
     A: Adapter,
     T: DeserializeOwned + Send + 'static,
     R: Serialize + Send + 'static,
@@ -107,21 +116,35 @@ where
     let ctx = ctx.clone();
     socket.on(
         event,
-        move |s: SocketRef<A>, TryData(data): TryData<serde_json::Value>, ack: AckSender<A>, HasAck(has_ack): HasAck| {
+        move |s: SocketRef<A>,
+              TryData(data): TryData<serde_json::Value>,
+              ack: AckSender<A>,
+              HasAck(has_ack): HasAck| {
             let (ctx, handler) = (ctx.clone(), handler.clone());
             async move {
                 let _in_flight = ctx.state.in_flight();
                 let started = Instant::now();
                 let result = if !ctx.session.limiter.allow() {
                     if reply == Reply::Droppable {
-                        let _ = ack.send(&Success { ok: true, body: Empty {} });
+                        let _ = ack.send(&Success {
+                            ok: true,
+                            body: Empty {},
+                        });
                         return;
                     }
-                    Err(AppError::new(ErrorCode::RateLimited, "too many events: slow down"))
+                    Err(AppError::new(
+                        ErrorCode::RateLimited,
+                        "too many events: slow down",
+                    ))
                 } else {
-                    match data.map_err(|e| e.to_string()).and_then(|v| serde_json::from_value::<T>(v).map_err(|e| e.to_string())) {
+                    match data
+                        .map_err(|e| e.to_string())
+                        .and_then(|v| serde_json::from_value::<T>(v).map_err(|e| e.to_string()))
+                    {
                         Ok(payload) => handler(ctx.clone(), payload).await,
-                        Err(e) => Err(AppError::validation(format!("invalid {event} payload: {e}"))),
+                        Err(e) => Err(AppError::validation(format!(
+                            "invalid {event} payload: {e}"
+                        ))),
                     }
                 };
                 let m = ctx.state.metrics.event(event);
@@ -156,9 +179,19 @@ fn send_reply<A: Adapter, R: Serialize>(
             ack.send(&body)
         }
         (_, Ok(body)) => ack.send(&Success { ok: true, body }),
-        (_, Err(e)) if has_ack => ack.send(&Failure { ok: false, error: e.body() }),
+        (_, Err(e)) if has_ack => ack.send(&Failure {
+            ok: false,
+            error: e.body(),
+        }),
         (_, Err(e)) => {
-            let _ = s.emit(events::ERROR, &ErrorEvent { message: &e.message, error: e.code.as_str(), event });
+            let _ = s.emit(
+                events::ERROR,
+                &ErrorEvent {
+                    message: &e.message,
+                    error: e.code.as_str(),
+                    event,
+                },
+            );
             Ok(())
         }
     };
@@ -185,7 +218,10 @@ struct Handshake {
 
 /// Registers the `/` namespace: authenticate in the handshake middleware (nothing runs for a
 /// refused socket), then join the socket's rooms and wire its events.
-pub fn register<A: Adapter + DefinedAdapter>(io: &socketioxide::SocketIo<A>, state: AppState) -> A::InitRes {
+pub fn register<A: Adapter + DefinedAdapter>(
+    io: &socketioxide::SocketIo<A>,
+    state: AppState,
+) -> A::InitRes {
     use socketioxide::handler::ConnectHandler;
     let mw_state = state.clone();
     let authenticate = move |s: SocketRef<A>, TryData(auth): TryData<Handshake>| {
@@ -214,10 +250,18 @@ fn authenticate<A: Adapter>(
     auth: Result<Handshake, socketioxide::ParserError>,
 ) -> Result<(), Refused> {
     if state.is_draining() {
-        return Err(Refused("UNAVAILABLE: this node is draining; reconnect".into()));
+        return Err(Refused(
+            "UNAVAILABLE: this node is draining; reconnect".into(),
+        ));
     }
-    let token = auth.map_err(|_| Refused("UNAUTHORIZED: auth.token is missing".into()))?.token;
-    let user = state.keys.verifier.verify(&token).map_err(|e| Refused(e.message))?;
+    let token = auth
+        .map_err(|_| Refused("UNAUTHORIZED: auth.token is missing".into()))?
+        .token;
+    let user = state
+        .keys
+        .verifier
+        .verify(&token)
+        .map_err(|e| Refused(e.message))?;
     let session = Session {
         user,
         connected_at: crate::domain::now(),
@@ -235,29 +279,49 @@ async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
     };
     let user = &session.user;
     let mut joined = vec![rooms::user(&user.id)];
-    joined.push(if user.role == Role::User { rooms::USERS } else { rooms::ADMINS }.to_owned());
+    joined.push(
+        if user.role == Role::User {
+            rooms::USERS
+        } else {
+            rooms::ADMINS
+        }
+        .to_owned(),
+    );
     s.join(joined);
     state.metrics.sockets_connected.inc();
     tracing::debug!(socket_id = %s.id, user_id = %user.id, role = user.role.as_str(), "socket connected");
 
-    let ctx = Ctx { state: state.clone(), session: session.clone() };
+    let ctx = Ctx {
+        state: state.clone(),
+        session: session.clone(),
+    };
     messages::register(&s, &ctx);
     typing::register(&s, &ctx);
     reports::register(&s, &ctx);
     presence::register(&s, &ctx);
     let fallback_ctx = ctx.clone();
-    s.on_fallback(move |s: SocketRef<A>, Event(event): Event, ack: AckSender<A>, HasAck(has_ack): HasAck| {
-        let ctx = fallback_ctx.clone();
-        async move {
-            let result: Result<Empty, AppError> = if ctx.session.limiter.allow() {
-                Err(AppError::validation(format!("unknown event '{}'", event.chars().take(64).collect::<String>())))
-            } else {
-                Err(AppError::new(ErrorCode::RateLimited, "too many events: slow down"))
-            };
-            ctx.state.metrics.event("unknown").outcomes[outcome_index(result.as_ref().err().map(|e| e.code))].inc();
-            send_reply(&s, ack, has_ack, &event, Reply::Standard, result);
-        }
-    });
+    s.on_fallback(
+        move |s: SocketRef<A>, Event(event): Event, ack: AckSender<A>, HasAck(has_ack): HasAck| {
+            let ctx = fallback_ctx.clone();
+            async move {
+                let result: Result<Empty, AppError> = if ctx.session.limiter.allow() {
+                    Err(AppError::validation(format!(
+                        "unknown event '{}'",
+                        event.chars().take(64).collect::<String>()
+                    )))
+                } else {
+                    Err(AppError::new(
+                        ErrorCode::RateLimited,
+                        "too many events: slow down",
+                    ))
+                };
+                ctx.state.metrics.event("unknown").outcomes
+                    [outcome_index(result.as_ref().err().map(|e| e.code))]
+                .inc();
+                send_reply(&s, ack, has_ack, &event, Reply::Standard, result);
+            }
+        },
+    );
     let disconnect_ctx = ctx.clone();
     s.on_disconnect(move |s: SocketRef<A>, reason: DisconnectReason| {
         let ctx = disconnect_ctx.clone();
@@ -269,7 +333,9 @@ async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
     });
 
     let socket_id = s.id.to_string();
-    state.socket_online(&presence::entry(&state, &socket_id, &session)).await;
+    state
+        .socket_online(&presence::entry(&state, &socket_id, &session))
+        .await;
     // A socket that left while it was being registered must not stay counted.
     if !s.connected() {
         state.socket_offline(&session.user.id, &socket_id).await;

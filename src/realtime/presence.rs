@@ -31,23 +31,39 @@ fn own_id_only(ctx: &Ctx, id: &str) -> Result<(), AppError> {
     if id == ctx.session.user.id {
         Ok(())
     } else {
-        Err(AppError::forbidden("a client may only name its own user id"))
+        Err(AppError::forbidden(
+            "a client may only name its own user id",
+        ))
     }
 }
 
 pub fn register<A: Adapter>(s: &SocketRef<A>, ctx: &Ctx) {
     let socket_id = s.id.to_string();
-    on(s, ctx, "user:online", Reply::Standard, move |ctx: Ctx, p: OnlinePayload| {
-        let socket_id = socket_id.clone();
-        async move {
-            own_id_only(&ctx, &p.user_id)?;
-            ctx.state.socket_online(&entry(&ctx.state, &socket_id, &ctx.session)).await;
+    on(
+        s,
+        ctx,
+        "user:online",
+        Reply::Standard,
+        move |ctx: Ctx, p: OnlinePayload| {
+            let socket_id = socket_id.clone();
+            async move {
+                own_id_only(&ctx, &p.user_id)?;
+                ctx.state
+                    .socket_online(&entry(&ctx.state, &socket_id, &ctx.session))
+                    .await;
+                Ok(Empty {})
+            }
+        },
+    );
+    on(
+        s,
+        ctx,
+        "joinUserRoom",
+        Reply::Standard,
+        |ctx: Ctx, user_id: String| async move {
+            // The socket joined its own room at the handshake; any other room is refused.
+            own_id_only(&ctx, &user_id)?;
             Ok(Empty {})
-        }
-    });
-    on(s, ctx, "joinUserRoom", Reply::Standard, |ctx: Ctx, user_id: String| async move {
-        // The socket joined its own room at the handshake; any other room is refused.
-        own_id_only(&ctx, &user_id)?;
-        Ok(Empty {})
-    });
+        },
+    );
 }

@@ -21,13 +21,23 @@ pub struct SentBody<'a, R> {
 
 impl<R> SentBody<'_, R> {
     pub fn ok(report: R) -> Self {
-        Self { ok: true, success: true, message: Some(report), error: None }
+        Self {
+            ok: true,
+            success: true,
+            message: Some(report),
+            error: None,
+        }
     }
 }
 
 impl<'a> SentBody<'a, ()> {
     pub fn failed(e: &'a AppError) -> Self {
-        Self { ok: false, success: false, message: None, error: Some(e.body()) }
+        Self {
+            ok: false,
+            success: false,
+            message: None,
+            error: Some(e.body()),
+        }
     }
 }
 
@@ -46,13 +56,28 @@ struct Read {
 }
 
 pub fn register<A: Adapter>(s: &SocketRef<A>, ctx: &Ctx) {
-    on(s, ctx, "sendReportMessage", Reply::ReportSent, |ctx: Ctx, p: ReportInput| async move {
-        let report: Report = ctx.state.send_report(&ctx.session.user, p).await?;
-        Ok(report)
-    });
-    on(s, ctx, "report:read", Reply::Standard, |ctx: Ctx, p: ReadPayload| async move {
-        let id = ReportId::parse(&p.report_id)?;
-        let report = ctx.state.read_report(&ctx.session.user, &id).await?;
-        Ok(Read { read_at: report.read_at.unwrap_or_else(crate::domain::now), report_id: report.id })
-    });
+    on(
+        s,
+        ctx,
+        "sendReportMessage",
+        Reply::ReportSent,
+        |ctx: Ctx, p: ReportInput| async move {
+            let report: Report = ctx.state.send_report(&ctx.session.user, p).await?;
+            Ok(report)
+        },
+    );
+    on(
+        s,
+        ctx,
+        "report:read",
+        Reply::Standard,
+        |ctx: Ctx, p: ReadPayload| async move {
+            let id = ReportId::parse(&p.report_id)?;
+            let report = ctx.state.read_report(&ctx.session.user, &id).await?;
+            Ok(Read {
+                read_at: report.read_at.unwrap_or_else(crate::domain::now),
+                report_id: report.id,
+            })
+        },
+    );
 }

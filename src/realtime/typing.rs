@@ -39,7 +39,11 @@ impl TypingTracker {
                 false
             }
             None => {
-                let ind = Indicator { deadline, user_name: user.name.clone(), rooms: crate::service::chat_rooms(chat) };
+                let ind = Indicator {
+                    deadline,
+                    user_name: user.name.clone(),
+                    rooms: crate::service::chat_rooms(chat),
+                };
                 g.insert((chat.id.clone(), user.id.clone()), ind);
                 true
             }
@@ -55,8 +59,14 @@ impl TypingTracker {
     fn expired(&self) -> Vec<((ChatId, String), Indicator)> {
         let now = Instant::now();
         let mut g = self.active.lock().unwrap_or_else(|p| p.into_inner());
-        let keys: Vec<_> = g.iter().filter(|(_, i)| i.deadline <= now).map(|(k, _)| k.clone()).collect();
-        keys.into_iter().filter_map(|k| g.remove(&k).map(|i| (k, i))).collect()
+        let keys: Vec<_> = g
+            .iter()
+            .filter(|(_, i)| i.deadline <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| g.remove(&k).map(|i| (k, i)))
+            .collect()
     }
 }
 
@@ -67,7 +77,9 @@ pub async fn sweep(state: AppState) {
     loop {
         tick.tick().await;
         for ((chat, user_id), ind) in state.typing.expired() {
-            state.emit_typing(ind.rooms, &chat, &user_id, &ind.user_name, false).await;
+            state
+                .emit_typing(ind.rooms, &chat, &user_id, &ind.user_name, false)
+                .await;
         }
     }
 }
@@ -79,13 +91,24 @@ struct TypingPayload {
 }
 
 /// `user:typing:start` and `user:typing:stop`; over the rate limit they are dropped silently.
-pub fn register<A: socketioxide::adapter::Adapter>(s: &socketioxide::extract::SocketRef<A>, ctx: &super::Ctx) {
+pub fn register<A: socketioxide::adapter::Adapter>(
+    s: &socketioxide::extract::SocketRef<A>,
+    ctx: &super::Ctx,
+) {
     use super::{Ctx, Empty, Reply, on};
     for (event, is_typing) in [("user:typing:start", true), ("user:typing:stop", false)] {
-        on(s, ctx, event, Reply::Droppable, move |ctx: Ctx, p: TypingPayload| async move {
-            let chat = ChatId::parse(&p.chat_id)?;
-            ctx.state.typing(&ctx.session.user, &chat, is_typing).await?;
-            Ok(Empty {})
-        });
+        on(
+            s,
+            ctx,
+            event,
+            Reply::Droppable,
+            move |ctx: Ctx, p: TypingPayload| async move {
+                let chat = ChatId::parse(&p.chat_id)?;
+                ctx.state
+                    .typing(&ctx.session.user, &chat, is_typing)
+                    .await?;
+                Ok(Empty {})
+            },
+        );
     }
 }

@@ -115,12 +115,19 @@ impl EmbeddedStore {
         let uploads_dir = dir.join("uploads");
         std::fs::create_dir_all(&uploads_dir).map_err(internal)?;
         let conn = Connection::open(dir.join("switchboard.db")).map_err(internal)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(internal)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(internal)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(internal)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(internal)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(internal)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(internal)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(internal)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(internal)?;
         conn.execute_batch(SCHEMA).map_err(internal)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), uploads_dir })
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            uploads_dir,
+        })
     }
 
     /// Runs `f` on the connection in the blocking pool.
@@ -205,7 +212,11 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         file_url: row.get(8)?,
         file_name: row.get(9)?,
         timestamp: from_ms(row.get(10)?),
-        status: if row.get::<_, String>(11)? == "read" { MessageStatus::Read } else { MessageStatus::Sent },
+        status: if row.get::<_, String>(11)? == "read" {
+            MessageStatus::Read
+        } else {
+            MessageStatus::Sent
+        },
         client_message_id: row.get(12)?,
     })
 }
@@ -317,10 +328,16 @@ impl Store for EmbeddedStore {
                 );
             }
             args.push((q.limit as i64).into());
-            sql += &format!(" ORDER BY c.updated_at DESC, c.id DESC LIMIT ?{}", args.len());
+            sql += &format!(
+                " ORDER BY c.updated_at DESC, c.id DESC LIMIT ?{}",
+                args.len()
+            );
             let mut stmt = conn.prepare(&sql)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(args), |row| {
-                Ok(ChatSummary { chat: chat_from_row(row)?, unread_count: row.get::<_, i64>(11)? as u64 })
+                Ok(ChatSummary {
+                    chat: chat_from_row(row)?,
+                    unread_count: row.get::<_, i64>(11)? as u64,
+                })
             })?;
             rows.collect()
         })
@@ -639,7 +656,9 @@ impl Store for EmbeddedStore {
             })
             .await?;
         let Some(meta) = meta else { return Ok(None) };
-        let data = tokio::fs::read(self.uploads_dir.join(meta.id.as_str())).await.map_err(internal)?;
+        let data = tokio::fs::read(self.uploads_dir.join(meta.id.as_str()))
+            .await
+            .map_err(internal)?;
         Ok(Some((meta, Bytes::from(data))))
     }
 }

@@ -1,5 +1,7 @@
 //! The one integration-test binary: real nodes on port 0, real sockets, real stores.
 
+mod cluster;
 mod helpers;
 mod node;
+mod presence_contract;
 mod store_contract;

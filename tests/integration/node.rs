@@ -13,7 +13,12 @@ async fn message_send_is_saved_then_delivered_to_participants_and_staff() {
     let admin = node.socket("a1", Role::Admin).await;
     let chat = node.open_chat(&node.token("u1", Role::User)).await;
 
-    let ack = user.ack("message:send", json!({ "chatId": chat, "message": { "content": "  hello  " } })).await;
+    let ack = user
+        .ack(
+            "message:send",
+            json!({ "chatId": chat, "message": { "content": "  hello  " } }),
+        )
+        .await;
 
     assert_eq!(ack["ok"], true, "{ack}");
     assert_eq!(ack["message"]["content"], "hello");
@@ -28,9 +33,15 @@ async fn message_send_is_saved_then_delivered_to_participants_and_staff() {
 #[tokio::test]
 async fn missing_or_bad_token_is_refused_at_handshake() {
     let node = TestNode::start().await;
-    for auth in [None, Some(json!({ "token": "nope" })), Some(json!({ "token": 42 }))] {
+    for auth in [
+        None,
+        Some(json!({ "token": "nope" })),
+        Some(json!({ "token": 42 })),
+    ] {
         match Sio::connect_with(node.port, auth.clone()).await {
-            Err(ConnectError::Refused(m)) => assert!(m.starts_with("UNAUTHORIZED"), "{auth:?}: {m}"),
+            Err(ConnectError::Refused(m)) => {
+                assert!(m.starts_with("UNAUTHORIZED"), "{auth:?}: {m}")
+            }
             Ok(_) => panic!("{auth:?} connected"),
             Err(e) => panic!("{auth:?}: {e:?}"),
         }

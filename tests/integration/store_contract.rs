@@ -11,11 +11,20 @@ use switchboard::domain::*;
 use switchboard::store::{Store, StoreError};
 
 fn user(id: &str, role: Role) -> AuthUser {
-    AuthUser { id: id.into(), name: format!("{id} name"), role }
+    AuthUser {
+        id: id.into(),
+        name: format!("{id} name"),
+        role,
+    }
 }
 
 fn text(s: &str) -> MessageBody {
-    MessageBody { content: s.into(), kind: MessageType::Text, file_url: None, file_name: None }
+    MessageBody {
+        content: s.into(),
+        kind: MessageType::Text,
+        file_url: None,
+        file_name: None,
+    }
 }
 
 async fn chat_with(store: &Arc<dyn Store>, participants: &[&str]) -> Chat {
@@ -30,7 +39,13 @@ async fn chat_with(store: &Arc<dyn Store>, participants: &[&str]) -> Chat {
         .expect("chat created")
 }
 
-async fn send(store: &Arc<dyn Store>, chat: &ChatId, from: &AuthUser, body: &str, cid: Option<&str>) -> Saved<Message> {
+async fn send(
+    store: &Arc<dyn Store>,
+    chat: &ChatId,
+    from: &AuthUser,
+    body: &str,
+    cid: Option<&str>,
+) -> Saved<Message> {
     store
         .save_message(NewMessage {
             chat_id: chat.clone(),
@@ -59,9 +74,15 @@ pub async fn seq_is_dense_and_increasing_per_chat(store: Arc<dyn Store>) {
     let u1 = user("u1", Role::User);
     let u2 = user("u2", Role::User);
     for i in 1..=5u64 {
-        assert_eq!(send(&store, &a.id, &u1, "hi", None).await.into_inner().seq, i);
+        assert_eq!(
+            send(&store, &a.id, &u1, "hi", None).await.into_inner().seq,
+            i
+        );
     }
-    assert_eq!(send(&store, &b.id, &u2, "hi", None).await.into_inner().seq, 1);
+    assert_eq!(
+        send(&store, &b.id, &u2, "hi", None).await.into_inner().seq,
+        1
+    );
     let chat = store.chat(&a.id).await.unwrap().unwrap();
     let last = chat.last_message.expect("last message kept");
     assert_eq!((last.text.as_str(), last.sender.as_str()), ("hi", "u1"));
@@ -78,7 +99,14 @@ pub async fn concurrent_senders_get_distinct_seqs(store: Arc<dyn Store>) {
             let sender = user(&format!("s{s}"), Role::Admin);
             let mut seqs = Vec::new();
             for i in 0..10 {
-                let m = send(&store, &chat, &sender, &format!("m{i}"), Some(&format!("c{i}"))).await;
+                let m = send(
+                    &store,
+                    &chat,
+                    &sender,
+                    &format!("m{i}"),
+                    Some(&format!("c{i}")),
+                )
+                .await;
                 seqs.push(m.into_inner().seq);
             }
             seqs
@@ -87,7 +115,10 @@ pub async fn concurrent_senders_get_distinct_seqs(store: Arc<dyn Store>) {
     let mut all = Vec::new();
     for t in tasks {
         let seqs = t.await.unwrap();
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "one sender's seqs increase: {seqs:?}");
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "one sender's seqs increase: {seqs:?}"
+        );
         all.extend(seqs);
     }
     all.sort_unstable();
@@ -103,14 +134,26 @@ pub async fn client_message_id_retry_returns_first_save(store: Arc<dyn Store>) {
     assert!(!again.is_created());
     assert_eq!(again.into_inner(), first.clone().into_inner());
     // The retry used up no seq; another sender may use the same clientMessageId.
-    let next = send(&store, &chat.id, &user("u2", Role::User), "other", Some("abc")).await;
+    let next = send(
+        &store,
+        &chat.id,
+        &user("u2", Role::User),
+        "other",
+        Some("abc"),
+    )
+    .await;
     assert!(next.is_created());
     assert_eq!(next.into_inner().seq, 2);
 }
 
 pub async fn saving_into_a_missing_chat_is_not_found(store: Arc<dyn Store>) {
     let r = store
-        .save_message(NewMessage { chat_id: ChatId::generate(), sender: user("u1", Role::User), body: text("x"), client_message_id: None })
+        .save_message(NewMessage {
+            chat_id: ChatId::generate(),
+            sender: user("u1", Role::User),
+            body: text("x"),
+            client_message_id: None,
+        })
         .await;
     assert!(matches!(r, Err(StoreError::NotFound(_))), "{r:?}");
 }
@@ -122,15 +165,58 @@ pub async fn history_pages_both_ways(store: Arc<dyn Store>) {
         send(&store, &chat.id, &u1, &format!("m{i}"), None).await;
     }
     let seqs = |ms: Vec<Message>| ms.iter().map(|m| m.seq).collect::<Vec<_>>();
-    assert_eq!(seqs(store.messages(&chat.id, HistoryPage::Latest, 3).await.unwrap()), vec![7, 6, 5]);
-    assert_eq!(seqs(store.messages(&chat.id, HistoryPage::Before(5), 3).await.unwrap()), vec![4, 3, 2]);
-    assert_eq!(seqs(store.messages(&chat.id, HistoryPage::After(2), 3).await.unwrap()), vec![3, 4, 5]);
-    assert_eq!(seqs(store.messages(&chat.id, HistoryPage::After(7), 3).await.unwrap()), Vec::<u64>::new());
-    let one = store.messages(&chat.id, HistoryPage::After(0), 1).await.unwrap().remove(0);
+    assert_eq!(
+        seqs(
+            store
+                .messages(&chat.id, HistoryPage::Latest, 3)
+                .await
+                .unwrap()
+        ),
+        vec![7, 6, 5]
+    );
+    assert_eq!(
+        seqs(
+            store
+                .messages(&chat.id, HistoryPage::Before(5), 3)
+                .await
+                .unwrap()
+        ),
+        vec![4, 3, 2]
+    );
+    assert_eq!(
+        seqs(
+            store
+                .messages(&chat.id, HistoryPage::After(2), 3)
+                .await
+                .unwrap()
+        ),
+        vec![3, 4, 5]
+    );
+    assert_eq!(
+        seqs(
+            store
+                .messages(&chat.id, HistoryPage::After(7), 3)
+                .await
+                .unwrap()
+        ),
+        Vec::<u64>::new()
+    );
+    let one = store
+        .messages(&chat.id, HistoryPage::After(0), 1)
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(one.content, "m1");
-    assert_eq!(store.message(&chat.id, &one.id).await.unwrap(), Some(one.clone()));
+    assert_eq!(
+        store.message(&chat.id, &one.id).await.unwrap(),
+        Some(one.clone())
+    );
     let other = chat_with(&store, &["u9"]).await;
-    assert_eq!(store.message(&other.id, &one.id).await.unwrap(), None, "a message is found only in its own chat");
+    assert_eq!(
+        store.message(&other.id, &one.id).await.unwrap(),
+        None,
+        "a message is found only in its own chat"
+    );
 }
 
 pub async fn mark_read_touches_only_others_messages_up_to_seq(store: Arc<dyn Store>) {
@@ -141,8 +227,15 @@ pub async fn mark_read_touches_only_others_messages_up_to_seq(store: Arc<dyn Sto
     send(&store, &chat.id, &a1, "3", None).await;
     send(&store, &chat.id, &a1, "4", None).await;
     assert_eq!(store.mark_read(&chat.id, 3, "u1", now()).await.unwrap(), 2);
-    assert_eq!(store.mark_read(&chat.id, 3, "u1", now()).await.unwrap(), 0, "nothing changes twice");
-    let ms = store.messages(&chat.id, HistoryPage::After(0), 10).await.unwrap();
+    assert_eq!(
+        store.mark_read(&chat.id, 3, "u1", now()).await.unwrap(),
+        0,
+        "nothing changes twice"
+    );
+    let ms = store
+        .messages(&chat.id, HistoryPage::After(0), 10)
+        .await
+        .unwrap();
     let status: Vec<_> = ms.iter().map(|m| m.status).collect();
     use MessageStatus::*;
     assert_eq!(status, vec![Read, Sent, Read, Sent]);
@@ -157,7 +250,16 @@ pub async fn chat_lists_filter_page_and_count_unread(store: Arc<dyn Store>) {
     let a1 = user("a1", Role::Admin);
     send(&store, &ids[0], &a1, "hello", None).await;
     send(&store, &ids[0], &a1, "again", None).await;
-    store.update_chat(&ids[1], ChatPatch { status: Some(ChatStatus::Closed), ..Default::default() }).await.unwrap();
+    store
+        .update_chat(
+            &ids[1],
+            ChatPatch {
+                status: Some(ChatStatus::Closed),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
 
     let q = |participant: Option<&str>, status, limit, after| ChatQuery {
         participant: participant.map(str::to_owned),
@@ -166,25 +268,47 @@ pub async fn chat_lists_filter_page_and_count_unread(store: Arc<dyn Store>) {
         after,
         reader: "u1".into(),
     };
-    let mine = store.list_chats(&q(Some("u1"), None, 10, None)).await.unwrap();
+    let mine = store
+        .list_chats(&q(Some("u1"), None, 10, None))
+        .await
+        .unwrap();
     assert_eq!(mine.len(), 5);
     assert!(mine.iter().all(|c| c.chat.id != other.id));
     let first = mine.iter().find(|c| c.chat.id == ids[0]).unwrap();
     assert_eq!(first.unread_count, 2);
     assert!(mine.windows(2).all(|w| (w[0].chat.updated_at, &w[0].chat.id) >= (w[1].chat.updated_at, &w[1].chat.id)));
 
-    let page1 = store.list_chats(&q(Some("u1"), None, 2, None)).await.unwrap();
+    let page1 = store
+        .list_chats(&q(Some("u1"), None, 2, None))
+        .await
+        .unwrap();
     let last = page1.last().unwrap();
-    let cursor = ChatCursor { updated_at: last.chat.updated_at, id: last.chat.id.clone() };
-    let page2 = store.list_chats(&q(Some("u1"), None, 10, Some(cursor))).await.unwrap();
-    let mut seen: Vec<_> = page1.iter().chain(page2.iter()).map(|c| c.chat.id.clone()).collect();
+    let cursor = ChatCursor {
+        updated_at: last.chat.updated_at,
+        id: last.chat.id.clone(),
+    };
+    let page2 = store
+        .list_chats(&q(Some("u1"), None, 10, Some(cursor)))
+        .await
+        .unwrap();
+    let mut seen: Vec<_> = page1
+        .iter()
+        .chain(page2.iter())
+        .map(|c| c.chat.id.clone())
+        .collect();
     seen.sort();
     let mut expected = ids.clone();
     expected.sort();
     assert_eq!(seen, expected, "pages cover every chat exactly once");
 
-    let closed = store.list_chats(&q(Some("u1"), Some(ChatStatus::Closed), 10, None)).await.unwrap();
-    assert_eq!(closed.iter().map(|c| c.chat.id.clone()).collect::<Vec<_>>(), vec![ids[1].clone()]);
+    let closed = store
+        .list_chats(&q(Some("u1"), Some(ChatStatus::Closed), 10, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        closed.iter().map(|c| c.chat.id.clone()).collect::<Vec<_>>(),
+        vec![ids[1].clone()]
+    );
     let all = store.list_chats(&q(None, None, 100, None)).await.unwrap();
     assert_eq!(all.len(), 6);
 }
@@ -192,15 +316,37 @@ pub async fn chat_lists_filter_page_and_count_unread(store: Arc<dyn Store>) {
 pub async fn update_chat_assigns_admin_as_participant(store: Arc<dyn Store>) {
     let chat = chat_with(&store, &["u1"]).await;
     let updated = store
-        .update_chat(&chat.id, ChatPatch { priority: Some(Priority::High), assigned_admin: Some("a7".into()), status: None })
+        .update_chat(
+            &chat.id,
+            ChatPatch {
+                priority: Some(Priority::High),
+                assigned_admin: Some("a7".into()),
+                status: None,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(updated.priority, Priority::High);
     assert_eq!(updated.assigned_admin.as_deref(), Some("a7"));
     assert_eq!(updated.participants, vec!["u1", "a7"]);
-    let again = store.update_chat(&chat.id, ChatPatch { assigned_admin: Some("a7".into()), ..Default::default() }).await.unwrap();
-    assert_eq!(again.participants, vec!["u1", "a7"], "no duplicate participant");
-    let missing = store.update_chat(&ChatId::generate(), ChatPatch::default()).await;
+    let again = store
+        .update_chat(
+            &chat.id,
+            ChatPatch {
+                assigned_admin: Some("a7".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again.participants,
+        vec!["u1", "a7"],
+        "no duplicate participant"
+    );
+    let missing = store
+        .update_chat(&ChatId::generate(), ChatPatch::default())
+        .await;
     assert!(matches!(missing, Err(StoreError::NotFound(_))));
 }
 
@@ -208,7 +354,16 @@ pub async fn chat_partners_are_those_of_open_chats(store: Arc<dyn Store>) {
     chat_with(&store, &["u1", "a1"]).await;
     let closed = chat_with(&store, &["u1", "a2"]).await;
     chat_with(&store, &["u2", "a3"]).await;
-    store.update_chat(&closed.id, ChatPatch { status: Some(ChatStatus::Closed), ..Default::default() }).await.unwrap();
+    store
+        .update_chat(
+            &closed.id,
+            ChatPatch {
+                status: Some(ChatStatus::Closed),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let mut partners = store.chat_partners("u1").await.unwrap();
     partners.sort();
     assert_eq!(partners, vec!["a1"]);
@@ -231,36 +386,94 @@ fn new_report(to: &str, title: &str) -> NewReport {
 pub async fn reports_list_newest_first_and_mark_read(store: Arc<dyn Store>) {
     let mut ids = Vec::new();
     for i in 0..4 {
-        ids.push(store.create_report(new_report("u1", &format!("r{i}"))).await.unwrap().id);
+        ids.push(
+            store
+                .create_report(new_report("u1", &format!("r{i}")))
+                .await
+                .unwrap()
+                .id,
+        );
     }
-    store.create_report(new_report("u2", "other")).await.unwrap();
-    let r = store.report(&ids[0]).await.unwrap().unwrap();
-    assert_eq!((r.title.as_str(), r.order_id.as_deref(), r.is_read, r.read_at), ("r0", Some("o-1"), false, None));
-    assert_eq!(store.unread_report_count("u1").await.unwrap(), 4);
-
-    let q = |user: Option<&str>, unread_only, limit, after| ReportQuery { user_id: user.map(str::to_owned), unread_only, limit, after };
-    let list = store.list_reports(&q(Some("u1"), false, 10, None)).await.unwrap();
-    assert_eq!(list.iter().map(|r| r.title.as_str()).collect::<Vec<_>>(), vec!["r3", "r2", "r1", "r0"]);
-    let page1 = store.list_reports(&q(Some("u1"), false, 3, None)).await.unwrap();
-    let last = page1.last().unwrap();
-    let page2 = store
-        .list_reports(&q(Some("u1"), false, 3, Some(ReportCursor { created_at: last.created_at, id: last.id.clone() })))
+    store
+        .create_report(new_report("u2", "other"))
         .await
         .unwrap();
-    assert_eq!(page2.iter().map(|r| r.title.as_str()).collect::<Vec<_>>(), vec!["r0"]);
+    let r = store.report(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            r.title.as_str(),
+            r.order_id.as_deref(),
+            r.is_read,
+            r.read_at
+        ),
+        ("r0", Some("o-1"), false, None)
+    );
+    assert_eq!(store.unread_report_count("u1").await.unwrap(), 4);
+
+    let q = |user: Option<&str>, unread_only, limit, after| ReportQuery {
+        user_id: user.map(str::to_owned),
+        unread_only,
+        limit,
+        after,
+    };
+    let list = store
+        .list_reports(&q(Some("u1"), false, 10, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        list.iter().map(|r| r.title.as_str()).collect::<Vec<_>>(),
+        vec!["r3", "r2", "r1", "r0"]
+    );
+    let page1 = store
+        .list_reports(&q(Some("u1"), false, 3, None))
+        .await
+        .unwrap();
+    let last = page1.last().unwrap();
+    let page2 = store
+        .list_reports(&q(
+            Some("u1"),
+            false,
+            3,
+            Some(ReportCursor {
+                created_at: last.created_at,
+                id: last.id.clone(),
+            }),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        page2.iter().map(|r| r.title.as_str()).collect::<Vec<_>>(),
+        vec!["r0"]
+    );
 
     let at = now();
     let read = store.mark_report_read(&ids[1], at).await.unwrap();
     assert!(read.is_read);
     assert_eq!(read.read_at, Some(at));
-    let again = store.mark_report_read(&ids[1], now() + chrono::Duration::seconds(5)).await.unwrap();
+    let again = store
+        .mark_report_read(&ids[1], now() + chrono::Duration::seconds(5))
+        .await
+        .unwrap();
     assert_eq!(again.read_at, Some(at), "the first readAt is kept");
     assert_eq!(store.unread_report_count("u1").await.unwrap(), 3);
-    let unread = store.list_reports(&q(Some("u1"), true, 10, None)).await.unwrap();
+    let unread = store
+        .list_reports(&q(Some("u1"), true, 10, None))
+        .await
+        .unwrap();
     assert_eq!(unread.len(), 3);
     assert!(unread.iter().all(|r| !r.is_read));
-    assert_eq!(store.list_reports(&q(None, false, 10, None)).await.unwrap().len(), 5);
-    assert!(matches!(store.mark_report_read(&ReportId::generate(), now()).await, Err(StoreError::NotFound(_))));
+    assert_eq!(
+        store
+            .list_reports(&q(None, false, 10, None))
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+    assert!(matches!(
+        store.mark_report_read(&ReportId::generate(), now()).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 pub async fn uploads_round_trip(store: Arc<dyn Store>) {
@@ -272,7 +485,10 @@ pub async fn uploads_round_trip(store: Arc<dyn Store>) {
         uploaded_by: "u1".into(),
         created_at: now(),
     };
-    store.save_upload(meta.clone(), Bytes::from_static(b"\x89PNG!")).await.unwrap();
+    store
+        .save_upload(meta.clone(), Bytes::from_static(b"\x89PNG!"))
+        .await
+        .unwrap();
     let (m, data) = store.upload(&meta.id).await.unwrap().expect("file found");
     assert_eq!(m, meta);
     assert_eq!(&data[..], b"\x89PNG!");

@@ -1,6 +1,7 @@
 //! Test helpers: a real node on port 0 with its own data directory, tokens, a REST client and
-//! a Socket.IO client.
+//! a Socket.IO client; for cluster tests, a real `redis-server` and nodes as separate processes.
 
+pub mod redis;
 pub mod sio;
 
 use std::time::Duration;
@@ -12,7 +13,15 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use redis::{RedisServer, free_port};
 pub use sio::{ConnectError, Sio, WAIT};
+
+/// The JWT secret every test node shares (so one node's tokens work on every node).
+pub const SECRET: &str = "integration-test-secret-0123456789";
+
+/// Presence timings of cluster tests: a silent node stops counting within 3 s.
+pub const TEST_TTL_SECS: u64 = 3;
+pub const TEST_HEARTBEAT_SECS: u64 = 1;
 
 /// A node running in this test process.
 pub struct TestNode {
@@ -38,9 +47,12 @@ impl TestNode {
     }
 
     /// Starts a node on an existing data directory (a restart).
-    pub async fn start_in(data: std::sync::Arc<TempDir>, adjust: impl FnOnce(&mut Config)) -> TestNode {
+    pub async fn start_in(
+        data: std::sync::Arc<TempDir>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestNode {
         let mut cfg = Config::for_tests(data.path().to_owned());
-        cfg.jwt_secret = Some("integration-test-secret-0123456789".into());
+        cfg.jwt_secret = Some(SECRET.into());
         cfg.cors_origins = "*".into();
         adjust(&mut cfg);
         let app = Application::build(cfg).await.expect("node builds");
@@ -50,7 +62,31 @@ impl TestNode {
         let task = tokio::spawn(app.run_until_stopped(async move {
             let _ = stopped.await;
         }));
-        TestNode { port, state, http: reqwest::Client::new(), stop: Some(stop), task: Some(task), data }
+        TestNode {
+            port,
+            state,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+            data,
+        }
+    }
+
+    /// Starts a cluster node named `node_id` on Redis at `redis_url`, sharing the data directory
+    /// `data` with the other nodes of the test (the embedded store stands in for MongoDB).
+    pub async fn cluster(
+        data: std::sync::Arc<TempDir>,
+        redis_url: &str,
+        node_id: &str,
+    ) -> TestNode {
+        let (url, id) = (redis_url.to_owned(), node_id.to_owned());
+        Self::start_in(data, move |c| {
+            c.redis_url = Some(url);
+            c.node_id = Some(id);
+            c.presence_ttl_secs = TEST_TTL_SECS;
+            c.heartbeat_interval_secs = TEST_HEARTBEAT_SECS;
+        })
+        .await
     }
 
     /// Drains and stops the node, waiting for it to exit.
@@ -64,7 +100,14 @@ impl TestNode {
     }
 
     pub fn token(&self, id: &str, role: Role) -> String {
-        self.state.issue_token(id, role, Some(&format!("{id} name")), Duration::from_secs(3600)).expect("HS256 token")
+        self.state
+            .issue_token(
+                id,
+                role,
+                Some(&format!("{id} name")),
+                Duration::from_secs(3600),
+            )
+            .expect("HS256 token")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -73,11 +116,19 @@ impl TestNode {
 
     /// Connects a socket as `id` with `role`.
     pub async fn socket(&self, id: &str, role: Role) -> Sio {
-        Sio::connect(self.port, Some(&self.token(id, role))).await.expect("socket connects")
+        Sio::connect(self.port, Some(&self.token(id, role)))
+            .await
+            .expect("socket connects")
     }
 
     /// A REST call; returns the status and the JSON body (Null when empty).
-    pub async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = self.http.request(method, self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -93,7 +144,14 @@ impl TestNode {
 
     /// Opens a chat as `user` (REST) and returns its id.
     pub async fn open_chat(&self, user_token: &str) -> String {
-        let (status, chat) = self.call(reqwest::Method::POST, "/api/chats", Some(user_token), Some(serde_json::json!({}))).await;
+        let (status, chat) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/chats",
+                Some(user_token),
+                Some(serde_json::json!({})),
+            )
+            .await;
         assert_eq!(status, 201, "chat created: {chat}");
         chat["id"].as_str().unwrap().to_owned()
     }
@@ -104,5 +162,88 @@ impl Drop for TestNode {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+/// A node running as its own `switchboard` process, so a test can SIGKILL it.
+pub struct ProcessNode {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl ProcessNode {
+    /// Starts `target/debug/switchboard` as cluster node `node_id` and waits until it is ready.
+    pub async fn start(data: &std::path::Path, redis_url: &str, node_id: &str) -> ProcessNode {
+        let port = free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("DATA_DIR", data)
+            .env("JWT_SECRET", SECRET)
+            .env("REDIS_URL", redis_url)
+            .env("NODE_ID", node_id)
+            .env("PRESENCE_TTL_SECS", TEST_TTL_SECS.to_string())
+            .env("HEARTBEAT_INTERVAL_SECS", TEST_HEARTBEAT_SECS.to_string())
+            .env("CORS_ORIGINS", "*")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "warn")
+            .env_remove("METRICS_PORT")
+            .env_remove("MONGODB_URI")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("switchboard binary starts");
+        let node = ProcessNode {
+            port,
+            child: Some(child),
+        };
+        let http = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = http
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await;
+            if matches!(ready, Ok(r) if r.status().is_success()) {
+                return node;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "process node {node_id} not ready within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills the process without warning (SIGKILL): no drain, no presence withdrawal.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ProcessNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `check` every 50 ms until it holds or `within` passes; returns whether it held.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -44,18 +44,26 @@ impl Sio {
     /// Connects with an arbitrary `auth` payload.
     pub async fn connect_with(port: u16, auth: Option<Value>) -> Result<Sio, ConnectError> {
         let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket");
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| ConnectError::Transport(e.to_string()))?;
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .map_err(|e| ConnectError::Transport(e.to_string()))?;
         let (mut sink, mut stream) = ws.split();
         // Engine.IO open packet.
         match tokio::time::timeout(WAIT, stream.next()).await {
             Ok(Some(Ok(Message::Text(t)))) if t.starts_with('0') => {}
-            other => return Err(ConnectError::Transport(format!("no open packet: {other:?}"))),
+            other => {
+                return Err(ConnectError::Transport(format!(
+                    "no open packet: {other:?}"
+                )));
+            }
         }
         let connect = match &auth {
             Some(a) => format!("40{a}"),
             None => "40".to_owned(),
         };
-        sink.send(Message::text(connect)).await.map_err(|e| ConnectError::Transport(e.to_string()))?;
+        sink.send(Message::text(connect))
+            .await
+            .map_err(|e| ConnectError::Transport(e.to_string()))?;
         let sid = loop {
             match tokio::time::timeout(WAIT, stream.next()).await {
                 Ok(Some(Ok(Message::Text(t)))) => {
@@ -64,12 +72,18 @@ impl Sio {
                         break v["sid"].as_str().unwrap_or_default().to_owned();
                     } else if let Some(body) = t.strip_prefix("44") {
                         let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-                        return Err(ConnectError::Refused(v["message"].as_str().unwrap_or_default().to_owned()));
+                        return Err(ConnectError::Refused(
+                            v["message"].as_str().unwrap_or_default().to_owned(),
+                        ));
                     } else if t.as_str() == "2" {
                         let _ = sink.send(Message::text("3")).await;
                     }
                 }
-                other => return Err(ConnectError::Transport(format!("no connect reply: {other:?}"))),
+                other => {
+                    return Err(ConnectError::Transport(format!(
+                        "no connect reply: {other:?}"
+                    )));
+                }
             }
         };
         let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
@@ -90,8 +104,12 @@ impl Sio {
             closed: Default::default(),
             sid,
         };
-        let (events, arrived, acks, closed) =
-            (client.events.clone(), client.arrived.clone(), client.acks.clone(), client.closed.clone());
+        let (events, arrived, acks, closed) = (
+            client.events.clone(),
+            client.arrived.clone(),
+            client.acks.clone(),
+            client.closed.clone(),
+        );
         tokio::spawn(async move {
             while let Some(Ok(msg)) = stream.next().await {
                 let Message::Text(t) = msg else { continue };
@@ -110,7 +128,9 @@ impl Sio {
                 } else if let Some(rest) = t.strip_prefix("43") {
                     let split = rest.find('[').unwrap_or(rest.len());
                     let (id, body) = rest.split_at(split);
-                    if let (Ok(id), Ok(Value::Array(a))) = (id.parse::<u64>(), serde_json::from_str::<Value>(body)) {
+                    if let (Ok(id), Ok(Value::Array(a))) =
+                        (id.parse::<u64>(), serde_json::from_str::<Value>(body))
+                    {
                         if let Some(tx) = acks.lock().unwrap().remove(&id) {
                             let _ = tx.send(a.into_iter().next().unwrap_or(Value::Null));
                         }
@@ -127,7 +147,9 @@ impl Sio {
 
     /// Emits an event with no ack.
     pub fn emit(&self, event: &str, data: Value) {
-        let _ = self.out.send(Message::text(format!("42{}", json!([event, data]))));
+        let _ = self
+            .out
+            .send(Message::text(format!("42{}", json!([event, data]))));
     }
 
     /// Sends a raw Socket.IO packet (for malformed-input tests).
@@ -147,7 +169,9 @@ impl Sio {
         self.acks.lock().unwrap().insert(id, tx);
         let mut packet = vec![Value::String(event.to_owned())];
         packet.extend(args);
-        let _ = self.out.send(Message::text(format!("42{id}{}", Value::Array(packet))));
+        let _ = self
+            .out
+            .send(Message::text(format!("42{id}{}", Value::Array(packet))));
         tokio::time::timeout(WAIT, rx)
             .await
             .unwrap_or_else(|_| panic!("no ack for {event} within {WAIT:?}"))
@@ -156,7 +180,9 @@ impl Sio {
 
     /// Waits for the next `name` event (events of other names stay queued).
     pub async fn event(&self, name: &str) -> Value {
-        self.try_event(name, WAIT).await.unwrap_or_else(|| panic!("no '{name}' event within {WAIT:?}"))
+        self.try_event(name, WAIT)
+            .await
+            .unwrap_or_else(|| panic!("no '{name}' event within {WAIT:?}"))
     }
 
     /// Waits up to `within` for the next `name` event.

@@ -1,0 +1,563 @@
+//! Cluster-wide presence in Redis: every node's sockets, who is online, and who died.
+//!
+//! # Keys
+//!
+//! All keys share the hash tag `{sb}`, so every script touches one slot.
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `{sb}:sockets` | hash | socket id -> the socket's entry (JSON) |
+//! | `{sb}:index` | sorted set | socket ids, score 0: the stable order `active-users` pages through |
+//! | `{sb}:online` | hash | user id -> how many sockets the user has in the cluster |
+//! | `{sb}:seen` | hash | user id -> when the user's last socket went away (ms) |
+//! | `{sb}:nodes` | set | the nodes known to hold sockets |
+//! | `{sb}:node:{id}` | hash | socket id -> user id, one node's sockets (what a reaper removes) |
+//! | `{sb}:alive:{id}` | string, TTL | the node's heartbeat; it lives `PRESENCE_TTL_SECS` |
+//! | `{sb}:reaped:{id}` | string, TTL | tombstone: the node was reaped while it was silent |
+//!
+//! # Why it is correct
+//!
+//! Every change that can make a user go online or offline runs as one Lua script, so the
+//! per-user count moves atomically: of two nodes racing, exactly one sees `0 -> 1` (online) and
+//! exactly one sees `1 -> 0` (offline). A connect or disconnect is O(1) Redis work; a heartbeat is
+//! one script, O(nodes), never per socket. A survivor whose heartbeat finds a known node without
+//! its `alive` key removes that node from `{sb}:nodes` and its sockets in the same script: the
+//! first survivor to run it reaps, every later one finds nothing, so each offline user is
+//! announced once, cluster-wide. A node whose own key had lapsed (a Redis outage longer than
+//! the TTL) reaps nobody at that heartbeat: the others get one interval to renew first.
+//!
+//! # Outages
+//!
+//! The node keeps a mirror of its own live sockets. A call that fails, or a heartbeat (or
+//! connect) that finds this node's `alive` key missing (Redis restarted empty, or the node was
+//! reaped after a long silence), marks Redis as out of date; the next heartbeat rewrites this
+//! node's sockets from the mirror in one script (`resync`) and returns the transitions that
+//! produced. When Redis lost its data (no tombstone), the users it puts back online were online
+//! all along, so their `online` is not announced again.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fred::prelude::{Client, ClientLike, Value};
+use fred::types::scripts::Script;
+use serde::{Deserialize, Serialize};
+use tokio::sync::RwLock;
+
+use super::{Presence, PresenceError, SocketEntry, SocketPage, Transition, UserPresence};
+use crate::domain::{Role, Timestamp, now};
+
+/// The prefix of every key (with its hash tag).
+const PREFIX: &str = "{sb}:";
+
+/// How long a reaped node's tombstone is kept: long enough for a partitioned node to come back.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Upper bound on any one presence call, on top of the client's own command timeout.
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+const CONNECT: &str = r#"
+local fresh = redis.call('SET', KEYS[5], '1', 'PX', ARGV[5], 'NX')
+redis.call('SADD', KEYS[6], ARGV[4])
+local lost = 0
+if fresh then lost = 1 end
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[3]) == 0 then return {0, lost} end
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
+if redis.call('HINCRBY', KEYS[3], ARGV[2], 1) == 1 then return {1, lost} end
+return {0, lost}
+"#;
+
+const DISCONNECT: &str = r#"
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+if redis.call('HINCRBY', KEYS[3], ARGV[2], -1) <= 0 then
+  redis.call('HDEL', KEYS[3], ARGV[2])
+  redis.call('HSET', KEYS[5], ARGV[2], ARGV[3])
+  return 1
+end
+return 0
+"#;
+
+/// Removes one socket (by id and user) of a node hash `nk`; appends its user to `offline` when it
+/// was the user's last socket. Shared by the scripts below.
+const REMOVE_FN: &str = r#"
+local function remove(p, nk, sid, uid, now, offline)
+  redis.call('HDEL', nk, sid)
+  redis.call('HDEL', p .. 'sockets', sid)
+  redis.call('ZREM', p .. 'index', sid)
+  if redis.call('HINCRBY', p .. 'online', uid, -1) <= 0 then
+    redis.call('HDEL', p .. 'online', uid)
+    redis.call('HSET', p .. 'seen', uid, now)
+    table.insert(offline, uid)
+  end
+end
+local function remove_node(p, node, now, offline)
+  local nk = p .. 'node:' .. node
+  local all = redis.call('HGETALL', nk)
+  for i = 1, #all, 2 do remove(p, nk, all[i], all[i + 1], now, offline) end
+  redis.call('DEL', nk)
+end
+"#;
+
+/// ARGV: node, ttl ms, now ms, prefix, tombstone ttl ms. Returns {alive key existed, offline users}.
+const HEARTBEAT: &str = r#"
+local me, p = ARGV[1], ARGV[4]
+local existed = redis.call('SET', p .. 'alive:' .. me, '1', 'PX', ARGV[2], 'GET')
+redis.call('SADD', p .. 'nodes', me)
+local offline = {}
+-- A node whose own key had lapsed was out of touch too (a long Redis outage): it gives the
+-- others one interval to renew before judging them.
+if not existed then return {0, offline} end
+for _, node in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do
+  if node ~= me and redis.call('EXISTS', p .. 'alive:' .. node) == 0 then
+    redis.call('SREM', p .. 'nodes', node)
+    remove_node(p, node, ARGV[3], offline)
+    redis.call('SET', p .. 'reaped:' .. node, '1', 'PX', ARGV[5])
+  end
+end
+return {1, offline}
+"#;
+
+/// ARGV: node, ttl ms, now ms, prefix, then (socket id, user id, entry) triples: this node's
+/// sockets as they really are. Returns {was reaped, online users, offline users}.
+const RESYNC: &str = r#"
+local me, p = ARGV[1], ARGV[4]
+local nk = p .. 'node:' .. me
+local want, online, offline = {}, {}, {}
+-- Additions first, so a user whose socket was replaced during the outage never flickers offline.
+for i = 5, #ARGV, 3 do
+  local sid, uid = ARGV[i], ARGV[i + 1]
+  want[sid] = true
+  if redis.call('HSETNX', nk, sid, uid) == 1 then
+    redis.call('HSET', p .. 'sockets', sid, ARGV[i + 2])
+    redis.call('ZADD', p .. 'index', 0, sid)
+    if redis.call('HINCRBY', p .. 'online', uid, 1) == 1 then table.insert(online, uid) end
+  end
+end
+local all = redis.call('HGETALL', nk)
+for i = 1, #all, 2 do
+  if not want[all[i]] then remove(p, nk, all[i], all[i + 1], ARGV[3], offline) end
+end
+redis.call('SET', p .. 'alive:' .. me, '1', 'PX', ARGV[2])
+redis.call('SADD', p .. 'nodes', me)
+local reaped = redis.call('DEL', p .. 'reaped:' .. me)
+return {reaped, online, offline}
+"#;
+
+/// ARGV: node, now ms, prefix. Returns the users left offline.
+const WITHDRAW: &str = r#"
+local me, p = ARGV[1], ARGV[3]
+local offline = {}
+remove_node(p, me, ARGV[2], offline)
+redis.call('DEL', p .. 'alive:' .. me)
+redis.call('SREM', p .. 'nodes', me)
+return offline
+"#;
+
+/// KEYS: online, seen. ARGV: user. Returns {sockets, last seen ms or ''}.
+const STATUS: &str = r#"
+return {redis.call('HGET', KEYS[1], ARGV[1]) or '0', redis.call('HGET', KEYS[2], ARGV[1]) or ''}
+"#;
+
+/// KEYS: index, sockets, online. ARGV: lex start, limit. Returns {sockets, users, ids, entries}.
+const PAGE: &str = r#"
+local ids = redis.call('ZRANGE', KEYS[1], ARGV[1], '+', 'BYLEX', 'LIMIT', 0, tonumber(ARGV[2]) + 1)
+local entries = {}
+if #ids > 0 then entries = redis.call('HMGET', KEYS[2], unpack(ids)) end
+return {redis.call('HLEN', KEYS[2]), redis.call('HLEN', KEYS[3]), ids, entries}
+"#;
+
+/// The scripts, loaded on first use (and again after a Redis restart: `NOSCRIPT` reloads).
+struct Scripts {
+    connect: Script,
+    disconnect: Script,
+    heartbeat: Script,
+    resync: Script,
+    withdraw: Script,
+    status: Script,
+    page: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        let with_remove = |body: &str| Script::from_lua(format!("{REMOVE_FN}\n{body}"));
+        Self {
+            connect: Script::from_lua(CONNECT),
+            disconnect: Script::from_lua(DISCONNECT),
+            heartbeat: with_remove(HEARTBEAT),
+            resync: with_remove(RESYNC),
+            withdraw: with_remove(WITHDRAW),
+            status: Script::from_lua(STATUS),
+            page: Script::from_lua(PAGE),
+        }
+    }
+}
+
+/// A socket entry as stored in `{sb}:sockets`.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    u: String,
+    n: String,
+    r: String,
+    /// Connected at, in ms since the epoch.
+    t: i64,
+    node: String,
+}
+
+impl Stored {
+    fn json(e: &SocketEntry) -> String {
+        let stored = Stored {
+            u: e.user_id.clone(),
+            n: e.user_name.clone(),
+            r: e.user_role.as_str().to_owned(),
+            t: e.connected_at.timestamp_millis(),
+            node: e.node.clone(),
+        };
+        serde_json::to_string(&stored).unwrap_or_default()
+    }
+
+    fn entry(socket_id: String, json: &str) -> Option<SocketEntry> {
+        let s: Stored = serde_json::from_str(json).ok()?;
+        Some(SocketEntry {
+            user_id: s.u,
+            socket_id,
+            user_name: s.n,
+            user_role: Role::parse(&s.r)?,
+            connected_at: from_ms(s.t),
+            node: s.node,
+        })
+    }
+}
+
+fn from_ms(v: i64) -> Timestamp {
+    chrono::DateTime::from_timestamp_millis(v).unwrap_or_default()
+}
+
+fn key(name: &str) -> String {
+    format!("{PREFIX}{name}")
+}
+
+fn strings(v: Value) -> Vec<String> {
+    v.into_array()
+        .into_iter()
+        .filter_map(|v| v.into_string())
+        .collect()
+}
+
+fn unavailable(e: impl std::fmt::Display) -> PresenceError {
+    PresenceError::Unavailable(e.to_string())
+}
+
+/// Presence shared by every node through Redis. See the module doc for the data layout.
+pub struct RedisPresence {
+    /// The presence connection (apart from the adapter's pub/sub one, so a flood of messages
+    /// never delays a heartbeat).
+    client: Client,
+    /// This node's name: the owner of `{sb}:node:{node}` and `{sb}:alive:{node}`.
+    node: String,
+    /// How long the `alive` key lives without renewal.
+    ttl: Duration,
+    scripts: Scripts,
+    /// This node's live sockets: what Redis is rewritten from after an outage or a restart.
+    mirror: Mutex<HashMap<String, SocketEntry>>,
+    /// Connects and disconnects hold it shared around their mirror update and Redis call; a
+    /// resync holds it exclusively, so its snapshot of the mirror is what Redis ends up with.
+    /// (A tokio lock: it is held across the Redis call on purpose.)
+    gate: RwLock<()>,
+    /// Redis may disagree with the mirror (a call failed, or our state was lost): resync on the
+    /// next heartbeat.
+    dirty: AtomicBool,
+    /// Our `alive` key was found missing after we had joined: Redis lost our state (restart) or
+    /// we were reaped; the resync tells which.
+    lost: AtomicBool,
+    /// The first heartbeat succeeded (before it, a missing `alive` key is expected).
+    joined: AtomicBool,
+    /// Resyncs done, for tests and logs.
+    resyncs: AtomicU64,
+}
+
+impl RedisPresence {
+    /// Presence over an already configured client (see `cluster::redis::builder`); the client
+    /// may still be connecting: calls fail with `Unavailable` until it is up.
+    pub fn new(client: Client, node: String, ttl: Duration) -> Self {
+        Self {
+            client,
+            node,
+            ttl,
+            scripts: Scripts::new(),
+            mirror: Mutex::new(HashMap::new()),
+            gate: RwLock::new(()),
+            dirty: AtomicBool::new(true),
+            lost: AtomicBool::new(false),
+            joined: AtomicBool::new(false),
+            resyncs: AtomicU64::new(0),
+        }
+    }
+
+    /// How many times this node rewrote its sockets into Redis.
+    pub fn resyncs(&self) -> u64 {
+        self.resyncs.load(Ordering::Relaxed)
+    }
+
+    async fn run(
+        &self,
+        script: &Script,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<Value, PresenceError> {
+        let call = script.evalsha_with_reload::<Value, _, _>(&self.client, keys, args);
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(_) => Err(unavailable("presence call timed out")),
+        }
+    }
+
+    /// Runs a call that changes this node's sockets; a failure leaves Redis out of date.
+    async fn change(
+        &self,
+        script: &Script,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<Value, PresenceError> {
+        let result = self.run(script, keys, args).await;
+        if result.is_err() {
+            self.dirty.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+
+    fn node_key(&self, kind: &str) -> String {
+        key(&format!("{kind}:{}", self.node))
+    }
+
+    fn ttl_ms(&self) -> String {
+        self.ttl.as_millis().to_string()
+    }
+
+    /// Rewrites this node's sockets from the mirror. Returns the transitions it caused, minus
+    /// the `online` ones that only restore what Redis forgot.
+    async fn resync(&self) -> Result<Vec<Transition>, PresenceError> {
+        let _exclusive = self.gate.write().await;
+        let mut args = vec![
+            self.node.clone(),
+            self.ttl_ms(),
+            now().timestamp_millis().to_string(),
+            PREFIX.to_owned(),
+        ];
+        {
+            let mirror = self.mirror.lock().unwrap_or_else(|p| p.into_inner());
+            args.reserve(mirror.len() * 3);
+            for e in mirror.values() {
+                args.extend([e.socket_id.clone(), e.user_id.clone(), Stored::json(e)]);
+            }
+        }
+        let v = self.change(&self.scripts.resync, Vec::new(), args).await?;
+        let mut parts = v.into_array().into_iter();
+        let reaped = parts.next().and_then(|v| v.as_i64()).unwrap_or(0) == 1;
+        let online = parts.next().map(strings).unwrap_or_default();
+        let offline = parts.next().map(strings).unwrap_or_default();
+        let lost = self.lost.swap(false, Ordering::SeqCst);
+        let restored = lost && !reaped;
+        self.resyncs.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(node = %self.node, reaped, restored, online = online.len(), offline = offline.len(), "presence resynced");
+        let mut changes = Vec::with_capacity(online.len() + offline.len());
+        if !restored {
+            changes.extend(online.into_iter().map(|user_id| Transition {
+                user_id,
+                online: true,
+            }));
+        }
+        changes.extend(offline.into_iter().map(|user_id| Transition {
+            user_id,
+            online: false,
+        }));
+        Ok(changes)
+    }
+}
+
+#[async_trait]
+impl Presence for RedisPresence {
+    async fn connect(&self, entry: &SocketEntry) -> Result<bool, PresenceError> {
+        let _shared = self.gate.read().await;
+        {
+            let mut mirror = self.mirror.lock().unwrap_or_else(|p| p.into_inner());
+            if mirror
+                .insert(entry.socket_id.clone(), entry.clone())
+                .is_some()
+            {
+                return Ok(false);
+            }
+        }
+        let keys = vec![
+            key("sockets"),
+            key("index"),
+            key("online"),
+            self.node_key("node"),
+            self.node_key("alive"),
+            key("nodes"),
+        ];
+        let args = vec![
+            entry.socket_id.clone(),
+            entry.user_id.clone(),
+            Stored::json(entry),
+            self.node.clone(),
+            self.ttl_ms(),
+        ];
+        let v = self
+            .change(&self.scripts.connect, keys, args)
+            .await?
+            .into_array();
+        let lost = v.get(1).and_then(Value::as_i64) == Some(1);
+        if lost && self.joined.load(Ordering::SeqCst) {
+            self.lost.store(true, Ordering::SeqCst);
+            self.dirty.store(true, Ordering::SeqCst);
+        }
+        Ok(v.first().and_then(Value::as_i64) == Some(1))
+    }
+
+    async fn disconnect(&self, user_id: &str, socket_id: &str) -> Result<bool, PresenceError> {
+        let _shared = self.gate.read().await;
+        if self
+            .mirror
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(socket_id)
+            .is_none()
+        {
+            return Ok(false);
+        }
+        let keys = vec![
+            key("sockets"),
+            key("index"),
+            key("online"),
+            self.node_key("node"),
+            key("seen"),
+        ];
+        let args = vec![
+            socket_id.to_owned(),
+            user_id.to_owned(),
+            now().timestamp_millis().to_string(),
+        ];
+        let v = self.change(&self.scripts.disconnect, keys, args).await?;
+        Ok(v.as_i64() == Some(1))
+    }
+
+    async fn status(&self, user_id: &str) -> Result<UserPresence, PresenceError> {
+        let v = self
+            .run(
+                &self.scripts.status,
+                vec![key("online"), key("seen")],
+                vec![user_id.to_owned()],
+            )
+            .await?;
+        let v = v.into_array();
+        let sockets = v.first().and_then(Value::as_i64).unwrap_or(0).max(0) as u64;
+        let last_seen = match sockets {
+            0 => v.get(1).and_then(Value::as_i64).map(from_ms),
+            _ => None,
+        };
+        Ok(UserPresence { sockets, last_seen })
+    }
+
+    async fn sockets(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<SocketPage, PresenceError> {
+        let start = match cursor {
+            Some(c) => format!("({c}"),
+            None => "-".to_owned(),
+        };
+        let keys = vec![key("index"), key("sockets"), key("online")];
+        let v = self
+            .run(&self.scripts.page, keys, vec![start, limit.to_string()])
+            .await?;
+        let mut parts = v.into_array().into_iter();
+        let sockets = parts.next().and_then(|v| v.as_i64()).unwrap_or(0).max(0) as u64;
+        let users = parts.next().and_then(|v| v.as_i64()).unwrap_or(0).max(0) as u64;
+        let ids = parts.next().map(strings).unwrap_or_default();
+        let jsons = parts.next().map(Value::into_array).unwrap_or_default();
+        let more = ids.len() > limit;
+        let entries: Vec<SocketEntry> = ids
+            .into_iter()
+            .zip(jsons)
+            .take(limit)
+            .filter_map(|(id, json)| Stored::entry(id, &json.into_string()?))
+            .collect();
+        let next_cursor = if more {
+            entries.last().map(|e| e.socket_id.clone())
+        } else {
+            None
+        };
+        Ok(SocketPage {
+            entries,
+            next_cursor,
+            sockets,
+            users,
+        })
+    }
+
+    async fn heartbeat(&self) -> Result<Vec<Transition>, PresenceError> {
+        let args = vec![
+            self.node.clone(),
+            self.ttl_ms(),
+            now().timestamp_millis().to_string(),
+            PREFIX.to_owned(),
+            TOMBSTONE_TTL.as_millis().to_string(),
+        ];
+        let v = self.run(&self.scripts.heartbeat, Vec::new(), args).await?;
+        let mut parts = v.into_array().into_iter();
+        let present = parts.next().and_then(|v| v.as_i64()) == Some(1);
+        let mut changes: Vec<Transition> = parts
+            .next()
+            .map(strings)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|user_id| Transition {
+                user_id,
+                online: false,
+            })
+            .collect();
+        if !self.joined.swap(true, Ordering::SeqCst) {
+            // A first heartbeat rewrites our sockets, which also clears whatever a previous
+            // process under the same NODE_ID left behind.
+            self.dirty.store(true, Ordering::SeqCst);
+        } else if !present {
+            tracing::warn!(node = %self.node, "presence heartbeat key was missing: rewriting this node's sockets");
+            self.lost.store(true, Ordering::SeqCst);
+            self.dirty.store(true, Ordering::SeqCst);
+        }
+        if self.dirty.swap(false, Ordering::SeqCst) {
+            changes.extend(self.resync().await?);
+        }
+        Ok(changes)
+    }
+
+    async fn withdraw_node(&self) -> Result<Vec<String>, PresenceError> {
+        let _exclusive = self.gate.write().await;
+        self.mirror
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let args = vec![
+            self.node.clone(),
+            now().timestamp_millis().to_string(),
+            PREFIX.to_owned(),
+        ];
+        let v = self.run(&self.scripts.withdraw, Vec::new(), args).await?;
+        Ok(strings(v))
+    }
+
+    async fn ping(&self) -> Result<(), PresenceError> {
+        match tokio::time::timeout(CALL_TIMEOUT, self.client.ping::<Value>(None)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(_) => Err(unavailable("ping timed out")),
+        }
+    }
+}

@@ -1,0 +1,647 @@
+//! Cluster mode over a real `redis-server`: several nodes (in this process, sharing one data
+//! directory as their store, and real `switchboard` processes where a node must die), real
+//! sockets. Cross-node delivery, presence as a cluster-wide fact, dead nodes, Redis restarts.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use switchboard::domain::Role;
+
+use crate::helpers::{
+    ProcessNode, RedisServer, Sio, TEST_HEARTBEAT_SECS, TEST_TTL_SECS, TestNode, eventually,
+    free_port,
+};
+
+/// Long enough for any cross-node event.
+const LONG: Duration = Duration::from_secs(10);
+
+fn shared_dir() -> Arc<tempfile::TempDir> {
+    Arc::new(tempfile::tempdir().expect("temp dir"))
+}
+
+/// Waits for the next `user:status` about `user` (others are discarded).
+async fn status_of(socket: &Sio, user: &str, within: Duration) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let event = socket.try_event("user:status", left).await?;
+        if event["userId"] == user {
+            return event["status"].as_str().map(str::to_owned);
+        }
+    }
+}
+
+/// The `user:status` events about `user` already queued on `socket`.
+fn queued_statuses(socket: &Sio, user: &str) -> Vec<String> {
+    socket
+        .drain("user:status")
+        .into_iter()
+        .filter(|e| e["userId"] == user)
+        .filter_map(|e| e["status"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Waits until `socket` has had `message:new` for every id in `ids`.
+async fn receives_all(socket: &Sio, ids: &BTreeSet<String>, within: Duration) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while !ids.is_subset(&seen) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match socket.try_event("message:new", left).await {
+            Some(e) => {
+                seen.insert(e["message"]["id"].as_str().unwrap_or_default().to_owned());
+            }
+            None => break,
+        }
+    }
+    seen
+}
+
+async fn active_users(node: &TestNode, query: &str) -> Value {
+    let token = node.token("audit", Role::Admin);
+    let (status, body) = node
+        .call(
+            Method::GET,
+            &format!("/api/socket/active-users{query}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn user_status(node: &TestNode, user: &str) -> Value {
+    let token = node.token("audit", Role::Admin);
+    let (status, body) = node
+        .call(
+            Method::GET,
+            &format!("/api/users/{user}/status"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn readyz(port: u16) -> u16 {
+    match reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+async fn send(socket: &Sio, chat: &str, text: &str) -> Value {
+    let ack = socket
+        .ack(
+            "message:send",
+            json!({ "chatId": chat, "message": { "content": text } }),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "send {text}: {ack}");
+    ack["message"].clone()
+}
+
+#[tokio::test]
+async fn every_server_event_reaches_sockets_on_other_nodes() {
+    let redis = RedisServer::start().await;
+    let data = shared_dir();
+    let a = TestNode::cluster(data.clone(), &redis.url(), "node-a").await;
+    let b = TestNode::cluster(data.clone(), &redis.url(), "node-b").await;
+    let c = TestNode::cluster(data.clone(), &redis.url(), "node-c").await;
+    let admin_b = b.socket("a1", Role::Admin).await;
+    let user_a = a.socket("u1", Role::User).await;
+    assert_eq!(
+        status_of(&admin_b, "u1", LONG).await.as_deref(),
+        Some("online"),
+        "user:status crosses nodes"
+    );
+    let user_c = c.socket("u1", Role::User).await;
+    let chat = a.open_chat(&a.token("u1", Role::User)).await;
+
+    let sent = send(&user_a, &chat, "hello from node a").await;
+    for (who, socket) in [
+        ("admin on b", &admin_b),
+        ("other tab on c", &user_c),
+        ("sender", &user_a),
+    ] {
+        let got = socket
+            .try_event("message:new", LONG)
+            .await
+            .unwrap_or_else(|| panic!("{who}: no message:new"));
+        assert_eq!(got["message"]["id"], sent["id"], "{who}");
+    }
+
+    admin_b.emit("user:typing:start", json!({ "chatId": chat }));
+    for socket in [&user_a, &user_c] {
+        let typing = socket
+            .try_event("user:typing", LONG)
+            .await
+            .expect("user:typing crosses nodes");
+        assert_eq!(
+            (typing["userId"].as_str(), typing["isTyping"].as_bool()),
+            (Some("a1"), Some(true))
+        );
+    }
+
+    let read = admin_b
+        .ack(
+            "message:read",
+            json!({ "chatId": chat, "messageId": sent["id"] }),
+        )
+        .await;
+    assert_eq!(read["ok"], true, "{read}");
+    for socket in [&user_a, &user_c] {
+        let receipt = socket
+            .try_event("message:read", LONG)
+            .await
+            .expect("message:read crosses nodes");
+        assert_eq!(receipt["readBy"], "a1");
+        assert_eq!(receipt["messageId"], sent["id"]);
+    }
+
+    let report = admin_b
+        .ack(
+            "sendReportMessage",
+            json!({ "userId": "u1", "title": "Invoice", "message": "Paid", "status": "Info" }),
+        )
+        .await;
+    assert_eq!(report["ok"], true, "{report}");
+    let report_id = report["message"]["id"].clone();
+    for socket in [&user_a, &user_c] {
+        let got = socket
+            .try_event("receiveReportMessage", LONG)
+            .await
+            .expect("receiveReportMessage crosses nodes");
+        assert_eq!(got["message"]["id"], report_id);
+    }
+
+    let marked = user_c
+        .ack("report:read", json!({ "reportId": report_id }))
+        .await;
+    assert_eq!(marked["ok"], true, "{marked}");
+    for socket in [&admin_b, &user_a] {
+        let got = socket
+            .try_event("report:read", LONG)
+            .await
+            .expect("report:read crosses nodes");
+        assert_eq!(got["reportId"], report_id);
+    }
+
+    let _user2 = c.socket("u2", Role::User).await;
+    assert_eq!(
+        status_of(&admin_b, "u2", LONG).await.as_deref(),
+        Some("online")
+    );
+}
+
+#[tokio::test]
+async fn presence_changes_once_per_user_across_tabs_and_nodes() {
+    let redis = RedisServer::start().await;
+    let data = shared_dir();
+    let nodes = [
+        TestNode::cluster(data.clone(), &redis.url(), "node-a").await,
+        TestNode::cluster(data.clone(), &redis.url(), "node-b").await,
+        TestNode::cluster(data.clone(), &redis.url(), "node-c").await,
+    ];
+    let admins = [
+        nodes[0].socket("a1", Role::Admin).await,
+        nodes[1].socket("a2", Role::Admin).await,
+    ];
+
+    // Three tabs on three nodes: one `online`.
+    let tab1 = nodes[0].socket("u1", Role::User).await;
+    for admin in &admins {
+        assert_eq!(
+            status_of(admin, "u1", LONG).await.as_deref(),
+            Some("online")
+        );
+    }
+    let tab2 = nodes[1].socket("u1", Role::User).await;
+    let tab3 = nodes[2].socket("u1", Role::User).await;
+    assert!(
+        eventually(LONG, || async {
+            user_status(&nodes[2], "u1").await["sockets"] == 3
+        })
+        .await
+    );
+    assert_eq!(user_status(&nodes[0], "u1").await["status"], "online");
+
+    // Closing two of them changes nothing; the last one: one `offline`.
+    tab1.close();
+    tab2.close();
+    assert!(
+        eventually(LONG, || async {
+            user_status(&nodes[1], "u1").await["sockets"] == 1
+        })
+        .await
+    );
+    tab3.close();
+    for admin in &admins {
+        assert_eq!(
+            status_of(admin, "u1", LONG).await.as_deref(),
+            Some("offline")
+        );
+    }
+    let status = user_status(&nodes[2], "u1").await;
+    assert_eq!(
+        (status["status"].as_str(), status["sockets"].as_u64()),
+        (Some("offline"), Some(0)),
+        "{status}"
+    );
+    assert!(status["lastSeen"].is_string(), "{status}");
+
+    // Two nodes racing: the same user connects on both at once, then leaves both at once.
+    let (x, y) = tokio::join!(
+        nodes[0].socket("u5", Role::User),
+        nodes[1].socket("u5", Role::User)
+    );
+    for admin in &admins {
+        assert_eq!(
+            status_of(admin, "u5", LONG).await.as_deref(),
+            Some("online")
+        );
+    }
+    x.close();
+    y.close();
+    for admin in &admins {
+        assert_eq!(
+            status_of(admin, "u5", LONG).await.as_deref(),
+            Some("offline")
+        );
+    }
+
+    // Nothing more arrives: no transition was announced twice.
+    let quiet = Duration::from_secs(TEST_HEARTBEAT_SECS * 2);
+    for admin in &admins {
+        assert!(
+            admin.try_event("user:status", quiet).await.is_none(),
+            "a transition was announced twice"
+        );
+        assert!(queued_statuses(admin, "u1").is_empty());
+    }
+}
+
+#[tokio::test]
+async fn active_users_are_the_same_from_every_node() {
+    let redis = RedisServer::start().await;
+    let data = shared_dir();
+    let nodes = [
+        TestNode::cluster(data.clone(), &redis.url(), "node-a").await,
+        TestNode::cluster(data.clone(), &redis.url(), "node-b").await,
+        TestNode::cluster(data.clone(), &redis.url(), "node-c").await,
+    ];
+    let _sockets = [
+        nodes[0].socket("u1", Role::User).await,
+        nodes[1].socket("u1", Role::User).await,
+        nodes[2].socket("u2", Role::User).await,
+        nodes[1].socket("a1", Role::Admin).await,
+    ];
+    assert!(
+        eventually(LONG, || async {
+            active_users(&nodes[0], "").await["count"] == 4
+        })
+        .await
+    );
+
+    let views: Vec<Value> =
+        futures_util::future::join_all(nodes.iter().map(|n| active_users(n, ""))).await;
+    for view in &views {
+        assert_eq!(
+            (view["count"].as_u64(), view["users"].as_u64()),
+            (Some(4), Some(3)),
+            "{view}"
+        );
+        assert_eq!(
+            view["activeUsers"], views[0]["activeUsers"],
+            "every node gives the same list"
+        );
+        assert!(view["nextCursor"].is_null());
+    }
+    let on_b: Vec<&Value> = views[0]["activeUsers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["node"] == "node-b")
+        .collect();
+    assert_eq!(on_b.len(), 2, "node names are reported");
+
+    // Pages of one, from another node, add up to the same list.
+    let mut paged = Vec::new();
+    let mut query = "?limit=1".to_owned();
+    loop {
+        let page = active_users(&nodes[2], &query).await;
+        assert_eq!(page["activeUsers"].as_array().unwrap().len(), 1, "{page}");
+        paged.extend(page["activeUsers"].as_array().unwrap().iter().cloned());
+        match page["nextCursor"].as_str() {
+            Some(c) => query = format!("?limit=1&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(Value::Array(paged), views[0]["activeUsers"]);
+}
+
+#[tokio::test]
+async fn node_killed_without_warning_stops_counting_within_the_ttl_and_is_announced_once() {
+    let redis = RedisServer::start().await;
+    let data = shared_dir();
+    let survivors = [
+        TestNode::cluster(data.clone(), &redis.url(), "survivor-1").await,
+        TestNode::cluster(data.clone(), &redis.url(), "survivor-2").await,
+    ];
+    let mut doomed = ProcessNode::start(data.path(), &redis.url(), "doomed").await;
+    let admins = [
+        survivors[0].socket("a1", Role::Admin).await,
+        survivors[1].socket("a2", Role::Admin).await,
+    ];
+    let token = |id: &str| survivors[0].token(id, Role::User);
+    let _only_on_doomed = Sio::connect(doomed.port, Some(&token("u1")))
+        .await
+        .expect("connects to the process node");
+    let _u2_on_doomed = Sio::connect(doomed.port, Some(&token("u2")))
+        .await
+        .expect("connects to the process node");
+    let _u2_elsewhere = survivors[0].socket("u2", Role::User).await;
+    for admin in &admins {
+        assert_eq!(
+            status_of(admin, "u1", LONG).await.as_deref(),
+            Some("online")
+        );
+    }
+    assert!(
+        eventually(LONG, || async {
+            active_users(&survivors[1], "").await["count"] == 5
+        })
+        .await
+    );
+
+    let killed_at = Instant::now();
+    doomed.kill();
+
+    let bound = Duration::from_secs(TEST_TTL_SECS + 2 * TEST_HEARTBEAT_SECS + 2);
+    for admin in &admins {
+        assert_eq!(
+            status_of(admin, "u1", bound).await.as_deref(),
+            Some("offline"),
+            "u1 announced offline"
+        );
+    }
+    assert!(
+        killed_at.elapsed() <= bound,
+        "offline after {:?}",
+        killed_at.elapsed()
+    );
+    for survivor in &survivors {
+        let view = active_users(survivor, "").await;
+        assert_eq!(
+            (view["count"].as_u64(), view["users"].as_u64()),
+            (Some(3), Some(3)),
+            "{view}"
+        );
+        assert!(
+            view["activeUsers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["node"] != "doomed")
+        );
+    }
+    let u1 = user_status(&survivors[1], "u1").await;
+    assert_eq!(u1["status"], "offline");
+    assert!(u1["lastSeen"].is_string());
+    assert_eq!(user_status(&survivors[0], "u2").await["sockets"], 1);
+
+    // Both survivors keep heartbeating: the reaping is announced once, and u2 never went offline.
+    let quiet = Duration::from_secs(TEST_HEARTBEAT_SECS * 3);
+    for admin in &admins {
+        assert!(
+            admin.try_event("user:status", quiet).await.is_none(),
+            "announced more than once"
+        );
+        assert!(queued_statuses(admin, "u2").is_empty());
+    }
+}
+
+#[tokio::test]
+async fn redis_restart_mid_traffic_loses_no_acknowledged_message() {
+    let mut redis = RedisServer::start().await;
+    let data = shared_dir();
+    let a = TestNode::cluster(data.clone(), &redis.url(), "node-a").await;
+    let b = TestNode::cluster(data.clone(), &redis.url(), "node-b").await;
+    let admin_b = b.socket("a1", Role::Admin).await;
+    let user_a = a.socket("u1", Role::User).await;
+    let chat = a.open_chat(&a.token("u1", Role::User)).await;
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        acked.push(send(&user_a, &chat, &format!("before {i}")).await);
+    }
+
+    redis.kill();
+    // While Redis is away: not ready, but sends are saved, acknowledged and seen on this node.
+    for i in 0..5 {
+        let m = send(&user_a, &chat, &format!("during {i}")).await;
+        acked.push(m);
+    }
+    assert_eq!(readyz(a.port).await, 503);
+    let during: BTreeSet<String> = acked[5..]
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    let seen_here = receives_all(&user_a, &during, LONG).await;
+    assert!(
+        during.is_subset(&seen_here),
+        "same-node delivery during the outage"
+    );
+
+    redis.restart().await;
+    assert!(
+        eventually(LONG, || async {
+            readyz(a.port).await == 200 && readyz(b.port).await == 200
+        })
+        .await
+    );
+    for i in 0..5 {
+        acked.push(send(&user_a, &chat, &format!("after {i}")).await);
+    }
+
+    // Every acknowledged message is stored, in order, and reached the other node's socket.
+    let ids: BTreeSet<String> = acked
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    let seen = receives_all(&admin_b, &ids, Duration::from_secs(20)).await;
+    assert!(
+        ids.is_subset(&seen),
+        "missing on node b: {:?}",
+        ids.difference(&seen).collect::<Vec<_>>()
+    );
+    let sync = admin_b
+        .ack(
+            "chat:sync",
+            json!({ "chatId": chat, "afterSeq": 0, "limit": 500 }),
+        )
+        .await;
+    let seqs: Vec<u64> = sync["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=15).collect::<Vec<u64>>(), "{sync}");
+
+    // Presence was written back: both sockets count again.
+    assert!(eventually(LONG, || async { active_users(&b, "").await["count"] == 2 }).await);
+}
+
+#[tokio::test]
+async fn subscriptions_come_back_after_redis_restarts() {
+    let mut redis = RedisServer::start().await;
+    let data = shared_dir();
+    let a = TestNode::cluster(data.clone(), &redis.url(), "node-a").await;
+    let b = TestNode::cluster(data.clone(), &redis.url(), "node-b").await;
+    let admin_b = b.socket("a1", Role::Admin).await;
+    let user_a = a.socket("u1", Role::User).await;
+    let chat = a.open_chat(&a.token("u1", Role::User)).await;
+
+    // No traffic during the outage: only the reconnect can tell the nodes to re-subscribe.
+    redis.kill();
+    assert!(eventually(LONG, || async { readyz(a.port).await == 503 }).await);
+    redis.restart().await;
+    assert!(
+        eventually(LONG, || async {
+            readyz(a.port).await == 200 && readyz(b.port).await == 200
+        })
+        .await
+    );
+
+    let sent = send(&user_a, &chat, "after the restart").await;
+    let got = admin_b
+        .try_event("message:new", LONG)
+        .await
+        .expect("cross-node delivery works again");
+    assert_eq!(got["message"]["id"], sent["id"]);
+    assert_eq!(
+        user_a.event("message:new").await["message"]["id"],
+        sent["id"],
+        "the sender's own copy"
+    );
+    // And the other way round.
+    let reply = send(&admin_b, &chat, "reply").await;
+    let got = user_a
+        .try_event("message:new", LONG)
+        .await
+        .expect("cross-node delivery works both ways");
+    assert_eq!(got["message"]["id"], reply["id"]);
+}
+
+#[tokio::test]
+async fn node_started_before_redis_waits_and_joins() {
+    let mut redis = RedisServer::on_port(free_port());
+    let data = shared_dir();
+    let url = redis.url();
+    let mut early = tokio::spawn({
+        let (data, url) = (data.clone(), url.clone());
+        async move { TestNode::cluster(data, &url, "early").await }
+    });
+    // While Redis is absent the node waits: it neither starts nor fails.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), &mut early)
+            .await
+            .is_err(),
+        "node did not wait for Redis"
+    );
+    redis.restart().await;
+    let early = tokio::time::timeout(Duration::from_secs(30), early)
+        .await
+        .expect("node joins once Redis is up")
+        .expect("node task");
+    let late = TestNode::cluster(data.clone(), &url, "late").await;
+
+    let admin = late.socket("a1", Role::Admin).await;
+    let user = early.socket("u1", Role::User).await;
+    assert_eq!(
+        status_of(&admin, "u1", LONG).await.as_deref(),
+        Some("online")
+    );
+    let chat = early.open_chat(&early.token("u1", Role::User)).await;
+    let sent = send(&user, &chat, "hello").await;
+    let got = admin
+        .try_event("message:new", LONG)
+        .await
+        .expect("delivered across nodes");
+    assert_eq!(got["message"]["id"], sent["id"]);
+    assert_eq!(readyz(early.port).await, 200);
+}
+
+#[tokio::test]
+async fn a_password_in_the_redis_url_is_used() {
+    let redis = RedisServer::start_with_password("s3cret-pass").await;
+    let data = shared_dir();
+    let a = TestNode::cluster(data.clone(), &redis.url(), "node-a").await;
+    let b = TestNode::cluster(data.clone(), &redis.url(), "node-b").await;
+    let admin_b = b.socket("a1", Role::Admin).await;
+    let user_a = a.socket("u1", Role::User).await;
+    let chat = a.open_chat(&a.token("u1", Role::User)).await;
+
+    let sent = send(&user_a, &chat, "authenticated").await;
+
+    let got = admin_b
+        .try_event("message:new", LONG)
+        .await
+        .expect("delivered across nodes");
+    assert_eq!(got["message"]["id"], sent["id"]);
+    assert_eq!((readyz(a.port).await, readyz(b.port).await), (200, 200));
+    assert!(eventually(LONG, || async { active_users(&b, "").await["count"] == 2 }).await);
+}
+
+#[tokio::test]
+async fn a_drained_node_withdraws_its_presence_and_its_users_go_offline_once() {
+    let redis = RedisServer::start().await;
+    let data = shared_dir();
+    let stays = TestNode::cluster(data.clone(), &redis.url(), "stays").await;
+    let leaves = TestNode::cluster(data.clone(), &redis.url(), "leaves").await;
+    let admin = stays.socket("a1", Role::Admin).await;
+    let _only_there = leaves.socket("u1", Role::User).await;
+    let _also_here = stays.socket("u2", Role::User).await;
+    let _u2_there = leaves.socket("u2", Role::User).await;
+    assert_eq!(
+        status_of(&admin, "u1", LONG).await.as_deref(),
+        Some("online")
+    );
+    assert!(
+        eventually(LONG, || async {
+            active_users(&stays, "").await["count"] == 4
+        })
+        .await
+    );
+
+    leaves.stop().await;
+
+    assert_eq!(
+        status_of(&admin, "u1", LONG).await.as_deref(),
+        Some("offline")
+    );
+    let view = active_users(&stays, "").await;
+    assert_eq!(
+        (view["count"].as_u64(), view["users"].as_u64()),
+        (Some(2), Some(2)),
+        "{view}"
+    );
+    assert!(
+        view["activeUsers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["node"] == "stays")
+    );
+    let quiet = Duration::from_secs(TEST_HEARTBEAT_SECS * 2);
+    assert!(
+        admin.try_event("user:status", quiet).await.is_none(),
+        "announced more than once"
+    );
+    assert!(queued_statuses(&admin, "u2").is_empty());
+}

@@ -1,0 +1,283 @@
+//! The presence contract: `MemoryPresence` and `RedisPresence` (on a real `redis-server`) pass
+//! the same checks; then what only a shared presence can do: nodes racing, dead nodes, a Redis
+//! that restarts empty.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fred::prelude::ClientLike;
+use switchboard::cluster::redis::{COMMAND_TIMEOUT, builder};
+use switchboard::domain::{Role, now};
+use switchboard::presence::{MemoryPresence, Presence, RedisPresence, SocketEntry, Transition};
+
+use crate::helpers::RedisServer;
+
+fn entry(user: &str, socket: &str, node: &str) -> SocketEntry {
+    SocketEntry {
+        user_id: user.into(),
+        socket_id: socket.into(),
+        user_name: format!("{user} name"),
+        user_role: Role::User,
+        connected_at: now(),
+        node: node.into(),
+    }
+}
+
+pub async fn first_socket_makes_a_user_online_and_the_last_offline(p: Arc<dyn Presence>) {
+    assert!(
+        p.connect(&entry("u1", "s1", "n1")).await.unwrap(),
+        "first socket: online"
+    );
+    assert!(
+        !p.connect(&entry("u1", "s2", "n1")).await.unwrap(),
+        "second tab: no transition"
+    );
+    assert!(
+        !p.connect(&entry("u1", "s2", "n1")).await.unwrap(),
+        "registering twice changes nothing"
+    );
+    let status = p.status("u1").await.unwrap();
+    assert_eq!((status.sockets, status.last_seen), (2, None));
+
+    assert!(!p.disconnect("u1", "s1").await.unwrap());
+    assert!(
+        !p.disconnect("u1", "s1").await.unwrap(),
+        "removing twice changes nothing"
+    );
+    assert!(
+        p.disconnect("u1", "s2").await.unwrap(),
+        "last socket: offline"
+    );
+    let status = p.status("u1").await.unwrap();
+    assert_eq!(status.sockets, 0);
+    assert!(status.last_seen.is_some());
+    assert_eq!(p.status("nobody").await.unwrap().last_seen, None);
+}
+
+pub async fn pages_list_every_socket_once_with_cluster_counts(p: Arc<dyn Presence>) {
+    for (user, socket) in [
+        ("u1", "s1"),
+        ("u1", "s2"),
+        ("u2", "s3"),
+        ("u3", "s4"),
+        ("u3", "s5"),
+    ] {
+        p.connect(&entry(user, socket, "n1")).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = p.sockets(cursor.as_deref(), 2).await.unwrap();
+        assert!(page.entries.len() <= 2);
+        assert_eq!((page.sockets, page.users), (5, 3));
+        seen.extend(page.entries.iter().map(|e| e.socket_id.clone()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        ["s1", "s2", "s3", "s4", "s5"],
+        "stable order, no gaps, no repeats"
+    );
+    let first = p.sockets(None, 10).await.unwrap();
+    assert_eq!(first.entries[0], entry_like(&first.entries[0], "u1", "s1"));
+    assert!(first.next_cursor.is_none());
+}
+
+fn entry_like(e: &SocketEntry, user: &str, socket: &str) -> SocketEntry {
+    SocketEntry {
+        user_id: user.into(),
+        socket_id: socket.into(),
+        user_name: format!("{user} name"),
+        node: "n1".into(),
+        ..e.clone()
+    }
+}
+
+pub async fn withdrawing_the_node_leaves_its_users_offline(p: Arc<dyn Presence>) {
+    p.connect(&entry("u1", "s1", "n1")).await.unwrap();
+    p.connect(&entry("u1", "s2", "n1")).await.unwrap();
+    p.connect(&entry("u2", "s3", "n1")).await.unwrap();
+    let users: BTreeSet<String> = p.withdraw_node().await.unwrap().into_iter().collect();
+    assert_eq!(users, BTreeSet::from(["u1".to_owned(), "u2".to_owned()]));
+    let page = p.sockets(None, 10).await.unwrap();
+    assert_eq!((page.sockets, page.users, page.entries.len()), (0, 0, 0));
+}
+
+/// Instantiates every contract check as a test for one backend. `$factory` is an async fn
+/// returning `(Arc<dyn Presence>, guard)`; the guard lives as long as the test.
+macro_rules! presence_contract_tests {
+    ($backend:ident, $factory:path) => {
+        mod $backend {
+            use super::*;
+            macro_rules! check {
+                ($name:ident) => {
+                    #[tokio::test]
+                    async fn $name() {
+                        let (presence, _guard) = $factory().await;
+                        super::$name(presence).await;
+                    }
+                };
+            }
+            check!(first_socket_makes_a_user_online_and_the_last_offline);
+            check!(pages_list_every_socket_once_with_cluster_counts);
+            check!(withdrawing_the_node_leaves_its_users_offline);
+        }
+    };
+}
+
+async fn memory_presence() -> (Arc<dyn Presence>, ()) {
+    (Arc::new(MemoryPresence::new()), ())
+}
+
+/// A `RedisPresence` for node `node` on `redis`, with a TTL of `ttl`.
+async fn redis_node(redis: &RedisServer, node: &str, ttl: Duration) -> Arc<RedisPresence> {
+    let client = builder(&redis.url(), COMMAND_TIMEOUT)
+        .unwrap()
+        .build()
+        .unwrap();
+    client.init().await.unwrap();
+    Arc::new(RedisPresence::new(client, node.into(), ttl))
+}
+
+async fn redis_presence() -> (Arc<dyn Presence>, RedisServer) {
+    let redis = RedisServer::start().await;
+    let p = redis_node(&redis, "n1", Duration::from_secs(15)).await;
+    p.heartbeat().await.unwrap();
+    (p, redis)
+}
+
+presence_contract_tests!(memory, memory_presence);
+presence_contract_tests!(redis, redis_presence);
+
+#[tokio::test]
+async fn nodes_racing_for_one_user_produce_one_online_and_one_offline() {
+    let redis = RedisServer::start().await;
+    let ttl = Duration::from_secs(15);
+    let nodes = [
+        redis_node(&redis, "n1", ttl).await,
+        redis_node(&redis, "n2", ttl).await,
+        redis_node(&redis, "n3", ttl).await,
+    ];
+    let connects = (0..30).map(|i| {
+        let node = nodes[i % 3].clone();
+        async move {
+            node.connect(&entry("u1", &format!("s{i}"), &format!("n{}", i % 3 + 1)))
+                .await
+                .unwrap()
+        }
+    });
+    let onlines = futures_util::future::join_all(connects)
+        .await
+        .into_iter()
+        .filter(|t| *t)
+        .count();
+    assert_eq!(onlines, 1, "exactly one socket made u1 online");
+    assert_eq!(nodes[1].status("u1").await.unwrap().sockets, 30);
+
+    let disconnects = (0..30).map(|i| {
+        let node = nodes[i % 3].clone();
+        async move { node.disconnect("u1", &format!("s{i}")).await.unwrap() }
+    });
+    let offlines = futures_util::future::join_all(disconnects)
+        .await
+        .into_iter()
+        .filter(|t| *t)
+        .count();
+    assert_eq!(offlines, 1, "exactly one socket left u1 offline");
+}
+
+#[tokio::test]
+async fn a_silent_node_is_reaped_by_exactly_one_survivor() {
+    let redis = RedisServer::start().await;
+    let ttl = Duration::from_secs(1);
+    let survivors = [
+        redis_node(&redis, "n1", ttl).await,
+        redis_node(&redis, "n2", ttl).await,
+    ];
+    let silent = redis_node(&redis, "dead", ttl).await;
+    for node in survivors.iter().chain([&silent]) {
+        node.heartbeat().await.unwrap();
+    }
+    silent.connect(&entry("u1", "s1", "dead")).await.unwrap();
+    silent.connect(&entry("u2", "s2", "dead")).await.unwrap();
+    survivors[0]
+        .connect(&entry("u2", "s3", "n1"))
+        .await
+        .unwrap();
+
+    // The survivors keep beating; the silent node's key expires after its TTL.
+    let mut announced: Vec<Transition> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while announced.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the silent node was not reaped"
+        );
+        for node in &survivors {
+            announced.extend(node.heartbeat().await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for node in &survivors {
+        announced.extend(node.heartbeat().await.unwrap());
+    }
+    assert_eq!(
+        announced,
+        vec![Transition {
+            user_id: "u1".into(),
+            online: false
+        }],
+        "u1 once; u2 still has a socket"
+    );
+    let page = survivors[1].sockets(None, 10).await.unwrap();
+    assert_eq!((page.sockets, page.users), (1, 1));
+}
+
+#[tokio::test]
+async fn a_redis_restarted_empty_is_rewritten_within_one_heartbeat_without_announcements() {
+    let mut redis = RedisServer::start().await;
+    let ttl = Duration::from_secs(15);
+    let (a, b) = (
+        redis_node(&redis, "n1", ttl).await,
+        redis_node(&redis, "n2", ttl).await,
+    );
+    a.heartbeat().await.unwrap();
+    b.heartbeat().await.unwrap();
+    a.connect(&entry("u1", "s1", "n1")).await.unwrap();
+    b.connect(&entry("u1", "s2", "n2")).await.unwrap();
+    b.connect(&entry("u2", "s3", "n2")).await.unwrap();
+
+    redis.restart().await;
+    // u2 left while Redis was empty: the rewrite must not bring it back.
+    let _ = b.disconnect("u2", "s3").await;
+    let mut changes = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let (Ok(x), Ok(y)) = (a.heartbeat().await, b.heartbeat().await) {
+            changes.extend(x.into_iter().chain(y));
+            if a.sockets(None, 10).await.is_ok_and(|p| p.sockets == 2) {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the nodes did not write their sockets back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        changes.iter().all(|c| !c.online),
+        "users online all along are not announced again: {changes:?}"
+    );
+    let page = b.sockets(None, 10).await.unwrap();
+    assert_eq!((page.sockets, page.users), (2, 1));
+    assert_eq!(a.status("u1").await.unwrap().sockets, 2);
+    assert!(
+        a.resyncs() >= 2 && b.resyncs() >= 2,
+        "a first resync at start, one after the restart"
+    );
+}
