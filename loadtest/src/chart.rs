@@ -1,6 +1,6 @@
 //! Line charts as PNG and SVG with no plotting crate: a pixel canvas, Bresenham lines, a 5x7
-//! bitmap font, and a PNG encoder that stores its deflate blocks uncompressed (charts are small;
-//! a few hundred KiB is fine and there is no zlib to build). The SVG twin has real text.
+//! bitmap font, and a PNG encoder with a run-length deflate (charts are flat colour, so that is
+//! enough, and there is no zlib to build). The SVG twin has real text.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -237,19 +237,17 @@ impl Canvas {
     }
 
     fn encode(&self) -> Vec<u8> {
+        // Filter "Sub" turns runs of equal pixels into runs of zero bytes, which the run-length
+        // deflate below shrinks to a few bits each: charts are mostly flat colour.
         let mut raw = Vec::with_capacity((W * 3 + 1) * H);
         for row in self.px.chunks(W * 3) {
-            raw.push(0);
-            raw.extend_from_slice(row);
+            raw.push(1);
+            for x in 0..row.len() {
+                raw.push(if x < 3 { row[x] } else { row[x].wrapping_sub(row[x - 3]) });
+            }
         }
         let mut z = vec![0x78, 0x01];
-        let mut blocks = raw.chunks(65_535).peekable();
-        while let Some(b) = blocks.next() {
-            z.push(u8::from(blocks.peek().is_none()));
-            z.extend_from_slice(&(b.len() as u16).to_le_bytes());
-            z.extend_from_slice(&(!(b.len() as u16)).to_le_bytes());
-            z.extend_from_slice(b);
-        }
+        z.extend_from_slice(&deflate_rle(&raw));
         z.extend_from_slice(&adler32(&raw).to_be_bytes());
         let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
         let mut ihdr = Vec::new();
@@ -260,6 +258,73 @@ impl Canvas {
         chunk(&mut png, b"IDAT", &z);
         chunk(&mut png, b"IEND", &[]);
         png
+    }
+}
+
+/// Deflate (RFC 1951) with one fixed-Huffman block whose only matches are runs of the previous
+/// byte (distance 1): a run-length coder that any PNG reader decodes.
+fn deflate_rle(data: &[u8]) -> Vec<u8> {
+    const LEN_BASE: [usize; 29] = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258];
+    const LEN_EXTRA: [u32; 29] = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0];
+    let mut w = Bits::default();
+    w.put(1, 1); // last block
+    w.put(1, 2); // fixed Huffman codes
+    let mut i = 0;
+    while i < data.len() {
+        if i > 0 {
+            let prev = data[i - 1];
+            let run = data[i..].iter().take(258).take_while(|&&b| b == prev).count();
+            if run >= 3 {
+                let k = if run == 258 { 28 } else { LEN_BASE.iter().rposition(|&b| b <= run).unwrap_or(0).min(27) };
+                w.symbol(257 + k as u32);
+                w.put((run - LEN_BASE[k]) as u32, LEN_EXTRA[k]);
+                w.put(0, 5); // distance code 0: distance 1 (fixed 5-bit code 00000)
+                i += run;
+                continue;
+            }
+        }
+        w.symbol(u32::from(data[i]));
+        i += 1;
+    }
+    w.symbol(256);
+    w.finish()
+}
+
+/// An LSB-first bit writer.
+#[derive(Default)]
+struct Bits {
+    out: Vec<u8>,
+    acc: u64,
+    n: u32,
+}
+
+impl Bits {
+    fn put(&mut self, value: u32, bits: u32) {
+        self.acc |= u64::from(value) << self.n;
+        self.n += bits;
+        while self.n >= 8 {
+            self.out.push(self.acc as u8);
+            self.acc >>= 8;
+            self.n -= 8;
+        }
+    }
+
+    /// A literal/length symbol with the fixed code of RFC 1951 3.2.6 (sent MSB first).
+    fn symbol(&mut self, sym: u32) {
+        let (code, len) = match sym {
+            0..=143 => (0x30 + sym, 8),
+            144..=255 => (0x190 + sym - 144, 9),
+            256..=279 => (sym - 256, 7),
+            _ => (0xC0 + sym - 280, 8),
+        };
+        self.put(code.reverse_bits() >> (32 - len), len);
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        if self.n > 0 {
+            self.out.push(self.acc as u8);
+        }
+        self.out
     }
 }
 
