@@ -8,6 +8,7 @@ cd "$SWITCHBOARD_ROOT"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 (cd loadtest/k6/shim && npm ci --no-audit --no-fund --loglevel=error)
+(cd loadtest/baseline-node && npm ci --no-audit --no-fund --loglevel=error)
 cargo build -q --workspace --bins
 
 work=$(mktemp -d)
@@ -48,6 +49,14 @@ timeout 120 $gen hold --steps 150,300 --per-worker 150 --settle-secs 1 --server-
 echo "--- loadgen reconnect: 50 chatting clients, node killed and restarted"
 timeout 120 $gen reconnect --clients 50 --kill-pid "$(node_pid)" --signal KILL --restart-cmd "$start_node" --warmup-secs 2 --max-secs 30 --out "$out" --strict
 wait_ready
+
+echo "--- the Node baseline serves the same fan-out and acked sends"
+bport=$(free_port)
+HOST=127.0.0.1 PORT=$bport node loadtest/baseline-node/server.js >"$work/baseline.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$bport/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+timeout 60 $gen fanout --urls "http://127.0.0.1:$bport" --label baseline --receivers 50 --rates 20 --step-secs 2 --grace-ms 5000 --knee-p99-ms 10000 --out "$out" --strict
+timeout 60 $gen chat --urls "http://127.0.0.1:$bport" --label baseline --users 20 --rates 50 --step-secs 2 --out "$out" --strict
 
 echo "--- k6 scenarios through the Node shim"
 cd loadtest/k6/shim
