@@ -299,7 +299,10 @@ impl Application {
         if metrics_listener.is_none() {
             router = router.merge(metrics_router(state.clone()));
         }
-        let router = add_socket_layer(router).layer(cors(&state.config.cors_origins));
+        let router = add_socket_layer(router)
+            // Outside the Socket.IO layer: it must see the slimmed handshake (see `http/slim.rs`).
+            .layer(axum::middleware::map_request(crate::http::slim::slim_handshake))
+            .layer(cors(&state.config.cors_origins));
         tracing::info!(
             node = %state.node_id,
             addr = %listener.local_addr()?,

@@ -19,6 +19,7 @@ pub mod chats;
 pub mod health;
 pub mod presence;
 pub mod reports;
+pub mod slim;
 pub mod uploads;
 
 /// Largest JSON body accepted (uploads have their own limit).

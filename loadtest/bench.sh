@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Runs one benchmark against one system, pinned like the figures in loadtest/README.md: the
+# server (and Redis, when used) on core 0, the generator on core 1. Bounded: every mode has a
+# fixed number of steps of fixed length, and the server is killed on exit.
+#
+#   loadtest/bench.sh hold|fanout|chat|reconnect switchboard|baseline [extra loadgen flags]
+#
+# Env: SWITCHBOARD_BIN (default target/release/switchboard), LABEL (default: the system name),
+# SERVER_CORE / GEN_CORE (0 / 1), WITH_REDIS=1 (start a Redis on core 0 and give the server
+# REDIS_URL), NODES=N (N servers, each with its own port and data dir, sharing one Redis: clients
+# are spread over them, RSS/CPU summed; reconnect kills the first), OUT (loadtest/results).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:?mode: hold|fanout|chat|reconnect}
+system=${2:?system: switchboard|baseline}
+shift 2
+label=${LABEL:-$system}
+out=${OUT:-loadtest/results}
+server_core=${SERVER_CORE:-0}
+gen_core=${GEN_CORE:-1}
+bin=${SWITCHBOARD_BIN:-target/release/switchboard}
+gen=${LOADGEN_BIN:-target/release/loadgen}
+ulimit -n "$(ulimit -Hn)"
+
+work=$(mktemp -d)
+cleanup() {
+  for f in "$work"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+  sleep 0.5
+  for f in "$work"/*.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+export JWT_SECRET=${JWT_SECRET:-bench-secret-0123456789abcdef-$RANDOM}
+nodes=${NODES:-1}
+[ "$nodes" -gt 1 ] && WITH_REDIS=1
+redis_env=""
+if [ "${WITH_REDIS:-0}" = 1 ]; then
+  rport=$(free_port)
+  taskset -c "$server_core" redis-server --port "$rport" --save '' --appendonly no >"$work/redis.log" 2>&1 &
+  echo $! >"$work/redis.pid"
+  for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  redis_env="REDIS_URL=redis://127.0.0.1:$rport"
+fi
+case $system in
+  switchboard) cmd="$PWD/$bin" ;;
+  baseline) cmd="node $PWD/loadtest/baseline-node/server.js" ;;
+  *) echo "unknown system $system"; exit 2 ;;
+esac
+urls=()
+pids=()
+for i in $(seq 0 $((nodes - 1))); do
+  port=$(free_port)
+  # The same line starts a replacement node in the reconnect benchmark.
+  start="cd $work && env HOST=127.0.0.1 PORT=$port DATA_DIR=$work/data$i RATE_LIMIT_PER_SEC=1000000 CORS_ORIGINS='*' \
+    RUST_LOG=warn LOG_FORMAT=json $redis_env taskset -c $server_core $cmd >>$work/server$i.log 2>&1 & echo \$! > $work/server$i.pid"
+  [ "$i" = 0 ] && start0=$start
+  sh -c "$start"
+  for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  urls+=("http://127.0.0.1:$port")
+  pids+=("$(cat "$work/server$i.pid")")
+done
+pid=${pids[0]}
+url_list=$(IFS=,; echo "${urls[*]}")
+pid_list=$(IFS=,; echo "${pids[*]}")
+echo "$label ($cmd) x$nodes on core $server_core, pids $pid_list${redis_env:+, $redis_env}; generator on core $gen_core"
+
+common=(--urls "$url_list" --server-pids "$pid_list" --label "$label" --out "$out")
+case $mode in
+  hold) taskset -c "$gen_core" timeout 900 "$gen" hold "${common[@]}" "$@" ;;
+  fanout) taskset -c "$gen_core" timeout 900 "$gen" fanout "${common[@]}" "$@" ;;
+  chat) taskset -c "$gen_core" timeout 900 "$gen" chat "${common[@]}" "$@" ;;
+  reconnect)
+    extra=()
+    [ "$system" = baseline ] && extra=(--no-verify)
+    taskset -c "$gen_core" timeout 300 "$gen" reconnect "${common[@]}" --kill-pid "$pid" --restart-cmd "$start0" "${extra[@]}" "$@" ;;
+  *) echo "unknown mode $mode"; exit 2 ;;
+esac
