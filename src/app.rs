@@ -301,7 +301,9 @@ impl Application {
         }
         let router = add_socket_layer(router)
             // Outside the Socket.IO layer: it must see the slimmed handshake (see `http/slim.rs`).
-            .layer(axum::middleware::map_request(crate::http::slim::slim_handshake))
+            .layer(axum::middleware::map_request(
+                crate::http::slim::slim_handshake,
+            ))
             .layer(cors(&state.config.cors_origins));
         tracing::info!(
             node = %state.node_id,

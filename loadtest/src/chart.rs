@@ -28,7 +28,14 @@ const LEFT: usize = 90;
 const RIGHT: usize = 30;
 const TOP: usize = 50;
 const BOTTOM: usize = 70;
-const COLORS: [[u8; 3]; 6] = [[31, 119, 180], [214, 39, 40], [44, 160, 44], [255, 127, 14], [148, 103, 189], [140, 86, 75]];
+const COLORS: [[u8; 3]; 6] = [
+    [31, 119, 180],
+    [214, 39, 40],
+    [44, 160, 44],
+    [255, 127, 14],
+    [148, 103, 189],
+    [140, 86, 75],
+];
 
 struct Frame {
     x0: f64,
@@ -39,7 +46,11 @@ struct Frame {
 
 impl Frame {
     fn px(&self, x: f64) -> f64 {
-        let (a, b, v) = if self.log_x { (self.x0.ln(), self.x1.ln(), x.max(1e-9).ln()) } else { (self.x0, self.x1, x) };
+        let (a, b, v) = if self.log_x {
+            (self.x0.ln(), self.x1.ln(), x.max(1e-9).ln())
+        } else {
+            (self.x0, self.x1, x)
+        };
         let span = if b > a { b - a } else { 1.0 };
         LEFT as f64 + (v - a) / span * (W - LEFT - RIGHT) as f64
     }
@@ -68,18 +79,29 @@ impl Chart {
         if x1 <= x0 {
             x1 = x0 + 1.0;
         }
-        Frame { x0, x1, y1: if y1 > 0.0 { y1 * 1.1 } else { 1.0 }, log_x: self.log_x }
+        Frame {
+            x0,
+            x1,
+            y1: if y1 > 0.0 { y1 * 1.1 } else { 1.0 },
+            log_x: self.log_x,
+        }
     }
 
     fn x_ticks(&self, f: &Frame) -> Vec<f64> {
         if f.log_x {
-            let xs: Vec<f64> = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).collect();
+            let xs: Vec<f64> = self
+                .series
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| p.0))
+                .collect();
             let mut xs = xs;
             xs.sort_by(|a, b| a.total_cmp(b));
             xs.dedup();
             xs
         } else {
-            (0..=5).map(|i| f.x0 + (f.x1 - f.x0) * i as f64 / 5.0).collect()
+            (0..=5)
+                .map(|i| f.x0 + (f.x1 - f.x0) * i as f64 / 5.0)
+                .collect()
         }
     }
 
@@ -99,24 +121,63 @@ impl Chart {
             let py = f.py(y);
             c.line(LEFT as f64, py, (W - RIGHT) as f64, py, grey, 1);
             let label = compact(y);
-            c.text(LEFT as i32 - 8 - 12 * label.len() as i32, py as i32 - 7, &label, black, 2);
+            c.text(
+                LEFT as i32 - 8 - 12 * label.len() as i32,
+                py as i32 - 7,
+                &label,
+                black,
+                2,
+            );
         }
         for x in self.x_ticks(&f) {
             let px = f.px(x);
             c.line(px, TOP as f64, px, (H - BOTTOM) as f64, grey, 1);
             let label = compact(x);
-            c.text(px as i32 - 6 * label.len() as i32, (H - BOTTOM) as i32 + 8, &label, black, 2);
+            c.text(
+                px as i32 - 6 * label.len() as i32,
+                (H - BOTTOM) as i32 + 8,
+                &label,
+                black,
+                2,
+            );
         }
-        c.line(LEFT as f64, TOP as f64, LEFT as f64, (H - BOTTOM) as f64, black, 2);
-        c.line(LEFT as f64, (H - BOTTOM) as f64, (W - RIGHT) as f64, (H - BOTTOM) as f64, black, 2);
+        c.line(
+            LEFT as f64,
+            TOP as f64,
+            LEFT as f64,
+            (H - BOTTOM) as f64,
+            black,
+            2,
+        );
+        c.line(
+            LEFT as f64,
+            (H - BOTTOM) as f64,
+            (W - RIGHT) as f64,
+            (H - BOTTOM) as f64,
+            black,
+            2,
+        );
         if let Some((y, label)) = &self.hline {
             let py = f.py(*y);
             let mut x = LEFT as f64;
             while x < (W - RIGHT) as f64 {
-                c.line(x, py, (x + 8.0).min((W - RIGHT) as f64), py, [120, 120, 120], 1);
+                c.line(
+                    x,
+                    py,
+                    (x + 8.0).min((W - RIGHT) as f64),
+                    py,
+                    [120, 120, 120],
+                    1,
+                );
                 x += 16.0;
             }
-            c.text((W - RIGHT) as i32 - 12 * label.len() as i32, py as i32 - 18, label, [90, 90, 90], 2);
+            c.text(
+                (W - RIGHT) as i32 - 12 * label.len() as i32,
+                py as i32 - 18,
+                label,
+                [90, 90, 90],
+                2,
+            );
         }
         for (i, s) in self.series.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
@@ -132,7 +193,13 @@ impl Chart {
             c.text(LEFT as i32 + 42, ly, &s.name, black, 2);
         }
         c.text(LEFT as i32, 14, &self.title, black, 2);
-        c.text((W / 2) as i32 - 6 * self.x_label.len() as i32, H as i32 - 26, &self.x_label, black, 2);
+        c.text(
+            (W / 2) as i32 - 6 * self.x_label.len() as i32,
+            H as i32 - 26,
+            &self.x_label,
+            black,
+            2,
+        );
         c.text(8, TOP as i32 - 22, &self.y_label, black, 2);
         c.encode()
     }
@@ -140,38 +207,100 @@ impl Chart {
     fn svg(&self) -> String {
         let f = self.frame();
         let mut s = String::new();
-        let _ = write!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="13"><rect width="100%" height="100%" fill="white"/>"#);
+        let _ = write!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="13"><rect width="100%" height="100%" fill="white"/>"#
+        );
         for i in 0..=5 {
             let y = f.y1 * i as f64 / 5.0;
             let py = f.py(y);
-            let _ = write!(s, r##"<line x1="{LEFT}" y1="{py:.1}" x2="{}" y2="{py:.1}" stroke="#ccc"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##, W - RIGHT, LEFT - 6, py + 4.0, compact(y));
+            let _ = write!(
+                s,
+                r##"<line x1="{LEFT}" y1="{py:.1}" x2="{}" y2="{py:.1}" stroke="#ccc"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+                W - RIGHT,
+                LEFT - 6,
+                py + 4.0,
+                compact(y)
+            );
         }
         for x in self.x_ticks(&f) {
             let px = f.px(x);
-            let _ = write!(s, r##"<line x1="{px:.1}" y1="{TOP}" x2="{px:.1}" y2="{}" stroke="#ccc"/><text x="{px:.1}" y="{}" text-anchor="middle">{}</text>"##, H - BOTTOM, H - BOTTOM + 18, compact(x));
+            let _ = write!(
+                s,
+                r##"<line x1="{px:.1}" y1="{TOP}" x2="{px:.1}" y2="{}" stroke="#ccc"/><text x="{px:.1}" y="{}" text-anchor="middle">{}</text>"##,
+                H - BOTTOM,
+                H - BOTTOM + 18,
+                compact(x)
+            );
         }
         if let Some((y, label)) = &self.hline {
             let py = f.py(*y);
-            let _ = write!(s, r##"<line x1="{LEFT}" y1="{py:.1}" x2="{}" y2="{py:.1}" stroke="#777" stroke-dasharray="8 8"/><text x="{}" y="{:.1}" text-anchor="end" fill="#555">{}</text>"##, W - RIGHT, W - RIGHT, py - 6.0, esc(label));
+            let _ = write!(
+                s,
+                r##"<line x1="{LEFT}" y1="{py:.1}" x2="{}" y2="{py:.1}" stroke="#777" stroke-dasharray="8 8"/><text x="{}" y="{:.1}" text-anchor="end" fill="#555">{}</text>"##,
+                W - RIGHT,
+                W - RIGHT,
+                py - 6.0,
+                esc(label)
+            );
         }
         for (i, series) in self.series.iter().enumerate() {
             let [r, g, b] = COLORS[i % COLORS.len()];
-            let pts: Vec<String> = series.points.iter().map(|p| format!("{:.1},{:.1}", f.px(p.0), f.py(p.1))).collect();
-            let _ = write!(s, r#"<polyline fill="none" stroke="rgb({r},{g},{b})" stroke-width="2" points="{}"/>"#, pts.join(" "));
+            let pts: Vec<String> = series
+                .points
+                .iter()
+                .map(|p| format!("{:.1},{:.1}", f.px(p.0), f.py(p.1)))
+                .collect();
+            let _ = write!(
+                s,
+                r#"<polyline fill="none" stroke="rgb({r},{g},{b})" stroke-width="2" points="{}"/>"#,
+                pts.join(" ")
+            );
             for p in &series.points {
-                let _ = write!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="rgb({r},{g},{b})"/>"#, f.px(p.0), f.py(p.1));
+                let _ = write!(
+                    s,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="rgb({r},{g},{b})"/>"#,
+                    f.px(p.0),
+                    f.py(p.1)
+                );
             }
             let ly = TOP + 14 + 20 * i;
-            let _ = write!(s, r#"<rect x="{}" y="{}" width="20" height="10" fill="rgb({r},{g},{b})"/><text x="{}" y="{}">{}</text>"#, LEFT + 14, ly - 9, LEFT + 40, ly, esc(&series.name));
+            let _ = write!(
+                s,
+                r#"<rect x="{}" y="{}" width="20" height="10" fill="rgb({r},{g},{b})"/><text x="{}" y="{}">{}</text>"#,
+                LEFT + 14,
+                ly - 9,
+                LEFT + 40,
+                ly,
+                esc(&series.name)
+            );
         }
-        let _ = write!(s, r#"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{}" stroke="black"/><line x1="{LEFT}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#, H - BOTTOM, H - BOTTOM, W - RIGHT, H - BOTTOM);
-        let _ = write!(s, r#"<text x="{LEFT}" y="26" font-size="16">{}</text><text x="{}" y="{}" text-anchor="middle">{}</text><text x="8" y="{}">{}</text></svg>"#, esc(&self.title), W / 2, H - 22, esc(&self.x_label), TOP - 12, esc(&self.y_label));
+        let _ = write!(
+            s,
+            r#"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{}" stroke="black"/><line x1="{LEFT}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#,
+            H - BOTTOM,
+            H - BOTTOM,
+            W - RIGHT,
+            H - BOTTOM
+        );
+        let _ = write!(
+            s,
+            r#"<text x="{LEFT}" y="26" font-size="16">{}</text><text x="{}" y="{}" text-anchor="middle">{}</text><text x="8" y="{}">{}</text></svg>"#,
+            esc(&self.title),
+            W / 2,
+            H - 22,
+            esc(&self.x_label),
+            TOP - 12,
+            esc(&self.y_label)
+        );
         s
     }
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// `1234` -> `1.2k`, `0.25` -> `0.25`.
@@ -196,7 +325,9 @@ struct Canvas {
 
 impl Canvas {
     fn new() -> Self {
-        Canvas { px: vec![255; W * H * 3] }
+        Canvas {
+            px: vec![255; W * H * 3],
+        }
     }
 
     fn set(&mut self, x: i32, y: i32, c: [u8; 3]) {
@@ -218,7 +349,10 @@ impl Canvas {
         let steps = (x1 - x0).abs().max((y1 - y0).abs()).ceil().max(1.0) as i32;
         for i in 0..=steps {
             let t = i as f64 / steps as f64;
-            let (x, y) = ((x0 + (x1 - x0) * t).round() as i32, (y0 + (y1 - y0) * t).round() as i32);
+            let (x, y) = (
+                (x0 + (x1 - x0) * t).round() as i32,
+                (y0 + (y1 - y0) * t).round() as i32,
+            );
             self.rect(x, y, width, width, c);
         }
     }
@@ -229,7 +363,13 @@ impl Canvas {
             for (row, bits) in g.iter().enumerate() {
                 for col in 0..5 {
                     if bits & (0x10 >> col) != 0 {
-                        self.rect(x + (i as i32 * 6 + col) * scale, y + row as i32 * scale, scale, scale, c);
+                        self.rect(
+                            x + (i as i32 * 6 + col) * scale,
+                            y + row as i32 * scale,
+                            scale,
+                            scale,
+                            c,
+                        );
                     }
                 }
             }
@@ -243,7 +383,11 @@ impl Canvas {
         for row in self.px.chunks(W * 3) {
             raw.push(1);
             for x in 0..row.len() {
-                raw.push(if x < 3 { row[x] } else { row[x].wrapping_sub(row[x - 3]) });
+                raw.push(if x < 3 {
+                    row[x]
+                } else {
+                    row[x].wrapping_sub(row[x - 3])
+                });
             }
         }
         let mut z = vec![0x78, 0x01];
@@ -264,8 +408,13 @@ impl Canvas {
 /// Deflate (RFC 1951) with one fixed-Huffman block whose only matches are runs of the previous
 /// byte (distance 1): a run-length coder that any PNG reader decodes.
 fn deflate_rle(data: &[u8]) -> Vec<u8> {
-    const LEN_BASE: [usize; 29] = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258];
-    const LEN_EXTRA: [u32; 29] = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0];
+    const LEN_BASE: [usize; 29] = [
+        3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115,
+        131, 163, 195, 227, 258,
+    ];
+    const LEN_EXTRA: [u32; 29] = [
+        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
+    ];
     let mut w = Bits::default();
     w.put(1, 1); // last block
     w.put(1, 2); // fixed Huffman codes
@@ -273,9 +422,21 @@ fn deflate_rle(data: &[u8]) -> Vec<u8> {
     while i < data.len() {
         if i > 0 {
             let prev = data[i - 1];
-            let run = data[i..].iter().take(258).take_while(|&&b| b == prev).count();
+            let run = data[i..]
+                .iter()
+                .take(258)
+                .take_while(|&&b| b == prev)
+                .count();
             if run >= 3 {
-                let k = if run == 258 { 28 } else { LEN_BASE.iter().rposition(|&b| b <= run).unwrap_or(0).min(27) };
+                let k = if run == 258 {
+                    28
+                } else {
+                    LEN_BASE
+                        .iter()
+                        .rposition(|&b| b <= run)
+                        .unwrap_or(0)
+                        .min(27)
+                };
                 w.symbol(257 + k as u32);
                 w.put((run - LEN_BASE[k]) as u32, LEN_EXTRA[k]);
                 w.put(0, 5); // distance code 0: distance 1 (fixed 5-bit code 00000)
@@ -342,7 +503,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc

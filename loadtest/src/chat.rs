@@ -42,17 +42,34 @@ struct Step {
 pub async fn run(a: ChatArgs) -> bool {
     let c = &a.common;
     let targets = c.targets();
-    let steps: Arc<Vec<Mutex<Step>>> =
-        Arc::new(a.rates.iter().map(|_| Mutex::new(Step { hist: stats::histogram(), ok: 0, failed: 0, first_error: None })).collect());
+    let steps: Arc<Vec<Mutex<Step>>> = Arc::new(
+        a.rates
+            .iter()
+            .map(|_| {
+                Mutex::new(Step {
+                    hist: stats::histogram(),
+                    ok: 0,
+                    failed: 0,
+                    first_error: None,
+                })
+            })
+            .collect(),
+    );
     let on_frame: sio::OnFrame = {
         let steps = steps.clone();
         Arc::new(move |f: &str| {
-            let Some((id, body)) = sio::parse_ack(f) else { return };
-            let Some(step) = steps.get((id / STEP_UNIT) as usize) else { return };
+            let Some((id, body)) = sio::parse_ack(f) else {
+                return;
+            };
+            let Some(step) = steps.get((id / STEP_UNIT) as usize) else {
+                return;
+            };
             let mut st = step.lock().unwrap();
             if body.starts_with("[{\"ok\":true") {
                 st.ok += 1;
-                let _ = st.hist.record(stats::now_us().saturating_sub(id % STEP_UNIT).max(1));
+                let _ = st
+                    .hist
+                    .record(stats::now_us().saturating_sub(id % STEP_UNIT).max(1));
             } else {
                 st.failed += 1;
                 if st.first_error.is_none() {
@@ -66,11 +83,19 @@ pub async fn run(a: ChatArgs) -> bool {
     for i in 0..a.users {
         let target = &targets[i % targets.len()];
         let tok = token::mint(&c.secret, &format!("{}-chat-u{i}", c.label), "user", 3600);
-        let chat = http::open_chat(target, &tok, None).await.unwrap_or_else(|e| crate::fail(&e));
-        let conn = sio::connect(target, &tok, None, on_frame.clone()).await.unwrap_or_else(|e| crate::fail(&format!("user {i}: {e}")));
+        let chat = http::open_chat(target, &tok, None)
+            .await
+            .unwrap_or_else(|e| crate::fail(&e));
+        let conn = sio::connect(target, &tok, None, on_frame.clone())
+            .await
+            .unwrap_or_else(|e| crate::fail(&format!("user {i}: {e}")));
         users.push((conn, chat));
     }
-    eprintln!("{} users with chats ready in {:.1}s", users.len(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "{} users with chats ready in {:.1}s",
+        users.len(),
+        started.elapsed().as_secs_f64()
+    );
     let mut last_id = vec![0u64; users.len()];
     let mut rows = Vec::new();
     let mut clean = true;
@@ -117,18 +142,30 @@ pub async fn run(a: ChatArgs) -> bool {
             "ack": stats::summary(&st.hist),
             "serverUserCpuUsPerSave": if st.ok > 0 && !c.server_pids.is_empty() { Value::from((cpu_us / st.ok as f64).round()) } else { Value::Null },
         });
-        eprintln!("rate {rate}/s: {} acked, {} failed, ack p99 {} ms", st.ok, st.failed, row["ack"]["p99Ms"]);
+        eprintln!(
+            "rate {rate}/s: {} acked, {} failed, ack p99 {} ms",
+            st.ok, st.failed, row["ack"]["p99Ms"]
+        );
         rows.push(row);
     }
     for (conn, _) in &users {
         conn.close();
     }
     let result = json!({ "mode": "chat", "label": c.label, "users": users.len(), "nodes": targets.len(), "steps": rows });
-    let mut md = String::from("| sends/s | saves/s | acked | failed | ack p50 ms | ack p99 ms | ack max ms | server user CPU µs/save |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let mut md = String::from(
+        "| sends/s | saves/s | acked | failed | ack p50 ms | ack p99 ms | ack max ms | server user CPU µs/save |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
     for r in result["steps"].as_array().into_iter().flatten() {
         md += &format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            r["rate"], r["savesPerSec"], r["acked"], r["failed"], r["ack"]["p50Ms"], r["ack"]["p99Ms"], r["ack"]["maxMs"], r["serverUserCpuUsPerSave"]
+            r["rate"],
+            r["savesPerSec"],
+            r["acked"],
+            r["failed"],
+            r["ack"]["p50Ms"],
+            r["ack"]["p99Ms"],
+            r["ack"]["maxMs"],
+            r["serverUserCpuUsPerSave"]
         );
     }
     report::save(&c.out, "chat", &c.label, &result, &md);

@@ -26,7 +26,11 @@ pub struct FanoutArgs {
     #[arg(long, default_value_t = 1000)]
     receivers: usize,
     /// Messages per second the sender sends, one sweep step each, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "10,20,50,100,200,400,800,1600,3200")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "10,20,50,100,200,400,800,1600,3200"
+    )]
     rates: Vec<u64>,
     /// Seconds each step sends for.
     #[arg(long, default_value_t = 5)]
@@ -56,9 +60,20 @@ pub async fn run(a: FanoutArgs) -> bool {
     let tx_id = format!("{}-fan-tx", c.label);
     let rx_token = token::mint(&c.secret, &rx_id, "user", 3600);
     let tx_token = token::mint(&c.secret, &tx_id, "admin", 3600);
-    let chat_id = http::open_chat(&targets[0], &tx_token, Some(&rx_id)).await.unwrap_or_else(|e| crate::fail(&e));
+    let chat_id = http::open_chat(&targets[0], &tx_token, Some(&rx_id))
+        .await
+        .unwrap_or_else(|e| crate::fail(&e));
 
-    let steps: Arc<Vec<Mutex<Step>>> = Arc::new(a.rates.iter().map(|_| Mutex::new(Step { hist: stats::histogram() })).collect());
+    let steps: Arc<Vec<Mutex<Step>>> = Arc::new(
+        a.rates
+            .iter()
+            .map(|_| {
+                Mutex::new(Step {
+                    hist: stats::histogram(),
+                })
+            })
+            .collect(),
+    );
     let counts: Arc<Vec<AtomicU64>> = Arc::new(a.rates.iter().map(|_| AtomicU64::new(0)).collect());
     let on_frame: sio::OnFrame = {
         let (steps, counts) = (steps.clone(), counts.clone());
@@ -68,22 +83,42 @@ pub async fn run(a: FanoutArgs) -> bool {
             }
             let Some(i) = f.find("lt:") else { return };
             let mut parts = f[i + 3..].split(|ch: char| !ch.is_ascii_digit());
-            let (Some(Ok(step)), Some(Ok(sent))) = (parts.next().map(str::parse::<usize>), parts.next().map(str::parse::<u64>)) else { return };
+            let (Some(Ok(step)), Some(Ok(sent))) = (
+                parts.next().map(str::parse::<usize>),
+                parts.next().map(str::parse::<u64>),
+            ) else {
+                return;
+            };
             if let (Some(h), Some(n)) = (steps.get(step), counts.get(step)) {
                 n.fetch_add(1, Ordering::Relaxed);
-                let _ = h.lock().unwrap().hist.record(stats::now_us().saturating_sub(sent).max(1));
+                let _ = h
+                    .lock()
+                    .unwrap()
+                    .hist
+                    .record(stats::now_us().saturating_sub(sent).max(1));
             }
         })
     };
     let mut receivers = Vec::with_capacity(a.receivers);
     let started = Instant::now();
     for i in 0..a.receivers {
-        match sio::connect(&targets[i % targets.len()], &rx_token, None, on_frame.clone()).await {
+        match sio::connect(
+            &targets[i % targets.len()],
+            &rx_token,
+            None,
+            on_frame.clone(),
+        )
+        .await
+        {
             Ok(conn) => receivers.push(conn),
             Err(e) => crate::fail(&format!("receiver {i}: {e}")),
         }
     }
-    eprintln!("{} receivers connected in {:.1}s", receivers.len(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "{} receivers connected in {:.1}s",
+        receivers.len(),
+        started.elapsed().as_secs_f64()
+    );
     let errors = Arc::new(AtomicU64::new(0));
     let sender_frame: sio::OnFrame = {
         let errors = errors.clone();
@@ -93,7 +128,9 @@ pub async fn run(a: FanoutArgs) -> bool {
             }
         })
     };
-    let sender = sio::connect(&targets[0], &tx_token, None, sender_frame).await.unwrap_or_else(|e| crate::fail(&format!("sender: {e}")));
+    let sender = sio::connect(&targets[0], &tx_token, None, sender_frame)
+        .await
+        .unwrap_or_else(|e| crate::fail(&format!("sender: {e}")));
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let mut rows = Vec::new();
@@ -109,7 +146,10 @@ pub async fn run(a: FanoutArgs) -> bool {
             let due = ((t0.elapsed().as_secs_f64() * rate as f64) as u64 + 1).min(total);
             while sent < due {
                 let content = format!("lt:{s}:{}", stats::now_us());
-                sender.send(sio::event("message:send", &json!({ "chatId": chat_id, "message": { "content": content } })));
+                sender.send(sio::event(
+                    "message:send",
+                    &json!({ "chatId": chat_id, "message": { "content": content } }),
+                ));
                 sent += 1;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -124,7 +164,11 @@ pub async fn run(a: FanoutArgs) -> bool {
         let gen1 = procfs::cpu_ticks(std::process::id()).map_or(0, |(u, s)| u + s);
         let wall = t0.elapsed().as_secs_f64();
         let delivered = counts[s].load(Ordering::Relaxed);
-        let ratio = if expected > 0 { delivered as f64 / expected as f64 } else { 1.0 };
+        let ratio = if expected > 0 {
+            delivered as f64 / expected as f64
+        } else {
+            1.0
+        };
         let hist = steps[s].lock().unwrap().hist.clone();
         let summary = stats::summary(&hist);
         let p99 = summary["p99Ms"].as_f64().unwrap_or(f64::MAX);
@@ -146,7 +190,10 @@ pub async fn run(a: FanoutArgs) -> bool {
             "generatorCpuPct": (((gen1 - gen0) as f64 / procfs::TICKS_PER_SEC as f64 / wall) * 1000.0).round() / 10.0,
             "passed": passed,
         });
-        eprintln!("rate {rate}/s: delivered {delivered}/{expected}, p99 {p99} ms, {}", if passed { "ok" } else { "FAILED" });
+        eprintln!(
+            "rate {rate}/s: delivered {delivered}/{expected}, p99 {p99} ms, {}",
+            if passed { "ok" } else { "FAILED" }
+        );
         rows.push(row);
         if passed {
             knee = Some(rate);
@@ -159,7 +206,9 @@ pub async fn run(a: FanoutArgs) -> bool {
     }
     sender.close();
     let errors = errors.load(Ordering::Relaxed);
-    let knee_row = rows.iter().find(|r| Some(r["rate"].as_u64().unwrap_or(0)) == knee);
+    let knee_row = rows
+        .iter()
+        .find(|r| Some(r["rate"].as_u64().unwrap_or(0)) == knee);
     let result = json!({
         "mode": "fanout",
         "label": c.label,
@@ -172,18 +221,36 @@ pub async fn run(a: FanoutArgs) -> bool {
         "senderErrors": errors,
         "steps": rows,
     });
-    let mut md = String::from("| msgs/s | deliveries/s | delivered | p50 ms | p99 ms | max ms | server user CPU µs/delivery | server CPU % | generator CPU % | pass |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|\n");
+    let mut md = String::from(
+        "| msgs/s | deliveries/s | delivered | p50 ms | p99 ms | max ms | server user CPU µs/delivery | server CPU % | generator CPU % | pass |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|\n",
+    );
     for r in result["steps"].as_array().into_iter().flatten() {
         md += &format!(
             "| {} | {} | {:.2}% | {} | {} | {} | {} | {} | {} | {} |\n",
-            r["rate"], r["deliveriesPerSec"], r["deliveryRatio"].as_f64().unwrap_or(0.0) * 100.0,
-            r["latency"]["p50Ms"], r["latency"]["p99Ms"], r["latency"]["maxMs"], r["serverUserCpuUsPerDelivery"],
-            r["serverUserCpuPct"], r["generatorCpuPct"],
-            if r["passed"].as_bool() == Some(true) { "yes" } else { "no" }
+            r["rate"],
+            r["deliveriesPerSec"],
+            r["deliveryRatio"].as_f64().unwrap_or(0.0) * 100.0,
+            r["latency"]["p50Ms"],
+            r["latency"]["p99Ms"],
+            r["latency"]["maxMs"],
+            r["serverUserCpuUsPerDelivery"],
+            r["serverUserCpuPct"],
+            r["generatorCpuPct"],
+            if r["passed"].as_bool() == Some(true) {
+                "yes"
+            } else {
+                "no"
+            }
         );
     }
-    md += &format!("\nKnee ({} receivers, p99 ≤ {} ms and ≥ {}% delivered): **{} msgs/s** = {} deliveries/s\n",
-        receivers.len(), a.knee_p99_ms, a.min_delivery * 100.0, knee.map_or("none".into(), |k| k.to_string()), result["kneeDeliveriesPerSec"]);
+    md += &format!(
+        "\nKnee ({} receivers, p99 ≤ {} ms and ≥ {}% delivered): **{} msgs/s** = {} deliveries/s\n",
+        receivers.len(),
+        a.knee_p99_ms,
+        a.min_delivery * 100.0,
+        knee.map_or("none".into(), |k| k.to_string()),
+        result["kneeDeliveriesPerSec"]
+    );
     report::save(&c.out, "fanout", &c.label, &result, &md);
     !c.strict || (all_delivered && errors == 0)
 }

@@ -25,7 +25,11 @@ pub struct HoldArgs {
     #[command(flatten)]
     common: Common,
     /// Total connections after each step, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1000,5000,10000,15000,19000")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1000,5000,10000,15000,19000"
+    )]
     steps: Vec<u64>,
     /// Most connections one worker process holds.
     #[arg(long, default_value_t = 9000)]
@@ -72,7 +76,13 @@ pub async fn worker(a: WorkerArgs) -> bool {
     let noop: sio::OnFrame = Arc::new(|_| {});
     let mut tasks = Vec::with_capacity(a.count as usize);
     for i in 0..a.count {
-        let (sem, failed, first_error, noop, target) = (sem.clone(), failed.clone(), first_error.clone(), noop.clone(), target.clone());
+        let (sem, failed, first_error, noop, target) = (
+            sem.clone(),
+            failed.clone(),
+            first_error.clone(),
+            noop.clone(),
+            target.clone(),
+        );
         let token = token::mint(&a.secret, &format!("{}-{i}", a.prefix), "user", 3600);
         let src = a.src;
         tasks.push(tokio::spawn(async move {
@@ -94,7 +104,11 @@ pub async fn worker(a: WorkerArgs) -> bool {
         }
     }
     let err = first_error.lock().unwrap().clone().unwrap_or_default();
-    println!("connected {} failed {} {err}", conns.len(), failed.load(Ordering::Relaxed));
+    println!(
+        "connected {} failed {} {err}",
+        conns.len(),
+        failed.load(Ordering::Relaxed)
+    );
     let mut stdin = tokio::io::stdin();
     let mut sink = [0u8; 64];
     tokio::select! {
@@ -102,7 +116,11 @@ pub async fn worker(a: WorkerArgs) -> bool {
         _ = tokio::time::sleep(Duration::from_secs(a.max_secs)) => {}
     }
     let dropped = conns.iter().filter(|c| !c.is_open()).count();
-    eprintln!("hold-worker {}: {dropped} of {} connections were closed by the server while held", a.src, conns.len());
+    eprintln!(
+        "hold-worker {}: {dropped} of {} connections were closed by the server while held",
+        a.src,
+        conns.len()
+    );
     true
 }
 
@@ -123,8 +141,21 @@ pub async fn run(a: HoldArgs) -> bool {
             let k = workers.len();
             let src = Ipv4Addr::new(127, 0, 0, a.first_src.wrapping_add(k as u8));
             let mut child = Command::new(&exe)
-                .args(["hold-worker", "--url", &url, "--count", &n.to_string(), "--src", &src.to_string()])
-                .args(["--prefix", &format!("{}-hold-w{k}", c.label), "--concurrency", &a.concurrency.to_string()])
+                .args([
+                    "hold-worker",
+                    "--url",
+                    &url,
+                    "--count",
+                    &n.to_string(),
+                    "--src",
+                    &src.to_string(),
+                ])
+                .args([
+                    "--prefix",
+                    &format!("{}-hold-w{k}", c.label),
+                    "--concurrency",
+                    &a.concurrency.to_string(),
+                ])
                 .args(["--max-secs", &a.max_secs.to_string()])
                 .env("JWT_SECRET", &c.secret)
                 .stdin(Stdio::piped())
@@ -151,7 +182,9 @@ pub async fn run(a: HoldArgs) -> bool {
         let connect_secs = started.elapsed().as_secs_f64();
         tokio::time::sleep(Duration::from_secs(a.settle_secs)).await;
         let rss = procfs::total_rss_kib(&c.server_pids);
-        eprintln!("step {s}: {held} held ({failed} failed), server RSS {rss} KiB, {connect_secs:.1}s to connect");
+        eprintln!(
+            "step {s}: {held} held ({failed} failed), server RSS {rss} KiB, {connect_secs:.1}s to connect"
+        );
         points.push((held as f64, rss as f64));
         rows.push(json!({ "connections": held, "serverRssKiB": rss, "connectSecs": (connect_secs * 10.0).round() / 10.0 }));
         if held < step {
@@ -175,11 +208,21 @@ pub async fn run(a: HoldArgs) -> bool {
         "rssPerConnectionBytes": per_conn_bytes,
         "fitRange": [points.first().map(|p| p.0), points.last().map(|p| p.0)],
     });
-    let mut md = String::from("| connections | server RSS (MiB) | seconds to connect step |\n|---:|---:|---:|\n");
+    let mut md = String::from(
+        "| connections | server RSS (MiB) | seconds to connect step |\n|---:|---:|---:|\n",
+    );
     for r in result["steps"].as_array().into_iter().flatten() {
-        md += &format!("| {} | {:.1} | {} |\n", r["connections"], r["serverRssKiB"].as_f64().unwrap_or(0.0) / 1024.0, r["connectSecs"]);
+        md += &format!(
+            "| {} | {:.1} | {} |\n",
+            r["connections"],
+            r["serverRssKiB"].as_f64().unwrap_or(0.0) / 1024.0,
+            r["connectSecs"]
+        );
     }
-    md += &format!("\nRSS per idle connection (least-squares slope): **{}** bytes\n", per_conn_bytes.map_or("n/a".into(), |b| b.to_string()));
+    md += &format!(
+        "\nRSS per idle connection (least-squares slope): **{}** bytes\n",
+        per_conn_bytes.map_or("n/a".into(), |b| b.to_string())
+    );
     report::save(&c.out, "hold", &c.label, &result, &md);
     !c.strict || failed == 0
 }

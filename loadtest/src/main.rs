@@ -29,7 +29,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "loadgen", about = "Load generator and benchmarks for Switchboard and the Node baseline")]
+#[command(
+    name = "loadgen",
+    about = "Load generator and benchmarks for Switchboard and the Node baseline"
+)]
 struct Cli {
     #[command(subcommand)]
     mode: Mode,
@@ -56,7 +59,12 @@ enum Mode {
 #[derive(Args, Clone)]
 pub struct Common {
     /// Nodes to connect to, comma-separated; clients are spread over them round-robin.
-    #[arg(long, env = "LOADGEN_URLS", value_delimiter = ',', default_value = "http://127.0.0.1:5001")]
+    #[arg(
+        long,
+        env = "LOADGEN_URLS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:5001"
+    )]
     pub urls: Vec<String>,
     /// The HS256 secret the nodes verify tokens with.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
@@ -77,7 +85,10 @@ pub struct Common {
 
 impl Common {
     pub fn targets(&self) -> Vec<sio::Target> {
-        self.urls.iter().map(|u| sio::Target::parse(u).unwrap_or_else(|e| fail(&e))).collect()
+        self.urls
+            .iter()
+            .map(|u| sio::Target::parse(u).unwrap_or_else(|e| fail(&e)))
+            .collect()
     }
 }
 
@@ -90,7 +101,10 @@ fn main() {
     let cli = Cli::parse();
     // One thread: the generator is pinned to one core, and a single-threaded runtime spends
     // nothing on work stealing or contended locks.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let ok = rt.block_on(async move {
         match cli.mode {
             Mode::Hold(a) => hold::run(a).await,

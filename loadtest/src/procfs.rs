@@ -6,7 +6,10 @@ pub const TICKS_PER_SEC: u64 = 100;
 /// Resident set size in KiB (`VmRSS`).
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// User and system CPU time in clock ticks (fields 14 and 15 of `/proc/PID/stat`).
@@ -25,5 +28,8 @@ pub fn total_rss_kib(pids: &[u32]) -> u64 {
 
 /// Sum of user ticks over every PID.
 pub fn total_user_ticks(pids: &[u32]) -> u64 {
-    pids.iter().filter_map(|p| cpu_ticks(*p)).map(|(u, _)| u).sum()
+    pids.iter()
+        .filter_map(|p| cpu_ticks(*p))
+        .map(|(u, _)| u)
+        .sum()
 }

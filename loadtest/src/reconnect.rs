@@ -70,32 +70,59 @@ struct Shared {
 pub async fn run(a: ReconnectArgs) -> bool {
     let c = a.common.clone();
     let targets = c.targets();
-    let shared = Arc::new(Shared { kill_at_us: AtomicU64::new(0), sending: AtomicBool::new(true), down: AtomicU64::new(0), back: AtomicU64::new(0) });
+    let shared = Arc::new(Shared {
+        kill_at_us: AtomicU64::new(0),
+        sending: AtomicBool::new(true),
+        down: AtomicU64::new(0),
+        back: AtomicU64::new(0),
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<()>();
     for i in 0..a.clients {
         let id = format!("{}-rc-u{i}", c.label);
         let tok = token::mint(&c.secret, &id, "user", 3600);
-        let chat = http::open_chat(&targets[i % targets.len()], &tok, None).await.unwrap_or_else(|e| crate::fail(&e));
-        let (targets, shared, stop_rx, ready_tx) = (targets.clone(), shared.clone(), stop_rx.clone(), ready_tx.clone());
+        let chat = http::open_chat(&targets[i % targets.len()], &tok, None)
+            .await
+            .unwrap_or_else(|e| crate::fail(&e));
+        let (targets, shared, stop_rx, ready_tx) = (
+            targets.clone(),
+            shared.clone(),
+            stop_rx.clone(),
+            ready_tx.clone(),
+        );
         let (interval, verify) = (Duration::from_millis(a.send_interval_ms), !a.no_verify);
-        tasks.push(tokio::spawn(async move { client(i, tok, chat, targets, shared, stop_rx, ready_tx, interval, verify).await }));
+        tasks.push(tokio::spawn(async move {
+            client(
+                i, tok, chat, targets, shared, stop_rx, ready_tx, interval, verify,
+            )
+            .await
+        }));
     }
     for _ in 0..a.clients {
         ready_rx.recv().await;
     }
-    eprintln!("{} clients connected; warming up {}s", a.clients, a.warmup_secs);
+    eprintln!(
+        "{} clients connected; warming up {}s",
+        a.clients, a.warmup_secs
+    );
     tokio::time::sleep(Duration::from_secs(a.warmup_secs)).await;
 
     shared.kill_at_us.store(stats::now_us(), Ordering::SeqCst);
     let killed_at = Instant::now();
-    let _ = tokio::process::Command::new("kill").args([format!("-{}", a.signal), a.kill_pid.to_string()]).status().await;
+    let _ = tokio::process::Command::new("kill")
+        .args([format!("-{}", a.signal), a.kill_pid.to_string()])
+        .status()
+        .await;
     let mut exit_ms: Option<u64> = None;
-    while std::path::Path::new(&format!("/proc/{}", a.kill_pid)).exists() && killed_at.elapsed() < Duration::from_secs(a.max_secs) {
+    while std::path::Path::new(&format!("/proc/{}", a.kill_pid)).exists()
+        && killed_at.elapsed() < Duration::from_secs(a.max_secs)
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
         // A zombie child of someone else still has a /proc entry; its state says so.
-        if std::fs::read_to_string(format!("/proc/{}/stat", a.kill_pid)).is_ok_and(|s| s.contains(") Z ")) {
+        if std::fs::read_to_string(format!("/proc/{}/stat", a.kill_pid))
+            .is_ok_and(|s| s.contains(") Z "))
+        {
             break;
         }
     }
@@ -103,18 +130,29 @@ pub async fn run(a: ReconnectArgs) -> bool {
     let mut restart = None;
     if let Some(cmd) = &a.restart_cmd {
         restart = Some(killed_at.elapsed().as_millis() as u64);
-        let _ = tokio::process::Command::new("sh").args(["-c", cmd]).status().await;
+        let _ = tokio::process::Command::new("sh")
+            .args(["-c", cmd])
+            .status()
+            .await;
     }
     // Every client that lost its connection back (or the limit), then a little more traffic.
     let deadline = killed_at + Duration::from_secs(a.max_secs);
     while Instant::now() < deadline {
-        let (down, back) = (shared.down.load(Ordering::SeqCst), shared.back.load(Ordering::SeqCst));
+        let (down, back) = (
+            shared.down.load(Ordering::SeqCst),
+            shared.back.load(Ordering::SeqCst),
+        );
         if down > 0 && down == back {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    eprintln!("{} of {} dropped clients back after {} ms", shared.back.load(Ordering::SeqCst), shared.down.load(Ordering::SeqCst), killed_at.elapsed().as_millis());
+    eprintln!(
+        "{} of {} dropped clients back after {} ms",
+        shared.back.load(Ordering::SeqCst),
+        shared.down.load(Ordering::SeqCst),
+        killed_at.elapsed().as_millis()
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     shared.sending.store(false, Ordering::SeqCst);
     let _ = stop_tx.send(true);
@@ -135,7 +173,11 @@ pub async fn run(a: ReconnectArgs) -> bool {
         attempts += o.attempts;
     }
     let sum = |f: fn(&Outcome) -> usize| outcomes.iter().map(f).sum::<usize>();
-    let errors: Vec<&String> = outcomes.iter().filter_map(|o| o.error.as_ref()).take(5).collect();
+    let errors: Vec<&String> = outcomes
+        .iter()
+        .filter_map(|o| o.error.as_ref())
+        .take(5)
+        .collect();
     let result = json!({
         "mode": "reconnect",
         "label": c.label,
@@ -159,20 +201,33 @@ pub async fn run(a: ReconnectArgs) -> bool {
     });
     let md = format!(
         "| clients | signal | old node gone ms | all back ms | back p50 ms | back p99 ms | not back | acked msgs | missing | duplicates | seq gaps |\n|---:|:-:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-        a.clients, a.signal, result["oldNodeGoneMs"], result["allBackMs"], result["backP50Ms"], result["backP99Ms"], not_back,
+        a.clients,
+        a.signal,
+        result["oldNodeGoneMs"],
+        result["allBackMs"],
+        result["backP50Ms"],
+        result["backP99Ms"],
+        not_back,
         result["ackedMessages"],
         checked(&a, &result["missing"]),
         checked(&a, &result["duplicates"]),
         checked(&a, &result["seqGaps"])
     );
     report::save(&c.out, "reconnect", &c.label, &result, &md);
-    let clean = not_back == 0 && result["missing"] == 0 && result["duplicates"] == 0 && result["seqGaps"] == 0;
+    let clean = not_back == 0
+        && result["missing"] == 0
+        && result["duplicates"] == 0
+        && result["seqGaps"] == 0;
     !c.strict || clean
 }
 
 /// A verification figure, or "not checked" when `--no-verify` skipped it.
 fn checked(a: &ReconnectArgs, v: &Value) -> String {
-    if a.no_verify { "not checked".into() } else { v.to_string() }
+    if a.no_verify {
+        "not checked".into()
+    } else {
+        v.to_string()
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -270,7 +325,9 @@ async fn client(
             // Let the last acks in, then read the chat back.
             let until = Instant::now() + Duration::from_secs(5);
             while !pending.is_empty() && Instant::now() < until && conn.is_open() {
-                if let Ok(Some((k, body))) = tokio::time::timeout(Duration::from_millis(200), ack_rx.recv()).await {
+                if let Ok(Some((k, body))) =
+                    tokio::time::timeout(Duration::from_millis(200), ack_rx.recv()).await
+                {
                     if body.starts_with("[{\"ok\":true") {
                         if let Some(cmid) = pending.remove(&k) {
                             out.acked.insert(cmid);
@@ -290,9 +347,18 @@ async fn client(
 }
 
 /// Reads the chat back and compares it with what was acked.
-async fn check(conn: &sio::Conn, chat: &str, acks: &mut mpsc::UnboundedReceiver<(u64, String)>, out: &mut Outcome) {
+async fn check(
+    conn: &sio::Conn,
+    chat: &str,
+    acks: &mut mpsc::UnboundedReceiver<(u64, String)>,
+    out: &mut Outcome,
+) {
     const SYNC_ID: u64 = 1 << 40;
-    conn.send(sio::event_ack(SYNC_ID, "chat:sync", &json!({ "chatId": chat, "afterSeq": 0, "limit": 500 })));
+    conn.send(sio::event_ack(
+        SYNC_ID,
+        "chat:sync",
+        &json!({ "chatId": chat, "afterSeq": 0, "limit": 500 }),
+    ));
     let until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < until {
         match tokio::time::timeout(Duration::from_secs(5), acks.recv()).await {
@@ -317,5 +383,6 @@ async fn check(conn: &sio::Conn, chat: &str, acks: &mut mpsc::UnboundedReceiver<
             _ => break,
         }
     }
-    out.error.get_or_insert_with(|| "chat:sync got no answer".into());
+    out.error
+        .get_or_insert_with(|| "chat:sync got no answer".into());
 }

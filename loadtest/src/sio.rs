@@ -32,9 +32,17 @@ pub struct Target {
 
 impl Target {
     pub fn parse(url: &str) -> Result<Target, String> {
-        let rest = url.trim_start_matches("http://").trim_start_matches("ws://").trim_end_matches('/');
-        let addr: SocketAddr = rest.parse().map_err(|e| format!("{url}: want http://IP:PORT ({e})"))?;
-        Ok(Target { addr, host: rest.to_owned() })
+        let rest = url
+            .trim_start_matches("http://")
+            .trim_start_matches("ws://")
+            .trim_end_matches('/');
+        let addr: SocketAddr = rest
+            .parse()
+            .map_err(|e| format!("{url}: want http://IP:PORT ({e})"))?;
+        Ok(Target {
+            addr,
+            host: rest.to_owned(),
+        })
     }
 }
 
@@ -63,21 +71,41 @@ impl Conn {
 
 /// Connects with `{ token }` as auth, from `src` when given (spreads source ports over
 /// 127.0.0.x), and returns once the Socket.IO connect succeeded.
-pub async fn connect(target: &Target, token: &str, src: Option<Ipv4Addr>, on_frame: OnFrame) -> Result<Conn, String> {
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, connect_inner(target, token, src, on_frame))
-        .await
-        .map_err(|_| "handshake timed out".to_owned())?
+pub async fn connect(
+    target: &Target,
+    token: &str,
+    src: Option<Ipv4Addr>,
+    on_frame: OnFrame,
+) -> Result<Conn, String> {
+    tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        connect_inner(target, token, src, on_frame),
+    )
+    .await
+    .map_err(|_| "handshake timed out".to_owned())?
 }
 
-async fn connect_inner(target: &Target, token: &str, src: Option<Ipv4Addr>, on_frame: OnFrame) -> Result<Conn, String> {
+async fn connect_inner(
+    target: &Target,
+    token: &str,
+    src: Option<Ipv4Addr>,
+    on_frame: OnFrame,
+) -> Result<Conn, String> {
     let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
     if let Some(ip) = src {
-        socket.bind(SocketAddr::new(ip.into(), 0)).map_err(|e| format!("bind {ip}: {e}"))?;
+        socket
+            .bind(SocketAddr::new(ip.into(), 0))
+            .map_err(|e| format!("bind {ip}: {e}"))?;
     }
-    let stream = socket.connect(target.addr).await.map_err(|e| format!("connect: {e}"))?;
+    let stream = socket
+        .connect(target.addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     let _ = stream.set_nodelay(true);
     let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", target.host);
-    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
     let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
         .await
         .map_err(|e| format!("upgrade: {e}"))?;
@@ -85,7 +113,9 @@ async fn connect_inner(target: &Target, token: &str, src: Option<Ipv4Addr>, on_f
         Some(Ok(Message::Text(t))) if t.starts_with('0') => {}
         other => return Err(format!("no Engine.IO open packet: {other:?}")),
     }
-    ws.send(Message::text(format!("40{{\"token\":\"{token}\"}}"))).await.map_err(|e| e.to_string())?;
+    ws.send(Message::text(format!("40{{\"token\":\"{token}\"}}")))
+        .await
+        .map_err(|e| e.to_string())?;
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) => {
