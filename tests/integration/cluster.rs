@@ -645,3 +645,111 @@ async fn a_drained_node_withdraws_its_presence_and_its_users_go_offline_once() {
     );
     assert!(queued_statuses(&admin, "u2").is_empty());
 }
+
+#[tokio::test]
+async fn draining_a_node_under_traffic_moves_its_clients_and_loses_no_acknowledged_message() {
+    let redis = RedisServer::start().await;
+    let data = shared_dir();
+    let stays = TestNode::cluster(data.clone(), &redis.url(), "stays").await;
+    let takes_over = TestNode::cluster(data.clone(), &redis.url(), "takes-over").await;
+    let leaves = TestNode::cluster(data.clone(), &redis.url(), "leaves").await;
+    let admin = stays.socket("a1", Role::Admin).await;
+    let chat = stays.open_chat(&stays.token("u1", Role::User)).await;
+    let _u2_stays = stays.socket("u2", Role::User).await;
+    assert_eq!(
+        status_of(&admin, "u2", LONG).await.as_deref(),
+        Some("online")
+    );
+    let u2_leaves = leaves.socket("u2", Role::User).await;
+    let sender = Arc::new(leaves.socket("u1", Role::User).await);
+    assert_eq!(
+        status_of(&admin, "u1", LONG).await.as_deref(),
+        Some("online")
+    );
+
+    // Traffic: acknowledged sends from the draining node, paced under the rate limit, until the
+    // drain closes the sender's connection (bounded in count either way).
+    let traffic = {
+        let (sender, chat) = (sender.clone(), chat.clone());
+        tokio::spawn(async move {
+            let mut acked = BTreeSet::new();
+            let mut tick = tokio::time::interval(Duration::from_millis(60));
+            for i in 0..2_000 {
+                tick.tick().await;
+                let payload = json!({ "chatId": chat, "message": { "content": format!("m{i}") }, "clientMessageId": format!("c{i}") });
+                match sender
+                    .try_ack("message:send", payload, Duration::from_secs(3))
+                    .await
+                {
+                    Some(ack) if ack["ok"] == true => {
+                        acked.insert(ack["message"]["id"].as_str().unwrap().to_owned());
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+                if sender.closed(Duration::ZERO).await {
+                    break;
+                }
+            }
+            acked
+        })
+    };
+    let mut seen = BTreeSet::new();
+    while seen.len() < 10 {
+        let event = admin
+            .try_event("message:new", LONG)
+            .await
+            .expect("traffic flows");
+        seen.insert(event["message"]["id"].as_str().unwrap().to_owned());
+    }
+
+    leaves.stop().await;
+
+    assert!(
+        sender.closed(LONG).await,
+        "the drain closed the sender's connection"
+    );
+    assert!(u2_leaves.closed(LONG).await);
+    let acked = tokio::time::timeout(LONG, traffic)
+        .await
+        .expect("traffic ends with the connection")
+        .unwrap();
+    assert!(acked.len() >= 10, "{} acknowledged", acked.len());
+
+    // The client reconnects through the load balancer to another node and carries on.
+    let moved = takes_over.socket("u1", Role::User).await;
+    let after = send(&moved, &chat, "after the drain").await;
+    assert_eq!(after["ok"], true, "{after}");
+
+    // Every acknowledged message is saved, in seq order, and reached the admin on another node.
+    let sync = admin
+        .ack(
+            "chat:sync",
+            json!({ "chatId": chat, "afterSeq": 0, "limit": 500 }),
+        )
+        .await;
+    let saved: BTreeSet<String> = sync["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        acked.is_subset(&saved),
+        "{} acknowledged messages missing from the store",
+        acked.difference(&saved).count()
+    );
+    let pending: BTreeSet<String> = acked.difference(&seen).cloned().collect();
+    let got = receives_all(&admin, &pending, LONG).await;
+    assert!(
+        pending.is_subset(&got),
+        "every acknowledged message reached the admin live"
+    );
+
+    // u2 kept a socket on another node: never announced offline.
+    assert!(
+        !queued_statuses(&admin, "u2").contains(&"offline".to_owned()),
+        "u2 flickered offline"
+    );
+    assert_eq!(user_status(&stays, "u2").await["sockets"], 1);
+}
