@@ -9,6 +9,8 @@
 # SERVER_CORE / GEN_CORE (0 / 1), WITH_REDIS=1 (start a Redis on core 0 and give the server
 # REDIS_URL), NODES=N (N servers, each with its own port and data dir, sharing one Redis: clients
 # are spread over them, RSS/CPU summed; reconnect kills the first), OUT (loadtest/results).
+# With Redis, the run's `INFO commandstats` is written to $OUT/redis-commandstats-LABEL-MODE.txt.
+# Other variables (MONGODB_URI, ...) pass through to the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:?mode: hold|fanout|chat|reconnect}
@@ -67,6 +69,8 @@ pid_list=$(IFS=,; echo "${pids[*]}")
 echo "$label ($cmd) x$nodes on core $server_core, pids $pid_list${redis_env:+, $redis_env}; generator on core $gen_core"
 
 common=(--urls "$url_list" --server-pids "$pid_list" --label "$label" --out "$out")
+# Redis work is counted from here: what the run itself costs (INFO commandstats, written after).
+[ -n "$redis_env" ] && redis-cli -p "$rport" CONFIG RESETSTAT >/dev/null
 case $mode in
   hold) taskset -c "$gen_core" timeout 900 "$gen" hold "${common[@]}" "$@" ;;
   fanout) taskset -c "$gen_core" timeout 900 "$gen" fanout "${common[@]}" "$@" ;;
@@ -77,3 +81,7 @@ case $mode in
     taskset -c "$gen_core" timeout 300 "$gen" reconnect "${common[@]}" --kill-pid "$pid" --restart-cmd "$start0" "${extra[@]}" "$@" ;;
   *) echo "unknown mode $mode"; exit 2 ;;
 esac
+if [ -n "$redis_env" ]; then
+  redis-cli -p "$rport" INFO commandstats >"$out/redis-commandstats-$label-$mode.txt"
+  echo "Redis commands during the run: $out/redis-commandstats-$label-$mode.txt"
+fi

@@ -126,12 +126,22 @@ pub struct Connections {
     pub adapter: RedisAdapterCtr<FredDriver>,
 }
 
+/// How many incoming pub/sub messages may wait to be handed to the adapter, in fred's broadcast
+/// channel and then in each channel's stream. Preallocated (about 100 bytes a slot, for each
+/// of the subscriber's few event channels), so a few MB per node; a burst larger than this,
+/// arriving faster than the node consumes it, still loses messages (logged by the driver).
+const SUBSCRIBER_BUFFER: usize = 16_384;
+
 /// Connects to Redis, waiting as long as it takes for it to answer (a node may start first).
 pub async fn connect(url: &str) -> Result<Connections, ClusterError> {
     let presence = builder(url, COMMAND_TIMEOUT)?
         .build()
         .map_err(redis_error)?;
     let subscriber = builder(url, PUBLISH_TIMEOUT)?
+        // Every emission of every node arrives through this client's broadcast channel; fred's
+        // default of 32 slots drops messages ("lagged") as soon as a burst outruns the task
+        // that hands them to the adapter, and the loss is silent. See `SUBSCRIBER_BUFFER`.
+        .with_performance_config(|p| p.broadcast_channel_capacity = SUBSCRIBER_BUFFER)
         .build_subscriber_client()
         .map_err(redis_error)?;
     {
@@ -147,7 +157,9 @@ pub async fn connect(url: &str) -> Result<Connections, ClusterError> {
             }
         }
     }
-    let config = RedisAdapterConfig::new().with_prefix(CHANNEL_PREFIX);
+    let config = RedisAdapterConfig::new()
+        .with_prefix(CHANNEL_PREFIX)
+        .with_stream_buffer(SUBSCRIBER_BUFFER);
     let adapter = RedisAdapterCtr::new_with_fred_config(subscriber.clone(), config)
         .await
         .map_err(redis_error)?;

@@ -753,3 +753,45 @@ async fn draining_a_node_under_traffic_moves_its_clients_and_loses_no_acknowledg
     );
     assert_eq!(user_status(&stays, "u2").await["sockets"], 1);
 }
+
+#[tokio::test]
+async fn a_burst_of_emissions_all_reach_the_other_node() {
+    let redis = RedisServer::start().await;
+    let data = shared_dir();
+    let sender = TestNode::cluster(data.clone(), &redis.url(), "sender").await;
+    let receiver = TestNode::cluster(data.clone(), &redis.url(), "receiver").await;
+    let user = receiver.socket("u1", Role::User).await;
+    let admin_token = sender.token("a1", Role::Admin);
+    const BURST: usize = 400;
+
+    // Many reports at once on one node: as many publishes reach the other node's subscriber
+    // together, more than a small pub/sub buffer holds.
+    let posts = (0..BURST).map(|i| {
+        let (http, url, token) = (sender.http.clone(), sender.url("/api/reports"), admin_token.clone());
+        async move {
+            let body = json!({ "userId": "u1", "title": format!("r{i}"), "message": "burst", "status": "Info" });
+            http.post(url).bearer_auth(token).json(&body).send().await.map(|r| r.status().as_u16())
+        }
+    });
+    let statuses = futures_util::future::join_all(posts).await;
+    assert!(
+        statuses.iter().all(|s| matches!(s, Ok(201))),
+        "every report saved"
+    );
+
+    let mut titles = BTreeSet::new();
+    while titles.len() < BURST {
+        match user.try_event("receiveReportMessage", LONG).await {
+            Some(e) => {
+                titles.insert(
+                    e["message"]["title"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+            None => break,
+        }
+    }
+    assert_eq!(titles.len(), BURST, "reports delivered across nodes");
+}
