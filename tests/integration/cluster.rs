@@ -60,32 +60,20 @@ async fn receives_all(socket: &Sio, ids: &BTreeSet<String>, within: Duration) ->
     seen
 }
 
-async fn active_users(node: &TestNode, query: &str) -> Value {
+/// A staff GET that must succeed; returns its body.
+async fn staff_get(node: &TestNode, path: &str) -> Value {
     let token = node.token("audit", Role::Admin);
-    let (status, body) = node
-        .call(
-            Method::GET,
-            &format!("/api/socket/active-users{query}"),
-            Some(&token),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    let (status, body) = node.call(Method::GET, path, Some(&token), None).await;
+    assert_eq!(status, 200, "{path}: {body}");
     body
 }
 
+async fn active_users(node: &TestNode, query: &str) -> Value {
+    staff_get(node, &format!("/api/socket/active-users{query}")).await
+}
+
 async fn user_status(node: &TestNode, user: &str) -> Value {
-    let token = node.token("audit", Role::Admin);
-    let (status, body) = node
-        .call(
-            Method::GET,
-            &format!("/api/users/{user}/status"),
-            Some(&token),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body
+    staff_get(node, &format!("/api/users/{user}/status")).await
 }
 
 async fn readyz(port: u16) -> u16 {
