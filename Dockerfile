@@ -16,12 +16,17 @@ WORKDIR /build
 # Dependencies in their own layer: build the locked dependency graph against empty crate roots,
 # so editing src/ reuses this layer and recompiles only Switchboard itself. The manifest names
 # tests/integration/main.rs as a test target, so it gets an empty stand-in too (tests are not
-# part of the image).
+# part of the image). The workspace's other members must be there for Cargo to load it: the
+# patched engineioxide (vendor/, built into the node) and the load generator's manifest (the
+# generator itself is not built).
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src tests/integration \
+COPY vendor ./vendor
+COPY loadtest/Cargo.toml ./loadtest/
+RUN mkdir -p src tests/integration loadtest/src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
     && echo 'fn main() {}' > tests/integration/main.rs \
+    && echo 'fn main() {}' > loadtest/src/main.rs \
     && cargo build --release --locked --bin switchboard \
     && rm -rf src
 

@@ -2,9 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 use socketioxide::adapter::Adapter;
-use socketioxide::extract::SocketRef;
 
-use super::{Ctx, Empty, Reply, on};
+use super::{Ctx, Empty, Reply, Routes};
 use crate::domain::{ChatId, HistoryPage, Message, MessageBodyInput, MessageId};
 use crate::error::AppError;
 
@@ -71,10 +70,8 @@ pub fn parse_limit(
     }
 }
 
-pub fn register<A: Adapter>(s: &SocketRef<A>, ctx: &Ctx) {
-    on(
-        s,
-        ctx,
+pub fn routes<A: Adapter>(routes: &mut Routes<A>) {
+    routes.on(
         "message:send",
         Reply::Standard,
         |ctx: Ctx, p: SendPayload| async move {
@@ -88,9 +85,7 @@ pub fn register<A: Adapter>(s: &SocketRef<A>, ctx: &Ctx) {
             })
         },
     );
-    on(
-        s,
-        ctx,
+    routes.on(
         "message:read",
         Reply::Standard,
         |ctx: Ctx, p: ReadPayload| async move {
@@ -102,9 +97,7 @@ pub fn register<A: Adapter>(s: &SocketRef<A>, ctx: &Ctx) {
             Ok(Empty {})
         },
     );
-    on(
-        s,
-        ctx,
+    routes.on(
         "chat:sync",
         Reply::Standard,
         |ctx: Ctx, p: SyncPayload| async move {

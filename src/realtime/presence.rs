@@ -2,9 +2,8 @@
 
 use serde::Deserialize;
 use socketioxide::adapter::Adapter;
-use socketioxide::extract::SocketRef;
 
-use super::{Ctx, Empty, Reply, Session, on};
+use super::{Ctx, Empty, Reply, Routes, Session};
 use crate::app::AppState;
 use crate::error::AppError;
 use crate::presence::SocketEntry;
@@ -37,27 +36,20 @@ fn own_id_only(ctx: &Ctx, id: &str) -> Result<(), AppError> {
     }
 }
 
-pub fn register<A: Adapter>(s: &SocketRef<A>, ctx: &Ctx) {
-    let socket_id = s.id.to_string();
-    on(
-        s,
-        ctx,
+pub fn routes<A: Adapter>(routes: &mut Routes<A>) {
+    routes.on(
         "user:online",
         Reply::Standard,
-        move |ctx: Ctx, p: OnlinePayload| {
-            let socket_id = socket_id.clone();
-            async move {
-                own_id_only(&ctx, &p.user_id)?;
-                ctx.state
-                    .socket_online(&entry(&ctx.state, &socket_id, &ctx.session))
-                    .await;
-                Ok(Empty {})
-            }
+        |ctx: Ctx, p: OnlinePayload| async move {
+            own_id_only(&ctx, &p.user_id)?;
+            let socket_id = ctx.socket_id.to_string();
+            ctx.state
+                .socket_online(&entry(&ctx.state, &socket_id, &ctx.session))
+                .await;
+            Ok(Empty {})
         },
     );
-    on(
-        s,
-        ctx,
+    routes.on(
         "joinUserRoom",
         Reply::Standard,
         |ctx: Ctx, user_id: String| async move {

@@ -2,9 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 use socketioxide::adapter::Adapter;
-use socketioxide::extract::SocketRef;
 
-use super::{Ctx, Reply, on};
+use super::{Ctx, Reply, Routes};
 use crate::domain::{Report, ReportId, ReportInput};
 use crate::error::{AppError, ErrorBody};
 use crate::service::ReportReadReply;
@@ -48,10 +47,8 @@ struct ReadPayload {
     report_id: String,
 }
 
-pub fn register<A: Adapter>(s: &SocketRef<A>, ctx: &Ctx) {
-    on(
-        s,
-        ctx,
+pub fn routes<A: Adapter>(routes: &mut Routes<A>) {
+    routes.on(
         "sendReportMessage",
         Reply::ReportSent,
         |ctx: Ctx, p: ReportInput| async move {
@@ -59,9 +56,7 @@ pub fn register<A: Adapter>(s: &SocketRef<A>, ctx: &Ctx) {
             Ok(report)
         },
     );
-    on(
-        s,
-        ctx,
+    routes.on(
         "report:read",
         Reply::Standard,
         |ctx: Ctx, p: ReadPayload| async move {

@@ -91,15 +91,10 @@ struct TypingPayload {
 }
 
 /// `user:typing:start` and `user:typing:stop`; over the rate limit they are dropped silently.
-pub fn register<A: socketioxide::adapter::Adapter>(
-    s: &socketioxide::extract::SocketRef<A>,
-    ctx: &super::Ctx,
-) {
-    use super::{Ctx, Empty, Reply, on};
+pub fn routes<A: socketioxide::adapter::Adapter>(routes: &mut super::Routes<A>) {
+    use super::{Ctx, Empty, Reply};
     for (event, is_typing) in [("user:typing:start", true), ("user:typing:stop", false)] {
-        on(
-            s,
-            ctx,
+        routes.on(
             event,
             Reply::Droppable,
             move |ctx: Ctx, p: TypingPayload| async move {

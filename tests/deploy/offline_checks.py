@@ -61,10 +61,39 @@ def check_dockerfile() -> set[str]:
     text = (ROOT / "Dockerfile").read_text()
     check("Dockerfile runs as a non-root numeric user", re.search(r"^USER 10001", text, re.M) is not None)
     check("Dockerfile has a HEALTHCHECK on /healthz", "HEALTHCHECK" in text and "/healthz" in text)
+    check_docker_context()
     env = set()
     for block in re.findall(r"^ENV ((?:.*\\\n)*.*)$", text, re.M):
         env |= set(re.findall(r"([A-Z_][A-Z0-9_]*)=", block))
     return env
+
+
+def check_docker_context() -> None:
+    """The build context .dockerignore lets through, with the builder stage's stand-in crate roots,
+    must load as a Cargo workspace with the locked graph (no Docker engine here to build it)."""
+    rules = [l.strip() for l in (ROOT / ".dockerignore").read_text().splitlines()]
+    rules = [l for l in rules if l and not l.startswith("#")]
+    if rules[0] != "*" or not all(r.startswith("!") for r in rules[1:]):
+        check(".dockerignore is `*` then `!path` lines (what this check understands)", False, str(rules))
+        return
+    with tempfile.TemporaryDirectory() as ctx:
+        for rule in rules[1:]:
+            src = ROOT / rule[1:].rstrip("/")
+            dst = Path(ctx) / rule[1:].rstrip("/")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["cp", "-r", str(src), str(dst)], check=True)
+        for stub in ["src/main.rs", "tests/integration/main.rs", "loadtest/src/main.rs"]:
+            path = Path(ctx) / stub
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                path.write_text("fn main() {}\n")
+        r = subprocess.run(
+            ["cargo", "metadata", "--locked", "--format-version", "1",
+             "--filter-platform", "x86_64-unknown-linux-gnu"],
+            cwd=ctx, capture_output=True, text=True,
+        )
+        check("the Docker build context loads as the locked workspace", r.returncode == 0,
+              r.stderr.strip()[-400:] if r.returncode else "")
 
 
 # --- Compose ----------------------------------------------------------------------------------

@@ -1,0 +1,255 @@
+//! The outgoing packet queue of one socket (Switchboard patch).
+//!
+//! Upstream keeps a `tokio::sync::mpsc` channel per socket. Such a channel allocates its first
+//! block of 32 slots (about 5 KiB of `PacketBuf`s) when it is created, so every idle connection
+//! paid for it. This queue lives inline in the [`Socket`](crate::Socket), allocates only when a
+//! packet waits in it, and gives its memory back once it is drained. It keeps the channel's
+//! semantics: a bounded buffer with reservations, a close that still lets the receiver drain what
+//! was queued, and one "volatile" slot that only keeps the latest packet, read after the buffer.
+
+use std::{
+    collections::VecDeque,
+    future::poll_fn,
+    sync::Mutex,
+    task::{Context, Poll},
+};
+
+use engineioxide_core::PacketBuf;
+use futures_util::task::AtomicWaker;
+use tokio::sync::{Notify, mpsc::error::TrySendError};
+
+#[derive(Debug, Default)]
+struct State {
+    buffered: VecDeque<PacketBuf>,
+    /// Boxed: a `PacketBuf` is 168 bytes, and most sockets never send a volatile packet.
+    volatile: Option<Box<PacketBuf>>,
+    /// Slots promised to outstanding [`QueuePermit`]s.
+    reserved: usize,
+    closed: bool,
+}
+
+/// A bounded multi-producer, single-consumer queue of packets.
+#[derive(Debug)]
+pub(crate) struct PacketQueue {
+    state: Mutex<State>,
+    capacity: usize,
+    rx_waker: AtomicWaker,
+    closed_notify: Notify,
+}
+
+/// One reserved slot in a [`PacketQueue`]; released if dropped unused.
+pub(crate) struct QueuePermit<'a> {
+    queue: &'a PacketQueue,
+}
+
+impl QueuePermit<'_> {
+    pub(crate) fn send(self, packets: PacketBuf) {
+        let queue = self.queue;
+        std::mem::forget(self);
+        {
+            let mut state = queue.lock();
+            state.reserved -= 1;
+            // A permit taken before a close still delivers: the receiver drains after a close.
+            state.buffered.push_back(packets);
+        }
+        queue.rx_waker.wake();
+    }
+}
+
+impl Drop for QueuePermit<'_> {
+    fn drop(&mut self) {
+        self.queue.lock().reserved -= 1;
+    }
+}
+
+impl PacketQueue {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            capacity: capacity.max(1),
+            rx_waker: AtomicWaker::new(),
+            closed_notify: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Nothing panics while holding the lock; recover the state if something ever did.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue packets if there is room and the queue is open.
+    pub(crate) fn try_send(&self, packets: PacketBuf) -> Result<(), TrySendError<PacketBuf>> {
+        {
+            let mut state = self.lock();
+            if state.closed {
+                return Err(TrySendError::Closed(packets));
+            }
+            if state.buffered.len() + state.reserved >= self.capacity {
+                return Err(TrySendError::Full(packets));
+            }
+            state.buffered.push_back(packets);
+        }
+        self.rx_waker.wake();
+        Ok(())
+    }
+
+    /// Queue packets whatever the capacity (control packets such as the upgrade's NOOP).
+    pub(crate) fn force_send(&self, packets: PacketBuf) -> Result<(), PacketBuf> {
+        {
+            let mut state = self.lock();
+            if state.closed {
+                return Err(packets);
+            }
+            state.buffered.push_back(packets);
+        }
+        self.rx_waker.wake();
+        Ok(())
+    }
+
+    /// Reserve one slot.
+    pub(crate) fn try_reserve(&self) -> Result<QueuePermit<'_>, TrySendError<()>> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(TrySendError::Closed(()));
+        }
+        if state.buffered.len() + state.reserved >= self.capacity {
+            return Err(TrySendError::Full(()));
+        }
+        state.reserved += 1;
+        Ok(QueuePermit { queue: self })
+    }
+
+    /// Replace the volatile packet. Returns false once the queue is closed.
+    pub(crate) fn send_volatile(&self, packets: PacketBuf) -> bool {
+        {
+            let mut state = self.lock();
+            if state.closed {
+                return false;
+            }
+            state.volatile = Some(Box::new(packets));
+        }
+        self.rx_waker.wake();
+        true
+    }
+
+    /// The next packets: buffered ones first, then the volatile one.
+    /// `Ready(None)` once the queue is closed and drained.
+    /// Only the holder of the socket's receiver lock may call it (a single consumer).
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<PacketBuf>> {
+        if let Some(packets) = self.try_recv_with_closed() {
+            return packets;
+        }
+        self.rx_waker.register(cx.waker());
+        // Check again: a packet may have arrived before the waker was registered.
+        self.try_recv_with_closed().unwrap_or(Poll::Pending)
+    }
+
+    pub(crate) async fn recv(&self) -> Option<PacketBuf> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The next packets if any are waiting.
+    pub(crate) fn try_recv(&self) -> Option<PacketBuf> {
+        match self.try_recv_with_closed() {
+            Some(Poll::Ready(packets)) => packets,
+            _ => None,
+        }
+    }
+
+    fn try_recv_with_closed(&self) -> Option<Poll<Option<PacketBuf>>> {
+        let mut state = self.lock();
+        if let Some(packets) = state.buffered.pop_front() {
+            // An idle socket keeps no buffer (a few small allocations per burst instead).
+            if state.buffered.is_empty() {
+                state.buffered = VecDeque::new();
+            }
+            return Some(Poll::Ready(Some(packets)));
+        }
+        if let Some(packets) = state.volatile.take() {
+            return Some(Poll::Ready(Some(*packets)));
+        }
+        state.closed.then_some(Poll::Ready(None))
+    }
+
+    /// Refuse new packets; the receiver still gets what was queued.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+        self.rx_waker.wake();
+        self.closed_notify.notify_waiters();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    pub(crate) async fn closed(&self) {
+        loop {
+            let notified = self.closed_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engineioxide_core::Packet;
+    use smallvec::smallvec;
+
+    fn ping() -> PacketBuf {
+        smallvec![Packet::Ping]
+    }
+
+    #[test]
+    fn bounded_with_reservations() {
+        let q = PacketQueue::new(2);
+        let permit = q.try_reserve().unwrap();
+        q.try_send(ping()).unwrap();
+        assert!(matches!(q.try_send(ping()), Err(TrySendError::Full(_))));
+        drop(permit);
+        q.try_send(ping()).unwrap();
+        assert!(q.try_recv().is_some());
+        assert!(q.try_recv().is_some());
+        assert!(q.try_recv().is_none());
+    }
+
+    #[test]
+    fn a_closed_queue_drains_then_ends() {
+        let q = PacketQueue::new(4);
+        q.try_send(ping()).unwrap();
+        q.close();
+        assert!(matches!(q.try_send(ping()), Err(TrySendError::Closed(_))));
+        assert!(q.try_reserve().is_err());
+        assert!(!q.send_volatile(ping()));
+        assert!(q.try_recv().is_some());
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(matches!(q.poll_recv(&mut cx), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn volatile_keeps_only_the_latest_and_comes_after_the_buffer() {
+        let q = PacketQueue::new(4);
+        q.send_volatile(smallvec![Packet::Noop]);
+        q.send_volatile(smallvec![Packet::Pong]);
+        q.try_send(ping()).unwrap();
+        assert_eq!(q.try_recv().unwrap()[0], Packet::Ping);
+        assert_eq!(q.try_recv().unwrap()[0], Packet::Pong);
+        assert!(q.try_recv().is_none());
+    }
+
+    #[test]
+    fn a_drained_burst_gives_its_memory_back() {
+        let q = PacketQueue::new(1024);
+        for _ in 0..100 {
+            q.try_send(ping()).unwrap();
+        }
+        while q.try_recv().is_some() {}
+        assert_eq!(q.lock().buffered.capacity(), 0);
+    }
+}

@@ -1,0 +1,790 @@
+//! The ws transport module is responsible for handling websocket connections
+//! The only public function is [`new_req`] which is used to upgrade a http request to a websocket connection
+//!
+//! Other functions are used internally to handle the websocket connection through tasks and channels
+//! and to handle upgrade from polling to ws
+
+use std::{sync::Arc, time::Duration};
+
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
+use smallvec::smallvec;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::{
+    WebSocketStream,
+    tungstenite::{
+        self, Message,
+        handshake::derive_accept_key,
+        protocol::{Role, WebSocketConfig},
+    },
+};
+use tokio_util::future::FutureExt as _;
+
+use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Sid, Str, TransportType};
+use tokio::time::Instant;
+
+use crate::{
+    DisconnectReason, Socket, body::ResponseBody, config::EngineIoConfig, engine::EngineIo,
+    errors::Error, handler::EngineIoHandler, transport::make_open_packet,
+};
+
+/// Create a response for websocket upgrade
+fn ws_response<B>(ws_key: &HeaderValue) -> Response<ResponseBody<B>> {
+    let derived = derive_accept_key(ws_key.as_bytes());
+    let sec = derived.parse::<HeaderValue>().unwrap();
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(http::header::UPGRADE, HeaderValue::from_static("websocket"))
+        .header(
+            http::header::CONNECTION,
+            HeaderValue::from_static("Upgrade"),
+        )
+        .header(http::header::SEC_WEBSOCKET_ACCEPT, sec)
+        .body(ResponseBody::empty_response())
+        .unwrap() // we are only using constants
+}
+
+/// Upgrade a websocket request to create a websocket connection.
+///
+/// If a sid is provided in the query it means that is is upgraded from an existing HTTP polling request.
+/// In this case the http polling request is closed and the SID is kept for the websocket
+pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
+    engine: Arc<EngineIo<H>>,
+    protocol: ProtocolVersion,
+    sid: Option<Sid>,
+    req: Request<R>,
+) -> Result<Response<ResponseBody<B>>, Error> {
+    let (parts, body) = req.into_parts();
+    let req = Request::from_parts(parts.clone(), body);
+
+    let ws_key = parts
+        .headers
+        .get("Sec-WebSocket-Key")
+        .ok_or(Error::InvalidWebSocketKey)?
+        .clone();
+
+    // Everything the task captures stays in it for the connection's life: the request is turned
+    // into its upgrade future here, and the parts kept for the socket are boxed until then.
+    let on_upgrade = hyper::upgrade::on(req);
+    let parts = Box::new(parts);
+    tokio::spawn(async move {
+        let conn = match on_upgrade.await {
+            Ok(conn) => hyper_util::rt::TokioIo::new(conn),
+            Err(_e) => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!("ws upgrade error: {}", _e);
+                return;
+            }
+        };
+
+        match on_init(engine.clone(), conn, protocol, sid, parts).await {
+            Ok(()) => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(?sid, "ws closed")
+            }
+            Err(Error::MultipleWebsocketRequests) => {}
+            Err(_e) => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(?sid, "ws closed with error: {_e}");
+                if let Some(sid) = sid {
+                    engine.close_session(sid, DisconnectReason::TransportError);
+                }
+            }
+        }
+    });
+
+    Ok(ws_response(&ws_key))
+}
+
+/// Serve a websocket connection until it closes: set the session up, then [`serve`] it.
+pub async fn on_init<H: EngineIoHandler, S>(
+    engine: Arc<EngineIo<H>>,
+    conn: S,
+    protocol: ProtocolVersion,
+    sid: Option<Sid>,
+    req_data: Box<Parts>,
+) -> Result<(), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Boxed: the handshake's state is not kept for the connection's life.
+    let (socket, ws, heartbeat) =
+        Box::pin(set_up(engine.clone(), conn, protocol, sid, req_data)).await?;
+    serve(engine, socket, ws, heartbeat).await;
+    Ok(())
+}
+
+/// The websocket and heartbeat of a session, once [`set_up`].
+type Session<H, S> = (
+    Arc<Socket<<H as EngineIoHandler>::Data>>,
+    WebSocketStream<S>,
+    Option<Heartbeat>,
+);
+
+/// Handle a websocket connection upgrade
+///
+/// Sends an open packet if it is not an upgrade from a polling request
+///
+/// Switchboard patch: one task per connection. Upstream split the stream and spawned a writer
+/// task and a heartbeat task beside a reader; each idle connection paid for three tasks and a
+/// shared lock around the split stream. Here the connection's task sets the session up with this
+/// function, then [`serve`] reads, writes and (for new v4 sessions) runs the heartbeat.
+#[cfg_attr(
+    feature = "tracing",
+    tracing::instrument(level = "trace", name = "init_websocket", skip(engine, conn, req_data))
+)]
+async fn set_up<H: EngineIoHandler, S>(
+    engine: Arc<EngineIo<H>>,
+    conn: S,
+    protocol: ProtocolVersion,
+    sid: Option<Sid>,
+    req_data: Box<Parts>,
+) -> Result<Session<H, S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(engine.config.ws_read_buffer_size)
+        .max_message_size(Some(engine.config.ws_max_message_size))
+        .max_frame_size(Some(engine.config.ws_max_frame_size));
+
+    let ws_init = move || WebSocketStream::from_raw_socket(conn, Role::Server, Some(ws_config));
+    let (socket, ws, heartbeat) = if let Some(sid) = sid {
+        match engine.get_socket(sid) {
+            None => return Err(Error::UnknownSessionID(sid)),
+            Some(socket) if socket.is_ws() => return Err(Error::MultipleWebsocketRequests),
+            Some(socket) => {
+                let mut ws = ws_init().await;
+
+                let upgrade_fut = upgrade_handshake::<H, S>(&socket, &mut ws);
+                match tokio::time::timeout(engine.config.upgrade_timeout, upgrade_fut)
+                    .with_cancellation_token(&socket.cancellation_token)
+                    .await
+                {
+                    Some(Ok(res)) => res?,
+                    Some(Err(_)) => {
+                        #[cfg(feature = "tracing")]
+                        tracing::debug!(?sid, "ws upgrade timed out, closing session");
+                        engine.close_session(socket.id, DisconnectReason::TransportError);
+                        return Err(Error::Upgrade);
+                    }
+                    None => {
+                        #[cfg(feature = "tracing")]
+                        tracing::debug!(?sid, "socket is being closed");
+                        return Err(Error::Upgrade);
+                    }
+                }
+                // The polling session's heartbeat task keeps running.
+                (socket, ws, None)
+            }
+        }
+    } else {
+        let socket = engine.create_session(protocol, TransportType::Websocket, *req_data, false);
+
+        #[cfg(feature = "tracing")]
+        tracing::debug!("new websocket connection");
+
+        let mut ws = ws_init().await;
+        init_handshake(socket.id, &mut ws, &engine.config).await?;
+        let heartbeat = if socket.protocol == ProtocolVersion::V4 {
+            Some(Heartbeat::new(
+                engine.config.ping_interval,
+                engine.config.ping_timeout,
+            ))
+        } else {
+            socket
+                .clone()
+                .spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
+            None
+        };
+        (socket, ws, heartbeat)
+    };
+
+    Ok((socket, ws, heartbeat))
+}
+
+/// How a connection's loop ended.
+enum Outcome {
+    /// The client closed the transport.
+    Closed,
+    /// The session was closed on the server side.
+    Cancelled,
+    /// A transport, protocol or heartbeat error.
+    Failed(Error),
+}
+
+/// Most queued batches written before the stream is flushed and read from again.
+const MAX_BATCHES_PER_FLUSH: usize = 64;
+
+/// The v4 heartbeat of a websocket session, driven by its connection task: a ping every
+/// `interval`, and the session ends if its pong takes longer than `timeout`.
+struct Heartbeat {
+    interval: Duration,
+    timeout: Duration,
+    last_ping: Instant,
+    awaiting_pong: bool,
+}
+
+impl Heartbeat {
+    fn new(interval: Duration, timeout: Duration) -> Self {
+        Self {
+            interval,
+            timeout,
+            // As socket.io does: the first ping one interval after the handshake.
+            last_ping: Instant::now(),
+            awaiting_pong: false,
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        if self.awaiting_pong {
+            self.last_ping + self.timeout
+        } else {
+            self.last_ping + self.interval
+        }
+    }
+
+    /// The deadline passed: queue a ping, or fail if a pong is overdue.
+    fn on_deadline<D: Default + Send + Sync + 'static>(
+        &mut self,
+        socket: &Socket<D>,
+    ) -> Result<(), Error> {
+        if self.awaiting_pong {
+            return Err(Error::HeartbeatTimeout);
+        }
+        #[cfg(feature = "tracing")]
+        tracing::trace!(sid = ?socket.id, "emitting ping");
+        socket
+            .queue
+            .try_send(smallvec![Packet::Ping])
+            .map_err(|_| Error::HeartbeatTimeout)?;
+        self.last_ping += self.interval;
+        self.awaiting_pong = true;
+        Ok(())
+    }
+}
+
+/// Read, write and run the heartbeat until the connection or the session ends, then close the
+/// session and the websocket.
+///
+/// Its future is what an idle connection keeps, so the short-lived steps (taking the queue's
+/// lock, a write, the closing handshake) are boxed while they run.
+async fn serve<H: EngineIoHandler, S>(
+    engine: Arc<EngineIo<H>>,
+    socket: Arc<Socket<H::Data>>,
+    mut ws: WebSocketStream<S>,
+    mut heartbeat: Option<Heartbeat>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let outcome = 'session: {
+        // A polling request that was in progress during the upgrade may still hold the lock.
+        let lock = socket
+            .internal_rx
+            .lock()
+            .with_cancellation_token(&socket.cancellation_token);
+        let Some(_rx) = Box::pin(lock).await else {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(sid = %socket.id, "session closed before starting the ws writer");
+            break 'session Outcome::Cancelled;
+        };
+        // Without a heartbeat here, the timer never fires (its branch is disabled).
+        let sleep = tokio::time::sleep_until(heartbeat.as_ref().map_or_else(
+            || Instant::now() + Duration::from_secs(86_400),
+            Heartbeat::deadline,
+        ));
+        tokio::pin!(sleep);
+        // One registration for the session's life rather than one per wake-up.
+        let cancelled = socket.cancellation_token.cancelled();
+        tokio::pin!(cancelled);
+
+        loop {
+            tokio::select! {
+                biased;
+                packets = socket.queue.recv() => {
+                    // The queue is only closed once this task released its lock.
+                    let Some(packets) = packets else { break 'session Outcome::Cancelled };
+                    let pong_overdue = heartbeat.as_ref().is_some_and(|h| h.awaiting_pong);
+                    tokio::select! {
+                        biased;
+                        res = Box::pin(write_batches(&socket, &mut ws, packets)) => {
+                            if let Err(e) = res {
+                                break 'session Outcome::Failed(e.into());
+                            }
+                        }
+                        // A client that stops reading must not keep this task writing forever.
+                        _ = &mut cancelled => break 'session Outcome::Cancelled,
+                        _ = &mut sleep, if pong_overdue => {
+                            break 'session Outcome::Failed(Error::HeartbeatTimeout)
+                        }
+                    }
+                }
+                msg = ws.next() => {
+                    let msg = match msg {
+                        None => break 'session Outcome::Closed,
+                        Some(Err(e)) => break 'session Outcome::Failed(e.into()),
+                        Some(Ok(msg)) => msg,
+                    };
+                    match on_message(&engine, &socket, msg) {
+                        Ok(Flow::Continue) => {}
+                        Ok(Flow::Heartbeat) => match heartbeat.as_mut() {
+                            Some(h) if h.awaiting_pong => {
+                                h.awaiting_pong = false;
+                                sleep.as_mut().reset(h.deadline());
+                            }
+                            Some(_) => {}
+                            None => socket.heartbeat_received(),
+                        },
+                        Ok(Flow::Closed) => break 'session Outcome::Closed,
+                        Err(e) => break 'session Outcome::Failed(e),
+                    }
+                }
+                _ = &mut cancelled => break 'session Outcome::Cancelled,
+                _ = &mut sleep, if heartbeat.is_some() => {
+                    let Some(h) = heartbeat.as_mut() else { continue };
+                    if let Err(e) = h.on_deadline(&socket) {
+                        break 'session Outcome::Failed(e);
+                    }
+                    sleep.as_mut().reset(h.deadline());
+                }
+            }
+        }
+    };
+    match outcome {
+        Outcome::Failed(e) => {
+            let reason =
+                Option::<DisconnectReason>::from(&e).unwrap_or(DisconnectReason::TransportError);
+
+            #[cfg(feature = "tracing")]
+            tracing::debug!("error when handling packet: {:?}", e);
+            engine.close_session(socket.id, reason);
+            return;
+        }
+        Outcome::Closed => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(sid = %socket.id, "ws transport was closed");
+            engine.close_session(socket.id, DisconnectReason::TransportClose);
+        }
+        Outcome::Cancelled => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(sid = %socket.id, "socket is closing");
+        }
+    }
+    // Send the close frame (or the reply to the client's), bounded: the client may not read.
+    Box::pin(tokio::time::timeout(
+        engine.config.ping_timeout,
+        ws.close(None),
+    ))
+    .await
+    .ok();
+}
+
+/// What the connection loop does after a message from the client.
+enum Flow {
+    Continue,
+    /// A Pong (v4) or Ping (v3) arrived.
+    Heartbeat,
+    /// The client closed the session.
+    Closed,
+}
+
+/// Handle one websocket message from the client.
+fn on_message<H: EngineIoHandler>(
+    engine: &Arc<EngineIo<H>>,
+    socket: &Arc<Socket<H::Data>>,
+    msg: Message,
+) -> Result<Flow, Error> {
+    match msg {
+        Message::Text(msg) => match Packet::parse(socket.protocol, ws_bytes_to_str(msg))? {
+            Packet::Close => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!("[sid={}] closing session", socket.id);
+                engine.close_session(socket.id, DisconnectReason::TransportClose);
+                Ok(Flow::Closed)
+            }
+            Packet::Pong | Packet::Ping => Ok(Flow::Heartbeat),
+            Packet::Message(msg) => {
+                engine.handler.on_message(msg, socket.clone());
+                Ok(Flow::Continue)
+            }
+            p => Err(Error::BadPacket(p)),
+        },
+        Message::Binary(mut data) => {
+            if socket.protocol == ProtocolVersion::V3 && !data.is_empty() {
+                // The first byte is the message type, which we don't need.
+                data = data.split_off(1);
+            }
+            engine.handler.on_binary(data, socket.clone());
+            Ok(Flow::Continue)
+        }
+        Message::Close(_) => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!("websocket closed, closing session");
+            engine.close_session(socket.id, DisconnectReason::TransportClose);
+            Ok(Flow::Closed)
+        }
+        _ => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(sid = ?socket.id, "unexpected ws message");
+            Ok(Flow::Continue)
+        }
+    }
+}
+
+/// Write `first` and whatever else is queued (up to [`MAX_BATCHES_PER_FLUSH`]), then flush.
+async fn write_batches<D, S>(
+    socket: &Socket<D>,
+    ws: &mut WebSocketStream<S>,
+    first: PacketBuf,
+) -> Result<(), tungstenite::Error>
+where
+    D: Default + Send + Sync + 'static,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut batch = Some(first);
+    let mut written = 0;
+    while let Some(packets) = batch {
+        for packet in packets {
+            if let Some(msg) = ws_message(socket.protocol, packet) {
+                ws.feed(msg).await?;
+            }
+        }
+        written += 1;
+        batch = if written < MAX_BATCHES_PER_FLUSH {
+            socket.queue.try_recv()
+        } else {
+            None
+        };
+    }
+    #[cfg(feature = "tracing")]
+    tracing::trace!(sid = %socket.id, "ws flush");
+    ws.flush().await
+}
+
+/// The text frame of a message packet: `4` and the message.
+///
+/// A broadcast hands each of its sockets a clone of one `Str`, and their connection tasks write
+/// it one after another. The frame is built once per worker thread and shared (a `Bytes` clone)
+/// by the next sockets writing the same message, instead of one allocation and copy per socket.
+/// The cached `Str` is held, so its memory cannot be reused for another message while cached:
+/// the same address and length mean the same bytes.
+fn message_frame(msg: Str) -> tungstenite::Utf8Bytes {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(Str, tungstenite::Utf8Bytes)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((cached, frame)) = last.as_ref()
+            && cached.as_bytes().as_ptr() == msg.as_bytes().as_ptr()
+            && cached.len() == msg.len()
+        {
+            return frame.clone();
+        }
+        let mut text = String::with_capacity(msg.len() + 1);
+        text.push('4');
+        text.push_str(&msg);
+        let frame = tungstenite::Utf8Bytes::from(text);
+        *last = Some((msg, frame.clone()));
+        frame
+    })
+}
+
+/// The websocket frame of a packet; `None` for a NOOP left over from a polling upgrade.
+fn ws_message(protocol: ProtocolVersion, packet: Packet) -> Option<Message> {
+    match packet {
+        Packet::Binary(bin) | Packet::BinaryV3(bin) if protocol == ProtocolVersion::V3 => {
+            // v3 protocol requires packet type as the first byte.
+            // This requires a new buffer. This is OK as it is only for the V3 protocol.
+            let mut buff = Vec::with_capacity(bin.len() + 1);
+            buff.push(0x04);
+            buff.extend(bin);
+            Some(Message::Binary(buff.into()))
+        }
+        Packet::Binary(bin) | Packet::BinaryV3(bin) => Some(Message::Binary(bin)),
+        Packet::Noop => None,
+        Packet::Message(msg) => Some(Message::Text(message_frame(msg))),
+        packet => {
+            let packet: String = packet.try_into().unwrap();
+            Some(Message::Text(packet.into()))
+        }
+    }
+}
+
+/// Send a Engine.IO [`OpenPacket`] to initiate a websocket connection
+async fn init_handshake<S>(
+    sid: Sid,
+    ws: &mut WebSocketStream<S>,
+    config: &EngineIoConfig,
+) -> Result<(), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let packet = Packet::Open(make_open_packet(TransportType::Websocket, sid, config));
+    let packet: String = packet.into();
+    ws.send(Message::Text(packet.into())).await?;
+    Ok(())
+}
+
+/// Upgrade a session from a polling request to a websocket request.
+///
+/// Before upgrading the session the server should send a NOOP packet to any pending polling request.
+///
+/// ## Handshake :
+/// ```text
+/// CLIENT                                                 SERVER
+///│                                                      │
+///│   GET /engine.io/?EIO=4&transport=websocket&sid=...  │
+///│ ───────────────────────────────────────────────────► │
+///│  ◄─────────────────────────────────────────────────┘ │
+///│            HTTP 101 (WebSocket handshake)            │
+///│                                                      │
+///│            -----  WebSocket frames -----             │
+///│  ─────────────────────────────────────────────────►  │
+///│                         2probe                       │ (ping packet)
+///│  ◄─────────────────────────────────────────────────  │
+///│                         3probe                       │ (pong packet)
+///│  ─────────────────────────────────────────────────►  │
+///│                         5                            │ (upgrade packet)
+///│                                                      │
+///│            -----  WebSocket frames -----             │
+/// ```
+#[cfg_attr(
+    feature = "tracing",
+    tracing::instrument(level = "trace", skip(socket, ws))
+)]
+async fn upgrade_handshake<H: EngineIoHandler, S>(
+    socket: &Arc<Socket<H::Data>>,
+    ws: &mut WebSocketStream<S>,
+) -> Result<(), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    #[cfg(feature = "tracing")]
+    tracing::debug!("starting websocket connection upgrade");
+
+    // The socket is upgrading, from now on all polling
+    // request will return a `Packet::Noop`
+    socket.start_upgrade();
+
+    // We send a last Noop request to close a potential waiting polling request.
+    socket
+        .queue
+        .force_send(smallvec![Packet::Noop])
+        .map_err(|_| Error::Upgrade)?;
+
+    // wait for any current polling connection to finish by waiting for the socket to be unlocked
+    // All other polling connection will be immediately closed with a NOOP packet.
+    let _lock = socket.internal_rx.lock().await;
+
+    // Fetch the next packet from the ws stream, it should be a PingUpgrade packet
+    let msg = match ws.next().await {
+        Some(Ok(Message::Text(d))) => d,
+        _ => Err(Error::Upgrade)?,
+    };
+    match Packet::parse(socket.protocol, ws_bytes_to_str(msg))? {
+        Packet::PingUpgrade => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!("received first ping upgrade");
+            // Respond with a PongUpgrade packet
+            ws.send(Message::Text(String::from(Packet::PongUpgrade).into()))
+                .await?;
+        }
+        p => Err(Error::BadPacket(p))?,
+    };
+
+    // Fetch the next packet from the ws stream, it should be an Upgrade packet
+    let msg = match ws.next().await {
+        Some(Ok(Message::Text(d))) => d,
+        Some(Ok(Message::Close(_))) => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!("ws stream closed before upgrade");
+            Err(Error::Upgrade)?
+        }
+        _ => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!("unexpected ws message before upgrade");
+            Err(Error::Upgrade)?
+        }
+    };
+    match Packet::parse(socket.protocol, ws_bytes_to_str(msg))? {
+        Packet::Upgrade => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!("ws upgraded successfully")
+        }
+        p => Err(Error::BadPacket(p))?,
+    };
+
+    socket.upgrade_to_websocket();
+    Ok(())
+}
+
+fn ws_bytes_to_str(bytes: tungstenite::Utf8Bytes) -> Str {
+    // SAFETY: the bytes are guaranteed to be valid UTF-8 by the tungstenite parser
+    unsafe { Str::from_bytes_unchecked(bytes.into()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use bytes::Bytes;
+    use tokio::io::DuplexStream;
+
+    use super::*;
+
+    /// Records what the engine tells its handler.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        messages: Mutex<Vec<String>>,
+        disconnects: Mutex<Vec<DisconnectReason>>,
+        socket: Mutex<Option<Arc<Socket<()>>>>,
+    }
+    impl EngineIoHandler for Recorder {
+        type Data = ();
+        fn on_connect(self: Arc<Self>, socket: Arc<Socket<()>>) {
+            *self.socket.lock().unwrap() = Some(socket);
+        }
+        fn on_disconnect(&self, _: Arc<Socket<()>>, reason: DisconnectReason) {
+            self.disconnects.lock().unwrap().push(reason);
+        }
+        fn on_message(self: &Arc<Self>, msg: Str, socket: Arc<Socket<()>>) {
+            self.messages.lock().unwrap().push(msg.to_string());
+            socket.emit(format!("echo {msg}")).unwrap();
+        }
+        fn on_binary(self: &Arc<Self>, _: Bytes, _: Arc<Socket<()>>) {}
+    }
+
+    const INTERVAL: Duration = Duration::from_secs(25);
+    const TIMEOUT: Duration = Duration::from_secs(20);
+
+    /// A server task on one end of an in-memory pipe and a client on the other, past the
+    /// Engine.IO handshake.
+    async fn connect() -> (
+        Arc<EngineIo<Recorder>>,
+        WebSocketStream<DuplexStream>,
+        tokio::task::JoinHandle<Result<(), Error>>,
+    ) {
+        let config = EngineIoConfig::builder()
+            .ping_interval(INTERVAL)
+            .ping_timeout(TIMEOUT)
+            .build();
+        let engine = Arc::new(EngineIo::new(Arc::new(Recorder::default()), config));
+        let (server, client) = tokio::io::duplex(64 * 1024);
+        let task = tokio::spawn(on_init(
+            engine.clone(),
+            server,
+            ProtocolVersion::V4,
+            None,
+            Box::new(http::Request::<()>::default().into_parts().0),
+        ));
+        let mut client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+        let open = next_text(&mut client).await;
+        assert!(open.starts_with("0{"), "open packet first, got {open}");
+        (engine, client, task)
+    }
+
+    async fn next_text(client: &mut WebSocketStream<DuplexStream>) -> String {
+        match client.next().await {
+            Some(Ok(Message::Text(text))) => text.to_string(),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    async fn disconnects(engine: &EngineIo<Recorder>) -> Vec<DisconnectReason> {
+        // The handler hears of a close from a task of its own.
+        for _ in 0..100 {
+            let seen = engine.handler.disconnects.lock().unwrap().clone();
+            if !seen.is_empty() {
+                return seen;
+            }
+            tokio::task::yield_now().await;
+        }
+        engine.handler.disconnects.lock().unwrap().clone()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn messages_in_and_queued_packets_out_on_one_task() {
+        let (engine, mut client, _task) = connect().await;
+        client.send(Message::text("4hello")).await.unwrap();
+        assert_eq!(next_text(&mut client).await, "4echo hello");
+        assert_eq!(*engine.handler.messages.lock().unwrap(), ["hello"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pings_every_interval_while_pongs_come_back() {
+        let (engine, mut client, _task) = connect().await;
+        for _ in 0..3 {
+            let start = Instant::now();
+            assert_eq!(next_text(&mut client).await, "2");
+            assert!(start.elapsed() >= INTERVAL - Duration::from_millis(1));
+            client.send(Message::text("3")).await.unwrap();
+        }
+        assert!(engine.handler.disconnects.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_missing_pong_ends_the_session() {
+        let (engine, mut client, task) = connect().await;
+        assert_eq!(next_text(&mut client).await, "2");
+        let start = Instant::now();
+        // No pong: the server closes the websocket once the timeout passes.
+        loop {
+            match client.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(other)) => panic!("unexpected frame {other:?}"),
+            }
+        }
+        assert!(start.elapsed() >= TIMEOUT - Duration::from_millis(1));
+        task.await.unwrap().unwrap();
+        assert_eq!(
+            disconnects(&engine).await,
+            [DisconnectReason::HeartbeatTimeout]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_side_close_sends_what_was_queued_then_closes() {
+        let (engine, mut client, task) = connect().await;
+        let socket = engine.handler.socket.lock().unwrap().clone().unwrap();
+        socket.emit("last words").unwrap();
+        socket.close(DisconnectReason::ClosingServer);
+        assert_eq!(next_text(&mut client).await, "4last words");
+        assert_eq!(next_text(&mut client).await, "1");
+        assert!(matches!(client.next().await, Some(Ok(Message::Close(_)))));
+        task.await.unwrap().unwrap();
+        assert_eq!(
+            disconnects(&engine).await,
+            [DisconnectReason::ClosingServer]
+        );
+        assert!(socket.is_closed());
+    }
+
+    #[test]
+    fn a_shared_message_is_framed_once_and_a_new_one_anew() {
+        let msg = Str::from(String::from("2[\"chat\",1]"));
+        let a = message_frame(msg.clone());
+        let b = message_frame(msg.clone());
+        assert_eq!(a.as_str(), "42[\"chat\",1]");
+        assert_eq!(
+            a.as_str().as_ptr(),
+            b.as_str().as_ptr(),
+            "the second socket shares the frame"
+        );
+        // Same length, other bytes: framed anew.
+        let other = message_frame(Str::from(String::from("2[\"chat\",2]")));
+        assert_eq!(other.as_str(), "42[\"chat\",2]");
+        assert_eq!(message_frame(msg).as_str(), "42[\"chat\",1]");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_close_ends_the_session() {
+        let (engine, mut client, task) = connect().await;
+        client.close(None).await.unwrap();
+        task.await.unwrap().unwrap();
+        assert_eq!(
+            disconnects(&engine).await,
+            [DisconnectReason::TransportClose]
+        );
+    }
+}
