@@ -17,8 +17,8 @@ WORKDIR /build
 # so editing src/ reuses this layer and recompiles only Switchboard itself. The manifest names
 # tests/integration/main.rs as a test target, so it gets an empty stand-in too (tests are not
 # part of the image). The workspace's other members must be there for Cargo to load it: the
-# patched engineioxide (vendor/, built into the node) and the load generator's manifest (the
-# generator itself is not built).
+# patched socketioxide crates (vendor/, built into the node) and the load generator's manifest
+# (the generator itself is not built).
 COPY Cargo.toml Cargo.lock ./
 COPY vendor ./vendor
 COPY loadtest/Cargo.toml ./loadtest/

@@ -2,8 +2,10 @@
 //!
 //! Upstream keeps a `tokio::sync::mpsc` channel per socket. Such a channel allocates its first
 //! block of 32 slots (about 5 KiB of `PacketBuf`s) when it is created, so every idle connection
-//! paid for it. This queue lives inline in the [`Socket`](crate::Socket), allocates only when a
-//! packet waits in it, and gives its memory back once it is drained. It keeps the channel's
+//! paid for it. This queue lives inline in the [`Socket`](crate::Socket) and holds [`Entry`]s of
+//! 32 bytes (a lone message, the usual case, is not wrapped in a 168-byte `PacketBuf`); it
+//! allocates when the first packet waits and keeps room for a few (128 bytes), so a broadcast to
+//! many sockets does not allocate and free one buffer per socket. It keeps the channel's
 //! semantics: a bounded buffer with reservations, a close that still lets the receiver drain what
 //! was queued, and one "volatile" slot that only keeps the latest packet, read after the buffer.
 
@@ -14,15 +16,46 @@ use std::{
     task::{Context, Poll},
 };
 
-use engineioxide_core::PacketBuf;
+use engineioxide_core::{Packet, PacketBuf, Str};
 use futures_util::task::AtomicWaker;
 use tokio::sync::{Notify, mpsc::error::TrySendError};
 
+/// Room kept after the queue drains; a burst beyond it is given back.
+const RETAINED_CAPACITY: usize = 4;
+
+/// Packets sent together (adjacent packets, e.g. a message and its binary attachments).
+#[derive(Debug)]
+pub(crate) enum Entry {
+    /// One message packet.
+    Message(Str),
+    /// Anything else, boxed: a `PacketBuf` is 168 bytes.
+    Packets(Box<PacketBuf>),
+}
+
+impl From<PacketBuf> for Entry {
+    fn from(mut packets: PacketBuf) -> Self {
+        if packets.len() == 1 && matches!(packets[0], Packet::Message(_)) {
+            if let Some(Packet::Message(msg)) = packets.pop() {
+                return Entry::Message(msg);
+            }
+        }
+        Entry::Packets(Box::new(packets))
+    }
+}
+
+impl Entry {
+    pub(crate) fn into_packets(self) -> PacketBuf {
+        match self {
+            Entry::Message(msg) => smallvec::smallvec![Packet::Message(msg)],
+            Entry::Packets(packets) => *packets,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
-    buffered: VecDeque<PacketBuf>,
-    /// Boxed: a `PacketBuf` is 168 bytes, and most sockets never send a volatile packet.
-    volatile: Option<Box<PacketBuf>>,
+    buffered: VecDeque<Entry>,
+    volatile: Option<Entry>,
     /// Slots promised to outstanding [`QueuePermit`]s.
     reserved: usize,
     closed: bool,
@@ -43,14 +76,15 @@ pub(crate) struct QueuePermit<'a> {
 }
 
 impl QueuePermit<'_> {
-    pub(crate) fn send(self, packets: PacketBuf) {
+    pub(crate) fn send(self, entry: impl Into<Entry>) {
+        let entry = entry.into();
         let queue = self.queue;
         std::mem::forget(self);
         {
             let mut state = queue.lock();
             state.reserved -= 1;
             // A permit taken before a close still delivers: the receiver drains after a close.
-            state.buffered.push_back(packets);
+            state.buffered.push_back(entry);
         }
         queue.rx_waker.wake();
     }
@@ -87,7 +121,7 @@ impl PacketQueue {
             if state.buffered.len() + state.reserved >= self.capacity {
                 return Err(TrySendError::Full(packets));
             }
-            state.buffered.push_back(packets);
+            state.buffered.push_back(packets.into());
         }
         self.rx_waker.wake();
         Ok(())
@@ -100,7 +134,7 @@ impl PacketQueue {
             if state.closed {
                 return Err(packets);
             }
-            state.buffered.push_back(packets);
+            state.buffered.push_back(packets.into());
         }
         self.rx_waker.wake();
         Ok(())
@@ -126,7 +160,7 @@ impl PacketQueue {
             if state.closed {
                 return false;
             }
-            state.volatile = Some(Box::new(packets));
+            state.volatile = Some(packets.into());
         }
         self.rx_waker.wake();
         true
@@ -135,7 +169,7 @@ impl PacketQueue {
     /// The next packets: buffered ones first, then the volatile one.
     /// `Ready(None)` once the queue is closed and drained.
     /// Only the holder of the socket's receiver lock may call it (a single consumer).
-    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<PacketBuf>> {
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Entry>> {
         if let Some(packets) = self.try_recv_with_closed() {
             return packets;
         }
@@ -144,29 +178,28 @@ impl PacketQueue {
         self.try_recv_with_closed().unwrap_or(Poll::Pending)
     }
 
-    pub(crate) async fn recv(&self) -> Option<PacketBuf> {
+    pub(crate) async fn recv(&self) -> Option<Entry> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// The next packets if any are waiting.
-    pub(crate) fn try_recv(&self) -> Option<PacketBuf> {
+    pub(crate) fn try_recv(&self) -> Option<Entry> {
         match self.try_recv_with_closed() {
             Some(Poll::Ready(packets)) => packets,
             _ => None,
         }
     }
 
-    fn try_recv_with_closed(&self) -> Option<Poll<Option<PacketBuf>>> {
+    fn try_recv_with_closed(&self) -> Option<Poll<Option<Entry>>> {
         let mut state = self.lock();
-        if let Some(packets) = state.buffered.pop_front() {
-            // An idle socket keeps no buffer (a few small allocations per burst instead).
-            if state.buffered.is_empty() {
-                state.buffered = VecDeque::new();
+        if let Some(entry) = state.buffered.pop_front() {
+            if state.buffered.is_empty() && state.buffered.capacity() > RETAINED_CAPACITY {
+                state.buffered.shrink_to(RETAINED_CAPACITY);
             }
-            return Some(Poll::Ready(Some(packets)));
+            return Some(Poll::Ready(Some(entry)));
         }
-        if let Some(packets) = state.volatile.take() {
-            return Some(Poll::Ready(Some(*packets)));
+        if let Some(entry) = state.volatile.take() {
+            return Some(Poll::Ready(Some(entry)));
         }
         state.closed.then_some(Poll::Ready(None))
     }
@@ -238,18 +271,33 @@ mod tests {
         q.send_volatile(smallvec![Packet::Noop]);
         q.send_volatile(smallvec![Packet::Pong]);
         q.try_send(ping()).unwrap();
-        assert_eq!(q.try_recv().unwrap()[0], Packet::Ping);
-        assert_eq!(q.try_recv().unwrap()[0], Packet::Pong);
+        assert_eq!(q.try_recv().unwrap().into_packets()[0], Packet::Ping);
+        assert_eq!(q.try_recv().unwrap().into_packets()[0], Packet::Pong);
         assert!(q.try_recv().is_none());
     }
 
     #[test]
-    fn a_drained_burst_gives_its_memory_back() {
+    fn a_lone_message_is_queued_unwrapped_and_comes_out_the_same() {
+        let q = PacketQueue::new(4);
+        q.try_send(smallvec![Packet::Message("hi".into())]).unwrap();
+        q.try_send(smallvec![
+            Packet::Message("a".into()),
+            Packet::Binary(vec![1].into())
+        ])
+        .unwrap();
+        assert!(matches!(q.try_recv(), Some(Entry::Message(m)) if m == "hi"));
+        let both = q.try_recv().unwrap().into_packets();
+        assert_eq!(both.len(), 2);
+        assert!(std::mem::size_of::<Entry>() <= 40, "an entry stays small");
+    }
+
+    #[test]
+    fn a_drained_burst_gives_its_memory_back_but_a_few_slots() {
         let q = PacketQueue::new(1024);
         for _ in 0..100 {
             q.try_send(ping()).unwrap();
         }
         while q.try_recv().is_some() {}
-        assert_eq!(q.lock().buffered.capacity(), 0);
+        assert!(q.lock().buffered.capacity() <= RETAINED_CAPACITY);
     }
 }

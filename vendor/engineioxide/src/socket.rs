@@ -119,7 +119,7 @@ impl Permit<'_> {
     /// Consume the permit and emit a message to the client.
     #[inline]
     pub fn emit(self, msg: Str) {
-        self.inner.send(smallvec![Packet::Message(msg)]);
+        self.inner.send(crate::queue::Entry::Message(msg));
     }
     /// Consume the permit and emit a binary message to the client.
     #[inline]
@@ -587,8 +587,8 @@ where
         let sock_clone = sock.clone();
         tokio::spawn(async move {
             let _internal_rx = sock_clone.internal_rx.try_lock().unwrap();
-            while let Some(packets) = sock_clone.queue.recv().await {
-                for packet in packets {
+            while let Some(entry) = sock_clone.queue.recv().await {
+                for packet in entry.into_packets() {
                     tx.send(packet).await.unwrap();
                 }
             }

@@ -122,8 +122,12 @@ where
         // Prepend the packet peeked during the previous
         // polling request so it is encoded first, ahead of the newly received packets.
         let queue = &socket.queue;
-        let rx_stream = stream::iter(peeked_packet.take().map(|p| *p))
-            .chain(stream::poll_fn(|cx| queue.poll_recv(cx)));
+        let rx_stream =
+            stream::iter(peeked_packet.take().map(|p| *p)).chain(stream::poll_fn(|cx| {
+                queue
+                    .poll_recv(cx)
+                    .map(|entry| entry.map(|e| e.into_packets()))
+            }));
 
         // Stop waiting for the next packet as soon as the session is closed. The combinator is biased
         // towards the encoder completion, so any buffered close packet is still flushed to the client.
