@@ -107,6 +107,8 @@ impl AppState {
         event: &'static str,
         payload: &(dyn erased_serde::Serialize + Sync),
     ) -> bool {
+        // In a socket event: after the previous event's emissions, and let the next event start.
+        crate::realtime::wait_for_emit_turn().await;
         let started = Instant::now();
         self.metrics.fanout_publishes.inc();
         let result = self

@@ -49,6 +49,8 @@ pub struct Session {
     pub limiter: limits::RateLimiter,
     /// Keeps the socket's events in arrival order (see [`Turns`]).
     pub turns: Turns,
+    /// Keeps the socket's events' emissions in the same order (see [`EmitOrder`]).
+    pub emit_turns: Turns,
 }
 
 /// Hands out turns so that one socket's events are handled one at a time, in the order they
@@ -83,6 +85,78 @@ impl Turns {
             }
         };
         (wait, done)
+    }
+}
+
+tokio::task_local! {
+    /// The emission order of the event being handled (socket events only).
+    static EMIT_ORDER: EmitOrder;
+}
+
+/// Lets a socket's next event start once this one is about to emit (its save is done), while
+/// its emissions still go out after the previous event's and before the next one's.
+///
+/// One sender's events are handled one at a time ([`Turns`]); waiting for each emission too
+/// capped a single sender at one save plus one publish round trip per message (in cluster mode
+/// about 3.3 ms, so ~300 messages/s). With this, event N+1 is parsed, authorized and saved while
+/// event N's emission is on its way. Order still holds: events take their emission turn in
+/// arrival order, while they hold their event turn, and an event that emits nothing passes its
+/// emission turn on only after the previous one's.
+pub struct EmitOrder {
+    /// Dropped to let the socket's next event start.
+    event_done: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// Resolves when the previous event's emissions are out; taken by the first wait.
+    previous_emits: std::sync::Mutex<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>,
+}
+
+impl EmitOrder {
+    /// Runs `handle` (one event's handling, reply included) in its emission turn.
+    async fn run(
+        emit_turns: &Turns,
+        event_done: tokio::sync::oneshot::Sender<()>,
+        handle: impl Future<Output = ()>,
+    ) {
+        // Taken while this event holds its event turn: emission turns follow arrival order.
+        let (previous_emits, emits_done) = emit_turns.take();
+        let order = EmitOrder {
+            event_done: std::sync::Mutex::new(Some(event_done)),
+            previous_emits: std::sync::Mutex::new(Some(Box::pin(previous_emits))),
+        };
+        EMIT_ORDER
+            .scope(order, async {
+                handle.await;
+                // Nothing emitted (or done emitting): the next event may go, and this turn is
+                // passed on once the previous event's emissions are out.
+                wait_for_emit_turn().await;
+            })
+            .await;
+        drop(emits_done);
+    }
+}
+
+/// Called before every room emission: inside a socket event, lets the socket's next event start
+/// and waits for the previous event's emissions (once per event); elsewhere (REST, timers) it
+/// returns at once.
+pub async fn wait_for_emit_turn() {
+    let previous = EMIT_ORDER
+        .try_with(|order| {
+            drop(
+                order
+                    .event_done
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take(),
+            );
+            order
+                .previous_emits
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+        })
+        .ok()
+        .flatten();
+    if let Some(previous) = previous {
+        previous.await;
     }
 }
 
@@ -380,6 +454,7 @@ fn authenticate<A: Adapter>(
         connected_at: crate::domain::now(),
         limiter: limits::RateLimiter::new(state.config.rate_limit_per_sec),
         turns: Turns::default(),
+        emit_turns: Turns::default(),
     };
     let session = Arc::new(session);
     s.extensions.insert(session.clone());
@@ -443,14 +518,18 @@ fn wire<A: Adapter>(
                 .map(|(name, _)| *name);
             let span = event_span(&ctx, &s, name.unwrap_or("unknown"));
             async move {
-                // Dropping it when this event is handled lets the socket's next event go.
-                let _done = done;
                 let _in_flight = ctx.state.in_flight();
                 my_turn.await;
-                match name.and_then(|name| routes.map.get(name)) {
-                    Some(route) => route(ctx, s, data, ack, has_ack).await,
-                    None => unknown_event(&ctx, &s, &event, ack, has_ack),
-                }
+                // `done`, dropped when this event is about to emit or is handled, lets the
+                // socket's next event go.
+                let session = ctx.session.clone();
+                EmitOrder::run(&session.emit_turns, done, async move {
+                    match name.and_then(|name| routes.map.get(name)) {
+                        Some(route) => route(ctx, s, data, ack, has_ack).await,
+                        None => unknown_event(&ctx, &s, &event, ack, has_ack),
+                    }
+                })
+                .await;
             }
             .instrument(span)
         },
@@ -500,6 +579,90 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), (0..20).collect::<Vec<_>>());
+    }
+
+    /// Two events of one socket, as the dispatcher runs them: the second is saved while the
+    /// first one's emission is still on its way, and the emissions keep their order.
+    #[tokio::test]
+    async fn the_next_event_is_saved_while_this_one_emits_and_emissions_keep_their_order() {
+        let (turns, emit_turns) = (Arc::new(Turns::default()), Arc::new(Turns::default()));
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let publish_a = Arc::new(tokio::sync::Notify::new());
+        let event = |name: &'static str,
+                     slow: Option<Arc<tokio::sync::Notify>>,
+                     wake: Option<Arc<tokio::sync::Notify>>| {
+            let (my_turn, done) = turns.take();
+            let (emit_turns, log) = (emit_turns.clone(), log.clone());
+            tokio::spawn(async move {
+                my_turn.await;
+                EmitOrder::run(&emit_turns, done, async {
+                    log.lock().unwrap().push(format!("save {name}"));
+                    if let Some(wake) = wake {
+                        wake.notify_one();
+                    }
+                    wait_for_emit_turn().await;
+                    if let Some(slow) = slow {
+                        slow.notified().await;
+                    }
+                    log.lock().unwrap().push(format!("emit {name}"));
+                })
+                .await;
+            })
+        };
+        let a = event("a", Some(publish_a.clone()), None);
+        // b's save lets a's publish finish: without pipelining b would wait for a forever.
+        let b = event("b", None, Some(publish_a));
+        let c = event("c", None, None);
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            for t in [a, b, c] {
+                t.await.unwrap();
+            }
+        })
+        .await
+        .expect("the second event must start while the first one emits");
+        let log = log.lock().unwrap().clone();
+        assert_eq!(&log[..2], ["save a", "save b"]);
+        let emits: Vec<_> = log.iter().filter(|l| l.starts_with("emit")).collect();
+        assert_eq!(emits, ["emit a", "emit b", "emit c"]);
+    }
+
+    /// An event that emits nothing passes the emission turn on only after the previous event's
+    /// emissions, so a later event's emission cannot overtake them.
+    #[tokio::test]
+    async fn an_event_without_emissions_does_not_let_a_later_emission_overtake() {
+        let (turns, emit_turns) = (Arc::new(Turns::default()), Arc::new(Turns::default()));
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let publish_a = Arc::new(tokio::sync::Notify::new());
+        let spawn = |handle: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>| {
+            let (my_turn, done) = turns.take();
+            let emit_turns = emit_turns.clone();
+            tokio::spawn(async move {
+                my_turn.await;
+                EmitOrder::run(&emit_turns, done, handle).await;
+            })
+        };
+        let (log_a, slow) = (log.clone(), publish_a.clone());
+        let a = spawn(Box::pin(async move {
+            wait_for_emit_turn().await;
+            slow.notified().await;
+            log_a.lock().unwrap().push("emit a");
+        }));
+        let b = spawn(Box::pin(async {})); // a read: no emission
+        let (log_c, wake) = (log.clone(), publish_a);
+        let c = spawn(Box::pin(async move {
+            // Let a finish only once c is ready to emit.
+            wake.notify_one();
+            wait_for_emit_turn().await;
+            log_c.lock().unwrap().push("emit c");
+        }));
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            for t in [a, b, c] {
+                t.await.unwrap();
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(*log.lock().unwrap(), ["emit a", "emit c"]);
     }
 
     #[tokio::test]
