@@ -3,20 +3,34 @@
 # server (and Redis, when used) on core 0, the generator on core 1. Bounded: every mode has a
 # fixed number of steps of fixed length, and the server is killed on exit.
 #
-#   loadtest/bench.sh hold|fanout|chat|reconnect switchboard|baseline [extra loadgen flags]
+#   loadtest/bench.sh hold|fanout|chat|reconnect switchboard|baseline|both [extra loadgen flags]
 #
-# Env: SWITCHBOARD_BIN (default target/release/switchboard), LABEL (default: the system name),
-# SERVER_CORE / GEN_CORE (0 / 1), WITH_REDIS=1 (start a Redis on core 0 and give the server
-# REDIS_URL), NODES=N (N servers, each with its own port and data dir, sharing one Redis: clients
-# are spread over them, RSS/CPU summed; reconnect kills the first), OUT (loadtest/results).
+# `both` runs Switchboard, then the baseline, with the same flags and settings, and prints the
+# comparison (ratios) of the two runs: `loadgen compare`, written to $OUT/summary$SUFFIX.md.
+#
+# Env: SWITCHBOARD_BIN (default target/release/switchboard), LABEL (default: the system name
+# followed by SUFFIX), SUFFIX (e.g. -2nodes), SERVER_CORE / GEN_CORE (0 / 1), WITH_REDIS=1 (start
+# a Redis on core 0 and give the server REDIS_URL), NODES=N (N servers, each with its own port
+# and data dir, sharing one Redis: clients are spread over them, RSS/CPU summed; reconnect kills
+# the first), WITH_MONGO=1 (start the MongoDB-wire test server `secantusd-py` on core 0 and give
+# Switchboard MONGODB_URI, so that several nodes share one store), NO_RESTART=1 (reconnect: do
+# not start a replacement node, so clients must move to the others), OUT (loadtest/results).
 # With Redis, the run's `INFO commandstats` is written to $OUT/redis-commandstats-LABEL-MODE.txt.
 # Other variables (MONGODB_URI, ...) pass through to the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:?mode: hold|fanout|chat|reconnect}
-system=${2:?system: switchboard|baseline}
+system=${2:?system: switchboard|baseline|both}
 shift 2
-label=${LABEL:-$system}
+if [ "$system" = both ]; then
+  [ -z "${LABEL:-}" ] || { echo "LABEL cannot be set with both (use SUFFIX)"; exit 2; }
+  "$0" "$mode" switchboard "$@"
+  "$0" "$mode" baseline "$@"
+  "${LOADGEN_BIN:-target/release/loadgen}" compare --out "${OUT:-loadtest/results}" \
+    --subject "switchboard${SUFFIX:-}" --baseline "baseline${SUFFIX:-}" --name "summary${SUFFIX:-}"
+  exit 0
+fi
+label=${LABEL:-$system${SUFFIX:-}}
 out=${OUT:-loadtest/results}
 server_core=${SERVER_CORE:-0}
 gen_core=${GEN_CORE:-1}
@@ -45,6 +59,15 @@ if [ "${WITH_REDIS:-0}" = 1 ]; then
   for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
   redis_env="REDIS_URL=redis://127.0.0.1:$rport"
 fi
+mongo_env=""
+if [ "${WITH_MONGO:-0}" = 1 ] && [ "$system" = switchboard ]; then
+  mport=$(free_port)
+  taskset -c "$server_core" secantusd-py --host 127.0.0.1 --port "$mport" --storage-path "$work/mongo" \
+    >"$work/mongo.log" 2>&1 &
+  echo $! >"$work/mongo.pid"
+  for _ in $(seq 100); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $mport), 0.2)" 2>/dev/null && break; sleep 0.1; done
+  mongo_env="MONGODB_URI=mongodb://127.0.0.1:$mport/?directConnection=true&retryWrites=false"
+fi
 case $system in
   switchboard) cmd="$PWD/$bin" ;;
   baseline) cmd="node $PWD/loadtest/baseline-node/server.js" ;;
@@ -56,17 +79,18 @@ for i in $(seq 0 $((nodes - 1))); do
   port=$(free_port)
   # The same line starts a replacement node in the reconnect benchmark.
   start="cd $work && env HOST=127.0.0.1 PORT=$port DATA_DIR=$work/data$i RATE_LIMIT_PER_SEC=1000000 CORS_ORIGINS='*' \
-    RUST_LOG=warn LOG_FORMAT=json $redis_env taskset -c $server_core $cmd >>$work/server$i.log 2>&1 & echo \$! > $work/server$i.pid"
+    RUST_LOG=warn LOG_FORMAT=json $redis_env ${mongo_env:+'$mongo_env'} taskset -c $server_core $cmd >>$work/server$i.log 2>&1 & echo \$! > $work/server$i.pid"
   [ "$i" = 0 ] && start0=$start
   sh -c "$start"
-  for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  # Ready, not only alive: a node with MONGODB_URI creates its indexes first.
+  for _ in $(seq 300); do curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
   urls+=("http://127.0.0.1:$port")
   pids+=("$(cat "$work/server$i.pid")")
 done
 pid=${pids[0]}
 url_list=$(IFS=,; echo "${urls[*]}")
 pid_list=$(IFS=,; echo "${pids[*]}")
-echo "$label ($cmd) x$nodes on core $server_core, pids $pid_list${redis_env:+, $redis_env}; generator on core $gen_core"
+echo "$label ($cmd) x$nodes on core $server_core, pids $pid_list${redis_env:+, $redis_env}${mongo_env:+, $mongo_env}; generator on core $gen_core"
 
 common=(--urls "$url_list" --server-pids "$pid_list" --label "$label" --out "$out")
 # Redis work is counted from here: what the run itself costs (INFO commandstats, written after).
@@ -78,7 +102,8 @@ case $mode in
   reconnect)
     extra=()
     [ "$system" = baseline ] && extra=(--no-verify)
-    taskset -c "$gen_core" timeout 300 "$gen" reconnect "${common[@]}" --kill-pid "$pid" --restart-cmd "$start0" "${extra[@]}" "$@" ;;
+    [ "${NO_RESTART:-0}" = 1 ] || extra+=(--restart-cmd "$start0")
+    taskset -c "$gen_core" timeout 300 "$gen" reconnect "${common[@]}" --kill-pid "$pid" "${extra[@]}" "$@" ;;
   *) echo "unknown mode $mode"; exit 2 ;;
 esac
 if [ -n "$redis_env" ]; then

@@ -50,7 +50,8 @@ pub struct Shared {
     pub typing: TypingTracker,
     /// Set once a drain starts: `/readyz` turns 503 and handshakes are refused.
     draining: AtomicBool,
-    /// Client events being handled now; a drain waits for them to finish.
+    /// Client events being handled now; a drain waits for them to finish (and for the fan-out's
+    /// unconfirmed emissions).
     in_flight: AtomicUsize,
 }
 
@@ -131,7 +132,9 @@ impl AppState {
         if tokio::time::timeout_at(deadline, close).await.is_err() {
             tracing::warn!(node = %self.node_id, "grace period over before every socket was closed");
         }
-        while self.in_flight.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+        while (self.in_flight.load(Ordering::Acquire) > 0 || self.fanout.unconfirmed() > 0)
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tracing::info!(node = %self.node_id, in_flight = self.in_flight.load(Ordering::Acquire), "drained");
@@ -280,6 +283,7 @@ impl Application {
                     ttl,
                 ));
                 let state = parts.into_state(presence, fanout.clone(), Arc::new(io.clone()));
+                fanout.count_late_failures(state.metrics.fanout_failures.clone());
                 crate::realtime::register(&io, state.clone())
                     .await
                     .map_err(|e| anyhow::anyhow!("the Redis adapter could not subscribe: {e}"))?;

@@ -65,6 +65,10 @@ pub struct CompareArgs {
     /// What it is compared with.
     #[arg(long, default_value = "baseline")]
     baseline: String,
+    /// The summary's file name without `.md`; a name other than `summary` also suffixes the
+    /// charts (`summary-2nodes` writes `fanout-p99-2nodes.png`, ...).
+    #[arg(long, default_value = "summary")]
+    name: String,
 }
 
 fn load(out: &Path, mode: &str, label: &str) -> Option<Value> {
@@ -138,7 +142,7 @@ pub fn compare(a: CompareArgs) -> bool {
             ser.push(x);
         }
         write_chart(
-            &a.out,
+            &a,
             "hold",
             Chart {
                 title: "Server RSS with idle connections".into(),
@@ -214,7 +218,7 @@ pub fn compare(a: CompareArgs) -> bool {
             .filter_map(|(l, r)| r.as_ref().map(|r| (l, r)))
             .collect();
         write_chart(
-            &a.out,
+            &a,
             "fanout-p99",
             Chart {
                 title: "Fan-out delivery p99 by send rate".into(),
@@ -229,7 +233,7 @@ pub fn compare(a: CompareArgs) -> bool {
             },
         );
         write_chart(
-            &a.out,
+            &a,
             "fanout-cpu",
             Chart {
                 title: "Server user CPU per delivery".into(),
@@ -273,7 +277,7 @@ pub fn compare(a: CompareArgs) -> bool {
             .filter_map(|(l, r)| r.as_ref().map(|r| (l, r)))
             .collect();
         write_chart(
-            &a.out,
+            &a,
             "chat-ack",
             Chart {
                 title: "Send-ack p99 by send rate".into(),
@@ -295,7 +299,7 @@ pub fn compare(a: CompareArgs) -> bool {
         "# Benchmark summary\n\nMachine: {}\n\nRatios are {sub} / {base}; the targets are reported, not asserted.\n\n{figures}\n{md}",
         machine()
     );
-    let _ = std::fs::write(a.out.join("summary.md"), &doc);
+    let _ = std::fs::write(a.out.join(format!("{}.md", a.name)), &doc);
     println!("{doc}");
     true
 }
@@ -341,8 +345,9 @@ fn runs(out: &Path, mode: &str) -> Vec<(String, Value)> {
     v
 }
 
-fn write_chart(out: &Path, name: &str, chart: Chart) {
-    if let Err(e) = chart.write(&out.join(name)) {
+fn write_chart(a: &CompareArgs, name: &str, chart: Chart) {
+    let suffix = a.name.strip_prefix("summary").unwrap_or(&a.name);
+    if let Err(e) = chart.write(&a.out.join(format!("{name}{suffix}"))) {
         eprintln!("chart {name}: {e}");
     }
 }

@@ -42,10 +42,18 @@ pub struct Emission<'a> {
 
 /// Sends events to rooms.
 pub trait Fanout: Send + Sync + 'static {
+    /// Resolves once the emission is on its way: delivered to this node's sockets and queued
+    /// for the other nodes behind this node's earlier emissions.
     fn emit<'a>(
         &'a self,
         emission: Emission<'a>,
     ) -> Pin<Box<dyn Future<Output = Result<(), FanoutError>> + Send + 'a>>;
+
+    /// Emissions that returned but whose delivery to other nodes is not confirmed yet (a
+    /// drain waits for them).
+    fn unconfirmed(&self) -> usize {
+        0
+    }
 }
 
 impl<A: Adapter> Fanout for SocketIo<A> {

@@ -68,6 +68,27 @@ impl RedisServer {
         }
     }
 
+    /// Stops the server without closing its connections (SIGSTOP): commands are accepted by the
+    /// kernel and wait unanswered, as with a stalled or overloaded Redis.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT); it answers what waited, in order.
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("redis-server is running");
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} redis-server");
+    }
+
     /// Starts the server (again) on the same port, empty, and waits until it answers.
     pub async fn restart(&mut self) {
         self.kill();
@@ -125,6 +146,10 @@ fn answers_ping(port: u16) -> bool {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        // A paused server does not die of SIGKILL until it is continued on some kernels.
+        if self.child.is_some() {
+            self.resume();
+        }
         self.kill();
     }
 }
