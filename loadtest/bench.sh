@@ -40,6 +40,8 @@ ulimit -n "$(ulimit -Hn)"
 
 work=$(mktemp -d)
 cleanup() {
+  # KEEP_LOGS=DIR keeps the servers' logs.
+  [ -n "${KEEP_LOGS:-}" ] && mkdir -p "$KEEP_LOGS" && cp "$work"/*.log "$KEEP_LOGS"/ 2>/dev/null
   for f in "$work"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
   sleep 0.5
   for f in "$work"/*.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null || true; done

@@ -49,7 +49,11 @@ pub struct ReconnectArgs {
 /// What one client reports at the end.
 #[derive(Default)]
 struct Outcome {
+    /// Its connection closed under it (with several nodes, only the stopped node's clients).
+    dropped: bool,
     back_after_ms: Option<u64>,
+    /// Sends answered with `ok: false` (resent with the same `clientMessageId` until acked).
+    failed_acks: usize,
     attempts: u64,
     acked: BTreeSet<String>,
     unacked: usize,
@@ -168,7 +172,8 @@ pub async fn run(a: ReconnectArgs) -> bool {
             Some(ms) => {
                 let _ = hist.record((ms * 1000).max(1));
             }
-            None => not_back += 1,
+            None if o.dropped => not_back += 1,
+            None => {}
         }
         attempts += o.attempts;
     }
@@ -184,6 +189,7 @@ pub async fn run(a: ReconnectArgs) -> bool {
         "clients": a.clients,
         "signal": a.signal,
         "nodes": targets.len(),
+        "dropped": outcomes.iter().filter(|o| o.dropped).count(),
         "oldNodeGoneMs": exit_ms,
         "restartStartedMs": restart,
         "allBackMs": if not_back == 0 { Value::from(hist.max() / 1000) } else { Value::Null },
@@ -193,6 +199,7 @@ pub async fn run(a: ReconnectArgs) -> bool {
         "reconnectAttempts": attempts,
         "ackedMessages": outcomes.iter().map(|o| o.acked.len()).sum::<usize>(),
         "unackedAtEnd": sum(|o| o.unacked),
+        "failedAcks": sum(|o| o.failed_acks),
         "missing": sum(|o| o.missing),
         "duplicates": sum(|o| o.duplicates),
         "seqGaps": sum(|o| o.seq_gaps),
@@ -200,15 +207,18 @@ pub async fn run(a: ReconnectArgs) -> bool {
         "firstErrors": errors,
     });
     let md = format!(
-        "| clients | signal | old node gone ms | all back ms | back p50 ms | back p99 ms | not back | acked msgs | missing | duplicates | seq gaps |\n|---:|:-:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+        "| clients | nodes | signal | dropped | old node gone ms | all back ms | back p50 ms | back p99 ms | not back | acked msgs | failed acks | missing | duplicates | seq gaps |\n|---:|---:|:-:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
         a.clients,
+        targets.len(),
         a.signal,
+        result["dropped"],
         result["oldNodeGoneMs"],
         result["allBackMs"],
         result["backP50Ms"],
         result["backP99Ms"],
         not_back,
         result["ackedMessages"],
+        result["failedAcks"],
         checked(&a, &result["missing"]),
         checked(&a, &result["duplicates"]),
         checked(&a, &result["seqGaps"])
@@ -316,6 +326,8 @@ async fn client(
                 Some((k, body)) = ack_rx.recv() => {
                     if body.starts_with("[{\"ok\":true") {
                         if let Some(cmid) = pending.remove(&k) { out.acked.insert(cmid); }
+                    } else {
+                        out.failed_acks += 1;
                     }
                 }
                 _ = stop.changed() => break,
@@ -343,6 +355,7 @@ async fn client(
         }
     }
     out.unacked = pending.len();
+    out.dropped = lost;
     out
 }
 
