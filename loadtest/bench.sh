@@ -12,7 +12,7 @@
 # followed by SUFFIX), SUFFIX (e.g. -2nodes), SERVER_CORE / GEN_CORE (0 / 1), WITH_REDIS=1 (start
 # a Redis on core 0 and give the server REDIS_URL), NODES=N (N servers, each with its own port
 # and data dir, sharing one Redis: clients are spread over them, RSS/CPU summed; reconnect kills
-# the first), WITH_MONGO=1 (start the MongoDB-wire test server `secantusd-py` on core 0 and give
+# the first; Redis's CPU and RSS are counted with the servers' unless COUNT_REDIS=0), WITH_MONGO=1 (start the MongoDB-wire test server `secantusd-py` on core 0 and give
 # Switchboard MONGODB_URI, so that several nodes share one store), NO_RESTART=1 (reconnect: do
 # not start a replacement node, so clients must move to the others), OUT (loadtest/results).
 # With Redis, the run's `INFO commandstats` is written to $OUT/redis-commandstats-LABEL-MODE.txt.
@@ -90,6 +90,12 @@ for i in $(seq 0 $((nodes - 1))); do
   pids+=("$(cat "$work/server$i.pid")")
 done
 pid=${pids[0]}
+# With several nodes, Redis is part of what serves the clients: its CPU and RSS count too
+# (COUNT_REDIS=0 leaves it out; COUNT_REDIS=1 counts it for one node with Redis).
+count_redis=${COUNT_REDIS:-$([ "$nodes" -gt 1 ] && echo 1 || echo 0)}
+if [ "$count_redis" = 1 ] && [ -n "$redis_env" ]; then
+  pids+=("$(cat "$work/redis.pid")")
+fi
 url_list=$(IFS=,; echo "${urls[*]}")
 pid_list=$(IFS=,; echo "${pids[*]}")
 echo "$label ($cmd) x$nodes on core $server_core, pids $pid_list${redis_env:+, $redis_env}${mongo_env:+, $mongo_env}; generator on core $gen_core"
