@@ -45,6 +45,9 @@ pub struct Shared {
     pub sockets: Arc<dyn LocalSockets>,
     /// The main listener's TCP connections, closed in paced batches when the node drains.
     pub connections: Connections,
+    /// Sessions of sockets past the handshake middleware whose connect handler has not run yet
+    /// (a socket's own extension map would cost about 150 bytes for its whole life).
+    pub handshakes: crate::realtime::Handshakes,
     pub keys: Keys,
     pub metrics: Metrics,
     pub typing: TypingTracker,
@@ -208,6 +211,7 @@ impl Parts {
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             connections: Connections::default(),
+            handshakes: Default::default(),
             config: self.config,
         }))
     }
@@ -446,10 +450,10 @@ fn metrics_router(state: AppState) -> Router {
 /// Socket.IO settings shared by every adapter.
 fn socket_io_builder() -> socketioxide::SocketIoBuilder {
     SocketIo::builder()
-        // Each idle WebSocket keeps its read buffer; 512 bytes instead of the default 128 KiB
-        // saves memory per connection. It holds a typical event (a chat message, a typing
-        // indicator); larger frames still arrive, in more reads (the buffer grows as needed).
-        .ws_read_buffer_size(512)
+        // Each idle WebSocket keeps its read buffer; 256 bytes instead of the default 128 KiB
+        // saves memory per connection. It holds a typing indicator, a read receipt or a short
+        // chat message; larger frames still arrive, in more reads (the buffer grows as needed).
+        .ws_read_buffer_size(256)
         .max_payload(256 * 1024)
 }
 

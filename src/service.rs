@@ -181,6 +181,9 @@ impl AppState {
         let body = MessageBody::parse(body, |u| self.file_url_ok(u))?;
         let client_message_id = crate::domain::parse_client_message_id(client_message_id)?;
         let chat = self.chat_for(user, chat_id).await?;
+        // In a socket event: the sender's next event may start (and read its chat) while this
+        // one saves; saves keep the sender's order.
+        crate::realtime::wait_for_save_turn().await;
         let saved = self
             .timed(
                 "save_message",

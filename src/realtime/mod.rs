@@ -49,7 +49,8 @@ pub struct Session {
     pub limiter: limits::RateLimiter,
     /// Keeps the socket's events in arrival order (see [`Turns`]).
     pub turns: Turns,
-    /// Keeps the socket's events' emissions in the same order (see [`EmitOrder`]).
+    /// Keeps the socket's events' saves and emissions in the same order (see [`EmitOrder`]).
+    pub save_turns: Turns,
     pub emit_turns: Turns,
 }
 
@@ -93,40 +94,56 @@ tokio::task_local! {
     static EMIT_ORDER: EmitOrder;
 }
 
-/// Lets a socket's next event start once this one is about to emit (its save is done), while
-/// its emissions still go out after the previous event's and before the next one's.
+/// Lets a socket's next event start once this one is about to save (its checks are done), while
+/// its save still comes after the previous event's, and its emissions after the previous
+/// event's and before the next one's.
 ///
-/// One sender's events are handled one at a time ([`Turns`]); waiting for each emission too
-/// capped a single sender at one save plus one publish round trip per message (in cluster mode
-/// about 3.3 ms, so ~300 messages/s). With this, event N+1 is parsed, authorized and saved while
-/// event N's emission is on its way. Order still holds: events take their emission turn in
-/// arrival order, while they hold their event turn, and an event that emits nothing passes its
-/// emission turn on only after the previous one's.
+/// One sender's events are handled one at a time ([`Turns`]); waiting for each event's save and
+/// emission too capped a single sender at one chat read, one save and one publish per message
+/// in turn (in cluster mode about 3.3 ms, so ~300 messages/s). With this, event N+1 is parsed
+/// and authorized (its chat read) while event N is saved, and saved while event N's emission is
+/// on its way. Order still holds: events take their save and emission turns in arrival order,
+/// while they hold their event turn, and an event that saves or emits nothing passes its turn
+/// on only after the previous event's.
 pub struct EmitOrder {
     /// Dropped to let the socket's next event start.
-    event_done: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    event_done: Slot<tokio::sync::oneshot::Sender<()>>,
+    /// Resolves when the previous event's save is done; taken by the first wait.
+    previous_saves: Slot<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Dropped once this event's save is done (when it first emits, or is handled).
+    saves_done: Slot<tokio::sync::oneshot::Sender<()>>,
     /// Resolves when the previous event's emissions are out; taken by the first wait.
-    previous_emits: std::sync::Mutex<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>,
+    previous_emits: Slot<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+type Slot<T> = std::sync::Mutex<Option<T>>;
+
+fn take<T>(slot: &Slot<T>) -> Option<T> {
+    slot.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
 
 impl EmitOrder {
-    /// Runs `handle` (one event's handling, reply included) in its emission turn.
+    /// Runs `handle` (one event's handling, reply included) in its save and emission turns.
     async fn run(
+        save_turns: &Turns,
         emit_turns: &Turns,
         event_done: tokio::sync::oneshot::Sender<()>,
         handle: impl Future<Output = ()>,
     ) {
-        // Taken while this event holds its event turn: emission turns follow arrival order.
+        // Taken while this event holds its event turn: these turns follow arrival order.
+        let (previous_saves, saves_done) = save_turns.take();
         let (previous_emits, emits_done) = emit_turns.take();
         let order = EmitOrder {
-            event_done: std::sync::Mutex::new(Some(event_done)),
-            previous_emits: std::sync::Mutex::new(Some(Box::pin(previous_emits))),
+            event_done: Slot::new(Some(event_done)),
+            previous_saves: Slot::new(Some(Box::pin(previous_saves))),
+            saves_done: Slot::new(Some(saves_done)),
+            previous_emits: Slot::new(Some(Box::pin(previous_emits))),
         };
         EMIT_ORDER
             .scope(order, async {
                 handle.await;
-                // Nothing emitted (or done emitting): the next event may go, and this turn is
-                // passed on once the previous event's emissions are out.
+                // Nothing saved or emitted (or done): the next event may go, and these turns
+                // are passed on once the previous event's save and emissions are done.
                 wait_for_emit_turn().await;
             })
             .await;
@@ -134,29 +151,57 @@ impl EmitOrder {
     }
 }
 
-/// Called before every room emission: inside a socket event, lets the socket's next event start
-/// and waits for the previous event's emissions (once per event); elsewhere (REST, timers) it
-/// returns at once.
-pub async fn wait_for_emit_turn() {
+/// Called before a socket event's save that must follow the socket's previous events (a
+/// message's `seq`): lets the socket's next event start and waits for the previous event's
+/// save (once per event). Elsewhere (REST, timers) it returns at once.
+pub async fn wait_for_save_turn() {
     let previous = EMIT_ORDER
         .try_with(|order| {
-            drop(
-                order
-                    .event_done
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take(),
-            );
-            order
-                .previous_emits
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
+            drop(take(&order.event_done));
+            take(&order.previous_saves)
         })
         .ok()
         .flatten();
     if let Some(previous) = previous {
         previous.await;
+    }
+}
+
+/// Called before every room emission: inside a socket event, lets the socket's next event start
+/// and save, and waits for the previous event's emissions (once per event); elsewhere (REST,
+/// timers) it returns at once.
+pub async fn wait_for_emit_turn() {
+    // An event that saved nothing passes its save turn on only after the previous event's.
+    wait_for_save_turn().await;
+    let previous = EMIT_ORDER
+        .try_with(|order| {
+            drop(take(&order.saves_done));
+            take(&order.previous_emits)
+        })
+        .ok()
+        .flatten();
+    if let Some(previous) = previous {
+        previous.await;
+    }
+}
+
+/// Sessions handed from the handshake middleware to the connect handler, by socket.
+#[derive(Default)]
+pub struct Handshakes(std::sync::Mutex<HashMap<Sid, Arc<Session>>>);
+
+impl Handshakes {
+    fn insert(&self, sid: Sid, session: Arc<Session>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sid, session);
+    }
+
+    fn take(&self, sid: Sid) -> Option<Arc<Session>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&sid)
     }
 }
 
@@ -454,10 +499,11 @@ fn authenticate<A: Adapter>(
         connected_at: crate::domain::now(),
         limiter: limits::RateLimiter::new(state.config.rate_limit_per_sec),
         turns: Turns::default(),
+        save_turns: Turns::default(),
         emit_turns: Turns::default(),
     };
     let session = Arc::new(session);
-    s.extensions.insert(session.clone());
+    state.handshakes.insert(s.id, session.clone());
     wire(state, routes, s, &session);
     Ok(())
 }
@@ -497,6 +543,8 @@ fn wire<A: Adapter>(
     s.on_disconnect(move |s: SocketRef<A>, reason: DisconnectReason| {
         let ctx = disconnect_ctx.clone();
         async move {
+            // Its connect handler may not have run.
+            ctx.state.handshakes.take(s.id);
             ctx.state.metrics.sockets_connected.dec();
             tracing::debug!(node = %ctx.state.node_id, socket_id = %s.id, user_id = %ctx.session.user.id, ?reason, "socket disconnected");
             ctx.state.socket_offline(&ctx.session.user.id, &s.id.to_string()).await;
@@ -523,7 +571,7 @@ fn wire<A: Adapter>(
                 // `done`, dropped when this event is about to emit or is handled, lets the
                 // socket's next event go.
                 let session = ctx.session.clone();
-                EmitOrder::run(&session.emit_turns, done, async move {
+                EmitOrder::run(&session.save_turns, &session.emit_turns, done, async move {
                     match name.and_then(|name| routes.map.get(name)) {
                         Some(route) => route(ctx, s, data, ack, has_ack).await,
                         None => unknown_event(&ctx, &s, &event, ack, has_ack),
@@ -538,7 +586,7 @@ fn wire<A: Adapter>(
 
 /// Registers the socket in presence (which may announce the user online).
 async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
-    let Some(session) = s.extensions.get::<Arc<Session>>() else {
+    let Some(session) = state.handshakes.take(s.id) else {
         tracing::error!("socket connected without a session; closing it");
         let _ = s.disconnect();
         return;
@@ -585,17 +633,22 @@ mod tests {
     /// first one's emission is still on its way, and the emissions keep their order.
     #[tokio::test]
     async fn the_next_event_is_saved_while_this_one_emits_and_emissions_keep_their_order() {
-        let (turns, emit_turns) = (Arc::new(Turns::default()), Arc::new(Turns::default()));
+        let (turns, save_turns, emit_turns) = (
+            Arc::new(Turns::default()),
+            Arc::new(Turns::default()),
+            Arc::new(Turns::default()),
+        );
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let publish_a = Arc::new(tokio::sync::Notify::new());
         let event = |name: &'static str,
                      slow: Option<Arc<tokio::sync::Notify>>,
                      wake: Option<Arc<tokio::sync::Notify>>| {
             let (my_turn, done) = turns.take();
-            let (emit_turns, log) = (emit_turns.clone(), log.clone());
+            let (save_turns, emit_turns, log) =
+                (save_turns.clone(), emit_turns.clone(), log.clone());
             tokio::spawn(async move {
                 my_turn.await;
-                EmitOrder::run(&emit_turns, done, async {
+                EmitOrder::run(&save_turns, &emit_turns, done, async {
                     log.lock().unwrap().push(format!("save {name}"));
                     if let Some(wake) = wake {
                         wake.notify_one();
@@ -630,15 +683,19 @@ mod tests {
     /// emissions, so a later event's emission cannot overtake them.
     #[tokio::test]
     async fn an_event_without_emissions_does_not_let_a_later_emission_overtake() {
-        let (turns, emit_turns) = (Arc::new(Turns::default()), Arc::new(Turns::default()));
+        let (turns, save_turns, emit_turns) = (
+            Arc::new(Turns::default()),
+            Arc::new(Turns::default()),
+            Arc::new(Turns::default()),
+        );
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let publish_a = Arc::new(tokio::sync::Notify::new());
         let spawn = |handle: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>| {
             let (my_turn, done) = turns.take();
-            let emit_turns = emit_turns.clone();
+            let (save_turns, emit_turns) = (save_turns.clone(), emit_turns.clone());
             tokio::spawn(async move {
                 my_turn.await;
-                EmitOrder::run(&emit_turns, done, handle).await;
+                EmitOrder::run(&save_turns, &emit_turns, done, handle).await;
             })
         };
         let (log_a, slow) = (log.clone(), publish_a.clone());
@@ -663,6 +720,64 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(*log.lock().unwrap(), ["emit a", "emit c"]);
+    }
+
+    /// Two sends of one socket: the second reads its chat while the first one saves, and saves
+    /// only after it.
+    #[tokio::test]
+    async fn the_next_event_reads_while_this_one_saves_and_saves_keep_their_order() {
+        let (turns, save_turns, emit_turns) = (
+            Arc::new(Turns::default()),
+            Arc::new(Turns::default()),
+            Arc::new(Turns::default()),
+        );
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let save_a = Arc::new(tokio::sync::Notify::new());
+        let event = |name: &'static str,
+                     slow: Option<Arc<tokio::sync::Notify>>,
+                     wake: Option<Arc<tokio::sync::Notify>>| {
+            let (my_turn, done) = turns.take();
+            let (save_turns, emit_turns, log) =
+                (save_turns.clone(), emit_turns.clone(), log.clone());
+            tokio::spawn(async move {
+                my_turn.await;
+                EmitOrder::run(&save_turns, &emit_turns, done, async {
+                    log.lock().unwrap().push(format!("read {name}"));
+                    if let Some(wake) = wake {
+                        wake.notify_one();
+                    }
+                    wait_for_save_turn().await;
+                    if let Some(slow) = slow {
+                        slow.notified().await;
+                    }
+                    log.lock().unwrap().push(format!("save {name}"));
+                    wait_for_emit_turn().await;
+                    log.lock().unwrap().push(format!("emit {name}"));
+                })
+                .await;
+            })
+        };
+        let a = event("a", Some(save_a.clone()), None);
+        // b's read lets a's save finish: without the save turn b would wait for a forever.
+        let b = event("b", None, Some(save_a));
+        let c = event("c", None, None);
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            for t in [a, b, c] {
+                t.await.unwrap();
+            }
+        })
+        .await
+        .expect("the second event must start while the first one saves");
+        let log = log.lock().unwrap().clone();
+        assert_eq!(&log[..2], ["read a", "read b"]);
+        let of = |kind: &str| -> Vec<String> {
+            log.iter()
+                .filter(|l| l.starts_with(kind))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(of("save"), ["save a", "save b", "save c"]);
+        assert_eq!(of("emit"), ["emit a", "emit b", "emit c"]);
     }
 
     #[tokio::test]

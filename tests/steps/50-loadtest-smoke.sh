@@ -50,6 +50,28 @@ echo "--- loadgen reconnect: 50 chatting clients, node killed and restarted"
 timeout 120 $gen reconnect --clients 50 --kill-pid "$(node_pid)" --signal KILL --restart-cmd "$start_node" --warmup-secs 2 --max-secs 30 --out "$out" --strict
 wait_ready
 
+echo "--- cluster: 2 nodes and a real redis-server; fan-out across both, then one node killed"
+rport=$(free_port)
+redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+# The two nodes share one data directory (the embedded store, as the cluster tests do), so a
+# client that moves keeps its chat.
+cluster_urls=()
+for i in 1 2; do
+  cport=$(free_port)
+  HOST=127.0.0.1 PORT=$cport DATA_DIR=$work/cluster-data NODE_ID=smoke-$i REDIS_URL=redis://127.0.0.1:$rport \
+    RATE_LIMIT_PER_SEC=100000 RUST_LOG=warn LOG_FORMAT=json target/debug/switchboard >>"$work/cluster$i.log" 2>&1 &
+  echo $! >"$work/cluster$i.pid"
+  pids+=($!)
+  for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$cport/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  cluster_urls+=("http://127.0.0.1:$cport")
+done
+curls=$(IFS=,; echo "${cluster_urls[*]}")
+timeout 120 $gen fanout --urls "$curls" --label cluster --receivers 200 --rates 20 --step-secs 3 --grace-ms 5000 --knee-p99-ms 10000 --out "$out" --strict
+# No restart: the killed node's clients must move to the other node and lose nothing.
+timeout 120 $gen reconnect --urls "$curls" --label cluster --clients 40 --kill-pid "$(cat "$work/cluster1.pid")" --signal KILL --warmup-secs 2 --max-secs 30 --out "$out" --strict
+
 echo "--- the Node baseline serves the same fan-out and acked sends"
 bport=$(free_port)
 HOST=127.0.0.1 PORT=$bport node loadtest/baseline-node/server.js >"$work/baseline.log" 2>&1 &

@@ -11,7 +11,6 @@
 
 use std::{
     collections::VecDeque,
-    future::poll_fn,
     sync::Mutex,
     task::{Context, Poll},
 };
@@ -59,6 +58,16 @@ struct State {
     /// Slots promised to outstanding [`QueuePermit`]s.
     reserved: usize,
     closed: bool,
+    /// A packet queued wakes the receiver only once this many wait (0: always). Raised while the
+    /// receiver holds packets back on purpose ([`PacketQueue::poll_backlog`]).
+    wake_at: u32,
+}
+
+impl State {
+    /// Should a packet just queued wake the receiver?
+    fn wakes(&self) -> bool {
+        self.buffered.len() + usize::from(self.volatile.is_some()) >= self.wake_at as usize
+    }
 }
 
 /// A bounded multi-producer, single-consumer queue of packets.
@@ -85,6 +94,9 @@ impl QueuePermit<'_> {
             state.reserved -= 1;
             // A permit taken before a close still delivers: the receiver drains after a close.
             state.buffered.push_back(entry);
+            if !state.wakes() {
+                return;
+            }
         }
         queue.rx_waker.wake();
     }
@@ -122,6 +134,9 @@ impl PacketQueue {
                 return Err(TrySendError::Full(packets));
             }
             state.buffered.push_back(packets.into());
+            if !state.wakes() {
+                return Ok(());
+            }
         }
         self.rx_waker.wake();
         Ok(())
@@ -135,6 +150,9 @@ impl PacketQueue {
                 return Err(packets);
             }
             state.buffered.push_back(packets.into());
+            if !state.wakes() {
+                return Ok(());
+            }
         }
         self.rx_waker.wake();
         Ok(())
@@ -161,6 +179,9 @@ impl PacketQueue {
                 return false;
             }
             state.volatile = Some(packets.into());
+            if !state.wakes() {
+                return true;
+            }
         }
         self.rx_waker.wake();
         true
@@ -178,8 +199,46 @@ impl PacketQueue {
         self.try_recv_with_closed().unwrap_or(Poll::Pending)
     }
 
+    /// `Ready` once packets wait or the queue is closed, without taking anything.
+    /// Only the holder of the socket's receiver lock may call it (a single consumer).
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.poll_waiting(cx, 0)
+    }
+
+    /// `Ready` once half the queue's capacity waits or the queue is closed, without taking
+    /// anything: for a receiver that holds packets back to write them together, which must not
+    /// let the queue fill up meanwhile. Until then, queued packets do not wake it.
+    pub(crate) fn poll_backlog(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let half = u32::try_from(self.capacity / 2).unwrap_or(u32::MAX).max(1);
+        self.poll_waiting(cx, half)
+    }
+
+    fn poll_waiting(&self, cx: &mut Context<'_>, at_least: u32) -> Poll<()> {
+        let enough = |state: &State| {
+            state.closed
+                || state.buffered.len() + usize::from(state.volatile.is_some())
+                    >= (at_least as usize).max(1)
+        };
+        {
+            let mut state = self.lock();
+            state.wake_at = at_least;
+            if enough(&state) {
+                return Poll::Ready(());
+            }
+        }
+        self.rx_waker.register(cx.waker());
+        // Check again: a packet may have arrived before the waker was registered.
+        if enough(&self.lock()) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// The next packets, waiting for them (the ws transport waits with [`Self::poll_ready`]).
+    #[cfg(feature = "__test_harness")]
     pub(crate) async fn recv(&self) -> Option<Entry> {
-        poll_fn(|cx| self.poll_recv(cx)).await
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// The next packets if any are waiting.
@@ -236,6 +295,45 @@ mod tests {
 
     fn ping() -> PacketBuf {
         smallvec![Packet::Ping]
+    }
+
+    /// Counts its wake-ups.
+    struct Wakes(std::sync::atomic::AtomicUsize);
+    impl std::task::Wake for Wakes {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_receiver_holding_back_is_woken_only_by_a_backlog_of_half_the_capacity() {
+        let q = PacketQueue::new(8);
+        let wakes = std::sync::Arc::new(Wakes(Default::default()));
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let count = || wakes.0.load(std::sync::atomic::Ordering::SeqCst);
+
+        // Waiting for anything: the first packet wakes.
+        assert!(q.poll_ready(&mut cx).is_pending());
+        q.try_send(ping()).unwrap();
+        assert_eq!(count(), 1);
+        assert!(q.poll_ready(&mut cx).is_ready());
+
+        // Holding it back: two more (three waiting) do not wake; the fourth does.
+        assert!(q.poll_backlog(&mut cx).is_pending());
+        q.try_send(ping()).unwrap();
+        q.try_send(ping()).unwrap();
+        assert_eq!(count(), 1, "below half the capacity");
+        q.try_send(ping()).unwrap();
+        assert_eq!(count(), 2, "half the capacity waits");
+        assert!(q.poll_backlog(&mut cx).is_ready());
+        // Nothing was taken.
+        assert_eq!((0..4).filter_map(|_| q.try_recv()).count(), 4);
+
+        // Back to waiting for anything.
+        assert!(q.poll_ready(&mut cx).is_pending());
+        q.try_send(ping()).unwrap();
+        assert_eq!(count(), 3);
     }
 
     #[test]

@@ -54,14 +54,23 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
     sid: Option<Sid>,
     req: Request<R>,
 ) -> Result<Response<ResponseBody<B>>, Error> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let req = Request::from_parts(parts.clone(), body);
 
     let ws_key = parts
         .headers
-        .get("Sec-WebSocket-Key")
-        .ok_or(Error::InvalidWebSocketKey)?
-        .clone();
+        .remove("Sec-WebSocket-Key")
+        .ok_or(Error::InvalidWebSocketKey)?;
+    // Switchboard patch: the parts kept for the socket's life do not keep what only the
+    // upgrade needs: the accept key (and a header map allocated for it alone) and hyper's
+    // upgrade handle (a clone, with the extension map allocated for it).
+    if parts.headers.is_empty() {
+        parts.headers = http::HeaderMap::new();
+    }
+    parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    if parts.extensions.is_empty() {
+        parts.extensions = http::Extensions::new();
+    }
 
     // Everything the task captures stays in it for the connection's life: the request is turned
     // into its upgrade future here, and the parts kept for the socket are boxed until then.
@@ -216,6 +225,13 @@ enum Outcome {
 /// Most queued batches written before the stream is flushed and read from again.
 const MAX_BATCHES_PER_FLUSH: usize = 64;
 
+/// Packets that arrive within this long of the connection's last flush wait until this long
+/// after it and go out together: one `write` call (and one wake-up of the client) for several
+/// packets, instead of one per packet, for a socket that gets many packets a second (a busy
+/// room). A socket that gets a packet less often than this (nearly every one) is written to at
+/// once, as before. Added latency: at most this long, and only at such rates.
+const WRITE_COALESCE: Duration = Duration::from_millis(10);
+
 /// The v4 heartbeat of a websocket session, driven by its connection task: a ping every
 /// `interval`, and the session ends if its pong takes longer than `timeout`.
 struct Heartbeat {
@@ -298,27 +314,68 @@ async fn serve<H: EngineIoHandler, S>(
         let cancelled = socket.cancellation_token.cancelled();
         tokio::pin!(cancelled);
         let read_gate = ReadGate::new();
+        // When the last packets were flushed; while `holding`, what waits is written when
+        // `coalesce` fires (see `WRITE_COALESCE`). The timer is allocated on first use only.
+        let mut last_flush: Option<Instant> = None;
+        let mut coalesce: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        let mut holding = false;
+
+        // Writes what the queue holds, then flushes.
+        macro_rules! write_queued {
+            () => {{
+                // The queue is only closed once this task released its lock.
+                let Some(entry) = socket.queue.try_recv() else {
+                    if socket.queue.is_closed() {
+                        break 'session Outcome::Cancelled;
+                    }
+                    continue;
+                };
+                let pong_overdue = heartbeat.as_ref().is_some_and(|h| h.awaiting_pong);
+                tokio::select! {
+                    biased;
+                    res = write_entries(&socket, &mut ws, entry) => {
+                        if let Err(e) = res {
+                            break 'session Outcome::Failed(e.into());
+                        }
+                    }
+                    // A client that stops reading must not keep this task writing forever.
+                    _ = &mut cancelled => break 'session Outcome::Cancelled,
+                    _ = &mut sleep, if pong_overdue => {
+                        break 'session Outcome::Failed(Error::HeartbeatTimeout)
+                    }
+                }
+                last_flush = Some(Instant::now());
+            }};
+        }
 
         loop {
             tokio::select! {
                 biased;
-                entry = socket.queue.recv() => {
-                    // The queue is only closed once this task released its lock.
-                    let Some(entry) = entry else { break 'session Outcome::Cancelled };
-                    let pong_overdue = heartbeat.as_ref().is_some_and(|h| h.awaiting_pong);
-                    tokio::select! {
-                        biased;
-                        res = write_entries(&socket, &mut ws, entry) => {
-                            if let Err(e) = res {
-                                break 'session Outcome::Failed(e.into());
-                            }
+                () = std::future::poll_fn(|cx| socket.queue.poll_ready(cx)), if !holding => {
+                    let hold_until = last_flush
+                        .map(|t| t + WRITE_COALESCE)
+                        .filter(|until| *until > Instant::now());
+                    if let Some(until) = hold_until {
+                        match coalesce.as_mut() {
+                            Some(timer) => timer.as_mut().reset(until),
+                            None => coalesce = Some(Box::pin(tokio::time::sleep_until(until))),
                         }
-                        // A client that stops reading must not keep this task writing forever.
-                        _ = &mut cancelled => break 'session Outcome::Cancelled,
-                        _ = &mut sleep, if pong_overdue => {
-                            break 'session Outcome::Failed(Error::HeartbeatTimeout)
-                        }
+                        holding = true;
+                        continue;
                     }
+                    write_queued!();
+                }
+                () = std::future::poll_fn(|cx| match coalesce.as_mut() {
+                    Some(timer) => timer.as_mut().poll(cx),
+                    None => std::task::Poll::Pending,
+                }), if holding => {
+                    holding = false;
+                    write_queued!();
+                }
+                // A burst must not fill the queue (packets beyond it are refused) while held.
+                () = std::future::poll_fn(|cx| socket.queue.poll_backlog(cx)), if holding => {
+                    holding = false;
+                    write_queued!();
                 }
                 msg = std::future::poll_fn(|cx| read_gate.poll_next(&mut ws, cx)) => {
                     let msg = match msg {
@@ -340,7 +397,23 @@ async fn serve<H: EngineIoHandler, S>(
                         Err(e) => break 'session Outcome::Failed(e),
                     }
                 }
-                _ = &mut cancelled => break 'session Outcome::Cancelled,
+                _ = &mut cancelled => {
+                    // What was held back still goes out before the close frame, as anything
+                    // else queued does (bounded: the client may not read).
+                    if holding {
+                        let flush = async {
+                            while let Some(entry) = socket.queue.try_recv() {
+                                if write_entries(&socket, &mut ws, entry).await.is_err() {
+                                    break;
+                                }
+                            }
+                        };
+                        Box::pin(tokio::time::timeout(engine.config.ping_timeout, flush))
+                            .await
+                            .ok();
+                    }
+                    break 'session Outcome::Cancelled
+                }
                 _ = &mut sleep, if heartbeat.is_some() => {
                     let Some(h) = heartbeat.as_mut() else { continue };
                     if let Err(e) = h.on_deadline(&socket) {
@@ -841,6 +914,77 @@ mod tests {
             [DisconnectReason::ClosingServer]
         );
         assert!(socket.is_closed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn packets_right_after_a_flush_are_held_back_and_go_out_together_in_order() {
+        let (engine, mut client, _task) = connect().await;
+        let socket = engine.handler.socket.lock().unwrap().clone().unwrap();
+        let start = Instant::now();
+        socket.emit("a").unwrap();
+        assert_eq!(next_text(&mut client).await, "4a");
+        assert!(
+            start.elapsed() < WRITE_COALESCE,
+            "nothing was flushed before: at once"
+        );
+        for m in ["b", "c", "d"] {
+            socket.emit(m).unwrap();
+        }
+        for m in ["4b", "4c", "4d"] {
+            assert_eq!(next_text(&mut client).await, m);
+        }
+        assert!(
+            start.elapsed() >= WRITE_COALESCE,
+            "held until WRITE_COALESCE after the last flush"
+        );
+        // Long after the last flush: at once again.
+        tokio::time::sleep(WRITE_COALESCE * 2).await;
+        let later = Instant::now();
+        socket.emit("e").unwrap();
+        assert_eq!(next_text(&mut client).await, "4e");
+        assert!(later.elapsed() < WRITE_COALESCE);
+        assert!(engine.handler.disconnects.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_held_back_is_written_once_half_the_queue_waits() {
+        let (engine, mut client, _task) = connect().await;
+        let socket = engine.handler.socket.lock().unwrap().clone().unwrap();
+        socket.emit("a").unwrap();
+        assert_eq!(next_text(&mut client).await, "4a");
+        let start = Instant::now();
+        // More than half the queue (128 by default), less than all of it, at once.
+        for i in 0..100 {
+            socket.emit(format!("m{i}")).unwrap();
+        }
+        // One flush's worth goes out at once rather than at the window's end (the queue
+        // could fill up meanwhile); the rest follows, in order.
+        for i in 0..MAX_BATCHES_PER_FLUSH {
+            assert_eq!(next_text(&mut client).await, format!("4m{i}"));
+        }
+        assert!(
+            start.elapsed() < WRITE_COALESCE,
+            "held back while half the queue waits"
+        );
+        for i in MAX_BATCHES_PER_FLUSH..100 {
+            assert_eq!(next_text(&mut client).await, format!("4m{i}"));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_side_close_sends_the_packets_held_back_first() {
+        let (engine, mut client, task) = connect().await;
+        let socket = engine.handler.socket.lock().unwrap().clone().unwrap();
+        socket.emit("a").unwrap();
+        assert_eq!(next_text(&mut client).await, "4a");
+        socket.emit("held").unwrap();
+        // Let the connection task see it (and hold it back) before the close.
+        tokio::task::yield_now().await;
+        socket.close(DisconnectReason::ClosingServer);
+        assert_eq!(next_text(&mut client).await, "4held");
+        assert_eq!(next_text(&mut client).await, "1");
+        assert!(matches!(client.next().await, Some(Ok(Message::Close(_)))));
+        task.await.unwrap().unwrap();
     }
 
     #[test]
