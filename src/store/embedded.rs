@@ -4,13 +4,18 @@
 //! writers anyway, and one connection keeps `seq` assignment a plain transaction. Uploaded files
 //! live beside the database under `uploads/`, written to a temporary name, synced, then renamed,
 //! so a crash never leaves half a file under a real id.
+//!
+//! Write transactions start `IMMEDIATE` (they take the write lock first, waiting up to the busy
+//! timeout): a deferred one that read and then wrote failed at once with "database is locked"
+//! when another process on the same `DATA_DIR` (two nodes on one host, the cluster smoke test)
+//! had written in between.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{Store, StoreError, StoreResult};
 use crate::domain::{
@@ -274,7 +279,7 @@ impl Store for EmbeddedStore {
 
     async fn create_chat(&self, chat: NewChat) -> StoreResult<Chat> {
         self.run(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let id = ChatId::generate();
             let t = ms(now());
             tx.execute(
@@ -348,7 +353,7 @@ impl Store for EmbeddedStore {
         let id = id.as_str().to_owned();
         let updated = self
             .run(move |conn| {
-                let tx = conn.transaction()?;
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 if load_chat(&tx, &id)?.is_none() {
                     return Ok(None);
                 }
@@ -392,7 +397,7 @@ impl Store for EmbeddedStore {
     async fn save_message(&self, m: NewMessage) -> StoreResult<Saved<Message>> {
         let saved = self
             .run(move |conn| {
-                let tx = conn.transaction()?;
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 if let Some(cid) = &m.client_message_id {
                     if let Some(first) = find_by_client_id(&tx, &m.sender.id, cid)? {
                         return Ok(Some(Saved::Existing(first)));
