@@ -58,7 +58,8 @@ if [ "${WITH_REDIS:-0}" = 1 ]; then
   rport=$(free_port)
   taskset -c "$server_core" redis-server --port "$rport" --save '' --appendonly no >"$work/redis.log" 2>&1 &
   echo $! >"$work/redis.pid"
-  for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  for _ in $(seq 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  redis-cli -p "$rport" ping >/dev/null 2>&1 || { echo "redis-server did not start:"; cat "$work/redis.log"; exit 1; }
   redis_env="REDIS_URL=redis://127.0.0.1:$rport"
 fi
 mongo_env=""
@@ -71,7 +72,7 @@ if [ "${WITH_MONGO:-0}" = 1 ] && [ "$system" = switchboard ]; then
   mongo_env="MONGODB_URI=mongodb://127.0.0.1:$mport/?directConnection=true&retryWrites=false"
 fi
 case $system in
-  switchboard) cmd="$PWD/$bin" ;;
+  switchboard) case $bin in /*) cmd=$bin ;; *) cmd="$PWD/$bin" ;; esac ;;
   baseline) cmd="node $PWD/loadtest/baseline-node/server.js" ;;
   *) echo "unknown system $system"; exit 2 ;;
 esac
