@@ -629,27 +629,74 @@ mod tests {
         assert_eq!(*order.lock().unwrap(), (0..20).collect::<Vec<_>>());
     }
 
+    /// One socket's turns, and events run in them as the dispatcher runs them.
+    #[derive(Default)]
+    struct TestSocket {
+        turns: Turns,
+        save_turns: Arc<Turns>,
+        emit_turns: Arc<Turns>,
+        log: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    type Handling = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+    impl TestSocket {
+        /// Takes the next event turn now and runs `handle` in it.
+        fn event(&self, handle: impl FnOnce(Log) -> Handling) -> tokio::task::JoinHandle<()> {
+            let (my_turn, done) = self.turns.take();
+            let (save_turns, emit_turns) = (self.save_turns.clone(), self.emit_turns.clone());
+            let handle = handle(Log(self.log.clone()));
+            tokio::spawn(async move {
+                my_turn.await;
+                EmitOrder::run(&save_turns, &emit_turns, done, handle).await;
+            })
+        }
+
+        /// Waits for every event; `what` says what a hang means.
+        async fn all_done(
+            &self,
+            events: Vec<tokio::task::JoinHandle<()>>,
+            what: &str,
+        ) -> Vec<String> {
+            tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                for e in events {
+                    e.await.unwrap();
+                }
+            })
+            .await
+            .expect(what);
+            self.log.lock().unwrap().clone()
+        }
+    }
+
+    #[derive(Clone)]
+    struct Log(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl Log {
+        fn push(&self, line: String) {
+            self.0.lock().unwrap().push(line);
+        }
+    }
+
+    fn lines(log: &[String], kind: &str) -> Vec<String> {
+        log.iter()
+            .filter(|l| l.starts_with(kind))
+            .cloned()
+            .collect()
+    }
+
     /// Two events of one socket, as the dispatcher runs them: the second is saved while the
     /// first one's emission is still on its way, and the emissions keep their order.
     #[tokio::test]
     async fn the_next_event_is_saved_while_this_one_emits_and_emissions_keep_their_order() {
-        let (turns, save_turns, emit_turns) = (
-            Arc::new(Turns::default()),
-            Arc::new(Turns::default()),
-            Arc::new(Turns::default()),
-        );
-        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let socket = TestSocket::default();
         let publish_a = Arc::new(tokio::sync::Notify::new());
         let event = |name: &'static str,
                      slow: Option<Arc<tokio::sync::Notify>>,
                      wake: Option<Arc<tokio::sync::Notify>>| {
-            let (my_turn, done) = turns.take();
-            let (save_turns, emit_turns, log) =
-                (save_turns.clone(), emit_turns.clone(), log.clone());
-            tokio::spawn(async move {
-                my_turn.await;
-                EmitOrder::run(&save_turns, &emit_turns, done, async {
-                    log.lock().unwrap().push(format!("save {name}"));
+            socket.event(move |log| {
+                Box::pin(async move {
+                    log.push(format!("save {name}"));
                     if let Some(wake) = wake {
                         wake.notify_one();
                     }
@@ -657,92 +704,63 @@ mod tests {
                     if let Some(slow) = slow {
                         slow.notified().await;
                     }
-                    log.lock().unwrap().push(format!("emit {name}"));
+                    log.push(format!("emit {name}"));
                 })
-                .await;
             })
         };
         let a = event("a", Some(publish_a.clone()), None);
         // b's save lets a's publish finish: without pipelining b would wait for a forever.
         let b = event("b", None, Some(publish_a));
         let c = event("c", None, None);
-        tokio::time::timeout(std::time::Duration::from_secs(5), async {
-            for t in [a, b, c] {
-                t.await.unwrap();
-            }
-        })
-        .await
-        .expect("the second event must start while the first one emits");
-        let log = log.lock().unwrap().clone();
+        let log = socket
+            .all_done(
+                vec![a, b, c],
+                "the second event must start while the first one emits",
+            )
+            .await;
         assert_eq!(&log[..2], ["save a", "save b"]);
-        let emits: Vec<_> = log.iter().filter(|l| l.starts_with("emit")).collect();
-        assert_eq!(emits, ["emit a", "emit b", "emit c"]);
+        assert_eq!(lines(&log, "emit"), ["emit a", "emit b", "emit c"]);
     }
 
     /// An event that emits nothing passes the emission turn on only after the previous event's
     /// emissions, so a later event's emission cannot overtake them.
     #[tokio::test]
     async fn an_event_without_emissions_does_not_let_a_later_emission_overtake() {
-        let (turns, save_turns, emit_turns) = (
-            Arc::new(Turns::default()),
-            Arc::new(Turns::default()),
-            Arc::new(Turns::default()),
-        );
-        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let socket = TestSocket::default();
         let publish_a = Arc::new(tokio::sync::Notify::new());
-        let spawn = |handle: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>| {
-            let (my_turn, done) = turns.take();
-            let (save_turns, emit_turns) = (save_turns.clone(), emit_turns.clone());
-            tokio::spawn(async move {
-                my_turn.await;
-                EmitOrder::run(&save_turns, &emit_turns, done, handle).await;
+        let slow = publish_a.clone();
+        let a = socket.event(|log| {
+            Box::pin(async move {
+                wait_for_emit_turn().await;
+                slow.notified().await;
+                log.push("emit a".into());
             })
-        };
-        let (log_a, slow) = (log.clone(), publish_a.clone());
-        let a = spawn(Box::pin(async move {
-            wait_for_emit_turn().await;
-            slow.notified().await;
-            log_a.lock().unwrap().push("emit a");
-        }));
-        let b = spawn(Box::pin(async {})); // a read: no emission
-        let (log_c, wake) = (log.clone(), publish_a);
-        let c = spawn(Box::pin(async move {
-            // Let a finish only once c is ready to emit.
-            wake.notify_one();
-            wait_for_emit_turn().await;
-            log_c.lock().unwrap().push("emit c");
-        }));
-        tokio::time::timeout(std::time::Duration::from_secs(5), async {
-            for t in [a, b, c] {
-                t.await.unwrap();
-            }
-        })
-        .await
-        .unwrap();
-        assert_eq!(*log.lock().unwrap(), ["emit a", "emit c"]);
+        });
+        let b = socket.event(|_| Box::pin(async {})); // a read: no emission
+        let c = socket.event(|log| {
+            Box::pin(async move {
+                // Let a finish only once c is ready to emit.
+                publish_a.notify_one();
+                wait_for_emit_turn().await;
+                log.push("emit c".into());
+            })
+        });
+        let log = socket.all_done(vec![a, b, c], "every event ends").await;
+        assert_eq!(log, ["emit a", "emit c"]);
     }
 
     /// Two sends of one socket: the second reads its chat while the first one saves, and saves
     /// only after it.
     #[tokio::test]
     async fn the_next_event_reads_while_this_one_saves_and_saves_keep_their_order() {
-        let (turns, save_turns, emit_turns) = (
-            Arc::new(Turns::default()),
-            Arc::new(Turns::default()),
-            Arc::new(Turns::default()),
-        );
-        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let socket = TestSocket::default();
         let save_a = Arc::new(tokio::sync::Notify::new());
         let event = |name: &'static str,
                      slow: Option<Arc<tokio::sync::Notify>>,
                      wake: Option<Arc<tokio::sync::Notify>>| {
-            let (my_turn, done) = turns.take();
-            let (save_turns, emit_turns, log) =
-                (save_turns.clone(), emit_turns.clone(), log.clone());
-            tokio::spawn(async move {
-                my_turn.await;
-                EmitOrder::run(&save_turns, &emit_turns, done, async {
-                    log.lock().unwrap().push(format!("read {name}"));
+            socket.event(move |log| {
+                Box::pin(async move {
+                    log.push(format!("read {name}"));
                     if let Some(wake) = wake {
                         wake.notify_one();
                     }
@@ -750,34 +768,25 @@ mod tests {
                     if let Some(slow) = slow {
                         slow.notified().await;
                     }
-                    log.lock().unwrap().push(format!("save {name}"));
+                    log.push(format!("save {name}"));
                     wait_for_emit_turn().await;
-                    log.lock().unwrap().push(format!("emit {name}"));
+                    log.push(format!("emit {name}"));
                 })
-                .await;
             })
         };
         let a = event("a", Some(save_a.clone()), None);
         // b's read lets a's save finish: without the save turn b would wait for a forever.
         let b = event("b", None, Some(save_a));
         let c = event("c", None, None);
-        tokio::time::timeout(std::time::Duration::from_secs(5), async {
-            for t in [a, b, c] {
-                t.await.unwrap();
-            }
-        })
-        .await
-        .expect("the second event must start while the first one saves");
-        let log = log.lock().unwrap().clone();
+        let log = socket
+            .all_done(
+                vec![a, b, c],
+                "the second event must start while the first one saves",
+            )
+            .await;
         assert_eq!(&log[..2], ["read a", "read b"]);
-        let of = |kind: &str| -> Vec<String> {
-            log.iter()
-                .filter(|l| l.starts_with(kind))
-                .cloned()
-                .collect()
-        };
-        assert_eq!(of("save"), ["save a", "save b", "save c"]);
-        assert_eq!(of("emit"), ["emit a", "emit b", "emit c"]);
+        assert_eq!(lines(&log, "save"), ["save a", "save b", "save c"]);
+        assert_eq!(lines(&log, "emit"), ["emit a", "emit b", "emit c"]);
     }
 
     #[tokio::test]

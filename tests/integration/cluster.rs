@@ -784,6 +784,44 @@ async fn a_burst_of_emissions_all_reach_the_other_node() {
     assert_eq!(titles.len(), BURST, "reports delivered across nodes");
 }
 
+/// Two nodes on one Redis; a user's chat, the user's socket and a staff socket on node a, a
+/// staff socket on node b.
+struct ChatAcrossNodes {
+    redis: RedisServer,
+    a: TestNode,
+    b: TestNode,
+    sender: Sio,
+    admin_a: Sio,
+    admin_b: Sio,
+    chat: String,
+    _data: Arc<tempfile::TempDir>,
+}
+
+impl ChatAcrossNodes {
+    async fn start() -> Self {
+        let redis = RedisServer::start().await;
+        let data = shared_dir();
+        let a = TestNode::cluster(data.clone(), &redis.url(), "node-a").await;
+        let b = TestNode::cluster(data.clone(), &redis.url(), "node-b").await;
+        let sender = a.socket("u1", Role::User).await;
+        let (admin_a, admin_b) = (
+            a.socket("a1", Role::Admin).await,
+            b.socket("a2", Role::Admin).await,
+        );
+        let chat = a.open_chat(&a.token("u1", Role::User)).await;
+        ChatAcrossNodes {
+            redis,
+            a,
+            b,
+            sender,
+            admin_a,
+            admin_b,
+            chat,
+            _data: data,
+        }
+    }
+}
+
 /// Waits for `n` `message:new` events on `socket` and returns their `seq`s in arrival order.
 async fn seqs_received(socket: &Sio, n: usize) -> Vec<u64> {
     let mut seqs = Vec::new();
@@ -798,16 +836,17 @@ async fn seqs_received(socket: &Sio, n: usize) -> Vec<u64> {
 
 #[tokio::test]
 async fn one_senders_pipelined_messages_arrive_in_order_on_every_node() {
-    let redis = RedisServer::start().await;
-    let data = shared_dir();
-    let a = TestNode::cluster(data.clone(), &redis.url(), "node-a").await;
-    let b = TestNode::cluster(data.clone(), &redis.url(), "node-b").await;
-    let sender = a.socket("u1", Role::User).await;
-    let (admin_a, admin_b) = (
-        a.socket("a1", Role::Admin).await,
-        b.socket("a2", Role::Admin).await,
-    );
-    let chat = a.open_chat(&a.token("u1", Role::User)).await;
+    // Every part is bound (not `..`): what is left out would be dropped, nodes and data with it.
+    let ChatAcrossNodes {
+        redis: _redis,
+        a: _a,
+        b: _b,
+        sender,
+        admin_a,
+        admin_b,
+        chat,
+        _data,
+    } = ChatAcrossNodes::start().await;
     // Within the rate limit's burst; sent back to back without waiting for acks, so each
     // message is saved while the previous one's publish is still on its way.
     const N: usize = 30;
@@ -838,16 +877,16 @@ async fn one_senders_pipelined_messages_arrive_in_order_on_every_node() {
 
 #[tokio::test]
 async fn a_stalled_redis_does_not_hold_up_delivery_on_the_senders_node() {
-    let redis = RedisServer::start().await;
-    let data = shared_dir();
-    let a = TestNode::cluster(data.clone(), &redis.url(), "node-a").await;
-    let b = TestNode::cluster(data.clone(), &redis.url(), "node-b").await;
-    let sender = a.socket("u1", Role::User).await;
-    let (admin_a, admin_b) = (
-        a.socket("a1", Role::Admin).await,
-        b.socket("a2", Role::Admin).await,
-    );
-    let chat = a.open_chat(&a.token("u1", Role::User)).await;
+    let ChatAcrossNodes {
+        redis,
+        a,
+        b,
+        sender,
+        admin_a,
+        admin_b,
+        chat,
+        _data,
+    } = ChatAcrossNodes::start().await;
     let first = send(&sender, &chat, "before").await;
     for socket in [&sender, &admin_a, &admin_b] {
         assert_eq!(
