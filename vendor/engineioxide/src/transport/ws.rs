@@ -225,11 +225,13 @@ enum Outcome {
 /// Most queued batches written before the stream is flushed and read from again.
 const MAX_BATCHES_PER_FLUSH: usize = 64;
 
-/// Packets that arrive within this long of the connection's last flush wait until this long
-/// after it and go out together: one `write` call (and one wake-up of the client) for several
-/// packets, instead of one per packet, for a socket that gets many packets a second (a busy
-/// room). A socket that gets a packet less often than this (nearly every one) is written to at
-/// once, as before. Added latency: at most this long, and only at such rates.
+/// Once a connection is busy (its last flush wrote more than one batch: packets queued faster
+/// than it wrote them), packets that arrive within this long of its last flush wait until this
+/// long after it and go out together: one `write` call (and one wake-up of the client) for
+/// several packets, instead of one per packet. It stays so while packets keep coming (a held
+/// flush that writes a single batch ends it). A socket that keeps up, packet by packet (nearly
+/// every one), is written to at once, as before. Added latency: at most this long, and only for
+/// a socket that is falling behind its packets anyway.
 const WRITE_COALESCE: Duration = Duration::from_millis(10);
 
 /// The v4 heartbeat of a websocket session, driven by its connection task: a ping every
@@ -317,6 +319,8 @@ async fn serve<H: EngineIoHandler, S>(
         // When the last packets were flushed; while `holding`, what waits is written when
         // `coalesce` fires (see `WRITE_COALESCE`). The timer is allocated on first use only.
         let mut last_flush: Option<Instant> = None;
+        // Did the last flush write more than one batch (the socket is busy)?
+        let mut busy = false;
         let mut coalesce: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         let mut holding = false;
 
@@ -333,11 +337,10 @@ async fn serve<H: EngineIoHandler, S>(
                 let pong_overdue = heartbeat.as_ref().is_some_and(|h| h.awaiting_pong);
                 tokio::select! {
                     biased;
-                    res = write_entries(&socket, &mut ws, entry) => {
-                        if let Err(e) = res {
-                            break 'session Outcome::Failed(e.into());
-                        }
-                    }
+                    res = write_entries(&socket, &mut ws, entry) => match res {
+                        Ok(batches) => busy = batches > 1,
+                        Err(e) => break 'session Outcome::Failed(e.into()),
+                    },
                     // A client that stops reading must not keep this task writing forever.
                     _ = &mut cancelled => break 'session Outcome::Cancelled,
                     _ = &mut sleep, if pong_overdue => {
@@ -353,6 +356,7 @@ async fn serve<H: EngineIoHandler, S>(
                 biased;
                 () = std::future::poll_fn(|cx| socket.queue.poll_ready(cx)), if !holding => {
                     let hold_until = last_flush
+                        .filter(|_| busy)
                         .map(|t| t + WRITE_COALESCE)
                         .filter(|until| *until > Instant::now());
                     if let Some(until) = hold_until {
@@ -565,14 +569,15 @@ fn on_message<H: EngineIoHandler>(
     }
 }
 
-/// Write `first` and whatever else is queued (up to [`MAX_BATCHES_PER_FLUSH`]), then flush.
+/// Write `first` and whatever else is queued (up to [`MAX_BATCHES_PER_FLUSH`]), then flush;
+/// returns how many batches it wrote.
 /// It keeps no packet buffer across its awaits (each frame is built before it is fed), so it
 /// stays small enough to run inline in the connection's future.
 async fn write_entries<D, S>(
     socket: &Socket<D>,
     ws: &mut WebSocketStream<S>,
     first: Entry,
-) -> Result<(), tungstenite::Error>
+) -> Result<usize, tungstenite::Error>
 where
     D: Default + Send + Sync + 'static,
     S: AsyncRead + AsyncWrite + Unpin,
@@ -600,7 +605,8 @@ where
     }
     #[cfg(feature = "tracing")]
     tracing::trace!(sid = %socket.id, "ws flush");
-    ws.flush().await
+    ws.flush().await?;
+    Ok(written)
 }
 
 /// The text frame of a message packet: `4` and the message.
@@ -917,20 +923,36 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn packets_right_after_a_flush_are_held_back_and_go_out_together_in_order() {
+    async fn a_socket_that_keeps_up_is_written_to_at_once() {
         let (engine, mut client, _task) = connect().await;
         let socket = engine.handler.socket.lock().unwrap().clone().unwrap();
         let start = Instant::now();
-        socket.emit("a").unwrap();
-        assert_eq!(next_text(&mut client).await, "4a");
+        for m in ["a", "b", "c"] {
+            socket.emit(m).unwrap();
+            assert_eq!(next_text(&mut client).await, format!("4{m}"));
+        }
         assert!(
             start.elapsed() < WRITE_COALESCE,
-            "nothing was flushed before: at once"
+            "one batch per flush: nothing held"
         );
-        for m in ["b", "c", "d"] {
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_socket_has_its_packets_held_back_and_written_together_in_order() {
+        let (engine, mut client, _task) = connect().await;
+        let socket = engine.handler.socket.lock().unwrap().clone().unwrap();
+        let start = Instant::now();
+        // Two packets queued before the connection wrote: one flush, two batches: busy.
+        socket.emit("a").unwrap();
+        socket.emit("b").unwrap();
+        for m in ["4a", "4b"] {
+            assert_eq!(next_text(&mut client).await, m);
+        }
+        assert!(start.elapsed() < WRITE_COALESCE, "not busy before: at once");
+        for m in ["c", "d", "e"] {
             socket.emit(m).unwrap();
         }
-        for m in ["4b", "4c", "4d"] {
+        for m in ["4c", "4d", "4e"] {
             assert_eq!(next_text(&mut client).await, m);
         }
         assert!(
@@ -940,8 +962,8 @@ mod tests {
         // Long after the last flush: at once again.
         tokio::time::sleep(WRITE_COALESCE * 2).await;
         let later = Instant::now();
-        socket.emit("e").unwrap();
-        assert_eq!(next_text(&mut client).await, "4e");
+        socket.emit("f").unwrap();
+        assert_eq!(next_text(&mut client).await, "4f");
         assert!(later.elapsed() < WRITE_COALESCE);
         assert!(engine.handler.disconnects.lock().unwrap().is_empty());
     }
@@ -951,7 +973,9 @@ mod tests {
         let (engine, mut client, _task) = connect().await;
         let socket = engine.handler.socket.lock().unwrap().clone().unwrap();
         socket.emit("a").unwrap();
+        socket.emit("b").unwrap();
         assert_eq!(next_text(&mut client).await, "4a");
+        assert_eq!(next_text(&mut client).await, "4b");
         let start = Instant::now();
         // More than half the queue (128 by default), less than all of it, at once.
         for i in 0..100 {
@@ -976,7 +1000,9 @@ mod tests {
         let (engine, mut client, task) = connect().await;
         let socket = engine.handler.socket.lock().unwrap().clone().unwrap();
         socket.emit("a").unwrap();
+        socket.emit("b").unwrap();
         assert_eq!(next_text(&mut client).await, "4a");
+        assert_eq!(next_text(&mut client).await, "4b");
         socket.emit("held").unwrap();
         // Let the connection task see it (and hold it back) before the close.
         tokio::task::yield_now().await;
