@@ -454,6 +454,11 @@ fn socket_io_builder() -> socketioxide::SocketIoBuilder {
         // saves memory per connection. It holds a typing indicator, a read receipt or a short
         // chat message; larger frames still arrive, in more reads (the buffer grows as needed).
         .ws_read_buffer_size(256)
+        // Packets a connection may have waiting before `emit` refuses more (socketioxide's
+        // default is 128). The queue grows only while packets wait, so an idle connection pays
+        // nothing for it; a burst to one socket (hundreds of reports at once, a busy room whose
+        // writes are being coalesced) must not lose live deliveries.
+        .max_buffer_size(1024)
         .max_payload(256 * 1024)
 }
 
