@@ -66,7 +66,12 @@ struct State {
 impl State {
     /// Should a packet just queued wake the receiver?
     fn wakes(&self) -> bool {
-        self.buffered.len() + usize::from(self.volatile.is_some()) >= self.wake_at as usize
+        self.waiting() >= self.wake_at as usize
+    }
+
+    /// Entries the receiver would get now.
+    fn waiting(&self) -> usize {
+        self.buffered.len() + usize::from(self.volatile.is_some())
     }
 }
 
@@ -214,11 +219,7 @@ impl PacketQueue {
     }
 
     fn poll_waiting(&self, cx: &mut Context<'_>, at_least: u32) -> Poll<()> {
-        let enough = |state: &State| {
-            state.closed
-                || state.buffered.len() + usize::from(state.volatile.is_some())
-                    >= (at_least as usize).max(1)
-        };
+        let enough = |state: &State| state.closed || state.waiting() >= (at_least as usize).max(1);
         {
             let mut state = self.lock();
             state.wake_at = at_least;

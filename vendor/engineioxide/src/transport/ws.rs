@@ -369,15 +369,16 @@ async fn serve<H: EngineIoHandler, S>(
                     }
                     write_queued!();
                 }
-                () = std::future::poll_fn(|cx| match coalesce.as_mut() {
-                    Some(timer) => timer.as_mut().poll(cx),
-                    None => std::task::Poll::Pending,
+                // The window is over, or a backlog must not fill the queue (packets beyond it
+                // are refused) while held.
+                () = std::future::poll_fn(|cx| {
+                    let window_over = coalesce.as_mut().is_some_and(|t| t.as_mut().poll(cx).is_ready());
+                    if window_over || socket.queue.poll_backlog(cx).is_ready() {
+                        std::task::Poll::Ready(())
+                    } else {
+                        std::task::Poll::Pending
+                    }
                 }), if holding => {
-                    holding = false;
-                    write_queued!();
-                }
-                // A burst must not fill the queue (packets beyond it are refused) while held.
-                () = std::future::poll_fn(|cx| socket.queue.poll_backlog(cx)), if holding => {
                     holding = false;
                     write_queued!();
                 }
@@ -403,18 +404,10 @@ async fn serve<H: EngineIoHandler, S>(
                 }
                 _ = &mut cancelled => {
                     // What was held back still goes out before the close frame, as anything
-                    // else queued does (bounded: the client may not read).
+                    // else queued does: written at once by the queue's branch, which comes first.
                     if holding {
-                        let flush = async {
-                            while let Some(entry) = socket.queue.try_recv() {
-                                if write_entries(&socket, &mut ws, entry).await.is_err() {
-                                    break;
-                                }
-                            }
-                        };
-                        Box::pin(tokio::time::timeout(engine.config.ping_timeout, flush))
-                            .await
-                            .ok();
+                        (holding, busy) = (false, false);
+                        continue;
                     }
                     break 'session Outcome::Cancelled
                 }
