@@ -218,14 +218,18 @@ impl Shared {
     }
 
     /// Marks the outage and keeps the event for replay, in its place by `order` (replies to
-    /// pipelined publishes may fail in any order).
-    fn keep(&self, kept: Option<Kept>) {
+    /// pipelined publishes may fail in any order); returns what the emission's caller is told.
+    fn keep(&self, kept: Option<Kept>) -> FanoutError {
         let mut outage = self.lock();
         if !outage.down {
             tracing::warn!("Redis unreachable: delivering on this node only until it returns");
         }
         outage.down = true;
-        let Some(k) = kept else { return };
+        let error = FanoutError(
+            "Redis unreachable: delivered on this node; other nodes get it when Redis returns"
+                .into(),
+        );
+        let Some(k) = kept else { return error };
         if outage.kept.len() >= MAX_KEPT {
             outage.kept.pop_front();
             tracing::warn!(
@@ -238,6 +242,7 @@ impl Shared {
             .rposition(|other| other.order < k.order)
             .map_or(0, |i| i + 1);
         outage.kept.insert(at, k);
+        error
     }
 }
 
@@ -336,11 +341,7 @@ impl RedisFanout {
                 Err(_) => tracing::warn!(event, "publish timed out"),
             }
             // This node's sockets got it when the publish was queued.
-            shared.keep(kept(order, rooms, except, event, payload));
-            Err(FanoutError(
-                "Redis unreachable: delivered on this node; other nodes get it when Redis returns"
-                    .into(),
-            ))
+            Err(shared.keep(kept(order, rooms, except, event, payload)))
         });
         // The first poll queues the publish and delivers locally (see the module doc).
         match std::future::poll_fn(|cx| Poll::Ready(publish.as_mut().poll(cx))).await {
@@ -538,12 +539,9 @@ impl Fanout for RedisFanout {
             }
             self.deliver_locally(&e).await;
             let payload = serde_json::to_value(e.payload).ok();
-            self.shared
-                .keep(payload.and_then(|p| kept(order, e.rooms, e.except, e.event, p)));
-            Err(FanoutError(
-                "Redis unreachable: delivered on this node; other nodes get it when Redis returns"
-                    .into(),
-            ))
+            Err(self
+                .shared
+                .keep(payload.and_then(|p| kept(order, e.rooms, e.except, e.event, p))))
         })
     }
 

@@ -83,6 +83,14 @@ async fn readyz(port: u16) -> u16 {
     }
 }
 
+/// Waits (up to `LONG`) until both nodes answer `/readyz` with 200.
+async fn both_ready(a: &TestNode, b: &TestNode) -> bool {
+    eventually(LONG, || async {
+        readyz(a.port).await == 200 && readyz(b.port).await == 200
+    })
+    .await
+}
+
 async fn send(socket: &Sio, chat: &str, text: &str) -> Value {
     let ack = socket
         .ack(
@@ -446,12 +454,7 @@ async fn redis_restart_mid_traffic_loses_no_acknowledged_message() {
     );
 
     redis.restart().await;
-    assert!(
-        eventually(LONG, || async {
-            readyz(a.port).await == 200 && readyz(b.port).await == 200
-        })
-        .await
-    );
+    assert!(both_ready(&a, &b).await, "both nodes ready again");
     for i in 0..5 {
         acked.push(send(&user_a, &chat, &format!("after {i}")).await);
     }
@@ -499,12 +502,7 @@ async fn subscriptions_come_back_after_redis_restarts() {
     redis.kill();
     assert!(eventually(LONG, || async { readyz(a.port).await == 503 }).await);
     redis.restart().await;
-    assert!(
-        eventually(LONG, || async {
-            readyz(a.port).await == 200 && readyz(b.port).await == 200
-        })
-        .await
-    );
+    assert!(both_ready(&a, &b).await, "both nodes ready again");
 
     let sent = send(&user_a, &chat, "after the restart").await;
     let got = admin_b
@@ -918,12 +916,7 @@ async fn a_stalled_redis_does_not_hold_up_delivery_on_the_senders_node() {
     assert_eq!(there["message"]["id"], stalled["id"]);
     // And the cluster works on: the next message reaches the other node too (a stalled
     // publish that timed out may arrive twice: clients dedupe by id).
-    assert!(
-        eventually(LONG, || async {
-            readyz(a.port).await == 200 && readyz(b.port).await == 200
-        })
-        .await
-    );
+    assert!(both_ready(&a, &b).await, "both nodes ready again");
     let next = send(&sender, &chat, "after").await;
     let ids: BTreeSet<String> = [next["id"].as_str().unwrap().to_owned()].into();
     assert!(receives_all(&admin_b, &ids, LONG).await.is_superset(&ids));
