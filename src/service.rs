@@ -118,6 +118,8 @@ impl AppState {
                 except,
                 event,
                 payload,
+                // Typing indicators are stale by the time Redis returns from an outage.
+                keep_for_replay: event != events::USER_TYPING,
             })
             .await;
         self.metrics
