@@ -22,7 +22,7 @@ use crate::auth::Keys;
 use crate::cluster::redis::{ClusterAdapter, RedisFanout};
 use crate::cluster::{self, Fanout};
 use crate::config::Config;
-use crate::connections::{Connections, TrackedListener};
+use crate::connections::{TcpConnections, TrackedListener};
 use crate::metrics::Metrics;
 use crate::presence::{MemoryPresence, Presence, RedisPresence};
 use crate::realtime::typing::TypingTracker;
@@ -44,7 +44,7 @@ pub struct Shared {
     /// Closes this node's sockets when it drains.
     pub sockets: Arc<dyn LocalSockets>,
     /// The main listener's TCP connections, closed in paced batches when the node drains.
-    pub connections: Connections,
+    pub connections: TcpConnections,
     /// Sessions of sockets past the handshake middleware whose connect handler has not run yet
     /// (a socket's own extension map would cost about 150 bytes for its whole life).
     pub handshakes: crate::realtime::Handshakes,
@@ -210,7 +210,7 @@ impl Parts {
             typing: TypingTracker::default(),
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
-            connections: Connections::default(),
+            connections: TcpConnections::default(),
             handshakes: Default::default(),
             config: self.config,
         }))
