@@ -29,6 +29,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod client_events;
 pub mod cluster;
 pub mod config;
 pub mod connections;
@@ -36,11 +37,15 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod ordering;
+pub mod paging;
 pub mod presence;
 pub mod realtime;
 pub mod service;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 
-pub use app::{AppState, Application};
+pub use app::Application;
 pub use config::Config;
+pub use state::AppState;

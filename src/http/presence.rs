@@ -7,10 +7,11 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use super::{Params, PathId};
-use crate::app::AppState;
 use crate::domain::{AuthUser, Timestamp, rfc3339_opt};
 use crate::error::{AppError, ErrorCode};
+use crate::paging;
 use crate::presence::{PresenceError, SocketEntry};
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -45,7 +46,7 @@ async fn active_users(
     if !user.is_staff() {
         return Err(AppError::forbidden("only staff list active users"));
     }
-    let limit = params.limit(100, 1000)?;
+    let limit = params.limit(paging::ACTIVE_USERS)?;
     let cursor = params.get("cursor");
     if cursor.is_some_and(|c| c.len() > 256) {
         return Err(AppError::validation("malformed cursor"));
