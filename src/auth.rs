@@ -4,7 +4,7 @@
 //! The accepted algorithm is pinned by configuration and never read from the token header.
 //! A socket is authenticated once, in the handshake middleware (`realtime/handshake.rs`, which
 //! calls [`Verifier::verify`]); its [`AuthUser`] then lives in the socket's session
-//! ([`crate::state::Session`]), not in its extensions. REST calls carry
+//! (`state::Session`), not in its extensions. REST calls carry
 //! `Authorization: Bearer <token>`. Depends only on `config`, `domain` and `error`.
 
 use std::path::Path;

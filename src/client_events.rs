@@ -1,7 +1,7 @@
 //! The client events of PROTOCOL.md, in one table: each event's wire name (which is also its
 //! metric label), its rate class and how it is answered.
 //!
-//! Adding an event is one line in [`client_events!`] plus its handler: the compiler then asks
+//! Adding an event is one line in `client_events!` below plus its handler: the compiler then asks
 //! for the handler's arm in `realtime/dispatch.rs` (an exhaustive `match`), and `metrics.rs`
 //! counts it by name without a second list. A name not in the table is counted as
 //! [`UNKNOWN_LABEL`]. Depends on nothing else in the crate, so `metrics` and `realtime` can

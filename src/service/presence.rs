@@ -3,10 +3,56 @@
 
 use super::events::{self, UserStatus};
 use crate::cluster::rooms;
-use crate::presence::SocketEntry;
+use crate::domain::AuthUser;
+use crate::error::{AppError, ErrorCode};
+use crate::presence::{PresenceError, SocketEntry, SocketPage, UserPresence};
 use crate::state::AppState;
 
+/// A presence failure as clients see it (the cause goes to the logs only).
+fn presence_error(e: PresenceError) -> AppError {
+    match e {
+        PresenceError::BadCursor => AppError::validation("malformed cursor"),
+        PresenceError::Unavailable(cause) => {
+            tracing::warn!(error = %cause, "presence unavailable");
+            AppError::new(ErrorCode::Unavailable, "presence is unavailable")
+        }
+    }
+}
+
 impl AppState {
+    /// One page of every socket in the cluster (staff only). `limit` is parsed only once the
+    /// caller is known to be staff, so a user is told `FORBIDDEN`, whatever the limit.
+    pub async fn active_sockets(
+        &self,
+        user: &AuthUser,
+        cursor: Option<&str>,
+        limit: impl FnOnce() -> Result<usize, AppError>,
+    ) -> Result<SocketPage, AppError> {
+        if !user.is_staff() {
+            return Err(AppError::forbidden("only staff list active users"));
+        }
+        let limit = limit()?;
+        if cursor.is_some_and(|c| c.len() > 256) {
+            return Err(AppError::validation("malformed cursor"));
+        }
+        self.presence
+            .sockets(cursor, limit)
+            .await
+            .map_err(presence_error)
+    }
+
+    /// A user's presence: staff ask about anyone, a user about themself only.
+    pub async fn user_presence(
+        &self,
+        user: &AuthUser,
+        user_id: &str,
+    ) -> Result<UserPresence, AppError> {
+        if !user.is_staff() && user.id != user_id {
+            return Err(AppError::forbidden("users see their own status only"));
+        }
+        self.presence.status(user_id).await.map_err(presence_error)
+    }
+
     /// Registers a socket in presence; announces `online` if it is the user's first anywhere.
     pub async fn socket_online(&self, entry: &SocketEntry) {
         match self.presence.connect(entry).await {
