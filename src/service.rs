@@ -12,12 +12,12 @@ use serde::Serialize;
 use crate::app::AppState;
 use crate::cluster::{Emission, rooms};
 use crate::domain::{
-    AuthUser, Chat, ChatId, HistoryPage, Message, MessageBody, MessageBodyInput, MessageId,
-    NewMessage, NewReport, Report, ReportId, ReportInput, Saved, Timestamp, now, rfc3339,
+    AuthUser, Chat, ChatId, HistoryPage, Message, MessageId, NewMessage, NewReport, Report,
+    ReportId, ReportInput, Saved, SendMessage, SendMessageInput, Timestamp, now, rfc3339,
 };
 use crate::error::AppError;
 use crate::presence::SocketEntry;
-use crate::store::StoreResult;
+use crate::store::{StoreOp, StoreResult};
 
 /// Server event names (PROTOCOL.md, server -> client).
 pub mod events {
@@ -136,12 +136,12 @@ impl AppState {
     /// Times a store call and counts its failures.
     pub async fn timed<T>(
         &self,
-        operation: &'static str,
+        operation: StoreOp,
         f: impl Future<Output = StoreResult<T>>,
     ) -> Result<T, AppError> {
         let started = Instant::now();
         let result = f.await;
-        let m = self.metrics.store(operation);
+        let m = self.metrics.store_operation(operation);
         m.duration.observe(started.elapsed().as_secs_f64());
         if result.is_err() {
             m.errors.inc();
@@ -153,7 +153,7 @@ impl AppState {
     /// nothing about the chat) if the caller is neither a participant nor staff.
     pub async fn chat_for(&self, user: &AuthUser, id: &ChatId) -> Result<Chat, AppError> {
         let chat = self
-            .timed("chat", self.store.chat(id))
+            .timed(StoreOp::Chat, self.store.chat(id))
             .await?
             .ok_or_else(|| AppError::not_found("chat not found"))?;
         if !chat.admits(user) {
@@ -164,29 +164,25 @@ impl AppState {
         Ok(chat)
     }
 
-    /// Is this a `fileUrl` a message may carry?
-    pub fn file_url_ok(&self, url: &str) -> bool {
-        url.starts_with("https://") && url.len() > "https://".len() || self.keys.files.issued(url)
-    }
-
     /// Validates, saves, then emits `message:new` to the chat's participants and `admins`.
     /// A `clientMessageId` retry returns the first save and emits nothing.
     pub async fn send_message(
         &self,
         user: &AuthUser,
-        chat_id: &ChatId,
-        body: MessageBodyInput,
-        client_message_id: Option<String>,
+        input: SendMessageInput,
     ) -> Result<Saved<Message>, AppError> {
-        let body = MessageBody::parse(body, |u| self.file_url_ok(u))?;
-        let client_message_id = crate::domain::parse_client_message_id(client_message_id)?;
-        let chat = self.chat_for(user, chat_id).await?;
+        let SendMessage {
+            chat_id,
+            body,
+            client_message_id,
+        } = SendMessage::parse(input, |url| self.keys.files.issued(url))?;
+        let chat = self.chat_for(user, &chat_id).await?;
         // In a socket event: the sender's next event may start (and read its chat) while this
         // one saves; saves keep the sender's order.
         crate::realtime::wait_for_save_turn().await;
         let saved = self
             .timed(
-                "save_message",
+                StoreOp::SaveMessage,
                 self.store.save_message(NewMessage {
                     chat_id: chat.id.clone(),
                     sender: user.clone(),
@@ -264,14 +260,13 @@ impl AppState {
     ) -> Result<Timestamp, AppError> {
         let chat = self.chat_for(user, chat_id).await?;
         let message = self
-            .timed("message", self.store.message(&chat.id, message_id))
+            .timed(StoreOp::Message, self.store.message(&chat.id, message_id))
             .await?
             .ok_or_else(|| AppError::not_found("message not found"))?;
         let read_at = now();
         self.timed(
-            "mark_read",
-            self.store
-                .mark_read(&chat.id, message.seq, &user.id, read_at),
+            StoreOp::MarkRead,
+            self.store.mark_read(&chat.id, message.seq, &user.id),
         )
         .await?;
         let payload = MessageRead {
@@ -300,7 +295,10 @@ impl AppState {
     ) -> Result<(Vec<Message>, bool), AppError> {
         let chat = self.chat_for(user, chat_id).await?;
         let mut messages = self
-            .timed("messages", self.store.messages(&chat.id, page, limit + 1))
+            .timed(
+                StoreOp::Messages,
+                self.store.messages(&chat.id, page, limit + 1),
+            )
             .await?;
         let has_more = messages.len() > limit;
         messages.truncate(limit);
@@ -318,7 +316,7 @@ impl AppState {
         }
         let report = NewReport::parse(input, user)?;
         let report = self
-            .timed("create_report", self.store.create_report(report))
+            .timed(StoreOp::CreateReport, self.store.create_report(report))
             .await?;
         self.metrics.reports_saved.inc();
         let payload = ReceiveReport {
@@ -338,7 +336,7 @@ impl AppState {
     /// Marks a report read (its recipient only), then emits `report:read`.
     pub async fn read_report(&self, user: &AuthUser, id: &ReportId) -> Result<Report, AppError> {
         let report = self
-            .timed("report", self.store.report(id))
+            .timed(StoreOp::Report, self.store.report(id))
             .await?
             .ok_or_else(|| AppError::not_found("report not found"))?;
         if report.user_id != user.id {
@@ -347,7 +345,10 @@ impl AppState {
             ));
         }
         let report = self
-            .timed("mark_report_read", self.store.mark_report_read(id, now()))
+            .timed(
+                StoreOp::MarkReportRead,
+                self.store.mark_report_read(id, now()),
+            )
             .await?;
         let read_at = report.read_at.unwrap_or_else(now);
         let payload = ReportRead {
@@ -391,7 +392,7 @@ impl AppState {
             self.metrics.presence_users_online.dec();
         }
         let partners = match self
-            .timed("chat_partners", self.store.chat_partners(user_id))
+            .timed(StoreOp::ChatPartners, self.store.chat_partners(user_id))
             .await
         {
             Ok(p) => p,

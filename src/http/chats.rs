@@ -10,10 +10,11 @@ use super::{JsonBody, Params, PathId, decode_cursor, encode_cursor};
 use crate::app::AppState;
 use crate::domain::{
     AuthUser, Chat, ChatCursor, ChatId, ChatPatch, ChatQuery, ChatStatus, ChatSummary, HistoryPage,
-    MAX_CHAT_TITLE_LEN, Message, MessageBodyInput, NewChat, Priority, Saved, check_len,
-    parse_plain_id,
+    MAX_CHAT_TITLE_LEN, Message, MessageBodyInput, NewChat, Priority, Saved, SendMessageInput,
+    check_len, parse_plain_id,
 };
 use crate::error::AppError;
+use crate::store::StoreOp;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -76,7 +77,7 @@ async fn create(
         }
     };
     let chat = state
-        .timed("create_chat", state.store.create_chat(chat))
+        .timed(StoreOp::CreateChat, state.store.create_chat(chat))
         .await?;
     Ok((StatusCode::CREATED, Json(chat)))
 }
@@ -111,7 +112,7 @@ async fn list(
         reader: user.id.clone(),
     };
     let mut chats = state
-        .timed("list_chats", state.store.list_chats(&query))
+        .timed(StoreOp::ListChats, state.store.list_chats(&query))
         .await?;
     let next_cursor = if chats.len() > limit {
         chats.truncate(limit);
@@ -161,7 +162,7 @@ async fn update(
     };
     Ok(Json(
         state
-            .timed("update_chat", state.store.update_chat(&id, patch))
+            .timed(StoreOp::UpdateChat, state.store.update_chat(&id, patch))
             .await?,
     ))
 }
@@ -206,10 +207,12 @@ async fn post_message(
     PathId(id): PathId,
     JsonBody(body): JsonBody<PostMessageBody>,
 ) -> Result<(StatusCode, Json<Message>), AppError> {
-    let id = ChatId::parse(&id)?;
-    let saved = state
-        .send_message(&user, &id, body.message, body.client_message_id)
-        .await?;
+    let input = SendMessageInput {
+        chat_id: id,
+        message: body.message,
+        client_message_id: body.client_message_id,
+    };
+    let saved = state.send_message(&user, input).await?;
     Ok(match saved {
         Saved::Created(m) => (StatusCode::CREATED, Json(m)),
         Saved::Existing(m) => (StatusCode::OK, Json(m)),

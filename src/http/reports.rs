@@ -11,6 +11,7 @@ use crate::app::AppState;
 use crate::domain::{AuthUser, Report, ReportCursor, ReportId, ReportInput, ReportQuery};
 use crate::error::AppError;
 use crate::service::ReportReadReply;
+use crate::store::StoreOp;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -71,7 +72,7 @@ async fn list(
         after,
     };
     let mut reports = state
-        .timed("list_reports", state.store.list_reports(&query))
+        .timed(StoreOp::ListReports, state.store.list_reports(&query))
         .await?;
     let next_cursor = if reports.len() > limit {
         reports.truncate(limit);
@@ -107,7 +108,7 @@ async fn unread_count(
 ) -> Result<Json<Count>, AppError> {
     let count = state
         .timed(
-            "unread_report_count",
+            StoreOp::UnreadReportCount,
             state.store.unread_report_count(&user.id),
         )
         .await?;

@@ -17,6 +17,7 @@ use super::{Params, PathId};
 use crate::app::AppState;
 use crate::domain::{AuthUser, FileId, FileMeta, MAX_FILE_NAME_LEN, MAX_UPLOAD_BYTES, now};
 use crate::error::{AppError, ErrorCode};
+use crate::store::StoreOp;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -149,7 +150,10 @@ async fn upload(
             content_type: meta.content_type.clone(),
         };
         state
-            .timed("save_upload", state.store.save_upload(meta, data.freeze()))
+            .timed(
+                StoreOp::SaveUpload,
+                state.store.save_upload(meta, data.freeze()),
+            )
             .await?;
         return Ok((StatusCode::CREATED, Json(uploaded)));
     }
@@ -183,7 +187,7 @@ async fn download(
     }
     let id = FileId::parse(&id)?;
     let (meta, data) = state
-        .timed("upload", state.store.upload(&id))
+        .timed(StoreOp::Upload, state.store.upload(&id))
         .await?
         .ok_or_else(|| AppError::not_found("file not found"))?;
     let disposition = if inline(&meta.content_type) {

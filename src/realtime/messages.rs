@@ -4,20 +4,12 @@ use serde::{Deserialize, Serialize};
 use socketioxide::adapter::Adapter;
 
 use super::{Ctx, Empty, Reply, Routes};
-use crate::domain::{ChatId, HistoryPage, Message, MessageBodyInput, MessageId};
+use crate::domain::{ChatId, HistoryPage, Message, MessageId, SendMessageInput};
 use crate::error::AppError;
 
 /// Most messages one `chat:sync` returns, and how many without a `limit`.
 pub const SYNC_MAX: usize = 500;
 pub const SYNC_DEFAULT: usize = 100;
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SendPayload {
-    chat_id: String,
-    message: MessageBodyInput,
-    client_message_id: Option<String>,
-}
 
 #[derive(Serialize)]
 struct Sent {
@@ -74,12 +66,8 @@ pub fn routes<A: Adapter>(routes: &mut Routes<A>) {
     routes.on(
         "message:send",
         Reply::Standard,
-        |ctx: Ctx, p: SendPayload| async move {
-            let chat = ChatId::parse(&p.chat_id)?;
-            let saved = ctx
-                .state
-                .send_message(&ctx.session.user, &chat, p.message, p.client_message_id)
-                .await?;
+        |ctx: Ctx, p: SendMessageInput| async move {
+            let saved = ctx.state.send_message(&ctx.session.user, p).await?;
             Ok(Sent {
                 message: saved.into_inner(),
             })
