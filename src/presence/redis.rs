@@ -299,6 +299,7 @@ impl RedisPresence {
     }
 
     /// How many times this node rewrote its sockets into Redis.
+    #[cfg(feature = "test-support")]
     pub fn resyncs(&self) -> u64 {
         self.resyncs.load(Ordering::Relaxed)
     }
