@@ -71,6 +71,8 @@ client_events! {
     TypingStop => "user:typing:stop", DroppedSilently, Standard;
     /// `{ chatId, messageId }`: a read receipt.
     MessageRead => "message:read", Refused, Standard;
+    /// `{ chatId, messageId }`: a client confirms it shows messages up to this one.
+    MessageDelivered => "message:delivered", Refused, Standard;
     /// Legacy `{ userId }`: register the socket in presence.
     UserOnline => "user:online", Refused, Standard;
     /// Legacy `userId`: the socket's own room (joined at the handshake already).

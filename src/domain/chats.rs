@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AuthUser, ChatId, Timestamp, rfc3339};
+use super::{AuthUser, ChatId, DeliveryMarks, Timestamp, rfc3339};
 use crate::error::AppError;
 
 /// Longest chat title, in code points.
@@ -96,6 +96,10 @@ pub struct Chat {
     pub created_at: Timestamp,
     #[serde(serialize_with = "rfc3339")]
     pub updated_at: Timestamp,
+    /// Up to where each side received the other's messages (not on the wire: it becomes each
+    /// message's `status`).
+    #[serde(skip)]
+    pub delivered: DeliveryMarks,
 }
 
 impl Chat {

@@ -39,11 +39,14 @@ impl MessageType {
     }
 }
 
-/// Whether a message's recipients have read it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How far a message got: saved (`sent`), reached a recipient's socket (`delivered`), read.
+/// The stores keep only `sent` / `read` per message; `delivered` is computed from the chat's
+/// delivery marks ([`Message::apply_delivery`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageStatus {
     Sent,
+    Delivered,
     Read,
 }
 
@@ -52,6 +55,7 @@ impl MessageStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Sent => "sent",
+            Self::Delivered => "delivered",
             Self::Read => "read",
         }
     }

@@ -9,10 +9,11 @@
 //! a file URL carries this deployment's signature) is passed in by the caller.
 //!
 //! Files: `ids.rs` (generated and client-given ids), `time.rs` (timestamps), `users.rs` (the
-//! caller and its role), `chats.rs`, `messages.rs` (with the `message:send` validation),
+//! caller and its role), `chats.rs`, `delivery.rs` (sides, delivery marks, status), `messages.rs` (with the `message:send` validation),
 //! `reports.rs`, `uploads.rs`. Everything is re-exported here, so callers name `domain::Chat`.
 
 mod chats;
+mod delivery;
 mod ids;
 mod messages;
 mod reports;
@@ -21,6 +22,7 @@ mod uploads;
 mod users;
 
 pub use chats::*;
+pub use delivery::*;
 pub use ids::*;
 pub use messages::*;
 pub use reports::*;

@@ -97,6 +97,7 @@ fn handler<A: Adapter>(event: ClientEvent) -> Route<A> {
     match event {
         MessageSend => route(event, messages::send),
         MessageRead => route(event, messages::read),
+        MessageDelivered => route(event, messages::delivered),
         ChatSync => route(event, messages::sync),
         TypingStart => route(event, typing::start),
         TypingStop => route(event, typing::stop),

@@ -1,4 +1,4 @@
-//! `message:send`, `message:read` and `chat:sync`.
+//! `message:send`, `message:read`, `message:delivered` and `chat:sync`.
 
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +49,17 @@ pub async fn read(ctx: Ctx, p: ReadPayload) -> Result<Empty, AppError> {
     let message = MessageId::parse(&p.message_id)?;
     ctx.state
         .mark_read(&ctx.session.user, &chat, &message)
+        .await?;
+    Ok(Empty {})
+}
+
+/// `message:delivered`: a client's delivery confirmation (`service/delivery.rs`); same
+/// payload as `message:read`.
+pub async fn delivered(ctx: Ctx, p: ReadPayload) -> Result<Empty, AppError> {
+    let chat = ChatId::parse(&p.chat_id)?;
+    let message = MessageId::parse(&p.message_id)?;
+    ctx.state
+        .confirm_delivered(&ctx.session.user, &chat, &message)
         .await?;
     Ok(Empty {})
 }

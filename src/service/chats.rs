@@ -8,7 +8,7 @@ use crate::cluster::rooms;
 use crate::domain::{
     AuthUser, Chat, ChatCursor, ChatId, ChatPatch, ChatQuery, ChatStatus, ChatSummary, HistoryPage,
     MAX_CHAT_TITLE_LEN, Message, MessageId, NewChat, NewMessage, Priority, Saved, SendMessage,
-    SendMessageInput, Timestamp, check_len, now, parse_plain_id,
+    SendMessageInput, Side, Timestamp, check_len, now, parse_plain_id,
 };
 use crate::error::AppError;
 use crate::state::AppState;
@@ -203,6 +203,7 @@ impl AppState {
                 .await
             {
                 self.metrics.messages_emitted.inc();
+                self.note_live_delivery(&chat, message);
             }
         }
         Ok(saved)
@@ -257,8 +258,8 @@ impl AppState {
         .await;
     }
 
-    /// Marks messages up to `message_id` read for `user`, then emits `message:read` (also when
-    /// nothing changed).
+    /// Marks messages up to `message_id` read for `user` (and delivered to their side first:
+    /// read implies delivered), then emits `message:read` (also when nothing changed).
     pub async fn mark_read(
         &self,
         user: &AuthUser,
@@ -271,6 +272,8 @@ impl AppState {
             .await?
             .ok_or_else(|| AppError::not_found("message not found"))?;
         let read_at = now();
+        self.deliver_with_read(&chat.id, Side::of(user.role), message.seq)
+            .await?;
         self.timed(
             StoreOp::MarkRead,
             self.store.mark_read(&chat.id, message.seq, &user.id),
@@ -292,7 +295,9 @@ impl AppState {
         Ok(read_at)
     }
 
-    /// A page of history the caller may read; returns the messages and whether there are more.
+    /// A page of history the caller may read, each message's `status` computed from the chat's
+    /// delivery marks; returns the messages and whether there are more. Returning them delivers
+    /// the other side's messages to the caller's side (`service/delivery.rs`).
     pub async fn history(
         &self,
         user: &AuthUser,
@@ -309,6 +314,10 @@ impl AppState {
             .await?;
         let has_more = messages.len() > limit;
         messages.truncate(limit);
+        for m in &mut messages {
+            m.apply_delivery(&chat.delivered);
+        }
+        self.note_fetched(user, &chat, &messages);
         Ok((messages, has_more))
     }
 }

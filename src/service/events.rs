@@ -8,6 +8,7 @@ use crate::domain::{ChatId, Message, MessageId, Report, ReportId, Timestamp, rfc
 pub const MESSAGE_NEW: &str = "message:new";
 pub const USER_TYPING: &str = "user:typing";
 pub const MESSAGE_READ: &str = "message:read";
+pub const MESSAGE_DELIVERED: &str = "message:delivered";
 pub const USER_STATUS: &str = "user:status";
 pub const RECEIVE_REPORT: &str = "receiveReportMessage";
 pub const REPORT_SENT: &str = "reportMessageSent";
@@ -38,6 +39,18 @@ pub struct MessageRead<'a> {
     pub read_by: &'a str,
     #[serde(serialize_with = "rfc3339")]
     pub read_at: Timestamp,
+}
+
+/// Once per transition of a (chat, side)'s delivery mark: `message_id` is the newest message
+/// that became delivered.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageDelivered<'a> {
+    pub chat_id: &'a ChatId,
+    pub message_id: &'a MessageId,
+    pub delivered_to: &'a str,
+    #[serde(serialize_with = "rfc3339")]
+    pub delivered_at: Timestamp,
 }
 
 #[derive(Serialize)]

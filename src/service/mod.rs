@@ -8,7 +8,8 @@
 //! `realtime`), above `state` and `ordering`: a socket event's save and emissions wait for
 //! their turns ([`crate::ordering`]), which outside a socket event return at once.
 //!
-//! One file per resource: [`chats`] (chats, messages, typing), [`reports`], [`uploads`],
+//! One file per resource: [`chats`] (chats, messages, typing), [`delivery`] (delivery
+//! status), [`reports`], [`uploads`],
 //! [`presence`]; [`events`] names the server events and their payloads. Here: emitting and
 //! timing store calls, which they all use.
 
@@ -21,6 +22,7 @@ use crate::store::StoreOp;
 use crate::store::StoreResult;
 
 pub mod chats;
+pub mod delivery;
 pub mod events;
 pub mod presence;
 pub mod reports;

@@ -22,10 +22,12 @@ use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::store::Store;
 
+pub mod delivery;
 pub mod rate_limit;
 pub mod session;
 pub mod typing;
 
+pub use delivery::{DeliveryTracker, Mark as DeliveryMark};
 pub use session::{Handshakes, Session};
 pub use typing::TypingTracker;
 
@@ -59,6 +61,8 @@ pub struct NodeState {
     pub metrics: Metrics,
     /// The node's active typing indicators (one map and one sweeper, not a timer per socket).
     pub typing: TypingTracker,
+    /// Delivery triggers waiting for their coalesced store write (`service/delivery.rs`).
+    pub delivery: DeliveryTracker,
     /// Set once a drain starts: `/readyz` turns 503 and handshakes are refused.
     draining: AtomicBool,
     /// Client events being handled now; a drain waits for them to finish (and for the fan-out's
@@ -99,6 +103,7 @@ impl AppState {
             presence: b.presence,
             keys: b.keys,
             typing: TypingTracker::default(),
+            delivery: DeliveryTracker::default(),
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             connections: TcpConnections::default(),
@@ -163,6 +168,9 @@ impl Drop for InFlight {
 pub trait LocalSockets: Send + Sync + 'static {
     /// Closes the connection of every local socket; resolves when they are closed.
     fn close_all(&self) -> futures_util::future::BoxFuture<'_, ()>;
+    /// The user id of some socket of this node in `room`, if there is one (a live delivery to
+    /// staff checks `admins` here first).
+    fn user_in_room(&self, room: &str) -> Option<String>;
 }
 
 impl<A: Adapter> LocalSockets for SocketIo<A> {
@@ -171,5 +179,19 @@ impl<A: Adapter> LocalSockets for SocketIo<A> {
     /// transport reconnects, with its client's randomized back-off spreading the reconnects.
     fn close_all(&self) -> futures_util::future::BoxFuture<'_, ()> {
         Box::pin(self.close())
+    }
+
+    /// Every socket is in its own `user:{id}` room, which names its user.
+    fn user_in_room(&self, room: &str) -> Option<String> {
+        let ns = self.of("/")?;
+        ns.local()
+            .to(room.to_owned())
+            .sockets()
+            .into_iter()
+            .find_map(|s| {
+                s.rooms()
+                    .into_iter()
+                    .find_map(|r| r.strip_prefix("user:").map(str::to_owned))
+            })
     }
 }

@@ -19,10 +19,10 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{Store, StoreError, StoreResult};
 use crate::domain::{
-    CHAT_TYPE_SUPPORT, Chat, ChatId, ChatPatch, ChatQuery, ChatStatus, ChatSummary, FileId,
-    FileMeta, HistoryPage, LastMessage, Message, MessageId, MessageStatus, MessageType, NewChat,
+    CHAT_TYPE_SUPPORT, Chat, ChatId, ChatPatch, ChatQuery, ChatStatus, ChatSummary, DeliveryMarks,
+    FileId, FileMeta, HistoryPage, LastMessage, Message, MessageId, MessageStatus, MessageType, NewChat,
     NewMessage, NewReport, Priority, Report, ReportId, ReportQuery, ReportStatus, Role, Saved,
-    Timestamp, now,
+    Side, Timestamp, now,
 };
 
 const SCHEMA: &str = r#"
@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS chats (
     last_at INTEGER,
     last_sender TEXT,
     seq INTEGER NOT NULL DEFAULT 0,
+    delivered_user INTEGER NOT NULL DEFAULT 0,
+    delivered_staff INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 );
@@ -129,6 +131,7 @@ impl EmbeddedStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(internal)?;
         conn.execute_batch(SCHEMA).map_err(internal)?;
+        add_delivery_columns(&conn).map_err(internal)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             uploads_dir,
@@ -151,10 +154,36 @@ impl EmbeddedStore {
     }
 }
 
+/// A database made before delivery status has `chats` without the delivery marks: add them
+/// (0: nothing delivered yet, so old messages read as `sent` until something delivers them).
+fn add_delivery_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let has: bool = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('chats') WHERE name = 'delivered_user'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has {
+        conn.execute_batch(
+            "ALTER TABLE chats ADD COLUMN delivered_user INTEGER NOT NULL DEFAULT 0; \
+             ALTER TABLE chats ADD COLUMN delivered_staff INTEGER NOT NULL DEFAULT 0;",
+        )?;
+    }
+    Ok(())
+}
+
+/// The column holding `side`'s delivered-up-to mark.
+fn delivered_column(side: Side) -> &'static str {
+    match side {
+        Side::User => "delivered_user",
+        Side::Staff => "delivered_staff",
+    }
+}
+
 const CHAT_COLUMNS: &str = "c.id, c.title, c.status, c.priority, c.assigned_admin, c.last_text, \
      c.last_at, c.last_sender, c.created_at, c.updated_at, \
      (SELECT group_concat(user_id, char(31)) FROM \
-        (SELECT user_id FROM chat_participants p WHERE p.chat_id = c.id ORDER BY position))";
+        (SELECT user_id FROM chat_participants p WHERE p.chat_id = c.id ORDER BY position)), \
+     c.delivered_user, c.delivered_staff";
 
 fn chat_from_row(row: &Row<'_>) -> rusqlite::Result<Chat> {
     let last_text: Option<String> = row.get(5)?;
@@ -180,6 +209,10 @@ fn chat_from_row(row: &Row<'_>) -> rusqlite::Result<Chat> {
         last_message,
         created_at: from_ms(row.get(8)?),
         updated_at: from_ms(row.get(9)?),
+        delivered: DeliveryMarks {
+            user: row.get::<_, i64>(11)?.max(0) as u64,
+            staff: row.get::<_, i64>(12)?.max(0) as u64,
+        },
     })
 }
 
@@ -341,7 +374,7 @@ impl Store for EmbeddedStore {
             let rows = stmt.query_map(rusqlite::params_from_iter(args), |row| {
                 Ok(ChatSummary {
                     chat: chat_from_row(row)?,
-                    unread_count: row.get::<_, i64>(11)? as u64,
+                    unread_count: row.get::<_, i64>(13)? as u64,
                 })
             })?;
             rows.collect()
@@ -500,6 +533,33 @@ impl Store for EmbeddedStore {
             Ok(n as u64)
         })
         .await
+    }
+
+    async fn advance_delivered(
+        &self,
+        chat: &ChatId,
+        side: Side,
+        up_to_seq: u64,
+    ) -> StoreResult<bool> {
+        let chat = chat.as_str().to_owned();
+        let column = delivered_column(side);
+        let moved = self
+            .run(move |conn| {
+                // The condition makes the write forward-only; SQLite applies it atomically.
+                let n = conn.execute(
+                    &format!("UPDATE chats SET {column} = ?2 WHERE id = ?1 AND {column} < ?2"),
+                    params![chat, up_to_seq as i64],
+                )?;
+                if n > 0 {
+                    return Ok(Some(true));
+                }
+                let exists = conn
+                    .query_row("SELECT 1 FROM chats WHERE id = ?1", params![chat], |_| Ok(()))
+                    .optional()?;
+                Ok(exists.map(|_| false))
+            })
+            .await?;
+        moved.ok_or(StoreError::NotFound("chat"))
     }
 
     async fn create_report(&self, r: NewReport) -> StoreResult<Report> {

@@ -1,5 +1,5 @@
-//! The persistence seam: chats, messages with their per-chat `seq`, read receipts, reports and
-//! uploads.
+//! The persistence seam: chats, messages with their per-chat `seq`, read receipts, delivery
+//! marks, reports and uploads.
 //!
 //! Only domain types cross the [`Store`] trait. Two implementations exist: [`EmbeddedStore`]
 //! (SQLite in `DATA_DIR`, the single-node default) and [`MongoStore`] (MongoDB, shared by every
@@ -11,7 +11,8 @@ use bytes::Bytes;
 
 use crate::domain::{
     Chat, ChatId, ChatPatch, ChatQuery, ChatSummary, FileId, FileMeta, HistoryPage, Message,
-    MessageId, NewChat, NewMessage, NewReport, Report, ReportId, ReportQuery, Saved, Timestamp,
+    MessageId, NewChat, NewMessage, NewReport, Report, ReportId, ReportQuery, Saved, Side,
+    Timestamp,
 };
 use crate::error::{AppError, ErrorCode};
 
@@ -94,6 +95,7 @@ store_operations! {
     Message => "message",
     Messages => "messages",
     MarkRead => "mark_read",
+    AdvanceDelivered => "advance_delivered",
     CreateReport => "create_report",
     Report => "report",
     ListReports => "list_reports",
@@ -133,6 +135,11 @@ pub trait Store: Send + Sync + 'static {
     /// Marks every message with `seq <= up_to_seq` not sent by `reader` as read; returns how
     /// many changed.
     async fn mark_read(&self, chat: &ChatId, up_to_seq: u64, reader: &str) -> StoreResult<u64>;
+    /// Moves the delivered-up-to mark of `side` in `chat` to `up_to_seq` if it is lower, in one
+    /// conditional write (two nodes at once cannot move it back); `true` when it moved. A
+    /// missing chat is `NotFound`. The marks come back on [`Chat::delivered`].
+    async fn advance_delivered(&self, chat: &ChatId, side: Side, up_to_seq: u64)
+    -> StoreResult<bool>;
 
     async fn create_report(&self, report: NewReport) -> StoreResult<Report>;
     async fn report(&self, id: &ReportId) -> StoreResult<Option<Report>>;

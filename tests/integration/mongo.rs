@@ -23,6 +23,17 @@ async fn mongo_store() -> (Arc<dyn Store>, ()) {
 
 crate::contract_tests!(mongo, mongo_store);
 
+/// Three stores (three clients) on one database race on one delivery mark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_concurrent_forward_only_from_three_stores() {
+    let server = tokio::task::block_in_place(shared);
+    let db = fresh_database();
+    let a: Arc<dyn Store> = Arc::new(server.store(&db).await);
+    let b: Arc<dyn Store> = Arc::new(server.store(&db).await);
+    let c: Arc<dyn Store> = Arc::new(server.store(&db).await);
+    crate::store_contract::concurrent_forward_only_from_three_stores([a, b, c]).await;
+}
+
 fn user(id: &str) -> AuthUser {
     AuthUser {
         id: id.into(),

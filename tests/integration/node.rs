@@ -213,7 +213,7 @@ async fn read_receipts_mark_others_messages_and_reach_participants() {
             json!({ "chatId": chat, "message": { "content": "hi" } }),
         )
         .await;
-    admin
+    let m2 = admin
         .ack(
             "message:send",
             json!({ "chatId": chat, "message": { "content": "there" } }),
@@ -230,6 +230,17 @@ async fn read_receipts_mark_others_messages_and_reach_participants() {
         (receipt["messageId"].as_str(), receipt["readBy"].as_str()),
         (Some(id), Some("u1"))
     );
+    // The user is online: the second message is delivered (live), not read.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let d = admin
+            .try_event("message:delivered", std::time::Duration::from_secs(10))
+            .await
+            .expect("message:delivered");
+        if d["messageId"] == m2["message"]["id"] || std::time::Instant::now() > deadline {
+            break;
+        }
+    }
     let (_, history) = node
         .call(
             reqwest::Method::GET,
@@ -244,7 +255,7 @@ async fn read_receipts_mark_others_messages_and_reach_participants() {
         .iter()
         .map(|m| m["status"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(status, vec!["read", "sent"]);
+    assert_eq!(status, vec!["read", "delivered"]);
 }
 
 #[tokio::test]

@@ -495,6 +495,69 @@ pub async fn uploads_round_trip(store: Arc<dyn Store>) {
     assert!(store.upload(&FileId::generate()).await.unwrap().is_none());
 }
 
+pub async fn delivery_marks_move_forward_only(store: Arc<dyn Store>) {
+    let chat = chat_with(&store, &["u1", "a1"]).await;
+    assert_eq!(chat.delivered, DeliveryMarks::default());
+    assert!(store.advance_delivered(&chat.id, Side::Staff, 3).await.unwrap());
+    assert!(!store.advance_delivered(&chat.id, Side::Staff, 3).await.unwrap());
+    assert!(!store.advance_delivered(&chat.id, Side::Staff, 2).await.unwrap(), "never back");
+    assert!(store.advance_delivered(&chat.id, Side::User, 1).await.unwrap());
+    assert!(store.advance_delivered(&chat.id, Side::Staff, 7).await.unwrap());
+    let loaded = store.chat(&chat.id).await.unwrap().unwrap();
+    assert_eq!(loaded.delivered, DeliveryMarks { user: 1, staff: 7 });
+    let listed = store
+        .list_chats(&ChatQuery {
+            participant: None,
+            status: None,
+            limit: 10,
+            after: None,
+            reader: "u1".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed[0].chat.delivered, DeliveryMarks { user: 1, staff: 7 });
+    assert!(matches!(
+        store.advance_delivered(&ChatId::generate(), Side::User, 1).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// Three store instances on one backing database race to move one mark: every forward move
+/// lands at most once, none moves it back, and it ends at the highest `seq` written.
+pub async fn concurrent_forward_only_from_three_stores(stores: [Arc<dyn Store>; 3]) {
+    let chat = chat_with(&stores[0], &["u1"]).await;
+    let mut tasks = Vec::new();
+    for (i, store) in stores.iter().enumerate() {
+        let (store, chat) = (store.clone(), chat.id.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut moved = Vec::new();
+            // Interleaved: store i writes i+1, i+4, ... so every seq 1..=60 is written once.
+            for seq in (1..=60u64).filter(|s| (s - 1) % 3 == i as u64) {
+                if store.advance_delivered(&chat, Side::Staff, seq).await.unwrap() {
+                    moved.push(seq);
+                }
+                let now = store.chat(&chat).await.unwrap().unwrap().delivered.staff;
+                assert!(now >= seq, "a mark never reads below what its writer saw land");
+            }
+            moved
+        }));
+    }
+    let mut moved = Vec::new();
+    for t in tasks {
+        moved.extend(t.await.unwrap());
+    }
+    let mut unique = moved.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), moved.len(), "each seq moved the mark at most once");
+    assert!(moved.contains(&60));
+    for store in &stores {
+        let chat = store.chat(&chat.id).await.unwrap().unwrap();
+        assert_eq!(chat.delivered.staff, 60);
+        assert_eq!(chat.delivered.user, 0);
+    }
+}
+
 /// Instantiates every contract check as a test for one backend. `$factory` is an async fn
 /// returning `(Arc<dyn Store>, guard)`; the guard lives as long as the test.
 #[macro_export]
@@ -523,6 +586,7 @@ macro_rules! contract_tests {
             check!(chat_partners_are_those_of_open_chats);
             check!(reports_list_newest_first_and_mark_read);
             check!(uploads_round_trip);
+            check!(delivery_marks_move_forward_only);
         }
     };
 }
@@ -534,3 +598,13 @@ async fn embedded_store() -> (Arc<dyn Store>, tempfile::TempDir) {
 }
 
 contract_tests!(embedded, embedded_store);
+
+/// Three embedded stores on one `DATA_DIR` (three connections, as two nodes on one host).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_concurrent_forward_only_from_three_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || -> Arc<dyn Store> {
+        Arc::new(switchboard::store::EmbeddedStore::open(dir.path()).unwrap())
+    };
+    concurrent_forward_only_from_three_stores([open(), open(), open()]).await;
+}

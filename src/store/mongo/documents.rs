@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{StoreError, StoreResult};
 use crate::domain::{
-    CHAT_TYPE_SUPPORT, Chat, ChatId, ChatStatus, LastMessage, Message, MessageId, MessageStatus,
-    MessageType, Priority, Report, ReportId, ReportStatus, Role, Timestamp,
+    CHAT_TYPE_SUPPORT, Chat, ChatId, ChatStatus, DeliveryMarks, LastMessage, Message, MessageId,
+    MessageStatus, MessageType, Priority, Report, ReportId, ReportStatus, Role, Side, Timestamp,
 };
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -27,6 +27,13 @@ pub(super) struct ChatDoc {
     pub(super) last_message: Option<LastMessageDoc>,
     /// The last `seq` handed out in this chat.
     pub(super) seq: i64,
+    /// Up to where the user side received staff messages (absent in chats made before
+    /// delivery status: 0).
+    #[serde(default)]
+    pub(super) delivered_to_user: i64,
+    /// Up to where the staff side received the user's messages.
+    #[serde(default)]
+    pub(super) delivered_to_staff: i64,
     pub(super) created_at: DateTime,
     pub(super) updated_at: DateTime,
 }
@@ -117,7 +124,19 @@ impl From<ChatDoc> for Chat {
             }),
             created_at: domain_time(d.created_at),
             updated_at: domain_time(d.updated_at),
+            delivered: DeliveryMarks {
+                user: d.delivered_to_user.max(0) as u64,
+                staff: d.delivered_to_staff.max(0) as u64,
+            },
         }
+    }
+}
+
+/// The chat field holding `side`'s delivered-up-to mark.
+pub(super) fn delivered_field(side: Side) -> &'static str {
+    match side {
+        Side::User => "deliveredToUser",
+        Side::Staff => "deliveredToStaff",
     }
 }
 

@@ -8,14 +8,14 @@ use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::ReturnDocument;
 
-use super::documents::{ChatDoc, MessageDoc, ReportDoc, bson_time, oid};
+use super::documents::{ChatDoc, MessageDoc, ReportDoc, bson_time, delivered_field, oid};
 use super::indexes::*;
 use super::queries::*;
 use super::{DUPLICATE_KEY, MongoStore, Store, StoreError, StoreResult, db_err, error_code};
 use crate::domain::{
     CHAT_TYPE_SUPPORT, Chat, ChatId, ChatPatch, ChatQuery, ChatStatus, ChatSummary, FileId,
     FileMeta, HistoryPage, Message, MessageId, MessageStatus, NewChat, NewMessage, NewReport,
-    Report, ReportId, ReportQuery, Saved, Timestamp, now,
+    Report, ReportId, ReportQuery, Saved, Side, Timestamp, now,
 };
 
 impl MongoStore {
@@ -90,6 +90,8 @@ impl Store for MongoStore {
                 assigned_admin: chat.assigned_admin,
                 last_message: None,
                 seq: 0,
+                delivered_to_user: 0,
+                delivered_to_staff: 0,
                 created_at: t,
                 updated_at: t,
             };
@@ -343,6 +345,42 @@ impl Store for MongoStore {
                 .await
                 .map_err(db_err)?;
             Ok(result.modified_count)
+        })
+        .await
+    }
+
+    async fn advance_delivered(
+        &self,
+        chat: &ChatId,
+        side: Side,
+        up_to_seq: u64,
+    ) -> StoreResult<bool> {
+        let chat = oid(chat.as_str())?;
+        let field = delivered_field(side);
+        let seq = up_to_seq as i64;
+        self.bounded(async {
+            // One conditional write on the chat's `_id`: it matches only while the mark is
+            // lower (or absent, in a chat made before delivery status), so of two nodes racing,
+            // only a forward move lands.
+            let result = self
+                .0
+                .chats
+                .update_one(
+                    doc! {
+                        "_id": chat,
+                        "$or": [ { field: { "$lt": seq } }, { field: { "$exists": false } } ],
+                    },
+                    doc! { "$set": { field: seq } },
+                )
+                .await
+                .map_err(db_err)?;
+            if result.modified_count > 0 {
+                return Ok(true);
+            }
+            if result.matched_count == 0 && self.find_chat(chat).await?.is_none() {
+                return Err(StoreError::NotFound("chat"));
+            }
+            Ok(false)
         })
         .await
     }

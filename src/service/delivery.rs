@@ -1,0 +1,203 @@
+//! Delivery status: the triggers that make a message `delivered`, their coalesced store write
+//! and the `message:delivered` event (`docs/delivery.md` has the lifecycle and why it is
+//! cluster-correct).
+//!
+//! Every trigger is noted in the node's [`DeliveryTracker`](crate::state::DeliveryTracker) under
+//! (chat, recipient side); the first one of a window schedules a flush [`FLUSH_AFTER`] later,
+//! which writes the highest `seq` with the store's forward-only `advance_delivered` and, when
+//! the mark moved, emits one `message:delivered`. A burst of messages to an online recipient is
+//! thus one store write per window, not one per message, and nothing is written per socket.
+//!
+//! Live deliveries are decided by the node that emitted `message:new` (the sender's node): at
+//! the flush it asks whether a recipient socket is connected anywhere in the cluster (the chat's
+//! user in presence; for staff, a staff socket on this node or a staff participant in presence).
+//! Every socket of a user is in `user:{id}` and every staff socket in `admins` on whatever node
+//! holds it, so a connected recipient got the broadcast. Only one node decides per message, and
+//! the conditional write lets one transition through when several triggers race, so a recipient
+//! with sockets on two nodes yields one transition.
+
+use std::time::Duration;
+
+use super::events::{self, MessageDelivered};
+use crate::cluster::rooms;
+use crate::domain::{
+    AuthUser, Chat, ChatId, HistoryPage, Message, MessageId, MessageStatus, Side, now,
+};
+use crate::error::AppError;
+use crate::state::{AppState, DeliveryMark};
+use crate::store::StoreOp;
+
+/// How long triggers for one (chat, side) gather before their one store write.
+pub const FLUSH_AFTER: Duration = Duration::from_millis(5);
+
+/// How far back a confirmation naming the caller's own message looks for the newest message of
+/// the other side.
+const CONFIRM_LOOKBACK: usize = 100;
+
+impl AppState {
+    /// `message:new` went out: a live delivery if a recipient socket is connected (checked at
+    /// the flush, once per window).
+    pub(crate) fn note_live_delivery(&self, chat: &Chat, message: &Message) {
+        let mark = DeliveryMark {
+            seq: message.seq,
+            message_id: message.id.clone(),
+            to: String::new(),
+            at: message.timestamp,
+        };
+        self.schedule_delivery(chat, message.recipient_side(), mark, true);
+    }
+
+    /// `chat:sync` or the REST history returned `messages` to `user`: the newest one of the
+    /// other side that is neither read nor delivered yet becomes delivered, and every earlier
+    /// one with it.
+    pub(crate) fn note_fetched(&self, user: &AuthUser, chat: &Chat, messages: &[Message]) {
+        let side = Side::of(user.role);
+        let newest = messages
+            .iter()
+            .filter(|m| {
+                m.recipient_side() == side
+                    && m.status != MessageStatus::Read
+                    && m.seq > chat.delivered.of(side)
+            })
+            .max_by_key(|m| m.seq);
+        if let Some(m) = newest {
+            let mark = DeliveryMark {
+                seq: m.seq,
+                message_id: m.id.clone(),
+                to: user.id.clone(),
+                at: now(),
+            };
+            self.schedule_delivery(chat, side, mark, false);
+        }
+    }
+
+    /// The client's `message:delivered`: every message up to `message_id` that the caller's
+    /// side did not send is delivered. Participants and staff only (`FORBIDDEN` otherwise).
+    pub async fn confirm_delivered(
+        &self,
+        user: &AuthUser,
+        chat_id: &ChatId,
+        message_id: &MessageId,
+    ) -> Result<(), AppError> {
+        let chat = self.chat_for(user, chat_id).await?;
+        let message = self
+            .timed(StoreOp::Message, self.store.message(&chat.id, message_id))
+            .await?
+            .ok_or_else(|| AppError::not_found("message not found"))?;
+        let side = Side::of(user.role);
+        let target = if message.recipient_side() == side {
+            Some(message)
+        } else {
+            // The caller's own side sent it: the newest earlier message of the other side.
+            let before = self
+                .timed(
+                    StoreOp::Messages,
+                    self.store.messages(
+                        &chat.id,
+                        HistoryPage::Before(message.seq),
+                        CONFIRM_LOOKBACK,
+                    ),
+                )
+                .await?;
+            before.into_iter().find(|m| m.recipient_side() == side)
+        };
+        if let Some(m) = target {
+            self.note_fetched(user, &chat, std::slice::from_ref(&m));
+        }
+        Ok(())
+    }
+
+    /// A read implies delivered: moves the reader side's mark first, without an event, so a
+    /// delivery flushed later finds nothing to move and messages read before anything delivered
+    /// them go straight to `read`.
+    pub(crate) async fn deliver_with_read(
+        &self,
+        chat: &ChatId,
+        reader: Side,
+        up_to_seq: u64,
+    ) -> Result<(), AppError> {
+        self.timed(
+            StoreOp::AdvanceDelivered,
+            self.store.advance_delivered(chat, reader, up_to_seq),
+        )
+        .await
+        .map(drop)
+    }
+
+    fn schedule_delivery(&self, chat: &Chat, side: Side, mark: DeliveryMark, live: bool) {
+        if self
+            .delivery
+            .note(&chat.id, side, &chat.participants, mark, live)
+        {
+            let (state, chat) = (self.clone(), chat.id.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(FLUSH_AFTER).await;
+                state.flush_delivery(chat, side).await;
+            });
+        }
+    }
+
+    /// One window's store write, and its `message:delivered` if the mark moved.
+    async fn flush_delivery(&self, chat: ChatId, side: Side) {
+        let Some(pending) = self.delivery.take(&chat, side) else {
+            return;
+        };
+        let mut best = pending.certain;
+        if let Some(live) = pending.live {
+            if best.as_ref().is_none_or(|c| c.seq < live.seq) {
+                if let Some(to) = self.recipient_connected(side, &pending.participants).await {
+                    best = Some(DeliveryMark { to, ..live });
+                }
+            }
+        }
+        let Some(mark) = best else { return };
+        let moved = self
+            .timed(
+                StoreOp::AdvanceDelivered,
+                self.store.advance_delivered(&chat, side, mark.seq),
+            )
+            .await;
+        match moved {
+            Ok(true) => {
+                let payload = MessageDelivered {
+                    chat_id: &chat,
+                    message_id: &mark.message_id,
+                    delivered_to: &mark.to,
+                    delivered_at: mark.at,
+                };
+                self.emit(
+                    rooms::chat(&pending.participants),
+                    Vec::new(),
+                    events::MESSAGE_DELIVERED,
+                    &payload,
+                )
+                .await;
+            }
+            Ok(false) => {}
+            // The status stays `sent`; the recipient's next fetch delivers it.
+            Err(e) => tracing::warn!(chat = %chat, error = %e.message, "delivery not recorded"),
+        }
+    }
+
+    /// A connected recipient of `side`, if there is one: the chat's user (its first
+    /// participant) in presence; for staff, a staff socket on this node, else a staff
+    /// participant in presence.
+    async fn recipient_connected(&self, side: Side, participants: &[String]) -> Option<String> {
+        let (first, rest) = participants.split_first()?;
+        let candidates: &[String] = match side {
+            Side::User => std::slice::from_ref(first),
+            Side::Staff => {
+                if let Some(here) = self.sockets.user_in_room(rooms::ADMINS) {
+                    return Some(here);
+                }
+                rest
+            }
+        };
+        for p in candidates {
+            if matches!(self.presence.status(p).await, Ok(s) if s.sockets > 0) {
+                return Some(p.clone());
+            }
+        }
+        None
+    }
+}

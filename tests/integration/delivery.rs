@@ -1,0 +1,286 @@
+//! Delivery status over real sockets (`docs/delivery.md`): live delivery across two nodes on a
+//! real `redis-server`, an offline recipient, the client's `message:delivered`, read implying
+//! delivered, every node's history agreeing, and the store writes a burst costs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use switchboard::domain::Role;
+use switchboard::store::StoreOp;
+
+use crate::helpers::{RedisServer, Sio, TestNode, eventually};
+
+const LONG: Duration = Duration::from_secs(10);
+/// How long a test waits to be sure an event does not come (the flush runs within ~5 ms).
+const QUIET: Duration = Duration::from_millis(400);
+
+async fn send(socket: &Sio, chat: &str, text: &str) -> Value {
+    let ack = socket
+        .ack(
+            "message:send",
+            json!({ "chatId": chat, "message": { "content": text } }),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "send: {ack}");
+    ack["message"].clone()
+}
+
+/// A chat staff `admin` opened with `user`: both are participants.
+async fn staff_chat(node: &TestNode, admin: &str, user: &str) -> String {
+    let token = node.token(admin, Role::Admin);
+    let (status, chat) = node
+        .call(
+            Method::POST,
+            "/api/chats",
+            Some(&token),
+            Some(json!({ "participantId": user })),
+        )
+        .await;
+    assert_eq!(status, 201, "{chat}");
+    chat["id"].as_str().unwrap().to_owned()
+}
+
+/// The statuses of a chat's history as `who` (`role`) sees it over REST on `node`, oldest
+/// first.
+async fn statuses(node: &TestNode, chat: &str, who: &str, role: Role) -> Vec<String> {
+    let token = node.token(who, role);
+    let (status, body) = node
+        .call(
+            Method::GET,
+            &format!("/api/chats/{chat}/messages"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut messages: Vec<Value> = body["messages"].as_array().cloned().unwrap_or_default();
+    messages.sort_by_key(|m| m["seq"].as_u64());
+    messages
+        .iter()
+        .map(|m| m["status"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+fn delivery_writes(node: &TestNode) -> u64 {
+    node.state
+        .metrics
+        .store_operation(StoreOp::AdvanceDelivered)
+        .duration
+        .get_sample_count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_to_staff_on_another_node_is_delivered_once() {
+    let redis = RedisServer::start().await;
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let a = TestNode::cluster(data.clone(), &redis.url(), "node-a").await;
+    let b = TestNode::cluster(data.clone(), &redis.url(), "node-b").await;
+    let chat = staff_chat(&b, "a1", "u1").await;
+    // The recipient (staff a1) has sockets on both nodes; the sender is on node a.
+    let staff_b = b.socket("a1", Role::Admin).await;
+    let staff_a = a.socket("a1", Role::Admin).await;
+    let user = a.socket("u1", Role::User).await;
+    // Presence of a1 must be cluster-wide before the send counts as live on b.
+    assert!(
+        eventually(LONG, || async {
+            a.state.presence.status("a1").await.map(|s| s.sockets).ok() == Some(2)
+        })
+        .await
+    );
+
+    let sent = send(&user, &chat, "hello staff").await;
+    assert_eq!(sent["status"], "sent");
+    for socket in [&user, &staff_a, &staff_b] {
+        let got = socket
+            .try_event("message:delivered", LONG)
+            .await
+            .expect("message:delivered");
+        assert_eq!(got["chatId"], chat);
+        assert_eq!(got["messageId"], sent["id"]);
+        assert_eq!(got["deliveredTo"], "a1");
+        assert!(got["deliveredAt"].is_string());
+    }
+    assert!(
+        staff_b.try_event("message:delivered", QUIET).await.is_none(),
+        "one transition, not one per node or socket"
+    );
+    // Every node's history shows the same status, for both sides.
+    for node in [&a, &b] {
+        assert_eq!(statuses(node, &chat, "u1", Role::User).await, ["delivered"]);
+        assert_eq!(statuses(node, &chat, "a1", Role::Admin).await, ["delivered"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_offline_recipient_keeps_it_sent_until_they_fetch_it() {
+    let node = TestNode::start().await;
+    let user_token = node.token("u1", Role::User);
+    let chat = node.open_chat(&user_token).await;
+    let user = node.socket("u1", Role::User).await;
+    let first = send(&user, &chat, "anyone there?").await;
+    let second = send(&user, &chat, "hello?").await;
+    assert!(user.try_event("message:delivered", QUIET).await.is_none());
+    assert_eq!(statuses(&node, &chat, "u1", Role::User).await, ["sent", "sent"]);
+
+    // Connecting alone does not deliver.
+    let staff = node.socket("a1", Role::Admin).await;
+    assert!(user.try_event("message:delivered", QUIET).await.is_none());
+    assert_eq!(statuses(&node, &chat, "u1", Role::User).await, ["sent", "sent"]);
+
+    // Staff fetch it: one event, naming the newest message delivered.
+    let synced = staff
+        .ack("chat:sync", json!({ "chatId": chat, "afterSeq": 0 }))
+        .await;
+    assert_eq!(synced["ok"], true, "{synced}");
+    let got = user
+        .try_event("message:delivered", LONG)
+        .await
+        .expect("message:delivered after the fetch");
+    assert_eq!(got["messageId"], second["id"]);
+    assert_eq!(got["deliveredTo"], "a1");
+    assert_eq!(statuses(&node, &chat, "u1", Role::User).await, ["delivered", "delivered"]);
+    // Fetching again changes nothing.
+    staff
+        .ack("chat:sync", json!({ "chatId": chat, "afterSeq": 0 }))
+        .await;
+    assert!(user.try_event("message:delivered", QUIET).await.is_none());
+
+    // Read implies delivered, and status never moves back.
+    let read = staff
+        .ack(
+            "message:read",
+            json!({ "chatId": chat, "messageId": first["id"] }),
+        )
+        .await;
+    assert_eq!(read["ok"], true, "{read}");
+    assert_eq!(statuses(&node, &chat, "u1", Role::User).await, ["read", "delivered"]);
+    staff
+        .ack("chat:sync", json!({ "chatId": chat, "afterSeq": 0 }))
+        .await;
+    assert_eq!(statuses(&node, &chat, "a1", Role::Admin).await, ["read", "delivered"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn read_before_delivery_goes_straight_to_read() {
+    let node = TestNode::start().await;
+    let chat = staff_chat(&node, "a1", "u1").await;
+    let staff = node.socket("a1", Role::Admin).await;
+    // The user is offline: the staff message stays `sent`.
+    let staff_token = node.token("a1", Role::Admin);
+    let (status, sent) = node
+        .call(
+            Method::POST,
+            &format!("/api/chats/{chat}/messages"),
+            Some(&staff_token),
+            Some(json!({ "message": { "content": "your order shipped" } })),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{sent}");
+    let sent = if sent["message"].is_object() { sent["message"].clone() } else { sent };
+    assert!(staff.try_event("message:delivered", QUIET).await.is_none());
+    let user = node.socket("u1", Role::User).await;
+    let read = user
+        .ack("message:read", json!({ "chatId": chat, "messageId": sent["id"] }))
+        .await;
+    assert_eq!(read["ok"], true, "{read}");
+    staff.try_event("message:read", LONG).await.expect("message:read");
+    assert!(
+        staff.try_event("message:delivered", QUIET).await.is_none(),
+        "no message:delivered for a message that went straight to read"
+    );
+    assert_eq!(statuses(&node, &chat, "a1", Role::Admin).await, ["read"]);
+    // A later fetch by the user does not move it back to delivered.
+    user.ack("chat:sync", json!({ "chatId": chat, "afterSeq": 0 })).await;
+    assert!(staff.try_event("message:delivered", QUIET).await.is_none());
+    assert_eq!(statuses(&node, &chat, "u1", Role::User).await, ["read"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_client_confirmation_works_for_the_other_side_only() {
+    let node = TestNode::start().await;
+    let user_token = node.token("u1", Role::User);
+    let chat = node.open_chat(&user_token).await;
+    let user = node.socket("u1", Role::User).await;
+    let sent = send(&user, &chat, "confirm me").await;
+    let stranger = node.socket("u2", Role::User).await;
+    let refused = stranger
+        .ack(
+            "message:delivered",
+            json!({ "chatId": chat, "messageId": sent["id"] }),
+        )
+        .await;
+    assert_eq!(refused["ok"], false);
+    assert_eq!(refused["error"]["code"], "FORBIDDEN");
+    // The sender's own side confirming changes nothing.
+    let own = user
+        .ack(
+            "message:delivered",
+            json!({ "chatId": chat, "messageId": sent["id"] }),
+        )
+        .await;
+    assert_eq!(own["ok"], true, "{own}");
+    assert!(user.try_event("message:delivered", QUIET).await.is_none());
+    assert_eq!(statuses(&node, &chat, "u1", Role::User).await, ["sent"]);
+    let bad = user
+        .ack("message:delivered", json!({ "chatId": chat, "messageId": "nope" }))
+        .await;
+    assert_eq!(bad["ok"], false);
+
+    // Staff confirm (a staff socket connecting makes no delivery by itself).
+    let staff = node.socket("a1", Role::Admin).await;
+    let ok = staff
+        .ack(
+            "message:delivered",
+            json!({ "chatId": chat, "messageId": sent["id"] }),
+        )
+        .await;
+    assert_eq!(ok["ok"], true, "{ok}");
+    let got = user.try_event("message:delivered", LONG).await.expect("event");
+    assert_eq!(got["messageId"], sent["id"]);
+    assert_eq!(statuses(&node, &chat, "u1", Role::User).await, ["delivered"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_to_an_online_recipient_costs_a_handful_of_store_writes() {
+    let node = TestNode::start().await;
+    let chat = staff_chat(&node, "a1", "u1").await;
+    let staff = node.socket("a1", Role::Admin).await;
+    let user = node.socket("u1", Role::User).await;
+    let before = delivery_writes(&node);
+    let mut last = Value::Null;
+    for i in 0..100 {
+        user.emit(
+            "message:send",
+            json!({ "chatId": chat, "message": { "content": format!("burst {i}") } }),
+        );
+    }
+    for _ in 0..100 {
+        last = staff.try_event("message:new", LONG).await.expect("message:new");
+    }
+    assert!(
+        eventually(LONG, || async {
+            // Fetched by the sender's side, which delivers nothing itself.
+            statuses(&node, &chat, "u1", Role::User)
+                .await
+                .iter()
+                .all(|s| s == "delivered")
+        })
+        .await,
+        "all 100 delivered"
+    );
+    let events = {
+        let mut n = 0;
+        while let Some(e) = staff.try_event("message:delivered", QUIET).await {
+            n += 1;
+            if e["messageId"] == last["message"]["id"] {
+                break;
+            }
+        }
+        n
+    };
+    let writes = delivery_writes(&node) - before;
+    eprintln!("100 messages to an online recipient: {writes} delivery store writes, {events} message:delivered");
+    assert!(writes >= 1 && writes <= 25, "coalesced: {writes} writes for 100 messages");
+}
