@@ -244,7 +244,8 @@ async fn the_client_confirmation_works_for_the_other_side_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_to_an_online_recipient_costs_a_handful_of_store_writes() {
-    let node = TestNode::start().await;
+    // A burst of 100 within the per-socket rate limit.
+    let node = TestNode::start_with(|c| c.rate_limit_per_sec = 200).await;
     let chat = staff_chat(&node, "a1", "u1").await;
     let staff = node.socket("a1", Role::Admin).await;
     let user = node.socket("u1", Role::User).await;
