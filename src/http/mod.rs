@@ -16,6 +16,7 @@ use crate::domain::{Timestamp, is_object_id};
 use crate::error::AppError;
 
 pub mod chats;
+pub mod console;
 pub mod health;
 pub mod presence;
 pub mod reports;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(uploads::routes())
         .merge(presence::routes())
         .merge(health::routes())
+        .merge(console::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
