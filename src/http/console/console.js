@@ -71,7 +71,11 @@
     loadReports();
     if (isStaff()) {
       loadOnline();
-      setInterval(loadOnline, 5000);
+      // New chats announce nothing until their first message: staff look again now and then.
+      setInterval(() => {
+        loadOnline();
+        loadChats();
+      }, 5000);
     } else {
       $('online-note').textContent = 'The list of who is online is for staff: sign in as staff in another window to see it.';
     }
@@ -94,6 +98,12 @@
     socket.on('disconnect', connection);
     socket.on('connect_error', (err) => {
       $('connection').textContent = `offline (${err.message})`;
+      // An expired token (a day later) or another node's secret: sign in again.
+      if (err.message.startsWith('UNAUTHORIZED')) {
+        sessionStorage.removeItem('switchboard-console');
+        socket.disconnect();
+        location.reload();
+      }
     });
     socket.on('message:new', ({ chatId, message }) => {
       if (!state.chats.has(chatId)) loadChats();

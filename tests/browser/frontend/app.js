@@ -29,10 +29,17 @@ window.app = app;
 
 const socket = svc.getSocket(api, token, { transports });
 
+// On the Engine.IO connection's opening, not on `connect`: the upgrade may finish before the
+// Socket.IO CONNECT answer arrives.
+socket.io.on('open', () => {
+  app.transports.push(socket.io.engine.transport.name);
+  socket.io.engine.once('upgrade', (t) => {
+    app.transports.push(t.name);
+    render();
+  });
+});
 socket.on('connect', () => {
   app.connected = true;
-  app.transports.push(socket.io.engine.transport.name);
-  socket.io.engine.once('upgrade', (t) => app.transports.push(t.name));
   render();
   if (app.chatId) catchUp();
 });
