@@ -15,11 +15,13 @@
 //! - [`domain`]: chats, messages, reports and the validated inputs that create them.
 //! - [`service`]: the use cases both transports share (authorize, save, then emit).
 //! - [`realtime`]: the Socket.IO handshake and events, one file per event group.
-//! - [`http`]: the REST API, one file per resource.
+//! - [`http`]: the REST API, one file per resource; and, in development only, the console
+//!   that `GET /` serves (`http/console.rs`, its page in `http/console/`).
 //! - [`store`]: the persistence seam, its embedded (SQLite) implementation and its MongoDB
 //!   implementation (`docs/mongodb.md`).
 //! - [`presence`]: who is online; in-memory (one node) and Redis (cluster-wide) implementations.
-//! - [`connections`]: the TCP connections a drain closes in paced batches.
+//! - [`connections`]: the TCP connections a drain closes in paced batches, and each one's peer
+//!   address.
 //! - [`cluster`]: rooms, the fan-out seam over socketioxide adapters, and cluster mode over
 //!   Redis (adapter, re-subscription, outage fallback and replay).
 //! - [`metrics`]: every Prometheus metric.

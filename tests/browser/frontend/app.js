@@ -24,6 +24,8 @@ const app = {
   errors: [],
   uploads: [],
   restErrors: [],
+  /** `user:status` events (staff get them), in order. */
+  statuses: [],
 };
 window.app = app;
 
@@ -52,6 +54,7 @@ socket.on('connect_error', (err) => {
   render();
 });
 socket.on('error', (e) => app.errors.push(e));
+socket.on('user:status', (s) => app.statuses.push(s));
 
 svc.onNewMessage(({ chatId, message }) => {
   if (chatId === app.chatId) add(message);

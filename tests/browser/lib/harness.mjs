@@ -25,7 +25,7 @@ export const FIXTURES = path.join(BROWSER_ROOT, 'fixtures');
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
 /** How long one browser wait may take; every wait in these tests is bounded by it. */
-export const WAIT = 10_000;
+export const WAIT = 15_000;
 
 /** Every child process this file started, so a crash of the test file still stops them. */
 const children = new Set();

@@ -69,6 +69,27 @@ test('messages sent while the user page reloads appear after the reload, once ea
   });
 });
 
+test('a reload within the offline grace shows staff no offline flicker', { todo: 'the offline grace (OFFLINE_GRACE_SECS) is issue 14; passes once it lands' }, async (t) => {
+  await withPages(t, browser, async ({ open }) => {
+    const user = makeUser('rolf');
+    const control = makeUser('carl');
+    const staff = makeUser('sina', 'admin');
+    const chat = await openChat(node, user);
+    const staffPage = await chatPage(await open({ name: 'staff' }), staff, chat);
+    const userPage = await chatPage(await open({ name: 'user' }), user, chat);
+    const controlPage = await chatPage(await open({ name: 'control-user' }), control, await openChat(node, control));
+    await userPage.reload();
+    await connected(userPage);
+    // The control user leaves after the reload is over: once staff hear it went offline, a
+    // grace that started earlier, at the reload, is over too.
+    await controlPage.close();
+    await staffPage.waitForFunction((id) => window.app.statuses.some((s) => s.userId === id && s.status === 'offline'), control.id, { timeout: 20_000 });
+    assert.deepEqual(await staffPage.evaluate((id) => window.app.joinUserRoom(id), staff.id), { ok: true });
+    const seen = await staffPage.evaluate((id) => window.app.statuses.filter((s) => s.userId === id).map((s) => s.status), user.id);
+    assert.deepEqual(seen.filter((s) => s === 'offline'), [], `staff saw ${JSON.stringify(seen)} for the reloading user`);
+  });
+});
+
 test('two tabs of one user both get message:new: from staff, and from each other', async (t) => {
   await withPages(t, browser, async ({ open, newContext }) => {
     const user = makeUser('tabea');
