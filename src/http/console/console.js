@@ -169,11 +169,11 @@
     $('compose').hidden = false;
     renderChats();
     renderTyping();
+    const user = chat && chat.participants.find((p) => p !== state.me.id);
+    if (isStaff() && user && !$('report-user').value) $('report-user').value = user;
     const { messages } = await rest('GET', `/api/chats/${chatId}/messages?afterSeq=0&limit=100`);
     messages.forEach(add);
     acknowledge();
-    const user = chat && chat.participants.find((p) => p !== state.me.id);
-    if (isStaff() && user && !$('report-user').value) $('report-user').value = user;
     $('compose-text').focus();
   }
 

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { BROWSER_ROOT, launchBrowser, startNginx, startNode, uid, withPages, WAIT } from '../lib/harness.mjs';
+import { api, BROWSER_ROOT, launchBrowser, startNginx, startNode, uid, waitUntil, withPages, WAIT } from '../lib/harness.mjs';
 
 const AXE = readFileSync(path.join(BROWSER_ROOT, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
 
@@ -115,7 +115,14 @@ test('console: the sender sees its message read once the other window shows it',
 test('console: a message sent while the other window is closed shows as sent, then read when it opens the chat', async (t) => {
   await withPages(t, browser, async ({ open }) => {
     const { user, staff, userName } = await chatting(open);
+    const staffToken = await staff.evaluate(() => JSON.parse(sessionStorage.getItem('switchboard-console')).token);
     await staff.close();
+    // Sent once no staff socket is left anywhere (earlier tests' windows included): nobody
+    // can have received it.
+    await waitUntil(async () => {
+      const res = await api(node, 'GET', '/api/socket/active-users?limit=500', { token: staffToken });
+      return res.status === 200 && res.body.activeUsers.every((s) => s.userRole === 'user');
+    }, { timeout: WAIT, what: 'every staff socket gone' });
     await send(user, 'Anyone?');
     await message(user, 'Anyone?').locator('.status[data-status="sent"]', { hasText: '✓ sent' }).waitFor();
     const again = await signIn(open, named('Dora'), 'staff', 'staff-window-2');
@@ -128,7 +135,8 @@ test('console: a message sent while the other window is closed shows as sent, th
 test('console: staff send a report message, the user window shows it live and marks it read', async (t) => {
   await withPages(t, browser, async ({ open }) => {
     const { user, staff, userName } = await chatting(open);
-    assert.equal(await staff.getByLabel('To user id').inputValue(), idOf(userName));
+    // Opening the chat filled in its user as the report's recipient.
+    await staff.waitForFunction((id) => document.getElementById('report-user').value === id, idOf(userName), { timeout: WAIT });
     await staff.getByLabel('Title', { exact: true }).fill('Order 42 shipped');
     await staff.getByLabel('Status', { exact: true }).selectOption('Warning');
     await staff.getByRole('button', { name: 'Send report' }).click();
