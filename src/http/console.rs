@@ -21,12 +21,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
-use crate::app::AppState;
 use crate::config::Environment;
 use crate::connections::PeerAddr;
 use crate::domain::Role;
 use crate::error::AppError;
 use crate::http::JsonBody;
+use crate::state::AppState;
 
 /// The console's files, embedded at build time.
 const INDEX_HTML: &str = include_str!("console/index.html");
@@ -146,7 +146,9 @@ async fn mint(
         AppError::validation("name must be 1 to 40 characters with at least one letter or digit")
     })?;
     let token = state
-        .issue_token(&id, role, Some(name), TOKEN_TTL)
+        .keys
+        .verifier
+        .issue(&id, role, Some(name), TOKEN_TTL)
         .ok_or_else(|| {
             AppError::not_found("the console mints tokens only with an HS256/384/512 JWT secret")
         })?;
