@@ -19,7 +19,11 @@ pub enum Side {
 impl Side {
     /// The side a role speaks for.
     pub fn of(role: Role) -> Self {
-        if role.is_staff() { Self::Staff } else { Self::User }
+        if role.is_staff() {
+            Self::Staff
+        } else {
+            Self::User
+        }
     }
     /// The side that receives what this side sends.
     pub fn other(self) -> Self {

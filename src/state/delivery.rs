@@ -62,7 +62,14 @@ impl DeliveryTracker {
             participants: participants.to_vec(),
             ..Pending::default()
         });
-        keep_max(if live { &mut entry.live } else { &mut entry.certain }, mark);
+        keep_max(
+            if live {
+                &mut entry.live
+            } else {
+                &mut entry.certain
+            },
+            mark,
+        );
         first
     }
 

@@ -138,8 +138,12 @@ pub trait Store: Send + Sync + 'static {
     /// Moves the delivered-up-to mark of `side` in `chat` to `up_to_seq` if it is lower, in one
     /// conditional write (two nodes at once cannot move it back); `true` when it moved. A
     /// missing chat is `NotFound`. The marks come back on [`Chat::delivered`].
-    async fn advance_delivered(&self, chat: &ChatId, side: Side, up_to_seq: u64)
-    -> StoreResult<bool>;
+    async fn advance_delivered(
+        &self,
+        chat: &ChatId,
+        side: Side,
+        up_to_seq: u64,
+    ) -> StoreResult<bool>;
 
     async fn create_report(&self, report: NewReport) -> StoreResult<Report>;
     async fn report(&self, id: &ReportId) -> StoreResult<Option<Report>>;

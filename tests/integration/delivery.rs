@@ -103,13 +103,19 @@ async fn a_message_to_staff_on_another_node_is_delivered_once() {
         assert!(got["deliveredAt"].is_string());
     }
     assert!(
-        staff_b.try_event("message:delivered", QUIET).await.is_none(),
+        staff_b
+            .try_event("message:delivered", QUIET)
+            .await
+            .is_none(),
         "one transition, not one per node or socket"
     );
     // Every node's history shows the same status, for both sides.
     for node in [&a, &b] {
         assert_eq!(statuses(node, &chat, "u1", Role::User).await, ["delivered"]);
-        assert_eq!(statuses(node, &chat, "a1", Role::Admin).await, ["delivered"]);
+        assert_eq!(
+            statuses(node, &chat, "a1", Role::Admin).await,
+            ["delivered"]
+        );
     }
 }
 
@@ -122,12 +128,18 @@ async fn an_offline_recipient_keeps_it_sent_until_they_fetch_it() {
     let first = send(&user, &chat, "anyone there?").await;
     let second = send(&user, &chat, "hello?").await;
     assert!(user.try_event("message:delivered", QUIET).await.is_none());
-    assert_eq!(statuses(&node, &chat, "u1", Role::User).await, ["sent", "sent"]);
+    assert_eq!(
+        statuses(&node, &chat, "u1", Role::User).await,
+        ["sent", "sent"]
+    );
 
     // Connecting alone does not deliver.
     let staff = node.socket("a1", Role::Admin).await;
     assert!(user.try_event("message:delivered", QUIET).await.is_none());
-    assert_eq!(statuses(&node, &chat, "u1", Role::User).await, ["sent", "sent"]);
+    assert_eq!(
+        statuses(&node, &chat, "u1", Role::User).await,
+        ["sent", "sent"]
+    );
 
     // Staff fetch it: one event, naming the newest message delivered.
     let synced = staff
@@ -140,7 +152,10 @@ async fn an_offline_recipient_keeps_it_sent_until_they_fetch_it() {
         .expect("message:delivered after the fetch");
     assert_eq!(got["messageId"], second["id"]);
     assert_eq!(got["deliveredTo"], "a1");
-    assert_eq!(statuses(&node, &chat, "u1", Role::User).await, ["delivered", "delivered"]);
+    assert_eq!(
+        statuses(&node, &chat, "u1", Role::User).await,
+        ["delivered", "delivered"]
+    );
     // Fetching again changes nothing.
     staff
         .ack("chat:sync", json!({ "chatId": chat, "afterSeq": 0 }))
@@ -155,11 +170,17 @@ async fn an_offline_recipient_keeps_it_sent_until_they_fetch_it() {
         )
         .await;
     assert_eq!(read["ok"], true, "{read}");
-    assert_eq!(statuses(&node, &chat, "u1", Role::User).await, ["read", "delivered"]);
+    assert_eq!(
+        statuses(&node, &chat, "u1", Role::User).await,
+        ["read", "delivered"]
+    );
     staff
         .ack("chat:sync", json!({ "chatId": chat, "afterSeq": 0 }))
         .await;
-    assert_eq!(statuses(&node, &chat, "a1", Role::Admin).await, ["read", "delivered"]);
+    assert_eq!(
+        statuses(&node, &chat, "a1", Role::Admin).await,
+        ["read", "delivered"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -178,21 +199,32 @@ async fn read_before_delivery_goes_straight_to_read() {
         )
         .await;
     assert!(status == 200 || status == 201, "{sent}");
-    let sent = if sent["message"].is_object() { sent["message"].clone() } else { sent };
+    let sent = if sent["message"].is_object() {
+        sent["message"].clone()
+    } else {
+        sent
+    };
     assert!(staff.try_event("message:delivered", QUIET).await.is_none());
     let user = node.socket("u1", Role::User).await;
     let read = user
-        .ack("message:read", json!({ "chatId": chat, "messageId": sent["id"] }))
+        .ack(
+            "message:read",
+            json!({ "chatId": chat, "messageId": sent["id"] }),
+        )
         .await;
     assert_eq!(read["ok"], true, "{read}");
-    staff.try_event("message:read", LONG).await.expect("message:read");
+    staff
+        .try_event("message:read", LONG)
+        .await
+        .expect("message:read");
     assert!(
         staff.try_event("message:delivered", QUIET).await.is_none(),
         "no message:delivered for a message that went straight to read"
     );
     assert_eq!(statuses(&node, &chat, "a1", Role::Admin).await, ["read"]);
     // A later fetch by the user does not move it back to delivered.
-    user.ack("chat:sync", json!({ "chatId": chat, "afterSeq": 0 })).await;
+    user.ack("chat:sync", json!({ "chatId": chat, "afterSeq": 0 }))
+        .await;
     assert!(staff.try_event("message:delivered", QUIET).await.is_none());
     assert_eq!(statuses(&node, &chat, "u1", Role::User).await, ["read"]);
 }
@@ -224,7 +256,10 @@ async fn the_client_confirmation_works_for_the_other_side_only() {
     assert!(user.try_event("message:delivered", QUIET).await.is_none());
     assert_eq!(statuses(&node, &chat, "u1", Role::User).await, ["sent"]);
     let bad = user
-        .ack("message:delivered", json!({ "chatId": chat, "messageId": "nope" }))
+        .ack(
+            "message:delivered",
+            json!({ "chatId": chat, "messageId": "nope" }),
+        )
         .await;
     assert_eq!(bad["ok"], false);
 
@@ -237,9 +272,15 @@ async fn the_client_confirmation_works_for_the_other_side_only() {
         )
         .await;
     assert_eq!(ok["ok"], true, "{ok}");
-    let got = user.try_event("message:delivered", LONG).await.expect("event");
+    let got = user
+        .try_event("message:delivered", LONG)
+        .await
+        .expect("event");
     assert_eq!(got["messageId"], sent["id"]);
-    assert_eq!(statuses(&node, &chat, "u1", Role::User).await, ["delivered"]);
+    assert_eq!(
+        statuses(&node, &chat, "u1", Role::User).await,
+        ["delivered"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -258,7 +299,10 @@ async fn a_burst_to_an_online_recipient_costs_a_handful_of_store_writes() {
         );
     }
     for _ in 0..100 {
-        last = staff.try_event("message:new", LONG).await.expect("message:new");
+        last = staff
+            .try_event("message:new", LONG)
+            .await
+            .expect("message:new");
     }
     assert!(
         eventually(LONG, || async {
@@ -282,6 +326,11 @@ async fn a_burst_to_an_online_recipient_costs_a_handful_of_store_writes() {
         n
     };
     let writes = delivery_writes(&node) - before;
-    eprintln!("100 messages to an online recipient: {writes} delivery store writes, {events} message:delivered");
-    assert!(writes >= 1 && writes <= 25, "coalesced: {writes} writes for 100 messages");
+    eprintln!(
+        "100 messages to an online recipient: {writes} delivery store writes, {events} message:delivered"
+    );
+    assert!(
+        writes >= 1 && writes <= 25,
+        "coalesced: {writes} writes for 100 messages"
+    );
 }
