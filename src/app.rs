@@ -51,6 +51,8 @@ pub struct Shared {
     pub keys: Keys,
     pub metrics: Metrics,
     pub typing: TypingTracker,
+    /// Whether the store and Redis answer, kept current by a watcher (what `/readyz` reads).
+    pub readiness: crate::http::health::Readiness,
     /// Set once a drain starts: `/readyz` turns 503 and handshakes are refused.
     draining: AtomicBool,
     /// Client events being handled now; a drain waits for them to finish (and for the fan-out's
@@ -74,20 +76,6 @@ impl AppState {
     pub fn in_flight(&self) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
-    }
-
-    pub async fn store_reachable(&self) -> bool {
-        matches!(
-            tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await,
-            Ok(Ok(()))
-        )
-    }
-
-    pub async fn adapter_reachable(&self) -> bool {
-        matches!(
-            tokio::time::timeout(Duration::from_secs(2), self.presence.ping()).await,
-            Ok(Ok(()))
-        )
     }
 
     /// Mints a token with this node's key (HS* only): for `switchboard token` and tests.
@@ -208,6 +196,7 @@ impl Parts {
             presence,
             keys: self.keys,
             typing: TypingTracker::default(),
+            readiness: Default::default(),
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             connections: TcpConnections::default(),
@@ -296,6 +285,8 @@ impl Application {
             }
         };
 
+        // One probe before serving, so `/readyz` is right from the first request.
+        crate::http::health::probe_dependencies(&state).await;
         let listener = state
             .connections
             .listener(TcpListener::bind(state.config.listen_addr()?).await?);
@@ -357,10 +348,7 @@ impl Application {
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(crate::realtime::typing::sweep(state.clone()));
         tasks.spawn(heartbeat(state.clone()));
-        tasks.spawn(crate::http::health::watch_dependencies(
-            state.clone(),
-            Duration::from_secs(state.config.heartbeat_interval_secs),
-        ));
+        tasks.spawn(crate::http::health::watch_dependencies(state.clone()));
         for task in self.background {
             tasks.spawn(task);
         }

@@ -14,7 +14,7 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use redis::{RedisServer, free_port};
+pub use redis::{Redis, RedisServer, Topology, free_port};
 pub use sio::{ConnectError, Sio, WAIT};
 
 /// The JWT secret every test node shares (so one node's tokens work on every node).
