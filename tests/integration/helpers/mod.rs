@@ -52,6 +52,10 @@ impl TestNode {
         data: std::sync::Arc<TempDir>,
         adjust: impl FnOnce(&mut Config),
     ) -> TestNode {
+        // `SB_TEST_LOG=1` (with `RUST_LOG`) shows the nodes' logs, for a test being debugged.
+        if std::env::var_os("SB_TEST_LOG").is_some() {
+            switchboard::telemetry::init(Some(switchboard::config::LogFormat::Pretty));
+        }
         let mut cfg = Config::for_tests(data.path().to_owned());
         cfg.jwt_secret = Some(SECRET.into());
         cfg.cors_origins = "*".into();
