@@ -13,9 +13,6 @@
 //! through it (see `docs/cluster.md`). A dependency that has never answered since start-up gets
 //! no grace: the node is not ready until it does.
 
-use std::sync::Mutex;
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -23,16 +20,11 @@ use axum::{Json, Router};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::app::AppState;
 use crate::metrics::Dependency;
+use crate::state::AppState;
 
-/// How long a dependency may be unreachable before `/readyz` turns `503` (PROTOCOL.md allows
-/// at most 5 s). Counted from the first failed probe, which comes at most
-/// `2 * PROBE_INTERVAL` after the outage began: `503` between 3 and 4 s into an outage.
-pub const READINESS_GRACE: Duration = Duration::from_secs(3);
-
-/// How often the store and Redis are probed; also the bound on one probe.
-pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+pub use crate::state::readiness::{PROBE_INTERVAL, READINESS_GRACE};
+use crate::state::readiness::Watched;
 
 #[derive(Serialize)]
 struct ReadinessBody {
@@ -81,85 +73,6 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<ReadinessBod
     )
 }
 
-/// What the watcher last learnt about one dependency.
-#[derive(Default)]
-pub struct Watched {
-    /// `None` while reachable; else since when it has been unreachable, and whether it was
-    /// ever reachable before (only then does the grace apply). A std lock, held for a copy.
-    down: Mutex<Option<Down>>,
-    /// It answered at least once (before that, `down` says when we started waiting).
-    ever_up: std::sync::atomic::AtomicBool,
-}
-
-#[derive(Clone, Copy)]
-struct Down {
-    since: Instant,
-}
-
-impl Watched {
-    /// A dependency not yet probed: unreachable since now, with no grace.
-    fn unknown() -> Self {
-        Self {
-            down: Mutex::new(Some(Down {
-                since: Instant::now(),
-            })),
-            ever_up: Default::default(),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Down>> {
-        self.down.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Records a probe's outcome; returns whether reachability changed.
-    pub fn record(&self, up: bool, now: Instant) -> bool {
-        let mut down = self.lock();
-        let was_up = down.is_none();
-        if up {
-            *down = None;
-            self.ever_up
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-        } else if was_up {
-            *down = Some(Down { since: now });
-        }
-        was_up != up
-    }
-
-    /// The last probe succeeded.
-    pub fn reachable(&self) -> bool {
-        self.lock().is_none()
-    }
-
-    /// The node may take clients as far as this dependency goes: reachable, or unreachable
-    /// for less than [`READINESS_GRACE`] after having been reachable.
-    pub fn usable(&self, now: Instant) -> bool {
-        match *self.lock() {
-            None => true,
-            Some(d) => {
-                self.ever_up.load(std::sync::atomic::Ordering::Relaxed)
-                    && now.saturating_duration_since(d.since) < READINESS_GRACE
-            }
-        }
-    }
-}
-
-/// The node's readiness inputs, kept current by [`watch_dependencies`].
-pub struct Readiness {
-    /// The store (MongoDB or the embedded one).
-    pub store: Watched,
-    /// Redis (the adapter and presence); always reachable on a node without `REDIS_URL`.
-    pub adapter: Watched,
-}
-
-impl Default for Readiness {
-    fn default() -> Self {
-        Self {
-            store: Watched::unknown(),
-            adapter: Watched::unknown(),
-        }
-    }
-}
-
 /// Probes the store and the adapter once (each within [`PROBE_INTERVAL`]) and records the
 /// outcome; returns whether either changed.
 pub async fn probe_dependencies(state: &AppState) -> bool {
@@ -202,41 +115,5 @@ pub async fn watch_dependencies(state: AppState) {
                 tracing::warn!(node = %state.node_id, store, adapter, grace_secs = READINESS_GRACE.as_secs(), "a dependency is unreachable");
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_dependency_never_reached_is_not_usable() {
-        let w = Watched::unknown();
-        assert!(!w.usable(Instant::now()));
-    }
-
-    #[test]
-    fn an_outage_is_tolerated_for_the_grace_then_not() {
-        let w = Watched::unknown();
-        let t0 = Instant::now();
-        assert!(w.record(true, t0));
-        assert!(w.usable(t0));
-        assert!(w.record(false, t0));
-        assert!(!w.record(false, t0 + Duration::from_secs(1)), "no change");
-        assert!(!w.reachable());
-        assert!(w.usable(t0 + READINESS_GRACE - Duration::from_millis(1)));
-        assert!(!w.usable(t0 + READINESS_GRACE));
-        assert!(w.record(true, t0 + READINESS_GRACE));
-        assert!(w.usable(t0 + READINESS_GRACE));
-    }
-
-    #[test]
-    fn the_grace_counts_from_the_first_failed_probe() {
-        let w = Watched::unknown();
-        let t0 = Instant::now();
-        w.record(true, t0);
-        w.record(false, t0);
-        w.record(false, t0 + Duration::from_secs(2));
-        assert!(!w.usable(t0 + READINESS_GRACE + Duration::from_millis(1)));
     }
 }
