@@ -8,4 +8,5 @@ mod mongo;
 mod node;
 mod ops;
 mod presence_contract;
+mod redis_cost;
 mod store_contract;
