@@ -9,7 +9,9 @@
 //! nodes only (this node's sockets, which already had them, are excluded through a per-node
 //! room). New emissions queue behind them until the queue is empty, so a sender's messages keep
 //! their order. A reconnect of the pub/sub connection also enters this state, since peers may
-//! not hear anything until they re-subscribe.
+//! not hear anything until they re-subscribe, and keeps for replay the emissions of the 2 s
+//! before it ([`Ledger::reconnected`]): fred re-sends those on the new connection as soon as
+//! it is up, where they succeed and reach nobody yet.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
