@@ -63,13 +63,10 @@ pub struct NodeState {
     pub metrics: Metrics,
     /// The node's active typing indicators (one map and one sweeper, not a timer per socket).
     pub typing: TypingTracker,
-<<<<<<< HEAD
     /// Delivery triggers waiting for their coalesced store write (`service/delivery.rs`).
     pub delivery: DeliveryTracker,
-=======
     /// Whether the store and Redis answer, kept current by a watcher: what `/readyz` reads.
     pub readiness: readiness::Readiness,
->>>>>>> main
     /// Set once a drain starts: `/readyz` turns 503 and handshakes are refused.
     draining: AtomicBool,
     /// Client events being handled now; a drain waits for them to finish (and for the fan-out's
@@ -110,11 +107,8 @@ impl AppState {
             presence: b.presence,
             keys: b.keys,
             typing: TypingTracker::default(),
-<<<<<<< HEAD
             delivery: DeliveryTracker::default(),
-=======
             readiness: readiness::Readiness::default(),
->>>>>>> main
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             connections: TcpConnections::default(),
