@@ -22,6 +22,7 @@ use crate::cluster;
 use crate::cluster::redis::{ClusterAdapter, RedisFanout};
 use crate::config::Config;
 use crate::connections::TrackedListener;
+use crate::http::origin::AllowedOrigins;
 use crate::presence::{MemoryPresence, RedisPresence};
 use crate::state::{AppState, Backends};
 use crate::store::{EmbeddedStore, MongoSettings, MongoStore, Store};
@@ -180,6 +181,11 @@ impl Application {
             .layer(axum::middleware::map_request(
                 crate::http::slim::slim_handshake,
             ))
+            // Before the slimming, which drops the `Origin` header.
+            .layer(axum::middleware::from_fn({
+                let allowed = AllowedOrigins::parse(&state.config.cors_origins);
+                move |req, next| crate::http::origin::check(allowed.clone(), req, next)
+            }))
             .layer(cors(&state.config.cors_origins));
         tracing::info!(
             node = %state.node_id,
@@ -250,10 +256,9 @@ impl Application {
         // Turned into routes once here: served as a bare `Router`, axum clones the whole route
         // table (one allocation per route) for every accepted connection, ~74k instructions a
         // handshake in a callgrind profile.
-        let router = self.router.with_state(()).into_make_service();
-        let server = axum::serve(self.listener, router)
-            .with_graceful_shutdown(stop)
-            .into_future();
+        let router = self.router.with_state(());
+        // Not `axum::serve`: it has no header-read timeout (see `serve.rs`).
+        let server = crate::serve::serve(self.listener, router, stop);
         tokio::pin!(server);
         // After the drain, open connections get a short while to finish (never past the grace
         // period), then are cut.
@@ -265,12 +270,12 @@ impl Application {
                 .await;
             }
         };
-        let result = tokio::select! {
-            r = &mut server => r.map_err(anyhow::Error::from),
-            () = cut_off => Ok(()),
-        };
+        tokio::select! {
+            () = &mut server => {}
+            () = cut_off => {}
+        }
         tasks.abort_all();
-        result
+        Ok(())
     }
 }
 
@@ -327,13 +332,26 @@ fn socket_io_builder() -> socketioxide::SocketIoBuilder {
         // nothing for it; a burst to one socket (hundreds of reports at once, a busy room whose
         // writes are being coalesced) must not lose live deliveries.
         .max_buffer_size(1024)
-        .max_payload(256 * 1024)
+        // One Socket.IO packet is at most 256 KiB on every transport (PROTOCOL.md), refused
+        // before more is buffered, authenticated or not. `max_payload` covers long-polling
+        // bodies only (413); a WebSocket has its own limits (64 MiB a message and 16 MiB a
+        // frame by default): a frame whose header announces more is refused before its payload
+        // is read, and a fragmented message as soon as its fragments add up to more; either
+        // closes the connection.
+        .max_payload(MAX_PACKET_BYTES as u64)
+        .ws_max_message_size(MAX_PACKET_BYTES)
+        .ws_max_frame_size(MAX_PACKET_BYTES)
 }
+
+/// The largest Socket.IO packet a client may send, on any transport.
+pub const MAX_PACKET_BYTES: usize = 256 * 1024;
 
 fn cors(origins: &str) -> CorsLayer {
     let layer = CorsLayer::new()
         .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        // A browser frontend must be able to read how long to wait after a `429`.
+        .expose_headers([header::RETRY_AFTER]);
     if origins.trim() == "*" {
         return layer.allow_origin(AllowOrigin::any());
     }

@@ -130,9 +130,13 @@ pub struct Config {
     /// Comma-separated allowed origins (`*` allows any).
     #[arg(long, env = "CORS_ORIGINS", default_value = "http://localhost:3000")]
     pub cors_origins: String,
-    /// Events a socket may send per second on average (bursts of twice that).
+    /// Events a socket may send per second on average (bursts of twice that); also each user's
+    /// budget of REST writes (POST and PATCH, uploads included) on each node.
     #[arg(long, env = "RATE_LIMIT_PER_SEC", default_value_t = 20)]
     pub rate_limit_per_sec: u32,
+    /// Sockets one user may hold in the cluster; a handshake beyond is refused (RATE_LIMITED).
+    #[arg(long, env = "MAX_SOCKETS_PER_USER", default_value_t = 32)]
+    pub max_sockets_per_user: u32,
     /// Log output; `pretty` on a terminal, else `json`. RUST_LOG filters.
     #[arg(long, env = "LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -164,6 +168,9 @@ impl Config {
         let fail = |m: &str| Err(ConfigError(m.to_owned()));
         if self.rate_limit_per_sec == 0 {
             return fail("RATE_LIMIT_PER_SEC must be at least 1");
+        }
+        if self.max_sockets_per_user == 0 {
+            return fail("MAX_SOCKETS_PER_USER must be at least 1");
         }
         if self.heartbeat_interval_secs == 0
             || self.heartbeat_interval_secs >= self.presence_ttl_secs

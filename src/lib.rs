@@ -32,8 +32,8 @@
 //! - [`metrics`]: every Prometheus metric (event labels from `client_events`).
 //! - [`domain`]: chats, messages, reports and the validated inputs that create them;
 //!   [`error`]: the error-code table shared by REST and socket acks.
-//! - [`connections`]: the TCP connections a drain closes in paced batches; [`config`]: every
-//!   setting; [`telemetry`]: logging.
+//! - [`connections`]: the TCP connections a drain closes in paced batches; [`serve`]: HTTP
+//!   over them, with a header-read timeout; [`config`]: every setting; [`telemetry`]: logging.
 //!
 //! So dependencies point one way: `app` -> `http` | `realtime` -> `service` -> `state` ->
 //! (`ordering`, `auth`, `cluster`, `presence`, `store`, `metrics`) -> `domain` -> `error`;
@@ -54,6 +54,7 @@ pub mod ordering;
 pub mod paging;
 pub mod presence;
 pub mod realtime;
+pub mod serve;
 pub mod service;
 pub mod state;
 pub mod store;

@@ -97,9 +97,11 @@ pub enum ConnectionOutcome {
     Unauthorized = 1,
     /// Refused because the node is draining.
     Draining = 2,
+    /// Refused because the user holds `MAX_SOCKETS_PER_USER` sockets already.
+    RateLimited = 3,
 }
 
-const CONNECTION_OUTCOMES: &[&str] = &["accepted", "unauthorized", "draining"];
+const CONNECTION_OUTCOMES: &[&str] = &["accepted", "unauthorized", "draining", "rate_limited"];
 
 /// The backing services `/readyz` depends on: the `dependency` label of `dependency_up`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

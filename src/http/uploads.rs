@@ -2,9 +2,12 @@
 //! headers live here; keeping and handing out a file (and who may) is `service/uploads.rs`.
 //!
 //! The 10 MiB limit is enforced while the multipart body streams in: nothing past the first
-//! chunk over the limit is buffered. The rest of a refused body is still read and thrown away
-//! (up to [`MAX_DISCARD_BYTES`]): closing a connection with unread data resets it, and the client
-//! would see a broken pipe instead of the `413`.
+//! chunk over the limit is buffered, and the whole body (every field, not only `file`) is
+//! capped at [`MAX_UPLOAD_BODY_BYTES`], so junk fields before `file` are not read through
+//! either. The rest of a file that is too large is still read and thrown away (up to
+//! [`MAX_DISCARD_BYTES`]): closing a connection with unread data resets it, and the client
+//! would see a broken pipe instead of the `413`. An upload without a valid token is refused
+//! before any of its body is read: the `401` is sent and the connection closed.
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
@@ -22,11 +25,11 @@ use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        // The handler enforces the limit itself while streaming; axum's 2 MB default would
-        // refuse legal uploads.
+        // The handler enforces the file's limit itself while streaming; this caps the whole
+        // body (axum's 2 MB default would refuse legal uploads).
         .route(
             "/api/uploads",
-            post(upload).layer(DefaultBodyLimit::disable()),
+            post(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD_BODY_BYTES as usize)),
         )
         .route("/api/files/{file_id}", get(download))
 }
@@ -44,6 +47,10 @@ struct Uploaded {
 fn too_large() -> AppError {
     AppError::new(ErrorCode::PayloadTooLarge, "files are limited to 10 MiB")
 }
+
+/// The largest multipart body read: the file's 10 MiB plus room for the multipart framing and
+/// a few small fields.
+pub const MAX_UPLOAD_BODY_BYTES: u64 = MAX_UPLOAD_BYTES + 64 * 1024;
 
 /// Most bytes of a refused upload read and thrown away before the connection is cut.
 const MAX_DISCARD_BYTES: u64 = 4 * MAX_UPLOAD_BYTES;
@@ -84,26 +91,28 @@ async fn upload(
     user: Result<AuthUser, AppError>,
     request: Request,
 ) -> Result<(StatusCode, Json<Uploaded>), AppError> {
-    let user = match user {
-        Ok(user) => user,
-        Err(e) => {
-            discard(request.into_body()).await;
-            return Err(e);
-        }
-    };
+    // Refused before its body is read: an anonymous client gets nothing read for it.
+    let user = user?;
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_UPLOAD_BYTES + 64 * 1024) {
+    if declared.is_some_and(|n| n > MAX_UPLOAD_BODY_BYTES) {
         discard(request.into_body()).await;
         return Err(too_large());
     }
     let mut multipart = Multipart::from_request(request, &state)
         .await
         .map_err(|_| AppError::validation("expected a multipart/form-data body"))?;
-    let bad = |_| AppError::validation("malformed multipart body");
+    // Past the whole body's cap the multipart reader fails with a 413 of its own.
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            AppError::validation("malformed multipart body")
+        }
+    };
     while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
         if field.name() != Some("file") {
             continue;

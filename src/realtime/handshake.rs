@@ -10,7 +10,6 @@ use socketioxide::socket::DisconnectReason;
 use socketioxide_core::adapter::DefinedAdapter;
 
 use super::dispatch::{Ctx, HasAck, Routes, dispatch};
-use super::presence;
 use crate::cluster::rooms;
 use crate::domain::Role;
 use crate::metrics::ConnectionOutcome;
@@ -44,10 +43,11 @@ pub fn register<A: Adapter + DefinedAdapter>(
     let authenticate = move |s: SocketRef<A>, TryData(auth): TryData<Handshake>| {
         let (state, routes) = (mw_state.clone(), routes.clone());
         async move {
-            let outcome = authenticate(&state, &routes, &s, auth);
+            let outcome = authenticate(&state, &routes, &s, auth).await;
             state.metrics.connection(match &outcome {
                 Ok(()) => ConnectionOutcome::Accepted,
                 Err(r) if r.0.starts_with("UNAVAILABLE") => ConnectionOutcome::Draining,
+                Err(r) if r.0.starts_with("RATE_LIMITED") => ConnectionOutcome::RateLimited,
                 Err(_) => ConnectionOutcome::Unauthorized,
             });
             outcome
@@ -60,7 +60,7 @@ pub fn register<A: Adapter + DefinedAdapter>(
     io.ns("/", connected.with(authenticate))
 }
 
-fn authenticate<A: Adapter>(
+async fn authenticate<A: Adapter>(
     state: &AppState,
     routes: &Arc<Routes<A>>,
     s: &SocketRef<A>,
@@ -79,11 +79,34 @@ fn authenticate<A: Adapter>(
         .verifier
         .verify(&token)
         .map_err(|e| Refused(e.message))?;
+    admit_socket(state, &user.id).await?;
     let session = Arc::new(Session::new(user, state.config.rate_limit_per_sec));
     state.handshakes.insert(s.id, session.clone());
     wire(state, routes, s, &session);
     Ok(())
 }
+
+/// Counts the socket against `MAX_SOCKETS_PER_USER`: presence's count of the user's sockets in
+/// the cluster, and this node's own count (exact, so a burst of handshakes to one node cannot
+/// all pass before any is registered). Presence unreachable: only this node's count applies.
+async fn admit_socket(state: &AppState, user_id: &str) -> Result<(), Refused> {
+    let max = state.config.max_sockets_per_user;
+    let cluster = tokio::time::timeout(PRESENCE_CHECK_TIMEOUT, state.presence.status(user_id))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map_or(0, |p| p.sockets);
+    if state.user_limits.add_socket(user_id, cluster, max) {
+        Ok(())
+    } else {
+        Err(Refused(format!(
+            "RATE_LIMITED: at most {max} sockets per user (MAX_SOCKETS_PER_USER)"
+        )))
+    }
+}
+
+/// How long a handshake waits for presence's count of the user's sockets.
+const PRESENCE_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Joins the socket's rooms and registers its event dispatcher. Called from the handshake
 /// middleware, before the CONNECT packet leaves: socketioxide runs an async connect handler as
@@ -122,9 +145,10 @@ fn wire<A: Adapter>(
         async move {
             // Its connect handler may not have run.
             ctx.state.handshakes.take(s.id);
+            ctx.state.user_limits.remove_socket(&ctx.session.user.id);
             ctx.state.metrics.sockets_connected.dec();
             tracing::debug!(node = %ctx.state.node_id, socket_id = %s.id, user_id = %ctx.session.user.id, ?reason, "socket disconnected");
-            ctx.state.socket_offline(&ctx.session.user.id, &s.id.to_string()).await;
+            ctx.state.socket_offline(&s.id.to_string(), &ctx.session).await;
         }
     });
     let routes = routes.clone();
@@ -146,12 +170,6 @@ async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
         let _ = s.disconnect();
         return;
     };
-    let socket_id = s.id.to_string();
-    state
-        .socket_online(&presence::entry(&state, &socket_id, &session))
-        .await;
-    // A socket that left while it was being registered must not stay counted.
-    if !s.connected() {
-        state.socket_offline(&session.user.id, &socket_id).await;
-    }
+    // A socket that left while it was being registered is taken out again there.
+    state.socket_online(&s.id.to_string(), &session).await;
 }

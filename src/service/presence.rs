@@ -6,7 +6,7 @@ use crate::cluster::rooms;
 use crate::domain::AuthUser;
 use crate::error::{AppError, ErrorCode};
 use crate::presence::{PresenceError, SocketEntry, SocketPage, UserPresence};
-use crate::state::AppState;
+use crate::state::{AppState, Session};
 
 /// A presence failure as clients see it (the cause goes to the logs only).
 fn presence_error(e: PresenceError) -> AppError {
@@ -54,16 +54,42 @@ impl AppState {
     }
 
     /// Registers a socket in presence; announces `online` if it is the user's first anywhere.
-    pub async fn socket_online(&self, entry: &SocketEntry) {
-        match self.presence.connect(entry).await {
+    ///
+    /// Every registration (the connect handler's, a legacy `user:online`) passes here, and none
+    /// can leave a socket that is gone behind: the disconnect marks the session gone *before* it
+    /// takes the socket out, and a registration checks the mark *after* its own write is done,
+    /// so either the disconnect's removal comes after this write, or this check sees the mark
+    /// and removes the socket itself (announcing `offline` if it had announced `online`).
+    pub async fn socket_online(&self, socket_id: &str, session: &Session) {
+        if session.is_gone() {
+            return;
+        }
+        let entry = SocketEntry {
+            user_id: session.user.id.clone(),
+            socket_id: socket_id.to_owned(),
+            user_name: session.user.name.clone(),
+            user_role: session.user.role,
+            connected_at: session.connected_at,
+            node: self.node_id.clone(),
+        };
+        match self.presence.connect(&entry).await {
             Ok(true) => self.announce_status(&entry.user_id, true).await,
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "presence connect failed"),
         }
+        if session.is_gone() {
+            self.remove_socket(&entry.user_id, socket_id).await;
+        }
     }
 
-    /// Removes a socket from presence; announces `offline` if it was the user's last.
-    pub async fn socket_offline(&self, user_id: &str, socket_id: &str) {
+    /// Removes a disconnected socket from presence for good; announces `offline` if it was the
+    /// user's last.
+    pub async fn socket_offline(&self, socket_id: &str, session: &Session) {
+        session.mark_gone();
+        self.remove_socket(&session.user.id, socket_id).await;
+    }
+
+    async fn remove_socket(&self, user_id: &str, socket_id: &str) {
         match self.presence.disconnect(user_id, socket_id).await {
             Ok(true) => self.announce_status(user_id, false).await,
             Ok(false) => {}

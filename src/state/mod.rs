@@ -25,9 +25,11 @@ use crate::store::Store;
 pub mod rate_limit;
 pub mod session;
 pub mod typing;
+pub mod user_limits;
 
 pub use session::{Handshakes, Session};
 pub use typing::TypingTracker;
+pub use user_limits::UserLimits;
 
 /// Everything a handler needs, shared by the REST router and every socket. Cheap to clone (one
 /// `Arc`), so each socket's context carries it for one pointer.
@@ -59,6 +61,8 @@ pub struct NodeState {
     pub metrics: Metrics,
     /// The node's active typing indicators (one map and one sweeper, not a timer per socket).
     pub typing: TypingTracker,
+    /// Each user's REST write budget and socket count on this node.
+    pub user_limits: UserLimits,
     /// Set once a drain starts: `/readyz` turns 503 and handshakes are refused.
     draining: AtomicBool,
     /// Client events being handled now; a drain waits for them to finish (and for the fan-out's
@@ -99,6 +103,7 @@ impl AppState {
             presence: b.presence,
             keys: b.keys,
             typing: TypingTracker::default(),
+            user_limits: UserLimits::new(b.config.rate_limit_per_sec),
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             connections: Connections::default(),

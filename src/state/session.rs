@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use socketioxide::socket::Sid;
 
@@ -26,6 +27,9 @@ pub struct Session {
     pub save_turns: Turns,
     /// Keeps the socket's events' emissions in the same order.
     pub emit_turns: Turns,
+    /// Set when the socket disconnects, before it leaves presence: a registration that
+    /// finishes after it (a late `user:online`) sees it and takes the socket out again.
+    gone: AtomicBool,
 }
 
 impl Session {
@@ -38,7 +42,18 @@ impl Session {
             turns: Turns::default(),
             save_turns: Turns::default(),
             emit_turns: Turns::default(),
+            gone: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the socket as disconnected (for good: a recovered socket gets a new session).
+    pub fn mark_gone(&self) {
+        self.gone.store(true, Ordering::SeqCst);
+    }
+
+    /// Has the socket disconnected?
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::SeqCst)
     }
 }
 
