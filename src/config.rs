@@ -130,6 +130,10 @@ pub struct Config {
     /// Comma-separated allowed origins (`*` allows any).
     #[arg(long, env = "CORS_ORIGINS", default_value = "http://localhost:3000")]
     pub cors_origins: String,
+    /// The address clients reach the cluster at (for example https://chat.example.com); set,
+    /// `fileUrl` values are absolute under it, so a frontend on another origin can use them.
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Events a socket may send per second on average (bursts of twice that); also each user's
     /// budget of REST writes (POST and PATCH, uploads included) on each node.
     #[arg(long, env = "RATE_LIMIT_PER_SEC", default_value_t = 20)]
@@ -190,6 +194,21 @@ impl Config {
                 return fail("MESSAGE_RETENTION_DAYS needs the MongoDB store (MONGODB_URI)");
             }
         }
+        if let Some(url) = &self.public_url {
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            if !rest.is_some_and(|r| {
+                !r.is_empty()
+                    && !r.starts_with('/')
+                    && !r.contains(['?', '#', '"', '\'', '<', '>', '\\'])
+                    && !r.chars().any(|c| c.is_whitespace() || c.is_control())
+            }) {
+                return fail(
+                    "PUBLIC_URL must be an http:// or https:// address with a host, without query or fragment",
+                );
+            }
+        }
         if self.is_asymmetric() != self.jwt_public_key_file.is_some() {
             return fail(
                 "JWT_PUBLIC_KEY_FILE goes with an asymmetric JWT_ALGORITHM, and only with one",
@@ -218,6 +237,14 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// `PUBLIC_URL` without its trailing slashes (validated by [`Config::validate`]).
+    pub fn public_url(&self) -> Option<String> {
+        self.public_url
+            .as_deref()
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .filter(|u| !u.is_empty())
     }
 
     pub fn is_asymmetric(&self) -> bool {
@@ -250,14 +277,29 @@ impl Config {
         })
     }
 
-    /// Settings for tests and embedding: everything at its default, on `127.0.0.1:0`.
+    /// Settings for tests: everything at its default, on `127.0.0.1:0`, whatever the
+    /// environment holds (a developer's `REDIS_URL` or `MONGODB_URI` must not turn a test into
+    /// a cluster or MongoDB test).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn for_tests(data_dir: PathBuf) -> Self {
-        let mut cfg = Cli::parse_from(["switchboard"]).config;
+        use clap::FromArgMatches;
+        let matches = defaults_command()
+            .try_get_matches_from(["switchboard"])
+            .expect("the defaults parse");
+        let mut cfg = Config::from_arg_matches(&matches).expect("the defaults are a Config");
         cfg.host = "127.0.0.1".into();
         cfg.port = 0;
         cfg.data_dir = data_dir;
         cfg
     }
+}
+
+/// The command line of [`Config`] with no environment variable attached to any argument, so
+/// parsing it gives the declared defaults only (clap reads an argument's `env` variable
+/// whenever the flag is absent).
+#[cfg(any(test, feature = "test-support"))]
+fn defaults_command() -> clap::Command {
+    Config::augment_args(clap::Command::new("switchboard")).mut_args(|arg| arg.env(None::<&str>))
 }
 
 /// Parses a lifetime such as `90s`, `30m`, `1h` or `7d`.
@@ -273,4 +315,35 @@ pub fn parse_ttl(s: &str) -> Result<std::time::Duration, ConfigError> {
         _ => return Err(bad()),
     };
     Ok(std::time::Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_settings_read_no_environment_variable() {
+        let with_env: Vec<String> = defaults_command()
+            .get_arguments()
+            .filter(|a| a.get_env().is_some())
+            .map(|a| a.get_id().to_string())
+            .collect();
+        assert!(with_env.is_empty(), "arguments still read the environment: {with_env:?}");
+        let cfg = Config::for_tests(PathBuf::from("/tmp/x"));
+        assert_eq!((cfg.redis_url, cfg.mongodb_uri), (None, None));
+        assert_eq!(cfg.port, 0);
+    }
+
+    #[test]
+    fn every_setting_of_the_command_line_reads_its_environment_variable() {
+        use clap::CommandFactory;
+        // The opposite check: the real command line still has its `env` (the test above is not
+        // vacuous because `for_tests` builds its own).
+        let cmd = Cli::command();
+        let redis = cmd
+            .get_arguments()
+            .find(|a| a.get_id() == "redis_url")
+            .expect("the REDIS_URL argument");
+        assert_eq!(redis.get_env(), Some(std::ffi::OsStr::new("REDIS_URL")));
+    }
 }

@@ -14,12 +14,15 @@ use std::pin::pin;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
+use tower::Service;
 
-use crate::connections::TrackedListener;
+use crate::connections::{PeerAddr, TrackedListener};
 
 /// How long a connection may take to send a complete request head (PROTOCOL.md: 10 s).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,12 +44,18 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(());
     let mut shutdown = pin!(shutdown);
     loop {
-        let (io, _addr) = tokio::select! {
+        let (io, peer) = tokio::select! {
             accepted = axum::serve::Listener::accept(&mut listener) => accepted,
             () = &mut shutdown => break,
         };
-        // A `Router` clone is one `Arc`: the routes were built once, before serving.
-        let service = TowerToHyperService::new(router.clone());
+        // A `Router` clone is one `Arc`: the routes were built once, before serving. Each
+        // request carries its peer address, as `into_make_service_with_connect_info` would
+        // (the development console mints tokens only for loopback peers).
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(PeerAddr(peer)));
+            router.clone().call(req)
+        });
         let conn = builder
             .serve_connection(TokioIo::new(io), service)
             .with_upgrades();

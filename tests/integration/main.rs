@@ -3,6 +3,7 @@
 mod cluster;
 mod hardening;
 mod helpers;
+mod module_cycles;
 mod mongo;
 mod node;
 mod ops;
