@@ -7,7 +7,8 @@
 //! either. The rest of a file that is too large is still read and thrown away (up to
 //! [`MAX_DISCARD_BYTES`]): closing a connection with unread data resets it, and the client
 //! would see a broken pipe instead of the `413`. An upload without a valid token is refused
-//! before any of its body is read: the `401` is sent and the connection closed.
+//! before its body is read: the `401` is sent and the connection closed (a body of at most
+//! 64 KiB is read first, so an ordinary client sees the answer rather than a reset).
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
@@ -55,14 +56,20 @@ pub const MAX_UPLOAD_BODY_BYTES: u64 = MAX_UPLOAD_BYTES + 64 * 1024;
 /// Most bytes of a refused upload read and thrown away before the connection is cut.
 const MAX_DISCARD_BYTES: u64 = 4 * MAX_UPLOAD_BYTES;
 
-/// Reads and drops the rest of a refused body, so the client gets to read the answer.
-async fn discard(body: Body) {
+/// Most bytes of an upload without a valid token read (and thrown away) before the `401`, and
+/// how long that may take.
+const MAX_ANONYMOUS_DISCARD_BYTES: u64 = 64 * 1024;
+const ANONYMOUS_DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads and drops the rest of a refused body (at most `limit` bytes), so the client gets to
+/// read the answer.
+async fn discard(body: Body, limit: u64) {
     use futures_util::StreamExt;
     let mut stream = body.into_data_stream();
     let mut seen = 0u64;
     while let Some(Ok(chunk)) = stream.next().await {
         seen += chunk.len() as u64;
-        if seen > MAX_DISCARD_BYTES {
+        if seen > limit {
             break;
         }
     }
@@ -91,15 +98,34 @@ async fn upload(
     user: Result<AuthUser, AppError>,
     request: Request,
 ) -> Result<(StatusCode, Json<Uploaded>), AppError> {
-    // Refused before its body is read: an anonymous client gets nothing read for it.
-    let user = user?;
+    // Refused before its body is read: an anonymous client gets at most a small body read
+    // (so that an ordinary client reads the `401` rather than a reset connection), nothing at
+    // all when it announces more.
+    let user = match user {
+        Ok(user) => user,
+        Err(e) => {
+            let declared = request
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n <= MAX_ANONYMOUS_DISCARD_BYTES) {
+                let _ = tokio::time::timeout(
+                    ANONYMOUS_DISCARD_TIME,
+                    discard(request.into_body(), MAX_ANONYMOUS_DISCARD_BYTES),
+                )
+                .await;
+            }
+            return Err(e);
+        }
+    };
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_UPLOAD_BODY_BYTES) {
-        discard(request.into_body()).await;
+        discard(request.into_body(), MAX_DISCARD_BYTES).await;
         return Err(too_large());
     }
     let mut multipart = Multipart::from_request(request, &state)

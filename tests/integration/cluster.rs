@@ -744,7 +744,12 @@ async fn draining_a_node_under_traffic_moves_its_clients_and_loses_no_acknowledg
 async fn a_burst_of_emissions_all_reach_the_other_node() {
     let redis = RedisServer::start().await;
     let data = shared_dir();
-    let sender = TestNode::cluster(data.clone(), &redis.url(), "sender").await;
+    // One admin's 400 writes at once: far past the default REST write budget, which is not
+    // what this test is about.
+    let sender = TestNode::cluster_with(data.clone(), &redis.url(), "sender", |c| {
+        c.rate_limit_per_sec = 1000
+    })
+    .await;
     let receiver = TestNode::cluster(data.clone(), &redis.url(), "receiver").await;
     let user = receiver.socket("u1", Role::User).await;
     let admin_token = sender.token("a1", Role::Admin);

@@ -80,12 +80,23 @@ impl TestNode {
         redis_url: &str,
         node_id: &str,
     ) -> TestNode {
+        Self::cluster_with(data, redis_url, node_id, |_| {}).await
+    }
+
+    /// [`TestNode::cluster`], letting the test adjust the other settings too.
+    pub async fn cluster_with(
+        data: std::sync::Arc<TempDir>,
+        redis_url: &str,
+        node_id: &str,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestNode {
         let (url, id) = (redis_url.to_owned(), node_id.to_owned());
         Self::start_in(data, move |c| {
             c.redis_url = Some(url);
             c.node_id = Some(id);
             c.presence_ttl_secs = TEST_TTL_SECS;
             c.heartbeat_interval_secs = TEST_HEARTBEAT_SECS;
+            adjust(c);
         })
         .await
     }
