@@ -2,10 +2,12 @@
 
 mod cluster;
 mod hardening;
+mod failover;
 mod helpers;
 mod module_cycles;
 mod mongo;
 mod node;
 mod ops;
 mod presence_contract;
+mod redis_cost;
 mod store_contract;
