@@ -333,7 +333,7 @@ impl Presence for RedisPresence {
             .unwrap_or_else(|p| p.into_inner())
             .contains_key(&entry.socket_id)
         {
-            self.dirty.store(true, Ordering::SeqCst);
+            self.drift.dirty.store(true, Ordering::SeqCst);
         }
         Ok(v.first().and_then(Value::as_i64) == Some(1))
     }
