@@ -19,6 +19,8 @@
 //! - [`store`]: the persistence seam, its embedded (SQLite) implementation and its MongoDB
 //!   implementation (`docs/mongodb.md`).
 //! - [`presence`]: who is online; in-memory (one node) and Redis (cluster-wide) implementations.
+//! - [`recovery`]: connection state recovery: sessions and the log of recoverable emissions,
+//!   in Redis or the embedded SQLite file (`docs/recovery.md`).
 //! - [`connections`]: the TCP connections a drain closes in paced batches.
 //! - [`cluster`]: rooms, the fan-out seam over socketioxide adapters, and cluster mode over
 //!   Redis (adapter, re-subscription, outage fallback and replay).
@@ -38,6 +40,7 @@ pub mod http;
 pub mod metrics;
 pub mod presence;
 pub mod realtime;
+pub mod recovery;
 pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -6,4 +6,5 @@ mod mongo;
 mod node;
 mod ops;
 mod presence_contract;
+mod recovery_contract;
 mod store_contract;

@@ -17,7 +17,7 @@ use crate::{
 use socketioxide_core::{
     Sid, Str, Uid, Value,
     adapter::{BroadcastIter, CoreLocalAdapter, RemoteSocketData, SocketEmitter},
-    packet::{ConnectPacket, Packet, PacketData},
+    packet::{Packet, PacketData},
     parser::Parse,
 };
 
@@ -81,6 +81,15 @@ impl<A: Adapter> NamespaceCtr<A> {
         let handler = self.handler.boxed_clone();
         Namespace::new_boxed(path, handler, adapter_state, config)
     }
+}
+
+/// The `CONNECT` answer's payload: socketioxide-core's `ConnectPacket` plus the optional `pid`
+/// of Socket.IO's connection state recovery (Switchboard patch; see `Socket::set_connect_pid`).
+#[derive(serde::Serialize)]
+struct ConnectAnswer<'a> {
+    sid: Sid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<&'a str>,
 }
 
 impl<A: Adapter> Namespace<A> {
@@ -168,7 +177,11 @@ impl<A: Adapter> Namespace<A> {
         tracing::trace!(?socket.id, ?self.path, "socket added to namespace");
 
         let protocol = esocket.protocol.into();
-        let payload = ConnectPacket { sid: socket.id };
+        let pid = socket.take_connect_pid();
+        let payload = ConnectAnswer {
+            sid: socket.id,
+            pid: pid.as_deref(),
+        };
         let payload = match protocol {
             ProtocolVersion::V5 => Some(self.parser.encode_default(&payload).unwrap()),
             ProtocolVersion::V4 => None,

@@ -294,6 +294,14 @@ pub struct Socket<A: Adapter = LocalAdapter> {
     ack_sweep_at: AtomicUsize,
     ack_counter: AtomicI64,
     connected: AtomicBool,
+    /// Switchboard patch: the recovery session id to send in the `CONNECT` answer, set by a
+    /// middleware (`None` for most sockets, and taken when the answer is written).
+    connect_pid: Mutex<Option<Box<str>>>,
+    /// Switchboard patch: while true, broadcast packets are kept in `held` instead of being sent
+    /// (checked without the lock, so sockets that never hold pay one atomic load per packet).
+    holding: AtomicBool,
+    /// Switchboard patch: the broadcast packets held back, in arrival order.
+    held: Mutex<Vec<Value>>,
     pub(crate) parser: Parser,
     /// The socket id
     pub id: Sid,
@@ -324,6 +332,9 @@ impl<A: Adapter> Socket<A> {
             ack_sweep_at: AtomicUsize::new(ACK_SWEEP_MIN),
             ack_counter: AtomicI64::new(0),
             connected: AtomicBool::new(false),
+            connect_pid: Mutex::new(None),
+            holding: AtomicBool::new(false),
+            held: Mutex::new(Vec::new()),
             parser,
             id: sid,
             #[cfg(feature = "extensions")]
@@ -485,6 +496,43 @@ impl<A: Adapter> Socket<A> {
     {
         let handler = MakeErasedHandler::new_disconnect_boxed(callback);
         self.disconnect_handler.lock().unwrap().replace(handler);
+    }
+
+    /// Switchboard patch: sets the `pid` the `CONNECT` answer carries (Socket.IO's connection
+    /// state recovery: socket.io-client keeps it and sends it back when it reconnects). Call it
+    /// from a middleware; it has no effect once the socket is connected.
+    pub fn set_connect_pid(&self, pid: impl Into<Box<str>>) {
+        *self.connect_pid.lock().unwrap() = Some(pid.into());
+    }
+
+    pub(crate) fn take_connect_pid(&self) -> Option<Box<str>> {
+        self.connect_pid.lock().unwrap().take()
+    }
+
+    /// Switchboard patch: from now on, packets broadcast to this socket (through any room, from
+    /// any node) are held back instead of being sent, until [`Socket::release_broadcasts`].
+    /// Packets emitted to this socket alone ([`Socket::emit`], acks) are not held.
+    ///
+    /// With it a recovering socket can join its rooms, read what it missed and send that first,
+    /// without losing or reordering what is broadcast meanwhile.
+    pub fn hold_broadcasts(&self) {
+        self.holding.store(true, Ordering::Release);
+    }
+
+    /// Switchboard patch: ends [`Socket::hold_broadcasts`]. Runs `first` (which may emit to this
+    /// socket, and must not broadcast to a room this socket is in: the hold is locked meanwhile),
+    /// then sends the held packets that `keep` accepts, in the order they came; later
+    /// broadcasts are sent at once again, after these.
+    pub fn release_broadcasts(&self, first: impl FnOnce(), mut keep: impl FnMut(&Value) -> bool) {
+        let mut held = self.held.lock().unwrap();
+        first();
+        for value in std::mem::take(&mut *held) {
+            if keep(&value) {
+                // A full or closed socket loses the packet, as a broadcast would.
+                let _ = self.send_raw_now(value);
+            }
+        }
+        self.holding.store(false, Ordering::Release);
     }
 
     #[doc = include_str!("../docs/operators/emit.md")]
@@ -744,6 +792,19 @@ impl<A: Adapter> Socket<A> {
         Ok(())
     }
     pub(crate) fn send_raw(&self, value: Value) -> Result<(), SocketError> {
+        if self.holding.load(Ordering::Acquire) {
+            let mut held = self.held.lock().unwrap();
+            // Checked again under the lock: `release_broadcasts` may have just ended the hold,
+            // and then this packet goes out after the ones it released.
+            if self.holding.load(Ordering::Acquire) {
+                held.push(value);
+                return Ok(());
+            }
+        }
+        self.send_raw_now(value)
+    }
+
+    fn send_raw_now(&self, value: Value) -> Result<(), SocketError> {
         let permit = self.reserve()?;
         permit.send_raw(value);
         Ok(())
