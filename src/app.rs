@@ -1,14 +1,13 @@
-//! Assembly: the only place that picks concrete backends (store, presence, adapter), binds the
-//! listener, and runs the node until a shutdown future resolves.
+//! Assembly: the only place that picks concrete backends (store, presence, adapter), builds the
+//! node's [`AppState`] from them, binds the listener, runs the node until a shutdown future
+//! resolves, then drains. The top of the dependency graph: nothing imports `app` but `lib.rs`.
 //!
 //! `main` and every test use the same path: [`Application::build`] binds (port 0 picks a free
 //! port), [`Application::port`] tells which, [`Application::run_until_stopped`] serves and, when
 //! the shutdown future resolves, drains.
 
 use std::future::Future;
-use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -19,129 +18,56 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::Keys;
+use crate::cluster;
 use crate::cluster::redis::{ClusterAdapter, RedisFanout};
-use crate::cluster::{self, Fanout};
 use crate::config::Config;
-use crate::connections::{Connections, TrackedListener};
-use crate::metrics::Metrics;
-use crate::presence::{MemoryPresence, Presence, RedisPresence};
-use crate::realtime::typing::TypingTracker;
+use crate::connections::TrackedListener;
+use crate::presence::{MemoryPresence, RedisPresence};
+use crate::state::{AppState, Backends};
 use crate::store::{EmbeddedStore, MongoSettings, MongoStore, Store};
 
-/// Everything a handler needs, shared by the REST router and every socket. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-/// The node's shared parts.
-pub struct Shared {
-    pub config: Config,
-    /// This node's name in presence and metrics.
-    pub node_id: String,
-    pub store: Arc<dyn Store>,
-    pub presence: Arc<dyn Presence>,
-    /// Room emissions, through whichever adapter `app.rs` chose.
-    pub fanout: Arc<dyn Fanout>,
-    /// Closes this node's sockets when it drains.
-    pub sockets: Arc<dyn LocalSockets>,
-    /// The main listener's TCP connections, closed in paced batches when the node drains.
-    pub connections: Connections,
-    /// Sessions of sockets past the handshake middleware whose connect handler has not run yet
-    /// (a socket's own extension map would cost about 150 bytes for its whole life).
-    pub handshakes: crate::realtime::Handshakes,
-    pub keys: Keys,
-    pub metrics: Metrics,
-    pub typing: TypingTracker,
-    /// Set once a drain starts: `/readyz` turns 503 and handshakes are refused.
-    draining: AtomicBool,
-    /// Client events being handled now; a drain waits for them to finish (and for the fan-out's
-    /// unconfirmed emissions).
-    in_flight: AtomicUsize,
-}
-
-impl Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-impl AppState {
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
-    }
-
-    /// Marks a client event as in flight until the guard drops.
-    pub fn in_flight(&self) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(self.clone())
-    }
-
-    pub async fn store_reachable(&self) -> bool {
-        matches!(
-            tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await,
-            Ok(Ok(()))
-        )
-    }
-
-    pub async fn adapter_reachable(&self) -> bool {
-        matches!(
-            tokio::time::timeout(Duration::from_secs(2), self.presence.ping()).await,
-            Ok(Ok(()))
-        )
-    }
-
-    /// Mints a token with this node's key (HS* only): for `switchboard token` and tests.
-    pub fn issue_token(
-        &self,
-        id: &str,
-        role: crate::domain::Role,
-        name: Option<&str>,
-        ttl: Duration,
-    ) -> Option<String> {
-        self.keys.verifier.issue(id, role, name, ttl)
-    }
-
-    /// The graceful drain: turn `/readyz` 503 and refuse new sockets, wait `DRAIN_DELAY_SECS`
-    /// so load balancers notice, withdraw our presence (announcing users left offline while the
-    /// adapter can still reach other nodes), close our sockets' connections so clients reconnect
-    /// elsewhere, then let in-flight events finish. Every step is bounded so that the drain ends
-    /// within `grace`.
-    pub async fn drain(&self, grace: Duration) {
-        let deadline = drain_deadline(grace);
-        self.draining.store(true, Ordering::SeqCst);
-        self.metrics.draining.set(1);
-        tracing::info!(node = %self.node_id, "draining");
-        tokio::time::sleep(Duration::from_secs(self.config.drain_delay_secs).min(grace / 2)).await;
-        let withdraw = async {
-            match self.presence.withdraw_node().await {
-                Ok(users) => {
-                    for user in users {
-                        self.announce_status(&user, false).await;
-                    }
+/// The graceful drain: turn `/readyz` 503 and refuse new sockets, wait `DRAIN_DELAY_SECS`
+/// so load balancers notice, withdraw our presence (announcing users left offline while the
+/// adapter can still reach other nodes), close our sockets' connections so clients reconnect
+/// elsewhere, then let in-flight events finish. Every step is bounded so that the drain ends
+/// within `grace`.
+async fn drain(state: &AppState, grace: Duration) {
+    let deadline = drain_deadline(grace);
+    state.start_draining();
+    tracing::info!(node = %state.node_id, "draining");
+    tokio::time::sleep(Duration::from_secs(state.config.drain_delay_secs).min(grace / 2)).await;
+    let withdraw = async {
+        match state.presence.withdraw_node().await {
+            Ok(users) => {
+                for user in users {
+                    state.announce_status(&user, false).await;
                 }
-                Err(e) => tracing::warn!(error = %e, "could not withdraw presence"),
             }
-        };
-        if tokio::time::timeout_at(deadline, withdraw).await.is_err() {
-            tracing::warn!(node = %self.node_id, "grace period over before presence was withdrawn");
+            Err(e) => tracing::warn!(error = %e, "could not withdraw presence"),
         }
-        // Close the connections a few hundred at a time: each client sees its transport close
-        // and reconnects (through the load balancer, to a ready node) without a stampede.
-        // Whatever is left (long-polling sessions between requests) is closed at once after.
-        let close = async {
-            self.connections.close_paced(DRAIN_BATCH, DRAIN_PAUSE).await;
-            self.sockets.close_all().await;
-        };
-        if tokio::time::timeout_at(deadline, close).await.is_err() {
-            tracing::warn!(node = %self.node_id, "grace period over before every socket was closed");
-        }
-        while (self.in_flight.load(Ordering::Acquire) > 0 || self.fanout.unconfirmed() > 0)
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        tracing::info!(node = %self.node_id, in_flight = self.in_flight.load(Ordering::Acquire), "drained");
+    };
+    if tokio::time::timeout_at(deadline, withdraw).await.is_err() {
+        tracing::warn!(node = %state.node_id, "grace period over before presence was withdrawn");
     }
+    // Close the connections a few hundred at a time: each client sees its transport close
+    // and reconnects (through the load balancer, to a ready node) without a stampede.
+    // Whatever is left (long-polling sessions between requests) is closed at once after.
+    let close = async {
+        state
+            .connections
+            .close_paced(DRAIN_BATCH, DRAIN_PAUSE)
+            .await;
+        state.sockets.close_all().await;
+    };
+    if tokio::time::timeout_at(deadline, close).await.is_err() {
+        tracing::warn!(node = %state.node_id, "grace period over before every socket was closed");
+    }
+    while (state.events_in_flight() > 0 || state.fanout.unconfirmed() > 0)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::info!(node = %state.node_id, in_flight = state.events_in_flight(), "drained");
 }
 
 /// Connections closed per batch during a drain, and the pause between batches.
@@ -154,68 +80,8 @@ fn drain_deadline(grace: Duration) -> tokio::time::Instant {
     tokio::time::Instant::now() + grace.saturating_sub(Duration::from_millis(500))
 }
 
-/// Keeps a client event counted as in flight.
-pub struct InFlight(AppState);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// This node's own sockets, whatever the adapter.
-pub trait LocalSockets: Send + Sync + 'static {
-    /// Closes the connection of every local socket; resolves when they are closed.
-    fn close_all(&self) -> futures_util::future::BoxFuture<'_, ()>;
-}
-
-impl<A: Adapter> LocalSockets for SocketIo<A> {
-    /// Closes the transports, not the namespace sockets: a client told "io server disconnect"
-    /// (a namespace disconnect) never reconnects on its own, while one that loses its
-    /// transport reconnects, with its client's randomized back-off spreading the reconnects.
-    fn close_all(&self) -> futures_util::future::BoxFuture<'_, ()> {
-        Box::pin(self.close())
-    }
-}
-
 /// A task that lives as long as the node runs (the cluster supervisor).
 type Background = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// What every backend choice shares, before the presence and the adapter are known.
-struct Parts {
-    config: Config,
-    node_id: String,
-    store: Arc<dyn Store>,
-    keys: Keys,
-}
-
-impl Parts {
-    fn into_state(
-        self,
-        presence: Arc<dyn Presence>,
-        fanout: Arc<dyn Fanout>,
-        sockets: Arc<dyn LocalSockets>,
-    ) -> AppState {
-        AppState(Arc::new(Shared {
-            metrics: Metrics::with_heartbeat_interval(
-                &self.node_id,
-                Duration::from_secs(self.config.heartbeat_interval_secs),
-            ),
-            fanout,
-            sockets,
-            node_id: self.node_id,
-            store: self.store,
-            presence,
-            keys: self.keys,
-            typing: TypingTracker::default(),
-            draining: AtomicBool::new(false),
-            in_flight: AtomicUsize::new(0),
-            connections: Connections::default(),
-            handshakes: Default::default(),
-            config: self.config,
-        }))
-    }
-}
 
 /// Wraps the router in the Socket.IO layer of whichever adapter was chosen.
 fn with_layer<A: Adapter>(
@@ -257,20 +123,18 @@ impl Application {
             ),
             None => Arc::new(EmbeddedStore::open(&config.data_dir)?),
         };
-        let parts = Parts {
-            config,
-            node_id,
-            store,
-            keys,
-        };
-        let (state, add_socket_layer, background) = match parts.config.redis_url.clone() {
+        let (state, add_socket_layer, background) = match config.redis_url.clone() {
             None => {
                 let (layer, io) = socket_io_builder().build_layer();
-                let state = parts.into_state(
-                    Arc::new(MemoryPresence::new()),
-                    Arc::new(io.clone()),
-                    Arc::new(io.clone()),
-                );
+                let state = AppState::new(Backends {
+                    config,
+                    node_id,
+                    store,
+                    keys,
+                    presence: Arc::new(MemoryPresence::new()),
+                    fanout: Arc::new(io.clone()),
+                    sockets: Arc::new(io.clone()),
+                });
                 crate::realtime::register(&io, state.clone());
                 (state, with_layer(layer), Vec::new())
             }
@@ -279,14 +143,18 @@ impl Application {
                 let (layer, io) = socket_io_builder()
                     .with_adapter::<ClusterAdapter>(redis.adapter)
                     .build_layer();
-                let fanout = Arc::new(RedisFanout::new(io.clone(), &parts.node_id));
-                let ttl = Duration::from_secs(parts.config.presence_ttl_secs);
-                let presence = Arc::new(RedisPresence::new(
-                    redis.presence,
-                    parts.node_id.clone(),
-                    ttl,
-                ));
-                let state = parts.into_state(presence, fanout.clone(), Arc::new(io.clone()));
+                let fanout = Arc::new(RedisFanout::new(io.clone(), &node_id));
+                let ttl = Duration::from_secs(config.presence_ttl_secs);
+                let presence = Arc::new(RedisPresence::new(redis.presence, node_id.clone(), ttl));
+                let state = AppState::new(Backends {
+                    config,
+                    node_id,
+                    store,
+                    keys,
+                    presence,
+                    fanout: fanout.clone(),
+                    sockets: Arc::new(io.clone()),
+                });
                 fanout.count_late_failures(state.metrics.fanout_failures.clone());
                 crate::realtime::register(&io, state.clone())
                     .await
@@ -376,7 +244,7 @@ impl Application {
         let stop = async move {
             shutdown.await;
             let deadline = drain_deadline(grace);
-            drain_state.drain(grace).await;
+            drain(&drain_state, grace).await;
             let _ = drained_tx.send(deadline);
         };
         // Turned into routes once here: served as a bare `Router`, axum clones the whole route

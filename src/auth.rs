@@ -1,8 +1,11 @@
-//! Authentication: the JWT verifier, the Socket.IO handshake check and the REST extractor.
+//! Authentication: the JWT verifier (and, for HS* deployments, the token minter behind
+//! `switchboard token`), the REST extractor and the signed file URLs.
 //!
 //! The accepted algorithm is pinned by configuration and never read from the token header.
-//! A socket is authenticated once, in the handshake; its [`AuthUser`] then lives in the socket's
-//! extensions. REST calls carry `Authorization: Bearer <token>`.
+//! A socket is authenticated once, in the handshake middleware (`realtime/handshake.rs`, which
+//! calls [`Verifier::verify`]); its [`AuthUser`] then lives in the socket's session
+//! (`state::Session`), not in its extensions. REST calls carry
+//! `Authorization: Bearer <token>`. Depends only on `config`, `domain` and `error`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -290,16 +293,15 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-impl FromRequestParts<crate::app::AppState> for AuthUser {
+/// The REST extractor: any router state that can lend its [`Verifier`] (the node's
+/// `AppState` does), so this module needs nothing above it.
+impl<S: AsRef<Verifier> + Send + Sync> FromRequestParts<S> for AuthUser {
     type Rejection = AppError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &crate::app::AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let token = bearer(&parts.headers)
             .ok_or_else(|| AppError::unauthorized("UNAUTHORIZED: missing Bearer token"))?;
-        state.keys.verifier.verify(token)
+        state.as_ref().verify(token)
     }
 }
 

@@ -7,30 +7,44 @@
 //!
 //! # Layout
 //!
-//! - [`app`]: assembly. Picks the backends, binds, runs until stopped, drains. The only module
-//!   that names a concrete store, presence or adapter.
-//! - [`config`]: every setting, as environment variable and flag.
-//! - [`error`]: the error-code table shared by REST and socket acks.
-//! - [`auth`]: JWT verification, the handshake check, the REST extractor, file URL signatures.
-//! - [`domain`]: chats, messages, reports and the validated inputs that create them.
-//! - [`service`]: the use cases both transports share (authorize, save, then emit).
-//! - [`realtime`]: the Socket.IO handshake and events, one file per event group.
-//! - [`http`]: the REST API, one file per resource.
-//! - [`store`]: the persistence seam, its embedded (SQLite) implementation and its MongoDB
-//!   implementation (`docs/mongodb.md`).
-//! - [`presence`]: who is online; in-memory (one node) and Redis (cluster-wide) implementations.
-//! - [`recovery`]: connection state recovery: sessions and the log of recoverable emissions,
-//!   in Redis or the embedded SQLite file (`docs/recovery.md`).
-//! - [`connections`]: the TCP connections a drain closes in paced batches.
+//! From the top of the dependency graph down; a module uses only modules below it.
+//!
+//! - [`app`]: assembly. Picks the backends, builds the [`AppState`], binds, runs until stopped,
+//!   drains. The only module that names a concrete store, presence or adapter; nothing imports
+//!   it (`main` and the tests use it through [`Application`]).
+//! - [`http`]: the REST API, one file per resource; [`realtime`]: the Socket.IO handshake,
+//!   the dispatcher, the replies, one file per event group. The two transports: each parses
+//!   its input, calls a use case in `service`, and shapes the answer. Neither imports the other.
+//! - [`service`]: the use cases both transports share (authorize, save, then emit), one file
+//!   per resource; [`service::events`] names the server events and their payloads.
+//! - [`state`]: the node's shared state ([`AppState`]: the seams as traits, the keys, the
+//!   metrics, the typing map, the pending handshakes) and each socket's session.
+//! - [`ordering`]: one socket's events in arrival order, their saves and emissions too.
+//! - [`paging`]: the one parser for `limit`, `seq` bounds and cursors.
+//! - [`client_events`]: the table of client events (name, metric label, rate class, reply).
+//! - [`auth`]: JWT verification, the REST extractor (for any state lending a `Verifier`),
+//!   file URL signatures.
 //! - [`cluster`]: rooms, the fan-out seam over socketioxide adapters, and cluster mode over
 //!   Redis (adapter, re-subscription, outage fallback and replay).
-//! - [`metrics`]: every Prometheus metric.
+//! - [`presence`]: who is online; in-memory (one node) and Redis (cluster-wide).
+//! - [`recovery`]: connection state recovery: sessions and the log of recoverable emissions,
+//!   in Redis or the embedded SQLite file (`docs/recovery.md`).
+//! - [`store`]: the persistence seam, its embedded (SQLite) implementation and its MongoDB
+//!   implementation (`docs/mongodb.md`).
+//! - [`metrics`]: every Prometheus metric (event labels from `client_events`).
+//! - [`domain`]: chats, messages, reports and the validated inputs that create them;
+//!   [`error`]: the error-code table shared by REST and socket acks.
+//! - [`connections`]: the TCP connections a drain closes in paced batches; [`config`]: every
+//!   setting; [`telemetry`]: logging.
 //!
-//! Dependencies point one way: `realtime` and `http` call `service`, which uses the `store`,
-//! `presence` and `cluster` traits; only `app` chooses implementations.
+//! So dependencies point one way: `app` -> `http` | `realtime` -> `service` -> `state` ->
+//! (`ordering`, `auth`, `cluster`, `presence`, `recovery`, `store`, `metrics`) -> `domain` -> `error`;
+//! `paging` and `client_events` sit below the transports and `metrics`. Only `app` chooses
+//! implementations; everything else sees the `Store`, `Presence` and `Fanout` traits.
 
 pub mod app;
 pub mod auth;
+pub mod client_events;
 pub mod cluster;
 pub mod config;
 pub mod connections;
@@ -38,12 +52,16 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod ordering;
+pub mod paging;
 pub mod presence;
 pub mod realtime;
 pub mod recovery;
 pub mod service;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 
-pub use app::{AppState, Application};
+pub use app::Application;
 pub use config::Config;
+pub use state::AppState;

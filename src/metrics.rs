@@ -20,23 +20,11 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::client_events::{ClientEvent, UNKNOWN_LABEL};
+
 /// Buckets for handling latencies: 100 µs to 5 s.
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
-
-/// The client events we count by name; anything else is counted as `unknown`.
-pub const EVENTS: &[&str] = &[
-    "message:send",
-    "user:typing:start",
-    "user:typing:stop",
-    "message:read",
-    "user:online",
-    "joinUserRoom",
-    "sendReportMessage",
-    "report:read",
-    "chat:sync",
-    "unknown",
 ];
 
 /// The outcome label of an event: `ok` or an error code in lower case.
@@ -238,8 +226,11 @@ impl Metrics {
             )
             .unwrap(),
         );
-        let events = EVENTS
+        // One set per client event of the table, in its order, then `unknown`.
+        let events = ClientEvent::ALL
             .iter()
+            .map(|e| e.name())
+            .chain([UNKNOWN_LABEL])
             .map(|e| EventMetrics {
                 outcomes: OUTCOMES
                     .iter()
@@ -469,13 +460,10 @@ impl Metrics {
         }
     }
 
-    /// The handles for a client event (unknown names share `unknown`).
-    pub fn event(&self, name: &str) -> &EventMetrics {
-        let i = EVENTS
-            .iter()
-            .position(|e| *e == name)
-            .unwrap_or(EVENTS.len() - 1);
-        &self.events[i]
+    /// The handles for a client event (`None`, an event the protocol does not define, is
+    /// counted as `unknown`). An index, not a name lookup: this runs for every event.
+    pub fn event(&self, event: Option<ClientEvent>) -> &EventMetrics {
+        &self.events[event.map_or(ClientEvent::ALL.len(), |e| e as usize)]
     }
 
     /// Counts a handshake.

@@ -24,6 +24,13 @@ pub mod rooms {
     pub fn user(id: &str) -> String {
         format!("user:{id}")
     }
+
+    /// The rooms a chat's events go to: each participant's room and `admins`.
+    pub fn chat(participants: &[String]) -> Vec<String> {
+        let mut rooms: Vec<String> = participants.iter().map(|p| user(p)).collect();
+        rooms.push(ADMINS.to_owned());
+        rooms
+    }
 }
 
 /// Why an emission may not have reached every node.

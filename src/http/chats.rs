@@ -1,4 +1,5 @@
-//! `/api/chats`: open, list, read, update chats; read and post their messages.
+//! `/api/chats`: open, list, read, update chats; read and post their messages. Each handler
+//! parses its request and calls the use case in `service/chats.rs`, which authorizes.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -6,14 +7,14 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::{JsonBody, Params, PathId, decode_cursor, encode_cursor};
-use crate::app::AppState;
+use super::{JsonBody, Params, PathId};
 use crate::domain::{
-    AuthUser, Chat, ChatCursor, ChatId, ChatPatch, ChatQuery, ChatStatus, ChatSummary, HistoryPage,
-    MAX_CHAT_TITLE_LEN, Message, MessageBodyInput, NewChat, Priority, Saved, check_len,
-    parse_plain_id,
+    AuthUser, Chat, ChatCursor, ChatId, ChatStatus, ChatSummary, Message, MessageBodyInput, Saved,
 };
 use crate::error::AppError;
+use crate::paging::{self, decode_cursor, encode_cursor};
+use crate::service::{ChatChanges, OpenChat};
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -25,59 +26,12 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CreateBody {
-    title: Option<String>,
-    priority: Option<String>,
-    participant_id: Option<String>,
-}
-
 async fn create(
     State(state): State<AppState>,
     user: AuthUser,
-    JsonBody(body): JsonBody<CreateBody>,
+    JsonBody(body): JsonBody<OpenChat>,
 ) -> Result<(StatusCode, Json<Chat>), AppError> {
-    let title = body
-        .title
-        .map(|t| t.trim().to_owned())
-        .unwrap_or_else(|| "Support chat".into());
-    check_len("title", &title, 1, MAX_CHAT_TITLE_LEN)?;
-    let priority = body
-        .priority
-        .as_deref()
-        .map(Priority::parse)
-        .transpose()?
-        .unwrap_or(Priority::Medium);
-    let chat = if user.is_staff() {
-        let participant = body
-            .participant_id
-            .ok_or_else(|| AppError::validation("staff open a chat with { participantId }"))?;
-        let participant = parse_plain_id("participantId", &participant)?;
-        let mut participants = vec![participant];
-        if participants[0] != user.id {
-            participants.push(user.id.clone());
-        }
-        NewChat {
-            participants,
-            title,
-            priority,
-            assigned_admin: Some(user.id.clone()),
-        }
-    } else {
-        if body.participant_id.is_some_and(|p| p != user.id) {
-            return Err(AppError::forbidden("a user opens chats for themself only"));
-        }
-        NewChat {
-            participants: vec![user.id.clone()],
-            title,
-            priority,
-            assigned_admin: None,
-        }
-    };
-    let chat = state
-        .timed("create_chat", state.store.create_chat(chat))
-        .await?;
+    let chat = state.open_chat(&user, body).await?;
     Ok((StatusCode::CREATED, Json(chat)))
 }
 
@@ -93,7 +47,7 @@ async fn list(
     user: AuthUser,
     params: Params,
 ) -> Result<Json<ChatList>, AppError> {
-    let limit = params.limit(20, 100)?;
+    let limit = params.limit(paging::LISTS)?;
     let status = params.get("status").map(ChatStatus::parse).transpose()?;
     let after = params
         .get("cursor")
@@ -103,25 +57,13 @@ async fn list(
             updated_at,
             id: ChatId::from_trusted(id),
         });
-    let query = ChatQuery {
-        participant: (!user.is_staff()).then(|| user.id.clone()),
-        status,
-        limit: limit + 1,
-        after,
-        reader: user.id.clone(),
-    };
-    let mut chats = state
-        .timed("list_chats", state.store.list_chats(&query))
-        .await?;
-    let next_cursor = if chats.len() > limit {
-        chats.truncate(limit);
-        chats
-            .last()
-            .map(|c| encode_cursor(c.chat.updated_at, c.chat.id.as_str()))
-    } else {
-        None
-    };
-    Ok(Json(ChatList { chats, next_cursor }))
+    let page = state.list_chats(&user, status, after, limit).await?;
+    Ok(Json(ChatList {
+        chats: page.chats,
+        next_cursor: page
+            .next
+            .map(|c| encode_cursor(c.updated_at, c.id.as_str())),
+    }))
 }
 
 async fn show(
@@ -133,37 +75,13 @@ async fn show(
     Ok(Json(state.chat_for(&user, &id).await?))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PatchBody {
-    status: Option<String>,
-    priority: Option<String>,
-    assigned_admin: Option<String>,
-}
-
 async fn update(
     State(state): State<AppState>,
     user: AuthUser,
     PathId(id): PathId,
-    JsonBody(body): JsonBody<PatchBody>,
+    JsonBody(body): JsonBody<ChatChanges>,
 ) -> Result<Json<Chat>, AppError> {
-    if !user.is_staff() {
-        return Err(AppError::forbidden("only staff change a chat"));
-    }
-    let id = ChatId::parse(&id)?;
-    let patch = ChatPatch {
-        status: body.status.as_deref().map(ChatStatus::parse).transpose()?,
-        priority: body.priority.as_deref().map(Priority::parse).transpose()?,
-        assigned_admin: body
-            .assigned_admin
-            .map(|a| parse_plain_id("assignedAdmin", &a))
-            .transpose()?,
-    };
-    Ok(Json(
-        state
-            .timed("update_chat", state.store.update_chat(&id, patch))
-            .await?,
-    ))
+    Ok(Json(state.update_chat(&user, &id, body).await?))
 }
 
 #[derive(Serialize)]
@@ -180,15 +98,8 @@ async fn messages(
     params: Params,
 ) -> Result<Json<History>, AppError> {
     let id = ChatId::parse(&id)?;
-    let limit = params.limit(50, 100)?;
-    let page = match (params.seq("beforeSeq")?, params.seq("afterSeq")?) {
-        (Some(_), Some(_)) => {
-            return Err(AppError::validation("give beforeSeq or afterSeq, not both"));
-        }
-        (Some(b), None) => HistoryPage::Before(b),
-        (None, Some(a)) => HistoryPage::After(a),
-        (None, None) => HistoryPage::Latest,
-    };
+    let limit = params.limit(paging::HISTORY)?;
+    let page = paging::history_page(params.raw("beforeSeq"), params.raw("afterSeq"))?;
     let (messages, has_more) = state.history(&user, &id, page, limit).await?;
     Ok(Json(History { messages, has_more }))
 }

@@ -10,8 +10,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::app::AppState;
 use crate::metrics::Dependency;
+use crate::state::AppState;
 
 #[derive(Serialize)]
 struct Readiness {

@@ -8,12 +8,11 @@ use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
-use base64::Engine as _;
 use serde::de::DeserializeOwned;
 
-use crate::app::AppState;
-use crate::domain::{Timestamp, is_object_id};
 use crate::error::AppError;
+use crate::paging::{self, Raw};
+use crate::state::AppState;
 
 pub mod chats;
 pub mod health;
@@ -119,53 +118,13 @@ impl Params {
             .filter(|v| !v.is_empty())
     }
 
-    /// A `limit`: absent gives `default`, above `max` is clamped, below 1 or not a number is
-    /// `VALIDATION`.
-    pub fn limit(&self, default: usize, max: usize) -> Result<usize, AppError> {
-        match self.get("limit") {
-            None => Ok(default),
-            Some(v) => match v.parse::<u64>() {
-                Ok(n) if n >= 1 => Ok(n.min(max as u64) as usize),
-                _ => Err(AppError::validation(
-                    "limit must be a whole number of at least 1",
-                )),
-            },
-        }
+    /// A parameter as [`paging`] reads it (absent when empty).
+    pub fn raw(&self, key: &str) -> Option<Raw<'_>> {
+        self.get(key).map(Raw::Text)
     }
 
-    /// A whole number, 0 or more.
-    pub fn seq(&self, key: &str) -> Result<Option<u64>, AppError> {
-        self.get(key)
-            .map(|v| {
-                v.parse::<u64>().map_err(|_| {
-                    AppError::validation(format!("{key} must be a whole number, 0 or more"))
-                })
-            })
-            .transpose()
+    /// The `limit` of a list with these bounds (see [`paging::limit`]).
+    pub fn limit(&self, bounds: paging::Bounds) -> Result<usize, AppError> {
+        paging::limit(self.raw("limit"), bounds)
     }
-}
-
-/// Encodes a `(time, id)` page position as an opaque cursor.
-pub fn encode_cursor(at: Timestamp, id: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(format!("{}:{id}", at.timestamp_millis()))
-}
-
-/// Decodes a cursor made by [`encode_cursor`]; anything else is `VALIDATION`.
-pub fn decode_cursor(cursor: &str) -> Result<(Timestamp, String), AppError> {
-    let bad = || AppError::validation("malformed cursor");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|_| bad())?;
-    let raw = String::from_utf8(raw).map_err(|_| bad())?;
-    let (ms, id) = raw.split_once(':').ok_or_else(bad)?;
-    let at = ms
-        .parse::<i64>()
-        .ok()
-        .and_then(chrono::DateTime::from_timestamp_millis)
-        .ok_or_else(bad)?;
-    if !is_object_id(id) {
-        return Err(bad());
-    }
-    Ok((at, id.to_owned()))
 }

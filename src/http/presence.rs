@@ -1,5 +1,6 @@
 //! `GET /api/socket/active-users` and `GET /api/users/{userId}/status`, answered from the
-//! cluster-wide presence, so every node gives the same answer.
+//! cluster-wide presence, so every node gives the same answer. Who may ask is decided in
+//! `service/presence.rs`.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -7,25 +8,16 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use super::{Params, PathId};
-use crate::app::AppState;
 use crate::domain::{AuthUser, Timestamp, rfc3339_opt};
-use crate::error::{AppError, ErrorCode};
-use crate::presence::{PresenceError, SocketEntry};
+use crate::error::AppError;
+use crate::paging;
+use crate::presence::SocketEntry;
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/socket/active-users", get(active_users))
         .route("/api/users/{user_id}/status", get(status))
-}
-
-fn presence_error(e: PresenceError) -> AppError {
-    match e {
-        PresenceError::BadCursor => AppError::validation("malformed cursor"),
-        PresenceError::Unavailable(cause) => {
-            tracing::warn!(error = %cause, "presence unavailable");
-            AppError::new(ErrorCode::Unavailable, "presence is unavailable")
-        }
-    }
 }
 
 #[derive(Serialize)]
@@ -42,19 +34,11 @@ async fn active_users(
     user: AuthUser,
     params: Params,
 ) -> Result<Json<ActiveUsers>, AppError> {
-    if !user.is_staff() {
-        return Err(AppError::forbidden("only staff list active users"));
-    }
-    let limit = params.limit(100, 1000)?;
-    let cursor = params.get("cursor");
-    if cursor.is_some_and(|c| c.len() > 256) {
-        return Err(AppError::validation("malformed cursor"));
-    }
     let page = state
-        .presence
-        .sockets(cursor, limit)
-        .await
-        .map_err(presence_error)?;
+        .active_sockets(&user, params.get("cursor"), || {
+            params.limit(paging::ACTIVE_USERS)
+        })
+        .await?;
     Ok(Json(ActiveUsers {
         active_users: page.entries,
         count: page.sockets,
@@ -81,10 +65,7 @@ async fn status(
     user: AuthUser,
     PathId(id): PathId,
 ) -> Result<Json<Status>, AppError> {
-    if !user.is_staff() && user.id != id {
-        return Err(AppError::forbidden("users see their own status only"));
-    }
-    let p = state.presence.status(&id).await.map_err(presence_error)?;
+    let p = state.user_presence(&user, &id).await?;
     let status = if p.sockets > 0 { "online" } else { "offline" };
     Ok(Json(Status {
         user_id: id,

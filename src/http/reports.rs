@@ -1,4 +1,5 @@
-//! `/api/reports`: send, list, mark read, count unread.
+//! `/api/reports`: send, list, mark read, count unread. Each handler parses its request and
+//! calls the use case in `service/reports.rs`, which authorizes.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -6,11 +7,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
-use super::{JsonBody, Params, PathId, decode_cursor, encode_cursor};
-use crate::app::AppState;
-use crate::domain::{AuthUser, Report, ReportCursor, ReportId, ReportInput, ReportQuery};
+use super::{JsonBody, Params, PathId};
+use crate::domain::{AuthUser, Report, ReportCursor, ReportId, ReportInput};
 use crate::error::AppError;
+use crate::paging::{self, decode_cursor, encode_cursor};
 use crate::service::ReportReadReply;
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -42,15 +44,7 @@ async fn list(
     user: AuthUser,
     params: Params,
 ) -> Result<Json<ReportList>, AppError> {
-    let limit = params.limit(20, 100)?;
-    let user_id = match params.get("userId") {
-        Some(id) if !user.is_staff() && id != user.id => {
-            return Err(AppError::forbidden("users read their own reports only"));
-        }
-        Some(id) => Some(id.to_owned()),
-        None if user.is_staff() => None,
-        None => Some(user.id.clone()),
-    };
+    let limit = params.limit(paging::LISTS)?;
     let unread_only = match params.get("unread") {
         None | Some("false") => false,
         Some("true") => true,
@@ -64,26 +58,12 @@ async fn list(
             created_at,
             id: ReportId::from_trusted(id),
         });
-    let query = ReportQuery {
-        user_id,
-        unread_only,
-        limit: limit + 1,
-        after,
-    };
-    let mut reports = state
-        .timed("list_reports", state.store.list_reports(&query))
+    let (reports, next) = state
+        .list_reports(&user, params.get("userId"), unread_only, after, limit)
         .await?;
-    let next_cursor = if reports.len() > limit {
-        reports.truncate(limit);
-        reports
-            .last()
-            .map(|r| encode_cursor(r.created_at, r.id.as_str()))
-    } else {
-        None
-    };
     Ok(Json(ReportList {
         reports,
-        next_cursor,
+        next_cursor: next.map(|c| encode_cursor(c.created_at, c.id.as_str())),
     }))
 }
 
@@ -105,11 +85,6 @@ async fn unread_count(
     State(state): State<AppState>,
     user: AuthUser,
 ) -> Result<Json<Count>, AppError> {
-    let count = state
-        .timed(
-            "unread_report_count",
-            state.store.unread_report_count(&user.id),
-        )
-        .await?;
+    let count = state.unread_report_count(&user).await?;
     Ok(Json(Count { count }))
 }

@@ -1,4 +1,5 @@
-//! `POST /api/uploads` and `GET /api/files/{fileId}`.
+//! `POST /api/uploads` and `GET /api/files/{fileId}`: the multipart streaming and the response
+//! headers live here; keeping and handing out a file (and who may) is `service/uploads.rs`.
 //!
 //! The 10 MiB limit is enforced while the multipart body streams in: nothing past the first
 //! chunk over the limit is buffered. The rest of a refused body is still read and thrown away
@@ -14,9 +15,10 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use super::{Params, PathId};
-use crate::app::AppState;
-use crate::domain::{AuthUser, FileId, FileMeta, MAX_FILE_NAME_LEN, MAX_UPLOAD_BYTES, now};
+use crate::domain::{AuthUser, FileId, MAX_FILE_NAME_LEN, MAX_UPLOAD_BYTES};
 use crate::error::{AppError, ErrorCode};
+use crate::service::{FileAccess, Upload};
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -133,24 +135,23 @@ async fn upload(
         if refused > 0 {
             return Err(too_large());
         }
-        let meta = FileMeta {
-            id: FileId::generate(),
-            file_name,
-            content_type,
-            size: data.len() as u64,
-            uploaded_by: user.id.clone(),
-            created_at: now(),
-        };
-        let uploaded = Uploaded {
-            file_url: state.keys.files.url(&meta.id),
-            file_id: meta.id.clone(),
-            file_name: meta.file_name.clone(),
-            size: meta.size,
-            content_type: meta.content_type.clone(),
-        };
-        state
-            .timed("save_upload", state.store.save_upload(meta, data.freeze()))
+        let kept = state
+            .save_upload(
+                &user,
+                Upload {
+                    file_name,
+                    content_type,
+                    data: data.freeze(),
+                },
+            )
             .await?;
+        let uploaded = Uploaded {
+            file_url: kept.file_url,
+            file_id: kept.meta.id,
+            file_name: kept.meta.file_name,
+            size: kept.meta.size,
+            content_type: kept.meta.content_type,
+        };
         return Ok((StatusCode::CREATED, Json(uploaded)));
     }
     Err(AppError::validation(
@@ -173,19 +174,11 @@ async fn download(
     params: Params,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, AppError> {
-    let signed = params
-        .get("sig")
-        .is_some_and(|sig| state.keys.files.check(&id, sig));
-    if !signed {
-        let token = crate::auth::bearer(&headers)
-            .ok_or_else(|| AppError::unauthorized("a valid sig or Bearer token is required"))?;
-        state.keys.verifier.verify(token)?;
-    }
-    let id = FileId::parse(&id)?;
-    let (meta, data) = state
-        .timed("upload", state.store.upload(&id))
-        .await?
-        .ok_or_else(|| AppError::not_found("file not found"))?;
+    let access = FileAccess {
+        sig: params.get("sig"),
+        bearer: crate::auth::bearer(&headers),
+    };
+    let (meta, data) = state.file(&id, access).await?;
     let disposition = if inline(&meta.content_type) {
         "inline"
     } else {

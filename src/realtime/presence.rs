@@ -1,16 +1,16 @@
 //! The legacy presence events `user:online` and `joinUserRoom`, and the socket's presence entry.
 
 use serde::Deserialize;
-use socketioxide::adapter::Adapter;
 
-use super::{Ctx, Empty, Reply, Routes, Session};
-use crate::app::AppState;
+use super::Ctx;
+use super::replies::Empty;
 use crate::error::AppError;
 use crate::presence::SocketEntry;
+use crate::state::{AppState, Session};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct OnlinePayload {
+pub struct OnlinePayload {
     user_id: String,
 }
 
@@ -36,26 +36,18 @@ fn own_id_only(ctx: &Ctx, id: &str) -> Result<(), AppError> {
     }
 }
 
-pub fn routes<A: Adapter>(routes: &mut Routes<A>) {
-    routes.on(
-        "user:online",
-        Reply::Standard,
-        |ctx: Ctx, p: OnlinePayload| async move {
-            own_id_only(&ctx, &p.user_id)?;
-            let socket_id = ctx.socket_id.to_string();
-            ctx.state
-                .socket_online(&entry(&ctx.state, &socket_id, &ctx.session))
-                .await;
-            Ok(Empty {})
-        },
-    );
-    routes.on(
-        "joinUserRoom",
-        Reply::Standard,
-        |ctx: Ctx, user_id: String| async move {
-            // The socket joined its own room at the handshake; any other room is refused.
-            own_id_only(&ctx, &user_id)?;
-            Ok(Empty {})
-        },
-    );
+/// `user:online`: registers the socket in presence (again); only its own user id.
+pub async fn online(ctx: Ctx, p: OnlinePayload) -> Result<Empty, AppError> {
+    own_id_only(&ctx, &p.user_id)?;
+    let socket_id = ctx.socket_id.to_string();
+    ctx.state
+        .socket_online(&entry(&ctx.state, &socket_id, &ctx.session))
+        .await;
+    Ok(Empty {})
+}
+
+/// `joinUserRoom`: the socket joined its own room at the handshake; any other room is refused.
+pub async fn join_user_room(ctx: Ctx, user_id: String) -> Result<Empty, AppError> {
+    own_id_only(&ctx, &user_id)?;
+    Ok(Empty {})
 }

@@ -1,9 +1,8 @@
 //! `sendReportMessage` and `report:read`.
 
 use serde::{Deserialize, Serialize};
-use socketioxide::adapter::Adapter;
 
-use super::{Ctx, Reply, Routes};
+use super::Ctx;
 use crate::domain::{Report, ReportId, ReportInput};
 use crate::error::{AppError, ErrorBody};
 use crate::service::ReportReadReply;
@@ -43,26 +42,18 @@ impl<'a> SentBody<'a, ()> {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReadPayload {
+pub struct ReadPayload {
     report_id: String,
 }
 
-pub fn routes<A: Adapter>(routes: &mut Routes<A>) {
-    routes.on(
-        "sendReportMessage",
-        Reply::ReportSent,
-        |ctx: Ctx, p: ReportInput| async move {
-            let report: Report = ctx.state.send_report(&ctx.session.user, p).await?;
-            Ok(report)
-        },
-    );
-    routes.on(
-        "report:read",
-        Reply::Standard,
-        |ctx: Ctx, p: ReadPayload| async move {
-            let id = ReportId::parse(&p.report_id)?;
-            let report = ctx.state.read_report(&ctx.session.user, &id).await?;
-            Ok(ReportReadReply::from(report))
-        },
-    );
+/// `sendReportMessage`: staff send a report (answered by `reportMessageSent`).
+pub async fn send(ctx: Ctx, p: ReportInput) -> Result<Report, AppError> {
+    ctx.state.send_report(&ctx.session.user, p).await
+}
+
+/// `report:read`: the recipient marks a report read.
+pub async fn read(ctx: Ctx, p: ReadPayload) -> Result<ReportReadReply, AppError> {
+    let id = ReportId::parse(&p.report_id)?;
+    let report = ctx.state.read_report(&ctx.session.user, &id).await?;
+    Ok(ReportReadReply::from(report))
 }

@@ -53,7 +53,9 @@ async fn expired_token_is_refused_at_handshake() {
     let node = TestNode::start().await;
     let expired = node
         .state
-        .issue_token("u1", Role::User, None, std::time::Duration::ZERO)
+        .keys
+        .verifier
+        .issue("u1", Role::User, None, std::time::Duration::ZERO)
         .unwrap();
     // Issued with exp = now: still inside the 30 s leeway, so it must be accepted...
     assert!(Sio::connect(node.port, Some(&expired)).await.is_ok());

@@ -102,7 +102,9 @@ impl TestNode {
 
     pub fn token(&self, id: &str, role: Role) -> String {
         self.state
-            .issue_token(
+            .keys
+            .verifier
+            .issue(
                 id,
                 role,
                 Some(&format!("{id} name")),

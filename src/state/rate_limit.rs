@@ -1,5 +1,6 @@
 //! Per-socket rate limiting: a token bucket refilled at `RATE_LIMIT_PER_SEC` and holding twice
-//! that, so a socket may burst briefly but not sustain more than its rate.
+//! that, so a socket may burst briefly but not sustain more than its rate. Part of each socket's
+//! [`Session`](super::Session).
 
 use std::sync::Mutex;
 use std::time::Instant;

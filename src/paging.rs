@@ -1,0 +1,140 @@
+//! Page parameters, parsed once for both transports: `limit`, the `seq` bounds (`afterSeq`,
+//! `beforeSeq`) and the opaque list cursors.
+//!
+//! REST reads them from the query string (text), sockets from a JSON payload; both go through
+//! the same rules (PROTOCOL.md: a limit above its maximum is clamped, below 1 or not a number
+//! is `VALIDATION`). Each list's default and maximum are the [`Bounds`] constants below.
+
+use base64::Engine as _;
+
+use crate::domain::{HistoryPage, Timestamp, is_object_id};
+use crate::error::AppError;
+
+/// A number as it arrived: text from a query string, or a JSON value from a socket payload.
+#[derive(Clone, Copy)]
+pub enum Raw<'a> {
+    Text(&'a str),
+    Json(&'a serde_json::Value),
+}
+
+impl Raw<'_> {
+    /// A whole number, 0 or more: text must be digits; JSON a non-negative integer (a float
+    /// is taken for `limit` only, where `1.0` counts as 1, as it always has on sockets).
+    fn whole(self, floats: bool) -> Option<u64> {
+        match self {
+            Raw::Text(t) => t.parse::<u64>().ok(),
+            Raw::Json(v) => v.as_u64().or_else(|| {
+                v.as_f64()
+                    .filter(|n| floats && *n >= 0.0 && n.fract() == 0.0)
+                    .map(|n| n as u64)
+            }),
+        }
+    }
+}
+
+/// A list's `limit`: what an absent one means, and the most one page returns.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    pub default: usize,
+    pub max: usize,
+}
+
+/// `chat:sync`: default 100, at most 500.
+pub const SYNC: Bounds = Bounds {
+    default: 100,
+    max: 500,
+};
+/// `GET /api/chats/{chatId}/messages`: default 50, at most 100.
+pub const HISTORY: Bounds = Bounds {
+    default: 50,
+    max: 100,
+};
+/// `GET /api/chats` and `GET /api/reports`: default 20, at most 100.
+pub const LISTS: Bounds = Bounds {
+    default: 20,
+    max: 100,
+};
+/// `GET /api/socket/active-users`: default 100, at most 1000 (its cursor is the presence
+/// backend's own, opaque to this module).
+pub const ACTIVE_USERS: Bounds = Bounds {
+    default: 100,
+    max: 1000,
+};
+
+/// Parses a `limit`: absent gives the default, above the maximum is clamped, below 1 or not a
+/// whole number is `VALIDATION`.
+pub fn limit(raw: Option<Raw<'_>>, bounds: Bounds) -> Result<usize, AppError> {
+    match raw {
+        None | Some(Raw::Json(serde_json::Value::Null)) => Ok(bounds.default),
+        Some(raw) => match raw.whole(true) {
+            Some(n) if n >= 1 => Ok(n.min(bounds.max as u64) as usize),
+            _ => Err(AppError::validation(
+                "limit must be a whole number of at least 1",
+            )),
+        },
+    }
+}
+
+/// Parses a `seq` bound named `field`: a whole number, 0 or more.
+pub fn seq(field: &str, raw: Raw<'_>) -> Result<u64, AppError> {
+    raw.whole(false)
+        .ok_or_else(|| AppError::validation(format!("{field} must be a whole number, 0 or more")))
+}
+
+/// Which page of a chat's history `beforeSeq` / `afterSeq` ask for (both at once is
+/// `VALIDATION`; neither is the latest messages).
+pub fn history_page(
+    before: Option<Raw<'_>>,
+    after: Option<Raw<'_>>,
+) -> Result<HistoryPage, AppError> {
+    let before = before.map(|b| seq("beforeSeq", b)).transpose()?;
+    let after = after.map(|a| seq("afterSeq", a)).transpose()?;
+    match (before, after) {
+        (Some(_), Some(_)) => Err(AppError::validation("give beforeSeq or afterSeq, not both")),
+        (Some(b), None) => Ok(HistoryPage::Before(b)),
+        (None, Some(a)) => Ok(HistoryPage::After(a)),
+        (None, None) => Ok(HistoryPage::Latest),
+    }
+}
+
+/// Encodes a `(time, id)` page position as an opaque cursor.
+pub fn encode_cursor(at: Timestamp, id: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("{}:{id}", at.timestamp_millis()))
+}
+
+/// Decodes a cursor made by [`encode_cursor`]; anything else is `VALIDATION`.
+pub fn decode_cursor(cursor: &str) -> Result<(Timestamp, String), AppError> {
+    let bad = || AppError::validation("malformed cursor");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| bad())?;
+    let raw = String::from_utf8(raw).map_err(|_| bad())?;
+    let (ms, id) = raw.split_once(':').ok_or_else(bad)?;
+    let at = ms
+        .parse::<i64>()
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .ok_or_else(bad)?;
+    if !is_object_id(id) {
+        return Err(bad());
+    }
+    Ok((at, id.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limit_reads_the_same_from_text_and_from_json() {
+        let json = serde_json::json!(7);
+        assert_eq!(limit(Some(Raw::Text("7")), LISTS).unwrap(), 7);
+        assert_eq!(limit(Some(Raw::Json(&json)), LISTS).unwrap(), 7);
+        assert_eq!(limit(Some(Raw::Text("1000")), LISTS).unwrap(), 100);
+        assert_eq!(limit(None, SYNC).unwrap(), 100);
+        assert!(limit(Some(Raw::Text("0")), LISTS).is_err());
+        assert!(limit(Some(Raw::Json(&serde_json::json!(-1))), LISTS).is_err());
+        assert!(seq("afterSeq", Raw::Json(&serde_json::json!(1.5))).is_err());
+    }
+}

@@ -1,0 +1,157 @@
+//! The Socket.IO handshake: authenticate in the middleware (nothing runs for a refused socket),
+//! make the socket's [`Session`], join its rooms and wire its dispatcher before the CONNECT
+//! packet leaves; then register it in presence, and take it out when it disconnects.
+
+use std::sync::Arc;
+
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
+use socketioxide::socket::DisconnectReason;
+use socketioxide_core::adapter::DefinedAdapter;
+
+use super::dispatch::{Ctx, HasAck, Routes, dispatch};
+use super::presence;
+use crate::cluster::rooms;
+use crate::domain::Role;
+use crate::metrics::ConnectionOutcome;
+use crate::state::{AppState, Session};
+
+/// Why a handshake was refused; its text is the `connect_error` message.
+#[derive(Debug)]
+pub struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The handshake's `auth` object.
+#[derive(serde::Deserialize)]
+struct Handshake {
+    token: String,
+}
+
+/// Registers the `/` namespace: authenticate in the handshake middleware (nothing runs for a
+/// refused socket), then join the socket's rooms and wire its events.
+pub fn register<A: Adapter + DefinedAdapter>(
+    io: &socketioxide::SocketIo<A>,
+    state: AppState,
+) -> A::InitRes {
+    use socketioxide::handler::ConnectHandler;
+    let mw_state = state.clone();
+    let routes = Arc::new(Routes::<A>::new());
+    let authenticate = move |s: SocketRef<A>, TryData(auth): TryData<Handshake>| {
+        let (state, routes) = (mw_state.clone(), routes.clone());
+        async move {
+            let outcome = authenticate(&state, &routes, &s, auth);
+            state.metrics.connection(match &outcome {
+                Ok(()) => ConnectionOutcome::Accepted,
+                Err(r) if r.0.starts_with("UNAVAILABLE") => ConnectionOutcome::Draining,
+                Err(_) => ConnectionOutcome::Unauthorized,
+            });
+            outcome
+        }
+    };
+    let connected = move |s: SocketRef<A>| {
+        let state = state.clone();
+        async move { on_connect(state, s).await }
+    };
+    io.ns("/", connected.with(authenticate))
+}
+
+fn authenticate<A: Adapter>(
+    state: &AppState,
+    routes: &Arc<Routes<A>>,
+    s: &SocketRef<A>,
+    auth: Result<Handshake, socketioxide::ParserError>,
+) -> Result<(), Refused> {
+    if state.is_draining() {
+        return Err(Refused(
+            "UNAVAILABLE: this node is draining; reconnect".into(),
+        ));
+    }
+    let token = auth
+        .map_err(|_| Refused("UNAUTHORIZED: auth.token is missing".into()))?
+        .token;
+    let user = state
+        .keys
+        .verifier
+        .verify(&token)
+        .map_err(|e| Refused(e.message))?;
+    let session = Arc::new(Session::new(user, state.config.rate_limit_per_sec));
+    state.handshakes.insert(s.id, session.clone());
+    wire(state, routes, s, &session);
+    Ok(())
+}
+
+/// Joins the socket's rooms and registers its event dispatcher. Called from the handshake
+/// middleware, before the CONNECT packet leaves: socketioxide runs an async connect handler as
+/// a task of its own, after CONNECT is sent, so a client that emits as soon as it is connected
+/// (or a message sent to its room just then) could otherwise find no handler (the event would
+/// be dropped silently) or no room. Nothing is emitted here.
+fn wire<A: Adapter>(
+    state: &AppState,
+    routes: &Arc<Routes<A>>,
+    s: &SocketRef<A>,
+    session: &Arc<Session>,
+) {
+    let user = &session.user;
+    let mut joined = vec![rooms::user(&user.id)];
+    joined.push(
+        if user.role == Role::User {
+            rooms::USERS
+        } else {
+            rooms::ADMINS
+        }
+        .to_owned(),
+    );
+    s.join(joined);
+
+    state.metrics.sockets_connected.inc();
+    tracing::debug!(node = %state.node_id, socket_id = %s.id, user_id = %user.id, role = user.role.as_str(), "socket connected");
+
+    let ctx = Ctx {
+        state: state.clone(),
+        socket_id: s.id,
+        session: session.clone(),
+    };
+    let disconnect_ctx = ctx.clone();
+    s.on_disconnect(move |s: SocketRef<A>, reason: DisconnectReason| {
+        let ctx = disconnect_ctx.clone();
+        async move {
+            // Its connect handler may not have run.
+            ctx.state.handshakes.take(s.id);
+            ctx.state.metrics.sockets_connected.dec();
+            tracing::debug!(node = %ctx.state.node_id, socket_id = %s.id, user_id = %ctx.session.user.id, ?reason, "socket disconnected");
+            ctx.state.socket_offline(&ctx.session.user.id, &s.id.to_string()).await;
+        }
+    });
+    let routes = routes.clone();
+    s.on_fallback(
+        move |s: SocketRef<A>,
+              Event(event): Event,
+              TryData(data): TryData<serde_json::Value>,
+              ack: AckSender<A>,
+              HasAck(has_ack): HasAck| {
+            dispatch(&routes, &ctx, s, event, data, ack, has_ack)
+        },
+    );
+}
+
+/// Registers the socket in presence (which may announce the user online).
+async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
+    let Some(session) = state.handshakes.take(s.id) else {
+        tracing::error!("socket connected without a session; closing it");
+        let _ = s.disconnect();
+        return;
+    };
+    let socket_id = s.id.to_string();
+    state
+        .socket_online(&presence::entry(&state, &socket_id, &session))
+        .await;
+    // A socket that left while it was being registered must not stay counted.
+    if !s.connected() {
+        state.socket_offline(&session.user.id, &socket_id).await;
+    }
+}

@@ -1,0 +1,89 @@
+//! How a handled client event is answered: the ack bodies (`{ ok: true, ... }`,
+//! `{ ok: false, error }`), the `error` event for an event sent without an ack, and
+//! `reportMessageSent` for `sendReportMessage` (PROTOCOL.md, "Acks and errors").
+
+use serde::Serialize;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, SocketRef};
+
+use super::reports;
+use crate::client_events::Reply;
+use crate::error::{AppError, ErrorBody, ErrorCode};
+use crate::service::events;
+
+#[derive(Serialize)]
+pub(super) struct Success<R> {
+    pub ok: bool,
+    #[serde(flatten)]
+    pub body: R,
+}
+
+#[derive(Serialize)]
+struct Failure<'a> {
+    ok: bool,
+    error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorEvent<'a> {
+    message: &'a str,
+    error: &'static str,
+    event: &'a str,
+}
+
+/// An empty success body.
+#[derive(Serialize)]
+pub struct Empty {}
+
+/// Answers one event as `reply` says: by ack when the client asked for one, else (on failure)
+/// with the `error` event. A socket that is gone is only logged.
+pub(super) fn send_reply<A: Adapter, R: Serialize>(
+    s: &SocketRef<A>,
+    ack: AckSender<A>,
+    has_ack: bool,
+    event: &str,
+    reply: Reply,
+    result: Result<R, AppError>,
+) {
+    if let Err(e) = &result {
+        // A validation message can quote the client's payload (serde names the offending
+        // value), and payloads stay out of the logs.
+        let reason = if e.code == ErrorCode::Validation {
+            ""
+        } else {
+            e.message.as_str()
+        };
+        tracing::debug!(event, code = e.code.as_str(), reason, "event refused");
+    }
+    let sent = match (reply, result) {
+        (Reply::ReportSent, Ok(body)) => {
+            let body = reports::SentBody::ok(body);
+            let _ = s.emit(events::REPORT_SENT, &body);
+            ack.send(&body)
+        }
+        (Reply::ReportSent, Err(e)) => {
+            let body = reports::SentBody::failed(&e);
+            let _ = s.emit(events::REPORT_SENT, &body);
+            ack.send(&body)
+        }
+        (_, Ok(body)) => ack.send(&Success { ok: true, body }),
+        (_, Err(e)) if has_ack => ack.send(&Failure {
+            ok: false,
+            error: e.body(),
+        }),
+        (_, Err(e)) => {
+            let _ = s.emit(
+                events::ERROR,
+                &ErrorEvent {
+                    message: &e.message,
+                    error: e.code.as_str(),
+                    event,
+                },
+            );
+            Ok(())
+        }
+    };
+    if let Err(e) = sent {
+        tracing::debug!(event, error = %e, "reply not sent (socket gone?)");
+    }
+}

@@ -1,0 +1,310 @@
+//! Chats and their messages: open, list, read, update a chat; send, read and page through
+//! its messages; typing indicators. Each use case authorizes its caller.
+
+use serde::Deserialize;
+
+use super::events::{self, MessageNew, MessageRead, TypingEvent};
+use crate::cluster::rooms;
+use crate::domain::{
+    AuthUser, Chat, ChatCursor, ChatId, ChatPatch, ChatQuery, ChatStatus, ChatSummary, HistoryPage,
+    MAX_CHAT_TITLE_LEN, Message, MessageBody, MessageBodyInput, MessageId, NewChat, NewMessage,
+    Priority, Saved, Timestamp, check_len, now, parse_plain_id,
+};
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// `POST /api/chats`: what a client asks for when it opens a chat.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenChat {
+    pub title: Option<String>,
+    pub priority: Option<String>,
+    pub participant_id: Option<String>,
+}
+
+/// `PATCH /api/chats/{chatId}`: the fields staff may change.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatChanges {
+    pub status: Option<String>,
+    pub priority: Option<String>,
+    pub assigned_admin: Option<String>,
+}
+
+/// One page of a chat list, and the cursor of the next (`None` on the last page).
+pub struct ChatPage {
+    pub chats: Vec<ChatSummary>,
+    pub next: Option<ChatCursor>,
+}
+
+impl AppState {
+    /// Loads a chat the caller may see: `NOT_FOUND` if there is none, `FORBIDDEN` (saying
+    /// nothing about the chat) if the caller is neither a participant nor staff.
+    pub async fn chat_for(&self, user: &AuthUser, id: &ChatId) -> Result<Chat, AppError> {
+        let chat = self
+            .timed("chat", self.store.chat(id))
+            .await?
+            .ok_or_else(|| AppError::not_found("chat not found"))?;
+        if !chat.admits(user) {
+            return Err(AppError::forbidden(
+                "you are not a participant of this chat",
+            ));
+        }
+        Ok(chat)
+    }
+
+    /// Opens a chat. A user opens one for themself only; staff open one with
+    /// `participantId` and are its assigned admin.
+    pub async fn open_chat(&self, user: &AuthUser, input: OpenChat) -> Result<Chat, AppError> {
+        let title = input
+            .title
+            .map(|t| t.trim().to_owned())
+            .unwrap_or_else(|| "Support chat".into());
+        check_len("title", &title, 1, MAX_CHAT_TITLE_LEN)?;
+        let priority = input
+            .priority
+            .as_deref()
+            .map(Priority::parse)
+            .transpose()?
+            .unwrap_or(Priority::Medium);
+        let chat = if user.is_staff() {
+            let participant = input
+                .participant_id
+                .ok_or_else(|| AppError::validation("staff open a chat with { participantId }"))?;
+            let participant = parse_plain_id("participantId", &participant)?;
+            let mut participants = vec![participant];
+            if participants[0] != user.id {
+                participants.push(user.id.clone());
+            }
+            NewChat {
+                participants,
+                title,
+                priority,
+                assigned_admin: Some(user.id.clone()),
+            }
+        } else {
+            if input.participant_id.is_some_and(|p| p != user.id) {
+                return Err(AppError::forbidden("a user opens chats for themself only"));
+            }
+            NewChat {
+                participants: vec![user.id.clone()],
+                title,
+                priority,
+                assigned_admin: None,
+            }
+        };
+        self.timed("create_chat", self.store.create_chat(chat))
+            .await
+    }
+
+    /// The chats the caller may see (a user: their own; staff: all), most recently updated
+    /// first, `limit` at a time after `after`.
+    pub async fn list_chats(
+        &self,
+        user: &AuthUser,
+        status: Option<ChatStatus>,
+        after: Option<ChatCursor>,
+        limit: usize,
+    ) -> Result<ChatPage, AppError> {
+        let query = ChatQuery {
+            participant: (!user.is_staff()).then(|| user.id.clone()),
+            status,
+            limit: limit + 1,
+            after,
+            reader: user.id.clone(),
+        };
+        let mut chats = self
+            .timed("list_chats", self.store.list_chats(&query))
+            .await?;
+        let next = if chats.len() > limit {
+            chats.truncate(limit);
+            chats.last().map(|c| ChatCursor {
+                updated_at: c.chat.updated_at,
+                id: c.chat.id.clone(),
+            })
+        } else {
+            None
+        };
+        Ok(ChatPage { chats, next })
+    }
+
+    /// Changes a chat's status, priority or assigned admin (staff only).
+    pub async fn update_chat(
+        &self,
+        user: &AuthUser,
+        id: &str,
+        changes: ChatChanges,
+    ) -> Result<Chat, AppError> {
+        if !user.is_staff() {
+            return Err(AppError::forbidden("only staff change a chat"));
+        }
+        let id = ChatId::parse(id)?;
+        let patch = ChatPatch {
+            status: changes
+                .status
+                .as_deref()
+                .map(ChatStatus::parse)
+                .transpose()?,
+            priority: changes
+                .priority
+                .as_deref()
+                .map(Priority::parse)
+                .transpose()?,
+            assigned_admin: changes
+                .assigned_admin
+                .map(|a| parse_plain_id("assignedAdmin", &a))
+                .transpose()?,
+        };
+        self.timed("update_chat", self.store.update_chat(&id, patch))
+            .await
+    }
+
+    /// Validates, saves, then emits `message:new` to the chat's participants and `admins`.
+    /// A `clientMessageId` retry returns the first save and emits nothing.
+    pub async fn send_message(
+        &self,
+        user: &AuthUser,
+        chat_id: &ChatId,
+        body: MessageBodyInput,
+        client_message_id: Option<String>,
+    ) -> Result<Saved<Message>, AppError> {
+        let body = MessageBody::parse(body, |u| self.file_url_ok(u))?;
+        let client_message_id = crate::domain::parse_client_message_id(client_message_id)?;
+        let chat = self.chat_for(user, chat_id).await?;
+        // In a socket event: the sender's next event may start (and read its chat) while this
+        // one saves; saves keep the sender's order.
+        crate::ordering::wait_for_save_turn().await;
+        let saved = self
+            .timed(
+                "save_message",
+                self.store.save_message(NewMessage {
+                    chat_id: chat.id.clone(),
+                    sender: user.clone(),
+                    body,
+                    client_message_id,
+                }),
+            )
+            .await?;
+        if let Saved::Created(message) = &saved {
+            self.metrics.messages_saved.inc();
+            let payload = MessageNew {
+                chat_id: &message.chat_id,
+                message,
+            };
+            if self
+                .emit(
+                    rooms::chat(&chat.participants),
+                    Vec::new(),
+                    events::MESSAGE_NEW,
+                    &payload,
+                )
+                .await
+            {
+                self.metrics.messages_emitted.inc();
+            }
+        }
+        Ok(saved)
+    }
+
+    /// Starts or stops a typing indicator (see [`crate::state::TypingTracker`]).
+    pub async fn typing(
+        &self,
+        user: &AuthUser,
+        chat_id: &ChatId,
+        is_typing: bool,
+    ) -> Result<(), AppError> {
+        let chat = self.chat_for(user, chat_id).await?;
+        let changed = if is_typing {
+            self.typing.start(&chat, user)
+        } else {
+            self.typing.stop(&chat.id, &user.id)
+        };
+        if changed {
+            self.emit_typing(
+                rooms::chat(&chat.participants),
+                &chat.id,
+                &user.id,
+                &user.name,
+                is_typing,
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    pub async fn emit_typing(
+        &self,
+        rooms: Vec<String>,
+        chat: &ChatId,
+        user_id: &str,
+        user_name: &str,
+        is_typing: bool,
+    ) {
+        let payload = TypingEvent {
+            chat_id: chat,
+            user_id,
+            user_name,
+            is_typing,
+        };
+        self.emit(
+            rooms,
+            vec![rooms::user(user_id)],
+            events::USER_TYPING,
+            &payload,
+        )
+        .await;
+    }
+
+    /// Marks messages up to `message_id` read for `user`, then emits `message:read` (also when
+    /// nothing changed).
+    pub async fn mark_read(
+        &self,
+        user: &AuthUser,
+        chat_id: &ChatId,
+        message_id: &MessageId,
+    ) -> Result<Timestamp, AppError> {
+        let chat = self.chat_for(user, chat_id).await?;
+        let message = self
+            .timed("message", self.store.message(&chat.id, message_id))
+            .await?
+            .ok_or_else(|| AppError::not_found("message not found"))?;
+        let read_at = now();
+        self.timed(
+            "mark_read",
+            self.store
+                .mark_read(&chat.id, message.seq, &user.id, read_at),
+        )
+        .await?;
+        let payload = MessageRead {
+            chat_id: &chat.id,
+            message_id,
+            read_by: &user.id,
+            read_at,
+        };
+        self.emit(
+            rooms::chat(&chat.participants),
+            Vec::new(),
+            events::MESSAGE_READ,
+            &payload,
+        )
+        .await;
+        Ok(read_at)
+    }
+
+    /// A page of history the caller may read; returns the messages and whether there are more.
+    pub async fn history(
+        &self,
+        user: &AuthUser,
+        chat_id: &ChatId,
+        page: HistoryPage,
+        limit: usize,
+    ) -> Result<(Vec<Message>, bool), AppError> {
+        let chat = self.chat_for(user, chat_id).await?;
+        let mut messages = self
+            .timed("messages", self.store.messages(&chat.id, page, limit + 1))
+            .await?;
+        let has_more = messages.len() > limit;
+        messages.truncate(limit);
+        Ok((messages, has_more))
+    }
+}

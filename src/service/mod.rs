@@ -1,0 +1,83 @@
+//! The use cases both transports share: socket events and REST endpoints call these, so a rule
+//! (who may do what, what is saved before what is sent) is written once.
+//!
+//! Every use case authorizes the caller (REST handlers and socket handlers only parse their
+//! input and shape the answer), works through the [`Store`](crate::store::Store) and
+//! [`Presence`](crate::presence::Presence) seams, and emits through the fan-out. A message is
+//! always saved before anything is emitted or acknowledged. Below the transports (`http`,
+//! `realtime`), above `state` and `ordering`: a socket event's save and emissions wait for
+//! their turns ([`crate::ordering`]), which outside a socket event return at once.
+//!
+//! One file per resource: [`chats`] (chats, messages, typing), [`reports`], [`uploads`],
+//! [`presence`]; [`events`] names the server events and their payloads. Here: emitting and
+//! timing store calls, which they all use.
+
+use std::time::Instant;
+
+use crate::cluster::Emission;
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::store::StoreResult;
+
+pub mod chats;
+pub mod events;
+pub mod presence;
+pub mod reports;
+pub mod uploads;
+
+pub use chats::{ChatChanges, ChatPage, OpenChat};
+pub use reports::ReportReadReply;
+pub use uploads::{FileAccess, Upload, Uploaded};
+
+impl AppState {
+    /// Emits to rooms; a failure is logged and counted, never hidden. The caller decides what a
+    /// failure means (a saved message stays saved: clients catch up with `chat:sync`).
+    pub async fn emit(
+        &self,
+        rooms: Vec<String>,
+        except: Vec<String>,
+        event: &'static str,
+        payload: &(dyn erased_serde::Serialize + Sync),
+    ) -> bool {
+        // In a socket event: after the previous event's emissions, and let the next event start.
+        crate::ordering::wait_for_emit_turn().await;
+        let started = Instant::now();
+        self.metrics.fanout_publishes.inc();
+        let result = self
+            .fanout
+            .emit(Emission {
+                rooms,
+                except,
+                event,
+                payload,
+            })
+            .await;
+        self.metrics
+            .fanout_duration
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                self.metrics.fanout_failures.inc();
+                tracing::warn!(event, error = %e, "emission failed");
+                false
+            }
+        }
+    }
+
+    /// Times a store call and counts its failures.
+    pub async fn timed<T>(
+        &self,
+        operation: &'static str,
+        f: impl Future<Output = StoreResult<T>>,
+    ) -> Result<T, AppError> {
+        let started = Instant::now();
+        let result = f.await;
+        let m = self.metrics.store(operation);
+        m.duration.observe(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            m.errors.inc();
+        }
+        Ok(result?)
+    }
+}

@@ -1,0 +1,138 @@
+//! Reports: staff send them to a user, who reads them; both list them.
+
+use serde::Serialize;
+
+use super::events::{self, ReceiveReport, ReportRead};
+use crate::cluster::rooms;
+use crate::domain::{
+    AuthUser, NewReport, Report, ReportCursor, ReportId, ReportInput, ReportQuery, Timestamp, now,
+    rfc3339,
+};
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// What marking a report read answers (the `report:read` ack and the REST response).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportReadReply {
+    pub report_id: ReportId,
+    #[serde(serialize_with = "rfc3339")]
+    pub read_at: Timestamp,
+}
+
+impl From<Report> for ReportReadReply {
+    fn from(report: Report) -> Self {
+        Self {
+            read_at: report.read_at.unwrap_or_else(now),
+            report_id: report.id,
+        }
+    }
+}
+
+impl AppState {
+    /// Validates and saves a report (staff only), then delivers it to `user:{userId}`.
+    pub async fn send_report(
+        &self,
+        user: &AuthUser,
+        input: ReportInput,
+    ) -> Result<Report, AppError> {
+        if !user.is_staff() {
+            return Err(AppError::forbidden("only staff send report messages"));
+        }
+        let report = NewReport::parse(input, user)?;
+        let report = self
+            .timed("create_report", self.store.create_report(report))
+            .await?;
+        self.metrics.reports_saved.inc();
+        let payload = ReceiveReport {
+            success: true,
+            message: &report,
+        };
+        self.emit(
+            vec![rooms::user(&report.user_id)],
+            Vec::new(),
+            events::RECEIVE_REPORT,
+            &payload,
+        )
+        .await;
+        Ok(report)
+    }
+
+    /// Marks a report read (its recipient only), then emits `report:read`.
+    pub async fn read_report(&self, user: &AuthUser, id: &ReportId) -> Result<Report, AppError> {
+        let report = self
+            .timed("report", self.store.report(id))
+            .await?
+            .ok_or_else(|| AppError::not_found("report not found"))?;
+        if report.user_id != user.id {
+            return Err(AppError::forbidden(
+                "only the report's recipient marks it read",
+            ));
+        }
+        let report = self
+            .timed("mark_report_read", self.store.mark_report_read(id, now()))
+            .await?;
+        let read_at = report.read_at.unwrap_or_else(now);
+        let payload = ReportRead {
+            report_id: &report.id,
+            user_id: &report.user_id,
+            read_at,
+        };
+        self.emit(
+            vec![rooms::user(&report.user_id), rooms::ADMINS.to_owned()],
+            Vec::new(),
+            events::REPORT_READ,
+            &payload,
+        )
+        .await;
+        Ok(report)
+    }
+
+    /// Reports of `user_id` (a user: only their own, which is also what they get without
+    /// one; staff: anyone's, or everyone's without one), newest first, `limit` at a time.
+    pub async fn list_reports(
+        &self,
+        user: &AuthUser,
+        user_id: Option<&str>,
+        unread_only: bool,
+        after: Option<ReportCursor>,
+        limit: usize,
+    ) -> Result<(Vec<Report>, Option<ReportCursor>), AppError> {
+        let user_id = match user_id {
+            Some(id) if !user.is_staff() && id != user.id => {
+                return Err(AppError::forbidden("users read their own reports only"));
+            }
+            Some(id) => Some(id.to_owned()),
+            None if user.is_staff() => None,
+            None => Some(user.id.clone()),
+        };
+        let query = ReportQuery {
+            user_id,
+            unread_only,
+            limit: limit + 1,
+            after,
+        };
+        let mut reports = self
+            .timed("list_reports", self.store.list_reports(&query))
+            .await?;
+        let next = if reports.len() > limit {
+            reports.truncate(limit);
+            reports.last().map(|r| ReportCursor {
+                created_at: r.created_at,
+                id: r.id.clone(),
+            })
+        } else {
+            None
+        };
+        Ok((reports, next))
+    }
+
+    /// How many of the caller's own reports are unread.
+    pub async fn unread_report_count(&self, user: &AuthUser) -> Result<u64, AppError> {
+        self.timed(
+            "unread_report_count",
+            self.store.unread_report_count(&user.id),
+        )
+        .await
+    }
+}

@@ -1,0 +1,75 @@
+//! Uploaded files: keep one, hand one out (to a signed URL or a signed-in caller), and which
+//! `fileUrl` a message may carry.
+
+use bytes::Bytes;
+
+use crate::domain::{AuthUser, FileId, FileMeta, now};
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// A file as it was received, its name and content type already cleaned by the transport.
+pub struct Upload {
+    pub file_name: String,
+    pub content_type: String,
+    pub data: Bytes,
+}
+
+/// A kept file and the signed URL a message may carry.
+pub struct Uploaded {
+    pub meta: FileMeta,
+    pub file_url: String,
+}
+
+/// How a download proves it may read the file.
+pub struct FileAccess<'a> {
+    /// The `sig` of a URL this node signed.
+    pub sig: Option<&'a str>,
+    /// The request's Bearer token, checked only without a valid `sig`.
+    pub bearer: Option<&'a str>,
+}
+
+impl AppState {
+    /// Is this a `fileUrl` a message may carry?
+    pub fn file_url_ok(&self, url: &str) -> bool {
+        url.starts_with("https://") && url.len() > "https://".len() || self.keys.files.issued(url)
+    }
+
+    /// Keeps an uploaded file (any signed-in user may upload) and signs its URL.
+    pub async fn save_upload(&self, user: &AuthUser, upload: Upload) -> Result<Uploaded, AppError> {
+        let meta = FileMeta {
+            id: FileId::generate(),
+            file_name: upload.file_name,
+            content_type: upload.content_type,
+            size: upload.data.len() as u64,
+            uploaded_by: user.id.clone(),
+            created_at: now(),
+        };
+        let file_url = self.keys.files.url(&meta.id);
+        self.timed(
+            "save_upload",
+            self.store.save_upload(meta.clone(), upload.data),
+        )
+        .await?;
+        Ok(Uploaded { meta, file_url })
+    }
+
+    /// A file, to a URL this node signed or to a caller with a valid token:
+    /// `UNAUTHORIZED` without either, `NOT_FOUND` if there is no such file.
+    pub async fn file(
+        &self,
+        id: &str,
+        access: FileAccess<'_>,
+    ) -> Result<(FileMeta, Bytes), AppError> {
+        let signed = access.sig.is_some_and(|sig| self.keys.files.check(id, sig));
+        if !signed {
+            let token = access
+                .bearer
+                .ok_or_else(|| AppError::unauthorized("a valid sig or Bearer token is required"))?;
+            self.keys.verifier.verify(token)?;
+        }
+        let id = FileId::parse(id)?;
+        self.timed("upload", self.store.upload(&id))
+            .await?
+            .ok_or_else(|| AppError::not_found("file not found"))
+    }
+}

@@ -1,0 +1,175 @@
+//! The node's shared state: what every REST handler, socket event and background task of one
+//! node reads, handed around as one cheap-to-clone [`AppState`].
+//!
+//! Below `service`, `http` and `realtime`: it holds the seams (store, presence, fan-out) as
+//! traits and knows no concrete backend (`app.rs` picks those and builds the state) and no
+//! transport. The per-socket session, the rate limiter and the typing map live here too,
+//! because the state holds them and both the use cases and the socket layer use them.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
+
+use crate::auth::{Keys, Verifier};
+use crate::cluster::Fanout;
+use crate::config::Config;
+use crate::connections::Connections;
+use crate::metrics::Metrics;
+use crate::presence::Presence;
+use crate::store::Store;
+
+pub mod rate_limit;
+pub mod session;
+pub mod typing;
+
+pub use session::{Handshakes, Session};
+pub use typing::TypingTracker;
+
+/// Everything a handler needs, shared by the REST router and every socket. Cheap to clone (one
+/// `Arc`), so each socket's context carries it for one pointer.
+#[derive(Clone)]
+pub struct AppState(Arc<NodeState>);
+
+/// The node's shared parts, behind [`AppState`].
+pub struct NodeState {
+    /// Every setting, read by handlers for limits and timings.
+    pub config: Config,
+    /// This node's name in presence and metrics.
+    pub node_id: String,
+    /// Where chats, messages, reports and uploads are kept (embedded or MongoDB).
+    pub store: Arc<dyn Store>,
+    /// Who is online, on this node or cluster-wide.
+    pub presence: Arc<dyn Presence>,
+    /// Room emissions, through whichever adapter `app.rs` chose.
+    pub fanout: Arc<dyn Fanout>,
+    /// Closes this node's sockets when it drains.
+    pub sockets: Arc<dyn LocalSockets>,
+    /// The main listener's TCP connections, closed in paced batches when the node drains.
+    pub connections: Connections,
+    /// Sessions of sockets past the handshake middleware whose connect handler has not run yet
+    /// (a socket's own extension map would cost about 150 bytes for its whole life).
+    pub handshakes: Handshakes,
+    /// The JWT verifier and the file URL signer.
+    pub keys: Keys,
+    /// Every Prometheus metric of the node.
+    pub metrics: Metrics,
+    /// The node's active typing indicators (one map and one sweeper, not a timer per socket).
+    pub typing: TypingTracker,
+    /// Set once a drain starts: `/readyz` turns 503 and handshakes are refused.
+    draining: AtomicBool,
+    /// Client events being handled now; a drain waits for them to finish (and for the fan-out's
+    /// unconfirmed emissions).
+    in_flight: AtomicUsize,
+}
+
+impl Deref for AppState {
+    type Target = NodeState;
+    fn deref(&self) -> &NodeState {
+        &self.0
+    }
+}
+
+/// What the state is built from; `app.rs` fills it in once it has chosen the backends.
+pub struct Backends {
+    pub config: Config,
+    pub node_id: String,
+    pub store: Arc<dyn Store>,
+    pub presence: Arc<dyn Presence>,
+    pub fanout: Arc<dyn Fanout>,
+    pub sockets: Arc<dyn LocalSockets>,
+    pub keys: Keys,
+}
+
+impl AppState {
+    /// The state of a node that is not draining and handles no event yet.
+    pub fn new(b: Backends) -> Self {
+        AppState(Arc::new(NodeState {
+            metrics: Metrics::with_heartbeat_interval(
+                &b.node_id,
+                Duration::from_secs(b.config.heartbeat_interval_secs),
+            ),
+            fanout: b.fanout,
+            sockets: b.sockets,
+            node_id: b.node_id,
+            store: b.store,
+            presence: b.presence,
+            keys: b.keys,
+            typing: TypingTracker::default(),
+            draining: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            connections: Connections::default(),
+            handshakes: Handshakes::default(),
+            config: b.config,
+        }))
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Marks the node as draining: from now on `/readyz` is 503 and handshakes are refused.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.metrics.draining.set(1);
+    }
+
+    /// Client events being handled now.
+    pub fn events_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Marks a client event as in flight until the guard drops.
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    pub async fn store_reachable(&self) -> bool {
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await,
+            Ok(Ok(()))
+        )
+    }
+
+    pub async fn adapter_reachable(&self) -> bool {
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), self.presence.ping()).await,
+            Ok(Ok(()))
+        )
+    }
+}
+
+/// The REST extractor of [`crate::domain::AuthUser`] finds the verifier through this.
+impl AsRef<Verifier> for AppState {
+    fn as_ref(&self) -> &Verifier {
+        &self.keys.verifier
+    }
+}
+
+/// Keeps a client event counted as in flight.
+pub struct InFlight(AppState);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// This node's own sockets, whatever the adapter.
+pub trait LocalSockets: Send + Sync + 'static {
+    /// Closes the connection of every local socket; resolves when they are closed.
+    fn close_all(&self) -> futures_util::future::BoxFuture<'_, ()>;
+}
+
+impl<A: Adapter> LocalSockets for SocketIo<A> {
+    /// Closes the transports, not the namespace sockets: a client told "io server disconnect"
+    /// (a namespace disconnect) never reconnects on its own, while one that loses its
+    /// transport reconnects, with its client's randomized back-off spreading the reconnects.
+    fn close_all(&self) -> futures_util::future::BoxFuture<'_, ()> {
+        Box::pin(self.close())
+    }
+}
