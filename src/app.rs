@@ -23,6 +23,7 @@ use crate::cluster::redis::{ClusterAdapter, RedisFanout};
 use crate::config::Config;
 use crate::connections::TrackedListener;
 use crate::presence::{MemoryPresence, RedisPresence};
+use crate::recovery::{EmbeddedRecovery, Recovery, RecoveryBackend, RedisRecovery};
 use crate::state::{AppState, Backends};
 use crate::store::{EmbeddedStore, MongoSettings, MongoStore, Store};
 
@@ -123,8 +124,13 @@ impl Application {
             ),
             None => Arc::new(EmbeddedStore::open(&config.data_dir)?),
         };
+        let window = Duration::from_secs(config.recovery_window_secs);
+        let recovery = |backend: Arc<dyn RecoveryBackend>| {
+            (!window.is_zero()).then(|| Arc::new(Recovery::new(backend, window)))
+        };
         let (state, add_socket_layer, background) = match config.redis_url.clone() {
             None => {
+                let recovery = recovery(Arc::new(EmbeddedRecovery::open(&config.data_dir)?));
                 let (layer, io) = socket_io_builder().build_layer();
                 let state = AppState::new(Backends {
                     config,
@@ -134,6 +140,7 @@ impl Application {
                     presence: Arc::new(MemoryPresence::new()),
                     fanout: Arc::new(io.clone()),
                     sockets: Arc::new(io.clone()),
+                    recovery,
                 });
                 crate::realtime::register(&io, state.clone());
                 (state, with_layer(layer), Vec::new())
@@ -145,6 +152,7 @@ impl Application {
                     .build_layer();
                 let fanout = Arc::new(RedisFanout::new(io.clone(), &node_id));
                 let ttl = Duration::from_secs(config.presence_ttl_secs);
+                let recovery = recovery(Arc::new(RedisRecovery::new(redis.presence.clone())));
                 let presence = Arc::new(RedisPresence::new(redis.presence, node_id.clone(), ttl));
                 let state = AppState::new(Backends {
                     config,
@@ -154,6 +162,7 @@ impl Application {
                     presence,
                     fanout: fanout.clone(),
                     sockets: Arc::new(io.clone()),
+                    recovery,
                 });
                 fanout.count_late_failures(state.metrics.fanout_failures.clone());
                 crate::realtime::register(&io, state.clone())

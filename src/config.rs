@@ -133,6 +133,14 @@ pub struct Config {
     /// Events a socket may send per second on average (bursts of twice that).
     #[arg(long, env = "RATE_LIMIT_PER_SEC", default_value_t = 20)]
     pub rate_limit_per_sec: u32,
+    /// How long a user's last socket may be gone before `user:status offline` goes out, in
+    /// seconds (a reload, a blip or a drain the user comes back from within it shows nothing).
+    #[arg(long, env = "OFFLINE_GRACE_SECS", default_value_t = 5)]
+    pub offline_grace_secs: u64,
+    /// How long a dropped session can be recovered, in seconds (socket.io's
+    /// `maxDisconnectionDuration`); the recovery log keeps this much. 0 turns recovery off.
+    #[arg(long, env = "RECOVERY_WINDOW_SECS", default_value_t = 120)]
+    pub recovery_window_secs: u64,
     /// Log output; `pretty` on a terminal, else `json`. RUST_LOG filters.
     #[arg(long, env = "LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -169,6 +177,12 @@ impl Config {
             || self.heartbeat_interval_secs >= self.presence_ttl_secs
         {
             return fail("HEARTBEAT_INTERVAL_SECS must be at least 1 and below PRESENCE_TTL_SECS");
+        }
+        if self.recovery_window_secs > 24 * 3600 {
+            return fail("RECOVERY_WINDOW_SECS must be at most 86400");
+        }
+        if self.offline_grace_secs > 3600 {
+            return fail("OFFLINE_GRACE_SECS must be at most 3600");
         }
         if self.mongodb_timeout_ms < 100 {
             return fail("MONGODB_TIMEOUT_MS must be at least 100");

@@ -179,6 +179,8 @@ pub struct Metrics {
     /// Indexed like [`DEPENDENCIES`].
     dependency_up: Vec<IntGauge>,
     pub draining: IntGauge,
+    /// Connection state recovery.
+    pub recovery: RecoveryMetrics,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -456,6 +458,7 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            recovery: RecoveryMetrics::register(r),
             registry,
         }
     }
@@ -643,5 +646,95 @@ mod tests {
         );
         assert!(line.contains("commit=\""), "{line}");
         assert!(line.ends_with(" 1"), "{line}");
+    }
+}
+
+/// The `outcome` label of `recovery_attempts_total`: recovered, or why not (the names of
+/// [`crate::recovery::Refusal`]).
+pub const RECOVERY_OUTCOMES: [&str; 7] = [
+    "recovered",
+    "malformed",
+    "unknown",
+    "foreign",
+    "expired",
+    "too_far_behind",
+    "unavailable",
+];
+
+/// Connection state recovery's metrics (`docs/recovery.md`).
+pub struct RecoveryMetrics {
+    /// Indexed like [`RECOVERY_OUTCOMES`].
+    attempts: Vec<IntCounter>,
+    pub events_replayed: IntCounter,
+    /// Recoverable emissions logged, and those the log could not take (sent without offset).
+    pub log_appends: IntCounter,
+    pub log_failures: IntCounter,
+    pub log_entries: IntGauge,
+    /// How much older than the window the log's oldest entry is (0 when trimming keeps up).
+    pub trim_lag: Gauge,
+}
+
+impl RecoveryMetrics {
+    fn register(r: &Registry) -> Self {
+        let attempts = reg(
+            r,
+            IntCounterVec::new(
+                Opts::new(
+                    "recovery_attempts_total",
+                    "Handshakes that asked to resume a session, by outcome (recovered, or the refusal reason)",
+                ),
+                &["outcome"],
+            )
+            .unwrap(),
+        );
+        RecoveryMetrics {
+            attempts: RECOVERY_OUTCOMES
+                .iter()
+                .map(|o| attempts.with_label_values(&[o]))
+                .collect(),
+            events_replayed: reg(
+                r,
+                IntCounter::new(
+                    "recovery_events_replayed_total",
+                    "Events sent to recovered sockets from the recovery log",
+                )
+                .unwrap(),
+            ),
+            log_appends: reg(
+                r,
+                IntCounter::new(
+                    "recovery_log_appends_total",
+                    "Recoverable emissions written to the recovery log",
+                )
+                .unwrap(),
+            ),
+            log_failures: reg(
+                r,
+                IntCounter::new(
+                    "recovery_log_failures_total",
+                    "Recoverable emissions the recovery log could not take (sent without an offset)",
+                )
+                .unwrap(),
+            ),
+            log_entries: reg(
+                r,
+                IntGauge::new("recovery_log_entries", "Entries in the recovery log").unwrap(),
+            ),
+            trim_lag: reg(
+                r,
+                Gauge::new(
+                    "recovery_log_trim_lag_seconds",
+                    "How much older than RECOVERY_WINDOW_SECS the recovery log's oldest entry is",
+                )
+                .unwrap(),
+            ),
+        }
+    }
+
+    /// Counts a resume attempt: `Ok` recovered, or the refusal.
+    pub fn attempt(&self, outcome: Result<(), crate::recovery::Refusal>) {
+        let label = outcome.err().map_or("recovered", |r| r.as_str());
+        let i = RECOVERY_OUTCOMES.iter().position(|o| *o == label).unwrap_or(0);
+        self.attempts[i].inc();
     }
 }

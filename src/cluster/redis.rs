@@ -69,7 +69,7 @@ use socketioxide_core::adapter::errors::BroadcastError;
 use socketioxide_redis::drivers::fred::FredDriver;
 use socketioxide_redis::{FredAdapter, RedisAdapterConfig, RedisAdapterCtr};
 
-use super::{Emission, Fanout, FanoutError};
+use super::{Args, Emission, Fanout, FanoutError};
 
 /// The adapter every cluster node uses.
 pub type ClusterAdapter = FredAdapter<Emitter>;
@@ -192,6 +192,8 @@ struct Kept {
     except: Vec<String>,
     event: &'static str,
     payload: serde_json::Value,
+    /// Its connection state recovery offset (its last argument), if any.
+    offset: Option<String>,
 }
 
 #[derive(Default)]
@@ -295,7 +297,11 @@ impl RedisFanout {
         if !e.except.is_empty() {
             op = op.except(e.except.clone());
         }
-        if let Err(err) = op.emit(e.event, e.payload).await {
+        let args = Args {
+            payload: e.payload,
+            offset: e.offset,
+        };
+        if let Err(err) = op.emit(e.event, &args).await {
             tracing::debug!(event = e.event, error = %err, "local delivery incomplete");
         }
     }
@@ -307,6 +313,7 @@ impl RedisFanout {
     async fn publish(&self, e: Emission<'_>, order: u64) -> Result<(), FanoutError> {
         let payload =
             serde_json::to_value(e.payload).map_err(|err| FanoutError(err.to_string()))?;
+        let offset = e.offset.map(str::to_owned);
         let Emission {
             rooms,
             except,
@@ -322,7 +329,13 @@ impl RedisFanout {
             // A little over fred's own command timeout, which normally answers first.
             let result = tokio::time::timeout(
                 PUBLISH_TIMEOUT + Duration::from_millis(250),
-                op.emit(event, &payload),
+                op.emit(
+                    event,
+                    &Args {
+                        payload: &payload,
+                        offset: offset.as_deref(),
+                    },
+                ),
             )
             .await;
             match result {
@@ -341,7 +354,7 @@ impl RedisFanout {
                 Err(_) => tracing::warn!(event, "publish timed out"),
             }
             // This node's sockets got it when the publish was queued.
-            Err(shared.keep(kept(order, rooms, except, event, payload)))
+            Err(shared.keep(kept(order, rooms, except, event, payload, offset)))
         });
         // The first poll queues the publish and delivers locally (see the module doc).
         match std::future::poll_fn(|cx| Poll::Ready(publish.as_mut().poll(cx))).await {
@@ -457,11 +470,15 @@ impl RedisFanout {
                 // Queued and awaited one at a time: a replay is rare and must keep its order.
                 let mut except = k.except.clone();
                 except.push(self.node_room.clone());
+                let args = Args {
+                    payload: &k.payload,
+                    offset: k.offset.as_deref(),
+                };
                 let op = self
                     .io
                     .to(k.rooms.clone())
                     .except(except)
-                    .emit(k.event, &k.payload);
+                    .emit(k.event, &args);
                 if matches!(tokio::time::timeout(PUBLISH_TIMEOUT, op).await, Ok(Ok(()))) {
                     self.replayed.fetch_add(1, Ordering::Relaxed);
                     continue;
@@ -517,6 +534,7 @@ fn kept(
     except: Vec<String>,
     event: &'static str,
     payload: serde_json::Value,
+    offset: Option<String>,
 ) -> Option<Kept> {
     (event != crate::service::events::USER_TYPING).then_some(Kept {
         order,
@@ -524,6 +542,7 @@ fn kept(
         except,
         event,
         payload,
+        offset,
     })
 }
 
@@ -541,7 +560,10 @@ impl Fanout for RedisFanout {
             let payload = serde_json::to_value(e.payload).ok();
             Err(self
                 .shared
-                .keep(payload.and_then(|p| kept(order, e.rooms, e.except, e.event, p))))
+                .keep(payload.and_then(|p| {
+                    let offset = e.offset.map(str::to_owned);
+                    kept(order, e.rooms, e.except, e.event, p, offset)
+                })))
         })
     }
 

@@ -67,8 +67,18 @@ fn split(s: &str) -> Vec<String> {
 }
 
 impl EmbeddedRecovery {
-    /// Opens (or creates) `dir/recovery.db`. `dir` exists already (the store made it `0700`).
+    /// Opens (or creates) `dir/recovery.db` (and `dir`, `0700`, if it is missing).
     pub fn open(dir: &Path) -> Result<EmbeddedRecovery, BackendError> {
+        if !dir.exists() {
+            // With the MongoDB store, nothing else made DATA_DIR.
+            std::fs::create_dir_all(dir).map_err(failed)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .map_err(failed)?;
+            }
+        }
         let path = dir.join("recovery.db");
         let conn = Connection::open(&path).map_err(failed)?;
         #[cfg(unix)]

@@ -20,13 +20,14 @@ use crate::config::Config;
 use crate::connections::Connections;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
+use crate::recovery::Recovery;
 use crate::store::Store;
 
 pub mod rate_limit;
 pub mod session;
 pub mod typing;
 
-pub use session::{Handshakes, Session};
+pub use session::{Accepted, Handshakes, Session};
 pub use typing::TypingTracker;
 
 /// Everything a handler needs, shared by the REST router and every socket. Cheap to clone (one
@@ -48,6 +49,8 @@ pub struct NodeState {
     pub fanout: Arc<dyn Fanout>,
     /// Closes this node's sockets when it drains.
     pub sockets: Arc<dyn LocalSockets>,
+    /// Connection state recovery's sessions and log (`None` with `RECOVERY_WINDOW_SECS=0`).
+    pub recovery: Option<Arc<Recovery>>,
     /// The main listener's TCP connections, closed in paced batches when the node drains.
     pub connections: Connections,
     /// Sessions of sockets past the handshake middleware whose connect handler has not run yet
@@ -81,6 +84,7 @@ pub struct Backends {
     pub presence: Arc<dyn Presence>,
     pub fanout: Arc<dyn Fanout>,
     pub sockets: Arc<dyn LocalSockets>,
+    pub recovery: Option<Arc<Recovery>>,
     pub keys: Keys,
 }
 
@@ -94,6 +98,7 @@ impl AppState {
             ),
             fanout: b.fanout,
             sockets: b.sockets,
+            recovery: b.recovery,
             node_id: b.node_id,
             store: b.store,
             presence: b.presence,

@@ -509,6 +509,12 @@ impl<A: Adapter> Socket<A> {
         self.connect_pid.lock().unwrap().take()
     }
 
+    /// Switchboard patch: closes the socket's whole Engine.IO connection, so that its client
+    /// reconnects by itself ([`Socket::disconnect`] tells the client not to).
+    pub fn close_transport(&self) {
+        self.esocket.close(EIoDisconnectReason::TransportClose);
+    }
+
     /// Switchboard patch: from now on, packets broadcast to this socket (through any room, from
     /// any node) are held back instead of being sent, until [`Socket::release_broadcasts`].
     /// Packets emitted to this socket alone ([`Socket::emit`], acks) are not held.
