@@ -40,8 +40,9 @@ async fn drain(state: &AppState, grace: Duration) {
     let withdraw = async {
         match state.presence.withdraw_node().await {
             Ok(users) => {
+                // Through the grace: most of them reconnect to another node meanwhile.
                 for user in users {
-                    state.announce_status(&user, false).await;
+                    state.offline_after_grace(&user).await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "could not withdraw presence"),
@@ -300,7 +301,12 @@ async fn heartbeat(state: AppState) {
                 let offline = changes.iter().filter(|c| !c.online).count();
                 state.metrics.presence_reaped_users.inc_by(offline as u64);
                 for change in changes {
-                    state.announce_status(&change.user_id, change.online).await;
+                    if change.online {
+                        state.announce_status(&change.user_id, true).await;
+                    } else {
+                        // A dead node's users: offline after the grace, unless they came back.
+                        state.offline_after_grace(&change.user_id).await;
+                    }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "presence heartbeat failed"),

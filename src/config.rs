@@ -263,6 +263,9 @@ impl Config {
         cfg.host = "127.0.0.1".into();
         cfg.port = 0;
         cfg.data_dir = data_dir;
+        // Presence tests see `offline` as soon as the last socket goes; the grace has tests of
+        // its own (tests/js/test/recovery.test.js).
+        cfg.offline_grace_secs = 0;
         cfg
     }
 }

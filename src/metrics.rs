@@ -734,7 +734,10 @@ impl RecoveryMetrics {
     /// Counts a resume attempt: `Ok` recovered, or the refusal.
     pub fn attempt(&self, outcome: Result<(), crate::recovery::Refusal>) {
         let label = outcome.err().map_or("recovered", |r| r.as_str());
-        let i = RECOVERY_OUTCOMES.iter().position(|o| *o == label).unwrap_or(0);
+        let i = RECOVERY_OUTCOMES
+            .iter()
+            .position(|o| *o == label)
+            .unwrap_or(0);
         self.attempts[i].inc();
     }
 }

@@ -558,12 +558,10 @@ impl Fanout for RedisFanout {
             }
             self.deliver_locally(&e).await;
             let payload = serde_json::to_value(e.payload).ok();
-            Err(self
-                .shared
-                .keep(payload.and_then(|p| {
-                    let offset = e.offset.map(str::to_owned);
-                    kept(order, e.rooms, e.except, e.event, p, offset)
-                })))
+            Err(self.shared.keep(payload.and_then(|p| {
+                let offset = e.offset.map(str::to_owned);
+                kept(order, e.rooms, e.except, e.event, p, offset)
+            })))
         })
     }
 

@@ -222,7 +222,10 @@ async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
                 drop(replay_turn);
             }
             None => {
-                if let Err(e) = recovery.open(pid, &session.user.id, &rooms, &socket_id).await {
+                if let Err(e) = recovery
+                    .open(pid, &session.user.id, &rooms, &socket_id)
+                    .await
+                {
                     tracing::warn!(error = %e, "could not open a recovery session");
                 }
             }

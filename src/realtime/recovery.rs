@@ -31,7 +31,10 @@ pub async fn replay<A: Adapter>(
         Ok(missed) => missed,
         Err(refusal) => {
             state.metrics.recovery.attempt(Err(refusal));
-            tracing::info!(reason = refusal.as_str(), "recovery replay refused; closing the transport");
+            tracing::info!(
+                reason = refusal.as_str(),
+                "recovery replay refused; closing the transport"
+            );
             if let Err(e) = recovery.ended(&claim.session.pid, &claim.session.sid).await {
                 tracing::warn!(error = %e, "could not forget the recovery session");
             }

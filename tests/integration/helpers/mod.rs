@@ -187,6 +187,7 @@ impl ProcessNode {
             .env("NODE_ID", node_id)
             .env("PRESENCE_TTL_SECS", TEST_TTL_SECS.to_string())
             .env("HEARTBEAT_INTERVAL_SECS", TEST_HEARTBEAT_SECS.to_string())
+            .env("OFFLINE_GRACE_SECS", "0")
             .env("CORS_ORIGINS", "*")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "warn")

@@ -264,6 +264,35 @@ describe('connection state recovery', () => {
     assert.deepEqual(seqs(sock, chat.id), [1], 'and nothing replayed (the client catches up with chat:sync)');
   });
 
+  test('the offline grace: a reload shows no transition; offline once after the grace; online with no socket meanwhile', async () => {
+    const node = await startNode({ env: { OFFLINE_GRACE_SECS: '1' } });
+    cleanup.push(() => node.destroy());
+    const alice = makeUser('alice');
+    const admin = makeUser('admin', 'admin');
+    const staff = await connect(node, admin);
+    cleanup.push(() => staff.close());
+    const status = (d) => d.userId === alice.id;
+
+    const tab = await connect(node, alice);
+    assert.equal((await staff.waitFor('user:status', status)).status, 'online');
+    tab.close();
+    const reloaded = await connect(node, alice);
+    await staff.barrier();
+    reloaded.close();
+    const during = await api(node, 'GET', `/api/users/${alice.id}/status`, { user: admin });
+    assert.equal(during.body.status, 'online', 'still online during the grace');
+    assert.equal(during.body.sockets, 0);
+    assert.equal((await staff.waitFor('user:status', status, 5000)).status, 'offline');
+    const afterGrace = await api(node, 'GET', `/api/users/${alice.id}/status`, { user: admin });
+    assert.equal(afterGrace.body.status, 'offline');
+    await staff.barrier();
+    assert.deepEqual(
+      staff.received('user:status', status).map((d) => d.status),
+      ['online', 'offline'],
+      'one online, one offline: the reload made no transition',
+    );
+  });
+
   test('a single node drained and restarted on the same DATA_DIR recovers its clients', async () => {
     const dataDir = tempDataDir();
     cleanup.push(() => rmSync(dataDir, { recursive: true, force: true }));
