@@ -7,5 +7,6 @@ mod mongo;
 mod node;
 mod ops;
 mod presence_contract;
+mod recovery_cluster;
 mod recovery_contract;
 mod store_contract;
