@@ -174,6 +174,8 @@ impl Application {
             }
         };
 
+        // One probe before serving, so `/readyz` is right from the first request.
+        crate::http::health::probe_dependencies(&state).await;
         let listener = state
             .connections
             .listener(TcpListener::bind(state.config.listen_addr()?).await?);
@@ -236,10 +238,7 @@ impl Application {
         tasks.spawn(crate::realtime::typing::sweep(state.clone()));
         tasks.spawn(heartbeat(state.clone()));
         tasks.spawn(recovery_log_stats(state.clone()));
-        tasks.spawn(crate::http::health::watch_dependencies(
-            state.clone(),
-            Duration::from_secs(state.config.heartbeat_interval_secs),
-        ));
+        tasks.spawn(crate::http::health::watch_dependencies(state.clone()));
         for task in self.background {
             tasks.spawn(task);
         }

@@ -1,6 +1,7 @@
 //! The one integration-test binary: real nodes on port 0, real sockets, real stores.
 
 mod cluster;
+mod failover;
 mod helpers;
 mod module_cycles;
 mod mongo;
@@ -9,4 +10,5 @@ mod ops;
 mod presence_contract;
 mod recovery_cluster;
 mod recovery_contract;
+mod redis_cost;
 mod store_contract;

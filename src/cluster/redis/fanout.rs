@@ -101,8 +101,9 @@ impl RedisFanout {
     /// reply is awaited in a task of its own, which keeps the event for replay if the publish
     /// fails.
     async fn publish(&self, e: Emission<'_>, order: u64) -> Result<(), FanoutError> {
-        let payload =
-            serde_json::to_value(e.payload).map_err(|err| FanoutError(err.to_string()))?;
+        let payload = Arc::new(
+            serde_json::to_value(e.payload).map_err(|err| FanoutError(err.to_string()))?,
+        );
         let offset = e.offset.map(str::to_owned);
         let Emission {
             rooms,
@@ -111,6 +112,16 @@ impl RedisFanout {
             keep_for_replay,
             ..
         } = e;
+        if keep_for_replay {
+            self.ledger.remember(&Kept {
+                order,
+                rooms: rooms.clone(),
+                except: except.clone(),
+                event,
+                payload: payload.clone(),
+                offset: offset.clone(),
+            });
+        }
         let (io, ledger) = (self.io.clone(), self.ledger.clone());
         let mut publish = Box::pin(async move {
             let mut op = io.to(rooms.clone());
@@ -123,7 +134,7 @@ impl RedisFanout {
                 op.emit(
                     event,
                     &Args {
-                        payload: &payload,
+                        payload: &*payload,
                         offset: offset.as_deref(),
                     },
                 ),
@@ -193,7 +204,7 @@ impl Fanout for RedisFanout {
                     rooms: e.rooms,
                     except: e.except,
                     event: e.event,
-                    payload,
+                    payload: Arc::new(payload),
                     offset: e.offset.map(str::to_owned),
                 })
             } else {
