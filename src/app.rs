@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::connections::TrackedListener;
 use crate::http::origin::AllowedOrigins;
 use crate::presence::{MemoryPresence, RedisPresence};
+use crate::recovery::{EmbeddedRecovery, Recovery, RecoveryBackend, RedisRecovery};
 use crate::state::{AppState, Backends};
 use crate::store::{EmbeddedStore, MongoSettings, MongoStore, Store};
 
@@ -40,8 +41,9 @@ async fn drain(state: &AppState, grace: Duration) {
     let withdraw = async {
         match state.presence.withdraw_node().await {
             Ok(users) => {
+                // Through the grace: most of them reconnect to another node meanwhile.
                 for user in users {
-                    state.announce_status(&user, false).await;
+                    state.offline_after_grace(&user).await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "could not withdraw presence"),
@@ -124,8 +126,13 @@ impl Application {
             ),
             None => Arc::new(EmbeddedStore::open(&config.data_dir)?),
         };
+        let window = Duration::from_secs(config.recovery_window_secs);
+        let recovery = |backend: Arc<dyn RecoveryBackend>| {
+            (!window.is_zero()).then(|| Arc::new(Recovery::new(backend, window)))
+        };
         let (state, add_socket_layer, background) = match config.redis_url.clone() {
             None => {
+                let recovery = recovery(Arc::new(EmbeddedRecovery::open(&config.data_dir)?));
                 let (layer, io) = socket_io_builder().build_layer();
                 let state = AppState::new(Backends {
                     config,
@@ -135,6 +142,7 @@ impl Application {
                     presence: Arc::new(MemoryPresence::new()),
                     fanout: Arc::new(io.clone()),
                     sockets: Arc::new(io.clone()),
+                    recovery,
                 });
                 crate::realtime::register(&io, state.clone());
                 (state, with_layer(layer), Vec::new())
@@ -146,6 +154,7 @@ impl Application {
                     .build_layer();
                 let fanout = Arc::new(RedisFanout::new(io.clone(), &node_id));
                 let ttl = Duration::from_secs(config.presence_ttl_secs);
+                let recovery = recovery(Arc::new(RedisRecovery::new(redis.presence.clone())));
                 let presence = Arc::new(RedisPresence::new(redis.presence, node_id.clone(), ttl));
                 let state = AppState::new(Backends {
                     config,
@@ -155,6 +164,7 @@ impl Application {
                     presence,
                     fanout: fanout.clone(),
                     sockets: Arc::new(io.clone()),
+                    recovery,
                 });
                 fanout.count_late_failures(state.metrics.fanout_failures.clone());
                 crate::realtime::register(&io, state.clone())
@@ -233,6 +243,7 @@ impl Application {
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(crate::realtime::typing::sweep(state.clone()));
         tasks.spawn(heartbeat(state.clone()));
+        tasks.spawn(recovery_log_stats(state.clone()));
         tasks.spawn(crate::http::health::watch_dependencies(state.clone()));
         for task in self.background {
             tasks.spawn(task);
@@ -278,6 +289,31 @@ impl Application {
     }
 }
 
+/// Keeps the recovery log's size and trim lag current in the metrics (two cheap reads every
+/// 15 s: `XLEN` and the first entry, or one SQLite count).
+async fn recovery_log_stats(state: AppState) {
+    let Some(recovery) = state.recovery.clone() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(15));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match recovery.stats().await {
+            Ok(stats) => {
+                let m = &state.metrics.recovery;
+                m.log_entries.set(stats.entries as i64);
+                let age_ms = stats
+                    .oldest_ms
+                    .map_or(0, |o| crate::recovery::now_ms().saturating_sub(o));
+                let lag = age_ms.saturating_sub(recovery.window().as_millis() as u64);
+                m.trim_lag.set(lag as f64 / 1000.0);
+            }
+            Err(e) => tracing::debug!(error = %e, "recovery log stats unavailable"),
+        }
+    }
+}
+
 /// The renewal loop: one per node, every `HEARTBEAT_INTERVAL_SECS`; announces the transitions
 /// presence reports (users whose node died, sockets written back after an outage).
 async fn heartbeat(state: AppState) {
@@ -295,7 +331,12 @@ async fn heartbeat(state: AppState) {
                 let offline = changes.iter().filter(|c| !c.online).count();
                 state.metrics.presence_reaped_users.inc_by(offline as u64);
                 for change in changes {
-                    state.announce_status(&change.user_id, change.online).await;
+                    if change.online {
+                        state.announce_status(&change.user_id, true).await;
+                    } else {
+                        // A dead node's users: offline after the grace, unless they came back.
+                        state.offline_after_grace(&change.user_id).await;
+                    }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "presence heartbeat failed"),

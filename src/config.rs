@@ -143,6 +143,14 @@ pub struct Config {
     /// Sockets one user may hold in the cluster; a handshake beyond is refused (RATE_LIMITED).
     #[arg(long, env = "MAX_SOCKETS_PER_USER", default_value_t = 32)]
     pub max_sockets_per_user: u32,
+    /// How long a user's last socket may be gone before `user:status offline` goes out, in
+    /// seconds (a reload, a blip or a drain the user comes back from within it shows nothing).
+    #[arg(long, env = "OFFLINE_GRACE_SECS", default_value_t = 5)]
+    pub offline_grace_secs: u64,
+    /// How long a dropped session can be recovered, in seconds (socket.io's
+    /// `maxDisconnectionDuration`); the recovery log keeps this much. 0 turns recovery off.
+    #[arg(long, env = "RECOVERY_WINDOW_SECS", default_value_t = 120)]
+    pub recovery_window_secs: u64,
     /// Log output; `pretty` on a terminal, else `json`. RUST_LOG filters.
     #[arg(long, env = "LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -182,6 +190,12 @@ impl Config {
             || self.heartbeat_interval_secs >= self.presence_ttl_secs
         {
             return fail("HEARTBEAT_INTERVAL_SECS must be at least 1 and below PRESENCE_TTL_SECS");
+        }
+        if self.recovery_window_secs > 24 * 3600 {
+            return fail("RECOVERY_WINDOW_SECS must be at most 86400");
+        }
+        if self.offline_grace_secs > 3600 {
+            return fail("OFFLINE_GRACE_SECS must be at most 3600");
         }
         if self.mongodb_timeout_ms < 100 {
             return fail("MONGODB_TIMEOUT_MS must be at least 100");
@@ -292,6 +306,9 @@ impl Config {
         cfg.host = "127.0.0.1".into();
         cfg.port = 0;
         cfg.data_dir = data_dir;
+        // Presence tests see `offline` as soon as the last socket goes; the grace has tests of
+        // its own (tests/js/test/recovery.test.js).
+        cfg.offline_grace_secs = 0;
         cfg
     }
 }
@@ -330,7 +347,10 @@ mod tests {
             .filter(|a| a.get_env().is_some())
             .map(|a| a.get_id().to_string())
             .collect();
-        assert!(with_env.is_empty(), "arguments still read the environment: {with_env:?}");
+        assert!(
+            with_env.is_empty(),
+            "arguments still read the environment: {with_env:?}"
+        );
         let cfg = Config::for_tests(PathBuf::from("/tmp/x"));
         assert_eq!((cfg.redis_url, cfg.mongodb_uri), (None, None));
         assert_eq!(cfg.port, 0);

@@ -28,6 +28,8 @@
 //! - [`cluster`]: rooms, the fan-out seam over socketioxide adapters, and cluster mode over
 //!   Redis (adapter, re-subscription, outage fallback and replay).
 //! - [`presence`]: who is online; in-memory (one node) and Redis (cluster-wide).
+//! - [`recovery`]: connection state recovery: sessions and the log of recoverable emissions,
+//!   in Redis or the embedded SQLite file (`docs/recovery.md`).
 //! - [`store`]: the persistence seam, its embedded (SQLite) implementation and its MongoDB
 //!   implementation (`docs/mongodb.md`).
 //! - [`metrics`]: every Prometheus metric (event labels from `client_events`).
@@ -38,7 +40,7 @@
 //!   setting; [`telemetry`]: logging.
 //!
 //! So dependencies point one way: `app` -> `http` | `realtime` -> `service` -> `state` ->
-//! (`ordering`, `auth`, `cluster`, `presence`, `store`, `metrics`) -> `domain` -> `error`;
+//! (`ordering`, `auth`, `cluster`, `presence`, `recovery`, `store`, `metrics`) -> `domain` -> `error`;
 //! `paging` and `client_events` sit below the transports and `metrics`. Only `app` chooses
 //! implementations; everything else sees the `Store`, `Presence` and `Fanout` traits.
 
@@ -57,6 +59,7 @@ pub mod paging;
 pub mod presence;
 pub mod realtime;
 pub mod serve;
+pub mod recovery;
 pub mod service;
 pub mod state;
 pub mod store;

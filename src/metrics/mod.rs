@@ -21,12 +21,14 @@ use std::time::Duration;
 
 mod http;
 mod outcomes;
+mod recovery;
 mod store;
 #[cfg(test)]
 mod tests;
 
 pub use http::{HTTP_ROUTES, RouteMetrics};
 pub use outcomes::{OUTCOMES, outcome_index};
+pub use recovery::{RECOVERY_OUTCOMES, RecoveryMetrics};
 pub use store::StoreMetrics;
 
 use crate::client_events::{ClientEvent, UNKNOWN_LABEL};
@@ -96,6 +98,8 @@ pub struct Metrics {
     /// Indexed like [`DEPENDENCIES`].
     dependency_up: Vec<IntGauge>,
     pub draining: IntGauge,
+    /// Connection state recovery.
+    pub recovery: RecoveryMetrics,
 }
 
 /// Histogram options with the handling-latency buckets.
@@ -316,6 +320,7 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            recovery: RecoveryMetrics::register(r),
             registry,
         }
     }

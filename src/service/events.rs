@@ -13,6 +13,18 @@ pub const RECEIVE_REPORT: &str = "receiveReportMessage";
 pub const REPORT_SENT: &str = "reportMessageSent";
 pub const REPORT_READ: &str = "report:read";
 pub const ERROR: &str = "error";
+pub const MESSAGE_DELIVERED: &str = "message:delivered";
+
+/// The events connection state recovery logs and replays (they carry their offset as a last
+/// argument); typing indicators, `reportMessageSent`, `error` and acks are never replayed.
+pub const RECOVERABLE: [&str; 6] = [
+    MESSAGE_NEW,
+    MESSAGE_READ,
+    MESSAGE_DELIVERED,
+    USER_STATUS,
+    RECEIVE_REPORT,
+    REPORT_READ,
+];
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::connections::TcpConnections;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
+use crate::recovery::Recovery;
 use crate::store::Store;
 
 pub mod rate_limit;
@@ -29,7 +30,7 @@ pub mod session;
 pub mod typing;
 pub mod user_limits;
 
-pub use session::{Handshakes, Session};
+pub use session::{Accepted, Handshakes, Session};
 pub use typing::TypingTracker;
 pub use user_limits::UserLimits;
 
@@ -52,6 +53,8 @@ pub struct NodeState {
     pub fanout: Arc<dyn Fanout>,
     /// Closes this node's sockets when it drains.
     pub sockets: Arc<dyn LocalSockets>,
+    /// Connection state recovery's sessions and log (`None` with `RECOVERY_WINDOW_SECS=0`).
+    pub recovery: Option<Arc<Recovery>>,
     /// The main listener's TCP connections, closed in paced batches when the node drains.
     pub connections: TcpConnections,
     /// Sessions of sockets past the handshake middleware whose connect handler has not run yet
@@ -89,6 +92,7 @@ pub struct Backends {
     pub presence: Arc<dyn Presence>,
     pub fanout: Arc<dyn Fanout>,
     pub sockets: Arc<dyn LocalSockets>,
+    pub recovery: Option<Arc<Recovery>>,
     pub keys: Keys,
 }
 
@@ -102,6 +106,7 @@ impl AppState {
             ),
             fanout: b.fanout,
             sockets: b.sockets,
+            recovery: b.recovery,
             node_id: b.node_id,
             store: b.store,
             presence: b.presence,

@@ -9,5 +9,7 @@ mod mongo;
 mod node;
 mod ops;
 mod presence_contract;
+mod recovery_cluster;
+mod recovery_contract;
 mod redis_cost;
 mod store_contract;

@@ -214,6 +214,7 @@ impl ProcessNode {
             .env("PORT", port.to_string())
             .env("DATA_DIR", data)
             .env("JWT_SECRET", SECRET)
+            .env("OFFLINE_GRACE_SECS", "0")
             .env("CORS_ORIGINS", "*")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "warn")
