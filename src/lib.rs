@@ -33,7 +33,7 @@
 //! - [`domain`]: chats, messages, reports and the validated inputs that create them;
 //!   [`error`]: the error-code table shared by REST and socket acks.
 //! - [`connections`]: the TCP connections a drain closes in paced batches; [`config`]: every
-//!   setting; [`telemetry`]: logging.
+//!   setting; [`telemetry`]: logging; [`private_files`]: `DATA_DIR` modes (`0700`/`0600`).
 //!
 //! So dependencies point one way: `app` -> `http` | `realtime` -> `service` -> `state` ->
 //! (`ordering`, `auth`, `cluster`, `presence`, `store`, `metrics`) -> `domain` -> `error`;
@@ -53,6 +53,7 @@ pub mod metrics;
 pub mod ordering;
 pub mod paging;
 pub mod presence;
+pub mod private_files;
 pub mod realtime;
 pub mod service;
 pub mod state;

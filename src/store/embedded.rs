@@ -3,7 +3,8 @@
 //! One connection in WAL mode behind a mutex, used from tokio's blocking pool: SQLite serializes
 //! writers anyway, and one connection keeps `seq` assignment a plain transaction. Uploaded files
 //! live beside the database under `uploads/`, written to a temporary name, synced, then renamed,
-//! so a crash never leaves half a file under a real id.
+//! so a crash never leaves half a file under a real id. Nothing here is readable by other local
+//! users: the directories are `0700`, the files `0600` (`private_files`).
 //!
 //! Write transactions start `IMMEDIATE` (they take the write lock first, waiting up to the busy
 //! timeout): a deferred one that read and then wrote failed at once with "database is locked"
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{Store, StoreError, StoreResult};
+use crate::private_files;
 use crate::domain::{
     CHAT_TYPE_SUPPORT, Chat, ChatId, ChatPatch, ChatQuery, ChatStatus, ChatSummary, FileId,
     FileMeta, HistoryPage, LastMessage, Message, MessageId, MessageStatus, MessageType, NewChat,
@@ -118,8 +120,19 @@ impl EmbeddedStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> StoreResult<Self> {
         let uploads_dir = dir.join("uploads");
-        std::fs::create_dir_all(&uploads_dir).map_err(internal)?;
-        let conn = Connection::open(dir.join("switchboard.db")).map_err(internal)?;
+        private_files::ensure_dir(dir).map_err(internal)?;
+        private_files::ensure_dir(&uploads_dir).map_err(internal)?;
+        let db = dir.join("switchboard.db");
+        for suffix in ["", "-wal", "-shm"] {
+            private_files::tighten_file(&dir.join(format!("switchboard.db{suffix}")))
+                .map_err(internal)?;
+        }
+        if !db.exists() {
+            // Created here as 0600 (an empty file is an empty database): SQLite gives the -wal
+            // and -shm it creates the database file's mode, so they are private too.
+            private_files::create_file(&db).map_err(internal)?;
+        }
+        let conn = Connection::open(&db).map_err(internal)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(internal)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -613,7 +626,7 @@ impl Store for EmbeddedStore {
         let tmp = self.uploads_dir.join(format!("{}.partial", meta.id));
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut f = private_files::create_file(&tmp)?;
             f.write_all(&data)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &path)

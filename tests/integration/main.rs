@@ -6,4 +6,5 @@ mod mongo;
 mod node;
 mod ops;
 mod presence_contract;
+mod security;
 mod store_contract;
