@@ -2,7 +2,7 @@
 //! metric label), its rate class and how it is answered.
 //!
 //! Adding an event is one line in `client_events!` below plus its handler: the compiler then asks
-//! for the handler's arm in `realtime/dispatch.rs` (an exhaustive `match`), and `metrics.rs`
+//! for the handler's arm in `realtime/dispatch.rs` (an exhaustive `match`), and `metrics/mod.rs`
 //! counts it by name without a second list. A name not in the table is counted as
 //! [`UNKNOWN_LABEL`]. Depends on nothing else in the crate, so `metrics` and `realtime` can
 //! both read it.

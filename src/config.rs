@@ -250,14 +250,29 @@ impl Config {
         })
     }
 
-    /// Settings for tests and embedding: everything at its default, on `127.0.0.1:0`.
+    /// Settings for tests: everything at its default, on `127.0.0.1:0`, whatever the
+    /// environment holds (a developer's `REDIS_URL` or `MONGODB_URI` must not turn a test into
+    /// a cluster or MongoDB test).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn for_tests(data_dir: PathBuf) -> Self {
-        let mut cfg = Cli::parse_from(["switchboard"]).config;
+        use clap::FromArgMatches;
+        let matches = defaults_command()
+            .try_get_matches_from(["switchboard"])
+            .expect("the defaults parse");
+        let mut cfg = Config::from_arg_matches(&matches).expect("the defaults are a Config");
         cfg.host = "127.0.0.1".into();
         cfg.port = 0;
         cfg.data_dir = data_dir;
         cfg
     }
+}
+
+/// The command line of [`Config`] with no environment variable attached to any argument, so
+/// parsing it gives the declared defaults only (clap reads an argument's `env` variable
+/// whenever the flag is absent).
+#[cfg(any(test, feature = "test-support"))]
+fn defaults_command() -> clap::Command {
+    Config::augment_args(clap::Command::new("switchboard")).mut_args(|arg| arg.env(None::<&str>))
 }
 
 /// Parses a lifetime such as `90s`, `30m`, `1h` or `7d`.
@@ -273,4 +288,35 @@ pub fn parse_ttl(s: &str) -> Result<std::time::Duration, ConfigError> {
         _ => return Err(bad()),
     };
     Ok(std::time::Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_settings_read_no_environment_variable() {
+        let with_env: Vec<String> = defaults_command()
+            .get_arguments()
+            .filter(|a| a.get_env().is_some())
+            .map(|a| a.get_id().to_string())
+            .collect();
+        assert!(with_env.is_empty(), "arguments still read the environment: {with_env:?}");
+        let cfg = Config::for_tests(PathBuf::from("/tmp/x"));
+        assert_eq!((cfg.redis_url, cfg.mongodb_uri), (None, None));
+        assert_eq!(cfg.port, 0);
+    }
+
+    #[test]
+    fn every_setting_of_the_command_line_reads_its_environment_variable() {
+        use clap::CommandFactory;
+        // The opposite check: the real command line still has its `env` (the test above is not
+        // vacuous because `for_tests` builds its own).
+        let cmd = Cli::command();
+        let redis = cmd
+            .get_arguments()
+            .find(|a| a.get_id() == "redis_url")
+            .expect("the REDIS_URL argument");
+        assert_eq!(redis.get_env(), Some(std::ffi::OsStr::new("REDIS_URL")));
+    }
 }

@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 /// One connection's switch.
 #[derive(Default)]
 struct Gate {
+    /// Set by a drain: from then on the connection reads end-of-stream and fails its writes.
     closed: AtomicBool,
     /// The task reading the connection, woken when the gate closes.
     reader: AtomicWaker,
@@ -28,12 +29,12 @@ struct Gate {
 
 /// Every open connection of a listener.
 #[derive(Default, Clone)]
-pub struct Connections {
+pub struct TcpConnections {
     /// Weak, so a connection that ends by itself frees its gate; pruned as connections come.
     gates: Arc<Mutex<Vec<Weak<Gate>>>>,
 }
 
-impl Connections {
+impl TcpConnections {
     fn track(&self) -> Arc<Gate> {
         let gate = Arc::new(Gate::default());
         let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
@@ -82,8 +83,10 @@ impl Connections {
 
 /// A listener whose connections a drain can close.
 pub struct TrackedListener {
+    /// The bound socket (bound by `Application::build`, so tests learn the port first).
     inner: TcpListener,
-    connections: Connections,
+    /// Where each accepted connection's gate is registered.
+    connections: TcpConnections,
 }
 
 impl TrackedListener {
@@ -114,7 +117,9 @@ impl axum::serve::Listener for TrackedListener {
 
 /// A TCP connection that reads end-of-stream, and fails writes, once its gate closes.
 pub struct Closable {
+    /// The accepted connection.
     stream: TcpStream,
+    /// Its switch; the listener's [`TcpConnections`] holds it weakly.
     gate: Arc<Gate>,
 }
 
@@ -184,7 +189,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_paced_close_ends_every_tracked_connection_and_clients_see_it() {
-        let connections = Connections::default();
+        let connections = TcpConnections::default();
         let mut listener = connections.listener(TcpListener::bind("127.0.0.1:0").await.unwrap());
         let addr = listener.local_addr().unwrap();
         let mut clients = Vec::new();

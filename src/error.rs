@@ -1,53 +1,78 @@
-//! The one table of error codes, shared by HTTP responses and socket acks.
+//! The one table of error codes: each code's wire name, HTTP status and metric outcome label,
+//! shared by HTTP responses, socket acks and [`crate::metrics`].
 //!
 //! Every failure a client can see is an [`AppError`]: a stable [`ErrorCode`] and a message that is
 //! safe to show. Internal causes go to the logs, never to the client.
+//!
+//! This module depends on no other module of the crate, so everything can use it: lower layers
+//! turn their own errors into an [`AppError`] where they are defined (the store's in
+//! [`crate::store`]).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-/// The stable error codes of PROTOCOL.md.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ErrorCode {
-    Unauthorized,
-    Forbidden,
-    Validation,
-    NotFound,
-    RateLimited,
-    PayloadTooLarge,
-    Unavailable,
-    Internal,
+/// Writes [`ErrorCode`] and everything derived from it from one table, so a code's wire name,
+/// HTTP status and metric outcome cannot drift apart.
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $code:ident => $wire:literal, $status:ident, $outcome:literal;)*) => {
+        /// The stable error codes of PROTOCOL.md.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ErrorCode {
+            $($(#[$doc])* $code,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in table order (`code as usize` indexes it).
+            pub const ALL: &[ErrorCode] = &[$(Self::$code,)*];
+
+            /// The code as it appears on the wire.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$code => $wire,)*
+                }
+            }
+
+            /// The HTTP status that goes with the code.
+            pub const fn status(self) -> StatusCode {
+                match self {
+                    $(Self::$code => StatusCode::$status,)*
+                }
+            }
+
+            /// The `outcome` label a failure with this code is counted under (the code in lower
+            /// case; a success is `ok`).
+            pub const fn outcome(self) -> &'static str {
+                match self {
+                    $(Self::$code => $outcome,)*
+                }
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    /// The code as it appears on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unauthorized => "UNAUTHORIZED",
-            Self::Forbidden => "FORBIDDEN",
-            Self::Validation => "VALIDATION",
-            Self::NotFound => "NOT_FOUND",
-            Self::RateLimited => "RATE_LIMITED",
-            Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
-            Self::Unavailable => "UNAVAILABLE",
-            Self::Internal => "INTERNAL",
-        }
-    }
+error_codes! {
+    /// No valid token.
+    Unauthorized => "UNAUTHORIZED", UNAUTHORIZED, "unauthorized";
+    /// A valid caller who may not do this.
+    Forbidden => "FORBIDDEN", FORBIDDEN, "forbidden";
+    /// The input breaks a rule; nothing changed.
+    Validation => "VALIDATION", BAD_REQUEST, "validation";
+    /// The thing named does not exist.
+    NotFound => "NOT_FOUND", NOT_FOUND, "not_found";
+    /// Too many events or requests: slow down.
+    RateLimited => "RATE_LIMITED", TOO_MANY_REQUESTS, "rate_limited";
+    /// A body or file over its limit.
+    PayloadTooLarge => "PAYLOAD_TOO_LARGE", PAYLOAD_TOO_LARGE, "payload_too_large";
+    /// A backing service cannot be reached, or the node drains; nothing was saved.
+    Unavailable => "UNAVAILABLE", SERVICE_UNAVAILABLE, "unavailable";
+    /// A bug or corrupt data; the cause is in the logs.
+    Internal => "INTERNAL", INTERNAL_SERVER_ERROR, "internal";
+}
 
-    /// The HTTP status that goes with the code.
-    pub fn status(self) -> StatusCode {
-        match self {
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
-            Self::Validation => StatusCode::BAD_REQUEST,
-            Self::NotFound => StatusCode::NOT_FOUND,
-            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -106,22 +131,19 @@ impl IntoResponse for AppError {
     }
 }
 
-impl From<crate::store::StoreError> for AppError {
-    fn from(e: crate::store::StoreError) -> Self {
-        use crate::store::StoreError;
-        match e {
-            StoreError::NotFound(what) => AppError::not_found(format!("{what} not found")),
-            StoreError::Unavailable(cause) => {
-                tracing::warn!(error = %cause, "store unavailable");
-                AppError::new(
-                    ErrorCode::Unavailable,
-                    "the store is unavailable: nothing was saved",
-                )
-            }
-            StoreError::Internal(cause) => {
-                tracing::error!(error = %cause, "store failure");
-                AppError::new(ErrorCode::Internal, "internal error")
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_in_step_with_itself() {
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(*code as usize, i, "ALL is in declaration order");
+            assert_eq!(code.outcome(), code.as_str().to_lowercase());
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::json!(code.as_str())
+            );
         }
     }
 }

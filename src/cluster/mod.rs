@@ -4,6 +4,9 @@
 //! implements for any adapter. `app.rs` is the only place that picks the adapter (in-memory for
 //! a single node, Redis for a cluster: [`redis`], whose [`redis::RedisFanout`] also keeps
 //! delivering while Redis is down).
+//!
+//! This module knows no event by name: whatever the fan-out must know about an emission (such
+//! as whether it is kept for replay after an outage) the [`Emission`] says.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -38,13 +41,26 @@ pub mod rooms {
 #[error("fan-out failed: {0}")]
 pub struct FanoutError(pub String);
 
-/// An event on its way out. The payload is type-erased (not turned into a JSON tree first), so
-/// the adapter serializes it once, straight from the domain type.
+/// An event on its way out, with what the fan-out needs to know about it (the fan-out knows no
+/// event by name).
+///
+/// The payload is type-erased: the in-memory adapter serializes it once, straight from the
+/// domain type. Cluster mode ([`redis::RedisFanout`]) turns it into a JSON tree first, because
+/// the publish outlives the borrowed payload (its reply is awaited in a task of its own) and a
+/// failed publish is kept for replay.
 pub struct Emission<'a> {
+    /// The rooms it goes to.
     pub rooms: Vec<String>,
+    /// Rooms whose sockets must not get it (the sender's own sockets, for typing).
     pub except: Vec<String>,
+    /// The event name (PROTOCOL.md, server -> client).
     pub event: &'static str,
+    /// The event's body, serialized by the adapter.
     pub payload: &'a (dyn erased_serde::Serialize + Sync),
+    /// If other nodes could not be reached (a Redis outage), keep it and deliver it to them
+    /// when Redis returns. `false` for ephemeral events (typing indicators), which are stale by
+    /// then; the emitter decides, since only it knows what the event means.
+    pub keep_for_replay: bool,
 }
 
 /// Sends events to rooms.

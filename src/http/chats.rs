@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{JsonBody, Params, PathId};
 use crate::domain::{
     AuthUser, Chat, ChatCursor, ChatId, ChatStatus, ChatSummary, Message, MessageBodyInput, Saved,
+    SendMessageInput,
 };
 use crate::error::AppError;
 use crate::paging::{self, decode_cursor, encode_cursor};
@@ -117,10 +118,12 @@ async fn post_message(
     PathId(id): PathId,
     JsonBody(body): JsonBody<PostMessageBody>,
 ) -> Result<(StatusCode, Json<Message>), AppError> {
-    let id = ChatId::parse(&id)?;
-    let saved = state
-        .send_message(&user, &id, body.message, body.client_message_id)
-        .await?;
+    let input = SendMessageInput {
+        chat_id: id,
+        message: body.message,
+        client_message_id: body.client_message_id,
+    };
+    let saved = state.send_message(&user, input).await?;
     Ok(match saved {
         Saved::Created(m) => (StatusCode::CREATED, Json(m)),
         Saved::Existing(m) => (StatusCode::OK, Json(m)),

@@ -11,6 +11,8 @@ use crate::domain::now;
 /// Presence kept in this process: exact, and gone with it.
 #[derive(Default)]
 pub struct MemoryPresence {
+    /// One lock for all three maps, so a transition (count and last seen) is atomic; never held
+    /// across an `.await`.
     inner: Mutex<Inner>,
 }
 

@@ -20,18 +20,25 @@ pub use redis::RedisPresence;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SocketEntry {
+    /// Whose socket it is (the token's `id`).
     pub user_id: String,
+    /// The Socket.IO socket id: the key of the entry.
     pub socket_id: String,
+    /// The token's display name, listed for staff.
     pub user_name: String,
+    /// The token's role, listed for staff.
     pub user_role: Role,
+    /// When the handshake completed.
     #[serde(serialize_with = "rfc3339")]
     pub connected_at: Timestamp,
+    /// The node holding the socket (what a reaper removes when that node dies).
     pub node: String,
 }
 
 /// A page of the cluster's sockets.
 #[derive(Debug, Clone)]
 pub struct SocketPage {
+    /// At most the requested number of sockets, in a stable order.
     pub entries: Vec<SocketEntry>,
     /// Where the next page starts; `None` on the last page.
     pub next_cursor: Option<String>,
@@ -44,6 +51,7 @@ pub struct SocketPage {
 /// A user's presence.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserPresence {
+    /// Sockets the user has in the whole cluster (0: offline).
     pub sockets: u64,
     /// When the user's last socket went away (absent while online or if never seen).
     pub last_seen: Option<Timestamp>,
@@ -53,7 +61,9 @@ pub struct UserPresence {
 /// node reaped, sockets written back after an outage), for the caller to announce.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
+    /// The user who changed.
     pub user_id: String,
+    /// `true`: went online; `false`: went offline.
     pub online: bool,
 }
 

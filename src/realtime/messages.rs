@@ -4,17 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use super::Ctx;
 use super::replies::Empty;
-use crate::domain::{ChatId, HistoryPage, Message, MessageBodyInput, MessageId};
+use crate::domain::{ChatId, HistoryPage, Message, MessageId, SendMessageInput};
 use crate::error::AppError;
 use crate::paging::{self, Raw};
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SendPayload {
-    chat_id: String,
-    message: MessageBodyInput,
-    client_message_id: Option<String>,
-}
 
 #[derive(Serialize)]
 pub struct Sent {
@@ -44,12 +36,8 @@ pub struct Synced {
 }
 
 /// `message:send`: save, then `message:new` to the chat (`service/chats.rs`).
-pub async fn send(ctx: Ctx, p: SendPayload) -> Result<Sent, AppError> {
-    let chat = ChatId::parse(&p.chat_id)?;
-    let saved = ctx
-        .state
-        .send_message(&ctx.session.user, &chat, p.message, p.client_message_id)
-        .await?;
+pub async fn send(ctx: Ctx, p: SendMessageInput) -> Result<Sent, AppError> {
+    let saved = ctx.state.send_message(&ctx.session.user, p).await?;
     Ok(Sent {
         message: saved.into_inner(),
     })

@@ -7,11 +7,12 @@ use super::events::{self, MessageNew, MessageRead, TypingEvent};
 use crate::cluster::rooms;
 use crate::domain::{
     AuthUser, Chat, ChatCursor, ChatId, ChatPatch, ChatQuery, ChatStatus, ChatSummary, HistoryPage,
-    MAX_CHAT_TITLE_LEN, Message, MessageBody, MessageBodyInput, MessageId, NewChat, NewMessage,
-    Priority, Saved, Timestamp, check_len, now, parse_plain_id,
+    MAX_CHAT_TITLE_LEN, Message, MessageId, NewChat, NewMessage, Priority, Saved, SendMessage,
+    SendMessageInput, Timestamp, check_len, now, parse_plain_id,
 };
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::store::StoreOp;
 
 /// `POST /api/chats`: what a client asks for when it opens a chat.
 #[derive(Deserialize)]
@@ -42,7 +43,7 @@ impl AppState {
     /// nothing about the chat) if the caller is neither a participant nor staff.
     pub async fn chat_for(&self, user: &AuthUser, id: &ChatId) -> Result<Chat, AppError> {
         let chat = self
-            .timed("chat", self.store.chat(id))
+            .timed(StoreOp::Chat, self.store.chat(id))
             .await?
             .ok_or_else(|| AppError::not_found("chat not found"))?;
         if !chat.admits(user) {
@@ -93,7 +94,7 @@ impl AppState {
                 assigned_admin: None,
             }
         };
-        self.timed("create_chat", self.store.create_chat(chat))
+        self.timed(StoreOp::CreateChat, self.store.create_chat(chat))
             .await
     }
 
@@ -114,7 +115,7 @@ impl AppState {
             reader: user.id.clone(),
         };
         let mut chats = self
-            .timed("list_chats", self.store.list_chats(&query))
+            .timed(StoreOp::ListChats, self.store.list_chats(&query))
             .await?;
         let next = if chats.len() > limit {
             chats.truncate(limit);
@@ -155,7 +156,7 @@ impl AppState {
                 .map(|a| parse_plain_id("assignedAdmin", &a))
                 .transpose()?,
         };
-        self.timed("update_chat", self.store.update_chat(&id, patch))
+        self.timed(StoreOp::UpdateChat, self.store.update_chat(&id, patch))
             .await
     }
 
@@ -164,19 +165,20 @@ impl AppState {
     pub async fn send_message(
         &self,
         user: &AuthUser,
-        chat_id: &ChatId,
-        body: MessageBodyInput,
-        client_message_id: Option<String>,
+        input: SendMessageInput,
     ) -> Result<Saved<Message>, AppError> {
-        let body = MessageBody::parse(body, |u| self.file_url_ok(u))?;
-        let client_message_id = crate::domain::parse_client_message_id(client_message_id)?;
-        let chat = self.chat_for(user, chat_id).await?;
+        let SendMessage {
+            chat_id,
+            body,
+            client_message_id,
+        } = SendMessage::parse(input, |url| self.keys.files.issued(url))?;
+        let chat = self.chat_for(user, &chat_id).await?;
         // In a socket event: the sender's next event may start (and read its chat) while this
         // one saves; saves keep the sender's order.
         crate::ordering::wait_for_save_turn().await;
         let saved = self
             .timed(
-                "save_message",
+                StoreOp::SaveMessage,
                 self.store.save_message(NewMessage {
                     chat_id: chat.id.clone(),
                     sender: user.clone(),
@@ -265,14 +267,13 @@ impl AppState {
     ) -> Result<Timestamp, AppError> {
         let chat = self.chat_for(user, chat_id).await?;
         let message = self
-            .timed("message", self.store.message(&chat.id, message_id))
+            .timed(StoreOp::Message, self.store.message(&chat.id, message_id))
             .await?
             .ok_or_else(|| AppError::not_found("message not found"))?;
         let read_at = now();
         self.timed(
-            "mark_read",
-            self.store
-                .mark_read(&chat.id, message.seq, &user.id, read_at),
+            StoreOp::MarkRead,
+            self.store.mark_read(&chat.id, message.seq, &user.id),
         )
         .await?;
         let payload = MessageRead {
@@ -301,7 +302,10 @@ impl AppState {
     ) -> Result<(Vec<Message>, bool), AppError> {
         let chat = self.chat_for(user, chat_id).await?;
         let mut messages = self
-            .timed("messages", self.store.messages(&chat.id, page, limit + 1))
+            .timed(
+                StoreOp::Messages,
+                self.store.messages(&chat.id, page, limit + 1),
+            )
             .await?;
         let has_more = messages.len() > limit;
         messages.truncate(limit);

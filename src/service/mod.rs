@@ -17,6 +17,7 @@ use std::time::Instant;
 use crate::cluster::Emission;
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::store::StoreOp;
 use crate::store::StoreResult;
 
 pub mod chats;
@@ -50,6 +51,8 @@ impl AppState {
                 except,
                 event,
                 payload,
+                // Typing indicators are stale by the time Redis returns from an outage.
+                keep_for_replay: event != events::USER_TYPING,
             })
             .await;
         self.metrics
@@ -68,12 +71,12 @@ impl AppState {
     /// Times a store call and counts its failures.
     pub async fn timed<T>(
         &self,
-        operation: &'static str,
+        operation: StoreOp,
         f: impl Future<Output = StoreResult<T>>,
     ) -> Result<T, AppError> {
         let started = Instant::now();
         let result = f.await;
-        let m = self.metrics.store(operation);
+        let m = self.metrics.store_operation(operation);
         m.duration.observe(started.elapsed().as_secs_f64());
         if result.is_err() {
             m.errors.inc();

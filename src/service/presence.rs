@@ -7,6 +7,7 @@ use crate::domain::AuthUser;
 use crate::error::{AppError, ErrorCode};
 use crate::presence::{PresenceError, SocketEntry, SocketPage, UserPresence};
 use crate::state::AppState;
+use crate::store::StoreOp;
 
 /// A presence failure as clients see it (the cause goes to the logs only).
 fn presence_error(e: PresenceError) -> AppError {
@@ -79,7 +80,7 @@ impl AppState {
             self.metrics.presence_users_online.dec();
         }
         let partners = match self
-            .timed("chat_partners", self.store.chat_partners(user_id))
+            .timed(StoreOp::ChatPartners, self.store.chat_partners(user_id))
             .await
         {
             Ok(p) => p,

@@ -10,6 +10,7 @@ use crate::domain::{
 };
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::store::StoreOp;
 
 /// What marking a report read answers (the `report:read` ack and the REST response).
 #[derive(Serialize)]
@@ -41,7 +42,7 @@ impl AppState {
         }
         let report = NewReport::parse(input, user)?;
         let report = self
-            .timed("create_report", self.store.create_report(report))
+            .timed(StoreOp::CreateReport, self.store.create_report(report))
             .await?;
         self.metrics.reports_saved.inc();
         let payload = ReceiveReport {
@@ -61,7 +62,7 @@ impl AppState {
     /// Marks a report read (its recipient only), then emits `report:read`.
     pub async fn read_report(&self, user: &AuthUser, id: &ReportId) -> Result<Report, AppError> {
         let report = self
-            .timed("report", self.store.report(id))
+            .timed(StoreOp::Report, self.store.report(id))
             .await?
             .ok_or_else(|| AppError::not_found("report not found"))?;
         if report.user_id != user.id {
@@ -70,7 +71,10 @@ impl AppState {
             ));
         }
         let report = self
-            .timed("mark_report_read", self.store.mark_report_read(id, now()))
+            .timed(
+                StoreOp::MarkReportRead,
+                self.store.mark_report_read(id, now()),
+            )
             .await?;
         let read_at = report.read_at.unwrap_or_else(now);
         let payload = ReportRead {
@@ -113,7 +117,7 @@ impl AppState {
             after,
         };
         let mut reports = self
-            .timed("list_reports", self.store.list_reports(&query))
+            .timed(StoreOp::ListReports, self.store.list_reports(&query))
             .await?;
         let next = if reports.len() > limit {
             reports.truncate(limit);
@@ -130,7 +134,7 @@ impl AppState {
     /// How many of the caller's own reports are unread.
     pub async fn unread_report_count(&self, user: &AuthUser) -> Result<u64, AppError> {
         self.timed(
-            "unread_report_count",
+            StoreOp::UnreadReportCount,
             self.store.unread_report_count(&user.id),
         )
         .await

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use crate::domain::{AuthUser, FileId, FileMeta, now};
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::store::StoreOp;
 
 /// A file as it was received, its name and content type already cleaned by the transport.
 pub struct Upload {
@@ -29,11 +30,6 @@ pub struct FileAccess<'a> {
 }
 
 impl AppState {
-    /// Is this a `fileUrl` a message may carry?
-    pub fn file_url_ok(&self, url: &str) -> bool {
-        url.starts_with("https://") && url.len() > "https://".len() || self.keys.files.issued(url)
-    }
-
     /// Keeps an uploaded file (any signed-in user may upload) and signs its URL.
     pub async fn save_upload(&self, user: &AuthUser, upload: Upload) -> Result<Uploaded, AppError> {
         let meta = FileMeta {
@@ -46,7 +42,7 @@ impl AppState {
         };
         let file_url = self.keys.files.url(&meta.id);
         self.timed(
-            "save_upload",
+            StoreOp::SaveUpload,
             self.store.save_upload(meta.clone(), upload.data),
         )
         .await?;
@@ -68,7 +64,7 @@ impl AppState {
             self.keys.verifier.verify(token)?;
         }
         let id = FileId::parse(id)?;
-        self.timed("upload", self.store.upload(&id))
+        self.timed(StoreOp::Upload, self.store.upload(&id))
             .await?
             .ok_or_else(|| AppError::not_found("file not found"))
     }

@@ -17,7 +17,7 @@ use socketioxide::adapter::Adapter;
 use crate::auth::{Keys, Verifier};
 use crate::cluster::Fanout;
 use crate::config::Config;
-use crate::connections::Connections;
+use crate::connections::TcpConnections;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::store::Store;
@@ -49,7 +49,7 @@ pub struct NodeState {
     /// Closes this node's sockets when it drains.
     pub sockets: Arc<dyn LocalSockets>,
     /// The main listener's TCP connections, closed in paced batches when the node drains.
-    pub connections: Connections,
+    pub connections: TcpConnections,
     /// Sessions of sockets past the handshake middleware whose connect handler has not run yet
     /// (a socket's own extension map would cost about 150 bytes for its whole life).
     pub handshakes: Handshakes,
@@ -101,7 +101,7 @@ impl AppState {
             typing: TypingTracker::default(),
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
-            connections: Connections::default(),
+            connections: TcpConnections::default(),
             handshakes: Handshakes::default(),
             config: b.config,
         }))

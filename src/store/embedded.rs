@@ -502,13 +502,7 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn mark_read(
-        &self,
-        chat: &ChatId,
-        up_to_seq: u64,
-        reader: &str,
-        _at: Timestamp,
-    ) -> StoreResult<u64> {
+    async fn mark_read(&self, chat: &ChatId, up_to_seq: u64, reader: &str) -> StoreResult<u64> {
         let (chat, reader) = (chat.as_str().to_owned(), reader.to_owned());
         self.run(move |conn| {
             let n = conn.execute(

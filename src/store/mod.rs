@@ -13,6 +13,7 @@ use crate::domain::{
     Chat, ChatId, ChatPatch, ChatQuery, ChatSummary, FileId, FileMeta, HistoryPage, Message,
     MessageId, NewChat, NewMessage, NewReport, Report, ReportId, ReportQuery, Saved, Timestamp,
 };
+use crate::error::{AppError, ErrorCode};
 
 pub mod embedded;
 pub mod mongo;
@@ -35,6 +36,72 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What a client is told when a store operation fails: `NOT_FOUND`, or `UNAVAILABLE` /
+/// `INTERNAL` with a safe message while the cause goes to the logs.
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => AppError::not_found(format!("{what} not found")),
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "store unavailable");
+                AppError::new(
+                    ErrorCode::Unavailable,
+                    "the store is unavailable: nothing was saved",
+                )
+            }
+            StoreError::Internal(cause) => {
+                tracing::error!(error = %cause, "store failure");
+                AppError::new(ErrorCode::Internal, "internal error")
+            }
+        }
+    }
+}
+
+/// Writes [`StoreOp`] and its label names from one list.
+macro_rules! store_operations {
+    ($($op:ident => $name:literal,)*) => {
+        /// A [`Store`] operation, one per trait method: what callers time and count
+        /// ([`crate::metrics::Metrics::store_operation`]). A new method gets a new entry here,
+        /// and with it its own `operation` label.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum StoreOp {
+            $($op,)*
+        }
+
+        impl StoreOp {
+            /// Every operation, in list order (`op as usize` indexes it).
+            pub const ALL: &[StoreOp] = &[$(Self::$op,)*];
+
+            /// The `operation` label: the [`Store`] method's name.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Self::$op => $name,)*
+                }
+            }
+        }
+    };
+}
+
+store_operations! {
+    Ping => "ping",
+    CreateChat => "create_chat",
+    Chat => "chat",
+    ListChats => "list_chats",
+    UpdateChat => "update_chat",
+    ChatPartners => "chat_partners",
+    SaveMessage => "save_message",
+    Message => "message",
+    Messages => "messages",
+    MarkRead => "mark_read",
+    CreateReport => "create_report",
+    Report => "report",
+    ListReports => "list_reports",
+    MarkReportRead => "mark_report_read",
+    UnreadReportCount => "unread_report_count",
+    SaveUpload => "save_upload",
+    Upload => "upload",
+}
 
 /// Where chats, messages, reports and uploads live.
 #[async_trait]
@@ -65,13 +132,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<Message>>;
     /// Marks every message with `seq <= up_to_seq` not sent by `reader` as read; returns how
     /// many changed.
-    async fn mark_read(
-        &self,
-        chat: &ChatId,
-        up_to_seq: u64,
-        reader: &str,
-        at: Timestamp,
-    ) -> StoreResult<u64>;
+    async fn mark_read(&self, chat: &ChatId, up_to_seq: u64, reader: &str) -> StoreResult<u64>;
 
     async fn create_report(&self, report: NewReport) -> StoreResult<Report>;
     async fn report(&self, id: &ReportId) -> StoreResult<Option<Report>>;

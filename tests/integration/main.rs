@@ -2,6 +2,7 @@
 
 mod cluster;
 mod helpers;
+mod module_cycles;
 mod mongo;
 mod node;
 mod ops;

@@ -226,9 +226,9 @@ pub async fn mark_read_touches_only_others_messages_up_to_seq(store: Arc<dyn Sto
     send(&store, &chat.id, &u1, "2", None).await;
     send(&store, &chat.id, &a1, "3", None).await;
     send(&store, &chat.id, &a1, "4", None).await;
-    assert_eq!(store.mark_read(&chat.id, 3, "u1", now()).await.unwrap(), 2);
+    assert_eq!(store.mark_read(&chat.id, 3, "u1").await.unwrap(), 2);
     assert_eq!(
-        store.mark_read(&chat.id, 3, "u1", now()).await.unwrap(),
+        store.mark_read(&chat.id, 3, "u1").await.unwrap(),
         0,
         "nothing changes twice"
     );

@@ -1,19 +1,7 @@
 //! Cluster-wide presence in Redis: every node's sockets, who is online, and who died.
 //!
-//! # Keys
-//!
-//! All keys share the hash tag `{sb}`, so every script touches one slot.
-//!
-//! | key | type | holds |
-//! |---|---|---|
-//! | `{sb}:sockets` | hash | socket id -> the socket's entry (JSON) |
-//! | `{sb}:index` | sorted set | socket ids, score 0: the stable order `active-users` pages through |
-//! | `{sb}:online` | hash | user id -> how many sockets the user has in the cluster |
-//! | `{sb}:seen` | hash | user id -> when the user's last socket went away (ms) |
-//! | `{sb}:nodes` | set | the nodes known to hold sockets |
-//! | `{sb}:node:{id}` | hash | socket id -> user id, one node's sockets (what a reaper removes) |
-//! | `{sb}:alive:{id}` | string, TTL | the node's heartbeat; it lives `PRESENCE_TTL_SECS` |
-//! | `{sb}:reaped:{id}` | string, TTL | tombstone: the node was reaped while it was silent |
+//! The keys and the Lua scripts are in `scripts.rs`; this file is the node's side: the calls, the
+//! mirror of its own sockets, and the resync after an outage.
 //!
 //! # Why it is correct
 //!
@@ -37,209 +25,26 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use fred::prelude::{Client, ClientLike, Value};
 use fred::types::scripts::Script;
-use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
 use super::{Presence, PresenceError, SocketEntry, SocketPage, Transition, UserPresence};
-use crate::domain::{Role, Timestamp, now};
+use crate::domain::now;
 
-/// The prefix of every key (with its hash tag).
-const PREFIX: &str = "{sb}:";
+mod scripts;
+
+use scripts::{PREFIX, Scripts, Stored, from_ms, key};
 
 /// How long a reaped node's tombstone is kept: long enough for a partitioned node to come back.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Upper bound on any one presence call, on top of the client's own command timeout.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
-
-const CONNECT: &str = r#"
-local fresh = redis.call('SET', KEYS[5], '1', 'PX', ARGV[5], 'NX')
-redis.call('SADD', KEYS[6], ARGV[4])
-local lost = 0
-if fresh then lost = 1 end
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[3]) == 0 then return {0, lost} end
-redis.call('ZADD', KEYS[2], 0, ARGV[1])
-redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
-if redis.call('HINCRBY', KEYS[3], ARGV[2], 1) == 1 then return {1, lost} end
-return {0, lost}
-"#;
-
-const DISCONNECT: &str = r#"
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HDEL', KEYS[4], ARGV[1])
-if redis.call('HINCRBY', KEYS[3], ARGV[2], -1) <= 0 then
-  redis.call('HDEL', KEYS[3], ARGV[2])
-  redis.call('HSET', KEYS[5], ARGV[2], ARGV[3])
-  return 1
-end
-return 0
-"#;
-
-/// Removes one socket (by id and user) of a node hash `nk`; appends its user to `offline` when it
-/// was the user's last socket. Shared by the scripts below.
-const REMOVE_FN: &str = r#"
-local function remove(p, nk, sid, uid, now, offline)
-  redis.call('HDEL', nk, sid)
-  redis.call('HDEL', p .. 'sockets', sid)
-  redis.call('ZREM', p .. 'index', sid)
-  if redis.call('HINCRBY', p .. 'online', uid, -1) <= 0 then
-    redis.call('HDEL', p .. 'online', uid)
-    redis.call('HSET', p .. 'seen', uid, now)
-    table.insert(offline, uid)
-  end
-end
-local function remove_node(p, node, now, offline)
-  local nk = p .. 'node:' .. node
-  local all = redis.call('HGETALL', nk)
-  for i = 1, #all, 2 do remove(p, nk, all[i], all[i + 1], now, offline) end
-  redis.call('DEL', nk)
-end
-"#;
-
-/// ARGV: node, ttl ms, now ms, prefix, tombstone ttl ms. Returns {alive key existed, offline users}.
-const HEARTBEAT: &str = r#"
-local me, p = ARGV[1], ARGV[4]
-local existed = redis.call('SET', p .. 'alive:' .. me, '1', 'PX', ARGV[2], 'GET')
-redis.call('SADD', p .. 'nodes', me)
-local offline = {}
--- A node whose own key had lapsed was out of touch too (a long Redis outage): it gives the
--- others one interval to renew before judging them.
-if not existed then return {0, offline} end
-for _, node in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do
-  if node ~= me and redis.call('EXISTS', p .. 'alive:' .. node) == 0 then
-    redis.call('SREM', p .. 'nodes', node)
-    remove_node(p, node, ARGV[3], offline)
-    redis.call('SET', p .. 'reaped:' .. node, '1', 'PX', ARGV[5])
-  end
-end
-return {1, offline}
-"#;
-
-/// ARGV: node, ttl ms, now ms, prefix, then (socket id, user id, entry) triples: this node's
-/// sockets as they really are. Returns {was reaped, online users, offline users}.
-const RESYNC: &str = r#"
-local me, p = ARGV[1], ARGV[4]
-local nk = p .. 'node:' .. me
-local want, online, offline = {}, {}, {}
--- Additions first, so a user whose socket was replaced during the outage never flickers offline.
-for i = 5, #ARGV, 3 do
-  local sid, uid = ARGV[i], ARGV[i + 1]
-  want[sid] = true
-  if redis.call('HSETNX', nk, sid, uid) == 1 then
-    redis.call('HSET', p .. 'sockets', sid, ARGV[i + 2])
-    redis.call('ZADD', p .. 'index', 0, sid)
-    if redis.call('HINCRBY', p .. 'online', uid, 1) == 1 then table.insert(online, uid) end
-  end
-end
-local all = redis.call('HGETALL', nk)
-for i = 1, #all, 2 do
-  if not want[all[i]] then remove(p, nk, all[i], all[i + 1], ARGV[3], offline) end
-end
-redis.call('SET', p .. 'alive:' .. me, '1', 'PX', ARGV[2])
-redis.call('SADD', p .. 'nodes', me)
-local reaped = redis.call('DEL', p .. 'reaped:' .. me)
-return {reaped, online, offline}
-"#;
-
-/// ARGV: node, now ms, prefix. Returns the users left offline.
-const WITHDRAW: &str = r#"
-local me, p = ARGV[1], ARGV[3]
-local offline = {}
-remove_node(p, me, ARGV[2], offline)
-redis.call('DEL', p .. 'alive:' .. me)
-redis.call('SREM', p .. 'nodes', me)
-return offline
-"#;
-
-/// KEYS: online, seen. ARGV: user. Returns {sockets, last seen ms or ''}.
-const STATUS: &str = r#"
-return {redis.call('HGET', KEYS[1], ARGV[1]) or '0', redis.call('HGET', KEYS[2], ARGV[1]) or ''}
-"#;
-
-/// KEYS: index, sockets, online. ARGV: lex start, limit. Returns {sockets, users, ids, entries}.
-const PAGE: &str = r#"
-local ids = redis.call('ZRANGE', KEYS[1], ARGV[1], '+', 'BYLEX', 'LIMIT', 0, tonumber(ARGV[2]) + 1)
-local entries = {}
-if #ids > 0 then entries = redis.call('HMGET', KEYS[2], unpack(ids)) end
-return {redis.call('HLEN', KEYS[2]), redis.call('HLEN', KEYS[3]), ids, entries}
-"#;
-
-/// The scripts, loaded on first use (and again after a Redis restart: `NOSCRIPT` reloads).
-struct Scripts {
-    connect: Script,
-    disconnect: Script,
-    heartbeat: Script,
-    resync: Script,
-    withdraw: Script,
-    status: Script,
-    page: Script,
-}
-
-impl Scripts {
-    fn new() -> Self {
-        let with_remove = |body: &str| Script::from_lua(format!("{REMOVE_FN}\n{body}"));
-        Self {
-            connect: Script::from_lua(CONNECT),
-            disconnect: Script::from_lua(DISCONNECT),
-            heartbeat: with_remove(HEARTBEAT),
-            resync: with_remove(RESYNC),
-            withdraw: with_remove(WITHDRAW),
-            status: Script::from_lua(STATUS),
-            page: Script::from_lua(PAGE),
-        }
-    }
-}
-
-/// A socket entry as stored in `{sb}:sockets`.
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    u: String,
-    n: String,
-    r: String,
-    /// Connected at, in ms since the epoch.
-    t: i64,
-    node: String,
-}
-
-impl Stored {
-    fn json(e: &SocketEntry) -> String {
-        let stored = Stored {
-            u: e.user_id.clone(),
-            n: e.user_name.clone(),
-            r: e.user_role.as_str().to_owned(),
-            t: e.connected_at.timestamp_millis(),
-            node: e.node.clone(),
-        };
-        serde_json::to_string(&stored).unwrap_or_default()
-    }
-
-    fn entry(socket_id: String, json: &str) -> Option<SocketEntry> {
-        let s: Stored = serde_json::from_str(json).ok()?;
-        Some(SocketEntry {
-            user_id: s.u,
-            socket_id,
-            user_name: s.n,
-            user_role: Role::parse(&s.r)?,
-            connected_at: from_ms(s.t),
-            node: s.node,
-        })
-    }
-}
-
-fn from_ms(v: i64) -> Timestamp {
-    chrono::DateTime::from_timestamp_millis(v).unwrap_or_default()
-}
-
-fn key(name: &str) -> String {
-    format!("{PREFIX}{name}")
-}
 
 fn strings(v: Value) -> Vec<String> {
     v.into_array()
@@ -261,6 +66,7 @@ pub struct RedisPresence {
     node: String,
     /// How long the `alive` key lives without renewal.
     ttl: Duration,
+    /// The Lua scripts, each sent once and then called by hash.
     scripts: Scripts,
     /// This node's live sockets: what Redis is rewritten from after an outage or a restart.
     mirror: Mutex<HashMap<String, SocketEntry>>,
@@ -276,8 +82,9 @@ pub struct RedisPresence {
     lost: AtomicBool,
     /// The first heartbeat succeeded (before it, a missing `alive` key is expected).
     joined: AtomicBool,
-    /// Resyncs done, for tests and logs.
-    resyncs: AtomicU64,
+    /// Resyncs done, for tests.
+    #[cfg(any(test, feature = "test-support"))]
+    resyncs: std::sync::atomic::AtomicU64,
 }
 
 impl RedisPresence {
@@ -294,11 +101,13 @@ impl RedisPresence {
             dirty: AtomicBool::new(true),
             lost: AtomicBool::new(false),
             joined: AtomicBool::new(false),
-            resyncs: AtomicU64::new(0),
+            #[cfg(any(test, feature = "test-support"))]
+            resyncs: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     /// How many times this node rewrote its sockets into Redis.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn resyncs(&self) -> u64 {
         self.resyncs.load(Ordering::Relaxed)
     }
@@ -363,6 +172,7 @@ impl RedisPresence {
         let offline = parts.next().map(strings).unwrap_or_default();
         let lost = self.lost.swap(false, Ordering::SeqCst);
         let restored = lost && !reaped;
+        #[cfg(any(test, feature = "test-support"))]
         self.resyncs.fetch_add(1, Ordering::Relaxed);
         tracing::info!(node = %self.node, reaped, restored, online = online.len(), offline = offline.len(), "presence resynced");
         let mut changes = Vec::with_capacity(online.len() + offline.len());

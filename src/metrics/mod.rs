@@ -8,85 +8,36 @@
 //! hashing inside `prometheus`. The one exception is the first request of a given route with a
 //! given status, which creates that series once (see [`RouteMetrics::record`]).
 //!
-//! `docs/operations.md` lists every metric; `tests/ops/check_metric_names.py` checks that each
-//! name a dashboard panel or an alert uses is one a node really exports.
+//! `docs/operations.md` lists every metric; `tests/ops/check_ops.py` checks that each name a
+//! dashboard panel or an alert uses is one a node really exports.
+//!
+//! Files: this one (the registry, client events and their labels, connections, presence,
+//! dependencies), `metrics/outcomes.rs` (the `outcome` label, derived from the error table),
+//! `metrics/store.rs` (per store operation), `metrics/http.rs` (per route template and status),
+//! `metrics/tests.rs`.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
 use std::time::Duration;
 
+mod http;
+mod outcomes;
+mod store;
+#[cfg(test)]
+mod tests;
+
+pub use http::{HTTP_ROUTES, RouteMetrics};
+pub use outcomes::{OUTCOMES, outcome_index};
+pub use store::StoreMetrics;
+
+use crate::client_events::{ClientEvent, UNKNOWN_LABEL};
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::client_events::{ClientEvent, UNKNOWN_LABEL};
-
 /// Buckets for handling latencies: 100 µs to 5 s.
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
-
-/// The outcome label of an event: `ok` or an error code in lower case.
-pub const OUTCOMES: &[&str] = &[
-    "ok",
-    "unauthorized",
-    "forbidden",
-    "validation",
-    "not_found",
-    "rate_limited",
-    "payload_too_large",
-    "unavailable",
-    "internal",
-];
-
-/// Store operations, named after the [`Store`](crate::store::Store) methods. An operation not
-/// listed here is counted as `other`: add it here when a new one appears.
-pub const STORE_OPERATIONS: &[&str] = &[
-    "ping",
-    "create_chat",
-    "chat",
-    "list_chats",
-    "update_chat",
-    "chat_partners",
-    "save_message",
-    "message",
-    "messages",
-    "mark_read",
-    "create_report",
-    "report",
-    "list_reports",
-    "mark_report_read",
-    "unread_report_count",
-    "save_upload",
-    "upload",
-    "other",
-];
-
-/// REST route templates as axum matches them. A template missing here is counted as `other`
-/// (add it here when a route is added); a request no route matched is counted as `unmatched`.
-/// `/metrics` is not counted: scrapes would drown everything else.
-pub const HTTP_ROUTES: &[&str] = &[
-    "/healthz",
-    "/readyz",
-    "/api/chats",
-    "/api/chats/{chat_id}",
-    "/api/chats/{chat_id}/messages",
-    "/api/reports",
-    "/api/reports/unread-count",
-    "/api/reports/{report_id}/read",
-    "/api/uploads",
-    "/api/files/{file_id}",
-    "/api/socket/active-users",
-    "/api/users/{user_id}/status",
-    "other",
-    "unmatched",
-];
-
-/// HTTP statuses counted by their code; any other status is counted as `other`.
-const HTTP_STATUSES: &[u16] = &[
-    200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 502,
-    503, 504,
 ];
 
 /// Why a Socket.IO handshake ended as it did: the `outcome` label of `connections_total`.
@@ -118,42 +69,6 @@ pub struct EventMetrics {
     pub duration: Histogram,
 }
 
-/// Pre-resolved handles for one store operation.
-pub struct StoreMetrics {
-    pub duration: Histogram,
-    pub errors: IntCounter,
-}
-
-/// Handles for one route template.
-pub struct RouteMetrics {
-    route: &'static str,
-    duration: Histogram,
-    /// `http_requests_total{route, status}`, created on the first request with each status:
-    /// pre-creating every route and status pair would export hundreds of series that stay zero.
-    statuses: [OnceLock<IntCounter>; HTTP_STATUSES.len() + 1],
-    requests: IntCounterVec,
-}
-
-impl RouteMetrics {
-    /// Counts and times one request.
-    pub fn record(&self, status: u16, elapsed: Duration) {
-        self.duration.observe(elapsed.as_secs_f64());
-        let i = HTTP_STATUSES
-            .iter()
-            .position(|s| *s == status)
-            .unwrap_or(HTTP_STATUSES.len());
-        self.statuses[i]
-            .get_or_init(|| {
-                let label = HTTP_STATUSES
-                    .get(i)
-                    .map_or_else(|| "other".to_owned(), u16::to_string);
-                self.requests
-                    .with_label_values(&[self.route, label.as_str()])
-            })
-            .inc();
-    }
-}
-
 /// All metrics of a node.
 pub struct Metrics {
     registry: Registry,
@@ -164,7 +79,7 @@ pub struct Metrics {
     pub messages_saved: IntCounter,
     pub messages_emitted: IntCounter,
     pub reports_saved: IntCounter,
-    /// Indexed like [`STORE_OPERATIONS`].
+    /// Indexed like [`crate::store::StoreOp::ALL`], then `other`.
     store: Vec<StoreMetrics>,
     pub fanout_publishes: IntCounter,
     pub fanout_failures: IntCounter,
@@ -181,6 +96,12 @@ pub struct Metrics {
     pub draining: IntGauge,
 }
 
+/// Histogram options with the handling-latency buckets.
+fn latency(name: &str, help: &str) -> HistogramOpts {
+    HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec())
+}
+
+/// Registers a collector and hands it back, so registration reads as one expression.
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
     r.register(Box::new(c.clone()))
         .expect("metric names are unique");
@@ -188,21 +109,19 @@ fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> 
 }
 
 impl Metrics {
-    /// Registers every metric. `node` becomes a constant label on all of them;
-    /// `heartbeat_interval` is exported so alerts can tell a lagging reaper.
-    pub fn new(node: &str) -> Self {
+    /// [`Metrics::with_heartbeat_interval`] with a 5 s interval, for the unit tests.
+    #[cfg(test)]
+    fn new(node: &str) -> Self {
         Self::with_heartbeat_interval(node, Duration::from_secs(5))
     }
 
-    /// [`Metrics::new`] with the node's presence heartbeat interval.
+    /// Registers every metric. `node` becomes a constant label on all of them;
+    /// `heartbeat_interval` is exported so alerts can tell a lagging reaper.
     pub fn with_heartbeat_interval(node: &str, heartbeat_interval: Duration) -> Self {
         let labels = std::iter::once(("node".to_owned(), node.to_owned())).collect();
         let registry =
             Registry::new_custom(Some("switchboard".into()), Some(labels)).expect("valid prefix");
         let r = &registry;
-        let latency = |name: &str, help: &str| {
-            HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec())
-        };
 
         let events_total = reg(
             r,
@@ -256,35 +175,7 @@ impl Metrics {
             .map(|o| connections.with_label_values(&[o]))
             .collect();
 
-        let store_duration = reg(
-            r,
-            HistogramVec::new(
-                latency(
-                    "store_operation_duration_seconds",
-                    "Store operation latency, by operation",
-                ),
-                &["operation"],
-            )
-            .unwrap(),
-        );
-        let store_errors = reg(
-            r,
-            IntCounterVec::new(
-                Opts::new(
-                    "store_errors_total",
-                    "Store operations that failed, by operation",
-                ),
-                &["operation"],
-            )
-            .unwrap(),
-        );
-        let store = STORE_OPERATIONS
-            .iter()
-            .map(|op| StoreMetrics {
-                duration: store_duration.with_label_values(&[op]),
-                errors: store_errors.with_label_values(&[op]),
-            })
-            .collect();
+        let store = store::register(r);
 
         let heartbeats = reg(
             r,
@@ -315,40 +206,7 @@ impl Metrics {
         ).unwrap());
         interval.set(heartbeat_interval.as_secs_f64());
 
-        let http_requests = reg(
-            r,
-            IntCounterVec::new(
-                Opts::new(
-                    "http_requests_total",
-                    "HTTP requests, by route template and status",
-                ),
-                &["route", "status"],
-            )
-            .unwrap(),
-        );
-        let http_duration = reg(
-            r,
-            HistogramVec::new(
-                latency(
-                    "http_request_duration_seconds",
-                    "HTTP request latency, by route template",
-                ),
-                &["route"],
-            )
-            .unwrap(),
-        );
-        let http_routes = HTTP_ROUTES
-            .iter()
-            .map(|route| {
-                let m = RouteMetrics {
-                    route,
-                    duration: http_duration.with_label_values(&[route]),
-                    statuses: std::array::from_fn(|_| OnceLock::new()),
-                    requests: http_requests.clone(),
-                };
-                (*route, m)
-            })
-            .collect();
+        let http_routes = http::register(r);
 
         let dependency_up = reg(r, IntGaugeVec::new(
             Opts::new("dependency_up", "1 while this node reaches the dependency (store, adapter), else 0; checked periodically and by /readyz"),
@@ -471,26 +329,6 @@ impl Metrics {
         self.connections[outcome as usize].inc();
     }
 
-    /// The handles for a store operation (unlisted names share `other`).
-    pub fn store(&self, operation: &str) -> &StoreMetrics {
-        let i = STORE_OPERATIONS
-            .iter()
-            .position(|o| *o == operation)
-            .unwrap_or(STORE_OPERATIONS.len() - 1);
-        &self.store[i]
-    }
-
-    /// The handles for a REST route template; `None` (no route matched) gives `unmatched`,
-    /// an unlisted template `other`.
-    pub fn http_route(&self, template: Option<&str>) -> &RouteMetrics {
-        let key = match template {
-            None => "unmatched",
-            Some(t) if self.http_routes.contains_key(t) => t,
-            Some(_) => "other",
-        };
-        &self.http_routes[key]
-    }
-
     /// Records a presence heartbeat's outcome.
     pub fn presence_heartbeat(&self, ok: bool) {
         self.presence_heartbeats[usize::from(!ok)].inc();
@@ -514,134 +352,5 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buf)
             .expect("text encoding cannot fail");
         String::from_utf8(buf).expect("the text format is UTF-8")
-    }
-}
-
-/// The outcome index for [`EventMetrics::outcomes`].
-pub fn outcome_index(code: Option<crate::error::ErrorCode>) -> usize {
-    use crate::error::ErrorCode::*;
-    match code {
-        None => 0,
-        Some(Unauthorized) => 1,
-        Some(Forbidden) => 2,
-        Some(Validation) => 3,
-        Some(NotFound) => 4,
-        Some(RateLimited) => 5,
-        Some(PayloadTooLarge) => 6,
-        Some(Unavailable) => 7,
-        Some(Internal) => 8,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The value of the series `name` whose labels include every `labels` pair.
-    fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        text.lines()
-            .filter(|l| l.starts_with(&format!("{name}{{")))
-            .find(|l| {
-                labels
-                    .iter()
-                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-            })
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-    }
-
-    #[test]
-    fn every_series_carries_the_node_label_and_the_prefix() {
-        let m = Metrics::new("n1");
-        m.messages_saved.inc();
-        let text = m.render();
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            assert!(line.starts_with("switchboard_"), "{line}");
-            assert!(line.contains("node=\"n1\""), "{line}");
-        }
-        assert_eq!(
-            sample(&text, "switchboard_messages_saved_total", &[("node", "n1")]),
-            Some(1.0)
-        );
-    }
-
-    #[test]
-    fn store_operations_outside_the_list_count_as_other() {
-        let m = Metrics::new("n1");
-        m.store("save_message").errors.inc();
-        m.store("something_new").errors.inc();
-        let text = m.render();
-        assert_eq!(
-            sample(
-                &text,
-                "switchboard_store_errors_total",
-                &[("operation", "save_message")]
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            sample(
-                &text,
-                "switchboard_store_errors_total",
-                &[("operation", "other")]
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            sample(
-                &text,
-                "switchboard_store_errors_total",
-                &[("operation", "chat")]
-            ),
-            Some(0.0)
-        );
-    }
-
-    #[test]
-    fn http_requests_are_counted_by_template_and_status() {
-        let m = Metrics::new("n1");
-        m.http_route(Some("/api/chats/{chat_id}"))
-            .record(200, Duration::from_millis(3));
-        m.http_route(Some("/api/chats/{chat_id}"))
-            .record(200, Duration::from_millis(3));
-        m.http_route(Some("/api/unknown"))
-            .record(418, Duration::from_millis(1));
-        m.http_route(None).record(404, Duration::from_millis(1));
-        let text = m.render();
-        let count = |route: &str, status: &str| {
-            sample(
-                &text,
-                "switchboard_http_requests_total",
-                &[("route", route), ("status", status)],
-            )
-        };
-        assert_eq!(count("/api/chats/{chat_id}", "200"), Some(2.0));
-        assert_eq!(count("other", "other"), Some(1.0));
-        assert_eq!(count("unmatched", "404"), Some(1.0));
-        assert_eq!(
-            count("/api/chats", "200"),
-            None,
-            "a pair never seen exports no series"
-        );
-        let latency = sample(
-            &text,
-            "switchboard_http_request_duration_seconds_count",
-            &[("route", "/api/chats/{chat_id}")],
-        );
-        assert_eq!(latency, Some(2.0));
-    }
-
-    #[test]
-    fn build_info_names_version_and_commit() {
-        let text = Metrics::new("n1").render();
-        let line = text
-            .lines()
-            .find(|l| l.starts_with("switchboard_build_info{"))
-            .expect("build_info");
-        assert!(
-            line.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))),
-            "{line}"
-        );
-        assert!(line.contains("commit=\""), "{line}");
-        assert!(line.ends_with(" 1"), "{line}");
     }
 }

@@ -1,0 +1,155 @@
+//! Chats: a support chat, its status and priority, and what listing and changing chats take.
+
+use serde::{Deserialize, Serialize};
+
+use super::{AuthUser, ChatId, Timestamp, rfc3339};
+use crate::error::AppError;
+
+/// Longest chat title, in code points.
+pub const MAX_CHAT_TITLE_LEN: usize = 200;
+
+/// The only chat type there is.
+pub const CHAT_TYPE_SUPPORT: &str = "support";
+
+/// Whether a chat still takes part in presence announcements and lists of open chats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatStatus {
+    Open,
+    Closed,
+}
+
+impl ChatStatus {
+    /// Parses a client-given status; anything else is `VALIDATION`.
+    pub fn parse(s: &str) -> Result<Self, AppError> {
+        match s {
+            "open" => Ok(Self::Open),
+            "closed" => Ok(Self::Closed),
+            _ => Err(AppError::validation("status must be 'open' or 'closed'")),
+        }
+    }
+    /// The status as the wire and the stores write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+/// How urgent staff consider a chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Low,
+    Medium,
+    High,
+}
+
+impl Priority {
+    /// Parses a client-given priority; anything else is `VALIDATION`.
+    pub fn parse(s: &str) -> Result<Self, AppError> {
+        match s {
+            "low" => Ok(Self::Low),
+            "medium" => Ok(Self::Medium),
+            "high" => Ok(Self::High),
+            _ => Err(AppError::validation(
+                "priority must be 'low', 'medium' or 'high'",
+            )),
+        }
+    }
+    /// The priority as the wire and the stores write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+        }
+    }
+}
+
+/// The last message of a chat, kept on the chat for list views.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastMessage {
+    pub text: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: Timestamp,
+    pub sender: String,
+}
+
+/// A support chat.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Chat {
+    pub id: ChatId,
+    pub participants: Vec<String>,
+    pub chat_type: &'static str,
+    pub title: String,
+    pub status: ChatStatus,
+    pub priority: Priority,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assigned_admin: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<LastMessage>,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(serialize_with = "rfc3339")]
+    pub updated_at: Timestamp,
+}
+
+impl Chat {
+    /// Does `user_id` take part in the chat?
+    pub fn is_participant(&self, user_id: &str) -> bool {
+        self.participants.iter().any(|p| p == user_id)
+    }
+    /// May this caller see and write to the chat? Staff see every chat.
+    pub fn admits(&self, user: &AuthUser) -> bool {
+        user.is_staff() || self.is_participant(&user.id)
+    }
+}
+
+/// A chat in a list, with what the caller has not read yet.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatSummary {
+    #[serde(flatten)]
+    pub chat: Chat,
+    pub unread_count: u64,
+}
+
+/// A chat to create.
+#[derive(Debug, Clone)]
+pub struct NewChat {
+    pub participants: Vec<String>,
+    pub title: String,
+    pub priority: Priority,
+    pub assigned_admin: Option<String>,
+}
+
+/// A change to a chat's settings; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ChatPatch {
+    pub status: Option<ChatStatus>,
+    pub priority: Option<Priority>,
+    pub assigned_admin: Option<String>,
+}
+
+/// Where a chat list page starts: after this `(updatedAt, id)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatCursor {
+    pub updated_at: Timestamp,
+    pub id: ChatId,
+}
+
+/// Which chats to list.
+#[derive(Debug, Clone)]
+pub struct ChatQuery {
+    /// Only chats this user takes part in; `None` lists every chat (staff).
+    pub participant: Option<String>,
+    pub status: Option<ChatStatus>,
+    pub limit: usize,
+    pub after: Option<ChatCursor>,
+    /// Whose unread messages to count.
+    pub reader: String,
+}

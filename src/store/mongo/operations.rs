@@ -1,0 +1,445 @@
+//! The [`Store`] operations on MongoDB: chats, messages (with the one-round-trip `seq`; see
+//! the module doc of `mongo.rs`) and reports. Uploads are in `gridfs.rs`.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::TryStreamExt;
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{Bson, Document, doc};
+use mongodb::options::ReturnDocument;
+
+use super::documents::{ChatDoc, MessageDoc, ReportDoc, bson_time, oid};
+use super::indexes::*;
+use super::queries::*;
+use super::{DUPLICATE_KEY, MongoStore, Store, StoreError, StoreResult, db_err, error_code};
+use crate::domain::{
+    CHAT_TYPE_SUPPORT, Chat, ChatId, ChatPatch, ChatQuery, ChatStatus, ChatSummary, FileId,
+    FileMeta, HistoryPage, Message, MessageId, MessageStatus, NewChat, NewMessage, NewReport,
+    Report, ReportId, ReportQuery, Saved, Timestamp, now,
+};
+
+impl MongoStore {
+    async fn find_chat(&self, id: ObjectId) -> StoreResult<Option<Chat>> {
+        Ok(self
+            .0
+            .chats
+            .find_one(doc! { "_id": id })
+            .await
+            .map_err(db_err)?
+            .map(Chat::from))
+    }
+
+    async fn find_by_client_id(
+        &self,
+        sender: &str,
+        client_id: &str,
+    ) -> StoreResult<Option<Message>> {
+        let found = self
+            .0
+            .messages
+            .find_one(client_id_filter(sender, client_id))
+            .hint(hint(IX_MESSAGES_CLIENT_ID))
+            .await
+            .map_err(db_err)?;
+        Ok(found.map(Message::from))
+    }
+
+    async fn find_report(&self, id: ObjectId) -> StoreResult<Option<Report>> {
+        Ok(self
+            .0
+            .reports
+            .find_one(doc! { "_id": id })
+            .await
+            .map_err(db_err)?
+            .map(Report::from))
+    }
+}
+
+#[async_trait]
+impl Store for MongoStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.bounded(async {
+            self.0
+                .db
+                .run_command(doc! { "ping": 1 })
+                .await
+                .map_err(db_err)?;
+            // Ready means usable: the indexes that keep seq and retries safe exist.
+            self.ensure_indexes().await
+        })
+        .await
+    }
+
+    async fn create_chat(&self, chat: NewChat) -> StoreResult<Chat> {
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let t = bson_time(now());
+            let mut participants: Vec<String> = Vec::with_capacity(chat.participants.len());
+            for p in chat.participants {
+                if !participants.contains(&p) {
+                    participants.push(p);
+                }
+            }
+            let doc = ChatDoc {
+                id: oid(ChatId::generate().as_str())?,
+                participants,
+                chat_type: CHAT_TYPE_SUPPORT.to_owned(),
+                title: chat.title,
+                status: ChatStatus::Open,
+                priority: chat.priority,
+                assigned_admin: chat.assigned_admin,
+                last_message: None,
+                seq: 0,
+                created_at: t,
+                updated_at: t,
+            };
+            self.0.chats.insert_one(&doc).await.map_err(db_err)?;
+            Ok(Chat::from(doc))
+        })
+        .await
+    }
+
+    async fn chat(&self, id: &ChatId) -> StoreResult<Option<Chat>> {
+        let id = oid(id.as_str())?;
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            self.find_chat(id).await
+        })
+        .await
+    }
+
+    async fn list_chats(&self, query: &ChatQuery) -> StoreResult<Vec<ChatSummary>> {
+        let (filter, index) = chat_list_query(query)?;
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let chats: Vec<ChatDoc> = self
+                .0
+                .chats
+                .find(filter)
+                .sort(chat_list_sort())
+                .limit(query.limit as i64)
+                .hint(hint(index))
+                .await
+                .map_err(db_err)?
+                .try_collect()
+                .await
+                .map_err(db_err)?;
+            if chats.is_empty() {
+                return Ok(Vec::new());
+            }
+            // One aggregation counts the unread messages of the whole page.
+            let ids: Vec<ObjectId> = chats.iter().map(|c| c.id).collect();
+            let counts: Vec<Document> = self
+                .0
+                .messages
+                .aggregate(unread_pipeline(ids, &query.reader))
+                .hint(hint(IX_MESSAGES_UNREAD))
+                .await
+                .map_err(db_err)?
+                .try_collect()
+                .await
+                .map_err(db_err)?;
+            let unread = |id: &ObjectId| {
+                counts
+                    .iter()
+                    .find(|d| d.get_object_id("_id").ok().as_ref() == Some(id))
+                    .and_then(|d| match d.get("n") {
+                        Some(Bson::Int32(n)) => Some(*n as u64),
+                        Some(Bson::Int64(n)) => Some(*n as u64),
+                        _ => None,
+                    })
+                    .unwrap_or(0)
+            };
+            Ok(chats
+                .into_iter()
+                .map(|c| {
+                    let unread_count = unread(&c.id);
+                    ChatSummary {
+                        chat: Chat::from(c),
+                        unread_count,
+                    }
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn update_chat(&self, id: &ChatId, patch: ChatPatch) -> StoreResult<Chat> {
+        let id = oid(id.as_str())?;
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let mut set = doc! { "updatedAt": bson_time(now()) };
+            if let Some(s) = patch.status {
+                set.insert("status", s.as_str());
+            }
+            if let Some(p) = patch.priority {
+                set.insert("priority", p.as_str());
+            }
+            let mut update = Document::new();
+            if let Some(admin) = &patch.assigned_admin {
+                set.insert("assignedAdmin", admin.as_str());
+                // `$addToSet` appends at the end and never twice, as the embedded store does.
+                update.insert("$addToSet", doc! { "participants": admin.as_str() });
+            }
+            update.insert("$set", set);
+            let updated = self
+                .0
+                .chats
+                .find_one_and_update(doc! { "_id": id }, update)
+                .return_document(ReturnDocument::After)
+                .await
+                .map_err(db_err)?;
+            updated.map(Chat::from).ok_or(StoreError::NotFound("chat"))
+        })
+        .await
+    }
+
+    async fn chat_partners(&self, user_id: &str) -> StoreResult<Vec<String>> {
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let mut cursor = self
+                .0
+                .chats
+                .clone_with_type::<Document>()
+                .find(partners_filter(user_id))
+                .projection(doc! { "participants": 1 })
+                .hint(hint(IX_CHATS_PARTICIPANT))
+                .await
+                .map_err(db_err)?;
+            let mut partners: Vec<String> = Vec::new();
+            while let Some(chat) = cursor.try_next().await.map_err(db_err)? {
+                let Ok(list) = chat.get_array("participants") else {
+                    continue;
+                };
+                for p in list.iter().filter_map(Bson::as_str) {
+                    if p != user_id && !partners.iter().any(|q| q == p) {
+                        partners.push(p.to_owned());
+                    }
+                }
+            }
+            Ok(partners)
+        })
+        .await
+    }
+
+    async fn save_message(&self, m: NewMessage) -> StoreResult<Saved<Message>> {
+        let chat_id = oid(m.chat_id.as_str())?;
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            // The normal retry path: found before any seq is taken.
+            if let Some(cid) = &m.client_message_id
+                && let Some(first) = self.find_by_client_id(&m.sender.id, cid).await?
+            {
+                return Ok(Saved::Existing(first));
+            }
+            let ts = bson_time(now());
+            let last = doc! { "text": m.body.preview(), "createdAt": ts, "sender": m.sender.id.as_str() };
+            // One round trip takes the next seq and updates the chat's list-view fields.
+            let chat = self
+                .0
+                .chats
+                .clone_with_type::<Document>()
+                .find_one_and_update(
+                    doc! { "_id": chat_id },
+                    doc! { "$inc": { "seq": 1_i64 }, "$set": { "lastMessage": last, "updatedAt": ts } },
+                )
+                .projection(doc! { "seq": 1 })
+                .return_document(ReturnDocument::After)
+                .await
+                .map_err(db_err)?
+                .ok_or(StoreError::NotFound("chat"))?;
+            let seq = match chat.get("seq") {
+                Some(Bson::Int64(s)) => *s,
+                Some(Bson::Int32(s)) => *s as i64,
+                other => return Err(StoreError::Internal(format!("chat seq is {other:?}"))),
+            };
+            let doc = MessageDoc {
+                id: oid(MessageId::generate().as_str())?,
+                chat_id,
+                seq,
+                sender_id: m.sender.id,
+                sender_name: m.sender.name,
+                sender_role: m.sender.role,
+                content: m.body.content,
+                kind: m.body.kind,
+                file_url: m.body.file_url,
+                file_name: m.body.file_name,
+                timestamp: ts,
+                status: MessageStatus::Sent,
+                client_message_id: m.client_message_id,
+            };
+            match self.0.messages.insert_one(&doc).await {
+                Ok(_) => Ok(Saved::Created(Message::from(doc))),
+                // Two first attempts with the same clientMessageId raced; the other one won.
+                // This seq stays unused (a gap of one): see the module doc.
+                Err(e) if error_code(&e) == Some(DUPLICATE_KEY) && doc.client_message_id.is_some() => {
+                    let cid = doc.client_message_id.as_deref().unwrap_or_default();
+                    match self.find_by_client_id(&doc.sender_id, cid).await? {
+                        Some(first) => Ok(Saved::Existing(first)),
+                        None => Err(db_err(e)),
+                    }
+                }
+                Err(e) => Err(db_err(e)),
+            }
+        })
+        .await
+    }
+
+    async fn message(&self, chat: &ChatId, id: &MessageId) -> StoreResult<Option<Message>> {
+        let (chat, id) = (oid(chat.as_str())?, oid(id.as_str())?);
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let found = self
+                .0
+                .messages
+                .find_one(doc! { "_id": id, "chatId": chat })
+                .hint(hint(IX_ID))
+                .await
+                .map_err(db_err)?;
+            Ok(found.map(Message::from))
+        })
+        .await
+    }
+
+    async fn messages(
+        &self,
+        chat: &ChatId,
+        page: HistoryPage,
+        limit: usize,
+    ) -> StoreResult<Vec<Message>> {
+        let chat = oid(chat.as_str())?;
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let (filter, sort) = history_query(chat, page);
+            let docs: Vec<MessageDoc> = self
+                .0
+                .messages
+                .find(filter)
+                .sort(sort)
+                .limit(limit as i64)
+                .hint(hint(IX_MESSAGES_CHAT_SEQ))
+                .await
+                .map_err(db_err)?
+                .try_collect()
+                .await
+                .map_err(db_err)?;
+            Ok(docs.into_iter().map(Message::from).collect())
+        })
+        .await
+    }
+
+    async fn mark_read(&self, chat: &ChatId, up_to_seq: u64, reader: &str) -> StoreResult<u64> {
+        let chat = oid(chat.as_str())?;
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let result = self
+                .0
+                .messages
+                .update_many(
+                    mark_read_filter(chat, up_to_seq, reader),
+                    doc! { "$set": { "status": "read" } },
+                )
+                .hint(hint(IX_MESSAGES_UNREAD))
+                .await
+                .map_err(db_err)?;
+            Ok(result.modified_count)
+        })
+        .await
+    }
+
+    async fn create_report(&self, r: NewReport) -> StoreResult<Report> {
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let doc = ReportDoc {
+                id: oid(ReportId::generate().as_str())?,
+                user_id: r.user_id,
+                order_id: r.order_id,
+                payment_id: r.payment_id,
+                invoice_id: r.invoice_id,
+                title: r.title,
+                message: r.message,
+                status: r.status,
+                sent_by: r.sent_by,
+                sent_by_name: r.sent_by_name,
+                is_read: false,
+                read_at: None,
+                created_at: bson_time(now()),
+            };
+            self.0.reports.insert_one(&doc).await.map_err(db_err)?;
+            Ok(Report::from(doc))
+        })
+        .await
+    }
+
+    async fn report(&self, id: &ReportId) -> StoreResult<Option<Report>> {
+        let id = oid(id.as_str())?;
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            self.find_report(id).await
+        })
+        .await
+    }
+
+    async fn list_reports(&self, query: &ReportQuery) -> StoreResult<Vec<Report>> {
+        let (filter, index) = report_list_query(query)?;
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let docs: Vec<ReportDoc> = self
+                .0
+                .reports
+                .find(filter)
+                .sort(report_list_sort())
+                .limit(query.limit as i64)
+                .hint(hint(index))
+                .await
+                .map_err(db_err)?
+                .try_collect()
+                .await
+                .map_err(db_err)?;
+            Ok(docs.into_iter().map(Report::from).collect())
+        })
+        .await
+    }
+
+    async fn mark_report_read(&self, id: &ReportId, at: Timestamp) -> StoreResult<Report> {
+        let id = oid(id.as_str())?;
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            // Only an unread report changes, so the first readAt is kept.
+            self.0
+                .reports
+                .update_one(
+                    doc! { "_id": id, "isRead": false },
+                    doc! { "$set": { "isRead": true, "readAt": bson_time(at) } },
+                )
+                .hint(hint(IX_ID))
+                .await
+                .map_err(db_err)?;
+            self.find_report(id)
+                .await?
+                .ok_or(StoreError::NotFound("report"))
+        })
+        .await
+    }
+
+    async fn unread_report_count(&self, user_id: &str) -> StoreResult<u64> {
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            self.0
+                .reports
+                .count_documents(unread_reports_filter(user_id))
+                .hint(hint(IX_REPORTS_USER))
+                .await
+                .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn save_upload(&self, meta: FileMeta, data: Bytes) -> StoreResult<()> {
+        self.put_file(meta, data).await
+    }
+
+    async fn upload(&self, id: &FileId) -> StoreResult<Option<(FileMeta, Bytes)>> {
+        self.get_file(id).await
+    }
+}
