@@ -168,8 +168,7 @@ impl Verifier {
             .ok_or_else(|| AppError::unauthorized("UNAUTHORIZED: token has no valid role"))?;
         // The name is copied into every message the user sends: refused, not cut, when it is
         // too long, so the issuer learns of the bad token instead of users seeing a silent cut.
-        if c
-            .name
+        if c.name
             .as_deref()
             .is_some_and(|n| n.chars().count() > MAX_NAME_LEN || has_control(n))
         {
@@ -250,6 +249,22 @@ impl FileSigner {
         format!("/api/files/{id}?sig={sig}")
     }
 
+    /// Every `fileUrl` this deployment may have issued for `id` (the current form first, then the
+    /// relative one when they differ): what a message carrying the file holds.
+    pub fn issued_forms(&self, id: &FileId) -> Vec<String> {
+        let current = self.url(id);
+        let sig = current
+            .rsplit_once("?sig=")
+            .map(|(_, sig)| sig)
+            .unwrap_or_default();
+        let relative = format!("/api/files/{id}?sig={sig}");
+        if relative == current {
+            vec![current]
+        } else {
+            vec![current, relative]
+        }
+    }
+
     /// Is `sig` the signature of `id`? Constant-time.
     pub fn check(&self, id: &str, sig: &str) -> bool {
         match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(sig) {
@@ -266,7 +281,7 @@ impl FileSigner {
         let Some((id, query)) = rest.split_once("?sig=") else {
             return false;
         };
-        crate::domain::is_object_id(id) && !query.contains('&') && self.check(id, query)
+        FileId::parse(id).is_ok() && !query.contains('&') && self.check(id, query)
     }
 }
 
@@ -312,8 +327,7 @@ impl Keys {
                 file_key = Some(mac.finalize().into_bytes().to_vec());
             }
         }
-        let verifier =
-            verifier.restrict(cfg.jwt_audience.as_deref(), cfg.jwt_issuer.as_deref());
+        let verifier = verifier.restrict(cfg.jwt_audience.as_deref(), cfg.jwt_issuer.as_deref());
         Ok(Self {
             verifier,
             files: FileSigner::new(file_key.expect("set above")),

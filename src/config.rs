@@ -301,7 +301,10 @@ mod tests {
             .filter(|a| a.get_env().is_some())
             .map(|a| a.get_id().to_string())
             .collect();
-        assert!(with_env.is_empty(), "arguments still read the environment: {with_env:?}");
+        assert!(
+            with_env.is_empty(),
+            "arguments still read the environment: {with_env:?}"
+        );
         let cfg = Config::for_tests(PathBuf::from("/tmp/x"));
         assert_eq!((cfg.redis_url, cfg.mongodb_uri), (None, None));
         assert_eq!(cfg.port, 0);

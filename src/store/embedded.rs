@@ -19,13 +19,13 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{Store, StoreError, StoreResult};
-use crate::private_files;
 use crate::domain::{
     CHAT_TYPE_SUPPORT, Chat, ChatId, ChatPatch, ChatQuery, ChatStatus, ChatSummary, FileId,
     FileMeta, HistoryPage, LastMessage, Message, MessageId, MessageStatus, MessageType, NewChat,
     NewMessage, NewReport, Priority, Report, ReportId, ReportQuery, ReportStatus, Role, Saved,
     Timestamp, now,
 };
+use crate::private_files;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS chats (
@@ -68,6 +68,8 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id
     ON messages (sender_id, client_message_id) WHERE client_message_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_unread ON messages (chat_id, status, sender_id);
+CREATE INDEX IF NOT EXISTS messages_by_file_url
+    ON messages (file_url, chat_id) WHERE file_url IS NOT NULL;
 CREATE TABLE IF NOT EXISTS reports (
     id TEXT PRIMARY KEY,
     user_id TEXT NOT NULL,
@@ -672,5 +674,25 @@ impl Store for EmbeddedStore {
             .await
             .map_err(internal)?;
         Ok(Some((meta, Bytes::from(data))))
+    }
+
+    async fn file_shared_with(&self, user_id: &str, file_urls: &[String]) -> StoreResult<bool> {
+        let user = user_id.to_owned();
+        let urls = file_urls.to_vec();
+        self.run(move |conn| {
+            // One indexed probe per form of the URL (at most two): `messages_by_file_url`
+            // finds the messages, the participants key checks membership.
+            let mut stmt = conn.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM messages m JOIN chat_participants p \
+                 ON p.chat_id = m.chat_id AND p.user_id = ?2 WHERE m.file_url = ?1)",
+            )?;
+            for url in &urls {
+                if stmt.query_row(params![url, user], |r| r.get::<_, bool>(0))? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })
+        .await
     }
 }

@@ -207,7 +207,11 @@ async fn existing_loose_data_dir_and_secret_are_made_private() {
     let parent = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let dir = parent.path().join("data");
     std::fs::create_dir_all(dir.join("uploads")).unwrap();
-    std::fs::write(dir.join("jwt-secret"), "an-existing-development-secret-0123").unwrap();
+    std::fs::write(
+        dir.join("jwt-secret"),
+        "an-existing-development-secret-0123",
+    )
+    .unwrap();
     for (path, m) in [
         (dir.clone(), 0o755),
         (dir.join("uploads"), 0o755),
@@ -236,4 +240,165 @@ async fn existing_loose_data_dir_and_secret_are_made_private() {
     assert_eq!(mode(&dir), 0o700, "DATA_DIR fixed");
     assert_eq!(mode(&dir.join("uploads")), 0o700, "uploads/ fixed");
     node.stop().await;
+}
+
+/// Uploads `bytes` as `token`'s user; returns the `201` body.
+async fn upload(node: &TestNode, token: &str, bytes: &[u8]) -> Value {
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes.to_vec()).file_name("private.txt"),
+    );
+    let res = node
+        .http
+        .post(node.url("/api/uploads"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    res.json().await.unwrap()
+}
+
+/// `GET /api/files/{id}` with a Bearer token and no `sig`: the status.
+async fn fetch_with_token(node: &TestNode, id: &str, token: &str) -> u16 {
+    node.http
+        .get(node.url(&format!("/api/files/{id}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn file_ids_cannot_be_guessed_from_neighbouring_ids() {
+    let node = TestNode::start().await;
+    let token = node.token("u1", Role::User);
+    let a = upload(&node, &token, b"a").await["fileId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = upload(&node, &token, b"b").await["fileId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // At least 120 random bits: 32 hex digits, and two ids made back to back share no
+    // time-and-process prefix (ObjectId-like ids shared their first 18 digits).
+    assert!(a.len() >= 30 && b.len() >= 30, "{a} {b}");
+    let common = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+    assert!(common < 8, "{a} and {b} share a {common}-digit prefix");
+}
+
+#[tokio::test]
+async fn a_token_opens_a_file_only_for_its_uploader_staff_and_chat_participants() {
+    let node = TestNode::start().await;
+    let owner = node.token("owner", Role::User);
+    let partner = node.token("partner", Role::User);
+    let stranger = node.token("stranger", Role::User);
+    let admin = node.token("a1", Role::Admin);
+    let kept = upload(&node, &owner, b"owner's secret").await;
+    let id = kept["fileId"].as_str().unwrap().to_owned();
+    let url = kept["fileUrl"].as_str().unwrap().to_owned();
+
+    assert_eq!(fetch_with_token(&node, &id, &owner).await, 200, "uploader");
+    assert_eq!(fetch_with_token(&node, &id, &admin).await, 200, "staff");
+    // Someone else's valid token opens nothing, and learns nothing: the same 404 as a file
+    // that does not exist.
+    assert_eq!(fetch_with_token(&node, &id, &stranger).await, 404);
+    assert_eq!(fetch_with_token(&node, &id, &partner).await, 404);
+    let missing = "0123456789abcdef0123456789abcdef";
+    assert_eq!(fetch_with_token(&node, missing, &stranger).await, 404);
+
+    // Once the file is sent into a chat, that chat's participants may open it with a token.
+    let (status, chat) = node
+        .call(
+            Method::POST,
+            "/api/chats",
+            Some(&admin),
+            Some(json!({ "participantId": "partner" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{chat}");
+    let chat_id = chat["id"].as_str().unwrap();
+    let (status, msg) = node
+        .call(
+            Method::POST,
+            &format!("/api/chats/{chat_id}/messages"),
+            Some(&admin),
+            Some(json!({ "message":
+                { "content": "", "type": "file", "fileUrl": url, "fileName": "s.txt" } })),
+        )
+        .await;
+    assert_eq!(status, 201, "{msg}");
+    assert_eq!(
+        fetch_with_token(&node, &id, &partner).await,
+        200,
+        "participant"
+    );
+    assert_eq!(
+        fetch_with_token(&node, &id, &stranger).await,
+        404,
+        "still not others"
+    );
+
+    // A message in the stranger's own chat naming the file by an external URL does not count.
+    let own_chat = node.open_chat(&stranger).await;
+    let fake = format!("https://evil.example/api/files/{id}?sig=x");
+    let (status, _) = node
+        .call(
+            Method::POST,
+            &format!("/api/chats/{own_chat}/messages"),
+            Some(&stranger),
+            Some(json!({ "message":
+                { "content": "", "type": "file", "fileUrl": fake, "fileName": "s.txt" } })),
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(fetch_with_token(&node, &id, &stranger).await, 404);
+
+    // The signed URL keeps working for whoever holds it, with no token at all.
+    let res = node.http.get(node.url(&url)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), b"owner's secret");
+}
+
+#[tokio::test]
+async fn file_url_that_breaks_out_of_an_attribute_is_refused() {
+    let node = TestNode::start().await;
+    let socket = node.socket("u1", Role::User).await;
+    let chat = node.open_chat(&node.token("u1", Role::User)).await;
+    let send = |url: String| {
+        json!({ "chatId": chat, "message":
+                { "content": "", "type": "file", "fileUrl": url, "fileName": "a.png" } })
+    };
+    for bad in [
+        r#"https://x" onerror="alert(1)"#.to_owned(),
+        "https://x/<img src=y>".to_owned(),
+        "https://x/a b.png".to_owned(),
+        "https:///nohost".to_owned(),
+        format!("https://cdn.example/{}", "a".repeat(2_100)),
+    ] {
+        let ack = socket.ack("message:send", send(bad.clone())).await;
+        assert_eq!(ack["ok"], false, "{bad}: {ack}");
+        assert_eq!(ack["error"]["code"], "VALIDATION", "{bad}");
+    }
+    let ack = socket
+        .ack(
+            "message:send",
+            send("https://cdn.example/a%20b.png?v=2".into()),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    // Nothing refused was saved.
+    let (_, page) = node
+        .call(
+            Method::GET,
+            &format!("/api/chats/{chat}/messages"),
+            Some(&node.token("u1", Role::User)),
+            None,
+        )
+        .await;
+    assert_eq!(page["messages"].as_array().unwrap().len(), 1, "{page}");
 }
