@@ -5,7 +5,9 @@
 //! A socket is authenticated once, in the handshake middleware (`realtime/handshake.rs`, which
 //! calls [`Verifier::verify`]); its [`AuthUser`] then lives in the socket's session
 //! (`state::Session`), not in its extensions. REST calls carry
-//! `Authorization: Bearer <token>`. Depends only on `config`, `domain` and `error`.
+//! `Authorization: Bearer <token>`. Signature, `exp`, `nbf` and the optional `aud`/`iss` are
+//! checked here; the identity claims' rules are `AuthUser::from_claims`. Depends only on
+//! `config`, `domain`, `error` and `private_files` (the development secret's mode).
 
 use std::path::Path;
 use std::time::Duration;
@@ -24,14 +26,6 @@ use crate::error::AppError;
 
 /// How far past `exp` (and before `nbf`) a token is still accepted.
 pub const LEEWAY_SECS: u64 = 30;
-
-/// Longest display name a token may carry, in code points.
-pub const MAX_NAME_LEN: usize = 100;
-
-/// C0, DEL and C1 (`char::is_control` is exactly Unicode's `Cc`).
-fn has_control(s: &str) -> bool {
-    s.chars().any(char::is_control)
-}
 
 /// Why a configured key could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -152,36 +146,9 @@ impl Verifier {
                 AppError::unauthorized(format!("UNAUTHORIZED: invalid token ({})", reason(&e)))
             })?;
         let c = data.claims;
-        // `id` wins over `sub`; either must be a usable user id: ids end up in room names, log
-        // fields and every message, so a control character (a forged log line) is refused.
-        let id =
-            c.id.or(c.sub)
-                .filter(|id| {
-                    let n = id.chars().count();
-                    (1..=crate::domain::MAX_ID_LEN).contains(&n) && !has_control(id)
-                })
-                .ok_or_else(|| AppError::unauthorized("UNAUTHORIZED: token has no usable id"))?;
-        let role = c
-            .role
-            .as_deref()
-            .and_then(Role::parse)
-            .ok_or_else(|| AppError::unauthorized("UNAUTHORIZED: token has no valid role"))?;
-        // The name is copied into every message the user sends: refused, not cut, when it is
-        // too long, so the issuer learns of the bad token instead of users seeing a silent cut.
-        if c.name
-            .as_deref()
-            .is_some_and(|n| n.chars().count() > MAX_NAME_LEN || has_control(n))
-        {
-            return Err(AppError::unauthorized(format!(
-                "UNAUTHORIZED: token name must be at most {MAX_NAME_LEN} characters, \
-                 without control characters"
-            )));
-        }
-        let name = c
-            .name
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| id.clone());
-        Ok(AuthUser { id, name, role })
+        // `id` wins over `sub`.
+        AuthUser::from_claims(c.id.or(c.sub), c.role.as_deref(), c.name)
+            .map_err(|why| AppError::unauthorized(format!("UNAUTHORIZED: {why}")))
     }
 
     /// Mints a token (HS* only): for `switchboard token` and tests.
