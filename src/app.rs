@@ -250,7 +250,11 @@ impl Application {
         // Turned into routes once here: served as a bare `Router`, axum clones the whole route
         // table (one allocation per route) for every accepted connection, ~74k instructions a
         // handshake in a callgrind profile.
-        let router = self.router.with_state(()).into_make_service();
+        // With the peer address: the development console mints tokens only for loopback peers.
+        let router = self
+            .router
+            .with_state(())
+            .into_make_service_with_connect_info::<crate::connections::PeerAddr>();
         let server = axum::serve(self.listener, router)
             .with_graceful_shutdown(stop)
             .into_future();

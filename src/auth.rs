@@ -195,11 +195,24 @@ fn reason(e: &jsonwebtoken::errors::Error) -> &'static str {
 /// Signs and checks the `sig` of file URLs, so `<img src>` works without a token.
 pub struct FileSigner {
     key: Vec<u8>,
+    /// `PUBLIC_URL` without a trailing slash: issued URLs start with it, so a frontend on
+    /// another origin can put them into `<img src>` as they are. Empty: URLs are relative.
+    public_url: String,
 }
 
 impl FileSigner {
     pub fn new(key: Vec<u8>) -> Self {
-        Self { key }
+        Self {
+            key,
+            public_url: String::new(),
+        }
+    }
+
+    /// Issues absolute URLs under `public_url` (as validated by `Config::public_url`), and
+    /// accepts them back as well as the relative form.
+    pub fn with_public_url(mut self, public_url: Option<&str>) -> Self {
+        self.public_url = public_url.unwrap_or_default().to_owned();
+        self
     }
 
     fn mac(&self, id: &str) -> Hmac<Sha256> {
@@ -209,11 +222,11 @@ impl FileSigner {
         mac
     }
 
-    /// The relative URL a client uses to fetch the file.
+    /// The URL a client uses to fetch the file: relative, or absolute under `PUBLIC_URL`.
     pub fn url(&self, id: &FileId) -> String {
         let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(self.mac(id.as_str()).finalize().into_bytes());
-        format!("/api/files/{id}?sig={sig}")
+        format!("{}/api/files/{id}?sig={sig}", self.public_url)
     }
 
     /// Every `fileUrl` this deployment may have issued for `id` (the current form first, then the
@@ -240,8 +253,14 @@ impl FileSigner {
         }
     }
 
-    /// Is `url` a file URL this deployment issued (`/api/files/{id}?sig=...` with a valid sig)?
+    /// Is `url` a file URL this deployment issued (`/api/files/{id}?sig=...` with a valid sig,
+    /// relative or under `PUBLIC_URL`)? Relative ones stay accepted when `PUBLIC_URL` is set
+    /// later: messages saved before keep working.
     pub fn issued(&self, url: &str) -> bool {
+        let url = match url.strip_prefix(self.public_url.as_str()) {
+            Some(rest) if !self.public_url.is_empty() && rest.starts_with('/') => rest,
+            _ => url,
+        };
         let Some(rest) = url.strip_prefix("/api/files/") else {
             return false;
         };
@@ -297,7 +316,8 @@ impl Keys {
         let verifier = verifier.restrict(cfg.jwt_audience.as_deref(), cfg.jwt_issuer.as_deref());
         Ok(Self {
             verifier,
-            files: FileSigner::new(file_key.expect("set above")),
+            files: FileSigner::new(file_key.expect("set above"))
+                .with_public_url(cfg.public_url().as_deref()),
         })
     }
 }
@@ -372,5 +392,18 @@ mod tests {
         assert!(s.issued(&url));
         let other = FileId::generate();
         assert!(!s.issued(&url.replace(id.as_str(), other.as_str())));
+    }
+
+    #[test]
+    fn public_url_makes_file_urls_absolute_and_both_forms_are_accepted() {
+        let s = FileSigner::new(b"k".to_vec()).with_public_url(Some("http://chat.test:8080"));
+        let id = FileId::generate();
+        let url = s.url(&id);
+        assert!(url.starts_with("http://chat.test:8080/api/files/"), "{url}");
+        assert!(s.issued(&url));
+        let relative = url.strip_prefix("http://chat.test:8080").unwrap();
+        assert!(s.issued(relative));
+        assert!(!s.issued(&url.replace("chat.test:8080", "evil.test:8080")));
+        assert!(!s.issued(&format!("http://chat.test:8080.evil.test{relative}")));
     }
 }

@@ -137,6 +137,10 @@ pub struct Config {
     /// Comma-separated allowed origins (`*` allows any).
     #[arg(long, env = "CORS_ORIGINS", default_value = "http://localhost:3000")]
     pub cors_origins: String,
+    /// The address clients reach the cluster at (for example https://chat.example.com); set,
+    /// `fileUrl` values are absolute under it, so a frontend on another origin can use them.
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Events a socket may send per second on average (bursts of twice that).
     #[arg(long, env = "RATE_LIMIT_PER_SEC", default_value_t = 20)]
     pub rate_limit_per_sec: u32,
@@ -190,6 +194,21 @@ impl Config {
                 return fail("MESSAGE_RETENTION_DAYS needs the MongoDB store (MONGODB_URI)");
             }
         }
+        if let Some(url) = &self.public_url {
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            if !rest.is_some_and(|r| {
+                !r.is_empty()
+                    && !r.starts_with('/')
+                    && !r.contains(['?', '#', '"', '\'', '<', '>', '\\'])
+                    && !r.chars().any(|c| c.is_whitespace() || c.is_control())
+            }) {
+                return fail(
+                    "PUBLIC_URL must be an http:// or https:// address with a host, without query or fragment",
+                );
+            }
+        }
         if self.is_asymmetric() != self.jwt_public_key_file.is_some() {
             return fail(
                 "JWT_PUBLIC_KEY_FILE goes with an asymmetric JWT_ALGORITHM, and only with one",
@@ -218,6 +237,14 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// `PUBLIC_URL` without its trailing slashes (validated by [`Config::validate`]).
+    pub fn public_url(&self) -> Option<String> {
+        self.public_url
+            .as_deref()
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .filter(|u| !u.is_empty())
     }
 
     pub fn is_asymmetric(&self) -> bool {

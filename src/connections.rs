@@ -115,6 +115,19 @@ impl axum::serve::Listener for TrackedListener {
     }
 }
 
+/// A connection's TCP peer address, as handlers see it through `ConnectInfo<PeerAddr>` (the
+/// development console mints tokens only for loopback peers).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TrackedListener>>
+    for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TrackedListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
 /// A TCP connection that reads end-of-stream, and fails writes, once its gate closes.
 pub struct Closable {
     /// The accepted connection.

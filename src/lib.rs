@@ -12,8 +12,9 @@
 //! - [`app`]: assembly. Picks the backends, builds the [`AppState`], binds, runs until stopped,
 //!   drains. The only module that names a concrete store, presence or adapter; nothing imports
 //!   it (`main` and the tests use it through [`Application`]).
-//! - [`http`]: the REST API, one file per resource; [`realtime`]: the Socket.IO handshake,
-//!   the dispatcher, the replies, one file per event group. The two transports: each parses
+//! - [`http`]: the REST API, one file per resource (and, in development only, the console that
+//!   `GET /` serves: `http/console.rs`, its page in `http/console/`); [`realtime`]: the
+//!   Socket.IO handshake, the dispatcher, the replies, one file per event group. The two transports: each parses
 //!   its input, calls a use case in `service`, and shapes the answer. Neither imports the other.
 //! - [`service`]: the use cases both transports share (authorize, save, then emit), one file
 //!   per resource; [`service::events`] names the server events and their payloads.
@@ -32,8 +33,9 @@
 //! - [`metrics`]: every Prometheus metric (event labels from `client_events`).
 //! - [`domain`]: chats, messages, reports and the validated inputs that create them;
 //!   [`error`]: the error-code table shared by REST and socket acks.
-//! - [`connections`]: the TCP connections a drain closes in paced batches; [`config`]: every
-//!   setting; [`telemetry`]: logging; [`private_files`]: `DATA_DIR` modes (`0700`/`0600`).
+//! - [`connections`]: the TCP connections a drain closes in paced batches, and each one's peer
+//!   address; [`config`]: every setting; [`telemetry`]: logging; [`private_files`]: `DATA_DIR`
+//!   modes (`0700`/`0600`).
 //!
 //! So dependencies point one way: `app` -> `http` | `realtime` -> `service` -> `state` ->
 //! (`ordering`, `auth`, `cluster`, `presence`, `store`, `metrics`) -> `domain` -> `error`;

@@ -15,6 +15,7 @@ use crate::paging::{self, Raw};
 use crate::state::AppState;
 
 pub mod chats;
+pub mod console;
 pub mod health;
 pub mod presence;
 pub mod reports;
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .merge(uploads::routes())
         .merge(presence::routes())
         .merge(health::routes())
+        .merge(console::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$SWITCHBOARD_ROOT"
 
-apt_packages=(redis-server nginx haproxy prometheus)
+# chromium: the browser tests' browser (tests/browser drives it with playwright-core).
+apt_packages=(redis-server nginx haproxy prometheus chromium)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -25,6 +26,9 @@ python3 -m pip install -q --disable-pip-version-check -r tests/requirements.txt
 
 # The JavaScript client tests' packages (the official socket.io-client).
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+# The browser tests' packages (playwright-core, socket.io-client, axe-core); playwright-core
+# never downloads a browser (the tests launch Debian's /usr/bin/chromium).
+(cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 
 # One build of everything the steps run.
 cargo build --workspace --all-targets
