@@ -402,3 +402,36 @@ async fn file_url_that_breaks_out_of_an_attribute_is_refused() {
         .await;
     assert_eq!(page["messages"].as_array().unwrap().len(), 1, "{page}");
 }
+
+#[tokio::test]
+async fn with_public_url_a_participant_opens_a_file_sent_by_its_absolute_url() {
+    let node = TestNode::start_with(|c| c.public_url = Some("https://chat.example".into())).await;
+    let owner = node.token("owner", Role::User);
+    let admin = node.token("a1", Role::Admin);
+    let partner = node.token("partner", Role::User);
+    let kept = upload(&node, &owner, b"shared").await;
+    let id = kept["fileId"].as_str().unwrap().to_owned();
+    let url = kept["fileUrl"].as_str().unwrap().to_owned();
+    assert!(url.starts_with("https://chat.example/api/files/"), "{url}");
+    let (_, chat) = node
+        .call(
+            Method::POST,
+            "/api/chats",
+            Some(&admin),
+            Some(json!({ "participantId": "partner" })),
+        )
+        .await;
+    let chat_id = chat["id"].as_str().unwrap();
+    assert_eq!(fetch_with_token(&node, &id, &partner).await, 404);
+    let (status, msg) = node
+        .call(
+            Method::POST,
+            &format!("/api/chats/{chat_id}/messages"),
+            Some(&admin),
+            Some(json!({ "message":
+                { "content": "", "type": "file", "fileUrl": url, "fileName": "s.txt" } })),
+        )
+        .await;
+    assert_eq!(status, 201, "{msg}");
+    assert_eq!(fetch_with_token(&node, &id, &partner).await, 200);
+}
