@@ -164,6 +164,8 @@ impl Application {
             }
         };
 
+        // One probe before serving, so `/readyz` is right from the first request.
+        crate::http::health::probe_dependencies(&state).await;
         let listener = state
             .connections
             .listener(TcpListener::bind(state.config.listen_addr()?).await?);
@@ -225,10 +227,7 @@ impl Application {
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(crate::realtime::typing::sweep(state.clone()));
         tasks.spawn(heartbeat(state.clone()));
-        tasks.spawn(crate::http::health::watch_dependencies(
-            state.clone(),
-            Duration::from_secs(state.config.heartbeat_interval_secs),
-        ));
+        tasks.spawn(crate::http::health::watch_dependencies(state.clone()));
         for task in self.background {
             tasks.spawn(task);
         }

@@ -122,7 +122,9 @@ pub struct Config {
     /// The embedded store's files, and uploads in embedded mode.
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Redis URL (redis:// or rediss://); set, it makes this node part of a cluster.
+    /// Redis URL; set, it makes this node part of a cluster: redis:// or rediss:// (one server),
+    /// redis-sentinel://host:port?sentinelServiceName=NAME&node=host:port (Sentinel),
+    /// redis-cluster://host:port?node=host:port (Redis Cluster). See docs/cluster.md.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// This node's name in presence and metrics; defaults to the host name plus a random suffix.

@@ -1,20 +1,33 @@
 //! `/healthz` (alive) and `/readyz` (store and adapter reachable, not draining), and the
-//! per-node dependency check behind `switchboard_dependency_up`.
+//! per-node watcher behind both `/readyz` and `switchboard_dependency_up`.
 //!
-//! `/readyz` is what load balancers and Kubernetes route by; `dependency_up` is what alerts
-//! use, so it is refreshed by [`watch_dependencies`] even when nobody probes `/readyz`.
+//! `/readyz` is what load balancers and Kubernetes route by, so it answers at once from
+//! [`Readiness`], state that [`watch_dependencies`] keeps current by probing the store and
+//! Redis every [`PROBE_INTERVAL`] (each probe bounded by the same time): an outage is noticed
+//! within about a second, and no request ever waits on a dependency.
+//!
+//! A node that has been ready turns `503` only once a dependency has been unreachable for
+//! [`READINESS_GRACE`]: a Redis blip of a second or two (a restart, a Sentinel or cluster
+//! failover) must not make every node of the cluster refuse new clients at once, which would
+//! leave a load balancer nowhere to send them, while the node keeps serving its own sockets
+//! through it (see `docs/cluster.md`). A dependency that has never answered since start-up gets
+//! no grace: the node is not ready until it does.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
+use tokio::time::Instant;
 
 use crate::metrics::Dependency;
 use crate::state::AppState;
 
+pub use crate::state::readiness::{PROBE_INTERVAL, READINESS_GRACE};
+use crate::state::readiness::Watched;
+
 #[derive(Serialize)]
-struct Readiness {
+struct ReadinessBody {
     ready: bool,
     draining: bool,
     store: &'static str,
@@ -32,11 +45,17 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let (store, adapter) = check_dependencies(&state).await;
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<ReadinessBody>) {
+    let now = Instant::now();
+    let r = &state.readiness;
+    let (store, adapter) = (r.store.usable(now), r.adapter.usable(now));
     let draining = state.is_draining();
     let ready = store && adapter && !draining;
-    let word = |ok| if ok { "ok" } else { "unreachable" };
+    let word = |w: &Watched| match (w.reachable(), w.usable(now)) {
+        (true, _) => "ok",
+        (false, true) => "unreachable (within grace)",
+        (false, false) => "unreachable",
+    };
     let status = if ready {
         StatusCode::OK
     } else {
@@ -44,42 +63,57 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) 
     };
     (
         status,
-        Json(Readiness {
+        Json(ReadinessBody {
             ready,
             draining,
-            store: word(store),
-            adapter: word(adapter),
+            store: word(&r.store),
+            adapter: word(&r.adapter),
             node: state.node_id.clone(),
         }),
     )
 }
 
-/// Pings the store and the adapter (each within its own timeout) and records the result.
-async fn check_dependencies(state: &AppState) -> (bool, bool) {
-    let (store, adapter) = tokio::join!(state.store_reachable(), state.adapter_reachable());
+/// Probes the store and the adapter once (each within [`PROBE_INTERVAL`]) and records the
+/// outcome; returns whether either changed.
+pub async fn probe_dependencies(state: &AppState) -> bool {
+    let (store, adapter) = tokio::join!(
+        async {
+            matches!(
+                tokio::time::timeout(PROBE_INTERVAL, state.store.ping()).await,
+                Ok(Ok(()))
+            )
+        },
+        async {
+            matches!(
+                tokio::time::timeout(PROBE_INTERVAL, state.presence.ping()).await,
+                Ok(Ok(()))
+            )
+        },
+    );
+    let now = Instant::now();
     state.metrics.dependency(Dependency::Store, store);
     state.metrics.dependency(Dependency::Adapter, adapter);
-    (store, adapter)
+    let a = state.readiness.store.record(store, now);
+    let b = state.readiness.adapter.record(adapter, now);
+    a || b
 }
 
-/// One loop per node: refreshes `switchboard_dependency_up` every `interval`, so an alert
-/// fires on an unreachable store or Redis whether or not anything probes `/readyz`.
-pub async fn watch_dependencies(state: AppState, interval: std::time::Duration) {
-    let mut tick = tokio::time::interval(interval);
+/// One loop per node: probes the dependencies every [`PROBE_INTERVAL`], keeping [`Readiness`]
+/// and `switchboard_dependency_up` current whether or not anything asks.
+pub async fn watch_dependencies(state: AppState) {
+    let mut tick = tokio::time::interval(PROBE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last = (true, true);
     loop {
         tick.tick().await;
-        let now = check_dependencies(&state).await;
-        // Log changes only: an outage of minutes is one line, not one per tick.
-        if now != last {
-            let (store, adapter) = now;
+        // Log changes only: an outage of minutes is one line, not one per probe.
+        if probe_dependencies(&state).await {
+            let r = &state.readiness;
+            let (store, adapter) = (r.store.reachable(), r.adapter.reachable());
             if store && adapter {
                 tracing::info!(node = %state.node_id, "store and adapter reachable again");
             } else {
-                tracing::warn!(node = %state.node_id, store, adapter, "a dependency is unreachable");
+                tracing::warn!(node = %state.node_id, store, adapter, grace_secs = READINESS_GRACE.as_secs(), "a dependency is unreachable");
             }
-            last = now;
         }
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! Below `service`, `http` and `realtime`: it holds the seams (store, presence, fan-out) as
 //! traits and knows no concrete backend (`app.rs` picks those and builds the state) and no
-//! transport. The per-socket session, the rate limiter and the typing map live here too,
-//! because the state holds them and both the use cases and the socket layer use them.
+//! transport. The per-socket session, the rate limiter, the typing map and the readiness inputs
+//! live here too, because the state holds them and both the use cases and the socket layer use
+//! them.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::presence::Presence;
 use crate::store::Store;
 
 pub mod rate_limit;
+pub mod readiness;
 pub mod session;
 pub mod typing;
 
@@ -59,6 +61,8 @@ pub struct NodeState {
     pub metrics: Metrics,
     /// The node's active typing indicators (one map and one sweeper, not a timer per socket).
     pub typing: TypingTracker,
+    /// Whether the store and Redis answer, kept current by a watcher: what `/readyz` reads.
+    pub readiness: readiness::Readiness,
     /// Set once a drain starts: `/readyz` turns 503 and handshakes are refused.
     draining: AtomicBool,
     /// Client events being handled now; a drain waits for them to finish (and for the fan-out's
@@ -99,6 +103,7 @@ impl AppState {
             presence: b.presence,
             keys: b.keys,
             typing: TypingTracker::default(),
+            readiness: readiness::Readiness::default(),
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             connections: TcpConnections::default(),
@@ -128,19 +133,6 @@ impl AppState {
         InFlight(self.clone())
     }
 
-    pub async fn store_reachable(&self) -> bool {
-        matches!(
-            tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await,
-            Ok(Ok(()))
-        )
-    }
-
-    pub async fn adapter_reachable(&self) -> bool {
-        matches!(
-            tokio::time::timeout(Duration::from_secs(2), self.presence.ping()).await,
-            Ok(Ok(()))
-        )
-    }
 }
 
 /// The REST extractor of [`crate::domain::AuthUser`] finds the verifier through this.

@@ -1,6 +1,11 @@
-//! Cluster mode over a real `redis-server`: several nodes (in this process, sharing one data
-//! directory as their store, and real `switchboard` processes where a node must die), real
-//! sockets. Cross-node delivery, presence as a cluster-wide fact, dead nodes, Redis restarts.
+//! Cluster mode over real Redis: several nodes (in this process, sharing one data directory as
+//! their store, and real `switchboard` processes where a node must die), real sockets.
+//! Cross-node delivery, presence as a cluster-wide fact, dead nodes, Redis restarts.
+//!
+//! The acceptance-level tests (every event across nodes, presence, drain, order) run on every
+//! topology ([`on_every_topology!`]: `NAME::single`, `NAME::sentinel`, `NAME::cluster`); the
+//! tests that kill, pause or restart a single server run on one. Failovers are in
+//! `failover.rs`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -11,19 +16,44 @@ use serde_json::{Value, json};
 use switchboard::domain::Role;
 
 use crate::helpers::{
-    ProcessNode, RedisServer, Sio, TEST_HEARTBEAT_SECS, TEST_TTL_SECS, TestNode, eventually,
-    free_port,
+    ProcessNode, Redis, RedisServer, Sio, TEST_HEARTBEAT_SECS, TEST_TTL_SECS, TestNode,
+    Topology, eventually, free_port,
 };
 
-/// Long enough for any cross-node event.
-const LONG: Duration = Duration::from_secs(10);
+/// Runs the acceptance test `name(topology)` on a single server, a Sentinel group and a Redis
+/// Cluster, as tests `name::single`, `name::sentinel` and `name::cluster`.
+macro_rules! on_every_topology {
+    ($name:ident) => {
+        mod $name {
+            use crate::helpers::Topology;
 
-fn shared_dir() -> Arc<tempfile::TempDir> {
+            #[tokio::test]
+            async fn single() {
+                super::$name(Topology::Single).await
+            }
+
+            #[tokio::test]
+            async fn sentinel() {
+                super::$name(Topology::Sentinel).await
+            }
+
+            #[tokio::test]
+            async fn cluster() {
+                super::$name(Topology::Cluster).await
+            }
+        }
+    };
+}
+
+/// Long enough for any cross-node event.
+pub(crate) const LONG: Duration = Duration::from_secs(10);
+
+pub(crate) fn shared_dir() -> Arc<tempfile::TempDir> {
     Arc::new(tempfile::tempdir().expect("temp dir"))
 }
 
 /// Waits for the next `user:status` about `user` (others are discarded).
-async fn status_of(socket: &Sio, user: &str, within: Duration) -> Option<String> {
+pub(crate) async fn status_of(socket: &Sio, user: &str, within: Duration) -> Option<String> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -35,7 +65,7 @@ async fn status_of(socket: &Sio, user: &str, within: Duration) -> Option<String>
 }
 
 /// The `user:status` events about `user` already queued on `socket`.
-fn queued_statuses(socket: &Sio, user: &str) -> Vec<String> {
+pub(crate) fn queued_statuses(socket: &Sio, user: &str) -> Vec<String> {
     socket
         .drain("user:status")
         .into_iter()
@@ -45,7 +75,7 @@ fn queued_statuses(socket: &Sio, user: &str) -> Vec<String> {
 }
 
 /// Waits until `socket` has had `message:new` for every id in `ids`.
-async fn receives_all(socket: &Sio, ids: &BTreeSet<String>, within: Duration) -> BTreeSet<String> {
+pub(crate) async fn receives_all(socket: &Sio, ids: &BTreeSet<String>, within: Duration) -> BTreeSet<String> {
     let mut seen = BTreeSet::new();
     let deadline = tokio::time::Instant::now() + within;
     while !ids.is_subset(&seen) {
@@ -68,15 +98,15 @@ async fn staff_get(node: &TestNode, path: &str) -> Value {
     body
 }
 
-async fn active_users(node: &TestNode, query: &str) -> Value {
+pub(crate) async fn active_users(node: &TestNode, query: &str) -> Value {
     staff_get(node, &format!("/api/socket/active-users{query}")).await
 }
 
-async fn user_status(node: &TestNode, user: &str) -> Value {
+pub(crate) async fn user_status(node: &TestNode, user: &str) -> Value {
     staff_get(node, &format!("/api/users/{user}/status")).await
 }
 
-async fn readyz(port: u16) -> u16 {
+pub(crate) async fn readyz(port: u16) -> u16 {
     match reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
         Ok(r) => r.status().as_u16(),
         Err(_) => 0,
@@ -91,7 +121,7 @@ async fn both_ready(a: &TestNode, b: &TestNode) -> bool {
     .await
 }
 
-async fn send(socket: &Sio, chat: &str, text: &str) -> Value {
+pub(crate) async fn send(socket: &Sio, chat: &str, text: &str) -> Value {
     let ack = socket
         .ack(
             "message:send",
@@ -102,9 +132,9 @@ async fn send(socket: &Sio, chat: &str, text: &str) -> Value {
     ack["message"].clone()
 }
 
-#[tokio::test]
-async fn every_server_event_reaches_sockets_on_other_nodes() {
-    let redis = RedisServer::start().await;
+on_every_topology!(every_server_event_reaches_sockets_on_other_nodes);
+async fn every_server_event_reaches_sockets_on_other_nodes(topology: Topology) {
+    let redis = Redis::start(topology).await;
     let data = shared_dir();
     let a = TestNode::cluster(data.clone(), &redis.url(), "node-a").await;
     let b = TestNode::cluster(data.clone(), &redis.url(), "node-b").await;
@@ -195,9 +225,9 @@ async fn every_server_event_reaches_sockets_on_other_nodes() {
     );
 }
 
-#[tokio::test]
-async fn presence_changes_once_per_user_across_tabs_and_nodes() {
-    let redis = RedisServer::start().await;
+on_every_topology!(presence_changes_once_per_user_across_tabs_and_nodes);
+async fn presence_changes_once_per_user_across_tabs_and_nodes(topology: Topology) {
+    let redis = Redis::start(topology).await;
     let data = shared_dir();
     let nodes = [
         TestNode::cluster(data.clone(), &redis.url(), "node-a").await,
@@ -282,9 +312,9 @@ async fn presence_changes_once_per_user_across_tabs_and_nodes() {
     }
 }
 
-#[tokio::test]
-async fn active_users_are_the_same_from_every_node() {
-    let redis = RedisServer::start().await;
+on_every_topology!(active_users_are_the_same_from_every_node);
+async fn active_users_are_the_same_from_every_node(topology: Topology) {
+    let redis = Redis::start(topology).await;
     let data = shared_dir();
     let nodes = [
         TestNode::cluster(data.clone(), &redis.url(), "node-a").await,
@@ -442,7 +472,8 @@ async fn redis_restart_mid_traffic_loses_no_acknowledged_message() {
         let m = send(&user_a, &chat, &format!("during {i}")).await;
         acked.push(m);
     }
-    assert_eq!(readyz(a.port).await, 503);
+    // After the readiness grace (docs/cluster.md).
+    assert!(eventually(LONG, || async { readyz(a.port).await == 503 }).await);
     let during: BTreeSet<String> = acked[5..]
         .iter()
         .map(|m| m["id"].as_str().unwrap().to_owned())
@@ -584,9 +615,9 @@ async fn a_password_in_the_redis_url_is_used() {
     assert!(eventually(LONG, || async { active_users(&b, "").await["count"] == 2 }).await);
 }
 
-#[tokio::test]
-async fn a_drained_node_withdraws_its_presence_and_its_users_go_offline_once() {
-    let redis = RedisServer::start().await;
+on_every_topology!(a_drained_node_withdraws_its_presence_and_its_users_go_offline_once);
+async fn a_drained_node_withdraws_its_presence_and_its_users_go_offline_once(topology: Topology) {
+    let redis = Redis::start(topology).await;
     let data = shared_dir();
     let stays = TestNode::cluster(data.clone(), &redis.url(), "stays").await;
     let leaves = TestNode::cluster(data.clone(), &redis.url(), "leaves").await;
@@ -632,9 +663,9 @@ async fn a_drained_node_withdraws_its_presence_and_its_users_go_offline_once() {
     assert!(queued_statuses(&admin, "u2").is_empty());
 }
 
-#[tokio::test]
-async fn draining_a_node_under_traffic_moves_its_clients_and_loses_no_acknowledged_message() {
-    let redis = RedisServer::start().await;
+on_every_topology!(draining_a_node_under_traffic_moves_its_clients_and_loses_no_acknowledged_message);
+async fn draining_a_node_under_traffic_moves_its_clients_and_loses_no_acknowledged_message(topology: Topology) {
+    let redis = Redis::start(topology).await;
     let data = shared_dir();
     let stays = TestNode::cluster(data.clone(), &redis.url(), "stays").await;
     let takes_over = TestNode::cluster(data.clone(), &redis.url(), "takes-over").await;
@@ -740,9 +771,9 @@ async fn draining_a_node_under_traffic_moves_its_clients_and_loses_no_acknowledg
     assert_eq!(user_status(&stays, "u2").await["sockets"], 1);
 }
 
-#[tokio::test]
-async fn a_burst_of_emissions_all_reach_the_other_node() {
-    let redis = RedisServer::start().await;
+on_every_topology!(a_burst_of_emissions_all_reach_the_other_node);
+async fn a_burst_of_emissions_all_reach_the_other_node(topology: Topology) {
+    let redis = Redis::start(topology).await;
     let data = shared_dir();
     let sender = TestNode::cluster(data.clone(), &redis.url(), "sender").await;
     let receiver = TestNode::cluster(data.clone(), &redis.url(), "receiver").await;
@@ -785,7 +816,7 @@ async fn a_burst_of_emissions_all_reach_the_other_node() {
 /// Two nodes on one Redis; a user's chat, the user's socket and a staff socket on node a, a
 /// staff socket on node b.
 struct ChatAcrossNodes {
-    redis: RedisServer,
+    redis: Redis,
     a: TestNode,
     b: TestNode,
     sender: Sio,
@@ -796,8 +827,8 @@ struct ChatAcrossNodes {
 }
 
 impl ChatAcrossNodes {
-    async fn start() -> Self {
-        let redis = RedisServer::start().await;
+    async fn start(topology: Topology) -> Self {
+        let redis = Redis::start(topology).await;
         let data = shared_dir();
         let a = TestNode::cluster(data.clone(), &redis.url(), "node-a").await;
         let b = TestNode::cluster(data.clone(), &redis.url(), "node-b").await;
@@ -832,8 +863,8 @@ async fn seqs_received(socket: &Sio, n: usize) -> Vec<u64> {
     seqs
 }
 
-#[tokio::test]
-async fn one_senders_pipelined_messages_arrive_in_order_on_every_node() {
+on_every_topology!(one_senders_pipelined_messages_arrive_in_order_on_every_node);
+async fn one_senders_pipelined_messages_arrive_in_order_on_every_node(topology: Topology) {
     // Every part is bound (not `..`): what is left out would be dropped, nodes and data with it.
     let ChatAcrossNodes {
         redis: _redis,
@@ -844,7 +875,7 @@ async fn one_senders_pipelined_messages_arrive_in_order_on_every_node() {
         admin_b,
         chat,
         _data,
-    } = ChatAcrossNodes::start().await;
+    } = ChatAcrossNodes::start(topology).await;
     // Within the rate limit's burst; sent back to back without waiting for acks, so each
     // message is saved while the previous one's publish is still on its way.
     const N: usize = 30;
@@ -884,7 +915,10 @@ async fn a_stalled_redis_does_not_hold_up_delivery_on_the_senders_node() {
         admin_b,
         chat,
         _data,
-    } = ChatAcrossNodes::start().await;
+    } = ChatAcrossNodes::start(Topology::Single).await;
+    let Redis::Single(redis) = redis else {
+        unreachable!("started as a single server")
+    };
     let first = send(&sender, &chat, "before").await;
     for socket in [&sender, &admin_a, &admin_b] {
         assert_eq!(

@@ -1,11 +1,13 @@
 //! The one integration-test binary: real nodes on port 0, real sockets, real stores.
 
 mod cluster;
+mod failover;
 mod helpers;
 mod module_cycles;
 mod mongo;
 mod node;
 mod ops;
 mod presence_contract;
+mod redis_cost;
 mod security;
 mod store_contract;

@@ -97,8 +97,9 @@ impl RedisFanout {
     /// reply is awaited in a task of its own, which keeps the event for replay if the publish
     /// fails.
     async fn publish(&self, e: Emission<'_>, order: u64) -> Result<(), FanoutError> {
-        let payload =
-            serde_json::to_value(e.payload).map_err(|err| FanoutError(err.to_string()))?;
+        let payload = Arc::new(
+            serde_json::to_value(e.payload).map_err(|err| FanoutError(err.to_string()))?,
+        );
         let Emission {
             rooms,
             except,
@@ -106,6 +107,15 @@ impl RedisFanout {
             keep_for_replay,
             ..
         } = e;
+        if keep_for_replay {
+            self.ledger.remember(&Kept {
+                order,
+                rooms: rooms.clone(),
+                except: except.clone(),
+                event,
+                payload: payload.clone(),
+            });
+        }
         let (io, ledger) = (self.io.clone(), self.ledger.clone());
         let mut publish = Box::pin(async move {
             let mut op = io.to(rooms.clone());
@@ -115,7 +125,7 @@ impl RedisFanout {
             // A little over fred's own command timeout, which normally answers first.
             let result = tokio::time::timeout(
                 PUBLISH_TIMEOUT + Duration::from_millis(250),
-                op.emit(event, &payload),
+                op.emit(event, &*payload),
             )
             .await;
             match result {
@@ -181,7 +191,7 @@ impl Fanout for RedisFanout {
                     rooms: e.rooms,
                     except: e.except,
                     event: e.event,
-                    payload,
+                    payload: Arc::new(payload),
                 })
             } else {
                 None

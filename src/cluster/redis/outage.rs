@@ -9,7 +9,9 @@
 //! nodes only (this node's sockets, which already had them, are excluded through a per-node
 //! room). New emissions queue behind them until the queue is empty, so a sender's messages keep
 //! their order. A reconnect of the pub/sub connection also enters this state, since peers may
-//! not hear anything until they re-subscribe.
+//! not hear anything until they re-subscribe, and keeps for replay the emissions of the 2 s
+//! before it ([`Ledger::reconnected`]): fred re-sends those on the new connection as soon as
+//! it is up, where they succeed and reach nobody yet.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,7 +27,13 @@ use crate::cluster::FanoutError;
 /// `chat:sync`).
 const MAX_KEPT: usize = 10_000;
 
-/// An event whose publish failed, kept for replay.
+/// How long an emission stays in the recent list: longer than any publish can wait in fred's
+/// queue (its timeout) and be retried on a new connection after a reconnect.
+const RECENT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// An event whose publish failed, kept for replay (or, in the recent list, one that might
+/// have to be).
+#[derive(Clone)]
 pub(super) struct Kept {
     /// Its place among this node's emissions: kept events are replayed in this order.
     pub(super) order: u64,
@@ -35,8 +43,9 @@ pub(super) struct Kept {
     pub(super) except: Vec<String>,
     /// The event name.
     pub(super) event: &'static str,
-    /// The payload as JSON: the emission's borrowed payload does not outlive the call.
-    pub(super) payload: serde_json::Value,
+    /// The payload as JSON: the emission's borrowed payload does not outlive the call (shared
+    /// with the publish and the recent list, never copied).
+    pub(super) payload: std::sync::Arc<serde_json::Value>,
 }
 
 /// Whether the node is in an outage, and what it kept meanwhile.
@@ -46,6 +55,9 @@ pub(super) struct OutageState {
     pub(super) down: bool,
     /// Events to publish once Redis is back, by `order`.
     kept: VecDeque<Kept>,
+    /// Emissions of the last `RECENT` that asked for replay, by `order`, with when each was
+    /// queued. See [`Ledger::reconnected`].
+    recent: VecDeque<(std::time::Instant, Kept)>,
 }
 
 /// What the fan-out shares with the tasks that wait for its publishes' replies.
@@ -65,6 +77,39 @@ impl Ledger {
         self.outage.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Remembers an emission being published, for `RECENT`.
+    pub(super) fn remember(&self, k: &Kept) {
+        let now = std::time::Instant::now();
+        let mut outage = self.lock();
+        while outage
+            .recent
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > RECENT)
+            || outage.recent.len() >= MAX_KEPT
+        {
+            outage.recent.pop_front();
+        }
+        outage.recent.push_back((now, k.clone()));
+    }
+
+    /// The pub/sub connection was re-established: enter the outage state, and keep for replay
+    /// every emission of the last `RECENT` too. fred retries a command caught by a broken
+    /// connection on the new one, and sends what was queued meanwhile, as soon as it is
+    /// connected, before this node (let alone its peers, reconnecting on their own back-off)
+    /// has re-subscribed: such a publish succeeds and reaches nobody. Replaying them may
+    /// deliver some twice (clients dedupe by message id); not replaying them loses them.
+    pub(super) fn reconnected(&self) {
+        let mut outage = self.lock();
+        outage.down = true;
+        let recent: Vec<Kept> = outage.recent.drain(..).map(|(_, k)| k).collect();
+        for k in recent {
+            if outage.kept.iter().any(|other| other.order == k.order) {
+                continue;
+            }
+            insert_in_order(&mut outage.kept, k);
+        }
+    }
+
     /// Marks the outage and keeps the event for replay, in its place by `order` (replies to
     /// pipelined publishes may fail in any order); returns what the emission's caller is told.
     pub(super) fn keep(&self, kept: Option<Kept>) -> FanoutError {
@@ -79,19 +124,29 @@ impl Ledger {
         );
         let Some(k) = kept else { return error };
         if outage.kept.len() >= MAX_KEPT {
-            outage.kept.pop_front();
             tracing::warn!(
                 "outage queue full: dropped the oldest kept event (clients catch up with chat:sync)"
             );
         }
-        let at = outage
-            .kept
-            .iter()
-            .rposition(|other| other.order < k.order)
-            .map_or(0, |i| i + 1);
-        outage.kept.insert(at, k);
+        if outage.kept.iter().any(|other| other.order == k.order) {
+            // Already kept by a reconnect (`reconnected`).
+            return error;
+        }
+        insert_in_order(&mut outage.kept, k);
         error
     }
+}
+
+/// Inserts `k` in its place by `order` (replies to pipelined publishes may fail in any order).
+fn insert_in_order(kept: &mut VecDeque<Kept>, k: Kept) {
+    if kept.len() >= MAX_KEPT {
+        kept.pop_front();
+    }
+    let at = kept
+        .iter()
+        .rposition(|other| other.order < k.order)
+        .map_or(0, |i| i + 1);
+    kept.insert(at, k);
 }
 
 impl RedisFanout {
@@ -128,7 +183,7 @@ impl RedisFanout {
                     .io
                     .to(k.rooms.clone())
                     .except(except)
-                    .emit(k.event, &k.payload);
+                    .emit(k.event, &*k.payload);
                 if matches!(tokio::time::timeout(PUBLISH_TIMEOUT, op).await, Ok(Ok(()))) {
                     self.replayed.fetch_add(1, Ordering::Relaxed);
                     continue;

@@ -50,7 +50,7 @@ impl RedisFanout {
                         return;
                     }
                     tracing::info!("Redis connection re-established: re-subscribing");
-                    self.lock().down = true;
+                    self.ledger.reconnected();
                     subscribed = resubscribe(&subscriber).await;
                 }
                 _ = tick.tick() => {

@@ -14,22 +14,33 @@
 //! announced once, cluster-wide. A node whose own key had lapsed (a Redis outage longer than
 //! the TTL) reaps nobody at that heartbeat: the others get one interval to renew first.
 //!
-//! # Outages
+//! # Outages and failovers
 //!
-//! The node keeps a mirror of its own live sockets. A call that fails, or a heartbeat (or
-//! connect) that finds this node's `alive` key missing (Redis restarted empty, or the node was
-//! reaped after a long silence), marks Redis as out of date; the next heartbeat rewrites this
-//! node's sockets from the mirror in one script (`resync`) and returns the transitions that
-//! produced. When Redis lost its data (no tombstone), the users it puts back online were online
-//! all along, so their `online` is not announced again.
+//! The node keeps a mirror of its own live sockets. A call that fails, a heartbeat (or connect)
+//! that finds this node's `alive` key missing (Redis restarted empty, or the node was reaped
+//! after a long silence), and any reconnect of the presence client (a Sentinel or cluster
+//! failover, a managed primary replaced behind its address: the server now answering may hold
+//! an older copy of the data, missing the last writes before the switch, with every `alive` key
+//! still there) mark Redis as out of date; the next heartbeat rewrites this node's sockets from
+//! the mirror in one script (`resync`, a diff: it adds what is missing and removes what is
+//! gone) and returns the transitions that produced. An `online` it produces is not announced
+//! again when Redis had already counted one of that user's sockets here (the mirror remembers
+//! which connects Redis confirmed) and the node was not reaped meanwhile: that user was online
+//! all along, only Redis forgot.
+//!
+//! # Redis Cluster
+//!
+//! Every key carries the hash tag `{sb}` (see `scripts.rs`), so each script touches one slot and
+//! runs on one master; the scripts that build their key names inside Lua name `{sb}:nodes` as
+//! their key, which is what routes them to that master.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fred::prelude::{Client, ClientLike, Value};
+use fred::prelude::{Client, EventInterface, KeysInterface, Value};
 use fred::types::scripts::Script;
 use tokio::sync::RwLock;
 
@@ -57,6 +68,46 @@ fn unavailable(e: impl std::fmt::Display) -> PresenceError {
     PresenceError::Unavailable(e.to_string())
 }
 
+/// What tells a node that Redis may disagree with it.
+struct Drift {
+    /// Redis may disagree with the mirror (a call failed, our state was lost, or the client
+    /// reconnected, possibly to another server): resync on the next heartbeat.
+    dirty: AtomicBool,
+    /// This node was out of touch (a reconnect, a failed heartbeat, its own key lapsed): until
+    /// then it reaps nobody, so every peer (reconnecting with back-off, after the same outage)
+    /// has a whole TTL to renew before being judged dead. A std lock, held for a copy.
+    no_reaping_until: Mutex<Option<tokio::time::Instant>>,
+    /// The presence TTL.
+    ttl: Duration,
+}
+
+impl Drift {
+    /// Marks Redis out of date and holds back reaping for a TTL.
+    fn out_of_touch(&self) {
+        self.dirty.store(true, Ordering::SeqCst);
+        *self
+            .no_reaping_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now() + self.ttl);
+    }
+
+    fn may_reap(&self) -> bool {
+        let until = *self
+            .no_reaping_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        until.is_none_or(|t| tokio::time::Instant::now() >= t)
+    }
+}
+
+/// One of this node's sockets, as the mirror keeps it.
+struct Mirrored {
+    entry: SocketEntry,
+    /// Redis counted it (its connect script, or a resync, succeeded): its user's `online` has
+    /// been announced, so a resync that restores it does not announce it again.
+    confirmed: bool,
+}
+
 /// Presence shared by every node through Redis. See the module doc for the data layout.
 pub struct RedisPresence {
     /// The presence connection (apart from the adapter's pub/sub one, so a flood of messages
@@ -69,17 +120,14 @@ pub struct RedisPresence {
     /// The Lua scripts, each sent once and then called by hash.
     scripts: Scripts,
     /// This node's live sockets: what Redis is rewritten from after an outage or a restart.
-    mirror: Mutex<HashMap<String, SocketEntry>>,
+    mirror: Mutex<HashMap<String, Mirrored>>,
     /// Connects and disconnects hold it shared around their mirror update and Redis call; a
     /// resync holds it exclusively, so its snapshot of the mirror is what Redis ends up with.
     /// (A tokio lock: it is held across the Redis call on purpose.)
     gate: RwLock<()>,
-    /// Redis may disagree with the mirror (a call failed, or our state was lost): resync on the
-    /// next heartbeat.
-    dirty: AtomicBool,
-    /// Our `alive` key was found missing after we had joined: Redis lost our state (restart) or
-    /// we were reaped; the resync tells which.
-    lost: AtomicBool,
+    /// Whether Redis may disagree with this node, shared with the task that watches the
+    /// client's reconnects.
+    drift: Arc<Drift>,
     /// The first heartbeat succeeded (before it, a missing `alive` key is expected).
     joined: AtomicBool,
     /// Resyncs done, for tests.
@@ -88,9 +136,30 @@ pub struct RedisPresence {
 }
 
 impl RedisPresence {
-    /// Presence over an already configured client (see `cluster::redis::builder`); the client
-    /// may still be connecting: calls fail with `Unavailable` until it is up.
+    /// Presence over an already configured client (see `cluster::redis::RedisConnector`); the
+    /// client may still be connecting: calls fail with `Unavailable` until it is up.
+    ///
+    /// Must be called inside a tokio runtime: it starts the task that marks Redis out of date
+    /// after each reconnect of `client` (the task ends with the client).
     pub fn new(client: Client, node: String, ttl: Duration) -> Self {
+        let drift = Arc::new(Drift {
+            dirty: AtomicBool::new(true),
+            no_reaping_until: Mutex::new(None),
+            ttl,
+        });
+        let watched = Arc::downgrade(&drift);
+        let node_name = node.clone();
+        let _reconnects = client.on_reconnect(move |server| {
+            let watched = watched.clone();
+            let node = node_name.clone();
+            async move {
+                if let Some(drift) = watched.upgrade() {
+                    tracing::info!(node = %node, server = %server, "presence client reconnected: this node's sockets will be written back at the next heartbeat");
+                    drift.out_of_touch();
+                }
+                Ok(())
+            }
+        });
         Self {
             client,
             node,
@@ -98,8 +167,7 @@ impl RedisPresence {
             scripts: Scripts::new(),
             mirror: Mutex::new(HashMap::new()),
             gate: RwLock::new(()),
-            dirty: AtomicBool::new(true),
-            lost: AtomicBool::new(false),
+            drift,
             joined: AtomicBool::new(false),
             #[cfg(any(test, feature = "test-support"))]
             resyncs: std::sync::atomic::AtomicU64::new(0),
@@ -135,7 +203,7 @@ impl RedisPresence {
     ) -> Result<Value, PresenceError> {
         let result = self.run(script, keys, args).await;
         if result.is_err() {
-            self.dirty.store(true, Ordering::SeqCst);
+            self.drift.dirty.store(true, Ordering::SeqCst);
         }
         result
     }
@@ -158,30 +226,50 @@ impl RedisPresence {
             now().timestamp_millis().to_string(),
             PREFIX.to_owned(),
         ];
-        {
+        // Users of whom Redis had already counted a socket here: their `online` went out then.
+        let announced: HashSet<String> = {
             let mirror = self.mirror.lock().unwrap_or_else(|p| p.into_inner());
             args.reserve(mirror.len() * 3);
-            for e in mirror.values() {
+            for m in mirror.values() {
+                let e = &m.entry;
                 args.extend([e.socket_id.clone(), e.user_id.clone(), Stored::json(e)]);
             }
-        }
-        let v = self.change(&self.scripts.resync, Vec::new(), args).await?;
+            mirror
+                .values()
+                .filter(|m| m.confirmed)
+                .map(|m| m.entry.user_id.clone())
+                .collect()
+        };
+        let v = self
+            .change(&self.scripts.resync, vec![key("nodes")], args)
+            .await?;
         let mut parts = v.into_array().into_iter();
         let reaped = parts.next().and_then(|v| v.as_i64()).unwrap_or(0) == 1;
         let online = parts.next().map(strings).unwrap_or_default();
         let offline = parts.next().map(strings).unwrap_or_default();
-        let lost = self.lost.swap(false, Ordering::SeqCst);
-        let restored = lost && !reaped;
+        // Redis now counts every socket of the mirror (the exclusive gate kept it unchanged).
+        for m in self
+            .mirror
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values_mut()
+        {
+            m.confirmed = true;
+        }
         #[cfg(any(test, feature = "test-support"))]
         self.resyncs.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(node = %self.node, reaped, restored, online = online.len(), offline = offline.len(), "presence resynced");
+        tracing::info!(node = %self.node, reaped, online = online.len(), offline = offline.len(), "presence resynced");
         let mut changes = Vec::with_capacity(online.len() + offline.len());
-        if !restored {
-            changes.extend(online.into_iter().map(|user_id| Transition {
-                user_id,
-                online: true,
-            }));
-        }
+        // A reaped node's users were announced offline: bringing them back is news.
+        changes.extend(
+            online
+                .into_iter()
+                .filter(|user| reaped || !announced.contains(user))
+                .map(|user_id| Transition {
+                    user_id,
+                    online: true,
+                }),
+        );
         changes.extend(offline.into_iter().map(|user_id| Transition {
             user_id,
             online: false,
@@ -196,12 +284,14 @@ impl Presence for RedisPresence {
         let _shared = self.gate.read().await;
         {
             let mut mirror = self.mirror.lock().unwrap_or_else(|p| p.into_inner());
-            if mirror
-                .insert(entry.socket_id.clone(), entry.clone())
-                .is_some()
-            {
+            if mirror.contains_key(&entry.socket_id) {
                 return Ok(false);
             }
+            let mirrored = Mirrored {
+                entry: entry.clone(),
+                confirmed: false,
+            };
+            mirror.insert(entry.socket_id.clone(), mirrored);
         }
         let keys = vec![
             key("sockets"),
@@ -222,10 +312,17 @@ impl Presence for RedisPresence {
             .change(&self.scripts.connect, keys, args)
             .await?
             .into_array();
+        if let Some(m) = self
+            .mirror
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&entry.socket_id)
+        {
+            m.confirmed = true;
+        }
         let lost = v.get(1).and_then(Value::as_i64) == Some(1);
         if lost && self.joined.load(Ordering::SeqCst) {
-            self.lost.store(true, Ordering::SeqCst);
-            self.dirty.store(true, Ordering::SeqCst);
+            self.drift.out_of_touch();
         }
         Ok(v.first().and_then(Value::as_i64) == Some(1))
     }
@@ -319,8 +416,12 @@ impl Presence for RedisPresence {
             now().timestamp_millis().to_string(),
             PREFIX.to_owned(),
             TOMBSTONE_TTL.as_millis().to_string(),
+            if self.drift.may_reap() { "1" } else { "0" }.to_owned(),
         ];
-        let v = self.run(&self.scripts.heartbeat, Vec::new(), args).await?;
+        let result = self
+            .run(&self.scripts.heartbeat, vec![key("nodes")], args)
+            .await;
+        let v = result.inspect_err(|_| self.drift.out_of_touch())?;
         let mut parts = v.into_array().into_iter();
         let present = parts.next().and_then(|v| v.as_i64()) == Some(1);
         let mut changes: Vec<Transition> = parts
@@ -336,13 +437,12 @@ impl Presence for RedisPresence {
         if !self.joined.swap(true, Ordering::SeqCst) {
             // A first heartbeat rewrites our sockets, which also clears whatever a previous
             // process under the same NODE_ID left behind.
-            self.dirty.store(true, Ordering::SeqCst);
+            self.drift.dirty.store(true, Ordering::SeqCst);
         } else if !present {
             tracing::warn!(node = %self.node, "presence heartbeat key was missing: rewriting this node's sockets");
-            self.lost.store(true, Ordering::SeqCst);
-            self.dirty.store(true, Ordering::SeqCst);
+            self.drift.out_of_touch();
         }
-        if self.dirty.swap(false, Ordering::SeqCst) {
+        if self.drift.dirty.swap(false, Ordering::SeqCst) {
             changes.extend(self.resync().await?);
         }
         Ok(changes)
@@ -359,12 +459,17 @@ impl Presence for RedisPresence {
             now().timestamp_millis().to_string(),
             PREFIX.to_owned(),
         ];
-        let v = self.run(&self.scripts.withdraw, Vec::new(), args).await?;
+        let v = self
+            .run(&self.scripts.withdraw, vec![key("nodes")], args)
+            .await?;
         Ok(strings(v))
     }
 
     async fn ping(&self) -> Result<(), PresenceError> {
-        match tokio::time::timeout(CALL_TIMEOUT, self.client.ping::<Value>(None)).await {
+        // A keyed read rather than `PING`: in a Redis Cluster it reaches the master that holds
+        // presence (the `{sb}` slot), not some node at random.
+        let read = self.client.exists::<Value, _>(key("nodes"));
+        match tokio::time::timeout(CALL_TIMEOUT, read).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(unavailable(e)),
             Err(_) => Err(unavailable("ping timed out")),

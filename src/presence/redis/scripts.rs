@@ -3,7 +3,10 @@
 //!
 //! # Keys
 //!
-//! All keys share the hash tag `{sb}`, so every script touches one slot.
+//! All keys share the hash tag `{sb}`, so every script touches one slot: on a Redis Cluster,
+//! all of presence lives on one master (and its replicas). The scripts that build key names
+//! in Lua (heartbeat, resync, withdraw) declare `{sb}:nodes` as their one key, which is what
+//! routes them to that master.
 //!
 //! | key | type | holds |
 //! |---|---|---|
@@ -73,15 +76,17 @@ local function remove_node(p, node, now, offline)
 end
 "#;
 
-/// ARGV: node, ttl ms, now ms, prefix, tombstone ttl ms. Returns {alive key existed, offline users}.
+/// KEYS: nodes (routes it to the `{sb}` slot). ARGV: node, ttl ms, now ms, prefix, tombstone
+/// ttl ms, may reap ('1' or '0'). Returns {alive key existed, offline users}.
 const HEARTBEAT: &str = r#"
 local me, p = ARGV[1], ARGV[4]
 local existed = redis.call('SET', p .. 'alive:' .. me, '1', 'PX', ARGV[2], 'GET')
 redis.call('SADD', p .. 'nodes', me)
 local offline = {}
--- A node whose own key had lapsed was out of touch too (a long Redis outage): it gives the
--- others one interval to renew before judging them.
+-- A node whose own key had lapsed was out of touch too (a long Redis outage, a failover): it
+-- judges nobody now, and its caller holds back for a TTL (ARGV[6]) so every peer can renew.
 if not existed then return {0, offline} end
+if ARGV[6] ~= '1' then return {1, offline} end
 for _, node in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do
   if node ~= me and redis.call('EXISTS', p .. 'alive:' .. node) == 0 then
     redis.call('SREM', p .. 'nodes', node)
@@ -92,7 +97,7 @@ end
 return {1, offline}
 "#;
 
-/// ARGV: node, ttl ms, now ms, prefix, then (socket id, user id, entry) triples: this node's
+/// KEYS: nodes (for routing). ARGV: node, ttl ms, now ms, prefix, then (socket id, user id, entry) triples: this node's
 /// sockets as they really are. Returns {was reaped, online users, offline users}.
 const RESYNC: &str = r#"
 local me, p = ARGV[1], ARGV[4]
@@ -118,7 +123,7 @@ local reaped = redis.call('DEL', p .. 'reaped:' .. me)
 return {reaped, online, offline}
 "#;
 
-/// ARGV: node, now ms, prefix. Returns the users left offline.
+/// KEYS: nodes (for routing). ARGV: node, now ms, prefix. Returns the users left offline.
 const WITHDRAW: &str = r#"
 local me, p = ARGV[1], ARGV[3]
 local offline = {}

@@ -14,7 +14,7 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use redis::{RedisServer, free_port};
+pub use redis::{Redis, RedisServer, Topology, free_port};
 pub use sio::{ConnectError, Sio, WAIT};
 
 /// The JWT secret every test node shares (so one node's tokens work on every node).
@@ -52,6 +52,10 @@ impl TestNode {
         data: std::sync::Arc<TempDir>,
         adjust: impl FnOnce(&mut Config),
     ) -> TestNode {
+        // `SB_TEST_LOG=1` (with `RUST_LOG`) shows the nodes' logs, for a test being debugged.
+        if std::env::var_os("SB_TEST_LOG").is_some() {
+            switchboard::telemetry::init(Some(switchboard::config::LogFormat::Pretty));
+        }
         let mut cfg = Config::for_tests(data.path().to_owned());
         cfg.jwt_secret = Some(SECRET.into());
         cfg.cors_origins = "*".into();
