@@ -94,6 +94,13 @@ pub struct Config {
     /// The one algorithm accepted; never taken from the token header.
     #[arg(long, env = "JWT_ALGORITHM", value_enum, default_value = "HS256")]
     pub jwt_algorithm: JwtAlgorithm,
+    /// When set, a token must carry this `aud` (set it when the signing key is shared with other
+    /// services, so their tokens do not open this one).
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// When set, a token must carry this `iss` (the one service that issues its tokens).
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
     /// Key for the `sig` of file URLs. Defaults to one derived from JWT_SECRET (or kept in
     /// DATA_DIR); every node of a cluster must share it.
     #[arg(long, env = "FILE_URL_SECRET", hide_env_values = true)]

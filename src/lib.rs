@@ -37,7 +37,7 @@
 //!   [`error`]: the error-code table shared by REST and socket acks.
 //! - [`connections`]: the TCP connections a drain closes in paced batches, and each one's peer
 //!   address; [`serve`]: HTTP over them, with a header-read timeout; [`config`]: every
-//!   setting; [`telemetry`]: logging.
+//!   setting; [`telemetry`]: logging; [`private_files`]: `DATA_DIR` modes (`0700`/`0600`).
 //!
 //! So dependencies point one way: `app` -> `http` | `realtime` -> `service` -> `state` ->
 //! (`ordering`, `auth`, `cluster`, `presence`, `recovery`, `store`, `metrics`) -> `domain` -> `error`;
@@ -57,9 +57,10 @@ pub mod metrics;
 pub mod ordering;
 pub mod paging;
 pub mod presence;
+pub mod private_files;
 pub mod realtime;
-pub mod serve;
 pub mod recovery;
+pub mod serve;
 pub mod service;
 pub mod state;
 pub mod store;

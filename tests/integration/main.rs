@@ -12,4 +12,5 @@ mod presence_contract;
 mod recovery_cluster;
 mod recovery_contract;
 mod redis_cost;
+mod security;
 mod store_contract;
