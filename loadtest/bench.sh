@@ -81,7 +81,7 @@ pids=()
 for i in $(seq 0 $((nodes - 1))); do
   port=$(free_port)
   # The same line starts a replacement node in the reconnect benchmark.
-  start="cd $work && env HOST=127.0.0.1 PORT=$port DATA_DIR=$work/data$i RATE_LIMIT_PER_SEC=1000000 CORS_ORIGINS='*' \
+  start="cd $work && env HOST=127.0.0.1 PORT=$port DATA_DIR=$work/data$i RATE_LIMIT_PER_SEC=1000000 MAX_SOCKETS_PER_USER=1000000 CORS_ORIGINS='*' \
     RUST_LOG=warn LOG_FORMAT=json $redis_env ${mongo_env:+'$mongo_env'} taskset -c $server_core $cmd >>$work/server$i.log 2>&1 & echo \$! > $work/server$i.pid"
   [ "$i" = 0 ] && start0=$start
   sh -c "$start"

@@ -22,7 +22,9 @@ use crate::cluster;
 use crate::cluster::redis::{ClusterAdapter, RedisFanout};
 use crate::config::Config;
 use crate::connections::TrackedListener;
+use crate::http::origin::AllowedOrigins;
 use crate::presence::{MemoryPresence, RedisPresence};
+use crate::recovery::{EmbeddedRecovery, Recovery, RecoveryBackend, RedisRecovery};
 use crate::state::{AppState, Backends};
 use crate::store::{EmbeddedStore, MongoSettings, MongoStore, Store};
 
@@ -39,8 +41,9 @@ async fn drain(state: &AppState, grace: Duration) {
     let withdraw = async {
         match state.presence.withdraw_node().await {
             Ok(users) => {
+                // Through the grace: most of them reconnect to another node meanwhile.
                 for user in users {
-                    state.announce_status(&user, false).await;
+                    state.offline_after_grace(&user).await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "could not withdraw presence"),
@@ -123,8 +126,13 @@ impl Application {
             ),
             None => Arc::new(EmbeddedStore::open(&config.data_dir)?),
         };
+        let window = Duration::from_secs(config.recovery_window_secs);
+        let recovery = |backend: Arc<dyn RecoveryBackend>| {
+            (!window.is_zero()).then(|| Arc::new(Recovery::new(backend, window)))
+        };
         let (state, add_socket_layer, background) = match config.redis_url.clone() {
             None => {
+                let recovery = recovery(Arc::new(EmbeddedRecovery::open(&config.data_dir)?));
                 let (layer, io) = socket_io_builder().build_layer();
                 let state = AppState::new(Backends {
                     config,
@@ -134,6 +142,7 @@ impl Application {
                     presence: Arc::new(MemoryPresence::new()),
                     fanout: Arc::new(io.clone()),
                     sockets: Arc::new(io.clone()),
+                    recovery,
                 });
                 crate::realtime::register(&io, state.clone());
                 (state, with_layer(layer), Vec::new())
@@ -145,6 +154,7 @@ impl Application {
                     .build_layer();
                 let fanout = Arc::new(RedisFanout::new(io.clone(), &node_id));
                 let ttl = Duration::from_secs(config.presence_ttl_secs);
+                let recovery = recovery(Arc::new(RedisRecovery::new(redis.presence.clone())));
                 let presence = Arc::new(RedisPresence::new(redis.presence, node_id.clone(), ttl));
                 let state = AppState::new(Backends {
                     config,
@@ -154,6 +164,7 @@ impl Application {
                     presence,
                     fanout: fanout.clone(),
                     sockets: Arc::new(io.clone()),
+                    recovery,
                 });
                 fanout.count_late_failures(state.metrics.fanout_failures.clone());
                 crate::realtime::register(&io, state.clone())
@@ -182,6 +193,11 @@ impl Application {
             .layer(axum::middleware::map_request(
                 crate::http::slim::slim_handshake,
             ))
+            // Before the slimming, which drops the `Origin` header.
+            .layer(axum::middleware::from_fn({
+                let allowed = AllowedOrigins::parse(&state.config.cors_origins);
+                move |req, next| crate::http::origin::check(allowed.clone(), req, next)
+            }))
             .layer(cors(&state.config.cors_origins));
         tracing::info!(
             node = %state.node_id,
@@ -227,6 +243,7 @@ impl Application {
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(crate::realtime::typing::sweep(state.clone()));
         tasks.spawn(heartbeat(state.clone()));
+        tasks.spawn(recovery_log_stats(state.clone()));
         tasks.spawn(crate::http::health::watch_dependencies(state.clone()));
         for task in self.background {
             tasks.spawn(task);
@@ -249,14 +266,9 @@ impl Application {
         // Turned into routes once here: served as a bare `Router`, axum clones the whole route
         // table (one allocation per route) for every accepted connection, ~74k instructions a
         // handshake in a callgrind profile.
-        // With the peer address: the development console mints tokens only for loopback peers.
-        let router = self
-            .router
-            .with_state(())
-            .into_make_service_with_connect_info::<crate::connections::PeerAddr>();
-        let server = axum::serve(self.listener, router)
-            .with_graceful_shutdown(stop)
-            .into_future();
+        let router = self.router.with_state(());
+        // Not `axum::serve`: it has no header-read timeout (see `serve.rs`).
+        let server = crate::serve::serve(self.listener, router, stop);
         tokio::pin!(server);
         // After the drain, open connections get a short while to finish (never past the grace
         // period), then are cut.
@@ -268,12 +280,37 @@ impl Application {
                 .await;
             }
         };
-        let result = tokio::select! {
-            r = &mut server => r.map_err(anyhow::Error::from),
-            () = cut_off => Ok(()),
-        };
+        tokio::select! {
+            () = &mut server => {}
+            () = cut_off => {}
+        }
         tasks.abort_all();
-        result
+        Ok(())
+    }
+}
+
+/// Keeps the recovery log's size and trim lag current in the metrics (two cheap reads every
+/// 15 s: `XLEN` and the first entry, or one SQLite count).
+async fn recovery_log_stats(state: AppState) {
+    let Some(recovery) = state.recovery.clone() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(15));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match recovery.stats().await {
+            Ok(stats) => {
+                let m = &state.metrics.recovery;
+                m.log_entries.set(stats.entries as i64);
+                let age_ms = stats
+                    .oldest_ms
+                    .map_or(0, |o| crate::recovery::now_ms().saturating_sub(o));
+                let lag = age_ms.saturating_sub(recovery.window().as_millis() as u64);
+                m.trim_lag.set(lag as f64 / 1000.0);
+            }
+            Err(e) => tracing::debug!(error = %e, "recovery log stats unavailable"),
+        }
     }
 }
 
@@ -294,7 +331,12 @@ async fn heartbeat(state: AppState) {
                 let offline = changes.iter().filter(|c| !c.online).count();
                 state.metrics.presence_reaped_users.inc_by(offline as u64);
                 for change in changes {
-                    state.announce_status(&change.user_id, change.online).await;
+                    if change.online {
+                        state.announce_status(&change.user_id, true).await;
+                    } else {
+                        // A dead node's users: offline after the grace, unless they came back.
+                        state.offline_after_grace(&change.user_id).await;
+                    }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "presence heartbeat failed"),
@@ -330,13 +372,26 @@ fn socket_io_builder() -> socketioxide::SocketIoBuilder {
         // nothing for it; a burst to one socket (hundreds of reports at once, a busy room whose
         // writes are being coalesced) must not lose live deliveries.
         .max_buffer_size(1024)
-        .max_payload(256 * 1024)
+        // One Socket.IO packet is at most 256 KiB on every transport (PROTOCOL.md), refused
+        // before more is buffered, authenticated or not. `max_payload` covers long-polling
+        // bodies only (413); a WebSocket has its own limits (64 MiB a message and 16 MiB a
+        // frame by default): a frame whose header announces more is refused before its payload
+        // is read, and a fragmented message as soon as its fragments add up to more; either
+        // closes the connection.
+        .max_payload(MAX_PACKET_BYTES as u64)
+        .ws_max_message_size(MAX_PACKET_BYTES)
+        .ws_max_frame_size(MAX_PACKET_BYTES)
 }
+
+/// The largest Socket.IO packet a client may send, on any transport.
+pub const MAX_PACKET_BYTES: usize = 256 * 1024;
 
 fn cors(origins: &str) -> CorsLayer {
     let layer = CorsLayer::new()
         .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        // A browser frontend must be able to read how long to wait after a `429`.
+        .expose_headers([header::RETRY_AFTER]);
     if origins.trim() == "*" {
         return layer.allow_origin(AllowOrigin::any());
     }

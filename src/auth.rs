@@ -5,7 +5,9 @@
 //! A socket is authenticated once, in the handshake middleware (`realtime/handshake.rs`, which
 //! calls [`Verifier::verify`]); its [`AuthUser`] then lives in the socket's session
 //! (`state::Session`), not in its extensions. REST calls carry
-//! `Authorization: Bearer <token>`. Depends only on `config`, `domain` and `error`.
+//! `Authorization: Bearer <token>`. Signature, `exp`, `nbf` and the optional `aud`/`iss` are
+//! checked here; the identity claims' rules are `AuthUser::from_claims`. Depends only on
+//! `config`, `domain`, `error` and `private_files` (the development secret's mode).
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,8 +24,8 @@ use crate::config::{Config, JwtAlgorithm};
 use crate::domain::{AuthUser, FileId, Role};
 use crate::error::AppError;
 
-/// How far past `exp` a token is still accepted.
-const LEEWAY_SECS: u64 = 30;
+/// How far past `exp` (and before `nbf`) a token is still accepted.
+pub const LEEWAY_SECS: u64 = 30;
 
 /// Why a configured key could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,10 @@ struct IssuedClaims<'a> {
     name: &'a str,
     iat: u64,
     exp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
 }
 
 /// Checks tokens with the one configured key and algorithm.
@@ -62,6 +68,9 @@ pub struct Verifier {
     validation: Validation,
     /// Set for HS* deployments, so this node can also mint tokens (`switchboard token`, tests).
     signing: Option<(EncodingKey, Algorithm)>,
+    /// `aud` and `iss` required when configured (and written into minted tokens).
+    audience: Option<String>,
+    issuer: Option<String>,
 }
 
 fn algorithm(a: JwtAlgorithm) -> Algorithm {
@@ -86,6 +95,8 @@ impl Verifier {
             key: DecodingKey::from_secret(secret),
             validation: validation(alg),
             signing: Some((EncodingKey::from_secret(secret), alg)),
+            audience: None,
+            issuer: None,
         }
     }
 
@@ -105,7 +116,27 @@ impl Verifier {
             key,
             validation: validation(alg),
             signing: None,
+            audience: None,
+            issuer: None,
         })
+    }
+
+    /// Requires `aud` and/or `iss` (each when set): for a key shared with other services.
+    pub fn restrict(mut self, audience: Option<&str>, issuer: Option<&str>) -> Self {
+        let mut required = vec!["exp"];
+        if let Some(aud) = audience {
+            self.validation.set_audience(&[aud]);
+            self.validation.validate_aud = true;
+            required.push("aud");
+        }
+        if let Some(iss) = issuer {
+            self.validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        self.validation.set_required_spec_claims(&required);
+        self.audience = audience.map(str::to_owned);
+        self.issuer = issuer.map(str::to_owned);
+        self
     }
 
     /// Checks a token and returns who it names.
@@ -115,20 +146,9 @@ impl Verifier {
                 AppError::unauthorized(format!("UNAUTHORIZED: invalid token ({})", reason(&e)))
             })?;
         let c = data.claims;
-        let id =
-            c.id.or(c.sub)
-                .filter(|id| !id.is_empty() && id.chars().count() <= crate::domain::MAX_ID_LEN)
-                .ok_or_else(|| AppError::unauthorized("UNAUTHORIZED: token has no usable id"))?;
-        let role = c
-            .role
-            .as_deref()
-            .and_then(Role::parse)
-            .ok_or_else(|| AppError::unauthorized("UNAUTHORIZED: token has no valid role"))?;
-        let name = c
-            .name
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| id.clone());
-        Ok(AuthUser { id, name, role })
+        // `id` wins over `sub`.
+        AuthUser::from_claims(c.id.or(c.sub), c.role.as_deref(), c.name)
+            .map_err(|why| AppError::unauthorized(format!("UNAUTHORIZED: {why}")))
     }
 
     /// Mints a token (HS* only): for `switchboard token` and tests.
@@ -141,6 +161,8 @@ impl Verifier {
             name: name.unwrap_or(id),
             iat,
             exp: iat + ttl.as_secs(),
+            aud: self.audience.as_deref(),
+            iss: self.issuer.as_deref(),
         };
         jsonwebtoken::encode(&Header::new(*alg), &claims, key).ok()
     }
@@ -149,6 +171,8 @@ impl Verifier {
 fn validation(alg: Algorithm) -> Validation {
     let mut v = Validation::new(alg);
     v.leeway = LEEWAY_SECS;
+    // `nbf` is optional, but enforced (with the same leeway) when a token carries it.
+    v.validate_nbf = true;
     v.validate_aud = false;
     v.set_required_spec_claims(&["exp"]);
     v
@@ -158,9 +182,12 @@ fn reason(e: &jsonwebtoken::errors::Error) -> &'static str {
     use jsonwebtoken::errors::ErrorKind;
     match e.kind() {
         ErrorKind::ExpiredSignature => "expired",
+        ErrorKind::ImmatureSignature => "not yet valid",
         ErrorKind::InvalidSignature => "bad signature",
         ErrorKind::InvalidAlgorithm => "wrong algorithm",
-        ErrorKind::MissingRequiredClaim(_) => "missing exp",
+        ErrorKind::MissingRequiredClaim(_) => "missing claim",
+        ErrorKind::InvalidAudience => "wrong audience",
+        ErrorKind::InvalidIssuer => "wrong issuer",
         _ => "malformed",
     }
 }
@@ -202,6 +229,22 @@ impl FileSigner {
         format!("{}/api/files/{id}?sig={sig}", self.public_url)
     }
 
+    /// Every `fileUrl` this deployment may have issued for `id` (the current form first, then the
+    /// relative one when they differ): what a message carrying the file holds.
+    pub fn issued_forms(&self, id: &FileId) -> Vec<String> {
+        let current = self.url(id);
+        let sig = current
+            .rsplit_once("?sig=")
+            .map(|(_, sig)| sig)
+            .unwrap_or_default();
+        let relative = format!("/api/files/{id}?sig={sig}");
+        if relative == current {
+            vec![current]
+        } else {
+            vec![current, relative]
+        }
+    }
+
     /// Is `sig` the signature of `id`? Constant-time.
     pub fn check(&self, id: &str, sig: &str) -> bool {
         match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(sig) {
@@ -224,7 +267,7 @@ impl FileSigner {
         let Some((id, query)) = rest.split_once("?sig=") else {
             return false;
         };
-        crate::domain::is_object_id(id) && !query.contains('&') && self.check(id, query)
+        FileId::parse(id).is_ok() && !query.contains('&') && self.check(id, query)
     }
 }
 
@@ -270,6 +313,7 @@ impl Keys {
                 file_key = Some(mac.finalize().into_bytes().to_vec());
             }
         }
+        let verifier = verifier.restrict(cfg.jwt_audience.as_deref(), cfg.jwt_issuer.as_deref());
         Ok(Self {
             verifier,
             files: FileSigner::new(file_key.expect("set above"))
@@ -281,26 +325,20 @@ impl Keys {
 /// Reads `DATA_DIR/name`, creating it with 32 random bytes (base64url) if missing.
 fn kept_secret(dir: &Path, name: &str) -> anyhow::Result<String> {
     let path = dir.join(name);
+    crate::private_files::ensure_dir(dir)?;
+    // An existing secret that others could read is tightened (and warned about), not replaced:
+    // replacing it would log every user out; rotating it is the operator's call.
+    crate::private_files::tighten_file(&path)?;
     if let Ok(s) = std::fs::read_to_string(&path) {
         let s = s.trim().to_owned();
         if s.len() >= 16 {
             return Ok(s);
         }
     }
-    std::fs::create_dir_all(dir)?;
     let secret =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
-    write_private(&path, &secret)?;
+    crate::private_files::write_file(&path, secret.as_bytes())?;
     Ok(secret)
-}
-
-fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    opts.open(path)?.write_all(content.as_bytes())
 }
 
 /// Reads the Bearer token of a request.

@@ -94,6 +94,13 @@ pub struct Config {
     /// The one algorithm accepted; never taken from the token header.
     #[arg(long, env = "JWT_ALGORITHM", value_enum, default_value = "HS256")]
     pub jwt_algorithm: JwtAlgorithm,
+    /// When set, a token must carry this `aud` (set it when the signing key is shared with other
+    /// services, so their tokens do not open this one).
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// When set, a token must carry this `iss` (the one service that issues its tokens).
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
     /// Key for the `sig` of file URLs. Defaults to one derived from JWT_SECRET (or kept in
     /// DATA_DIR); every node of a cluster must share it.
     #[arg(long, env = "FILE_URL_SECRET", hide_env_values = true)]
@@ -136,9 +143,21 @@ pub struct Config {
     /// `fileUrl` values are absolute under it, so a frontend on another origin can use them.
     #[arg(long, env = "PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// Events a socket may send per second on average (bursts of twice that).
+    /// Events a socket may send per second on average (bursts of twice that); also each user's
+    /// budget of REST writes (POST and PATCH, uploads included) on each node.
     #[arg(long, env = "RATE_LIMIT_PER_SEC", default_value_t = 20)]
     pub rate_limit_per_sec: u32,
+    /// Sockets one user may hold in the cluster; a handshake beyond is refused (RATE_LIMITED).
+    #[arg(long, env = "MAX_SOCKETS_PER_USER", default_value_t = 32)]
+    pub max_sockets_per_user: u32,
+    /// How long a user's last socket may be gone before `user:status offline` goes out, in
+    /// seconds (a reload, a blip or a drain the user comes back from within it shows nothing).
+    #[arg(long, env = "OFFLINE_GRACE_SECS", default_value_t = 5)]
+    pub offline_grace_secs: u64,
+    /// How long a dropped session can be recovered, in seconds (socket.io's
+    /// `maxDisconnectionDuration`); the recovery log keeps this much. 0 turns recovery off.
+    #[arg(long, env = "RECOVERY_WINDOW_SECS", default_value_t = 120)]
+    pub recovery_window_secs: u64,
     /// Log output; `pretty` on a terminal, else `json`. RUST_LOG filters.
     #[arg(long, env = "LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -171,10 +190,19 @@ impl Config {
         if self.rate_limit_per_sec == 0 {
             return fail("RATE_LIMIT_PER_SEC must be at least 1");
         }
+        if self.max_sockets_per_user == 0 {
+            return fail("MAX_SOCKETS_PER_USER must be at least 1");
+        }
         if self.heartbeat_interval_secs == 0
             || self.heartbeat_interval_secs >= self.presence_ttl_secs
         {
             return fail("HEARTBEAT_INTERVAL_SECS must be at least 1 and below PRESENCE_TTL_SECS");
+        }
+        if self.recovery_window_secs > 24 * 3600 {
+            return fail("RECOVERY_WINDOW_SECS must be at most 86400");
+        }
+        if self.offline_grace_secs > 3600 {
+            return fail("OFFLINE_GRACE_SECS must be at most 3600");
         }
         if self.mongodb_timeout_ms < 100 {
             return fail("MONGODB_TIMEOUT_MS must be at least 100");
@@ -285,6 +313,9 @@ impl Config {
         cfg.host = "127.0.0.1".into();
         cfg.port = 0;
         cfg.data_dir = data_dir;
+        // Presence tests see `offline` as soon as the last socket goes; the grace has tests of
+        // its own (tests/js/test/recovery.test.js).
+        cfg.offline_grace_secs = 0;
         cfg
     }
 }
@@ -323,7 +354,10 @@ mod tests {
             .filter(|a| a.get_env().is_some())
             .map(|a| a.get_id().to_string())
             .collect();
-        assert!(with_env.is_empty(), "arguments still read the environment: {with_env:?}");
+        assert!(
+            with_env.is_empty(),
+            "arguments still read the environment: {with_env:?}"
+        );
         let cfg = Config::for_tests(PathBuf::from("/tmp/x"));
         assert_eq!((cfg.redis_url, cfg.mongodb_uri), (None, None));
         assert_eq!(cfg.port, 0);

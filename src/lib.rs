@@ -28,16 +28,19 @@
 //! - [`cluster`]: rooms, the fan-out seam over socketioxide adapters, and cluster mode over
 //!   Redis (adapter, re-subscription, outage fallback and replay).
 //! - [`presence`]: who is online; in-memory (one node) and Redis (cluster-wide).
+//! - [`recovery`]: connection state recovery: sessions and the log of recoverable emissions,
+//!   in Redis or the embedded SQLite file (`docs/recovery.md`).
 //! - [`store`]: the persistence seam, its embedded (SQLite) implementation and its MongoDB
 //!   implementation (`docs/mongodb.md`).
 //! - [`metrics`]: every Prometheus metric (event labels from `client_events`).
 //! - [`domain`]: chats, messages, reports and the validated inputs that create them;
 //!   [`error`]: the error-code table shared by REST and socket acks.
 //! - [`connections`]: the TCP connections a drain closes in paced batches, and each one's peer
-//!   address; [`config`]: every setting; [`telemetry`]: logging.
+//!   address; [`serve`]: HTTP over them, with a header-read timeout; [`config`]: every
+//!   setting; [`telemetry`]: logging; [`private_files`]: `DATA_DIR` modes (`0700`/`0600`).
 //!
 //! So dependencies point one way: `app` -> `http` | `realtime` -> `service` -> `state` ->
-//! (`ordering`, `auth`, `cluster`, `presence`, `store`, `metrics`) -> `domain` -> `error`;
+//! (`ordering`, `auth`, `cluster`, `presence`, `recovery`, `store`, `metrics`) -> `domain` -> `error`;
 //! `paging` and `client_events` sit below the transports and `metrics`. Only `app` chooses
 //! implementations; everything else sees the `Store`, `Presence` and `Fanout` traits.
 
@@ -54,7 +57,10 @@ pub mod metrics;
 pub mod ordering;
 pub mod paging;
 pub mod presence;
+pub mod private_files;
 pub mod realtime;
+pub mod recovery;
+pub mod serve;
 pub mod service;
 pub mod state;
 pub mod store;

@@ -11,7 +11,7 @@
 #
 # VENDOR_KEEP=1 keeps --check's work directory (a git repository: the release, then one commit
 # per patch), to make a new patch from.
-# CRATE is engineioxide, socketioxide-core or socketioxide-redis. Releases come from crates.io
+# CRATE is engineioxide, socketioxide, socketioxide-core or socketioxide-redis. Releases come from crates.io
 # through cargo itself (a throw-away project pinning `CRATE = "=VERSION"`, `cargo fetch`), and
 # the .crate file's sha256 is checked against the checksum cargo resolved. See vendor/README.md.
 set -euo pipefail

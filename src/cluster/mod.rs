@@ -61,6 +61,30 @@ pub struct Emission<'a> {
     /// when Redis returns. `false` for ephemeral events (typing indicators), which are stale by
     /// then; the emitter decides, since only it knows what the event means.
     pub keep_for_replay: bool,
+    /// The event's connection state recovery offset, sent as its last argument.
+    pub offset: Option<&'a str>,
+}
+
+/// An event's arguments: the payload, and the recovery offset after it when there is one (a
+/// tuple, which socketioxide sends as separate arguments).
+pub struct Args<'a, P: ?Sized> {
+    pub payload: &'a P,
+    pub offset: Option<&'a str>,
+}
+
+impl<P: ?Sized + serde::Serialize> serde::Serialize for Args<'_, P> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        match self.offset {
+            None => self.payload.serialize(s),
+            Some(offset) => {
+                let mut t = s.serialize_tuple(2)?;
+                t.serialize_element(self.payload)?;
+                t.serialize_element(offset)?;
+                t.end()
+            }
+        }
+    }
 }
 
 /// Sends events to rooms.
@@ -95,7 +119,11 @@ impl<A: Adapter> Fanout for SocketIo<A> {
             if !e.except.is_empty() {
                 op = op.except(e.except);
             }
-            op.emit(e.event, e.payload)
+            let args = Args {
+                payload: e.payload,
+                offset: e.offset,
+            };
+            op.emit(e.event, &args)
                 .await
                 .map_err(|err| FanoutError(err.to_string()))
         })

@@ -1,5 +1,6 @@
-//! Ids: the 24-hex-digit ids this server generates (chats, messages, reports, files) and the
-//! plain ids clients name (user ids, order ids, `clientMessageId`).
+//! Ids: the 24-hex-digit ids this server generates (chats, messages, reports), the random
+//! 32-hex-digit file ids, and the plain ids clients name (user ids, order ids,
+//! `clientMessageId`).
 
 use chrono::Utc;
 use serde::Serialize;
@@ -73,7 +74,55 @@ macro_rules! object_id {
 object_id!(ChatId, "chat");
 object_id!(MessageId, "message");
 object_id!(ReportId, "report");
-object_id!(FileId, "file");
+
+/// The id of an uploaded file: 32 lowercase hex digits from 16 random bytes (128 bits), so no
+/// id tells anything about another one. (Chat, message and report ids are ObjectId-like and
+/// guessable from their neighbours; that is harmless only because every read of those checks
+/// membership, while a file id is also a capability in its signed URL.) Ids of files uploaded
+/// before, in the 24-hex-digit ObjectId shape, are still accepted, so their URLs keep working.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct FileId(String);
+
+/// Hex digits of a generated file id.
+pub const FILE_ID_LEN: usize = 32;
+
+impl FileId {
+    /// A fresh, unguessable id.
+    pub fn generate() -> Self {
+        let bytes: [u8; FILE_ID_LEN / 2] = rand::random();
+        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+    /// Parses a client-given id (32 hex digits, or an older 24); a malformed one is `VALIDATION`.
+    pub fn parse(s: &str) -> Result<Self, AppError> {
+        let hex = s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if hex && (s.len() == FILE_ID_LEN || is_object_id(s)) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(AppError::validation("malformed file id"))
+        }
+    }
+    /// Wraps an id read back from a store, which only holds ids it was given.
+    pub fn from_trusted(s: String) -> Self {
+        Self(s)
+    }
+    /// Is this an id in the older ObjectId shape (MongoDB keeps those as ObjectIds)?
+    pub fn is_legacy(&self) -> bool {
+        is_object_id(&self.0)
+    }
+    /// The hex digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for FileId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// Checks a client-given id (user id, order id, ...): 1 to 64 characters, no control characters.
 pub fn parse_plain_id(field: &str, s: &str) -> Result<String, AppError> {
@@ -96,5 +145,25 @@ mod tests {
         let b = new_object_id();
         assert!(is_object_id(&a) && is_object_id(&b));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn file_ids_are_random_and_old_ones_still_parse() {
+        let a = FileId::generate();
+        let b = FileId::generate();
+        assert_eq!(a.as_str().len(), FILE_ID_LEN);
+        assert!(FileId::parse(a.as_str()).is_ok() && !a.is_legacy());
+        // 128 random bits: two ids made in the same instant share no long prefix.
+        assert_ne!(a.as_str()[..12], b.as_str()[..12]);
+        let old = new_object_id();
+        assert!(FileId::parse(&old).unwrap().is_legacy());
+        for bad in [
+            "",
+            "ABCDEF0123456789abcdef0123456789",
+            "../etc/passwd",
+            &"a".repeat(33),
+        ] {
+            assert!(FileId::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -105,11 +105,25 @@ pub struct MessageBodyInput {
     pub file_name: Option<String>,
 }
 
-/// Is this a `fileUrl` a message may carry: an https URL, or one this deployment's upload API
-/// issued (`issued_here` checks the signature, which only the caller's keys can)?
+/// Is this a `fileUrl` a message may carry: one this deployment's upload API issued
+/// (`issued_here` checks the signature, which only the caller's keys can), or an external https
+/// URL that is safe to paste into an HTML attribute (see [`is_safe_https_url`])?
 pub fn file_url_acceptable(url: &str, issued_here: impl Fn(&str) -> bool) -> bool {
-    url.len() <= MAX_FILE_URL_LEN
-        && (url.starts_with("https://") && url.len() > "https://".len() || issued_here(url))
+    url.chars().count() <= MAX_FILE_URL_LEN && (is_safe_https_url(url) || issued_here(url))
+}
+
+/// An absolute `https` URL with a host that parses, with no whitespace, control characters,
+/// quotes, backslashes or angle brackets: frontends put `fileUrl` into `src` and `href`
+/// attributes, and a prefix test once let `https://x" onerror="alert(1)` through.
+pub fn is_safe_https_url(url: &str) -> bool {
+    const UNSAFE: [char; 6] = ['"', '\'', '`', '<', '>', '\\'];
+    url.strip_prefix("https://")
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+        && !url
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || UNSAFE.contains(&c))
+        && url::Url::parse(url)
+            .is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some_and(|h| !h.is_empty()))
 }
 
 impl MessageBody {
@@ -147,7 +161,8 @@ impl MessageBody {
                     .ok_or_else(|| AppError::validation("a file message needs fileUrl"))?;
                 if !file_url_acceptable(&file_url, issued_here) {
                     return Err(AppError::validation(
-                        "fileUrl must come from the upload API or be an https URL",
+                        "fileUrl must come from the upload API or be an absolute https URL \
+                         (at most 2048 characters, no whitespace, quotes or angle brackets)",
                     ));
                 }
                 let file_name = input
@@ -309,5 +324,32 @@ mod tests {
         assert!(
             MessageBody::parse(input("http://evil/a.png"), |u| u.starts_with("https://")).is_err()
         );
+    }
+
+    #[test]
+    fn external_file_urls_must_parse_and_stay_inside_an_attribute() {
+        for ok in [
+            "https://cdn.example/a.png",
+            "https://cdn.example:8443/a%20b.png?x=1&y=2#frag",
+        ] {
+            assert!(is_safe_https_url(ok), "{ok}");
+        }
+        let long = format!("https://cdn.example/{}", "a".repeat(MAX_FILE_URL_LEN));
+        for bad in [
+            "https://x\" onerror=\"alert(1)",
+            "https://x'onerror='alert(1)",
+            "https://x/<script>",
+            "https://x/a b",
+            "https://x/a\tb",
+            "https://",
+            "https:///path",
+            "https:x",
+            "http://cdn.example/a.png",
+            "javascript:alert(1)",
+            "https://x\\y",
+        ] {
+            assert!(!is_safe_https_url(bad), "{bad}");
+        }
+        assert!(!file_url_acceptable(&long, |_| false));
     }
 }

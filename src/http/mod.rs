@@ -6,8 +6,9 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
 use crate::error::AppError;
@@ -17,6 +18,7 @@ use crate::state::AppState;
 pub mod chats;
 pub mod console;
 pub mod health;
+pub mod origin;
 pub mod presence;
 pub mod reports;
 pub mod slim;
@@ -36,6 +38,10 @@ pub fn router(state: AppState) -> Router {
         .merge(console::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            write_budget,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -51,6 +57,32 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
     let response = next.run(req).await;
     route.record(response.status().as_u16(), started.elapsed());
     response
+}
+
+/// Every REST write (`POST`, `PATCH`; uploads included) draws on its user's budget
+/// (`RATE_LIMIT_PER_SEC`, bursts of twice that, per node: see `state/user_limits.rs`); past it,
+/// `429` `RATE_LIMITED` with `Retry-After`, before the handler runs or any body is read. A
+/// request without a valid token passes on, to be refused by its handler.
+async fn write_budget(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::POST | Method::PATCH) {
+        let user = crate::auth::bearer(req.headers()).and_then(|t| state.keys.verifier.verify(t).ok());
+        if let Some(user) = user {
+            if let Err(wait) = state.user_limits.take_write(&user.id) {
+                let mut response = AppError::new(
+                    crate::error::ErrorCode::RateLimited,
+                    "too many writes; retry later",
+                )
+                .into_response();
+                // Whole seconds, rounded up (at least 1).
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+                return response;
+            }
+        }
+    }
+    next.run(req).await
 }
 
 /// Unknown paths and methods get a JSON error like every other refusal.

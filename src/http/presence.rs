@@ -66,7 +66,9 @@ async fn status(
     PathId(id): PathId,
 ) -> Result<Json<Status>, AppError> {
     let p = state.user_presence(&user, &id).await?;
-    let status = if p.sockets > 0 { "online" } else { "offline" };
+    // During the offline grace the user is still online (with no socket), as the events say.
+    let online = p.sockets > 0 || state.in_offline_grace(&p);
+    let status = if online { "online" } else { "offline" };
     Ok(Json(Status {
         user_id: id,
         status,

@@ -2,9 +2,13 @@
 //! headers live here; keeping and handing out a file (and who may) is `service/uploads.rs`.
 //!
 //! The 10 MiB limit is enforced while the multipart body streams in: nothing past the first
-//! chunk over the limit is buffered. The rest of a refused body is still read and thrown away
-//! (up to [`MAX_DISCARD_BYTES`]): closing a connection with unread data resets it, and the client
-//! would see a broken pipe instead of the `413`.
+//! chunk over the limit is buffered, and the whole body (every field, not only `file`) is
+//! capped at [`MAX_UPLOAD_BODY_BYTES`], so junk fields before `file` are not read through
+//! either. The rest of a file that is too large is still read and thrown away (up to
+//! [`MAX_DISCARD_BYTES`]): closing a connection with unread data resets it, and the client
+//! would see a broken pipe instead of the `413`. An upload without a valid token is refused
+//! before its body is read: the `401` is sent and the connection closed (a body of at most
+//! 64 KiB is read first, so an ordinary client sees the answer rather than a reset).
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
@@ -22,11 +26,11 @@ use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        // The handler enforces the limit itself while streaming; axum's 2 MB default would
-        // refuse legal uploads.
+        // The handler enforces the file's limit itself while streaming; this caps the whole
+        // body (axum's 2 MB default would refuse legal uploads).
         .route(
             "/api/uploads",
-            post(upload).layer(DefaultBodyLimit::disable()),
+            post(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD_BODY_BYTES as usize)),
         )
         .route("/api/files/{file_id}", get(download))
 }
@@ -45,17 +49,27 @@ fn too_large() -> AppError {
     AppError::new(ErrorCode::PayloadTooLarge, "files are limited to 10 MiB")
 }
 
+/// The largest multipart body read: the file's 10 MiB plus room for the multipart framing and
+/// a few small fields.
+pub const MAX_UPLOAD_BODY_BYTES: u64 = MAX_UPLOAD_BYTES + 64 * 1024;
+
 /// Most bytes of a refused upload read and thrown away before the connection is cut.
 const MAX_DISCARD_BYTES: u64 = 4 * MAX_UPLOAD_BYTES;
 
-/// Reads and drops the rest of a refused body, so the client gets to read the answer.
-async fn discard(body: Body) {
+/// Most bytes of an upload without a valid token read (and thrown away) before the `401`, and
+/// how long that may take.
+const MAX_ANONYMOUS_DISCARD_BYTES: u64 = 64 * 1024;
+const ANONYMOUS_DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads and drops the rest of a refused body (at most `limit` bytes), so the client gets to
+/// read the answer.
+async fn discard(body: Body, limit: u64) {
     use futures_util::StreamExt;
     let mut stream = body.into_data_stream();
     let mut seen = 0u64;
     while let Some(Ok(chunk)) = stream.next().await {
         seen += chunk.len() as u64;
-        if seen > MAX_DISCARD_BYTES {
+        if seen > limit {
             break;
         }
     }
@@ -84,10 +98,24 @@ async fn upload(
     user: Result<AuthUser, AppError>,
     request: Request,
 ) -> Result<(StatusCode, Json<Uploaded>), AppError> {
+    // Refused before its body is read: an anonymous client gets at most a small body read
+    // (so that an ordinary client reads the `401` rather than a reset connection), nothing at
+    // all when it announces more.
     let user = match user {
         Ok(user) => user,
         Err(e) => {
-            discard(request.into_body()).await;
+            let declared = request
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n <= MAX_ANONYMOUS_DISCARD_BYTES) {
+                let _ = tokio::time::timeout(
+                    ANONYMOUS_DISCARD_TIME,
+                    discard(request.into_body(), MAX_ANONYMOUS_DISCARD_BYTES),
+                )
+                .await;
+            }
             return Err(e);
         }
     };
@@ -96,14 +124,21 @@ async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_UPLOAD_BYTES + 64 * 1024) {
-        discard(request.into_body()).await;
+    if declared.is_some_and(|n| n > MAX_UPLOAD_BODY_BYTES) {
+        discard(request.into_body(), MAX_DISCARD_BYTES).await;
         return Err(too_large());
     }
     let mut multipart = Multipart::from_request(request, &state)
         .await
         .map_err(|_| AppError::validation("expected a multipart/form-data body"))?;
-    let bad = |_| AppError::validation("malformed multipart body");
+    // Past the whole body's cap the multipart reader fails with a 413 of its own.
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            AppError::validation("malformed multipart body")
+        }
+    };
     while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
         if field.name() != Some("file") {
             continue;

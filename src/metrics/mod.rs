@@ -21,12 +21,14 @@ use std::time::Duration;
 
 mod http;
 mod outcomes;
+mod recovery;
 mod store;
 #[cfg(test)]
 mod tests;
 
 pub use http::{HTTP_ROUTES, RouteMetrics};
 pub use outcomes::{OUTCOMES, outcome_index};
+pub use recovery::{RECOVERY_OUTCOMES, RecoveryMetrics};
 pub use store::StoreMetrics;
 
 use crate::client_events::{ClientEvent, UNKNOWN_LABEL};
@@ -48,9 +50,11 @@ pub enum ConnectionOutcome {
     Unauthorized = 1,
     /// Refused because the node is draining.
     Draining = 2,
+    /// Refused because the user holds `MAX_SOCKETS_PER_USER` sockets already.
+    RateLimited = 3,
 }
 
-const CONNECTION_OUTCOMES: &[&str] = &["accepted", "unauthorized", "draining"];
+const CONNECTION_OUTCOMES: &[&str] = &["accepted", "unauthorized", "draining", "rate_limited"];
 
 /// The backing services `/readyz` depends on: the `dependency` label of `dependency_up`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +98,8 @@ pub struct Metrics {
     /// Indexed like [`DEPENDENCIES`].
     dependency_up: Vec<IntGauge>,
     pub draining: IntGauge,
+    /// Connection state recovery.
+    pub recovery: RecoveryMetrics,
 }
 
 /// Histogram options with the handling-latency buckets.
@@ -314,6 +320,7 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            recovery: RecoveryMetrics::register(r),
             registry,
         }
     }

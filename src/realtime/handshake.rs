@@ -10,11 +10,11 @@ use socketioxide::socket::DisconnectReason;
 use socketioxide_core::adapter::DefinedAdapter;
 
 use super::dispatch::{Ctx, HasAck, Routes, dispatch};
-use super::presence;
 use crate::cluster::rooms;
 use crate::domain::Role;
 use crate::metrics::ConnectionOutcome;
-use crate::state::{AppState, Session};
+use crate::recovery::Pid;
+use crate::state::{Accepted, AppState, Session};
 
 /// Why a handshake was refused; its text is the `connect_error` message.
 #[derive(Debug)]
@@ -26,10 +26,16 @@ impl std::fmt::Display for Refused {
     }
 }
 
-/// The handshake's `auth` object.
+/// The handshake's `auth` object. `pid` and `offset` are what socket.io-client adds when it
+/// resumes a connection state recovery session; taken as any JSON, so a malformed one is a
+/// refused resume (a new session), not a refused handshake.
 #[derive(serde::Deserialize)]
 struct Handshake {
     token: String,
+    #[serde(default)]
+    pid: Option<serde_json::Value>,
+    #[serde(default)]
+    offset: Option<serde_json::Value>,
 }
 
 /// Registers the `/` namespace: authenticate in the handshake middleware (nothing runs for a
@@ -44,10 +50,11 @@ pub fn register<A: Adapter + DefinedAdapter>(
     let authenticate = move |s: SocketRef<A>, TryData(auth): TryData<Handshake>| {
         let (state, routes) = (mw_state.clone(), routes.clone());
         async move {
-            let outcome = authenticate(&state, &routes, &s, auth);
+            let outcome = authenticate(&state, &routes, &s, auth).await;
             state.metrics.connection(match &outcome {
                 Ok(()) => ConnectionOutcome::Accepted,
                 Err(r) if r.0.starts_with("UNAVAILABLE") => ConnectionOutcome::Draining,
+                Err(r) if r.0.starts_with("RATE_LIMITED") => ConnectionOutcome::RateLimited,
                 Err(_) => ConnectionOutcome::Unauthorized,
             });
             outcome
@@ -60,7 +67,7 @@ pub fn register<A: Adapter + DefinedAdapter>(
     io.ns("/", connected.with(authenticate))
 }
 
-fn authenticate<A: Adapter>(
+async fn authenticate<A: Adapter>(
     state: &AppState,
     routes: &Arc<Routes<A>>,
     s: &SocketRef<A>,
@@ -71,19 +78,82 @@ fn authenticate<A: Adapter>(
             "UNAVAILABLE: this node is draining; reconnect".into(),
         ));
     }
-    let token = auth
-        .map_err(|_| Refused("UNAUTHORIZED: auth.token is missing".into()))?
-        .token;
+    let auth = auth.map_err(|_| Refused("UNAUTHORIZED: auth.token is missing".into()))?;
+    // The token is verified on a resume too, and must name the session's user (`check`).
     let user = state
         .keys
         .verifier
-        .verify(&token)
+        .verify(&auth.token)
         .map_err(|e| Refused(e.message))?;
-    let session = Arc::new(Session::new(user, state.config.rate_limit_per_sec));
-    state.handshakes.insert(s.id, session.clone());
+    admit_socket(state, &user.id).await?;
+    let resume = match (&state.recovery, &auth.pid) {
+        (Some(recovery), Some(pid)) => {
+            let offset = auth.offset.as_ref().filter(|o| !o.is_null());
+            let checked = match (pid.as_str(), offset.map(|o| o.as_str())) {
+                (Some(pid), None) => recovery.check(pid, None, &user.id).await,
+                (Some(pid), Some(Some(offset))) => {
+                    recovery.check(pid, Some(offset), &user.id).await
+                }
+                _ => Err(crate::recovery::Refusal::Malformed),
+            };
+            match checked {
+                Ok(claim) => Some(claim),
+                Err(refusal) => {
+                    state.metrics.recovery.attempt(Err(refusal));
+                    tracing::debug!(user_id = %user.id, reason = refusal.as_str(), "recovery refused: new session");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let pid = state.recovery.as_ref().map(|_| {
+        resume
+            .as_ref()
+            .map_or_else(Pid::generate, |c| c.session.pid.clone())
+    });
+    if let Some(pid) = &pid {
+        s.set_connect_pid(pid.as_str());
+    }
+    if resume.is_some() {
+        // Broadcasts wait until the replay is written (see `replay`).
+        s.hold_broadcasts();
+    }
+    let session = Arc::new(Session::new(user, state.config.rate_limit_per_sec, pid));
+    let replay_turn = resume.as_ref().map(|_| session.turns.take().1);
+    state.handshakes.insert(
+        s.id,
+        Accepted {
+            session: session.clone(),
+            resume,
+            replay_turn,
+        },
+    );
     wire(state, routes, s, &session);
     Ok(())
 }
+
+/// Counts the socket against `MAX_SOCKETS_PER_USER`: presence's count of the user's sockets in
+/// the cluster, and this node's own count (exact, so a burst of handshakes to one node cannot
+/// all pass before any is registered). Presence unreachable: only this node's count applies.
+async fn admit_socket(state: &AppState, user_id: &str) -> Result<(), Refused> {
+    let max = state.config.max_sockets_per_user;
+    let cluster = tokio::time::timeout(PRESENCE_CHECK_TIMEOUT, state.presence.status(user_id))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map_or(0, |p| p.sockets);
+    if state.user_limits.add_socket(user_id, cluster, max) {
+        Ok(())
+    } else {
+        Err(Refused(format!(
+            "RATE_LIMITED: at most {max} sockets per user (MAX_SOCKETS_PER_USER)"
+        )))
+    }
+}
+
+/// How long a handshake waits for presence's count of the user's sockets.
+const PRESENCE_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Joins the socket's rooms and registers its event dispatcher. Called from the handshake
 /// middleware, before the CONNECT packet leaves: socketioxide runs an async connect handler as
@@ -97,16 +167,7 @@ fn wire<A: Adapter>(
     session: &Arc<Session>,
 ) {
     let user = &session.user;
-    let mut joined = vec![rooms::user(&user.id)];
-    joined.push(
-        if user.role == Role::User {
-            rooms::USERS
-        } else {
-            rooms::ADMINS
-        }
-        .to_owned(),
-    );
-    s.join(joined);
+    s.join(user_rooms(user));
 
     state.metrics.sockets_connected.inc();
     tracing::debug!(node = %state.node_id, socket_id = %s.id, user_id = %user.id, role = user.role.as_str(), "socket connected");
@@ -122,9 +183,23 @@ fn wire<A: Adapter>(
         async move {
             // Its connect handler may not have run.
             ctx.state.handshakes.take(s.id);
+            ctx.state.user_limits.remove_socket(&ctx.session.user.id);
+            if let (Some(recovery), Some(pid)) = (&ctx.state.recovery, &ctx.session.pid) {
+                let sid = s.id.to_string();
+                // Only a session its client ended is forgotten; a drop is kept for the window.
+                let result = match reason {
+                    DisconnectReason::ClientNSDisconnect | DisconnectReason::ServerNSDisconnect => {
+                        recovery.ended(pid, &sid).await
+                    }
+                    _ => recovery.dropped(pid, &sid).await,
+                };
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "could not keep the recovery session");
+                }
+            }
             ctx.state.metrics.sockets_connected.dec();
             tracing::debug!(node = %ctx.state.node_id, socket_id = %s.id, user_id = %ctx.session.user.id, ?reason, "socket disconnected");
-            ctx.state.socket_offline(&ctx.session.user.id, &s.id.to_string()).await;
+            ctx.state.socket_offline(&s.id.to_string(), &ctx.session).await;
         }
     });
     let routes = routes.clone();
@@ -139,19 +214,47 @@ fn wire<A: Adapter>(
     );
 }
 
-/// Registers the socket in presence (which may announce the user online).
+/// The rooms a user's sockets are in: their own and their role's.
+fn user_rooms(user: &crate::domain::AuthUser) -> Vec<String> {
+    let role_room = if user.role == Role::User {
+        rooms::USERS
+    } else {
+        rooms::ADMINS
+    };
+    vec![rooms::user(&user.id), role_room.to_owned()]
+}
+
+/// Opens or resumes the socket's recovery session (replaying what it missed), then registers
+/// it in presence (which may announce the user online).
 async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
-    let Some(session) = state.handshakes.take(s.id) else {
+    let Some(Accepted {
+        session,
+        resume,
+        replay_turn,
+    }) = state.handshakes.take(s.id)
+    else {
         tracing::error!("socket connected without a session; closing it");
         let _ = s.disconnect();
         return;
     };
     let socket_id = s.id.to_string();
-    state
-        .socket_online(&presence::entry(&state, &socket_id, &session))
-        .await;
-    // A socket that left while it was being registered must not stay counted.
-    if !s.connected() {
-        state.socket_offline(&session.user.id, &socket_id).await;
+    if let (Some(recovery), Some(pid)) = (&state.recovery, &session.pid) {
+        let rooms = user_rooms(&session.user);
+        match resume {
+            Some(claim) => {
+                super::recovery::replay(&state, recovery, &s, claim, &rooms).await;
+                drop(replay_turn);
+            }
+            None => {
+                if let Err(e) = recovery
+                    .open(pid, &session.user.id, &rooms, &socket_id)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not open a recovery session");
+                }
+            }
+        }
     }
+    // A socket that left while it was being registered is taken out again there.
+    state.socket_online(&socket_id, &session).await;
 }

@@ -5,6 +5,7 @@
 //! - [`dispatch`]: turns, rate limit, payload parsing, metrics, then the event's handler (the
 //!   events themselves are the table in [`crate::client_events`]).
 //! - [`replies`]: acks, the `error` event, `reportMessageSent`.
+//! - [`recovery`]: a resumed socket's replay (connection state recovery, `docs/recovery.md`).
 //! - [`messages`], [`typing`], [`reports`], [`presence`]: the handlers, each parsing its payload
 //!   and calling the use case in [`crate::service`].
 //!
@@ -15,6 +16,7 @@ pub mod dispatch;
 pub mod handshake;
 pub mod messages;
 pub mod presence;
+pub mod recovery;
 pub mod replies;
 pub mod reports;
 pub mod typing;

@@ -15,6 +15,17 @@ pub const REPORT_SENT: &str = "reportMessageSent";
 pub const REPORT_READ: &str = "report:read";
 pub const ERROR: &str = "error";
 
+/// The events connection state recovery logs and replays (they carry their offset as a last
+/// argument); typing indicators, `reportMessageSent`, `error` and acks are never replayed.
+pub const RECOVERABLE: [&str; 6] = [
+    MESSAGE_NEW,
+    MESSAGE_READ,
+    MESSAGE_DELIVERED,
+    USER_STATUS,
+    RECEIVE_REPORT,
+    REPORT_READ,
+];
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageNew<'a> {

@@ -44,6 +44,8 @@ impl AppState {
     ) -> bool {
         // In a socket event: after the previous event's emissions, and let the next event start.
         crate::ordering::wait_for_emit_turn().await;
+        // Logged before it is broadcast: a socket gets an event only once the log holds it.
+        let offset = self.log_for_recovery(&rooms, &except, event, payload).await;
         let started = Instant::now();
         self.metrics.fanout_publishes.inc();
         let result = self
@@ -53,6 +55,7 @@ impl AppState {
                 except,
                 event,
                 payload,
+                offset: offset.as_deref(),
                 // Typing indicators are stale by the time Redis returns from an outage.
                 keep_for_replay: event != events::USER_TYPING,
             })
@@ -66,6 +69,40 @@ impl AppState {
                 self.metrics.fanout_failures.inc();
                 tracing::warn!(event, error = %e, "emission failed");
                 false
+            }
+        }
+    }
+
+    /// Writes a recoverable emission to the recovery log; its offset, or `None` (recovery off,
+    /// an event that is not replayed, or a log that failed: then the event goes out without an
+    /// offset, and a session that missed it cannot get it back).
+    async fn log_for_recovery(
+        &self,
+        rooms: &[String],
+        except: &[String],
+        event: &'static str,
+        payload: &(dyn erased_serde::Serialize + Sync),
+    ) -> Option<String> {
+        let recovery = self.recovery.as_ref()?;
+        if !events::RECOVERABLE.contains(&event) {
+            return None;
+        }
+        let logged = match serde_json::to_string(payload) {
+            Ok(json) => recovery
+                .log(rooms, except, event, &json)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match logged {
+            Ok(offset) => {
+                self.metrics.recovery.log_appends.inc();
+                Some(offset.to_string())
+            }
+            Err(error) => {
+                self.metrics.recovery.log_failures.inc();
+                tracing::warn!(event, %error, "recovery log append failed; sent without offset");
+                None
             }
         }
     }

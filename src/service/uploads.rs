@@ -1,5 +1,5 @@
-//! Uploaded files: keep one, hand one out (to a signed URL or a signed-in caller), and which
-//! `fileUrl` a message may carry.
+//! Uploaded files: keep one, and hand one out to a signed URL or to a signed-in caller who may
+//! read it (its uploader, staff, or a participant of a chat that carries it).
 
 use bytes::Bytes;
 
@@ -49,23 +49,45 @@ impl AppState {
         Ok(Uploaded { meta, file_url })
     }
 
-    /// A file, to a URL this node signed or to a caller with a valid token:
-    /// `UNAUTHORIZED` without either, `NOT_FOUND` if there is no such file.
+    /// A file, to a URL this node signed (whoever presents it), or to a Bearer token of its
+    /// uploader, of staff, or of a participant of a chat holding a message that carries it.
+    /// `UNAUTHORIZED` without a valid `sig` or token; `NOT_FOUND` for a file that does not exist
+    /// and, alike, for any other token (so a guessed id reveals nothing).
     pub async fn file(
         &self,
         id: &str,
         access: FileAccess<'_>,
     ) -> Result<(FileMeta, Bytes), AppError> {
         let signed = access.sig.is_some_and(|sig| self.keys.files.check(id, sig));
-        if !signed {
+        let reader = if signed {
+            None
+        } else {
             let token = access
                 .bearer
                 .ok_or_else(|| AppError::unauthorized("a valid sig or Bearer token is required"))?;
-            self.keys.verifier.verify(token)?;
-        }
+            Some(self.keys.verifier.verify(token)?)
+        };
         let id = FileId::parse(id)?;
-        self.timed(StoreOp::Upload, self.store.upload(&id))
+        let not_found = || AppError::not_found("file not found");
+        let (meta, data) = self
+            .timed(StoreOp::Upload, self.store.upload(&id))
             .await?
-            .ok_or_else(|| AppError::not_found("file not found"))
+            .ok_or_else(not_found)?;
+        if let Some(user) = reader
+            && !user.is_staff()
+            && meta.uploaded_by != user.id
+        {
+            let urls = self.keys.files.issued_forms(&id);
+            let shared = self
+                .timed(
+                    StoreOp::FileSharedWith,
+                    self.store.file_shared_with(&user.id, &urls),
+                )
+                .await?;
+            if !shared {
+                return Err(not_found());
+            }
+        }
+        Ok((meta, data))
     }
 }

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::connections::TcpConnections;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
+use crate::recovery::Recovery;
 use crate::store::Store;
 
 pub mod delivery;
@@ -28,10 +29,12 @@ pub mod rate_limit;
 pub mod readiness;
 pub mod session;
 pub mod typing;
+pub mod user_limits;
 
 pub use delivery::{DeliveryTracker, Mark as DeliveryMark};
-pub use session::{Handshakes, Session};
+pub use session::{Accepted, Handshakes, Session};
 pub use typing::TypingTracker;
+pub use user_limits::UserLimits;
 
 /// Everything a handler needs, shared by the REST router and every socket. Cheap to clone (one
 /// `Arc`), so each socket's context carries it for one pointer.
@@ -52,6 +55,8 @@ pub struct NodeState {
     pub fanout: Arc<dyn Fanout>,
     /// Closes this node's sockets when it drains.
     pub sockets: Arc<dyn LocalSockets>,
+    /// Connection state recovery's sessions and log (`None` with `RECOVERY_WINDOW_SECS=0`).
+    pub recovery: Option<Arc<Recovery>>,
     /// The main listener's TCP connections, closed in paced batches when the node drains.
     pub connections: TcpConnections,
     /// Sessions of sockets past the handshake middleware whose connect handler has not run yet
@@ -65,6 +70,8 @@ pub struct NodeState {
     pub typing: TypingTracker,
     /// Delivery triggers waiting for their coalesced store write (`service/delivery.rs`).
     pub delivery: DeliveryTracker,
+    /// Each user's REST write budget and socket count on this node.
+    pub user_limits: UserLimits,
     /// Whether the store and Redis answer, kept current by a watcher: what `/readyz` reads.
     pub readiness: readiness::Readiness,
     /// Set once a drain starts: `/readyz` turns 503 and handshakes are refused.
@@ -89,6 +96,7 @@ pub struct Backends {
     pub presence: Arc<dyn Presence>,
     pub fanout: Arc<dyn Fanout>,
     pub sockets: Arc<dyn LocalSockets>,
+    pub recovery: Option<Arc<Recovery>>,
     pub keys: Keys,
 }
 
@@ -102,12 +110,14 @@ impl AppState {
             ),
             fanout: b.fanout,
             sockets: b.sockets,
+            recovery: b.recovery,
             node_id: b.node_id,
             store: b.store,
             presence: b.presence,
             keys: b.keys,
             typing: TypingTracker::default(),
             delivery: DeliveryTracker::default(),
+            user_limits: UserLimits::new(b.config.rate_limit_per_sec),
             readiness: readiness::Readiness::default(),
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),

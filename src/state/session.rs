@@ -3,12 +3,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use socketioxide::socket::Sid;
 
 use super::rate_limit::RateLimiter;
 use crate::domain::{AuthUser, Timestamp};
 use crate::ordering::Turns;
+use crate::recovery::{Claim, Pid};
 
 /// One socket's session, made once at its handshake and shared by its handlers (one `Arc` per
 /// socket: nothing here is allocated per event).
@@ -26,11 +28,16 @@ pub struct Session {
     pub save_turns: Turns,
     /// Keeps the socket's events' emissions in the same order.
     pub emit_turns: Turns,
+    /// Set when the socket disconnects, before it leaves presence: a registration that
+    /// finishes after it (a late `user:online`) sees it and takes the socket out again.
+    gone: AtomicBool,
+    /// Its connection state recovery session (`None` when recovery is off).
+    pub pid: Option<Pid>,
 }
 
 impl Session {
     /// A new socket's session, its turns all free.
-    pub fn new(user: AuthUser, rate_limit_per_sec: u32) -> Self {
+    pub fn new(user: AuthUser, rate_limit_per_sec: u32, pid: Option<Pid>) -> Self {
         Session {
             user,
             connected_at: crate::domain::now(),
@@ -38,23 +45,45 @@ impl Session {
             turns: Turns::default(),
             save_turns: Turns::default(),
             emit_turns: Turns::default(),
+            gone: AtomicBool::new(false),
+            pid,
         }
+    }
+
+    /// Marks the socket as disconnected (for good: a recovered socket gets a new session).
+    pub fn mark_gone(&self) {
+        self.gone.store(true, Ordering::SeqCst);
+    }
+
+    /// Has the socket disconnected?
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::SeqCst)
     }
 }
 
-/// Sessions handed from the handshake middleware to the connect handler, by socket.
+/// What the handshake middleware hands to the connect handler: the socket's session and, for a
+/// socket resuming a recovery session, what the middleware accepted.
+pub struct Accepted {
+    pub session: Arc<Session>,
+    pub resume: Option<Claim>,
+    /// For a resume: the socket's first event turn, held until the replay is written, so its
+    /// client's first events are handled (and acked) after it.
+    pub replay_turn: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// Handshakes passed from the middleware to the connect handler, by socket.
 #[derive(Default)]
-pub struct Handshakes(std::sync::Mutex<HashMap<Sid, Arc<Session>>>);
+pub struct Handshakes(std::sync::Mutex<HashMap<Sid, Accepted>>);
 
 impl Handshakes {
-    pub fn insert(&self, sid: Sid, session: Arc<Session>) {
+    pub fn insert(&self, sid: Sid, accepted: Accepted) {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(sid, session);
+            .insert(sid, accepted);
     }
 
-    pub fn take(&self, sid: Sid) -> Option<Arc<Session>> {
+    pub fn take(&self, sid: Sid) -> Option<Accepted> {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -4,7 +4,8 @@
 //! One connection in WAL mode behind a mutex, used from tokio's blocking pool: SQLite serializes
 //! writers anyway, and one connection keeps `seq` assignment a plain transaction. Uploaded files
 //! live beside the database under `uploads/`, written to a temporary name, synced, then renamed,
-//! so a crash never leaves half a file under a real id.
+//! so a crash never leaves half a file under a real id. Nothing here is readable by other local
+//! users: the directories are `0700`, the files `0600` (`private_files`).
 //!
 //! Write transactions start `IMMEDIATE` (they take the write lock first, waiting up to the busy
 //! timeout): a deferred one that read and then wrote failed at once with "database is locked"
@@ -25,6 +26,7 @@ use crate::domain::{
     NewChat, NewMessage, NewReport, Priority, Report, ReportId, ReportQuery, ReportStatus, Role,
     Saved, Side, Timestamp, now,
 };
+use crate::private_files;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS chats (
@@ -69,6 +71,8 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id
     ON messages (sender_id, client_message_id) WHERE client_message_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_unread ON messages (chat_id, status, sender_id);
+CREATE INDEX IF NOT EXISTS messages_by_file_url
+    ON messages (file_url, chat_id) WHERE file_url IS NOT NULL;
 CREATE TABLE IF NOT EXISTS reports (
     id TEXT PRIMARY KEY,
     user_id TEXT NOT NULL,
@@ -121,8 +125,19 @@ impl EmbeddedStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> StoreResult<Self> {
         let uploads_dir = dir.join("uploads");
-        std::fs::create_dir_all(&uploads_dir).map_err(internal)?;
-        let conn = Connection::open(dir.join("switchboard.db")).map_err(internal)?;
+        private_files::ensure_dir(dir).map_err(internal)?;
+        private_files::ensure_dir(&uploads_dir).map_err(internal)?;
+        let db = dir.join("switchboard.db");
+        for suffix in ["", "-wal", "-shm"] {
+            private_files::tighten_file(&dir.join(format!("switchboard.db{suffix}")))
+                .map_err(internal)?;
+        }
+        if !db.exists() {
+            // Created here as 0600 (an empty file is an empty database): SQLite gives the -wal
+            // and -shm it creates the database file's mode, so they are private too.
+            private_files::create_file(&db).map_err(internal)?;
+        }
+        let conn = Connection::open(&db).map_err(internal)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(internal)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -670,7 +685,7 @@ impl Store for EmbeddedStore {
         let tmp = self.uploads_dir.join(format!("{}.partial", meta.id));
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut f = private_files::create_file(&tmp)?;
             f.write_all(&data)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &path)
@@ -722,5 +737,25 @@ impl Store for EmbeddedStore {
             .await
             .map_err(internal)?;
         Ok(Some((meta, Bytes::from(data))))
+    }
+
+    async fn file_shared_with(&self, user_id: &str, file_urls: &[String]) -> StoreResult<bool> {
+        let user = user_id.to_owned();
+        let urls = file_urls.to_vec();
+        self.run(move |conn| {
+            // One indexed probe per form of the URL (at most two): `messages_by_file_url`
+            // finds the messages, the participants key checks membership.
+            let mut stmt = conn.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM messages m JOIN chat_participants p \
+                 ON p.chat_id = m.chat_id AND p.user_id = ?2 WHERE m.file_url = ?1)",
+            )?;
+            for url in &urls {
+                if stmt.query_row(params![url, user], |r| r.get::<_, bool>(0))? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })
+        .await
     }
 }

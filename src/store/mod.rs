@@ -103,6 +103,7 @@ store_operations! {
     UnreadReportCount => "unread_report_count",
     SaveUpload => "save_upload",
     Upload => "upload",
+    FileSharedWith => "file_shared_with",
 }
 
 /// Where chats, messages, reports and uploads live.
@@ -156,4 +157,8 @@ pub trait Store: Send + Sync + 'static {
     /// Keeps an uploaded file (at most [`crate::domain::MAX_UPLOAD_BYTES`]).
     async fn save_upload(&self, meta: FileMeta, data: Bytes) -> StoreResult<()>;
     async fn upload(&self, id: &FileId) -> StoreResult<Option<(FileMeta, Bytes)>>;
+    /// Does a chat `user_id` participates in hold a message whose `fileUrl` is exactly one of
+    /// `file_urls` (the URLs this deployment issued for one file)? Who may open a file with a
+    /// token is decided above; this only answers the question.
+    async fn file_shared_with(&self, user_id: &str, file_urls: &[String]) -> StoreResult<bool>;
 }

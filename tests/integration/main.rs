@@ -2,6 +2,7 @@
 
 mod cluster;
 mod delivery;
+mod hardening;
 mod failover;
 mod helpers;
 mod module_cycles;
@@ -9,5 +10,8 @@ mod mongo;
 mod node;
 mod ops;
 mod presence_contract;
+mod recovery_cluster;
+mod recovery_contract;
 mod redis_cost;
+mod security;
 mod store_contract;

@@ -35,9 +35,13 @@ fn top_module(path: &str) -> Option<String> {
 fn reexports(lib: &str) -> BTreeMap<String, String> {
     let mut map = BTreeMap::new();
     for line in lib.lines().map(str::trim) {
-        let Some(rest) = line.strip_prefix("pub use ") else { continue };
+        let Some(rest) = line.strip_prefix("pub use ") else {
+            continue;
+        };
         let rest = rest.trim_end_matches(';');
-        let Some((module, names)) = rest.split_once("::") else { continue };
+        let Some((module, names)) = rest.split_once("::") else {
+            continue;
+        };
         let names = names.trim_start_matches('{').trim_end_matches('}');
         for name in names.split(',') {
             let name = name.trim();
@@ -150,9 +154,14 @@ fn module_graph(files: &[(String, String)]) -> Graph {
         .find(|(p, _)| p == "src/lib.rs")
         .map(|(_, s)| reexports(s))
         .unwrap_or_default();
-    let mut graph: Graph = modules.iter().map(|m| (m.clone(), BTreeMap::new())).collect();
+    let mut graph: Graph = modules
+        .iter()
+        .map(|m| (m.clone(), BTreeMap::new()))
+        .collect();
     for (path, src) in files {
-        let Some(from) = top_module(path) else { continue };
+        let Some(from) = top_module(path) else {
+            continue;
+        };
         let root_file = path == &format!("src/{from}.rs") || path == &format!("src/{from}/mod.rs");
         for (line, code) in library_code(src) {
             for name in crate_paths(&code, root_file) {
@@ -280,7 +289,10 @@ fn cycles(graph: &Graph) -> Vec<String> {
                     .iter()
                     .filter(|(to, _)| members.contains(to.as_str()))
                     .map(move |(to, site)| {
-                        format!("  {from} -> {to}: {}:{}: {}", site.file, site.line, site.text)
+                        format!(
+                            "  {from} -> {to}: {}:{}: {}",
+                            site.file, site.line, site.text
+                        )
                     })
             })
             .collect();
@@ -306,7 +318,11 @@ fn sources(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
         if path.is_dir() {
             sources(root, &path, out);
         } else if path.extension().is_some_and(|e| e == "rs") {
-            let rel = path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
             out.push((rel, std::fs::read_to_string(&path).unwrap()));
         }
     }
@@ -326,7 +342,10 @@ fn the_crate_has_no_module_import_cycle() {
     let mut all = Vec::new();
     sources(root, &root.join("src"), &mut all);
     let graph = module_graph(&all);
-    assert!(graph.contains_key("service") && graph.contains_key("cluster"), "read src/");
+    assert!(
+        graph.contains_key("service") && graph.contains_key("cluster"),
+        "read src/"
+    );
     let found = cycles(&graph);
     assert!(found.is_empty(), "\n{}\n", found.join("\n\n"));
 }
@@ -334,11 +353,17 @@ fn the_crate_has_no_module_import_cycle() {
 #[test]
 fn the_checker_names_a_cycle_in_a_small_crate() {
     let crate_src = files(&[
-        ("src/lib.rs", "pub mod a;\npub mod b;\npub mod c;\npub use c::Thing;\n"),
+        (
+            "src/lib.rs",
+            "pub mod a;\npub mod b;\npub mod c;\npub use c::Thing;\n",
+        ),
         ("src/a.rs", "//! A.\nuse crate::b::Bee;\n"),
         ("src/b/mod.rs", "use crate::{c::See, a};\n"),
         ("src/b/inner.rs", "fn f() -> crate::c::See { todo!() }\n"),
-        ("src/c.rs", "pub struct See;\npub struct Thing;\nfn g(_: crate::a::Ay) {}\n"),
+        (
+            "src/c.rs",
+            "pub struct See;\npub struct Thing;\nfn g(_: crate::a::Ay) {}\n",
+        ),
     ]);
     let found = cycles(&module_graph(&crate_src));
     assert_eq!(found.len(), 1, "{found:?}");

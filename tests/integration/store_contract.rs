@@ -558,6 +558,85 @@ pub async fn concurrent_forward_only_from_three_stores(stores: [Arc<dyn Store>; 
     }
 }
 
+pub async fn legacy_object_id_uploads_still_round_trip(store: Arc<dyn Store>) {
+    // Files saved before ids became random have 24-hex-digit ids; they must still open.
+    let id = FileId::parse(&new_object_id()).unwrap();
+    let meta = FileMeta {
+        id: id.clone(),
+        file_name: "old.txt".into(),
+        content_type: "text/plain".into(),
+        size: 3,
+        uploaded_by: "u1".into(),
+        created_at: now(),
+    };
+    store
+        .save_upload(meta.clone(), Bytes::from_static(b"old"))
+        .await
+        .unwrap();
+    let (m, data) = store.upload(&id).await.unwrap().expect("old file found");
+    assert_eq!(m, meta);
+    assert_eq!(&data[..], b"old");
+}
+
+pub async fn file_is_shared_only_through_chats_the_user_is_in(store: Arc<dyn Store>) {
+    let shared = chat_with(&store, &["u1", "u2"]).await;
+    let other = chat_with(&store, &["u3"]).await;
+    let url = "/api/files/0123456789abcdef0123456789abcdef?sig=abc";
+    let absolute = format!("https://chat.example{url}");
+    let u1 = user("u1", Role::User);
+    send(&store, &shared.id, &u1, "before", None).await;
+    send(&store, &other.id, &user("u3", Role::User), "hello", None).await;
+    store
+        .save_message(NewMessage {
+            chat_id: shared.id.clone(),
+            sender: u1.clone(),
+            body: MessageBody {
+                content: String::new(),
+                kind: MessageType::File,
+                file_url: Some(absolute.clone()),
+                file_name: Some("a.png".into()),
+            },
+            client_message_id: None,
+        })
+        .await
+        .unwrap();
+    let forms = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // Either form the deployment issued matches; a participant sees it, an outsider does not.
+    assert!(
+        store
+            .file_shared_with("u2", &forms(&[&absolute]))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .file_shared_with("u2", &forms(&[url, &absolute]))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .file_shared_with("u3", &forms(&[url, &absolute]))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .file_shared_with("nobody", &forms(&[&absolute]))
+            .await
+            .unwrap()
+    );
+    // Only the exact URL counts: another file's URL, or a prefix of this one, does not.
+    assert!(!store.file_shared_with("u2", &forms(&[url])).await.unwrap());
+    assert!(
+        !store
+            .file_shared_with("u2", &forms(&["https://chat.example/api/files/0123"]))
+            .await
+            .unwrap()
+    );
+    assert!(!store.file_shared_with("u2", &[]).await.unwrap());
+}
+
 /// Instantiates every contract check as a test for one backend. `$factory` is an async fn
 /// returning `(Arc<dyn Store>, guard)`; the guard lives as long as the test.
 #[macro_export]
@@ -587,6 +666,8 @@ macro_rules! contract_tests {
             check!(reports_list_newest_first_and_mark_read);
             check!(uploads_round_trip);
             check!(delivery_marks_move_forward_only);
+            check!(legacy_object_id_uploads_still_round_trip);
+            check!(file_is_shared_only_through_chats_the_user_is_in);
         }
     };
 }

@@ -25,7 +25,7 @@ port=$(free_port)
 export JWT_SECRET="smoke-secret-$RANDOM-$RANDOM-0123456789"
 export LOADGEN_URLS="http://127.0.0.1:$port" BASE_URL="http://127.0.0.1:$port"
 # Starts (or restarts) the node in the background; its PID goes to $work/node.pid.
-start_node="HOST=127.0.0.1 PORT=$port DATA_DIR=$work/data RATE_LIMIT_PER_SEC=100000 CORS_ORIGINS='*' RUST_LOG=warn LOG_FORMAT=json \
+start_node="HOST=127.0.0.1 PORT=$port DATA_DIR=$work/data RATE_LIMIT_PER_SEC=100000 MAX_SOCKETS_PER_USER=1000000 CORS_ORIGINS='*' RUST_LOG=warn LOG_FORMAT=json \
   $PWD/target/debug/switchboard >>$work/node.log 2>&1 & echo \$! > $work/node.pid"
 wait_ready() {
   for _ in $(seq 100); do
@@ -61,7 +61,7 @@ cluster_urls=()
 for i in 1 2; do
   cport=$(free_port)
   HOST=127.0.0.1 PORT=$cport DATA_DIR=$work/cluster-data NODE_ID=smoke-$i REDIS_URL=redis://127.0.0.1:$rport \
-    RATE_LIMIT_PER_SEC=100000 RUST_LOG=warn LOG_FORMAT=json target/debug/switchboard >>"$work/cluster$i.log" 2>&1 &
+    RATE_LIMIT_PER_SEC=100000 MAX_SOCKETS_PER_USER=1000000 RUST_LOG=warn LOG_FORMAT=json target/debug/switchboard >>"$work/cluster$i.log" 2>&1 &
   echo $! >"$work/cluster$i.pid"
   pids+=($!)
   for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$cport/readyz" >/dev/null 2>&1 && break; sleep 0.1; done

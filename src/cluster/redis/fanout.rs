@@ -33,7 +33,7 @@ use socketioxide_core::adapter::errors::BroadcastError;
 use super::ClusterAdapter;
 use super::clients::PUBLISH_TIMEOUT;
 use super::outage::{Kept, Ledger, OutageState};
-use crate::cluster::{Emission, Fanout, FanoutError};
+use crate::cluster::{Args, Emission, Fanout, FanoutError};
 
 /// Fan-out through the Redis adapter, with the pipelining and outage behaviour of the module
 /// docs (this one's and [`super::outage`]'s).
@@ -87,7 +87,11 @@ impl RedisFanout {
         if !e.except.is_empty() {
             op = op.except(e.except.clone());
         }
-        if let Err(err) = op.emit(e.event, e.payload).await {
+        let args = Args {
+            payload: e.payload,
+            offset: e.offset,
+        };
+        if let Err(err) = op.emit(e.event, &args).await {
             tracing::debug!(event = e.event, error = %err, "local delivery incomplete");
         }
     }
@@ -100,6 +104,7 @@ impl RedisFanout {
         let payload = Arc::new(
             serde_json::to_value(e.payload).map_err(|err| FanoutError(err.to_string()))?,
         );
+        let offset = e.offset.map(str::to_owned);
         let Emission {
             rooms,
             except,
@@ -114,6 +119,7 @@ impl RedisFanout {
                 except: except.clone(),
                 event,
                 payload: payload.clone(),
+                offset: offset.clone(),
             });
         }
         let (io, ledger) = (self.io.clone(), self.ledger.clone());
@@ -125,7 +131,13 @@ impl RedisFanout {
             // A little over fred's own command timeout, which normally answers first.
             let result = tokio::time::timeout(
                 PUBLISH_TIMEOUT + Duration::from_millis(250),
-                op.emit(event, &*payload),
+                op.emit(
+                    event,
+                    &Args {
+                        payload: &*payload,
+                        offset: offset.as_deref(),
+                    },
+                ),
             )
             .await;
             match result {
@@ -150,6 +162,7 @@ impl RedisFanout {
                 except,
                 event,
                 payload,
+                offset,
             });
             Err(ledger.keep(kept))
         });
@@ -192,6 +205,7 @@ impl Fanout for RedisFanout {
                     except: e.except,
                     event: e.event,
                     payload: Arc::new(payload),
+                    offset: e.offset.map(str::to_owned),
                 })
             } else {
                 None

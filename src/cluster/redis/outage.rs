@@ -21,7 +21,7 @@ use prometheus::IntCounter;
 
 use super::clients::PUBLISH_TIMEOUT;
 use super::fanout::RedisFanout;
-use crate::cluster::FanoutError;
+use crate::cluster::{Args, FanoutError};
 
 /// Events kept for replay during an outage; beyond it the oldest go (clients catch up by
 /// `chat:sync`).
@@ -46,6 +46,8 @@ pub(super) struct Kept {
     /// The payload as JSON: the emission's borrowed payload does not outlive the call (shared
     /// with the publish and the recent list, never copied).
     pub(super) payload: std::sync::Arc<serde_json::Value>,
+    /// Its connection state recovery offset (its last argument), if any.
+    pub(super) offset: Option<String>,
 }
 
 /// Whether the node is in an outage, and what it kept meanwhile.
@@ -179,11 +181,15 @@ impl RedisFanout {
                 // Queued and awaited one at a time: a replay is rare and must keep its order.
                 let mut except = k.except.clone();
                 except.push(self.node_room.clone());
+                let args = Args {
+                    payload: &*k.payload,
+                    offset: k.offset.as_deref(),
+                };
                 let op = self
                     .io
                     .to(k.rooms.clone())
                     .except(except)
-                    .emit(k.event, &*k.payload);
+                    .emit(k.event, &args);
                 if matches!(tokio::time::timeout(PUBLISH_TIMEOUT, op).await, Ok(Ok(()))) {
                     self.replayed.fetch_add(1, Ordering::Relaxed);
                     continue;

@@ -324,6 +324,17 @@ impl Presence for RedisPresence {
         if lost && self.joined.load(Ordering::SeqCst) {
             self.drift.out_of_touch();
         }
+        // A disconnect that took the socket out of the mirror while this call was on its way
+        // may have reached Redis first; then Redis holds a socket the mirror does not: have the
+        // next heartbeat rewrite this node's sockets from the mirror.
+        if !self
+            .mirror
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&entry.socket_id)
+        {
+            self.drift.dirty.store(true, Ordering::SeqCst);
+        }
         Ok(v.first().and_then(Value::as_i64) == Some(1))
     }
 

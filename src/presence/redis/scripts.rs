@@ -31,7 +31,6 @@ use crate::presence::SocketEntry;
 /// The prefix of every key (with its hash tag).
 pub(super) const PREFIX: &str = "{sb}:";
 
-
 const CONNECT: &str = r#"
 local fresh = redis.call('SET', KEYS[5], '1', 'PX', ARGV[5], 'NX')
 redis.call('SADD', KEYS[6], ARGV[4])
@@ -227,4 +226,3 @@ pub(super) fn from_ms(v: i64) -> Timestamp {
 pub(super) fn key(name: &str) -> String {
     format!("{PREFIX}{name}")
 }
-

@@ -14,10 +14,20 @@ use crate::domain::{FileId, FileMeta};
 /// upload never needs a second copy of the file in memory and each write is bounded on its own.
 const UPLOAD_SLICE: usize = 255 * 1024;
 
+/// A file's GridFS `_id`: a string for the random 32-hex-digit ids, an ObjectId for the older
+/// 24-hex-digit ones (as they were saved).
+fn file_key(id: &FileId) -> StoreResult<Bson> {
+    if id.is_legacy() {
+        Ok(Bson::ObjectId(oid(id.as_str())?))
+    } else {
+        Ok(Bson::String(id.as_str().to_owned()))
+    }
+}
+
 impl MongoStore {
     /// Streams an upload into the bucket, one bounded chunk write at a time.
     pub(super) async fn put_file(&self, meta: FileMeta, data: Bytes) -> StoreResult<()> {
-        let id = oid(meta.id.as_str())?;
+        let id = file_key(&meta.id)?;
         self.bounded(async { self.ensure_indexes().await }).await?;
         let metadata = doc! {
             "contentType": meta.content_type.as_str(),
@@ -29,7 +39,7 @@ impl MongoStore {
                 self.0
                     .uploads
                     .open_upload_stream(&meta.file_name)
-                    .id(Bson::ObjectId(id))
+                    .id(id)
                     .metadata(metadata)
                     .await
                     .map_err(db_err)
@@ -62,13 +72,13 @@ impl MongoStore {
 
     /// Reads an upload and its metadata back.
     pub(super) async fn get_file(&self, id: &FileId) -> StoreResult<Option<(FileMeta, Bytes)>> {
-        let key = oid(id.as_str())?;
+        let key = file_key(id)?;
         let file = self
             .bounded(async {
                 self.ensure_indexes().await?;
                 self.0
                     .uploads
-                    .find_one(doc! { "_id": key })
+                    .find_one(doc! { "_id": key.clone() })
                     .await
                     .map_err(db_err)
             })
@@ -97,7 +107,7 @@ impl MongoStore {
                 let mut stream = self
                     .0
                     .uploads
-                    .open_download_stream(Bson::ObjectId(key))
+                    .open_download_stream(key)
                     .await
                     .map_err(db_err)?;
                 let mut data = Vec::with_capacity(file.length as usize);

@@ -20,6 +20,7 @@ pub(super) const IX_MESSAGES_CHAT_SEQ: &str = "messages_chat_seq";
 pub(super) const IX_MESSAGES_CLIENT_ID: &str = "messages_client_id";
 pub(super) const IX_MESSAGES_UNREAD: &str = "messages_unread";
 pub(super) const IX_MESSAGES_TTL: &str = "messages_ttl";
+pub(super) const IX_MESSAGES_FILE_URL: &str = "messages_file_url";
 pub(super) const IX_CHATS_PARTICIPANT: &str = "chats_participant_updated";
 pub(super) const IX_CHATS_UPDATED: &str = "chats_updated";
 pub(super) const IX_REPORTS_USER: &str = "reports_user_created";
@@ -75,6 +76,8 @@ impl MongoStore {
                     doc! { "chatId": 1, "status": 1, "senderId": 1 },
                     IX_MESSAGES_UNREAD,
                 ),
+                // Which chats carry a file: who besides its uploader and staff may open it.
+                named(doc! { "fileUrl": 1, "chatId": 1 }, IX_MESSAGES_FILE_URL),
             ])
             .await
             .map_err(db_err)?;

@@ -480,4 +480,45 @@ impl Store for MongoStore {
     async fn upload(&self, id: &FileId) -> StoreResult<Option<(FileMeta, Bytes)>> {
         self.get_file(id).await
     }
+
+    async fn file_shared_with(&self, user_id: &str, file_urls: &[String]) -> StoreResult<bool> {
+        /// A file is carried by a handful of messages; more chats than this are not looked at
+        /// (a file forwarded into more chats than this still opens by its `sig`).
+        const MAX_CHATS: i64 = 100;
+        if file_urls.is_empty() {
+            return Ok(false);
+        }
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let chats: Vec<Bson> = self
+                .0
+                .messages
+                .clone_with_type::<Document>()
+                .find(doc! { "fileUrl": { "$in": file_urls } })
+                .projection(doc! { "_id": 0, "chatId": 1 })
+                .hint(hint(IX_MESSAGES_FILE_URL))
+                .limit(MAX_CHATS)
+                .await
+                .map_err(db_err)?
+                .try_collect::<Vec<Document>>()
+                .await
+                .map_err(db_err)?
+                .into_iter()
+                .filter_map(|d| d.get("chatId").cloned())
+                .collect();
+            if chats.is_empty() {
+                return Ok(false);
+            }
+            let shared = self
+                .0
+                .chats
+                .clone_with_type::<Document>()
+                .find_one(doc! { "_id": { "$in": chats }, "participants": user_id })
+                .projection(doc! { "_id": 1 })
+                .await
+                .map_err(db_err)?;
+            Ok(shared.is_some())
+        })
+        .await
+    }
 }

@@ -69,7 +69,7 @@ test('messages sent while the user page reloads appear after the reload, once ea
   });
 });
 
-test('a reload within the offline grace shows staff no offline flicker', { todo: 'the offline grace (OFFLINE_GRACE_SECS) is issue 14; passes once it lands' }, async (t) => {
+test('a reload within the offline grace shows staff no offline flicker', async (t) => {
   await withPages(t, browser, async ({ open }) => {
     const user = makeUser('rolf');
     const control = makeUser('carl');

@@ -84,12 +84,23 @@ impl TestNode {
         redis_url: &str,
         node_id: &str,
     ) -> TestNode {
+        Self::cluster_with(data, redis_url, node_id, |_| {}).await
+    }
+
+    /// [`TestNode::cluster`], letting the test adjust the other settings too.
+    pub async fn cluster_with(
+        data: std::sync::Arc<TempDir>,
+        redis_url: &str,
+        node_id: &str,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestNode {
         let (url, id) = (redis_url.to_owned(), node_id.to_owned());
         Self::start_in(data, move |c| {
             c.redis_url = Some(url);
             c.node_id = Some(id);
             c.presence_ttl_secs = TEST_TTL_SECS;
             c.heartbeat_interval_secs = TEST_HEARTBEAT_SECS;
+            adjust(c);
         })
         .await
     }
@@ -181,21 +192,36 @@ pub struct ProcessNode {
 impl ProcessNode {
     /// Starts `target/debug/switchboard` as cluster node `node_id` and waits until it is ready.
     pub async fn start(data: &std::path::Path, redis_url: &str, node_id: &str) -> ProcessNode {
+        let (ttl, heartbeat) = (TEST_TTL_SECS.to_string(), TEST_HEARTBEAT_SECS.to_string());
+        Self::start_with_env(
+            data,
+            &[
+                ("REDIS_URL", redis_url),
+                ("NODE_ID", node_id),
+                ("PRESENCE_TTL_SECS", &ttl),
+                ("HEARTBEAT_INTERVAL_SECS", &heartbeat),
+            ],
+        )
+        .await
+    }
+
+    /// Starts `target/debug/switchboard` (a single node unless `env` names Redis) with these
+    /// extra settings, and waits until it is ready.
+    pub async fn start_with_env(data: &std::path::Path, env: &[(&str, &str)]) -> ProcessNode {
         let port = free_port();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
             .env("DATA_DIR", data)
             .env("JWT_SECRET", SECRET)
-            .env("REDIS_URL", redis_url)
-            .env("NODE_ID", node_id)
-            .env("PRESENCE_TTL_SECS", TEST_TTL_SECS.to_string())
-            .env("HEARTBEAT_INTERVAL_SECS", TEST_HEARTBEAT_SECS.to_string())
+            .env("OFFLINE_GRACE_SECS", "0")
             .env("CORS_ORIGINS", "*")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "warn")
+            .env_remove("REDIS_URL")
             .env_remove("METRICS_PORT")
             .env_remove("MONGODB_URI")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -216,10 +242,15 @@ impl ProcessNode {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "process node {node_id} not ready within 30 s"
+                "process node on port {port} not ready within 30 s"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The process id (for reading `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, std::process::Child::id)
     }
 
     /// Kills the process without warning (SIGKILL): no drain, no presence withdrawal.

@@ -26,6 +26,11 @@ pub struct Sio {
     /// Set when the server has closed the connection (for waits that start after it).
     gone: Arc<AtomicBool>,
     pub sid: String,
+    /// The connection state recovery session id the CONNECT answer carried, if any.
+    pub pid: Option<String>,
+    /// The last event's recovery offset (its last argument when that is a string), as
+    /// socket.io-client keeps it.
+    last_offset: Arc<Mutex<Option<String>>>,
 }
 
 /// Why a connection did not succeed.
@@ -68,12 +73,15 @@ impl Sio {
         sink.send(Message::text(connect))
             .await
             .map_err(|e| ConnectError::Transport(e.to_string()))?;
-        let sid = loop {
+        let (sid, pid) = loop {
             match tokio::time::timeout(WAIT, stream.next()).await {
                 Ok(Some(Ok(Message::Text(t)))) => {
                     if let Some(body) = t.strip_prefix("40") {
                         let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-                        break v["sid"].as_str().unwrap_or_default().to_owned();
+                        break (
+                            v["sid"].as_str().unwrap_or_default().to_owned(),
+                            v["pid"].as_str().map(str::to_owned),
+                        );
                     } else if let Some(body) = t.strip_prefix("44") {
                         let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
                         return Err(ConnectError::Refused(
@@ -108,7 +116,10 @@ impl Sio {
             closed: Default::default(),
             gone: Default::default(),
             sid,
+            pid,
+            last_offset: Default::default(),
         };
+        let last_offset = client.last_offset.clone();
         let (events, arrived, acks, closed, gone) = (
             client.events.clone(),
             client.arrived.clone(),
@@ -126,6 +137,11 @@ impl Sio {
                     if let Ok(Value::Array(mut a)) = serde_json::from_str::<Value>(rest) {
                         if !a.is_empty() {
                             let name = a.remove(0).as_str().unwrap_or_default().to_owned();
+                            if a.len() > 1 {
+                                if let Some(offset) = a.last().and_then(Value::as_str) {
+                                    *last_offset.lock().unwrap() = Some(offset.to_owned());
+                                }
+                            }
                             let data = a.into_iter().next().unwrap_or(Value::Null);
                             events.lock().unwrap().push_back((name, data));
                             arrived.notify_waiters();
@@ -150,6 +166,11 @@ impl Sio {
             arrived.notify_waiters();
         });
         Ok(client)
+    }
+
+    /// The last event's recovery offset (see the field).
+    pub fn last_offset(&self) -> Option<String> {
+        self.last_offset.lock().unwrap().clone()
     }
 
     /// Emits an event with no ack.

@@ -40,7 +40,8 @@ describe('messages', () => {
   let chat; let bobChat;
 
   before(async () => {
-    node = await startNode();
+    // postMany writes hundreds of messages as one user: far past the default REST write budget
+    node = await startNode({ env: { RATE_LIMIT_PER_SEC: '1000' } });
     alice = makeUser('alice');
     bob = makeUser('bob');
     admin = makeUser('admin', 'admin');

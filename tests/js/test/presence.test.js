@@ -11,7 +11,8 @@ describe('presence', () => {
   let node;
   let admin; let adminSock;
   before(async () => {
-    node = await startNode();
+    // Transitions at once: the offline grace has its own tests (recovery.test.js).
+    node = await startNode({ env: { OFFLINE_GRACE_SECS: '0' } });
     admin = makeUser('admin', 'admin');
     adminSock = await connect(node, admin);
   });

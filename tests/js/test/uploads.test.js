@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import {
-  OBJECT_ID, api, connect, history, makeUser, openChat, startNode,
+  api, connect, history, makeUser, openChat, startNode,
 } from '../lib/harness.js';
 
 function form(bytes, name, type = 'application/octet-stream', field = 'file') {
@@ -30,7 +30,7 @@ describe('uploads', () => {
     const res = await api(node, 'POST', '/api/uploads', { user: alice, body: form(bytes, 'photo.png', 'image/png') });
     assert.equal(res.status, 201);
     const { fileId, fileUrl, fileName, size, contentType } = res.body;
-    assert.match(fileId, OBJECT_ID);
+    assert.match(fileId, /^[0-9a-f]{32}$/, 'file ids are 128 random bits, not ObjectId-like');
     assert.equal(fileUrl.split('?')[0], `/api/files/${fileId}`);
     assert.match(fileUrl, /\?sig=[A-Za-z0-9_-]+$/);
     assert.equal(fileName, 'photo.png');
@@ -51,9 +51,11 @@ describe('uploads', () => {
     const wrongFile = await api(node, 'POST', '/api/uploads', { user: bob, body: form(Buffer.from('other'), 'o.txt', 'text/plain') });
     assert.equal((await fetch(`${node.url}/api/files/${wrongFile.body.fileId}?sig=${otherSig}`)).status, 401, "one file's sig opens no other file");
 
-    const withBearer = await fetch(bare, { headers: { authorization: `Bearer ${bob.token}` } });
-    assert.equal(withBearer.status, 200);
+    const withBearer = await fetch(bare, { headers: { authorization: `Bearer ${alice.token}` } });
+    assert.equal(withBearer.status, 200, "the uploader's token opens the file");
     assert.deepEqual(Buffer.from(await withBearer.arrayBuffer()), bytes);
+    const othersBearer = await fetch(bare, { headers: { authorization: `Bearer ${bob.token}` } });
+    assert.equal(othersBearer.status, 404, "another user's token opens nothing and learns nothing");
     assert.equal((await fetch(bare, { headers: { authorization: 'Bearer not-a-token' } })).status, 401);
   });
 
@@ -65,7 +67,7 @@ describe('uploads', () => {
     const notMultipart = await api(node, 'POST', '/api/uploads', { user: alice, body: { file: 'inline' } });
     assert.equal(notMultipart.status, 400);
     assert.equal(notMultipart.body.error.code, 'VALIDATION');
-    assert.equal((await api(node, 'GET', `/api/files/${'f'.repeat(24)}`, { user: alice })).status, 404);
+    assert.equal((await api(node, 'GET', `/api/files/${'f'.repeat(32)}`, { user: alice })).status, 404);
   });
 
   test('an 11 MiB upload is 413 PAYLOAD_TOO_LARGE; exactly 10 MiB is accepted; the node stays up', async () => {
@@ -102,6 +104,8 @@ describe('uploads', () => {
     const rejects = [
       { type: 'file', fileUrl: 'http://evil.example.com/a.png', fileName: 'a.png' },
       { type: 'file', fileUrl: 'javascript:alert(1)', fileName: 'a.png' },
+      { type: 'file', fileUrl: 'https://x" onerror="alert(1)', fileName: 'a.png' },
+      { type: 'file', fileUrl: `https://cdn.example.com/${'a'.repeat(2100)}`, fileName: 'a.png' },
       { type: 'file', fileUrl: `/api/files/${up.fileId}?sig=forged`, fileName: 'a.png' },
       { type: 'file', fileUrl: `/api/files/${up.fileId}`, fileName: 'a.png' },
       { type: 'file', fileName: 'a.png' },

@@ -1,0 +1,79 @@
+//! A resumed socket's replay: what its session missed, written before anything broadcast
+//! since it joined its rooms (`docs/recovery.md`, "Why nothing is lost, duplicated or
+//! reordered").
+
+use std::collections::HashSet;
+
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::SocketRef;
+use socketioxide_core::Value;
+
+use crate::recovery::{Claim, Offset, Recovery, offset_of_packet};
+use crate::state::AppState;
+
+/// Reads what the claimed session missed and sends it, then the broadcasts held since the
+/// handshake (minus those the replay carried). Runs in the connect handler: the socket is in
+/// its rooms, its broadcasts held (the middleware did both) and its `CONNECT` answer (with the
+/// session's old `pid`) sent.
+///
+/// If the log cannot be read, the socket cannot be told it was not recovered after all: its
+/// session is forgotten and its transport closed, so its client reconnects at once, is refused
+/// as `unknown` and starts a new session.
+pub async fn replay<A: Adapter>(
+    state: &AppState,
+    recovery: &Recovery,
+    s: &SocketRef<A>,
+    claim: Claim,
+    rooms: &[String],
+) {
+    let sid = s.id.to_string();
+    let missed = match recovery.missed(&claim, rooms).await {
+        Ok(missed) => missed,
+        Err(refusal) => {
+            state.metrics.recovery.attempt(Err(refusal));
+            tracing::info!(
+                reason = refusal.as_str(),
+                "recovery replay refused; closing the transport"
+            );
+            if let Err(e) = recovery.ended(&claim.session.pid, &claim.session.sid).await {
+                tracing::warn!(error = %e, "could not forget the recovery session");
+            }
+            s.release_broadcasts(|| {}, |_| false);
+            s.close_transport();
+            return;
+        }
+    };
+    if let Err(e) = recovery.take(&claim, &sid).await {
+        tracing::warn!(error = %e, "could not hand the recovery session to the new socket");
+    }
+    let replayed: HashSet<Offset> = missed.iter().map(|e| e.offset).collect();
+    s.release_broadcasts(
+        || {
+            for entry in &missed {
+                let payload: serde_json::Value = match serde_json::from_str(&entry.payload) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(error = %e, "unreadable recovery log entry skipped");
+                        continue;
+                    }
+                };
+                let offset = entry.offset.to_string();
+                if let Err(e) = s.emit(entry.event.as_str(), &(payload, offset)) {
+                    tracing::warn!(error = %e, "replay incomplete");
+                    break;
+                }
+            }
+        },
+        |held| match held {
+            Value::Str(text, _) => offset_of_packet(text).is_none_or(|o| !replayed.contains(&o)),
+            Value::Bytes(_) => true,
+        },
+    );
+    state.metrics.recovery.attempt(Ok(()));
+    state
+        .metrics
+        .recovery
+        .events_replayed
+        .inc_by(missed.len() as u64);
+    tracing::debug!(socket_id = %sid, events = missed.len(), "session recovered");
+}

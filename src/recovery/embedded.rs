@@ -1,0 +1,302 @@
+//! The recovery backend on a single node: a SQLite file of its own in `DATA_DIR`
+//! (`recovery.db`, beside the embedded store's), so a node drained and restarted on the same
+//! `DATA_DIR` recovers its clients.
+//!
+//! The log is a table with an increasing id; an entry's offset is `{ms}-{id}`, with `ms` kept
+//! non-decreasing so that offsets order as ids do. Entries older than the window are deleted
+//! every [`TRIM_EVERY`] appends (one indexed `DELETE`). Sessions are rows with an expiry time;
+//! an expired row reads as absent and is deleted with the trim. Writes go through one
+//! connection behind a mutex on tokio's blocking pool, in WAL mode without a sync per commit:
+//! a node that loses power loses its recovery state, not its messages (those are in the store).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{BackendError, LogStats, LoggedEvent, Offset, Pid, RecoveryBackend, Session, now_ms};
+
+/// How many appends between two trims of the log.
+const TRIM_EVERY: u64 = 256;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS recovery_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ms INTEGER NOT NULL,
+    rooms TEXT NOT NULL,
+    except_rooms TEXT NOT NULL,
+    event TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS recovery_log_by_time ON recovery_log (ms, id);
+CREATE TABLE IF NOT EXISTS recovery_sessions (
+    pid TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    rooms TEXT NOT NULL,
+    started_ms INTEGER NOT NULL,
+    disconnected_ms INTEGER,
+    sid TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
+"#;
+
+/// Sessions and the log in `DATA_DIR/recovery.db`.
+pub struct EmbeddedRecovery {
+    inner: Arc<Mutex<Inner>>,
+}
+
+struct Inner {
+    conn: Connection,
+    /// The last entry's `ms`: the next one gets at least this (offsets order as ids).
+    last_ms: u64,
+    appends: u64,
+}
+
+fn failed(e: impl std::fmt::Display) -> BackendError {
+    BackendError(e.to_string())
+}
+
+fn split(s: &str) -> Vec<String> {
+    if s.is_empty() {
+        Vec::new()
+    } else {
+        s.split('\n').map(str::to_owned).collect()
+    }
+}
+
+impl EmbeddedRecovery {
+    /// Opens (or creates) `dir/recovery.db` (and `dir`, `0700`, if it is missing).
+    pub fn open(dir: &Path) -> Result<EmbeddedRecovery, BackendError> {
+        if !dir.exists() {
+            // With the MongoDB store, nothing else made DATA_DIR.
+            std::fs::create_dir_all(dir).map_err(failed)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .map_err(failed)?;
+            }
+        }
+        let path = dir.join("recovery.db");
+        let conn = Connection::open(&path).map_err(failed)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(failed)?;
+        }
+        conn.busy_timeout(Duration::from_secs(5)).map_err(failed)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(failed)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(failed)?;
+        conn.execute_batch(SCHEMA).map_err(failed)?;
+        let last_ms: u64 = conn
+            .query_row("SELECT COALESCE(MAX(ms), 0) FROM recovery_log", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(failed)? as u64;
+        Ok(EmbeddedRecovery {
+            inner: Arc::new(Mutex::new(Inner {
+                conn,
+                last_ms,
+                appends: 0,
+            })),
+        })
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Inner) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, BackendError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(failed)?
+        .map_err(failed)
+    }
+}
+
+fn row_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<LoggedEvent> {
+    Ok(LoggedEvent {
+        offset: Offset {
+            ms: r.get::<_, i64>(1)? as u64,
+            seq: r.get::<_, i64>(0)? as u64,
+        },
+        rooms: split(&r.get::<_, String>(2)?),
+        except: split(&r.get::<_, String>(3)?),
+        event: r.get(4)?,
+        payload: r.get(5)?,
+    })
+}
+
+/// SQLite integers are signed: an offset beyond them (forged) is clamped, which orders the same.
+fn int(v: u64) -> i64 {
+    v.min(i64::MAX as u64) as i64
+}
+
+#[async_trait]
+impl RecoveryBackend for EmbeddedRecovery {
+    async fn append(
+        &self,
+        rooms: &[String],
+        except: &[String],
+        event: &str,
+        payload: &str,
+        min_ms: u64,
+    ) -> Result<Offset, BackendError> {
+        let (rooms, except) = (rooms.join("\n"), except.join("\n"));
+        let (event, payload) = (event.to_owned(), payload.to_owned());
+        self.with(move |inner| {
+            let ms = now_ms().max(inner.last_ms);
+            inner.conn.execute(
+                "INSERT INTO recovery_log (ms, rooms, except_rooms, event, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![int(ms), rooms, except, event, payload],
+            )?;
+            let id = inner.conn.last_insert_rowid() as u64;
+            inner.last_ms = ms;
+            inner.appends += 1;
+            if inner.appends % TRIM_EVERY == 0 {
+                inner
+                    .conn
+                    .execute("DELETE FROM recovery_log WHERE ms < ?1", params![int(min_ms)])?;
+                inner.conn.execute(
+                    "DELETE FROM recovery_sessions WHERE expires_ms < ?1",
+                    params![int(now_ms())],
+                )?;
+            }
+            Ok(Offset { ms, seq: id })
+        })
+        .await
+    }
+
+    async fn read(
+        &self,
+        after: Offset,
+        until: Option<Offset>,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>, BackendError> {
+        let until = until.unwrap_or(Offset {
+            ms: u64::MAX,
+            seq: u64::MAX,
+        });
+        self.with(move |inner| {
+            let mut stmt = inner.conn.prepare_cached(
+                "SELECT id, ms, rooms, except_rooms, event, payload FROM recovery_log
+                 WHERE (ms > ?1 OR (ms = ?1 AND id > ?2)) AND (ms < ?3 OR (ms = ?3 AND id <= ?4))
+                 ORDER BY ms, id LIMIT ?5",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    int(after.ms),
+                    int(after.seq),
+                    int(until.ms),
+                    int(until.seq),
+                    limit as i64
+                ],
+                row_event,
+            )?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<LogStats, BackendError> {
+        self.with(|inner| {
+            inner
+                .conn
+                .query_row("SELECT COUNT(*), MIN(ms) FROM recovery_log", [], |r| {
+                    Ok(LogStats {
+                        entries: r.get::<_, i64>(0)? as u64,
+                        oldest_ms: r.get::<_, Option<i64>>(1)?.map(|m| m as u64),
+                    })
+                })
+        })
+        .await
+    }
+
+    async fn put_session(&self, s: &Session, ttl: Duration) -> Result<(), BackendError> {
+        let s = s.clone();
+        let expires = now_ms() + ttl.as_millis() as u64;
+        self.with(move |inner| {
+            inner.conn.execute(
+                "INSERT OR REPLACE INTO recovery_sessions
+                 (pid, user_id, rooms, started_ms, disconnected_ms, sid, expires_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    s.pid.as_str(),
+                    s.user_id,
+                    s.rooms.join("\n"),
+                    int(s.started_ms),
+                    s.disconnected_ms.map(int),
+                    s.sid,
+                    int(expires)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_session(&self, pid: &Pid) -> Result<Option<Session>, BackendError> {
+        let pid = pid.clone();
+        self.with(move |inner| {
+            inner
+                .conn
+                .query_row(
+                    "SELECT user_id, rooms, started_ms, disconnected_ms, sid FROM recovery_sessions
+                     WHERE pid = ?1 AND expires_ms >= ?2",
+                    params![pid.as_str(), int(now_ms())],
+                    |r| {
+                        Ok(Session {
+                            pid: pid.clone(),
+                            user_id: r.get(0)?,
+                            rooms: split(&r.get::<_, String>(1)?),
+                            started_ms: r.get::<_, i64>(2)? as u64,
+                            disconnected_ms: r.get::<_, Option<i64>>(3)?.map(|d| d as u64),
+                            sid: r.get(4)?,
+                        })
+                    },
+                )
+                .optional()
+        })
+        .await
+    }
+
+    async fn end_session(
+        &self,
+        pid: &Pid,
+        sid: &str,
+        at_ms: u64,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let (pid, sid) = (pid.clone(), sid.to_owned());
+        let expires = now_ms() + ttl.as_millis() as u64;
+        self.with(move |inner| {
+            let n = inner.conn.execute(
+                "UPDATE recovery_sessions SET disconnected_ms = ?3, expires_ms = ?4
+                 WHERE pid = ?1 AND sid = ?2",
+                params![pid.as_str(), sid, int(at_ms), int(expires)],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn remove_session(&self, pid: &Pid, sid: &str) -> Result<bool, BackendError> {
+        let (pid, sid) = (pid.clone(), sid.to_owned());
+        self.with(move |inner| {
+            let n = inner.conn.execute(
+                "DELETE FROM recovery_sessions WHERE pid = ?1 AND sid = ?2",
+                params![pid.as_str(), sid],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+}

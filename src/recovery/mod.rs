@@ -1,0 +1,542 @@
+//! Connection state recovery: the sessions a dropped client can resume and the log of what it
+//! missed (Socket.IO's protocol, served cluster-wide; see `docs/recovery.md`).
+//!
+//! Two seams meet here. [`RecoveryBackend`] keeps the data outside the process (Redis in cluster
+//! mode, [`redis::RedisRecovery`]; the embedded SQLite file on a single node,
+//! [`embedded::EmbeddedRecovery`]) and knows nothing of rules. [`Recovery`] holds the rules
+//! (who may resume which session, how old it may be, what a session may see) and a per-node
+//! cache of the log's tail, so that a mass reconnect reads the log once rather than once per
+//! client.
+//!
+//! Every recoverable emission is logged once, with its rooms, before it is broadcast; its
+//! [`Offset`] travels as the event's last argument. Because an event reaches a socket only after
+//! its entry exists, a read of the log started after a socket joined its rooms holds every event
+//! the socket did not get live.
+
+pub mod embedded;
+pub mod redis;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use base64::Engine;
+use tokio::time::Instant;
+
+pub use embedded::EmbeddedRecovery;
+pub use redis::RedisRecovery;
+
+/// The most events one recovery replays. A socket's queue holds 1,024 packets; a session that
+/// missed more than this gets a new session and catches up with `chat:sync` instead.
+pub const MAX_REPLAY: usize = 500;
+
+/// How many log entries one backend read returns at most.
+const PAGE: usize = 500;
+
+/// The most entries the per-node tail cache keeps (older ones are read from the backend).
+const TAIL_CAP: usize = 20_000;
+
+/// A position in the recovery log. Log order is the order of `(ms, seq)`: for Redis the stream
+/// id (`ms` is Redis's clock), for the embedded log the row's time (kept non-decreasing) and id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Offset {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl Offset {
+    /// Parses `"{ms}-{seq}"`, decimal digits only (what clients send back is untrusted).
+    pub fn parse(s: &str) -> Option<Offset> {
+        let (ms, seq) = s.split_once('-')?;
+        let digits = |p: &str| {
+            (!p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| p.parse::<u64>().ok())
+                .flatten()
+        };
+        Some(Offset {
+            ms: digits(ms)?,
+            seq: digits(seq)?,
+        })
+    }
+}
+
+impl fmt::Display for Offset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// A private session id: 128 random bits, base64url (22 characters). Secret to its client.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Pid(String);
+
+impl Pid {
+    /// A fresh, unguessable id.
+    pub fn generate() -> Pid {
+        Pid(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>()))
+    }
+
+    /// Accepts only the shape [`Pid::generate`] makes.
+    pub fn parse(s: &str) -> Option<Pid> {
+        (s.len() == 22
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .then(|| Pid(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A recoverable session, as the backend keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub pid: Pid,
+    /// The user it belongs to: only a token naming this user may resume it.
+    pub user_id: String,
+    /// The rooms its socket was in (what a replay may show it).
+    pub rooms: Vec<String>,
+    /// When it began (ms since the epoch): a resume without an offset replays from here.
+    pub started_ms: u64,
+    /// When its socket went away; `None` while a socket holds it (or its node died).
+    pub disconnected_ms: Option<u64>,
+    /// The socket that holds it now: only that socket's disconnect ends or removes it.
+    pub sid: String,
+}
+
+/// One logged emission.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedEvent {
+    pub offset: Offset,
+    pub rooms: Vec<String>,
+    /// Rooms excluded from the emission (a `user:status` skips the user's own room).
+    pub except: Vec<String>,
+    pub event: String,
+    /// The payload as JSON text (the event's first argument).
+    pub payload: String,
+}
+
+impl LoggedEvent {
+    /// Whether a socket in `rooms` received this emission.
+    pub fn reaches(&self, rooms: &[String]) -> bool {
+        rooms.iter().any(|r| self.rooms.contains(r))
+            && !rooms.iter().any(|r| self.except.contains(r))
+    }
+}
+
+/// How big the log is, for the metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogStats {
+    pub entries: u64,
+    /// The oldest entry's time (ms), if any.
+    pub oldest_ms: Option<u64>,
+}
+
+/// Why a backend call failed (the backend is unreachable or answered nonsense).
+#[derive(Debug, thiserror::Error)]
+#[error("recovery backend: {0}")]
+pub struct BackendError(pub String);
+
+/// Where sessions and the log live. Only domain types cross it.
+#[async_trait]
+pub trait RecoveryBackend: Send + Sync + 'static {
+    /// Logs one emission and drops entries older than `min_ms` (maybe lazily); returns its offset.
+    async fn append(
+        &self,
+        rooms: &[String],
+        except: &[String],
+        event: &str,
+        payload: &str,
+        min_ms: u64,
+    ) -> Result<Offset, BackendError>;
+
+    /// Entries after `after` (exclusive) up to `until` (inclusive, `None`: the end), oldest
+    /// first, at most `limit`.
+    async fn read(
+        &self,
+        after: Offset,
+        until: Option<Offset>,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>, BackendError>;
+
+    /// The log's size now.
+    async fn stats(&self) -> Result<LogStats, BackendError>;
+
+    /// Stores (or replaces) a session, kept for `ttl`.
+    async fn put_session(&self, session: &Session, ttl: Duration) -> Result<(), BackendError>;
+
+    async fn get_session(&self, pid: &Pid) -> Result<Option<Session>, BackendError>;
+
+    /// Marks the session disconnected at `at_ms` and keeps it `ttl` more, if `sid` holds it.
+    async fn end_session(
+        &self,
+        pid: &Pid,
+        sid: &str,
+        at_ms: u64,
+        ttl: Duration,
+    ) -> Result<bool, BackendError>;
+
+    /// Forgets the session, if `sid` holds it.
+    async fn remove_session(&self, pid: &Pid, sid: &str) -> Result<bool, BackendError>;
+}
+
+/// Why a resume was refused (the client gets a new session). Label values of the metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// `pid` or `offset` is not the shape the server makes.
+    Malformed,
+    /// No such session (never made, ended by its client, or expired and gone).
+    Unknown,
+    /// The session belongs to another user.
+    Foreign,
+    /// Disconnected longer than the window ago, or the offset is older than the log keeps.
+    Expired,
+    /// More missed events than one replay sends.
+    TooFarBehind,
+    /// The backend could not answer.
+    Unavailable,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Malformed => "malformed",
+            Refusal::Unknown => "unknown",
+            Refusal::Foreign => "foreign",
+            Refusal::Expired => "expired",
+            Refusal::TooFarBehind => "too_far_behind",
+            Refusal::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// A session accepted for resuming: where its replay starts.
+#[derive(Clone, Debug)]
+pub struct Claim {
+    pub session: Session,
+    /// Replay entries after this offset (`None`: from the session's start).
+    pub after: Option<Offset>,
+}
+
+/// The recovery rules over a backend, with the per-node tail of the log.
+pub struct Recovery {
+    backend: Arc<dyn RecoveryBackend>,
+    window: Duration,
+    /// The log's tail as this node last read it; shared by every replay on this node.
+    tail: tokio::sync::Mutex<Tail>,
+}
+
+/// A contiguous piece of the log: every entry after `from` up to the last one, complete as of
+/// `read_at` (the instant the last read of the end was sent).
+#[derive(Default)]
+struct Tail {
+    from: Option<Offset>,
+    entries: VecDeque<Arc<LoggedEvent>>,
+    read_at: Option<Instant>,
+}
+
+/// Milliseconds since the epoch now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Recovery {
+    pub fn new(backend: Arc<dyn RecoveryBackend>, window: Duration) -> Recovery {
+        Recovery {
+            backend,
+            window,
+            tail: Default::default(),
+        }
+    }
+
+    /// How long a dropped session stays recoverable.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    fn window_ms(&self) -> u64 {
+        self.window.as_millis() as u64
+    }
+
+    /// Logs an emission; its offset goes out as the event's last argument.
+    pub async fn log(
+        &self,
+        rooms: &[String],
+        except: &[String],
+        event: &str,
+        payload: &str,
+    ) -> Result<Offset, BackendError> {
+        let min_ms = now_ms().saturating_sub(self.window_ms());
+        self.backend
+            .append(rooms, except, event, payload, min_ms)
+            .await
+    }
+
+    /// Records a new session held by socket `sid`. It is kept while the socket lives (up to a
+    /// day; a longer-lived socket's session is simply not recoverable any more).
+    pub async fn open(
+        &self,
+        pid: &Pid,
+        user_id: &str,
+        rooms: &[String],
+        sid: &str,
+    ) -> Result<(), BackendError> {
+        let session = Session {
+            pid: pid.clone(),
+            user_id: user_id.to_owned(),
+            rooms: rooms.to_vec(),
+            started_ms: now_ms(),
+            disconnected_ms: None,
+            sid: sid.to_owned(),
+        };
+        self.backend.put_session(&session, LIVE_TTL).await
+    }
+
+    /// Decides whether `user_id` may resume session `pid` from `offset` (both as the client
+    /// sent them). Changes nothing: a refused attempt leaves the session to its owner.
+    pub async fn check(
+        &self,
+        pid: &str,
+        offset: Option<&str>,
+        user_id: &str,
+    ) -> Result<Claim, Refusal> {
+        let pid = Pid::parse(pid).ok_or(Refusal::Malformed)?;
+        let after = match offset {
+            None => None,
+            Some(o) => Some(Offset::parse(o).ok_or(Refusal::Malformed)?),
+        };
+        // An offset from the future was not made here (a minute of clock skew allowed).
+        if after.is_some_and(|o| o.ms > now_ms() + 60_000) {
+            return Err(Refusal::Malformed);
+        }
+        let session = self
+            .backend
+            .get_session(&pid)
+            .await
+            .map_err(|_| Refusal::Unavailable)?
+            .ok_or(Refusal::Unknown)?;
+        if session.user_id != user_id {
+            return Err(Refusal::Foreign);
+        }
+        let oldest = now_ms().saturating_sub(self.window_ms());
+        if session.disconnected_ms.is_some_and(|d| d < oldest) {
+            return Err(Refusal::Expired);
+        }
+        // What the log may already have dropped cannot be replayed exactly.
+        let from_ms = after.map_or(session.started_ms, |o| o.ms);
+        if from_ms < oldest {
+            return Err(Refusal::Expired);
+        }
+        Ok(Claim { session, after })
+    }
+
+    /// Hands the session to socket `sid` (after [`Recovery::check`] accepted it).
+    pub async fn take(&self, claim: &Claim, sid: &str) -> Result<(), BackendError> {
+        let mut session = claim.session.clone();
+        session.sid = sid.to_owned();
+        session.disconnected_ms = None;
+        self.backend.put_session(&session, LIVE_TTL).await
+    }
+
+    /// The events a claimed session missed, for the rooms it is in now (`rooms`: what its
+    /// socket joined again), oldest first. Call it after the socket joined its rooms and holds
+    /// its broadcasts: the read then covers everything it did not get live.
+    pub async fn missed(
+        &self,
+        claim: &Claim,
+        rooms: &[String],
+    ) -> Result<Vec<Arc<LoggedEvent>>, Refusal> {
+        let requested = Instant::now();
+        let rooms: Vec<String> = rooms
+            .iter()
+            .filter(|r| claim.session.rooms.contains(r))
+            .cloned()
+            .collect();
+        let start = claim.session.started_ms;
+        let after = claim.after.unwrap_or(Offset {
+            ms: start.saturating_sub(1),
+            seq: u64::MAX,
+        });
+        let entries = self.entries_after(after, requested).await?;
+        let missed: Vec<Arc<LoggedEvent>> = entries
+            .into_iter()
+            .filter(|e| e.offset.ms >= start && e.reaches(&rooms))
+            .collect();
+        if missed.len() > MAX_REPLAY {
+            return Err(Refusal::TooFarBehind);
+        }
+        Ok(missed)
+    }
+
+    /// Every entry after `after`, complete as of `requested`: from the tail when it covers
+    /// them, else read once and kept for the next replays.
+    async fn entries_after(
+        &self,
+        after: Offset,
+        requested: Instant,
+    ) -> Result<Vec<Arc<LoggedEvent>>, Refusal> {
+        let unavailable = |_| Refusal::Unavailable;
+        // One reader at a time on purpose (a lock held across the reads): replays queued behind
+        // a read that started after them take its result instead of reading again.
+        let mut tail = self.tail.lock().await;
+        let oldest = now_ms().saturating_sub(self.window_ms());
+        while tail.entries.front().is_some_and(|e| e.offset.ms < oldest) {
+            tail.from = tail.entries.pop_front().map(|e| e.offset);
+        }
+        match tail.from {
+            Some(from) if after >= from => {}
+            Some(from) => {
+                // Older than the tail: read the gap before it and keep it.
+                let gap = self
+                    .read_all(after, Some(from))
+                    .await
+                    .map_err(unavailable)?;
+                for e in gap.into_iter().rev() {
+                    tail.entries.push_front(e);
+                }
+                tail.from = Some(after);
+            }
+            None => {
+                tail.from = Some(after);
+                tail.read_at = None;
+            }
+        }
+        if tail.read_at.is_none_or(|at| at < requested) {
+            let sent = Instant::now();
+            let end = tail.entries.back().map(|e| e.offset).or(tail.from).unwrap();
+            let fresh = self.read_all(end, None).await.map_err(unavailable)?;
+            tail.entries.extend(fresh);
+            tail.read_at = Some(sent);
+        }
+        while tail.entries.len() > TAIL_CAP {
+            tail.from = tail.entries.pop_front().map(|e| e.offset);
+        }
+        let start = tail.entries.partition_point(|e| e.offset <= after);
+        Ok(tail.entries.range(start..).cloned().collect())
+    }
+
+    /// Reads `(after, until]` page by page, up to [`TAIL_CAP`] entries (the window bounds it
+    /// anyway: older entries are trimmed).
+    async fn read_all(
+        &self,
+        after: Offset,
+        until: Option<Offset>,
+    ) -> Result<Vec<Arc<LoggedEvent>>, BackendError> {
+        let mut out = Vec::new();
+        let mut cursor = after;
+        loop {
+            let page = self.backend.read(cursor, until, PAGE).await?;
+            let full = page.len() == PAGE;
+            if let Some(last) = page.last() {
+                cursor = last.offset;
+            }
+            out.extend(page.into_iter().map(Arc::new));
+            if !full || out.len() >= TAIL_CAP {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The socket holding the session went away without its client ending it: keep the
+    /// session for the window.
+    pub async fn dropped(&self, pid: &Pid, sid: &str) -> Result<bool, BackendError> {
+        self.backend
+            .end_session(pid, sid, now_ms(), self.window)
+            .await
+    }
+
+    /// The client ended the session (`socket.disconnect()`): forget it.
+    pub async fn ended(&self, pid: &Pid, sid: &str) -> Result<bool, BackendError> {
+        self.backend.remove_session(pid, sid).await
+    }
+
+    /// The log's size now.
+    pub async fn stats(&self) -> Result<LogStats, BackendError> {
+        self.backend.stats().await
+    }
+}
+
+/// How long a session is kept while a socket holds it.
+const LIVE_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The offset an encoded event packet carries as its last argument, if any: the packet text
+/// ends with `,"{ms}-{seq}"]`. Used to drop a held broadcast that the replay already sent.
+pub fn offset_of_packet(text: &str) -> Option<Offset> {
+    let body = text.strip_suffix("\"]")?;
+    let start = body.rfind('"')?;
+    if !body[..start].ends_with(',') {
+        return None;
+    }
+    Offset::parse(&body[start + 1..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_round_trip_and_refuse_other_shapes() {
+        let o = Offset {
+            ms: 1733142000123,
+            seq: 7,
+        };
+        assert_eq!(Offset::parse(&o.to_string()), Some(o));
+        for bad in [
+            "",
+            "-",
+            "1-",
+            "-1",
+            "1-2-3",
+            "a-1",
+            "1-+2",
+            " 1-2",
+            "123456789012345678901-1",
+        ] {
+            assert_eq!(Offset::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn pids_are_22_base64url_characters() {
+        let pid = Pid::generate();
+        assert_eq!(Pid::parse(pid.as_str()), Some(pid.clone()));
+        assert_eq!(Pid::parse("short"), None);
+        assert_eq!(Pid::parse(&format!("{}\"", &pid.as_str()[..21])), None);
+    }
+
+    #[test]
+    fn the_offset_is_read_from_the_end_of_a_packet() {
+        let text = r#"42["message:new",{"chatId":"c","x":"a\"]"},"17-3"]"#;
+        assert_eq!(offset_of_packet(text), Some(Offset { ms: 17, seq: 3 }));
+        assert_eq!(
+            offset_of_packet(r#"42["user:typing",{"chatId":"c"}]"#),
+            None
+        );
+        assert_eq!(
+            offset_of_packet(r#"42["x","17-3"]"#),
+            Some(Offset { ms: 17, seq: 3 })
+        );
+        assert_eq!(offset_of_packet(r#"42["17-3"]"#), None);
+    }
+
+    #[test]
+    fn an_event_reaches_its_rooms_except_the_excluded_ones() {
+        let e = LoggedEvent {
+            offset: Offset { ms: 1, seq: 0 },
+            rooms: vec!["admins".into(), "user:a".into()],
+            except: vec!["user:b".into()],
+            event: "user:status".into(),
+            payload: "{}".into(),
+        };
+        assert!(e.reaches(&["user:a".into()]));
+        assert!(e.reaches(&["admins".into(), "user:c".into()]));
+        assert!(!e.reaches(&["user:c".into(), "users".into()]));
+        assert!(!e.reaches(&["admins".into(), "user:b".into()]));
+    }
+}

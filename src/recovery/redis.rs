@@ -1,0 +1,308 @@
+//! The recovery backend in Redis (cluster mode): one stream for the log, one hash per session.
+//!
+//! # Keys
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `{sb}:rlog` | stream | one entry per recoverable emission: `r` rooms, `x` excluded rooms (each `\n`-separated), `e` event, `d` payload JSON; the entry id is the offset |
+//! | `{sb}:rs:{pid}` | hash, TTL | `u` user, `r` rooms, `t` start (ms), `d` disconnected (ms, absent while held), `s` holding socket |
+//!
+//! The hash tag `{sb}` keeps every key in one slot (scripts touch several). Each `XADD` trims the
+//! stream by time (`MINID ~` the window's start), so the log never holds much more than the
+//! window and no trimming job is needed. A Redis that restarts empty has no sessions: every
+//! resume is refused as unknown and clients start new sessions.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fred::prelude::{Client, ClientLike, Value};
+use fred::types::ClusterHash;
+use fred::types::CustomCommand;
+use fred::types::scripts::Script;
+
+use super::{BackendError, LogStats, LoggedEvent, Offset, Pid, RecoveryBackend, Session};
+
+const LOG: &str = "{sb}:rlog";
+
+/// Upper bound on any one call, on top of the client's own command timeout.
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+const END: &str = r#"
+if redis.call('HGET', KEYS[1], 's') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'd', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"#;
+
+const REMOVE: &str = r#"
+if redis.call('HGET', KEYS[1], 's') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"#;
+
+const PUT: &str = r#"
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'u', ARGV[1], 'r', ARGV[2], 't', ARGV[3], 's', ARGV[4])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'd', ARGV[5]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+return 1
+"#;
+
+/// Sessions and the log in Redis.
+pub struct RedisRecovery {
+    client: Client,
+    put: Script,
+    end: Script,
+    remove: Script,
+}
+
+fn session_key(pid: &Pid) -> String {
+    format!("{{sb}}:rs:{}", pid.as_str())
+}
+
+fn failed(e: impl std::fmt::Display) -> BackendError {
+    BackendError(e.to_string())
+}
+
+async fn bounded<T>(
+    call: impl Future<Output = Result<T, fred::error::Error>>,
+) -> Result<T, BackendError> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(r) => r.map_err(failed),
+        Err(_) => Err(BackendError("recovery call timed out".into())),
+    }
+}
+
+fn cmd(name: &'static str) -> CustomCommand {
+    CustomCommand::new_static(name, ClusterHash::FirstKey, false)
+}
+
+/// The first id after `after` (`XRANGE` bounds are inclusive); `None` past the last possible id
+/// (a forged offset).
+fn next_id(after: Offset) -> Option<String> {
+    match after.seq.checked_add(1) {
+        Some(seq) => Some(format!("{}-{seq}", after.ms)),
+        None => Some(format!("{}-0", after.ms.checked_add(1)?)),
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    v.as_string()
+}
+
+fn split(s: &str) -> Vec<String> {
+    if s.is_empty() {
+        Vec::new()
+    } else {
+        s.split('\n').map(str::to_owned).collect()
+    }
+}
+
+/// One `XRANGE` entry: `[id, [field, value, ...]]`.
+fn parse_entry(v: Value) -> Option<LoggedEvent> {
+    let Value::Array(mut parts) = v else {
+        return None;
+    };
+    if parts.len() != 2 {
+        return None;
+    }
+    let fields = parts.pop()?;
+    let offset = Offset::parse(&text(&parts[0])?)?;
+    let Value::Array(fields) = fields else {
+        return None;
+    };
+    let (mut rooms, mut except, mut event, mut payload) = (None, None, None, None);
+    for pair in fields.chunks(2) {
+        let [k, v] = pair else { return None };
+        match text(k)?.as_str() {
+            "r" => rooms = Some(split(&text(v)?)),
+            "x" => except = Some(split(&text(v)?)),
+            "e" => event = text(v),
+            "d" => payload = text(v),
+            _ => {}
+        }
+    }
+    Some(LoggedEvent {
+        offset,
+        rooms: rooms?,
+        except: except.unwrap_or_default(),
+        event: event?,
+        payload: payload?,
+    })
+}
+
+impl RedisRecovery {
+    pub fn new(client: Client) -> RedisRecovery {
+        RedisRecovery {
+            client,
+            put: Script::from_lua(PUT),
+            end: Script::from_lua(END),
+            remove: Script::from_lua(REMOVE),
+        }
+    }
+
+    async fn script(
+        &self,
+        script: &Script,
+        key: String,
+        args: Vec<String>,
+    ) -> Result<Value, BackendError> {
+        bounded(script.evalsha_with_reload::<Value, _, _>(&self.client, vec![key], args)).await
+    }
+}
+
+#[async_trait]
+impl RecoveryBackend for RedisRecovery {
+    async fn append(
+        &self,
+        rooms: &[String],
+        except: &[String],
+        event: &str,
+        payload: &str,
+        min_ms: u64,
+    ) -> Result<Offset, BackendError> {
+        let args: Vec<Value> = vec![
+            LOG.into(),
+            "MINID".into(),
+            "~".into(),
+            min_ms.to_string().into(),
+            "*".into(),
+            "r".into(),
+            rooms.join("\n").into(),
+            "x".into(),
+            except.join("\n").into(),
+            "e".into(),
+            event.into(),
+            "d".into(),
+            payload.into(),
+        ];
+        let id: Value = bounded(self.client.custom(cmd("XADD"), args)).await?;
+        text(&id)
+            .and_then(|s| Offset::parse(&s))
+            .ok_or_else(|| BackendError(format!("XADD answered {id:?}")))
+    }
+
+    async fn read(
+        &self,
+        after: Offset,
+        until: Option<Offset>,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>, BackendError> {
+        let Some(start) = next_id(after) else {
+            return Ok(Vec::new());
+        };
+        let end = until.map_or_else(|| "+".to_owned(), |u| u.to_string());
+        let args: Vec<Value> = vec![
+            LOG.into(),
+            start.into(),
+            end.into(),
+            "COUNT".into(),
+            (limit as i64).into(),
+        ];
+        let reply: Value = bounded(self.client.custom(cmd("XRANGE"), args)).await?;
+        match reply {
+            Value::Array(entries) => Ok(entries.into_iter().filter_map(parse_entry).collect()),
+            Value::Null => Ok(Vec::new()),
+            other => Err(BackendError(format!("XRANGE answered {other:?}"))),
+        }
+    }
+
+    async fn stats(&self) -> Result<LogStats, BackendError> {
+        let entries: Value =
+            bounded(self.client.custom(cmd("XLEN"), vec![Value::from(LOG)])).await?;
+        let first: Value = bounded(self.client.custom(
+            cmd("XRANGE"),
+            vec![
+                Value::from(LOG),
+                "-".into(),
+                "+".into(),
+                "COUNT".into(),
+                1.into(),
+            ],
+        ))
+        .await?;
+        let oldest_ms = match first {
+            Value::Array(mut e) if !e.is_empty() => parse_entry(e.remove(0)).map(|e| e.offset.ms),
+            _ => None,
+        };
+        Ok(LogStats {
+            entries: entries.as_u64().unwrap_or(0),
+            oldest_ms,
+        })
+    }
+
+    async fn put_session(&self, s: &Session, ttl: Duration) -> Result<(), BackendError> {
+        let args = vec![
+            s.user_id.clone(),
+            s.rooms.join("\n"),
+            s.started_ms.to_string(),
+            s.sid.clone(),
+            s.disconnected_ms.map(|d| d.to_string()).unwrap_or_default(),
+            ttl.as_millis().to_string(),
+        ];
+        self.script(&self.put, session_key(&s.pid), args).await?;
+        Ok(())
+    }
+
+    async fn get_session(&self, pid: &Pid) -> Result<Option<Session>, BackendError> {
+        let reply: Value = bounded(
+            self.client
+                .custom(cmd("HGETALL"), vec![Value::from(session_key(pid))]),
+        )
+        .await?;
+        let pairs: Vec<(String, String)> = match reply {
+            Value::Array(items) => items
+                .chunks(2)
+                .filter_map(|p| Some((text(p.first()?)?, text(p.get(1)?)?)))
+                .collect(),
+            Value::Map(map) => map
+                .inner()
+                .into_iter()
+                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), text(&v)?)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let field = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let (Some(user_id), Some(rooms), Some(started), Some(sid)) =
+            (field("u"), field("r"), field("t"), field("s"))
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Session {
+            pid: pid.clone(),
+            user_id,
+            rooms: split(&rooms),
+            started_ms: started.parse().map_err(failed)?,
+            disconnected_ms: field("d").and_then(|d| d.parse().ok()),
+            sid,
+        }))
+    }
+
+    async fn end_session(
+        &self,
+        pid: &Pid,
+        sid: &str,
+        at_ms: u64,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let args = vec![
+            sid.to_owned(),
+            at_ms.to_string(),
+            ttl.as_millis().to_string(),
+        ];
+        let v = self.script(&self.end, session_key(pid), args).await?;
+        Ok(v.as_i64() == Some(1))
+    }
+
+    async fn remove_session(&self, pid: &Pid, sid: &str) -> Result<bool, BackendError> {
+        let v = self
+            .script(&self.remove, session_key(pid), vec![sid.to_owned()])
+            .await?;
+        Ok(v.as_i64() == Some(1))
+    }
+}

@@ -1,0 +1,120 @@
+//! Per-user limits of one node: the budget of REST writes (`RATE_LIMIT_PER_SEC`, bursts of
+//! twice that) and the count of the user's sockets here, which the handshake checks against
+//! `MAX_SOCKETS_PER_USER` together with presence's cluster-wide count.
+//!
+//! Both are per node, kept in memory: a REST write costs no Redis round trip. Behind a load
+//! balancer that spreads one user's requests over N nodes, that user's write budget is N times
+//! the rate (see `docs/security.md`); the socket limit is cluster-wide through presence.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// One user's write budget: a token bucket.
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// The node's per-user limits. Each check holds a plain mutex for a few instructions, never
+/// across `.await`.
+pub struct UserLimits {
+    rate: f64,
+    capacity: f64,
+    budgets: Mutex<HashMap<String, Bucket>>,
+    /// Sockets past the handshake on this node, by user (entries removed at zero).
+    sockets: Mutex<HashMap<String, u32>>,
+}
+
+impl UserLimits {
+    /// `rate` writes per second per user on average, bursts of `2 * rate`.
+    pub fn new(rate: u32) -> Self {
+        let rate = f64::from(rate.max(1));
+        UserLimits {
+            rate,
+            capacity: rate * 2.0,
+            budgets: Mutex::default(),
+            sockets: Mutex::default(),
+        }
+    }
+
+    /// Takes one REST write from `user_id`'s budget; `Err(wait)` when it is spent, with how
+    /// long until the next write would pass.
+    pub fn take_write(&self, user_id: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget users whose bucket has refilled (a full bucket is the same as none), when the
+        // map has doubled since the last pass: amortized O(1) per write.
+        if budgets.len() >= 1024 && budgets.len().is_power_of_two() {
+            let full = Duration::from_secs_f64(self.capacity / self.rate);
+            budgets.retain(|_, b| now.duration_since(b.last) < full);
+        }
+        let bucket = match budgets.get_mut(user_id) {
+            Some(b) => b,
+            None => budgets.entry(user_id.to_owned()).or_insert(Bucket {
+                tokens: self.capacity,
+                last: now,
+            }),
+        };
+        let tokens = (bucket.tokens + now.duration_since(bucket.last).as_secs_f64() * self.rate)
+            .min(self.capacity);
+        bucket.last = now;
+        if tokens >= 1.0 {
+            bucket.tokens = tokens - 1.0;
+            Ok(())
+        } else {
+            bucket.tokens = tokens;
+            Err(Duration::from_secs_f64((1.0 - tokens) / self.rate))
+        }
+    }
+
+    /// Counts a new socket of `user_id` on this node unless the user would then hold more than
+    /// `max` here or, with `elsewhere` sockets presence counts cluster-wide, in the cluster.
+    /// `false`: refused, nothing counted.
+    pub fn add_socket(&self, user_id: &str, elsewhere: u64, max: u32) -> bool {
+        let mut sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        let here = sockets.get(user_id).copied().unwrap_or(0);
+        // Presence also counts this node's registered sockets: the larger of the two counts is
+        // the best lower bound of the user's sockets in the cluster.
+        if u64::from(here).max(elsewhere) >= u64::from(max) {
+            return false;
+        }
+        *sockets.entry(user_id.to_owned()).or_insert(0) += 1;
+        true
+    }
+
+    /// Forgets one socket of `user_id` on this node (it disconnected).
+    pub fn remove_socket(&self, user_id: &str) {
+        let mut sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = sockets.get_mut(user_id) {
+            *n -= 1;
+            if *n == 0 {
+                sockets.remove(user_id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_of_twice_the_rate_passes_and_the_next_write_waits() {
+        let limits = UserLimits::new(5);
+        assert!((0..10).all(|_| limits.take_write("u").is_ok()));
+        let wait = limits.take_write("u").unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= Duration::from_millis(200));
+        assert!(limits.take_write("other").is_ok(), "budgets are per user");
+    }
+
+    #[test]
+    fn sockets_beyond_the_maximum_are_refused_until_one_leaves() {
+        let limits = UserLimits::new(5);
+        assert!((0..3).all(|_| limits.add_socket("u", 0, 3)));
+        assert!(!limits.add_socket("u", 0, 3));
+        limits.remove_socket("u");
+        assert!(limits.add_socket("u", 2, 3));
+        assert!(!limits.add_socket("v", 3, 3), "presence counts sockets elsewhere");
+    }
+}
