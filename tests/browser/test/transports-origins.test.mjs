@@ -102,7 +102,7 @@ test('a refused origin: the browser blocks the polling handshake as a CORS failu
   });
 });
 
-test('a refused origin over WebSocket only: the upgrade is refused and socket.io-client reports connect_error "websocket error"', { todo: 'the WebSocket Origin check is issue 13; passes once it lands' }, async (t) => {
+test('a refused origin over WebSocket only: the upgrade is refused and socket.io-client reports connect_error "websocket error"', async (t) => {
   await withPages(t, browser, async ({ open }) => {
     const user = makeUser('erin');
     const page = await open({ name: 'refused-origin-ws' });
