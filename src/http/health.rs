@@ -23,8 +23,8 @@ use tokio::time::Instant;
 use crate::metrics::Dependency;
 use crate::state::AppState;
 
-pub use crate::state::readiness::{PROBE_INTERVAL, READINESS_GRACE};
 use crate::state::readiness::Watched;
+pub use crate::state::readiness::{PROBE_INTERVAL, READINESS_GRACE};
 
 #[derive(Serialize)]
 struct ReadinessBody {

@@ -65,7 +65,8 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
 /// request without a valid token passes on, to be refused by its handler.
 async fn write_budget(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::POST | Method::PATCH) {
-        let user = crate::auth::bearer(req.headers()).and_then(|t| state.keys.verifier.verify(t).ok());
+        let user =
+            crate::auth::bearer(req.headers()).and_then(|t| state.keys.verifier.verify(t).ok());
         if let Some(user) = user {
             if let Err(wait) = state.user_limits.take_write(&user.id) {
                 let mut response = AppError::new(

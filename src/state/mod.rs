@@ -147,7 +147,6 @@ impl AppState {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
     }
-
 }
 
 /// The REST extractor of [`crate::domain::AuthUser`] finds the verifier through this.

@@ -56,8 +56,7 @@ impl Watched {
         let was_up = down.is_none();
         if up {
             *down = None;
-            self.ever_up
-                .store(true, Ordering::Relaxed);
+            self.ever_up.store(true, Ordering::Relaxed);
         } else if was_up {
             *down = Some(Down { since: now });
         }
@@ -98,7 +97,6 @@ impl Default for Readiness {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

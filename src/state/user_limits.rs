@@ -115,6 +115,9 @@ mod tests {
         assert!(!limits.add_socket("u", 0, 3));
         limits.remove_socket("u");
         assert!(limits.add_socket("u", 2, 3));
-        assert!(!limits.add_socket("v", 3, 3), "presence counts sockets elsewhere");
+        assert!(
+            !limits.add_socket("v", 3, 3),
+            "presence counts sockets elsewhere"
+        );
     }
 }

@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use switchboard::domain::Role;
 
 use crate::helpers::{
-    ProcessNode, Redis, RedisServer, Sio, TEST_HEARTBEAT_SECS, TEST_TTL_SECS, TestNode,
-    Topology, eventually, free_port,
+    ProcessNode, Redis, RedisServer, Sio, TEST_HEARTBEAT_SECS, TEST_TTL_SECS, TestNode, Topology,
+    eventually, free_port,
 };
 
 /// Runs the acceptance test `name(topology)` on a single server, a Sentinel group and a Redis
@@ -75,7 +75,11 @@ pub(crate) fn queued_statuses(socket: &Sio, user: &str) -> Vec<String> {
 }
 
 /// Waits until `socket` has had `message:new` for every id in `ids`.
-pub(crate) async fn receives_all(socket: &Sio, ids: &BTreeSet<String>, within: Duration) -> BTreeSet<String> {
+pub(crate) async fn receives_all(
+    socket: &Sio,
+    ids: &BTreeSet<String>,
+    within: Duration,
+) -> BTreeSet<String> {
     let mut seen = BTreeSet::new();
     let deadline = tokio::time::Instant::now() + within;
     while !ids.is_subset(&seen) {
@@ -663,8 +667,12 @@ async fn a_drained_node_withdraws_its_presence_and_its_users_go_offline_once(top
     assert!(queued_statuses(&admin, "u2").is_empty());
 }
 
-on_every_topology!(draining_a_node_under_traffic_moves_its_clients_and_loses_no_acknowledged_message);
-async fn draining_a_node_under_traffic_moves_its_clients_and_loses_no_acknowledged_message(topology: Topology) {
+on_every_topology!(
+    draining_a_node_under_traffic_moves_its_clients_and_loses_no_acknowledged_message
+);
+async fn draining_a_node_under_traffic_moves_its_clients_and_loses_no_acknowledged_message(
+    topology: Topology,
+) {
     let redis = Redis::start(topology).await;
     let data = shared_dir();
     let stays = TestNode::cluster(data.clone(), &redis.url(), "stays").await;

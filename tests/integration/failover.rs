@@ -16,9 +16,7 @@ use serde_json::json;
 use switchboard::domain::Role;
 use tokio::sync::watch;
 
-use crate::cluster::{
-    LONG, active_users, queued_statuses, readyz, shared_dir, status_of,
-};
+use crate::cluster::{LONG, active_users, queued_statuses, readyz, shared_dir, status_of};
 use crate::helpers::redis::{RedisCluster, RedisServer, SentinelGroup, TcpProxy, cli};
 use crate::helpers::{Sio, TEST_HEARTBEAT_SECS, TestNode, eventually};
 
@@ -137,10 +135,7 @@ impl Scene {
             receive(a.socket("a1", Role::Admin).await),
         ];
         assert!(
-            eventually(LONG, || async {
-                active_users(&a, "").await["count"] == 9
-            })
-            .await,
+            eventually(LONG, || async { active_users(&a, "").await["count"] == 9 }).await,
             "every socket registered"
         );
         let traffic = vec![
@@ -160,7 +155,10 @@ impl Scene {
         // Traffic flows both ways before anything fails.
         assert!(
             eventually(LONG, || async {
-                scene.received.iter().all(|r| r.seen.lock().unwrap().len() >= 5)
+                scene
+                    .received
+                    .iter()
+                    .all(|r| r.seen.lock().unwrap().len() >= 5)
             })
             .await,
             "traffic flows across nodes"
@@ -170,7 +168,11 @@ impl Scene {
 
     /// Waits until messages cross between the nodes again, both ways (five more each).
     async fn traffic_crosses_again(&self, what: &str) {
-        let before: Vec<usize> = self.received.iter().map(|r| r.seen.lock().unwrap().len()).collect();
+        let before: Vec<usize> = self
+            .received
+            .iter()
+            .map(|r| r.seen.lock().unwrap().len())
+            .collect();
         let again = eventually(RESUME_BOUND, || async {
             self.received
                 .iter()
@@ -178,7 +180,10 @@ impl Scene {
                 .all(|(r, n)| r.seen.lock().unwrap().len() >= n + 5)
         })
         .await;
-        assert!(again, "{what}: cross-node delivery did not resume within {RESUME_BOUND:?}");
+        assert!(
+            again,
+            "{what}: cross-node delivery did not resume within {RESUME_BOUND:?}"
+        );
     }
 
     /// Stops the traffic; checks that every acknowledged message reached staff on the other
@@ -220,7 +225,10 @@ impl Scene {
              longest ack-to-other-node lag {worst:?}"
         );
         assert!(count >= 10, "{what}: only {count} messages acknowledged");
-        assert!(worst <= RESUME_BOUND, "{what}: cross-node delivery took {worst:?}");
+        assert!(
+            worst <= RESUME_BOUND,
+            "{what}: cross-node delivery took {worst:?}"
+        );
         worst
     }
 
@@ -229,7 +237,10 @@ impl Scene {
     /// failover) was announced online.
     async fn presence_is_right(&self, what: &str, sockets: u64, users: u64, joined: &[&str]) {
         let right = eventually(PRESENCE_BOUND, || async {
-            let (va, vb) = (active_users(&self.a, "").await, active_users(&self.b, "").await);
+            let (va, vb) = (
+                active_users(&self.a, "").await,
+                active_users(&self.b, "").await,
+            );
             va["count"] == sockets
                 && va["users"] == users
                 && vb["count"] == sockets
@@ -281,9 +292,13 @@ async fn a_sentinel_failover_under_traffic_loses_no_acknowledged_message() {
     assert_ne!(group.current_primary(), Some(group.primary.port));
 
     scene.traffic_crosses_again("sentinel failover").await;
-    let lag = scene.no_acknowledged_message_lost("sentinel failover").await;
+    let lag = scene
+        .no_acknowledged_message_lost("sentinel failover")
+        .await;
     eprintln!("sentinel failover: promotion {took:?}, delivery lag at most {lag:?}");
-    scene.presence_is_right("sentinel failover", 10, 7, &["u5"]).await;
+    scene
+        .presence_is_right("sentinel failover", 10, 7, &["u5"])
+        .await;
     drop(joined);
 }
 
@@ -309,7 +324,9 @@ async fn a_redis_cluster_survives_its_masters_failing_over_under_traffic() {
     let late = scene.a.socket("u6", Role::User).await;
 
     scene.traffic_crosses_again("cluster failovers").await;
-    let lag = scene.no_acknowledged_message_lost("cluster failovers").await;
+    let lag = scene
+        .no_acknowledged_message_lost("cluster failovers")
+        .await;
     eprintln!("cluster failovers: delivery lag at most {lag:?}");
     scene
         .presence_is_right("cluster failovers", 11, 8, &["u5", "u6"])
@@ -333,7 +350,10 @@ async fn a_primary_replaced_behind_its_address_by_an_older_copy_is_rebuilt() {
     // This socket is known only to the primary about to be lost.
     let only_on_old = scene.a.socket("u5", Role::User).await;
     for admin in [&scene.admin_a, &scene.admin_b] {
-        assert_eq!(status_of(admin, "u5", LONG).await.as_deref(), Some("online"));
+        assert_eq!(
+            status_of(admin, "u5", LONG).await.as_deref(),
+            Some("online")
+        );
     }
     assert_eq!(active_users(&scene.b, "").await["count"], 10);
     // The managed service fails over: the old primary dies, the address now leads to the
@@ -345,7 +365,9 @@ async fn a_primary_replaced_behind_its_address_by_an_older_copy_is_rebuilt() {
     let lag = scene.no_acknowledged_message_lost("switched address").await;
     eprintln!("switched address: delivery lag at most {lag:?}");
     // u5 is written back by its node (and not announced online a second time).
-    scene.presence_is_right("switched address", 10, 7, &[]).await;
+    scene
+        .presence_is_right("switched address", 10, 7, &[])
+        .await;
     for admin in [&scene.admin_a, &scene.admin_b] {
         assert_eq!(
             queued_statuses(admin, "u5"),

@@ -34,7 +34,10 @@ async fn sockets_that_say_online_and_close_leave_no_ghost(node: &TestNode) {
         sockets.push((node.socket(&id, Role::User).await, id));
     }
     assert!(
-        eventually(WAIT, || async { active_sockets(node).await == GHOSTS as u64 }).await,
+        eventually(WAIT, || async {
+            active_sockets(node).await == GHOSTS as u64
+        })
+        .await,
         "every socket registered"
     );
 
@@ -87,14 +90,15 @@ fn peak_rss_kib(pid: u32) -> u64 {
 /// Opens a raw WebSocket to the node and reads its Engine.IO open packet.
 async fn raw_websocket(
     port: u16,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>
-{
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     use futures_util::StreamExt;
     let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket");
     let (mut ws, _) = tokio_tungstenite::connect_async(url)
         .await
         .expect("websocket opens");
-    let open = tokio::time::timeout(WAIT, ws.next()).await.expect("open packet");
+    let open = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("open packet");
     assert!(matches!(open, Some(Ok(_))), "open packet: {open:?}");
     ws
 }
@@ -155,8 +159,7 @@ async fn closed_by_node(
 }
 
 #[tokio::test]
-async fn an_oversized_fragmented_websocket_message_before_auth_is_refused_and_memory_stays_flat()
-{
+async fn an_oversized_fragmented_websocket_message_before_auth_is_refused_and_memory_stays_flat() {
     let data = tempfile::tempdir().unwrap();
     let node = crate::helpers::ProcessNode::start_with_env(data.path(), &[]).await;
     // Warm up: one ordinary socket connects and leaves, so the baseline includes the
@@ -176,7 +179,10 @@ async fn an_oversized_fragmented_websocket_message_before_auth_is_refused_and_me
     let grown_mib = peak_rss_kib(node.pid()).saturating_sub(before) / 1024;
     for (sent, closed) in results {
         assert!(closed, "the node closed the oversized message's WebSocket");
-        assert!(sent < MESSAGE, "the node stopped reading long before the end ({sent} sent)");
+        assert!(
+            sent < MESSAGE,
+            "the node stopped reading long before the end ({sent} sent)"
+        );
     }
     assert!(
         grown_mib < 32,
@@ -188,7 +194,15 @@ async fn an_oversized_fragmented_websocket_message_before_auth_is_refused_and_me
 async fn an_oversized_long_polling_body_is_refused_with_413() {
     let node = TestNode::start().await;
     let base = node.url("/socket.io/?EIO=4&transport=polling");
-    let open = node.http.get(&base).send().await.unwrap().text().await.unwrap();
+    let open = node
+        .http
+        .get(&base)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let open: serde_json::Value = serde_json::from_str(&open[1..]).expect("open packet");
     let sid = open["sid"].as_str().unwrap();
 
@@ -213,7 +227,11 @@ async fn trickle_headers(
 ) -> Option<Duration> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let started = tokio::time::Instant::now();
-    if stream.write_all(b"GET /healthz HTTP/1.1\r\n").await.is_err() {
+    if stream
+        .write_all(b"GET /healthz HTTP/1.1\r\n")
+        .await
+        .is_err()
+    {
         return Some(started.elapsed());
     }
     let mut buf = [0u8; 512];
@@ -266,7 +284,10 @@ async fn an_idle_keep_alive_connection_is_closed() {
         .await
         .unwrap()
         .unwrap();
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "first request answered");
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "first request answered"
+    );
     let idle_since = tokio::time::Instant::now();
 
     let end = tokio::time::timeout(Duration::from_secs(15), stream.read(&mut buf)).await;
@@ -288,8 +309,7 @@ async fn a_websocket_upgrade_from_a_foreign_origin_is_refused() {
     );
     let with_origin = |origin: &str| {
         let mut req = url.as_str().into_client_request().unwrap();
-        req.headers_mut()
-            .insert("origin", origin.parse().unwrap());
+        req.headers_mut().insert("origin", origin.parse().unwrap());
         req
     };
 
@@ -301,7 +321,10 @@ async fn a_websocket_upgrade_from_a_foreign_origin_is_refused() {
         Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
             assert_eq!(res.status().as_u16(), 403)
         }
-        other => panic!("a foreign origin's upgrade was not refused: {:?}", other.map(|r| r.1)),
+        other => panic!(
+            "a foreign origin's upgrade was not refused: {:?}",
+            other.map(|r| r.1)
+        ),
     }
     assert!(allowed.is_ok(), "an allowed origin upgrades");
     assert!(without.is_ok(), "a client without Origin upgrades");
@@ -312,7 +335,11 @@ async fn a_websocket_upgrade_from_a_foreign_origin_is_refused() {
         .send()
         .await
         .unwrap();
-    assert_eq!(polling.status().as_u16(), 403, "foreign long-polling refused");
+    assert_eq!(
+        polling.status().as_u16(),
+        403,
+        "foreign long-polling refused"
+    );
 }
 
 #[tokio::test]
@@ -450,14 +477,23 @@ async fn rest_writes_past_the_users_budget_get_429_with_retry_after() {
 
     let (i, res) = refused.expect("a flood of REST writes is refused");
     assert!(i >= 39, "the burst of twice the rate passes ({i} did)");
-    let retry_after: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=2).contains(&retry_after), "Retry-After: {retry_after}");
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "RATE_LIMITED");
     // Another user's budget is their own.
     let other = node.token("bystander", Role::User);
     let (status, _) = node
-        .call(reqwest::Method::POST, "/api/chats", Some(&other), Some(json!({})))
+        .call(
+            reqwest::Method::POST,
+            "/api/chats",
+            Some(&other),
+            Some(json!({})),
+        )
         .await;
     assert_eq!(status, 201);
 }
@@ -485,7 +521,11 @@ async fn uploads_draw_on_the_same_write_budget() {
             break;
         }
     }
-    assert_eq!(statuses.last(), Some(&429), "uploads are limited: {statuses:?}");
+    assert_eq!(
+        statuses.last(),
+        Some(&429),
+        "uploads are limited: {statuses:?}"
+    );
 }
 
 #[tokio::test]
@@ -495,7 +535,11 @@ async fn a_user_cannot_hold_more_than_max_sockets_per_user() {
     let token = node.token("hoarder", Role::User);
     let mut held = Vec::new();
     for _ in 0..32 {
-        held.push(Sio::connect(node.port, Some(&token)).await.expect("within the maximum"));
+        held.push(
+            Sio::connect(node.port, Some(&token))
+                .await
+                .expect("within the maximum"),
+        );
     }
 
     let refused = Sio::connect(node.port, Some(&token)).await;

@@ -2,8 +2,8 @@
 
 mod cluster;
 mod delivery;
-mod hardening;
 mod failover;
+mod hardening;
 mod helpers;
 mod module_cycles;
 mod mongo;

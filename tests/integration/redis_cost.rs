@@ -98,7 +98,12 @@ async fn redis_cost_per_operation() {
     const MESSAGES: usize = 100;
     let before = usage(port);
     for i in 0..MESSAGES {
-        send(&sender, &chat, &format!("message number {i} of the cost run")).await;
+        send(
+            &sender,
+            &chat,
+            &format!("message number {i} of the cost run"),
+        )
+        .await;
         // Paced under the rate limit.
         tokio::time::sleep(Duration::from_millis(55)).await;
     }

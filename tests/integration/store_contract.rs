@@ -498,11 +498,37 @@ pub async fn uploads_round_trip(store: Arc<dyn Store>) {
 pub async fn delivery_marks_move_forward_only(store: Arc<dyn Store>) {
     let chat = chat_with(&store, &["u1", "a1"]).await;
     assert_eq!(chat.delivered, DeliveryMarks::default());
-    assert!(store.advance_delivered(&chat.id, Side::Staff, 3).await.unwrap());
-    assert!(!store.advance_delivered(&chat.id, Side::Staff, 3).await.unwrap());
-    assert!(!store.advance_delivered(&chat.id, Side::Staff, 2).await.unwrap(), "never back");
-    assert!(store.advance_delivered(&chat.id, Side::User, 1).await.unwrap());
-    assert!(store.advance_delivered(&chat.id, Side::Staff, 7).await.unwrap());
+    assert!(
+        store
+            .advance_delivered(&chat.id, Side::Staff, 3)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .advance_delivered(&chat.id, Side::Staff, 3)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .advance_delivered(&chat.id, Side::Staff, 2)
+            .await
+            .unwrap(),
+        "never back"
+    );
+    assert!(
+        store
+            .advance_delivered(&chat.id, Side::User, 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .advance_delivered(&chat.id, Side::Staff, 7)
+            .await
+            .unwrap()
+    );
     let loaded = store.chat(&chat.id).await.unwrap().unwrap();
     assert_eq!(loaded.delivered, DeliveryMarks { user: 1, staff: 7 });
     let listed = store
@@ -515,9 +541,14 @@ pub async fn delivery_marks_move_forward_only(store: Arc<dyn Store>) {
         })
         .await
         .unwrap();
-    assert_eq!(listed[0].chat.delivered, DeliveryMarks { user: 1, staff: 7 });
+    assert_eq!(
+        listed[0].chat.delivered,
+        DeliveryMarks { user: 1, staff: 7 }
+    );
     assert!(matches!(
-        store.advance_delivered(&ChatId::generate(), Side::User, 1).await,
+        store
+            .advance_delivered(&ChatId::generate(), Side::User, 1)
+            .await,
         Err(StoreError::NotFound(_))
     ));
 }
@@ -533,11 +564,18 @@ pub async fn concurrent_forward_only_from_three_stores(stores: [Arc<dyn Store>; 
             let mut moved = Vec::new();
             // Interleaved: store i writes i+1, i+4, ... so every seq 1..=60 is written once.
             for seq in (1..=60u64).filter(|s| (s - 1) % 3 == i as u64) {
-                if store.advance_delivered(&chat, Side::Staff, seq).await.unwrap() {
+                if store
+                    .advance_delivered(&chat, Side::Staff, seq)
+                    .await
+                    .unwrap()
+                {
                     moved.push(seq);
                 }
                 let now = store.chat(&chat).await.unwrap().unwrap().delivered.staff;
-                assert!(now >= seq, "a mark never reads below what its writer saw land");
+                assert!(
+                    now >= seq,
+                    "a mark never reads below what its writer saw land"
+                );
             }
             moved
         }));
@@ -549,7 +587,11 @@ pub async fn concurrent_forward_only_from_three_stores(stores: [Arc<dyn Store>; 
     let mut unique = moved.clone();
     unique.sort();
     unique.dedup();
-    assert_eq!(unique.len(), moved.len(), "each seq moved the mark at most once");
+    assert_eq!(
+        unique.len(),
+        moved.len(),
+        "each seq moved the mark at most once"
+    );
     assert!(moved.contains(&60));
     for store in &stores {
         let chat = store.chat(&chat.id).await.unwrap().unwrap();

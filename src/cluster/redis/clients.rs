@@ -201,7 +201,10 @@ pub async fn connect(url: &str) -> Result<RedisClients, ClusterError> {
     let adapter = RedisAdapterCtr::new_with_fred_config(subscriber.clone(), config)
         .await
         .map_err(redis_error)?;
-    tracing::info!(topology = connector.topology().as_str(), "connected to Redis");
+    tracing::info!(
+        topology = connector.topology().as_str(),
+        "connected to Redis"
+    );
     Ok(RedisClients {
         connector,
         presence,
@@ -248,7 +251,11 @@ mod tests {
         let url = "redis-sentinel://127.0.0.1:26379/1?sentinelServiceName=sb&node=127.0.0.1:26380&node=127.0.0.1:26381";
         let connector = RedisConnector::parse(url).unwrap();
         assert_eq!(connector.topology(), Topology::Sentinel);
-        let config = connector.builder(COMMAND_TIMEOUT).get_config().unwrap().clone();
+        let config = connector
+            .builder(COMMAND_TIMEOUT)
+            .get_config()
+            .unwrap()
+            .clone();
         assert_eq!(config.version, RespVersion::RESP3);
         assert_eq!(config.database, Some(1));
         let fred::types::config::ServerConfig::Sentinel {
@@ -280,7 +287,11 @@ mod tests {
         let url = "redis-cluster://:pw@127.0.0.1:7000?node=127.0.0.1:7001&node=127.0.0.1:7002";
         let connector = RedisConnector::parse(url).unwrap();
         assert_eq!(connector.topology(), Topology::Cluster);
-        let config = connector.builder(COMMAND_TIMEOUT).get_config().unwrap().clone();
+        let config = connector
+            .builder(COMMAND_TIMEOUT)
+            .get_config()
+            .unwrap()
+            .clone();
         assert_eq!(config.version, RespVersion::RESP3);
         assert_eq!(config.password.as_deref(), Some("pw"));
         let fred::types::config::ServerConfig::Clustered { hosts, .. } = &config.server else {

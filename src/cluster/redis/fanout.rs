@@ -101,9 +101,8 @@ impl RedisFanout {
     /// reply is awaited in a task of its own, which keeps the event for replay if the publish
     /// fails.
     async fn publish(&self, e: Emission<'_>, order: u64) -> Result<(), FanoutError> {
-        let payload = Arc::new(
-            serde_json::to_value(e.payload).map_err(|err| FanoutError(err.to_string()))?,
-        );
+        let payload =
+            Arc::new(serde_json::to_value(e.payload).map_err(|err| FanoutError(err.to_string()))?);
         let offset = e.offset.map(str::to_owned);
         let Emission {
             rooms,

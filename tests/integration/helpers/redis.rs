@@ -479,9 +479,13 @@ impl RedisCluster {
         let key = key.to_owned();
         assert!(
             until(Duration::from_secs(30), move || {
-                let slot: Option<u16> = cli(live[0], &["CLUSTER", "KEYSLOT", &key]).trim().parse().ok();
+                let slot: Option<u16> = cli(live[0], &["CLUSTER", "KEYSLOT", &key])
+                    .trim()
+                    .parse()
+                    .ok();
                 let Some(slot) = slot else { return false };
-                live.iter().all(|p| cli(*p, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+                live.iter()
+                    .all(|p| cli(*p, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
                     && live.iter().any(|p| {
                         *p != master
                             && info(*p, "replication").contains("role:master")
