@@ -1,5 +1,6 @@
 //! Connection state recovery: the sessions a dropped client can resume and the log of what it
-//! missed (Socket.IO's protocol, served cluster-wide; see `docs/recovery.md`).
+//! missed (Socket.IO's protocol, served cluster-wide; see `docs/recovery.md`). One concern, kept
+//! in one file (~540 lines): the recovery rules and the tail cache they read through.
 //!
 //! Two seams meet here. [`RecoveryBackend`] keeps the data outside the process (Redis in cluster
 //! mode, [`redis::RedisRecovery`]; the embedded SQLite file on a single node,
