@@ -47,8 +47,9 @@ struct Seen {
     reports: Vec<u64>,
     /// Every event received (`message:delivered`, `user:status`, ... included).
     events: u64,
-    /// At each reconnect: how many messages and reports had arrived, and when (µs).
-    reconnects: Vec<(usize, usize, u64)>,
+    /// At each connect: how many messages and reports had arrived, when (µs), and whether it
+    /// was recovered.
+    reconnects: Vec<(usize, usize, u64, bool)>,
 }
 
 /// How one listening client's connections went.
@@ -458,17 +459,20 @@ impl Compared {
     }
 }
 
-/// Messages and reports a client received after a reconnect that had been acknowledged before
-/// it: emitted while it was away (or in flight when it dropped), so they can only have come
-/// through recovery's replay. A lower bound of what was replayed.
+/// Messages and reports a client received after a recovered reconnect that had been
+/// acknowledged before its `CONNECT` answer: emitted while it was away (or in flight when it
+/// dropped), so they came through recovery (its replay, or broadcasts held while it replayed).
 fn replayed(s: &Seen, e: &Sent) -> usize {
     // The first connect is a mark too; replays follow the later ones.
     let mut n = 0;
-    for (k, &(m0, r0, at)) in s.reconnects.iter().enumerate().skip(1) {
+    for (k, &(m0, r0, at, recovered)) in s.reconnects.iter().enumerate().skip(1) {
+        if !recovered {
+            continue;
+        }
         let (m1, r1) = s
             .reconnects
             .get(k + 1)
-            .map_or((s.seqs.len(), s.reports.len()), |&(m, r, _)| (m, r));
+            .map_or((s.seqs.len(), s.reports.len()), |&(m, r, _, _)| (m, r));
         n += s.seqs[m0..m1]
             .iter()
             .filter(|q| e.seq_acked_at.get(q).is_some_and(|t| *t < at))
@@ -663,9 +667,10 @@ async fn listen(
             move |answer: &Value| {
                 let mut s = seen.lock().unwrap();
                 let pid = answer["pid"].as_str().map(str::to_owned);
-                recovered.store(pid.is_some() && pid == s.pid, Ordering::SeqCst);
+                let ok = pid.is_some() && pid == s.pid;
+                recovered.store(ok, Ordering::SeqCst);
                 s.pid = pid;
-                let mark = (s.seqs.len(), s.reports.len(), stats::now_us());
+                let mark = (s.seqs.len(), s.reports.len(), stats::now_us(), ok);
                 s.reconnects.push(mark);
             }
         };
