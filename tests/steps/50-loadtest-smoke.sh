@@ -49,6 +49,9 @@ timeout 120 $gen hold --steps 150,300 --per-worker 150 --settle-secs 1 --server-
 echo "--- loadgen reconnect: 50 chatting clients, node killed and restarted"
 timeout 120 $gen reconnect --clients 50 --kill-pid "$(node_pid)" --signal KILL --restart-cmd "$start_node" --warmup-secs 2 --max-secs 30 --out "$out" --strict
 wait_ready
+echo "--- loadgen reconnect --recover: 30 listening clients (connection state recovery, no chat:sync), node drained and restarted"
+timeout 60 $gen reconnect --recover --clients 30 --kill-pid "$(node_pid)" --signal TERM --restart-cmd "$start_node" --warmup-secs 2 --max-secs 20 --out "$out" --strict
+wait_ready
 
 echo "--- cluster: 2 nodes and a real redis-server; fan-out across both, then one node killed"
 rport=$(free_port)
