@@ -386,15 +386,31 @@ async fn first_calls_after_a_start_meet_no_noscript() {
     for i in 0..5 {
         sockets.push(node.socket(&format!("u{i}"), Role::User).await);
     }
-    assert!(eventually(LONG, || async { active_users(&node, "").await["count"] == 5 }).await);
+    assert!(
+        eventually(LONG, || async {
+            active_users(&node, "").await["count"] == 5
+        })
+        .await
+    );
     for s in &sockets {
         s.close();
     }
-    assert!(eventually(LONG, || async { active_users(&node, "").await["count"] == 0 }).await);
+    assert!(
+        eventually(LONG, || async {
+            active_users(&node, "").await["count"] == 0
+        })
+        .await
+    );
     let errors = crate::helpers::redis::info(redis.port, "errorstats");
-    assert!(!errors.contains("NOSCRIPT"), "Redis saw NOSCRIPT errors:\n{errors}");
+    assert!(
+        !errors.contains("NOSCRIPT"),
+        "Redis saw NOSCRIPT errors:\n{errors}"
+    );
     let calls = crate::helpers::redis::info(redis.port, "commandstats");
-    assert!(calls.contains("cmdstat_evalsha"), "the scripts ran:\n{calls}");
+    assert!(
+        calls.contains("cmdstat_evalsha"),
+        "the scripts ran:\n{calls}"
+    );
 }
 
 #[tokio::test]
