@@ -250,6 +250,7 @@ impl Application {
         // cancelled rather than stopped.
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(crate::realtime::typing::sweep(state.clone()));
+        tasks.spawn(crate::realtime::handshake::close_expired(state.clone()));
         tasks.spawn(heartbeat(state.clone()));
         tasks.spawn(recovery_log_stats(state.clone()));
         tasks.spawn(crate::http::health::watch_dependencies(state.clone()));

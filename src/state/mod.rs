@@ -25,6 +25,7 @@ use crate::recovery::Recovery;
 use crate::store::Store;
 
 pub mod delivery;
+pub mod expiry;
 pub mod rate_limit;
 pub mod readiness;
 pub mod session;
@@ -32,6 +33,7 @@ pub mod typing;
 pub mod user_limits;
 
 pub use delivery::{DeliveryTracker, Mark as DeliveryMark};
+pub use expiry::TokenExpiries;
 pub use session::{Accepted, Handshakes, Session};
 pub use typing::TypingTracker;
 pub use user_limits::UserLimits;
@@ -70,6 +72,9 @@ pub struct NodeState {
     pub typing: TypingTracker,
     /// Delivery triggers waiting for their coalesced store write (`service/delivery.rs`).
     pub delivery: DeliveryTracker,
+    /// When each live socket's token expires (one index and one sweeper, not a timer per
+    /// socket).
+    pub expiries: TokenExpiries,
     /// Each user's REST write budget and socket count on this node.
     pub user_limits: UserLimits,
     /// Whether the store and Redis answer, kept current by a watcher: what `/readyz` reads.
@@ -117,6 +122,7 @@ impl AppState {
             keys: b.keys,
             typing: TypingTracker::default(),
             delivery: DeliveryTracker::default(),
+            expiries: TokenExpiries::default(),
             user_limits: UserLimits::new(b.config.rate_limit_per_sec),
             readiness: readiness::Readiness::default(),
             draining: AtomicBool::new(false),
@@ -172,6 +178,9 @@ pub trait LocalSockets: Send + Sync + 'static {
     /// The user id of some socket of this node in `room`, if there is one (a live delivery to
     /// staff checks `admins` here first).
     fn user_in_room(&self, room: &str) -> Option<String>;
+    /// Closes one socket's transport, so that its client reconnects (its token expired);
+    /// `false` if the socket is not here any more.
+    fn close_transport(&self, sid: socketioxide::socket::Sid) -> bool;
 }
 
 impl<A: Adapter> LocalSockets for SocketIo<A> {
@@ -194,5 +203,14 @@ impl<A: Adapter> LocalSockets for SocketIo<A> {
                     .into_iter()
                     .find_map(|r| r.strip_prefix("user:").map(str::to_owned))
             })
+    }
+
+    /// The transport, not the namespace socket, for the reason given at `close_all`.
+    fn close_transport(&self, sid: socketioxide::socket::Sid) -> bool {
+        let Some(socket) = self.of("/").and_then(|ns| ns.get_socket(sid)) else {
+            return false;
+        };
+        socket.close_transport();
+        true
     }
 }
