@@ -4,8 +4,10 @@
 //!
 //! One ordered index per node, not a timer per socket: the handshake adds `(deadline, socket)`,
 //! the disconnect removes it, and one sweeper (`realtime::handshake::close_expired`, every
-//! second) takes what has come due. An idle socket pays for one index entry (20 bytes in a
-//! B-tree leaf), where a sleeping task would cost it a task of its own.
+//! second) takes what has come due. An idle socket pays for one 20-byte index entry (34 heap
+//! bytes with the B-tree's slack, counted over 100,000 sockets), where a sleeping task would
+//! cost it a task of its own; the entry's key is kept by the socket's disconnect handler, whose
+//! allocation had room for it, so no per-socket struct grew.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;

@@ -3,8 +3,8 @@
 //!
 //! Below `service`, `http` and `realtime`: it holds the seams (store, presence, fan-out) as
 //! traits and knows no concrete backend (`app.rs` picks those and builds the state) and no
-//! transport. The per-socket session, the rate limiter, the typing map and the readiness inputs
-//! live here too, because the state holds them and both the use cases and the socket layer use
+//! transport. The per-socket session, the rate limiter, the typing map, the token expiries and
+//! the readiness inputs live here too, because the state holds them and both the use cases and the socket layer use
 //! them.
 
 use std::ops::Deref;

@@ -169,7 +169,10 @@ async fn a_socket_is_closed_when_its_token_expires_and_one_with_a_long_token_sta
     let ack = short
         .ack("user:online", json!({ "userId": "short-lived" }))
         .await;
-    assert_eq!(ack["ok"], true, "the short-lived socket works meanwhile: {ack}");
+    assert_eq!(
+        ack["ok"], true,
+        "the short-lived socket works meanwhile: {ack}"
+    );
 
     // The node must close it at exp + leeway; allow the once-a-second sweep and a little more.
     let deadline = (exp + LEEWAY) as f64;
