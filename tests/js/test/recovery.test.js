@@ -279,9 +279,13 @@ describe('connection state recovery', () => {
     const reloaded = await connect(node, alice);
     await staff.barrier();
     reloaded.close();
-    const during = await api(node, 'GET', `/api/users/${alice.id}/status`, { user: admin });
+    // The close reaches the node a moment later: wait until it has no socket of hers, then
+    // (the grace is 1 s) she is still online.
+    const during = await waitUntil(async () => {
+      const r = await api(node, 'GET', `/api/users/${alice.id}/status`, { user: admin });
+      return r.body.sockets === 0 && r;
+    }, { timeout: 900, what: 'the node to see the close' });
     assert.equal(during.body.status, 'online', 'still online during the grace');
-    assert.equal(during.body.sockets, 0);
     assert.equal((await staff.waitFor('user:status', status, 5000)).status, 'offline');
     const afterGrace = await api(node, 'GET', `/api/users/${alice.id}/status`, { user: admin });
     assert.equal(afterGrace.body.status, 'offline');
