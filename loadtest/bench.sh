@@ -15,7 +15,10 @@
 # the first; Redis's CPU and RSS are counted with the servers' unless COUNT_REDIS=0), WITH_MONGO=1 (start the MongoDB-wire test server `secantusd-py` on core 0 and give
 # Switchboard MONGODB_URI, so that several nodes share one store), NO_RESTART=1 (reconnect: do
 # not start a replacement node, so clients must move to the others), OUT (loadtest/results).
-# With Redis, the run's `INFO commandstats` is written to $OUT/redis-commandstats-LABEL-MODE.txt.
+# With Redis, the run's `INFO commandstats` is written to $OUT/redis-commandstats-LABEL-MODE.txt,
+# and `reconnect` gets `--redis-url` (with `--recover` it reports Redis commands per recovered
+# client from its own snapshots). ADAPTER=streams gives the baseline the Redis-Streams adapter
+# with connection state recovery instead of the pub/sub redis-adapter (Switchboard ignores it).
 # Other variables (MONGODB_URI, ...) pass through to the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -99,7 +102,7 @@ if [ "$count_redis" = 1 ] && [ -n "$redis_env" ]; then
 fi
 url_list=$(IFS=,; echo "${urls[*]}")
 pid_list=$(IFS=,; echo "${pids[*]}")
-echo "$label ($cmd) x$nodes on core $server_core, pids $pid_list${redis_env:+, $redis_env}${mongo_env:+, $mongo_env}; generator on core $gen_core"
+echo "$label ($cmd${ADAPTER:+, ADAPTER=$ADAPTER}) x$nodes on core $server_core, pids $pid_list${redis_env:+, $redis_env}${mongo_env:+, $mongo_env}; generator on core $gen_core"
 
 common=(--urls "$url_list" --server-pids "$pid_list" --label "$label" --out "$out")
 # Redis work is counted from here: what the run itself costs (INFO commandstats, written after).
@@ -112,6 +115,7 @@ case $mode in
     extra=()
     [ "$system" = baseline ] && extra=(--no-verify)
     [ "${NO_RESTART:-0}" = 1 ] || extra+=(--restart-cmd "$start0")
+    [ -n "$redis_env" ] && extra+=(--redis-url "redis://127.0.0.1:$rport")
     taskset -c "$gen_core" timeout 300 "$gen" reconnect "${common[@]}" --kill-pid "$pid" "${extra[@]}" "$@" ;;
   *) echo "unknown mode $mode"; exit 2 ;;
 esac

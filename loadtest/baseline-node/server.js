@@ -1,12 +1,17 @@
 // The baseline Switchboard is measured against: a plain Node socket.io 4 server (with
-// @socket.io/redis-adapter when REDIS_URL is set) that serves the same wire contract the
+// @socket.io/redis-adapter, or the Redis-Streams adapter, when REDIS_URL is set) that serves the same wire contract the
 // benchmarks touch: the same HS256 auth in `auth.token`, the same rooms (`user:{id}`, `admins`,
 // `users`), `message:send` -> `message:new` with an in-memory `seq` and `clientMessageId`
 // retries, `chat:sync`, typing, `message:read`, `sendReportMessage`, `user:status` on presence
 // transitions, and `POST /api/chats`. It keeps everything in memory: no persistence, which
 // flatters the baseline in the persisted-send figures (said so in loadtest/README.md).
 //
-// Env: HOST, PORT, JWT_SECRET, REDIS_URL (optional), RATE_LIMIT_PER_SEC (ignored: no limiter).
+// Env: HOST, PORT, JWT_SECRET, REDIS_URL (optional), RATE_LIMIT_PER_SEC (ignored: no limiter),
+// ADAPTER: `redis` (default with REDIS_URL: @socket.io/redis-adapter, pub/sub, no connection state
+// recovery) or `streams` (@socket.io/redis-streams-adapter with socket.io's connectionStateRecovery,
+// maxDisconnectionDuration 120 s, skipMiddlewares false: the one Node setup whose recovery
+// survives the node a client was on; the reconnect benchmark's fair comparison), STREAMS_MAXLEN
+// (the stream's length cap, default 10,000: the adapter's own default).
 
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { createServer } from "node:http";
@@ -90,15 +95,27 @@ const http = createServer((req, res) => {
   send(404, { error: { code: "NOT_FOUND", message: "not found" } });
 });
 
-const io = new Server(http, { maxHttpBufferSize: 256 * 1024, cors: { origin: true, credentials: true } });
+const ADAPTER = process.env.REDIS_URL ? (process.env.ADAPTER ?? "redis") : "memory";
+if (!["memory", "redis", "streams"].includes(ADAPTER)) {
+  console.error(`ADAPTER must be redis or streams (with REDIS_URL), not ${ADAPTER}`);
+  process.exit(2);
+}
+const recovery = ADAPTER === "streams" ? { connectionStateRecovery: { maxDisconnectionDuration: 120_000, skipMiddlewares: false } } : {};
+const io = new Server(http, { maxHttpBufferSize: 256 * 1024, cors: { origin: true, credentials: true }, ...recovery });
 
-if (process.env.REDIS_URL) {
+if (ADAPTER === "redis") {
   const { createClient } = await import("redis");
   const { createAdapter } = await import("@socket.io/redis-adapter");
   const pub = createClient({ url: process.env.REDIS_URL });
   const sub = pub.duplicate();
   await Promise.all([pub.connect(), sub.connect()]);
   io.adapter(createAdapter(pub, sub));
+} else if (ADAPTER === "streams") {
+  const { createClient } = await import("redis");
+  const { createAdapter } = await import("@socket.io/redis-streams-adapter");
+  const client = createClient({ url: process.env.REDIS_URL });
+  await client.connect();
+  io.adapter(createAdapter(client, { maxLen: Number(process.env.STREAMS_MAXLEN ?? 10_000) }));
 }
 
 io.use((socket, next) => {
@@ -206,7 +223,7 @@ io.on("connection", (socket) => {
   });
 });
 
-http.listen(PORT, HOST, () => console.log(`baseline listening on ${HOST}:${PORT} (adapter: ${process.env.REDIS_URL ? "redis" : "memory"})`));
+http.listen(PORT, HOST, () => console.log(`baseline listening on ${HOST}:${PORT} (adapter: ${ADAPTER})`));
 const stop = () => {
   io.close();
   http.close(() => process.exit(0));

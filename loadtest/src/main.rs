@@ -9,7 +9,8 @@
 //! - `sio`: a lean Socket.IO v5 client (one task per connection, 4 KiB read buffer)
 //! - `token`, `http`: HS256 tokens, opening chats over REST
 //! - `procfs`, `stats`: server RSS/CPU, latency histograms
-//! - `hold`, `fanout`, `chat`, `reconnect`: the modes
+//! - `hold`, `fanout`, `chat`, `reconnect`: the modes (`recover`: `reconnect --recover`)
+//! - `redisinfo`: Redis `INFO commandstats` snapshots
 //! - `report`, `chart`: JSON/Markdown output, PNG/SVG charts, `compare`
 
 mod chart;
@@ -19,6 +20,8 @@ mod hold;
 mod http;
 mod procfs;
 mod reconnect;
+mod recover;
+mod redisinfo;
 mod report;
 mod sio;
 mod stats;

@@ -7,6 +7,7 @@
 //! chat back with `chat:sync` and checks: every acked message saved, no id saved twice, `seq`
 //! without gaps. With `--restart-cmd`, the generator starts a replacement node once the old one
 //! is gone (a single node restarting); with several `--urls`, clients move to the others.
+//! `--recover` runs the connection state recovery variant instead (`recover.rs`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -22,28 +23,55 @@ use crate::{Common, http, report, sio, stats, token};
 #[derive(Args)]
 pub struct ReconnectArgs {
     #[command(flatten)]
-    common: Common,
+    pub(crate) common: Common,
     #[arg(long, default_value_t = 200)]
-    clients: usize,
+    pub(crate) clients: usize,
     /// The node to stop.
     #[arg(long)]
-    kill_pid: u32,
+    pub(crate) kill_pid: u32,
     /// TERM (drain) or KILL (die).
     #[arg(long, default_value = "TERM")]
-    signal: String,
+    pub(crate) signal: String,
     /// Shell command starting a replacement node once the old one has exited.
     #[arg(long)]
-    restart_cmd: Option<String>,
+    pub(crate) restart_cmd: Option<String>,
     #[arg(long, default_value_t = 3)]
-    warmup_secs: u64,
+    pub(crate) warmup_secs: u64,
+    /// How often each client sends (without `--recover`), or each chat gets a message from
+    /// its staff sender (with `--recover`).
     #[arg(long, default_value_t = 500)]
-    send_interval_ms: u64,
+    pub(crate) send_interval_ms: u64,
     /// Give up waiting for clients to come back after this long.
     #[arg(long, default_value_t = 60)]
-    max_secs: u64,
-    /// Skip the `chat:sync` check (for servers without persistence).
+    pub(crate) max_secs: u64,
+    /// Skip the `chat:sync` check (for servers without persistence; ignored with `--recover`,
+    /// which checks what the clients received against what the senders had acknowledged).
     #[arg(long)]
-    no_verify: bool,
+    pub(crate) no_verify: bool,
+    /// Connection state recovery: the clients are unchanged socket.io-client frontends that
+    /// only listen (they keep the `pid`, track the offset and send both back when they
+    /// reconnect; they never call `chat:sync`), fed by staff senders on a node that stays up
+    /// (`--sender-node`). Checks every event emitted to them arrived exactly once, in order.
+    #[arg(long)]
+    pub(crate) recover: bool,
+    /// With `--recover`: staff sockets sending to the clients' chats (each owns a share).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) senders: usize,
+    /// With `--recover`: each client also gets a report (`sendReportMessage`) this often
+    /// (0: none).
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) report_interval_ms: u64,
+    /// With `--recover`: the index in `--urls` of the node the senders use and the chats are
+    /// opened on (default: the last, which is not the one stopped when there are several).
+    #[arg(long)]
+    pub(crate) sender_node: Option<usize>,
+    /// With `--recover`: traffic goes on this long after every client is back.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) tail_secs: u64,
+    /// With `--recover`: read `INFO commandstats` from this Redis before and after the storm
+    /// (`redis://HOST:PORT`) and report Redis commands per recovered client.
+    #[arg(long)]
+    pub(crate) redis_url: Option<String>,
 }
 
 /// What one client reports at the end.
@@ -72,6 +100,9 @@ struct Shared {
 }
 
 pub async fn run(a: ReconnectArgs) -> bool {
+    if a.recover {
+        return crate::recover::run(a).await;
+    }
     let c = a.common.clone();
     let targets = c.targets();
     let shared = Arc::new(Shared {
@@ -113,32 +144,11 @@ pub async fn run(a: ReconnectArgs) -> bool {
     tokio::time::sleep(Duration::from_secs(a.warmup_secs)).await;
 
     shared.kill_at_us.store(stats::now_us(), Ordering::SeqCst);
-    let killed_at = Instant::now();
-    let _ = tokio::process::Command::new("kill")
-        .args([format!("-{}", a.signal), a.kill_pid.to_string()])
-        .status()
-        .await;
-    let mut exit_ms: Option<u64> = None;
-    while std::path::Path::new(&format!("/proc/{}", a.kill_pid)).exists()
-        && killed_at.elapsed() < Duration::from_secs(a.max_secs)
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        // A zombie child of someone else still has a /proc entry; its state says so.
-        if std::fs::read_to_string(format!("/proc/{}/stat", a.kill_pid))
-            .is_ok_and(|s| s.contains(") Z "))
-        {
-            break;
-        }
-    }
-    exit_ms.get_or_insert(killed_at.elapsed().as_millis() as u64);
-    let mut restart = None;
-    if let Some(cmd) = &a.restart_cmd {
-        restart = Some(killed_at.elapsed().as_millis() as u64);
-        let _ = tokio::process::Command::new("sh")
-            .args(["-c", cmd])
-            .status()
-            .await;
-    }
+    let Stopped {
+        killed_at,
+        exit_ms,
+        restart_ms: restart,
+    } = stop_node(&a).await;
     // Every client that lost its connection back (or the limit), then a little more traffic.
     let deadline = killed_at + Duration::from_secs(a.max_secs);
     while Instant::now() < deadline {
@@ -231,6 +241,48 @@ pub async fn run(a: ReconnectArgs) -> bool {
         && result["duplicates"] == 0
         && result["seqGaps"] == 0;
     !c.strict || clean
+}
+
+/// When the node was signalled, how long it took to exit, and when its replacement started.
+pub(crate) struct Stopped {
+    pub killed_at: Instant,
+    pub exit_ms: u64,
+    pub restart_ms: Option<u64>,
+}
+
+/// Signals `--kill-pid`, waits (at most `--max-secs`) until it has exited, then runs
+/// `--restart-cmd` when given.
+pub(crate) async fn stop_node(a: &ReconnectArgs) -> Stopped {
+    let killed_at = Instant::now();
+    let _ = tokio::process::Command::new("kill")
+        .args([format!("-{}", a.signal), a.kill_pid.to_string()])
+        .status()
+        .await;
+    while std::path::Path::new(&format!("/proc/{}", a.kill_pid)).exists()
+        && killed_at.elapsed() < Duration::from_secs(a.max_secs)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // A zombie child of someone else still has a /proc entry; its state says so.
+        if std::fs::read_to_string(format!("/proc/{}/stat", a.kill_pid))
+            .is_ok_and(|s| s.contains(") Z "))
+        {
+            break;
+        }
+    }
+    let exit_ms = killed_at.elapsed().as_millis() as u64;
+    let mut restart_ms = None;
+    if let Some(cmd) = &a.restart_cmd {
+        restart_ms = Some(killed_at.elapsed().as_millis() as u64);
+        let _ = tokio::process::Command::new("sh")
+            .args(["-c", cmd])
+            .status()
+            .await;
+    }
+    Stopped {
+        killed_at,
+        exit_ms,
+        restart_ms,
+    }
 }
 
 /// A verification figure, or "not checked" when `--no-verify` skipped it.

@@ -49,8 +49,10 @@ impl Target {
 /// An open connection. Dropping it does not close it; [`Conn::close`] does.
 pub struct Conn {
     tx: mpsc::UnboundedSender<Message>,
-    /// Finishes when the connection is closed, by either side.
-    pub done: JoinHandle<()>,
+    /// Finishes when the connection is closed, by either side: `true` when the server ended
+    /// the Socket.IO session with a `DISCONNECT` packet (after which socket.io-client would
+    /// not reconnect by itself), `false` for a closed transport.
+    pub done: JoinHandle<bool>,
 }
 
 impl Conn {
@@ -77,9 +79,28 @@ pub async fn connect(
     src: Option<Ipv4Addr>,
     on_frame: OnFrame,
 ) -> Result<Conn, String> {
+    let auth = format!("{{\"token\":\"{token}\"}}");
+    connect_with_auth(target, &auth, src, on_frame, |_| {})
+        .await
+        .map(|(conn, _)| conn)
+}
+
+/// Connects with `auth` (a JSON object, sent as the `CONNECT` packet's data) and returns the
+/// connection and the data of the server's `CONNECT` answer (`{ sid, pid? }`).
+///
+/// Like socket.io-client: `on_connect` runs with the answer before any event reaches
+/// `on_frame`, and events the server sent before its answer are handed to `on_frame` right
+/// after it, in order (socket.io-client buffers them and emits them after `connect`).
+pub async fn connect_with_auth(
+    target: &Target,
+    auth: &str,
+    src: Option<Ipv4Addr>,
+    on_frame: OnFrame,
+    on_connect: impl FnOnce(&serde_json::Value),
+) -> Result<(Conn, serde_json::Value), String> {
     tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        connect_inner(target, token, src, on_frame),
+        connect_inner(target, auth, src, on_frame, on_connect),
     )
     .await
     .map_err(|_| "handshake timed out".to_owned())?
@@ -87,10 +108,11 @@ pub async fn connect(
 
 async fn connect_inner(
     target: &Target,
-    token: &str,
+    auth: &str,
     src: Option<Ipv4Addr>,
     on_frame: OnFrame,
-) -> Result<Conn, String> {
+    on_connect: impl FnOnce(&serde_json::Value),
+) -> Result<(Conn, serde_json::Value), String> {
     let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
     if let Some(ip) = src {
         socket
@@ -113,25 +135,34 @@ async fn connect_inner(
         Some(Ok(Message::Text(t))) if t.starts_with('0') => {}
         other => return Err(format!("no Engine.IO open packet: {other:?}")),
     }
-    ws.send(Message::text(format!("40{{\"token\":\"{token}\"}}")))
+    ws.send(Message::text(format!("40{auth}")))
         .await
         .map_err(|e| e.to_string())?;
-    loop {
+    // Events that arrive before the answer (a server may send them early); kept in order.
+    let mut early = Vec::new();
+    let answer = loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) => {
-                if t.starts_with("40") {
-                    break;
+                if let Some(body) = t.strip_prefix("40") {
+                    break serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
                 } else if let Some(body) = t.strip_prefix("44") {
                     return Err(format!("refused: {body}"));
                 } else if t.as_str() == "2" {
                     let _ = ws.send(Message::text("3")).await;
+                } else if t.starts_with("42") {
+                    early.push(t);
                 }
             }
             other => return Err(format!("no connect reply: {other:?}")),
         }
+    };
+    on_connect(&answer);
+    for t in &early {
+        on_frame(t.as_str());
     }
     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
     let done = tokio::spawn(async move {
+        let mut server_disconnect = false;
         loop {
             tokio::select! {
                 out = rx.recv() => match out {
@@ -151,6 +182,7 @@ async fn connect_inner(
                                 break;
                             }
                         } else if t == "1" || t.starts_with("41") {
+                            server_disconnect = t.starts_with("41");
                             break;
                         } else {
                             on_frame(t);
@@ -161,8 +193,9 @@ async fn connect_inner(
                 },
             }
         }
+        server_disconnect
     });
-    Ok(Conn { tx, done })
+    Ok((Conn { tx, done }, answer))
 }
 
 /// `42["event",<json>]`
