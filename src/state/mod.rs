@@ -29,6 +29,8 @@ pub mod expiry;
 pub mod rate_limit;
 pub mod readiness;
 pub mod session;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_hooks;
 pub mod typing;
 pub mod user_limits;
 
@@ -79,6 +81,9 @@ pub struct NodeState {
     pub user_limits: UserLimits,
     /// Whether the store and Redis answer, kept current by a watcher: what `/readyz` reads.
     pub readiness: readiness::Readiness,
+    /// Races a test needs to happen every time (`test-support` only).
+    #[cfg(any(test, feature = "test-support"))]
+    pub test_hooks: test_hooks::TestHooks,
     /// Set once a drain starts: `/readyz` turns 503 and handshakes are refused.
     draining: AtomicBool,
     /// Client events being handled now; a drain waits for them to finish (and for the fan-out's
@@ -125,6 +130,8 @@ impl AppState {
             expiries: TokenExpiries::default(),
             user_limits: UserLimits::new(b.config.rate_limit_per_sec),
             readiness: readiness::Readiness::default(),
+            #[cfg(any(test, feature = "test-support"))]
+            test_hooks: test_hooks::TestHooks::default(),
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             connections: TcpConnections::default(),
