@@ -154,8 +154,16 @@ impl Application {
                     .build_layer();
                 let fanout = Arc::new(RedisFanout::new(io.clone(), &node_id));
                 let ttl = Duration::from_secs(config.presence_ttl_secs);
-                let recovery = recovery(Arc::new(RedisRecovery::new(redis.presence.clone())));
+                let redis_recovery = Arc::new(RedisRecovery::new(redis.presence.clone()));
                 let presence = Arc::new(RedisPresence::new(redis.presence, node_id.clone(), ttl));
+                // Before the first socket: otherwise the first calls each meet `NOSCRIPT`.
+                if let Err(e) = presence.load_scripts().await {
+                    tracing::warn!(error = %e, "could not load the presence scripts (they load on first use)");
+                }
+                if let Err(e) = redis_recovery.load_scripts().await {
+                    tracing::warn!(error = %e, "could not load the recovery scripts (they load on first use)");
+                }
+                let recovery = recovery(redis_recovery);
                 let state = AppState::new(Backends {
                     config,
                     node_id,
@@ -242,6 +250,7 @@ impl Application {
         // cancelled rather than stopped.
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(crate::realtime::typing::sweep(state.clone()));
+        tasks.spawn(crate::realtime::handshake::close_expired(state.clone()));
         tasks.spawn(heartbeat(state.clone()));
         tasks.spawn(recovery_log_stats(state.clone()));
         tasks.spawn(crate::http::health::watch_dependencies(state.clone()));

@@ -24,7 +24,8 @@ use crate::config::{Config, JwtAlgorithm};
 use crate::domain::{AuthUser, FileId, Role};
 use crate::error::AppError;
 
-/// How far past `exp` (and before `nbf`) a token is still accepted.
+/// How far past `exp` (and before `nbf`) a token is still accepted unless `JWT_LEEWAY_SECS`
+/// says otherwise.
 pub const LEEWAY_SECS: u64 = 30;
 
 /// Why a configured key could not be loaded.
@@ -46,6 +47,9 @@ struct Claims {
     sub: Option<String>,
     role: Option<String>,
     name: Option<String>,
+    /// Already checked by `jsonwebtoken` (which also accepts a fractional one, rounded); read
+    /// again for the live socket's deadline.
+    exp: Option<f64>,
 }
 
 /// The claims `switchboard token` writes.
@@ -139,16 +143,42 @@ impl Verifier {
         self
     }
 
+    /// Accepts tokens up to `secs` past `exp` (and before `nbf`): `JWT_LEEWAY_SECS`.
+    pub fn with_leeway(mut self, secs: u64) -> Self {
+        self.validation.leeway = secs;
+        self
+    }
+
     /// Checks a token and returns who it names.
     pub fn verify(&self, token: &str) -> Result<AuthUser, AppError> {
+        self.verify_until(token).map(|(user, _)| user)
+    }
+
+    /// Checks a token and returns who it names and until when it holds: its `exp` plus the
+    /// leeway, in Unix seconds, when a live socket opened with it is closed (`None` for a token
+    /// without `exp`, which only a validation that stopped requiring it would pass).
+    ///
+    /// A token holds while now is before that instant, here and on a live socket alike:
+    /// `jsonwebtoken` alone would accept it for the whole second after, so a socket closed for
+    /// its token could reconnect with the same token once more.
+    pub fn verify_until(&self, token: &str) -> Result<(AuthUser, Option<u64>), AppError> {
         let data =
             jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
                 AppError::unauthorized(format!("UNAUTHORIZED: invalid token ({})", reason(&e)))
             })?;
         let c = data.claims;
+        let until = c
+            .exp
+            .map(|exp| (exp.round() as u64).saturating_add(self.validation.leeway));
+        if until.is_some_and(|until| until <= jsonwebtoken::get_current_timestamp()) {
+            return Err(AppError::unauthorized(
+                "UNAUTHORIZED: invalid token (expired)",
+            ));
+        }
         // `id` wins over `sub`.
-        AuthUser::from_claims(c.id.or(c.sub), c.role.as_deref(), c.name)
-            .map_err(|why| AppError::unauthorized(format!("UNAUTHORIZED: {why}")))
+        let user = AuthUser::from_claims(c.id.or(c.sub), c.role.as_deref(), c.name)
+            .map_err(|why| AppError::unauthorized(format!("UNAUTHORIZED: {why}")))?;
+        Ok((user, until))
     }
 
     /// Mints a token (HS* only): for `switchboard token` and tests.
@@ -313,7 +343,9 @@ impl Keys {
                 file_key = Some(mac.finalize().into_bytes().to_vec());
             }
         }
-        let verifier = verifier.restrict(cfg.jwt_audience.as_deref(), cfg.jwt_issuer.as_deref());
+        let verifier = verifier
+            .restrict(cfg.jwt_audience.as_deref(), cfg.jwt_issuer.as_deref())
+            .with_leeway(cfg.jwt_leeway_secs);
         Ok(Self {
             verifier,
             files: FileSigner::new(file_key.expect("set above"))
@@ -381,6 +413,20 @@ mod tests {
                 name: "Ann".into(),
                 role: Role::Admin
             }
+        );
+    }
+
+    #[test]
+    fn a_token_holds_until_its_exp_plus_the_leeway() {
+        let v = Verifier::hmac(b"0123456789abcdef0123", JwtAlgorithm::HS256).with_leeway(7);
+        let t = v
+            .issue("u1", Role::User, None, Duration::from_secs(60))
+            .unwrap();
+        let (_, until) = v.verify_until(&t).unwrap();
+        let now = jsonwebtoken::get_current_timestamp();
+        assert!(
+            (now + 60 + 7 - 1..=now + 60 + 7).contains(&until.unwrap()),
+            "{until:?}"
         );
     }
 

@@ -73,6 +73,9 @@ pub enum JwtAlgorithm {
     EdDSA,
 }
 
+/// The most clock skew `JWT_LEEWAY_SECS` may allow (PROTOCOL.md: at most 30 s of leeway).
+pub const MAX_JWT_LEEWAY_SECS: u64 = 30;
+
 /// A node's settings.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -101,6 +104,11 @@ pub struct Config {
     /// When set, a token must carry this `iss` (the one service that issues its tokens).
     #[arg(long, env = "JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
+    /// Clock skew allowed between the token issuer and this node, in seconds (at most 30): a
+    /// token is accepted until `exp` plus this, and from `nbf` minus this; a live socket's
+    /// transport is closed when `exp` plus this passes.
+    #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = 30)]
+    pub jwt_leeway_secs: u64,
     /// Key for the `sig` of file URLs. Defaults to one derived from JWT_SECRET (or kept in
     /// DATA_DIR); every node of a cluster must share it.
     #[arg(long, env = "FILE_URL_SECRET", hide_env_values = true)]
@@ -203,6 +211,9 @@ impl Config {
         }
         if self.offline_grace_secs > 3600 {
             return fail("OFFLINE_GRACE_SECS must be at most 3600");
+        }
+        if self.jwt_leeway_secs > MAX_JWT_LEEWAY_SECS {
+            return fail("JWT_LEEWAY_SECS must be at most 30");
         }
         if self.mongodb_timeout_ms < 100 {
             return fail("MONGODB_TIMEOUT_MS must be at least 100");

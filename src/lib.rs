@@ -19,7 +19,8 @@
 //! - [`service`]: the use cases both transports share (authorize, save, then emit), one file
 //!   per resource; [`service::events`] names the server events and their payloads.
 //! - [`state`]: the node's shared state ([`AppState`]: the seams as traits, the keys, the
-//!   metrics, the typing map, the pending handshakes) and each socket's session.
+//!   metrics, the typing map, the token expiries, the pending handshakes) and each socket's
+//!   session.
 //! - [`ordering`]: one socket's events in arrival order, their saves and emissions too.
 //! - [`paging`]: the one parser for `limit`, `seq` bounds and cursors.
 //! - [`client_events`]: the table of client events (name, metric label, rate class, reply).

@@ -77,6 +77,8 @@ pub struct EventMetrics {
 pub struct Metrics {
     registry: Registry,
     pub sockets_connected: IntGauge,
+    /// Sockets whose transport was closed because their token's `exp` (plus the leeway) passed.
+    pub sockets_expired: IntCounter,
     /// Indexed like [`CONNECTION_OUTCOMES`].
     connections: Vec<IntCounter>,
     events: Vec<EventMetrics>,
@@ -245,6 +247,14 @@ impl Metrics {
                 r,
                 IntGauge::new("sockets_connected", "Sockets connected to this node now").unwrap(),
             ),
+            sockets_expired: reg(
+                r,
+                IntCounter::new(
+                    "sockets_expired_total",
+                    "Sockets whose transport was closed because their token expired (exp plus the leeway)",
+                )
+                .unwrap(),
+            ),
             connections,
             events,
             messages_saved: reg(
@@ -345,6 +355,12 @@ impl Metrics {
                 .unwrap_or_default();
             self.presence_heartbeat_last_success.set(now.as_secs_f64());
         }
+    }
+
+    /// Presence heartbeats this node has finished, whatever their outcome: a test waits on it
+    /// for "a heartbeat has passed" instead of sleeping.
+    pub fn presence_heartbeats(&self) -> u64 {
+        self.presence_heartbeats.iter().map(IntCounter::get).sum()
     }
 
     /// Records whether a dependency answered.

@@ -1,6 +1,7 @@
 //! The Socket.IO handshake: authenticate in the middleware (nothing runs for a refused socket),
 //! make the socket's [`Session`], join its rooms and wire its dispatcher before the CONNECT
-//! packet leaves; then register it in presence, and take it out when it disconnects.
+//! packet leaves; then register it in presence, and take it out when it disconnects. And the
+//! end of a socket whose token expires ([`close_expired`]).
 
 use std::sync::Arc;
 
@@ -80,10 +81,10 @@ async fn authenticate<A: Adapter>(
     }
     let auth = auth.map_err(|_| Refused("UNAUTHORIZED: auth.token is missing".into()))?;
     // The token is verified on a resume too, and must name the session's user (`check`).
-    let user = state
+    let (user, token_until) = state
         .keys
         .verifier
-        .verify(&auth.token)
+        .verify_until(&auth.token)
         .map_err(|e| Refused(e.message))?;
     admit_socket(state, &user.id).await?;
     let resume = match (&state.recovery, &auth.pid) {
@@ -129,7 +130,7 @@ async fn authenticate<A: Adapter>(
             replay_turn,
         },
     );
-    wire(state, routes, s, &session);
+    wire(state, routes, s, &session, token_until);
     Ok(())
 }
 
@@ -160,14 +161,20 @@ const PRESENCE_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_mi
 /// a task of its own, after CONNECT is sent, so a client that emits as soon as it is connected
 /// (or a message sent to its room just then) could otherwise find no handler (the event would
 /// be dropped silently) or no room. Nothing is emitted here.
+///
+/// `token_until` (the token's `exp` plus the leeway) is when [`close_expired`] ends the socket.
 fn wire<A: Adapter>(
     state: &AppState,
     routes: &Arc<Routes<A>>,
     s: &SocketRef<A>,
     session: &Arc<Session>,
+    token_until: Option<u64>,
 ) {
     let user = &session.user;
     s.join(user_rooms(user));
+    // The key lives in the disconnect handler's closure, which has room for it in its
+    // allocation, rather than in the session.
+    let expiry = token_until.and_then(|until| state.expiries.watch(s.id, until));
 
     state.metrics.sockets_connected.inc();
     tracing::debug!(node = %state.node_id, socket_id = %s.id, user_id = %user.id, role = user.role.as_str(), "socket connected");
@@ -181,6 +188,9 @@ fn wire<A: Adapter>(
     s.on_disconnect(move |s: SocketRef<A>, reason: DisconnectReason| {
         let ctx = disconnect_ctx.clone();
         async move {
+            if let Some(deadline) = expiry {
+                ctx.state.expiries.forget(s.id, deadline);
+            }
             // Its connect handler may not have run.
             ctx.state.handshakes.take(s.id);
             ctx.state.user_limits.remove_socket(&ctx.session.user.id);
@@ -257,4 +267,29 @@ async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
     }
     // A socket that left while it was being registered is taken out again there.
     state.socket_online(&socket_id, &session).await;
+}
+
+/// How often [`close_expired`] looks for sockets whose token ran out.
+const EXPIRY_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The sweeper of token expiries: one per node. Every second, closes the transport of each
+/// socket whose token's `exp` plus the leeway has passed (the transport, not the namespace
+/// socket: socket.io-client then reconnects by itself, and its next handshake checks a fresh
+/// token; a recoverable session resumes). A socket closed this way goes through its ordinary
+/// disconnect.
+pub async fn close_expired(state: AppState) {
+    let mut tick = tokio::time::interval(EXPIRY_SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        for sid in state.expiries.take_due(now) {
+            if state.sockets.close_transport(sid) {
+                state.metrics.sockets_expired.inc();
+                tracing::debug!(node = %state.node_id, socket_id = %sid, "token expired: transport closed");
+            }
+        }
+    }
 }

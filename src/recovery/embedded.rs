@@ -92,6 +92,11 @@ impl EmbeddedRecovery {
             .map_err(failed)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(failed)?;
+        // Appends and session writes touch the last pages; reads are rare (a resume, through
+        // the tail cache). SQLite's default 2 MiB page cache would fill with one session row
+        // per connected socket: 256 KiB is plenty and keeps idle memory per socket flat.
+        conn.pragma_update(None, "cache_size", -256)
+            .map_err(failed)?;
         conn.execute_batch(SCHEMA).map_err(failed)?;
         let last_ms: u64 = conn
             .query_row("SELECT COALESCE(MAX(ms), 0) FROM recovery_log", [], |r| {

@@ -141,6 +141,15 @@ impl RedisRecovery {
         }
     }
 
+    /// Loads the scripts into Redis's script cache (every master of a Redis Cluster), so that the
+    /// first calls do not each meet `NOSCRIPT` and reload.
+    pub async fn load_scripts(&self) -> Result<(), BackendError> {
+        for script in [&self.put, &self.end, &self.remove] {
+            bounded(script.load(&self.client)).await?;
+        }
+        Ok(())
+    }
+
     async fn script(
         &self,
         script: &Script,

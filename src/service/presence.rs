@@ -98,6 +98,8 @@ impl AppState {
             true => None,
             false => self.presence.status(&entry.user_id).await.ok(),
         };
+        #[cfg(any(test, feature = "test-support"))]
+        self.test_hooks.before_registration(socket_id).await;
         match self.presence.connect(&entry).await {
             Ok(true) => {
                 if !before.is_some_and(|p| self.in_offline_grace(&p)) {
@@ -117,6 +119,8 @@ impl AppState {
     pub async fn socket_offline(&self, socket_id: &str, session: &Session) {
         session.mark_gone();
         self.remove_socket(&session.user.id, socket_id).await;
+        #[cfg(any(test, feature = "test-support"))]
+        self.test_hooks.departed(socket_id);
     }
 
     async fn remove_socket(&self, user_id: &str, socket_id: &str) {

@@ -3,8 +3,8 @@
 //!
 //! Below `service`, `http` and `realtime`: it holds the seams (store, presence, fan-out) as
 //! traits and knows no concrete backend (`app.rs` picks those and builds the state) and no
-//! transport. The per-socket session, the rate limiter, the typing map and the readiness inputs
-//! live here too, because the state holds them and both the use cases and the socket layer use
+//! transport. The per-socket session, the rate limiter, the typing map, the token expiries and
+//! the readiness inputs live here too, because the state holds them and both the use cases and the socket layer use
 //! them.
 
 use std::ops::Deref;
@@ -25,13 +25,17 @@ use crate::recovery::Recovery;
 use crate::store::Store;
 
 pub mod delivery;
+pub mod expiry;
 pub mod rate_limit;
 pub mod readiness;
 pub mod session;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_hooks;
 pub mod typing;
 pub mod user_limits;
 
 pub use delivery::{DeliveryTracker, Mark as DeliveryMark};
+pub use expiry::TokenExpiries;
 pub use session::{Accepted, Handshakes, Session};
 pub use typing::TypingTracker;
 pub use user_limits::UserLimits;
@@ -70,10 +74,16 @@ pub struct NodeState {
     pub typing: TypingTracker,
     /// Delivery triggers waiting for their coalesced store write (`service/delivery.rs`).
     pub delivery: DeliveryTracker,
+    /// When each live socket's token expires (one index and one sweeper, not a timer per
+    /// socket).
+    pub expiries: TokenExpiries,
     /// Each user's REST write budget and socket count on this node.
     pub user_limits: UserLimits,
     /// Whether the store and Redis answer, kept current by a watcher: what `/readyz` reads.
     pub readiness: readiness::Readiness,
+    /// Races a test needs to happen every time (`test-support` only).
+    #[cfg(any(test, feature = "test-support"))]
+    pub test_hooks: test_hooks::TestHooks,
     /// Set once a drain starts: `/readyz` turns 503 and handshakes are refused.
     draining: AtomicBool,
     /// Client events being handled now; a drain waits for them to finish (and for the fan-out's
@@ -117,8 +127,11 @@ impl AppState {
             keys: b.keys,
             typing: TypingTracker::default(),
             delivery: DeliveryTracker::default(),
+            expiries: TokenExpiries::default(),
             user_limits: UserLimits::new(b.config.rate_limit_per_sec),
             readiness: readiness::Readiness::default(),
+            #[cfg(any(test, feature = "test-support"))]
+            test_hooks: test_hooks::TestHooks::default(),
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             connections: TcpConnections::default(),
@@ -172,6 +185,9 @@ pub trait LocalSockets: Send + Sync + 'static {
     /// The user id of some socket of this node in `room`, if there is one (a live delivery to
     /// staff checks `admins` here first).
     fn user_in_room(&self, room: &str) -> Option<String>;
+    /// Closes one socket's transport, so that its client reconnects (its token expired);
+    /// `false` if the socket is not here any more.
+    fn close_transport(&self, sid: socketioxide::socket::Sid) -> bool;
 }
 
 impl<A: Adapter> LocalSockets for SocketIo<A> {
@@ -194,5 +210,14 @@ impl<A: Adapter> LocalSockets for SocketIo<A> {
                     .into_iter()
                     .find_map(|r| r.strip_prefix("user:").map(str::to_owned))
             })
+    }
+
+    /// The transport, not the namespace socket, for the reason given at `close_all`.
+    fn close_transport(&self, sid: socketioxide::socket::Sid) -> bool {
+        let Some(socket) = self.of("/").and_then(|ns| ns.get_socket(sid)) else {
+            return false;
+        };
+        socket.close_transport();
+        true
     }
 }

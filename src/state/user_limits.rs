@@ -7,6 +7,7 @@
 //! the rate (see `docs/security.md`); the socket limit is cluster-wide through presence.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -22,8 +23,13 @@ pub struct UserLimits {
     rate: f64,
     capacity: f64,
     budgets: Mutex<HashMap<String, Bucket>>,
-    /// Sockets past the handshake on this node, by user (entries removed at zero).
-    sockets: Mutex<HashMap<String, u32>>,
+    /// Sockets past the handshake on this node, by a 64-bit hash of the user id (entries
+    /// removed at zero). A hash, not the id: the map holds an entry per connected user, and an
+    /// owned id would cost a heap allocation per entry. Two users whose ids collide (a chance
+    /// of about n^2 / 2^65 for n users, with keys random per process) would share one count,
+    /// which can only refuse early, never admit more.
+    sockets: Mutex<HashMap<u64, u32>>,
+    keys: RandomState,
 }
 
 impl UserLimits {
@@ -35,6 +41,7 @@ impl UserLimits {
             capacity: rate * 2.0,
             budgets: Mutex::default(),
             sockets: Mutex::default(),
+            keys: RandomState::new(),
         }
     }
 
@@ -72,24 +79,26 @@ impl UserLimits {
     /// `max` here or, with `elsewhere` sockets presence counts cluster-wide, in the cluster.
     /// `false`: refused, nothing counted.
     pub fn add_socket(&self, user_id: &str, elsewhere: u64, max: u32) -> bool {
+        let key = self.keys.hash_one(user_id);
         let mut sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
-        let here = sockets.get(user_id).copied().unwrap_or(0);
+        let here = sockets.get(&key).copied().unwrap_or(0);
         // Presence also counts this node's registered sockets: the larger of the two counts is
         // the best lower bound of the user's sockets in the cluster.
         if u64::from(here).max(elsewhere) >= u64::from(max) {
             return false;
         }
-        *sockets.entry(user_id.to_owned()).or_insert(0) += 1;
+        *sockets.entry(key).or_insert(0) += 1;
         true
     }
 
     /// Forgets one socket of `user_id` on this node (it disconnected).
     pub fn remove_socket(&self, user_id: &str) {
+        let key = self.keys.hash_one(user_id);
         let mut sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = sockets.get_mut(user_id) {
+        if let Some(n) = sockets.get_mut(&key) {
             *n -= 1;
             if *n == 0 {
-                sockets.remove(user_id);
+                sockets.remove(&key);
             }
         }
     }

@@ -375,6 +375,44 @@ async fn active_users_are_the_same_from_every_node(topology: Topology) {
     assert_eq!(Value::Array(paged), views[0]["activeUsers"]);
 }
 
+/// A node loads its Lua scripts (presence and recovery) before its first socket: the first
+/// connects and disconnects after a start meet no `NOSCRIPT` (each one failed, reloaded and
+/// retried; they showed in `INFO errorstats` and in the benchmarks' commandstats).
+#[tokio::test]
+async fn first_calls_after_a_start_meet_no_noscript() {
+    let redis = RedisServer::start().await;
+    let node = TestNode::cluster(shared_dir(), &redis.url(), "node-a").await;
+    let mut sockets = Vec::new();
+    for i in 0..5 {
+        sockets.push(node.socket(&format!("u{i}"), Role::User).await);
+    }
+    assert!(
+        eventually(LONG, || async {
+            active_users(&node, "").await["count"] == 5
+        })
+        .await
+    );
+    for s in &sockets {
+        s.close();
+    }
+    assert!(
+        eventually(LONG, || async {
+            active_users(&node, "").await["count"] == 0
+        })
+        .await
+    );
+    let errors = crate::helpers::redis::info(redis.port, "errorstats");
+    assert!(
+        !errors.contains("NOSCRIPT"),
+        "Redis saw NOSCRIPT errors:\n{errors}"
+    );
+    let calls = crate::helpers::redis::info(redis.port, "commandstats");
+    assert!(
+        calls.contains("cmdstat_evalsha"),
+        "the scripts ran:\n{calls}"
+    );
+}
+
 #[tokio::test]
 async fn node_killed_without_warning_stops_counting_within_the_ttl_and_is_announced_once() {
     let redis = RedisServer::start().await;

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::cluster::{LONG, active_users, queued_statuses, readyz, shared_dir, status_of};
 use crate::helpers::redis::{RedisCluster, RedisServer, SentinelGroup, TcpProxy, cli};
-use crate::helpers::{Sio, TEST_HEARTBEAT_SECS, TestNode, eventually};
+use crate::helpers::{Sio, TestNode, eventually, heartbeats_pass};
 
 /// The longest an acknowledged message may take to reach the other node across a failover
 /// (docs/cluster.md gives the measured figures and where the time goes).
@@ -266,8 +266,10 @@ impl Scene {
                 waiting.retain(|u| e["userId"] != *u);
             }
         }
-        // Let a heartbeat or two pass: a late reap or resync would announce now.
-        tokio::time::sleep(Duration::from_secs(TEST_HEARTBEAT_SECS * 2)).await;
+        // Two heartbeats on each node: a late reap or resync would announce now.
+        let (a_beat, b_beat) =
+            tokio::join!(heartbeats_pass(&self.a, 2), heartbeats_pass(&self.b, 2));
+        assert!(a_beat && b_beat, "{what}: both nodes kept beating");
         for admin in [&self.admin_a, &self.admin_b] {
             for user in ["u1", "u2", "u3", "u4", "a1", "a2"].iter().chain(joined) {
                 let statuses = queued_statuses(admin, user);
@@ -405,8 +407,11 @@ async fn readyz_rides_out_a_redis_blip_turns_503_after_the_grace_and_answers_at_
     }
     redis.resume();
     assert!(eventually(LONG, || async { readyz(node.port).await == 200 }).await);
-    // Let the watcher see Redis answer again, so the next outage starts its own grace.
-    tokio::time::sleep(switchboard::http::health::PROBE_INTERVAL * 3).await;
+    // The watcher has seen Redis answer again, so the next outage starts its own grace.
+    assert!(
+        eventually(LONG, || async { node.state.readiness.adapter.reachable() }).await,
+        "the watcher saw Redis answer again"
+    );
 
     // A longer outage: 503 once the grace is over, and never slow to say so.
     redis.pause();

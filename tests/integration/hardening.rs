@@ -6,9 +6,11 @@ use std::time::Duration;
 use serde_json::json;
 use switchboard::domain::Role;
 
-use crate::helpers::{RedisServer, Sio, TestNode, WAIT, eventually};
+use switchboard::client_events::ClientEvent;
 
-/// How many sockets a ghost-presence test opens and closes at once.
+use crate::helpers::{RedisServer, Sio, TestNode, WAIT, eventually, heartbeats_pass};
+
+/// How many sockets a ghost-presence test opens and closes.
 const GHOSTS: usize = 100;
 
 /// `count` of `GET /api/socket/active-users`, asked by a staff token.
@@ -26,8 +28,32 @@ async fn active_sockets(node: &TestNode) -> u64 {
     body["count"].as_u64().unwrap()
 }
 
-/// Many sockets each send `user:online` and close at once; none may stay registered.
-async fn sockets_that_say_online_and_close_leave_no_ghost(node: &TestNode) {
+/// `GET /api/users/{id}/status`'s `status`, asked by a staff token.
+async fn status_of(node: &TestNode, id: &str) -> String {
+    let staff = node.token("ghost-watcher", Role::Admin);
+    let path = format!("/api/users/{id}/status");
+    let (status, body) = node
+        .call(reqwest::Method::GET, &path, Some(&staff), None)
+        .await;
+    assert_eq!(status, 200, "status: {body}");
+    body["status"].as_str().unwrap_or_default().to_owned()
+}
+
+/// `user:online` events the node has finished handling, whatever their outcome.
+fn user_online_handled(node: &TestNode) -> u64 {
+    let m = node.state.metrics.event(Some(ClientEvent::UserOnline));
+    m.outcomes.iter().map(|c| c.get()).sum()
+}
+
+/// Sockets each send `user:online` and close while it is being handled; none may stay
+/// registered, and every user ends offline.
+///
+/// The race at its worst, every time: the node's test hook holds each `user:online` after its
+/// first "is the socket gone" check and before its presence write, until that socket's
+/// disconnect has been handled completely (the socket is already out of presence). Only the
+/// check after the write can then take the socket out again. (Closing 100 sockets right after
+/// their `user:online` never lost this race here, with or without the fix.)
+async fn a_user_online_held_past_its_disconnect_leaves_no_ghost(node: &TestNode) {
     let mut sockets = Vec::with_capacity(GHOSTS);
     for i in 0..GHOSTS {
         let id = format!("ghost-{i}");
@@ -40,30 +66,50 @@ async fn sockets_that_say_online_and_close_leave_no_ghost(node: &TestNode) {
         .await,
         "every socket registered"
     );
+    node.state.test_hooks.hold_registrations();
+    let handled = user_online_handled(node);
 
-    // Several each, so that some are still queued when the disconnect is handled.
     for (s, id) in &sockets {
-        for _ in 0..10 {
-            s.emit("user:online", json!({ "userId": id }));
-        }
+        s.emit("user:online", json!({ "userId": id }));
+    }
+    assert!(
+        eventually(WAIT, || async { node.state.test_hooks.held() == GHOSTS }).await,
+        "every user:online held before its presence write ({} held)",
+        node.state.test_hooks.held()
+    );
+    for (s, _) in &sockets {
         s.close();
     }
-
-    let gone = eventually(Duration::from_secs(10), || async {
-        active_sockets(node).await == 0
-    })
-    .await;
+    // Settled: every disconnect handled, and every held user:online let go and finished.
     assert!(
-        gone,
-        "{} of {GHOSTS} closed sockets still listed as active",
-        active_sockets(node).await
+        eventually(Duration::from_secs(10), || async {
+            node.state.metrics.sockets_connected.get() == 0
+                && user_online_handled(node) == handled + GHOSTS as u64
+        })
+        .await,
+        "sockets left: {}, user:online handled: {} of {GHOSTS}",
+        node.state.metrics.sockets_connected.get(),
+        user_online_handled(node) - handled
     );
+
+    let ghosts = active_sockets(node).await;
+    assert_eq!(
+        ghosts, 0,
+        "{ghosts} of {GHOSTS} closed sockets still listed as active"
+    );
+    let mut online = Vec::new();
+    for (_, id) in &sockets {
+        if status_of(node, id).await != "offline" {
+            online.push(id.as_str());
+        }
+    }
+    assert!(online.is_empty(), "still online: {online:?}");
 }
 
 #[tokio::test]
 async fn a_late_user_online_never_re_registers_a_closed_socket() {
     let node = TestNode::start().await;
-    sockets_that_say_online_and_close_leave_no_ghost(&node).await;
+    a_user_online_held_past_its_disconnect_leaves_no_ghost(&node).await;
 }
 
 #[tokio::test]
@@ -71,10 +117,10 @@ async fn a_late_user_online_never_re_registers_a_closed_socket_in_redis() {
     let redis = RedisServer::start().await;
     let data = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let node = TestNode::cluster(data, &redis.url(), "ghost-node").await;
-    sockets_that_say_online_and_close_leave_no_ghost(&node).await;
+    a_user_online_held_past_its_disconnect_leaves_no_ghost(&node).await;
     // Across heartbeats too: the node's resync must not write a ghost back.
-    tokio::time::sleep(Duration::from_secs(crate::helpers::TEST_HEARTBEAT_SECS * 2)).await;
-    assert_eq!(active_sockets(&node).await, 0);
+    assert!(heartbeats_pass(&node, 2).await, "two heartbeats passed");
+    assert_eq!(active_sockets(&node).await, 0, "after two heartbeats");
 }
 
 /// Peak resident memory (`VmHWM`) of process `pid`, in KiB.

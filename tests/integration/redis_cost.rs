@@ -16,7 +16,7 @@ use switchboard::domain::Role;
 
 use crate::cluster::{LONG, active_users, send, shared_dir};
 use crate::helpers::redis::info;
-use crate::helpers::{RedisServer, TEST_HEARTBEAT_SECS, TestNode, eventually};
+use crate::helpers::{RedisServer, TestNode, eventually, heartbeats_pass};
 
 /// Commands (`cmdstat_NAME:calls=N`) and network bytes of the server so far.
 #[derive(Default, Clone)]
@@ -82,16 +82,18 @@ async fn redis_cost_per_operation() {
     assert!(eventually(LONG, || async { active_users(&a, "").await["count"] == 2 }).await);
     let port = redis.port;
 
-    // Heartbeats: two idle nodes for a while.
+    // Heartbeats: two idle nodes for a while (at least BEATS heartbeats each), counted.
     const BEATS: u64 = 5;
-    let before = usage(port);
-    tokio::time::sleep(Duration::from_secs(BEATS * TEST_HEARTBEAT_SECS)).await;
-    let after = usage(port);
+    let beats = || a.state.metrics.presence_heartbeats() + b.state.metrics.presence_heartbeats();
+    let (before, beats_before) = (usage(port), beats());
+    let (a_beat, b_beat) = tokio::join!(heartbeats_pass(&a, BEATS), heartbeats_pass(&b, BEATS));
+    assert!(a_beat && b_beat, "both nodes kept beating");
+    let (after, beats_after) = (usage(port), beats());
     report(
         "per node per heartbeat interval (idle, incl. readiness probes)",
         &before,
         &after,
-        (2 * BEATS) as f64,
+        (beats_after - beats_before) as f64,
     );
 
     // Chat messages: one sender, staff on the other node.

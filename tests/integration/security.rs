@@ -2,6 +2,8 @@
 //! HTTP, file access over real HTTP, `fileUrl` over a real socket, and the modes of `DATA_DIR`
 //! on disk after a real node started on it.
 
+use std::time::Duration;
+
 use reqwest::Method;
 use serde_json::{Value, json};
 use switchboard::domain::Role;
@@ -143,6 +145,68 @@ async fn configured_audience_and_issuer_are_required() {
         }
         assert_refused(&node, &signed(claims), why).await;
     }
+}
+
+/// Unix time now, in seconds with their fraction.
+fn now_precise() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[tokio::test]
+async fn a_socket_is_closed_when_its_token_expires_and_one_with_a_long_token_stays() {
+    // A 1 s leeway (JWT_LEEWAY_SECS), so the test takes seconds rather than half a minute.
+    const LEEWAY: i64 = 1;
+    let node = TestNode::start_with(|c| c.jwt_leeway_secs = LEEWAY as u64).await;
+    let exp = now() + 2;
+    let short_token = signed(json!({ "id": "short-lived", "role": "user", "exp": exp }));
+    let short = Sio::connect(node.port, Some(&short_token))
+        .await
+        .expect("a token 2 s from expiry connects");
+    let long = node.socket("long-lived", Role::User).await;
+    let ack = short
+        .ack("user:online", json!({ "userId": "short-lived" }))
+        .await;
+    assert_eq!(
+        ack["ok"], true,
+        "the short-lived socket works meanwhile: {ack}"
+    );
+
+    // The node must close it at exp + leeway; allow the once-a-second sweep and a little more.
+    let deadline = (exp + LEEWAY) as f64;
+    let bound = (deadline + 1.5 - now_precise()).max(0.0);
+    let closed = short.closed(Duration::from_secs_f64(bound)).await;
+    let closed_at = now_precise();
+    eprintln!(
+        "closed {:.2} s after exp + leeway",
+        closed_at - (exp + LEEWAY) as f64
+    );
+
+    assert!(
+        closed,
+        "the socket of an expired token was still open {:.1} s past exp + leeway",
+        closed_at - deadline
+    );
+    assert!(
+        closed_at >= deadline,
+        "closed {:.2} s before exp + leeway",
+        deadline - closed_at
+    );
+    assert_eq!(node.state.metrics.sockets_expired.get(), 1);
+    match Sio::connect(node.port, Some(&short_token)).await {
+        Err(ConnectError::Refused(m)) => assert!(m.starts_with("UNAUTHORIZED"), "{m}"),
+        other => panic!("the expired token reconnected: {:?}", other.map(|s| s.sid)),
+    }
+    assert!(
+        !long.closed(Duration::ZERO).await,
+        "the long-lived socket was closed"
+    );
+    let ack = long
+        .ack("user:online", json!({ "userId": "long-lived" }))
+        .await;
+    assert_eq!(ack["ok"], true, "the long-lived socket still works: {ack}");
 }
 
 /// The permission bits of `path`.

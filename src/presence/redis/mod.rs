@@ -180,6 +180,19 @@ impl RedisPresence {
         self.resyncs.load(Ordering::Relaxed)
     }
 
+    /// Loads every script into Redis's script cache (every master of a Redis Cluster), so that
+    /// the first calls after a start or a failover do not each meet `NOSCRIPT` and reload.
+    pub async fn load_scripts(&self) -> Result<(), PresenceError> {
+        for script in self.scripts.all() {
+            match tokio::time::timeout(CALL_TIMEOUT, script.load(&self.client)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(unavailable(e)),
+                Err(_) => return Err(unavailable("loading the presence scripts timed out")),
+            }
+        }
+        Ok(())
+    }
+
     async fn run(
         &self,
         script: &Script,
@@ -220,6 +233,8 @@ impl RedisPresence {
     /// the `online` ones that only restore what Redis forgot.
     async fn resync(&self) -> Result<Vec<Transition>, PresenceError> {
         let _exclusive = self.gate.write().await;
+        // A resync follows a reconnect or a lost key: the server may have an empty script cache.
+        self.load_scripts().await?;
         let mut args = vec![
             self.node.clone(),
             self.ttl_ms(),

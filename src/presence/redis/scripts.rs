@@ -146,7 +146,8 @@ if #ids > 0 then entries = redis.call('HMGET', KEYS[2], unpack(ids)) end
 return {redis.call('HLEN', KEYS[2]), redis.call('HLEN', KEYS[3]), ids, entries}
 "#;
 
-/// The scripts, loaded on first use (and again after a Redis restart: `NOSCRIPT` reloads).
+/// The scripts, loaded at start-up and before every resync (a restarted or promoted Redis has
+/// an empty script cache; Redis 7 does not replicate it), and on `NOSCRIPT` in between.
 pub(super) struct Scripts {
     /// Registers a socket; says whether its user came online and whether our key was lost.
     pub(super) connect: Script,
@@ -176,6 +177,18 @@ impl Scripts {
             status: Script::from_lua(STATUS),
             page: Script::from_lua(PAGE),
         }
+    }
+
+    pub(super) fn all(&self) -> [&Script; 7] {
+        [
+            &self.connect,
+            &self.disconnect,
+            &self.heartbeat,
+            &self.resync,
+            &self.withdraw,
+            &self.status,
+            &self.page,
+        ]
     }
 }
 

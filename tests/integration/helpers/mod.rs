@@ -285,3 +285,15 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Waits until `node` has finished `n` presence heartbeats that began after this call (the one
+/// running now, if any, does not count), within `n + 2` heartbeat intervals; returns whether it
+/// did. What a test waits on for "a heartbeat (and its resync) has passed".
+pub async fn heartbeats_pass(node: &TestNode, n: u64) -> bool {
+    let start = node.state.metrics.presence_heartbeats();
+    let every = Duration::from_secs(node.state.config.heartbeat_interval_secs);
+    eventually(every * (n as u32 + 2), || async {
+        node.state.metrics.presence_heartbeats() > start + n
+    })
+    .await
+}

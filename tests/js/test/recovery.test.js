@@ -11,7 +11,7 @@ import { rmSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { io } from 'socket.io-client';
 import {
-  Client, api, connect, makeUser, openChat, startNode, tempDataDir, waitUntil,
+  Client, api, connect, makeUser, openChat, startNode, tempDataDir, token, waitUntil,
 } from '../lib/harness.js';
 
 /** A TCP proxy to `port` that can cut its connections and hold new ones back. */
@@ -279,9 +279,13 @@ describe('connection state recovery', () => {
     const reloaded = await connect(node, alice);
     await staff.barrier();
     reloaded.close();
-    const during = await api(node, 'GET', `/api/users/${alice.id}/status`, { user: admin });
+    // The close reaches the node a moment later: wait until it has no socket of hers, then
+    // (the grace is 1 s) she is still online.
+    const during = await waitUntil(async () => {
+      const r = await api(node, 'GET', `/api/users/${alice.id}/status`, { user: admin });
+      return r.body.sockets === 0 && r;
+    }, { timeout: 900, what: 'the node to see the close' });
     assert.equal(during.body.status, 'online', 'still online during the grace');
-    assert.equal(during.body.sockets, 0);
     assert.equal((await staff.waitFor('user:status', status, 5000)).status, 'offline');
     const afterGrace = await api(node, 'GET', `/api/users/${alice.id}/status`, { user: admin });
     assert.equal(afterGrace.body.status, 'offline');
@@ -331,5 +335,50 @@ describe('connection state recovery', () => {
     await sock.barrier();
     assert.deepEqual(seqs(sock, chat.id), [1, ...posted]);
     assert.equal(sock.received('receiveReportMessage').length, 1);
+  });
+
+  test('a socket whose token expires is closed, reconnects with the fresh token its auth function gives, and is recovered', async () => {
+    // No leeway: the transport is closed as soon as `exp` passes.
+    const node = await startNode({ env: { JWT_LEEWAY_SECS: '0' } });
+    cleanup.push(() => node.destroy());
+    const alice = makeUser('alice');
+    const admin = makeUser('admin', 'admin');
+    const chat = await openChat(node, alice, { title: 'Expiry' });
+    const staff = await connect(node, admin);
+    cleanup.push(() => staff.close());
+    const now = () => Math.floor(Date.now() / 1000);
+    // A frontend whose `auth` is a function: the first token lives 2 s, later ones an hour.
+    const handed = [];
+    const auth = (cb) => {
+      handed.push(handed.length === 0 ? now() + 2 : now() + 3600);
+      cb({ token: token(alice.id, 'user', { exp: handed.at(-1), name: alice.name }) });
+    };
+    const socket = io(node.url, {
+      auth, transports: ['websocket'], forceNew: true, reconnectionDelay: 100, reconnectionDelayMax: 300,
+    });
+    const sock = new Client(socket, alice);
+    cleanup.push(() => sock.close());
+    await connected(sock);
+    assert.equal(socket.recovered, false);
+
+    const reason = await new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('not closed within 4 s of exp')), (handed[0] - now() + 4) * 1000);
+      socket.once('disconnect', (r) => {
+        clearTimeout(t);
+        resolve(r);
+      });
+    });
+    assert.ok(now() >= handed[0], 'closed no earlier than exp');
+    assert.equal(reason, 'transport close', 'the transport, so the client reconnects by itself');
+    const back = nextConnect(sock);
+    const sent = await staff.ack('message:send', { chatId: chat.id, message: { content: 'while away' } });
+    assert.equal(sent.ok, true);
+    await back;
+
+    assert.equal(socket.recovered, true, 'the session resumed with the new token');
+    assert.equal(handed.length, 2, 'one fresh token for the reconnect');
+    await sock.waitFor('message:new', (d) => d.message.seq === sent.message.seq);
+    await sock.barrier();
+    assert.deepEqual(seqs(sock, chat.id), [sent.message.seq], 'the message of the gap once');
   });
 });
