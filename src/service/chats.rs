@@ -317,7 +317,7 @@ impl AppState {
         for m in &mut messages {
             m.apply_delivery(&chat.delivered);
         }
-        self.note_fetched(user, &chat, &messages);
+        self.deliver_fetched(user, &chat, &messages).await;
         Ok((messages, has_more))
     }
 }

@@ -57,8 +57,9 @@ impl AppState {
 
     /// `chat:sync` or the REST history returned `messages` to `user`: the newest one of the
     /// other side that is neither read nor delivered yet becomes delivered, and every earlier
-    /// one with it.
-    pub(crate) fn note_fetched(&self, user: &AuthUser, chat: &Chat, messages: &[Message]) {
+    /// one with it. Written before the caller answers, not coalesced (one write per fetch that
+    /// moves the mark), so that every later call shows `delivered` (PROTOCOL.md).
+    pub(crate) async fn deliver_fetched(&self, user: &AuthUser, chat: &Chat, messages: &[Message]) {
         let side = Side::of(user.role);
         let newest = messages
             .iter()
@@ -75,7 +76,12 @@ impl AppState {
                 to: user.id.clone(),
                 at: now(),
             };
-            self.schedule_delivery(chat, side, mark, false);
+            let fetched = DeliveryPending {
+                certain: Some(mark),
+                live: None,
+                participants: chat.participants.clone(),
+            };
+            self.flush_delivery(&chat.id, side, fetched, None).await;
         }
     }
 
@@ -110,7 +116,8 @@ impl AppState {
             before.into_iter().find(|m| m.recipient_side() == side)
         };
         if let Some(m) = target {
-            self.note_fetched(user, &chat, std::slice::from_ref(&m));
+            self.deliver_fetched(user, &chat, std::slice::from_ref(&m))
+                .await;
         }
         Ok(())
     }
