@@ -9,8 +9,14 @@
 #   loadtest/sweeps.sh                      # 3 rounds, the README's rates
 #   ROUNDS=5 OUT=/tmp/sweeps loadtest/sweeps.sh
 #
-# Bounded: ROUNDS x 4 sweeps, each bounded by bench.sh (fixed steps of fixed length).
-# Env: ROUNDS, RATES, OUT (default loadtest/results/sweeps), SWITCHBOARD_BIN, LOADGEN_BIN.
+# EXTRA adds Switchboard configurations to every round, for before/after figures in the same
+# runs: space-separated `name:nodes:binary[:VAR=value,...]` (the binary `-` is SWITCHBOARD_BIN),
+#
+#   EXTRA="before-1:1:/work/bins/switchboard-old before-2:2:/work/bins/switchboard-old \
+#          nolog-1:1:-:RECOVERY_WINDOW_SECS=0" loadtest/sweeps.sh
+#
+# Bounded: ROUNDS x (4 + EXTRA) sweeps, each bounded by bench.sh (fixed steps of fixed length).
+# Env: ROUNDS, RATES, OUT (default loadtest/results/sweeps), SWITCHBOARD_BIN, LOADGEN_BIN, EXTRA.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-3}
@@ -31,27 +37,40 @@ machine_state() {
   } >>"$log"
 }
 
+extra=(${EXTRA:-})
 for round in $(seq 1 "$rounds"); do
-  for config in sb-1 sb-2 node-1 node-2; do
+  for config in sb-1 sb-2 node-1 node-2 "${extra[@]}"; do
     system=switchboard
     nodes=1
+    bin=${SWITCHBOARD_BIN:-}
+    vars=()
     case $config in
+      sb-1) ;;
       sb-2) nodes=2 ;;
       node-1) system=baseline ;;
       node-2) system=baseline nodes=2 ;;
+      *:*:*)
+        IFS=: read -r name nodes b v <<<"$config"
+        [ "$b" = - ] || bin=$b
+        [ -z "${v:-}" ] || IFS=, read -r -a vars <<<"$v"
+        config=$name
+        ;;
+      *) echo "EXTRA entry '$config' is not name:nodes:binary[:VAR=value,...]" >&2; exit 2 ;;
     esac
     label="$config-r$round"
     machine_state "$label"
-    NODES=$nodes LABEL=$label loadtest/bench.sh fanout "$system" "${flags[@]}" >"$out/$label.log" 2>&1 ||
+    env ${bin:+SWITCHBOARD_BIN=$bin} "${vars[@]}" NODES=$nodes LABEL=$label \
+      loadtest/bench.sh fanout "$system" "${flags[@]}" >"$out/$label.log" 2>&1 ||
       echo "run $label failed: see $out/$label.log"
   done
 done
 
-python3 - "$out" "$rounds" <<'EOF'
-import json, statistics, sys
+EXTRA_NAMES="$(for e in ${EXTRA:-}; do printf '%s ' "${e%%:*}"; done)" python3 - "$out" "$rounds" <<'EOF'
+import json, os, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 configs = [("sb-1", "Switchboard, 1 node"), ("sb-2", "Switchboard, 2 nodes + Redis"),
            ("node-1", "baseline, 1 node"), ("node-2", "baseline, 2 nodes + Redis")]
+configs += [(n, f"Switchboard, {n}") for n in os.environ.get("EXTRA_NAMES", "").split()]
 runs = {c: [] for c, _ in configs}
 lines = ["# Repeated fan-out sweeps", "",
          "1000 receivers of one room, one sender, rates swept up; a step passes with p99 <= 100 ms and",

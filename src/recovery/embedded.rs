@@ -8,6 +8,8 @@
 //! an expired row reads as absent and is deleted with the trim. Writes go through one
 //! connection behind a mutex on tokio's blocking pool, in WAL mode without a sync per commit:
 //! a node that loses power loses its recovery state, not its messages (those are in the store).
+//! Appends are group-committed: they queue, and one writer appends everything waiting in one
+//! transaction, so concurrent senders share a commit (and a trip to the blocking pool).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -45,6 +47,25 @@ CREATE TABLE IF NOT EXISTS recovery_sessions (
 /// Sessions and the log in `DATA_DIR/recovery.db`.
 pub struct EmbeddedRecovery {
     inner: Arc<Mutex<Inner>>,
+    /// Appends waiting for the writer: group commit, so that many senders' emissions at once
+    /// cost one transaction and one trip to the blocking pool, not one each.
+    queue: Arc<Mutex<AppendQueue>>,
+}
+
+#[derive(Default)]
+struct AppendQueue {
+    waiting: Vec<Append>,
+    /// A writer task is running and will take what is waiting.
+    writing: bool,
+}
+
+struct Append {
+    rooms: String,
+    except: String,
+    event: String,
+    payload: String,
+    min_ms: u64,
+    done: tokio::sync::oneshot::Sender<Result<Offset, String>>,
 }
 
 struct Inner {
@@ -109,6 +130,7 @@ impl EmbeddedRecovery {
                 last_ms,
                 appends: 0,
             })),
+            queue: Default::default(),
         })
     }
 
@@ -125,6 +147,84 @@ impl EmbeddedRecovery {
         .map_err(failed)?
         .map_err(failed)
     }
+}
+
+/// The writer: takes what is waiting, appends it in one transaction (in queue order, so offsets
+/// follow the order the emitters took their turns in), answers each, and repeats until the
+/// queue is empty. Runs on the blocking pool; one at a time.
+fn write_appends(inner: &Mutex<Inner>, queue: &Mutex<AppendQueue>) {
+    // If the writer dies (a panic), the next append starts another.
+    struct Stopped<'a>(&'a Mutex<AppendQueue>);
+    impl Drop for Stopped<'_> {
+        fn drop(&mut self) {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).writing = false;
+        }
+    }
+    let _stopped = Stopped(queue);
+    loop {
+        let batch = {
+            let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+            if q.waiting.is_empty() {
+                q.writing = false;
+                return;
+            }
+            std::mem::take(&mut q.waiting)
+        };
+        let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+        match append_all(&mut guard, &batch) {
+            Ok(offsets) => {
+                for (entry, offset) in batch.into_iter().zip(offsets) {
+                    let _ = entry.done.send(Ok(offset));
+                }
+            }
+            Err(e) => {
+                for entry in batch {
+                    let _ = entry.done.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+/// Appends a batch in one transaction, trimming when the count of appends passes a multiple of
+/// [`TRIM_EVERY`].
+fn append_all(inner: &mut Inner, batch: &[Append]) -> rusqlite::Result<Vec<Offset>> {
+    let Inner {
+        conn,
+        last_ms,
+        appends,
+    } = inner;
+    let tx = conn.transaction()?;
+    let mut offsets = Vec::with_capacity(batch.len());
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO recovery_log (ms, rooms, except_rooms, event, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for a in batch {
+            let ms = now_ms().max(*last_ms);
+            insert.execute(params![int(ms), a.rooms, a.except, a.event, a.payload])?;
+            offsets.push(Offset {
+                ms,
+                seq: tx.last_insert_rowid() as u64,
+            });
+            *last_ms = ms;
+        }
+    }
+    let before = *appends;
+    *appends += batch.len() as u64;
+    if *appends / TRIM_EVERY != before / TRIM_EVERY {
+        let min_ms = batch.iter().map(|a| a.min_ms).max().unwrap_or(0);
+        tx.execute(
+            "DELETE FROM recovery_log WHERE ms < ?1",
+            params![int(min_ms)],
+        )?;
+        tx.execute(
+            "DELETE FROM recovery_sessions WHERE expires_ms < ?1",
+            params![int(now_ms())],
+        )?;
+    }
+    tx.commit()?;
+    Ok(offsets)
 }
 
 fn row_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<LoggedEvent> {
@@ -155,29 +255,28 @@ impl RecoveryBackend for EmbeddedRecovery {
         payload: &str,
         min_ms: u64,
     ) -> Result<Offset, BackendError> {
-        let (rooms, except) = (rooms.join("\n"), except.join("\n"));
-        let (event, payload) = (event.to_owned(), payload.to_owned());
-        self.with(move |inner| {
-            let ms = now_ms().max(inner.last_ms);
-            inner.conn.execute(
-                "INSERT INTO recovery_log (ms, rooms, except_rooms, event, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![int(ms), rooms, except, event, payload],
-            )?;
-            let id = inner.conn.last_insert_rowid() as u64;
-            inner.last_ms = ms;
-            inner.appends += 1;
-            if inner.appends % TRIM_EVERY == 0 {
-                inner
-                    .conn
-                    .execute("DELETE FROM recovery_log WHERE ms < ?1", params![int(min_ms)])?;
-                inner.conn.execute(
-                    "DELETE FROM recovery_sessions WHERE expires_ms < ?1",
-                    params![int(now_ms())],
-                )?;
-            }
-            Ok(Offset { ms, seq: id })
-        })
-        .await
+        let (done, offset) = tokio::sync::oneshot::channel();
+        let entry = Append {
+            rooms: rooms.join("\n"),
+            except: except.join("\n"),
+            event: event.to_owned(),
+            payload: payload.to_owned(),
+            min_ms,
+            done,
+        };
+        let start_writer = {
+            let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            queue.waiting.push(entry);
+            !std::mem::replace(&mut queue.writing, true)
+        };
+        if start_writer {
+            let (inner, queue) = (self.inner.clone(), self.queue.clone());
+            tokio::task::spawn_blocking(move || write_appends(&inner, &queue));
+        }
+        offset
+            .await
+            .map_err(|_| BackendError("the recovery log writer stopped".into()))?
+            .map_err(BackendError)
     }
 
     async fn read(

@@ -3,10 +3,12 @@
 //! cluster-correct).
 //!
 //! Every trigger is noted in the node's [`DeliveryTracker`](crate::state::DeliveryTracker) under
-//! (chat, recipient side); the first one of a window schedules a flush [`FLUSH_AFTER`] later,
-//! which writes the highest `seq` with the store's forward-only `advance_delivered` and, when
-//! the mark moved, emits one `message:delivered`. A burst of messages to an online recipient is
-//! thus one store write per window, not one per message, and nothing is written per socket.
+//! (chat, recipient side); the first one of a quiet (chat, side) starts a flusher, which flushes
+//! [`FLUSH_AFTER`] later (the highest `seq`, written with the store's forward-only
+//! `advance_delivered`; when the mark moved, one `message:delivered`), then once per
+//! [`COOLDOWN`] for as long as triggers keep coming. A quiet chat's message is marked delivered
+//! within milliseconds; a busy chat costs at most one store write and one event per side and
+//! cooldown, however many messages it carries. Nothing is written per socket.
 //!
 //! Live deliveries are decided by the node that emitted `message:new` (the sender's node): at
 //! the flush it asks whether a recipient socket is connected anywhere in the cluster (the chat's
@@ -24,11 +26,17 @@ use crate::domain::{
     AuthUser, Chat, ChatId, HistoryPage, Message, MessageId, MessageStatus, Side, now,
 };
 use crate::error::AppError;
-use crate::state::{AppState, DeliveryMark};
+use crate::state::{AppState, DeliveryMark, DeliveryPending};
 use crate::store::StoreOp;
 
-/// How long triggers for one (chat, side) gather before their one store write.
+/// How long the first triggers for a quiet (chat, side) gather before their one store write.
 pub const FLUSH_AFTER: Duration = Duration::from_millis(5);
+
+/// After a flush, how long further triggers for the same (chat, side) gather before the next
+/// one: the bound on how late a busy chat's second check mark shows, and what keeps a sender
+/// of many messages per second from costing a store write and a `message:delivered` fan-out
+/// per message (`loadtest/README.md` has the figures).
+pub const COOLDOWN: Duration = Duration::from_secs(1);
 
 /// How far back a confirmation naming the caller's own message looks for the newest message of
 /// the other side.
@@ -168,37 +176,73 @@ impl AppState {
             .note(&chat.id, side, &chat.participants, mark, live)
         {
             let (state, chat) = (self.clone(), chat.id.clone());
-            tokio::spawn(async move {
-                tokio::time::sleep(FLUSH_AFTER).await;
-                state.flush_delivery(chat, side).await;
-            });
+            tokio::spawn(async move { state.run_flusher(chat, side).await });
         }
     }
 
-    /// One window's store write, and its `message:delivered` if the mark moved.
-    async fn flush_delivery(&self, chat: ChatId, side: Side) {
-        let Some(pending) = self.delivery.take(&chat, side) else {
-            return;
-        };
+    /// The one flusher of (chat, side): a window [`FLUSH_AFTER`] after the first trigger, then,
+    /// while a recipient stays connected, one per [`COOLDOWN`] until a cooldown passes with no
+    /// trigger. With no recipient connected (or none checked), the next window is again
+    /// [`FLUSH_AFTER`] long: a live mark needs a prompt check of who could have got it.
+    async fn run_flusher(&self, chat: ChatId, side: Side) {
+        let mut connected = None;
+        loop {
+            let wait = if connected == Some(true) {
+                COOLDOWN
+            } else {
+                FLUSH_AFTER
+            };
+            tokio::time::sleep(wait).await;
+            match self.delivery.take(&chat, side) {
+                Some(pending) => {
+                    connected = self.flush_delivery(&chat, side, pending, connected).await;
+                }
+                None => {
+                    if self.delivery.finish_if_idle(&chat, side) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One window's store write, and its `message:delivered` if the mark moved. Returns
+    /// whether a recipient is connected, as last checked (for the next window's live check;
+    /// `None` while never checked).
+    ///
+    /// A live mark counts if a recipient is connected now. A window after a cooldown spans up
+    /// to a second, but it only follows a check that found a recipient connected: one who left
+    /// inside it leaves its marks `sent` (their next fetch delivers them), and one who was
+    /// offline at the last check gets short windows again.
+    async fn flush_delivery(
+        &self,
+        chat: &ChatId,
+        side: Side,
+        pending: DeliveryPending,
+        was_connected: Option<bool>,
+    ) -> Option<bool> {
         let mut best = pending.certain;
+        let mut connected = was_connected;
         if let Some(live) = pending.live {
             if best.as_ref().is_none_or(|c| c.seq < live.seq) {
-                if let Some(to) = self.recipient_connected(side, &pending.participants).await {
+                let now = self.recipient_connected(side, &pending.participants).await;
+                connected = Some(now.is_some());
+                if let Some(to) = now {
                     best = Some(DeliveryMark { to, ..live });
                 }
             }
         }
-        let Some(mark) = best else { return };
+        let Some(mark) = best else { return connected };
         let moved = self
             .timed(
                 StoreOp::AdvanceDelivered,
-                self.store.advance_delivered(&chat, side, mark.seq),
+                self.store.advance_delivered(chat, side, mark.seq),
             )
             .await;
         match moved {
             Ok(true) => {
                 let payload = MessageDelivered {
-                    chat_id: &chat,
+                    chat_id: chat,
                     message_id: &mark.message_id,
                     delivered_to: &mark.to,
                     delivered_at: mark.at,
@@ -215,6 +259,7 @@ impl AppState {
             // The status stays `sent`; the recipient's next fetch delivers it.
             Err(e) => tracing::warn!(chat = %chat, error = %e.message, "delivery not recorded"),
         }
+        connected
     }
 
     /// A connected recipient of `side`, if there is one: the chat's user (its first

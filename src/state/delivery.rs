@@ -1,9 +1,12 @@
 //! The per-node delivery coalescer: delivery triggers noted per (chat, recipient side), keeping
-//! only the highest `seq`, and flushed as one store write a few milliseconds later
-//! (`service/delivery.rs` flushes; `docs/delivery.md`).
+//! only the highest `seq`, and flushed as one store write a few milliseconds later, then at
+//! most once per cooldown while triggers keep coming and a recipient is connected (`service/delivery.rs` flushes;
+//! `docs/delivery.md`).
 //!
-//! Noting a trigger is one short mutex section and a map lookup: the first trigger of a window
-//! allocates the entry (and the caller schedules its flush), later ones only compare `seq`s.
+//! Noting a trigger is one short mutex section and a map lookup: the first trigger of a quiet
+//! (chat, side) allocates the entry (and the caller starts its flusher), later ones only
+//! compare `seq`s. The entry stays while its flusher runs, so triggers in the cooldown join the
+//! next window instead of starting a flusher of their own.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,7 +23,7 @@ pub struct Mark {
     pub at: Timestamp,
 }
 
-/// What is waiting to be flushed for one (chat, side).
+/// What one window of a (chat, side) has to flush.
 #[derive(Debug, Default)]
 pub struct Pending {
     /// Known deliveries: `chat:sync`, history, a client's confirmation.
@@ -30,6 +33,12 @@ pub struct Pending {
     pub live: Option<Mark>,
     /// The chat's participants, for the rooms of `message:delivered` and the live check.
     pub participants: Vec<String>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.certain.is_none() && self.live.is_none()
+    }
 }
 
 /// Triggers waiting for their flush, per (chat, recipient side).
@@ -45,8 +54,8 @@ fn keep_max(slot: &mut Option<Mark>, mark: Mark) {
 }
 
 impl DeliveryTracker {
-    /// Notes a trigger; `true` when nothing was pending for this (chat, side), so the caller
-    /// schedules the flush.
+    /// Notes a trigger; `true` when no flusher runs for this (chat, side), so the caller starts
+    /// one.
     pub fn note(
         &self,
         chat: &ChatId,
@@ -58,10 +67,10 @@ impl DeliveryTracker {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let key = (chat.clone(), side);
         let first = !pending.contains_key(&key);
-        let entry = pending.entry(key).or_insert_with(|| Pending {
-            participants: participants.to_vec(),
-            ..Pending::default()
-        });
+        let entry = pending.entry(key).or_default();
+        if entry.participants != participants {
+            entry.participants = participants.to_vec();
+        }
         keep_max(
             if live {
                 &mut entry.live
@@ -73,9 +82,74 @@ impl DeliveryTracker {
         first
     }
 
-    /// Takes what is pending for (chat, side), for its flush.
+    /// Takes the window's marks for its flush; the entry stays (the flusher runs on), so the
+    /// triggers of the cooldown gather in it. `None` if nothing was noted since the last take.
     pub fn take(&self, chat: &ChatId, side: Side) -> Option<Pending> {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending.remove(&(chat.clone(), side))
+        let entry = pending.get_mut(&(chat.clone(), side))?;
+        if entry.is_empty() {
+            return None;
+        }
+        Some(Pending {
+            certain: entry.certain.take(),
+            live: entry.live.take(),
+            participants: entry.participants.clone(),
+        })
+    }
+
+    /// Ends the flusher of (chat, side) if nothing was noted since its last take (`true`: the
+    /// entry is gone, the next trigger starts a new flusher); `false`: another window is due.
+    pub fn finish_if_idle(&self, chat: &ChatId, side: Side) -> bool {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (chat.clone(), side);
+        match pending.get(&key) {
+            Some(entry) if !entry.is_empty() => false,
+            _ => {
+                pending.remove(&key);
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark(seq: u64) -> Mark {
+        Mark {
+            seq,
+            message_id: MessageId::from_trusted(format!("m{seq}")),
+            to: String::new(),
+            at: crate::domain::now(),
+        }
+    }
+
+    #[test]
+    fn triggers_in_a_cooldown_join_the_next_window_without_a_second_flusher() {
+        let t = DeliveryTracker::default();
+        let chat = ChatId::from_trusted("c".to_owned());
+        let who = ["u".to_owned(), "s".to_owned()];
+        assert!(t.note(&chat, Side::Staff, &who, mark(1), true));
+        assert_eq!(
+            t.take(&chat, Side::Staff)
+                .and_then(|p| p.live)
+                .map(|m| m.seq),
+            Some(1)
+        );
+        // The flusher cools down: new triggers gather, none starts a flusher.
+        assert!(!t.note(&chat, Side::Staff, &who, mark(3), true));
+        assert!(!t.note(&chat, Side::Staff, &who, mark(2), true));
+        assert!(!t.finish_if_idle(&chat, Side::Staff));
+        assert_eq!(
+            t.take(&chat, Side::Staff)
+                .and_then(|p| p.live)
+                .map(|m| m.seq),
+            Some(3)
+        );
+        assert!(t.take(&chat, Side::Staff).is_none());
+        assert!(t.finish_if_idle(&chat, Side::Staff));
+        // Quiet again: the next trigger starts a flusher.
+        assert!(t.note(&chat, Side::Staff, &who, mark(4), false));
     }
 }

@@ -408,3 +408,48 @@ async fn a_recovery_replay_delivers_what_the_recipient_missed() {
         ["delivered", "delivered"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_busy_chat_costs_one_delivery_write_per_cooldown_not_one_per_window() {
+    // Messages one after another (each sent once the previous reached staff): a few ms apart,
+    // so each would open a 5 ms window of its own without the cooldown.
+    let node = TestNode::start_with(|c| c.rate_limit_per_sec = 200).await;
+    let chat = staff_chat(&node, "a2", "u2").await;
+    let staff = node.socket("a2", Role::Admin).await;
+    let user = node.socket("u2", Role::User).await;
+    let before = delivery_writes(&node);
+    let mut last = Value::Null;
+    for i in 0..50 {
+        user.emit(
+            "message:send",
+            json!({ "chatId": chat, "message": { "content": format!("busy {i}") } }),
+        );
+        last = staff
+            .try_event("message:new", LONG)
+            .await
+            .expect("message:new");
+    }
+    assert!(
+        eventually(LONG, || async {
+            statuses(&node, &chat, "u2", Role::User)
+                .await
+                .iter()
+                .all(|s| s == "delivered")
+        })
+        .await,
+        "all 50 delivered"
+    );
+    let mut events = 0;
+    while let Some(e) = staff.try_event("message:delivered", LONG).await {
+        events += 1;
+        if e["messageId"] == last["message"]["id"] {
+            break;
+        }
+    }
+    let writes = delivery_writes(&node) - before;
+    eprintln!("50 messages in a row: {writes} delivery store writes, {events} message:delivered");
+    assert!(
+        (1..=3).contains(&writes) && (1..=3).contains(&events),
+        "one write and one event per cooldown: {writes} writes, {events} events for 50 messages"
+    );
+}
