@@ -201,6 +201,11 @@ impl Application {
             .layer(axum::middleware::map_request(
                 crate::http::slim::slim_handshake,
             ))
+            // Outside the slimming: a refused handshake costs no copy (see `http/drain.rs`).
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::http::drain::refuse_new_sessions,
+            ))
             // Before the slimming, which drops the `Origin` header.
             .layer(axum::middleware::from_fn({
                 let allowed = AllowedOrigins::parse(&state.config.cors_origins);

@@ -17,6 +17,7 @@ use crate::state::AppState;
 
 pub mod chats;
 pub mod console;
+pub mod drain;
 pub mod health;
 pub mod origin;
 pub mod presence;

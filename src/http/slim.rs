@@ -20,16 +20,20 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
 /// accept key; hyper has already checked the upgrade headers by then).
 const SESSION_HEADERS: [HeaderName; 1] = [header::SEC_WEBSOCKET_KEY];
 
+/// Whether a `/socket.io/` request opens a new Engine.IO session: it names no `sid` (the
+/// handshake `GET`, a WebSocket upgrade that starts its own session).
+pub fn opens_session(uri: &Uri) -> bool {
+    !uri.query()
+        .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("sid=")))
+}
+
 /// `axum::middleware::map_request` function; other requests pass untouched.
 pub async fn slim_handshake(req: Request) -> Request {
     if !req.uri().path().starts_with("/socket.io") {
         return req;
     }
     let (mut parts, body) = req.into_parts();
-    let opens_session = !parts
-        .uri
-        .query()
-        .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("sid=")));
+    let opens_session = opens_session(&parts.uri);
     let mut slim = Request::new(body);
     *slim.method_mut() = parts.method;
     *slim.version_mut() = parts.version;

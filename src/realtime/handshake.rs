@@ -74,6 +74,8 @@ async fn authenticate<A: Adapter>(
     s: &SocketRef<A>,
     auth: Result<Handshake, socketioxide::ParserError>,
 ) -> Result<(), Refused> {
+    // New sessions are refused with HTTP 503 while draining (`http/drain.rs`); this is the
+    // narrow race of an Engine.IO session opened just before the drain began.
     if state.is_draining() {
         return Err(Refused(
             "UNAVAILABLE: this node is draining; reconnect".into(),
@@ -252,7 +254,7 @@ async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
         let rooms = user_rooms(&session.user);
         match resume {
             Some(claim) => {
-                super::recovery::replay(&state, recovery, &s, claim, &rooms).await;
+                super::recovery::replay(&state, recovery, &s, claim, &rooms, &session.user).await;
                 drop(replay_turn);
             }
             None => {

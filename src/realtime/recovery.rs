@@ -8,13 +8,16 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 use socketioxide_core::Value;
 
+use crate::domain::{AuthUser, ChatId, MessageId, Role, Side};
 use crate::recovery::{Claim, Offset, Recovery, offset_of_packet};
+use crate::service::events;
 use crate::state::AppState;
 
 /// Reads what the claimed session missed and sends it, then the broadcasts held since the
 /// handshake (minus those the replay carried). Runs in the connect handler: the socket is in
 /// its rooms, its broadcasts held (the middleware did both) and its `CONNECT` answer (with the
-/// session's old `pid`) sent.
+/// session's old `pid`) sent. Replayed messages to `user`'s side are then noted as delivered
+/// (`service/delivery.rs`), as a live hand-off would be.
 ///
 /// If the log cannot be read, the socket cannot be told it was not recovered after all: its
 /// session is forgotten and its transport closed, so its client reconnects at once, is refused
@@ -25,6 +28,7 @@ pub async fn replay<A: Adapter>(
     s: &SocketRef<A>,
     claim: Claim,
     rooms: &[String],
+    user: &AuthUser,
 ) {
     let sid = s.id.to_string();
     let missed = match recovery.missed(&claim, rooms).await {
@@ -47,6 +51,9 @@ pub async fn replay<A: Adapter>(
         tracing::warn!(error = %e, "could not hand the recovery session to the new socket");
     }
     let replayed: HashSet<Offset> = missed.iter().map(|e| e.offset).collect();
+    // The replayed `message:new` of the other side: a delivery trigger, noted after the replay.
+    let side = Side::of(user.role);
+    let mut delivered = Vec::new();
     s.release_broadcasts(
         || {
             for entry in &missed {
@@ -58,10 +65,14 @@ pub async fn replay<A: Adapter>(
                     }
                 };
                 let offset = entry.offset.to_string();
+                let message = (entry.event == events::MESSAGE_NEW)
+                    .then(|| delivered_message(&payload, side))
+                    .flatten();
                 if let Err(e) = s.emit(entry.event.as_str(), &(payload, offset)) {
                     tracing::warn!(error = %e, "replay incomplete");
                     break;
                 }
+                delivered.extend(message);
             }
         },
         |held| match held {
@@ -76,4 +87,24 @@ pub async fn replay<A: Adapter>(
         .events_replayed
         .inc_by(missed.len() as u64);
     tracing::debug!(socket_id = %sid, events = missed.len(), "session recovered");
+    if !delivered.is_empty() {
+        // Off the connect path: presence registration does not wait for the chat reads.
+        let (state, user) = (state.clone(), user.clone());
+        tokio::spawn(async move { state.note_replayed(&user, &delivered).await });
+    }
+}
+
+/// A replayed `message:new` payload's (chat, seq, message) when the replay delivers it: its
+/// recipients are `side` (the socket's own side sent nothing it receives as a delivery).
+fn delivered_message(payload: &serde_json::Value, side: Side) -> Option<(ChatId, u64, MessageId)> {
+    let message = &payload["message"];
+    let sender = Role::parse(message["senderRole"].as_str()?)?;
+    if Side::of(sender).other() != side {
+        return None;
+    }
+    Some((
+        ChatId::from_trusted(message["chatId"].as_str()?.to_owned()),
+        message["seq"].as_u64()?,
+        MessageId::from_trusted(message["id"].as_str()?.to_owned()),
+    ))
 }

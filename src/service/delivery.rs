@@ -85,6 +85,44 @@ impl AppState {
         }
     }
 
+    /// Connection state recovery replayed `message:new` events to a socket of `user`: per chat,
+    /// the newest replayed message of the other side is delivered (with every earlier one), as
+    /// if fetched. `replayed` holds (chat, seq, message) in replay order; one chat read per chat.
+    pub(crate) async fn note_replayed(
+        &self,
+        user: &AuthUser,
+        replayed: &[(ChatId, u64, MessageId)],
+    ) {
+        let side = Side::of(user.role);
+        let mut newest: Vec<&(ChatId, u64, MessageId)> = Vec::new();
+        for r in replayed {
+            match newest.iter_mut().find(|n| n.0 == r.0) {
+                Some(n) if n.1 < r.1 => *n = r,
+                Some(_) => {}
+                None => newest.push(r),
+            }
+        }
+        for (chat_id, seq, message_id) in newest {
+            let chat = match self.chat_for(user, chat_id).await {
+                Ok(chat) => chat,
+                Err(e) => {
+                    tracing::debug!(chat = %chat_id, error = %e.message, "replayed delivery not noted");
+                    continue;
+                }
+            };
+            if *seq <= chat.delivered.of(side) {
+                continue;
+            }
+            let mark = DeliveryMark {
+                seq: *seq,
+                message_id: message_id.clone(),
+                to: user.id.clone(),
+                at: now(),
+            };
+            self.schedule_delivery(&chat, side, mark, false);
+        }
+    }
+
     /// The client's `message:delivered`: every message up to `message_id` that the caller's
     /// side did not send is delivered. Participants and staff only (`FORBIDDEN` otherwise).
     pub async fn confirm_delivered(

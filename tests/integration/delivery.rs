@@ -1,6 +1,7 @@
 //! Delivery status over real sockets (`docs/delivery.md`): live delivery across two nodes on a
 //! real `redis-server`, an offline recipient, the client's `message:delivered`, read implying
-//! delivered, every node's history agreeing, and the store writes a burst costs.
+//! delivered, every node's history agreeing, the store writes a burst costs, and a connection
+//! state recovery replay delivering what the recipient missed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -332,6 +333,79 @@ async fn a_burst_to_an_online_recipient_costs_a_handful_of_store_writes() {
     assert!(
         writes >= 1 && writes <= 25,
         "coalesced: {writes} writes for 100 messages"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_recovery_replay_delivers_what_the_recipient_missed() {
+    // Arrange: the chat's user connected, one staff message delivered live.
+    let node = TestNode::start().await;
+    let chat = staff_chat(&node, "a1", "u1").await;
+    let staff = node.socket("a1", Role::Admin).await;
+    let user_token = node.token("u1", Role::User);
+    let user = Sio::connect(node.port, Some(&user_token))
+        .await
+        .expect("connects");
+    let pid = user.pid.clone().expect("the CONNECT answer carries a pid");
+    let before = send(&staff, &chat, "before").await;
+    assert_eq!(
+        user.event("message:new").await["message"]["id"],
+        before["id"]
+    );
+    let live = staff
+        .try_event("message:delivered", LONG)
+        .await
+        .expect("the live hand-off delivers");
+    assert_eq!(live["messageId"], before["id"]);
+    let offset = user.last_offset().expect("message:new carries its offset");
+
+    // The connection is cut (no Socket.IO disconnect); once the node has seen it, a message
+    // sent meanwhile stays `sent`.
+    user.cut();
+    let admin_token = node.token("a1", Role::Admin);
+    assert!(
+        eventually(LONG, || async {
+            let (_, body) = node
+                .call(
+                    Method::GET,
+                    "/api/users/u1/status",
+                    Some(&admin_token),
+                    None,
+                )
+                .await;
+            body["sockets"] == 0
+        })
+        .await,
+        "the node never saw the cut"
+    );
+    let away = send(&staff, &chat, "while you were away").await;
+    assert!(staff.try_event("message:delivered", QUIET).await.is_none());
+    assert_eq!(
+        statuses(&node, &chat, "a1", Role::Admin).await,
+        ["delivered", "sent"]
+    );
+
+    // Act: the user recovers the session; the replay hands the message over.
+    let back = Sio::connect_with(
+        node.port,
+        Some(json!({ "token": user_token, "pid": pid, "offset": offset })),
+    )
+    .await
+    .expect("reconnects");
+    assert_eq!(back.pid.as_deref(), Some(pid.as_str()), "recovered");
+    assert_eq!(back.event("message:new").await["message"]["id"], away["id"]);
+
+    // Assert: one message:delivered naming it, to the sender's side too, and the status stored.
+    let delivered = staff
+        .try_event("message:delivered", LONG)
+        .await
+        .expect("message:delivered after the replay");
+    assert_eq!(delivered["messageId"], away["id"]);
+    assert_eq!(delivered["deliveredTo"], "u1");
+    assert!(staff.try_event("message:delivered", QUIET).await.is_none());
+    assert_eq!(
+        statuses(&node, &chat, "a1", Role::Admin).await,
+        ["delivered", "delivered"]
     );
 }
 

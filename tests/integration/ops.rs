@@ -373,6 +373,21 @@ async fn sigterm_drains_fifty_clients_and_keeps_every_acked_message() {
 
     // Assert: readiness turns 503 while the node still serves, and it refuses new sockets.
     wait_for_status(503).await;
+    // A new Engine.IO session is refused at the HTTP layer (a `connect_error` would be final
+    // for socket.io-client); a request within a session is not.
+    let handshake = http
+        .get(node.url("/socket.io/?EIO=4&transport=polling"))
+        .send()
+        .await
+        .expect("the draining node answers");
+    assert_eq!(handshake.status(), 503, "a new session while draining");
+    assert_eq!(handshake.headers()["retry-after"], "1");
+    let within = http
+        .get(node.url("/socket.io/?EIO=4&transport=polling&sid=unknown"))
+        .send()
+        .await
+        .expect("the draining node answers");
+    assert_ne!(within.status(), 503, "a request naming a session passes on");
     let late = token(data.path(), "late-comer", Role::User);
     match Sio::connect(node.port, Some(&late)).await {
         Err(ConnectError::Refused(m)) => assert!(m.starts_with("UNAVAILABLE"), "{m}"),

@@ -274,6 +274,12 @@ impl Sio {
         }
     }
 
+    /// Drops the connection without a Socket.IO disconnect (the WebSocket just closes), as a
+    /// network cut does: the server sees a transport close and keeps the recovery session.
+    pub fn cut(&self) {
+        let _ = self.out.send(Message::Close(None));
+    }
+
     /// Closes the connection (a client-side disconnect).
     pub fn close(&self) {
         let _ = self.out.send(Message::text("41"));

@@ -1,13 +1,14 @@
 // Test harness for the socket.io-client suite: starts real `switchboard` nodes on free ports
-// with fresh data directories, signs tokens, wraps sockets with an event recorder, and calls the
-// REST API. Nothing here sleeps for a fixed time: every wait is for an event or a condition,
+// with fresh data directories (and, for cluster tests, a real redis-server and nginx in front),
+// signs tokens, wraps sockets with an event recorder, cuts connections through a TCP proxy, and
+// calls the REST API. Nothing here sleeps for a fixed time: every wait is for an event or a condition,
 // with a deadline.
 //
 // This file lives outside test/ on purpose: `node --test test/` runs every .js file there.
 
 import { spawn } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,7 +20,7 @@ export const REPO_ROOT = path.resolve(here, '..', '..', '..');
 export const BINARY = process.env.SWITCHBOARD_BIN ?? path.join(REPO_ROOT, 'target', 'debug', 'switchboard');
 export const SECRET = 'js-client-tests-secret-0123456789';
 
-/** Every node this process started, so a crash of the test file still stops them. */
+/** Every process this file started, so a crash of the test file still stops them. */
 const running = new Set();
 process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
@@ -366,3 +367,198 @@ export function isTimestamp(v) {
 }
 
 export const OBJECT_ID = /^[0-9a-f]{24}$/;
+
+
+// ---------------------------------------------------------------------------------------------
+// Frontends: socket.io-client as an unchanged frontend opens it (reconnection on)
+
+/**
+ * A socket as a frontend opens it: reconnection on, listeners only. `opts` go to `io()` (the
+ * recovery tests on one node use a fast back-off; the cluster tests keep socket.io's defaults).
+ */
+export function frontend(url, user, opts = {}) {
+  const socket = io(url, {
+    auth: { token: user.token },
+    transports: ['websocket'],
+    forceNew: true,
+    ...opts,
+  });
+  return new Client(socket, user);
+}
+
+/** Resolves once `client` is connected (at once if it is). */
+export function connected(client, timeout = 10000) {
+  if (client.socket.connected) return Promise.resolve();
+  return nextConnect(client, timeout);
+}
+
+/** Resolves on `client`'s next `connect` (a reconnection); rejects after `timeout` ms. */
+export function nextConnect(client, timeout = 10000) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no (re)connect within ${timeout} ms`)), timeout);
+    client.socket.once('connect', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+/** Resolves with the reason of `client`'s next `disconnect`. */
+export function disconnected(client) {
+  return new Promise((resolve) => client.socket.once('disconnect', resolve));
+}
+
+/** The seqs of the message:new events a client received for `chatId`, in arrival order. */
+export function seqs(client, chatId) {
+  return client.received('message:new', (d) => d.chatId === chatId).map((d) => d.message.seq);
+}
+
+/** A TCP proxy to `port` that can cut its connections and hold new ones back. */
+export async function proxy(port) {
+  const open = new Set();
+  let holding = false;
+  const server = net.createServer((down) => {
+    if (holding) {
+      down.destroy();
+      return;
+    }
+    const up = net.connect(port, '127.0.0.1');
+    open.add(down);
+    open.add(up);
+    const drop = () => {
+      down.destroy();
+      up.destroy();
+      open.delete(down);
+      open.delete(up);
+    };
+    down.on('error', drop).on('close', drop);
+    up.on('error', drop).on('close', drop);
+    down.pipe(up);
+    up.pipe(down);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    /** Cuts every connection through the proxy (both sides). */
+    cut() {
+      for (const s of open) s.destroy();
+      open.clear();
+    },
+    /** New connections are closed at once until release(). */
+    hold() {
+      holding = true;
+    },
+    release() {
+      holding = false;
+    },
+    close() {
+      this.cut();
+      server.close();
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster: a real redis-server, and nginx with the repository's config in front of the nodes
+
+/** A started child process that is killed when the test file ends. */
+function track(child) {
+  running.add(child);
+  child.on('exit', () => running.delete(child));
+  return child;
+}
+
+/** Starts a throwaway redis-server (no persistence) on a free port; resolves once it answers. */
+export async function startRedis() {
+  const port = await freePort();
+  const child = track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' }));
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  await waitUntil(() => new Promise((resolve) => {
+    const c = net.connect(port, '127.0.0.1');
+    c.on('error', () => resolve(false));
+    c.on('data', (d) => {
+      c.destroy();
+      resolve(d.toString().startsWith('+PONG'));
+    });
+    c.on('connect', () => c.write('PING\r\n'));
+  }), { timeout: 10000, every: 50, what: `redis-server on port ${port}`, giveUp: () => child.exitCode !== null });
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    },
+  };
+}
+
+/**
+ * Starts nginx (not daemonized, in a temporary prefix) with deploy/nginx/switchboard.conf, its
+ * upstreams rewritten to `nodes` and its listen line to a free loopback port, as
+ * tests/deploy/lb_cluster.py does; resolves once `/healthz` answers through it.
+ */
+export async function startNginx(nodes) {
+  const port = await freePort();
+  let conf = readFileSync(path.join(REPO_ROOT, 'deploy', 'nginx', 'switchboard.conf'), 'utf8');
+  const servers = nodes.map((n) => `    server 127.0.0.1:${n.port} max_fails=3 fail_timeout=10s;\n`).join('');
+  const upstreams = /(# BEGIN switchboard upstreams\n)[\s\S]*?(\s*# END)/;
+  if (!upstreams.test(conf)) throw new Error('upstream markers not found in deploy/nginx/switchboard.conf');
+  conf = conf.replace(upstreams, (_, begin, end) => begin + servers + end.replace(/^\n/, ''));
+  if (!conf.includes('listen 80;')) throw new Error('listen line not found in deploy/nginx/switchboard.conf');
+  conf = conf.replace('listen 80;', `listen 127.0.0.1:${port};`);
+  const prefix = mkdtempSync(path.join(os.tmpdir(), 'switchboard-nginx-'));
+  chmodSync(prefix, 0o777);
+  for (const d of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(path.join(prefix, d));
+  writeFileSync(path.join(prefix, 'switchboard.conf'), conf);
+  const main = path.join(prefix, 'nginx.conf');
+  writeFileSync(main, `worker_processes 1;
+pid ${prefix}/nginx.pid;
+error_log ${prefix}/error.log info;
+events { worker_connections 1024; }
+http {
+    access_log ${prefix}/access.log;
+    client_body_temp_path ${prefix}/body;
+    proxy_temp_path ${prefix}/proxy;
+    fastcgi_temp_path ${prefix}/fastcgi;
+    uwsgi_temp_path ${prefix}/uwsgi;
+    scgi_temp_path ${prefix}/scgi;
+    include ${prefix}/switchboard.conf;
+}
+`);
+  const child = track(spawn('nginx', ['-p', prefix, '-c', main, '-e', path.join(prefix, 'error.log'), '-g', 'daemon off;'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  }));
+  let logs = '';
+  child.stdout.on('data', (c) => { logs += c; });
+  child.stderr.on('data', (c) => { logs += c; });
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  const url = `http://127.0.0.1:${port}`;
+  await waitUntil(async () => (await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) })).ok, {
+    timeout: 10000, every: 50, what: `nginx on port ${port}`, giveUp: () => child.exitCode !== null,
+  }).catch((e) => {
+    throw new Error(`${e.message}\n${logs}`);
+  });
+  return {
+    port,
+    url,
+    prefix,
+    /** nginx's error log (upstream failures and retries show there). */
+    errorLog: () => readFileSync(path.join(prefix, 'error.log'), 'utf8'),
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(prefix, { recursive: true, force: true });
+    },
+  };
+}
+
+/** How many sockets `node` holds now (its `switchboard_sockets_connected` gauge). */
+export async function socketsOn(node) {
+  const text = await (await fetch(`${node.url}/metrics`, { signal: AbortSignal.timeout(2000) })).text();
+  const m = text.match(/^switchboard_sockets_connected(?:\{[^}]*\})? (\d+)/m);
+  return m ? Number(m[1]) : 0;
+}

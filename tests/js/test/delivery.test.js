@@ -5,10 +5,9 @@
 // history agrees.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import {
-  api, connect, freePort, history, isTimestamp, makeUser, openChat, startNode, tempDataDir, waitUntil,
+  api, connect, history, isTimestamp, makeUser, openChat, startNode, startRedis, tempDataDir, waitUntil,
 } from '../lib/harness.js';
 
 /** Resolves when no `event` matching `pred` arrives within `ms` (rejects if one does). */
@@ -20,24 +19,16 @@ describe('delivery status', () => {
   let redis; let a; let b;
 
   before(async () => {
-    const port = await freePort();
-    redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    redis = await startRedis();
     const dataDir = tempDataDir();
-    const env = (id) => ({ REDIS_URL: `redis://127.0.0.1:${port}`, NODE_ID: id });
-    await waitUntil(async () => {
-      try {
-        a = await startNode({ dataDir, env: env('js-a') });
-        return true;
-      } catch {
-        return false;
-      }
-    }, { timeout: 20000, every: 200, what: 'node a with redis' });
+    const env = (id) => ({ REDIS_URL: redis.url, NODE_ID: id });
+    a = await startNode({ dataDir, env: env('js-a') });
     b = await startNode({ dataDir, env: env('js-b') });
   });
   after(async () => {
     await a?.destroy();
     await b?.destroy();
-    redis?.kill('SIGKILL');
+    await redis?.stop();
   });
 
   test("a user's message to staff on another node is delivered once, and every node agrees", async () => {

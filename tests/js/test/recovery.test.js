@@ -6,99 +6,16 @@
 // a session older than the window are not recovered.
 
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { rmSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { io } from 'socket.io-client';
 import {
-  Client, api, connect, makeUser, openChat, startNode, tempDataDir, token, waitUntil,
+  Client, api, connect, connected, disconnected, frontend as open, makeUser, nextConnect, openChat, proxy, seqs,
+  startNode, tempDataDir, token, waitUntil,
 } from '../lib/harness.js';
 
-/** A TCP proxy to `port` that can cut its connections and hold new ones back. */
-async function proxy(port) {
-  const open = new Set();
-  let holding = false;
-  const server = net.createServer((down) => {
-    if (holding) {
-      down.destroy();
-      return;
-    }
-    const up = net.connect(port, '127.0.0.1');
-    open.add(down);
-    open.add(up);
-    const drop = () => {
-      down.destroy();
-      up.destroy();
-      open.delete(down);
-      open.delete(up);
-    };
-    down.on('error', drop).on('close', drop);
-    up.on('error', drop).on('close', drop);
-    down.pipe(up);
-    up.pipe(down);
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    /** Cuts every connection through the proxy (both sides). */
-    cut() {
-      for (const s of open) s.destroy();
-      open.clear();
-    },
-    hold() {
-      holding = true;
-    },
-    release() {
-      holding = false;
-    },
-    close() {
-      this.cut();
-      server.close();
-    },
-  };
-}
-
 /** A client as a frontend opens it: reconnection on, fast back-off for the test. */
-function frontend(url, user) {
-  const socket = io(url, {
-    auth: { token: user.token },
-    transports: ['websocket'],
-    forceNew: true,
-    reconnectionDelay: 100,
-    reconnectionDelayMax: 300,
-  });
-  return new Client(socket, user);
-}
-
-function connected(client, timeout = 10000) {
-  if (client.socket.connected) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('no connect in time')), timeout);
-    client.socket.once('connect', () => {
-      clearTimeout(t);
-      resolve();
-    });
-  });
-}
-
-function nextConnect(client, timeout = 10000) {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('no reconnect in time')), timeout);
-    client.socket.once('connect', () => {
-      clearTimeout(t);
-      resolve();
-    });
-  });
-}
-
-function disconnected(client) {
-  return new Promise((resolve) => client.socket.once('disconnect', resolve));
-}
-
-/** The seqs of the message:new events a client received for `chatId`, in arrival order. */
-function seqs(client, chatId) {
-  return client.received('message:new', (d) => d.chatId === chatId).map((d) => d.message.seq);
-}
+const frontend = (url, user) => open(url, user, { reconnectionDelay: 100, reconnectionDelayMax: 300 });
 
 const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
