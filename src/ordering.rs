@@ -60,6 +60,14 @@ tokio::task_local! {
 /// on its way. Order still holds: events take their save and emission turns in arrival order,
 /// while they hold their event turn, and an event that saves or emits nothing passes its turn
 /// on only after the previous event's.
+///
+/// An emission is two ordered steps, each with its own turn ([`StageTurns`]): its append to the
+/// recovery log (which gives it its offset) and its broadcast. An event passes its emission
+/// turn on once its last emission's append is queued ([`pass_emit_turn`]), so event N+1's
+/// append is on its way to the log while event N's is (one sender's messages no longer wait
+/// for one log round trip each), and takes the broadcast turn after event N's broadcasts
+/// ([`wait_for_broadcast_turn`]): appends are queued in arrival order, so offsets grow in the
+/// order the broadcasts go out.
 pub struct EmitOrder {
     /// Dropped to let the socket's next event start.
     event_done: Slot<tokio::sync::oneshot::Sender<()>>,
@@ -67,8 +75,20 @@ pub struct EmitOrder {
     previous_saves: Slot<Pin<Box<dyn Future<Output = ()> + Send>>>,
     /// Dropped once this event's save is done (when it first emits, or is handled).
     saves_done: Slot<tokio::sync::oneshot::Sender<()>>,
-    /// Resolves when the previous event's emissions are out; taken by the first wait.
+    /// Resolves when the previous event's last log append is queued; taken by the first wait.
     previous_emits: Slot<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Dropped once this event's last log append is queued (or it is handled).
+    emits_done: Slot<tokio::sync::oneshot::Sender<()>>,
+    /// Resolves when the previous event's broadcasts are out; taken by the first wait.
+    previous_broadcasts: Slot<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+/// One socket's save, emission and broadcast turns (see [`EmitOrder`]).
+#[derive(Default)]
+pub struct StageTurns {
+    pub saves: Turns,
+    pub emits: Turns,
+    pub broadcasts: Turns,
 }
 
 type Slot<T> = std::sync::Mutex<Option<T>>;
@@ -78,31 +98,36 @@ fn take<T>(slot: &Slot<T>) -> Option<T> {
 }
 
 impl EmitOrder {
-    /// Runs `handle` (one event's handling, reply included) in its save and emission turns.
+    /// Runs `handle` (one event's handling, reply included) in its save, emission and
+    /// broadcast turns.
     pub async fn run(
-        save_turns: &Turns,
-        emit_turns: &Turns,
+        turns: &StageTurns,
         event_done: tokio::sync::oneshot::Sender<()>,
         handle: impl Future<Output = ()>,
     ) {
         // Taken while this event holds its event turn: these turns follow arrival order.
-        let (previous_saves, saves_done) = save_turns.take();
-        let (previous_emits, emits_done) = emit_turns.take();
+        let (previous_saves, saves_done) = turns.saves.take();
+        let (previous_emits, emits_done) = turns.emits.take();
+        let (previous_broadcasts, broadcasts_done) = turns.broadcasts.take();
         let order = EmitOrder {
             event_done: Slot::new(Some(event_done)),
             previous_saves: Slot::new(Some(Box::pin(previous_saves))),
             saves_done: Slot::new(Some(saves_done)),
             previous_emits: Slot::new(Some(Box::pin(previous_emits))),
+            emits_done: Slot::new(Some(emits_done)),
+            previous_broadcasts: Slot::new(Some(Box::pin(previous_broadcasts))),
         };
         EMIT_ORDER
             .scope(order, async {
                 handle.await;
-                // Nothing saved or emitted (or done): the next event may go, and these turns
-                // are passed on once the previous event's save and emissions are done.
+                // Nothing saved, emitted or broadcast (or done): the next event may go, and
+                // these turns are passed on once the previous event's are done.
                 wait_for_emit_turn().await;
+                pass_emit_turn();
+                wait_for_broadcast_turn().await;
             })
             .await;
-        drop(emits_done);
+        drop(broadcasts_done);
     }
 }
 
@@ -123,8 +148,8 @@ pub async fn wait_for_save_turn() {
 }
 
 /// Called before every room emission: inside a socket event, lets the socket's next event start
-/// and save, and waits for the previous event's emissions (once per event); elsewhere (REST,
-/// timers) it returns at once.
+/// and save, and waits until the previous event's last log append is queued (once per event);
+/// elsewhere (REST, timers) it returns at once.
 pub async fn wait_for_emit_turn() {
     // An event that saved nothing passes its save turn on only after the previous event's.
     wait_for_save_turn().await;
@@ -133,6 +158,26 @@ pub async fn wait_for_emit_turn() {
             drop(take(&order.saves_done));
             take(&order.previous_emits)
         })
+        .ok()
+        .flatten();
+    if let Some(previous) = previous {
+        previous.await;
+    }
+}
+
+/// Called once the event's last emission's log append is queued: lets the socket's next event
+/// queue its own. Call it only in the emission turn (after [`wait_for_emit_turn`]), and only for
+/// the event's last emission: a later emission of the same event would be logged after the
+/// next event's.
+pub fn pass_emit_turn() {
+    let _ = EMIT_ORDER.try_with(|order| drop(take(&order.emits_done)));
+}
+
+/// Called before every broadcast: inside a socket event, waits for the previous event's
+/// broadcasts (once per event); elsewhere (REST, timers) it returns at once.
+pub async fn wait_for_broadcast_turn() {
+    let previous = EMIT_ORDER
+        .try_with(|order| take(&order.previous_broadcasts))
         .ok()
         .flatten();
     if let Some(previous) = previous {
@@ -174,8 +219,7 @@ mod tests {
     #[derive(Default)]
     struct TestSocket {
         turns: Turns,
-        save_turns: Arc<Turns>,
-        emit_turns: Arc<Turns>,
+        stages: Arc<StageTurns>,
         log: Arc<std::sync::Mutex<Vec<String>>>,
     }
 
@@ -185,11 +229,11 @@ mod tests {
         /// Takes the next event turn now and runs `handle` in it.
         fn event(&self, handle: impl FnOnce(Log) -> Handling) -> tokio::task::JoinHandle<()> {
             let (my_turn, done) = self.turns.take();
-            let (save_turns, emit_turns) = (self.save_turns.clone(), self.emit_turns.clone());
+            let stages = self.stages.clone();
             let handle = handle(Log(self.log.clone()));
             tokio::spawn(async move {
                 my_turn.await;
-                EmitOrder::run(&save_turns, &emit_turns, done, handle).await;
+                EmitOrder::run(&stages, done, handle).await;
             })
         }
 
@@ -328,6 +372,55 @@ mod tests {
         assert_eq!(&log[..2], ["read a", "read b"]);
         assert_eq!(lines(&log, "save"), ["save a", "save b", "save c"]);
         assert_eq!(lines(&log, "emit"), ["emit a", "emit b", "emit c"]);
+    }
+
+    /// Two emitting events of one socket: the second queues its log append while the first
+    /// one's append is still on its way, and the broadcasts keep arrival order (the second
+    /// event's append is quick, the first one's slow).
+    #[tokio::test]
+    async fn the_next_event_logs_while_this_ones_append_is_on_its_way_and_broadcasts_keep_order() {
+        let socket = TestSocket::default();
+        let append_a = Arc::new(tokio::sync::Notify::new());
+        let event = |name: &'static str,
+                     slow: Option<Arc<tokio::sync::Notify>>,
+                     wake: Option<Arc<tokio::sync::Notify>>| {
+            socket.event(move |log| {
+                Box::pin(async move {
+                    wait_for_emit_turn().await;
+                    log.push(format!("append {name}"));
+                    if let Some(wake) = wake {
+                        wake.notify_one();
+                    }
+                    pass_emit_turn();
+                    if let Some(slow) = slow {
+                        slow.notified().await;
+                    }
+                    wait_for_broadcast_turn().await;
+                    log.push(format!("broadcast {name}"));
+                })
+            })
+        };
+        let a = event("a", Some(append_a.clone()), None);
+        // b's append lets a's append answer: without passing the emission turn on, b would
+        // wait for a forever.
+        let b = event("b", None, Some(append_a));
+        let c = event("c", None, None);
+        let log = socket
+            .all_done(
+                vec![a, b, c],
+                "the second event must append while the first one's append is on its way",
+            )
+            .await;
+        assert_eq!(lines(&log, "append"), ["append a", "append b", "append c"]);
+        assert_eq!(
+            lines(&log, "broadcast"),
+            ["broadcast a", "broadcast b", "broadcast c"]
+        );
+        let (a_out, b_in) = (
+            log.iter().position(|l| l == "broadcast a").unwrap(),
+            log.iter().position(|l| l == "append b").unwrap(),
+        );
+        assert!(b_in < a_out, "b appended only after a broadcast: {log:?}");
     }
 
     #[tokio::test]

@@ -184,7 +184,7 @@ pub(super) fn dispatch<A: Adapter>(
         // `done`, dropped when this event is about to emit or is handled, lets the socket's
         // next event go.
         let session = ctx.session.clone();
-        EmitOrder::run(&session.save_turns, &session.emit_turns, done, async move {
+        EmitOrder::run(&session.stages, done, async move {
             match known {
                 Some(e) => routes.handlers[e as usize](ctx, s, data, ack, has_ack).await,
                 None => unknown_event(&ctx, &s, &event, ack, has_ack),

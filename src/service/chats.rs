@@ -194,7 +194,7 @@ impl AppState {
                 message,
             };
             if self
-                .emit(
+                .emit_last(
                     rooms::chat(&chat.participants),
                     Vec::new(),
                     events::MESSAGE_NEW,
@@ -285,7 +285,7 @@ impl AppState {
             read_by: &user.id,
             read_at,
         };
-        self.emit(
+        self.emit_last(
             rooms::chat(&chat.participants),
             Vec::new(),
             events::MESSAGE_READ,

@@ -13,6 +13,7 @@
 //! [`presence`]; [`events`] names the server events and their payloads. Here: emitting and
 //! timing store calls, which they all use.
 
+use std::task::Poll;
 use std::time::Instant;
 
 use crate::cluster::Emission;
@@ -42,10 +43,49 @@ impl AppState {
         event: &'static str,
         payload: &(dyn erased_serde::Serialize + Sync),
     ) -> bool {
-        // In a socket event: after the previous event's emissions, and let the next event start.
+        self.emit_in_turn(rooms, except, event, payload, false)
+            .await
+    }
+
+    /// [`emit`](Self::emit) for a socket event's last emission: once its log append is queued,
+    /// the sender's next event may queue its own (see [`crate::ordering::EmitOrder`]).
+    pub async fn emit_last(
+        &self,
+        rooms: Vec<String>,
+        except: Vec<String>,
+        event: &'static str,
+        payload: &(dyn erased_serde::Serialize + Sync),
+    ) -> bool {
+        self.emit_in_turn(rooms, except, event, payload, true).await
+    }
+
+    async fn emit_in_turn(
+        &self,
+        rooms: Vec<String>,
+        except: Vec<String>,
+        event: &'static str,
+        payload: &(dyn erased_serde::Serialize + Sync),
+        last: bool,
+    ) -> bool {
+        // In a socket event: after the previous event's log appends, and let the next event start.
         crate::ordering::wait_for_emit_turn().await;
         // Logged before it is broadcast: a socket gets an event only once the log holds it.
-        let offset = self.log_for_recovery(&rooms, &except, event, payload).await;
+        let offset = {
+            let mut logged = std::pin::pin!(self.log_for_recovery(&rooms, &except, event, payload));
+            // Both logs queue the append when first polled (fred writes the XADD to its
+            // connection, the embedded log pushes it to its writer's queue): from here the next
+            // event's append is queued after this one's, and gets the later offset.
+            let first = std::future::poll_fn(|cx| Poll::Ready(logged.as_mut().poll(cx))).await;
+            if last {
+                crate::ordering::pass_emit_turn();
+            }
+            match first {
+                Poll::Ready(offset) => offset,
+                Poll::Pending => logged.await,
+            }
+        };
+        // Broadcasts go out in the sender's order, so offsets grow in the order clients see.
+        crate::ordering::wait_for_broadcast_turn().await;
         let started = Instant::now();
         self.metrics.fanout_publishes.inc();
         let result = self

@@ -49,7 +49,7 @@ impl AppState {
             success: true,
             message: &report,
         };
-        self.emit(
+        self.emit_last(
             vec![rooms::user(&report.user_id)],
             Vec::new(),
             events::RECEIVE_REPORT,

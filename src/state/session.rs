@@ -9,7 +9,7 @@ use socketioxide::socket::Sid;
 
 use super::rate_limit::RateLimiter;
 use crate::domain::{AuthUser, Timestamp};
-use crate::ordering::Turns;
+use crate::ordering::{StageTurns, Turns};
 use crate::recovery::{Claim, Pid};
 
 /// One socket's session, made once at its handshake and shared by its handlers (one `Arc` per
@@ -23,11 +23,9 @@ pub struct Session {
     pub limiter: RateLimiter,
     /// Keeps the socket's events in arrival order (see [`Turns`]).
     pub turns: Turns,
-    /// Keeps the socket's events' saves in the same order (see
+    /// Keeps the socket's events' saves, log appends and broadcasts in the same order (see
     /// [`EmitOrder`](crate::ordering::EmitOrder)).
-    pub save_turns: Turns,
-    /// Keeps the socket's events' emissions in the same order.
-    pub emit_turns: Turns,
+    pub stages: StageTurns,
     /// Set when the socket disconnects, before it leaves presence: a registration that
     /// finishes after it (a late `user:online`) sees it and takes the socket out again.
     gone: AtomicBool,
@@ -43,8 +41,7 @@ impl Session {
             connected_at: crate::domain::now(),
             limiter: RateLimiter::new(rate_limit_per_sec),
             turns: Turns::default(),
-            save_turns: Turns::default(),
-            emit_turns: Turns::default(),
+            stages: StageTurns::default(),
             gone: AtomicBool::new(false),
             pid,
         }
