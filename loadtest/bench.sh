@@ -19,7 +19,8 @@
 # and `reconnect` gets `--redis-url` (with `--recover` it reports Redis commands per recovered
 # client from its own snapshots). ADAPTER=streams gives the baseline the Redis-Streams adapter
 # with connection state recovery instead of the pub/sub redis-adapter (Switchboard ignores it).
-# Other variables (MONGODB_URI, ...) pass through to the server.
+# After a Switchboard run, its nodes' counters (store operations, messages) are written to
+# $OUT/metrics-LABEL-MODE.txt. Other variables (MONGODB_URI, ...) pass through to the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:?mode: hold|fanout|chat|reconnect}
@@ -58,11 +59,22 @@ nodes=${NODES:-1}
 [ "$nodes" -gt 1 ] && WITH_REDIS=1
 redis_env=""
 if [ "${WITH_REDIS:-0}" = 1 ]; then
-  rport=$(free_port)
-  taskset -c "$server_core" redis-server --port "$rport" --save '' --appendonly no >"$work/redis.log" 2>&1 &
-  echo $! >"$work/redis.pid"
-  for _ in $(seq 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
-  redis-cli -p "$rport" ping >/dev/null 2>&1 || { echo "redis-server did not start:"; cat "$work/redis.log"; exit 1; }
+  # A free port can be taken again before Redis binds it (a client's ephemeral port): up to three
+  # ports are tried (seen once in 32 sweep runs: "bind: Address already in use").
+  for attempt in 1 2 3; do
+    rport=$(free_port)
+    taskset -c "$server_core" redis-server --port "$rport" --save '' --appendonly no >"$work/redis.log" 2>&1 &
+    echo $! >"$work/redis.pid"
+    for _ in $(seq 100); do
+      redis-cli -p "$rport" ping >/dev/null 2>&1 && break
+      kill -0 "$(cat "$work/redis.pid")" 2>/dev/null || break
+      sleep 0.1
+    done
+    redis-cli -p "$rport" ping >/dev/null 2>&1 && break
+    echo "redis-server did not start (attempt $attempt):"; cat "$work/redis.log"
+    kill "$(cat "$work/redis.pid")" 2>/dev/null || true
+  done
+  redis-cli -p "$rport" ping >/dev/null 2>&1 || exit 1
   redis_env="REDIS_URL=redis://127.0.0.1:$rport"
 fi
 mongo_env=""
@@ -119,6 +131,15 @@ case $mode in
     taskset -c "$gen_core" timeout 300 "$gen" reconnect "${common[@]}" --kill-pid "$pid" "${extra[@]}" "$@" ;;
   *) echo "unknown mode $mode"; exit 2 ;;
 esac
+# Switchboard's own counters after the run (store operations, messages saved and emitted): the
+# store writes delivery status adds per message come from these.
+if [ "$system" = switchboard ]; then
+  for u in "${urls[@]}"; do
+    echo "# $u"
+    curl -fsS --max-time 5 "$u/metrics" | grep -E '^switchboard_(store_operation_duration_seconds_count|messages_|fanout_publishes|recovery_log)' || true
+  done >"$out/metrics-$label-$mode.txt"
+  echo "Switchboard counters after the run: $out/metrics-$label-$mode.txt"
+fi
 if [ -n "$redis_env" ]; then
   redis-cli -p "$rport" INFO commandstats >"$out/redis-commandstats-$label-$mode.txt"
   echo "Redis commands during the run: $out/redis-commandstats-$label-$mode.txt"

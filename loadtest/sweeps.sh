@@ -16,7 +16,8 @@
 #          nolog-1:1:-:RECOVERY_WINDOW_SECS=0" loadtest/sweeps.sh
 #
 # Bounded: ROUNDS x (4 + EXTRA) sweeps, each bounded by bench.sh (fixed steps of fixed length).
-# Env: ROUNDS, RATES, OUT (default loadtest/results/sweeps), SWITCHBOARD_BIN, LOADGEN_BIN, EXTRA.
+# Env: ROUNDS, RATES, OUT (default loadtest/results/sweeps), SWITCHBOARD_BIN, LOADGEN_BIN, EXTRA,
+# SAME_RATES (default 70,140,200: the rates whose CPU per delivery and p99 are compared).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-3}
@@ -98,6 +99,27 @@ for c, name in configs:
     if runs[c]:
         med[c] = statistics.median(runs[c])
         lines.append(f"| {name} | {len(runs[c])} | {med[c]:g} | {min(runs[c])}-{max(runs[c])} |")
+# The same rates in every configuration: what a delivery costs and how late it is, before the
+# knee (medians over the rounds; rates a configuration did not pass are left out).
+same = [int(r) for r in os.environ.get("SAME_RATES", "70,140,200").split(",")]
+lines += ["", "Per rate, medians over the rounds (passed steps only): user CPU µs per delivery / p99 ms.", "",
+          "| configuration | " + " | ".join(f"{r} msgs/s" for r in same) + " |",
+          "|---|" + "---:|" * len(same)]
+for c, name in configs:
+    cells = []
+    for rate in same:
+        cpu, p99 = [], []
+        for r in range(1, rounds + 1):
+            try:
+                d = json.load(open(f"{out}/fanout-{c}-r{r}.json"))
+            except (OSError, ValueError):
+                continue
+            row = next((s for s in d["steps"] if s["rate"] == rate and s.get("passed")), None)
+            if row:
+                cpu.append(row["serverUserCpuUsPerDelivery"])
+                p99.append(row["latency"]["p99Ms"])
+        cells.append(f"{statistics.median(cpu):.2f} / {statistics.median(p99):.0f}" if cpu else "-")
+    lines.append(f"| {name} | " + " | ".join(cells) + " |")
 lines.append("")
 def ratio(a, b, what):
     if med.get(a) and med.get(b):
@@ -106,6 +128,11 @@ ratio("sb-1", "node-1", "Switchboard / baseline, 1 node (median knees)")
 ratio("sb-2", "node-2", "Switchboard / baseline, 2 nodes (median knees)")
 ratio("sb-2", "sb-1", "Switchboard 2 nodes / 1 node (median knees)")
 ratio("node-2", "node-1", "baseline 2 nodes / 1 node (median knees)")
+names = [c for c, _ in configs]
+for c in names[4:]:
+    for base in names:
+        if base != c and c.rsplit("-", 1)[-1] == base.rsplit("-", 1)[-1] and base in ("sb-1", "sb-2"):
+            ratio(c, base, f"{c} / {base} (median knees)")
 open(f"{out}/sweeps.md", "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 EOF

@@ -1,5 +1,7 @@
 //! `chat`: acknowledged `message:send` in many 1:1 support chats at fixed total rates; every
 //! ack means the message was saved. Reports saves/s, ack latency and server CPU per save.
+//! With `--staff N`, N staff sockets are online (in `admins`): every message then reaches a
+//! recipient, so delivery status moves (PROTOCOL.md "Delivery status"), as in a support desk.
 //!
 //! The ack id carries the step and the send time (`step * 10^12 + µs`), so an ack is timed
 //! without any map of pending sends.
@@ -30,6 +32,9 @@ pub struct ChatArgs {
     /// After a step's last send, how long acks may still arrive.
     #[arg(long, default_value_t = 3000)]
     grace_ms: u64,
+    /// Staff sockets online, receiving every message (0: the messages reach no recipient).
+    #[arg(long, default_value_t = 0)]
+    staff: usize,
 }
 
 struct Step {
@@ -91,9 +96,25 @@ pub async fn run(a: ChatArgs) -> bool {
             .unwrap_or_else(|e| crate::fail(&format!("user {i}: {e}")));
         users.push((conn, chat));
     }
+    let mut staff = Vec::with_capacity(a.staff);
+    let ignore: sio::OnFrame = Arc::new(|_: &str| {});
+    for i in 0..a.staff {
+        let target = &targets[i % targets.len()];
+        let tok = token::mint(
+            &c.secret,
+            &format!("{}-chat-staff{i}", c.label),
+            "admin",
+            3600,
+        );
+        let conn = sio::connect(target, &tok, None, ignore.clone())
+            .await
+            .unwrap_or_else(|e| crate::fail(&format!("staff {i}: {e}")));
+        staff.push(conn);
+    }
     eprintln!(
-        "{} users with chats ready in {:.1}s",
+        "{} users with chats and {} staff sockets ready in {:.1}s",
         users.len(),
+        staff.len(),
         started.elapsed().as_secs_f64()
     );
     let mut last_id = vec![0u64; users.len()];
@@ -151,7 +172,10 @@ pub async fn run(a: ChatArgs) -> bool {
     for (conn, _) in &users {
         conn.close();
     }
-    let result = json!({ "mode": "chat", "label": c.label, "users": users.len(), "nodes": targets.len(), "steps": rows });
+    for conn in &staff {
+        conn.close();
+    }
+    let result = json!({ "mode": "chat", "label": c.label, "users": users.len(), "staff": staff.len(), "nodes": targets.len(), "steps": rows });
     let mut md = String::from(
         "| sends/s | saves/s | acked | failed | ack p50 ms | ack p99 ms | ack max ms | server user CPU µs/save |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
