@@ -8,17 +8,10 @@
 //! an expired row reads as absent and is deleted with the trim. Writes go through one
 //! connection behind a mutex on tokio's blocking pool, in WAL mode without a sync per commit:
 //! a node that loses power loses its recovery state, not its messages (those are in the store).
-//! An append made while nothing else uses the log is written on the caller's thread (one short
-//! transaction: a WAL append, no sync), so a message's broadcast does not wait for a trip to the
-//! blocking pool: on a busy core that trip waited for the scheduler (the fan-out benchmark's
-//! median latency was 9-10 ms higher with the log on, at 200 and 340 msgs/s). Appends that meet
-//! a busy log are group-committed: they queue, and one writer on the blocking pool appends
-//! everything waiting in one transaction. Checkpoints (SQLite's sync points) never run on the
-//! caller's thread: automatic checkpoints are off, and every [`CHECKPOINT_EVERY`] appends a
-//! second connection checkpoints on the blocking pool (`PASSIVE`: writers go on meanwhile).
+//! Appends are group-committed: they queue, and one writer appends everything waiting in one
+//! transaction, so concurrent senders share a commit (and a trip to the blocking pool).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,9 +22,6 @@ use super::{BackendError, LogStats, LoggedEvent, Offset, Pid, RecoveryBackend, S
 
 /// How many appends between two trims of the log.
 const TRIM_EVERY: u64 = 256;
-
-/// How many appends between two checkpoints of the WAL into `recovery.db`.
-const CHECKPOINT_EVERY: u64 = 1024;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS recovery_log (
@@ -60,14 +50,6 @@ pub struct EmbeddedRecovery {
     /// Appends waiting for the writer: group commit, so that many senders' emissions at once
     /// cost one transaction and one trip to the blocking pool, not one each.
     queue: Arc<Mutex<AppendQueue>>,
-    /// Checkpoints the WAL, on the blocking pool (its own connection).
-    checkpoints: Arc<Checkpoints>,
-}
-
-struct Checkpoints {
-    conn: Mutex<Connection>,
-    running: AtomicBool,
-    appends: AtomicU64,
 }
 
 #[derive(Default)]
@@ -136,14 +118,7 @@ impl EmbeddedRecovery {
         // per connected socket: 256 KiB is plenty and keeps idle memory per socket flat.
         conn.pragma_update(None, "cache_size", -256)
             .map_err(failed)?;
-        // Checkpoints run on the blocking pool (`Checkpoints`), never inside an append.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(failed)?;
         conn.execute_batch(SCHEMA).map_err(failed)?;
-        let checkpointer = Connection::open(&path).map_err(failed)?;
-        checkpointer
-            .busy_timeout(Duration::from_secs(5))
-            .map_err(failed)?;
         let last_ms: u64 = conn
             .query_row("SELECT COALESCE(MAX(ms), 0) FROM recovery_log", [], |r| {
                 r.get::<_, i64>(0)
@@ -156,48 +131,7 @@ impl EmbeddedRecovery {
                 appends: 0,
             })),
             queue: Default::default(),
-            checkpoints: Arc::new(Checkpoints {
-                conn: Mutex::new(checkpointer),
-                running: AtomicBool::new(false),
-                appends: AtomicU64::new(0),
-            }),
         })
-    }
-
-    /// Counts an append; every [`CHECKPOINT_EVERY`] appends, checkpoints the WAL on the blocking
-    /// pool (one checkpoint at a time; a `PASSIVE` one does not hold up writers).
-    fn count_for_checkpoint(&self) {
-        let n = self.checkpoints.appends.fetch_add(1, Ordering::Relaxed) + 1;
-        if n % CHECKPOINT_EVERY != 0 || self.checkpoints.running.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let checkpoints = self.checkpoints.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = checkpoints.conn.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::warn!(error = %e, "recovery log checkpoint failed");
-            }
-            checkpoints.running.store(false, Ordering::Release);
-        });
-    }
-
-    /// Runs the writer on the blocking pool; call it holding `writing`.
-    fn start_writer(&self) {
-        let (inner, queue) = (self.inner.clone(), self.queue.clone());
-        tokio::task::spawn_blocking(move || write_appends(&inner, &queue));
-    }
-
-    /// After an append written in place: hands `writing` to a writer for what queued meanwhile,
-    /// or gives it up.
-    fn writer_done(&self) {
-        let more = {
-            let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-            queue.writing = !queue.waiting.is_empty();
-            queue.writing
-        };
-        if more {
-            self.start_writer();
-        }
     }
 
     async fn with<T: Send + 'static>(
@@ -321,7 +255,6 @@ impl RecoveryBackend for EmbeddedRecovery {
         payload: &str,
         min_ms: u64,
     ) -> Result<Offset, BackendError> {
-        self.count_for_checkpoint();
         let (done, offset) = tokio::sync::oneshot::channel();
         let entry = Append {
             rooms: rooms.join("\n"),
@@ -331,49 +264,14 @@ impl RecoveryBackend for EmbeddedRecovery {
             min_ms,
             done,
         };
-        // Nothing waiting and no writer: this append is written here, in the queue's place (it
-        // holds `writing`, so an append made meanwhile queues behind it and gets a later offset).
-        let inline = {
+        let start_writer = {
             let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-            !queue.writing
-                && queue.waiting.is_empty()
-                && !std::mem::replace(&mut queue.writing, true)
+            queue.waiting.push(entry);
+            !std::mem::replace(&mut queue.writing, true)
         };
-        let entry = if inline {
-            match self.inner.try_lock() {
-                Ok(mut guard) => {
-                    let written = append_all(&mut guard, std::slice::from_ref(&entry));
-                    drop(guard);
-                    self.writer_done();
-                    return match written {
-                        Ok(offsets) => Ok(offsets[0]),
-                        Err(e) => Err(failed(e)),
-                    };
-                }
-                // The connection is busy (a read on the blocking pool): queue, as below; this
-                // append already holds `writing`, so it starts the writer.
-                Err(_) => {
-                    self.queue
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .waiting
-                        .push(entry);
-                    self.start_writer();
-                    None
-                }
-            }
-        } else {
-            Some(entry)
-        };
-        if let Some(entry) = entry {
-            let start_writer = {
-                let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-                queue.waiting.push(entry);
-                !std::mem::replace(&mut queue.writing, true)
-            };
-            if start_writer {
-                self.start_writer();
-            }
+        if start_writer {
+            let (inner, queue) = (self.inner.clone(), self.queue.clone());
+            tokio::task::spawn_blocking(move || write_appends(&inner, &queue));
         }
         offset
             .await
