@@ -30,13 +30,10 @@ async fn active_sockets(node: &TestNode) -> u64 {
 
 /// `GET /api/users/{id}/status`'s `status`, asked by a staff token.
 async fn status_of(node: &TestNode, id: &str) -> String {
-    let staff = node.token("ghost-watcher", Role::Admin);
-    let path = format!("/api/users/{id}/status");
-    let (status, body) = node
-        .call(reqwest::Method::GET, &path, Some(&staff), None)
-        .await;
-    assert_eq!(status, 200, "status: {body}");
-    body["status"].as_str().unwrap_or_default().to_owned()
+    node.user_status(id).await["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// `user:online` events the node has finished handling, whatever their outcome.

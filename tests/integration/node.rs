@@ -270,32 +270,16 @@ async fn user_status_changes_only_when_the_first_tab_opens_and_the_last_closes()
     let tab2 = node.socket("u1", Role::User).await;
     // A socket joins presence just after its CONNECT answer: closing tab1 before tab2 is
     // registered would rightly announce offline (OFFLINE_GRACE_SECS is 0 here), then online.
-    let admin_token = node.token("a1", Role::Admin);
     assert!(
         crate::helpers::eventually(crate::helpers::WAIT, || async {
-            let (_, s) = node
-                .call(
-                    reqwest::Method::GET,
-                    "/api/users/u1/status",
-                    Some(&admin_token),
-                    None,
-                )
-                .await;
-            s["sockets"].as_u64() == Some(2)
+            node.user_status("u1").await["sockets"].as_u64() == Some(2)
         })
         .await,
         "both tabs registered"
     );
     tab1.close();
     assert!(tab1.closed(crate::helpers::WAIT).await);
-    let (_, s) = node
-        .call(
-            reqwest::Method::GET,
-            "/api/users/u1/status",
-            Some(&node.token("a1", Role::Admin)),
-            None,
-        )
-        .await;
+    let s = node.user_status("u1").await;
     assert_eq!(
         (s["status"].as_str(), s["sockets"].as_u64()),
         (Some("online"), Some(1))

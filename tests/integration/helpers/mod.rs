@@ -139,6 +139,17 @@ impl TestNode {
             .expect("socket connects")
     }
 
+    /// `GET /api/users/{id}/status`, asked by a staff token; its body (asserts `200`).
+    pub async fn user_status(&self, id: &str) -> Value {
+        let staff = self.token("status-watcher", Role::Admin);
+        let path = format!("/api/users/{id}/status");
+        let (status, body) = self
+            .call(reqwest::Method::GET, &path, Some(&staff), None)
+            .await;
+        assert_eq!(status, 200, "status of {id}: {body}");
+        body
+    }
+
     /// A REST call; returns the status and the JSON body (Null when empty).
     pub async fn call(
         &self,
