@@ -234,6 +234,18 @@ pub struct NewMessage {
     pub sender: AuthUser,
     pub body: MessageBody,
     pub client_message_id: Option<String>,
+    /// A recipient socket (the other side's) is on the saving node, so the broadcast right
+    /// after the save hands the message over: the save also moves the recipients' delivered
+    /// mark to the new `seq`, in the same write (`docs/delivery.md`). A retry returning the
+    /// first save moves nothing.
+    pub delivered: bool,
+}
+
+impl NewMessage {
+    /// The side the message goes to.
+    pub fn recipient_side(&self) -> crate::domain::Side {
+        crate::domain::Side::of(self.sender.role).other()
+    }
 }
 
 /// What saving a message did.

@@ -173,6 +173,9 @@ impl AppState {
             client_message_id,
         } = SendMessage::parse(input, |url| self.keys.files.issued(url))?;
         let chat = self.chat_for(user, &chat_id).await?;
+        // A recipient socket on this node gets the broadcast right after the save: the save
+        // marks the message delivered itself, with no write of its own (`docs/delivery.md`).
+        let here = self.recipient_here(Side::of(user.role).other(), &chat.participants);
         // In a socket event: the sender's next event may start (and read its chat) while this
         // one saves; saves keep the sender's order.
         crate::ordering::wait_for_save_turn().await;
@@ -184,6 +187,7 @@ impl AppState {
                     sender: user.clone(),
                     body,
                     client_message_id,
+                    delivered: here.is_some(),
                 }),
             )
             .await?;
@@ -203,7 +207,7 @@ impl AppState {
                 .await
             {
                 self.metrics.messages_emitted.inc();
-                self.note_live_delivery(&chat, message);
+                self.note_live_delivery(&chat, message, here);
             }
         }
         Ok(saved)

@@ -10,8 +10,10 @@
 //! within milliseconds; a busy chat costs at most one store write and one event per side and
 //! cooldown, however many messages it carries. Nothing is written per socket.
 //!
-//! Live deliveries are decided by the node that emitted `message:new` (the sender's node): at
-//! the flush it asks whether a recipient socket is connected anywhere in the cluster (the chat's
+//! A message whose recipient has a socket on the sender's node is marked delivered by its own
+//! save (the same write that takes its `seq`: [`AppState::recipient_here`]); its flush only
+//! announces it. Other live deliveries are decided by the node that emitted `message:new` (the
+//! sender's node): at the flush it asks whether a recipient socket is connected anywhere in the cluster (the chat's
 //! user in presence; for staff, a staff socket on this node or a staff participant in presence).
 //! Every socket of a user is in `user:{id}` and every staff socket in `admins` on whatever node
 //! holds it, so a connected recipient got the broadcast. Only one node decides per message, and
@@ -26,7 +28,7 @@ use crate::domain::{
     AuthUser, Chat, ChatId, HistoryPage, Message, MessageId, MessageStatus, Side, now,
 };
 use crate::error::AppError;
-use crate::state::{AppState, DeliveryMark, DeliveryPending};
+use crate::state::{AppState, DeliveryMark, DeliveryPending, DeliveryTrigger};
 use crate::store::StoreOp;
 
 /// How long the first triggers for a quiet (chat, side) gather before their one store write.
@@ -43,16 +45,40 @@ pub const COOLDOWN: Duration = Duration::from_secs(1);
 const CONFIRM_LOOKBACK: usize = 100;
 
 impl AppState {
-    /// `message:new` went out: a live delivery if a recipient socket is connected (checked at
-    /// the flush, once per window).
-    pub(crate) fn note_live_delivery(&self, chat: &Chat, message: &Message) {
+    /// A recipient of `side` with a socket on this node, if there is one: then the broadcast
+    /// that follows a save hands the message to it here, and the save marks it delivered
+    /// ([`NewMessage::delivered`](crate::domain::NewMessage)). A look at this node's rooms: no
+    /// store or presence call.
+    pub(crate) fn recipient_here(&self, side: Side, participants: &[String]) -> Option<String> {
+        match side {
+            Side::Staff => self.sockets.user_in_room(rooms::ADMINS),
+            Side::User => self
+                .sockets
+                .user_in_room(&rooms::user(participants.first()?)),
+        }
+    }
+
+    /// `message:new` went out. `delivered_to`: the save already marked it delivered (a
+    /// recipient socket is on this node), so only its `message:delivered` is due; otherwise a
+    /// live delivery if a recipient socket is connected elsewhere (checked at the flush, once
+    /// per window).
+    pub(crate) fn note_live_delivery(
+        &self,
+        chat: &Chat,
+        message: &Message,
+        delivered_to: Option<String>,
+    ) {
+        let (to, trigger) = match delivered_to {
+            Some(to) => (to, DeliveryTrigger::Stored),
+            None => (String::new(), DeliveryTrigger::Live),
+        };
         let mark = DeliveryMark {
             seq: message.seq,
             message_id: message.id.clone(),
-            to: String::new(),
+            to,
             at: message.timestamp,
         };
-        self.schedule_delivery(chat, message.recipient_side(), mark, true);
+        self.schedule_delivery(chat, message.recipient_side(), mark, trigger);
     }
 
     /// `chat:sync` or the REST history returned `messages` to `user`: the newest one of the
@@ -79,6 +105,7 @@ impl AppState {
             let fetched = DeliveryPending {
                 certain: Some(mark),
                 live: None,
+                stored: None,
                 participants: chat.participants.clone(),
             };
             self.flush_delivery(&chat.id, side, fetched, None).await;
@@ -119,7 +146,7 @@ impl AppState {
                 to: user.id.clone(),
                 at: now(),
             };
-            self.schedule_delivery(&chat, side, mark, false);
+            self.schedule_delivery(&chat, side, mark, DeliveryTrigger::Certain);
         }
     }
 
@@ -177,10 +204,16 @@ impl AppState {
         .map(drop)
     }
 
-    fn schedule_delivery(&self, chat: &Chat, side: Side, mark: DeliveryMark, live: bool) {
+    fn schedule_delivery(
+        &self,
+        chat: &Chat,
+        side: Side,
+        mark: DeliveryMark,
+        trigger: DeliveryTrigger,
+    ) {
         if self
             .delivery
-            .note(&chat.id, side, &chat.participants, mark, live)
+            .note(&chat.id, side, &chat.participants, mark, trigger)
         {
             let (state, chat) = (self.clone(), chat.id.clone());
             tokio::spawn(async move { state.run_flusher(chat, side).await });
@@ -228,10 +261,17 @@ impl AppState {
         pending: DeliveryPending,
         was_connected: Option<bool>,
     ) -> Option<bool> {
-        let mut best = pending.certain;
-        let mut connected = was_connected;
+        let stored = pending.stored;
+        // A save that marked its message delivered found a recipient socket on this node.
+        let mut connected = if stored.is_some() {
+            Some(true)
+        } else {
+            was_connected
+        };
+        let covered = |seq: u64| stored.as_ref().is_some_and(|s| s.seq >= seq);
+        let mut best = pending.certain.filter(|c| !covered(c.seq));
         if let Some(live) = pending.live {
-            if best.as_ref().is_none_or(|c| c.seq < live.seq) {
+            if !covered(live.seq) && best.as_ref().is_none_or(|c| c.seq < live.seq) {
                 let now = self.recipient_connected(side, &pending.participants).await;
                 connected = Some(now.is_some());
                 if let Some(to) = now {
@@ -239,32 +279,41 @@ impl AppState {
                 }
             }
         }
-        let Some(mark) = best else { return connected };
-        let moved = self
-            .timed(
-                StoreOp::AdvanceDelivered,
-                self.store.advance_delivered(chat, side, mark.seq),
+        // What moved the mark, to announce: this window's write, else what the saves wrote.
+        let announce = match best {
+            None => stored,
+            Some(mark) => {
+                let moved = self
+                    .timed(
+                        StoreOp::AdvanceDelivered,
+                        self.store.advance_delivered(chat, side, mark.seq),
+                    )
+                    .await;
+                match moved {
+                    Ok(true) => Some(mark),
+                    Ok(false) => stored,
+                    // The status stays `sent`; the recipient's next fetch delivers it.
+                    Err(e) => {
+                        tracing::warn!(chat = %chat, error = %e.message, "delivery not recorded");
+                        stored
+                    }
+                }
+            }
+        };
+        if let Some(mark) = announce {
+            let payload = MessageDelivered {
+                chat_id: chat,
+                message_id: &mark.message_id,
+                delivered_to: &mark.to,
+                delivered_at: mark.at,
+            };
+            self.emit(
+                rooms::chat(&pending.participants),
+                Vec::new(),
+                events::MESSAGE_DELIVERED,
+                &payload,
             )
             .await;
-        match moved {
-            Ok(true) => {
-                let payload = MessageDelivered {
-                    chat_id: chat,
-                    message_id: &mark.message_id,
-                    delivered_to: &mark.to,
-                    delivered_at: mark.at,
-                };
-                self.emit(
-                    rooms::chat(&pending.participants),
-                    Vec::new(),
-                    events::MESSAGE_DELIVERED,
-                    &payload,
-                )
-                .await;
-            }
-            Ok(false) => {}
-            // The status stays `sent`; the recipient's next fetch delivers it.
-            Err(e) => tracing::warn!(chat = %chat, error = %e.message, "delivery not recorded"),
         }
         connected
     }

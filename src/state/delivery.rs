@@ -23,6 +23,19 @@ pub struct Mark {
     pub at: Timestamp,
 }
 
+/// What a trigger knows about its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// Delivered for certain (`chat:sync`, history, a replay, a client's confirmation): the
+    /// flush writes the mark.
+    Certain,
+    /// Emitted live: delivered if a recipient socket is connected, which the flush checks.
+    Live,
+    /// Written already (the save moved the mark: a recipient socket was on this node): the
+    /// flush only announces it.
+    Stored,
+}
+
 /// What one window of a (chat, side) has to flush.
 #[derive(Debug, Default)]
 pub struct Pending {
@@ -31,13 +44,15 @@ pub struct Pending {
     /// Live emissions: delivered if a recipient socket was connected, which the flush checks
     /// once for the whole window.
     pub live: Option<Mark>,
+    /// Deliveries their save already wrote; they need only their `message:delivered`.
+    pub stored: Option<Mark>,
     /// The chat's participants, for the rooms of `message:delivered` and the live check.
     pub participants: Vec<String>,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.certain.is_none() && self.live.is_none()
+        self.certain.is_none() && self.live.is_none() && self.stored.is_none()
     }
 }
 
@@ -62,7 +77,7 @@ impl DeliveryTracker {
         side: Side,
         participants: &[String],
         mark: Mark,
-        live: bool,
+        trigger: Trigger,
     ) -> bool {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let key = (chat.clone(), side);
@@ -72,10 +87,10 @@ impl DeliveryTracker {
             entry.participants = participants.to_vec();
         }
         keep_max(
-            if live {
-                &mut entry.live
-            } else {
-                &mut entry.certain
+            match trigger {
+                Trigger::Certain => &mut entry.certain,
+                Trigger::Live => &mut entry.live,
+                Trigger::Stored => &mut entry.stored,
             },
             mark,
         );
@@ -93,6 +108,7 @@ impl DeliveryTracker {
         Some(Pending {
             certain: entry.certain.take(),
             live: entry.live.take(),
+            stored: entry.stored.take(),
             participants: entry.participants.clone(),
         })
     }
@@ -130,7 +146,7 @@ mod tests {
         let t = DeliveryTracker::default();
         let chat = ChatId::from_trusted("c".to_owned());
         let who = ["u".to_owned(), "s".to_owned()];
-        assert!(t.note(&chat, Side::Staff, &who, mark(1), true));
+        assert!(t.note(&chat, Side::Staff, &who, mark(1), Trigger::Live));
         assert_eq!(
             t.take(&chat, Side::Staff)
                 .and_then(|p| p.live)
@@ -138,8 +154,8 @@ mod tests {
             Some(1)
         );
         // The flusher cools down: new triggers gather, none starts a flusher.
-        assert!(!t.note(&chat, Side::Staff, &who, mark(3), true));
-        assert!(!t.note(&chat, Side::Staff, &who, mark(2), true));
+        assert!(!t.note(&chat, Side::Staff, &who, mark(3), Trigger::Live));
+        assert!(!t.note(&chat, Side::Staff, &who, mark(2), Trigger::Live));
         assert!(!t.finish_if_idle(&chat, Side::Staff));
         assert_eq!(
             t.take(&chat, Side::Staff)
@@ -150,6 +166,6 @@ mod tests {
         assert!(t.take(&chat, Side::Staff).is_none());
         assert!(t.finish_if_idle(&chat, Side::Staff));
         // Quiet again: the next trigger starts a flusher.
-        assert!(t.note(&chat, Side::Staff, &who, mark(4), false));
+        assert!(t.note(&chat, Side::Staff, &who, mark(4), Trigger::Certain));
     }
 }

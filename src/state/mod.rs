@@ -34,7 +34,9 @@ pub mod test_hooks;
 pub mod typing;
 pub mod user_limits;
 
-pub use delivery::{DeliveryTracker, Mark as DeliveryMark, Pending as DeliveryPending};
+pub use delivery::{
+    DeliveryTracker, Mark as DeliveryMark, Pending as DeliveryPending, Trigger as DeliveryTrigger,
+};
 pub use expiry::TokenExpiries;
 pub use session::{Accepted, Handshakes, Session};
 pub use typing::TypingTracker;

@@ -454,10 +454,20 @@ impl Store for EmbeddedStore {
                 }
                 let ts = now();
                 let preview = m.body.preview();
+                // Delivered by the save: the recipients' mark moves to the new seq in the same
+                // statement (`seq` on the right-hand side is the value before the update).
+                let mark = if m.delivered {
+                    let column = delivered_column(m.recipient_side());
+                    format!(", {column} = MAX({column}, seq + 1)")
+                } else {
+                    String::new()
+                };
                 let seq: Option<i64> = tx
                     .query_row(
-                        "UPDATE chats SET seq = seq + 1, last_text = ?2, last_at = ?3, last_sender = ?4, \
-                         updated_at = ?3 WHERE id = ?1 RETURNING seq",
+                        &format!(
+                            "UPDATE chats SET seq = seq + 1, last_text = ?2, last_at = ?3, last_sender = ?4, \
+                             updated_at = ?3{mark} WHERE id = ?1 RETURNING seq"
+                        ),
                         params![m.chat_id.as_str(), preview, ms(ts), m.sender.id],
                         |r| r.get(0),
                     )

@@ -53,6 +53,7 @@ fn text_from(chat: &ChatId, sender: &AuthUser, body: &str, cid: Option<String>) 
             file_name: None,
         },
         client_message_id: cid,
+        delivered: false,
     }
 }
 
@@ -504,4 +505,55 @@ async fn racing_first_attempts_with_one_client_message_id_save_one_message() {
         .await
         .unwrap();
     assert_eq!(history, vec![first], "exactly one message is stored");
+}
+
+/// A chat saved before delivery status has no mark fields: its first mark moves (and counts as
+/// moved once), a lower one never moves it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_stored_before_delivery_status_gets_its_first_marks() {
+    let server = tokio::task::block_in_place(shared);
+    let db = fresh_database();
+    let store = server.store(&db).await;
+    let chat = new_chat(&store).await;
+    let raw = mongodb::Client::with_uri_str(server.uri())
+        .await
+        .expect("client builds");
+    let oid = mongodb::bson::oid::ObjectId::parse_str(chat.id.as_str()).expect("an ObjectId");
+    let unset = raw
+        .database(&db)
+        .collection::<mongodb::bson::Document>("chats")
+        .update_one(
+            mongodb::bson::doc! { "_id": oid },
+            mongodb::bson::doc! { "$unset": { "deliveredToUser": "", "deliveredToStaff": "" } },
+        )
+        .await
+        .expect("fields removed");
+    assert_eq!(unset.modified_count, 1, "the chat lost its mark fields");
+
+    assert!(
+        store
+            .advance_delivered(&chat.id, Side::Staff, 4)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .advance_delivered(&chat.id, Side::Staff, 4)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .advance_delivered(&chat.id, Side::Staff, 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .advance_delivered(&chat.id, Side::User, 1)
+            .await
+            .unwrap()
+    );
+    let loaded = store.chat(&chat.id).await.unwrap().unwrap();
+    assert_eq!(loaded.delivered, DeliveryMarks { user: 1, staff: 4 });
 }

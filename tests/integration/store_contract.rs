@@ -52,6 +52,7 @@ async fn send(
             sender: from.clone(),
             body: text(body),
             client_message_id: cid.map(str::to_owned),
+            delivered: false,
         })
         .await
         .expect("message saved")
@@ -153,6 +154,7 @@ pub async fn saving_into_a_missing_chat_is_not_found(store: Arc<dyn Store>) {
             sender: user("u1", Role::User),
             body: text("x"),
             client_message_id: None,
+            delivered: false,
         })
         .await;
     assert!(matches!(r, Err(StoreError::NotFound(_))), "{r:?}");
@@ -553,6 +555,56 @@ pub async fn delivery_marks_move_forward_only(store: Arc<dyn Store>) {
     ));
 }
 
+/// A save made while a recipient socket is on the saving node moves the recipients' mark to
+/// the new `seq` in the same write; other saves leave the marks alone.
+pub async fn a_save_that_delivers_moves_the_recipients_mark(store: Arc<dyn Store>) {
+    let chat = chat_with(&store, &["u1", "a1"]).await;
+    let (u1, a1) = (user("u1", Role::User), user("a1", Role::Admin));
+    let save = |from: &AuthUser, body: &str, delivered: bool| NewMessage {
+        chat_id: chat.id.clone(),
+        sender: from.clone(),
+        body: text(body),
+        client_message_id: None,
+        delivered,
+    };
+    let marks = || async { store.chat(&chat.id).await.unwrap().unwrap().delivered };
+    let first = store.save_message(save(&u1, "hello", true)).await.unwrap();
+    assert_eq!(first.into_inner().seq, 1);
+    assert_eq!(marks().await, DeliveryMarks { user: 0, staff: 1 });
+    store
+        .save_message(save(&a1, "not yet", false))
+        .await
+        .unwrap();
+    assert_eq!(marks().await, DeliveryMarks { user: 0, staff: 1 });
+    // A preview that reads like a field path is kept as written.
+    let third = store
+        .save_message(save(&a1, "$100 refund", true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(third.seq, 3);
+    assert_eq!(marks().await, DeliveryMarks { user: 3, staff: 1 });
+    let loaded = store.chat(&chat.id).await.unwrap().unwrap();
+    assert_eq!(
+        loaded.last_message.map(|l| l.text),
+        Some("$100 refund".to_owned())
+    );
+    // The marks never move back: a mark written ahead stays where it is.
+    assert!(
+        store
+            .advance_delivered(&chat.id, Side::Staff, 9)
+            .await
+            .unwrap()
+    );
+    store.save_message(save(&u1, "later", true)).await.unwrap();
+    assert_eq!(marks().await, DeliveryMarks { user: 3, staff: 9 });
+    let history = store
+        .messages(&chat.id, HistoryPage::After(0), 10)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 4, "every save kept its message");
+}
+
 /// Three store instances on one backing database race to move one mark: every forward move
 /// lands at most once, none moves it back, and it ends at the highest `seq` written.
 pub async fn concurrent_forward_only_from_three_stores(stores: [Arc<dyn Store>; 3]) {
@@ -639,6 +691,7 @@ pub async fn file_is_shared_only_through_chats_the_user_is_in(store: Arc<dyn Sto
                 file_name: Some("a.png".into()),
             },
             client_message_id: None,
+            delivered: false,
         })
         .await
         .unwrap();
@@ -708,6 +761,7 @@ macro_rules! contract_tests {
             check!(reports_list_newest_first_and_mark_read);
             check!(uploads_round_trip);
             check!(delivery_marks_move_forward_only);
+            check!(a_save_that_delivers_moves_the_recipients_mark);
             check!(legacy_object_id_uploads_still_round_trip);
             check!(file_is_shared_only_through_chats_the_user_is_in);
         }

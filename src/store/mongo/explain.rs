@@ -176,6 +176,11 @@ impl MongoStore {
                 doc! { "findAndModify": "chats", "query": { "_id": chat }, "update": { "$inc": { "seq": 1_i64 } }, "new": true },
             ),
             (
+                "advance_delivered",
+                IX_ID,
+                find("chats", doc! { "_id": chat }, None, None),
+            ),
+            (
                 "message",
                 IX_ID,
                 find(

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures_util::stream::TryStreamExt;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, Document, doc};
-use mongodb::options::ReturnDocument;
+use mongodb::options::{ReturnDocument, UpdateModifications};
 
 use super::documents::{ChatDoc, MessageDoc, ReportDoc, bson_time, delivered_field, oid};
 use super::indexes::*;
@@ -237,15 +237,31 @@ impl Store for MongoStore {
             }
             let ts = bson_time(now());
             let last = doc! { "text": m.body.preview(), "createdAt": ts, "sender": m.sender.id.as_str() };
-            // One round trip takes the next seq and updates the chat's list-view fields.
+            // One round trip takes the next seq and updates the chat's list-view fields; when
+            // the save delivers the message, the same write moves the recipients' mark to that
+            // seq (an update pipeline: its second stage sees the new seq; `$literal` keeps a
+            // preview that starts with `$` from reading as a field path).
+            let update: UpdateModifications = if m.delivered {
+                let field = delivered_field(m.recipient_side());
+                let mark = format!("${field}");
+                vec![
+                    doc! { "$set": {
+                        "seq": { "$add": [ { "$ifNull": [ "$seq", 0_i64 ] }, 1_i64 ] },
+                        "lastMessage": { "$literal": last },
+                        "updatedAt": ts,
+                    } },
+                    doc! { "$set": { field: { "$max": [ { "$ifNull": [ mark, 0_i64 ] }, "$seq" ] } } },
+                ]
+                .into()
+            } else {
+                doc! { "$inc": { "seq": 1_i64 }, "$set": { "lastMessage": last, "updatedAt": ts } }
+                    .into()
+            };
             let chat = self
                 .0
                 .chats
                 .clone_with_type::<Document>()
-                .find_one_and_update(
-                    doc! { "_id": chat_id },
-                    doc! { "$inc": { "seq": 1_i64 }, "$set": { "lastMessage": last, "updatedAt": ts } },
-                )
+                .find_one_and_update(doc! { "_id": chat_id }, update)
                 .projection(doc! { "seq": 1 })
                 .return_document(ReturnDocument::After)
                 .await
@@ -360,28 +376,22 @@ impl Store for MongoStore {
         let field = delivered_field(side);
         let seq = up_to_seq as i64;
         self.bounded(async {
-            // One conditional write on the chat's `_id`: it matches only while the mark is
-            // lower (or absent, in a chat made before delivery status), so of two nodes racing,
-            // only a forward move lands.
+            // One write on the chat's `_id`: `$max` moves the mark only forward (and sets it in
+            // a chat made before delivery status, which lacks the field), atomically per
+            // document, so of two nodes racing only a forward move lands, and only a write
+            // that changed the document counts as modified. One round trip: no second query
+            // for "not found" (`matched` says it), and no `$or` filter (which the
+            // MongoDB-wire test server answers with a scan: 2.3 ms against 0.7 ms a write).
             let result = self
                 .0
                 .chats
-                .update_one(
-                    doc! {
-                        "_id": chat,
-                        "$or": [ { field: { "$lt": seq } }, { field: { "$exists": false } } ],
-                    },
-                    doc! { "$set": { field: seq } },
-                )
+                .update_one(doc! { "_id": chat }, doc! { "$max": { field: seq } })
                 .await
                 .map_err(db_err)?;
-            if result.modified_count > 0 {
-                return Ok(true);
-            }
-            if result.matched_count == 0 && self.find_chat(chat).await?.is_none() {
+            if result.matched_count == 0 {
                 return Err(StoreError::NotFound("chat"));
             }
-            Ok(false)
+            Ok(result.modified_count > 0)
         })
         .await
     }
