@@ -17,7 +17,8 @@
 #
 # Bounded: ROUNDS x (4 + EXTRA) sweeps, each bounded by bench.sh (fixed steps of fixed length).
 # Env: ROUNDS, RATES, OUT (default loadtest/results/sweeps), SWITCHBOARD_BIN, LOADGEN_BIN, EXTRA,
-# SAME_RATES (default 70,140,200: the rates whose CPU per delivery and p99 are compared).
+# SAME_RATES (default 70,140,200: the rates whose CPU per delivery and p99 are compared), RETRIES,
+# SUMMARY_ONLY.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-3}
@@ -26,8 +27,12 @@ out=${OUT:-loadtest/results/sweeps}
 mkdir -p "$out"
 export OUT=$out
 log="$out/machine.txt"
-: >"$log"
-flags=(--receivers 1000 --rates "$rates" --step-secs 3 --grace-ms 2000)
+# SUMMARY_ONLY=1 runs nothing and writes the summary of the runs already in $OUT.
+summary_only=${SUMMARY_ONLY:-0}
+[ "$summary_only" = 1 ] || : >"$log"
+# RETRIES (default 1): a failing step is run again this many times before a sweep stops (one
+# stall of the machine does not end a sweep); the summary gives the knees without retries too.
+flags=(--receivers 1000 --rates "$rates" --step-secs 3 --grace-ms 2000 --retries "${RETRIES:-1}")
 
 machine_state() {
   {
@@ -40,6 +45,7 @@ machine_state() {
 
 extra=(${EXTRA:-})
 for round in $(seq 1 "$rounds"); do
+  [ "$summary_only" = 1 ] && break
   for config in sb-1 sb-2 node-1 node-2 "${extra[@]}"; do
     system=switchboard
     nodes=1
@@ -77,28 +83,37 @@ lines = ["# Repeated fan-out sweeps", "",
          "1000 receivers of one room, one sender, rates swept up; a step passes with p99 <= 100 ms and",
          ">= 99 % delivered. Servers and Redis on core 0, generator on core 1. What else ran before each",
          "run: `machine.txt`.", "",
-         "| run | knee, msgs/s | deliveries/s | p99 at knee, ms | user CPU µs/delivery at knee |",
-         "|---|---:|---:|---:|---:|"]
+         "| run | knee, msgs/s | knee without retries | deliveries/s | p99 at knee, ms | user CPU µs/delivery at knee |",
+         "|---|---:|---:|---:|---:|---:|"]
+strict = {c: [] for c, _ in configs}
 for r in range(1, rounds + 1):
     for c, _ in configs:
         label = f"{c}-r{r}"
         try:
             d = json.load(open(f"{out}/fanout-{label}.json"))
         except (OSError, ValueError):
-            lines.append(f"| {label} | failed | | | |")
+            lines.append(f"| {label} | failed | | | | |")
             continue
         knee = d.get("kneeRate") or 0
         runs[c].append(knee)
-        row = next((s for s in d["steps"] if s["rate"] == knee), None)
+        # Without retries: the last rate passed before the first failed attempt.
+        first_fail = d.get("firstFailRate")
+        first = max((s["rate"] for s in d["steps"] if s.get("passed") and s.get("attempt", 1) == 1
+                     and (first_fail is None or s["rate"] < first_fail)), default=0)
+        strict[c].append(first)
+        row = next((s for s in d["steps"] if s["rate"] == knee and s.get("passed")), None)
         p99 = row["latency"]["p99Ms"] if row else "-"
         cpu = d.get("kneeCpuUsPerDelivery", "-")
-        lines.append(f"| {label} | {knee} | {d.get('kneeDeliveriesPerSec', 0):,.0f} | {p99} | {cpu} |")
-lines += ["", "| configuration | runs | median knee | spread (min-max) |", "|---|---:|---:|---|"]
-med = {}
+        lines.append(f"| {label} | {knee} | {first} | {d.get('kneeDeliveriesPerSec') or 0:,.0f} | {p99} | {cpu} |")
+lines += ["", "| configuration | runs | median knee | spread (min-max) | median knee without retries | spread |",
+          "|---|---:|---:|---|---:|---|"]
+med, med_strict = {}, {}
 for c, name in configs:
     if runs[c]:
         med[c] = statistics.median(runs[c])
-        lines.append(f"| {name} | {len(runs[c])} | {med[c]:g} | {min(runs[c])}-{max(runs[c])} |")
+        med_strict[c] = statistics.median(strict[c])
+        lines.append(f"| {name} | {len(runs[c])} | {med[c]:g} | {min(runs[c])}-{max(runs[c])} | "
+                     f"{med_strict[c]:g} | {min(strict[c])}-{max(strict[c])} |")
 # The same rates in every configuration: what a delivery costs and how late it is, before the
 # knee (medians over the rounds; rates a configuration did not pass are left out).
 same = [int(r) for r in os.environ.get("SAME_RATES", "70,140,200").split(",")]
@@ -123,7 +138,9 @@ for c, name in configs:
 lines.append("")
 def ratio(a, b, what):
     if med.get(a) and med.get(b):
-        lines.append(f"- {what}: {med[a] / med[b]:.2f}")
+        without = (f"{med_strict[a] / med_strict[b]:.2f}" if med_strict.get(a) and med_strict.get(b)
+                   else "-")
+        lines.append(f"- {what}: {med[a] / med[b]:.2f} (without retries: {without})")
 ratio("sb-1", "node-1", "Switchboard / baseline, 1 node (median knees)")
 ratio("sb-2", "node-2", "Switchboard / baseline, 2 nodes (median knees)")
 ratio("sb-2", "sb-1", "Switchboard 2 nodes / 1 node (median knees)")

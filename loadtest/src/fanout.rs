@@ -47,6 +47,13 @@ pub struct FanoutArgs {
     /// Keep sweeping after the first failing step.
     #[arg(long)]
     no_stop: bool,
+    /// Run a failing step again, up to this many times, before the sweep stops: one stall of
+    /// the machine (a step's p99 is its 30 slowest deliveries of 3,000) then does not end a
+    /// sweep that the next attempt at the same rate passes. Every attempt is a row; the knee
+    /// is the last rate an attempt passed, and `firstFailRate` the first rate whose first
+    /// attempt failed (the knee without retries is the rate before it).
+    #[arg(long, default_value_t = 0)]
+    retries: usize,
 }
 
 struct Step {
@@ -64,9 +71,11 @@ pub async fn run(a: FanoutArgs) -> bool {
         .await
         .unwrap_or_else(|e| crate::fail(&e));
 
+    // One slot per attempt: a message carries its attempt's slot, so a late delivery of an
+    // earlier attempt is not counted in the next.
+    let slots = a.rates.len() * (a.retries + 1);
     let steps: Arc<Vec<Mutex<Step>>> = Arc::new(
-        a.rates
-            .iter()
+        (0..slots)
             .map(|_| {
                 Mutex::new(Step {
                     hist: stats::histogram(),
@@ -74,7 +83,7 @@ pub async fn run(a: FanoutArgs) -> bool {
             })
             .collect(),
     );
-    let counts: Arc<Vec<AtomicU64>> = Arc::new(a.rates.iter().map(|_| AtomicU64::new(0)).collect());
+    let counts: Arc<Vec<AtomicU64>> = Arc::new((0..slots).map(|_| AtomicU64::new(0)).collect());
     let on_frame: sio::OnFrame = {
         let (steps, counts) = (steps.clone(), counts.clone());
         Arc::new(move |f: &str| {
@@ -136,8 +145,18 @@ pub async fn run(a: FanoutArgs) -> bool {
     let mut rows = Vec::new();
     let mut knee: Option<u64> = None;
     let mut all_delivered = true;
-    for (s, &rate) in a.rates.iter().enumerate() {
+    let mut first_fail: Option<u64> = None;
+    let attempts = a
+        .rates
+        .iter()
+        .flat_map(|&rate| (0..=a.retries).map(move |attempt| (rate, attempt)));
+    for (s, (rate, attempt)) in attempts.enumerate() {
+        // A later attempt runs only while this rate has not passed yet.
+        if attempt > 0 && knee == Some(rate) {
+            continue;
+        }
         let cpu0 = procfs::total_user_ticks(&c.server_pids);
+        let sys0 = procfs::total_sys_ticks(&c.server_pids);
         let gen0 = procfs::cpu_ticks(std::process::id()).map_or(0, |(u, s)| u + s);
         let t0 = Instant::now();
         let total = rate * a.step_secs;
@@ -161,6 +180,7 @@ pub async fn run(a: FanoutArgs) -> bool {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let cpu1 = procfs::total_user_ticks(&c.server_pids);
+        let sys1 = procfs::total_sys_ticks(&c.server_pids);
         let gen1 = procfs::cpu_ticks(std::process::id()).map_or(0, |(u, s)| u + s);
         let wall = t0.elapsed().as_secs_f64();
         let delivered = counts[s].load(Ordering::Relaxed);
@@ -173,6 +193,14 @@ pub async fn run(a: FanoutArgs) -> bool {
         let summary = stats::summary(&hist);
         let p99 = summary["p99Ms"].as_f64().unwrap_or(f64::MAX);
         let cpu_us = (cpu1 - cpu0) as f64 * 1e6 / procfs::TICKS_PER_SEC as f64;
+        let sys_us = (sys1 - sys0) as f64 * 1e6 / procfs::TICKS_PER_SEC as f64;
+        let per_delivery = |x: f64| {
+            if delivered > 0 && !c.server_pids.is_empty() {
+                Value::from((x / delivered as f64 * 100.0).round() / 100.0)
+            } else {
+                Value::Null
+            }
+        };
         let passed = p99 <= a.knee_p99_ms && ratio >= a.min_delivery;
         all_delivered &= delivered == expected;
         let row = json!({
@@ -184,20 +212,34 @@ pub async fn run(a: FanoutArgs) -> bool {
             "deliveryRatio": (ratio * 10000.0).round() / 10000.0,
             "deliveriesPerSec": (delivered as f64 / send_secs).round(),
             "latency": summary,
-            "serverUserCpuUsPerDelivery": if delivered > 0 && !c.server_pids.is_empty() { Value::from((cpu_us / delivered as f64 * 100.0).round() / 100.0) } else { Value::Null },
+            "serverUserCpuUsPerDelivery": per_delivery(cpu_us),
+            // The kernel's share: on loopback it includes much of the receiving side's TCP work,
+            // done in the sender's system call.
+            "serverSysCpuUsPerDelivery": per_delivery(sys_us),
             // Shares of one core over the step (send + grace): is either side saturated?
             "serverUserCpuPct": ((cpu_us / 1e6 / wall) * 1000.0).round() / 10.0,
             "generatorCpuPct": (((gen1 - gen0) as f64 / procfs::TICKS_PER_SEC as f64 / wall) * 1000.0).round() / 10.0,
+            "attempt": attempt + 1,
             "passed": passed,
         });
         eprintln!(
-            "rate {rate}/s: delivered {delivered}/{expected}, p99 {p99} ms, {}",
+            "rate {rate}/s{}: delivered {delivered}/{expected}, p99 {p99} ms, {}",
+            if attempt > 0 {
+                format!(" (attempt {})", attempt + 1)
+            } else {
+                String::new()
+            },
             if passed { "ok" } else { "FAILED" }
         );
         rows.push(row);
         if passed {
             knee = Some(rate);
-        } else if !a.no_stop {
+            continue;
+        }
+        if attempt == 0 && first_fail.is_none() {
+            first_fail = Some(rate);
+        }
+        if attempt == a.retries && !a.no_stop {
             break;
         }
     }
@@ -208,7 +250,7 @@ pub async fn run(a: FanoutArgs) -> bool {
     let errors = errors.load(Ordering::Relaxed);
     let knee_row = rows
         .iter()
-        .find(|r| Some(r["rate"].as_u64().unwrap_or(0)) == knee);
+        .find(|r| r["rate"].as_u64() == knee && r["passed"].as_bool() == Some(true));
     let result = json!({
         "mode": "fanout",
         "label": c.label,
@@ -216,24 +258,31 @@ pub async fn run(a: FanoutArgs) -> bool {
         "nodes": targets.len(),
         "kneeP99Ms": a.knee_p99_ms,
         "kneeRate": knee,
+        "firstFailRate": first_fail,
+        "retries": a.retries,
         "kneeDeliveriesPerSec": knee_row.map(|r| r["deliveriesPerSec"].clone()),
         "kneeCpuUsPerDelivery": knee_row.map(|r| r["serverUserCpuUsPerDelivery"].clone()),
         "senderErrors": errors,
         "steps": rows,
     });
     let mut md = String::from(
-        "| msgs/s | deliveries/s | delivered | p50 ms | p99 ms | max ms | server user CPU µs/delivery | server CPU % | generator CPU % | pass |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|\n",
+        "| msgs/s | deliveries/s | delivered | p50 ms | p99 ms | max ms | server user CPU µs/delivery | server sys CPU µs/delivery | server CPU % | generator CPU % | pass |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|\n",
     );
     for r in result["steps"].as_array().into_iter().flatten() {
         md += &format!(
-            "| {} | {} | {:.2}% | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {}{} | {} | {:.2}% | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r["rate"],
+            match r["attempt"].as_u64() {
+                Some(n) if n > 1 => format!(" (attempt {n})"),
+                _ => String::new(),
+            },
             r["deliveriesPerSec"],
             r["deliveryRatio"].as_f64().unwrap_or(0.0) * 100.0,
             r["latency"]["p50Ms"],
             r["latency"]["p99Ms"],
             r["latency"]["maxMs"],
             r["serverUserCpuUsPerDelivery"],
+            r["serverSysCpuUsPerDelivery"],
             r["serverUserCpuPct"],
             r["generatorCpuPct"],
             if r["passed"].as_bool() == Some(true) {

@@ -33,3 +33,11 @@ pub fn total_user_ticks(pids: &[u32]) -> u64 {
         .map(|(u, _)| u)
         .sum()
 }
+
+/// Sum of system (kernel) ticks over every PID.
+pub fn total_sys_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|p| cpu_ticks(*p))
+        .map(|(_, s)| s)
+        .sum()
+}
