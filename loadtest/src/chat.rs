@@ -35,6 +35,11 @@ pub struct ChatArgs {
     /// Staff sockets online, receiving every message (0: the messages reach no recipient).
     #[arg(long, default_value_t = 0)]
     staff: usize,
+    /// The first staff member opens every chat, so it is a participant: with several nodes, a
+    /// user whose node holds no staff socket then has its messages delivered live across nodes
+    /// (one mark write per chat side and window) rather than left `sent`.
+    #[arg(long)]
+    staff_chats: bool,
 }
 
 struct Step {
@@ -87,10 +92,20 @@ pub async fn run(a: ChatArgs) -> bool {
     let mut users = Vec::with_capacity(a.users);
     for i in 0..a.users {
         let target = &targets[i % targets.len()];
-        let tok = token::mint(&c.secret, &format!("{}-chat-u{i}", c.label), "user", 3600);
-        let chat = http::open_chat(target, &tok, None)
-            .await
-            .unwrap_or_else(|e| crate::fail(&e));
+        let user_id = format!("{}-chat-u{i}", c.label);
+        let tok = token::mint(&c.secret, &user_id, "user", 3600);
+        let chat = if a.staff_chats {
+            let staff = token::mint(
+                &c.secret,
+                &format!("{}-chat-staff0", c.label),
+                "admin",
+                3600,
+            );
+            http::open_chat(target, &staff, Some(&user_id)).await
+        } else {
+            http::open_chat(target, &tok, None).await
+        }
+        .unwrap_or_else(|e| crate::fail(&e));
         let conn = sio::connect(target, &tok, None, on_frame.clone())
             .await
             .unwrap_or_else(|e| crate::fail(&format!("user {i}: {e}")));
