@@ -529,31 +529,5 @@ async fn a_chat_stored_before_delivery_status_gets_its_first_marks() {
         .await
         .expect("fields removed");
     assert_eq!(unset.modified_count, 1, "the chat lost its mark fields");
-
-    assert!(
-        store
-            .advance_delivered(&chat.id, Side::Staff, 4)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .advance_delivered(&chat.id, Side::Staff, 4)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .advance_delivered(&chat.id, Side::Staff, 2)
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .advance_delivered(&chat.id, Side::User, 1)
-            .await
-            .unwrap()
-    );
-    let loaded = store.chat(&chat.id).await.unwrap().unwrap();
-    assert_eq!(loaded.delivered, DeliveryMarks { user: 1, staff: 4 });
+    crate::store_contract::marks_move_forward_only_in(&store, &chat.id).await;
 }

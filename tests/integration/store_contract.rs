@@ -497,42 +497,24 @@ pub async fn uploads_round_trip(store: Arc<dyn Store>) {
     assert!(store.upload(&FileId::generate()).await.unwrap().is_none());
 }
 
+/// Moves the marks of a chat that has none yet: forward moves land once, none moves back.
+pub async fn marks_move_forward_only_in(store: &dyn Store, chat: &ChatId) {
+    assert!(store.advance_delivered(chat, Side::Staff, 3).await.unwrap());
+    assert!(!store.advance_delivered(chat, Side::Staff, 3).await.unwrap());
+    assert!(
+        !store.advance_delivered(chat, Side::Staff, 2).await.unwrap(),
+        "never back"
+    );
+    assert!(store.advance_delivered(chat, Side::User, 1).await.unwrap());
+    assert!(store.advance_delivered(chat, Side::Staff, 7).await.unwrap());
+    let loaded = store.chat(chat).await.unwrap().unwrap();
+    assert_eq!(loaded.delivered, DeliveryMarks { user: 1, staff: 7 });
+}
+
 pub async fn delivery_marks_move_forward_only(store: Arc<dyn Store>) {
     let chat = chat_with(&store, &["u1", "a1"]).await;
     assert_eq!(chat.delivered, DeliveryMarks::default());
-    assert!(
-        store
-            .advance_delivered(&chat.id, Side::Staff, 3)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .advance_delivered(&chat.id, Side::Staff, 3)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .advance_delivered(&chat.id, Side::Staff, 2)
-            .await
-            .unwrap(),
-        "never back"
-    );
-    assert!(
-        store
-            .advance_delivered(&chat.id, Side::User, 1)
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .advance_delivered(&chat.id, Side::Staff, 7)
-            .await
-            .unwrap()
-    );
-    let loaded = store.chat(&chat.id).await.unwrap().unwrap();
-    assert_eq!(loaded.delivered, DeliveryMarks { user: 1, staff: 7 });
+    marks_move_forward_only_in(store.as_ref(), &chat.id).await;
     let listed = store
         .list_chats(&ChatQuery {
             participant: None,
