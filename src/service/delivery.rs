@@ -13,12 +13,12 @@
 //! A message whose recipient has a socket on the sender's node is marked delivered by its own
 //! save (the same write that takes its `seq`: [`AppState::recipient_here`]); its flush only
 //! announces it. Other live deliveries are decided by the node that emitted `message:new` (the
-//! sender's node): at the flush it asks whether a recipient socket is connected anywhere in the cluster (the chat's
-//! user in presence; for staff, a staff socket on this node or a staff participant in presence).
-//! Every socket of a user is in `user:{id}` and every staff socket in `admins` on whatever node
-//! holds it, so a connected recipient got the broadcast. Only one node decides per message, and
-//! the conditional write lets one transition through when several triggers race, so a recipient
-//! with sockets on two nodes yields one transition.
+//! sender's node): at the flush it asks whether a recipient socket is connected anywhere in the
+//! cluster (the chat's user in presence; for staff, a staff socket on this node or a staff
+//! participant in presence). Every socket of a user is in `user:{id}` and every staff socket in
+//! `admins` on whatever node holds it, so a connected recipient got the broadcast. Only one node
+//! decides per message, and the forward-only write lets one transition through when several
+//! triggers race, so a recipient with sockets on two nodes yields one transition.
 
 use std::time::Duration;
 

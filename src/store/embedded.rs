@@ -188,6 +188,17 @@ fn add_delivery_columns(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// The column holding `side`'s delivered-up-to mark.
+/// A save's update of its chat: the next `seq` and the list-view fields; the `DELIVERED` forms
+/// also move the recipients' mark to that `seq` (a save whose recipient is on the saving node).
+const TAKE_SEQ: &str = "UPDATE chats SET seq = seq + 1, last_text = ?2, last_at = ?3, \
+     last_sender = ?4, updated_at = ?3 WHERE id = ?1 RETURNING seq";
+const TAKE_SEQ_DELIVERED_TO_USER: &str = "UPDATE chats SET seq = seq + 1, last_text = ?2, \
+     last_at = ?3, last_sender = ?4, updated_at = ?3, delivered_user = MAX(delivered_user, seq + 1) \
+     WHERE id = ?1 RETURNING seq";
+const TAKE_SEQ_DELIVERED_TO_STAFF: &str = "UPDATE chats SET seq = seq + 1, last_text = ?2, \
+     last_at = ?3, last_sender = ?4, updated_at = ?3, delivered_staff = MAX(delivered_staff, seq + 1) \
+     WHERE id = ?1 RETURNING seq";
+
 fn delivered_column(side: Side) -> &'static str {
     match side {
         Side::User => "delivered_user",
@@ -456,18 +467,14 @@ impl Store for EmbeddedStore {
                 let preview = m.body.preview();
                 // Delivered by the save: the recipients' mark moves to the new seq in the same
                 // statement (`seq` on the right-hand side is the value before the update).
-                let mark = if m.delivered {
-                    let column = delivered_column(m.recipient_side());
-                    format!(", {column} = MAX({column}, seq + 1)")
-                } else {
-                    String::new()
+                let take_seq = match (m.delivered, m.recipient_side()) {
+                    (false, _) => TAKE_SEQ,
+                    (true, Side::User) => TAKE_SEQ_DELIVERED_TO_USER,
+                    (true, Side::Staff) => TAKE_SEQ_DELIVERED_TO_STAFF,
                 };
                 let seq: Option<i64> = tx
                     .query_row(
-                        &format!(
-                            "UPDATE chats SET seq = seq + 1, last_text = ?2, last_at = ?3, last_sender = ?4, \
-                             updated_at = ?3{mark} WHERE id = ?1 RETURNING seq"
-                        ),
+                        take_seq,
                         params![m.chat_id.as_str(), preview, ms(ts), m.sender.id],
                         |r| r.get(0),
                     )
