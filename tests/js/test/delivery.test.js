@@ -57,6 +57,30 @@ describe('delivery status', () => {
     }
   });
 
+  test("staff whose only socket is on another node: the sender's node decides the delivery live, once", async () => {
+    const bob = makeUser('bob');
+    const admin = makeUser('admin2', 'admin');
+    const chat = (await api(b, 'POST', '/api/chats', { user: admin, body: { participantId: bob.id } })).body;
+    const [staffB, user] = await Promise.all([connect(b, admin), connect(a, bob)]);
+    try {
+      await waitUntil(async () => (await api(a, 'GET', `/api/users/${admin.id}/status`, { user: admin })).body.sockets === 1,
+        { what: 'staff presence seen from the sender\'s node' });
+      const sent = (await user.ack('message:send', { chatId: chat.id, message: { content: 'anyone there?' } })).message;
+      assert.equal(sent.status, 'sent');
+      for (const s of [user, staffB]) {
+        const ev = await s.waitFor('message:delivered', (p) => p.chatId === chat.id);
+        assert.equal(ev.messageId, sent.id);
+        assert.equal(ev.deliveredTo, admin.id);
+      }
+      await none(staffB, 'message:delivered', (p) => p.chatId === chat.id);
+      for (const node of [a, b]) {
+        assert.deepEqual((await history(node, bob, chat.id)).map((m) => m.status), ['delivered']);
+      }
+    } finally {
+      for (const s of [staffB, user]) s.close();
+    }
+  });
+
   test('an offline recipient keeps it sent until they fetch it; read implies delivered; never back', async () => {
     const bob = makeUser('bob');
     const admin = makeUser('admin', 'admin');
