@@ -173,23 +173,22 @@ impl AppState {
             client_message_id,
         } = SendMessage::parse(input, |url| self.keys.files.issued(url))?;
         let chat = self.chat_for(user, &chat_id).await?;
+        let mut new = NewMessage {
+            chat_id: chat.id.clone(),
+            sender: user.clone(),
+            body,
+            client_message_id,
+            delivered: false,
+        };
         // A recipient socket on this node gets the broadcast right after the save: the save
         // marks the message delivered itself, with no write of its own (`docs/delivery.md`).
-        let here = self.recipient_here(Side::of(user.role).other(), &chat.participants);
+        let here = self.recipient_here(new.recipient_side(), &chat.participants);
+        new.delivered = here.is_some();
         // In a socket event: the sender's next event may start (and read its chat) while this
         // one saves; saves keep the sender's order.
         crate::ordering::wait_for_save_turn().await;
         let saved = self
-            .timed(
-                StoreOp::SaveMessage,
-                self.store.save_message(NewMessage {
-                    chat_id: chat.id.clone(),
-                    sender: user.clone(),
-                    body,
-                    client_message_id,
-                    delivered: here.is_some(),
-                }),
-            )
+            .timed(StoreOp::SaveMessage, self.store.save_message(new))
             .await?;
         if let Saved::Created(message) = &saved {
             self.metrics.messages_saved.inc();

@@ -326,7 +326,7 @@ impl AppState {
         let candidates: &[String] = match side {
             Side::User => std::slice::from_ref(first),
             Side::Staff => {
-                if let Some(here) = self.sockets.user_in_room(rooms::ADMINS) {
+                if let Some(here) = self.recipient_here(side, participants) {
                     return Some(here);
                 }
                 rest
