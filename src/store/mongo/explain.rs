@@ -72,6 +72,18 @@ impl MongoStore {
             ObjectId::new(),
         );
         let at = bson_time(now());
+        // The save's update as it runs, as the command's `update` field.
+        let take_seq = |delivered: Option<&str>| match take_seq_update(
+            doc! { "text": "t", "createdAt": at, "sender": "u1" },
+            at,
+            delivered,
+        ) {
+            mongodb::options::UpdateModifications::Document(d) => Bson::Document(d),
+            mongodb::options::UpdateModifications::Pipeline(p) => {
+                Bson::Array(p.into_iter().map(Bson::Document).collect())
+            }
+            _ => Bson::Null,
+        };
         // `hint` as the operation passes it; queries on `_id` alone pass none.
         let find = |coll: &str, filter: Document, sort: Option<Document>, hint: Option<&str>| {
             let mut cmd = doc! { "find": coll, "filter": filter, "limit": 50_i64 };
@@ -173,7 +185,12 @@ impl MongoStore {
             (
                 "save_message (seq)",
                 IX_ID,
-                doc! { "findAndModify": "chats", "query": { "_id": chat }, "update": { "$inc": { "seq": 1_i64 } }, "new": true },
+                doc! { "findAndModify": "chats", "query": { "_id": chat }, "update": take_seq(None), "new": true },
+            ),
+            (
+                "save_message (seq, delivered by the save)",
+                IX_ID,
+                doc! { "findAndModify": "chats", "query": { "_id": chat }, "update": take_seq(Some("deliveredToStaff")), "new": true },
             ),
             (
                 "advance_delivered",

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures_util::stream::TryStreamExt;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, Document, doc};
-use mongodb::options::{ReturnDocument, UpdateModifications};
+use mongodb::options::ReturnDocument;
 
 use super::documents::{ChatDoc, MessageDoc, ReportDoc, bson_time, delivered_field, oid};
 use super::indexes::*;
@@ -236,27 +236,12 @@ impl Store for MongoStore {
                 return Ok(Saved::Existing(first));
             }
             let ts = bson_time(now());
-            let last = doc! { "text": m.body.preview(), "createdAt": ts, "sender": m.sender.id.as_str() };
-            // One round trip takes the next seq and updates the chat's list-view fields; when
-            // the save delivers the message, the same write moves the recipients' mark to that
-            // seq (an update pipeline: its second stage sees the new seq; `$literal` keeps a
-            // preview that starts with `$` from reading as a field path).
-            let update: UpdateModifications = if m.delivered {
-                let field = delivered_field(m.recipient_side());
-                let mark = format!("${field}");
-                vec![
-                    doc! { "$set": {
-                        "seq": { "$add": [ { "$ifNull": [ "$seq", 0_i64 ] }, 1_i64 ] },
-                        "lastMessage": { "$literal": last },
-                        "updatedAt": ts,
-                    } },
-                    doc! { "$set": { field: { "$max": [ { "$ifNull": [ mark, 0_i64 ] }, "$seq" ] } } },
-                ]
-                .into()
-            } else {
-                doc! { "$inc": { "seq": 1_i64 }, "$set": { "lastMessage": last, "updatedAt": ts } }
-                    .into()
-            };
+            let last =
+                doc! { "text": m.body.preview(), "createdAt": ts, "sender": m.sender.id.as_str() };
+            // One round trip takes the next seq, updates the chat's list-view fields and, when
+            // the save delivers the message, moves the recipients' mark to that seq.
+            let delivered = m.delivered.then(|| delivered_field(m.recipient_side()));
+            let update = take_seq_update(last, ts, delivered);
             let chat = self
                 .0
                 .chats
@@ -291,7 +276,9 @@ impl Store for MongoStore {
                 Ok(_) => Ok(Saved::Created(Message::from(doc))),
                 // Two first attempts with the same clientMessageId raced; the other one won.
                 // This seq stays unused (a gap of one): see the module doc.
-                Err(e) if error_code(&e) == Some(DUPLICATE_KEY) && doc.client_message_id.is_some() => {
+                Err(e)
+                    if error_code(&e) == Some(DUPLICATE_KEY) && doc.client_message_id.is_some() =>
+                {
                     let cid = doc.client_message_id.as_deref().unwrap_or_default();
                     match self.find_by_client_id(&doc.sender_id, cid).await? {
                         Some(first) => Ok(Saved::Existing(first)),

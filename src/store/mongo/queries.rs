@@ -2,8 +2,8 @@
 //! by the operations and by `explain` (`query_plans`), so the test explains exactly what runs.
 
 use mongodb::bson::oid::ObjectId;
-use mongodb::bson::{Document, doc};
-use mongodb::options::Hint;
+use mongodb::bson::{DateTime, Document, doc};
+use mongodb::options::{Hint, UpdateModifications};
 
 use super::documents::{bson_time, oid};
 use super::{
@@ -61,6 +61,31 @@ pub(super) fn unread_pipeline(chats: Vec<ObjectId>, reader: &str) -> Vec<Documen
         doc! { "$match": { "chatId": { "$in": chats }, "status": "sent", "senderId": { "$ne": reader } } },
         doc! { "$group": { "_id": "$chatId", "n": { "$sum": 1 } } },
     ]
+}
+
+/// A save's update of its chat, the one round trip that takes the next `seq`: the list-view
+/// fields, and, with `delivered_field`, that mark moved to the new `seq` (a message whose
+/// recipient is on the saving node). The second form is an update pipeline, whose second stage
+/// sees the new `seq`; `$literal` keeps a preview that starts with `$` from reading as a field
+/// path.
+pub(super) fn take_seq_update(
+    last: Document,
+    at: DateTime,
+    delivered_field: Option<&str>,
+) -> UpdateModifications {
+    match delivered_field {
+        None => doc! { "$inc": { "seq": 1_i64 }, "$set": { "lastMessage": last, "updatedAt": at } }
+            .into(),
+        Some(field) => vec![
+            doc! { "$set": {
+                "seq": { "$add": [ { "$ifNull": [ "$seq", 0_i64 ] }, 1_i64 ] },
+                "lastMessage": { "$literal": last },
+                "updatedAt": at,
+            } },
+            doc! { "$set": { field: { "$max": [ { "$ifNull": [ format!("${field}"), 0_i64 ] }, "$seq" ] } } },
+        ]
+        .into(),
+    }
 }
 
 pub(super) fn partners_filter(user: &str) -> Document {
