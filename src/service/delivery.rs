@@ -47,14 +47,17 @@ const CONFIRM_LOOKBACK: usize = 100;
 impl AppState {
     /// A recipient of `side` with a socket on this node, if there is one: then the broadcast
     /// that follows a save hands the message to it here, and the save marks it delivered
-    /// ([`NewMessage::delivered`](crate::domain::NewMessage)). A look at this node's rooms: no
-    /// store or presence call.
+    /// ([`NewMessage::delivered`](crate::domain::NewMessage)). No store or presence call: the
+    /// chat's user is looked up in this node's per-user socket count (one hash lookup, however
+    /// many tabs the user has; a socket is counted from its handshake, just before it joins its
+    /// rooms), staff in this node's `admins` room.
     pub(crate) fn recipient_here(&self, side: Side, participants: &[String]) -> Option<String> {
         match side {
             Side::Staff => self.sockets.user_in_room(rooms::ADMINS),
-            Side::User => self
-                .sockets
-                .user_in_room(&rooms::user(participants.first()?)),
+            Side::User => participants
+                .first()
+                .filter(|user| self.user_limits.has_socket_here(user))
+                .cloned(),
         }
     }
 

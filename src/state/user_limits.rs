@@ -91,6 +91,14 @@ impl UserLimits {
         true
     }
 
+    /// Does `user_id` hold a socket on this node? One hash lookup: what the send path asks to
+    /// know whether its broadcast hands a message to the user here (`docs/delivery.md`).
+    pub fn has_socket_here(&self, user_id: &str) -> bool {
+        let key = self.keys.hash_one(user_id);
+        let sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        sockets.contains_key(&key)
+    }
+
     /// Forgets one socket of `user_id` on this node (it disconnected).
     pub fn remove_socket(&self, user_id: &str) {
         let key = self.keys.hash_one(user_id);
@@ -128,5 +136,17 @@ mod tests {
             !limits.add_socket("v", 3, 3),
             "presence counts sockets elsewhere"
         );
+    }
+
+    #[test]
+    fn a_user_is_here_from_the_first_socket_until_the_last_leaves() {
+        let limits = UserLimits::new(5);
+        assert!(!limits.has_socket_here("u"));
+        assert!(limits.add_socket("u", 0, 3) && limits.add_socket("u", 0, 3));
+        limits.remove_socket("u");
+        assert!(limits.has_socket_here("u"), "one socket left");
+        limits.remove_socket("u");
+        assert!(!limits.has_socket_here("u"));
+        assert!(!limits.has_socket_here("v"));
     }
 }

@@ -482,3 +482,30 @@ async fn a_busy_chat_costs_one_delivery_write_per_cooldown_not_one_per_window() 
         "one write and one event per cooldown: {writes} writes, {events} events for 50 messages"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_staff_message_to_a_user_on_the_same_node_is_delivered_by_its_save() {
+    let node = TestNode::start().await;
+    let chat = staff_chat(&node, "a3", "u3").await;
+    let staff = node.socket("a3", Role::Admin).await;
+    let user = node.socket("u3", Role::User).await;
+    let before = delivery_writes(&node);
+    let sent = send(&staff, &chat, "your order shipped").await;
+    assert_eq!(
+        sent["status"], "sent",
+        "the ack shows the message before its hand-off"
+    );
+    for socket in [&staff, &user] {
+        let got = socket
+            .try_event("message:delivered", LONG)
+            .await
+            .expect("message:delivered");
+        assert_eq!(got["messageId"], sent["id"]);
+        assert_eq!(got["deliveredTo"], "u3");
+    }
+    assert_eq!(delivery_writes(&node) - before, 0, "the save marked it");
+    assert_eq!(
+        statuses(&node, &chat, "a3", Role::Admin).await,
+        ["delivered"]
+    );
+}
