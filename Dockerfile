@@ -4,7 +4,10 @@
 #   docker build -t switchboard .
 #   docker run -p 5001:5001 -e JWT_SECRET=... switchboard
 #
-# Settings are the environment variables of PROTOCOL.md (`switchboard --help` lists them).
+# Settings are the environment variables of PROTOCOL.md (`switchboard --help` lists them). The
+# image runs in production (SWITCHBOARD_ENV=production): it needs JWT_SECRET, and the
+# development console (which mints tokens over HTTP) does not exist in it. Secrets are read from
+# the environment only, never from flags (which every local user can read through `ps`).
 
 # The toolchain the repository is built and tested with (Cargo.toml says at least 1.94).
 ARG RUST_VERSION=1.95
@@ -52,7 +55,8 @@ RUN apt-get update \
 COPY --from=builder /out/switchboard /usr/local/bin/switchboard
 COPY deploy/docker/probe.sh /usr/local/bin/switchboard-probe
 
-ENV HOST=0.0.0.0 \
+ENV SWITCHBOARD_ENV=production \
+    HOST=0.0.0.0 \
     PORT=5001 \
     DATA_DIR=/var/lib/switchboard \
     LOG_FORMAT=json

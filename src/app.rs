@@ -115,7 +115,7 @@ impl Application {
             // Never connects here: a node whose MongoDB is down still starts, not ready.
             Some(uri) => Arc::new(
                 MongoStore::connect(MongoSettings {
-                    uri: uri.clone(),
+                    uri: uri.to_string(),
                     database: config.mongodb_database.clone(),
                     timeout: Duration::from_millis(config.mongodb_timeout_ms),
                     message_retention: config
@@ -130,7 +130,7 @@ impl Application {
         let recovery = |backend: Arc<dyn RecoveryBackend>| {
             (!window.is_zero()).then(|| Arc::new(Recovery::new(backend, window)))
         };
-        let (state, add_socket_layer, background) = match config.redis_url.clone() {
+        let (state, add_socket_layer, background) = match config.redis_url.as_deref().map(str::to_owned) {
             None => {
                 let recovery = recovery(Arc::new(EmbeddedRecovery::open(&config.data_dir)?));
                 let (layer, io) = socket_io_builder().build_layer();
@@ -209,7 +209,8 @@ impl Application {
             // Before the slimming, which drops the `Origin` header.
             .layer(axum::middleware::from_fn({
                 let allowed = AllowedOrigins::parse(&state.config.cors_origins);
-                move |req, next| crate::http::origin::check(allowed.clone(), req, next)
+                let console = state.config.environment == crate::config::Environment::Development;
+                move |req, next| crate::http::origin::check(allowed.clone(), console, req, next)
             }))
             .layer(cors(&state.config.cors_origins));
         tracing::info!(

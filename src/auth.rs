@@ -312,7 +312,7 @@ impl Keys {
     /// `DATA_DIR/jwt-secret` and reused on the next start.
     pub fn load(cfg: &Config) -> anyhow::Result<Self> {
         let verifier;
-        let mut file_key = cfg.file_url_secret.clone().map(String::into_bytes);
+        let mut file_key = cfg.file_url_secret.as_deref().map(|s| s.as_bytes().to_vec());
         if cfg.is_asymmetric() {
             let path = cfg
                 .jwt_public_key_file
@@ -324,7 +324,7 @@ impl Keys {
             }
         } else {
             let secret = match &cfg.jwt_secret {
-                Some(s) => s.clone(),
+                Some(s) => s.to_string(),
                 None => {
                     let s = kept_secret(&cfg.data_dir, "jwt-secret")?;
                     tracing::warn!(

@@ -1,5 +1,7 @@
 //! Settings: every variable of PROTOCOL.md's Configuration table, each an environment variable
-//! and a command-line flag (flags win), documented in `switchboard --help`.
+//! and a command-line flag (flags win), documented in `switchboard --help`, except the secrets
+//! ([`SECRET_VARIABLES`]), which are read from the environment only: a flag's value is readable
+//! by every local user through `ps`. Secrets are [`Secret`]s, whose `Debug` shows nothing.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,12 +13,66 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// With no settings it runs one complete node: in-memory adapter and presence, and an embedded
 /// on-disk store in DATA_DIR.
 #[derive(Debug, Parser)]
-#[command(name = "switchboard", version, about, long_about)]
+#[command(name = "switchboard", version, about, long_about, after_help = SECRETS_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
     pub config: Config,
+}
+
+impl Cli {
+    /// The command line, with the secrets read from the environment.
+    pub fn load() -> Self {
+        let mut cli = Self::parse();
+        cli.config.read_secrets(|name| std::env::var(name).ok());
+        cli
+    }
+}
+
+/// The settings read from the environment only (never a flag), with what each is.
+pub const SECRET_VARIABLES: [&str; 4] = ["JWT_SECRET", "FILE_URL_SECRET", "MONGODB_URI", "REDIS_URL"];
+
+const SECRETS_HELP: &str = "\
+Secrets are read from the environment only, never from flags (a flag's value is readable by every
+local user through `ps`):
+  JWT_SECRET        HS256 secret. In development a generated one is kept in DATA_DIR; required in
+                    production (or JWT_PUBLIC_KEY_FILE)
+  FILE_URL_SECRET   key for the `sig` of file URLs; defaults to one derived from JWT_SECRET (or
+                    kept in DATA_DIR); every node of a cluster must share it
+  MONGODB_URI       MongoDB connection string; unset keeps the embedded store
+  REDIS_URL         set, it makes this node part of a cluster: redis:// or rediss:// (one server),
+                    redis-sentinel://host:port?sentinelServiceName=NAME&node=host:port (Sentinel),
+                    redis-cluster://host:port?node=host:port (Redis Cluster). See docs/cluster.md";
+
+/// A setting that must never reach a log, a panic message or a `Debug` print: its `Debug`
+/// is `[redacted]`. It reads as the `str` it holds.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::ops::Deref for Secret {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,9 +144,10 @@ pub struct Config {
     /// Serve /metrics on this port instead of the main one.
     #[arg(long, env = "METRICS_PORT")]
     pub metrics_port: Option<u16>,
-    /// HS256 secret. In development a generated one is kept in DATA_DIR; required in production.
-    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    /// `JWT_SECRET` (environment only): the HS256 secret. In development a generated one is
+    /// kept in DATA_DIR; required in production.
+    #[arg(skip)]
+    pub jwt_secret: Option<Secret>,
     /// PEM public key file: verify asymmetric tokens (RS256, ES256, EdDSA, ...) instead.
     #[arg(long, env = "JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: Option<PathBuf>,
@@ -109,13 +166,14 @@ pub struct Config {
     /// transport is closed when `exp` plus this passes.
     #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = 30)]
     pub jwt_leeway_secs: u64,
-    /// Key for the `sig` of file URLs. Defaults to one derived from JWT_SECRET (or kept in
-    /// DATA_DIR); every node of a cluster must share it.
-    #[arg(long, env = "FILE_URL_SECRET", hide_env_values = true)]
-    pub file_url_secret: Option<String>,
-    /// MongoDB connection string; unset keeps the embedded store.
-    #[arg(long, env = "MONGODB_URI", hide_env_values = true)]
-    pub mongodb_uri: Option<String>,
+    /// `FILE_URL_SECRET` (environment only): the key for the `sig` of file URLs. Defaults to
+    /// one derived from JWT_SECRET (or kept in DATA_DIR); every node of a cluster must share it.
+    #[arg(skip)]
+    pub file_url_secret: Option<Secret>,
+    /// `MONGODB_URI` (environment only: it may carry a password): unset keeps the embedded
+    /// store.
+    #[arg(skip)]
+    pub mongodb_uri: Option<Secret>,
     /// MongoDB database name.
     #[arg(long, env = "MONGODB_DATABASE", default_value = "switchboard")]
     pub mongodb_database: String,
@@ -130,11 +188,10 @@ pub struct Config {
     /// The embedded store's files, and uploads in embedded mode.
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Redis URL; set, it makes this node part of a cluster: redis:// or rediss:// (one server),
-    /// redis-sentinel://host:port?sentinelServiceName=NAME&node=host:port (Sentinel),
-    /// redis-cluster://host:port?node=host:port (Redis Cluster). See docs/cluster.md.
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
+    /// `REDIS_URL` (environment only: it may carry a password); set, it makes this node part
+    /// of a cluster (see `SECRETS_HELP` and docs/cluster.md).
+    #[arg(skip)]
+    pub redis_url: Option<Secret>,
     /// This node's name in presence and metrics; defaults to the host name plus a random suffix.
     #[arg(long, env = "NODE_ID")]
     pub node_id: Option<String>,
@@ -192,6 +249,16 @@ pub struct Config {
 pub struct ConfigError(pub String);
 
 impl Config {
+    /// Fills the secrets ([`SECRET_VARIABLES`]) from `var` (the environment); an empty value is
+    /// unset, as for every other setting.
+    pub fn read_secrets(&mut self, var: impl Fn(&str) -> Option<String>) {
+        let read = |name: &str| var(name).filter(|v| !v.is_empty()).map(Secret::from);
+        self.jwt_secret = read("JWT_SECRET");
+        self.file_url_secret = read("FILE_URL_SECRET");
+        self.mongodb_uri = read("MONGODB_URI");
+        self.redis_url = read("REDIS_URL");
+    }
+
     /// Checks the settings together, once, at boot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |m: &str| Err(ConfigError(m.to_owned()));
@@ -380,10 +447,42 @@ mod tests {
         // The opposite check: the real command line still has its `env` (the test above is not
         // vacuous because `for_tests` builds its own).
         let cmd = Cli::command();
-        let redis = cmd
+        let port = cmd
             .get_arguments()
-            .find(|a| a.get_id() == "redis_url")
-            .expect("the REDIS_URL argument");
-        assert_eq!(redis.get_env(), Some(std::ffi::OsStr::new("REDIS_URL")));
+            .find(|a| a.get_id() == "port")
+            .expect("the PORT argument");
+        assert_eq!(port.get_env(), Some(std::ffi::OsStr::new("PORT")));
+    }
+
+    #[test]
+    fn secrets_are_never_flags_and_never_shown_by_debug() {
+        use clap::CommandFactory;
+        // No flag takes a secret: `ps` would show it to every local user.
+        for flag in ["--jwt-secret", "--file-url-secret", "--mongodb-uri", "--redis-url"] {
+            let parsed = Cli::try_parse_from(["switchboard", flag, "s3cr3t-value-xyz"]);
+            assert!(parsed.is_err(), "{flag} is accepted");
+        }
+        let cmd = Cli::command();
+        for name in SECRET_VARIABLES {
+            assert!(
+                cmd.get_arguments().all(|a| a.get_env() != Some(std::ffi::OsStr::new(name))),
+                "{name} is an argument"
+            );
+        }
+        // They come from the environment, and `Debug` shows none of them.
+        let mut cfg = Config::for_tests(PathBuf::from("/tmp/x"));
+        cfg.read_secrets(|name| Some(format!("s3cr3t-{name}")));
+        assert_eq!(cfg.jwt_secret.as_deref(), Some("s3cr3t-JWT_SECRET"));
+        assert_eq!(cfg.redis_url.as_deref(), Some("s3cr3t-REDIS_URL"));
+        let shown = format!("{cfg:?} {:?}", Cli::try_parse_from(["switchboard"]).unwrap());
+        let mut cli = Cli::try_parse_from(["switchboard"]).unwrap();
+        cli.config = cfg;
+        let shown = format!("{shown} {cli:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
+        // Empty is unset.
+        let mut cfg = Config::for_tests(PathBuf::from("/tmp/x"));
+        cfg.read_secrets(|_| Some(String::new()));
+        assert_eq!(cfg.jwt_secret, None);
     }
 }

@@ -2,14 +2,13 @@
 //! SIGTERM (then drain). `switchboard token` prints a token for trying things out.
 
 use anyhow::Context;
-use clap::Parser;
 use switchboard::config::{Cli, Command, parse_ttl};
 use switchboard::domain::Role;
 use switchboard::{Application, auth};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::load();
     switchboard::telemetry::init(cli.config.log_format);
     match cli.command {
         Some(Command::Token(args)) => {

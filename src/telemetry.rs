@@ -18,13 +18,10 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
 
-/// Crates whose `debug` and `trace` events contain raw packets.
-const PACKET_LOGGERS: &[&str] = &[
-    "socketioxide",
-    "engineioxide",
-    "tungstenite",
-    "tokio_tungstenite",
-];
+/// Crate families whose `debug` and `trace` events contain raw packets or commands: a crate
+/// whose name starts with one of these (`engineioxide_core`, `socketioxide_redis`,
+/// `tokio_tungstenite`...) is one of them, so a crate split or added upstream is covered too.
+const PACKET_LOGGERS: &[&str] = &["socketioxide", "engineioxide", "tungstenite", "tokio_tungstenite", "fred"];
 
 /// Installs the global subscriber. `format` overrides the terminal check.
 pub fn init(format: Option<LogFormat>) {
@@ -52,10 +49,35 @@ pub fn init(format: Option<LogFormat>) {
 
 /// Is this a `debug` or `trace` event of a crate that logs raw packets?
 fn logs_packets(meta: &Metadata<'_>) -> bool {
-    *meta.level() > Level::INFO
-        && PACKET_LOGGERS.iter().any(|c| {
-            meta.target()
-                .strip_prefix(c)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
-        })
+    *meta.level() > Level::INFO && is_packet_logger(meta.target())
+}
+
+/// Is `target` (a module path) in one of the [`PACKET_LOGGERS`] families?
+fn is_packet_logger(target: &str) -> bool {
+    let krate = target.split("::").next().unwrap_or(target);
+    PACKET_LOGGERS.iter().any(|family| krate.starts_with(family))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_crate_of_a_packet_logging_family_is_kept_quiet() {
+        for target in [
+            "engineioxide",
+            "engineioxide::transport::polling",
+            "engineioxide_core::payload::encoder",
+            "socketioxide_core::adapter",
+            "socketioxide_redis",
+            "socketioxide_parser_common::de",
+            "tokio_tungstenite",
+            "fred::protocol::connection",
+        ] {
+            assert!(is_packet_logger(target), "{target}");
+        }
+        for target in ["switchboard::realtime", "hyper::proto", "mongodb::cmap"] {
+            assert!(!is_packet_logger(target), "{target}");
+        }
+    }
 }

@@ -2,15 +2,27 @@
 //! `src/http/console/`, embedded in the binary, no build step) where a newcomer picks a user or a
 //! staff identity, chats, sends report messages and watches presence, against this node.
 //!
-//! Only with `SWITCHBOARD_ENV=development`: in production every route here answers `404`, as
-//! any unknown path does, and no token is ever minted over HTTP. Even in development a token is
-//! minted only for a request that comes straight from a loopback address (the TCP peer, not a
-//! header), was not forwarded by a proxy, names a loopback host and, when the browser says
-//! where it comes from, comes from the console's own origin: a development node bound to
-//! `0.0.0.0` must not hand staff tokens to its network, nor to a web page that a developer's
-//! browser happens to open (a cross-site `fetch`, or DNS rebinding onto `localhost`).
+//! Only with `SWITCHBOARD_ENV=development`: in production these routes are not mounted at all
+//! (every path here is the router's plain `404`, answered before any body is read), and no token
+//! is ever minted over HTTP.
+//!
+//! In development a token is minted only for a request that carries the **console code**: a
+//! random code the node prints in its log at start-up (and keeps in `DATA_DIR/console-code`,
+//! `0600`, readable by the account that runs the node and nobody else), which the person at
+//! the console types into the page. The address a request comes from proves nothing on its
+//! own: a same-host nginx `proxy_pass`, a TLS terminator, socat or an ssh tunnel all connect
+//! from loopback, and so does every other account on the machine. After
+//! [`MAX_WRONG_CODES`] wrong codes the console mints nothing until the node restarts (with a new
+//! code), so the code cannot be guessed. As defence in depth the request must also come
+//! straight from a loopback peer, carry no forwarding header (`Forwarded`, `Via`, any
+//! `X-Forwarded-*`, `X-Envoy-*`, `X-Real-IP`...), name a loopback host and, when the browser
+//! says where it comes from, come from the console's own origin (no cross-site `fetch`, no DNS
+//! rebinding onto `localhost`).
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use axum::Extension;
@@ -21,7 +33,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Environment;
 use crate::connections::PeerAddr;
 use crate::domain::Role;
 use crate::error::AppError;
@@ -38,23 +49,106 @@ const SOCKET_IO_JS: &str = include_str!("console/socket.io.min.js");
 /// How long a console token lives: a working day.
 const TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 
-/// The console's routes (each answers `404` outside development).
-pub fn routes() -> Router<AppState> {
+/// Wrong console codes after which the console mints nothing until the node restarts: with a
+/// code of [`CODE_LEN`] characters from [`CODE_ALPHABET`] (about 59 bits), ten guesses are
+/// nothing.
+pub const MAX_WRONG_CODES: u32 = 10;
+/// Characters of a console code (no `0`/`O`, `1`/`I`/`L`: it is read off a terminal and typed).
+const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+/// Length of a console code, shown in groups of four.
+const CODE_LEN: usize = 12;
+
+/// What only the person at the console has: the code this node printed at start-up.
+pub struct ConsoleGate {
+    /// The code, without its group separators.
+    code: String,
+    /// Wrong codes typed since start-up; at [`MAX_WRONG_CODES`] the gate stays shut.
+    wrong: AtomicU32,
+}
+
+impl ConsoleGate {
+    /// A gate with a fresh random code, logged and written to `DATA_DIR/console-code` (`0600`)
+    /// so the person who started the node can read it back.
+    pub fn start(data_dir: &Path) -> Arc<Self> {
+        let code: String = (0..CODE_LEN)
+            .map(|_| {
+                let i = rand::random_range(0..CODE_ALPHABET.len());
+                char::from(CODE_ALPHABET[i])
+            })
+            .collect();
+        let gate = Self::with_code(&code);
+        let shown = gate.shown();
+        let path = data_dir.join("console-code");
+        let kept = crate::private_files::ensure_dir(data_dir)
+            .and_then(|()| crate::private_files::write_file(&path, shown.as_bytes()));
+        if let Err(e) = kept {
+            tracing::warn!(path = %path.display(), error = %e, "could not keep the console code");
+        }
+        tracing::info!(
+            console_code = %shown,
+            path = %path.display(),
+            "development console: open this node's address in a browser and enter the console code"
+        );
+        Arc::new(gate)
+    }
+
+    fn with_code(code: &str) -> Self {
+        Self {
+            code: code.to_owned(),
+            wrong: AtomicU32::new(0),
+        }
+    }
+
+    /// The code as printed: `ABCD-EFGH-JKMN`.
+    fn shown(&self) -> String {
+        let groups: Vec<&str> = self
+            .code
+            .as_bytes()
+            .chunks(4)
+            .map(|g| std::str::from_utf8(g).expect("ASCII"))
+            .collect();
+        groups.join("-")
+    }
+
+    /// Accepts the code as typed (any case, with or without separators and spaces).
+    fn check(&self, typed: &str) -> Result<(), AppError> {
+        if self.wrong.load(Ordering::Relaxed) >= MAX_WRONG_CODES {
+            return Err(AppError::forbidden(
+                "too many wrong console codes: restart the node, which prints a new one",
+            ));
+        }
+        let typed: Vec<u8> = typed
+            .bytes()
+            .filter(|b| !matches!(b, b'-' | b' '))
+            .map(|b| b.to_ascii_uppercase())
+            .collect();
+        // Constant time over the code's length: the comparison tells nothing about a prefix.
+        let same = typed.len() == self.code.len()
+            && typed
+                .iter()
+                .zip(self.code.as_bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if same {
+            return Ok(());
+        }
+        let wrong = self.wrong.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::warn!(wrong, "a wrong console code was typed");
+        Err(AppError::forbidden(
+            "wrong console code: the node prints it in its log at start-up (and keeps it in DATA_DIR/console-code)",
+        ))
+    }
+}
+
+/// The console's routes; `app` mounts them only in development.
+pub fn routes(gate: Arc<ConsoleGate>) -> Router<AppState> {
     Router::new()
         .route("/", get(page))
         .route("/console/console.js", get(script))
         .route("/console/console.css", get(style))
         .route("/console/socket.io.min.js", get(socket_io))
         .route("/console/token", post(mint))
-}
-
-/// `404` unless this node runs in development.
-fn development_only(state: &AppState) -> Result<(), AppError> {
-    if state.config.environment == Environment::Development {
-        Ok(())
-    } else {
-        Err(AppError::not_found("no such route"))
-    }
+        .layer(Extension(gate))
 }
 
 fn file(content_type: &'static str, body: &'static str) -> Response {
@@ -72,8 +166,7 @@ fn file(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-async fn page(State(state): State<AppState>) -> Result<Response, AppError> {
-    development_only(&state)?;
+async fn page() -> Response {
     let mut res = file("text/html; charset=utf-8", INDEX_HTML);
     // The page loads only its own files and talks only to this node.
     res.headers_mut().insert(
@@ -83,22 +176,19 @@ async fn page(State(state): State<AppState>) -> Result<Response, AppError> {
              img-src 'self' data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
-    Ok(res)
+    res
 }
 
-async fn script(State(state): State<AppState>) -> Result<Response, AppError> {
-    development_only(&state)?;
-    Ok(file("text/javascript; charset=utf-8", CONSOLE_JS))
+async fn script() -> Response {
+    file("text/javascript; charset=utf-8", CONSOLE_JS)
 }
 
-async fn style(State(state): State<AppState>) -> Result<Response, AppError> {
-    development_only(&state)?;
-    Ok(file("text/css; charset=utf-8", CONSOLE_CSS))
+async fn style() -> Response {
+    file("text/css; charset=utf-8", CONSOLE_CSS)
 }
 
-async fn socket_io(State(state): State<AppState>) -> Result<Response, AppError> {
-    development_only(&state)?;
-    Ok(file("text/javascript; charset=utf-8", SOCKET_IO_JS))
+async fn socket_io() -> Response {
+    file("text/javascript; charset=utf-8", SOCKET_IO_JS)
 }
 
 /// `POST /console/token` body: who the newcomer wants to be.
@@ -106,6 +196,9 @@ async fn socket_io(State(state): State<AppState>) -> Result<Response, AppError> 
 struct Identity {
     name: String,
     role: String,
+    /// The console code the node printed at start-up.
+    #[serde(default)]
+    code: String,
 }
 
 #[derive(Serialize)]
@@ -124,18 +217,20 @@ struct MintedUser {
     role: &'static str,
 }
 
-/// Mints a token for a console identity: development only, loopback only (see the file header).
+/// Mints a token for a console identity: with the console code, from this machine (see the
+/// file header).
 async fn mint(
     State(state): State<AppState>,
+    Extension(gate): Extension<Arc<ConsoleGate>>,
     connect_info: Option<Extension<ConnectInfo<PeerAddr>>>,
     headers: HeaderMap,
     JsonBody(identity): JsonBody<Identity>,
 ) -> Result<Response, AppError> {
-    development_only(&state)?;
     may_mint(
         connect_info.map(|Extension(ConnectInfo(PeerAddr(peer)))| peer),
         &headers,
     )?;
+    gate.check(&identity.code)?;
     let role = match identity.role.as_str() {
         "user" => Role::User,
         "admin" => Role::Admin,
@@ -184,8 +279,24 @@ fn user_id(name: &str) -> Option<String> {
 }
 
 /// Headers a proxy adds: a request that carries one came through something else, so its TCP
-/// peer says nothing about who sent it.
-const FORWARDING_HEADERS: [&str; 4] = ["forwarded", "x-forwarded-for", "x-real-ip", "via"];
+/// peer says nothing about who sent it. Besides these names, any `X-Forwarded-*` or
+/// `X-Envoy-*` header counts (see [`is_forwarding_header`]).
+const FORWARDING_HEADERS: [&str; 7] = [
+    "forwarded",
+    "via",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-original-forwarded-for",
+    "cf-connecting-ip",
+];
+
+/// Does this header say the request came through a proxy? (Header names are lowercase here.)
+fn is_forwarding_header(name: &str) -> bool {
+    FORWARDING_HEADERS.contains(&name)
+        || name.starts_with("x-forwarded-")
+        || name.starts_with("x-envoy-")
+}
 
 /// Is this request one a token may be minted for? Its TCP peer is a loopback address, no proxy
 /// forwarded it, its `Host` is a loopback name, and its `Origin` (sent by browsers with every
@@ -201,7 +312,7 @@ fn may_mint(peer: Option<SocketAddr>, headers: &HeaderMap) -> Result<(), AppErro
         Some(_) => return refuse("the request came from another address"),
         None => return refuse("the peer address is unknown"),
     }
-    if FORWARDING_HEADERS.iter().any(|h| headers.contains_key(*h)) {
+    if headers.keys().any(|h| is_forwarding_header(h.as_str())) {
         return refuse("the request was forwarded by a proxy");
     }
     let host = headers
@@ -231,7 +342,7 @@ fn is_mapped_loopback(peer: SocketAddr) -> bool {
 }
 
 /// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
-fn is_loopback_host(host: &str) -> bool {
+pub fn is_loopback_host(host: &str) -> bool {
     let name = if let Some(rest) = host.strip_prefix('[') {
         rest.split_once(']').map_or("", |(h, _)| h)
     } else {
@@ -284,7 +395,14 @@ mod tests {
     #[test]
     fn a_forwarded_or_foreign_request_may_not_mint() {
         let loopback = peer("127.0.0.1:40000");
-        for forwarded in FORWARDING_HEADERS {
+        let proxies = FORWARDING_HEADERS.iter().copied().chain([
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "x-envoy-external-address",
+            "x-envoy-original-path",
+        ]);
+        for forwarded in proxies {
             let h = headers(&[("host", "localhost:5001"), (forwarded, "203.0.113.9")]);
             assert!(may_mint(loopback, &h).is_err(), "{forwarded}");
         }
@@ -300,6 +418,39 @@ mod tests {
         assert!(may_mint(loopback, &cross_site).is_err());
         let no_host = headers(&[]);
         assert!(may_mint(loopback, &no_host).is_err());
+    }
+
+    #[test]
+    fn only_the_printed_code_opens_the_gate_and_ten_wrong_ones_shut_it() {
+        let gate = ConsoleGate::with_code("ABCDEFGHJKMN");
+        assert_eq!(gate.shown(), "ABCD-EFGH-JKMN");
+        assert!(gate.check("ABCD-EFGH-JKMN").is_ok());
+        assert!(gate.check("abcd efgh jkmn").is_ok());
+        assert!(gate.check("").is_err());
+        assert!(gate.check("ABCD-EFGH-JKMP").is_err());
+        assert!(gate.check("ABCD-EFGH-JKMNA").is_err());
+        for _ in 2..MAX_WRONG_CODES {
+            assert!(gate.check("WRONG").is_err());
+        }
+        // Shut: even the right code is refused now.
+        assert!(gate.check("ABCD-EFGH-JKMN").is_err());
+    }
+
+    #[test]
+    fn a_generated_code_is_random_and_kept_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ConsoleGate::start(dir.path());
+        let kept = std::fs::read_to_string(dir.path().join("console-code")).unwrap();
+        assert_eq!(kept, first.shown());
+        assert!(first.check(&kept).is_ok());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("console-code")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{mode:o}");
+        }
+        let second = ConsoleGate::start(dir.path());
+        assert_ne!(first.code, second.code);
     }
 
     #[test]

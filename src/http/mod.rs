@@ -11,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
+use crate::config::Environment;
 use crate::error::AppError;
 use crate::paging::{self, Raw};
 use crate::state::AppState;
@@ -30,13 +31,20 @@ const MAX_JSON_BODY: usize = 64 * 1024;
 
 /// Every REST route; `/metrics` is added by `app.rs` (it may live on its own port).
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut routes = Router::new();
+    // The development console exists only in development: in production its paths are unknown
+    // routes like any other, refused before a body is read.
+    if state.config.environment == Environment::Development {
+        routes = routes.merge(console::routes(console::ConsoleGate::start(
+            &state.config.data_dir,
+        )));
+    }
+    routes
         .merge(chats::routes())
         .merge(reports::routes())
         .merge(uploads::routes())
         .merge(presence::routes())
         .merge(health::routes())
-        .merge(console::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
         .layer(axum::middleware::from_fn_with_state(

@@ -4,6 +4,10 @@
 //! upgrade, so without this any page could open a socket (tokens travel in the CONNECT
 //! packet's `auth`, not in cookies: defence in depth). Requests with no `Origin` header (back-end
 //! services, native clients) pass.
+//!
+//! In development, the development console's own origin passes too (an `Origin` that is this
+//! very request's loopback `Host`, as the console page at `http://localhost:5001/` sends), so
+//! the README's first minutes work with no settings: nothing wider, and never in production.
 
 use std::sync::Arc;
 
@@ -52,14 +56,36 @@ impl AllowedOrigins {
 }
 
 /// `axum::middleware::from_fn` body: checks the `Origin` of `/socket.io` requests only (REST
-/// is left to the CORS layer). No allocation on the way through.
-pub async fn check(allowed: AllowedOrigins, req: Request, next: Next) -> Response {
-    if req.uri().path().starts_with("/socket.io")
-        && !allowed.allows(req.headers().get(header::ORIGIN))
-    {
-        return AppError::forbidden("this origin is not allowed (CORS_ORIGINS)").into_response();
+/// is left to the CORS layer). `console` is true in development, where the console's own
+/// origin passes. No allocation on the way through.
+pub async fn check(allowed: AllowedOrigins, console: bool, req: Request, next: Next) -> Response {
+    if req.uri().path().starts_with("/socket.io") {
+        let origin = req.headers().get(header::ORIGIN);
+        let own_console = console && is_console_origin(origin, req.headers().get(header::HOST));
+        if !allowed.allows(origin) && !own_console {
+            return AppError::forbidden("this origin is not allowed (CORS_ORIGINS)")
+                .into_response();
+        }
     }
     next.run(req).await
+}
+
+/// Is `origin` the console page's own: `http://` or `https://` followed by this request's
+/// `Host`, a loopback name? (A page served by this node to a browser on this machine.)
+fn is_console_origin(origin: Option<&HeaderValue>, host: Option<&HeaderValue>) -> bool {
+    let (Some(origin), Some(host)) = (origin, host) else {
+        return false;
+    };
+    let (Ok(origin), Ok(host)) = (origin.to_str(), host.to_str()) else {
+        return false;
+    };
+    let Some(rest) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    rest.eq_ignore_ascii_case(host) && crate::http::console::is_loopback_host(host)
 }
 
 #[cfg(test)]
@@ -75,5 +101,20 @@ mod tests {
         assert!(!allowed.allows(Some(&origin("http://evil.example"))));
         assert!(!allowed.allows(Some(&origin("https://app.example.evil"))));
         assert!(AllowedOrigins::parse("*").allows(Some(&origin("http://evil.example"))));
+    }
+
+    #[test]
+    fn the_console_origin_is_its_own_loopback_host_only() {
+        let v = HeaderValue::from_static;
+        let own = |o, h| is_console_origin(Some(&v(o)), Some(&v(h)));
+        assert!(own("http://localhost:5001", "localhost:5001"));
+        assert!(own("http://127.0.0.1:5001", "127.0.0.1:5001"));
+        assert!(own("http://[::1]:5001", "[::1]:5001"));
+        // Another port, another host, a non-loopback host (DNS rebinding), or no Host.
+        assert!(!own("http://localhost:3000", "localhost:5001"));
+        assert!(!own("http://evil.example:5001", "localhost:5001"));
+        assert!(!own("http://evil.example:5001", "evil.example:5001"));
+        assert!(!own("http://192.168.1.5:5001", "192.168.1.5:5001"));
+        assert!(!is_console_origin(Some(&v("http://localhost:5001")), None));
     }
 }

@@ -58,7 +58,7 @@ use documents::{ChatDoc, MessageDoc, ReportDoc};
 use indexes::*;
 
 /// How to reach MongoDB and how the store behaves there.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MongoSettings {
     /// The connection string (`MONGODB_URI`).
     pub uri: String,
@@ -68,6 +68,18 @@ pub struct MongoSettings {
     pub timeout: Duration,
     /// Messages older than this are deleted by a TTL index; `None` keeps them forever.
     pub message_retention: Option<Duration>,
+}
+
+/// Shows everything but the connection string, which may carry a password.
+impl std::fmt::Debug for MongoSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoSettings")
+            .field("uri", &"[redacted]")
+            .field("database", &self.database)
+            .field("timeout", &self.timeout)
+            .field("message_retention", &self.message_retention)
+            .finish()
+    }
 }
 
 /// Server error codes meaning "this server cannot serve you right now" (shutting down, stepped

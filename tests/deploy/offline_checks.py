@@ -65,6 +65,10 @@ def check_dockerfile() -> set[str]:
     env = set()
     for block in re.findall(r"^ENV ((?:.*\\\n)*.*)$", text, re.M):
         env |= set(re.findall(r"([A-Z_][A-Z0-9_]*)=", block))
+    # Security review #25: an image run with only JWT_SECRET must not serve the development
+    # console (which mints tokens over HTTP).
+    check("Dockerfile defaults to SWITCHBOARD_ENV=production",
+          re.search(r"^ENV (?:.*\\\n)*\s*SWITCHBOARD_ENV=production\b", text, re.M) is not None)
     return env
 
 

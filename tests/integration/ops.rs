@@ -180,6 +180,44 @@ async fn saved_ids(http: &reqwest::Client, node: &Binary, token: &str, chat: &st
     }
 }
 
+/// Sends `content` to `chat` as a long-polling Socket.IO client (raw Engine.IO requests) and
+/// returns the body of the poll that carried the ack.
+async fn message_over_long_polling(
+    http: &reqwest::Client,
+    node: &Binary,
+    token: &str,
+    chat: &str,
+    content: &str,
+) -> String {
+    let base = node.url("/socket.io/?EIO=4&transport=polling");
+    let open = http.get(&base).send().await.unwrap().text().await.unwrap();
+    let open: Value = serde_json::from_str(&open[1..]).expect("the open packet");
+    let url = format!("{base}&sid={}", open["sid"].as_str().unwrap());
+    let post = |body: String| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let res = http.post(&url).body(body).send().await.unwrap();
+            assert_eq!(res.status().as_u16(), 200);
+        }
+    };
+    post(format!("40{}", json!({ "token": token }))).await;
+    let connected = http.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(connected.starts_with("40"), "CONNECT answer: {connected}");
+    let event = json!(["message:send", { "chatId": chat, "message": { "content": content } }]);
+    post(format!("421{event}")).await;
+    // The ack may come after other packets (a `message:new` to this user's own room first).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = String::new();
+    while Instant::now() < deadline {
+        let polled = http.get(&url).send().await.unwrap().text().await.unwrap();
+        seen.push_str(&polled);
+        if polled.split('\u{1e}').any(|p| p.starts_with("431")) {
+            return seen;
+        }
+    }
+    panic!("no ack over long-polling: {seen}");
+}
+
 #[tokio::test]
 async fn json_logs_carry_ids_and_never_a_token_or_a_message_body() {
     // Arrange: the most verbose level, where leaks would show.
@@ -230,6 +268,10 @@ async fn json_logs_carry_ids_and_never_a_token_or_a_message_body() {
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 201);
+    // Over long-polling too: Engine.IO's payload encoder (`engineioxide_core`) logs every
+    // packet it sends at `debug`, so the ack carrying the message would show there.
+    let polled = message_over_long_polling(&http, &node, &token, &chat, "polled-body-c8d1").await;
+    assert!(polled.contains("polled-body-c8d1"), "the polling ack: {polled}");
     sio.close();
     node.sigterm();
     assert!(
@@ -256,6 +298,7 @@ async fn json_logs_carry_ids_and_never_a_token_or_a_message_body() {
         "socket-body-7f3a9c",
         "malformed-body-5b2e",
         "rest-body-91c4",
+        "polled-body-c8d1",
     ] {
         assert!(!all.contains(secret), "the logs contain {secret:?}:\n{all}");
     }
@@ -269,6 +312,10 @@ async fn json_logs_carry_ids_and_never_a_token_or_a_message_body() {
     let handled: Vec<&Value> = entries
         .iter()
         .filter(|e| e["message"] == "event handled")
+        .collect();
+    let handled: Vec<&Value> = handled
+        .into_iter()
+        .filter(|e| e["span"]["socket_id"] == sio.sid.as_str())
         .collect();
     assert_eq!(handled.len(), 2, "one line per event: {handled:?}");
     for line in handled {

@@ -36,19 +36,30 @@
 
   // --- signing in ------------------------------------------------------------------------
 
+  /** Where this browser keeps the console code (shared by its windows, unlike the identity). */
+  const CODE_KEY = 'switchboard-console-code';
+  $('signin-code').value = localStorage.getItem(CODE_KEY) || '';
+
   $('signin-form').addEventListener('submit', async (e) => {
     e.preventDefault();
     const name = $('signin-name').value;
     const role = new FormData(e.target).get('role');
+    const code = $('signin-code').value.trim();
     $('signin-error').textContent = '';
     try {
       const res = await fetch('/console/token', {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ name, role }),
+        body: JSON.stringify({ name, role, code }),
       });
       const json = await res.json();
-      if (!res.ok) throw new Error(json.error ? json.error.message : `HTTP ${res.status}`);
+      if (!res.ok) {
+        // A restarted node prints a new code: forget the one this browser kept.
+        if (res.status === 403) localStorage.removeItem(CODE_KEY);
+        throw new Error(json.error ? json.error.message : `HTTP ${res.status}`);
+      }
+      // Every window of this browser signs in with the same code: keep it for the next one.
+      localStorage.setItem(CODE_KEY, code);
       // Per window: two windows are two identities; a reload keeps this one.
       sessionStorage.setItem('switchboard-console', JSON.stringify(json));
       start(json);

@@ -3,11 +3,14 @@
 // an axe-core check, and what production and foreign requests get.
 
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { api, BROWSER_ROOT, launchBrowser, startNginx, startNode, uid, waitUntil, withPages, WAIT } from '../lib/harness.mjs';
+import { api, BINARY, BROWSER_ROOT, launchBrowser, startNginx, startNode, uid, waitUntil, withPages, WAIT } from '../lib/harness.mjs';
 
 const AXE = readFileSync(path.join(BROWSER_ROOT, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
 
@@ -29,11 +32,15 @@ after(async () => {
 const named = (first) => `${first} ${uid('x').slice(-4)}`;
 const idOf = (name) => name.toLowerCase().replace(/[^a-z0-9]+/g, '-');
 
+/** The console code a node printed at start-up (it keeps it in DATA_DIR/console-code). */
+const consoleCode = (n) => readFileSync(path.join(n.dataDir, 'console-code'), 'utf8').trim();
+
 /** Opens the console in a new window and signs in as `name` with `role` (user or staff). */
-async function signIn(open, name, role, windowName) {
+async function signIn(open, name, role, windowName, { at = node, code = consoleCode(node) } = {}) {
   const page = await open({ name: windowName });
-  await page.goto(`${node.url}/`);
+  await page.goto(`${at.url}/`);
   await page.getByLabel('Name', { exact: true }).fill(name);
+  await page.getByLabel('Console code', { exact: true }).fill(code);
   await page.getByRole('radio', { name: role === 'user' ? 'User' : 'Staff (admin)' }).check();
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.locator('#whoami', { hasText: `Signed in as ${name}` }).waitFor();
@@ -216,31 +223,103 @@ test('in production GET / and every console route are 404, and no token is minte
   }
 });
 
-test('in development a token is minted for a loopback request, not for another origin, a forwarded request, or one through nginx', async () => {
-  const mint = (base, headers = {}) => fetch(`${base}/console/token`, {
+test('in development a token is minted only with the console code, from this machine, not forwarded', async () => {
+  // A node of its own: the wrong codes below shut its console.
+  const dev = await startNode({ env: { NODE_ID: 'mint-node' } });
+  const mint = (base, { headers = {}, code = consoleCode(dev) } = {}) => fetch(`${base}/console/token`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify({ name: 'Mallory', role: 'admin' }),
+    body: JSON.stringify({ name: 'Mallory', role: 'admin', ...(code === null ? {} : { code }) }),
   });
-  const ok = await mint(node.url);
-  assert.equal(ok.status, 200);
-  const body = await ok.json();
-  assert.deepEqual(body.user, { id: 'mallory', name: 'Mallory', role: 'admin' });
-  assert.equal(typeof body.token, 'string');
-
-  const foreign = await mint(node.url, { origin: 'http://evil.example' });
-  assert.equal(foreign.status, 403);
-  assert.equal((await foreign.json()).error.code, 'FORBIDDEN');
-  const forwarded = await mint(node.url, { 'x-forwarded-for': '203.0.113.9' });
-  assert.equal(forwarded.status, 403);
-
-  // nginx on this machine forwards a request from anywhere: its peer is loopback, but it says
-  // X-Forwarded-For, so nothing is minted through it.
-  const nginx = await startNginx([node.port]);
   try {
-    const proxied = await mint(nginx.url);
-    assert.equal(proxied.status, 403);
+    const ok = await mint(dev.url);
+    assert.equal(ok.status, 200);
+    const body = await ok.json();
+    assert.deepEqual(body.user, { id: 'mallory', name: 'Mallory', role: 'admin' });
+    assert.equal(typeof body.token, 'string');
+
+    // Any process on this machine can reach the node from loopback: without the code, nothing.
+    const noCode = await mint(dev.url, { code: null });
+    assert.equal(noCode.status, 403);
+    assert.match((await noCode.json()).error.message, /console code/);
+
+    const foreign = await mint(dev.url, { headers: { origin: 'http://evil.example' } });
+    assert.equal(foreign.status, 403);
+    assert.equal((await foreign.json()).error.code, 'FORBIDDEN');
+    for (const header of ['x-forwarded-for', 'x-forwarded-host', 'x-envoy-external-address', 'forwarded', 'via']) {
+      const forwarded = await mint(dev.url, { headers: { [header]: '203.0.113.9' } });
+      assert.equal(forwarded.status, 403, header);
+    }
+
+    // nginx on this machine forwards a request from anywhere: even with its default headers
+    // only (no X-Forwarded-For) and `Host: localhost`, it is refused without the code...
+    const nginx = await startNginx([dev.port]);
+    try {
+      const proxied = await mint(nginx.url, { code: 'ABCD-EFGH-JKMN', headers: { host: 'localhost' } });
+      assert.equal(proxied.status, 403);
+    } finally {
+      await nginx.stop();
+    }
+
+    // ...and ten wrong codes shut the console until the node restarts with a new code.
+    for (let i = 0; i < 10; i += 1) assert.equal((await mint(dev.url, { code: 'WRONG' })).status, 403);
+    const shut = await mint(dev.url);
+    assert.equal(shut.status, 403);
+    assert.match((await shut.json()).error.message, /restart the node/);
   } finally {
-    await nginx.stop();
+    await dev.destroy();
+  }
+});
+
+/** Starts the binary exactly as the README's `cargo run --release`: no variables at all (the
+ *  default 0.0.0.0:5001, `./data` in its working directory); returns it with its log. */
+async function startAsTheReadmeDoes() {
+  const cwd = mkdtempSync(path.join(os.tmpdir(), 'switchboard-readme-'));
+  // The README's port must be free (nothing else on this machine listens there).
+  const taken = await new Promise((resolve) => {
+    const probe = net.connect(5001, '127.0.0.1');
+    probe.once('connect', () => { probe.destroy(); resolve(true); });
+    probe.once('error', () => resolve(false));
+  });
+  assert.equal(taken, false, 'port 5001 (the README default) is taken on this machine');
+  const child = spawn(BINARY, [], { cwd, env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout.on('data', (c) => { log += c; });
+  child.stderr.on('data', (c) => { log += c; });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+    rmSync(cwd, { recursive: true, force: true });
+  };
+  try {
+    await waitUntil(async () => (await fetch('http://127.0.0.1:5001/healthz', { signal: AbortSignal.timeout(1000) })).ok,
+      { timeout: 20000, what: 'the README node on port 5001' });
+  } catch (e) {
+    await stop();
+    throw new Error(`${e.message}\n${log}`);
+  }
+  return { url: 'http://localhost:5001', log: () => log, stop };
+}
+
+test('the README\'s first minutes: a node started with no settings, two console windows chat', async (t) => {
+  const readme = await startAsTheReadmeDoes();
+  try {
+    // The code, as the newcomer reads it off the node's log.
+    const code = readme.log().match(/"console_code":"([A-Z0-9-]+)"/)?.[1];
+    assert.ok(code, `the log shows the console code:\n${readme.log()}`);
+    await withPages(t, browser, async ({ open }) => {
+      const user = await signIn(open, 'Alice', 'user', 'user-window', { at: readme, code });
+      await user.getByRole('button', { name: 'Open a support chat' }).click();
+      await user.locator('#chat-title', { hasText: 'Support for Alice' }).waitFor();
+      const staff = await signIn(open, 'Bob', 'staff', 'staff-window', { at: readme, code });
+      await staff.getByRole('button', { name: /Support for Alice/ }).click();
+      await send(user, 'Hello from the README');
+      await message(staff, 'Hello from the README').waitFor();
+      await send(staff, 'Hello Alice');
+      await message(user, 'Hello Alice').waitFor();
+    });
+  } finally {
+    await readme.stop();
   }
 });

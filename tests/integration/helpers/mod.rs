@@ -96,7 +96,7 @@ impl TestNode {
     ) -> TestNode {
         let (url, id) = (redis_url.to_owned(), node_id.to_owned());
         Self::start_in(data, move |c| {
-            c.redis_url = Some(url);
+            c.redis_url = Some(url.into());
             c.node_id = Some(id);
             c.presence_ttl_secs = TEST_TTL_SECS;
             c.heartbeat_interval_secs = TEST_HEARTBEAT_SECS;
