@@ -36,14 +36,15 @@ pub const SECRET_VARIABLES: [&str; 4] = ["JWT_SECRET", "FILE_URL_SECRET", "MONGO
 const SECRETS_HELP: &str = "\
 Secrets are read from the environment only, never from flags (a flag's value is readable by every
 local user through `ps`):
-  JWT_SECRET        HS256 secret. In development a generated one is kept in DATA_DIR; required in
-                    production (or JWT_PUBLIC_KEY_FILE)
-  FILE_URL_SECRET   key for the `sig` of file URLs; defaults to one derived from JWT_SECRET (or
-                    kept in DATA_DIR); every node of a cluster must share it
-  MONGODB_URI       MongoDB connection string; unset keeps the embedded store
-  REDIS_URL         set, it makes this node part of a cluster: redis:// or rediss:// (one server),
-                    redis-sentinel://host:port?sentinelServiceName=NAME&node=host:port (Sentinel),
-                    redis-cluster://host:port?node=host:port (Redis Cluster). See docs/cluster.md";
+  [env: JWT_SECRET]       HS256 secret. In development a generated one is kept in DATA_DIR;
+                          required in production (or JWT_PUBLIC_KEY_FILE)
+  [env: FILE_URL_SECRET]  key for the `sig` of file URLs; defaults to one derived from JWT_SECRET
+                          (or kept in DATA_DIR); every node of a cluster must share it
+  [env: MONGODB_URI]      MongoDB connection string; unset keeps the embedded store
+  [env: REDIS_URL]        set, it makes this node part of a cluster: redis:// or rediss:// (one
+                          server), redis-sentinel://host:port?sentinelServiceName=NAME&node=host:port
+                          (Sentinel), redis-cluster://host:port?node=host:port (Redis Cluster). See
+                          docs/cluster.md";
 
 /// A setting that must never reach a log, a panic message or a `Debug` print: its `Debug`
 /// is `[redacted]`. It reads as the `str` it holds.
