@@ -201,10 +201,10 @@ impl Application {
             .layer(axum::middleware::map_request(
                 crate::http::slim::slim_handshake,
             ))
-            // Outside the slimming: a refused handshake costs no copy (see `http/drain.rs`).
+            // Outside the slimming: a refused handshake costs no copy (see `http/admission.rs`).
             .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                crate::http::drain::refuse_new_sessions,
+                crate::http::admission::Admission::new(state.clone()),
+                crate::http::admission::admit,
             ))
             // Before the slimming, which drops the `Origin` header.
             .layer(axum::middleware::from_fn({
@@ -213,9 +213,16 @@ impl Application {
                 move |req, next| crate::http::origin::check(allowed.clone(), console, req, next)
             }))
             .layer(cors(&state.config.cors_origins));
+        // Every socket is a file: the soft limit bounds the sockets this node can hold.
+        let open_files_limit = crate::file_limit::raise().map_or(0, |(soft, _hard)| soft);
+        state
+            .metrics
+            .open_files_limit
+            .set(i64::try_from(open_files_limit).unwrap_or(i64::MAX));
         tracing::info!(
             node = %state.node_id,
             addr = %listener.local_addr()?,
+            open_files_limit,
             store = if state.config.mongodb_uri.is_some() { "mongodb" } else { "embedded" },
             adapter = if state.config.redis_url.is_some() { "redis" } else { "memory" },
             "listening"

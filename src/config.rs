@@ -242,6 +242,15 @@ pub struct Config {
     /// seconds, so load balancers stop sending new clients here first (at most half the grace).
     #[arg(long, env = "DRAIN_DELAY_SECS", default_value_t = 0)]
     pub drain_delay_secs: u64,
+    /// The most Socket.IO sockets this node holds; a new session beyond is refused at once
+    /// (HTTP 503, Retry-After: 1) and socket.io-client retries with its back-off, through the
+    /// load balancer to another node. Unset: no limit but the process's open-file limit.
+    #[arg(long, env = "MAX_CONNECTIONS")]
+    pub max_connections: Option<u32>,
+    /// The most new sessions this node opens per second (bursts of one second's worth); beyond,
+    /// refused like MAX_CONNECTIONS. Unset: no limit.
+    #[arg(long, env = "MAX_HANDSHAKES_PER_SEC")]
+    pub max_handshakes_per_sec: Option<u32>,
 }
 
 /// A setting that cannot work.
@@ -282,6 +291,9 @@ impl Config {
         }
         if self.jwt_leeway_secs > MAX_JWT_LEEWAY_SECS {
             return fail("JWT_LEEWAY_SECS must be at most 30");
+        }
+        if self.max_connections == Some(0) || self.max_handshakes_per_sec == Some(0) {
+            return fail("MAX_CONNECTIONS and MAX_HANDSHAKES_PER_SEC must be at least 1 when set");
         }
         if self.mongodb_timeout_ms < 100 {
             return fail("MONGODB_TIMEOUT_MS must be at least 100");

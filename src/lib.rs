@@ -38,7 +38,8 @@
 //!   [`error`]: the error-code table shared by REST and socket acks.
 //! - [`connections`]: the TCP connections a drain closes in paced batches, and each one's peer
 //!   address; [`serve`]: HTTP over them, with a header-read timeout; [`config`]: every
-//!   setting; [`telemetry`]: logging; [`private_files`]: `DATA_DIR` modes (`0700`/`0600`).
+//!   setting; [`telemetry`]: logging; [`private_files`]: `DATA_DIR` modes (`0700`/`0600`);
+//!   [`file_limit`]: the open-file limit, raised to the hard one at start-up.
 //!
 //! So dependencies point one way: `app` -> `http` | `realtime` -> `service` -> `state` ->
 //! (`ordering`, `auth`, `cluster`, `presence`, `recovery`, `store`, `metrics`) -> `domain` -> `error`;
@@ -53,6 +54,7 @@ pub mod config;
 pub mod connections;
 pub mod domain;
 pub mod error;
+pub mod file_limit;
 pub mod http;
 pub mod metrics;
 pub mod ordering;

@@ -17,8 +17,8 @@ use crate::paging::{self, Raw};
 use crate::state::AppState;
 
 pub mod chats;
+pub mod admission;
 pub mod console;
-pub mod drain;
 pub mod health;
 pub mod origin;
 pub mod presence;

@@ -52,9 +52,20 @@ pub enum ConnectionOutcome {
     Draining = 2,
     /// Refused because the user holds `MAX_SOCKETS_PER_USER` sockets already.
     RateLimited = 3,
+    /// A new session refused because the node holds `MAX_CONNECTIONS` sockets.
+    Full = 4,
+    /// A new session refused because of `MAX_HANDSHAKES_PER_SEC`.
+    Throttled = 5,
 }
 
-const CONNECTION_OUTCOMES: &[&str] = &["accepted", "unauthorized", "draining", "rate_limited"];
+const CONNECTION_OUTCOMES: &[&str] = &[
+    "accepted",
+    "unauthorized",
+    "draining",
+    "rate_limited",
+    "full",
+    "throttled",
+];
 
 /// The backing services `/readyz` depends on: the `dependency` label of `dependency_up`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +111,8 @@ pub struct Metrics {
     /// Indexed like [`DEPENDENCIES`].
     dependency_up: Vec<IntGauge>,
     pub draining: IntGauge,
+    /// The soft open-file limit in force (every socket is one file): `file_limit.rs`.
+    pub open_files_limit: IntGauge,
     /// Connection state recovery.
     pub recovery: RecoveryMetrics,
 }
@@ -322,6 +335,14 @@ impl Metrics {
             presence_heartbeat_last_success,
             http_routes,
             dependency_up,
+            open_files_limit: reg(
+                r,
+                IntGauge::new(
+                    "open_files_limit",
+                    "The soft open-file limit this process runs with (every socket is one file)",
+                )
+                .unwrap(),
+            ),
             draining: reg(
                 r,
                 IntGauge::new(

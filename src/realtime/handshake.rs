@@ -74,7 +74,7 @@ async fn authenticate<A: Adapter>(
     s: &SocketRef<A>,
     auth: Result<Handshake, socketioxide::ParserError>,
 ) -> Result<(), Refused> {
-    // New sessions are refused with HTTP 503 while draining (`http/drain.rs`); this is the
+    // New sessions are refused with HTTP 503 while draining (`http/admission.rs`); this is the
     // narrow race of an Engine.IO session opened just before the drain began.
     if state.is_draining() {
         return Err(Refused(

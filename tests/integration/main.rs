@@ -1,5 +1,6 @@
 //! The one integration-test binary: real nodes on port 0, real sockets, real stores.
 
+mod admission;
 mod cluster;
 mod console_gate;
 mod delivery;

@@ -1,0 +1,154 @@
+//! Which requests may open a new Engine.IO session: every one while the node serves normally
+//! and has room, none while it drains, is full (`MAX_CONNECTIONS`) or is taking more new
+//! sessions than `MAX_HANDSHAKES_PER_SEC`. A refusal is `503` with `Retry-After`, answered
+//! before Engine.IO sees the request, in microseconds: a node that cannot take a client right
+//! now says so fast instead of letting its handshake time out.
+//!
+//! Refusing the socket later, in the Socket.IO handshake middleware, would reach the client as
+//! a `connect_error`, which socket.io-client treats as final: it does not reconnect after a
+//! middleware refusal, so an unchanged frontend would stay offline. An HTTP error is a failed
+//! transport instead: the client's engine retries with its reconnection back-off (1 s, then
+//! doubling up to 5 s, randomised by half), and a load balancer that retries on `503`
+//! (deploy/nginx/switchboard.conf: `proxy_next_upstream ... http_503`) hands the request to
+//! another node at once. Requests within a session (`sid` in the query) always pass: the drain
+//! closes those sessions itself. The middleware's own drain refusal (`realtime/handshake.rs`)
+//! stays for the narrow race of a session opened just before the drain began.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{AppError, ErrorCode};
+use crate::metrics::ConnectionOutcome;
+use crate::state::AppState;
+
+/// What a refused client is told to wait, in seconds; socket.io-client's own back-off
+/// (`reconnectionDelay`, 1 s by default) decides when it actually retries.
+const RETRY_AFTER_SECS: u32 = 1;
+
+/// The admission rules of one node.
+pub struct Admission {
+    state: AppState,
+    /// `MAX_CONNECTIONS`: the most Socket.IO sockets this node holds (new sessions beyond are
+    /// refused; sockets already connected are never dropped for it).
+    max_connections: Option<u64>,
+    /// `MAX_HANDSHAKES_PER_SEC`: a token bucket of new sessions, a second's worth deep.
+    per_sec: Option<Mutex<Bucket>>,
+}
+
+impl Admission {
+    /// The rules the node's settings ask for.
+    pub fn new(state: AppState) -> Arc<Self> {
+        let max_connections = state.config.max_connections.map(u64::from);
+        let per_sec = state
+            .config
+            .max_handshakes_per_sec
+            .map(|rate| Mutex::new(Bucket::full(f64::from(rate), Instant::now())));
+        Arc::new(Self {
+            state,
+            max_connections,
+            per_sec,
+        })
+    }
+
+    /// Why a new session may not open now, if it may not.
+    fn refusal(&self) -> Option<(ConnectionOutcome, &'static str)> {
+        if self.state.is_draining() {
+            return Some((ConnectionOutcome::Draining, "this node is draining; reconnect"));
+        }
+        if let Some(max) = self.max_connections {
+            let held = u64::try_from(self.state.metrics.sockets_connected.get()).unwrap_or(0);
+            if held >= max {
+                return Some((
+                    ConnectionOutcome::Full,
+                    "this node holds MAX_CONNECTIONS sockets; reconnect",
+                ));
+            }
+        }
+        if let Some(bucket) = &self.per_sec {
+            let taken = bucket
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(Instant::now());
+            if !taken {
+                return Some((
+                    ConnectionOutcome::Throttled,
+                    "this node takes no more new connections this second; reconnect",
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// `axum::middleware::from_fn_with_state` function: for requests within a session, nothing;
+/// for a new session, one atomic load per rule (and one uncontended lock with a rate).
+pub async fn admit(State(admission): State<Arc<Admission>>, req: Request, next: Next) -> Response {
+    if req.uri().path().starts_with("/socket.io") && crate::http::slim::opens_session(req.uri()) {
+        if let Some((outcome, why)) = admission.refusal() {
+            admission.state.metrics.connection(outcome);
+            let mut response = AppError::new(ErrorCode::Unavailable, why).into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            return response;
+        }
+    }
+    next.run(req).await
+}
+
+/// A token bucket: `rate` tokens a second, at most `rate` (one second's worth) saved up.
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn full(rate: f64, now: Instant) -> Self {
+        Self {
+            tokens: rate,
+            rate,
+            last: now,
+        }
+    }
+
+    /// Takes one token if there is one.
+    fn take(&mut self, now: Instant) -> bool {
+        let refill = now.saturating_duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_bucket_gives_a_seconds_worth_then_its_rate() {
+        let start = Instant::now();
+        let mut bucket = Bucket::full(10.0, start);
+        let burst = (0..20).filter(|_| bucket.take(start)).count();
+        assert_eq!(burst, 10);
+        // Half a second later: five more.
+        let later = start + Duration::from_millis(500);
+        let refilled = (0..20).filter(|_| bucket.take(later)).count();
+        assert_eq!(refilled, 5);
+        // A long pause saves up one second's worth, no more.
+        let much_later = later + Duration::from_secs(60);
+        let saved = (0..100).filter(|_| bucket.take(much_later)).count();
+        assert_eq!(saved, 10);
+    }
+}
