@@ -188,7 +188,8 @@ pub struct Config {
     /// Prometheus in another container or pod). Unused without METRICS_PORT.
     #[arg(long, env = "METRICS_HOST", default_value = "127.0.0.1")]
     pub metrics_host: String,
-    /// Deadline for a whole request (head and body) from its first byte, in seconds; also the
+    /// Deadline for a whole request (head and body), in seconds, from when the connection starts
+    /// waiting for it (its opening, or the previous response); also the
     /// longest a response or WebSocket write may make no progress (a client that stops reading
     /// is cut off). Uploads have UPLOAD_TIMEOUT_SECS instead.
     #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30)]

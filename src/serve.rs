@@ -9,7 +9,9 @@
 //!   whenever it waits for a request head), so an idle keep-alive connection is closed after it
 //!   too.
 //! - the request deadline ([`Limits::request`], `REQUEST_TIMEOUT_SECS`): the whole request, head
-//!   and body, must arrive within it of the head starting. Hyper has no body timeout, so 200
+//!   and body, must arrive within it of the connection starting to wait for it (its opening, or
+//!   the previous response sent: the same start as the header timeout's). Hyper has no body
+//!   timeout, so 200
 //!   anonymous polling POSTs trickling a byte every 10 s held their connections (and +82 MB)
 //!   for as long as they liked. The body is wrapped in [`DeadlineBody`]: past the deadline its
 //!   next read fails, the handler's answer is replaced by a `400`, and hyper closes the

@@ -572,7 +572,7 @@ async fn health_and_readiness_answer() {
         .call(reqwest::Method::GET, "/healthz", None, None)
         .await;
     assert_eq!(status, 200);
-    // The details are for staff (anyone else learns only ready or not: tests/integration/sec_http.rs).
+    // The details are for staff; anyone else learns ready or not (see `sec_http.rs`).
     let staff = node.token("ops", Role::Admin);
     let (status, body) = node
         .call(reqwest::Method::GET, "/readyz", Some(&staff), None)
