@@ -11,9 +11,8 @@
 //! - the request deadline ([`Limits::request`], `REQUEST_TIMEOUT_SECS`): the whole request, head
 //!   and body, must arrive within it of the connection starting to wait for it (its opening, or
 //!   the previous response sent: the same start as the header timeout's). Hyper has no body
-//!   timeout, so 200
-//!   anonymous polling POSTs trickling a byte every 10 s held their connections (and +82 MB)
-//!   for as long as they liked. The body is wrapped in [`DeadlineBody`]: past the deadline its
+//!   timeout, so 200 anonymous polling POSTs trickling a byte every 10 s held their connections
+//!   (and +82 MB) for as long as they liked. The body is wrapped in [`DeadlineBody`]: past the deadline its
 //!   next read fails, the handler's answer is replaced by a `400`, and hyper closes the
 //!   connection (the body was not read to its end). `POST /api/uploads` gets
 //!   [`Limits::upload`] (`UPLOAD_TIMEOUT_SECS`) instead: 10 MiB over a slow phone link.
