@@ -96,7 +96,8 @@ fn with_layer<A: Adapter>(
 /// A bound, ready-to-run node.
 pub struct Application {
     listener: TrackedListener,
-    metrics_listener: Option<TcpListener>,
+    /// `METRICS_PORT`'s listener, tracked apart from the main one (a drain does not close it).
+    metrics_listener: Option<TrackedListener>,
     router: Router,
     state: AppState,
     /// Started by `run_until_stopped`, stopped with it.
@@ -183,13 +184,32 @@ impl Application {
             }
         };
 
+        // Where upload bodies are received (each file unlinked at once, so anything here is
+        // left over from a crash on a platform that cannot unlink open files).
+        let incoming = crate::http::uploads::incoming_dir(&state.config.data_dir);
+        crate::private_files::ensure_dir(&incoming)?;
+        if let Ok(entries) = std::fs::read_dir(&incoming) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         // One probe before serving, so `/readyz` is right from the first request.
         crate::http::health::probe_dependencies(&state).await;
         let listener = state
             .connections
             .listener(TcpListener::bind(state.config.listen_addr()?).await?);
+        // On loopback unless `METRICS_HOST` says otherwise: metrics reveal load and node names,
+        // and a `HOST=0.0.0.0` meant for clients must not publish them too.
         let metrics_listener = match state.config.metrics_port {
-            Some(port) => Some(TcpListener::bind((listener.local_addr()?.ip(), port)).await?),
+            Some(port) => {
+                let ip: std::net::IpAddr = state
+                    .config
+                    .metrics_host
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("METRICS_HOST must be an IP address"))?;
+                let bound = TcpListener::bind((ip, port)).await?;
+                Some(crate::connections::TcpConnections::default().listener(bound))
+            }
             None => None,
         };
         let mut router = crate::http::router(state.clone());
@@ -270,11 +290,17 @@ impl Application {
         for task in self.background {
             tasks.spawn(task);
         }
+        let limits = crate::serve::Limits::from_config(&state.config);
         if let Some(l) = self.metrics_listener {
+            // The same serving path as the main port, so the same header and request
+            // deadlines; it runs until the node's tasks are aborted.
             let router = metrics_router(state.clone());
-            tasks.spawn(async move {
-                let _ = axum::serve(l, router).await;
-            });
+            tasks.spawn(crate::serve::serve(
+                l,
+                router,
+                limits,
+                std::future::pending(),
+            ));
         }
         let grace = Duration::from_secs(state.config.shutdown_grace_secs);
         let drain_state = state.clone();
@@ -290,7 +316,7 @@ impl Application {
         // handshake in a callgrind profile.
         let router = self.router.with_state(());
         // Not `axum::serve`: it has no header-read timeout (see `serve.rs`).
-        let server = crate::serve::serve(self.listener, router, stop);
+        let server = crate::serve::serve(self.listener, router, limits, stop);
         tokio::pin!(server);
         // After the drain, open connections get a short while to finish (never past the grace
         // period), then are cut.

@@ -251,6 +251,23 @@ pub struct Config {
     /// refused like MAX_CONNECTIONS. Unset: no limit.
     #[arg(long, env = "MAX_HANDSHAKES_PER_SEC")]
     pub max_handshakes_per_sec: Option<u32>,
+    /// Address the METRICS_PORT listener binds: loopback unless set (for example 0.0.0.0 for a
+    /// Prometheus in another container or pod). Unused without METRICS_PORT.
+    #[arg(long, env = "METRICS_HOST", default_value = "127.0.0.1")]
+    pub metrics_host: String,
+    /// Deadline for a whole request (head and body), in seconds, from when the connection starts
+    /// waiting for it (its opening, or the previous response); also the
+    /// longest a response or WebSocket write may make no progress (a client that stops reading
+    /// is cut off). Uploads have UPLOAD_TIMEOUT_SECS instead.
+    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+    /// Deadline for a whole `POST /api/uploads` request, in seconds (10 MiB over a slow link).
+    #[arg(long, env = "UPLOAD_TIMEOUT_SECS", default_value_t = 300)]
+    pub upload_timeout_secs: u64,
+    /// Bytes one user may upload per UTC day, across the cluster (counted from the store); an
+    /// upload past it is refused with RATE_LIMITED and nothing is kept.
+    #[arg(long, env = "UPLOAD_BYTES_PER_DAY", default_value_t = 256 * 1024 * 1024)]
+    pub upload_bytes_per_day: u64,
 }
 
 /// A setting that cannot work.
@@ -294,6 +311,15 @@ impl Config {
         }
         if self.max_connections == Some(0) || self.max_handshakes_per_sec == Some(0) {
             return fail("MAX_CONNECTIONS and MAX_HANDSHAKES_PER_SEC must be at least 1 when set");
+        }
+        if !(1..=3600).contains(&self.request_timeout_secs) {
+            return fail("REQUEST_TIMEOUT_SECS must be between 1 and 3600");
+        }
+        if !(1..=3600).contains(&self.upload_timeout_secs) {
+            return fail("UPLOAD_TIMEOUT_SECS must be between 1 and 3600");
+        }
+        if self.metrics_host.parse::<std::net::IpAddr>().is_err() {
+            return fail("METRICS_HOST must be an IP address");
         }
         if self.mongodb_timeout_ms < 100 {
             return fail("MONGODB_TIMEOUT_MS must be at least 100");

@@ -44,6 +44,18 @@ pub fn create_file(path: &Path) -> std::io::Result<std::fs::File> {
     Ok(file)
 }
 
+/// Creates (or truncates) `path` as a `0600` file open for writing and reading back: scratch
+/// content such as an upload being received.
+pub fn create_scratch_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let file = opts.open(path)?;
+    tighten(path, 0o600)?;
+    Ok(file)
+}
+
 /// Writes `content` to a `0600` file.
 pub fn write_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
     create_file(path)?.write_all(content)

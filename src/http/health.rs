@@ -1,6 +1,11 @@
 //! `/healthz` (alive) and `/readyz` (store and adapter reachable, not draining), and the
 //! per-node watcher behind both `/readyz` and `switchboard_dependency_up`.
 //!
+//! Anyone may ask `/readyz`, so it tells anyone only ready or not (`{ "ready": bool }` with
+//! `200`/`503`): the node's name and which dependency is down help an attacker time and aim an
+//! attack, and a load balancer needs the status alone. The details (`draining`, `store`,
+//! `adapter`, `node`) go to a caller with a staff token (docs/operations.md).
+//!
 //! `/readyz` is what load balancers and Kubernetes route by, so it answers at once from
 //! [`Readiness`], state that [`watch_dependencies`] keeps current by probing the store and
 //! Redis every [`PROBE_INTERVAL`] (each probe bounded by the same time): an outage is noticed
@@ -15,6 +20,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
@@ -26,6 +32,7 @@ use crate::state::AppState;
 use crate::state::readiness::Watched;
 pub use crate::state::readiness::{PROBE_INTERVAL, READINESS_GRACE};
 
+/// What staff are told; everyone else gets [`ReadinessStatus`].
 #[derive(Serialize)]
 struct ReadinessBody {
     ready: bool,
@@ -33,6 +40,12 @@ struct ReadinessBody {
     store: &'static str,
     adapter: &'static str,
     node: String,
+}
+
+/// What anyone is told: ready or not, nothing that names the node or its dependencies.
+#[derive(Serialize)]
+struct ReadinessStatus {
+    ready: bool,
 }
 
 pub fn routes() -> Router<AppState> {
@@ -45,7 +58,7 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<ReadinessBody>) {
+async fn readyz(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     let now = Instant::now();
     let r = &state.readiness;
     let (store, adapter) = (r.store.usable(now), r.adapter.usable(now));
@@ -61,6 +74,13 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<ReadinessBod
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    // A token is checked only when one is sent (a load balancer sends none): one HMAC, no I/O.
+    let staff = crate::auth::bearer(&headers)
+        .and_then(|t| state.keys.verifier.verify(t).ok())
+        .is_some_and(|u| u.is_staff());
+    if !staff {
+        return (status, Json(ReadinessStatus { ready })).into_response();
+    }
     (
         status,
         Json(ReadinessBody {
@@ -71,6 +91,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<ReadinessBod
             node: state.node_id.clone(),
         }),
     )
+        .into_response()
 }
 
 /// Probes the store and the adapter once (each within [`PROBE_INTERVAL`]) and records the

@@ -1,6 +1,16 @@
 //! `POST /api/uploads` and `GET /api/files/{fileId}`: the multipart streaming and the response
 //! headers live here; keeping and handing out a file (and who may) is `service/uploads.rs`.
 //!
+//! Neither direction holds a file in memory: an upload is received into a private file under
+//! `DATA_DIR/incoming/` (unlinked as soon as it is created, so nothing is left behind even by a
+//! crash) and the store copies it from there a slice at a time; a download is read from the
+//! store a slice at a time as the client takes it. Ten stalled 10 MiB uploads held +135 MB
+//! and ten unread downloads +73 MB when both were buffered. How long either may take is
+//! `serve.rs`'s: the whole upload request within `UPLOAD_TIMEOUT_SECS`, and a download whose
+//! client reads nothing for `REQUEST_TIMEOUT_SECS` is cut off. Each user's uploads are
+//! bounded by `UPLOAD_BYTES_PER_DAY` (`RATE_LIMITED` with `Retry-After` past it, checked before
+//! the body is read and again before the file is kept).
+//!
 //! The 10 MiB limit is enforced while the multipart body streams in: nothing past the first
 //! chunk over the limit is buffered, and the whole body (every field, not only `file`) is
 //! capped at [`MAX_UPLOAD_BODY_BYTES`], so junk fields before `file` are not read through
@@ -9,6 +19,8 @@
 //! would see a broken pipe instead of the `413`. An upload without a valid token is refused
 //! before its body is read: the `401` is sent and the connection closed (a body of at most
 //! 64 KiB is read first, so an ordinary client sees the answer rather than a reset).
+
+use std::path::Path;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
@@ -23,6 +35,7 @@ use crate::domain::{AuthUser, FileId, MAX_FILE_NAME_LEN, MAX_UPLOAD_BYTES};
 use crate::error::{AppError, ErrorCode};
 use crate::service::{FileAccess, Upload};
 use crate::state::AppState;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -93,7 +106,55 @@ fn clean_content_type(ct: Option<&str>) -> String {
     }
 }
 
+/// Where upload bodies are received: `DATA_DIR/incoming/`.
+pub fn incoming_dir(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("incoming")
+}
+
+/// A new private file in `dir` for one upload's body, already unlinked where the platform
+/// allows (it lives while open; a crash leaves nothing).
+async fn receiving_file(dir: &Path) -> Result<tokio::fs::File, AppError> {
+    let path = dir.join(format!("{}.part", FileId::generate()));
+    let file = tokio::task::spawn_blocking(move || {
+        let file = crate::private_files::create_scratch_file(&path)?;
+        #[cfg(unix)]
+        std::fs::remove_file(&path)?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(|e| AppError::new(ErrorCode::Internal, e.to_string()))?
+    .map_err(|e| {
+        tracing::error!(error = %e, "could not create a file to receive an upload");
+        AppError::new(ErrorCode::Internal, "could not receive the upload")
+    })?;
+    Ok(tokio::fs::File::from_std(file))
+}
+
+/// A refusal, with `Retry-After` when the upload budget is used up (until the next UTC day).
+fn refusal(e: AppError) -> Response {
+    let budget = e.code == ErrorCode::RateLimited;
+    let mut response = e.into_response();
+    if budget {
+        let secs = crate::service::uploads::upload_budget_retry_after_secs();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
 async fn upload(
+    state: State<AppState>,
+    user: Result<AuthUser, AppError>,
+    request: Request,
+) -> Response {
+    match receive_upload(state, user, request).await {
+        Ok(created) => created.into_response(),
+        Err(e) => refusal(e),
+    }
+}
+
+async fn receive_upload(
     State(state): State<AppState>,
     user: Result<AuthUser, AppError>,
     request: Request,
@@ -128,6 +189,11 @@ async fn upload(
         discard(request.into_body(), MAX_DISCARD_BYTES).await;
         return Err(too_large());
     }
+    // A user with no budget left today is refused before the body is received.
+    if let Err(e) = state.upload_budget_left(&user).await {
+        discard(request.into_body(), MAX_UPLOAD_BODY_BYTES).await;
+        return Err(e);
+    }
     let mut multipart = Multipart::from_request(request, &state)
         .await
         .map_err(|_| AppError::validation("expected a multipart/form-data body"))?;
@@ -154,10 +220,15 @@ async fn upload(
             .take(MAX_FILE_NAME_LEN)
             .collect();
         let content_type = clean_content_type(field.content_type());
-        let mut data = bytes::BytesMut::new();
+        let mut file = receiving_file(&incoming_dir(&state.config.data_dir)).await?;
+        let write_failed = |e: std::io::Error| {
+            tracing::error!(error = %e, "could not write a received upload");
+            AppError::new(ErrorCode::Internal, "could not receive the upload")
+        };
+        let mut size = 0u64;
         let mut refused = 0u64;
         while let Some(chunk) = field.chunk().await.map_err(bad)? {
-            if refused > 0 || (data.len() + chunk.len()) as u64 > MAX_UPLOAD_BYTES {
+            if refused > 0 || size + chunk.len() as u64 > MAX_UPLOAD_BYTES {
                 // Over the limit: keep reading (see the module doc), but keep nothing.
                 refused += chunk.len() as u64;
                 if refused > MAX_DISCARD_BYTES {
@@ -165,18 +236,23 @@ async fn upload(
                 }
                 continue;
             }
-            data.extend_from_slice(&chunk);
+            // Each chunk goes to disk as it comes: the body is never whole in memory.
+            file.write_all(&chunk).await.map_err(write_failed)?;
+            size += chunk.len() as u64;
         }
         if refused > 0 {
             return Err(too_large());
         }
+        file.flush().await.map_err(write_failed)?;
+        file.rewind().await.map_err(write_failed)?;
         let kept = state
             .save_upload(
                 &user,
                 Upload {
                     file_name,
                     content_type,
-                    data: data.freeze(),
+                    data: Box::new(file),
+                    size,
                 },
             )
             .await?;
@@ -230,7 +306,11 @@ async fn download(
             }
         })
         .collect();
-    let mut response = Body::from(data).into_response();
+    // Streamed from the store a slice at a time as the client reads (never whole in memory).
+    let mut response = Body::from_stream(data).into_response();
+    if let Ok(len) = HeaderValue::from_str(&meta.size.to_string()) {
+        response.headers_mut().insert(header::CONTENT_LENGTH, len);
+    }
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

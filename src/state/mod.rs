@@ -32,6 +32,7 @@ pub mod session;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_hooks;
 pub mod typing;
+pub mod upload_budget;
 pub mod user_limits;
 
 pub use delivery::{
@@ -81,6 +82,8 @@ pub struct NodeState {
     pub expiries: TokenExpiries,
     /// Each user's REST write budget and socket count on this node.
     pub user_limits: UserLimits,
+    /// Upload bytes being saved on this node, per user (the upload budget counts them).
+    pub uploads_in_flight: upload_budget::UploadsInFlight,
     /// Whether the store and Redis answer, kept current by a watcher: what `/readyz` reads.
     pub readiness: readiness::Readiness,
     /// Races a test needs to happen every time (`test-support` only).
@@ -131,6 +134,7 @@ impl AppState {
             delivery: DeliveryTracker::default(),
             expiries: TokenExpiries::default(),
             user_limits: UserLimits::new(b.config.rate_limit_per_sec),
+            uploads_in_flight: upload_budget::UploadsInFlight::default(),
             readiness: readiness::Readiness::default(),
             #[cfg(any(test, feature = "test-support"))]
             test_hooks: test_hooks::TestHooks::default(),

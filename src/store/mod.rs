@@ -103,7 +103,40 @@ store_operations! {
     UnreadReportCount => "unread_report_count",
     SaveUpload => "save_upload",
     Upload => "upload",
+    UploadedBytesSince => "uploaded_bytes_since",
     FileSharedWith => "file_shared_with",
+}
+
+/// An upload's bytes as the store reads them in (from the file the request was received into).
+pub type FileReader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+/// A kept file's bytes, in slices of at most [`FILE_SLICE`], read as they are sent.
+pub type FileStream = futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>;
+
+/// The most of one file a read or write holds at a time.
+pub const FILE_SLICE: usize = 64 * 1024;
+
+/// Reads `reader` into a [`FileStream`] of at most [`FILE_SLICE`] bytes a slice.
+pub fn stream_reader(reader: impl tokio::io::AsyncRead + Send + Unpin + 'static) -> FileStream {
+    use tokio::io::AsyncReadExt;
+    Box::pin(futures_util::stream::try_unfold(
+        reader,
+        |mut reader| async move {
+            let mut buf = bytes::BytesMut::with_capacity(FILE_SLICE);
+            let n = reader.read_buf(&mut buf).await?;
+            Ok((n > 0).then(|| (buf.freeze(), reader)))
+        },
+    ))
+}
+
+/// A whole [`FileStream`] in memory (for tests and small files).
+pub async fn read_to_end(mut stream: FileStream) -> std::io::Result<Bytes> {
+    use futures_util::StreamExt;
+    let mut all = bytes::BytesMut::new();
+    while let Some(slice) = stream.next().await {
+        all.extend_from_slice(&slice?);
+    }
+    Ok(all.freeze())
 }
 
 /// Where chats, messages, reports and uploads live.
@@ -154,9 +187,13 @@ pub trait Store: Send + Sync + 'static {
     async fn mark_report_read(&self, id: &ReportId, at: Timestamp) -> StoreResult<Report>;
     async fn unread_report_count(&self, user_id: &str) -> StoreResult<u64>;
 
-    /// Keeps an uploaded file (at most [`crate::domain::MAX_UPLOAD_BYTES`]).
-    async fn save_upload(&self, meta: FileMeta, data: Bytes) -> StoreResult<()>;
-    async fn upload(&self, id: &FileId) -> StoreResult<Option<(FileMeta, Bytes)>>;
+    /// Keeps an uploaded file (at most [`crate::domain::MAX_UPLOAD_BYTES`]), copied from
+    /// `data` a bounded slice at a time (never the whole file in memory): `meta.size` bytes.
+    async fn save_upload(&self, meta: FileMeta, data: FileReader) -> StoreResult<()>;
+    /// A kept file, its bytes read as the caller consumes them (never the whole file in memory).
+    async fn upload(&self, id: &FileId) -> StoreResult<Option<(FileMeta, FileStream)>>;
+    /// Bytes `user_id` has uploaded since `since` (the upload budget, `UPLOAD_BYTES_PER_DAY`).
+    async fn uploaded_bytes_since(&self, user_id: &str, since: Timestamp) -> StoreResult<u64>;
     /// Does a chat `user_id` participates in hold a message whose `fileUrl` is exactly one of
     /// `file_urls` (the URLs this deployment issued for one file)? Who may open a file with a
     /// token is decided above; this only answers the question.

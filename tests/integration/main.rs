@@ -15,5 +15,6 @@ mod presence_contract;
 mod recovery_cluster;
 mod recovery_contract;
 mod redis_cost;
+mod sec_http;
 mod security;
 mod store_contract;

@@ -455,12 +455,13 @@ async fn an_upload_of_many_gridfs_chunks_round_trips_byte_for_byte() {
     };
 
     store
-        .save_upload(meta.clone(), bytes::Bytes::from(data.clone()))
+        .save_upload(meta.clone(), Box::new(std::io::Cursor::new(data.clone())))
         .await
         .unwrap();
 
     let (m, back) = store.upload(&meta.id).await.unwrap().expect("file found");
     assert_eq!(m, meta);
+    let back = switchboard::store::read_to_end(back).await.unwrap();
     assert!(back[..] == data[..], "same bytes");
 }
 

@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use switchboard::domain::*;
 use switchboard::store::{Store, StoreError};
 
@@ -488,13 +487,23 @@ pub async fn uploads_round_trip(store: Arc<dyn Store>) {
         created_at: now(),
     };
     store
-        .save_upload(meta.clone(), Bytes::from_static(b"\x89PNG!"))
+        .save_upload(
+            meta.clone(),
+            Box::new(std::io::Cursor::new(b"\x89PNG!".to_vec())),
+        )
         .await
         .unwrap();
     let (m, data) = store.upload(&meta.id).await.unwrap().expect("file found");
     assert_eq!(m, meta);
+    let data = switchboard::store::read_to_end(data).await.unwrap();
     assert_eq!(&data[..], b"\x89PNG!");
     assert!(store.upload(&FileId::generate()).await.unwrap().is_none());
+    // The upload budget's count: the uploader's bytes since a time, nobody else's.
+    let hour_ago = now() - chrono::Duration::hours(1);
+    assert_eq!(store.uploaded_bytes_since("u1", hour_ago).await.unwrap(), 5);
+    assert_eq!(store.uploaded_bytes_since("u2", hour_ago).await.unwrap(), 0);
+    let later = now() + chrono::Duration::hours(1);
+    assert_eq!(store.uploaded_bytes_since("u1", later).await.unwrap(), 0);
 }
 
 /// Moves the marks of a chat that has none yet: forward moves land once, none moves back.
@@ -646,11 +655,15 @@ pub async fn legacy_object_id_uploads_still_round_trip(store: Arc<dyn Store>) {
         created_at: now(),
     };
     store
-        .save_upload(meta.clone(), Bytes::from_static(b"old"))
+        .save_upload(
+            meta.clone(),
+            Box::new(std::io::Cursor::new(b"old".to_vec())),
+        )
         .await
         .unwrap();
     let (m, data) = store.upload(&id).await.unwrap().expect("old file found");
     assert_eq!(m, meta);
+    let data = switchboard::store::read_to_end(data).await.unwrap();
     assert_eq!(&data[..], b"old");
 }
 

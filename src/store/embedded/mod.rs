@@ -96,6 +96,7 @@ CREATE TABLE IF NOT EXISTS uploads (
     uploaded_by TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS uploads_by_user ON uploads (uploaded_by, created_at);
 "#;
 
 /// SQLite in `DATA_DIR`: `switchboard.db` and `uploads/`.

@@ -2,7 +2,6 @@
 //! blocking pool (`EmbeddedStore::run`).
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::rows::{
@@ -16,7 +15,7 @@ use crate::domain::{
     ReportQuery, Saved, Side, Timestamp, now,
 };
 use crate::private_files;
-use crate::store::{Store, StoreError, StoreResult};
+use crate::store::{FileReader, FileStream, Store, StoreError, StoreResult};
 
 /// A save's update of its chat: the next `seq` and the list-view fields; the `DELIVERED` forms
 /// also move the recipients' mark to that `seq` (a save whose recipient is on the saving node).
@@ -395,19 +394,34 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn save_upload(&self, meta: FileMeta, data: Bytes) -> StoreResult<()> {
+    async fn save_upload(&self, meta: FileMeta, mut data: FileReader) -> StoreResult<()> {
         let path = self.uploads_dir.join(meta.id.as_str());
         let tmp = self.uploads_dir.join(format!("{}.partial", meta.id));
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = private_files::create_file(&tmp)?;
-            f.write_all(&data)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        })
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
+        // Copied a slice at a time; the file appears under its id only once complete and
+        // synced, and a failed copy leaves nothing behind.
+        let copied = async {
+            use tokio::io::AsyncWriteExt;
+            let created = tmp.clone();
+            let f = tokio::task::spawn_blocking(move || private_files::create_file(&created))
+                .await
+                .map_err(std::io::Error::other)??;
+            let mut f = tokio::fs::File::from_std(f);
+            let n = tokio::io::copy(&mut data, &mut f).await?;
+            if n != meta.size {
+                return Err(std::io::Error::other(format!(
+                    "upload of {} bytes had {n}",
+                    meta.size
+                )));
+            }
+            f.flush().await?;
+            f.sync_all().await?;
+            tokio::fs::rename(&tmp, &path).await
+        }
+        .await;
+        if let Err(e) = copied {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(internal(e));
+        }
         self.run(move |conn| {
             conn.execute(
                 "INSERT INTO uploads (id, file_name, content_type, size, uploaded_by, created_at) \
@@ -426,7 +440,7 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn upload(&self, id: &FileId) -> StoreResult<Option<(FileMeta, Bytes)>> {
+    async fn upload(&self, id: &FileId) -> StoreResult<Option<(FileMeta, FileStream)>> {
         let key = id.as_str().to_owned();
         let meta = self
             .run(move |conn| {
@@ -448,10 +462,24 @@ impl Store for EmbeddedStore {
             })
             .await?;
         let Some(meta) = meta else { return Ok(None) };
-        let data = tokio::fs::read(self.uploads_dir.join(meta.id.as_str()))
+        let file = tokio::fs::File::open(self.uploads_dir.join(meta.id.as_str()))
             .await
             .map_err(internal)?;
-        Ok(Some((meta, Bytes::from(data))))
+        Ok(Some((meta, crate::store::stream_reader(file))))
+    }
+
+    async fn uploaded_bytes_since(&self, user_id: &str, since: Timestamp) -> StoreResult<u64> {
+        let user = user_id.to_owned();
+        self.run(move |conn| {
+            // `uploads_by_user` serves it: one range of the user's recent uploads.
+            conn.query_row(
+                "SELECT COALESCE(SUM(size), 0) FROM uploads WHERE uploaded_by = ?1 AND created_at >= ?2",
+                params![user, ms(since)],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+        })
+        .await
     }
 
     async fn file_shared_with(&self, user_id: &str, file_urls: &[String]) -> StoreResult<bool> {

@@ -274,6 +274,16 @@ impl MongoStore {
                 IX_ID,
                 find("uploads.files", doc! { "_id": file }, None, None),
             ),
+            (
+                "uploaded_bytes_since",
+                IX_UPLOADS_USER,
+                find(
+                    "uploads.files",
+                    super::gridfs::uploads_by_user_filter("u1", now()),
+                    None,
+                    Some(IX_UPLOADS_USER),
+                ),
+            ),
         ];
         let mut plans = Vec::with_capacity(shapes.len());
         for (query, expected_index, command) in shapes {

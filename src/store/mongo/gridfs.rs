@@ -1,17 +1,18 @@
 //! Uploads in the GridFS bucket `uploads`: the file's bytes in chunks, its metadata (content type,
 //! uploader, creation time) on the files document.
 
-use bytes::Bytes;
-use futures_util::io::{AsyncReadExt, AsyncWriteExt};
+use futures_util::io::AsyncWriteExt;
 use mongodb::bson::{Bson, doc};
 use mongodb::error::Error as DbError;
+use tokio::io::AsyncReadExt;
 
 use super::documents::{bson_time, domain_time, oid};
 use super::{MongoStore, StoreError, StoreResult, db_err};
-use crate::domain::{FileId, FileMeta};
+use crate::domain::{FileId, FileMeta, Timestamp};
+use crate::store::{FileReader, FileStream};
 
 /// GridFS chunks are written this many bytes at a time (the driver's default chunk size), so an
-/// upload never needs a second copy of the file in memory and each write is bounded on its own.
+/// upload holds one slice in memory, never the file, and each write is bounded on its own.
 const UPLOAD_SLICE: usize = 255 * 1024;
 
 /// A file's GridFS `_id`: a string for the random 32-hex-digit ids, an ObjectId for the older
@@ -26,7 +27,7 @@ fn file_key(id: &FileId) -> StoreResult<Bson> {
 
 impl MongoStore {
     /// Streams an upload into the bucket, one bounded chunk write at a time.
-    pub(super) async fn put_file(&self, meta: FileMeta, data: Bytes) -> StoreResult<()> {
+    pub(super) async fn put_file(&self, meta: FileMeta, mut data: FileReader) -> StoreResult<()> {
         let id = file_key(&meta.id)?;
         self.bounded(async { self.ensure_indexes().await }).await?;
         let metadata = doc! {
@@ -49,13 +50,46 @@ impl MongoStore {
         // a slow link is not cut off by a timeout meant for one round trip, and a dead server
         // still fails within one timeout.
         let mut written: StoreResult<()> = Ok(());
-        for slice in data.chunks(UPLOAD_SLICE) {
+        let mut slice = Vec::with_capacity(UPLOAD_SLICE);
+        let mut total = 0u64;
+        loop {
+            slice.clear();
+            // Fill one slice from the received file (local disk: no timeout needed).
+            let filled = async {
+                while slice.len() < UPLOAD_SLICE {
+                    let room = UPLOAD_SLICE - slice.len();
+                    if (&mut data)
+                        .take(room as u64)
+                        .read_to_end(&mut slice)
+                        .await?
+                        == 0
+                    {
+                        break;
+                    }
+                }
+                Ok::<_, std::io::Error>(())
+            }
+            .await;
+            if let Err(e) = filled {
+                written = Err(StoreError::Internal(format!("reading the upload: {e}")));
+                break;
+            }
+            if slice.is_empty() {
+                break;
+            }
+            total += slice.len() as u64;
             written = self
-                .bounded(async { stream.write_all(slice).await.map_err(io_err) })
+                .bounded(async { stream.write_all(&slice).await.map_err(io_err) })
                 .await;
             if written.is_err() {
                 break;
             }
+        }
+        if written.is_ok() && total != meta.size {
+            written = Err(StoreError::Internal(format!(
+                "upload of {} bytes had {total}",
+                meta.size
+            )));
         }
         if written.is_ok() {
             // `close` writes the last chunk and then the files document, which makes the file
@@ -71,7 +105,10 @@ impl MongoStore {
     }
 
     /// Reads an upload and its metadata back.
-    pub(super) async fn get_file(&self, id: &FileId) -> StoreResult<Option<(FileMeta, Bytes)>> {
+    pub(super) async fn get_file(
+        &self,
+        id: &FileId,
+    ) -> StoreResult<Option<(FileMeta, FileStream)>> {
         let key = file_key(id)?;
         let file = self
             .bounded(async {
@@ -102,21 +139,71 @@ impl MongoStore {
                 .map(|t| domain_time(*t))
                 .unwrap_or_else(|_| domain_time(file.upload_date)),
         };
-        let data = self
+        let stream = self
             .bounded(async {
-                let mut stream = self
-                    .0
+                self.0
                     .uploads
                     .open_download_stream(key)
                     .await
-                    .map_err(db_err)?;
-                let mut data = Vec::with_capacity(file.length as usize);
-                stream.read_to_end(&mut data).await.map_err(io_err)?;
-                Ok(data)
+                    .map_err(db_err)
             })
             .await?;
-        Ok(Some((meta, Bytes::from(data))))
+        // Read a slice at a time as the response is sent, each read bounded by the store's
+        // timeout, so a slow reader holds one slice, never the file.
+        let timeout = self.0.timeout;
+        let stream = futures_util::stream::try_unfold(stream, move |mut stream| async move {
+            let mut buf = vec![0u8; crate::store::FILE_SLICE];
+            let n = tokio::time::timeout(
+                timeout,
+                futures_util::io::AsyncReadExt::read(&mut stream, &mut buf),
+            )
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "MongoDB read timed out")
+            })??;
+            buf.truncate(n);
+            Ok((n > 0).then(|| (bytes::Bytes::from(buf), stream)))
+        });
+        let stream: FileStream = Box::pin(stream);
+        Ok(Some((meta, stream)))
     }
+
+    /// Bytes `user` uploaded since `since`: the sum of `length` over the user's recent files
+    /// (served by `uploads_by_user`).
+    pub(super) async fn uploaded_since(&self, user: &str, since: Timestamp) -> StoreResult<u64> {
+        use futures_util::TryStreamExt;
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let files: mongodb::Collection<mongodb::bson::Document> =
+                self.0.db.collection("uploads.files");
+            let mut cursor = files
+                .aggregate([
+                    doc! { "$match": uploads_by_user_filter(user, since) },
+                    doc! { "$group": { "_id": Bson::Null, "bytes": { "$sum": "$length" } } },
+                ])
+                .hint(mongodb::options::Hint::Name(
+                    super::indexes::IX_UPLOADS_USER.to_owned(),
+                ))
+                .await
+                .map_err(db_err)?;
+            let total = match cursor.try_next().await.map_err(db_err)? {
+                Some(d) => match d.get("bytes") {
+                    Some(Bson::Int64(n)) => *n,
+                    Some(Bson::Int32(n)) => i64::from(*n),
+                    Some(Bson::Double(n)) => *n as i64,
+                    _ => 0,
+                },
+                None => 0,
+            };
+            Ok(total.max(0) as u64)
+        })
+        .await
+    }
+}
+
+/// The files `user` uploaded since `since` (the upload budget's query).
+pub(super) fn uploads_by_user_filter(user: &str, since: Timestamp) -> mongodb::bson::Document {
+    doc! { "metadata.uploadedBy": user, "metadata.createdAt": { "$gte": bson_time(since) } }
 }
 
 /// GridFS streams report driver errors wrapped in `std::io::Error`.

@@ -25,6 +25,7 @@ pub(super) const IX_CHATS_PARTICIPANT: &str = "chats_participant_updated";
 pub(super) const IX_CHATS_UPDATED: &str = "chats_updated";
 pub(super) const IX_REPORTS_USER: &str = "reports_user_created";
 pub(super) const IX_REPORTS_CREATED: &str = "reports_created";
+pub(super) const IX_UPLOADS_USER: &str = "uploads_by_user";
 
 /// `IndexOptionsConflict`, `IndexKeySpecsConflict`: an index of that name exists with other
 /// options (a changed retention period).
@@ -111,6 +112,14 @@ impl MongoStore {
             .create_index(named(
                 doc! { "filename": 1, "uploadDate": 1 },
                 "filename_1_uploadDate_1",
+            ))
+            .await
+            .map_err(db_err)?;
+        // Each user's recent uploads: the upload budget sums their sizes.
+        files
+            .create_index(named(
+                doc! { "metadata.uploadedBy": 1, "metadata.createdAt": 1 },
+                IX_UPLOADS_USER,
             ))
             .await
             .map_err(db_err)?;

@@ -3,7 +3,6 @@
 //! lines): the `Store` trait's implementation on MongoDB, one method per operation.
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures_util::stream::TryStreamExt;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, Document, doc};
@@ -18,6 +17,7 @@ use crate::domain::{
     FileMeta, HistoryPage, Message, MessageId, MessageStatus, NewChat, NewMessage, NewReport,
     Report, ReportId, ReportQuery, Saved, Side, Timestamp, now,
 };
+use crate::store::{FileReader, FileStream};
 
 impl MongoStore {
     async fn find_chat(&self, id: ObjectId) -> StoreResult<Option<Chat>> {
@@ -471,12 +471,16 @@ impl Store for MongoStore {
         .await
     }
 
-    async fn save_upload(&self, meta: FileMeta, data: Bytes) -> StoreResult<()> {
+    async fn save_upload(&self, meta: FileMeta, data: FileReader) -> StoreResult<()> {
         self.put_file(meta, data).await
     }
 
-    async fn upload(&self, id: &FileId) -> StoreResult<Option<(FileMeta, Bytes)>> {
+    async fn upload(&self, id: &FileId) -> StoreResult<Option<(FileMeta, FileStream)>> {
         self.get_file(id).await
+    }
+
+    async fn uploaded_bytes_since(&self, user_id: &str, since: Timestamp) -> StoreResult<u64> {
+        self.uploaded_since(user_id, since).await
     }
 
     async fn file_shared_with(&self, user_id: &str, file_urls: &[String]) -> StoreResult<bool> {
