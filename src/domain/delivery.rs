@@ -1,18 +1,18 @@
 //! Delivery status: a chat's two sides, the per-side delivered-up-to marks, and the status of a
 //! message computed from them (`docs/delivery.md`).
 //!
-//! A chat has two sides, its user and its staff; a message's recipients are the other side. The
-//! stores keep one delivered-up-to `seq` per chat and recipient side (never per message or per
+//! A chat has two sides, its user and its staff; a message's recipients are on the other side
+//! ([`Chat::is_recipient`] says who exactly). The stores keep one delivered-up-to `seq` per chat and recipient side (never per message or per
 //! socket) beside the per-message read state, and only ever move it forward.
 
-use super::{Message, MessageStatus, Role};
+use super::{AuthUser, Chat, Message, MessageStatus, Role};
 
 /// One side of a chat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
     /// The chat's non-staff participants.
     User,
-    /// Every staff member.
+    /// The chat's staff participants, or every staff member while it has none.
     Staff,
 }
 
@@ -73,6 +73,35 @@ impl Message {
     pub fn apply_delivery(&mut self, marks: &DeliveryMarks) {
         if self.status == MessageStatus::Sent && self.seq <= marks.of(self.recipient_side()) {
             self.status = MessageStatus::Delivered;
+        }
+    }
+}
+
+impl Chat {
+    /// The chat's staff participants: its assigned admin and every other participant after the
+    /// chat's user (its first participant), in that order and each once.
+    pub fn staff_participants(&self) -> impl Iterator<Item = &str> {
+        let assigned = self
+            .assigned_admin
+            .as_deref()
+            .filter(|a| !self.participants.iter().skip(1).any(|p| p == a));
+        assigned
+            .into_iter()
+            .chain(self.participants.iter().skip(1).map(String::as_str))
+    }
+
+    /// Whether `user` is a recipient of what the other side sends (PROTOCOL.md, "Delivery
+    /// status"): for staff messages, the chat's user; for the user's messages, the chat's staff
+    /// participants or, while it has none, every staff member. A staff member who sees the
+    /// chat only as a member of `admins` is not one: nothing they do delivers the user's
+    /// messages.
+    pub fn is_recipient(&self, user: &AuthUser) -> bool {
+        match Side::of(user.role) {
+            Side::User => self.is_participant(&user.id),
+            Side::Staff => {
+                let mut staff = self.staff_participants().peekable();
+                staff.peek().is_none() || staff.any(|s| s == user.id)
+            }
         }
     }
 }

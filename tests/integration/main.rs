@@ -1,6 +1,7 @@
 //! The one integration-test binary: real nodes on port 0, real sockets, real stores.
 
 mod cluster;
+mod contract_gaps;
 mod delivery;
 mod failover;
 mod hardening;
