@@ -105,3 +105,58 @@ impl Chat {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{CHAT_TYPE_SUPPORT, ChatId, ChatStatus, Priority, now};
+
+    fn chat(participants: &[&str], assigned: Option<&str>) -> Chat {
+        Chat {
+            id: ChatId::from_trusted("c".to_owned()),
+            participants: participants.iter().map(|p| (*p).to_owned()).collect(),
+            chat_type: CHAT_TYPE_SUPPORT,
+            title: "t".to_owned(),
+            status: ChatStatus::Open,
+            priority: Priority::Medium,
+            assigned_admin: assigned.map(str::to_owned),
+            last_message: None,
+            created_at: now(),
+            updated_at: now(),
+            delivered: DeliveryMarks::default(),
+        }
+    }
+
+    fn who(id: &str, role: Role) -> AuthUser {
+        AuthUser {
+            id: id.to_owned(),
+            name: id.to_owned(),
+            role,
+        }
+    }
+
+    #[test]
+    fn with_staff_participants_only_they_are_the_users_recipients() {
+        let c = chat(&["u1", "a1"], Some("a1"));
+        assert_eq!(c.staff_participants().collect::<Vec<_>>(), ["a1"]);
+        assert!(c.is_recipient(&who("a1", Role::Admin)));
+        assert!(!c.is_recipient(&who("a2", Role::Admin)), "another admin");
+        assert!(c.is_recipient(&who("u1", Role::User)));
+        assert!(!c.is_recipient(&who("u2", Role::User)));
+    }
+
+    #[test]
+    fn with_no_staff_participant_every_staff_member_is_a_recipient() {
+        let c = chat(&["u1"], None);
+        assert_eq!(c.staff_participants().count(), 0);
+        assert!(c.is_recipient(&who("a2", Role::Admin)));
+    }
+
+    #[test]
+    fn an_assigned_admin_missing_from_the_participants_still_counts_once() {
+        let c = chat(&["u1", "a1"], Some("a3"));
+        assert_eq!(c.staff_participants().collect::<Vec<_>>(), ["a3", "a1"]);
+        assert!(c.is_recipient(&who("a3", Role::Admin)));
+        assert!(!c.is_recipient(&who("a2", Role::Admin)));
+    }
+}
