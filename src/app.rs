@@ -41,9 +41,11 @@ async fn drain(state: &AppState, grace: Duration) {
     let withdraw = async {
         match state.presence.withdraw_node().await {
             Ok(users) => {
-                // Through the grace: most of them reconnect to another node meanwhile.
-                for user in users {
-                    state.offline_after_grace(&user).await;
+                // Through the grace: most of them reconnect to another node meanwhile. Their
+                // `offline` is due in presence, so another node (or this one, restarted on the
+                // same DATA_DIR) announces it if this one is gone by then.
+                if !users.is_empty() {
+                    state.offline_after_grace().await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "could not withdraw presence"),
@@ -134,19 +136,28 @@ impl Application {
         let (state, add_socket_layer, background) = match config.redis_url.as_deref().map(str::to_owned) {
             None => {
                 let recovery = recovery(Arc::new(EmbeddedRecovery::open(&config.data_dir)?));
+                // The due `offline` announcements a drain of this node left on its DATA_DIR.
+                let presence = Arc::new(
+                    MemoryPresence::new()
+                        .with_offline_grace(Duration::from_secs(config.offline_grace_secs))
+                        .kept_in(&config.data_dir),
+                );
                 let (layer, io) = socket_io_builder().build_layer();
                 let state = AppState::new(Backends {
                     config,
                     node_id,
                     store,
                     keys,
-                    presence: Arc::new(MemoryPresence::new()),
+                    presence: presence.clone(),
                     fanout: Arc::new(io.clone()),
                     sockets: Arc::new(io.clone()),
                     recovery,
                 });
                 crate::realtime::register(&io, state.clone());
-                (state, with_layer(layer), Vec::new())
+                let (announcer, due) = (state.clone(), presence.due_times());
+                let restored: Background =
+                    Box::pin(async move { announcer.announce_restored_offline(due).await });
+                (state, with_layer(layer), vec![restored])
             }
             Some(url) => {
                 let redis = cluster::redis::connect(&url).await?;
@@ -156,7 +167,10 @@ impl Application {
                 let fanout = Arc::new(RedisFanout::new(io.clone(), &node_id));
                 let ttl = Duration::from_secs(config.presence_ttl_secs);
                 let redis_recovery = Arc::new(RedisRecovery::new(redis.presence.clone()));
-                let presence = Arc::new(RedisPresence::new(redis.presence, node_id.clone(), ttl));
+                let presence = Arc::new(
+                    RedisPresence::new(redis.presence, node_id.clone(), ttl)
+                        .with_offline_grace(Duration::from_secs(config.offline_grace_secs)),
+                );
                 // Before the first socket: otherwise the first calls each meet `NOSCRIPT`.
                 if let Err(e) = presence.load_scripts().await {
                     tracing::warn!(error = %e, "could not load the presence scripts (they load on first use)");
@@ -378,17 +392,19 @@ async fn heartbeat(state: AppState) {
             Ok(changes) => {
                 let offline = changes.iter().filter(|c| !c.online).count();
                 state.metrics.presence_reaped_users.inc_by(offline as u64);
-                for change in changes {
-                    if change.online {
-                        state.announce_status(&change.user_id, true).await;
-                    } else {
-                        // A dead node's users: offline after the grace, unless they came back.
-                        state.offline_after_grace(&change.user_id).await;
-                    }
+                for change in changes.iter().filter(|c| c.online) {
+                    state.announce_status(&change.user_id, true).await;
+                }
+                // A dead node's users: offline after the grace, unless they came back.
+                if offline > 0 {
+                    state.offline_after_grace().await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "presence heartbeat failed"),
         }
+        // Whatever is due and unclaimed: left by a node that drained or died before its grace
+        // ended (or by this one, before a restart).
+        state.announce_due_offline().await;
     }
 }
 

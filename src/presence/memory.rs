@@ -1,19 +1,41 @@
 //! In-process presence for a single node.
+//!
+//! The due `offline` announcements (see the parent module) live here too; a drain writes them to
+//! `DATA_DIR/pending-offline.json` and the next start on that directory reads them back, so the
+//! users who did not come back are announced by the restarted node.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::{Presence, PresenceError, SocketEntry, SocketPage, Transition, UserPresence};
 use crate::domain::{Role, Timestamp, now};
 
-/// Presence kept in this process: exact, and gone with it.
+/// The file in `DATA_DIR` that keeps the due announcements from a drain to the next start.
+const PENDING_FILE: &str = "pending-offline.json";
+
+/// Presence kept in this process: exact, and gone with it (but for the due `offline`
+/// announcements a drain leaves, when it was given a directory to keep them in).
 #[derive(Default)]
 pub struct MemoryPresence {
-    /// One lock for all three maps, so a transition (count and last seen) is atomic; never held
-    /// across an `.await`.
+    /// One lock for all the maps, so a transition (count, last seen, due announcement) is
+    /// atomic; never held across an `.await`.
     inner: Mutex<Inner>,
+    /// `OFFLINE_GRACE_SECS`, in ms: how long after a departure its `offline` is due.
+    grace_ms: i64,
+    /// Where a drain keeps the due announcements (`None`: they die with the process).
+    keep_in: Option<PathBuf>,
+}
+
+/// One due announcement as the pending file keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DueEntry {
+    user: String,
+    /// When it is due, in ms since the epoch.
+    due: i64,
 }
 
 #[derive(Default)]
@@ -26,6 +48,11 @@ struct Inner {
     last_seen: HashMap<String, Timestamp>,
     /// The node name the last entry carried (this node's, in practice), shared by the entries.
     node: Option<Arc<str>>,
+    /// Users whose `offline` is owed, and when (ms since the epoch): noted when their last
+    /// socket goes, dropped when one comes back, taken by `claim_due_offline`.
+    due: HashMap<String, i64>,
+    /// Staff members seen connecting (for `staff_online`); one found offline is dropped.
+    staff: HashSet<Box<str>>,
 }
 
 /// A [`SocketEntry`] as kept here, for an idle socket's sake: its id only as the map's key, the
@@ -67,6 +94,68 @@ impl MemoryPresence {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// A user left offline is due for announcement `grace` later.
+    pub fn with_offline_grace(mut self, grace: Duration) -> Self {
+        self.grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// Keeps the due announcements in `dir` across a drain and restart: reads (and removes) the
+    /// ones a previous drain left there. A file that cannot be read is logged and ignored.
+    pub fn kept_in(mut self, dir: &Path) -> Self {
+        let path = dir.join(PENDING_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                match serde_json::from_slice::<Vec<DueEntry>>(&bytes) {
+                    Ok(entries) => {
+                        let g = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
+                        g.due.extend(entries.into_iter().map(|e| (e.user, e.due)));
+                        tracing::info!(users = g.due.len(), "due offline announcements restored");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "ignoring an unreadable {PENDING_FILE}"),
+                }
+                // Read once: a second start must not announce them again.
+                if let Err(e) = std::fs::remove_file(&path) {
+                    tracing::warn!(error = %e, "could not remove {PENDING_FILE}");
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(error = %e, "could not read {PENDING_FILE}"),
+        }
+        self.keep_in = Some(dir.to_owned());
+        self
+    }
+
+    /// When the due announcements are due (ms since the epoch): the restored ones, at start.
+    pub fn due_times(&self) -> Vec<i64> {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.due.values().copied().collect()
+    }
+
+    /// Writes the due announcements where the next start finds them (write, then rename: a
+    /// crash mid-write leaves no half file).
+    fn keep_due(&self, due: &HashMap<String, i64>) {
+        let Some(dir) = &self.keep_in else { return };
+        let entries: Vec<DueEntry> = due
+            .iter()
+            .map(|(user, due)| DueEntry {
+                user: user.clone(),
+                due: *due,
+            })
+            .collect();
+        let (tmp, path) = (
+            dir.join(format!("{PENDING_FILE}.tmp")),
+            dir.join(PENDING_FILE),
+        );
+        let written = serde_json::to_vec(&entries)
+            .map_err(std::io::Error::other)
+            .and_then(|json| std::fs::write(&tmp, json))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not keep the due offline announcements");
+        }
+    }
 }
 
 #[async_trait]
@@ -89,7 +178,12 @@ impl Presence for MemoryPresence {
             None => g.per_user.entry(entry.user_id.as_str().into()).or_default(),
         };
         *n += 1;
-        Ok(*n == 1)
+        let first = *n == 1;
+        if entry.user_role.is_staff() && !g.staff.contains(entry.user_id.as_str()) {
+            g.staff.insert(entry.user_id.as_str().into());
+        }
+        // Back before their `offline` went out: it never will, and no `online` is news.
+        Ok(first && g.due.remove(&entry.user_id).is_none())
     }
 
     async fn disconnect(&self, user_id: &str, socket_id: &str) -> Result<bool, PresenceError> {
@@ -105,7 +199,10 @@ impl Presence for MemoryPresence {
             return Ok(false);
         }
         g.per_user.remove(user_id);
-        g.last_seen.insert(user_id.to_owned(), now());
+        let t = now();
+        g.last_seen.insert(user_id.to_owned(), t);
+        g.due
+            .insert(user_id.to_owned(), t.timestamp_millis() + self.grace_ms);
         Ok(true)
     }
 
@@ -159,8 +256,39 @@ impl Presence for MemoryPresence {
         let t = now();
         for u in &users {
             g.last_seen.insert(u.clone(), t);
+            g.due
+                .insert(u.clone(), t.timestamp_millis() + self.grace_ms);
         }
+        // A drain: what is still due must outlive the process.
+        self.keep_due(&g.due);
         Ok(users)
+    }
+
+    async fn claim_due_offline(&self) -> Result<Vec<String>, PresenceError> {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let t = now().timestamp_millis();
+        let claimed: Vec<String> = g
+            .due
+            .iter()
+            .filter(|(_, due)| **due <= t)
+            .map(|(user, _)| user.clone())
+            .collect();
+        for user in &claimed {
+            g.due.remove(user);
+        }
+        Ok(claimed
+            .into_iter()
+            .filter(|user| !g.per_user.contains_key(user.as_str()))
+            .collect())
+    }
+
+    async fn staff_online(&self) -> Result<Option<String>, PresenceError> {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let Inner {
+            staff, per_user, ..
+        } = &mut *g;
+        staff.retain(|s| per_user.contains_key(s));
+        Ok(staff.iter().next().map(|s| s.as_ref().to_owned()))
     }
 
     async fn ping(&self) -> Result<(), PresenceError> {

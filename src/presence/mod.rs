@@ -4,6 +4,13 @@
 //! [`MemoryPresence`] serves a single node; [`RedisPresence`] makes presence a cluster-wide fact.
 //! Implementations decide transitions atomically: `connect` says whether this socket made its
 //! user online, `disconnect` whether it left the user offline.
+//!
+//! A user left offline (a disconnect, a drain, a dead node reaped) is also noted as *due*: their
+//! `user:status offline` is owed once the offline grace has passed, unless a socket of theirs
+//! comes back first. The due announcements are kept by presence itself, not by the node that saw
+//! the departure, so they outlive it (Redis in a cluster; a single node keeps them in `DATA_DIR`
+//! across a drain and restart), and [`Presence::claim_due_offline`] hands each one to exactly one
+//! caller.
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -80,9 +87,12 @@ pub enum PresenceError {
 #[async_trait]
 pub trait Presence: Send + Sync + 'static {
     /// Registers a socket; `true` when it is its user's first socket anywhere (a transition to
-    /// online). Registering a socket twice changes nothing and returns `false`.
+    /// online) and no `offline` of theirs was still due: a user back before their offline was
+    /// announced never went offline to anyone, so their due `offline` is dropped and `false`
+    /// returned. Registering a socket twice changes nothing and returns `false`.
     async fn connect(&self, entry: &SocketEntry) -> Result<bool, PresenceError>;
-    /// Removes a socket; `true` when it was its user's last one (a transition to offline).
+    /// Removes a socket; `true` when it was its user's last one (a transition to offline, due
+    /// for announcement after the offline grace).
     async fn disconnect(&self, user_id: &str, socket_id: &str) -> Result<bool, PresenceError>;
     async fn status(&self, user_id: &str) -> Result<UserPresence, PresenceError>;
     /// Sockets in a stable order, `limit` at a time from `cursor`.
@@ -97,6 +107,13 @@ pub trait Presence: Send + Sync + 'static {
     async fn heartbeat(&self) -> Result<Vec<Transition>, PresenceError>;
     /// Removes every socket of this node (graceful drain); returns users left offline.
     async fn withdraw_node(&self) -> Result<Vec<String>, PresenceError>;
+    /// Claims the users whose `offline` is due now (their grace has passed and they have no
+    /// socket): each due user is returned by exactly one call, cluster-wide, and the caller
+    /// announces them.
+    async fn claim_due_offline(&self) -> Result<Vec<String>, PresenceError>;
+    /// Some staff member with a socket anywhere in the cluster, if there is one (a user's
+    /// message in a chat with no staff participant is delivered live to them).
+    async fn staff_online(&self) -> Result<Option<String>, PresenceError>;
     /// Answers when the backing service is reachable (for `/readyz`).
     async fn ping(&self) -> Result<(), PresenceError>;
 }

@@ -182,7 +182,7 @@ impl AppState {
         };
         // A recipient socket on this node gets the broadcast right after the save: the save
         // marks the message delivered itself, with no write of its own (`docs/delivery.md`).
-        let here = self.recipient_here(new.recipient_side(), &chat.participants);
+        let here = self.recipient_here(new.recipient_side(), &chat);
         new.delivered = here.is_some();
         // In a socket event: the sender's next event may start (and read its chat) while this
         // one saves; saves keep the sender's order.

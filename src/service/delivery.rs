@@ -10,15 +10,21 @@
 //! within milliseconds; a busy chat costs at most one store write and one event per side and
 //! cooldown, however many messages it carries. Nothing is written per socket.
 //!
+//! Who a message's recipients are is PROTOCOL.md's rule ([`Chat::is_recipient`]): for a staff
+//! message, the chat's user; for a user's message, the chat's staff participants, or every
+//! staff member while it has none. A staff member who sees the chat only through `admins` is no
+//! recipient: their live receipt, fetch, replay or confirmation delivers nothing.
+//!
 //! A message whose recipient has a socket on the sender's node is marked delivered by its own
 //! save (the same write that takes its `seq`: [`AppState::recipient_here`]); its flush only
 //! announces it. Other live deliveries are decided by the node that emitted `message:new` (the
 //! sender's node): at the flush it asks whether a recipient socket is connected anywhere in the
-//! cluster (the chat's user in presence; for staff, a staff socket on this node or a staff
-//! participant in presence). Every socket of a user is in `user:{id}` and every staff socket in
-//! `admins` on whatever node holds it, so a connected recipient got the broadcast. Only one node
-//! decides per message, and the forward-only write lets one transition through when several
-//! triggers race, so a recipient with sockets on two nodes yields one transition.
+//! cluster (the chat's user in presence; the chat's staff participants in presence; with no
+//! staff participant, any staff member in presence). Every socket of a user is in `user:{id}`
+//! and every staff socket in `admins` on whatever node holds it, so a connected recipient got
+//! the broadcast. Only one node decides per message, and the forward-only write lets one
+//! transition through when several triggers race, so a recipient with sockets on two nodes
+//! yields one transition.
 
 use std::time::Duration;
 
@@ -48,13 +54,23 @@ impl AppState {
     /// A recipient of `side` with a socket on this node, if there is one: then the broadcast
     /// that follows a save hands the message to it here, and the save marks it delivered
     /// ([`NewMessage::delivered`](crate::domain::NewMessage)). No store or presence call: the
-    /// chat's user is looked up in this node's per-user socket count (one hash lookup, however
-    /// many tabs the user has; a socket is counted from its handshake, just before it joins its
-    /// rooms), staff in this node's `admins` room.
-    pub(crate) fn recipient_here(&self, side: Side, participants: &[String]) -> Option<String> {
+    /// chat's user and its staff participants are looked up in this node's per-user socket
+    /// count (one hash lookup each, however many tabs they have; a socket is counted from its
+    /// handshake, just before it joins its rooms); with no staff participant, any staff
+    /// socket in this node's `admins` room is a recipient.
+    pub(crate) fn recipient_here(&self, side: Side, chat: &Chat) -> Option<String> {
         match side {
-            Side::Staff => self.sockets.user_in_room(rooms::ADMINS),
-            Side::User => participants
+            Side::Staff => {
+                let mut staff = chat.staff_participants().peekable();
+                if staff.peek().is_none() {
+                    return self.sockets.user_in_room(rooms::ADMINS);
+                }
+                staff
+                    .find(|s| self.user_limits.has_socket_here(s))
+                    .map(str::to_owned)
+            }
+            Side::User => chat
+                .participants
                 .first()
                 .filter(|user| self.user_limits.has_socket_here(user))
                 .cloned(),
@@ -84,11 +100,15 @@ impl AppState {
         self.schedule_delivery(chat, message.recipient_side(), mark, trigger);
     }
 
-    /// `chat:sync` or the REST history returned `messages` to `user`: the newest one of the
-    /// other side that is neither read nor delivered yet becomes delivered, and every earlier
-    /// one with it. Written before the caller answers, not coalesced (one write per fetch that
-    /// moves the mark), so that every later call shows `delivered` (PROTOCOL.md).
+    /// `chat:sync` or the REST history returned `messages` to `user`: if `user` is a recipient
+    /// of the other side's messages, the newest one that is neither read nor delivered yet
+    /// becomes delivered, and every earlier one with it. Written before the caller answers, not
+    /// coalesced (one write per fetch that moves the mark), so that every later call shows
+    /// `delivered` (PROTOCOL.md). A staff member who is no recipient delivers nothing.
     pub(crate) async fn deliver_fetched(&self, user: &AuthUser, chat: &Chat, messages: &[Message]) {
+        if !chat.is_recipient(user) {
+            return;
+        }
         let side = Side::of(user.role);
         let newest = messages
             .iter()
@@ -110,6 +130,7 @@ impl AppState {
                 live: None,
                 stored: None,
                 participants: chat.participants.clone(),
+                staff: chat.staff_participants().map(str::to_owned).collect(),
             };
             self.flush_delivery(&chat.id, side, fetched, None).await;
         }
@@ -140,7 +161,8 @@ impl AppState {
                     continue;
                 }
             };
-            if *seq <= chat.delivered.of(side) {
+            // A replay to a staff member who is no recipient of the chat delivers nothing.
+            if !chat.is_recipient(user) || *seq <= chat.delivered.of(side) {
                 continue;
             }
             let mark = DeliveryMark {
@@ -154,7 +176,9 @@ impl AppState {
     }
 
     /// The client's `message:delivered`: every message up to `message_id` that the caller's
-    /// side did not send is delivered. Participants and staff only (`FORBIDDEN` otherwise).
+    /// side did not send is delivered. Participants and staff only (`FORBIDDEN` otherwise); a
+    /// staff member who is no recipient of the chat's messages is answered `ok` and moves
+    /// nothing (a confirmation counts only from a recipient).
     pub async fn confirm_delivered(
         &self,
         user: &AuthUser,
@@ -162,6 +186,9 @@ impl AppState {
         message_id: &MessageId,
     ) -> Result<(), AppError> {
         let chat = self.chat_for(user, chat_id).await?;
+        if !chat.is_recipient(user) {
+            return Ok(());
+        }
         let message = self
             .timed(StoreOp::Message, self.store.message(&chat.id, message_id))
             .await?
@@ -214,10 +241,7 @@ impl AppState {
         mark: DeliveryMark,
         trigger: DeliveryTrigger,
     ) {
-        if self
-            .delivery
-            .note(&chat.id, side, &chat.participants, mark, trigger)
-        {
+        if self.delivery.note(chat, side, mark, trigger) {
             let (state, chat) = (self.clone(), chat.id.clone());
             tokio::spawn(async move { state.run_flusher(chat, side).await });
         }
@@ -275,7 +299,9 @@ impl AppState {
         let mut best = pending.certain.filter(|c| !covered(c.seq));
         if let Some(live) = pending.live {
             if !covered(live.seq) && best.as_ref().is_none_or(|c| c.seq < live.seq) {
-                let now = self.recipient_connected(side, &pending.participants).await;
+                let now = self
+                    .recipient_connected(side, &pending.participants, &pending.staff)
+                    .await;
                 connected = Some(now.is_some());
                 if let Some(to) = now {
                     best = Some(DeliveryMark { to, ..live });
@@ -322,17 +348,35 @@ impl AppState {
     }
 
     /// A connected recipient of `side`, if there is one: the chat's user (its first
-    /// participant) in presence; for staff, a staff socket on this node, else a staff
-    /// participant in presence.
-    async fn recipient_connected(&self, side: Side, participants: &[String]) -> Option<String> {
-        let (first, rest) = participants.split_first()?;
+    /// participant) in presence; for staff, a staff participant with a socket on this node,
+    /// else one in presence; with no staff participant, a staff socket on this node, else any
+    /// staff member in presence (wherever their socket is, it is in `admins` and got the
+    /// broadcast).
+    async fn recipient_connected(
+        &self,
+        side: Side,
+        participants: &[String],
+        staff: &[String],
+    ) -> Option<String> {
         let candidates: &[String] = match side {
-            Side::User => std::slice::from_ref(first),
-            Side::Staff => {
-                if let Some(here) = self.recipient_here(side, participants) {
+            Side::User => std::slice::from_ref(participants.first()?),
+            Side::Staff if staff.is_empty() => {
+                if let Some(here) = self.sockets.user_in_room(rooms::ADMINS) {
                     return Some(here);
                 }
-                rest
+                return match self.presence.staff_online().await {
+                    Ok(found) => found,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "staff presence unavailable; delivery left to a fetch");
+                        None
+                    }
+                };
+            }
+            Side::Staff => {
+                if let Some(here) = staff.iter().find(|s| self.user_limits.has_socket_here(s)) {
+                    return Some(here.clone());
+                }
+                staff
             }
         };
         for p in candidates {

@@ -11,6 +11,10 @@ use crate::presence::{PresenceError, SocketEntry, SocketPage, UserPresence};
 use crate::state::{AppState, Session};
 use crate::store::StoreOp;
 
+/// How long past the grace a departing user's node claims their `offline`: the due time was
+/// taken (in presence) just before the timer started.
+const DUE_MARGIN: Duration = Duration::from_millis(20);
+
 /// A presence failure as clients see it (the cause goes to the logs only).
 fn presence_error(e: PresenceError) -> AppError {
     match e {
@@ -125,48 +129,55 @@ impl AppState {
 
     async fn remove_socket(&self, user_id: &str, socket_id: &str) {
         match self.presence.disconnect(user_id, socket_id).await {
-            Ok(true) => self.offline_after_grace(user_id).await,
+            Ok(true) => self.offline_after_grace().await,
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "presence disconnect failed"),
         }
     }
 
-    /// A user's last socket is gone (a disconnect, a drain, a dead node reaped): announces
-    /// `offline` once `OFFLINE_GRACE_SECS` have passed, if the user still has no socket and no
-    /// later departure took over the announcement (its `last_seen` is still this one). Checked
-    /// against the cluster-wide presence, so of all the nodes that saw the user go, only the
-    /// one that saw the last departure announces. One task per departing user (not per socket).
-    pub async fn offline_after_grace(&self, user_id: &str) {
+    /// A user's last socket is gone (a disconnect, a drain, a dead node reaped): presence noted
+    /// their `offline` as due once `OFFLINE_GRACE_SECS` have passed (unless a socket of theirs
+    /// comes back first, which drops it). This node claims what is due when that grace ends;
+    /// every node also claims at each heartbeat ([`AppState::announce_due_offline`]), so the
+    /// announcement does not depend on this node living that long (a drain, a SIGKILL): of all
+    /// the claims, exactly one gets each due user. One task per departing user (not per socket).
+    pub async fn offline_after_grace(&self) {
         let grace = self.offline_grace();
         if grace.is_zero() {
-            return self.announce_status(user_id, false).await;
+            return self.announce_due_offline().await;
         }
-        let seen = self
-            .presence
-            .status(user_id)
-            .await
-            .ok()
-            .and_then(|p| p.last_seen);
         let state = self.clone();
-        let user_id = user_id.to_owned();
-        tokio::spawn(async move { state.confirm_offline(&user_id, seen, grace).await });
+        tokio::spawn(async move {
+            // A little past the grace: the due time was taken a moment before this timer.
+            tokio::time::sleep(grace + DUE_MARGIN).await;
+            state.announce_due_offline().await;
+        });
     }
 
-    /// The end of the grace for `user_id` (see [`AppState::offline_after_grace`]).
-    pub async fn confirm_offline(
-        &self,
-        user_id: &str,
-        seen: Option<crate::domain::Timestamp>,
-        grace: Duration,
-    ) {
-        tokio::time::sleep(grace).await;
-        match self.presence.status(user_id).await {
-            Ok(p) if p.sockets == 0 && p.last_seen == seen => {
-                self.announce_status(user_id, false).await
+    /// Claims the `offline` announcements that are due (see [`AppState::offline_after_grace`])
+    /// and sends them. Called by the heartbeat too, on every node.
+    pub async fn announce_due_offline(&self) {
+        match self.presence.claim_due_offline().await {
+            Ok(users) => {
+                for user in users {
+                    self.announce_status(&user, false).await;
+                }
             }
-            Ok(_) => {}
-            // Unknown: better one `offline` than a user shown online for ever.
-            Err(_) => self.announce_status(user_id, false).await,
+            // They stay due: the next heartbeat's claim takes them.
+            Err(e) => tracing::warn!(error = %e, "could not claim due offline announcements"),
+        }
+    }
+
+    /// At start: announces the `offline`s a drain of this node left due (`due_ms`: when, in ms
+    /// since the epoch), each when it falls due, unless the user came back first. Those
+    /// already due go out at once.
+    pub async fn announce_restored_offline(&self, mut due_ms: Vec<i64>) {
+        due_ms.sort_unstable();
+        due_ms.dedup();
+        for due in due_ms {
+            let wait = due.saturating_sub(crate::domain::now().timestamp_millis());
+            tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))).await;
+            self.announce_due_offline().await;
         }
     }
 

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::domain::{ChatId, MessageId, Side, Timestamp};
+use crate::domain::{Chat, ChatId, MessageId, Side, Timestamp};
 
 /// The newest message a trigger delivered, and to whom.
 #[derive(Debug, Clone)]
@@ -48,6 +48,9 @@ pub struct Pending {
     pub stored: Option<Mark>,
     /// The chat's participants, for the rooms of `message:delivered` and the live check.
     pub participants: Vec<String>,
+    /// The chat's staff participants ([`Chat::staff_participants`]): the staff recipients of a
+    /// live check, or every staff member when empty.
+    pub staff: Vec<String>,
 }
 
 impl Pending {
@@ -71,20 +74,21 @@ fn keep_max(slot: &mut Option<Mark>, mark: Mark) {
 impl DeliveryTracker {
     /// Notes a trigger; `true` when no flusher runs for this (chat, side), so the caller starts
     /// one.
-    pub fn note(
-        &self,
-        chat: &ChatId,
-        side: Side,
-        participants: &[String],
-        mark: Mark,
-        trigger: Trigger,
-    ) -> bool {
+    pub fn note(&self, chat: &Chat, side: Side, mark: Mark, trigger: Trigger) -> bool {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (chat.clone(), side);
+        let key = (chat.id.clone(), side);
         let first = !pending.contains_key(&key);
         let entry = pending.entry(key).or_default();
-        if entry.participants != participants {
-            entry.participants = participants.to_vec();
+        if entry.participants != chat.participants {
+            entry.participants = chat.participants.clone();
+        }
+        if !entry
+            .staff
+            .iter()
+            .map(String::as_str)
+            .eq(chat.staff_participants())
+        {
+            entry.staff = chat.staff_participants().map(str::to_owned).collect();
         }
         keep_max(
             match trigger {
@@ -110,6 +114,7 @@ impl DeliveryTracker {
             live: entry.live.take(),
             stored: entry.stored.take(),
             participants: entry.participants.clone(),
+            staff: entry.staff.clone(),
         })
     }
 
@@ -132,6 +137,23 @@ impl DeliveryTracker {
 mod tests {
     use super::*;
 
+    fn chat() -> Chat {
+        let t = crate::domain::now();
+        Chat {
+            id: ChatId::from_trusted("c".to_owned()),
+            participants: vec!["u".to_owned(), "s".to_owned()],
+            chat_type: crate::domain::CHAT_TYPE_SUPPORT,
+            title: "t".to_owned(),
+            status: crate::domain::ChatStatus::Open,
+            priority: crate::domain::Priority::Medium,
+            assigned_admin: Some("s".to_owned()),
+            last_message: None,
+            created_at: t,
+            updated_at: t,
+            delivered: Default::default(),
+        }
+    }
+
     fn mark(seq: u64) -> Mark {
         Mark {
             seq,
@@ -144,9 +166,9 @@ mod tests {
     #[test]
     fn triggers_in_a_cooldown_join_the_next_window_without_a_second_flusher() {
         let t = DeliveryTracker::default();
-        let chat = ChatId::from_trusted("c".to_owned());
-        let who = ["u".to_owned(), "s".to_owned()];
-        assert!(t.note(&chat, Side::Staff, &who, mark(1), Trigger::Live));
+        let c = chat();
+        let chat = c.id.clone();
+        assert!(t.note(&c, Side::Staff, mark(1), Trigger::Live));
         assert_eq!(
             t.take(&chat, Side::Staff)
                 .and_then(|p| p.live)
@@ -154,8 +176,8 @@ mod tests {
             Some(1)
         );
         // The flusher cools down: new triggers gather, none starts a flusher.
-        assert!(!t.note(&chat, Side::Staff, &who, mark(3), Trigger::Live));
-        assert!(!t.note(&chat, Side::Staff, &who, mark(2), Trigger::Live));
+        assert!(!t.note(&c, Side::Staff, mark(3), Trigger::Live));
+        assert!(!t.note(&c, Side::Staff, mark(2), Trigger::Live));
         assert!(!t.finish_if_idle(&chat, Side::Staff));
         assert_eq!(
             t.take(&chat, Side::Staff)
@@ -166,6 +188,6 @@ mod tests {
         assert!(t.take(&chat, Side::Staff).is_none());
         assert!(t.finish_if_idle(&chat, Side::Staff));
         // Quiet again: the next trigger starts a flusher.
-        assert!(t.note(&chat, Side::Staff, &who, mark(4), Trigger::Certain));
+        assert!(t.note(&c, Side::Staff, mark(4), Trigger::Certain));
     }
 }

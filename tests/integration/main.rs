@@ -3,6 +3,7 @@
 mod admission;
 mod cluster;
 mod console_gate;
+mod contract_gaps;
 mod delivery;
 mod failover;
 mod hardening;

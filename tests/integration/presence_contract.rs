@@ -24,6 +24,81 @@ fn entry(user: &str, socket: &str, node: &str) -> SocketEntry {
     }
 }
 
+fn staff_entry(user: &str, socket: &str, node: &str) -> SocketEntry {
+    SocketEntry {
+        user_role: Role::Admin,
+        ..entry(user, socket, node)
+    }
+}
+
+/// The offline grace of the contract suite's presences.
+const GRACE: Duration = Duration::from_millis(300);
+
+/// Claims until `user` is claimed (or 5 s pass); returns every claim's result, in order.
+async fn claim_until(p: &dyn Presence, user: &str) -> Vec<String> {
+    let mut claimed = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !claimed.iter().any(|u| u == user) && tokio::time::Instant::now() < deadline {
+        claimed.extend(p.claim_due_offline().await.unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    claimed
+}
+
+pub async fn a_users_offline_is_due_after_the_grace_and_claimed_once(p: Arc<dyn Presence>) {
+    p.connect(&entry("u1", "s1", "n1")).await.unwrap();
+    assert!(p.disconnect("u1", "s1").await.unwrap());
+    let left = tokio::time::Instant::now();
+    assert!(
+        p.claim_due_offline().await.unwrap().is_empty(),
+        "not due inside the grace"
+    );
+    assert_eq!(claim_until(&*p, "u1").await, ["u1"]);
+    assert!(left.elapsed() >= GRACE - Duration::from_millis(50));
+    assert!(
+        p.claim_due_offline().await.unwrap().is_empty(),
+        "claimed once"
+    );
+}
+
+pub async fn a_user_back_inside_the_grace_is_never_due_nor_online_news(p: Arc<dyn Presence>) {
+    assert!(p.connect(&entry("u1", "s1", "n1")).await.unwrap());
+    assert!(p.disconnect("u1", "s1").await.unwrap());
+    assert!(
+        !p.connect(&entry("u1", "s2", "n1")).await.unwrap(),
+        "offline was never announced: coming back is no news"
+    );
+    tokio::time::sleep(GRACE * 2).await;
+    assert!(p.claim_due_offline().await.unwrap().is_empty());
+    // Gone again: due again, from this departure.
+    assert!(p.disconnect("u1", "s2").await.unwrap());
+    assert_eq!(claim_until(&*p, "u1").await, ["u1"]);
+    assert!(
+        p.connect(&entry("u1", "s3", "n1")).await.unwrap(),
+        "back after the announced offline: online is news"
+    );
+}
+
+pub async fn withdrawn_users_are_due_after_the_grace(p: Arc<dyn Presence>) {
+    p.connect(&entry("u1", "s1", "n1")).await.unwrap();
+    p.connect(&entry("u2", "s2", "n1")).await.unwrap();
+    p.withdraw_node().await.unwrap();
+    let mut claimed = claim_until(&*p, "u1").await;
+    claimed.extend(claim_until(&*p, "u2").await);
+    claimed.sort();
+    assert_eq!(claimed, ["u1", "u2"]);
+}
+
+pub async fn a_connected_staff_member_is_found(p: Arc<dyn Presence>) {
+    assert_eq!(p.staff_online().await.unwrap(), None);
+    p.connect(&entry("u1", "s1", "n1")).await.unwrap();
+    assert_eq!(p.staff_online().await.unwrap(), None, "users are not staff");
+    p.connect(&staff_entry("a1", "s2", "n1")).await.unwrap();
+    assert_eq!(p.staff_online().await.unwrap().as_deref(), Some("a1"));
+    p.disconnect("a1", "s2").await.unwrap();
+    assert_eq!(p.staff_online().await.unwrap(), None);
+}
+
 pub async fn first_socket_makes_a_user_online_and_the_last_offline(p: Arc<dyn Presence>) {
     assert!(
         p.connect(&entry("u1", "s1", "n1")).await.unwrap(),
@@ -125,12 +200,19 @@ macro_rules! presence_contract_tests {
             check!(first_socket_makes_a_user_online_and_the_last_offline);
             check!(pages_list_every_socket_once_with_cluster_counts);
             check!(withdrawing_the_node_leaves_its_users_offline);
+            check!(a_users_offline_is_due_after_the_grace_and_claimed_once);
+            check!(a_user_back_inside_the_grace_is_never_due_nor_online_news);
+            check!(withdrawn_users_are_due_after_the_grace);
+            check!(a_connected_staff_member_is_found);
         }
     };
 }
 
 async fn memory_presence() -> (Arc<dyn Presence>, ()) {
-    (Arc::new(MemoryPresence::new()), ())
+    (
+        Arc::new(MemoryPresence::new().with_offline_grace(GRACE)),
+        (),
+    )
 }
 
 /// A `RedisPresence` for node `node` on `redis`, with a TTL of `ttl`.
@@ -140,7 +222,7 @@ async fn redis_node(redis: &RedisServer, node: &str, ttl: Duration) -> Arc<Redis
         .build()
         .unwrap();
     client.init().await.unwrap();
-    Arc::new(RedisPresence::new(client, node.into(), ttl))
+    Arc::new(RedisPresence::new(client, node.into(), ttl).with_offline_grace(GRACE))
 }
 
 async fn redis_presence() -> (Arc<dyn Presence>, RedisServer) {
@@ -280,4 +362,55 @@ async fn a_redis_restarted_empty_is_rewritten_within_one_heartbeat_without_annou
         a.resyncs() >= 2 && b.resyncs() >= 2,
         "a first resync at start, one after the restart"
     );
+}
+
+#[tokio::test]
+async fn a_dead_nodes_user_is_claimed_by_exactly_one_of_the_racing_survivors() {
+    let redis = RedisServer::start().await;
+    let ttl = Duration::from_secs(1);
+    let survivors = [
+        redis_node(&redis, "n1", ttl).await,
+        redis_node(&redis, "n2", ttl).await,
+        redis_node(&redis, "n3", ttl).await,
+    ];
+    let silent = redis_node(&redis, "dead", ttl).await;
+    for node in survivors.iter().chain([&silent]) {
+        node.heartbeat().await.unwrap();
+    }
+    silent.connect(&entry("u1", "s1", "dead")).await.unwrap();
+    // Reaped by one survivor's heartbeat, then claimed by whichever survivor asks after the
+    // grace: each claim of the three races the others.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut claimed = Vec::new();
+    while claimed.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "never claimed");
+        let claims = survivors.iter().map(|node| async move {
+            node.heartbeat().await.unwrap();
+            node.claim_due_offline().await.unwrap()
+        });
+        claimed.extend(
+            futures_util::future::join_all(claims)
+                .await
+                .into_iter()
+                .flatten(),
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for node in &survivors {
+        claimed.extend(node.claim_due_offline().await.unwrap());
+    }
+    assert_eq!(claimed, ["u1"], "one claim, cluster-wide");
+}
+
+#[tokio::test]
+async fn a_due_offline_outlives_the_node_that_saw_the_departure() {
+    let redis = RedisServer::start().await;
+    let ttl = Duration::from_secs(15);
+    let leaving = redis_node(&redis, "n1", ttl).await;
+    leaving.heartbeat().await.unwrap();
+    leaving.connect(&entry("u1", "s1", "n1")).await.unwrap();
+    assert!(leaving.disconnect("u1", "s1").await.unwrap());
+    drop(leaving);
+    let other = redis_node(&redis, "n2", ttl).await;
+    assert_eq!(claim_until(&*other, "u1").await, ["u1"]);
 }

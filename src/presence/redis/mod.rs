@@ -54,6 +54,15 @@ use scripts::{PREFIX, Scripts, Stored, from_ms, key};
 /// How long a reaped node's tombstone is kept: long enough for a partitioned node to come back.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// The most due announcements one claim takes (the rest go to the next claim, a heartbeat
+/// later at most): bounds the script's run, which blocks Redis.
+const CLAIM_BATCH: usize = 1000;
+
+/// `'1'` for a staff member's socket (the `{sb}:staff` set), `'0'` otherwise.
+fn staff_flag(e: &SocketEntry) -> String {
+    if e.user_role.is_staff() { "1" } else { "0" }.to_owned()
+}
+
 /// Upper bound on any one presence call, on top of the client's own command timeout.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -117,6 +126,8 @@ pub struct RedisPresence {
     node: String,
     /// How long the `alive` key lives without renewal.
     ttl: Duration,
+    /// `OFFLINE_GRACE_SECS`: how long after a departure its `offline` is due.
+    grace: Duration,
     /// The Lua scripts, each sent once and then called by hash.
     scripts: Scripts,
     /// This node's live sockets: what Redis is rewritten from after an outage or a restart.
@@ -164,6 +175,7 @@ impl RedisPresence {
             client,
             node,
             ttl,
+            grace: Duration::ZERO,
             scripts: Scripts::new(),
             mirror: Mutex::new(HashMap::new()),
             gate: RwLock::new(()),
@@ -172,6 +184,18 @@ impl RedisPresence {
             #[cfg(any(test, feature = "test-support"))]
             resyncs: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// A user left offline is due for announcement `grace` later.
+    pub fn with_offline_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// When an `offline` noted now is due, in ms since the epoch.
+    fn due_ms(&self) -> String {
+        (now().timestamp_millis() + i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX / 2))
+            .to_string()
     }
 
     /// How many times this node rewrote its sockets into Redis.
@@ -240,14 +264,20 @@ impl RedisPresence {
             self.ttl_ms(),
             now().timestamp_millis().to_string(),
             PREFIX.to_owned(),
+            self.due_ms(),
         ];
         // Users of whom Redis had already counted a socket here: their `online` went out then.
         let announced: HashSet<String> = {
             let mirror = self.mirror.lock().unwrap_or_else(|p| p.into_inner());
-            args.reserve(mirror.len() * 3);
+            args.reserve(mirror.len() * 4);
             for m in mirror.values() {
                 let e = &m.entry;
-                args.extend([e.socket_id.clone(), e.user_id.clone(), Stored::json(e)]);
+                args.extend([
+                    e.socket_id.clone(),
+                    e.user_id.clone(),
+                    Stored::json(e),
+                    staff_flag(e),
+                ]);
             }
             mirror
                 .values()
@@ -315,6 +345,8 @@ impl Presence for RedisPresence {
             self.node_key("node"),
             self.node_key("alive"),
             key("nodes"),
+            key("due"),
+            key("staff"),
         ];
         let args = vec![
             entry.socket_id.clone(),
@@ -322,6 +354,7 @@ impl Presence for RedisPresence {
             Stored::json(entry),
             self.node.clone(),
             self.ttl_ms(),
+            staff_flag(entry),
         ];
         let v = self
             .change(&self.scripts.connect, keys, args)
@@ -370,11 +403,13 @@ impl Presence for RedisPresence {
             key("online"),
             self.node_key("node"),
             key("seen"),
+            key("due"),
         ];
         let args = vec![
             socket_id.to_owned(),
             user_id.to_owned(),
             now().timestamp_millis().to_string(),
+            self.due_ms(),
         ];
         let v = self.change(&self.scripts.disconnect, keys, args).await?;
         Ok(v.as_i64() == Some(1))
@@ -443,6 +478,7 @@ impl Presence for RedisPresence {
             PREFIX.to_owned(),
             TOMBSTONE_TTL.as_millis().to_string(),
             if self.drift.may_reap() { "1" } else { "0" }.to_owned(),
+            self.due_ms(),
         ];
         let result = self
             .run(&self.scripts.heartbeat, vec![key("nodes")], args)
@@ -484,11 +520,38 @@ impl Presence for RedisPresence {
             self.node.clone(),
             now().timestamp_millis().to_string(),
             PREFIX.to_owned(),
+            self.due_ms(),
         ];
         let v = self
             .run(&self.scripts.withdraw, vec![key("nodes")], args)
             .await?;
         Ok(strings(v))
+    }
+
+    async fn claim_due_offline(&self) -> Result<Vec<String>, PresenceError> {
+        let args = vec![
+            now().timestamp_millis().to_string(),
+            CLAIM_BATCH.to_string(),
+        ];
+        let v = self
+            .run(
+                &self.scripts.claim_due,
+                vec![key("due"), key("online")],
+                args,
+            )
+            .await?;
+        Ok(strings(v))
+    }
+
+    async fn staff_online(&self) -> Result<Option<String>, PresenceError> {
+        let v = self
+            .run(
+                &self.scripts.staff_online,
+                vec![key("staff"), key("online")],
+                Vec::new(),
+            )
+            .await?;
+        Ok(v.into_string())
     }
 
     async fn ping(&self) -> Result<(), PresenceError> {

@@ -18,6 +18,8 @@
 //! | `{sb}:node:{id}` | hash | socket id -> user id, one node's sockets (what a reaper removes) |
 //! | `{sb}:alive:{id}` | string, TTL | the node's heartbeat; it lives `PRESENCE_TTL_SECS` |
 //! | `{sb}:reaped:{id}` | string, TTL | tombstone: the node was reaped while it was silent |
+//! | `{sb}:due` | sorted set | users whose `offline` is owed, scored by when it is due (ms): added by every script that leaves a user offline, removed by a connect of theirs or by the one claim that announces it |
+//! | `{sb}:staff` | set | staff members seen connecting; one found offline is dropped by the next lookup |
 //!
 //! Every change that can make a user go online or offline is one of these scripts (see the
 //! parent module for why that makes the transitions exact).
@@ -31,6 +33,9 @@ use crate::presence::SocketEntry;
 /// The prefix of every key (with its hash tag).
 pub(super) const PREFIX: &str = "{sb}:";
 
+/// KEYS: sockets, index, online, node, alive, nodes, due, staff. ARGV: socket, user, entry,
+/// node, ttl ms, staff ('1' or '0'). Returns {came online, our alive key was lost}; a user whose
+/// `offline` was still due did not come online to anyone: its due entry goes, and 0.
 const CONNECT: &str = r#"
 local fresh = redis.call('SET', KEYS[5], '1', 'PX', ARGV[5], 'NX')
 redis.call('SADD', KEYS[6], ARGV[4])
@@ -39,10 +44,16 @@ if fresh then lost = 1 end
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[3]) == 0 then return {0, lost} end
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
-if redis.call('HINCRBY', KEYS[3], ARGV[2], 1) == 1 then return {1, lost} end
+if ARGV[6] == '1' then redis.call('SADD', KEYS[8], ARGV[2]) end
+if redis.call('HINCRBY', KEYS[3], ARGV[2], 1) == 1 then
+  if redis.call('ZREM', KEYS[7], ARGV[2]) == 1 then return {0, lost} end
+  return {1, lost}
+end
 return {0, lost}
 "#;
 
+/// KEYS: sockets, index, online, node, seen, due. ARGV: socket, user, now ms, due ms. Returns 1
+/// when it left the user offline (then their `offline` is due at ARGV[4]).
 const DISCONNECT: &str = r#"
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('ZREM', KEYS[2], ARGV[1])
@@ -50,34 +61,60 @@ redis.call('HDEL', KEYS[4], ARGV[1])
 if redis.call('HINCRBY', KEYS[3], ARGV[2], -1) <= 0 then
   redis.call('HDEL', KEYS[3], ARGV[2])
   redis.call('HSET', KEYS[5], ARGV[2], ARGV[3])
+  redis.call('ZADD', KEYS[6], ARGV[4], ARGV[2])
   return 1
 end
 return 0
 "#;
 
+/// KEYS: due, online. ARGV: now ms, limit. Takes the users due by now (at most `limit`) out of
+/// `due` and returns those still without a socket: the script runs alone, so each due user is
+/// returned to exactly one caller, whichever node calls.
+const CLAIM_DUE: &str = r#"
+local users = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, u in ipairs(users) do
+  redis.call('ZREM', KEYS[1], u)
+  if not redis.call('HGET', KEYS[2], u) then table.insert(out, u) end
+end
+return out
+"#;
+
+/// KEYS: staff, online. Returns a staff member with a socket, or false; drops the ones it
+/// finds offline on the way (they are added again when they connect).
+const STAFF_ONLINE: &str = r#"
+for _, u in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('HEXISTS', KEYS[2], u) == 1 then return u end
+  redis.call('SREM', KEYS[1], u)
+end
+return false
+"#;
+
 /// Removes one socket (by id and user) of a node hash `nk`; appends its user to `offline` when it
-/// was the user's last socket. Shared by the scripts below.
+/// was the user's last socket, and notes their `offline` as due at `due` (ms). Shared by the
+/// scripts below.
 const REMOVE_FN: &str = r#"
-local function remove(p, nk, sid, uid, now, offline)
+local function remove(p, nk, sid, uid, now, offline, due)
   redis.call('HDEL', nk, sid)
   redis.call('HDEL', p .. 'sockets', sid)
   redis.call('ZREM', p .. 'index', sid)
   if redis.call('HINCRBY', p .. 'online', uid, -1) <= 0 then
     redis.call('HDEL', p .. 'online', uid)
     redis.call('HSET', p .. 'seen', uid, now)
+    redis.call('ZADD', p .. 'due', due, uid)
     table.insert(offline, uid)
   end
 end
-local function remove_node(p, node, now, offline)
+local function remove_node(p, node, now, offline, due)
   local nk = p .. 'node:' .. node
   local all = redis.call('HGETALL', nk)
-  for i = 1, #all, 2 do remove(p, nk, all[i], all[i + 1], now, offline) end
+  for i = 1, #all, 2 do remove(p, nk, all[i], all[i + 1], now, offline, due) end
   redis.call('DEL', nk)
 end
 "#;
 
 /// KEYS: nodes (routes it to the `{sb}` slot). ARGV: node, ttl ms, now ms, prefix, tombstone
-/// ttl ms, may reap ('1' or '0'). Returns {alive key existed, offline users}.
+/// ttl ms, may reap ('1' or '0'), due ms. Returns {alive key existed, offline users}.
 const HEARTBEAT: &str = r#"
 local me, p = ARGV[1], ARGV[4]
 local existed = redis.call('SET', p .. 'alive:' .. me, '1', 'PX', ARGV[2], 'GET')
@@ -90,32 +127,37 @@ if ARGV[6] ~= '1' then return {1, offline} end
 for _, node in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do
   if node ~= me and redis.call('EXISTS', p .. 'alive:' .. node) == 0 then
     redis.call('SREM', p .. 'nodes', node)
-    remove_node(p, node, ARGV[3], offline)
+    remove_node(p, node, ARGV[3], offline, ARGV[7])
     redis.call('SET', p .. 'reaped:' .. node, '1', 'PX', ARGV[5])
   end
 end
 return {1, offline}
 "#;
 
-/// KEYS: nodes (for routing). ARGV: node, ttl ms, now ms, prefix, then (socket id, user id, entry) triples: this node's
-/// sockets as they really are. Returns {was reaped, online users, offline users}.
+/// KEYS: nodes (for routing). ARGV: node, ttl ms, now ms, prefix, due ms, then (socket id, user
+/// id, entry, staff) quadruples: this node's sockets as they really are. Returns {was reaped,
+/// online users, offline users}; a user whose `offline` was still due is not online news.
 const RESYNC: &str = r#"
 local me, p = ARGV[1], ARGV[4]
 local nk = p .. 'node:' .. me
 local want, online, offline = {}, {}, {}
 -- Additions first, so a user whose socket was replaced during the outage never flickers offline.
-for i = 5, #ARGV, 3 do
+for i = 6, #ARGV, 4 do
   local sid, uid = ARGV[i], ARGV[i + 1]
   want[sid] = true
   if redis.call('HSETNX', nk, sid, uid) == 1 then
     redis.call('HSET', p .. 'sockets', sid, ARGV[i + 2])
     redis.call('ZADD', p .. 'index', 0, sid)
-    if redis.call('HINCRBY', p .. 'online', uid, 1) == 1 then table.insert(online, uid) end
+    if ARGV[i + 3] == '1' then redis.call('SADD', p .. 'staff', uid) end
+    if redis.call('HINCRBY', p .. 'online', uid, 1) == 1
+      and redis.call('ZREM', p .. 'due', uid) == 0 then
+      table.insert(online, uid)
+    end
   end
 end
 local all = redis.call('HGETALL', nk)
 for i = 1, #all, 2 do
-  if not want[all[i]] then remove(p, nk, all[i], all[i + 1], ARGV[3], offline) end
+  if not want[all[i]] then remove(p, nk, all[i], all[i + 1], ARGV[3], offline, ARGV[5]) end
 end
 redis.call('SET', p .. 'alive:' .. me, '1', 'PX', ARGV[2])
 redis.call('SADD', p .. 'nodes', me)
@@ -123,11 +165,12 @@ local reaped = redis.call('DEL', p .. 'reaped:' .. me)
 return {reaped, online, offline}
 "#;
 
-/// KEYS: nodes (for routing). ARGV: node, now ms, prefix. Returns the users left offline.
+/// KEYS: nodes (for routing). ARGV: node, now ms, prefix, due ms. Returns the users left
+/// offline (their `offline` is due at ARGV[4], whatever becomes of this node).
 const WITHDRAW: &str = r#"
 local me, p = ARGV[1], ARGV[3]
 local offline = {}
-remove_node(p, me, ARGV[2], offline)
+remove_node(p, me, ARGV[2], offline, ARGV[4])
 redis.call('DEL', p .. 'alive:' .. me)
 redis.call('SREM', p .. 'nodes', me)
 return offline
@@ -163,6 +206,10 @@ pub(super) struct Scripts {
     pub(super) status: Script,
     /// One page of the cluster's sockets.
     pub(super) page: Script,
+    /// Takes the due `offline` announcements.
+    pub(super) claim_due: Script,
+    /// Finds a staff member with a socket.
+    pub(super) staff_online: Script,
 }
 
 impl Scripts {
@@ -176,10 +223,12 @@ impl Scripts {
             withdraw: with_remove(WITHDRAW),
             status: Script::from_lua(STATUS),
             page: Script::from_lua(PAGE),
+            claim_due: Script::from_lua(CLAIM_DUE),
+            staff_online: Script::from_lua(STAFF_ONLINE),
         }
     }
 
-    pub(super) fn all(&self) -> [&Script; 7] {
+    pub(super) fn all(&self) -> [&Script; 9] {
         [
             &self.connect,
             &self.disconnect,
@@ -188,6 +237,8 @@ impl Scripts {
             &self.withdraw,
             &self.status,
             &self.page,
+            &self.claim_due,
+            &self.staff_online,
         ]
     }
 }
