@@ -13,5 +13,6 @@ mod presence_contract;
 mod recovery_cluster;
 mod recovery_contract;
 mod redis_cost;
+mod sec_engine;
 mod security;
 mod store_contract;
