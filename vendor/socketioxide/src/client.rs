@@ -224,7 +224,7 @@ pub struct SocketData<A: Adapter> {
     /// logs). The id is kept for the connection's life: a `CONNECT` again to the namespace is a
     /// duplicate while the socket is there, and gets the same id after it left, as with the
     /// session id before.
-    ns_sids: Mutex<Vec<(Str, Sid)>>,
+    ns_sids: Mutex<NsSids>,
     /// Channel used to notify the socket that it has been connected to a namespace for v5
     pub connect_recv_tx: Mutex<Option<oneshot::Sender<()>>>,
 
@@ -237,26 +237,55 @@ impl<A: Adapter> Default for SocketData<A> {
             parser_state: ParserState::default(),
             connect_recv_tx: Mutex::new(None),
             io: OnceLock::new(),
-            ns_sids: Mutex::new(Vec::new()),
+            ns_sids: Mutex::new(NsSids::default()),
         }
+    }
+}
+/// A connection's socket ids, by namespace. The root namespace's is kept inline: most
+/// connections join it alone, and an idle connection then pays no allocation for its id.
+#[derive(Debug, Default)]
+struct NsSids {
+    root: Option<Sid>,
+    others: Vec<(Str, Sid)>,
+}
+impl NsSids {
+    fn get(&self, ns: &str) -> Option<Sid> {
+        if ns == "/" {
+            return self.root;
+        }
+        self.others
+            .iter()
+            .find(|(path, _)| path.as_str() == ns)
+            .map(|(_, sid)| *sid)
+    }
+
+    fn take(&mut self) -> Vec<(Str, Sid)> {
+        let mut all = std::mem::take(&mut self.others);
+        if let Some(root) = self.root.take() {
+            all.push((Str::from("/"), root));
+        }
+        all
     }
 }
 impl<A: Adapter> SocketData<A> {
     /// This connection's socket id in namespace `ns`, made on first use.
     fn ns_sid(&self, ns: &Str) -> Sid {
         let mut sids = self.ns_sids.lock().unwrap();
-        if let Some((_, sid)) = sids.iter().find(|(path, _)| path == ns) {
-            return *sid;
+        if let Some(sid) = sids.get(ns) {
+            return sid;
         }
         let sid = Sid::new();
-        sids.push((ns.clone(), sid));
+        if ns.as_str() == "/" {
+            sids.root = Some(sid);
+        } else {
+            sids.others.push((ns.clone(), sid));
+        }
         sid
     }
 
     /// This connection's socket id in namespace `ns`, if it ever connected to it.
     fn get_ns_sid(&self, ns: &str) -> Option<Sid> {
-        let sids = self.ns_sids.lock().unwrap();
-        sids.iter().find(|(path, _)| path.as_str() == ns).map(|(_, sid)| *sid)
+        self.ns_sids.lock().unwrap().get(ns)
     }
 }
 impl<A: Adapter> fmt::Debug for SocketData<A> {
@@ -296,7 +325,7 @@ impl<A: Adapter> EngineIoHandler for Client<A> {
     fn on_disconnect(&self, socket: Arc<EIoSocket<SocketData<A>>>, reason: EIoDisconnectReason) {
         #[cfg(feature = "tracing")]
         tracing::debug!("eio socket disconnected");
-        let sids = std::mem::take(&mut *socket.data.ns_sids.lock().unwrap());
+        let sids = socket.data.ns_sids.lock().unwrap().take();
         let socks: Vec<_> = sids
             .into_iter()
             .filter_map(|(path, sid)| self.get_ns(&path)?.get_socket(sid).ok())
