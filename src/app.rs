@@ -142,7 +142,7 @@ impl Application {
                         .with_offline_grace(Duration::from_secs(config.offline_grace_secs))
                         .kept_in(&config.data_dir),
                 );
-                let (layer, io) = socket_io_builder().build_layer();
+                let (layer, io) = socket_io_builder(&config).build_layer();
                 let state = AppState::new(Backends {
                     config,
                     node_id,
@@ -161,7 +161,7 @@ impl Application {
             }
             Some(url) => {
                 let redis = cluster::redis::connect(&url).await?;
-                let (layer, io) = socket_io_builder()
+                let (layer, io) = socket_io_builder(&config)
                     .with_adapter::<ClusterAdapter>(redis.adapter)
                     .build_layer();
                 let fanout = Arc::new(RedisFanout::new(io.clone(), &node_id));
@@ -425,8 +425,14 @@ fn metrics_router(state: AppState) -> Router {
 }
 
 /// Socket.IO settings shared by every adapter.
-fn socket_io_builder() -> socketioxide::SocketIoBuilder {
+fn socket_io_builder(config: &Config) -> socketioxide::SocketIoBuilder {
     SocketIo::builder()
+        .ping_interval(Duration::from_millis(config.ping_interval_ms))
+        .ping_timeout(Duration::from_millis(config.ping_timeout_ms))
+        // Bytes a connection may have waiting; past them it is closed (the packet count bound
+        // below lets a few large replies, such as `chat:sync` pages, hold any amount for a
+        // client that POSTs requests and never reads: docs/security.md).
+        .max_buffer_bytes(config.socket_queue_bytes)
         // Each idle WebSocket keeps its read buffer; 256 bytes instead of the default 128 KiB
         // saves memory per connection. It holds a typing indicator, a read receipt or a short
         // chat message; larger frames still arrive, in more reads (the buffer grows as needed).

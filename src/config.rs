@@ -133,6 +133,9 @@ pub enum JwtAlgorithm {
 /// The most clock skew `JWT_LEEWAY_SECS` may allow (PROTOCOL.md: at most 30 s of leeway).
 pub const MAX_JWT_LEEWAY_SECS: u64 = 30;
 
+/// `SOCKET_QUEUE_BYTES` by default: 4 MiB.
+pub const DEFAULT_SOCKET_QUEUE_BYTES: usize = 4 << 20;
+
 /// A node's settings.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -224,6 +227,19 @@ pub struct Config {
     /// `maxDisconnectionDuration`); the recovery log keeps this much. 0 turns recovery off.
     #[arg(long, env = "RECOVERY_WINDOW_SECS", default_value_t = 120)]
     pub recovery_window_secs: u64,
+    /// How often the server pings each connection, in milliseconds (Engine.IO `pingInterval`).
+    #[arg(long, env = "PING_INTERVAL_MS", default_value_t = 25_000)]
+    pub ping_interval_ms: u64,
+    /// How long a pong may take, in milliseconds (Engine.IO `pingTimeout`). A long-polling
+    /// session that makes no `GET` for `PING_INTERVAL_MS + PING_TIMEOUT_MS` is closed too,
+    /// whatever it POSTs.
+    #[arg(long, env = "PING_TIMEOUT_MS", default_value_t = 20_000)]
+    pub ping_timeout_ms: u64,
+    /// The most bytes one connection may have waiting to be sent to it: a reply or event that
+    /// would take it past this closes the connection (one packet alone always fits). Bounds what
+    /// a client that stops reading makes the node hold (docs/security.md).
+    #[arg(long, env = "SOCKET_QUEUE_BYTES", default_value_t = DEFAULT_SOCKET_QUEUE_BYTES)]
+    pub socket_queue_bytes: usize,
     /// Log output; `pretty` on a terminal, else `json`. RUST_LOG filters.
     #[arg(long, env = "LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -320,6 +336,12 @@ impl Config {
         }
         if self.metrics_host.parse::<std::net::IpAddr>().is_err() {
             return fail("METRICS_HOST must be an IP address");
+        }
+        if self.ping_interval_ms < 100 || self.ping_timeout_ms < 100 {
+            return fail("PING_INTERVAL_MS and PING_TIMEOUT_MS must be at least 100");
+        }
+        if self.socket_queue_bytes < 64 * 1024 {
+            return fail("SOCKET_QUEUE_BYTES must be at least 65536");
         }
         if self.mongodb_timeout_ms < 100 {
             return fail("MONGODB_TIMEOUT_MS must be at least 100");

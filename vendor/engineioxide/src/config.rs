@@ -60,6 +60,16 @@ pub struct EngineIoConfig {
     /// Defaults to 128 packets
     pub max_buffer_size: usize,
 
+    /// The most bytes of packets a connection may have waiting (Switchboard patch): a packet that
+    /// would take a non-empty queue beyond it closes the session instead (one packet on an empty
+    /// queue is always taken, however large). Bounds what a client that stops reading (a
+    /// long-polling session that never makes a `GET`, a WebSocket that stops reading) can make
+    /// the server hold; the packet count bound ([`Self::max_buffer_size`]) alone lets a few large
+    /// replies hold any amount.
+    ///
+    /// Defaults to 4 MiB.
+    pub max_buffer_bytes: usize,
+
     /// The maximum number of bytes that can be received per http request.
     /// Defaults to 100KB.
     pub max_payload: u64,
@@ -97,6 +107,7 @@ impl Default for EngineIoConfig {
             ping_timeout: Duration::from_millis(20000),
             upgrade_timeout: Duration::from_millis(10000),
             max_buffer_size: 128,
+            max_buffer_bytes: 4 << 20,
             max_payload: 1e5 as u64, // 100kb
             ws_read_buffer_size: 4096,
             ws_max_message_size: 64 << 20,
@@ -200,6 +211,14 @@ impl EngineIoConfigBuilder {
     /// ```
     pub fn max_buffer_size(mut self, max_buffer_size: usize) -> Self {
         self.config.max_buffer_size = max_buffer_size;
+        self
+    }
+
+    /// The most bytes of packets a connection may have waiting; a packet that would take a
+    /// non-empty queue beyond it closes the session (see [`EngineIoConfig::max_buffer_bytes`]).
+    /// Defaults to 4 MiB.
+    pub fn max_buffer_bytes(mut self, max_buffer_bytes: usize) -> Self {
+        self.config.max_buffer_bytes = max_buffer_bytes;
         self
     }
 

@@ -75,7 +75,7 @@ impl<H: EngineIoHandler> EngineIo<H> {
     /// Close an engine.io session by removing the socket from the socket map and closing the socket.
     ///
     /// It should be the only way to close a session and to remove a socket from the socket map.
-    #[cfg_attr(feature = "tracing", tracing::instrument(skip(self)))]
+    #[cfg_attr(feature = "tracing", tracing::instrument(level = "debug", skip(self)))]
     pub fn close_session(&self, sid: Sid, reason: DisconnectReason) {
         let socket = { self.sockets.write().unwrap().remove(&sid) };
         let Some(socket) = socket else {

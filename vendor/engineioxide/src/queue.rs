@@ -8,6 +8,12 @@
 //! many sockets does not allocate and free one buffer per socket. It keeps the channel's
 //! semantics: a bounded buffer with reservations, a close that still lets the receiver drain what
 //! was queued, and one "volatile" slot that only keeps the latest packet, read after the buffer.
+//!
+//! It is also bounded in bytes (a second Switchboard patch): a packet that would take a non-empty
+//! buffer past `max_bytes` empties and closes the queue instead ([`Pushed::Overflowed`]), and the
+//! socket closes its session. A client that stops reading (a long-polling session that only
+//! POSTs, a WebSocket that stops reading) could otherwise make the server hold `capacity` replies
+//! of any size each.
 
 use std::{
     collections::VecDeque,
@@ -43,6 +49,14 @@ impl From<PacketBuf> for Entry {
 }
 
 impl Entry {
+    /// The bytes this entry holds, as counted against the queue's byte bound.
+    fn bytes(&self) -> usize {
+        match self {
+            Entry::Message(msg) => msg.len(),
+            Entry::Packets(packets) => packets_bytes(packets),
+        }
+    }
+
     pub(crate) fn into_packets(self) -> PacketBuf {
         match self {
             Entry::Message(msg) => smallvec::smallvec![Packet::Message(msg)],
@@ -51,9 +65,42 @@ impl Entry {
     }
 }
 
+/// The payload bytes of packets (a control packet counts one byte).
+fn packets_bytes(packets: &PacketBuf) -> usize {
+    packets
+        .iter()
+        .map(|p| match p {
+            Packet::Message(msg) => msg.len(),
+            Packet::Binary(bin) | Packet::BinaryV3(bin) => bin.len(),
+            _ => 1,
+        })
+        .sum()
+}
+
+/// What became of a packet given to the queue.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Pushed {
+    Queued,
+    /// It would have taken the queue past its byte bound: the queue dropped what it held and
+    /// closed; the caller must close the session.
+    Overflowed,
+}
+
+/// Why [`PacketQueue::try_send`] did not queue packets.
+#[derive(Debug)]
+pub(crate) enum SendError<T> {
+    Full(T),
+    Closed(T),
+    /// As [`Pushed::Overflowed`]: the queue is now closed and the session must be closed.
+    Overflowed(T),
+}
+
 #[derive(Debug, Default)]
 struct State {
     buffered: VecDeque<Entry>,
+    /// The bytes of `buffered` (the volatile slot, one packet at most, is not counted).
+    bytes: usize,
     volatile: Option<Entry>,
     /// Slots promised to outstanding [`QueuePermit`]s.
     reserved: usize,
@@ -64,6 +111,26 @@ struct State {
 }
 
 impl State {
+    /// Does an entry of `size` bytes fit? One always does in an empty buffer, however large (a
+    /// single big reply must still go out); otherwise the buffer stays within `max_bytes`.
+    fn fits(&self, size: usize, max_bytes: usize) -> bool {
+        self.bytes == 0 || self.bytes.saturating_add(size) <= max_bytes
+    }
+
+    fn push(&mut self, entry: Entry, size: usize) {
+        self.bytes += size;
+        self.buffered.push_back(entry);
+    }
+
+    /// The byte bound was hit: drop everything (the session is being closed, nobody will read
+    /// it, and holding it is what the bound is for) and refuse what comes next.
+    fn overflow(&mut self) {
+        self.buffered = VecDeque::new();
+        self.volatile = None;
+        self.bytes = 0;
+        self.closed = true;
+    }
+
     /// Should a packet just queued wake the receiver?
     fn wakes(&self) -> bool {
         self.waiting() >= self.wake_at as usize
@@ -80,6 +147,7 @@ impl State {
 pub(crate) struct PacketQueue {
     state: Mutex<State>,
     capacity: usize,
+    max_bytes: usize,
     rx_waker: AtomicWaker,
     closed_notify: Notify,
 }
@@ -90,20 +158,35 @@ pub(crate) struct QueuePermit<'a> {
 }
 
 impl QueuePermit<'_> {
-    pub(crate) fn send(self, entry: impl Into<Entry>) {
+    /// Queues the entry; [`Pushed::Overflowed`] if it would take the queue past its byte bound
+    /// (the size is only known now, not when the slot was reserved).
+    pub(crate) fn send(self, entry: impl Into<Entry>) -> Pushed {
         let entry = entry.into();
+        let size = entry.bytes();
         let queue = self.queue;
         std::mem::forget(self);
         {
             let mut state = queue.lock();
             state.reserved -= 1;
+            if !state.fits(size, queue.max_bytes) {
+                if !state.closed {
+                    state.overflow();
+                    drop(state);
+                    queue.on_closed();
+                    return Pushed::Overflowed;
+                }
+                // Already closed (overflowed before, or closing): dropping it loses nothing
+                // the closing session would have sent.
+                return Pushed::Queued;
+            }
             // A permit taken before a close still delivers: the receiver drains after a close.
-            state.buffered.push_back(entry);
+            state.push(entry, size);
             if !state.wakes() {
-                return;
+                return Pushed::Queued;
             }
         }
         queue.rx_waker.wake();
+        Pushed::Queued
     }
 }
 
@@ -114,10 +197,12 @@ impl Drop for QueuePermit<'_> {
 }
 
 impl PacketQueue {
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// A queue of at most `capacity` entries and `max_bytes` bytes (one entry always fits).
+    pub(crate) fn new(capacity: usize, max_bytes: usize) -> Self {
         Self {
             state: Mutex::new(State::default()),
             capacity: capacity.max(1),
+            max_bytes,
             rx_waker: AtomicWaker::new(),
             closed_notify: Notify::new(),
         }
@@ -129,16 +214,23 @@ impl PacketQueue {
     }
 
     /// Queue packets if there is room and the queue is open.
-    pub(crate) fn try_send(&self, packets: PacketBuf) -> Result<(), TrySendError<PacketBuf>> {
+    pub(crate) fn try_send(&self, packets: PacketBuf) -> Result<(), SendError<PacketBuf>> {
         {
             let mut state = self.lock();
             if state.closed {
-                return Err(TrySendError::Closed(packets));
+                return Err(SendError::Closed(packets));
             }
             if state.buffered.len() + state.reserved >= self.capacity {
-                return Err(TrySendError::Full(packets));
+                return Err(SendError::Full(packets));
             }
-            state.buffered.push_back(packets.into());
+            let size = packets_bytes(&packets);
+            if !state.fits(size, self.max_bytes) {
+                state.overflow();
+                drop(state);
+                self.on_closed();
+                return Err(SendError::Overflowed(packets));
+            }
+            state.push(packets.into(), size);
             if !state.wakes() {
                 return Ok(());
             }
@@ -147,14 +239,16 @@ impl PacketQueue {
         Ok(())
     }
 
-    /// Queue packets whatever the capacity (control packets such as the upgrade's NOOP).
+    /// Queue packets whatever the capacity, in packets or bytes (control packets such as the
+    /// upgrade's NOOP).
     pub(crate) fn force_send(&self, packets: PacketBuf) -> Result<(), PacketBuf> {
         {
             let mut state = self.lock();
             if state.closed {
                 return Err(packets);
             }
-            state.buffered.push_back(packets.into());
+            let size = packets_bytes(&packets);
+            state.push(packets.into(), size);
             if !state.wakes() {
                 return Ok(());
             }
@@ -253,6 +347,7 @@ impl PacketQueue {
     fn try_recv_with_closed(&self) -> Option<Poll<Option<Entry>>> {
         let mut state = self.lock();
         if let Some(entry) = state.buffered.pop_front() {
+            state.bytes -= entry.bytes();
             if state.buffered.is_empty() && state.buffered.capacity() > RETAINED_CAPACITY {
                 state.buffered.shrink_to(RETAINED_CAPACITY);
             }
@@ -267,8 +362,18 @@ impl PacketQueue {
     /// Refuse new packets; the receiver still gets what was queued.
     pub(crate) fn close(&self) {
         self.lock().closed = true;
+        self.on_closed();
+    }
+
+    fn on_closed(&self) {
         self.rx_waker.wake();
         self.closed_notify.notify_waiters();
+    }
+
+    /// The bytes waiting in the buffer.
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.lock().bytes
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -308,7 +413,7 @@ mod tests {
 
     #[test]
     fn a_receiver_holding_back_is_woken_only_by_a_backlog_of_half_the_capacity() {
-        let q = PacketQueue::new(8);
+        let q = PacketQueue::new(8, usize::MAX);
         let wakes = std::sync::Arc::new(Wakes(Default::default()));
         let waker = std::task::Waker::from(wakes.clone());
         let mut cx = Context::from_waker(&waker);
@@ -339,10 +444,10 @@ mod tests {
 
     #[test]
     fn bounded_with_reservations() {
-        let q = PacketQueue::new(2);
+        let q = PacketQueue::new(2, usize::MAX);
         let permit = q.try_reserve().unwrap();
         q.try_send(ping()).unwrap();
-        assert!(matches!(q.try_send(ping()), Err(TrySendError::Full(_))));
+        assert!(matches!(q.try_send(ping()), Err(SendError::Full(_))));
         drop(permit);
         q.try_send(ping()).unwrap();
         assert!(q.try_recv().is_some());
@@ -352,10 +457,10 @@ mod tests {
 
     #[test]
     fn a_closed_queue_drains_then_ends() {
-        let q = PacketQueue::new(4);
+        let q = PacketQueue::new(4, usize::MAX);
         q.try_send(ping()).unwrap();
         q.close();
-        assert!(matches!(q.try_send(ping()), Err(TrySendError::Closed(_))));
+        assert!(matches!(q.try_send(ping()), Err(SendError::Closed(_))));
         assert!(q.try_reserve().is_err());
         assert!(!q.send_volatile(ping()));
         assert!(q.try_recv().is_some());
@@ -366,7 +471,7 @@ mod tests {
 
     #[test]
     fn volatile_keeps_only_the_latest_and_comes_after_the_buffer() {
-        let q = PacketQueue::new(4);
+        let q = PacketQueue::new(4, usize::MAX);
         q.send_volatile(smallvec![Packet::Noop]);
         q.send_volatile(smallvec![Packet::Pong]);
         q.try_send(ping()).unwrap();
@@ -377,7 +482,7 @@ mod tests {
 
     #[test]
     fn a_lone_message_is_queued_unwrapped_and_comes_out_the_same() {
-        let q = PacketQueue::new(4);
+        let q = PacketQueue::new(4, usize::MAX);
         q.try_send(smallvec![Packet::Message("hi".into())]).unwrap();
         q.try_send(smallvec![
             Packet::Message("a".into()),
@@ -392,11 +497,52 @@ mod tests {
 
     #[test]
     fn a_drained_burst_gives_its_memory_back_but_a_few_slots() {
-        let q = PacketQueue::new(1024);
+        let q = PacketQueue::new(1024, usize::MAX);
         for _ in 0..100 {
             q.try_send(ping()).unwrap();
         }
         while q.try_recv().is_some() {}
         assert!(q.lock().buffered.capacity() <= RETAINED_CAPACITY);
+    }
+
+    fn message(len: usize) -> PacketBuf {
+        smallvec![Packet::Message("x".repeat(len).into())]
+    }
+
+    #[test]
+    fn one_packet_of_any_size_fits_an_empty_queue() {
+        let q = PacketQueue::new(8, 100);
+        q.try_send(message(1000)).unwrap();
+        assert_eq!(q.bytes(), 1000);
+        assert!(q.try_recv().is_some());
+        assert_eq!(q.bytes(), 0);
+        q.try_send(message(60)).unwrap();
+        q.try_send(message(40)).unwrap();
+        assert_eq!(q.bytes(), 100, "exactly the bound is within it");
+    }
+
+    #[test]
+    fn a_packet_past_the_byte_bound_empties_and_closes_the_queue() {
+        let q = PacketQueue::new(8, 100);
+        q.try_send(message(60)).unwrap();
+        assert!(matches!(q.try_send(message(41)), Err(SendError::Overflowed(_))));
+        assert!(q.is_closed());
+        assert_eq!(q.bytes(), 0);
+        assert!(q.try_recv().is_none(), "what was queued is dropped");
+        assert!(matches!(q.try_send(ping()), Err(SendError::Closed(_))));
+    }
+
+    #[test]
+    fn a_permit_whose_packet_passes_the_byte_bound_overflows() {
+        let q = PacketQueue::new(8, 100);
+        q.try_send(message(60)).unwrap();
+        let permit = q.try_reserve().unwrap();
+        assert_eq!(permit.send(message(41)), Pushed::Overflowed);
+        assert!(q.is_closed());
+        assert!(q.try_recv().is_none());
+        // Within the bound, a permit queues.
+        let q = PacketQueue::new(8, 100);
+        assert_eq!(q.try_reserve().unwrap().send(message(100)), Pushed::Queued);
+        assert_eq!(q.bytes(), 100);
     }
 }

@@ -59,7 +59,8 @@ use std::{
     fmt::Debug,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU8, Ordering},
+        OnceLock,
+        atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -72,7 +73,7 @@ use http::request::Parts;
 use smallvec::{SmallVec, smallvec};
 use tokio::sync::{Mutex, Notify, mpsc::error::TrySendError};
 
-use crate::queue::{PacketQueue, QueuePermit};
+use crate::queue::{PacketQueue, Pushed, QueuePermit, SendError};
 
 pub use engineioxide_core::Sid;
 use tokio_util::sync::CancellationToken;
@@ -114,17 +115,28 @@ impl From<&Error> for Option<DisconnectReason> {
 /// A permit holds a place in the internal channel to send one packet to the client.
 pub struct Permit<'a> {
     inner: QueuePermit<'a>,
+    /// Closes the session when the packet takes the queue past its byte bound (its size is only
+    /// known when it is sent, not when the slot was reserved).
+    close_fn: &'a (dyn Fn(Sid, DisconnectReason) + Send + Sync),
+    sid: Sid,
 }
 impl Permit<'_> {
+    fn send(self, entry: impl Into<crate::queue::Entry>) {
+        let (close_fn, sid) = (self.close_fn, self.sid);
+        if self.inner.send(entry) == Pushed::Overflowed {
+            on_overflow(close_fn, sid);
+        }
+    }
+
     /// Consume the permit and emit a message to the client.
     #[inline]
     pub fn emit(self, msg: Str) {
-        self.inner.send(crate::queue::Entry::Message(msg));
+        self.send(crate::queue::Entry::Message(msg));
     }
     /// Consume the permit and emit a binary message to the client.
     #[inline]
     pub fn emit_binary(self, data: Bytes) {
-        self.inner.send(smallvec![Packet::Binary(data)]);
+        self.send(smallvec![Packet::Binary(data)]);
     }
 
     /// Consume the permit and emit a message with multiple binary data to the client.
@@ -136,7 +148,7 @@ impl Permit<'_> {
         for d in data {
             packets.push(Packet::Binary(d));
         }
-        self.inner.send(packets);
+        self.send(packets);
     }
 
     /// Consume the permit and emit a message with multiple binary data to the client.
@@ -148,7 +160,36 @@ impl Permit<'_> {
         for d in data {
             packets.push(Packet::Binary(d));
         }
-        self.inner.send(packets);
+        self.send(packets);
+    }
+}
+
+/// The socket's outgoing queue went past its byte bound (it already dropped what it held and
+/// closed): close the session, as a transport error (the client stopped reading).
+fn on_overflow(close_fn: &(dyn Fn(Sid, DisconnectReason) + Send + Sync), sid: Sid) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(?sid, "outgoing queue past its byte bound, closing the session");
+    close_fn(sid, DisconnectReason::TransportError);
+}
+
+/// Milliseconds on tokio's clock since the first call in this process: when a polling session's
+/// last `GET` ended, in eight bytes.
+fn clock_ms() -> u64 {
+    static EPOCH: OnceLock<tokio::time::Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(tokio::time::Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+}
+
+/// [`Socket::last_poll`] while a `GET` is being answered.
+const POLLING_NOW: u64 = u64::MAX;
+
+/// Marks a polling `GET` in progress; its drop (the answer sent, or the request dropped) records
+/// when it ended.
+pub(crate) struct PollGuard<'a>(&'a AtomicU64);
+
+impl Drop for PollGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(clock_ms(), Ordering::Relaxed);
     }
 }
 
@@ -203,6 +244,11 @@ where
     /// signal, like a channel of capacity one.
     heartbeat: Notify,
 
+    /// Polling only: when the last `GET` ended ([`clock_ms`]), or [`POLLING_NOW`] while one is
+    /// answered. A session that goes `ping_interval + ping_timeout` without a `GET` is closed
+    /// however many pongs it POSTs: everything sent to it waits in its queue until then.
+    last_poll: AtomicU64,
+
     /// A cancellation token that will be triggered when the socket is being closed.
     pub(crate) cancellation_token: CancellationToken,
 
@@ -237,8 +283,10 @@ where
             upgrading: AtomicBool::new(false),
 
             internal_rx: Mutex::new(InternalRx::default()),
-            queue: PacketQueue::new(config.max_buffer_size),
+            queue: PacketQueue::new(config.max_buffer_size, config.max_buffer_bytes),
             heartbeat: Notify::new(),
+            // The handshake was a `GET` (or a WebSocket, which never checks it).
+            last_poll: AtomicU64::new(clock_ms()),
             cancellation_token: CancellationToken::new(),
 
             close_fn,
@@ -258,10 +306,67 @@ where
         self.queue
             .try_send(smallvec![packet])
             .map_err(|p| match p {
-                TrySendError::Full(mut p) => TrySendError::Full(p.pop().unwrap()),
-                TrySendError::Closed(mut p) => TrySendError::Closed(p.pop().unwrap()),
+                SendError::Full(mut p) => TrySendError::Full(p.pop().unwrap()),
+                SendError::Closed(mut p) => TrySendError::Closed(p.pop().unwrap()),
+                SendError::Overflowed(mut p) => {
+                    on_overflow(&*self.close_fn, self.id);
+                    TrySendError::Closed(p.pop().unwrap())
+                }
             })?;
         Ok(())
+    }
+
+    /// A polling `GET` starts; it counts as ongoing until the guard is dropped.
+    pub(crate) fn poll_started(&self) -> PollGuard<'_> {
+        self.last_poll.store(POLLING_NOW, Ordering::Relaxed);
+        PollGuard(&self.last_poll)
+    }
+
+    /// When this polling session will have gone `limit` without a `GET`, if none is ongoing.
+    fn poll_deadline(&self, limit: Duration) -> Option<tokio::time::Instant> {
+        let last = self.last_poll.load(Ordering::Relaxed);
+        if last == POLLING_NOW {
+            return None;
+        }
+        let since = Duration::from_millis(clock_ms().saturating_sub(last));
+        Some(tokio::time::Instant::now() + limit.saturating_sub(since))
+    }
+
+    /// Runs `fut`, unless this session is polling and goes `limit` without a `GET` first.
+    ///
+    /// A client that POSTs events and pongs but never reads would keep the session, and every
+    /// reply queued for it, alive for as long as it likes. WebSocket sessions (and sessions
+    /// being upgraded, which the upgrade's own timeout bounds) are not checked.
+    async fn unless_stalled<F: std::future::Future>(
+        &self,
+        fut: F,
+        limit: Duration,
+    ) -> Result<F::Output, Error> {
+        tokio::pin!(fut);
+        loop {
+            if !self.is_http() || self.is_upgrading() {
+                return Ok(fut.await);
+            }
+            // While a `GET` is ongoing, look again in `limit`.
+            let deadline = self
+                .poll_deadline(limit)
+                .unwrap_or_else(|| tokio::time::Instant::now() + limit);
+            // Boxed: only polling sessions pay for the timer in the heartbeat task's future.
+            let stall = Box::pin(tokio::time::sleep_until(deadline));
+            tokio::select! {
+                out = &mut fut => return Ok(out),
+                () = stall => {
+                    let stalled = self.is_http()
+                        && !self.is_upgrading()
+                        && self.poll_deadline(limit).is_some_and(|d| d <= tokio::time::Instant::now());
+                    if stalled {
+                        #[cfg(feature = "tracing")]
+                        tracing::debug!(sid = ?self.id, "no polling request for {limit:?}, closing");
+                        return Err(Error::HeartbeatTimeout);
+                    }
+                }
+            }
+        }
     }
     /// A Pong (v4) or Ping (v3) arrived from the client.
     pub(crate) fn heartbeat_received(&self) {
@@ -323,6 +428,8 @@ where
         #[cfg(feature = "tracing")]
         tracing::debug!(sid = ?self.id, "heartbeat sender routine started");
 
+        // A polling session must also make a `GET` within this (see `unless_stalled`).
+        let stall = interval + timeout;
         let mut interval_tick = tokio::time::interval(interval);
         interval_tick.tick().await;
         // Some clients send the pong packet in first. If that happens, we should consume it.
@@ -344,14 +451,14 @@ where
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "waiting for pong");
 
-            tokio::time::timeout(timeout, self.heartbeat.notified())
-                .await
+            self.unless_stalled(tokio::time::timeout(timeout, self.heartbeat.notified()), stall)
+                .await?
                 .map_err(|_| Error::HeartbeatTimeout)?;
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "pong received");
 
-            interval_tick.tick().await;
+            self.unless_stalled(interval_tick.tick(), stall).await?;
         }
     }
 
@@ -361,8 +468,9 @@ where
         tracing::debug!(sid = ?self.id, "heartbeat receiver routine started");
 
         loop {
-            tokio::time::timeout(interval + timeout, self.heartbeat.notified())
-                .await
+            let wait = tokio::time::timeout(interval + timeout, self.heartbeat.notified());
+            self.unless_stalled(wait, interval + timeout)
+                .await?
                 .map_err(|_| Error::HeartbeatTimeout)?;
 
             #[cfg(feature = "tracing")]
@@ -403,7 +511,11 @@ where
     #[inline]
     pub fn reserve(&self) -> Result<Permit<'_>, TrySendError<()>> {
         let permit = self.queue.try_reserve()?;
-        Ok(Permit { inner: permit })
+        Ok(Permit {
+            inner: permit,
+            close_fn: &*self.close_fn,
+            sid: self.id,
+        })
     }
 
     /// Emits a message to the client.
@@ -422,7 +534,7 @@ where
 
     /// Immediately closes the socket and the underlying connection.
     /// The socket will be removed from the `Engine` and the [`Handler`](crate::handler::EngineIoHandler) will be notified.
-    #[cfg_attr(feature = "tracing", tracing::instrument(skip(self)))]
+    #[cfg_attr(feature = "tracing", tracing::instrument(level = "debug", skip(self)))]
     pub fn close(&self, reason: DisconnectReason) {
         // Try to send a close packet is the connection is still operational.
         self.send(Packet::Close).ok();
@@ -571,8 +683,9 @@ where
             upgrading: AtomicBool::new(false),
 
             internal_rx: Mutex::new(InternalRx::default()),
-            queue: PacketQueue::new(buffer_size),
+            queue: PacketQueue::new(buffer_size, usize::MAX),
             heartbeat: Notify::new(),
+            last_poll: AtomicU64::new(clock_ms()),
             cancellation_token: CancellationToken::new(),
             close_fn,
 

@@ -67,7 +67,8 @@ impl<A: Adapter> Client<A> {
         tracing::debug!("auth: {:?}", auth);
         let protocol: ProtocolVersion = esocket.protocol.into();
         let connect = async move |ns: Arc<Namespace<A>>, esocket: Arc<EIoSocket<SocketData<A>>>| {
-            if ns.connect(esocket.id, esocket.clone(), auth).await.is_ok() {
+            let sid = esocket.data.ns_sid(&ns.path);
+            if ns.connect(sid, esocket.clone(), auth).await.is_ok() {
                 // cancel the connect timeout task for v5
                 if let Some(tx) = esocket.data.connect_recv_tx.lock().unwrap().take() {
                     tx.send(()).ok();
@@ -114,12 +115,14 @@ impl<A: Adapter> Client<A> {
     }
 
     /// Propagate a packet to its target namespace
-    fn sock_propagate_packet(&self, packet: Packet, sid: Sid) -> Result<(), Error> {
+    fn sock_propagate_packet(&self, packet: Packet, data: &SocketData<A>) -> Result<(), Error> {
         if let Some(ns) = self.get_ns(&packet.ns) {
+            // Never connected to this namespace: as for a socket that left it.
+            let sid = data.get_ns_sid(&packet.ns).ok_or(Error::SocketGone(Sid::ZERO))?;
             ns.recv(sid, packet.inner)
         } else {
             #[cfg(feature = "tracing")]
-            tracing::debug!(?sid, "invalid namespace requested: {}", packet.ns);
+            tracing::debug!("invalid namespace requested: {}", packet.ns);
             Ok(())
         }
     }
@@ -214,6 +217,14 @@ impl<A: Adapter> Client<A> {
 
 pub struct SocketData<A: Adapter> {
     pub parser_state: ParserState,
+    /// The id of this connection's socket in each namespace it connected to (Switchboard
+    /// patch): a random id of its own, as socket.io does since v3, never the Engine.IO session
+    /// id. Whoever knows a session id can post packets as its client over long-polling, or
+    /// take the session over with an upgrade; a socket id is shown to other users (presence,
+    /// logs). The id is kept for the connection's life: a `CONNECT` again to the namespace is a
+    /// duplicate while the socket is there, and gets the same id after it left, as with the
+    /// session id before.
+    ns_sids: Mutex<NsSids>,
     /// Channel used to notify the socket that it has been connected to a namespace for v5
     pub connect_recv_tx: Mutex<Option<oneshot::Sender<()>>>,
 
@@ -226,7 +237,55 @@ impl<A: Adapter> Default for SocketData<A> {
             parser_state: ParserState::default(),
             connect_recv_tx: Mutex::new(None),
             io: OnceLock::new(),
+            ns_sids: Mutex::new(NsSids::default()),
         }
+    }
+}
+/// A connection's socket ids, by namespace. The root namespace's is kept inline: most
+/// connections join it alone, and an idle connection then pays no allocation for its id.
+#[derive(Debug, Default)]
+struct NsSids {
+    root: Option<Sid>,
+    others: Vec<(Str, Sid)>,
+}
+impl NsSids {
+    fn get(&self, ns: &str) -> Option<Sid> {
+        if ns == "/" {
+            return self.root;
+        }
+        self.others
+            .iter()
+            .find(|(path, _)| path.as_str() == ns)
+            .map(|(_, sid)| *sid)
+    }
+
+    fn take(&mut self) -> Vec<(Str, Sid)> {
+        let mut all = std::mem::take(&mut self.others);
+        if let Some(root) = self.root.take() {
+            all.push((Str::from("/"), root));
+        }
+        all
+    }
+}
+impl<A: Adapter> SocketData<A> {
+    /// This connection's socket id in namespace `ns`, made on first use.
+    fn ns_sid(&self, ns: &Str) -> Sid {
+        let mut sids = self.ns_sids.lock().unwrap();
+        if let Some(sid) = sids.get(ns) {
+            return sid;
+        }
+        let sid = Sid::new();
+        if ns.as_str() == "/" {
+            sids.root = Some(sid);
+        } else {
+            sids.others.push((ns.clone(), sid));
+        }
+        sid
+    }
+
+    /// This connection's socket id in namespace `ns`, if it ever connected to it.
+    fn get_ns_sid(&self, ns: &str) -> Option<Sid> {
+        self.ns_sids.lock().unwrap().get(ns)
     }
 }
 impl<A: Adapter> fmt::Debug for SocketData<A> {
@@ -241,7 +300,7 @@ impl<A: Adapter> fmt::Debug for SocketData<A> {
 impl<A: Adapter> EngineIoHandler for Client<A> {
     type Data = SocketData<A>;
 
-    #[cfg_attr(feature = "tracing", tracing::instrument(skip(self, socket), fields(sid = socket.id.to_string())))]
+    #[cfg_attr(feature = "tracing", tracing::instrument(level = "debug", skip(self, socket), fields(sid = socket.id.to_string())))]
     fn on_connect(self: Arc<Self>, socket: Arc<EIoSocket<SocketData<A>>>) {
         socket.data.io.set(SocketIo::from(self.clone())).ok();
 
@@ -262,16 +321,14 @@ impl<A: Adapter> EngineIoHandler for Client<A> {
         }
     }
 
-    #[cfg_attr(feature = "tracing", tracing::instrument(skip(self, socket), fields(sid = socket.id.to_string())))]
+    #[cfg_attr(feature = "tracing", tracing::instrument(level = "debug", skip(self, socket), fields(sid = socket.id.to_string())))]
     fn on_disconnect(&self, socket: Arc<EIoSocket<SocketData<A>>>, reason: EIoDisconnectReason) {
         #[cfg(feature = "tracing")]
         tracing::debug!("eio socket disconnected");
-        let socks: Vec<_> = self
-            .nsps
-            .read()
-            .unwrap()
-            .values()
-            .filter_map(|ns| ns.get_socket(socket.id).ok())
+        let sids = socket.data.ns_sids.lock().unwrap().take();
+        let socks: Vec<_> = sids
+            .into_iter()
+            .filter_map(|(path, sid)| self.get_ns(&path)?.get_socket(sid).ok())
             .collect();
 
         let _cnt = socks
@@ -308,7 +365,7 @@ impl<A: Adapter> EngineIoHandler for Client<A> {
                 self.sock_connect(auth, &packet.ns, &socket);
                 Ok(())
             }
-            _ => self.sock_propagate_packet(packet, socket.id),
+            _ => self.sock_propagate_packet(packet, &socket.data),
         };
         if let Err(ref err) = res {
             #[cfg(feature = "tracing")]
@@ -349,7 +406,7 @@ impl<A: Adapter> EngineIoHandler for Client<A> {
                 self.sock_connect(auth, &packet.ns, &socket);
                 Ok(())
             }
-            _ => self.sock_propagate_packet(packet, socket.id),
+            _ => self.sock_propagate_packet(packet, &socket.data),
         };
         if let Err(ref err) = res {
             #[cfg(feature = "tracing")]

@@ -204,6 +204,17 @@ impl<A: Adapter> SocketIoBuilder<A> {
         self
     }
 
+    /// The most bytes of packets a connection may have waiting (Switchboard patch): a packet that
+    /// would take a non-empty queue beyond it closes the connection (see
+    /// `engineioxide::config::EngineIoConfig::max_buffer_bytes`).
+    ///
+    /// Defaults to 4 MiB.
+    #[inline]
+    pub fn max_buffer_bytes(mut self, max_buffer_bytes: usize) -> Self {
+        self.engine_config_builder = self.engine_config_builder.max_buffer_bytes(max_buffer_bytes);
+        self
+    }
+
     /// The maximum size of a payload in bytes.
     /// If a payload is bigger than this value the `emit()` method will return an error.
     ///

@@ -115,6 +115,10 @@ where
     #[cfg(feature = "tracing")]
     tracing::debug!(%sid, %protocol, supports_binary = socket.supports_binary, "polling request");
 
+    // Until this request is answered (or dropped), the session is reading: see
+    // `Socket::unless_stalled`.
+    let _polling = socket.poll_started();
+
     let max_payload = engine.config.max_payload;
     let payload = {
         let InternalRx { peeked_packet } = &mut *rx;

@@ -809,10 +809,23 @@ mod tests {
         WebSocketStream<DuplexStream>,
         tokio::task::JoinHandle<Result<(), Error>>,
     ) {
-        let config = EngineIoConfig::builder()
-            .ping_interval(INTERVAL)
-            .ping_timeout(TIMEOUT)
-            .build();
+        connect_with(
+            EngineIoConfig::builder()
+                .ping_interval(INTERVAL)
+                .ping_timeout(TIMEOUT)
+                .build(),
+        )
+        .await
+    }
+
+    /// [`connect`] with another config.
+    async fn connect_with(
+        config: EngineIoConfig,
+    ) -> (
+        Arc<EngineIo<Recorder>>,
+        WebSocketStream<DuplexStream>,
+        tokio::task::JoinHandle<Result<(), Error>>,
+    ) {
         let engine = Arc::new(EngineIo::new(Arc::new(Recorder::default()), config));
         let (server, client) = tokio::io::duplex(64 * 1024);
         let task = tokio::spawn(on_init(
@@ -867,6 +880,42 @@ mod tests {
             assert_eq!(next_text(&mut client).await, echo);
         }
         assert_eq!(*engine.handler.messages.lock().unwrap(), ["a", "b", "c"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_is_closed_once_its_queue_passes_the_byte_bound() {
+        const BOUND: usize = 1 << 20;
+        const PACKET: usize = 64 * 1024;
+        let config = EngineIoConfig::builder()
+            .ping_interval(INTERVAL)
+            .ping_timeout(TIMEOUT)
+            .max_buffer_size(1024)
+            .max_buffer_bytes(BOUND)
+            .build();
+        // The client never reads: the pipe (64 KiB) fills and the server's write waits.
+        let (engine, _client, _task) = connect_with(config).await;
+        let socket = engine.handler.socket.lock().unwrap().clone().unwrap();
+        let big: Str = "x".repeat(PACKET).into();
+        let mut sent = 0;
+        // Through permits, socketioxide's way, letting the connection task write between them.
+        while let Ok(permit) = socket.reserve() {
+            permit.emit(big.clone());
+            sent += 1;
+            tokio::task::yield_now().await;
+            assert!(sent < 1024, "the packet bound, not the byte bound, stopped it");
+        }
+        assert_eq!(
+            disconnects(&engine).await,
+            [DisconnectReason::TransportError]
+        );
+        // What the node took: the bound, the packet past it, and what the connection task had
+        // already taken to write when the pipe filled (18 packets in all when written).
+        let taken = sent * PACKET;
+        assert!(
+            taken <= BOUND + 4 * PACKET,
+            "{sent} packets of 64 KiB taken"
+        );
+        assert!(socket.is_closed());
     }
 
     #[tokio::test(start_paused = true)]
