@@ -40,7 +40,7 @@ pub use delivery::{
 pub use expiry::TokenExpiries;
 pub use session::{Accepted, Handshakes, Session};
 pub use typing::TypingTracker;
-pub use user_limits::UserLimits;
+pub use user_limits::{SocketKey, UserLimits};
 
 /// Everything a handler needs, shared by the REST router and every socket. Cheap to clone (one
 /// `Arc`), so each socket's context carries it for one pointer.

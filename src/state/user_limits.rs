@@ -17,6 +17,11 @@ struct Bucket {
     last: Instant,
 }
 
+/// Which user's count a socket was added to (the hash of the user id, see `sockets`): lets a
+/// guard give the place back without keeping the id.
+#[derive(Clone, Copy, Debug)]
+pub struct SocketKey(u64);
+
 /// The node's per-user limits. Each check holds a plain mutex for a few instructions, never
 /// across `.await`.
 pub struct UserLimits {
@@ -77,18 +82,19 @@ impl UserLimits {
 
     /// Counts a new socket of `user_id` on this node unless the user would then hold more than
     /// `max` here or, with `elsewhere` sockets presence counts cluster-wide, in the cluster.
-    /// `false`: refused, nothing counted.
-    pub fn add_socket(&self, user_id: &str, elsewhere: u64, max: u32) -> bool {
+    /// `None`: refused, nothing counted. The key given back is what [`UserLimits::release`]
+    /// takes (the handshake's admission guard keeps it, `realtime/admission.rs`).
+    pub fn add_socket(&self, user_id: &str, elsewhere: u64, max: u32) -> Option<SocketKey> {
         let key = self.keys.hash_one(user_id);
         let mut sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
         let here = sockets.get(&key).copied().unwrap_or(0);
         // Presence also counts this node's registered sockets: the larger of the two counts is
         // the best lower bound of the user's sockets in the cluster.
         if u64::from(here).max(elsewhere) >= u64::from(max) {
-            return false;
+            return None;
         }
         *sockets.entry(key).or_insert(0) += 1;
-        true
+        Some(SocketKey(key))
     }
 
     /// Does `user_id` hold a socket on this node? One hash lookup: what the send path asks to
@@ -101,7 +107,11 @@ impl UserLimits {
 
     /// Forgets one socket of `user_id` on this node (it disconnected).
     pub fn remove_socket(&self, user_id: &str) {
-        let key = self.keys.hash_one(user_id);
+        self.release(SocketKey(self.keys.hash_one(user_id)));
+    }
+
+    /// Forgets one socket counted by [`UserLimits::add_socket`] under `key`.
+    pub fn release(&self, SocketKey(key): SocketKey) {
         let mut sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = sockets.get_mut(&key) {
             *n -= 1;
@@ -128,12 +138,12 @@ mod tests {
     #[test]
     fn sockets_beyond_the_maximum_are_refused_until_one_leaves() {
         let limits = UserLimits::new(5);
-        assert!((0..3).all(|_| limits.add_socket("u", 0, 3)));
-        assert!(!limits.add_socket("u", 0, 3));
+        assert!((0..3).all(|_| limits.add_socket("u", 0, 3).is_some()));
+        assert!(limits.add_socket("u", 0, 3).is_none());
         limits.remove_socket("u");
-        assert!(limits.add_socket("u", 2, 3));
+        assert!(limits.add_socket("u", 2, 3).is_some());
         assert!(
-            !limits.add_socket("v", 3, 3),
+            limits.add_socket("v", 3, 3).is_none(),
             "presence counts sockets elsewhere"
         );
     }
@@ -142,7 +152,7 @@ mod tests {
     fn a_user_is_here_from_the_first_socket_until_the_last_leaves() {
         let limits = UserLimits::new(5);
         assert!(!limits.has_socket_here("u"));
-        assert!(limits.add_socket("u", 0, 3) && limits.add_socket("u", 0, 3));
+        assert!(limits.add_socket("u", 0, 3).is_some() && limits.add_socket("u", 0, 3).is_some());
         limits.remove_socket("u");
         assert!(limits.has_socket_here("u"), "one socket left");
         limits.remove_socket("u");

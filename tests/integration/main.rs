@@ -15,3 +15,4 @@ mod recovery_contract;
 mod redis_cost;
 mod security;
 mod store_contract;
+mod sec_app;
