@@ -7,7 +7,7 @@ use super::reg;
 
 /// The `outcome` label of `recovery_attempts_total`: recovered, or why not (the names of
 /// [`crate::recovery::Refusal`]).
-pub const RECOVERY_OUTCOMES: [&str; 7] = [
+pub const RECOVERY_OUTCOMES: [&str; 8] = [
     "recovered",
     "malformed",
     "unknown",
@@ -15,6 +15,7 @@ pub const RECOVERY_OUTCOMES: [&str; 7] = [
     "expired",
     "too_far_behind",
     "unavailable",
+    "rate_limited",
 ];
 
 /// Connection state recovery's metrics (`docs/recovery.md`).

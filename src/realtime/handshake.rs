@@ -94,9 +94,15 @@ async fn authenticate<A: Adapter>(
     let resume = match (&state.recovery, &auth.pid) {
         (Some(recovery), Some(pid)) => {
             let offset = auth.offset.as_ref().filter(|o| !o.is_null());
-            let checked = match (pid.as_str(), offset.map(|o| o.as_str())) {
-                (Some(pid), None) => recovery.check(pid, None, &user.id).await,
-                (Some(pid), Some(Some(offset))) => {
+            // Every resume reads the log and may replay 500 events: each user has a budget of
+            // them on this node. Beyond it the socket gets a new session, as socket.io-client
+            // expects of any resume the server cannot serve (`recovered` false), not a
+            // `connect_error`, which socket.io-client would not retry.
+            let budget = state.user_limits.take_resume(&user.id);
+            let checked = match (budget, pid.as_str(), offset.map(|o| o.as_str())) {
+                (Err(_), _, _) => Err(crate::recovery::Refusal::RateLimited),
+                (Ok(()), Some(pid), None) => recovery.check(pid, None, &user.id).await,
+                (Ok(()), Some(pid), Some(Some(offset))) => {
                     recovery.check(pid, Some(offset), &user.id).await
                 }
                 _ => Err(crate::recovery::Refusal::Malformed),

@@ -178,6 +178,8 @@ pub enum Refusal {
     TooFarBehind,
     /// The backend could not answer.
     Unavailable,
+    /// The user made more resumes than `RECOVERY_RESUMES_PER_MIN` allows on this node.
+    RateLimited,
 }
 
 impl Refusal {
@@ -189,6 +191,7 @@ impl Refusal {
             Refusal::Expired => "expired",
             Refusal::TooFarBehind => "too_far_behind",
             Refusal::Unavailable => "unavailable",
+            Refusal::RateLimited => "rate_limited",
         }
     }
 }

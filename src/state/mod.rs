@@ -130,7 +130,10 @@ impl AppState {
             typing: TypingTracker::default(),
             delivery: DeliveryTracker::default(),
             expiries: TokenExpiries::default(),
-            user_limits: UserLimits::new(b.config.rate_limit_per_sec),
+            user_limits: UserLimits::new(
+                b.config.rate_limit_per_sec,
+                b.config.recovery_resumes_per_min,
+            ),
             readiness: readiness::Readiness::default(),
             #[cfg(any(test, feature = "test-support"))]
             test_hooks: test_hooks::TestHooks::default(),

@@ -134,3 +134,166 @@ async fn handshakes_hung_up_on_leave_no_socket_counted() {
         );
     }
 }
+
+/// A text of 5,000 control characters: ~30 KB of JSON (`\u0001` is six bytes escaped).
+fn control_text(tag: u32) -> String {
+    format!("{tag}{}", "\u{1}".repeat(4_990))
+}
+
+/// Sends `n` big messages to `chat` from `socket`, each acked.
+async fn send_big(socket: &Sio, chat: &str, n: u32) {
+    for i in 0..n {
+        let ack = socket
+            .ack(
+                "message:send",
+                json!({ "chatId": chat, "message": { "content": control_text(i) } }),
+            )
+            .await;
+        assert_eq!(ack["ok"], true, "message {i}: {ack}");
+    }
+}
+
+/// The seqs of a page's messages.
+fn seqs(page: &Value) -> Vec<u64> {
+    page["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["seq"].as_u64().expect("seq"))
+        .collect()
+}
+
+/// Item 2: with `PAGE_MAX_BYTES` at 100 KB, a history page (REST, both directions) and a
+/// `chat:sync` answer of ~30 KB messages stop under the cap with `hasMore`, and paging on
+/// returns every message once, with no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pages_of_big_messages_stay_under_the_byte_cap_and_continue_without_gaps() {
+    const CAP: usize = 100_000;
+    const N: u32 = 12;
+    let node = TestNode::start_with(|c| c.page_max_bytes = CAP).await;
+    let chat = staff_chat(&node, "page-admin", "page-user").await;
+    let admin = node.socket("page-admin", Role::Admin).await;
+    send_big(&admin, &chat, N).await;
+    let token = node.token("page-user", Role::User);
+    let all: Vec<u64> = (1..=u64::from(N)).collect();
+
+    // REST, oldest first after a seq.
+    let mut got: Vec<u64> = Vec::new();
+    let mut after = 0;
+    loop {
+        let path = format!("/api/chats/{chat}/messages?afterSeq={after}&limit=100");
+        let res = node.http.get(node.url(&path)).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let text = res.text().await.unwrap();
+        assert!(text.len() <= CAP, "a REST page of {} bytes", text.len());
+        let page: Value = serde_json::from_str(&text).unwrap();
+        let s = seqs(&page);
+        assert!(!s.is_empty(), "a page carries at least one message");
+        got.extend(&s);
+        after = *s.last().unwrap();
+        if page["hasMore"] == false {
+            break;
+        }
+        assert!(got.len() < all.len(), "hasMore true after the last message");
+    }
+    assert_eq!(got, all, "oldest first: every message once, in order");
+
+    // REST, newest first, then before the oldest seen.
+    let mut got: Vec<u64> = Vec::new();
+    let mut path = format!("/api/chats/{chat}/messages?limit=100");
+    loop {
+        let res = node.http.get(node.url(&path)).bearer_auth(&token).send().await.unwrap();
+        let text = res.text().await.unwrap();
+        assert!(text.len() <= CAP, "a REST page of {} bytes", text.len());
+        let page: Value = serde_json::from_str(&text).unwrap();
+        let s = seqs(&page);
+        got.extend(&s);
+        if page["hasMore"] == false {
+            break;
+        }
+        path = format!("/api/chats/{chat}/messages?beforeSeq={}&limit=100", s.last().unwrap());
+    }
+    got.reverse();
+    assert_eq!(got, all, "newest first: every message once");
+
+    // chat:sync over the socket.
+    let user = node.socket("page-user", Role::User).await;
+    let mut got: Vec<u64> = Vec::new();
+    let mut after = 0;
+    let mut pages = 0;
+    loop {
+        let ack = user
+            .ack("chat:sync", json!({ "chatId": chat, "afterSeq": after, "limit": 500 }))
+            .await;
+        assert_eq!(ack["ok"], true, "{}", &ack.to_string()[..200]);
+        let bytes = ack.to_string().len();
+        assert!(bytes <= CAP, "a chat:sync answer of {bytes} bytes");
+        let s = seqs(&ack);
+        assert!(!s.is_empty());
+        got.extend(&s);
+        after = *s.last().unwrap();
+        pages += 1;
+        if ack["hasMore"] == false {
+            break;
+        }
+    }
+    assert_eq!(got, all, "chat:sync: every message once, in order");
+    assert!(pages > 1, "the cap split the answer");
+}
+
+/// Item 2: with `RECOVERY_RESUMES_PER_MIN` at 2, a user's first two resumes recover their
+/// session and replay what they missed; the third gets a new session (another `pid`) and no
+/// replay, and is counted as `rate_limited`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resumes_past_the_per_user_budget_are_not_replayed() {
+    let node = TestNode::start_with(|c| c.recovery_resumes_per_min = 2).await;
+    let chat = staff_chat(&node, "resume-admin", "resume-user").await;
+    let admin = node.socket("resume-admin", Role::Admin).await;
+    let token = node.token("resume-user", Role::User);
+    let mut sock = node.socket("resume-user", Role::User).await;
+    let pid = sock.pid.clone().expect("a pid");
+
+    for round in 0..3 {
+        let offset = sock.last_offset();
+        sock.cut();
+        assert!(
+            eventually(WAIT, || async { !node.state.user_limits.has_socket_here("resume-user") })
+                .await,
+            "the cut socket is gone"
+        );
+        let sent = admin
+            .ack(
+                "message:send",
+                json!({ "chatId": chat, "message": { "content": format!("gap {round}") } }),
+            )
+            .await;
+        assert_eq!(sent["ok"], true, "{sent}");
+        let mut auth = json!({ "token": token, "pid": pid });
+        if let Some(o) = offset {
+            auth["offset"] = json!(o);
+        }
+        let back = Sio::connect_with(node.port, Some(auth)).await.expect("connects");
+        back.ack("joinUserRoom", json!("resume-user")).await;
+        let replayed: Vec<String> = back
+            .drain("message:new")
+            .iter()
+            .map(|e| e["message"]["content"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if round < 2 {
+            assert_eq!(back.pid.as_deref(), Some(pid.as_str()), "resume {round}: recovered");
+            assert_eq!(replayed, [format!("gap {round}")], "resume {round}: the missed message");
+        } else {
+            assert_ne!(
+                back.pid.as_deref(),
+                Some(pid.as_str()),
+                "resume {round}: past the budget, a new session"
+            );
+            assert!(replayed.is_empty(), "resume {round}: nothing replayed: {replayed:?}");
+            assert_eq!(
+                metric(&node, "switchboard_recovery_attempts_total{outcome=\"rate_limited\""),
+                1.0
+            );
+        }
+        sock = back;
+    }
+}
