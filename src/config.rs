@@ -230,7 +230,9 @@ impl Config {
             return fail("RECOVERY_RESUMES_PER_MIN must be at least 1");
         }
         if self.recovery_log_max_bytes < 65_536 || self.recovery_tail_max_bytes < 65_536 {
-            return fail("RECOVERY_LOG_MAX_BYTES and RECOVERY_TAIL_MAX_BYTES must be at least 65536");
+            return fail(
+                "RECOVERY_LOG_MAX_BYTES and RECOVERY_TAIL_MAX_BYTES must be at least 65536",
+            );
         }
         if self.recovery_window_secs > 24 * 3600 {
             return fail("RECOVERY_WINDOW_SECS must be at most 86400");

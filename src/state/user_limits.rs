@@ -178,7 +178,10 @@ mod tests {
         let wait = limits.take_write("u").unwrap_err();
         assert!(wait > Duration::ZERO && wait <= Duration::from_millis(200));
         assert!(limits.take_write("other").is_ok(), "budgets are per user");
-        assert!(limits.take_message("u").is_ok(), "messages have a budget of their own");
+        assert!(
+            limits.take_message("u").is_ok(),
+            "messages have a budget of their own"
+        );
     }
 
     #[test]

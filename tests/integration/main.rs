@@ -13,6 +13,6 @@ mod presence_contract;
 mod recovery_cluster;
 mod recovery_contract;
 mod redis_cost;
+mod sec_app;
 mod security;
 mod store_contract;
-mod sec_app;
