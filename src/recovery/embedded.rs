@@ -240,14 +240,14 @@ fn append_all(inner: &mut Inner, batch: &[Append]) -> rusqlite::Result<Vec<Offse
     *appends += batch.len() as u64;
     if *appends / TRIM_EVERY != before / TRIM_EVERY {
         let min_ms = batch.iter().map(|a| a.min_ms).max().unwrap_or(0);
-        let freed: i64 = tx.query_row(
-            &format!(
-                "WITH gone AS (DELETE FROM recovery_log WHERE ms < ?1 RETURNING {ENTRY_BYTES_SQL} AS b) \
-                 SELECT COALESCE(SUM(b), 0) FROM gone"
-            ),
-            params![int(min_ms)],
-            |r| r.get(0),
-        )?;
+        // SQLite has no DELETE in a CTE: the freed sizes come back a row each.
+        let freed: i64 = {
+            let mut delete = tx.prepare_cached(&format!(
+                "DELETE FROM recovery_log WHERE ms < ?1 RETURNING {ENTRY_BYTES_SQL}"
+            ))?;
+            let sizes = delete.query_map(params![int(min_ms)], |r| r.get::<_, i64>(0))?;
+            sizes.sum::<rusqlite::Result<i64>>()?
+        };
         *bytes = bytes.saturating_sub(freed.max(0) as u64);
         tx.execute(
             "DELETE FROM recovery_sessions WHERE expires_ms < ?1",
