@@ -340,8 +340,8 @@ impl Recovery {
 
     /// Trims the log to its window and byte budget (the backend's oldest entries first), then
     /// this node's tail: what the node's timer calls every second. Returns the log's and the
-    /// tail's bytes after it.
-    pub async fn trim(&self) -> Result<(u64, u64), BackendError> {
+    /// tail's bytes after it (the tail's `None` when a replay holds it).
+    pub async fn trim(&self) -> Result<(u64, Option<u64>), BackendError> {
         let oldest = now_ms().saturating_sub(self.window_ms());
         let trimmed = self
             .backend
@@ -352,13 +352,10 @@ impl Recovery {
             *known = (*known).max(Some(cut));
         }
         // A replay holds the tail while it reads; the next tick trims it.
-        let tail_bytes = match self.tail.try_lock() {
-            Ok(mut tail) => {
-                tail.trim(self.tail_max_bytes, oldest);
-                tail.bytes
-            }
-            Err(_) => 0,
-        };
+        let tail_bytes = self.tail.try_lock().ok().map(|mut tail| {
+            tail.trim(self.tail_max_bytes, oldest);
+            tail.bytes
+        });
         Ok((trimmed.bytes, tail_bytes))
     }
 

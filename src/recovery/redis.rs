@@ -49,8 +49,11 @@ local start = '-'
 local last = false
 local removed = 0
 local done = false
+-- Small first reads: most seconds nothing is trimmed, and an entry may be ~30 KB.
+local count = 4
 while not done do
-  local batch = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 128)
+  local batch = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', count)
+  count = math.min(count * 2, 128)
   if #batch == 0 then break end
   for _, e in ipairs(batch) do
     local ms = tonumber(string.match(e[1], '^(%d+)'))
