@@ -131,7 +131,12 @@ impl Application {
         };
         let window = Duration::from_secs(config.recovery_window_secs);
         let recovery = |backend: Arc<dyn RecoveryBackend>| {
-            (!window.is_zero()).then(|| Arc::new(Recovery::new(backend, window)))
+            (!window.is_zero()).then(|| {
+                Arc::new(Recovery::new(backend, window).with_budgets(
+                    config.recovery_log_max_bytes,
+                    config.recovery_tail_max_bytes,
+                ))
+            })
         };
         let (state, add_socket_layer, background) = match config.redis_url.as_deref().map(str::to_owned) {
             None => {
@@ -300,6 +305,7 @@ impl Application {
         tasks.spawn(crate::realtime::handshake::close_expired(state.clone()));
         tasks.spawn(heartbeat(state.clone()));
         tasks.spawn(recovery_log_stats(state.clone()));
+        tasks.spawn(trim_recovery_log(state.clone()));
         tasks.spawn(crate::http::health::watch_dependencies(state.clone()));
         for task in self.background {
             tasks.spawn(task);
@@ -372,6 +378,30 @@ async fn recovery_log_stats(state: AppState) {
                 m.trim_lag.set(lag as f64 / 1000.0);
             }
             Err(e) => tracing::debug!(error = %e, "recovery log stats unavailable"),
+        }
+    }
+}
+
+/// Keeps the recovery log and this node's tail within their byte budgets and the log within
+/// its window: one trim a second (a script in Redis, or one `DELETE` of the SQLite log), so a
+/// burst of big messages is trimmed within a second of passing the budget (issue 25, item 7).
+async fn trim_recovery_log(state: AppState) {
+    let Some(recovery) = state.recovery.clone() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match recovery.trim().await {
+            Ok((log, tail)) => {
+                let m = &state.metrics.recovery;
+                m.log_bytes.set(i64::try_from(log).unwrap_or(i64::MAX));
+                if let Some(tail) = tail {
+                    m.tail_bytes.set(i64::try_from(tail).unwrap_or(i64::MAX));
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "recovery log trim failed"),
         }
     }
 }

@@ -213,7 +213,8 @@ pub struct Config {
     #[arg(long, env = "PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Events a socket may send per second on average (bursts of twice that); also each user's
-    /// budget of REST writes (POST and PATCH, uploads included) on each node.
+    /// budget of REST writes (POST and PATCH, uploads included) on each node, and each user's
+    /// budget of `message:send` over all their sockets on each node.
     #[arg(long, env = "RATE_LIMIT_PER_SEC", default_value_t = 20)]
     pub rate_limit_per_sec: u32,
     /// Sockets one user may hold in the cluster; a handshake beyond is refused (RATE_LIMITED).
@@ -240,6 +241,22 @@ pub struct Config {
     /// a client that stops reading makes the node hold (docs/security.md).
     #[arg(long, env = "SOCKET_QUEUE_BYTES", default_value_t = DEFAULT_SOCKET_QUEUE_BYTES)]
     pub socket_queue_bytes: usize,
+    /// Connection state recovery resumes (handshakes carrying a `pid`) one user may make a
+    /// minute on each node, as many at once; beyond it a resume gets a new session instead.
+    #[arg(long, env = "RECOVERY_RESUMES_PER_MIN", default_value_t = 64)]
+    pub recovery_resumes_per_min: u32,
+    /// The recovery log's byte budget (the Redis stream, or the embedded log), kept by a
+    /// trimmer every second: the oldest entries go first, and a resume from before them is
+    /// refused as expired.
+    #[arg(long, env = "RECOVERY_LOG_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub recovery_log_max_bytes: u64,
+    /// The byte budget of each node's cache of the recovery log's tail (what replays read).
+    #[arg(long, env = "RECOVERY_TAIL_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub recovery_tail_max_bytes: u64,
+    /// The most bytes of messages one history page or `chat:sync` answer carries (at least one
+    /// message; `hasMore` says the rest).
+    #[arg(long, env = "PAGE_MAX_BYTES", default_value_t = 1024 * 1024)]
+    pub page_max_bytes: usize,
     /// Log output; `pretty` on a terminal, else `json`. RUST_LOG filters.
     #[arg(long, env = "LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -315,6 +332,17 @@ impl Config {
             || self.heartbeat_interval_secs >= self.presence_ttl_secs
         {
             return fail("HEARTBEAT_INTERVAL_SECS must be at least 1 and below PRESENCE_TTL_SECS");
+        }
+        if self.page_max_bytes < 4096 {
+            return fail("PAGE_MAX_BYTES must be at least 4096");
+        }
+        if self.recovery_resumes_per_min == 0 {
+            return fail("RECOVERY_RESUMES_PER_MIN must be at least 1");
+        }
+        if self.recovery_log_max_bytes < 65_536 || self.recovery_tail_max_bytes < 65_536 {
+            return fail(
+                "RECOVERY_LOG_MAX_BYTES and RECOVERY_TAIL_MAX_BYTES must be at least 65536",
+            );
         }
         if self.recovery_window_secs > 24 * 3600 {
             return fail("RECOVERY_WINDOW_SECS must be at most 86400");

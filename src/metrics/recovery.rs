@@ -7,7 +7,7 @@ use super::reg;
 
 /// The `outcome` label of `recovery_attempts_total`: recovered, or why not (the names of
 /// [`crate::recovery::Refusal`]).
-pub const RECOVERY_OUTCOMES: [&str; 7] = [
+pub const RECOVERY_OUTCOMES: [&str; 8] = [
     "recovered",
     "malformed",
     "unknown",
@@ -15,6 +15,7 @@ pub const RECOVERY_OUTCOMES: [&str; 7] = [
     "expired",
     "too_far_behind",
     "unavailable",
+    "rate_limited",
 ];
 
 /// Connection state recovery's metrics (`docs/recovery.md`).
@@ -26,6 +27,9 @@ pub struct RecoveryMetrics {
     pub log_appends: IntCounter,
     pub log_failures: IntCounter,
     pub log_entries: IntGauge,
+    /// The recovery log's size in its byte budget, and this node's tail cache's (`docs/recovery.md`).
+    pub log_bytes: IntGauge,
+    pub tail_bytes: IntGauge,
     /// How much older than the window the log's oldest entry is (0 when trimming keeps up).
     pub trim_lag: Gauge,
 }
@@ -75,6 +79,22 @@ impl RecoveryMetrics {
             log_entries: reg(
                 r,
                 IntGauge::new("recovery_log_entries", "Entries in the recovery log").unwrap(),
+            ),
+            log_bytes: reg(
+                r,
+                IntGauge::new(
+                    "recovery_log_bytes",
+                    "The recovery log's size as its byte budget counts it (RECOVERY_LOG_MAX_BYTES)",
+                )
+                .unwrap(),
+            ),
+            tail_bytes: reg(
+                r,
+                IntGauge::new(
+                    "recovery_tail_bytes",
+                    "This node's cache of the recovery log's tail, in bytes (RECOVERY_TAIL_MAX_BYTES)",
+                )
+                .unwrap(),
             ),
             trim_lag: reg(
                 r,

@@ -10,6 +10,7 @@ use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::socket::DisconnectReason;
 use socketioxide_core::adapter::DefinedAdapter;
 
+use super::admission::Admission;
 use super::dispatch::{Ctx, HasAck, Routes, dispatch};
 use crate::cluster::rooms;
 use crate::domain::Role;
@@ -88,13 +89,20 @@ async fn authenticate<A: Adapter>(
         .verifier
         .verify_until(&auth.token)
         .map_err(|e| Refused(e.message))?;
-    admit_socket(state, &user.id).await?;
+    // Released however the handshake ends (see `admission.rs`).
+    let admission = admit_socket(state, s.id, &user.id).await?;
     let resume = match (&state.recovery, &auth.pid) {
         (Some(recovery), Some(pid)) => {
             let offset = auth.offset.as_ref().filter(|o| !o.is_null());
-            let checked = match (pid.as_str(), offset.map(|o| o.as_str())) {
-                (Some(pid), None) => recovery.check(pid, None, &user.id).await,
-                (Some(pid), Some(Some(offset))) => {
+            // Every resume reads the log and may replay 500 events: each user has a budget of
+            // them on this node. Beyond it the socket gets a new session, as socket.io-client
+            // expects of any resume the server cannot serve (`recovered` false), not a
+            // `connect_error`, which socket.io-client would not retry.
+            let budget = state.user_limits.take_resume(&user.id);
+            let checked = match (budget, pid.as_str(), offset.map(|o| o.as_str())) {
+                (Err(_), _, _) => Err(crate::recovery::Refusal::RateLimited),
+                (Ok(()), Some(pid), None) => recovery.check(pid, None, &user.id).await,
+                (Ok(()), Some(pid), Some(Some(offset))) => {
                     recovery.check(pid, Some(offset), &user.id).await
                 }
                 _ => Err(crate::recovery::Refusal::Malformed),
@@ -132,26 +140,29 @@ async fn authenticate<A: Adapter>(
             replay_turn,
         },
     );
-    wire(state, routes, s, &session, token_until);
+    wire(state, routes, s, &session, token_until, admission);
     Ok(())
 }
 
 /// Counts the socket against `MAX_SOCKETS_PER_USER`: presence's count of the user's sockets in
 /// the cluster, and this node's own count (exact, so a burst of handshakes to one node cannot
 /// all pass before any is registered). Presence unreachable: only this node's count applies.
-async fn admit_socket(state: &AppState, user_id: &str) -> Result<(), Refused> {
+async fn admit_socket(
+    state: &AppState,
+    sid: socketioxide::socket::Sid,
+    user_id: &str,
+) -> Result<Admission, Refused> {
     let max = state.config.max_sockets_per_user;
     let cluster = tokio::time::timeout(PRESENCE_CHECK_TIMEOUT, state.presence.status(user_id))
         .await
         .ok()
         .and_then(Result::ok)
         .map_or(0, |p| p.sockets);
-    if state.user_limits.add_socket(user_id, cluster, max) {
-        Ok(())
-    } else {
-        Err(Refused(format!(
+    match state.user_limits.add_socket(user_id, cluster, max) {
+        Some(key) => Ok(Admission::new(state, sid, key)),
+        None => Err(Refused(format!(
             "RATE_LIMITED: at most {max} sockets per user (MAX_SOCKETS_PER_USER)"
-        )))
+        ))),
     }
 }
 
@@ -165,20 +176,21 @@ const PRESENCE_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_mi
 /// be dropped silently) or no room. Nothing is emitted here.
 ///
 /// `token_until` (the token's `exp` plus the leeway) is when [`close_expired`] ends the socket.
+/// The `admission` moves into the disconnect handler: released there, or dropped with the
+/// socket's handlers if the socket never enters the namespace (its client hung up first).
 fn wire<A: Adapter>(
     state: &AppState,
     routes: &Arc<Routes<A>>,
     s: &SocketRef<A>,
     session: &Arc<Session>,
     token_until: Option<u64>,
+    mut admission: Admission,
 ) {
     let user = &session.user;
     s.join(user_rooms(user));
-    // The key lives in the disconnect handler's closure, which has room for it in its
-    // allocation, rather than in the session.
-    let expiry = token_until.and_then(|until| state.expiries.watch(s.id, until));
-
-    state.metrics.sockets_connected.inc();
+    admission.wired(token_until.and_then(|until| state.expiries.watch(s.id, until)));
+    // Shared by the handler and the clone socketioxide runs: the last one dropped releases.
+    let admission = Arc::new(admission);
     tracing::debug!(node = %state.node_id, socket_id = %s.id, user_id = %user.id, role = user.role.as_str(), "socket connected");
 
     let ctx = Ctx {
@@ -189,13 +201,11 @@ fn wire<A: Adapter>(
     let disconnect_ctx = ctx.clone();
     s.on_disconnect(move |s: SocketRef<A>, reason: DisconnectReason| {
         let ctx = disconnect_ctx.clone();
+        let admission = admission.clone();
         async move {
-            if let Some(deadline) = expiry {
-                ctx.state.expiries.forget(s.id, deadline);
-            }
-            // Its connect handler may not have run.
-            ctx.state.handshakes.take(s.id);
-            ctx.state.user_limits.remove_socket(&ctx.session.user.id);
+            // The socket count, the expiry watch, the gauge, and the handshake (its connect
+            // handler may not have run).
+            admission.release();
             if let (Some(recovery), Some(pid)) = (&ctx.state.recovery, &ctx.session.pid) {
                 let sid = s.id.to_string();
                 // Only a session its client ended is forgotten; a drop is kept for the window.
@@ -209,7 +219,6 @@ fn wire<A: Adapter>(
                     tracing::warn!(error = %e, "could not keep the recovery session");
                 }
             }
-            ctx.state.metrics.sockets_connected.dec();
             tracing::debug!(node = %ctx.state.node_id, socket_id = %s.id, user_id = %ctx.session.user.id, ?reason, "socket disconnected");
             ctx.state.socket_offline(&s.id.to_string(), &ctx.session).await;
         }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::Ctx;
 use super::replies::Empty;
 use crate::domain::{ChatId, HistoryPage, Message, MessageId, SendMessageInput};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::paging::{self, Raw};
 
 #[derive(Serialize)]
@@ -37,6 +37,20 @@ pub struct Synced {
 
 /// `message:send`: save, then `message:new` to the chat (`service/chats.rs`).
 pub async fn send(ctx: Ctx, p: SendMessageInput) -> Result<Sent, AppError> {
+    // One budget for the user's messages over all their sockets on this node, on top of each
+    // socket's own: 32 sockets must not send 32 times what one may (each message is logged for
+    // the recovery window; issue 25, item 7).
+    if ctx
+        .state
+        .user_limits
+        .take_message(&ctx.session.user.id)
+        .is_err()
+    {
+        return Err(AppError::new(
+            ErrorCode::RateLimited,
+            "too many messages from this user: slow down",
+        ));
+    }
     let saved = ctx.state.send_message(&ctx.session.user, p).await?;
     Ok(Sent {
         message: saved.into_inner(),

@@ -12,6 +12,7 @@
 //! Ordering (one socket's events in arrival order) is [`crate::ordering`]; the per-socket session
 //! is [`crate::state::Session`].
 
+pub mod admission;
 pub mod dispatch;
 pub mod handshake;
 pub mod messages;

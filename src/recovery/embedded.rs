@@ -4,7 +4,9 @@
 //!
 //! The log is a table with an increasing id; an entry's offset is `{ms}-{id}`, with `ms` kept
 //! non-decreasing so that offsets order as ids do. Entries older than the window are deleted
-//! every [`TRIM_EVERY`] appends (one indexed `DELETE`). Sessions are rows with an expiry time;
+//! every [`TRIM_EVERY`] appends (one indexed `DELETE`), and the node's timer trims the oldest
+//! entries once a second while the log is over `RECOVERY_LOG_MAX_BYTES` (its size is kept in
+//! memory: summed once at open, then counted by the appends and the trims). Sessions are rows with an expiry time;
 //! an expired row reads as absent and is deleted with the trim. Writes go through one
 //! connection behind a mutex on tokio's blocking pool, in WAL mode without a sync per commit:
 //! a node that loses power loses its recovery state, not its messages (those are in the store).
@@ -18,7 +20,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{BackendError, LogStats, LoggedEvent, Offset, Pid, RecoveryBackend, Session, now_ms};
+use super::{
+    BackendError, LogStats, LoggedEvent, Offset, Pid, RecoveryBackend, Session, Trimmed, now_ms,
+};
 
 /// How many appends between two trims of the log.
 const TRIM_EVERY: u64 = 256;
@@ -73,7 +77,17 @@ struct Inner {
     /// The last entry's `ms`: the next one gets at least this (offsets order as ids).
     last_ms: u64,
     appends: u64,
+    /// The log's size in the byte budget (`entry_bytes` summed): summed once at open, then
+    /// kept by the appends and the trims.
+    bytes: u64,
+    /// The newest entry a trim dropped.
+    cut: Option<Offset>,
 }
+
+/// An entry's size in the byte budget, in SQL (`recovery::entry_bytes`: bytes, not
+/// characters, hence the casts).
+const ENTRY_BYTES_SQL: &str = "64 + length(CAST(rooms AS BLOB)) + length(CAST(except_rooms AS BLOB)) \
+     + length(CAST(event AS BLOB)) + length(CAST(payload AS BLOB))";
 
 fn failed(e: impl std::fmt::Display) -> BackendError {
     BackendError(e.to_string())
@@ -124,11 +138,20 @@ impl EmbeddedRecovery {
                 r.get::<_, i64>(0)
             })
             .map_err(failed)? as u64;
+        let bytes: i64 = conn
+            .query_row(
+                &format!("SELECT COALESCE(SUM({ENTRY_BYTES_SQL}), 0) FROM recovery_log"),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(failed)?;
         Ok(EmbeddedRecovery {
             inner: Arc::new(Mutex::new(Inner {
                 conn,
                 last_ms,
                 appends: 0,
+                bytes: bytes.max(0) as u64,
+                cut: None,
             })),
             queue: Default::default(),
         })
@@ -193,6 +216,8 @@ fn append_all(inner: &mut Inner, batch: &[Append]) -> rusqlite::Result<Vec<Offse
         conn,
         last_ms,
         appends,
+        bytes,
+        ..
     } = inner;
     let tx = conn.transaction()?;
     let mut offsets = Vec::with_capacity(batch.len());
@@ -203,6 +228,7 @@ fn append_all(inner: &mut Inner, batch: &[Append]) -> rusqlite::Result<Vec<Offse
         for a in batch {
             let ms = now_ms().max(*last_ms);
             insert.execute(params![int(ms), a.rooms, a.except, a.event, a.payload])?;
+            *bytes += super::entry_bytes(&a.rooms, &a.except, &a.event, &a.payload);
             offsets.push(Offset {
                 ms,
                 seq: tx.last_insert_rowid() as u64,
@@ -214,10 +240,15 @@ fn append_all(inner: &mut Inner, batch: &[Append]) -> rusqlite::Result<Vec<Offse
     *appends += batch.len() as u64;
     if *appends / TRIM_EVERY != before / TRIM_EVERY {
         let min_ms = batch.iter().map(|a| a.min_ms).max().unwrap_or(0);
-        tx.execute(
-            "DELETE FROM recovery_log WHERE ms < ?1",
-            params![int(min_ms)],
-        )?;
+        // SQLite has no DELETE in a CTE: the freed sizes come back a row each.
+        let freed: i64 = {
+            let mut delete = tx.prepare_cached(&format!(
+                "DELETE FROM recovery_log WHERE ms < ?1 RETURNING {ENTRY_BYTES_SQL}"
+            ))?;
+            let sizes = delete.query_map(params![int(min_ms)], |r| r.get::<_, i64>(0))?;
+            sizes.sum::<rusqlite::Result<i64>>()?
+        };
+        *bytes = bytes.saturating_sub(freed.max(0) as u64);
         tx.execute(
             "DELETE FROM recovery_sessions WHERE expires_ms < ?1",
             params![int(now_ms())],
@@ -320,6 +351,49 @@ impl RecoveryBackend for EmbeddedRecovery {
                         oldest_ms: r.get::<_, Option<i64>>(1)?.map(|m| m as u64),
                     })
                 })
+        })
+        .await
+    }
+
+    async fn trim(
+        &self,
+        max_bytes: u64,
+        min_ms: u64,
+        limit: usize,
+    ) -> Result<Trimmed, BackendError> {
+        self.with(move |inner| {
+            // Oldest first: find the last entry to drop, then one ranged DELETE.
+            let mut last: Option<Offset> = None;
+            let mut left = inner.bytes;
+            {
+                let mut oldest = inner.conn.prepare_cached(&format!(
+                    "SELECT id, ms, {ENTRY_BYTES_SQL} FROM recovery_log ORDER BY id LIMIT ?1"
+                ))?;
+                let mut rows = oldest.query(params![limit as i64])?;
+                while let Some(row) = rows.next()? {
+                    let (id, ms, size): (i64, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+                    if left <= max_bytes && ms as u64 >= min_ms {
+                        break;
+                    }
+                    left = left.saturating_sub(size.max(0) as u64);
+                    last = Some(Offset {
+                        ms: ms as u64,
+                        seq: id as u64,
+                    });
+                }
+            }
+            if let Some(cut) = last {
+                inner.conn.execute(
+                    "DELETE FROM recovery_log WHERE id <= ?1",
+                    params![int(cut.seq)],
+                )?;
+                inner.bytes = left;
+                inner.cut = inner.cut.max(Some(cut));
+            }
+            Ok(Trimmed {
+                bytes: inner.bytes,
+                cut: inner.cut,
+            })
         })
         .await
     }

@@ -41,6 +41,25 @@ const PAGE: usize = 500;
 /// The most entries the per-node tail cache keeps (older ones are read from the backend).
 const TAIL_CAP: usize = 20_000;
 
+/// What an entry costs on top of its fields' bytes in the byte budgets (its id, field names and
+/// the structures around it), so that a flood of tiny entries is counted too.
+pub const ENTRY_OVERHEAD: u64 = 64;
+
+/// The default byte budget of the log and of the tail (`RECOVERY_LOG_MAX_BYTES`,
+/// `RECOVERY_TAIL_MAX_BYTES`).
+pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// An entry's size in the byte budgets: its fields as stored (rooms `\n`-joined) plus
+/// [`ENTRY_OVERHEAD`]. The Redis scripts count the same.
+pub fn entry_bytes(rooms: &str, except: &str, event: &str, payload: &str) -> u64 {
+    ENTRY_OVERHEAD + (rooms.len() + except.len() + event.len() + payload.len()) as u64
+}
+
+/// The length of `list` joined with `\n`.
+fn joined_len(list: &[String]) -> usize {
+    list.iter().map(String::len).sum::<usize>() + list.len().saturating_sub(1)
+}
+
 /// A position in the recovery log. Log order is the order of `(ms, seq)`: for Redis the stream
 /// id (`ms` is Redis's clock), for the embedded log the row's time (kept non-decreasing) and id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -100,11 +119,30 @@ pub struct LoggedEvent {
 }
 
 impl LoggedEvent {
+    /// Its size in the byte budgets ([`entry_bytes`]).
+    pub fn bytes(&self) -> u64 {
+        ENTRY_OVERHEAD
+            + (joined_len(&self.rooms)
+                + joined_len(&self.except)
+                + self.event.len()
+                + self.payload.len()) as u64
+    }
+
     /// Whether a socket in `rooms` received this emission.
     pub fn reaches(&self, rooms: &[String]) -> bool {
         rooms.iter().any(|r| self.rooms.contains(r))
             && !rooms.iter().any(|r| self.except.contains(r))
     }
+}
+
+/// What a trim of the log left.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Trimmed {
+    /// The log's size after it ([`entry_bytes`] summed).
+    pub bytes: u64,
+    /// The newest entry ever trimmed from the log (for its age or its budget), if the backend
+    /// knows it: a resume that needs an entry at or before it cannot be served.
+    pub cut: Option<Offset>,
 }
 
 /// How big the log is, for the metrics.
@@ -145,6 +183,15 @@ pub trait RecoveryBackend: Send + Sync + 'static {
     /// The log's size now.
     async fn stats(&self) -> Result<LogStats, BackendError>;
 
+    /// Drops the oldest entries until the log holds at most `max_bytes` and none older than
+    /// `min_ms` (at most `limit` entries per call: the next call goes on).
+    async fn trim(
+        &self,
+        max_bytes: u64,
+        min_ms: u64,
+        limit: usize,
+    ) -> Result<Trimmed, BackendError>;
+
     /// Stores (or replaces) a session, kept for `ttl`.
     async fn put_session(&self, session: &Session, ttl: Duration) -> Result<(), BackendError>;
 
@@ -178,6 +225,8 @@ pub enum Refusal {
     TooFarBehind,
     /// The backend could not answer.
     Unavailable,
+    /// The user made more resumes than `RECOVERY_RESUMES_PER_MIN` allows on this node.
+    RateLimited,
 }
 
 impl Refusal {
@@ -189,6 +238,7 @@ impl Refusal {
             Refusal::Expired => "expired",
             Refusal::TooFarBehind => "too_far_behind",
             Refusal::Unavailable => "unavailable",
+            Refusal::RateLimited => "rate_limited",
         }
     }
 }
@@ -205,6 +255,13 @@ pub struct Claim {
 pub struct Recovery {
     backend: Arc<dyn RecoveryBackend>,
     window: Duration,
+    /// The log's byte budget (`RECOVERY_LOG_MAX_BYTES`), kept by [`Recovery::trim`].
+    log_max_bytes: u64,
+    /// The tail's byte budget (`RECOVERY_TAIL_MAX_BYTES`): no read loads more than this.
+    tail_max_bytes: u64,
+    /// The newest entry trimmed from the log, as the last trim saw it: resumes that need it are
+    /// refused as expired (a plain mutex, held for a copy).
+    cut: std::sync::Mutex<Option<Offset>>,
     /// The log's tail as this node last read it; shared by every replay on this node.
     tail: tokio::sync::Mutex<Tail>,
 }
@@ -216,6 +273,42 @@ struct Tail {
     from: Option<Offset>,
     entries: VecDeque<Arc<LoggedEvent>>,
     read_at: Option<Instant>,
+    /// The entries' [`LoggedEvent::bytes`], summed.
+    bytes: u64,
+}
+
+impl Tail {
+    fn pop_front(&mut self) {
+        if let Some(e) = self.entries.pop_front() {
+            self.bytes -= e.bytes();
+            self.from = Some(e.offset);
+        }
+    }
+
+    /// Drops the oldest entries until at most `max_bytes` and [`TAIL_CAP`] entries are left,
+    /// and none older than `oldest_ms`.
+    fn trim(&mut self, max_bytes: u64, oldest_ms: u64) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|e| e.offset.ms < oldest_ms)
+            || self.bytes > max_bytes
+            || self.entries.len() > TAIL_CAP
+        {
+            self.pop_front();
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = Tail::default();
+    }
+}
+
+/// Why a bounded read of the log stopped.
+enum ReadError {
+    Backend(BackendError),
+    /// It would have loaded more than the tail's byte budget.
+    OverBudget,
 }
 
 /// Milliseconds since the epoch now.
@@ -231,8 +324,51 @@ impl Recovery {
         Recovery {
             backend,
             window,
+            log_max_bytes: DEFAULT_MAX_BYTES,
+            tail_max_bytes: DEFAULT_MAX_BYTES,
+            cut: Default::default(),
             tail: Default::default(),
         }
+    }
+
+    /// The byte budgets of the log and of this node's tail.
+    pub fn with_budgets(mut self, log_max_bytes: u64, tail_max_bytes: u64) -> Recovery {
+        self.log_max_bytes = log_max_bytes;
+        self.tail_max_bytes = tail_max_bytes;
+        self
+    }
+
+    /// Trims the log to its window and byte budget (the backend's oldest entries first), then
+    /// this node's tail: what the node's timer calls every second. Returns the log's and the
+    /// tail's bytes after it (the tail's `None` when a replay holds it).
+    pub async fn trim(&self) -> Result<(u64, Option<u64>), BackendError> {
+        let oldest = now_ms().saturating_sub(self.window_ms());
+        let trimmed = self
+            .backend
+            .trim(self.log_max_bytes, oldest, TRIM_LIMIT)
+            .await?;
+        if let Some(cut) = trimmed.cut {
+            let mut known = self.cut.lock().unwrap_or_else(|p| p.into_inner());
+            *known = (*known).max(Some(cut));
+        }
+        // A replay holds the tail while it reads; the next tick trims it.
+        let tail_bytes = self.tail.try_lock().ok().map(|mut tail| {
+            tail.trim(self.tail_max_bytes, oldest);
+            tail.bytes
+        });
+        Ok((trimmed.bytes, tail_bytes))
+    }
+
+    /// The tail's bytes now, if no replay holds it.
+    pub fn tail_bytes(&self) -> Option<u64> {
+        self.tail.try_lock().ok().map(|t| t.bytes)
+    }
+
+    /// Whether the log has dropped an entry after `from` (exclusive) that a replay from there
+    /// would need.
+    fn cut_after(&self, from: Offset) -> bool {
+        let cut = *self.cut.lock().unwrap_or_else(|p| p.into_inner());
+        cut.is_some_and(|c| c > from)
     }
 
     /// How long a dropped session stays recoverable.
@@ -313,6 +449,10 @@ impl Recovery {
         if from_ms < oldest {
             return Err(Refusal::Expired);
         }
+        // Nor what the byte budget trimmed (issue 25, item 7).
+        if self.cut_after(replay_start(&session, after)) {
+            return Err(Refusal::Expired);
+        }
         Ok(Claim { session, after })
     }
 
@@ -339,11 +479,13 @@ impl Recovery {
             .cloned()
             .collect();
         let start = claim.session.started_ms;
-        let after = claim.after.unwrap_or(Offset {
-            ms: start.saturating_sub(1),
-            seq: u64::MAX,
-        });
+        let after = replay_start(&claim.session, claim.after);
         let entries = self.entries_after(after, requested).await?;
+        // The log may have been trimmed for its budget since the check (a trim another node
+        // made is known here within a second of it; see `docs/recovery.md`).
+        if self.cut_after(after) {
+            return Err(Refusal::Expired);
+        }
         let missed: Vec<Arc<LoggedEvent>> = entries
             .into_iter()
             .filter(|e| e.offset.ms >= start && e.reaches(&rooms))
@@ -361,23 +503,30 @@ impl Recovery {
         after: Offset,
         requested: Instant,
     ) -> Result<Vec<Arc<LoggedEvent>>, Refusal> {
-        let unavailable = |_| Refusal::Unavailable;
+        let refused = |e: ReadError| match e {
+            ReadError::Backend(e) => {
+                tracing::warn!(error = %e, "recovery log read failed");
+                Refusal::Unavailable
+            }
+            ReadError::OverBudget => Refusal::TooFarBehind,
+        };
         // One reader at a time on purpose (a lock held across the reads): replays queued behind
         // a read that started after them take its result instead of reading again.
         let mut tail = self.tail.lock().await;
         let oldest = now_ms().saturating_sub(self.window_ms());
-        while tail.entries.front().is_some_and(|e| e.offset.ms < oldest) {
-            tail.from = tail.entries.pop_front().map(|e| e.offset);
-        }
+        tail.trim(self.tail_max_bytes, oldest);
         match tail.from {
             Some(from) if after >= from => {}
             Some(from) => {
-                // Older than the tail: read the gap before it and keep it.
+                // Older than the tail: read the gap before it and keep it (within the budget:
+                // a gap bigger than the whole tail may hold cannot be replayed).
+                let room = self.tail_max_bytes.saturating_sub(tail.bytes);
                 let gap = self
-                    .read_all(after, Some(from))
+                    .read_all(after, Some(from), room)
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(refused)?;
                 for e in gap.into_iter().rev() {
+                    tail.bytes += e.bytes();
                     tail.entries.push_front(e);
                 }
                 tail.from = Some(after);
@@ -390,33 +539,60 @@ impl Recovery {
         if tail.read_at.is_none_or(|at| at < requested) {
             let sent = Instant::now();
             let end = tail.entries.back().map(|e| e.offset).or(tail.from).unwrap();
-            let fresh = self.read_all(end, None).await.map_err(unavailable)?;
-            tail.entries.extend(fresh);
+            let fresh = match self.read_all(end, None, self.tail_max_bytes).await {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    if matches!(e, ReadError::OverBudget) {
+                        // More than the budget since the end: start again from the next replay.
+                        tail.clear();
+                    }
+                    return Err(refused(e));
+                }
+            };
+            for e in fresh {
+                tail.bytes += e.bytes();
+                tail.entries.push_back(e);
+            }
             tail.read_at = Some(sent);
         }
-        while tail.entries.len() > TAIL_CAP {
-            tail.from = tail.entries.pop_front().map(|e| e.offset);
+        tail.trim(self.tail_max_bytes, 0);
+        if tail.from.is_some_and(|from| after < from) {
+            // The budget dropped part of what this replay needs.
+            return Err(Refusal::TooFarBehind);
         }
         let start = tail.entries.partition_point(|e| e.offset <= after);
         Ok(tail.entries.range(start..).cloned().collect())
     }
 
     /// Reads `(after, until]` page by page, up to [`TAIL_CAP`] entries (the window bounds it
-    /// anyway: older entries are trimmed).
+    /// anyway: older entries are trimmed) and `max_bytes`: a read that would load more stops
+    /// there and fails, so one resume of an old session cannot load the whole log.
     async fn read_all(
         &self,
         after: Offset,
         until: Option<Offset>,
-    ) -> Result<Vec<Arc<LoggedEvent>>, BackendError> {
+        max_bytes: u64,
+    ) -> Result<Vec<Arc<LoggedEvent>>, ReadError> {
         let mut out = Vec::new();
         let mut cursor = after;
+        let mut bytes = 0;
         loop {
-            let page = self.backend.read(cursor, until, PAGE).await?;
+            let page = self
+                .backend
+                .read(cursor, until, PAGE)
+                .await
+                .map_err(ReadError::Backend)?;
             let full = page.len() == PAGE;
             if let Some(last) = page.last() {
                 cursor = last.offset;
             }
-            out.extend(page.into_iter().map(Arc::new));
+            for e in page {
+                bytes += e.bytes();
+                if bytes > max_bytes {
+                    return Err(ReadError::OverBudget);
+                }
+                out.push(Arc::new(e));
+            }
             if !full || out.len() >= TAIL_CAP {
                 return Ok(out);
             }
@@ -441,6 +617,18 @@ impl Recovery {
         self.backend.stats().await
     }
 }
+
+/// Where a replay starts: after the client's offset, or from the session's start.
+fn replay_start(session: &Session, after: Option<Offset>) -> Offset {
+    after.unwrap_or(Offset {
+        ms: session.started_ms.saturating_sub(1),
+        seq: u64::MAX,
+    })
+}
+
+/// The most entries one trim call drops (the next second's call goes on): a trim never holds
+/// Redis or the SQLite file for long.
+const TRIM_LIMIT: usize = 10_000;
 
 /// How long a session is kept while a socket holds it.
 const LIVE_TTL: Duration = Duration::from_secs(24 * 3600);

@@ -5,12 +5,17 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `{sb}:rlog` | stream | one entry per recoverable emission: `r` rooms, `x` excluded rooms (each `\n`-separated), `e` event, `d` payload JSON; the entry id is the offset |
+//! | `{sb}:rlog:bytes` | string | the stream's size in the byte budget (`entry_bytes` summed), kept by the append and trim scripts |
+//! | `{sb}:rlog:cut` | string | the id of the newest entry a trim dropped |
 //! | `{sb}:rs:{pid}` | hash, TTL | `u` user, `r` rooms, `t` start (ms), `d` disconnected (ms, absent while held), `s` holding socket |
 //!
-//! The hash tag `{sb}` keeps every key in one slot (scripts touch several). Each `XADD` trims the
-//! stream by time (`MINID ~` the window's start), so the log never holds much more than the
-//! window and no trimming job is needed. A Redis that restarts empty has no sessions: every
-//! resume is refused as unknown and clients start new sessions.
+//! The hash tag `{sb}` keeps every key in one slot (scripts touch several). An append is one
+//! script: the `XADD` and the byte count together. Every node's timer runs the trim script once
+//! a second: it drops the oldest entries, while they are older than the window or the stream
+//! is over `RECOVERY_LOG_MAX_BYTES` (issue 25, item 7: a payload of control characters is
+//! ~30 KB of JSON, and the window's worth of them was gigabytes), with one exact `XTRIM MINID`.
+//! A Redis that restarts empty has no sessions: every resume is refused as unknown and clients
+//! start new sessions.
 
 use std::time::Duration;
 
@@ -20,9 +25,60 @@ use fred::types::ClusterHash;
 use fred::types::CustomCommand;
 use fred::types::scripts::Script;
 
-use super::{BackendError, LogStats, LoggedEvent, Offset, Pid, RecoveryBackend, Session};
+use super::{BackendError, LogStats, LoggedEvent, Offset, Pid, RecoveryBackend, Session, Trimmed};
 
 const LOG: &str = "{sb}:rlog";
+const LOG_BYTES: &str = "{sb}:rlog:bytes";
+const LOG_CUT: &str = "{sb}:rlog:cut";
+
+/// Appends one entry and counts its bytes as `recovery::entry_bytes` does (64 + its fields).
+const APPEND: &str = r#"
+local id = redis.call('XADD', KEYS[1], '*', 'r', ARGV[1], 'x', ARGV[2], 'e', ARGV[3], 'd', ARGV[4])
+redis.call('INCRBY', KEYS[2], 64 + #ARGV[1] + #ARGV[2] + #ARGV[3] + #ARGV[4])
+return id
+"#;
+
+/// Drops the oldest entries while they are older than ARGV[2] (ms) or the stream is over ARGV[1]
+/// bytes, at most ARGV[3] of them; returns { bytes left, the newest id ever dropped or '' }.
+const TRIM: &str = r#"
+local max = tonumber(ARGV[1])
+local min_ms = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+local total = tonumber(redis.call('GET', KEYS[2]) or '0')
+local start = '-'
+local last = false
+local removed = 0
+local done = false
+-- Small first reads: most seconds nothing is trimmed, and an entry may be ~30 KB.
+local count = 4
+while not done do
+  local batch = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', count)
+  count = math.min(count * 2, 128)
+  if #batch == 0 then break end
+  for _, e in ipairs(batch) do
+    local ms = tonumber(string.match(e[1], '^(%d+)'))
+    if removed >= limit or (total <= max and ms >= min_ms) then
+      done = true
+      break
+    end
+    local f = e[2]
+    local size = 64
+    for i = 2, #f, 2 do size = size + #f[i] end
+    total = total - size
+    last = e[1]
+    removed = removed + 1
+  end
+  start = '(' .. batch[#batch][1]
+end
+if last then
+  local ms, seq = string.match(last, '^(%d+)-(%d+)$')
+  redis.call('XTRIM', KEYS[1], 'MINID', ms .. '-' .. string.format('%d', tonumber(seq) + 1))
+  redis.call('SET', KEYS[3], last)
+end
+if redis.call('XLEN', KEYS[1]) == 0 or total < 0 then total = 0 end
+redis.call('SET', KEYS[2], total)
+return { total, redis.call('GET', KEYS[3]) or '' }
+"#;
 
 /// Upper bound on any one call, on top of the client's own command timeout.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -51,6 +107,8 @@ return 1
 /// Sessions and the log in Redis.
 pub struct RedisRecovery {
     client: Client,
+    append: Script,
+    trim: Script,
     put: Script,
     end: Script,
     remove: Script,
@@ -135,6 +193,8 @@ impl RedisRecovery {
     pub fn new(client: Client) -> RedisRecovery {
         RedisRecovery {
             client,
+            append: Script::from_lua(APPEND),
+            trim: Script::from_lua(TRIM),
             put: Script::from_lua(PUT),
             end: Script::from_lua(END),
             remove: Script::from_lua(REMOVE),
@@ -144,7 +204,7 @@ impl RedisRecovery {
     /// Loads the scripts into Redis's script cache (every master of a Redis Cluster), so that the
     /// first calls do not each meet `NOSCRIPT` and reload.
     pub async fn load_scripts(&self) -> Result<(), BackendError> {
-        for script in [&self.put, &self.end, &self.remove] {
+        for script in [&self.append, &self.trim, &self.put, &self.end, &self.remove] {
             bounded(script.load(&self.client)).await?;
         }
         Ok(())
@@ -170,22 +230,21 @@ impl RecoveryBackend for RedisRecovery {
         payload: &str,
         min_ms: u64,
     ) -> Result<Offset, BackendError> {
-        let args: Vec<Value> = vec![
-            LOG.into(),
-            "MINID".into(),
-            "~".into(),
-            min_ms.to_string().into(),
-            "*".into(),
-            "r".into(),
-            rooms.join("\n").into(),
-            "x".into(),
-            except.join("\n").into(),
-            "e".into(),
-            event.into(),
-            "d".into(),
-            payload.into(),
+        // `min_ms` is the trim script's business (every node's timer, once a second).
+        let _ = min_ms;
+        let keys = vec![LOG.to_owned(), LOG_BYTES.to_owned()];
+        let args = vec![
+            rooms.join("\n"),
+            except.join("\n"),
+            event.to_owned(),
+            payload.to_owned(),
         ];
-        let id: Value = bounded(self.client.custom(cmd("XADD"), args)).await?;
+        let id: Value = bounded(self.append.evalsha_with_reload::<Value, _, _>(
+            &self.client,
+            keys,
+            args,
+        ))
+        .await?;
         text(&id)
             .and_then(|s| Offset::parse(&s))
             .ok_or_else(|| BackendError(format!("XADD answered {id:?}")))
@@ -237,6 +296,29 @@ impl RecoveryBackend for RedisRecovery {
         Ok(LogStats {
             entries: entries.as_u64().unwrap_or(0),
             oldest_ms,
+        })
+    }
+
+    async fn trim(
+        &self,
+        max_bytes: u64,
+        min_ms: u64,
+        limit: usize,
+    ) -> Result<Trimmed, BackendError> {
+        let keys = vec![LOG.to_owned(), LOG_BYTES.to_owned(), LOG_CUT.to_owned()];
+        let args = vec![max_bytes.to_string(), min_ms.to_string(), limit.to_string()];
+        let reply: Value = bounded(self.trim.evalsha_with_reload::<Value, _, _>(
+            &self.client,
+            keys,
+            args,
+        ))
+        .await?;
+        let Value::Array(parts) = reply else {
+            return Err(BackendError(format!("trim answered {reply:?}")));
+        };
+        Ok(Trimmed {
+            bytes: parts.first().and_then(Value::as_u64).unwrap_or(0),
+            cut: parts.get(1).and_then(text).and_then(|c| Offset::parse(&c)),
         })
     }
 

@@ -41,7 +41,7 @@ pub use delivery::{
 pub use expiry::TokenExpiries;
 pub use session::{Accepted, Handshakes, Session};
 pub use typing::TypingTracker;
-pub use user_limits::UserLimits;
+pub use user_limits::{SocketKey, UserLimits};
 
 /// Everything a handler needs, shared by the REST router and every socket. Cheap to clone (one
 /// `Arc`), so each socket's context carries it for one pointer.
@@ -133,7 +133,10 @@ impl AppState {
             typing: TypingTracker::default(),
             delivery: DeliveryTracker::default(),
             expiries: TokenExpiries::default(),
-            user_limits: UserLimits::new(b.config.rate_limit_per_sec),
+            user_limits: UserLimits::new(
+                b.config.rate_limit_per_sec,
+                b.config.recovery_resumes_per_min,
+            ),
             uploads_in_flight: upload_budget::UploadsInFlight::default(),
             readiness: readiness::Readiness::default(),
             #[cfg(any(test, feature = "test-support"))]
