@@ -14,8 +14,7 @@
 //! closes those sessions itself. The middleware's own drain refusal (`realtime/handshake.rs`)
 //! stays for the narrow race of a session opened just before the drain began.
 
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
@@ -25,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use crate::error::{AppError, ErrorCode};
 use crate::metrics::ConnectionOutcome;
 use crate::state::AppState;
+use crate::state::rate_limit::RateLimiter;
 
 /// What a refused client is told to wait, in seconds; socket.io-client's own back-off
 /// (`reconnectionDelay`, 1 s by default) decides when it actually retries.
@@ -37,7 +37,7 @@ pub struct Admission {
     /// refused; sockets already connected are never dropped for it).
     max_connections: Option<u64>,
     /// `MAX_HANDSHAKES_PER_SEC`: a token bucket of new sessions, a second's worth deep.
-    per_sec: Option<Mutex<Bucket>>,
+    per_sec: Option<RateLimiter>,
 }
 
 impl Admission {
@@ -47,7 +47,7 @@ impl Admission {
         let per_sec = state
             .config
             .max_handshakes_per_sec
-            .map(|rate| Mutex::new(Bucket::full(f64::from(rate), Instant::now())));
+            .map(|rate| RateLimiter::with_burst(rate, rate));
         Arc::new(Self {
             state,
             max_connections,
@@ -70,11 +70,7 @@ impl Admission {
             }
         }
         if let Some(bucket) = &self.per_sec {
-            let taken = bucket
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take(Instant::now());
-            if !taken {
+            if !bucket.allow() {
                 return Some((
                     ConnectionOutcome::Throttled,
                     "this node takes no more new connections this second; reconnect",
@@ -99,56 +95,4 @@ pub async fn admit(State(admission): State<Arc<Admission>>, req: Request, next: 
         }
     }
     next.run(req).await
-}
-
-/// A token bucket: `rate` tokens a second, at most `rate` (one second's worth) saved up.
-struct Bucket {
-    tokens: f64,
-    rate: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn full(rate: f64, now: Instant) -> Self {
-        Self {
-            tokens: rate,
-            rate,
-            last: now,
-        }
-    }
-
-    /// Takes one token if there is one.
-    fn take(&mut self, now: Instant) -> bool {
-        let refill = now.saturating_duration_since(self.last).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + refill).min(self.rate);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn the_bucket_gives_a_seconds_worth_then_its_rate() {
-        let start = Instant::now();
-        let mut bucket = Bucket::full(10.0, start);
-        let burst = (0..20).filter(|_| bucket.take(start)).count();
-        assert_eq!(burst, 10);
-        // Half a second later: five more.
-        let later = start + Duration::from_millis(500);
-        let refilled = (0..20).filter(|_| bucket.take(later)).count();
-        assert_eq!(refilled, 5);
-        // A long pause saves up one second's worth, no more.
-        let much_later = later + Duration::from_secs(60);
-        let saved = (0..100).filter(|_| bucket.take(much_later)).count();
-        assert_eq!(saved, 10);
-    }
 }

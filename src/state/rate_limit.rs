@@ -16,11 +16,16 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// `rate` events per second on average, bursts of `2 * rate`.
     pub fn new(rate: u32) -> Self {
-        let rate = f64::from(rate);
+        Self::with_burst(rate, rate.saturating_mul(2))
+    }
+
+    /// `rate` events per second on average, bursts of `burst` (the bucket starts full).
+    pub fn with_burst(rate: u32, burst: u32) -> Self {
+        let capacity = f64::from(burst);
         Self {
-            rate,
-            capacity: rate * 2.0,
-            state: Mutex::new((rate * 2.0, Instant::now())),
+            rate: f64::from(rate),
+            capacity,
+            state: Mutex::new((capacity, Instant::now())),
         }
     }
 
@@ -50,5 +55,13 @@ mod tests {
         let l = RateLimiter::new(5);
         assert!((0..10).all(|_| l.allow()));
         assert!(!l.allow());
+    }
+
+    #[test]
+    fn a_bucket_with_its_own_burst_gives_that_many_at_once() {
+        let l = RateLimiter::with_burst(1000, 3);
+        assert!((0..3).all(|_| l.allow()));
+        // Refilled at 1000 a second: one more within a few milliseconds, never three.
+        assert!((0..20).filter(|_| l.allow()).count() < 3);
     }
 }
