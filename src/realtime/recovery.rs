@@ -9,47 +9,29 @@ use socketioxide::extract::SocketRef;
 use socketioxide_core::Value;
 
 use crate::domain::{AuthUser, ChatId, MessageId, Role, Side};
-use crate::recovery::{Claim, Offset, Recovery, offset_of_packet};
+use std::sync::Arc;
+
+use crate::recovery::{Claim, LoggedEvent, Offset, Recovery, offset_of_packet};
 use crate::service::events;
 use crate::state::AppState;
 
-/// Reads what the claimed session missed and sends it, then the broadcasts held since the
-/// handshake (minus those the replay carried). Runs in the connect handler: the socket is in
-/// its rooms, its broadcasts held (the middleware did both) and its `CONNECT` answer (with the
-/// session's old `pid`) sent. Replayed messages to `user`'s side are then noted as delivered
-/// (`service/delivery.rs`), as a live hand-off would be.
-///
-/// If the log cannot be read, the socket cannot be told it was not recovered after all: its
-/// session is forgotten and its transport closed, so its client reconnects at once, is refused
-/// as `unknown` and starts a new session.
+/// Sends what the claimed session missed (`missed`, read by the handshake middleware before the
+/// `CONNECT` answer), then the broadcasts held since the handshake (minus those the replay
+/// carried), then hands the session to the new socket. Runs in the connect handler: the socket
+/// is in its rooms, its broadcasts held (the middleware did both) and its `CONNECT` answer
+/// (with the session's old `pid`) sent; nothing is awaited before the release, so a client
+/// told it was recovered hears its live events from then on (issue 28). Replayed messages to
+/// `user`'s side are then noted as delivered (`service/delivery.rs`), as a live hand-off
+/// would be.
 pub async fn replay<A: Adapter>(
     state: &AppState,
     recovery: &Recovery,
     s: &SocketRef<A>,
     claim: Claim,
-    rooms: &[String],
+    missed: Vec<Arc<LoggedEvent>>,
     user: &AuthUser,
 ) {
     let sid = s.id.to_string();
-    let missed = match recovery.missed(&claim, rooms).await {
-        Ok(missed) => missed,
-        Err(refusal) => {
-            state.metrics.recovery.attempt(Err(refusal));
-            tracing::info!(
-                reason = refusal.as_str(),
-                "recovery replay refused; closing the transport"
-            );
-            if let Err(e) = recovery.ended(&claim.session.pid, &claim.session.sid).await {
-                tracing::warn!(error = %e, "could not forget the recovery session");
-            }
-            s.release_broadcasts(|| {}, |_| false);
-            s.close_transport();
-            return;
-        }
-    };
-    if let Err(e) = recovery.take(&claim, &sid).await {
-        tracing::warn!(error = %e, "could not hand the recovery session to the new socket");
-    }
     let replayed: HashSet<Offset> = missed.iter().map(|e| e.offset).collect();
     // The replayed `message:new` of the other side: a delivery trigger, noted after the replay.
     let side = Side::of(user.role);
@@ -80,6 +62,11 @@ pub async fn replay<A: Adapter>(
             Value::Bytes(_) => true,
         },
     );
+    // Handed over after the release: a slow Redis delays only the hand-over, never what the
+    // client hears.
+    if let Err(e) = recovery.take(&claim, &sid).await {
+        tracing::warn!(error = %e, "could not hand the recovery session to the new socket");
+    }
     state.metrics.recovery.attempt(Ok(()));
     state
         .metrics
