@@ -343,23 +343,26 @@ impl Recovery {
             ms: start.saturating_sub(1),
             seq: u64::MAX,
         });
-        let entries = self.entries_after(after, requested).await?;
-        let missed: Vec<Arc<LoggedEvent>> = entries
-            .into_iter()
-            .filter(|e| e.offset.ms >= start && e.reaches(&rooms))
-            .collect();
+        let keep = |e: &LoggedEvent| e.offset.ms >= start && e.reaches(&rooms);
+        let missed = self
+            .entries_after(after, requested, keep, MAX_REPLAY + 1)
+            .await?;
         if missed.len() > MAX_REPLAY {
             return Err(Refusal::TooFarBehind);
         }
         Ok(missed)
     }
 
-    /// Every entry after `after`, complete as of `requested`: from the tail when it covers
-    /// them, else read once and kept for the next replays.
+    /// The entries after `after` that `keep` accepts (at most `limit`), complete as of
+    /// `requested`: from the tail when it covers them, else read once and kept for the next
+    /// replays. Filtered here, under the lock, so a replay copies what it sends and not the
+    /// whole tail after its offset (up to [`TAIL_CAP`] entries, per replay, in a storm).
     async fn entries_after(
         &self,
         after: Offset,
         requested: Instant,
+        keep: impl Fn(&LoggedEvent) -> bool,
+        limit: usize,
     ) -> Result<Vec<Arc<LoggedEvent>>, Refusal> {
         let unavailable = |_| Refusal::Unavailable;
         // One reader at a time on purpose (a lock held across the reads): replays queued behind
@@ -398,7 +401,13 @@ impl Recovery {
             tail.from = tail.entries.pop_front().map(|e| e.offset);
         }
         let start = tail.entries.partition_point(|e| e.offset <= after);
-        Ok(tail.entries.range(start..).cloned().collect())
+        Ok(tail
+            .entries
+            .range(start..)
+            .filter(|e| keep(e))
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     /// Reads `(after, until]` page by page, up to [`TAIL_CAP`] entries (the window bounds it
