@@ -116,3 +116,59 @@ impl StallingProxy {
         format!("redis://127.0.0.1:{port}")
     }
 }
+
+/// How many `chat_partners` store reads the node has made.
+fn partner_reads(node: &TestNode) -> u64 {
+    node.state
+        .metrics
+        .store_operation(switchboard::store::StoreOp::ChatPartners)
+        .duration
+        .get_sample_count()
+}
+
+/// Issue 28: when 30,000 clients left, every node made a `chat_partners` store query per
+/// departing user (for its `user:status` offline), thousands at once. A storm of departures
+/// is announced with a few batched reads instead, and every departure is still announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_storm_of_departures_reads_chat_partners_in_batches() {
+    const USERS: usize = 60;
+    // The agent opens every chat: a REST budget for that.
+    let node = TestNode::start_with(|c| c.rate_limit_per_sec = 1000).await;
+    let agent = node.token("agent", Role::Admin);
+    let mut users = Vec::new();
+    for i in 0..USERS {
+        let id = format!("leaver{i}");
+        let (status, _) = node
+            .call(
+                reqwest::Method::POST,
+                "/api/chats",
+                Some(&agent),
+                Some(json!({ "participantId": id })),
+            )
+            .await;
+        assert_eq!(status, 201);
+        let tok = node.token(&id, Role::User);
+        users.push(Sio::connect(node.port, Some(&tok)).await.expect("connects"));
+    }
+    let watcher = node.socket("agent", Role::Admin).await;
+    let before = partner_reads(&node);
+    for u in &users {
+        u.close();
+    }
+    // Every departure is announced.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut offline = std::collections::HashSet::new();
+    while offline.len() < USERS && Instant::now() < deadline {
+        if let Some(e) = watcher.try_event("user:status", Duration::from_millis(500)).await
+            && e["status"] == "offline"
+        {
+            offline.insert(e["userId"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    assert_eq!(offline.len(), USERS, "every departure announced once");
+    let reads = partner_reads(&node) - before;
+    assert!(
+        reads <= (USERS / 6) as u64,
+        "{reads} chat_partners reads for {USERS} departures"
+    );
+}
