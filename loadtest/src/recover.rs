@@ -350,12 +350,15 @@ pub async fn run(a: ReconnectArgs) -> bool {
             // A few examples say where to look: which client, what went wrong where.
             if tally.examples.len() < 10 {
                 tally.examples.push(format!(
-                    "client {i} (dropped {}, reconnects {}, recovered {}): messages {}; reports {}",
+                    "client {i} (dropped {}, reconnects {}, recovered {}): messages {}; reports {}; received messages {:?}, reports {:?}, connects at (messages, reports received before) {:?}",
                     o.dropped,
                     o.reconnects,
                     o.recovered_reconnects,
                     m.describe(&s.seqs),
-                    r.describe(&s.reports)
+                    r.describe(&s.reports),
+                    s.seqs,
+                    s.reports,
+                    s.reconnects.iter().map(|&(m, r, _, _)| (m, r)).collect::<Vec<_>>()
                 ));
             }
         }

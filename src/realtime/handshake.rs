@@ -110,48 +110,20 @@ async fn authenticate<A: Adapter>(
         }
         _ => None,
     };
-    // Read what a resumed session missed now, before the `CONNECT` answer: the answer then says
-    // "recovered" only with the replay in hand, and nothing is awaited between it and the
-    // release of the held broadcasts (issue 28's deaf recovered sockets: a Redis round trip or
-    // the queue of other replays there left a client that believed itself recovered hearing
-    // nothing). The read is bounded; past the bound the socket goes on as a new session.
-    let mut held = false;
-    let mut resume = match (&state.recovery, resume) {
-        (Some(recovery), Some(claim)) => {
-            // Broadcasts wait until the replay is written (see `recovery::replay`); the rooms
-            // are joined before the read, so it covers everything not received live.
-            s.hold_broadcasts();
-            held = true;
-            let rooms = user_rooms(&user);
-            s.join(rooms.clone());
-            let read = tokio::time::timeout(REPLAY_READ_DEADLINE, recovery.missed(&claim, &rooms));
-            match read.await {
-                Ok(Ok(missed)) => Some((claim, missed)),
-                outcome => {
-                    let refusal = outcome.unwrap_or(Err(crate::recovery::Refusal::Unavailable));
-                    let refusal = refusal
-                        .err()
-                        .unwrap_or(crate::recovery::Refusal::Unavailable);
-                    state.metrics.recovery.attempt(Err(refusal));
-                    tracing::info!(user_id = %user.id, reason = refusal.as_str(), "recovery replay not read in time: new session");
-                    // The old session is done with (off the handshake path: Redis may be slow).
-                    let (recovery, claim) = (recovery.clone(), claim);
-                    tokio::spawn(async move {
-                        let _ = recovery.ended(&claim.session.pid, &claim.session.sid).await;
-                    });
-                    None
-                }
-            }
-        }
-        _ => None,
-    };
     let pid = state.recovery.as_ref().map(|_| {
         resume
             .as_ref()
-            .map_or_else(Pid::generate, |(c, _)| c.session.pid.clone())
+            .map_or_else(Pid::generate, |c| c.session.pid.clone())
     });
     if let Some(pid) = &pid {
         s.set_connect_pid(pid.as_str());
+    }
+    if resume.is_some() {
+        // Broadcasts wait until the replay is written (see `recovery::replay`). The read of
+        // what the session missed cannot come here, before the answer: until the middleware
+        // returns, the socket is not in its namespace, and a broadcast to its rooms skips it
+        // (neither sent nor held), so an event logged after such a read would be lost.
+        s.hold_broadcasts();
     }
     let session = Arc::new(Session::new(user, state.config.rate_limit_per_sec, pid));
     let replay_turn = resume.as_ref().map(|_| session.turns.take().1);
@@ -159,8 +131,7 @@ async fn authenticate<A: Adapter>(
         s.id,
         Accepted {
             session: session.clone(),
-            resume: resume.take(),
-            held,
+            resume,
             replay_turn,
         },
     );
@@ -186,12 +157,6 @@ async fn admit_socket(state: &AppState, user_id: &str) -> Result<(), Refused> {
         )))
     }
 }
-
-/// How long a resuming handshake waits for the read of what its session missed (the tail
-/// cache's lock, shared by every replay on the node, and the log read). Past it the socket is a
-/// new session (`recovered: false`; its client catches up with `chat:sync`) rather than a
-/// recovered one kept waiting.
-const REPLAY_READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long a handshake waits for presence's count of the user's sockets.
 const PRESENCE_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -280,7 +245,6 @@ async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
     let Some(Accepted {
         session,
         resume,
-        held,
         replay_turn,
     }) = state.handshakes.take(s.id)
     else {
@@ -292,15 +256,11 @@ async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
     if let (Some(recovery), Some(pid)) = (&state.recovery, &session.pid) {
         let rooms = user_rooms(&session.user);
         match resume {
-            Some((claim, missed)) => {
-                super::recovery::replay(&state, recovery, &s, claim, missed, &session.user).await;
+            Some(claim) => {
+                super::recovery::replay(&state, recovery, &s, claim, &rooms, &session.user).await;
                 drop(replay_turn);
             }
             None => {
-                if held {
-                    // Its replay could not be read: a new session, whose live events these are.
-                    s.release_broadcasts(|| {}, |_| true);
-                }
                 if let Err(e) = recovery
                     .open(pid, &session.user.id, &rooms, &socket_id)
                     .await

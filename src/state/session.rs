@@ -62,12 +62,7 @@ impl Session {
 /// socket resuming a recovery session, what the middleware accepted.
 pub struct Accepted {
     pub session: Arc<Session>,
-    /// The claim and what it missed, read before the `CONNECT` answer (so nothing is awaited
-    /// between the answer that says "recovered" and the replay).
-    pub resume: Option<(Claim, Vec<Arc<crate::recovery::LoggedEvent>>)>,
-    /// The middleware holds this socket's broadcasts (a resume, or one whose replay could not be
-    /// read in time and that goes on as a new session): the connect handler releases them.
-    pub held: bool,
+    pub resume: Option<Claim>,
     /// For a resume: the socket's first event turn, held until the replay is written, so its
     /// client's first events are handled (and acked) after it.
     pub replay_turn: Option<tokio::sync::oneshot::Sender<()>>,

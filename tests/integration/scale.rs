@@ -27,7 +27,7 @@ fn seq(event: &Value) -> u64 {
 async fn a_recovered_socket_hears_live_events_while_redis_is_slow() {
     let redis = RedisServer::start().await;
     let data = Arc::new(tempfile::tempdir().expect("temp dir"));
-    let stall = Arc::new(std::sync::Mutex::new(None::<String>));
+    let stall = Arc::new(std::sync::Mutex::new(None::<(String, usize)>));
     let proxy = StallingProxy::start(redis.port, stall.clone()).await;
     let survivor = TestNode::cluster(data.clone(), &proxy, "survivor").await;
     let mut doomed = ProcessNode::start(data.path(), &redis.url(), "doomed").await;
@@ -46,7 +46,9 @@ async fn a_recovered_socket_hears_live_events_while_redis_is_slow() {
     let gap = admin.ack("message:send", send("gap")).await;
     let gap_seq = gap["message"]["seq"].as_u64().expect("saved");
 
-    *stall.lock().unwrap() = Some(pid.clone());
+    // The first command naming the session is the handshake's read of it; the second, its
+    // hand-over to the new socket: held back.
+    *stall.lock().unwrap() = Some((pid.clone(), 1));
     let paused_at = Instant::now();
     let back = Sio::connect_with(
         survivor.port,
@@ -72,12 +74,13 @@ async fn a_recovered_socket_hears_live_events_while_redis_is_slow() {
     assert_eq!(replayed, vec![gap_seq], "the missed message, once");
 }
 
-/// A TCP proxy to Redis that, once given a pid, holds back (4 s) the second chunk a node sends
-/// naming it, and with it everything after it on that connection, as a slow Redis would.
+/// A TCP proxy to Redis that, once given a needle and a count `n`, holds back (4 s) the chunk
+/// after the first `n` a node sends containing the needle, and with it everything after it on
+/// that connection, as a slow Redis would.
 struct StallingProxy;
 
 impl StallingProxy {
-    async fn start(redis_port: u16, pid: Arc<std::sync::Mutex<Option<String>>>) -> String {
+    async fn start(redis_port: u16, pid: Arc<std::sync::Mutex<Option<(String, usize)>>>) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
         let port = listener.local_addr().expect("address").port();
         let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -100,9 +103,13 @@ impl StallingProxy {
                             Ok(n) => n,
                         };
                         let want = pid.lock().unwrap().clone();
-                        let names_pid = want
-                            .is_some_and(|p| buf[..n].windows(p.len()).any(|w| w == p.as_bytes()));
-                        if names_pid && seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1
+                        let hit = want.as_ref().is_some_and(|(p, _)| {
+                            buf[..n].windows(p.len()).any(|w| w == p.as_bytes())
+                        });
+                        if hit
+                            && want.is_some_and(|(_, skip)| {
+                                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == skip
+                            })
                         {
                             tokio::time::sleep(Duration::from_secs(4)).await;
                         }
@@ -115,6 +122,57 @@ impl StallingProxy {
         });
         format!("redis://127.0.0.1:{port}")
     }
+}
+
+/// The other side of the bound: a recovered socket whose replay cannot be read in time is
+/// not left held. Its transport is closed (socket.io-client reconnects by itself) and, since the
+/// session was not handed over, its next attempt with the same `pid` and offset is recovered
+/// with everything it missed.
+#[tokio::test]
+async fn a_replay_that_cannot_be_read_closes_the_transport_and_the_retry_recovers() {
+    let redis = RedisServer::start().await;
+    let data = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let stall = Arc::new(std::sync::Mutex::new(None::<(String, usize)>));
+    let proxy = StallingProxy::start(redis.port, stall.clone()).await;
+    let survivor = TestNode::cluster(data.clone(), &proxy, "survivor").await;
+    let mut doomed = ProcessNode::start(data.path(), &redis.url(), "doomed").await;
+    let alice = survivor.token("alice", Role::User);
+    let sock = Sio::connect(doomed.port, Some(&alice))
+        .await
+        .expect("connects");
+    let pid = sock.pid.clone().expect("the CONNECT answer carries a pid");
+    let chat = survivor.open_chat(&alice).await;
+    let admin = survivor.socket("a1", Role::Admin).await;
+    let send = |content: &str| json!({ "chatId": chat, "message": { "content": content } });
+    assert_eq!(admin.ack("message:send", send("before")).await["ok"], true);
+    assert_eq!(seq(&sock.event("message:new").await), 1);
+    let offset = sock.last_offset().expect("message:new carries its offset");
+    doomed.kill();
+    let gap = admin.ack("message:send", send("gap")).await;
+    let gap_seq = gap["message"]["seq"].as_u64().expect("saved");
+
+    // The replay's log read (the survivor's first XRANGE) is held back past the read's bound.
+    *stall.lock().unwrap() = Some(("XRANGE".to_owned(), 0));
+    let auth = json!({ "token": alice, "pid": pid, "offset": offset });
+    let first = Sio::connect_with(survivor.port, Some(auth.clone()))
+        .await
+        .expect("reconnects");
+    assert_eq!(first.pid.as_deref(), Some(pid.as_str()));
+    assert!(
+        first.closed(Duration::from_secs(10)).await,
+        "a replay that cannot be read closes the transport"
+    );
+    let retry = Sio::connect_with(survivor.port, Some(auth))
+        .await
+        .expect("reconnects again");
+    assert_eq!(
+        retry.pid.as_deref(),
+        Some(pid.as_str()),
+        "the retry is recovered: the session was kept"
+    );
+    retry.ack("joinUserRoom", json!("alice")).await;
+    let replayed: Vec<u64> = retry.drain("message:new").iter().map(seq).collect();
+    assert_eq!(replayed, vec![gap_seq], "the missed message, once");
 }
 
 /// How many `chat_partners` store reads the node has made.
