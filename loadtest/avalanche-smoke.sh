@@ -45,6 +45,11 @@ timeout 150 target/debug/loadgen reconnect --recover --urls "$all" --label avala
   --send-interval-ms 1000 --report-interval-ms 1000 --kill-pid "${node_pids[0]}" --kill-node 0 \
   --signal "$SIGNAL" --warmup-secs 2 --tail-secs 3 --max-secs 60 \
   --redis-url "redis://127.0.0.1:$rport" --out "$out" --strict || status=$?
+# The departures at the end (every client closes): what the surviving nodes logged, and whether
+# they stayed ready.
+for i in $(seq 2 "$NODES"); do
+  echo "node $i: $(grep -c '"level":"WARN"' "$work/node$i.log" || true) warnings, $(grep -c 'chat partners\|store unavailable' "$work/node$i.log" || true) about the store; /readyz $(curl -s -o /dev/null -w '%{http_code}' "${urls[$((i-1))]}/readyz")"
+done
 if [ "$status" != 0 ]; then
   echo "avalanche smoke failed ($status); node logs (warnings):"
   for i in $(seq "$NODES"); do tail -n 5 "$work/node$i.log"; done
