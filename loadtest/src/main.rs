@@ -10,9 +10,11 @@
 //! - `token`, `http`: HS256 tokens, opening chats over REST
 //! - `procfs`, `stats`: server RSS/CPU, latency histograms
 //! - `hold`, `fanout`, `chat`, `reconnect`: the modes (`recover`: `reconnect --recover`)
+//! - `avalanche`: `reconnect --recover --workers`, the clients in worker processes
 //! - `redisinfo`: Redis `INFO commandstats` snapshots
 //! - `report`, `chart`: JSON/Markdown output, PNG/SVG charts, `compare`
 
+mod avalanche;
 mod chart;
 mod chat;
 mod fanout;
@@ -54,6 +56,9 @@ enum Mode {
     Chat(chat::ChatArgs),
     /// A node drains or dies: time until every client is back, and nothing missing.
     Reconnect(reconnect::ReconnectArgs),
+    /// (internal) one `reconnect --recover --workers` worker process.
+    #[command(hide = true)]
+    ReconnectWorker(avalanche::WorkerArgs),
     /// Tables with ratios and charts from the saved runs.
     Compare(report::CompareArgs),
 }
@@ -115,6 +120,7 @@ fn main() {
             Mode::Fanout(a) => fanout::run(a).await,
             Mode::Chat(a) => chat::run(a).await,
             Mode::Reconnect(a) => reconnect::run(a).await,
+            Mode::ReconnectWorker(a) => avalanche::worker(a).await,
             Mode::Compare(a) => report::compare(a),
         }
     });

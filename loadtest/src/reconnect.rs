@@ -72,6 +72,27 @@ pub struct ReconnectArgs {
     /// (`redis://HOST:PORT`) and report Redis commands per recovered client.
     #[arg(long)]
     pub(crate) redis_url: Option<String>,
+    /// With `--recover`: the index in `--urls` of the node `--kill-pid` is. Clients that
+    /// started on another node must not lose their connection (counted as `disturbed`,
+    /// failing `--strict`).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) kill_node: usize,
+    /// With `--recover`: listening clients bind source addresses 127.0.0.<first_src> ..
+    /// 127.0.0.<first_src + src_addrs - 1> in turn, so one address pair's ~28,000 ports are
+    /// not the wall (0: the kernel's choice).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) src_addrs: u8,
+    #[arg(long, default_value_t = 10)]
+    pub(crate) first_src: u8,
+    /// With `--recover`: the listening clients live in this many worker processes (each under
+    /// a process's 20,000 open files, each from its own source address 127.0.0.<first_src + k>);
+    /// 0: in this process.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) workers: usize,
+    /// With `--recover`: how many clients get messages and reports (spread over every node);
+    /// 0: all of them.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) watched: usize,
 }
 
 /// What one client reports at the end.

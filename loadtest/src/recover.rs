@@ -37,34 +37,36 @@ use crate::{http, redisinfo, report, sio, stats, token};
 
 /// What a listening client saw, written by its `on_frame` callback.
 #[derive(Default)]
-struct Seen {
+pub(crate) struct Seen {
     /// socket.io-client's `_pid` and `_lastOffset`.
-    pid: Option<String>,
-    offset: Option<String>,
+    pub(crate) pid: Option<String>,
+    pub(crate) offset: Option<String>,
     /// `seq` of every `message:new` of its chat, in arrival order.
-    seqs: Vec<u64>,
+    pub(crate) seqs: Vec<u64>,
     /// The counter of every `receiveReportMessage`, in arrival order.
-    reports: Vec<u64>,
+    pub(crate) reports: Vec<u64>,
     /// Every event received (`message:delivered`, `user:status`, ... included).
-    events: u64,
+    pub(crate) events: u64,
     /// At each connect: how many messages and reports had arrived, when (µs), and whether it
     /// was recovered.
-    reconnects: Vec<(usize, usize, u64, bool)>,
+    pub(crate) reconnects: Vec<(usize, usize, u64, bool)>,
 }
 
 /// How one listening client's connections went.
 #[derive(Default)]
-struct Listener {
-    dropped: bool,
+pub(crate) struct Listener {
+    /// The node (index in `--urls`) it first connected to.
+    pub(crate) first_node: usize,
+    pub(crate) dropped: bool,
     /// The server ended the session with a `DISCONNECT` packet: socket.io-client would not
     /// have reconnected by itself.
-    server_disconnects: u32,
-    back_after_ms: Option<u64>,
-    recovered_after_ms: Option<u64>,
-    reconnects: u32,
-    recovered_reconnects: u32,
-    attempts: u64,
-    error: Option<String>,
+    pub(crate) server_disconnects: u32,
+    pub(crate) back_after_ms: Option<u64>,
+    pub(crate) recovered_after_ms: Option<u64>,
+    pub(crate) reconnects: u32,
+    pub(crate) recovered_reconnects: u32,
+    pub(crate) attempts: u64,
+    pub(crate) error: Option<String>,
 }
 
 /// What a sender knows about one chat at the end.
@@ -84,11 +86,36 @@ struct Sent {
     failed_acks: usize,
 }
 
-struct Shared {
-    kill_at_us: AtomicU64,
-    sending: AtomicBool,
-    down: AtomicU64,
-    back: AtomicU64,
+/// socket.io-client 4.8's reconnection delay (`build/esm/contrib/backo2.js`, with the
+/// Manager's defaults `reconnectionDelay` 1000, `reconnectionDelayMax` 5000,
+/// `randomizationFactor` 0.5): `ms = 1000 * 2^attempts`; `deviation = floor(rand * 0.5 * ms)`;
+/// `ms -= deviation` when `floor(rand * 10)` is even, else `ms += deviation` (one `rand` for
+/// both); `min(ms, 5000)`. `attempts` counts since the last successful open, so the first try
+/// after a drop already waits 500..1500 ms.
+pub(crate) fn backoff_ms(attempts: u32, rand: f64) -> u64 {
+    let ms = 1000.0 * 2f64.powi(attempts.min(30) as i32);
+    let deviation = (rand * 0.5 * ms).floor();
+    let ms = if ((rand * 10.0).floor() as u64) & 1 == 0 {
+        ms - deviation
+    } else {
+        ms + deviation
+    };
+    ms.min(5000.0) as u64
+}
+
+/// A uniform number in [0, 1) (xorshift; seeded per client, no dependency).
+pub(crate) fn next_rand(state: &mut u64) -> f64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    (*state >> 11) as f64 / (1u64 << 53) as f64
+}
+
+pub(crate) struct Shared {
+    pub(crate) kill_at_us: AtomicU64,
+    pub(crate) sending: AtomicBool,
+    pub(crate) down: AtomicU64,
+    pub(crate) back: AtomicU64,
 }
 
 pub async fn run(a: ReconnectArgs) -> bool {
@@ -114,41 +141,69 @@ pub async fn run(a: ReconnectArgs) -> bool {
         back: AtomicU64::new(0),
     });
 
-    // The clients: each a user whose chat a staff sender opened (on the senders' node).
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<()>();
-    let mut chats = Vec::with_capacity(a.clients);
-    let mut seen = Vec::with_capacity(a.clients);
-    let mut listeners = Vec::with_capacity(a.clients);
-    for i in 0..a.clients {
+    // The watched clients: a user each whose chat a staff sender opened (on the senders'
+    // node); they get the messages and reports. The others only hold a recoverable session.
+    // Clients start on node `i % nodes`, so taking `nodes` in a row every `stride` spreads the
+    // watched ones over every node.
+    let n_nodes = targets.len();
+    let stride = if a.watched == 0 {
+        n_nodes
+    } else {
+        (a.clients * n_nodes / a.watched.max(1)).max(n_nodes)
+    };
+    let watched: Vec<usize> = (0..a.clients).filter(|i| i % stride < n_nodes).collect();
+    let mut chats: HashMap<usize, String> = HashMap::new();
+    for (k, &i) in watched.iter().enumerate() {
         let id = format!("{}-rs-u{i}", c.label);
-        let tok = token::mint(&c.secret, &id, "user", 3600);
-        let chat = http::open_chat(&targets[home], &staff[i % n_senders].1, Some(&id))
+        let chat = http::open_chat(&targets[home], &staff[k % n_senders].1, Some(&id))
             .await
             .unwrap_or_else(|e| crate::fail(&e));
-        let s = Arc::new(Mutex::new(Seen::default()));
-        chats.push(chat);
-        seen.push(s.clone());
-        let (targets, shared, stop_rx, ready_tx) = (
-            targets.clone(),
-            shared.clone(),
-            stop_rx.clone(),
-            ready_tx.clone(),
-        );
-        listeners.push(tokio::spawn(async move {
-            listen(i, tok, s, targets, shared, stop_rx, ready_tx).await
-        }));
+        chats.insert(i, chat);
     }
-    for _ in 0..a.clients {
-        ready_rx.recv().await;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<()>();
+    let mut seen = Vec::with_capacity(a.clients);
+    let mut listeners = Vec::with_capacity(a.clients);
+    let mut pool = None;
+    if a.workers > 0 {
+        pool = Some(crate::avalanche::Pool::start(&a, a.workers, shared.clone()).await);
+    } else {
+        for i in 0..a.clients {
+            let id = format!("{}-rs-u{i}", c.label);
+            let tok = token::mint(&c.secret, &id, "user", 3600);
+            let s = Arc::new(Mutex::new(Seen::default()));
+            seen.push(s.clone());
+            let (targets, shared, stop_rx, ready_tx) = (
+                targets.clone(),
+                shared.clone(),
+                stop_rx.clone(),
+                ready_tx.clone(),
+            );
+            let src = (a.src_addrs > 0).then(|| {
+                std::net::Ipv4Addr::new(
+                    127,
+                    0,
+                    0,
+                    a.first_src.wrapping_add((i % a.src_addrs as usize) as u8),
+                )
+            });
+            listeners.push(tokio::spawn(async move {
+                listen(i, tok, s, targets, src, shared, stop_rx, ready_tx).await
+            }));
+        }
+        for _ in 0..a.clients {
+            ready_rx.recv().await;
+        }
     }
 
     // The senders, each owning every `n_senders`-th chat.
     let mut senders = Vec::new();
     for (s, (_, tok)) in staff.iter().enumerate() {
-        let own: Vec<(usize, String, String)> = (s..a.clients)
+        let own: Vec<(usize, String, String)> = watched
+            .iter()
+            .skip(s)
             .step_by(n_senders)
-            .map(|i| (i, chats[i].clone(), format!("{}-rs-u{i}", c.label)))
+            .map(|&i| (i, chats[&i].clone(), format!("{}-rs-u{i}", c.label)))
             .collect();
         let (target, shared, ready_tx, tok) = (
             targets[home].clone(),
@@ -165,8 +220,11 @@ pub async fn run(a: ReconnectArgs) -> bool {
         ready_rx.recv().await;
     }
     eprintln!(
-        "{} clients listening, {n_senders} senders on node {home}; warming up {}s",
-        a.clients, a.warmup_secs
+        "{} clients listening ({} watched, {} worker processes), {n_senders} senders on node {home}; warming up {}s",
+        a.clients,
+        watched.len(),
+        a.workers,
+        a.warmup_secs
     );
     // Redis: a window of steady traffic (the second half of the warm-up), then the storm.
     let redis = |label: &'static str| {
@@ -193,6 +251,9 @@ pub async fn run(a: ReconnectArgs) -> bool {
     let steady_secs = steady_at.elapsed().as_secs_f64();
 
     shared.kill_at_us.store(stats::now_us(), Ordering::SeqCst);
+    if let Some(p) = pool.as_mut() {
+        p.kill().await;
+    }
     let Stopped {
         killed_at,
         exit_ms,
@@ -238,43 +299,66 @@ pub async fn run(a: ReconnectArgs) -> bool {
             sender_errors.extend(err);
         }
     }
-    // Let the last events arrive (bounded).
-    let until = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < until {
-        let all = seen.iter().zip(&sent).all(|(s, e)| {
-            let s = s.lock().unwrap();
-            e.seqs.last().is_none_or(|m| s.seqs.contains(m))
-                && e.reports.last().is_none_or(|m| s.reports.contains(m))
-        });
-        if all {
-            break;
+    let (seen, outcomes): (Vec<Seen>, Vec<Listener>) = match pool {
+        Some(p) => {
+            let expect: Vec<(usize, u64, u64)> = watched
+                .iter()
+                .map(|&i| {
+                    let e = &sent[i];
+                    let m = e.seqs.last().copied().unwrap_or(0);
+                    (i, m, e.reports.last().copied().unwrap_or(0))
+                })
+                .collect();
+            p.finish(&expect, a.clients).await.into_iter().unzip()
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = stop_tx.send(true);
-    let mut outcomes = Vec::new();
-    for t in listeners {
-        outcomes.push(t.await.unwrap_or_default());
-    }
+        None => {
+            // Let the last events arrive (bounded).
+            let until = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < until {
+                let all = seen.iter().zip(&sent).all(|(s, e)| {
+                    let s = s.lock().unwrap();
+                    e.seqs.last().is_none_or(|m| s.seqs.contains(m))
+                        && e.reports.last().is_none_or(|m| s.reports.contains(m))
+                });
+                if all {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let _ = stop_tx.send(true);
+            let mut outcomes = Vec::new();
+            for t in listeners {
+                outcomes.push(t.await.unwrap_or_default());
+            }
+            let seen = seen
+                .into_iter()
+                .map(|s| std::mem::take(&mut *s.lock().unwrap()))
+                .collect();
+            (seen, outcomes)
+        }
+    };
 
     // Per client: what arrived against what was acknowledged.
     let mut tally = Tally::default();
     for (i, ((s, e), o)) in seen.iter().zip(&sent).zip(&outcomes).enumerate() {
-        let s = s.lock().unwrap();
         let m = compare(&s.seqs, &e.seqs, e.uncertain_msgs);
         let r = compare(&s.reports, &e.reports, e.uncertain_reports);
         tally.add(&m, &r, s.events, e);
-        tally.replayed += replayed(&s, e);
+        tally.replayed += replayed(s, e);
+        tally.deaf_recovered += usize::from(deaf_after_recovery(s, e));
         if m.faulty() || r.faulty() {
             // A few examples say where to look: which client, what went wrong where.
             if tally.examples.len() < 10 {
                 tally.examples.push(format!(
-                    "client {i} (dropped {}, reconnects {}, recovered {}): messages {}; reports {}",
+                    "client {i} (dropped {}, reconnects {}, recovered {}): messages {}; reports {}; received messages {:?}, reports {:?}, connects at (messages, reports received before) {:?}",
                     o.dropped,
                     o.reconnects,
                     o.recovered_reconnects,
                     m.describe(&s.seqs),
-                    r.describe(&s.reports)
+                    r.describe(&s.reports),
+                    s.seqs,
+                    s.reports,
+                    s.reconnects.iter().map(|&(m, r, _, _)| (m, r)).collect::<Vec<_>>()
                 ));
             }
         }
@@ -299,6 +383,16 @@ pub async fn run(a: ReconnectArgs) -> bool {
         .filter(|o| o.dropped && o.reconnects > 0 && o.recovered_reconnects == o.reconnects)
         .count();
     let not_recovered = dropped - recovered;
+    // Clients of the surviving nodes must not have noticed the storm.
+    let disturbed = outcomes
+        .iter()
+        .filter(|o| o.dropped && o.first_node != a.kill_node)
+        .count();
+    // Handshakes the survivors absorbed: the dropped clients' reconnects over the span from the
+    // first to the last client back.
+    let backs: Vec<u64> = outcomes.iter().filter_map(|o| o.back_after_ms).collect();
+    let span_ms = backs.iter().max().zip(backs.iter().min()).map_or(0, |(hi, lo)| hi - lo);
+    let handshakes_per_sec = (backs.len() as f64 / (span_ms.max(1) as f64 / 1000.0)).round();
 
     let redis_json = redis_figures(
         &steady0,
@@ -396,8 +490,21 @@ pub async fn run(a: ReconnectArgs) -> bool {
             .join(", ");
         md += "\n";
     }
+    let mut result = result;
+    result["recoveredP50Ms"] = json!(recovered_hist.value_at_quantile(0.5) / 1000);
+    result["recoveredP99Ms"] = json!(recovered_hist.value_at_quantile(0.99) / 1000);
+    result["recoveredMaxMs"] = json!(recovered_hist.max() / 1000);
+    result["handshakesPerSec"] = json!(handshakes_per_sec);
+    result["disturbed"] = json!(disturbed);
+    result["deafRecovered"] = json!(tally.deaf_recovered);
+    md += &format!(
+        "\nRecovered after the signal p50 / p99 / max: {} / {} / {} ms; {} handshakes/s absorbed; {} clients of other nodes disturbed; {} recovered clients deaf afterwards.\n",
+        result["recoveredP50Ms"], result["recoveredP99Ms"], result["recoveredMaxMs"], handshakes_per_sec, disturbed, tally.deaf_recovered
+    );
     report::save(&c.out, "reconnect", &c.label, &result, &md);
     let clean = dropped > 0
+        && disturbed == 0
+        && tally.deaf_recovered == 0
         && not_back == 0
         && not_recovered == 0
         && tally.msgs_acked > 0
@@ -459,6 +566,18 @@ impl Compared {
     }
 }
 
+/// Did the client's last connect say "recovered", and was something acknowledged after it
+/// never received?
+fn deaf_after_recovery(s: &Seen, e: &Sent) -> bool {
+    let Some(&(_, _, at, true)) = s.reconnects.last().filter(|_| s.reconnects.len() > 1) else {
+        return false;
+    };
+    let seqs: BTreeSet<u64> = s.seqs.iter().copied().collect();
+    let reports: BTreeSet<u64> = s.reports.iter().copied().collect();
+    e.seq_acked_at.iter().any(|(q, t)| *t > at && !seqs.contains(q))
+        || e.report_acked_at.iter().any(|(q, t)| *t > at && !reports.contains(q))
+}
+
 /// Messages and reports a client received after a recovered reconnect that had been
 /// acknowledged before its `CONNECT` answer: emitted while it was away (or in flight when it
 /// dropped), so they came through recovery (its replay, or broadcasts held while it replayed).
@@ -488,6 +607,9 @@ fn replayed(s: &Seen, e: &Sent) -> usize {
 #[derive(Default)]
 struct Tally {
     replayed: usize,
+    /// Clients whose last connect was recovered and that then missed something acknowledged
+    /// after it (issue 28's deaf recovered sockets).
+    deaf_recovered: usize,
     missing_msgs: usize,
     missing_reports: usize,
     examples: Vec<String>,
@@ -634,19 +756,25 @@ fn on_event(seen: &Mutex<Seen>, frame: &str) {
 
 /// One listening client: connects, reconnects like socket.io-client with recovery, and
 /// counts how each reconnect went.
-async fn listen(
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn listen(
     i: usize,
     tok: String,
     seen: Arc<Mutex<Seen>>,
     targets: Vec<sio::Target>,
+    src: Option<std::net::Ipv4Addr>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     ready: mpsc::UnboundedSender<()>,
 ) -> Listener {
     let mut out = Listener::default();
     let mut node = i % targets.len();
+    out.first_node = node;
     let mut first = true;
-    let mut backoff = Duration::from_millis(100);
+    // socket.io-client's Manager: every reconnection try waits `backoff_ms(attempts)`, the
+    // first one after a drop included; a successful open resets `attempts`.
+    let mut attempts = 0u32;
+    let mut rng = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stats::now_us();
     let on_frame: sio::OnFrame = {
         let seen = seen.clone();
         Arc::new(move |f: &str| on_event(&seen, f))
@@ -675,7 +803,7 @@ async fn listen(
             }
         };
         let mut conn =
-            match sio::connect_with_auth(&targets[node], &auth, None, on_frame.clone(), on_connect)
+            match sio::connect_with_auth(&targets[node], &auth, src, on_frame.clone(), on_connect)
                 .await
             {
                 Ok((c, _)) => c,
@@ -684,16 +812,16 @@ async fn listen(
                     out.error.get_or_insert(e);
                     // Through a load balancer: the next attempt may reach another node.
                     node = (node + 1) % targets.len();
-                    let jitter = Duration::from_millis((stats::now_us() ^ (i as u64 * 7919)) % 200);
+                    let wait = backoff_ms(attempts, next_rand(&mut rng));
+                    attempts += 1;
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff + jitter) => {}
+                        _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
                         _ = stop.changed() => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
                     continue;
                 }
             };
-        backoff = Duration::from_millis(100);
+        attempts = 0;
         if first {
             first = false;
             let _ = ready.send(());
@@ -718,6 +846,15 @@ async fn listen(
                 }
                 if closed.unwrap_or(false) {
                     out.server_disconnects += 1;
+                }
+                // The dead node's clients go elsewhere (as through a load balancer), after
+                // socket.io-client's first delay.
+                node = (node + 1) % targets.len();
+                let wait = backoff_ms(attempts, next_rand(&mut rng));
+                attempts += 1;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                    _ = stop.changed() => {}
                 }
             }
             _ = stop.changed() => {
@@ -962,6 +1099,20 @@ fn send_msg(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_backoff_is_socket_io_clients() {
+        // rand 0.0: floor(0) even, deviation 0.
+        assert_eq!(backoff_ms(0, 0.0), 1000);
+        // rand 0.15: floor(1.5) = 1 odd: 1000 + floor(0.15 * 0.5 * 1000) = 1075.
+        assert_eq!(backoff_ms(0, 0.15), 1075);
+        // rand 0.99: floor(9.9) = 9 odd: 1000 + 495.
+        assert_eq!(backoff_ms(0, 0.99), 1495);
+        // rand 0.4: even: 2000 - 400.
+        assert_eq!(backoff_ms(1, 0.4), 1600);
+        assert_eq!(backoff_ms(3, 0.0), 5000, "capped");
+        assert_eq!(backoff_ms(40, 0.99), 5000);
+    }
 
     #[test]
     fn connect_auth_is_what_socket_io_client_sends() {

@@ -99,10 +99,14 @@ async fn readyz(State(state): State<AppState>, headers: axum::http::HeaderMap) -
 pub async fn probe_dependencies(state: &AppState) -> bool {
     let (store, adapter) = tokio::join!(
         async {
-            matches!(
-                tokio::time::timeout(PROBE_INTERVAL, state.store.ping()).await,
-                Ok(Ok(()))
-            )
+            match tokio::time::timeout(PROBE_INTERVAL, state.store.ping()).await {
+                Ok(Ok(())) => true,
+                Ok(Err(_)) => false,
+                // Slow, not unreachable, when the node's own reads and writes are being
+                // answered meanwhile (a storm of handshakes or departures queues the probe
+                // behind them): it must not take a working node out of a balancer's rotation.
+                Err(_) => state.readiness.store.take_answered(),
+            }
         },
         async {
             matches!(
@@ -112,6 +116,8 @@ pub async fn probe_dependencies(state: &AppState) -> bool {
         },
     );
     let now = Instant::now();
+    // What answered before this probe counts for this probe only.
+    state.readiness.store.take_answered();
     state.metrics.dependency(Dependency::Store, store);
     state.metrics.dependency(Dependency::Adapter, adapter);
     let a = state.readiness.store.record(store, now);

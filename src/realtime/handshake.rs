@@ -127,7 +127,10 @@ async fn authenticate<A: Adapter>(
         s.set_connect_pid(pid.as_str());
     }
     if resume.is_some() {
-        // Broadcasts wait until the replay is written (see `replay`).
+        // Broadcasts wait until the replay is written (see `recovery::replay`). The read of
+        // what the session missed cannot come here, before the answer: until the middleware
+        // returns, the socket is not in its namespace, and a broadcast to its rooms skips it
+        // (neither sent nor held), so an event logged after such a read would be lost.
         s.hold_broadcasts();
     }
     let session = Arc::new(Session::new(user, state.config.rate_limit_per_sec, pid));

@@ -9,19 +9,25 @@ use socketioxide::extract::SocketRef;
 use socketioxide_core::Value;
 
 use crate::domain::{AuthUser, ChatId, MessageId, Role, Side};
-use crate::recovery::{Claim, Offset, Recovery, offset_of_packet};
+use crate::recovery::{Claim, Offset, Recovery, Refusal, offset_of_packet};
 use crate::service::events;
 use crate::state::AppState;
 
 /// Reads what the claimed session missed and sends it, then the broadcasts held since the
-/// handshake (minus those the replay carried). Runs in the connect handler: the socket is in
-/// its rooms, its broadcasts held (the middleware did both) and its `CONNECT` answer (with the
-/// session's old `pid`) sent. Replayed messages to `user`'s side are then noted as delivered
-/// (`service/delivery.rs`), as a live hand-off would be.
+/// handshake (minus those the replay carried), then hands the session to the new socket. Runs
+/// in the connect handler: the socket is in its namespace and its rooms, its broadcasts held
+/// (the middleware did both) and its `CONNECT` answer (with the session's old `pid`) sent.
+/// Replayed messages to `user`'s side are then noted as delivered (`service/delivery.rs`), as a
+/// live hand-off would be.
 ///
-/// If the log cannot be read, the socket cannot be told it was not recovered after all: its
-/// session is forgotten and its transport closed, so its client reconnects at once, is refused
-/// as `unknown` and starts a new session.
+/// Its client believes itself recovered from the answer on, and hears nothing while its
+/// broadcasts are held (issue 28's deaf recovered sockets), so the only wait before the release
+/// is the read, bounded by [`REPLAY_READ_DEADLINE`]; the hand-over (a Redis write) comes after
+/// the release. A read that fails or passes the deadline closes the transport with the held
+/// packets dropped: its client reconnects by itself, with the same `pid` and offset, and is
+/// recovered on that attempt (the session was not handed over, so it is still claimable). A
+/// session the log cannot serve (`too_far_behind`, ...) is forgotten instead: the client's
+/// next attempt is refused as `unknown` and starts a new session.
 pub async fn replay<A: Adapter>(
     state: &AppState,
     recovery: &Recovery,
@@ -31,25 +37,29 @@ pub async fn replay<A: Adapter>(
     user: &AuthUser,
 ) {
     let sid = s.id.to_string();
-    let missed = match recovery.missed(&claim, rooms).await {
-        Ok(missed) => missed,
-        Err(refusal) => {
+    let read = tokio::time::timeout(REPLAY_READ_DEADLINE, recovery.missed(&claim, rooms)).await;
+    let missed = match read {
+        Ok(Ok(missed)) => missed,
+        outcome => {
+            let refusal = match outcome {
+                Ok(Err(r)) => r,
+                _ => Refusal::Unavailable,
+            };
             state.metrics.recovery.attempt(Err(refusal));
             tracing::info!(
                 reason = refusal.as_str(),
-                "recovery replay refused; closing the transport"
+                "recovery replay not read; closing the transport"
             );
-            if let Err(e) = recovery.ended(&claim.session.pid, &claim.session.sid).await {
-                tracing::warn!(error = %e, "could not forget the recovery session");
+            if refusal != Refusal::Unavailable {
+                if let Err(e) = recovery.ended(&claim.session.pid, &claim.session.sid).await {
+                    tracing::warn!(error = %e, "could not forget the recovery session");
+                }
             }
             s.release_broadcasts(|| {}, |_| false);
             s.close_transport();
             return;
         }
     };
-    if let Err(e) = recovery.take(&claim, &sid).await {
-        tracing::warn!(error = %e, "could not hand the recovery session to the new socket");
-    }
     let replayed: HashSet<Offset> = missed.iter().map(|e| e.offset).collect();
     // The replayed `message:new` of the other side: a delivery trigger, noted after the replay.
     let side = Side::of(user.role);
@@ -80,6 +90,11 @@ pub async fn replay<A: Adapter>(
             Value::Bytes(_) => true,
         },
     );
+    // Handed over after the release: a slow Redis delays only the hand-over, never what the
+    // client hears.
+    if let Err(e) = recovery.take(&claim, &sid).await {
+        tracing::warn!(error = %e, "could not hand the recovery session to the new socket");
+    }
     state.metrics.recovery.attempt(Ok(()));
     state
         .metrics
@@ -93,6 +108,11 @@ pub async fn replay<A: Adapter>(
         tokio::spawn(async move { state.note_replayed(&user, &delivered).await });
     }
 }
+
+/// How long a resumed socket's replay may wait for its read (the tail cache's lock, shared by
+/// every replay on the node, and the log read) while its client, told it is recovered, hears
+/// nothing.
+pub const REPLAY_READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A replayed `message:new` payload's (chat, seq, message) when the replay delivers it: its
 /// recipients are `side` (the socket's own side sent nothing it receives as a delivery).

@@ -480,28 +480,31 @@ impl Recovery {
             .collect();
         let start = claim.session.started_ms;
         let after = replay_start(&claim.session, claim.after);
-        let entries = self.entries_after(after, requested).await?;
+        let keep = |e: &LoggedEvent| e.offset.ms >= start && e.reaches(&rooms);
+        let missed = self
+            .entries_after(after, requested, keep, MAX_REPLAY + 1)
+            .await?;
         // The log may have been trimmed for its budget since the check (a trim another node
         // made is known here within a second of it; see `docs/recovery.md`).
         if self.cut_after(after) {
             return Err(Refusal::Expired);
         }
-        let missed: Vec<Arc<LoggedEvent>> = entries
-            .into_iter()
-            .filter(|e| e.offset.ms >= start && e.reaches(&rooms))
-            .collect();
         if missed.len() > MAX_REPLAY {
             return Err(Refusal::TooFarBehind);
         }
         Ok(missed)
     }
 
-    /// Every entry after `after`, complete as of `requested`: from the tail when it covers
-    /// them, else read once and kept for the next replays.
+    /// The entries after `after` that `keep` accepts (at most `limit`), complete as of
+    /// `requested`: from the tail when it covers them, else read once and kept for the next
+    /// replays. Filtered here, under the lock, so a replay copies what it sends and not the
+    /// whole tail after its offset (up to [`TAIL_CAP`] entries, per replay, in a storm).
     async fn entries_after(
         &self,
         after: Offset,
         requested: Instant,
+        keep: impl Fn(&LoggedEvent) -> bool,
+        limit: usize,
     ) -> Result<Vec<Arc<LoggedEvent>>, Refusal> {
         let refused = |e: ReadError| match e {
             ReadError::Backend(e) => {
@@ -561,7 +564,13 @@ impl Recovery {
             return Err(Refusal::TooFarBehind);
         }
         let start = tail.entries.partition_point(|e| e.offset <= after);
-        Ok(tail.entries.range(start..).cloned().collect())
+        Ok(tail
+            .entries
+            .range(start..)
+            .filter(|e| keep(e))
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     /// Reads `(after, until]` page by page, up to [`TAIL_CAP`] entries (the window bounds it

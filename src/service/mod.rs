@@ -159,6 +159,8 @@ impl AppState {
         m.duration.observe(started.elapsed().as_secs_f64());
         if result.is_err() {
             m.errors.inc();
+        } else {
+            self.readiness.store.note_answer();
         }
         Ok(result?)
     }

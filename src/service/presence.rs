@@ -1,6 +1,7 @@
 //! Presence transitions: a socket comes or goes, and a user's first or last socket anywhere
 //! is announced (`user:status`) to staff and their chat partners.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::events::{self, UserStatus};
@@ -157,14 +158,49 @@ impl AppState {
     /// Claims the `offline` announcements that are due (see [`AppState::offline_after_grace`])
     /// and sends them. Called by the heartbeat too, on every node.
     pub async fn announce_due_offline(&self) {
-        match self.presence.claim_due_offline().await {
-            Ok(users) => {
-                for user in users {
-                    self.announce_status(&user, false).await;
+        let claims = &self.offline_claims;
+        claims.wanted.store(true, Ordering::SeqCst);
+        loop {
+            // A round under way claims again for this caller (`wanted`).
+            let Ok(running) = claims.running.try_lock() else {
+                return;
+            };
+            while claims.wanted.swap(false, Ordering::SeqCst) {
+                match self.presence.claim_due_offline().await {
+                    Ok(users) => self.announce_offline(&users).await,
+                    // They stay due: the next heartbeat's claim takes them.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not claim due offline announcements");
+                        return;
+                    }
                 }
             }
-            // They stay due: the next heartbeat's claim takes them.
-            Err(e) => tracing::warn!(error = %e, "could not claim due offline announcements"),
+            drop(running);
+            // Asked for between the last claim and the release: go round again.
+            if !claims.wanted.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+    }
+
+    /// Announces `offline` for `users`, their chat partners read in batches (one store read per
+    /// [`OFFLINE_BATCH`] users, not one per user).
+    async fn announce_offline(&self, users: &[String]) {
+        for chunk in users.chunks(OFFLINE_BATCH) {
+            let partners = match self
+                .timed(StoreOp::ChatPartners, self.store.chat_partners_of(chunk))
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e.message, users = chunk.len(), "could not load chat partners; telling admins only");
+                    chunk.iter().map(|u| (u.clone(), Vec::new())).collect()
+                }
+            };
+            for (user, partners) in partners {
+                self.metrics.presence_users_online.dec();
+                self.emit_status(&user, false, &partners).await;
+            }
         }
     }
 
@@ -198,6 +234,10 @@ impl AppState {
                 Vec::new()
             }
         };
+        self.emit_status(user_id, online, &partners).await;
+    }
+
+    async fn emit_status(&self, user_id: &str, online: bool, partners: &[String]) {
         let mut targets: Vec<String> = partners.iter().map(|p| rooms::user(p)).collect();
         targets.push(rooms::ADMINS.to_owned());
         let payload = UserStatus {
@@ -213,3 +253,6 @@ impl AppState {
         .await;
     }
 }
+
+/// How many departing users' chat partners one store read fetches.
+const OFFLINE_BATCH: usize = 500;

@@ -86,6 +86,8 @@ pub struct NodeState {
     pub uploads_in_flight: upload_budget::UploadsInFlight,
     /// Whether the store and Redis answer, kept current by a watcher: what `/readyz` reads.
     pub readiness: readiness::Readiness,
+    /// One claim of due `offline` announcements at a time (`service/presence.rs`).
+    pub offline_claims: OfflineClaims,
     /// Races a test needs to happen every time (`test-support` only).
     #[cfg(any(test, feature = "test-support"))]
     pub test_hooks: test_hooks::TestHooks,
@@ -101,6 +103,15 @@ impl Deref for AppState {
     fn deref(&self) -> &NodeState {
         &self.0
     }
+}
+
+/// The node's claims of due `offline` announcements: one round at a time; a departure during a
+/// round asks for another instead of starting its own (so a storm of departures is a few
+/// rounds, each announcing its users with one batched read of their chat partners).
+#[derive(Default)]
+pub struct OfflineClaims {
+    pub running: tokio::sync::Mutex<()>,
+    pub wanted: AtomicBool,
 }
 
 /// What the state is built from; `app.rs` fills it in once it has chosen the backends.
@@ -139,6 +150,7 @@ impl AppState {
             ),
             uploads_in_flight: upload_budget::UploadsInFlight::default(),
             readiness: readiness::Readiness::default(),
+            offline_claims: OfflineClaims::default(),
             #[cfg(any(test, feature = "test-support"))]
             test_hooks: test_hooks::TestHooks::default(),
             draining: AtomicBool::new(false),

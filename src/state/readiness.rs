@@ -28,6 +28,9 @@ pub struct Watched {
     down: Mutex<Option<Down>>,
     /// It answered at least once: only then does the grace apply.
     ever_up: AtomicBool,
+    /// Some real operation on it succeeded since the last probe (`note_answer`): a probe that
+    /// times out meanwhile found it slow under load, not unreachable.
+    answered: AtomicBool,
 }
 
 #[derive(Clone, Copy)]
@@ -43,7 +46,18 @@ impl Watched {
                 since: Instant::now(),
             })),
             ever_up: Default::default(),
+            answered: Default::default(),
         }
+    }
+
+    /// An operation on the dependency succeeded (one relaxed store per operation).
+    pub fn note_answer(&self) {
+        self.answered.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether an operation succeeded since the last call.
+    pub fn take_answered(&self) -> bool {
+        self.answered.swap(false, Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Down>> {
@@ -121,6 +135,16 @@ mod tests {
         assert!(!w.usable(t0 + READINESS_GRACE));
         assert!(w.record(true, t0 + READINESS_GRACE));
         assert!(w.usable(t0 + READINESS_GRACE));
+    }
+
+    #[test]
+    fn answers_between_probes_are_taken_once() {
+        let w = Watched::unknown();
+        assert!(!w.take_answered());
+        w.note_answer();
+        w.note_answer();
+        assert!(w.take_answered());
+        assert!(!w.take_answered(), "until the next answer");
     }
 
     #[test]

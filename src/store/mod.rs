@@ -154,6 +154,19 @@ pub trait Store: Send + Sync + 'static {
     async fn update_chat(&self, id: &ChatId, patch: ChatPatch) -> StoreResult<Chat>;
     /// Everyone who shares an open chat with `user_id` (without `user_id` itself).
     async fn chat_partners(&self, user_id: &str) -> StoreResult<Vec<String>>;
+    /// [`Store::chat_partners`] of several users at once, in one read where the backend can
+    /// (a storm of departures announces them with a few reads, not one per user). Every user
+    /// asked for is in the answer, with no partners if it has none.
+    async fn chat_partners_of(
+        &self,
+        user_ids: &[String],
+    ) -> StoreResult<Vec<(String, Vec<String>)>> {
+        let mut out = Vec::with_capacity(user_ids.len());
+        for u in user_ids {
+            out.push((u.clone(), self.chat_partners(u).await?));
+        }
+        Ok(out)
+    }
 
     /// Saves a message with the chat's next `seq`, or, when `(sender, clientMessageId)` was
     /// saved before, returns that first save and uses up no `seq`.

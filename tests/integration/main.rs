@@ -16,6 +16,7 @@ mod presence_contract;
 mod recovery_cluster;
 mod recovery_contract;
 mod redis_cost;
+mod scale;
 mod sec_app;
 mod sec_engine;
 mod sec_http;

@@ -370,6 +370,36 @@ pub async fn chat_partners_are_those_of_open_chats(store: Arc<dyn Store>) {
     assert_eq!(partners, vec!["a1"]);
 }
 
+/// Issue 28: the batched read answers, for every user asked, what `chat_partners` answers.
+pub async fn chat_partners_of_several_users_match_one_by_one(store: Arc<dyn Store>) {
+    chat_with(&store, &["u1", "a1"]).await;
+    chat_with(&store, &["u1", "a2"]).await;
+    let closed = chat_with(&store, &["u2", "a1"]).await;
+    chat_with(&store, &["u3", "a1"]).await;
+    store
+        .update_chat(
+            &closed.id,
+            ChatPatch {
+                status: Some(ChatStatus::Closed),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let users: Vec<String> = ["u1", "u2", "u3", "a1", "nobody"]
+        .iter()
+        .map(|u| u.to_string())
+        .collect();
+    let batched = store.chat_partners_of(&users).await.unwrap();
+    assert_eq!(batched.len(), users.len(), "every user asked for answered");
+    for (user, mut partners) in batched {
+        let mut one = store.chat_partners(&user).await.unwrap();
+        partners.sort();
+        one.sort();
+        assert_eq!(partners, one, "partners of {user}");
+    }
+}
+
 fn new_report(to: &str, title: &str) -> NewReport {
     NewReport {
         user_id: to.into(),
@@ -753,6 +783,7 @@ macro_rules! contract_tests {
             check!(chat_lists_filter_page_and_count_unread);
             check!(update_chat_assigns_admin_as_participant);
             check!(chat_partners_are_those_of_open_chats);
+            check!(chat_partners_of_several_users_match_one_by_one);
             check!(reports_list_newest_first_and_mark_read);
             check!(uploads_round_trip);
             check!(delivery_marks_move_forward_only);

@@ -75,6 +75,11 @@ timeout 120 $gen fanout --urls "$curls" --label cluster --receivers 200 --rates 
 # No restart: the killed node's clients must move to the other node and lose nothing.
 timeout 120 $gen reconnect --urls "$curls" --label cluster --clients 40 --kill-pid "$(cat "$work/cluster1.pid")" --signal KILL --warmup-secs 2 --max-secs 30 --out "$out" --strict
 
+echo "--- avalanche: 3 nodes + redis-server, 3,000 recoverable clients in 3 worker processes, one node SIGKILLed (issue 28)"
+# Strict: nothing lost, duplicated or reordered, every client of the killed node back and
+# recovered, no recovered client deaf afterwards, no client of the other nodes disturbed.
+CLIENTS=3000 WORKERS=3 NODES=3 WATCHED=60 timeout 170 loadtest/avalanche-smoke.sh "$out"
+
 echo "--- the Node baseline serves the same fan-out and acked sends"
 bport=$(free_port)
 HOST=127.0.0.1 PORT=$bport node loadtest/baseline-node/server.js >"$work/baseline.log" 2>&1 &

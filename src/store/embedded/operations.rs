@@ -136,6 +136,39 @@ impl Store for EmbeddedStore {
         updated.ok_or(StoreError::NotFound("chat"))
     }
 
+    async fn chat_partners_of(
+        &self,
+        user_ids: &[String],
+    ) -> StoreResult<Vec<(String, Vec<String>)>> {
+        let users = user_ids.to_vec();
+        self.run(move |conn| {
+            let mut partners: std::collections::HashMap<String, Vec<String>> =
+                users.iter().map(|u| (u.clone(), Vec::new())).collect();
+            // SQLite binds at most 32,766 parameters; a few hundred at a time is plenty.
+            for chunk in users.chunks(500) {
+                let marks = vec!["?"; chunk.len()].join(",");
+                let mut stmt = conn.prepare(&format!(
+                    "SELECT DISTINCT me.user_id, o.user_id FROM chat_participants me \
+                     JOIN chats c ON c.id = me.chat_id AND c.status = 'open' \
+                     JOIN chat_participants o ON o.chat_id = me.chat_id AND o.user_id <> me.user_id \
+                     WHERE me.user_id IN ({marks})"
+                ))?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(chunk.iter()), |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })?;
+                for row in rows {
+                    let (me, other) = row?;
+                    partners.entry(me).or_default().push(other);
+                }
+            }
+            Ok(users
+                .iter()
+                .map(|u| (u.clone(), partners.remove(u).unwrap_or_default()))
+                .collect())
+        })
+        .await
+    }
+
     async fn chat_partners(&self, user_id: &str) -> StoreResult<Vec<String>> {
         let user = user_id.to_owned();
         self.run(move |conn| {

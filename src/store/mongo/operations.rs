@@ -197,6 +197,49 @@ impl Store for MongoStore {
         .await
     }
 
+    async fn chat_partners_of(
+        &self,
+        user_ids: &[String],
+    ) -> StoreResult<Vec<(String, Vec<String>)>> {
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let mut partners: std::collections::HashMap<&str, Vec<String>> =
+                user_ids.iter().map(|u| (u.as_str(), Vec::new())).collect();
+            for chunk in user_ids.chunks(500) {
+                let mut cursor = self
+                    .0
+                    .chats
+                    .clone_with_type::<Document>()
+                    .find(doc! { "participants": { "$in": chunk }, "status": "open" })
+                    .projection(doc! { "participants": 1 })
+                    .hint(hint(IX_CHATS_PARTICIPANT))
+                    .await
+                    .map_err(db_err)?;
+                while let Some(chat) = cursor.try_next().await.map_err(db_err)? {
+                    let Ok(list) = chat.get_array("participants") else {
+                        continue;
+                    };
+                    let names: Vec<&str> = list.iter().filter_map(Bson::as_str).collect();
+                    for me in &names {
+                        let Some(mine) = partners.get_mut(*me) else {
+                            continue;
+                        };
+                        for p in &names {
+                            if p != me && !mine.iter().any(|q| q == p) {
+                                mine.push((*p).to_owned());
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(user_ids
+                .iter()
+                .map(|u| (u.clone(), partners.remove(u.as_str()).unwrap_or_default()))
+                .collect())
+        })
+        .await
+    }
+
     async fn chat_partners(&self, user_id: &str) -> StoreResult<Vec<String>> {
         self.bounded(async {
             self.ensure_indexes().await?;
