@@ -7,11 +7,14 @@
 # node disturbed. Bounded: every loadgen run is under `timeout`, and so is the whole script when
 # the suite runs it. Needs `cargo build --workspace --bins` first.
 #   CLIENTS=1500 WORKERS=3 NODES=3 loadtest/avalanche-smoke.sh [OUT_DIR]
+# At scale, with release builds: BIN_DIR=target/release MAX_SECS=240 TIMEOUT=600 CLIENTS=100000
+# WORKERS=6 NODES=6 (each worker and node under the 20,000 open files one process may hold here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 CLIENTS=${CLIENTS:-1500} WORKERS=${WORKERS:-3} NODES=${NODES:-3} WATCHED=${WATCHED:-60}
 SIGNAL=${SIGNAL:-KILL}
+BIN_DIR=${BIN_DIR:-target/debug} MAX_SECS=${MAX_SECS:-60} TIMEOUT=${TIMEOUT:-150}
 work=$(mktemp -d)
 out=${1:-$work/results}
 pids=()
@@ -32,7 +35,7 @@ for i in $(seq "$NODES"); do
   port=$(free_port)
   HOST=127.0.0.1 PORT=$port DATA_DIR=$work/data NODE_ID=av-$i REDIS_URL=redis://127.0.0.1:$rport \
     RATE_LIMIT_PER_SEC=100000 MAX_SOCKETS_PER_USER=1000000 RUST_LOG=warn LOG_FORMAT=json \
-    target/debug/switchboard >>"$work/node$i.log" 2>&1 &
+    "$BIN_DIR/switchboard" >>"$work/node$i.log" 2>&1 &
   pids+=($!)
   node_pids+=($!)
   for _ in $(seq 200); do curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -40,10 +43,10 @@ for i in $(seq "$NODES"); do
 done
 all=$(IFS=,; echo "${urls[*]}")
 status=0
-timeout 150 target/debug/loadgen reconnect --recover --urls "$all" --label avalanche \
+timeout "$TIMEOUT" "$BIN_DIR/loadgen" reconnect --recover --urls "$all" --label avalanche \
   --clients "$CLIENTS" --workers "$WORKERS" --watched "$WATCHED" --senders 2 \
   --send-interval-ms 1000 --report-interval-ms 1000 --kill-pid "${node_pids[0]}" --kill-node 0 \
-  --signal "$SIGNAL" --warmup-secs 2 --tail-secs 3 --max-secs 60 \
+  --signal "$SIGNAL" --warmup-secs 2 --tail-secs 3 --max-secs "$MAX_SECS" \
   --redis-url "redis://127.0.0.1:$rport" --out "$out" --strict || status=$?
 # The departures at the end (every client closes): what the surviving nodes logged, and whether
 # they stayed ready.
