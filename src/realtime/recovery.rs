@@ -10,7 +10,7 @@ use socketioxide_core::Value;
 
 use crate::domain::{AuthUser, ChatId, MessageId, Role, Side};
 use crate::recovery::{Claim, Offset, Recovery, offset_of_packet};
-use crate::service::events;
+use crate::service::events::{MessageNew, ServerEvent};
 use crate::state::AppState;
 
 /// Reads what the claimed session missed and sends it, then the broadcasts held since the
@@ -65,7 +65,7 @@ pub async fn replay<A: Adapter>(
                     }
                 };
                 let offset = entry.offset.to_string();
-                let message = (entry.event == events::MESSAGE_NEW)
+                let message = (entry.event == MessageNew::NAME)
                     .then(|| delivered_message(&payload, side))
                     .flatten();
                 if let Err(e) = s.emit(entry.event.as_str(), &(payload, offset)) {

@@ -28,7 +28,7 @@
 
 use std::time::Duration;
 
-use super::events::{self, MessageDelivered};
+use super::events::MessageDelivered;
 use crate::cluster::rooms;
 use crate::domain::{
     AuthUser, Chat, ChatId, HistoryPage, Message, MessageId, MessageStatus, Side, now,
@@ -336,13 +336,8 @@ impl AppState {
                 delivered_to: &mark.to,
                 delivered_at: mark.at,
             };
-            self.emit(
-                rooms::chat(&pending.participants),
-                Vec::new(),
-                events::MESSAGE_DELIVERED,
-                &payload,
-            )
-            .await;
+            self.emit(rooms::chat(&pending.participants), Vec::new(), &payload)
+                .await;
         }
         connected
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::events::{self, UserStatus};
+use super::events::UserStatus;
 use crate::cluster::rooms;
 use crate::domain::AuthUser;
 use crate::error::{AppError, ErrorCode};
@@ -204,12 +204,7 @@ impl AppState {
             user_id,
             status: if online { "online" } else { "offline" },
         };
-        self.emit(
-            targets,
-            vec![rooms::user(user_id)],
-            events::USER_STATUS,
-            &payload,
-        )
-        .await;
+        self.emit(targets, vec![rooms::user(user_id)], &payload)
+            .await;
     }
 }
