@@ -62,7 +62,7 @@ impl AppState {
 
     /// `OFFLINE_GRACE_SECS`.
     fn offline_grace(&self) -> Duration {
-        Duration::from_secs(self.config.offline_grace_secs)
+        self.config.offline_grace
     }
 
     /// Whether a user with no socket left is still inside the offline grace (still `online`
