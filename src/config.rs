@@ -483,10 +483,10 @@ impl Config {
                 "JWT_PUBLIC_KEY_FILE goes with an asymmetric JWT_ALGORITHM, and only with one",
             );
         }
-        if let Some(s) = &self.jwt_secret {
-            if s.len() < 16 {
-                return fail("JWT_SECRET must be at least 16 bytes");
-            }
+        if let Some(s) = &self.jwt_secret
+            && s.len() < 16
+        {
+            return fail("JWT_SECRET must be at least 16 bytes");
         }
         if self.environment == Environment::Production {
             if !self.is_asymmetric() && self.jwt_secret.is_none() {
