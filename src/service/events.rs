@@ -13,6 +13,37 @@ use crate::error::{AppError, ErrorBody};
 
 /// A server event: a payload type that knows its name (the shape of crates.io's
 /// `BackgroundJob::JOB_NAME`).
+///
+/// A new event is a type and its use:
+///
+/// ```no_run
+/// use switchboard::domain::ChatId;
+/// use switchboard::service::events::ServerEvent;
+///
+/// #[derive(serde::Serialize)]
+/// #[serde(rename_all = "camelCase")]
+/// struct ChatClosed<'a> {
+///     chat_id: &'a ChatId,
+/// }
+///
+/// impl ServerEvent for ChatClosed<'_> {
+///     const NAME: &'static str = "chat:closed";
+///     const RECOVERABLE: bool = true;
+/// }
+///
+/// async fn close(state: &switchboard::state::AppState, chat_id: &ChatId) {
+///     state.emit(vec![], Vec::new(), &ChatClosed { chat_id }).await;
+/// }
+/// ```
+///
+/// and nothing that is not one goes out (no name, no recoverability to go by):
+///
+/// ```compile_fail,E0277
+/// async fn close(state: &switchboard::state::AppState) {
+///     let payload = serde_json::json!({ "chatId": "c1" });
+///     state.emit(vec![], Vec::new(), &payload).await;
+/// }
+/// ```
 pub trait ServerEvent: Serialize {
     /// The event name on the wire (PROTOCOL.md, server -> client).
     const NAME: &'static str;
