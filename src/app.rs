@@ -37,7 +37,7 @@ async fn drain(state: &AppState, grace: Duration) {
     let deadline = drain_deadline(grace);
     state.start_draining();
     tracing::info!(node = %state.node_id, "draining");
-    tokio::time::sleep(Duration::from_secs(state.config.drain_delay_secs).min(grace / 2)).await;
+    tokio::time::sleep(state.config.drain_delay.min(grace / 2)).await;
     let withdraw = async {
         match state.presence.withdraw_node().await {
             Ok(users) => {
@@ -120,7 +120,7 @@ impl Application {
                 MongoStore::connect(MongoSettings {
                     uri: uri.to_string(),
                     database: config.mongodb_database.clone(),
-                    timeout: Duration::from_millis(config.mongodb_timeout_ms),
+                    timeout: config.mongodb_timeout,
                     message_retention: config
                         .message_retention_days
                         .map(|d| Duration::from_secs(u64::from(d) * 86_400)),
@@ -129,7 +129,7 @@ impl Application {
             ),
             None => Arc::new(EmbeddedStore::open(&config.data_dir)?),
         };
-        let window = Duration::from_secs(config.recovery_window_secs);
+        let window = config.recovery_window;
         let recovery = |backend: Arc<dyn RecoveryBackend>| {
             (!window.is_zero()).then(|| {
                 Arc::new(Recovery::new(backend, window).with_budgets(
@@ -144,7 +144,7 @@ impl Application {
                 // The due `offline` announcements a drain of this node left on its DATA_DIR.
                 let presence = Arc::new(
                     MemoryPresence::new()
-                        .with_offline_grace(Duration::from_secs(config.offline_grace_secs))
+                        .with_offline_grace(config.offline_grace)
                         .kept_in(&config.data_dir),
                 );
                 let (layer, io) = socket_io_builder(&config).build_layer();
@@ -170,11 +170,11 @@ impl Application {
                     .with_adapter::<ClusterAdapter>(redis.adapter)
                     .build_layer();
                 let fanout = Arc::new(RedisFanout::new(io.clone(), &node_id));
-                let ttl = Duration::from_secs(config.presence_ttl_secs);
+                let ttl = config.presence_ttl;
                 let redis_recovery = Arc::new(RedisRecovery::new(redis.presence.clone()));
                 let presence = Arc::new(
                     RedisPresence::new(redis.presence, node_id.clone(), ttl)
-                        .with_offline_grace(Duration::from_secs(config.offline_grace_secs)),
+                        .with_offline_grace(config.offline_grace),
                 );
                 // Before the first socket: otherwise the first calls each meet `NOSCRIPT`.
                 if let Err(e) = presence.load_scripts().await {
@@ -322,7 +322,7 @@ impl Application {
                 std::future::pending(),
             ));
         }
-        let grace = Duration::from_secs(state.config.shutdown_grace_secs);
+        let grace = state.config.shutdown_grace;
         let drain_state = state.clone();
         let (drained_tx, drained_rx) = tokio::sync::oneshot::channel();
         let stop = async move {
@@ -409,7 +409,7 @@ async fn trim_recovery_log(state: AppState) {
 /// The renewal loop: one per node, every `HEARTBEAT_INTERVAL_SECS`; announces the transitions
 /// presence reports (users whose node died, sockets written back after an outage).
 async fn heartbeat(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(state.config.heartbeat_interval_secs));
+    let mut tick = tokio::time::interval(state.config.heartbeat_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -457,8 +457,8 @@ fn metrics_router(state: AppState) -> Router {
 /// Socket.IO settings shared by every adapter.
 fn socket_io_builder(config: &Config) -> socketioxide::SocketIoBuilder {
     SocketIo::builder()
-        .ping_interval(Duration::from_millis(config.ping_interval_ms))
-        .ping_timeout(Duration::from_millis(config.ping_timeout_ms))
+        .ping_interval(config.ping_interval)
+        .ping_timeout(config.ping_timeout)
         // Bytes a connection may have waiting; past them it is closed (the packet count bound
         // below lets a few large replies, such as `chat:sync` pages, hold any amount for a
         // client that POSTs requests and never reads: docs/security.md).

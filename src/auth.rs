@@ -162,22 +162,18 @@ impl Verifier {
     /// `jsonwebtoken` alone would accept it for the whole second after, so a socket closed for
     /// its token could reconnect with the same token once more.
     pub fn verify_until(&self, token: &str) -> Result<(AuthUser, Option<u64>), AppError> {
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
-                AppError::unauthorized(format!("UNAUTHORIZED: invalid token ({})", reason(&e)))
-            })?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map_err(|e| AppError::unauthorized(format!("invalid token ({})", reason(&e))))?;
         let c = data.claims;
         let until = c
             .exp
             .map(|exp| (exp.round() as u64).saturating_add(self.validation.leeway));
         if until.is_some_and(|until| until <= jsonwebtoken::get_current_timestamp()) {
-            return Err(AppError::unauthorized(
-                "UNAUTHORIZED: invalid token (expired)",
-            ));
+            return Err(AppError::unauthorized("invalid token (expired)"));
         }
         // `id` wins over `sub`.
         let user = AuthUser::from_claims(c.id.or(c.sub), c.role.as_deref(), c.name)
-            .map_err(|why| AppError::unauthorized(format!("UNAUTHORIZED: {why}")))?;
+            .map_err(AppError::unauthorized)?;
         Ok((user, until))
     }
 
@@ -389,8 +385,8 @@ impl<S: AsRef<Verifier> + Send + Sync> FromRequestParts<S> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let token = bearer(&parts.headers)
-            .ok_or_else(|| AppError::unauthorized("UNAUTHORIZED: missing Bearer token"))?;
+        let token =
+            bearer(&parts.headers).ok_or_else(|| AppError::unauthorized("missing Bearer token"))?;
         state.as_ref().verify(token)
     }
 }

@@ -5,8 +5,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::domain::Role;
 
 /// Switchboard: a horizontally scaled Socket.IO support-chat server.
 ///
@@ -89,14 +92,26 @@ pub struct TokenArgs {
     #[arg(long)]
     pub id: String,
     /// `user`, `admin` or `superadmin`.
-    #[arg(long, default_value = "user")]
-    pub role: String,
+    #[arg(long, value_enum, default_value_t = Role::User)]
+    pub role: Role,
     /// Display name (`name` claim); defaults to the id.
     #[arg(long)]
     pub name: Option<String>,
     /// Lifetime: a number with `s`, `m`, `h` or `d` (for example `30m`, `1h`, `7d`).
     #[arg(long, default_value = "1h")]
     pub ttl: String,
+}
+
+/// `--role` takes a role as tokens spell it ([`Role::as_str`]); implemented here, not derived,
+/// so `domain` needs no clap.
+impl ValueEnum for Role {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Role::User, Role::Admin, Role::Superadmin]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
+    }
 }
 
 /// Where the process runs; `production` refuses unsafe defaults.
@@ -183,8 +198,14 @@ pub struct Config {
     pub mongodb_database: String,
     /// Upper bound for one MongoDB store operation (and for finding a reachable server), in
     /// milliseconds. Past it the operation fails with UNAVAILABLE instead of hanging.
-    #[arg(long, env = "MONGODB_TIMEOUT_MS", default_value_t = 3000)]
-    pub mongodb_timeout_ms: u64,
+    #[arg(
+        long = "mongodb-timeout-ms",
+        value_name = "MONGODB_TIMEOUT_MS",
+        env = "MONGODB_TIMEOUT_MS",
+        default_value = "3000",
+        value_parser = millis
+    )]
+    pub mongodb_timeout: Duration,
     /// MongoDB store only: delete chat messages older than this many days (a TTL index on the
     /// message timestamp). Unset keeps messages forever.
     #[arg(long, env = "MESSAGE_RETENTION_DAYS")]
@@ -200,11 +221,23 @@ pub struct Config {
     #[arg(long, env = "NODE_ID")]
     pub node_id: Option<String>,
     /// How long a silent node's sockets still count, in seconds.
-    #[arg(long, env = "PRESENCE_TTL_SECS", default_value_t = 15)]
-    pub presence_ttl_secs: u64,
+    #[arg(
+        long = "presence-ttl-secs",
+        value_name = "PRESENCE_TTL_SECS",
+        env = "PRESENCE_TTL_SECS",
+        default_value = "15",
+        value_parser = secs
+    )]
+    pub presence_ttl: Duration,
     /// How often a node renews its presence, in seconds.
-    #[arg(long, env = "HEARTBEAT_INTERVAL_SECS", default_value_t = 5)]
-    pub heartbeat_interval_secs: u64,
+    #[arg(
+        long = "heartbeat-interval-secs",
+        value_name = "HEARTBEAT_INTERVAL_SECS",
+        env = "HEARTBEAT_INTERVAL_SECS",
+        default_value = "5",
+        value_parser = secs
+    )]
+    pub heartbeat_interval: Duration,
     /// Comma-separated allowed origins (`*` allows any).
     #[arg(long, env = "CORS_ORIGINS", default_value = "http://localhost:3000")]
     pub cors_origins: String,
@@ -222,20 +255,44 @@ pub struct Config {
     pub max_sockets_per_user: u32,
     /// How long a user's last socket may be gone before `user:status offline` goes out, in
     /// seconds (a reload, a blip or a drain the user comes back from within it shows nothing).
-    #[arg(long, env = "OFFLINE_GRACE_SECS", default_value_t = 5)]
-    pub offline_grace_secs: u64,
+    #[arg(
+        long = "offline-grace-secs",
+        value_name = "OFFLINE_GRACE_SECS",
+        env = "OFFLINE_GRACE_SECS",
+        default_value = "5",
+        value_parser = secs
+    )]
+    pub offline_grace: Duration,
     /// How long a dropped session can be recovered, in seconds (socket.io's
     /// `maxDisconnectionDuration`); the recovery log keeps this much. 0 turns recovery off.
-    #[arg(long, env = "RECOVERY_WINDOW_SECS", default_value_t = 120)]
-    pub recovery_window_secs: u64,
+    #[arg(
+        long = "recovery-window-secs",
+        value_name = "RECOVERY_WINDOW_SECS",
+        env = "RECOVERY_WINDOW_SECS",
+        default_value = "120",
+        value_parser = secs
+    )]
+    pub recovery_window: Duration,
     /// How often the server pings each connection, in milliseconds (Engine.IO `pingInterval`).
-    #[arg(long, env = "PING_INTERVAL_MS", default_value_t = 25_000)]
-    pub ping_interval_ms: u64,
+    #[arg(
+        long = "ping-interval-ms",
+        value_name = "PING_INTERVAL_MS",
+        env = "PING_INTERVAL_MS",
+        default_value = "25000",
+        value_parser = millis
+    )]
+    pub ping_interval: Duration,
     /// How long a pong may take, in milliseconds (Engine.IO `pingTimeout`). A long-polling
     /// session that makes no `GET` for `PING_INTERVAL_MS + PING_TIMEOUT_MS` is closed too,
     /// whatever it POSTs.
-    #[arg(long, env = "PING_TIMEOUT_MS", default_value_t = 20_000)]
-    pub ping_timeout_ms: u64,
+    #[arg(
+        long = "ping-timeout-ms",
+        value_name = "PING_TIMEOUT_MS",
+        env = "PING_TIMEOUT_MS",
+        default_value = "20000",
+        value_parser = millis
+    )]
+    pub ping_timeout: Duration,
     /// The most bytes one connection may have waiting to be sent to it: a reply or event that
     /// would take it past this closes the connection (one packet alone always fits). Bounds what
     /// a client that stops reading makes the node hold (docs/security.md).
@@ -269,12 +326,24 @@ pub struct Config {
     )]
     pub environment: Environment,
     /// How long a SIGTERM drain may take before the node exits anyway, in seconds.
-    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 20)]
-    pub shutdown_grace_secs: u64,
+    #[arg(
+        long = "shutdown-grace-secs",
+        value_name = "SHUTDOWN_GRACE_SECS",
+        env = "SHUTDOWN_GRACE_SECS",
+        default_value = "20",
+        value_parser = secs
+    )]
+    pub shutdown_grace: Duration,
     /// On SIGTERM, how long to keep serving with /readyz at 503 before closing sockets, in
     /// seconds, so load balancers stop sending new clients here first (at most half the grace).
-    #[arg(long, env = "DRAIN_DELAY_SECS", default_value_t = 0)]
-    pub drain_delay_secs: u64,
+    #[arg(
+        long = "drain-delay-secs",
+        value_name = "DRAIN_DELAY_SECS",
+        env = "DRAIN_DELAY_SECS",
+        default_value = "0",
+        value_parser = secs
+    )]
+    pub drain_delay: Duration,
     /// The most Socket.IO sockets this node holds; a new session beyond is refused at once
     /// (HTTP 503, Retry-After: 1) and socket.io-client retries with its back-off, through the
     /// load balancer to another node. Unset: no limit but the process's open-file limit.
@@ -292,11 +361,23 @@ pub struct Config {
     /// waiting for it (its opening, or the previous response); also the
     /// longest a response or WebSocket write may make no progress (a client that stops reading
     /// is cut off). Uploads have UPLOAD_TIMEOUT_SECS instead.
-    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30)]
-    pub request_timeout_secs: u64,
+    #[arg(
+        long = "request-timeout-secs",
+        value_name = "REQUEST_TIMEOUT_SECS",
+        env = "REQUEST_TIMEOUT_SECS",
+        default_value = "30",
+        value_parser = secs
+    )]
+    pub request_timeout: Duration,
     /// Deadline for a whole `POST /api/uploads` request, in seconds (10 MiB over a slow link).
-    #[arg(long, env = "UPLOAD_TIMEOUT_SECS", default_value_t = 300)]
-    pub upload_timeout_secs: u64,
+    #[arg(
+        long = "upload-timeout-secs",
+        value_name = "UPLOAD_TIMEOUT_SECS",
+        env = "UPLOAD_TIMEOUT_SECS",
+        default_value = "300",
+        value_parser = secs
+    )]
+    pub upload_timeout: Duration,
     /// Bytes one user may upload per UTC day, across the cluster (counted from the store); an
     /// upload past it is refused with RATE_LIMITED and nothing is kept.
     #[arg(long, env = "UPLOAD_BYTES_PER_DAY", default_value_t = 256 * 1024 * 1024)]
@@ -328,9 +409,7 @@ impl Config {
         if self.max_sockets_per_user == 0 {
             return fail("MAX_SOCKETS_PER_USER must be at least 1");
         }
-        if self.heartbeat_interval_secs == 0
-            || self.heartbeat_interval_secs >= self.presence_ttl_secs
-        {
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.presence_ttl {
             return fail("HEARTBEAT_INTERVAL_SECS must be at least 1 and below PRESENCE_TTL_SECS");
         }
         if self.page_max_bytes < 4096 {
@@ -344,10 +423,10 @@ impl Config {
                 "RECOVERY_LOG_MAX_BYTES and RECOVERY_TAIL_MAX_BYTES must be at least 65536",
             );
         }
-        if self.recovery_window_secs > 24 * 3600 {
+        if self.recovery_window > Duration::from_secs(24 * 3600) {
             return fail("RECOVERY_WINDOW_SECS must be at most 86400");
         }
-        if self.offline_grace_secs > 3600 {
+        if self.offline_grace > Duration::from_secs(3600) {
             return fail("OFFLINE_GRACE_SECS must be at most 3600");
         }
         if self.jwt_leeway_secs > MAX_JWT_LEEWAY_SECS {
@@ -356,22 +435,22 @@ impl Config {
         if self.max_connections == Some(0) || self.max_handshakes_per_sec == Some(0) {
             return fail("MAX_CONNECTIONS and MAX_HANDSHAKES_PER_SEC must be at least 1 when set");
         }
-        if !(1..=3600).contains(&self.request_timeout_secs) {
+        if !(1..=3600).contains(&self.request_timeout.as_secs()) {
             return fail("REQUEST_TIMEOUT_SECS must be between 1 and 3600");
         }
-        if !(1..=3600).contains(&self.upload_timeout_secs) {
+        if !(1..=3600).contains(&self.upload_timeout.as_secs()) {
             return fail("UPLOAD_TIMEOUT_SECS must be between 1 and 3600");
         }
         if self.metrics_host.parse::<std::net::IpAddr>().is_err() {
             return fail("METRICS_HOST must be an IP address");
         }
-        if self.ping_interval_ms < 100 || self.ping_timeout_ms < 100 {
+        if self.ping_interval.as_millis() < 100 || self.ping_timeout.as_millis() < 100 {
             return fail("PING_INTERVAL_MS and PING_TIMEOUT_MS must be at least 100");
         }
         if self.socket_queue_bytes < 64 * 1024 {
             return fail("SOCKET_QUEUE_BYTES must be at least 65536");
         }
-        if self.mongodb_timeout_ms < 100 {
+        if self.mongodb_timeout.as_millis() < 100 {
             return fail("MONGODB_TIMEOUT_MS must be at least 100");
         }
         if let Some(days) = self.message_retention_days {
@@ -404,10 +483,10 @@ impl Config {
                 "JWT_PUBLIC_KEY_FILE goes with an asymmetric JWT_ALGORITHM, and only with one",
             );
         }
-        if let Some(s) = &self.jwt_secret {
-            if s.len() < 16 {
-                return fail("JWT_SECRET must be at least 16 bytes");
-            }
+        if let Some(s) = &self.jwt_secret
+            && s.len() < 16
+        {
+            return fail("JWT_SECRET must be at least 16 bytes");
         }
         if self.environment == Environment::Production {
             if !self.is_asymmetric() && self.jwt_secret.is_none() {
@@ -482,7 +561,7 @@ impl Config {
         cfg.data_dir = data_dir;
         // Presence tests see `offline` as soon as the last socket goes; the grace has tests of
         // its own (tests/js/test/recovery.test.js).
-        cfg.offline_grace_secs = 0;
+        cfg.offline_grace = Duration::ZERO;
         cfg
     }
 }
@@ -493,6 +572,20 @@ impl Config {
 #[cfg(any(test, feature = "test-support"))]
 fn defaults_command() -> clap::Command {
     Config::augment_args(clap::Command::new("switchboard")).mut_args(|arg| arg.env(None::<&str>))
+}
+
+/// A setting in whole seconds (a `*_SECS` variable), kept as the `Duration` it means.
+fn secs(s: &str) -> Result<Duration, String> {
+    s.parse()
+        .map(Duration::from_secs)
+        .map_err(|e| format!("{e}"))
+}
+
+/// A setting in whole milliseconds (a `*_MS` variable), kept as the `Duration` it means.
+fn millis(s: &str) -> Result<Duration, String> {
+    s.parse()
+        .map(Duration::from_millis)
+        .map_err(|e| format!("{e}"))
 }
 
 /// Parses a lifetime such as `90s`, `30m`, `1h` or `7d`.
@@ -547,14 +640,20 @@ mod tests {
     fn secrets_are_never_flags_and_never_shown_by_debug() {
         use clap::CommandFactory;
         // No flag takes a secret: `ps` would show it to every local user.
-        for flag in ["--jwt-secret", "--file-url-secret", "--mongodb-uri", "--redis-url"] {
+        for flag in [
+            "--jwt-secret",
+            "--file-url-secret",
+            "--mongodb-uri",
+            "--redis-url",
+        ] {
             let parsed = Cli::try_parse_from(["switchboard", flag, "s3cr3t-value-xyz"]);
             assert!(parsed.is_err(), "{flag} is accepted");
         }
         let cmd = Cli::command();
         for name in SECRET_VARIABLES {
             assert!(
-                cmd.get_arguments().all(|a| a.get_env() != Some(std::ffi::OsStr::new(name))),
+                cmd.get_arguments()
+                    .all(|a| a.get_env() != Some(std::ffi::OsStr::new(name))),
                 "{name} is an argument"
             );
         }
@@ -563,7 +662,10 @@ mod tests {
         cfg.read_secrets(|name| Some(format!("s3cr3t-{name}")));
         assert_eq!(cfg.jwt_secret.as_deref(), Some("s3cr3t-JWT_SECRET"));
         assert_eq!(cfg.redis_url.as_deref(), Some("s3cr3t-REDIS_URL"));
-        let shown = format!("{cfg:?} {:?}", Cli::try_parse_from(["switchboard"]).unwrap());
+        let shown = format!(
+            "{cfg:?} {:?}",
+            Cli::try_parse_from(["switchboard"]).unwrap()
+        );
         let mut cli = Cli::try_parse_from(["switchboard"]).unwrap();
         cli.config = cfg;
         let shown = format!("{shown} {cli:?}");

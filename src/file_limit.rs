@@ -6,6 +6,10 @@
 
 /// Raises the soft open-file limit to the hard one; returns `(soft, hard)` as now in force
 /// (`None` where the platform has no such limit or the call fails).
+// `rlim_t` is `u64` on Linux but not on every unix: the casts are needed elsewhere.
+#[allow(clippy::unnecessary_cast)]
+// The crate's one `unsafe` (Cargo.toml `[lints]` denies it elsewhere): libc's rlimit calls.
+#[allow(unsafe_code)]
 pub fn raise() -> Option<(u64, u64)> {
     #[cfg(unix)]
     {

@@ -64,8 +64,8 @@ impl Limits {
     /// The deadlines of `config` (`REQUEST_TIMEOUT_SECS`, `UPLOAD_TIMEOUT_SECS`).
     pub fn from_config(config: &crate::config::Config) -> Self {
         Self {
-            request: Duration::from_secs(config.request_timeout_secs),
-            upload: Duration::from_secs(config.upload_timeout_secs),
+            request: config.request_timeout,
+            upload: config.upload_timeout,
         }
     }
 }

@@ -177,8 +177,8 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts `workers` processes sharing `clients` clients, worker `k` from 127.0.0.<first_src
-    /// + k>, and waits until every one says `ready`. Their `status` lines keep `shared.down` and
+    /// Starts `workers` processes sharing `clients` clients, worker `k` from
+    /// 127.0.0.(first_src + k), and waits until every one says `ready`. Their `status` lines keep `shared.down` and
     /// `shared.back` as the sums over the workers.
     pub async fn start(
         a: &crate::reconnect::ReconnectArgs,

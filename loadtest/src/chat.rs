@@ -157,11 +157,13 @@ pub async fn run(a: ChatArgs) -> bool {
         let send_secs = t0.elapsed().as_secs_f64();
         let deadline = Instant::now() + Duration::from_millis(a.grace_ms);
         loop {
-            let st = steps[s].lock().unwrap();
-            if st.ok + st.failed >= sent || Instant::now() >= deadline {
+            let done = {
+                let st = steps[s].lock().unwrap();
+                st.ok + st.failed >= sent
+            };
+            if done || Instant::now() >= deadline {
                 break;
             }
-            drop(st);
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let cpu1 = procfs::total_user_ticks(&c.server_pids);

@@ -414,12 +414,10 @@ async fn client(
             while !pending.is_empty() && Instant::now() < until && conn.is_open() {
                 if let Ok(Some((k, body))) =
                     tokio::time::timeout(Duration::from_millis(200), ack_rx.recv()).await
+                    && body.starts_with("[{\"ok\":true")
+                    && let Some(cmid) = pending.remove(&k)
                 {
-                    if body.starts_with("[{\"ok\":true") {
-                        if let Some(cmid) = pending.remove(&k) {
-                            out.acked.insert(cmid);
-                        }
-                    }
+                    out.acked.insert(cmid);
                 }
             }
             if verify && conn.is_open() {
@@ -458,10 +456,10 @@ async fn check(
                     if m["seq"].as_u64() != Some(n as u64 + 1) {
                         out.seq_gaps += 1;
                     }
-                    if let Some(cmid) = m["clientMessageId"].as_str() {
-                        if !seen.insert(cmid.to_owned()) {
-                            out.duplicates += 1;
-                        }
+                    if let Some(cmid) = m["clientMessageId"].as_str()
+                        && !seen.insert(cmid.to_owned())
+                    {
+                        out.duplicates += 1;
                     }
                 }
                 out.missing = out.acked.iter().filter(|c| !seen.contains(*c)).count();

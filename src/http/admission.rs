@@ -69,13 +69,13 @@ impl Admission {
                 ));
             }
         }
-        if let Some(bucket) = &self.per_sec {
-            if !bucket.allow() {
-                return Some((
-                    ConnectionOutcome::Throttled,
-                    "this node takes no more new connections this second; reconnect",
-                ));
-            }
+        if let Some(bucket) = &self.per_sec
+            && !bucket.allow()
+        {
+            return Some((
+                ConnectionOutcome::Throttled,
+                "this node takes no more new connections this second; reconnect",
+            ));
         }
         None
     }
@@ -84,15 +84,16 @@ impl Admission {
 /// `axum::middleware::from_fn_with_state` function: for requests within a session, nothing;
 /// for a new session, one atomic load per rule (and one uncontended lock with a rate).
 pub async fn admit(State(admission): State<Arc<Admission>>, req: Request, next: Next) -> Response {
-    if req.uri().path().starts_with("/socket.io") && crate::http::slim::opens_session(req.uri()) {
-        if let Some((outcome, why)) = admission.refusal() {
-            admission.state.metrics.connection(outcome);
-            let mut response = AppError::new(ErrorCode::Unavailable, why).into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-            return response;
-        }
+    if req.uri().path().starts_with("/socket.io")
+        && crate::http::slim::opens_session(req.uri())
+        && let Some((outcome, why)) = admission.refusal()
+    {
+        admission.state.metrics.connection(outcome);
+        let mut response = AppError::new(ErrorCode::Unavailable, why).into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        return response;
     }
     next.run(req).await
 }

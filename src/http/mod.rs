@@ -76,20 +76,20 @@ async fn write_budget(State(state): State<AppState>, req: Request, next: Next) -
     if matches!(*req.method(), Method::POST | Method::PATCH) {
         let user =
             crate::auth::bearer(req.headers()).and_then(|t| state.keys.verifier.verify(t).ok());
-        if let Some(user) = user {
-            if let Err(wait) = state.user_limits.take_write(&user.id) {
-                let mut response = AppError::new(
-                    crate::error::ErrorCode::RateLimited,
-                    "too many writes; retry later",
-                )
-                .into_response();
-                // Whole seconds, rounded up (at least 1).
-                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-                return response;
-            }
+        if let Some(user) = user
+            && let Err(wait) = state.user_limits.take_write(&user.id)
+        {
+            let mut response = AppError::new(
+                crate::error::ErrorCode::RateLimited,
+                "too many writes; retry later",
+            )
+            .into_response();
+            // Whole seconds, rounded up (at least 1).
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            return response;
         }
     }
     next.run(req).await

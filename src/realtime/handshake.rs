@@ -14,17 +14,38 @@ use super::admission::Admission;
 use super::dispatch::{Ctx, HasAck, Routes, dispatch};
 use crate::cluster::rooms;
 use crate::domain::Role;
+use crate::error::{AppError, ErrorCode};
 use crate::metrics::ConnectionOutcome;
 use crate::recovery::Pid;
 use crate::state::{Accepted, AppState, Session};
 
-/// Why a handshake was refused; its text is the `connect_error` message.
+/// Why a handshake was refused. Its text is the `connect_error` message, which PROTOCOL.md
+/// has start with the code (socket.io-client users read `err.message`):
+/// `UNAUTHORIZED: invalid token (expired)`.
 #[derive(Debug)]
-pub struct Refused(String);
+pub struct Refused {
+    pub code: ErrorCode,
+    pub reason: String,
+}
+
+impl Refused {
+    fn new(code: ErrorCode, reason: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<AppError> for Refused {
+    fn from(e: AppError) -> Self {
+        Self::new(e.code, e.message)
+    }
+}
 
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        write!(f, "{}: {}", self.code.as_str(), self.reason)
     }
 }
 
@@ -55,9 +76,11 @@ pub fn register<A: Adapter + DefinedAdapter>(
             let outcome = authenticate(&state, &routes, &s, auth).await;
             state.metrics.connection(match &outcome {
                 Ok(()) => ConnectionOutcome::Accepted,
-                Err(r) if r.0.starts_with("UNAVAILABLE") => ConnectionOutcome::Draining,
-                Err(r) if r.0.starts_with("RATE_LIMITED") => ConnectionOutcome::RateLimited,
-                Err(_) => ConnectionOutcome::Unauthorized,
+                Err(r) => match r.code {
+                    ErrorCode::Unavailable => ConnectionOutcome::Draining,
+                    ErrorCode::RateLimited => ConnectionOutcome::RateLimited,
+                    _ => ConnectionOutcome::Unauthorized,
+                },
             });
             outcome
         }
@@ -78,17 +101,18 @@ async fn authenticate<A: Adapter>(
     // New sessions are refused with HTTP 503 while draining (`http/admission.rs`); this is the
     // narrow race of an Engine.IO session opened just before the drain began.
     if state.is_draining() {
-        return Err(Refused(
-            "UNAVAILABLE: this node is draining; reconnect".into(),
+        return Err(Refused::new(
+            ErrorCode::Unavailable,
+            "this node is draining; reconnect",
         ));
     }
-    let auth = auth.map_err(|_| Refused("UNAUTHORIZED: auth.token is missing".into()))?;
+    let auth = auth.map_err(|_| Refused::new(ErrorCode::Unauthorized, "auth.token is missing"))?;
     // The token is verified on a resume too, and must name the session's user (`check`).
     let (user, token_until) = state
         .keys
         .verifier
         .verify_until(&auth.token)
-        .map_err(|e| Refused(e.message))?;
+        .map_err(Refused::from)?;
     // Released however the handshake ends (see `admission.rs`).
     let admission = admit_socket(state, s.id, &user.id).await?;
     let resume = match (&state.recovery, &auth.pid) {
@@ -163,9 +187,10 @@ async fn admit_socket(
         .map_or(0, |p| p.sockets);
     match state.user_limits.add_socket(user_id, cluster, max) {
         Some(key) => Ok(Admission::new(state, sid, key)),
-        None => Err(Refused(format!(
-            "RATE_LIMITED: at most {max} sockets per user (MAX_SOCKETS_PER_USER)"
-        ))),
+        None => Err(Refused::new(
+            ErrorCode::RateLimited,
+            format!("at most {max} sockets per user (MAX_SOCKETS_PER_USER)"),
+        )),
     }
 }
 

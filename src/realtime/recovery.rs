@@ -10,7 +10,7 @@ use socketioxide_core::Value;
 
 use crate::domain::{AuthUser, ChatId, MessageId, Role, Side};
 use crate::recovery::{Claim, Offset, Recovery, Refusal, offset_of_packet};
-use crate::service::events;
+use crate::service::events::{MessageNew, ServerEvent};
 use crate::state::AppState;
 
 /// Reads what the claimed session missed and sends it, then the broadcasts held since the
@@ -50,10 +50,10 @@ pub async fn replay<A: Adapter>(
                 reason = refusal.as_str(),
                 "recovery replay not read; closing the transport"
             );
-            if refusal != Refusal::Unavailable {
-                if let Err(e) = recovery.ended(&claim.session.pid, &claim.session.sid).await {
-                    tracing::warn!(error = %e, "could not forget the recovery session");
-                }
+            if refusal != Refusal::Unavailable
+                && let Err(e) = recovery.ended(&claim.session.pid, &claim.session.sid).await
+            {
+                tracing::warn!(error = %e, "could not forget the recovery session");
             }
             s.release_broadcasts(|| {}, |_| false);
             s.close_transport();
@@ -75,7 +75,7 @@ pub async fn replay<A: Adapter>(
                     }
                 };
                 let offset = entry.offset.to_string();
-                let message = (entry.event == events::MESSAGE_NEW)
+                let message = (entry.event == MessageNew::NAME)
                     .then(|| delivered_message(&payload, side))
                     .flatten();
                 if let Err(e) = s.emit(entry.event.as_str(), &(payload, offset)) {

@@ -6,10 +6,9 @@ use serde::Serialize;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef};
 
-use super::reports;
 use crate::client_events::Reply;
 use crate::error::{AppError, ErrorBody, ErrorCode};
-use crate::service::events;
+use crate::service::events::{ErrorEvent, ReportSent, ServerEvent};
 
 #[derive(Serialize)]
 pub(super) struct Success<R> {
@@ -22,13 +21,6 @@ pub(super) struct Success<R> {
 struct Failure<'a> {
     ok: bool,
     error: ErrorBody<'a>,
-}
-
-#[derive(Serialize)]
-struct ErrorEvent<'a> {
-    message: &'a str,
-    error: &'static str,
-    event: &'a str,
 }
 
 /// An empty success body.
@@ -57,13 +49,13 @@ pub(super) fn send_reply<A: Adapter, R: Serialize>(
     }
     let sent = match (reply, result) {
         (Reply::ReportSent, Ok(body)) => {
-            let body = reports::SentBody::ok(body);
-            let _ = s.emit(events::REPORT_SENT, &body);
+            let body = ReportSent::ok(body);
+            to_socket(s, &body);
             ack.send(&body)
         }
         (Reply::ReportSent, Err(e)) => {
-            let body = reports::SentBody::failed(&e);
-            let _ = s.emit(events::REPORT_SENT, &body);
+            let body = ReportSent::failed(&e);
+            to_socket(s, &body);
             ack.send(&body)
         }
         (_, Ok(body)) => ack.send(&Success { ok: true, body }),
@@ -72,8 +64,8 @@ pub(super) fn send_reply<A: Adapter, R: Serialize>(
             error: e.body(),
         }),
         (_, Err(e)) => {
-            let _ = s.emit(
-                events::ERROR,
+            to_socket(
+                s,
                 &ErrorEvent {
                     message: &e.message,
                     error: e.code.as_str(),
@@ -86,4 +78,17 @@ pub(super) fn send_reply<A: Adapter, R: Serialize>(
     if let Err(e) = sent {
         tracing::debug!(event, error = %e, "reply not sent (socket gone?)");
     }
+}
+
+/// Sends a server event to this socket only (no room, no recovery log); a socket that is gone
+/// has nobody to tell. Only for events that are never replayed: the compiler refuses a
+/// recoverable one here (it must be logged, through `AppState::emit`).
+fn to_socket<A: Adapter, E: ServerEvent>(s: &SocketRef<A>, event: &E) {
+    const {
+        assert!(
+            !E::RECOVERABLE,
+            "a recoverable event goes through AppState::emit"
+        )
+    };
+    let _ = s.emit(E::NAME, event);
 }

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::events::{self, MessageNew, MessageRead, TypingEvent};
+use super::events::{MessageNew, MessageRead, TypingEvent};
 use crate::cluster::rooms;
 use crate::domain::{
     AuthUser, Chat, ChatCursor, ChatId, ChatPatch, ChatQuery, ChatStatus, ChatSummary, HistoryPage,
@@ -197,12 +197,7 @@ impl AppState {
                 message,
             };
             if self
-                .emit_last(
-                    rooms::chat(&chat.participants),
-                    Vec::new(),
-                    events::MESSAGE_NEW,
-                    &payload,
-                )
+                .emit_last(rooms::chat(&chat.participants), Vec::new(), &payload)
                 .await
             {
                 self.metrics.messages_emitted.inc();
@@ -252,13 +247,7 @@ impl AppState {
             user_name,
             is_typing,
         };
-        self.emit(
-            rooms,
-            vec![rooms::user(user_id)],
-            events::USER_TYPING,
-            &payload,
-        )
-        .await;
+        self.emit(rooms, vec![rooms::user(user_id)], &payload).await;
     }
 
     /// Marks messages up to `message_id` read for `user` (and delivered to their side first:
@@ -288,13 +277,8 @@ impl AppState {
             read_by: &user.id,
             read_at,
         };
-        self.emit_last(
-            rooms::chat(&chat.participants),
-            Vec::new(),
-            events::MESSAGE_READ,
-            &payload,
-        )
-        .await;
+        self.emit_last(rooms::chat(&chat.participants), Vec::new(), &payload)
+            .await;
         Ok(read_at)
     }
 

@@ -28,7 +28,7 @@
 
 use std::time::Duration;
 
-use super::events::{self, MessageDelivered};
+use super::events::MessageDelivered;
 use crate::cluster::rooms;
 use crate::domain::{
     AuthUser, Chat, ChatId, HistoryPage, Message, MessageId, MessageStatus, Side, now,
@@ -297,15 +297,16 @@ impl AppState {
         };
         let covered = |seq: u64| stored.as_ref().is_some_and(|s| s.seq >= seq);
         let mut best = pending.certain.filter(|c| !covered(c.seq));
-        if let Some(live) = pending.live {
-            if !covered(live.seq) && best.as_ref().is_none_or(|c| c.seq < live.seq) {
-                let now = self
-                    .recipient_connected(side, &pending.participants, &pending.staff)
-                    .await;
-                connected = Some(now.is_some());
-                if let Some(to) = now {
-                    best = Some(DeliveryMark { to, ..live });
-                }
+        if let Some(live) = pending.live
+            && !covered(live.seq)
+            && best.as_ref().is_none_or(|c| c.seq < live.seq)
+        {
+            let now = self
+                .recipient_connected(side, &pending.participants, &pending.staff)
+                .await;
+            connected = Some(now.is_some());
+            if let Some(to) = now {
+                best = Some(DeliveryMark { to, ..live });
             }
         }
         // What moved the mark, to announce: this window's write, else what the saves wrote.
@@ -336,13 +337,8 @@ impl AppState {
                 delivered_to: &mark.to,
                 delivered_at: mark.at,
             };
-            self.emit(
-                rooms::chat(&pending.participants),
-                Vec::new(),
-                events::MESSAGE_DELIVERED,
-                &payload,
-            )
-            .await;
+            self.emit(rooms::chat(&pending.participants), Vec::new(), &payload)
+                .await;
         }
         connected
     }

@@ -1,31 +1,60 @@
-//! The server events of PROTOCOL.md (server -> client): their names and payloads, serialized
-//! straight from the domain types by the adapter (no JSON tree in between).
+//! The server events of PROTOCOL.md (server -> client): one type per event, serialized straight
+//! from the domain types by the adapter (no JSON tree in between).
+//!
+//! Each type says, through [`ServerEvent`], its wire name and whether connection state
+//! recovery replays it; [`AppState::emit`](crate::state::AppState::emit) takes only a
+//! [`ServerEvent`], so an event goes out under its own name and is logged (or not) by what its
+//! type says. Adding an event is one type here and its use: no list to keep in step.
 
 use serde::Serialize;
 
 use crate::domain::{ChatId, Message, MessageId, Report, ReportId, Timestamp, rfc3339};
+use crate::error::{AppError, ErrorBody};
 
-pub const MESSAGE_NEW: &str = "message:new";
-pub const USER_TYPING: &str = "user:typing";
-pub const MESSAGE_READ: &str = "message:read";
-pub const MESSAGE_DELIVERED: &str = "message:delivered";
-pub const USER_STATUS: &str = "user:status";
-pub const RECEIVE_REPORT: &str = "receiveReportMessage";
-pub const REPORT_SENT: &str = "reportMessageSent";
-pub const REPORT_READ: &str = "report:read";
-pub const ERROR: &str = "error";
+/// A server event: a payload type that knows its name (the shape of crates.io's
+/// `BackgroundJob::JOB_NAME`).
+///
+/// A new event is a type and its use:
+///
+/// ```no_run
+/// use switchboard::domain::ChatId;
+/// use switchboard::service::events::ServerEvent;
+///
+/// #[derive(serde::Serialize)]
+/// #[serde(rename_all = "camelCase")]
+/// struct ChatClosed<'a> {
+///     chat_id: &'a ChatId,
+/// }
+///
+/// impl ServerEvent for ChatClosed<'_> {
+///     const NAME: &'static str = "chat:closed";
+///     const RECOVERABLE: bool = true;
+/// }
+///
+/// async fn close(state: &switchboard::state::AppState, chat_id: &ChatId) {
+///     state.emit(vec![], Vec::new(), &ChatClosed { chat_id }).await;
+/// }
+/// ```
+///
+/// and nothing that is not one goes out (no name, no recoverability to go by):
+///
+/// ```compile_fail,E0277
+/// async fn close(state: &switchboard::state::AppState) {
+///     let payload = serde_json::json!({ "chatId": "c1" });
+///     state.emit(vec![], Vec::new(), &payload).await;
+/// }
+/// ```
+pub trait ServerEvent: Serialize {
+    /// The event name on the wire (PROTOCOL.md, server -> client).
+    const NAME: &'static str;
+    /// Whether connection state recovery logs it and replays it to a session that missed it
+    /// (it then carries its offset as a last argument). The same events are kept through a
+    /// Redis outage and delivered to the other nodes when Redis returns: an event not worth
+    /// replaying to a session (a typing indicator) is stale by then too.
+    const RECOVERABLE: bool;
+}
 
-/// The events connection state recovery logs and replays (they carry their offset as a last
-/// argument); typing indicators, `reportMessageSent`, `error` and acks are never replayed.
-pub const RECOVERABLE: [&str; 6] = [
-    MESSAGE_NEW,
-    MESSAGE_READ,
-    MESSAGE_DELIVERED,
-    USER_STATUS,
-    RECEIVE_REPORT,
-    REPORT_READ,
-];
-
+/// `message:new`: a saved message, to its chat's participants and `admins`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageNew<'a> {
@@ -33,6 +62,12 @@ pub struct MessageNew<'a> {
     pub message: &'a Message,
 }
 
+impl ServerEvent for MessageNew<'_> {
+    const NAME: &'static str = "message:new";
+    const RECOVERABLE: bool = true;
+}
+
+/// `user:typing`: an indicator that started or stopped; never replayed.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TypingEvent<'a> {
@@ -42,6 +77,12 @@ pub struct TypingEvent<'a> {
     pub is_typing: bool,
 }
 
+impl ServerEvent for TypingEvent<'_> {
+    const NAME: &'static str = "user:typing";
+    const RECOVERABLE: bool = false;
+}
+
+/// `message:read`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageRead<'a> {
@@ -52,8 +93,13 @@ pub struct MessageRead<'a> {
     pub read_at: Timestamp,
 }
 
-/// Once per transition of a (chat, side)'s delivery mark: `message_id` is the newest message
-/// that became delivered.
+impl ServerEvent for MessageRead<'_> {
+    const NAME: &'static str = "message:read";
+    const RECOVERABLE: bool = true;
+}
+
+/// `message:delivered`: once per transition of a (chat, side)'s delivery mark: `message_id` is
+/// the newest message that became delivered.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageDelivered<'a> {
@@ -64,6 +110,12 @@ pub struct MessageDelivered<'a> {
     pub delivered_at: Timestamp,
 }
 
+impl ServerEvent for MessageDelivered<'_> {
+    const NAME: &'static str = "message:delivered";
+    const RECOVERABLE: bool = true;
+}
+
+/// `user:status`: a user's presence transition.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserStatus<'a> {
@@ -71,12 +123,24 @@ pub struct UserStatus<'a> {
     pub status: &'static str,
 }
 
+impl ServerEvent for UserStatus<'_> {
+    const NAME: &'static str = "user:status";
+    const RECOVERABLE: bool = true;
+}
+
+/// `receiveReportMessage`: a report, to its recipient.
 #[derive(Serialize)]
 pub struct ReceiveReport<'a> {
     pub success: bool,
     pub message: &'a Report,
 }
 
+impl ServerEvent for ReceiveReport<'_> {
+    const NAME: &'static str = "receiveReportMessage";
+    const RECOVERABLE: bool = true;
+}
+
+/// `report:read`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportRead<'a> {
@@ -84,4 +148,61 @@ pub struct ReportRead<'a> {
     pub user_id: &'a str,
     #[serde(serialize_with = "rfc3339")]
     pub read_at: Timestamp,
+}
+
+impl ServerEvent for ReportRead<'_> {
+    const NAME: &'static str = "report:read";
+    const RECOVERABLE: bool = true;
+}
+
+/// `reportMessageSent` (and the `sendReportMessage` ack, which gets the same body): to the
+/// sending socket only, never replayed.
+#[derive(Serialize)]
+pub struct ReportSent<'a, R> {
+    ok: bool,
+    success: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<R>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody<'a>>,
+}
+
+impl<R> ReportSent<'_, R> {
+    pub fn ok(report: R) -> Self {
+        Self {
+            ok: true,
+            success: true,
+            message: Some(report),
+            error: None,
+        }
+    }
+}
+
+impl<'a> ReportSent<'a, ()> {
+    pub fn failed(e: &'a AppError) -> Self {
+        Self {
+            ok: false,
+            success: false,
+            message: None,
+            error: Some(e.body()),
+        }
+    }
+}
+
+impl<R: Serialize> ServerEvent for ReportSent<'_, R> {
+    const NAME: &'static str = "reportMessageSent";
+    const RECOVERABLE: bool = false;
+}
+
+/// `error`: a failed client event that was sent without an ack; to that socket only.
+#[derive(Serialize)]
+pub struct ErrorEvent<'a> {
+    pub message: &'a str,
+    pub error: &'static str,
+    pub event: &'a str,
+}
+
+impl ServerEvent for ErrorEvent<'_> {
+    const NAME: &'static str = "error";
+    const RECOVERABLE: bool = false;
 }

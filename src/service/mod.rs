@@ -10,17 +10,19 @@
 //!
 //! One file per resource: [`chats`] (chats, messages, typing), [`delivery`] (delivery
 //! status), [`reports`], [`uploads`],
-//! [`presence`]; [`events`] names the server events and their payloads. Here: emitting and
+//! [`presence`]; [`events`] holds the server events (a type each: name, payload, recoverable or not). Here: emitting and
 //! timing store calls, which they all use.
 
 use std::task::Poll;
 use std::time::Instant;
 
 use crate::cluster::Emission;
+
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::StoreOp;
 use crate::store::StoreResult;
+use events::ServerEvent;
 
 pub mod chats;
 pub mod delivery;
@@ -34,36 +36,38 @@ pub use reports::ReportReadReply;
 pub use uploads::{FileAccess, Upload, Uploaded};
 
 impl AppState {
-    /// Emits to rooms; a failure is logged and counted, never hidden. The caller decides what a
-    /// failure means (a saved message stays saved: clients catch up with `chat:sync`).
-    pub async fn emit(
+    /// Emits `event` to rooms under its own name ([`ServerEvent::NAME`]); a failure is logged
+    /// and counted, never hidden. The caller decides what a failure means (a saved message
+    /// stays saved: clients catch up with `chat:sync`).
+    pub async fn emit<E: ServerEvent + Sync>(
         &self,
         rooms: Vec<String>,
         except: Vec<String>,
-        event: &'static str,
-        payload: &(dyn erased_serde::Serialize + Sync),
+        event: &E,
     ) -> bool {
-        self.emit_in_turn(rooms, except, event, payload, false)
+        self.emit_in_turn(rooms, except, E::NAME, E::RECOVERABLE, event, false)
             .await
     }
 
     /// [`emit`](Self::emit) for a socket event's last emission: once its log append is queued,
     /// the sender's next event may queue its own (see [`crate::ordering::EmitOrder`]).
-    pub async fn emit_last(
+    pub async fn emit_last<E: ServerEvent + Sync>(
         &self,
         rooms: Vec<String>,
         except: Vec<String>,
-        event: &'static str,
-        payload: &(dyn erased_serde::Serialize + Sync),
+        event: &E,
     ) -> bool {
-        self.emit_in_turn(rooms, except, event, payload, true).await
+        self.emit_in_turn(rooms, except, E::NAME, E::RECOVERABLE, event, true)
+            .await
     }
 
+    /// The untyped body of both: one copy of this code, whatever the event's type.
     async fn emit_in_turn(
         &self,
         rooms: Vec<String>,
         except: Vec<String>,
         event: &'static str,
+        recoverable: bool,
         payload: &(dyn erased_serde::Serialize + Sync),
         last: bool,
     ) -> bool {
@@ -71,7 +75,8 @@ impl AppState {
         crate::ordering::wait_for_emit_turn().await;
         // Logged before it is broadcast: a socket gets an event only once the log holds it.
         let offset = {
-            let mut logged = std::pin::pin!(self.log_for_recovery(&rooms, &except, event, payload));
+            let mut logged =
+                std::pin::pin!(self.log_for_recovery(&rooms, &except, event, recoverable, payload));
             // Both logs queue the append when first polled (fred writes the XADD to its
             // connection, the embedded log pushes it to its writer's queue): from here the next
             // event's append is queued after this one's, and gets the later offset.
@@ -96,8 +101,9 @@ impl AppState {
                 event,
                 payload,
                 offset: offset.as_deref(),
-                // Typing indicators are stale by the time Redis returns from an outage.
-                keep_for_replay: event != events::USER_TYPING,
+                // See `ServerEvent::RECOVERABLE`: typing indicators are stale by the time Redis
+                // returns from an outage.
+                keep_for_replay: recoverable,
             })
             .await;
         self.metrics
@@ -121,10 +127,11 @@ impl AppState {
         rooms: &[String],
         except: &[String],
         event: &'static str,
+        recoverable: bool,
         payload: &(dyn erased_serde::Serialize + Sync),
     ) -> Option<String> {
         let recovery = self.recovery.as_ref()?;
-        if !events::RECOVERABLE.contains(&event) {
+        if !recoverable {
             return None;
         }
         let logged = match serde_json::to_string(payload) {

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::events::{self, UserStatus};
+use super::events::UserStatus;
 use crate::cluster::rooms;
 use crate::domain::AuthUser;
 use crate::error::{AppError, ErrorCode};
@@ -63,7 +63,7 @@ impl AppState {
 
     /// `OFFLINE_GRACE_SECS`.
     fn offline_grace(&self) -> Duration {
-        Duration::from_secs(self.config.offline_grace_secs)
+        self.config.offline_grace
     }
 
     /// Whether a user with no socket left is still inside the offline grace (still `online`
@@ -244,13 +244,8 @@ impl AppState {
             user_id,
             status: if online { "online" } else { "offline" },
         };
-        self.emit(
-            targets,
-            vec![rooms::user(user_id)],
-            events::USER_STATUS,
-            &payload,
-        )
-        .await;
+        self.emit(targets, vec![rooms::user(user_id)], &payload)
+            .await;
     }
 }
 

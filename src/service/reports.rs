@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::events::{self, ReceiveReport, ReportRead};
+use super::events::{ReceiveReport, ReportRead};
 use crate::cluster::rooms;
 use crate::domain::{
     AuthUser, NewReport, Report, ReportCursor, ReportId, ReportInput, ReportQuery, Timestamp, now,
@@ -49,13 +49,8 @@ impl AppState {
             success: true,
             message: &report,
         };
-        self.emit_last(
-            vec![rooms::user(&report.user_id)],
-            Vec::new(),
-            events::RECEIVE_REPORT,
-            &payload,
-        )
-        .await;
+        self.emit_last(vec![rooms::user(&report.user_id)], Vec::new(), &payload)
+            .await;
         Ok(report)
     }
 
@@ -85,7 +80,6 @@ impl AppState {
         self.emit(
             vec![rooms::user(&report.user_id), rooms::ADMINS.to_owned()],
             Vec::new(),
-            events::REPORT_READ,
             &payload,
         )
         .await;

@@ -10,7 +10,6 @@
 use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
 
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
@@ -132,7 +131,7 @@ impl AppState {
         AppState(Arc::new(NodeState {
             metrics: Metrics::with_heartbeat_interval(
                 &b.node_id,
-                Duration::from_secs(b.config.heartbeat_interval_secs),
+                b.config.heartbeat_interval,
             ),
             fanout: b.fanout,
             sockets: b.sockets,

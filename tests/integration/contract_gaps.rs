@@ -435,7 +435,7 @@ fn token(data: &Path, id: &str, role: Role) -> String {
 /// An in-process cluster node with the tests' offline grace.
 async fn watcher_node(data: &Arc<tempfile::TempDir>, redis: &str, id: &str) -> TestNode {
     TestNode::cluster_with(data.clone(), redis, id, |c| {
-        c.offline_grace_secs = GRACE_SECS
+        c.offline_grace = Duration::from_secs(GRACE_SECS)
     })
     .await
 }

@@ -377,7 +377,7 @@ async fn node_on_mongodb_starts_before_it_answers_unavailable_while_it_is_down_a
     let node = TestNode::start_with(|c| {
         c.mongodb_uri = Some(uri.into());
         c.mongodb_database = "node".into();
-        c.mongodb_timeout_ms = TEST_TIMEOUT.as_millis() as u64;
+        c.mongodb_timeout = TEST_TIMEOUT;
     })
     .await;
     let (status, _) = node.call(reqwest::Method::GET, "/readyz", None, None).await;

@@ -219,8 +219,8 @@ async fn a_polling_session_that_never_reads_its_large_replies_is_closed_and_memo
 #[tokio::test]
 async fn a_polling_session_that_only_posts_pongs_is_closed_after_ping_interval_plus_timeout() {
     let node = TestNode::start_with(|c| {
-        c.ping_interval_ms = 300;
-        c.ping_timeout_ms = 300;
+        c.ping_interval = Duration::from_millis(300);
+        c.ping_timeout = Duration::from_millis(300);
     })
     .await;
     let user = node.token("ponger", Role::User);

@@ -30,5 +30,16 @@ python3 -m pip install -q --disable-pip-version-check -r tests/requirements.txt
 # never downloads a browser (the tests launch Debian's /usr/bin/chromium).
 (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 
+# clippy, which 10-cargo-test.sh runs before the tests (a no-op where it is installed).
+if ! cargo clippy --version >/dev/null 2>&1; then
+  rustup component add clippy
+fi
+
+# The vendored crates' upstream releases, into the cargo registry cache: 10-cargo-test.sh
+# checks offline that vendor/ is each release plus its patches (vendor/README.md).
+for crate in engineioxide socketioxide socketioxide-core socketioxide-redis; do
+  vendor/update.sh --check "$crate" >/dev/null
+done
+
 # One build of everything the steps run.
 cargo build --workspace --all-targets

@@ -188,10 +188,10 @@ impl Store for EmbeddedStore {
         let saved = self
             .run(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                if let Some(cid) = &m.client_message_id {
-                    if let Some(first) = find_by_client_id(&tx, &m.sender.id, cid)? {
-                        return Ok(Some(Saved::Existing(first)));
-                    }
+                if let Some(cid) = &m.client_message_id
+                    && let Some(first) = find_by_client_id(&tx, &m.sender.id, cid)?
+                {
+                    return Ok(Some(Saved::Existing(first)));
                 }
                 let ts = now();
                 let preview = m.body.preview();

@@ -1,6 +1,6 @@
 //! The [`Store`] operations on MongoDB: chats, messages (with the one-round-trip `seq`; see
-//! the module doc of `mongo.rs`) and reports. Uploads are in `gridfs.rs`. One concern (~520
-//! lines): the `Store` trait's implementation on MongoDB, one method per operation.
+//! the module doc of `mongo.rs`) and reports. Uploads are in `gridfs.rs`. One concern: the
+//! `Store` trait's implementation on MongoDB, one method per operation.
 
 use async_trait::async_trait;
 use futures_util::stream::TryStreamExt;

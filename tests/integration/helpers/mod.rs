@@ -98,8 +98,8 @@ impl TestNode {
         Self::start_in(data, move |c| {
             c.redis_url = Some(url.into());
             c.node_id = Some(id);
-            c.presence_ttl_secs = TEST_TTL_SECS;
-            c.heartbeat_interval_secs = TEST_HEARTBEAT_SECS;
+            c.presence_ttl = Duration::from_secs(TEST_TTL_SECS);
+            c.heartbeat_interval = Duration::from_secs(TEST_HEARTBEAT_SECS);
             adjust(c);
         })
         .await
@@ -302,7 +302,7 @@ where
 /// did. What a test waits on for "a heartbeat (and its resync) has passed".
 pub async fn heartbeats_pass(node: &TestNode, n: u64) -> bool {
     let start = node.state.metrics.presence_heartbeats();
-    let every = Duration::from_secs(node.state.config.heartbeat_interval_secs);
+    let every = node.state.config.heartbeat_interval;
     eventually(every * (n as u32 + 2), || async {
         node.state.metrics.presence_heartbeats() > start + n
     })

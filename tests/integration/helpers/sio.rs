@@ -134,28 +134,27 @@ impl Sio {
                 if t == "2" {
                     let _ = out.send(Message::text("3"));
                 } else if let Some(rest) = t.strip_prefix("42") {
-                    if let Ok(Value::Array(mut a)) = serde_json::from_str::<Value>(rest) {
-                        if !a.is_empty() {
-                            let name = a.remove(0).as_str().unwrap_or_default().to_owned();
-                            if a.len() > 1 {
-                                if let Some(offset) = a.last().and_then(Value::as_str) {
-                                    *last_offset.lock().unwrap() = Some(offset.to_owned());
-                                }
-                            }
-                            let data = a.into_iter().next().unwrap_or(Value::Null);
-                            events.lock().unwrap().push_back((name, data));
-                            arrived.notify_waiters();
+                    if let Ok(Value::Array(mut a)) = serde_json::from_str::<Value>(rest)
+                        && !a.is_empty()
+                    {
+                        let name = a.remove(0).as_str().unwrap_or_default().to_owned();
+                        if a.len() > 1
+                            && let Some(offset) = a.last().and_then(Value::as_str)
+                        {
+                            *last_offset.lock().unwrap() = Some(offset.to_owned());
                         }
+                        let data = a.into_iter().next().unwrap_or(Value::Null);
+                        events.lock().unwrap().push_back((name, data));
+                        arrived.notify_waiters();
                     }
                 } else if let Some(rest) = t.strip_prefix("43") {
                     let split = rest.find('[').unwrap_or(rest.len());
                     let (id, body) = rest.split_at(split);
                     if let (Ok(id), Ok(Value::Array(a))) =
                         (id.parse::<u64>(), serde_json::from_str::<Value>(body))
+                        && let Some(tx) = acks.lock().unwrap().remove(&id)
                     {
-                        if let Some(tx) = acks.lock().unwrap().remove(&id) {
-                            let _ = tx.send(a.into_iter().next().unwrap_or(Value::Null));
-                        }
+                        let _ = tx.send(a.into_iter().next().unwrap_or(Value::Null));
                     }
                 } else if t.starts_with("41") || t.starts_with('1') {
                     break;

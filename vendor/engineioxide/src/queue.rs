@@ -39,10 +39,11 @@ pub(crate) enum Entry {
 
 impl From<PacketBuf> for Entry {
     fn from(mut packets: PacketBuf) -> Self {
-        if packets.len() == 1 && matches!(packets[0], Packet::Message(_)) {
-            if let Some(Packet::Message(msg)) = packets.pop() {
-                return Entry::Message(msg);
-            }
+        if packets.len() == 1
+            && matches!(packets[0], Packet::Message(_))
+            && let Some(Packet::Message(msg)) = packets.pop()
+        {
+            return Entry::Message(msg);
         }
         Entry::Packets(Box::new(packets))
     }
@@ -214,6 +215,9 @@ impl PacketQueue {
     }
 
     /// Queue packets if there is room and the queue is open.
+    // The packets come back in the error, as with tokio's `mpsc::Sender::try_send`: boxing
+    // them would allocate on every refusal.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn try_send(&self, packets: PacketBuf) -> Result<(), SendError<PacketBuf>> {
         {
             let mut state = self.lock();
@@ -241,6 +245,7 @@ impl PacketQueue {
 
     /// Queue packets whatever the capacity, in packets or bytes (control packets such as the
     /// upgrade's NOOP).
+    #[allow(clippy::result_large_err)] // as `try_send`
     pub(crate) fn force_send(&self, packets: PacketBuf) -> Result<(), PacketBuf> {
         {
             let mut state = self.lock();
