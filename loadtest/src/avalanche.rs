@@ -90,6 +90,10 @@ pub async fn worker(a: WorkerArgs) -> bool {
     }
     let _ = out.write_all(b"ready\n").await;
     let _ = out.flush().await;
+    // Counted again from ready: at 100,000 clients the connect phase alone took minutes, and a
+    // worker that stopped before the parent's storm was over lost every client's record. Still
+    // bounded: at most twice `--max-secs` in all.
+    let deadline = Instant::now() + Duration::from_secs(a.max_secs);
 
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut expect: HashMap<usize, (u64, u64)> = HashMap::new();
