@@ -138,7 +138,11 @@ impl Application {
                 ))
             })
         };
-        let (state, add_socket_layer, background) = match config.redis_url.as_deref().map(str::to_owned) {
+        let (state, add_socket_layer, background) = match config
+            .redis_url
+            .as_deref()
+            .map(str::to_owned)
+        {
             None => {
                 let recovery = recovery(Arc::new(EmbeddedRecovery::open(&config.data_dir)?));
                 // The due `offline` announcements a drain of this node left on its DATA_DIR.

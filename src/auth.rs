@@ -308,7 +308,10 @@ impl Keys {
     /// `DATA_DIR/jwt-secret` and reused on the next start.
     pub fn load(cfg: &Config) -> anyhow::Result<Self> {
         let verifier;
-        let mut file_key = cfg.file_url_secret.as_deref().map(|s| s.as_bytes().to_vec());
+        let mut file_key = cfg
+            .file_url_secret
+            .as_deref()
+            .map(|s| s.as_bytes().to_vec());
         if cfg.is_asymmetric() {
             let path = cfg
                 .jwt_public_key_file

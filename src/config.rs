@@ -34,7 +34,8 @@ impl Cli {
 }
 
 /// The settings read from the environment only (never a flag), with what each is.
-pub const SECRET_VARIABLES: [&str; 4] = ["JWT_SECRET", "FILE_URL_SECRET", "MONGODB_URI", "REDIS_URL"];
+pub const SECRET_VARIABLES: [&str; 4] =
+    ["JWT_SECRET", "FILE_URL_SECRET", "MONGODB_URI", "REDIS_URL"];
 
 const SECRETS_HELP: &str = "\
 Secrets are read from the environment only, never from flags (a flag's value is readable by every

@@ -21,7 +21,13 @@ use crate::config::LogFormat;
 /// Crate families whose `debug` and `trace` events contain raw packets or commands: a crate
 /// whose name starts with one of these (`engineioxide_core`, `socketioxide_redis`,
 /// `tokio_tungstenite`...) is one of them, so a crate split or added upstream is covered too.
-const PACKET_LOGGERS: &[&str] = &["socketioxide", "engineioxide", "tungstenite", "tokio_tungstenite", "fred"];
+const PACKET_LOGGERS: &[&str] = &[
+    "socketioxide",
+    "engineioxide",
+    "tungstenite",
+    "tokio_tungstenite",
+    "fred",
+];
 
 /// Installs the global subscriber. `format` overrides the terminal check.
 pub fn init(format: Option<LogFormat>) {
@@ -55,7 +61,9 @@ fn logs_packets(meta: &Metadata<'_>) -> bool {
 /// Is `target` (a module path) in one of the [`PACKET_LOGGERS`] families?
 fn is_packet_logger(target: &str) -> bool {
     let krate = target.split("::").next().unwrap_or(target);
-    PACKET_LOGGERS.iter().any(|family| krate.starts_with(family))
+    PACKET_LOGGERS
+        .iter()
+        .any(|family| krate.starts_with(family))
 }
 
 #[cfg(test)]

@@ -210,7 +210,10 @@ impl Pool {
                 .args(["reconnect-worker", "--urls", &c.urls.join(",")])
                 .args(["--label", &c.label, "--src", &src.to_string()])
                 .args(["--from", &from.to_string(), "--to", &to.to_string()])
-                .args(["--max-secs", &(a.max_secs + a.warmup_secs + a.tail_secs + 60).to_string()])
+                .args([
+                    "--max-secs",
+                    &(a.max_secs + a.warmup_secs + a.tail_secs + 60).to_string(),
+                ])
                 .env("JWT_SECRET", &c.secret)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -225,13 +228,22 @@ impl Pool {
                     if l == "ready" {
                         let _ = ready_tx.send(());
                     } else if let Some(st) = l.strip_prefix("status ") {
-                        let n: Vec<u64> = st.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+                        let n: Vec<u64> = st
+                            .split_whitespace()
+                            .filter_map(|w| w.parse().ok())
+                            .collect();
                         if let [d, b] = n[..] {
                             counts[k].0.store(d, Ordering::SeqCst);
                             counts[k].1.store(b, Ordering::SeqCst);
-                            let sum = |f: fn(&(AtomicU64, AtomicU64)) -> u64| counts.iter().map(f).sum::<u64>();
-                            shared.down.store(sum(|c| c.0.load(Ordering::SeqCst)), Ordering::SeqCst);
-                            shared.back.store(sum(|c| c.1.load(Ordering::SeqCst)), Ordering::SeqCst);
+                            let sum = |f: fn(&(AtomicU64, AtomicU64)) -> u64| {
+                                counts.iter().map(f).sum::<u64>()
+                            };
+                            shared
+                                .down
+                                .store(sum(|c| c.0.load(Ordering::SeqCst)), Ordering::SeqCst);
+                            shared
+                                .back
+                                .store(sum(|c| c.1.load(Ordering::SeqCst)), Ordering::SeqCst);
                         }
                     } else if let Some(r) = l.strip_prefix("result ") {
                         return serde_json::from_str(r).ok();
@@ -260,11 +272,17 @@ impl Pool {
 
     /// Tells each worker what its watched clients should end with, stops them and collects
     /// what every client saw, in client order, on this process's clock.
-    pub async fn finish(mut self, expect: &[(usize, u64, u64)], clients: usize) -> Vec<(Seen, Listener)> {
+    pub async fn finish(
+        mut self,
+        expect: &[(usize, u64, u64)],
+        clients: usize,
+    ) -> Vec<(Seen, Listener)> {
         let per = clients.div_ceil(self.workers.len().max(1));
         for &(i, m, r) in expect {
             if let Some((_, stdin)) = self.workers.get_mut(i / per.max(1)) {
-                let _ = stdin.write_all(format!("expect {i} {m} {r}\n").as_bytes()).await;
+                let _ = stdin
+                    .write_all(format!("expect {i} {m} {r}\n").as_bytes())
+                    .await;
             }
         }
         for (_, stdin) in &mut self.workers {
@@ -284,7 +302,11 @@ impl Pool {
                     continue;
                 };
                 let nums = |v: &Value| -> Vec<u64> {
-                    v.as_array().into_iter().flatten().filter_map(Value::as_u64).collect()
+                    v.as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_u64)
+                        .collect()
                 };
                 let seen = Seen {
                     seqs: nums(&r["seqs"]),

@@ -391,7 +391,11 @@ pub async fn run(a: ReconnectArgs) -> bool {
     // Handshakes the survivors absorbed: the dropped clients' reconnects over the span from the
     // first to the last client back.
     let backs: Vec<u64> = outcomes.iter().filter_map(|o| o.back_after_ms).collect();
-    let span_ms = backs.iter().max().zip(backs.iter().min()).map_or(0, |(hi, lo)| hi - lo);
+    let span_ms = backs
+        .iter()
+        .max()
+        .zip(backs.iter().min())
+        .map_or(0, |(hi, lo)| hi - lo);
     let handshakes_per_sec = (backs.len() as f64 / (span_ms.max(1) as f64 / 1000.0)).round();
 
     let redis_json = redis_figures(
@@ -499,7 +503,12 @@ pub async fn run(a: ReconnectArgs) -> bool {
     result["deafRecovered"] = json!(tally.deaf_recovered);
     md += &format!(
         "\nRecovered after the signal p50 / p99 / max: {} / {} / {} ms; {} handshakes/s absorbed; {} clients of other nodes disturbed; {} recovered clients deaf afterwards.\n",
-        result["recoveredP50Ms"], result["recoveredP99Ms"], result["recoveredMaxMs"], handshakes_per_sec, disturbed, tally.deaf_recovered
+        result["recoveredP50Ms"],
+        result["recoveredP99Ms"],
+        result["recoveredMaxMs"],
+        handshakes_per_sec,
+        disturbed,
+        tally.deaf_recovered
     );
     report::save(&c.out, "reconnect", &c.label, &result, &md);
     let clean = dropped > 0
@@ -574,8 +583,12 @@ fn deaf_after_recovery(s: &Seen, e: &Sent) -> bool {
     };
     let seqs: BTreeSet<u64> = s.seqs.iter().copied().collect();
     let reports: BTreeSet<u64> = s.reports.iter().copied().collect();
-    e.seq_acked_at.iter().any(|(q, t)| *t > at && !seqs.contains(q))
-        || e.report_acked_at.iter().any(|(q, t)| *t > at && !reports.contains(q))
+    e.seq_acked_at
+        .iter()
+        .any(|(q, t)| *t > at && !seqs.contains(q))
+        || e.report_acked_at
+            .iter()
+            .any(|(q, t)| *t > at && !reports.contains(q))
 }
 
 /// Messages and reports a client received after a recovered reconnect that had been

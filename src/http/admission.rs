@@ -58,7 +58,10 @@ impl Admission {
     /// Why a new session may not open now, if it may not.
     fn refusal(&self) -> Option<(ConnectionOutcome, &'static str)> {
         if self.state.is_draining() {
-            return Some((ConnectionOutcome::Draining, "this node is draining; reconnect"));
+            return Some((
+                ConnectionOutcome::Draining,
+                "this node is draining; reconnect",
+            ));
         }
         if let Some(max) = self.max_connections {
             let held = u64::try_from(self.state.metrics.sockets_connected.get()).unwrap_or(0);

@@ -446,7 +446,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("console-code")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("console-code"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o077, 0, "{mode:o}");
         }
         let second = ConsoleGate::start(dir.path());

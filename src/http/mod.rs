@@ -16,8 +16,8 @@ use crate::error::AppError;
 use crate::paging::{self, Raw};
 use crate::state::AppState;
 
-pub mod chats;
 pub mod admission;
+pub mod chats;
 pub mod console;
 pub mod health;
 pub mod origin;

@@ -129,10 +129,7 @@ impl AppState {
     /// The state of a node that is not draining and handles no event yet.
     pub fn new(b: Backends) -> Self {
         AppState(Arc::new(NodeState {
-            metrics: Metrics::with_heartbeat_interval(
-                &b.node_id,
-                b.config.heartbeat_interval,
-            ),
+            metrics: Metrics::with_heartbeat_interval(&b.node_id, b.config.heartbeat_interval),
             fanout: b.fanout,
             sockets: b.sockets,
             recovery: b.recovery,

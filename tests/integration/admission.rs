@@ -53,7 +53,10 @@ async fn a_full_node_refuses_new_sessions_at_once_and_takes_them_again_when_a_so
         .find(|l| l.contains("connections_total") && l.contains("outcome=\"full\""))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|n| n.parse::<u64>().ok());
-    assert!(full >= Some(2), "refusals are counted as outcome=full:\n{metrics}");
+    assert!(
+        full >= Some(2),
+        "refusals are counted as outcome=full:\n{metrics}"
+    );
 
     // And once a socket leaves, a new one is taken.
     first.close();

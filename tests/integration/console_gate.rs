@@ -55,7 +55,10 @@ async fn a_loopback_request_without_the_console_code_gets_no_token() {
 async fn in_production_the_console_routes_do_not_exist_and_no_body_is_read() {
     // Arrange
     let node = TestNode::start_with(|c| c.environment = Environment::Production).await;
-    assert!(!node.data.path().join("console-code").exists(), "no code in production");
+    assert!(
+        !node.data.path().join("console-code").exists(),
+        "no code in production"
+    );
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", node.port))
         .await
         .unwrap();

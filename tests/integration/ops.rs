@@ -208,7 +208,10 @@ async fn message_over_long_polling(
         if polled.split('\u{1e}').any(|p| p.starts_with("40")) {
             break;
         }
-        assert!(polled.split('\u{1e}').all(|p| p == "2"), "CONNECT answer: {polled}");
+        assert!(
+            polled.split('\u{1e}').all(|p| p == "2"),
+            "CONNECT answer: {polled}"
+        );
         assert!(Instant::now() < deadline, "no CONNECT answer");
         post("3".to_owned()).await;
     }
@@ -282,7 +285,10 @@ async fn json_logs_carry_ids_and_never_a_token_or_a_message_body() {
     // Over long-polling too: Engine.IO's payload encoder (`engineioxide_core`) logs every
     // packet it sends at `debug`, so the ack carrying the message would show there.
     let polled = message_over_long_polling(&http, &node, &token, &chat, "polled-body-c8d1").await;
-    assert!(polled.contains("polled-body-c8d1"), "the polling ack: {polled}");
+    assert!(
+        polled.contains("polled-body-c8d1"),
+        "the polling ack: {polled}"
+    );
     sio.close();
     node.sigterm();
     assert!(

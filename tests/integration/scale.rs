@@ -217,7 +217,9 @@ async fn a_storm_of_departures_reads_chat_partners_in_batches() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut offline = std::collections::HashSet::new();
     while offline.len() < USERS && Instant::now() < deadline {
-        if let Some(e) = watcher.try_event("user:status", Duration::from_millis(500)).await
+        if let Some(e) = watcher
+            .try_event("user:status", Duration::from_millis(500))
+            .await
             && e["status"] == "offline"
         {
             offline.insert(e["userId"].as_str().unwrap_or_default().to_owned());

@@ -50,7 +50,10 @@ impl Polling {
     /// id the `CONNECT` answer carried (read with the one `GET` this makes).
     async fn connect(port: u16, token: &str) -> (Polling, String) {
         let p = Polling::open(port).await;
-        assert_eq!(p.post(&format!("40{}", json!({ "token": token }))).await, 200);
+        assert_eq!(
+            p.post(&format!("40{}", json!({ "token": token }))).await,
+            200
+        );
         // The first ping may come before the answer: answered, as a client does.
         let deadline = tokio::time::Instant::now() + WAIT;
         let connect = loop {
@@ -94,7 +97,9 @@ impl Polling {
     async fn get(&self) -> String {
         let res = tokio::time::timeout(
             WAIT,
-            self.http.get(format!("{}&sid={}", self.base, self.sid)).send(),
+            self.http
+                .get(format!("{}&sid={}", self.base, self.sid))
+                .send(),
         )
         .await
         .expect("poll answered")
@@ -145,8 +150,7 @@ async fn syncs_handled(http: &reqwest::Client, port: u16) -> u64 {
 async fn a_polling_session_that_never_reads_its_large_replies_is_closed_and_memory_stays_bounded() {
     let data = tempfile::tempdir().unwrap();
     // The default byte bound (4 MiB); the rate limit out of the way so the load is all replies.
-    let node =
-        ProcessNode::start_with_env(data.path(), &[("RATE_LIMIT_PER_SEC", "1000")]).await;
+    let node = ProcessNode::start_with_env(data.path(), &[("RATE_LIMIT_PER_SEC", "1000")]).await;
     let http = reqwest::Client::new();
     let url = |path: &str| format!("http://127.0.0.1:{}{path}", node.port);
     let user = token("hoarder", Role::User);
@@ -227,7 +231,11 @@ async fn a_polling_session_that_only_posts_pongs_is_closed_after_ping_interval_p
 
     // A well-behaved polling client: a `GET` always pending, a pong for each ping.
     let (good, _) = Polling::connect(node.port, &user).await;
-    assert_eq!(good.ping, (300, 300), "the handshake announces the settings");
+    assert_eq!(
+        good.ping,
+        (300, 300),
+        "the handshake announces the settings"
+    );
     let good = std::sync::Arc::new(good);
     let pongs = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let reader = tokio::spawn({
@@ -270,11 +278,17 @@ async fn a_polling_session_that_only_posts_pongs_is_closed_after_ping_interval_p
     // `pingInterval + pingTimeout`) and its POSTs are still accepted.
     let seen = pongs_now();
     assert!(
-        eventually(Duration::from_secs(10), || async { pongs_now() >= seen + 5 }).await,
+        eventually(Duration::from_secs(10), || async {
+            pongs_now() >= seen + 5
+        })
+        .await,
         "the reading session kept getting pings ({} pongs)",
         pongs_now()
     );
-    assert!(!reader.is_finished(), "the reading session's polls all answered");
+    assert!(
+        !reader.is_finished(),
+        "the reading session's polls all answered"
+    );
     assert_eq!(good.post("3").await, 200, "the reading session is kept");
     reader.abort();
 }

@@ -88,7 +88,9 @@ async fn closed_by_node(
 #[tokio::test]
 async fn trickling_polling_bodies_are_cut_off_by_the_request_deadline() {
     const SLOW: usize = 20;
-    let node = TestNode::start_with(|c| c.request_timeout = Duration::from_secs(REQUEST_TIMEOUT_SECS)).await;
+    let node =
+        TestNode::start_with(|c| c.request_timeout = Duration::from_secs(REQUEST_TIMEOUT_SECS))
+            .await;
     let baseline = node.state.connections.open();
 
     // Anonymous polling POSTs announcing 1,000 bytes and sending one every 500 ms.
