@@ -34,6 +34,9 @@ python3 -m pip install -q --disable-pip-version-check -r tests/requirements.txt
 if ! cargo clippy --version >/dev/null 2>&1; then
   rustup component add clippy
 fi
+if ! cargo fmt --version >/dev/null 2>&1; then
+  rustup component add rustfmt
+fi
 
 # The vendored crates' upstream releases, into the cargo registry cache: 10-cargo-test.sh
 # checks offline that vendor/ is each release plus its patches (vendor/README.md).

@@ -7,6 +7,8 @@ cd "$SWITCHBOARD_ROOT"
 for crate in engineioxide socketioxide socketioxide-core socketioxide-redis; do
   CARGO_NET_OFFLINE=true vendor/update.sh --check "$crate"
 done
-# Lints first: cheaper than the tests and shares their build.
+# Formatting (vendor/ included: its patches are formatted too), then lints: cheaper than the
+# tests, and clippy shares their build.
+cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace

@@ -530,7 +530,10 @@ mod tests {
     fn a_packet_past_the_byte_bound_empties_and_closes_the_queue() {
         let q = PacketQueue::new(8, 100);
         q.try_send(message(60)).unwrap();
-        assert!(matches!(q.try_send(message(41)), Err(SendError::Overflowed(_))));
+        assert!(matches!(
+            q.try_send(message(41)),
+            Err(SendError::Overflowed(_))
+        ));
         assert!(q.is_closed());
         assert_eq!(q.bytes(), 0);
         assert!(q.try_recv().is_none(), "what was queued is dropped");

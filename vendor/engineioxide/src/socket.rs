@@ -58,8 +58,7 @@ use std::{
     collections::VecDeque,
     fmt::Debug,
     sync::{
-        Arc,
-        OnceLock,
+        Arc, OnceLock,
         atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
     },
     time::Duration,
@@ -168,7 +167,10 @@ impl Permit<'_> {
 /// closed): close the session, as a transport error (the client stopped reading).
 fn on_overflow(close_fn: &(dyn Fn(Sid, DisconnectReason) + Send + Sync), sid: Sid) {
     #[cfg(feature = "tracing")]
-    tracing::debug!(?sid, "outgoing queue past its byte bound, closing the session");
+    tracing::debug!(
+        ?sid,
+        "outgoing queue past its byte bound, closing the session"
+    );
     close_fn(sid, DisconnectReason::TransportError);
 }
 
@@ -451,9 +453,12 @@ where
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "waiting for pong");
 
-            self.unless_stalled(tokio::time::timeout(timeout, self.heartbeat.notified()), stall)
-                .await?
-                .map_err(|_| Error::HeartbeatTimeout)?;
+            self.unless_stalled(
+                tokio::time::timeout(timeout, self.heartbeat.notified()),
+                stall,
+            )
+            .await?
+            .map_err(|_| Error::HeartbeatTimeout)?;
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "pong received");

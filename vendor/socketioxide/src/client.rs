@@ -118,7 +118,9 @@ impl<A: Adapter> Client<A> {
     fn sock_propagate_packet(&self, packet: Packet, data: &SocketData<A>) -> Result<(), Error> {
         if let Some(ns) = self.get_ns(&packet.ns) {
             // Never connected to this namespace: as for a socket that left it.
-            let sid = data.get_ns_sid(&packet.ns).ok_or(Error::SocketGone(Sid::ZERO))?;
+            let sid = data
+                .get_ns_sid(&packet.ns)
+                .ok_or(Error::SocketGone(Sid::ZERO))?;
             ns.recv(sid, packet.inner)
         } else {
             #[cfg(feature = "tracing")]

@@ -902,7 +902,10 @@ mod tests {
             permit.emit(big.clone());
             sent += 1;
             tokio::task::yield_now().await;
-            assert!(sent < 1024, "the packet bound, not the byte bound, stopped it");
+            assert!(
+                sent < 1024,
+                "the packet bound, not the byte bound, stopped it"
+            );
         }
         assert_eq!(
             disconnects(&engine).await,
