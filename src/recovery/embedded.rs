@@ -398,6 +398,10 @@ impl RecoveryBackend for EmbeddedRecovery {
         .await
     }
 
+    async fn cut(&self) -> Result<Option<Offset>, BackendError> {
+        self.with(|inner| Ok(inner.cut)).await
+    }
+
     async fn put_session(&self, s: &Session, ttl: Duration) -> Result<(), BackendError> {
         let s = s.clone();
         let expires = now_ms() + ttl.as_millis() as u64;

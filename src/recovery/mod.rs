@@ -192,6 +192,10 @@ pub trait RecoveryBackend: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Trimmed, BackendError>;
 
+    /// The newest entry any trim dropped (any node's, for a shared log), read now: a replay
+    /// checks it after its read, so a trim another node made a moment ago is never missed.
+    async fn cut(&self) -> Result<Option<Offset>, BackendError>;
+
     /// Stores (or replaces) a session, kept for `ttl`.
     async fn put_session(&self, session: &Session, ttl: Duration) -> Result<(), BackendError>;
 
@@ -484,8 +488,16 @@ impl Recovery {
         let missed = self
             .entries_after(after, requested, keep, MAX_REPLAY + 1)
             .await?;
-        // The log may have been trimmed for its budget since the check (a trim another node
-        // made is known here within a second of it; see `docs/recovery.md`).
+        // The log may have been trimmed for its budget since the check, by any node: the cut
+        // read after the entries says whether the read may lack one this replay needs.
+        let cut = self.backend.cut().await.map_err(|e| {
+            tracing::warn!(error = %e, "recovery log cut read failed");
+            Refusal::Unavailable
+        })?;
+        if let Some(cut) = cut {
+            let mut known = self.cut.lock().unwrap_or_else(|p| p.into_inner());
+            *known = (*known).max(Some(cut));
+        }
         if self.cut_after(after) {
             return Err(Refusal::Expired);
         }

@@ -322,6 +322,12 @@ impl RecoveryBackend for RedisRecovery {
         })
     }
 
+    async fn cut(&self) -> Result<Option<Offset>, BackendError> {
+        let reply: Value =
+            bounded(self.client.custom(cmd("GET"), vec![Value::from(LOG_CUT)])).await?;
+        Ok(text(&reply).and_then(|c| Offset::parse(&c)))
+    }
+
     async fn put_session(&self, s: &Session, ttl: Duration) -> Result<(), BackendError> {
         let args = vec![
             s.user_id.clone(),

@@ -407,3 +407,46 @@ async fn concurrent_replays_on_one_node_each_get_everything_they_missed() {
         assert_eq!(replay.await.unwrap(), 20);
     }
 }
+
+/// Issue 25, item 7: a node that resumes a session right after *another* node trimmed the shared
+/// log for its byte budget (before its own trim timer has run) must not replay from Redis
+/// without the trimmed entries and call the session recovered.
+#[tokio::test]
+async fn a_replay_on_one_node_sees_a_trim_another_node_just_made() {
+    let server = RedisServer::start().await;
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(
+            Recovery::new(redis_backend(&server).await, Duration::from_secs(120))
+                .with_budgets(4096, 64 * 1024 * 1024),
+        );
+    }
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let rooms = vec!["user:u1".to_owned()];
+    let pid = Pid::generate();
+    a.open(&pid, "u1", &rooms, "s1").await.unwrap();
+    let first = a.log(&rooms, &[], "message:new", "{}").await.unwrap();
+    for _ in 0..20 {
+        a.log(
+            &rooms,
+            &[],
+            "message:new",
+            &format!("\"{}\"", "x".repeat(1000)),
+        )
+        .await
+        .unwrap();
+    }
+
+    // Node b trims for the budget; node c has not trimmed and holds no tail.
+    b.trim().await.unwrap();
+    let claim = c.check(pid.as_str(), Some(&first.to_string()), "u1").await;
+    let replay = match claim {
+        Ok(claim) => c.missed(&claim, &rooms).await.map(|m| m.len()),
+        Err(refusal) => Err(refusal),
+    };
+
+    assert!(
+        matches!(replay, Err(Refusal::Expired)),
+        "a replay missing trimmed entries was accepted: {replay:?}"
+    );
+}
