@@ -24,6 +24,7 @@ use switchboard::domain::Role;
 use crate::cluster::{queued_statuses, status_of};
 use crate::helpers::{
     RedisServer, SECRET, Sio, TEST_HEARTBEAT_SECS, TEST_TTL_SECS, TestNode, eventually, free_port,
+    send,
 };
 
 const LONG: Duration = Duration::from_secs(10);
@@ -36,29 +37,9 @@ const GRACE_SECS: u64 = 3;
 // Who a message is delivered to
 // ---------------------------------------------------------------------------------------------
 
-async fn send(socket: &Sio, chat: &str, text: &str) -> Value {
-    let ack = socket
-        .ack(
-            "message:send",
-            json!({ "chatId": chat, "message": { "content": text } }),
-        )
-        .await;
-    assert_eq!(ack["ok"], true, "send: {ack}");
-    ack["message"].clone()
-}
-
 /// A chat staff `admin` opened with `user`: `admin` is its assigned admin and a participant.
 async fn assigned_chat(node: &TestNode, admin: &str, user: &str) -> String {
-    let token = node.token(admin, Role::Admin);
-    let (status, chat) = node
-        .call(
-            Method::POST,
-            "/api/chats",
-            Some(&token),
-            Some(json!({ "participantId": user })),
-        )
-        .await;
-    assert_eq!(status, 201, "{chat}");
+    let chat = node.staff_chat_json(admin, user).await;
     assert_eq!(chat["assignedAdmin"], admin);
     chat["id"].as_str().unwrap().to_owned()
 }

@@ -11,37 +11,11 @@ use serde_json::{Value, json};
 use switchboard::domain::Role;
 use switchboard::store::StoreOp;
 
-use crate::helpers::{RedisServer, Sio, TestNode, eventually};
+use crate::helpers::{RedisServer, Sio, TestNode, eventually, send};
 
 const LONG: Duration = Duration::from_secs(10);
 /// How long a test waits to be sure an event does not come (the flush runs within ~5 ms).
 const QUIET: Duration = Duration::from_millis(400);
-
-async fn send(socket: &Sio, chat: &str, text: &str) -> Value {
-    let ack = socket
-        .ack(
-            "message:send",
-            json!({ "chatId": chat, "message": { "content": text } }),
-        )
-        .await;
-    assert_eq!(ack["ok"], true, "send: {ack}");
-    ack["message"].clone()
-}
-
-/// A chat staff `admin` opened with `user`: both are participants.
-async fn staff_chat(node: &TestNode, admin: &str, user: &str) -> String {
-    let token = node.token(admin, Role::Admin);
-    let (status, chat) = node
-        .call(
-            Method::POST,
-            "/api/chats",
-            Some(&token),
-            Some(json!({ "participantId": user })),
-        )
-        .await;
-    assert_eq!(status, 201, "{chat}");
-    chat["id"].as_str().unwrap().to_owned()
-}
 
 /// The statuses of a chat's history as `who` (`role`) sees it over REST on `node`, oldest
 /// first.
@@ -78,7 +52,7 @@ async fn a_message_to_staff_on_another_node_is_delivered_once() {
     let data = Arc::new(tempfile::tempdir().unwrap());
     let a = TestNode::cluster(data.clone(), &redis.url(), "node-a").await;
     let b = TestNode::cluster(data.clone(), &redis.url(), "node-b").await;
-    let chat = staff_chat(&b, "a1", "u1").await;
+    let chat = b.staff_chat("a1", "u1").await;
     // The recipient (staff a1) has sockets on both nodes; the sender is on node a.
     let staff_b = b.socket("a1", Role::Admin).await;
     let staff_a = a.socket("a1", Role::Admin).await;
@@ -187,7 +161,7 @@ async fn an_offline_recipient_keeps_it_sent_until_they_fetch_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn read_before_delivery_goes_straight_to_read() {
     let node = TestNode::start().await;
-    let chat = staff_chat(&node, "a1", "u1").await;
+    let chat = node.staff_chat("a1", "u1").await;
     let staff = node.socket("a1", Role::Admin).await;
     // The user is offline: the staff message stays `sent`.
     let staff_token = node.token("a1", Role::Admin);
@@ -288,7 +262,7 @@ async fn the_client_confirmation_works_for_the_other_side_only() {
 async fn a_burst_to_an_online_recipient_on_the_same_node_costs_no_delivery_writes() {
     // A burst of 100 within the per-socket rate limit.
     let node = TestNode::start_with(|c| c.rate_limit_per_sec = 200).await;
-    let chat = staff_chat(&node, "a1", "u1").await;
+    let chat = node.staff_chat("a1", "u1").await;
     let staff = node.socket("a1", Role::Admin).await;
     let user = node.socket("u1", Role::User).await;
     let before = delivery_writes(&node);
@@ -343,7 +317,7 @@ async fn a_burst_to_an_online_recipient_on_the_same_node_costs_no_delivery_write
 async fn a_recovery_replay_delivers_what_the_recipient_missed() {
     // Arrange: the chat's user connected, one staff message delivered live.
     let node = TestNode::start().await;
-    let chat = staff_chat(&node, "a1", "u1").await;
+    let chat = node.staff_chat("a1", "u1").await;
     let staff = node.socket("a1", Role::Admin).await;
     let user_token = node.token("u1", Role::User);
     let user = Sio::connect(node.port, Some(&user_token))
@@ -423,7 +397,7 @@ async fn a_busy_chat_costs_one_delivery_write_per_cooldown_not_one_per_window() 
     let rate = |c: &mut switchboard::config::Config| c.rate_limit_per_sec = 200;
     let node = TestNode::cluster_with(data.clone(), &redis.url(), "node-a", rate).await;
     let other = TestNode::cluster_with(data.clone(), &redis.url(), "node-b", rate).await;
-    let chat = staff_chat(&node, "a2", "u2").await;
+    let chat = node.staff_chat("a2", "u2").await;
     let staff = other.socket("a2", Role::Admin).await;
     let user = node.socket("u2", Role::User).await;
     assert!(
@@ -486,7 +460,7 @@ async fn a_busy_chat_costs_one_delivery_write_per_cooldown_not_one_per_window() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_staff_message_to_a_user_on_the_same_node_is_delivered_by_its_save() {
     let node = TestNode::start().await;
-    let chat = staff_chat(&node, "a3", "u3").await;
+    let chat = node.staff_chat("a3", "u3").await;
     let staff = node.socket("a3", Role::Admin).await;
     let user = node.socket("u3", Role::User).await;
     let before = delivery_writes(&node);

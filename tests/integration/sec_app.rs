@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use reqwest::Method;
 use serde_json::{Value, json};
 use switchboard::domain::Role;
 use tokio_tungstenite::tungstenite::Message;
@@ -25,21 +24,6 @@ fn metric(node: &TestNode, prefix: &str) -> f64 {
         .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-/// A chat staff `admin` opened with `user`: both are participants.
-async fn staff_chat(node: &TestNode, admin: &str, user: &str) -> String {
-    let token = node.token(admin, Role::Admin);
-    let (status, chat) = node
-        .call(
-            Method::POST,
-            "/api/chats",
-            Some(&token),
-            Some(json!({ "participantId": user })),
-        )
-        .await;
-    assert_eq!(status, 201, "{chat}");
-    chat["id"].as_str().unwrap().to_owned()
 }
 
 /// Opens an Engine.IO session over WebSocket, sends `CONNECT` with `token` and hangs up at
@@ -93,7 +77,7 @@ async fn hang_up_over_polling(node: &TestNode, token: &str) {
 async fn handshakes_hung_up_on_leave_no_socket_counted() {
     const MAX: u32 = 3;
     let node = TestNode::start_with(|c| c.max_sockets_per_user = MAX).await;
-    let chat = staff_chat(&node, "hang-admin", "hang-user").await;
+    let chat = node.staff_chat("hang-admin", "hang-user").await;
     let token = node.token("hang-user", Role::User);
     let accepted = metric(&node, "switchboard_connections_total{outcome=\"accepted\"");
 
@@ -182,7 +166,7 @@ async fn pages_of_big_messages_stay_under_the_byte_cap_and_continue_without_gaps
     const CAP: usize = 100_000;
     const N: u32 = 12;
     let node = TestNode::start_with(|c| c.page_max_bytes = CAP).await;
-    let chat = staff_chat(&node, "page-admin", "page-user").await;
+    let chat = node.staff_chat("page-admin", "page-user").await;
     let admin = node.socket("page-admin", Role::Admin).await;
     send_big(&admin, &chat, N).await;
     let token = node.token("page-user", Role::User);
@@ -276,7 +260,7 @@ async fn pages_of_big_messages_stay_under_the_byte_cap_and_continue_without_gaps
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn resumes_past_the_per_user_budget_are_not_replayed() {
     let node = TestNode::start_with(|c| c.recovery_resumes_per_min = 2).await;
-    let chat = staff_chat(&node, "resume-admin", "resume-user").await;
+    let chat = node.staff_chat("resume-admin", "resume-user").await;
     let admin = node.socket("resume-admin", Role::Admin).await;
     let token = node.token("resume-user", Role::User);
     let mut sock = node.socket("resume-user", Role::User).await;
@@ -380,7 +364,7 @@ async fn embedded_log_bytes(dir: &std::path::Path) -> u64 {
 async fn the_embedded_log_stays_within_its_byte_budget() {
     const BUDGET: u64 = 256 * 1024;
     let node = TestNode::start_with(|c| c.recovery_log_max_bytes = BUDGET).await;
-    let chat = staff_chat(&node, "log-admin", "log-user").await;
+    let chat = node.staff_chat("log-admin", "log-user").await;
     let admin = node.socket("log-admin", Role::Admin).await;
     let user = node.socket("log-user", Role::User).await;
     let pid = user.pid.clone().expect("a pid");
@@ -427,7 +411,7 @@ async fn a_resume_of_an_old_session_loads_no_more_than_the_tail_budget() {
         c.recovery_tail_max_bytes = TAIL;
     })
     .await;
-    let chat = staff_chat(&node, "tail-admin", "tail-user").await;
+    let chat = node.staff_chat("tail-admin", "tail-user").await;
     let admin = node.socket("tail-admin", Role::Admin).await;
     let user = node.socket("tail-user", Role::User).await;
     let pid = user.pid.clone().expect("a pid");
@@ -483,7 +467,7 @@ async fn the_redis_log_stays_within_its_byte_budget() {
         c.recovery_log_max_bytes = BUDGET;
     })
     .await;
-    let chat = staff_chat(&node, "rlog-admin", "rlog-user").await;
+    let chat = node.staff_chat("rlog-admin", "rlog-user").await;
     let admin = node.socket("rlog-admin", Role::Admin).await;
     send_big(&admin, &chat, 30).await;
     let port = redis.port;
@@ -503,7 +487,7 @@ async fn the_redis_log_stays_within_its_byte_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_users_messages_are_limited_across_their_sockets() {
     let node = TestNode::start_with(|c| c.rate_limit_per_sec = 5).await;
-    let chat = staff_chat(&node, "rate-admin", "rate-user").await;
+    let chat = node.staff_chat("rate-admin", "rate-user").await;
     let mut sockets = Vec::new();
     for _ in 0..4 {
         sockets.push(node.socket("rate-user", Role::User).await);

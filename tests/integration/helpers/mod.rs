@@ -171,6 +171,28 @@ impl TestNode {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// A chat staff `admin` opens with `user` (REST; both are participants, `admin` its
+    /// assigned admin): the chat as answered.
+    pub async fn staff_chat_json(&self, admin: &str, user: &str) -> Value {
+        let token = self.token(admin, Role::Admin);
+        let (status, chat) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/chats",
+                Some(&token),
+                Some(serde_json::json!({ "participantId": user })),
+            )
+            .await;
+        assert_eq!(status, 201, "{chat}");
+        chat
+    }
+
+    /// [`TestNode::staff_chat_json`]'s id.
+    pub async fn staff_chat(&self, admin: &str, user: &str) -> String {
+        let chat = self.staff_chat_json(admin, user).await;
+        chat["id"].as_str().unwrap().to_owned()
+    }
+
     /// Opens a chat as `user` (REST) and returns its id.
     pub async fn open_chat(&self, user_token: &str) -> String {
         let (status, chat) = self
@@ -307,4 +329,16 @@ pub async fn heartbeats_pass(node: &TestNode, n: u64) -> bool {
         node.state.metrics.presence_heartbeats() > start + n
     })
     .await
+}
+
+/// Sends `text` to `chat` over `socket` and returns the saved message (the ack must be `ok`).
+pub async fn send(socket: &Sio, chat: &str, text: &str) -> Value {
+    let ack = socket
+        .ack(
+            "message:send",
+            serde_json::json!({ "chatId": chat, "message": { "content": text } }),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "send: {ack}");
+    ack["message"].clone()
 }
