@@ -57,6 +57,12 @@ image_rebuild_after_src_edit() {
   check "COPY src ran again" report_has "$report" $'^built\tStep [0-9/]* : COPY src ./src'
   check "nothing before COPY src ran" nothing_built_before_src "$report"
   docker image rm switchboard:src-edit >/dev/null
+  # The edited builder stage (the src/ copy and its compiled target/, untagged) would stay behind
+  # as cache that no later build can use: remove it, newest first, so runs do not pile it up.
+  local ids
+  ids=$(awk '/^Step [0-9]+\/[0-9]+ : /{ keep = ($0 ~ /COPY src \.\/src|RUN touch src\/main.rs/) }
+             keep && /^ ---> [0-9a-f]+$/ { print $2 }' "$log" | tac)
+  [ -z "$ids" ] || docker image rm $ids >/dev/null 2>&1 || true
   rm -rf "$ctx"
 }
 
