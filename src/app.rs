@@ -424,6 +424,7 @@ async fn heartbeat(state: AppState) {
         state.metrics.presence_heartbeat(result.is_ok());
         match result {
             Ok(changes) => {
+                state.readiness.adapter.note_answer();
                 let offline = changes.iter().filter(|c| !c.online).count();
                 state.metrics.presence_reaped_users.inc_by(offline as u64);
                 for change in changes.iter().filter(|c| c.online) {

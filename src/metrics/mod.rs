@@ -56,6 +56,9 @@ pub enum ConnectionOutcome {
     Full = 4,
     /// A new session refused because of `MAX_HANDSHAKES_PER_SEC`.
     Throttled = 5,
+    /// A resume whose session Redis did not answer for in time: its transport was closed so
+    /// that the client retries with the same session.
+    ResumeRetry = 6,
 }
 
 const CONNECTION_OUTCOMES: &[&str] = &[
@@ -65,6 +68,7 @@ const CONNECTION_OUTCOMES: &[&str] = &[
     "rate_limited",
     "full",
     "throttled",
+    "resume_retry",
 ];
 
 /// The backing services `/readyz` depends on: the `dependency` label of `dependency_up`.

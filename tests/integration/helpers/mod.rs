@@ -4,6 +4,7 @@
 pub mod mongo;
 pub mod redis;
 pub mod sio;
+pub mod slow_redis;
 
 use std::time::Duration;
 
