@@ -323,7 +323,12 @@ async fn a_storm_on_a_slow_redis_keeps_the_node_ready_and_its_sockets_served() {
     let redis = RedisServer::start().await;
     let proxy = DelayProxy::start(redis.port).await;
     let data = Arc::new(tempfile::tempdir().expect("temp dir"));
-    let node = TestNode::cluster(data, &proxy.url, "slow").await;
+    // Engine.IO pings every 300 ms, answered within 1 s: a starved ping loop drops bob.
+    let node = TestNode::cluster_with(data, &proxy.url, "slow", |c| {
+        c.ping_interval = Duration::from_millis(300);
+        c.ping_timeout = Duration::from_millis(1000);
+    })
+    .await;
     let bob_token = node.token("bob", Role::User);
     let bob = Sio::connect(node.port, Some(&bob_token))
         .await
