@@ -105,6 +105,7 @@ impl AppState {
         };
         #[cfg(any(test, feature = "test-support"))]
         self.test_hooks.before_registration(socket_id).await;
+        self.webhooks.note_role(&entry.user_id, entry.user_role);
         match self.presence.connect(&entry).await {
             Ok(true) => {
                 if !before.is_some_and(|p| self.in_offline_grace(&p)) {
