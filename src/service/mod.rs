@@ -30,6 +30,7 @@ pub mod events;
 pub mod presence;
 pub mod reports;
 pub mod uploads;
+pub mod webhooks;
 
 pub use chats::{ChatChanges, ChatPage, OpenChat};
 pub use reports::ReportReadReply;

@@ -22,3 +22,4 @@ mod sec_engine;
 mod sec_http;
 mod security;
 mod store_contract;
+mod webhooks;

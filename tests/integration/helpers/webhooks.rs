@@ -36,7 +36,10 @@ impl Receiver {
 
     /// (Re)starts the process on the same port; what it recorded before is forgotten.
     pub async fn up(&mut self) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/integration/helpers/webhook_receiver.py");
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/integration/helpers/webhook_receiver.py"
+        );
         let child = Command::new("python3")
             .args([script, &self.port.to_string(), &self.secret])
             .stdout(Stdio::null())
@@ -51,7 +54,10 @@ impl Receiver {
             async move { http.get(url).send().await.is_ok() }
         })
         .await;
-        assert!(up, "webhook receiver did not start (is `standardwebhooks` installed?)");
+        assert!(
+            up,
+            "webhook receiver did not start (is `standardwebhooks` installed?)"
+        );
     }
 
     /// Kills the process: the port refuses connections until [`Receiver::up`].
@@ -88,15 +94,6 @@ impl Receiver {
             Ok(r) => r.json().await.unwrap_or_default(),
             Err(_) => Vec::new(),
         }
-    }
-
-    /// The requests it acknowledged (answered 200).
-    pub async fn acknowledged(&self) -> Vec<Value> {
-        self.received()
-            .await
-            .into_iter()
-            .filter(|r| r["answered"] == 200)
-            .collect()
     }
 
     /// Waits until `check` holds over the received requests; returns them.
