@@ -124,7 +124,11 @@ async fn every_event_type_arrives_signed_and_verified_by_the_official_library() 
         unread["messages"][0]["content"],
         "a reply the user leaves unread"
     );
-    assert_eq!(find("user.online")["data"]["role"].as_str().is_some(), true);
+    let online = got
+        .iter()
+        .find(|r| r["type"] == "user.online" && r["data"]["userId"] == "a1")
+        .expect("a1's user.online");
+    assert_eq!(online["data"]["role"], "admin");
     let offline = got
         .iter()
         .filter(|r| r["type"] == "user.offline" && r["data"]["userId"] == "u1")
@@ -434,4 +438,115 @@ async fn on_mongodb_a_failing_receiver_gets_every_event_in_order() {
     })
     .await;
     delivered_despite(&node, &mut rx, "fail", 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_sigkilled_mid_delivery_is_taken_over_and_nothing_is_lost() {
+    use crate::helpers::{ProcessNode, RedisServer, TEST_HEARTBEAT_SECS, TEST_TTL_SECS};
+    let redis = RedisServer::start().await;
+    let rx = Receiver::start(SECRET).await;
+    // Requests hang: the sender is mid-delivery when it dies.
+    rx.mode("slow", 60).await;
+    let data = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let (ttl, beat, url) = (
+        TEST_TTL_SECS.to_string(),
+        TEST_HEARTBEAT_SECS.to_string(),
+        rx.url(),
+    );
+    let mut doomed = ProcessNode::start_with_env(
+        data.path(),
+        &[
+            ("REDIS_URL", &redis.url()),
+            ("NODE_ID", "doomed"),
+            ("PRESENCE_TTL_SECS", &ttl),
+            ("HEARTBEAT_INTERVAL_SECS", &beat),
+            ("WEBHOOK_URL", &url),
+            ("WEBHOOK_SECRET", SECRET),
+            ("WEBHOOK_EVENTS", "message.created"),
+            ("WEBHOOK_LEASE_SECS", "2"),
+            ("WEBHOOK_TIMEOUT_SECS", "30"),
+            ("WEBHOOK_MAX_BACKOFF_SECS", "1"),
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let metrics = format!("http://127.0.0.1:{}/metrics", doomed.port);
+    let doomed_sends = eventually(WITHIN, || {
+        let (http, metrics) = (http.clone(), metrics.clone());
+        async move {
+            let text = match http.get(metrics).send().await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            text.lines()
+                .any(|l| l.starts_with("switchboard_webhook_sender{") && l.ends_with(" 1"))
+        }
+    })
+    .await;
+    assert!(doomed_sends, "the first node holds the sender lease");
+    let survivor = TestNode::cluster_with(data.clone(), &redis.url(), "survivor", |c| {
+        hooked(c, &rx, 0);
+        c.webhooks.events = "message.created".into();
+        c.webhooks.lease_secs = 2;
+    })
+    .await;
+    assert_eq!(
+        survivor
+            .state
+            .metrics
+            .webhooks
+            .outcome("default", "sent")
+            .get(),
+        0
+    );
+
+    let token = survivor.token("u1", Role::User);
+    let chat = survivor.open_chat(&token).await;
+    let user = survivor.socket("u1", Role::User).await;
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        sent.push(send(&user, &chat, &format!("m{i}")).await);
+    }
+    let first = format!("msg_{}", sent[0]["id"].as_str().unwrap());
+    let got = rx.until(WITHIN, |g| !g.is_empty()).await;
+    assert_eq!(
+        got.first().map(|r| r["id"].clone()),
+        Some(json!(first)),
+        "{got:#?}"
+    );
+    assert_eq!(
+        rx.received().await.len(),
+        1,
+        "one event of the chat in flight"
+    );
+
+    doomed.kill();
+    rx.mode("ok", 0).await;
+    let expected: Vec<String> = sent
+        .iter()
+        .map(|m| format!("msg_{}", m["id"].as_str().unwrap()))
+        .collect();
+    let answered = |g: &[Value]| -> Vec<String> {
+        let (acked, _) = created_in_order(
+            &g.iter()
+                .filter(|r| r["mode"] == "ok")
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        acked
+    };
+    let got = rx
+        .until(WITHIN, |g| answered(g).len() >= expected.len())
+        .await;
+    assert_eq!(answered(&got), expected, "taken over, in order: {got:#?}");
+    assert!(got.iter().all(|r| r["valid"] == true));
+    assert!(
+        survivor
+            .state
+            .metrics
+            .webhooks
+            .outcome("default", "sent")
+            .get()
+            >= 3
+    );
 }

@@ -178,9 +178,11 @@ impl Outbox for MongoOutbox {
     }
 
     async fn update(&self, d: &Delivery) -> OutboxResult<()> {
-        let done = (d.state == State::Delivered)
-            .then(|| Bson::Int64(crate::domain::now().timestamp_millis()))
-            .unwrap_or(Bson::Null);
+        let done = if d.state == State::Delivered {
+            Bson::Int64(crate::domain::now().timestamp_millis())
+        } else {
+            Bson::Null
+        };
         self.bounded(async {
             self.deliveries
                 .update_one(
