@@ -85,6 +85,16 @@ impl WebhookMetrics {
         }
     }
 
+    /// Creates an endpoint's series at start (at 0), so dashboards and alerts see them before
+    /// its first event.
+    pub fn touch(&self, endpoint: &str) {
+        for outcome in ["sent", "retry", "failed"] {
+            self.outcome(endpoint, outcome);
+        }
+        self.duration(endpoint);
+        self.set_backlog(endpoint, 0, 0, 0);
+    }
+
     pub fn outcome(&self, endpoint: &str, outcome: &str) -> prometheus::IntCounter {
         self.attempts.with_label_values(&[endpoint, outcome])
     }

@@ -230,6 +230,7 @@ pub fn start(publisher: &Publisher, parts: Parts) -> Vec<Task> {
         })));
     }
     for endpoint in parts.endpoints {
+        parts.metrics.touch(&endpoint.name);
         tasks.push(Box::pin(sender::run(sender::Sender::new(
             endpoint,
             &parts.settings,

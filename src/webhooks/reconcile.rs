@@ -27,6 +27,10 @@ const FIRST_LOOK_BACK: Duration = Duration::from_secs(600);
 const CHATS_PER_PASS: usize = 1000;
 /// The most messages of one chat a pass reads.
 const MESSAGES_PER_CHAT: usize = 200;
+/// How long acknowledged deliveries are kept (a message re-derived within it is not sent
+/// again), and how often they are pruned.
+const KEEP_DELIVERED: Duration = Duration::from_secs(2 * 86_400);
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 pub async fn run(
     store: Arc<dyn Store>,
@@ -36,6 +40,7 @@ pub async fn run(
     reminder: Option<Duration>,
 ) {
     let mut from: Option<Timestamp> = None;
+    let mut pruned = std::time::Instant::now();
     loop {
         tokio::time::sleep(EVERY).await;
         if !lease.is_held() {
@@ -43,6 +48,13 @@ pub async fn run(
             continue;
         }
         let now = crate::domain::now();
+        if pruned.elapsed() >= PRUNE_EVERY {
+            pruned = std::time::Instant::now();
+            let before = now.timestamp_millis() - KEEP_DELIVERED.as_millis() as i64;
+            if let Err(e) = outbox.prune(before).await {
+                tracing::warn!(error = %e, "could not prune delivered webhooks");
+            }
+        }
         let to = now - chrono::Duration::from_std(SETTLE).unwrap_or_default();
         let start =
             from.unwrap_or(now - chrono::Duration::from_std(FIRST_LOOK_BACK).unwrap_or_default());

@@ -71,7 +71,8 @@ struct FileEndpoint {
 /// event type, duplicate name or file.
 pub fn endpoints(s: &WebhookSettings) -> Result<Vec<Endpoint>, String> {
     let mut out = Vec::new();
-    if let Some(url) = &s.url {
+    // An empty WEBHOOK_URL (a compose file's `${WEBHOOK_URL:-}`) is no endpoint.
+    if let Some(url) = s.url.as_deref().filter(|u| !u.is_empty()) {
         let secret = s
             .secret
             .as_deref()
