@@ -23,3 +23,4 @@ mod sec_http;
 mod security;
 mod store_contract;
 mod webhooks;
+mod webhooks_cluster;

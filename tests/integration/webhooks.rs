@@ -1,47 +1,17 @@
 //! Webhooks (PROTOCOL.md, "Webhooks (Standard Webhooks)") against a real receiver that verifies
 //! every request with the official `standardwebhooks` library: every event type, a receiver
 //! that fails, times out or is down, an operator's re-send, `chat.unread`'s rules, a message
-//! saved but never emitted, both stores, and a cluster whose sender is SIGKILLed.
+//! saved but never emitted, and both stores (the cluster: `webhooks_cluster.rs`).
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchboard::Config;
 use switchboard::domain::Role;
 
-use crate::helpers::webhooks::{NEW_SECRET, Receiver, SECRET, count};
+use crate::helpers::webhooks::{
+    NEW_SECRET, Receiver, SECRET, WITHIN, count, created_in_order, hooked,
+};
 use crate::helpers::{TestNode, eventually, send};
-
-/// Long enough for a debug build on a busy two-core machine.
-const WITHIN: Duration = Duration::from_secs(40);
-
-/// One endpoint, the receiver; retries at most a second apart.
-fn hooked(c: &mut Config, rx: &Receiver, reminder_secs: u64) {
-    c.webhooks.url = Some(rx.url());
-    c.webhooks.secret = Some(SECRET.into());
-    c.webhooks.max_backoff_secs = 1;
-    c.webhooks.timeout_secs = 2;
-    c.webhooks.unread_reminder_secs = reminder_secs;
-}
-
-/// The ids of acknowledged `message.created`, in the order they were acknowledged, and
-/// whether every request of that type came in `seq` order (one in flight per chat).
-fn created_in_order(got: &[Value]) -> (Vec<String>, bool) {
-    let mut acked = Vec::new();
-    let mut last_seq = 0;
-    let mut ordered = true;
-    for r in got.iter().filter(|r| r["type"] == "message.created") {
-        let seq = r["data"]["message"]["seq"].as_u64().unwrap_or(0);
-        ordered &= seq >= last_seq;
-        last_seq = seq;
-        let id = r["id"].as_str().unwrap_or_default().to_owned();
-        if r["answered"] == 200 && !acked.contains(&id) {
-            acked.push(id);
-        }
-    }
-    (acked, ordered)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_type_arrives_signed_and_verified_by_the_official_library() {
@@ -441,112 +411,60 @@ async fn on_mongodb_a_failing_receiver_gets_every_event_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sender_sigkilled_mid_delivery_is_taken_over_and_nothing_is_lost() {
-    use crate::helpers::{ProcessNode, RedisServer, TEST_HEARTBEAT_SECS, TEST_TTL_SECS};
-    let redis = RedisServer::start().await;
+async fn a_mongodb_outage_loses_neither_pending_deliveries_nor_events_published_during_it() {
+    use crate::helpers::mongo::{MongoServer, TEST_TIMEOUT};
+    let mut server = tokio::task::block_in_place(MongoServer::start);
     let rx = Receiver::start(SECRET).await;
-    // Requests hang: the sender is mid-delivery when it dies.
-    rx.mode("slow", 60).await;
-    let data = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let (ttl, beat, url) = (
-        TEST_TTL_SECS.to_string(),
-        TEST_HEARTBEAT_SECS.to_string(),
-        rx.url(),
-    );
-    let mut doomed = ProcessNode::start_with_env(
-        data.path(),
-        &[
-            ("REDIS_URL", &redis.url()),
-            ("NODE_ID", "doomed"),
-            ("PRESENCE_TTL_SECS", &ttl),
-            ("HEARTBEAT_INTERVAL_SECS", &beat),
-            ("WEBHOOK_URL", &url),
-            ("WEBHOOK_SECRET", SECRET),
-            ("WEBHOOK_EVENTS", "message.created"),
-            ("WEBHOOK_LEASE_SECS", "2"),
-            ("WEBHOOK_TIMEOUT_SECS", "30"),
-            ("WEBHOOK_MAX_BACKOFF_SECS", "1"),
-        ],
-    )
-    .await;
-    let http = reqwest::Client::new();
-    let metrics = format!("http://127.0.0.1:{}/metrics", doomed.port);
-    let doomed_sends = eventually(WITHIN, || {
-        let (http, metrics) = (http.clone(), metrics.clone());
-        async move {
-            let text = match http.get(metrics).send().await {
-                Ok(r) => r.text().await.unwrap_or_default(),
-                Err(_) => String::new(),
-            };
-            text.lines()
-                .any(|l| l.starts_with("switchboard_webhook_sender{") && l.ends_with(" 1"))
-        }
-    })
-    .await;
-    assert!(doomed_sends, "the first node holds the sender lease");
-    let survivor = TestNode::cluster_with(data.clone(), &redis.url(), "survivor", |c| {
+    rx.mode("fail", 0).await;
+    let uri = server.uri();
+    let node = TestNode::start_with(|c| {
         hooked(c, &rx, 0);
-        c.webhooks.events = "message.created".into();
-        c.webhooks.lease_secs = 2;
+        c.webhooks.events = "message.created,user.online".into();
+        c.mongodb_uri = Some(uri.into());
+        c.mongodb_database = "webhooks_outage".into();
+        c.mongodb_timeout = TEST_TIMEOUT;
     })
     .await;
-    assert_eq!(
-        survivor
-            .state
-            .metrics
-            .webhooks
-            .outcome("default", "sent")
-            .get(),
-        0
-    );
-
-    let token = survivor.token("u1", Role::User);
-    let chat = survivor.open_chat(&token).await;
-    let user = survivor.socket("u1", Role::User).await;
+    let token = node.token("u1", Role::User);
+    let chat = node.open_chat(&token).await;
+    let user = node.socket("u1", Role::User).await;
     let mut sent = Vec::new();
     for i in 0..3 {
         sent.push(send(&user, &chat, &format!("m{i}")).await);
     }
-    let first = format!("msg_{}", sent[0]["id"].as_str().unwrap());
-    let got = rx.until(WITHIN, |g| !g.is_empty()).await;
-    assert_eq!(
-        got.first().map(|r| r["id"].clone()),
-        Some(json!(first)),
-        "{got:#?}"
-    );
-    assert_eq!(
-        rx.received().await.len(),
-        1,
-        "one event of the chat in flight"
-    );
+    let retries = || {
+        node.state
+            .metrics
+            .webhooks
+            .outcome("default", "retry")
+            .get()
+    };
+    assert!(eventually(WITHIN, || async { retries() >= 2 }).await);
 
-    doomed.kill();
+    tokio::task::block_in_place(|| server.stop());
     rx.mode("ok", 0).await;
+    // Published while the outbox cannot be written: kept by the writer until it can.
+    let _second = node.socket("u2", Role::User).await;
+    tokio::task::block_in_place(|| server.restart());
+
     let expected: Vec<String> = sent
         .iter()
         .map(|m| format!("msg_{}", m["id"].as_str().unwrap()))
         .collect();
-    let answered = |g: &[Value]| -> Vec<String> {
-        let (acked, _) = created_in_order(
-            &g.iter()
-                .filter(|r| r["mode"] == "ok")
-                .cloned()
-                .collect::<Vec<_>>(),
-        );
-        acked
-    };
     let got = rx
-        .until(WITHIN, |g| answered(g).len() >= expected.len())
+        .until(WITHIN, |g| {
+            created_in_order(g).0.len() >= expected.len()
+                && g.iter()
+                    .any(|r| r["type"] == "user.online" && r["data"]["userId"] == "u2")
+        })
         .await;
-    assert_eq!(answered(&got), expected, "taken over, in order: {got:#?}");
-    assert!(got.iter().all(|r| r["valid"] == true));
+    let (acked, ordered) = created_in_order(&got);
+    assert_eq!(acked, expected, "{got:#?}");
+    assert!(ordered);
     assert!(
-        survivor
-            .state
-            .metrics
-            .webhooks
-            .outcome("default", "sent")
-            .get()
-            >= 3
+        got.iter().any(|r| r["type"] == "user.online"
+            && r["data"]["userId"] == "u2"
+            && r["answered"] == 200),
+        "u2's user.online, published during the outage: {got:#?}"
     );
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use switchboard::Config;
+
 use super::{eventually, free_port};
 
 /// A secret in the Standard Webhooks form (24 bytes).
@@ -120,4 +122,34 @@ pub fn count(got: &[Value], kind: &str) -> usize {
     got.iter()
         .filter(|r| r["type"] == kind && r["answered"] == 200)
         .count()
+}
+
+/// Long enough for a debug build on a busy two-core machine.
+pub const WITHIN: Duration = Duration::from_secs(40);
+
+/// One endpoint, the receiver; retries at most a second apart.
+pub fn hooked(c: &mut Config, rx: &Receiver, reminder_secs: u64) {
+    c.webhooks.url = Some(rx.url());
+    c.webhooks.secret = Some(SECRET.into());
+    c.webhooks.max_backoff_secs = 1;
+    c.webhooks.timeout_secs = 2;
+    c.webhooks.unread_reminder_secs = reminder_secs;
+}
+
+/// The ids of acknowledged `message.created`, in the order they were acknowledged, and
+/// whether every request of that type came in `seq` order (one in flight per chat).
+pub fn created_in_order(got: &[Value]) -> (Vec<String>, bool) {
+    let mut acked = Vec::new();
+    let mut last_seq = 0;
+    let mut ordered = true;
+    for r in got.iter().filter(|r| r["type"] == "message.created") {
+        let seq = r["data"]["message"]["seq"].as_u64().unwrap_or(0);
+        ordered &= seq >= last_seq;
+        last_seq = seq;
+        let id = r["id"].as_str().unwrap_or_default().to_owned();
+        if r["answered"] == 200 && !acked.contains(&id) {
+            acked.push(id);
+        }
+    }
+    (acked, ordered)
 }
