@@ -29,8 +29,8 @@ const CHATS_PER_PASS: usize = 1000;
 const MESSAGES_PER_CHAT: usize = 200;
 /// How long acknowledged deliveries are kept (a message re-derived within it is not sent
 /// again), and how often they are pruned.
-const KEEP_DELIVERED: Duration = Duration::from_secs(2 * 86_400);
-const PRUNE_EVERY: Duration = Duration::from_secs(600);
+const KEEP_DELIVERED: Duration = Duration::from_secs(3600);
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 pub async fn run(
     store: Arc<dyn Store>,
