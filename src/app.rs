@@ -71,7 +71,10 @@ async fn drain(state: &AppState, grace: Duration) {
     if tokio::time::timeout_at(deadline, close).await.is_err() {
         tracing::warn!(node = %state.node_id, "grace period over before every socket was closed");
     }
-    while (state.events_in_flight() > 0 || state.fanout.unconfirmed() > 0)
+    // Webhook events published here are in the outbox before the node stops.
+    while (state.events_in_flight() > 0
+        || state.fanout.unconfirmed() > 0
+        || state.webhooks.unwritten() > 0)
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(20)).await;

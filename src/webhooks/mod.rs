@@ -106,6 +106,8 @@ pub fn fresh_id() -> String {
 /// What the running webhooks share with the publisher and the operator's routes.
 pub struct Running {
     tx: mpsc::UnboundedSender<Event>,
+    /// Events published here and not yet in the outbox (a drain waits for them).
+    unwritten: Arc<std::sync::atomic::AtomicUsize>,
     pub outbox: Arc<dyn Outbox>,
     pub endpoints: Vec<Endpoint>,
     /// Wakes this node's senders (a new delivery, a re-send).
@@ -132,6 +134,14 @@ impl Publisher {
 
     pub fn running(&self) -> Option<&Arc<Running>> {
         self.running.get()
+    }
+
+    /// Events published on this node and not yet written to the outbox: a drain waits until
+    /// there are none.
+    pub fn unwritten(&self) -> usize {
+        self.running
+            .get()
+            .map_or(0, |r| r.unwritten.load(Ordering::Acquire))
     }
 
     /// Queues an event for every endpoint that takes it.
@@ -161,7 +171,10 @@ impl Publisher {
             .unwrap_or_default();
             event.data = Data::Json(json);
         }
-        let _ = running.tx.send(event);
+        running.unwritten.fetch_add(1, Ordering::AcqRel);
+        if running.tx.send(event).is_err() {
+            running.unwritten.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// Remembers a user's role for their `user.*` events.
@@ -190,9 +203,11 @@ pub struct Parts {
 /// Turns `publisher` on and returns the tasks that queue, send and remind.
 pub fn start(publisher: &Publisher, parts: Parts) -> Vec<Task> {
     let (tx, rx) = mpsc::unbounded_channel();
+    let unwritten = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let wake = Arc::new(tokio::sync::Notify::new());
     let running = Arc::new(Running {
         tx,
+        unwritten: unwritten.clone(),
         outbox: parts.outbox.clone(),
         endpoints: parts.endpoints.clone(),
         wake: wake.clone(),
@@ -204,6 +219,7 @@ pub fn start(publisher: &Publisher, parts: Parts) -> Vec<Task> {
     let mut tasks: Vec<Task> = vec![
         Box::pin(writer::run(
             rx,
+            unwritten,
             parts.outbox.clone(),
             parts.endpoints.clone(),
             parts.settings.unread_reminder(),

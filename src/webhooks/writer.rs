@@ -3,6 +3,7 @@
 //! written (MongoDB down) the batch is kept and retried, events piling up behind it in memory.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
@@ -15,6 +16,7 @@ const BATCH: usize = 256;
 
 pub async fn run(
     mut rx: mpsc::UnboundedReceiver<Event>,
+    unwritten: Arc<AtomicUsize>,
     outbox: Arc<dyn Outbox>,
     endpoints: Vec<Endpoint>,
     reminder: Option<Duration>,
@@ -38,6 +40,7 @@ pub async fn run(
                 }
             }
         }
+        unwritten.fetch_sub(batch.len(), Ordering::AcqRel);
         batch.clear();
         wake.notify_waiters();
     }
