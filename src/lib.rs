@@ -31,6 +31,9 @@
 //! - [`presence`]: who is online; in-memory (one node) and Redis (cluster-wide).
 //! - [`recovery`]: connection state recovery: sessions and the log of recoverable emissions,
 //!   in Redis or the embedded SQLite file (`docs/recovery.md`).
+//! - [`webhooks`]: Standard Webhooks to the product's backend: the publishing seam `state`
+//!   holds, the outbox (SQLite or MongoDB), the senders, the cluster lease, `chat.unread`
+//!   (`docs/webhooks.md`).
 //! - [`store`]: the persistence seam, its embedded (SQLite) implementation and its MongoDB
 //!   implementation (`docs/mongodb.md`).
 //! - [`metrics`]: every Prometheus metric (event labels from `client_events`).
@@ -43,7 +46,7 @@
 //!   natural batching of backend calls that Redis presence and recovery share.
 //!
 //! So dependencies point one way: `app` -> `http` | `realtime` -> `service` -> `state` ->
-//! (`ordering`, `auth`, `cluster`, `presence`, `recovery`, `store`, `metrics`) -> `domain` -> `error`;
+//! (`ordering`, `auth`, `cluster`, `webhooks`, `presence`, `recovery`, `store`, `metrics`) -> `domain` -> `error`;
 //! `paging` and `client_events` sit below the transports and `metrics`. Only `app` chooses
 //! implementations; everything else sees the `Store`, `Presence` and `Fanout` traits.
 
@@ -70,6 +73,7 @@ pub mod service;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use app::Application;
 pub use config::Config;

@@ -25,11 +25,13 @@ mod recovery;
 mod store;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 
 pub use http::{HTTP_ROUTES, RouteMetrics};
 pub use outcomes::{OUTCOMES, outcome_index};
 pub use recovery::{RECOVERY_OUTCOMES, RecoveryMetrics};
 pub use store::StoreMetrics;
+pub use webhooks::WebhookMetrics;
 
 use crate::client_events::{ClientEvent, UNKNOWN_LABEL};
 use prometheus::{
@@ -119,6 +121,8 @@ pub struct Metrics {
     pub open_files_limit: IntGauge,
     /// Connection state recovery.
     pub recovery: RecoveryMetrics,
+    /// Webhook deliveries, per endpoint.
+    pub webhooks: WebhookMetrics,
 }
 
 /// Histogram options with the handling-latency buckets.
@@ -356,6 +360,7 @@ impl Metrics {
                 .unwrap(),
             ),
             recovery: RecoveryMetrics::register(r),
+            webhooks: WebhookMetrics::register(r),
             registry,
         }
     }

@@ -94,8 +94,11 @@ impl AppState {
                 assigned_admin: None,
             }
         };
-        self.timed(StoreOp::CreateChat, self.store.create_chat(chat))
-            .await
+        let chat = self
+            .timed(StoreOp::CreateChat, self.store.create_chat(chat))
+            .await?;
+        self.publish_chat_webhook("chat.created", &chat, None, &user.id);
+        Ok(chat)
     }
 
     /// The chats the caller may see (a user: their own; staff: all), most recently updated
@@ -156,8 +159,16 @@ impl AppState {
                 .map(|a| parse_plain_id("assignedAdmin", &a))
                 .transpose()?,
         };
-        self.timed(StoreOp::UpdateChat, self.store.update_chat(&id, patch))
-            .await
+        let changed = crate::webhooks::changed_fields(
+            patch.status.is_some(),
+            patch.priority.is_some(),
+            patch.assigned_admin.is_some(),
+        );
+        let chat = self
+            .timed(StoreOp::UpdateChat, self.store.update_chat(&id, patch))
+            .await?;
+        self.publish_chat_webhook("chat.updated", &chat, Some(changed), &user.id);
+        Ok(chat)
     }
 
     /// Validates, saves, then emits `message:new` to the chat's participants and `admins`.

@@ -104,6 +104,7 @@ impl AppState {
         // `connect` says `false` for a user back inside the grace (their `offline` was still
         // due, and presence dropped it in the same step): no status read first, which a storm
         // of handshakes would pay once per socket.
+        self.webhooks.note_role(&entry.user_id, entry.user_role);
         match self.presence.connect(&entry).await {
             Ok(true) => {
                 self.readiness.adapter.note_answer();
