@@ -492,7 +492,13 @@ pub const MAX_PACKET_BYTES: usize = 256 * 1024;
 
 fn cors(origins: &str) -> CorsLayer {
     let layer = CorsLayer::new()
-        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         // A browser frontend must be able to read how long to wait after a `429`.
         .expose_headers([header::RETRY_AFTER]);

@@ -19,6 +19,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+mod desk;
 mod http;
 mod outcomes;
 mod recovery;
@@ -26,6 +27,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 
+pub use desk::DeskMetrics;
 pub use http::{HTTP_ROUTES, RouteMetrics};
 pub use outcomes::{OUTCOMES, outcome_index};
 pub use recovery::{RECOVERY_OUTCOMES, RecoveryMetrics};
@@ -115,6 +117,8 @@ pub struct Metrics {
     pub open_files_limit: IntGauge,
     /// Connection state recovery.
     pub recovery: RecoveryMetrics,
+    /// The support desk (removals).
+    pub desk: DeskMetrics,
 }
 
 /// Histogram options with the handling-latency buckets.
@@ -352,6 +356,7 @@ impl Metrics {
                 .unwrap(),
             ),
             recovery: RecoveryMetrics::register(r),
+            desk: DeskMetrics::register(r),
             registry,
         }
     }

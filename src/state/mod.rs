@@ -205,6 +205,14 @@ pub trait LocalSockets: Send + Sync + 'static {
     /// Closes one socket's transport, so that its client reconnects (its token expired);
     /// `false` if the socket is not here any more.
     fn close_transport(&self, sid: socketioxide::socket::Sid) -> bool;
+    /// Disconnects every socket of `user_id` on every node (through the adapter), with a
+    /// namespace disconnect, so socket.io-client does not reconnect by itself; without
+    /// `staff_too`, only the user's sockets outside `admins` (the support desk's removals).
+    fn disconnect_user(
+        &self,
+        user_id: &str,
+        staff_too: bool,
+    ) -> futures_util::future::BoxFuture<'_, Result<(), String>>;
 }
 
 impl<A: Adapter> LocalSockets for SocketIo<A> {
@@ -236,5 +244,22 @@ impl<A: Adapter> LocalSockets for SocketIo<A> {
         };
         socket.close_transport();
         true
+    }
+
+    fn disconnect_user(
+        &self,
+        user_id: &str,
+        staff_too: bool,
+    ) -> futures_util::future::BoxFuture<'_, Result<(), String>> {
+        let room = crate::cluster::rooms::user(user_id);
+        Box::pin(async move {
+            let op = self.to(room);
+            let op = if staff_too {
+                op
+            } else {
+                op.except(crate::cluster::rooms::ADMINS)
+            };
+            op.disconnect().await.map_err(|e| e.to_string())
+        })
     }
 }

@@ -5,6 +5,7 @@ mod cluster;
 mod console_gate;
 mod contract_gaps;
 mod delivery;
+mod desk;
 mod failover;
 mod hardening;
 mod helpers;
