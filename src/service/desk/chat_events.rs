@@ -57,8 +57,12 @@ pub fn changed_fields(before: &Chat, after: &Chat) -> Vec<&'static str> {
 impl AppState {
     /// Emits `chat:created` for a chat just opened.
     pub async fn announce_chat_created(&self, chat: &Chat) {
-        self.emit(rooms::chat(&chat.participants), Vec::new(), &ChatCreated { chat })
-            .await;
+        self.emit(
+            rooms::chat(&chat.participants),
+            Vec::new(),
+            &ChatCreated { chat },
+        )
+        .await;
     }
 
     /// Emits `chat:updated` if anything the list shows changed (a patch that changed nothing
