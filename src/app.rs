@@ -23,7 +23,7 @@ use crate::cluster::redis::{ClusterAdapter, RedisFanout};
 use crate::config::Config;
 use crate::connections::TrackedListener;
 use crate::http::origin::AllowedOrigins;
-use crate::presence::{MemoryPresence, RedisPresence};
+use crate::presence::{MemoryAvailability, MemoryPresence, RedisAvailability, RedisPresence};
 use crate::recovery::{EmbeddedRecovery, Recovery, RecoveryBackend, RedisRecovery};
 use crate::state::{AppState, Backends};
 use crate::store::{EmbeddedStore, MongoSettings, MongoStore, Store};
@@ -158,6 +158,7 @@ impl Application {
                     store,
                     keys,
                     presence: presence.clone(),
+                    availability: Arc::new(MemoryAvailability::default()),
                     fanout: Arc::new(io.clone()),
                     sockets: Arc::new(io.clone()),
                     recovery,
@@ -176,6 +177,7 @@ impl Application {
                 let fanout = Arc::new(RedisFanout::new(io.clone(), &node_id));
                 let ttl = config.presence_ttl;
                 let redis_recovery = Arc::new(RedisRecovery::new(redis.presence.clone()));
+                let availability = Arc::new(RedisAvailability::new(redis.presence.clone()));
                 let presence = Arc::new(
                     RedisPresence::new(redis.presence, node_id.clone(), ttl)
                         .with_offline_grace(config.offline_grace),
@@ -194,6 +196,7 @@ impl Application {
                     store,
                     keys,
                     presence,
+                    availability,
                     fanout: fanout.clone(),
                     sockets: Arc::new(io.clone()),
                     recovery,

@@ -6,13 +6,14 @@
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::{JsonBody, PathId};
 use crate::domain::{AuthUser, DisconnectInput, DisconnectRequest};
 use crate::error::AppError;
+use crate::service::desk::availability::SupportAnswer;
 use crate::service::desk::{Disconnected, Revoked};
 use crate::state::AppState;
 
@@ -21,6 +22,15 @@ pub fn routes() -> Router<AppState> {
         .route("/api/users/{user_id}/disconnect", post(disconnect))
         .route("/api/users/{user_id}/block", delete(unblock))
         .route("/api/users/{user_id}/revoke-tokens", post(revoke_tokens))
+        .route("/api/support/availability", get(support_availability))
+}
+
+/// `GET /api/support/availability`: any authenticated caller; a yes/no and a count.
+async fn support_availability(
+    State(state): State<AppState>,
+    _user: AuthUser,
+) -> Result<Json<SupportAnswer>, AppError> {
+    Ok(Json(state.support_availability().await?))
 }
 
 async fn disconnect(

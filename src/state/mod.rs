@@ -19,7 +19,7 @@ use crate::cluster::Fanout;
 use crate::config::Config;
 use crate::connections::TcpConnections;
 use crate::metrics::Metrics;
-use crate::presence::Presence;
+use crate::presence::{Presence, StaffAvailability};
 use crate::recovery::Recovery;
 use crate::store::Store;
 
@@ -57,6 +57,10 @@ pub struct NodeState {
     pub store: Arc<dyn Store>,
     /// Who is online, on this node or cluster-wide.
     pub presence: Arc<dyn Presence>,
+    /// Which staff are available (the support desk), beside presence.
+    pub availability: Arc<dyn StaffAvailability>,
+    /// One coalesced `support:availability` re-check pending on this node at a time.
+    pub support_recheck: AtomicBool,
     /// Room emissions, through whichever adapter `app.rs` chose.
     pub fanout: Arc<dyn Fanout>,
     /// Closes this node's sockets when it drains.
@@ -119,6 +123,7 @@ pub struct Backends {
     pub node_id: String,
     pub store: Arc<dyn Store>,
     pub presence: Arc<dyn Presence>,
+    pub availability: Arc<dyn StaffAvailability>,
     pub fanout: Arc<dyn Fanout>,
     pub sockets: Arc<dyn LocalSockets>,
     pub recovery: Option<Arc<Recovery>>,
@@ -136,6 +141,8 @@ impl AppState {
             node_id: b.node_id,
             store: b.store,
             presence: b.presence,
+            availability: b.availability,
+            support_recheck: AtomicBool::new(false),
             keys: b.keys,
             typing: TypingTracker::default(),
             delivery: DeliveryTracker::default(),

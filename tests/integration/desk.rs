@@ -242,6 +242,13 @@ async fn a_disconnect_discards_the_recovery_sessions_so_a_resume_starts_a_new_on
         .await
         .expect("connects");
     let pid = dropped.pid.clone().expect("pid");
+    // Registered first (so the cut below is the session's drop, not a race with its start).
+    assert!(
+        eventually(WAIT, || async {
+            node.user_status("u4").await["sockets"] == 1
+        })
+        .await
+    );
     dropped.cut();
     assert!(
         eventually(WAIT, || async {
@@ -264,6 +271,12 @@ async fn a_disconnect_discards_the_recovery_sessions_so_a_resume_starts_a_new_on
     );
     // A session opened after the removal is resumable as usual.
     let new_pid = back.pid.clone().expect("pid");
+    assert!(
+        eventually(WAIT, || async {
+            node.user_status("u4").await["sockets"] == 1
+        })
+        .await
+    );
     back.cut();
     assert!(
         eventually(WAIT, || async {

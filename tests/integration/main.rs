@@ -6,6 +6,7 @@ mod console_gate;
 mod contract_gaps;
 mod delivery;
 mod desk;
+mod desk_availability;
 mod desk_chats;
 mod failover;
 mod hardening;
