@@ -19,6 +19,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+mod desk;
 mod http;
 mod outcomes;
 mod recovery;
@@ -27,6 +28,7 @@ mod store;
 mod tests;
 mod webhooks;
 
+pub use desk::DeskMetrics;
 pub use http::{HTTP_ROUTES, RouteMetrics};
 pub use outcomes::{OUTCOMES, outcome_index};
 pub use recovery::{RECOVERY_OUTCOMES, RecoveryMetrics};
@@ -123,6 +125,8 @@ pub struct Metrics {
     pub recovery: RecoveryMetrics,
     /// Webhook deliveries, per endpoint.
     pub webhooks: WebhookMetrics,
+    /// The support desk (removals).
+    pub desk: DeskMetrics,
 }
 
 /// Histogram options with the handling-latency buckets.
@@ -361,6 +365,7 @@ impl Metrics {
             ),
             recovery: RecoveryMetrics::register(r),
             webhooks: WebhookMetrics::register(r),
+            desk: DeskMetrics::register(r),
             registry,
         }
     }

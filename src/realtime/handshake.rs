@@ -115,10 +115,16 @@ async fn authenticate<A: Adapter>(
     }
     let auth = auth.map_err(|_| Refused::new(ErrorCode::Unauthorized, "auth.token is missing"))?;
     // The token is verified on a resume too, and must name the session's user (`check`).
-    let (user, token_until) = state
+    let verified = state
         .keys
         .verifier
-        .verify_until(&auth.token)
+        .verify_token(&auth.token)
+        .map_err(Refused::from)?;
+    let (user, token_until) = (verified.user, verified.until);
+    // A blocked user, or a revoked token, is refused on every node (`service/desk`).
+    let removal = state
+        .check_removal(&user, verified.issued_at)
+        .await
         .map_err(Refused::from)?;
     // Released however the handshake ends (see `admission.rs`).
     let admission = admit_socket(state, s.id, &user.id).await?;
@@ -138,6 +144,15 @@ async fn authenticate<A: Adapter>(
                 }
                 _ => Err(crate::recovery::Refusal::Malformed),
             };
+            // A recovery must not resurrect a session its user was removed from (or one whose
+            // removal could not be read).
+            let checked = checked.and_then(|claim| {
+                if removal.allows_resume(claim.session.started_ms) {
+                    Ok(claim)
+                } else {
+                    Err(crate::recovery::Refusal::Unknown)
+                }
+            });
             match checked {
                 Ok(claim) => {
                     state.readiness.adapter.note_answer();

@@ -113,6 +113,9 @@ impl AppState {
             Ok(false) => self.readiness.adapter.note_answer(),
             Err(e) => tracing::warn!(error = %e, "presence connect failed"),
         }
+        if session.user.is_staff() {
+            self.staff_socket_online(&entry.user_id).await;
+        }
         if session.is_gone() {
             self.remove_socket(&entry.user_id, socket_id).await;
         }
@@ -189,6 +192,8 @@ impl AppState {
     /// [`OFFLINE_BATCH`] users, not one per user).
     async fn announce_offline(&self, users: &[String]) {
         for chunk in users.chunks(OFFLINE_BATCH) {
+            // The staff among them go `offline` for the support desk too.
+            self.staff_gone(chunk).await;
             let partners = match self
                 .timed(StoreOp::ChatPartners, self.store.chat_partners_of(chunk))
                 .await
