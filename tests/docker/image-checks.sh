@@ -16,7 +16,7 @@ image_build() {
   base=$(docker image inspect -f '{{.Size}}' debian:bookworm-slim)
   local binary apt_cache
   binary=$(docker run --rm --entrypoint /bin/sh switchboard:local -c 'stat -c %s /usr/local/bin/switchboard')
-  apt_cache=$(docker run --rm --entrypoint /bin/sh switchboard:local -c 'du -sm /var/cache/apt | cut -f1')
+  apt_cache=$(docker run --rm --entrypoint /bin/sh switchboard:local -c 'du -sm /var/cache/apt 2>/dev/null | cut -f1')
   echo "image switchboard:local built in ${BUILD_SECS}s ($(grep -c -- '---> Using cache' "$log") steps from cache): $((size / 1000000)) MB, $(((size - base) / 1000000)) MB over its base; binary $((binary / 1000000)) MB; apt's caches ${apt_cache} MB"
   # The runtime stage is the base plus ca-certificates and one binary: no toolchain, no sources.
   # (apt's package caches, /var/cache/apt/*.bin, stay in the apt layer because this stand-in base
