@@ -1,7 +1,8 @@
 //! The one dispatcher through which every client event passes: its turn (arrival order), the
 //! rate limit, payload parsing, the handler, metrics and the reply.
 //!
-//! Handlers are plain async functions over a [`Ctx`], not socketioxide `State<T>` extractors,
+//! Handlers are plain async functions over a [`Ctx`] and the event's [`Turn`] (its place in the
+//! socket's order, passed on to the use case), not socketioxide `State<T>` extractors,
 //! so no handler can be skipped silently by a state-type mismatch; payloads arrive as
 //! `TryData<serde_json::Value>` and are parsed here, so a malformed one is answered with
 //! `VALIDATION` instead of being dropped.
@@ -31,7 +32,7 @@ use super::{messages, presence, reports, typing};
 use crate::client_events::{ClientEvent, RateClass, Reply};
 use crate::error::{AppError, ErrorCode};
 use crate::metrics::{OUTCOMES, outcome_index};
-use crate::ordering::EmitOrder;
+use crate::ordering::{EmitOrder, Turn};
 use crate::state::{AppState, Session};
 
 /// What every handler gets: the node's state, the socket's id and its session. Three pointers'
@@ -65,6 +66,7 @@ impl<A: Adapter> FromMessageParts<A> for HasAck {
 type Route<A> = Box<
     dyn Fn(
             Ctx,
+            Turn,
             SocketRef<A>,
             Result<serde_json::Value, ParserError>,
             AckSender<A>,
@@ -116,13 +118,13 @@ where
     A: Adapter,
     T: DeserializeOwned + Send + 'static,
     R: Serialize + Send + 'static,
-    F: Fn(Ctx, T) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Ctx, Turn, T) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<R, AppError>> + Send + 'static,
 {
     let name = event.name();
     let reply = event.reply();
     let droppable = event.rate_class() == RateClass::DroppedSilently;
-    Box::new(move |ctx, s, data, ack, has_ack| {
+    Box::new(move |ctx, turn, s, data, ack, has_ack| {
         let handler = handler.clone();
         Box::pin(async move {
             let started = Instant::now();
@@ -143,7 +145,7 @@ where
                     .map_err(|e| e.to_string())
                     .and_then(|v| serde_json::from_value::<T>(v).map_err(|e| e.to_string()))
                 {
-                    Ok(payload) => handler(ctx.clone(), payload).await,
+                    Ok(payload) => handler(ctx.clone(), turn, payload).await,
                     Err(e) => Err(AppError::validation(format!("invalid {name} payload: {e}"))),
                 }
             };
@@ -184,9 +186,9 @@ pub(super) fn dispatch<A: Adapter>(
         // `done`, dropped when this event is about to emit or is handled, lets the socket's
         // next event go.
         let session = ctx.session.clone();
-        EmitOrder::run(&session.stages, done, async move {
+        EmitOrder::run(&session.stages, done, |turn| async move {
             match known {
-                Some(e) => routes.handlers[e as usize](ctx, s, data, ack, has_ack).await,
+                Some(e) => routes.handlers[e as usize](ctx, turn, s, data, ack, has_ack).await,
                 None => unknown_event(&ctx, &s, &event, ack, has_ack),
             }
         })

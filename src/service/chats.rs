@@ -11,6 +11,7 @@ use crate::domain::{
     SendMessageInput, Side, Timestamp, check_len, now, parse_plain_id,
 };
 use crate::error::AppError;
+use crate::ordering::Turn;
 use crate::state::AppState;
 use crate::store::StoreOp;
 
@@ -166,6 +167,7 @@ impl AppState {
         &self,
         user: &AuthUser,
         input: SendMessageInput,
+        turn: Turn,
     ) -> Result<Saved<Message>, AppError> {
         let SendMessage {
             chat_id,
@@ -186,7 +188,7 @@ impl AppState {
         new.delivered = here.is_some();
         // In a socket event: the sender's next event may start (and read its chat) while this
         // one saves; saves keep the sender's order.
-        crate::ordering::wait_for_save_turn().await;
+        turn.save().await;
         let saved = self
             .timed(StoreOp::SaveMessage, self.store.save_message(new))
             .await?;
@@ -197,7 +199,7 @@ impl AppState {
                 message,
             };
             if self
-                .emit_last(rooms::chat(&chat.participants), Vec::new(), &payload)
+                .emit(rooms::chat(&chat.participants), Vec::new(), &payload, turn)
                 .await
             {
                 self.metrics.messages_emitted.inc();
@@ -213,6 +215,7 @@ impl AppState {
         user: &AuthUser,
         chat_id: &ChatId,
         is_typing: bool,
+        turn: Turn,
     ) -> Result<(), AppError> {
         let chat = self.chat_for(user, chat_id).await?;
         let changed = if is_typing {
@@ -227,12 +230,14 @@ impl AppState {
                 &user.id,
                 &user.name,
                 is_typing,
+                turn,
             )
             .await;
         }
         Ok(())
     }
 
+    /// Emits `user:typing` to `rooms` but the user's own sockets.
     pub async fn emit_typing(
         &self,
         rooms: Vec<String>,
@@ -240,6 +245,7 @@ impl AppState {
         user_id: &str,
         user_name: &str,
         is_typing: bool,
+        turn: Turn,
     ) {
         let payload = TypingEvent {
             chat_id: chat,
@@ -247,7 +253,8 @@ impl AppState {
             user_name,
             is_typing,
         };
-        self.emit(rooms, vec![rooms::user(user_id)], &payload).await;
+        self.emit(rooms, vec![rooms::user(user_id)], &payload, turn)
+            .await;
     }
 
     /// Marks messages up to `message_id` read for `user` (and delivered to their side first:
@@ -257,6 +264,7 @@ impl AppState {
         user: &AuthUser,
         chat_id: &ChatId,
         message_id: &MessageId,
+        turn: Turn,
     ) -> Result<Timestamp, AppError> {
         let chat = self.chat_for(user, chat_id).await?;
         let message = self
@@ -277,7 +285,7 @@ impl AppState {
             read_by: &user.id,
             read_at,
         };
-        self.emit_last(rooms::chat(&chat.participants), Vec::new(), &payload)
+        self.emit(rooms::chat(&chat.participants), Vec::new(), &payload, turn)
             .await;
         Ok(read_at)
     }
@@ -291,6 +299,7 @@ impl AppState {
         chat_id: &ChatId,
         page: HistoryPage,
         limit: usize,
+        turn: Turn,
     ) -> Result<(Vec<Message>, bool), AppError> {
         let chat = self.chat_for(user, chat_id).await?;
         let mut messages = self
@@ -309,7 +318,7 @@ impl AppState {
             messages.truncate(fit);
             has_more = true;
         }
-        self.deliver_fetched(user, &chat, &messages).await;
+        self.deliver_fetched(user, &chat, &messages, turn).await;
         Ok((messages, has_more))
     }
 }

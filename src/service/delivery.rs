@@ -34,6 +34,7 @@ use crate::domain::{
     AuthUser, Chat, ChatId, HistoryPage, Message, MessageId, MessageStatus, Side, now,
 };
 use crate::error::AppError;
+use crate::ordering::Turn;
 use crate::state::{AppState, DeliveryMark, DeliveryPending, DeliveryTrigger};
 use crate::store::StoreOp;
 
@@ -105,7 +106,13 @@ impl AppState {
     /// becomes delivered, and every earlier one with it. Written before the caller answers, not
     /// coalesced (one write per fetch that moves the mark), so that every later call shows
     /// `delivered` (PROTOCOL.md). A staff member who is no recipient delivers nothing.
-    pub(crate) async fn deliver_fetched(&self, user: &AuthUser, chat: &Chat, messages: &[Message]) {
+    pub(crate) async fn deliver_fetched(
+        &self,
+        user: &AuthUser,
+        chat: &Chat,
+        messages: &[Message],
+        turn: Turn,
+    ) {
         if !chat.is_recipient(user) {
             return;
         }
@@ -132,7 +139,8 @@ impl AppState {
                 participants: chat.participants.clone(),
                 staff: chat.staff_participants().map(str::to_owned).collect(),
             };
-            self.flush_delivery(&chat.id, side, fetched, None).await;
+            self.flush_delivery(&chat.id, side, fetched, None, turn)
+                .await;
         }
     }
 
@@ -184,6 +192,7 @@ impl AppState {
         user: &AuthUser,
         chat_id: &ChatId,
         message_id: &MessageId,
+        turn: Turn,
     ) -> Result<(), AppError> {
         let chat = self.chat_for(user, chat_id).await?;
         if !chat.is_recipient(user) {
@@ -211,7 +220,7 @@ impl AppState {
             before.into_iter().find(|m| m.recipient_side() == side)
         };
         if let Some(m) = target {
-            self.deliver_fetched(user, &chat, std::slice::from_ref(&m))
+            self.deliver_fetched(user, &chat, std::slice::from_ref(&m), turn)
                 .await;
         }
         Ok(())
@@ -262,7 +271,9 @@ impl AppState {
             tokio::time::sleep(wait).await;
             match self.delivery.take(&chat, side) {
                 Some(pending) => {
-                    connected = self.flush_delivery(&chat, side, pending, connected).await;
+                    connected = self
+                        .flush_delivery(&chat, side, pending, connected, Turn::unordered())
+                        .await;
                 }
                 None => {
                     if self.delivery.finish_if_idle(&chat, side) {
@@ -287,6 +298,7 @@ impl AppState {
         side: Side,
         pending: DeliveryPending,
         was_connected: Option<bool>,
+        turn: Turn,
     ) -> Option<bool> {
         let stored = pending.stored;
         // A save that marked its message delivered found a recipient socket on this node.
@@ -337,8 +349,13 @@ impl AppState {
                 delivered_to: &mark.to,
                 delivered_at: mark.at,
             };
-            self.emit(rooms::chat(&pending.participants), Vec::new(), &payload)
-                .await;
+            self.emit(
+                rooms::chat(&pending.participants),
+                Vec::new(),
+                &payload,
+                turn,
+            )
+            .await;
         }
         connected
     }

@@ -8,6 +8,7 @@ use super::events::UserStatus;
 use crate::cluster::rooms;
 use crate::domain::AuthUser;
 use crate::error::{AppError, ErrorCode};
+use crate::ordering::Turn;
 use crate::presence::{PresenceError, SocketEntry, SocketPage, UserPresence};
 use crate::state::{AppState, Session};
 use crate::store::StoreOp;
@@ -86,7 +87,7 @@ impl AppState {
     /// takes the socket out, and a registration checks the mark *after* its own write is done,
     /// so either the disconnect's removal comes after this write, or this check sees the mark
     /// and removes the socket itself.
-    pub async fn socket_online(&self, socket_id: &str, session: &Session) {
+    pub async fn socket_online(&self, socket_id: &str, session: &Session, turn: Turn) {
         if session.is_gone() {
             return;
         }
@@ -108,7 +109,7 @@ impl AppState {
         match self.presence.connect(&entry).await {
             Ok(true) => {
                 if !before.is_some_and(|p| self.in_offline_grace(&p)) {
-                    self.announce_status(&entry.user_id, true).await;
+                    self.announce_status(&entry.user_id, true, turn).await;
                 }
             }
             Ok(false) => {}
@@ -199,7 +200,8 @@ impl AppState {
             };
             for (user, partners) in partners {
                 self.metrics.presence_users_online.dec();
-                self.emit_status(&user, false, &partners).await;
+                self.emit_status(&user, false, &partners, Turn::unordered())
+                    .await;
             }
         }
     }
@@ -218,7 +220,7 @@ impl AppState {
     }
 
     /// Sends `user:status` to `admins` and the participants of the user's open chats.
-    pub async fn announce_status(&self, user_id: &str, online: bool) {
+    pub async fn announce_status(&self, user_id: &str, online: bool, turn: Turn) {
         if online {
             self.metrics.presence_users_online.inc();
         } else {
@@ -234,17 +236,17 @@ impl AppState {
                 Vec::new()
             }
         };
-        self.emit_status(user_id, online, &partners).await;
+        self.emit_status(user_id, online, &partners, turn).await;
     }
 
-    async fn emit_status(&self, user_id: &str, online: bool, partners: &[String]) {
+    async fn emit_status(&self, user_id: &str, online: bool, partners: &[String], turn: Turn) {
         let mut targets: Vec<String> = partners.iter().map(|p| rooms::user(p)).collect();
         targets.push(rooms::ADMINS.to_owned());
         let payload = UserStatus {
             user_id,
             status: if online { "online" } else { "offline" },
         };
-        self.emit(targets, vec![rooms::user(user_id)], &payload)
+        self.emit(targets, vec![rooms::user(user_id)], &payload, turn)
             .await;
     }
 }

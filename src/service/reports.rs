@@ -9,6 +9,7 @@ use crate::domain::{
     rfc3339,
 };
 use crate::error::AppError;
+use crate::ordering::Turn;
 use crate::state::AppState;
 use crate::store::StoreOp;
 
@@ -36,6 +37,7 @@ impl AppState {
         &self,
         user: &AuthUser,
         input: ReportInput,
+        turn: Turn,
     ) -> Result<Report, AppError> {
         if !user.is_staff() {
             return Err(AppError::forbidden("only staff send report messages"));
@@ -49,13 +51,23 @@ impl AppState {
             success: true,
             message: &report,
         };
-        self.emit_last(vec![rooms::user(&report.user_id)], Vec::new(), &payload)
-            .await;
+        self.emit(
+            vec![rooms::user(&report.user_id)],
+            Vec::new(),
+            &payload,
+            turn,
+        )
+        .await;
         Ok(report)
     }
 
     /// Marks a report read (its recipient only), then emits `report:read`.
-    pub async fn read_report(&self, user: &AuthUser, id: &ReportId) -> Result<Report, AppError> {
+    pub async fn read_report(
+        &self,
+        user: &AuthUser,
+        id: &ReportId,
+        turn: Turn,
+    ) -> Result<Report, AppError> {
         let report = self
             .timed(StoreOp::Report, self.store.report(id))
             .await?
@@ -81,6 +93,7 @@ impl AppState {
             vec![rooms::user(&report.user_id), rooms::ADMINS.to_owned()],
             Vec::new(),
             &payload,
+            turn,
         )
         .await;
         Ok(report)
