@@ -13,7 +13,6 @@ use crate::domain::{
 use crate::error::AppError;
 use crate::ordering::Turn;
 use crate::state::AppState;
-use crate::store::StoreOp;
 
 /// `POST /api/chats`: what a client asks for when it opens a chat.
 #[derive(Deserialize)]
@@ -44,7 +43,8 @@ impl AppState {
     /// nothing about the chat) if the caller is neither a participant nor staff.
     pub async fn chat_for(&self, user: &AuthUser, id: &ChatId) -> Result<Chat, AppError> {
         let chat = self
-            .timed(StoreOp::Chat, self.store.chat(id))
+            .store
+            .chat(id)
             .await?
             .ok_or_else(|| AppError::not_found("chat not found"))?;
         if !chat.admits(user) {
@@ -95,8 +95,7 @@ impl AppState {
                 assigned_admin: None,
             }
         };
-        self.timed(StoreOp::CreateChat, self.store.create_chat(chat))
-            .await
+        Ok(self.store.create_chat(chat).await?)
     }
 
     /// The chats the caller may see (a user: their own; staff: all), most recently updated
@@ -115,9 +114,7 @@ impl AppState {
             after,
             reader: user.id.clone(),
         };
-        let mut chats = self
-            .timed(StoreOp::ListChats, self.store.list_chats(&query))
-            .await?;
+        let mut chats = self.store.list_chats(&query).await?;
         let next = if chats.len() > limit {
             chats.truncate(limit);
             chats.last().map(|c| ChatCursor {
@@ -157,8 +154,7 @@ impl AppState {
                 .map(|a| parse_plain_id("assignedAdmin", &a))
                 .transpose()?,
         };
-        self.timed(StoreOp::UpdateChat, self.store.update_chat(&id, patch))
-            .await
+        Ok(self.store.update_chat(&id, patch).await?)
     }
 
     /// Validates, saves, then emits `message:new` to the chat's participants and `admins`.
@@ -189,9 +185,7 @@ impl AppState {
         // In a socket event: the sender's next event may start (and read its chat) while this
         // one saves; saves keep the sender's order.
         turn.save().await;
-        let saved = self
-            .timed(StoreOp::SaveMessage, self.store.save_message(new))
-            .await?;
+        let saved = self.store.save_message(new).await?;
         if let Saved::Created(message) = &saved {
             self.metrics.messages_saved.inc();
             let payload = MessageNew {
@@ -268,17 +262,16 @@ impl AppState {
     ) -> Result<Timestamp, AppError> {
         let chat = self.chat_for(user, chat_id).await?;
         let message = self
-            .timed(StoreOp::Message, self.store.message(&chat.id, message_id))
+            .store
+            .message(&chat.id, message_id)
             .await?
             .ok_or_else(|| AppError::not_found("message not found"))?;
         let read_at = now();
         self.deliver_with_read(&chat.id, Side::of(user.role), message.seq)
             .await?;
-        self.timed(
-            StoreOp::MarkRead,
-            self.store.mark_read(&chat.id, message.seq, &user.id),
-        )
-        .await?;
+        self.store
+            .mark_read(&chat.id, message.seq, &user.id)
+            .await?;
         let payload = MessageRead {
             chat_id: &chat.id,
             message_id,
@@ -302,12 +295,7 @@ impl AppState {
         turn: Turn,
     ) -> Result<(Vec<Message>, bool), AppError> {
         let chat = self.chat_for(user, chat_id).await?;
-        let mut messages = self
-            .timed(
-                StoreOp::Messages,
-                self.store.messages(&chat.id, page, limit + 1),
-            )
-            .await?;
+        let mut messages = self.store.messages(&chat.id, page, limit + 1).await?;
         let mut has_more = messages.len() > limit;
         messages.truncate(limit);
         for m in &mut messages {

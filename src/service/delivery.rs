@@ -36,7 +36,6 @@ use crate::domain::{
 use crate::error::AppError;
 use crate::ordering::Turn;
 use crate::state::{AppState, DeliveryMark, DeliveryPending, DeliveryTrigger};
-use crate::store::StoreOp;
 
 /// How long the first triggers for a quiet (chat, side) gather before their one store write.
 pub const FLUSH_AFTER: Duration = Duration::from_millis(5);
@@ -199,7 +198,8 @@ impl AppState {
             return Ok(());
         }
         let message = self
-            .timed(StoreOp::Message, self.store.message(&chat.id, message_id))
+            .store
+            .message(&chat.id, message_id)
             .await?
             .ok_or_else(|| AppError::not_found("message not found"))?;
         let side = Side::of(user.role);
@@ -208,14 +208,8 @@ impl AppState {
         } else {
             // The caller's own side sent it: the newest earlier message of the other side.
             let before = self
-                .timed(
-                    StoreOp::Messages,
-                    self.store.messages(
-                        &chat.id,
-                        HistoryPage::Before(message.seq),
-                        CONFIRM_LOOKBACK,
-                    ),
-                )
+                .store
+                .messages(&chat.id, HistoryPage::Before(message.seq), CONFIRM_LOOKBACK)
                 .await?;
             before.into_iter().find(|m| m.recipient_side() == side)
         };
@@ -235,12 +229,10 @@ impl AppState {
         reader: Side,
         up_to_seq: u64,
     ) -> Result<(), AppError> {
-        self.timed(
-            StoreOp::AdvanceDelivered,
-            self.store.advance_delivered(chat, reader, up_to_seq),
-        )
-        .await
-        .map(drop)
+        self.store
+            .advance_delivered(chat, reader, up_to_seq)
+            .await?;
+        Ok(())
     }
 
     fn schedule_delivery(
@@ -326,11 +318,10 @@ impl AppState {
             None => stored,
             Some(mark) => {
                 let moved = self
-                    .timed(
-                        StoreOp::AdvanceDelivered,
-                        self.store.advance_delivered(chat, side, mark.seq),
-                    )
-                    .await;
+                    .store
+                    .advance_delivered(chat, side, mark.seq)
+                    .await
+                    .map_err(AppError::from);
                 match moved {
                     Ok(true) => Some(mark),
                     Ok(false) => stored,

@@ -11,19 +11,16 @@
 //!
 //! One file per resource: [`chats`] (chats, messages, typing), [`delivery`] (delivery
 //! status), [`reports`], [`uploads`],
-//! [`presence`]; [`events`] holds the server events (a type each: name, payload, recoverable or not). Here: emitting and
-//! timing store calls, which they all use.
+//! [`presence`]; [`events`] holds the server events (a type each: name, payload, recoverable or not). Here: emitting, which they all
+//! use (store calls are timed by the store itself: `store/timed.rs`).
 
 use std::task::Poll;
 use std::time::Instant;
 
 use crate::cluster::Emission;
 
-use crate::error::AppError;
 use crate::ordering::Turn;
 use crate::state::AppState;
-use crate::store::StoreOp;
-use crate::store::StoreResult;
 use events::ServerEvent;
 
 pub mod chats;
@@ -145,23 +142,5 @@ impl AppState {
                 None
             }
         }
-    }
-
-    /// Times a store call and counts its failures.
-    pub async fn timed<T>(
-        &self,
-        operation: StoreOp,
-        f: impl Future<Output = StoreResult<T>>,
-    ) -> Result<T, AppError> {
-        let started = Instant::now();
-        let result = f.await;
-        let m = self.metrics.store_operation(operation);
-        m.duration.observe(started.elapsed().as_secs_f64());
-        if result.is_err() {
-            m.errors.inc();
-        } else {
-            self.readiness.store.note_answer();
-        }
-        Ok(result?)
     }
 }

@@ -11,7 +11,6 @@ use crate::error::{AppError, ErrorCode};
 use crate::ordering::Turn;
 use crate::presence::{PresenceError, SocketEntry, SocketPage, UserPresence};
 use crate::state::{AppState, Session};
-use crate::store::StoreOp;
 
 /// How long past the grace a departing user's node claims their `offline`: the due time was
 /// taken (in presence) just before the timer started.
@@ -189,8 +188,10 @@ impl AppState {
     async fn announce_offline(&self, users: &[String]) {
         for chunk in users.chunks(OFFLINE_BATCH) {
             let partners = match self
-                .timed(StoreOp::ChatPartners, self.store.chat_partners_of(chunk))
+                .store
+                .chat_partners_of(chunk)
                 .await
+                .map_err(AppError::from)
             {
                 Ok(p) => p,
                 Err(e) => {
@@ -227,8 +228,10 @@ impl AppState {
             self.metrics.presence_users_online.dec();
         }
         let partners = match self
-            .timed(StoreOp::ChatPartners, self.store.chat_partners(user_id))
+            .store
+            .chat_partners(user_id)
             .await
+            .map_err(AppError::from)
         {
             Ok(p) => p,
             Err(e) => {

@@ -11,7 +11,6 @@ use crate::domain::{
 use crate::error::AppError;
 use crate::ordering::Turn;
 use crate::state::AppState;
-use crate::store::StoreOp;
 
 /// What marking a report read answers (the `report:read` ack and the REST response).
 #[derive(Serialize)]
@@ -43,9 +42,7 @@ impl AppState {
             return Err(AppError::forbidden("only staff send report messages"));
         }
         let report = NewReport::parse(input, user)?;
-        let report = self
-            .timed(StoreOp::CreateReport, self.store.create_report(report))
-            .await?;
+        let report = self.store.create_report(report).await?;
         self.metrics.reports_saved.inc();
         let payload = ReceiveReport {
             success: true,
@@ -69,7 +66,8 @@ impl AppState {
         turn: Turn,
     ) -> Result<Report, AppError> {
         let report = self
-            .timed(StoreOp::Report, self.store.report(id))
+            .store
+            .report(id)
             .await?
             .ok_or_else(|| AppError::not_found("report not found"))?;
         if report.user_id != user.id {
@@ -77,12 +75,7 @@ impl AppState {
                 "only the report's recipient marks it read",
             ));
         }
-        let report = self
-            .timed(
-                StoreOp::MarkReportRead,
-                self.store.mark_report_read(id, now()),
-            )
-            .await?;
+        let report = self.store.mark_report_read(id, now()).await?;
         let read_at = report.read_at.unwrap_or_else(now);
         let payload = ReportRead {
             report_id: &report.id,
@@ -123,9 +116,7 @@ impl AppState {
             limit: limit + 1,
             after,
         };
-        let mut reports = self
-            .timed(StoreOp::ListReports, self.store.list_reports(&query))
-            .await?;
+        let mut reports = self.store.list_reports(&query).await?;
         let next = if reports.len() > limit {
             reports.truncate(limit);
             reports.last().map(|r| ReportCursor {
@@ -140,10 +131,6 @@ impl AppState {
 
     /// How many of the caller's own reports are unread.
     pub async fn unread_report_count(&self, user: &AuthUser) -> Result<u64, AppError> {
-        self.timed(
-            StoreOp::UnreadReportCount,
-            self.store.unread_report_count(&user.id),
-        )
-        .await
+        Ok(self.store.unread_report_count(&user.id).await?)
     }
 }

@@ -122,3 +122,50 @@ async fn a_fred_publish_is_queued_by_its_first_poll() {
         );
     }
 }
+
+/// Every store operation a use case makes is timed under its own label by the decorator (no
+/// caller pairs an operation with its label any more); a failure is told as one.
+#[tokio::test]
+async fn the_timed_store_reports_each_operation_under_its_own_label() {
+    use switchboard::domain::{ChatId, ChatPatch, NewChat, Priority};
+    use switchboard::store::{EmbeddedStore, Store, StoreObserver, StoreOp, TimedStore};
+
+    #[derive(Clone, Default)]
+    struct Seen(Arc<std::sync::Mutex<Vec<(StoreOp, bool)>>>);
+    impl StoreObserver for Seen {
+        fn observe(&self, op: StoreOp, _: Duration, ok: bool) {
+            self.0.lock().unwrap().push((op, ok));
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let seen = Seen::default();
+    let store = TimedStore::new(
+        Arc::new(EmbeddedStore::open(dir.path()).unwrap()),
+        seen.clone(),
+    );
+    let chat = store
+        .create_chat(NewChat {
+            participants: vec!["u1".into()],
+            title: "t".into(),
+            priority: Priority::Medium,
+            assigned_admin: None,
+        })
+        .await
+        .unwrap();
+    store.chat(&chat.id).await.unwrap();
+    store.ping().await.unwrap();
+    let missing = store
+        .update_chat(&ChatId::generate(), ChatPatch::default())
+        .await;
+    assert!(missing.is_err(), "a missing chat is not updated");
+    assert_eq!(
+        *seen.0.lock().unwrap(),
+        [
+            (StoreOp::CreateChat, true),
+            (StoreOp::Chat, true),
+            (StoreOp::UpdateChat, false),
+        ],
+        "each operation once, under its own label; ping untimed"
+    );
+}
