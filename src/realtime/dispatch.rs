@@ -24,28 +24,16 @@ use socketioxide::ParserError;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::handler::{FromMessageParts, Value};
-use socketioxide::socket::{Sid, Socket};
+use socketioxide::socket::Socket;
 use tracing::Instrument;
 
+use super::ctx::Ctx;
 use super::replies::{Empty, Success, send_reply};
 use super::{messages, presence, reports, typing};
 use crate::client_events::{ClientEvent, RateClass, Reply};
 use crate::error::{AppError, ErrorCode};
 use crate::metrics::{OUTCOMES, outcome_index};
 use crate::ordering::{EmitOrder, Turn};
-use crate::state::{AppState, Session};
-
-/// What every handler gets: the node's state, the socket's id and its session. Three pointers'
-/// worth, cloned per event (no allocation).
-#[derive(Clone)]
-pub struct Ctx {
-    /// The node's shared state.
-    pub state: AppState,
-    /// The socket the event came from (its presence entry names it).
-    pub socket_id: Sid,
-    /// Who sent it, with the socket's rate limiter and turns.
-    pub session: Arc<Session>,
-}
 
 /// Did the client ask for an acknowledgement?
 pub(super) struct HasAck(pub bool);

@@ -11,7 +11,8 @@ use socketioxide::socket::DisconnectReason;
 use socketioxide_core::adapter::DefinedAdapter;
 
 use super::admission::Admission;
-use super::dispatch::{Ctx, HasAck, Routes, dispatch};
+use super::ctx::Ctx;
+use super::dispatch::{HasAck, Routes, dispatch};
 use crate::cluster::rooms;
 use crate::domain::Role;
 use crate::error::{AppError, ErrorCode};
