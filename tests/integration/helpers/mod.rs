@@ -2,6 +2,7 @@
 //! a Socket.IO client; for cluster tests, a real `redis-server` and nodes as separate processes.
 
 pub mod mongo;
+pub mod quiet;
 pub mod redis;
 pub mod sio;
 
