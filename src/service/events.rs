@@ -46,6 +46,19 @@ use crate::error::{AppError, ErrorBody};
 ///     state.emit(vec![], Vec::new(), &payload, turn).await;
 /// }
 /// ```
+///
+/// An event's turn serves one emission (it is passed on once that emission's log append is
+/// queued), so a second emission in the same turn does not build either:
+///
+/// ```compile_fail,E0382
+/// use switchboard::service::events::UserStatus;
+///
+/// async fn twice(state: &switchboard::state::AppState, turn: switchboard::ordering::Turn) {
+///     let status = UserStatus { user_id: "u1", status: "online" };
+///     state.emit(vec![], Vec::new(), &status, turn).await;
+///     state.emit(vec![], Vec::new(), &status, turn).await;
+/// }
+/// ```
 pub trait ServerEvent: Serialize {
     /// The event name on the wire (PROTOCOL.md, server -> client).
     const NAME: &'static str;
