@@ -20,7 +20,7 @@ use switchboard::Config;
 use switchboard::auth::Keys;
 use switchboard::domain::Role;
 
-use crate::cluster::{queued_statuses, status_of};
+use crate::helpers::cluster::{queued_statuses, status_of};
 use crate::helpers::quiet::no_more;
 use crate::helpers::{
     ProcessNode, RedisServer, SECRET, Sio, TEST_HEARTBEAT_SECS, TEST_TTL_SECS, TestNode,
