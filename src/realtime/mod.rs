@@ -14,6 +14,7 @@
 
 pub mod admission;
 pub mod ctx;
+pub mod desk;
 pub mod dispatch;
 pub mod handshake;
 pub mod messages;

@@ -11,7 +11,7 @@
 //!
 //! One file per resource: [`chats`] (chats, messages, typing), [`delivery`] (delivery
 //! status), [`reports`], [`uploads`],
-//! [`presence`]; [`events`] holds the server events (a type each: name, payload, recoverable or not). Here: emitting, which they all
+//! [`presence`], [`desk`] (the support desk); [`events`] holds the server events (a type each: name, payload, recoverable or not). Here: emitting, which they all
 //! use (store calls are timed by the store itself: `store/timed.rs`).
 
 use std::task::Poll;
@@ -25,10 +25,12 @@ use events::ServerEvent;
 
 pub mod chats;
 pub mod delivery;
+pub mod desk;
 pub mod events;
 pub mod presence;
 pub mod reports;
 pub mod uploads;
+pub mod webhooks;
 
 pub use chats::{ChatChanges, ChatPage, OpenChat};
 pub use reports::ReportReadReply;
@@ -48,8 +50,33 @@ impl AppState {
         event: &E,
         turn: Turn,
     ) -> bool {
+        self.publish_webhook(event);
         self.emit_in_turn(rooms, except, E::NAME, E::RECOVERABLE, event, turn)
             .await
+    }
+
+    /// `chat.created` / `chat.updated` (`{ chat }`, `{ chat, changed, by }`).
+    fn publish_chat_webhook(
+        &self,
+        kind: &'static str,
+        chat: &crate::domain::Chat,
+        changed: Option<Vec<&'static str>>,
+        by: &str,
+    ) {
+        if self.webhooks.enabled() {
+            self.webhooks
+                .publish(crate::webhooks::chat_event(kind, chat, changed, by));
+        }
+    }
+
+    /// Hands the event's webhook, if it is one, to the publisher (a channel send; nothing at
+    /// all while webhooks are off).
+    fn publish_webhook<E: ServerEvent>(&self, event: &E) {
+        if self.webhooks.enabled()
+            && let Some(hook) = event.webhook()
+        {
+            self.webhooks.publish(hook);
+        }
     }
 
     /// The untyped body of [`emit`](Self::emit): one copy of this code, whatever the event's

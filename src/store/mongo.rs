@@ -39,6 +39,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 mod connect;
+mod desk;
 mod documents;
 #[cfg(feature = "test-support")]
 mod explain;

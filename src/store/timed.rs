@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{FileReader, FileStream, Store, StoreOp, StoreResult};
+use super::{DeskStore, FileReader, FileStream, Store, StoreOp, StoreResult};
 use crate::domain::{
     Chat, ChatId, ChatPatch, ChatQuery, ChatSummary, FileId, FileMeta, HistoryPage, Message,
-    MessageId, NewChat, NewMessage, NewReport, Report, ReportId, ReportQuery, Saved, Side,
-    Timestamp,
+    MessageId, NewChat, NewMessage, NewReport, Removal, RemovalChange, Report, ReportId,
+    ReportQuery, Saved, Side, Timestamp,
 };
 
 /// Told of every timed store operation.
@@ -162,6 +162,25 @@ impl Store for TimedStore {
         self.time(
             StoreOp::FileSharedWith,
             self.inner.file_shared_with(user_id, file_urls),
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl DeskStore for TimedStore {
+    async fn removal(&self, user_id: &str) -> StoreResult<Option<Removal>> {
+        self.time(StoreOp::Removal, self.inner.removal(user_id))
+            .await
+    }
+    async fn change_removal(
+        &self,
+        user_id: &str,
+        change: RemovalChange,
+    ) -> StoreResult<Option<Removal>> {
+        self.time(
+            StoreOp::ChangeRemoval,
+            self.inner.change_removal(user_id, change),
         )
         .await
     }
