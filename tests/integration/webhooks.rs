@@ -468,3 +468,49 @@ async fn a_mongodb_outage_loses_neither_pending_deliveries_nor_events_published_
         "u2's user.online, published during the outage: {got:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_from_the_file_get_their_own_events_and_a_stuck_one_delays_no_other() {
+    let stuck = Receiver::start(SECRET).await;
+    stuck.mode("slow", 60).await;
+    let fine = Receiver::start(NEW_SECRET).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("webhooks.json");
+    let endpoints = json!({ "endpoints": [
+        { "name": "stuck", "url": stuck.url(), "secrets": [SECRET] },
+        { "name": "fine", "url": fine.url(), "secrets": [NEW_SECRET],
+          "events": ["message.created", "report.created"] },
+    ] });
+    std::fs::write(&file, endpoints.to_string()).unwrap();
+    let node = TestNode::start_with(|c| {
+        c.webhooks.file = Some(file.clone());
+        c.webhooks.timeout_secs = 30;
+        c.webhooks.unread_reminder_secs = 0;
+    })
+    .await;
+    let token = node.token("u1", Role::User);
+    let chat = node.open_chat(&token).await;
+    let user = node.socket("u1", Role::User).await;
+    for i in 0..5 {
+        send(&user, &chat, &format!("m{i}")).await;
+    }
+    // The stuck endpoint holds its first event of the chat (chat.created) for 60 s; the other
+    // gets all five messages meanwhile, and only the types it asked for.
+    let got = fine
+        .until(WITHIN, |g| count(g, "message.created") >= 5)
+        .await;
+    assert_eq!(count(&got, "message.created"), 5, "{got:#?}");
+    assert!(
+        got.iter()
+            .all(|r| r["type"] == "message.created" && r["valid"] == true)
+    );
+    let held = stuck.received().await;
+    assert!(
+        held.iter().all(|r| r["type"] != "message.created"),
+        "the stuck endpoint is still on the chat's first event: {held:#?}"
+    );
+    assert!(
+        held.iter().any(|r| r["type"] == "chat.created"),
+        "{held:#?}"
+    );
+}
