@@ -23,7 +23,7 @@ use crate::cluster::redis::{ClusterAdapter, RedisFanout};
 use crate::config::Config;
 use crate::connections::TrackedListener;
 use crate::http::origin::AllowedOrigins;
-use crate::presence::{MemoryPresence, RedisPresence};
+use crate::presence::{MemoryAvailability, MemoryPresence, RedisAvailability, RedisPresence};
 use crate::recovery::{EmbeddedRecovery, Recovery, RecoveryBackend, RedisRecovery};
 use crate::state::{AppState, Backends};
 use crate::store::{EmbeddedStore, MongoSettings, MongoStore, Store};
@@ -168,6 +168,7 @@ impl Application {
                     store,
                     keys,
                     presence: presence.clone(),
+                    availability: Arc::new(MemoryAvailability::default()),
                     fanout: Arc::new(io.clone()),
                     sockets: Arc::new(io.clone()),
                     recovery,
@@ -191,6 +192,7 @@ impl Application {
                 let fanout = Arc::new(RedisFanout::new(io.clone(), &node_id));
                 let ttl = config.presence_ttl;
                 let redis_recovery = Arc::new(RedisRecovery::new(redis.presence.clone()));
+                let availability = Arc::new(RedisAvailability::new(redis.presence.clone()));
                 let presence = Arc::new(
                     RedisPresence::new(redis.presence, node_id.clone(), ttl)
                         .with_offline_grace(config.offline_grace),
@@ -209,6 +211,7 @@ impl Application {
                     store,
                     keys,
                     presence,
+                    availability,
                     fanout: fanout.clone(),
                     sockets: Arc::new(io.clone()),
                     recovery,
@@ -455,6 +458,7 @@ async fn heartbeat(state: AppState) {
         state.metrics.presence_heartbeat(result.is_ok());
         match result {
             Ok(changes) => {
+                state.readiness.adapter.note_answer();
                 let offline = changes.iter().filter(|c| !c.online).count();
                 state.metrics.presence_reaped_users.inc_by(offline as u64);
                 for change in changes.iter().filter(|c| c.online) {
@@ -523,7 +527,13 @@ pub const MAX_PACKET_BYTES: usize = 256 * 1024;
 
 fn cors(origins: &str) -> CorsLayer {
     let layer = CorsLayer::new()
-        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         // A browser frontend must be able to read how long to wait after a `429`.
         .expose_headers([header::RETRY_AFTER]);

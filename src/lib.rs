@@ -42,7 +42,8 @@
 //! - [`connections`]: the TCP connections a drain closes in paced batches, and each one's peer
 //!   address; [`serve`]: HTTP over them, with a header-read timeout; [`config`]: every
 //!   setting; [`telemetry`]: logging; [`private_files`]: `DATA_DIR` modes (`0700`/`0600`);
-//!   [`file_limit`]: the open-file limit, raised to the hard one at start-up.
+//!   [`file_limit`]: the open-file limit, raised to the hard one at start-up; [`batch`]: the
+//!   natural batching of backend calls that Redis presence and recovery share.
 //!
 //! So dependencies point one way: `app` -> `http` | `realtime` -> `service` -> `state` ->
 //! (`ordering`, `auth`, `cluster`, `webhooks`, `presence`, `recovery`, `store`, `metrics`) -> `domain` -> `error`;
@@ -51,6 +52,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod batch;
 pub mod client_events;
 pub mod cluster;
 pub mod config;

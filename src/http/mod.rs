@@ -19,6 +19,7 @@ use crate::state::AppState;
 pub mod admission;
 pub mod chats;
 pub mod console;
+pub mod desk;
 pub mod health;
 pub mod origin;
 pub mod presence;
@@ -45,10 +46,15 @@ pub fn router(state: AppState) -> Router {
         .merge(reports::routes())
         .merge(uploads::routes())
         .merge(presence::routes())
+        .merge(desk::routes())
         .merge(health::routes())
         .merge(webhooks::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            desk::removal_gate,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             write_budget,

@@ -58,6 +58,10 @@ struct Status {
         serialize_with = "rfc3339_opt"
     )]
     last_seen: Option<Timestamp>,
+    /// A staff member's support desk availability (`available`, `away`); absent for users
+    /// and for staff with no presence (`offline`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    availability: Option<&'static str>,
 }
 
 async fn status(
@@ -69,10 +73,12 @@ async fn status(
     // During the offline grace the user is still online (with no socket), as the events say.
     let online = p.sockets > 0 || state.in_offline_grace(&p);
     let status = if online { "online" } else { "offline" };
+    let availability = state.staff_status(&id).await.map(|s| s.as_str());
     Ok(Json(Status {
         user_id: id,
         status,
         sockets: p.sockets,
         last_seen: p.last_seen,
+        availability,
     }))
 }

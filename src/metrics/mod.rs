@@ -19,6 +19,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+mod desk;
 mod http;
 mod outcomes;
 mod recovery;
@@ -27,6 +28,7 @@ mod store;
 mod tests;
 mod webhooks;
 
+pub use desk::DeskMetrics;
 pub use http::{HTTP_ROUTES, RouteMetrics};
 pub use outcomes::{OUTCOMES, outcome_index};
 pub use recovery::{RECOVERY_OUTCOMES, RecoveryMetrics};
@@ -58,6 +60,9 @@ pub enum ConnectionOutcome {
     Full = 4,
     /// A new session refused because of `MAX_HANDSHAKES_PER_SEC`.
     Throttled = 5,
+    /// A resume whose session Redis did not answer for in time: its transport was closed so
+    /// that the client retries with the same session.
+    ResumeRetry = 6,
 }
 
 const CONNECTION_OUTCOMES: &[&str] = &[
@@ -67,6 +72,7 @@ const CONNECTION_OUTCOMES: &[&str] = &[
     "rate_limited",
     "full",
     "throttled",
+    "resume_retry",
 ];
 
 /// The backing services `/readyz` depends on: the `dependency` label of `dependency_up`.
@@ -119,6 +125,8 @@ pub struct Metrics {
     pub recovery: RecoveryMetrics,
     /// Webhook deliveries, per endpoint.
     pub webhooks: WebhookMetrics,
+    /// The support desk (removals).
+    pub desk: DeskMetrics,
 }
 
 /// Histogram options with the handling-latency buckets.
@@ -357,6 +365,7 @@ impl Metrics {
             ),
             recovery: RecoveryMetrics::register(r),
             webhooks: WebhookMetrics::register(r),
+            desk: DeskMetrics::register(r),
             registry,
         }
     }

@@ -10,7 +10,7 @@
 //!
 //! One file per resource: [`chats`] (chats, messages, typing), [`delivery`] (delivery
 //! status), [`reports`], [`uploads`],
-//! [`presence`]; [`events`] holds the server events (a type each: name, payload, recoverable or not). Here: emitting and
+//! [`presence`], [`desk`] (the support desk); [`events`] holds the server events (a type each: name, payload, recoverable or not). Here: emitting and
 //! timing store calls, which they all use.
 
 use std::task::Poll;
@@ -26,6 +26,7 @@ use events::ServerEvent;
 
 pub mod chats;
 pub mod delivery;
+pub mod desk;
 pub mod events;
 pub mod presence;
 pub mod reports;

@@ -4,6 +4,7 @@
 pub mod mongo;
 pub mod redis;
 pub mod sio;
+pub mod slow_redis;
 pub mod webhooks;
 
 use std::time::Duration;
