@@ -83,6 +83,7 @@ async fn pass(
                 status: None,
                 limit: 100,
                 after: after.clone(),
+                ascending: false,
                 reader: String::new(),
             })
             .await
