@@ -96,7 +96,6 @@ impl AppState {
             }
         };
         let chat = self.store.create_chat(chat).await?;
-        self.publish_chat_webhook("chat.created", &chat, None, &user.id);
         self.announce_chat_created(&chat).await;
         Ok(chat)
     }
@@ -160,11 +159,6 @@ impl AppState {
                 .map(|a| parse_plain_id("assignedAdmin", &a))
                 .transpose()?,
         };
-        let changed = crate::webhooks::changed_fields(
-            patch.status.is_some(),
-            patch.priority.is_some(),
-            patch.assigned_admin.is_some(),
-        );
         // Read first: `chat:updated` names what changed and reaches who left the chat too.
         let before = self
             .store
@@ -172,7 +166,6 @@ impl AppState {
             .await?
             .ok_or_else(|| AppError::not_found("chat not found"))?;
         let after = self.store.update_chat(&id, patch).await?;
-        self.publish_chat_webhook("chat.updated", &after, Some(changed), &user.id);
         self.announce_chat_updated(&before, &after, &user.id).await;
         Ok(after)
     }
