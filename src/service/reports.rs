@@ -13,11 +13,12 @@ use crate::state::AppState;
 use crate::store::StoreOp;
 
 /// What marking a report read answers (the `report:read` ack and the REST response).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportReadReply {
     pub report_id: ReportId,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub read_at: Timestamp,
 }
 
