@@ -184,3 +184,74 @@ async fn the_console_links_a_rendered_view_of_the_document() {
     node.stop().await;
 }
 
+// What schemathesis found, each fixed at the root; each test fails without its fix.
+
+#[tokio::test]
+async fn a_user_id_no_token_can_carry_is_refused_by_status_and_report_lists() {
+    let node = TestNode::start().await;
+    let staff = node.token("proof-staff", Role::Admin);
+    let long = "0".repeat(65);
+    // Was `200 { status: "offline" }` and `200 { reports: [] }`.
+    let (status, body) = node
+        .call(
+            Method::GET,
+            &format!("/api/users/{long}/status"),
+            Some(&staff),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "VALIDATION");
+    let (status, body) = node
+        .call(
+            Method::GET,
+            &format!("/api/reports?userId={long}"),
+            Some(&staff),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    // 64 characters is still an id.
+    let (status, _) = node
+        .call(
+            Method::GET,
+            &format!("/api/reports?userId={}", "0".repeat(64)),
+            Some(&staff),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_limit_beyond_every_integer_is_clamped_like_any_other_large_limit() {
+    let node = TestNode::start().await;
+    let staff = node.token("proof-staff", Role::Admin);
+    let chat = node.staff_chat("proof-staff", "proof-user").await;
+    let huge = "99999999999999999999999";
+    // Was `400 VALIDATION` ("limit must be a whole number"): PROTOCOL.md clamps it.
+    for path in [
+        format!("/api/chats?limit={huge}"),
+        format!("/api/chats/{chat}/messages?limit={huge}"),
+        format!("/api/chats/{chat}/messages?beforeSeq={huge}"),
+        format!("/api/reports?limit={huge}"),
+        format!("/api/socket/active-users?limit={huge}"),
+    ] {
+        let (status, body) = node.call(Method::GET, &path, Some(&staff), None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    // Not a number is still refused.
+    for bad in ["-1", "0", "+5", "1e3", "ten"] {
+        let (status, _) = node
+            .call(
+                Method::GET,
+                &format!("/api/chats?limit={bad}"),
+                Some(&staff),
+                None,
+            )
+            .await;
+        assert_eq!(status, 400, "limit={bad}");
+    }
+    node.stop().await;
+}
