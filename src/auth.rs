@@ -50,6 +50,18 @@ struct Claims {
     /// Already checked by `jsonwebtoken` (which also accepts a fractional one, rounded); read
     /// again for the live socket's deadline.
     exp: Option<f64>,
+    /// When the token was issued: a revocation refuses tokens issued before it
+    /// (`service/desk/removals.rs`).
+    iat: Option<f64>,
+}
+
+/// What a verified token says: who, until when it holds (its `exp` plus the leeway, Unix
+/// seconds) and when it was issued (`iat`, Unix seconds, if it says).
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub user: AuthUser,
+    pub until: Option<u64>,
+    pub issued_at: Option<u64>,
 }
 
 /// The claims `switchboard token` writes.
@@ -162,6 +174,11 @@ impl Verifier {
     /// `jsonwebtoken` alone would accept it for the whole second after, so a socket closed for
     /// its token could reconnect with the same token once more.
     pub fn verify_until(&self, token: &str) -> Result<(AuthUser, Option<u64>), AppError> {
+        self.verify_token(token).map(|v| (v.user, v.until))
+    }
+
+    /// [`verify_until`](Self::verify_until), with the token's `iat` too.
+    pub fn verify_token(&self, token: &str) -> Result<Verified, AppError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| AppError::unauthorized(format!("invalid token ({})", reason(&e))))?;
         let c = data.claims;
@@ -174,7 +191,14 @@ impl Verifier {
         // `id` wins over `sub`.
         let user = AuthUser::from_claims(c.id.or(c.sub), c.role.as_deref(), c.name)
             .map_err(AppError::unauthorized)?;
-        Ok((user, until))
+        // A negative or fractional `iat` is taken as issued at 0 or rounded down: only ever
+        // earlier, so never past a revocation.
+        let issued_at = c.iat.map(|iat| iat.max(0.0).floor() as u64);
+        Ok(Verified {
+            user,
+            until,
+            issued_at,
+        })
     }
 
     /// Mints a token (HS* only): for `switchboard token` and tests.

@@ -83,6 +83,8 @@ client_events! {
     ReportRead => "report:read", Refused, Standard;
     /// `{ chatId, afterSeq, limit? }`: the messages a client missed.
     ChatSync => "chat:sync", Refused, Standard;
+    /// `{ status: 'available' | 'away' }`: a staff member's availability (the support desk).
+    StaffAvailability => "staff:availability", Refused, Standard;
 }
 
 impl ClientEvent {

@@ -158,6 +158,9 @@ pub struct ChatQuery {
     pub status: Option<ChatStatus>,
     pub limit: usize,
     pub after: Option<ChatCursor>,
+    /// Oldest change first, after `after` (`GET /api/chats?updatedAfter=`); else newest first,
+    /// before it.
+    pub ascending: bool,
     /// Whose unread messages to count.
     pub reader: String,
 }

@@ -10,12 +10,13 @@
 //!
 //! Files: `ids.rs` (generated and client-given ids), `time.rs` (timestamps), `users.rs` (the
 //! caller and its role), `chats.rs`, `delivery.rs` (sides, delivery marks, status), `messages.rs` (with the `message:send` validation),
-//! `reports.rs`, `uploads.rs`. Everything is re-exported here, so callers name `domain::Chat`.
+//! `reports.rs`, `removals.rs` (the support desk's removals), `uploads.rs`. Everything is re-exported here, so callers name `domain::Chat`.
 
 mod chats;
 mod delivery;
 mod ids;
 mod messages;
+mod removals;
 mod reports;
 mod time;
 mod uploads;
@@ -25,6 +26,7 @@ pub use chats::*;
 pub use delivery::*;
 pub use ids::*;
 pub use messages::*;
+pub use removals::*;
 pub use reports::*;
 pub use time::*;
 pub use uploads::*;

@@ -18,6 +18,9 @@ use crate::paging::{self, decode_cursor, encode_cursor};
 use crate::service::{ChatChanges, OpenChat};
 use crate::state::AppState;
 
+/// The greatest chat id (ids are 24 hex digits): a position after every chat of an instant.
+const LAST_ID: &str = "ffffffffffffffffffffffff";
+
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
@@ -66,6 +69,7 @@ struct ChatList {
         ("status" = Option<ChatStatus>, Query, description = "Only chats with this status"),
         ("limit" = Option<super::openapi::PageLimit>, Query, description = "Page size (default 20, at most 100)"),
         ("cursor" = Option<String>, Query, description = "The `nextCursor` of the previous page"),
+        ("updatedAfter" = Option<String>, Query, format = DateTime, description = "Only chats changed after this RFC 3339 instant, oldest change first"),
     ),
     responses((status = 200, description = "A page of chats", body = ChatList)),
 )]
@@ -84,7 +88,27 @@ async fn list(
             updated_at,
             id: ChatId::from_trusted(id),
         });
-    let page = state.list_chats(&user, status, after, limit).await?;
+    // `updatedAfter`: the chats changed after that instant, oldest change first; a cursor
+    // from such a page goes on from there.
+    let updated_after = params
+        .get("updatedAfter")
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|_| AppError::validation("updatedAfter must be an RFC 3339 time"))
+        })
+        .transpose()?;
+    let ascending = updated_after.is_some();
+    let after = after.or_else(|| {
+        // Strictly after the instant: past every id changed at that very millisecond.
+        updated_after.map(|updated_at| ChatCursor {
+            updated_at,
+            id: ChatId::from_trusted(LAST_ID.to_owned()),
+        })
+    });
+    let page = state
+        .list_chats(&user, status, after, ascending, limit)
+        .await?;
     Ok(Json(ChatList {
         chats: page.chats,
         next_cursor: page

@@ -22,6 +22,7 @@ pub mod admission;
 pub mod api_docs;
 pub mod chats;
 pub mod console;
+pub mod desk;
 pub mod health;
 pub mod openapi;
 pub mod origin;
@@ -29,6 +30,7 @@ pub mod presence;
 pub mod reports;
 pub mod slim;
 pub mod uploads;
+pub mod webhooks;
 
 /// Largest JSON body accepted (uploads have their own limit).
 const MAX_JSON_BODY: usize = 64 * 1024;
@@ -51,6 +53,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(no_route)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            desk::removal_gate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             write_budget,
         ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
@@ -66,6 +72,8 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(reports::routes())
         .merge(uploads::routes())
         .merge(presence::routes())
+        .merge(desk::routes())
+        .merge(webhooks::routes())
         .merge(health::routes())
         .merge(openapi::routes())
 }

@@ -52,6 +52,8 @@ pub const BEARER: &str = "bearerAuth";
         (name = "reports", description = "Report messages from staff to users"),
         (name = "files", description = "Uploads and the files they return"),
         (name = "presence", description = "Who is connected, cluster-wide"),
+        (name = "desk", description = "The support desk: availability, removing a user"),
+        (name = "webhooks", description = "Failed webhook deliveries (superadmin)"),
         (name = "health", description = "Liveness, readiness and this document"),
     )
 )]

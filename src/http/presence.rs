@@ -74,6 +74,11 @@ struct Status {
     )]
     #[schema(value_type = Option<String>, format = DateTime)]
     last_seen: Option<Timestamp>,
+    /// A staff member's support desk availability (`available`, `away`); absent for users
+    /// and for staff with no presence (`offline`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    availability: Option<&'static str>,
 }
 
 /// A user's presence, cluster-wide (staff, or the user themself).
@@ -94,10 +99,12 @@ async fn status(
     // During the offline grace the user is still online (with no socket), as the events say.
     let online = p.sockets > 0 || state.in_offline_grace(&p);
     let status = if online { "online" } else { "offline" };
+    let availability = state.staff_status(&id).await.map(|s| s.as_str());
     Ok(Json(Status {
         user_id: id,
         status,
         sockets: p.sockets,
         last_seen: p.last_seen,
+        availability,
     }))
 }

@@ -19,17 +19,21 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+mod desk;
 mod http;
 mod outcomes;
 mod recovery;
 mod store;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 
+pub use desk::DeskMetrics;
 pub use http::{HTTP_ROUTES, RouteMetrics};
 pub use outcomes::{OUTCOMES, outcome_index};
 pub use recovery::{RECOVERY_OUTCOMES, RecoveryMetrics};
 pub use store::StoreMetrics;
+pub use webhooks::WebhookMetrics;
 
 use crate::client_events::{ClientEvent, UNKNOWN_LABEL};
 use prometheus::{
@@ -56,6 +60,9 @@ pub enum ConnectionOutcome {
     Full = 4,
     /// A new session refused because of `MAX_HANDSHAKES_PER_SEC`.
     Throttled = 5,
+    /// A resume whose session Redis did not answer for in time: its transport was closed so
+    /// that the client retries with the same session.
+    ResumeRetry = 6,
 }
 
 const CONNECTION_OUTCOMES: &[&str] = &[
@@ -65,6 +72,7 @@ const CONNECTION_OUTCOMES: &[&str] = &[
     "rate_limited",
     "full",
     "throttled",
+    "resume_retry",
 ];
 
 /// The backing services `/readyz` depends on: the `dependency` label of `dependency_up`.
@@ -115,6 +123,10 @@ pub struct Metrics {
     pub open_files_limit: IntGauge,
     /// Connection state recovery.
     pub recovery: RecoveryMetrics,
+    /// Webhook deliveries, per endpoint.
+    pub webhooks: WebhookMetrics,
+    /// The support desk (removals).
+    pub desk: DeskMetrics,
 }
 
 /// Histogram options with the handling-latency buckets.
@@ -352,6 +364,8 @@ impl Metrics {
                 .unwrap(),
             ),
             recovery: RecoveryMetrics::register(r),
+            webhooks: WebhookMetrics::register(r),
+            desk: DeskMetrics::register(r),
             registry,
         }
     }

@@ -17,11 +17,15 @@ use serde::Serialize;
 
 use crate::domain::{Role, Timestamp, rfc3339};
 
+pub mod availability;
 pub mod memory;
 pub mod redis;
+pub mod redis_availability;
 
+pub use availability::{MemoryAvailability, StaffAvailability, StaffStatus};
 pub use memory::MemoryPresence;
 pub use redis::RedisPresence;
+pub use redis_availability::RedisAvailability;
 
 /// One connected socket, as `GET /api/socket/active-users` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]

@@ -27,7 +27,7 @@ use socketioxide::socket::{Sid, Socket};
 use tracing::Instrument;
 
 use super::replies::{Empty, Success, send_reply};
-use super::{messages, presence, reports, typing};
+use super::{desk, messages, presence, reports, typing};
 use crate::client_events::{ClientEvent, RateClass, Reply};
 use crate::error::{AppError, ErrorCode};
 use crate::metrics::{OUTCOMES, outcome_index};
@@ -105,6 +105,7 @@ fn handler<A: Adapter>(event: ClientEvent) -> Route<A> {
         ReportRead => route(event, reports::read),
         UserOnline => route(event, presence::online),
         JoinUserRoom => route(event, presence::join_user_room),
+        StaffAvailability => route(event, desk::availability),
     }
 }
 

@@ -13,6 +13,7 @@
 //! is [`crate::state::Session`].
 
 pub mod admission;
+pub mod desk;
 pub mod dispatch;
 pub mod handshake;
 pub mod messages;

@@ -103,17 +103,23 @@ impl AppState {
                 assigned_admin: None,
             }
         };
-        self.timed(StoreOp::CreateChat, self.store.create_chat(chat))
-            .await
+        let chat = self
+            .timed(StoreOp::CreateChat, self.store.create_chat(chat))
+            .await?;
+        self.publish_chat_webhook("chat.created", &chat, None, &user.id);
+        self.announce_chat_created(&chat).await;
+        Ok(chat)
     }
 
     /// The chats the caller may see (a user: their own; staff: all), most recently updated
-    /// first, `limit` at a time after `after`.
+    /// first, `limit` at a time after `after`; with `ascending`, oldest change first (the
+    /// chat list's catch-up, `updatedAfter`).
     pub async fn list_chats(
         &self,
         user: &AuthUser,
         status: Option<ChatStatus>,
         after: Option<ChatCursor>,
+        ascending: bool,
         limit: usize,
     ) -> Result<ChatPage, AppError> {
         let query = ChatQuery {
@@ -121,6 +127,7 @@ impl AppState {
             status,
             limit: limit + 1,
             after,
+            ascending,
             reader: user.id.clone(),
         };
         let mut chats = self
@@ -165,8 +172,22 @@ impl AppState {
                 .map(|a| parse_plain_id("assignedAdmin", &a))
                 .transpose()?,
         };
-        self.timed(StoreOp::UpdateChat, self.store.update_chat(&id, patch))
-            .await
+        let changed = crate::webhooks::changed_fields(
+            patch.status.is_some(),
+            patch.priority.is_some(),
+            patch.assigned_admin.is_some(),
+        );
+        // Read first: `chat:updated` names what changed and reaches who left the chat too.
+        let before = self
+            .timed(StoreOp::Chat, self.store.chat(&id))
+            .await?
+            .ok_or_else(|| AppError::not_found("chat not found"))?;
+        let after = self
+            .timed(StoreOp::UpdateChat, self.store.update_chat(&id, patch))
+            .await?;
+        self.publish_chat_webhook("chat.updated", &after, Some(changed), &user.id);
+        self.announce_chat_updated(&before, &after, &user.id).await;
+        Ok(after)
     }
 
     /// Validates, saves, then emits `message:new` to the chat's participants and `admins`.

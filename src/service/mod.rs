@@ -10,7 +10,7 @@
 //!
 //! One file per resource: [`chats`] (chats, messages, typing), [`delivery`] (delivery
 //! status), [`reports`], [`uploads`],
-//! [`presence`]; [`events`] holds the server events (a type each: name, payload, recoverable or not). Here: emitting and
+//! [`presence`], [`desk`] (the support desk); [`events`] holds the server events (a type each: name, payload, recoverable or not). Here: emitting and
 //! timing store calls, which they all use.
 
 use std::task::Poll;
@@ -26,10 +26,12 @@ use events::ServerEvent;
 
 pub mod chats;
 pub mod delivery;
+pub mod desk;
 pub mod events;
 pub mod presence;
 pub mod reports;
 pub mod uploads;
+pub mod webhooks;
 
 pub use chats::{ChatChanges, ChatPage, OpenChat};
 pub use reports::ReportReadReply;
@@ -45,6 +47,7 @@ impl AppState {
         except: Vec<String>,
         event: &E,
     ) -> bool {
+        self.publish_webhook(event);
         self.emit_in_turn(rooms, except, E::NAME, E::RECOVERABLE, event, false)
             .await
     }
@@ -57,8 +60,33 @@ impl AppState {
         except: Vec<String>,
         event: &E,
     ) -> bool {
+        self.publish_webhook(event);
         self.emit_in_turn(rooms, except, E::NAME, E::RECOVERABLE, event, true)
             .await
+    }
+
+    /// `chat.created` / `chat.updated` (`{ chat }`, `{ chat, changed, by }`).
+    fn publish_chat_webhook(
+        &self,
+        kind: &'static str,
+        chat: &crate::domain::Chat,
+        changed: Option<Vec<&'static str>>,
+        by: &str,
+    ) {
+        if self.webhooks.enabled() {
+            self.webhooks
+                .publish(crate::webhooks::chat_event(kind, chat, changed, by));
+        }
+    }
+
+    /// Hands the event's webhook, if it is one, to the publisher (a channel send; nothing at
+    /// all while webhooks are off).
+    fn publish_webhook<E: ServerEvent>(&self, event: &E) {
+        if self.webhooks.enabled()
+            && let Some(hook) = event.webhook()
+        {
+            self.webhooks.publish(hook);
+        }
     }
 
     /// The untyped body of both: one copy of this code, whatever the event's type.

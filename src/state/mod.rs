@@ -19,7 +19,7 @@ use crate::cluster::Fanout;
 use crate::config::Config;
 use crate::connections::TcpConnections;
 use crate::metrics::Metrics;
-use crate::presence::Presence;
+use crate::presence::{Presence, StaffAvailability};
 use crate::recovery::Recovery;
 use crate::store::Store;
 
@@ -57,6 +57,10 @@ pub struct NodeState {
     pub store: Arc<dyn Store>,
     /// Who is online, on this node or cluster-wide.
     pub presence: Arc<dyn Presence>,
+    /// Which staff are available (the support desk), beside presence.
+    pub availability: Arc<dyn StaffAvailability>,
+    /// One coalesced `support:availability` re-check pending on this node at a time.
+    pub support_recheck: AtomicBool,
     /// Room emissions, through whichever adapter `app.rs` chose.
     pub fanout: Arc<dyn Fanout>,
     /// Closes this node's sockets when it drains.
@@ -87,6 +91,8 @@ pub struct NodeState {
     pub readiness: readiness::Readiness,
     /// One claim of due `offline` announcements at a time (`service/presence.rs`).
     pub offline_claims: OfflineClaims,
+    /// Where webhook events are published (off until `app.rs` starts the webhooks).
+    pub webhooks: crate::webhooks::Publisher,
     /// Races a test needs to happen every time (`test-support` only).
     #[cfg(any(test, feature = "test-support"))]
     pub test_hooks: test_hooks::TestHooks,
@@ -119,6 +125,7 @@ pub struct Backends {
     pub node_id: String,
     pub store: Arc<dyn Store>,
     pub presence: Arc<dyn Presence>,
+    pub availability: Arc<dyn StaffAvailability>,
     pub fanout: Arc<dyn Fanout>,
     pub sockets: Arc<dyn LocalSockets>,
     pub recovery: Option<Arc<Recovery>>,
@@ -136,6 +143,8 @@ impl AppState {
             node_id: b.node_id,
             store: b.store,
             presence: b.presence,
+            availability: b.availability,
+            support_recheck: AtomicBool::new(false),
             keys: b.keys,
             typing: TypingTracker::default(),
             delivery: DeliveryTracker::default(),
@@ -147,6 +156,7 @@ impl AppState {
             uploads_in_flight: upload_budget::UploadsInFlight::default(),
             readiness: readiness::Readiness::default(),
             offline_claims: OfflineClaims::default(),
+            webhooks: crate::webhooks::Publisher::default(),
             #[cfg(any(test, feature = "test-support"))]
             test_hooks: test_hooks::TestHooks::default(),
             draining: AtomicBool::new(false),
@@ -205,6 +215,14 @@ pub trait LocalSockets: Send + Sync + 'static {
     /// Closes one socket's transport, so that its client reconnects (its token expired);
     /// `false` if the socket is not here any more.
     fn close_transport(&self, sid: socketioxide::socket::Sid) -> bool;
+    /// Disconnects every socket of `user_id` on every node (through the adapter), with a
+    /// namespace disconnect, so socket.io-client does not reconnect by itself; without
+    /// `staff_too`, only the user's sockets outside `admins` (the support desk's removals).
+    fn disconnect_user(
+        &self,
+        user_id: &str,
+        staff_too: bool,
+    ) -> futures_util::future::BoxFuture<'_, Result<(), String>>;
 }
 
 impl<A: Adapter> LocalSockets for SocketIo<A> {
@@ -236,5 +254,22 @@ impl<A: Adapter> LocalSockets for SocketIo<A> {
         };
         socket.close_transport();
         true
+    }
+
+    fn disconnect_user(
+        &self,
+        user_id: &str,
+        staff_too: bool,
+    ) -> futures_util::future::BoxFuture<'_, Result<(), String>> {
+        let room = crate::cluster::rooms::user(user_id);
+        Box::pin(async move {
+            let op = self.to(room);
+            let op = if staff_too {
+                op
+            } else {
+                op.except(crate::cluster::rooms::ADMINS)
+            };
+            op.disconnect().await.map_err(|e| e.to_string())
+        })
     }
 }

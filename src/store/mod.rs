@@ -16,8 +16,11 @@ use crate::domain::{
 };
 use crate::error::{AppError, ErrorCode};
 
+pub mod desk;
 pub mod embedded;
 pub mod mongo;
+
+pub use desk::DeskStore;
 
 pub use embedded::EmbeddedStore;
 pub use mongo::{MongoSettings, MongoStore};
@@ -105,6 +108,8 @@ store_operations! {
     Upload => "upload",
     UploadedBytesSince => "uploaded_bytes_since",
     FileSharedWith => "file_shared_with",
+    Removal => "removal",
+    ChangeRemoval => "change_removal",
 }
 
 /// An upload's bytes as the store reads them in (from the file the request was received into).
@@ -141,7 +146,7 @@ pub async fn read_to_end(mut stream: FileStream) -> std::io::Result<Bytes> {
 
 /// Where chats, messages, reports and uploads live.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: DeskStore + Send + Sync + 'static {
     /// Answers when the backing database is reachable (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;
 

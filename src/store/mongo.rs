@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+mod desk;
 mod documents;
 #[cfg(feature = "test-support")]
 mod explain;

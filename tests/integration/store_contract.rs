@@ -267,6 +267,7 @@ pub async fn chat_lists_filter_page_and_count_unread(store: Arc<dyn Store>) {
         status,
         limit,
         after,
+        ascending: false,
         reader: "u1".into(),
     };
     let mine = store
@@ -560,6 +561,7 @@ pub async fn delivery_marks_move_forward_only(store: Arc<dyn Store>) {
             status: None,
             limit: 10,
             after: None,
+            ascending: false,
             reader: "u1".into(),
         })
         .await

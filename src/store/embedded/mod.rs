@@ -23,6 +23,7 @@ use super::{StoreError, StoreResult};
 use crate::domain::Timestamp;
 use crate::private_files;
 
+mod desk;
 mod operations;
 mod rows;
 
@@ -146,6 +147,7 @@ impl EmbeddedStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(internal)?;
         conn.execute_batch(SCHEMA).map_err(internal)?;
+        conn.execute_batch(desk::SCHEMA).map_err(internal)?;
         add_delivery_columns(&conn).map_err(internal)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),

@@ -80,18 +80,23 @@ impl Store for EmbeddedStore {
                 args.push(s.as_str().to_owned().into());
                 sql += &format!(" AND c.status = ?{}", args.len());
             }
+            let (cmp, order) = if q.ascending {
+                ('>', "ASC")
+            } else {
+                ('<', "DESC")
+            };
             if let Some(after) = &q.after {
                 args.push(ms(after.updated_at).into());
                 args.push(after.id.as_str().to_owned().into());
                 sql += &format!(
-                    " AND (c.updated_at < ?{a} OR (c.updated_at = ?{a} AND c.id < ?{b}))",
+                    " AND (c.updated_at {cmp} ?{a} OR (c.updated_at = ?{a} AND c.id {cmp} ?{b}))",
                     a = args.len() - 1,
                     b = args.len()
                 );
             }
             args.push((q.limit as i64).into());
             sql += &format!(
-                " ORDER BY c.updated_at DESC, c.id DESC LIMIT ?{}",
+                " ORDER BY c.updated_at {order}, c.id {order} LIMIT ?{}",
                 args.len()
             );
             let mut stmt = conn.prepare(&sql)?;

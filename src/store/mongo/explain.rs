@@ -100,6 +100,7 @@ impl MongoStore {
             status: Some(ChatStatus::Open),
             limit: 50,
             after: None,
+            ascending: false,
             reader: "a1".into(),
         };
         let user_list = ChatQuery {
@@ -110,6 +111,7 @@ impl MongoStore {
                 updated_at: now(),
                 id: ChatId::from_trusted(chat.to_hex()),
             }),
+            ascending: false,
             reader: "u1".into(),
         };
         let (staff_filter, staff_ix) = chat_list_query(&staff_list)?;
@@ -140,7 +142,12 @@ impl MongoStore {
             (
                 "list_chats (participant)",
                 user_ix,
-                find("chats", user_filter, Some(chat_list_sort()), Some(user_ix)),
+                find(
+                    "chats",
+                    user_filter,
+                    Some(chat_list_sort(false)),
+                    Some(user_ix),
+                ),
             ),
             (
                 "list_chats (staff)",
@@ -148,7 +155,7 @@ impl MongoStore {
                 find(
                     "chats",
                     staff_filter,
-                    Some(chat_list_sort()),
+                    Some(chat_list_sort(false)),
                     Some(staff_ix),
                 ),
             ),

@@ -119,7 +119,7 @@ impl Store for MongoStore {
                 .0
                 .chats
                 .find(filter)
-                .sort(chat_list_sort())
+                .sort(chat_list_sort(query.ascending))
                 .limit(query.limit as i64)
                 .hint(hint(index))
                 .await

@@ -36,11 +36,12 @@ pub(super) fn chat_list_query(q: &ChatQuery) -> StoreResult<(Document, &'static 
     if let Some(after) = &q.after {
         let t = bson_time(after.updated_at);
         let id = oid(after.id.as_str())?;
+        let cmp = if q.ascending { "$gt" } else { "$lt" };
         filter.insert(
             "$or",
             vec![
-                doc! { "updatedAt": { "$lt": t } },
-                doc! { "updatedAt": t, "_id": { "$lt": id } },
+                doc! { "updatedAt": { cmp: t } },
+                doc! { "updatedAt": t, "_id": { cmp: id } },
             ],
         );
     }
@@ -52,8 +53,9 @@ pub(super) fn chat_list_query(q: &ChatQuery) -> StoreResult<(Document, &'static 
     Ok((filter, index))
 }
 
-pub(super) fn chat_list_sort() -> Document {
-    doc! { "updatedAt": -1, "_id": -1 }
+pub(super) fn chat_list_sort(ascending: bool) -> Document {
+    let order = if ascending { 1 } else { -1 };
+    doc! { "updatedAt": order, "_id": order }
 }
 
 pub(super) fn unread_pipeline(chats: Vec<ObjectId>, reader: &str) -> Vec<Document> {

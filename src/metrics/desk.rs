@@ -1,0 +1,60 @@
+//! The support desk's metrics: removals made (`docs/support-desk.md`) and the handshakes and
+//! REST calls they refused.
+
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+
+use super::reg;
+use crate::domain::Barred;
+
+/// The support desk's counters.
+pub struct DeskMetrics {
+    /// `POST /api/users/{id}/disconnect` calls that went through.
+    pub removals: IntCounter,
+    /// `POST /api/users/{id}/revoke-tokens` calls that went through.
+    pub revocations: IntCounter,
+    /// Handshakes and REST calls refused by a removal: `[blocked, revoked]`.
+    refusals: [IntCounter; 2],
+}
+
+impl DeskMetrics {
+    pub(super) fn register(r: &Registry) -> Self {
+        let removals = reg(
+            r,
+            IntCounterVec::new(
+                Opts::new(
+                    "desk_removals_total",
+                    "Users removed by staff, by action (disconnect, revoke)",
+                ),
+                &["action"],
+            )
+            .unwrap(),
+        );
+        let refusals = reg(
+            r,
+            IntCounterVec::new(
+                Opts::new(
+                    "desk_refusals_total",
+                    "Handshakes and REST calls refused because their user was removed, by reason",
+                ),
+                &["reason"],
+            )
+            .unwrap(),
+        );
+        DeskMetrics {
+            removals: removals.with_label_values(&["disconnect"]),
+            revocations: removals.with_label_values(&["revoke"]),
+            refusals: [
+                refusals.with_label_values(&["blocked"]),
+                refusals.with_label_values(&["revoked"]),
+            ],
+        }
+    }
+
+    /// Counts a caller refused by a removal.
+    pub fn refused(&self, why: Barred) {
+        match why {
+            Barred::Blocked => self.refusals[0].inc(),
+            Barred::Revoked => self.refusals[1].inc(),
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Staff availability: `staff:availability` from staff (`available` / `away`), its transitions
+//! to `admins`, `GET /api/support/availability` for anyone, and the coalesced
+//! `support:availability` to `users` when the number of available staff goes from none to
+//! some or back (at most one per [`SUPPORT_EVERY`], cluster-wide). The state itself is
+//! presence's ([`crate::presence::StaffAvailability`]): a member's first socket makes them
+//! `available`, the end of their presence (after the offline grace) `offline`.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cluster::rooms;
+use crate::domain::AuthUser;
+use crate::error::{AppError, ErrorCode};
+use crate::presence::StaffStatus;
+use crate::presence::availability::Announcement;
+use crate::service::events::ServerEvent;
+use crate::state::AppState;
+
+/// At most one `support:availability` per this long, cluster-wide (PROTOCOL.md).
+pub const SUPPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// `staff:availability` (server -> client): a staff member's transition, to `admins`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StaffAvailabilityChanged<'a> {
+    pub user_id: &'a str,
+    pub status: &'static str,
+}
+
+impl ServerEvent for StaffAvailabilityChanged<'_> {
+    const NAME: &'static str = "staff:availability";
+    const RECOVERABLE: bool = true;
+}
+
+/// `support:availability`: whether any staff member is available, to `users`.
+#[derive(Serialize)]
+pub struct SupportAvailability {
+    pub available: bool,
+}
+
+impl ServerEvent for SupportAvailability {
+    const NAME: &'static str = "support:availability";
+    const RECOVERABLE: bool = false;
+}
+
+/// `GET /api/support/availability`: a yes/no and a count, never who.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SupportAnswer {
+    pub available: bool,
+    pub staff: u64,
+}
+
+fn unavailable(e: crate::presence::PresenceError) -> AppError {
+    tracing::warn!(error = %e, "staff availability unavailable");
+    AppError::new(ErrorCode::Unavailable, "availability is unavailable")
+}
+
+impl AppState {
+    /// A staff socket connected: the member is `available` unless they already have a status.
+    pub async fn staff_socket_online(&self, user_id: &str) {
+        match self.availability.staff_connected(user_id).await {
+            Ok(true) => self.staff_changed(user_id, "available").await,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not note a staff member available"),
+        }
+    }
+
+    /// `staff:availability` from a client: staff only; applies to the member as a whole.
+    pub async fn set_staff_availability(
+        &self,
+        user: &AuthUser,
+        status: &str,
+    ) -> Result<(), AppError> {
+        if !user.is_staff() {
+            return Err(AppError::forbidden("only staff have an availability"));
+        }
+        let status = StaffStatus::parse(status)
+            .ok_or_else(|| AppError::validation("status must be 'available' or 'away'"))?;
+        if self
+            .availability
+            .set(&user.id, status)
+            .await
+            .map_err(unavailable)?
+        {
+            self.staff_changed(&user.id, status.as_str()).await;
+        }
+        Ok(())
+    }
+
+    /// Presence ended for `users`: the staff among them go `offline`.
+    pub async fn staff_gone(&self, users: &[String]) {
+        match self.availability.forget(users).await {
+            Ok(gone) => {
+                for user in &gone {
+                    self.emit(
+                        vec![rooms::ADMINS.to_owned()],
+                        Vec::new(),
+                        &StaffAvailabilityChanged {
+                            user_id: user,
+                            status: "offline",
+                        },
+                    )
+                    .await;
+                }
+                if !gone.is_empty() {
+                    self.announce_support().await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not forget departed staff"),
+        }
+    }
+
+    /// `GET /api/support/availability`: any authenticated caller.
+    pub async fn support_availability(&self) -> Result<SupportAnswer, AppError> {
+        let staff = self.availability.available().await.map_err(unavailable)?;
+        Ok(SupportAnswer {
+            available: staff > 0,
+            staff,
+        })
+    }
+
+    /// A staff member's status for `GET /api/users/{id}/status` (`None`: offline or not
+    /// staff; a failure reads as unknown).
+    pub async fn staff_status(&self, user_id: &str) -> Option<StaffStatus> {
+        self.availability.status(user_id).await.ok().flatten()
+    }
+
+    async fn staff_changed(&self, user_id: &str, status: &'static str) {
+        self.emit(
+            vec![rooms::ADMINS.to_owned()],
+            Vec::new(),
+            &StaffAvailabilityChanged { user_id, status },
+        )
+        .await;
+        self.announce_support().await;
+    }
+
+    /// Tells `users` whether support is available, if that flipped since the last time anyone
+    /// told them, and not within [`SUPPORT_EVERY`] of it; otherwise checks again once that has
+    /// passed (one pending check per node), so the last flip of a flapping agent still goes out.
+    pub async fn announce_support(&self) {
+        if !self.announce_support_once().await || self.support_recheck.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let state = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SUPPORT_EVERY).await;
+                state.support_recheck.store(false, Ordering::Release);
+                if !state.announce_support_once().await
+                    || state.support_recheck.swap(true, Ordering::AcqRel)
+                {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// One try of [`announce_support`](Self::announce_support); `true` when it must be tried
+    /// again later (one went out less than [`SUPPORT_EVERY`] ago).
+    async fn announce_support_once(&self) -> bool {
+        let available = match self.availability.available().await {
+            Ok(n) => n > 0,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not count available staff");
+                return false;
+            }
+        };
+        match self
+            .availability
+            .claim_announcement(available, SUPPORT_EVERY)
+            .await
+        {
+            Ok(Announcement::Send) => {
+                self.emit(
+                    vec![rooms::USERS.to_owned()],
+                    Vec::new(),
+                    &SupportAvailability { available },
+                )
+                .await;
+                false
+            }
+            Ok(Announcement::Unchanged) => false,
+            Ok(Announcement::Later) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not claim the support announcement");
+                false
+            }
+        }
+    }
+}

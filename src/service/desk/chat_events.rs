@@ -1,0 +1,89 @@
+//! The live chat list: `chat:created` when a chat is opened and `chat:updated` when its status,
+//! priority, assigned admin or participants change, to the chat's participants (before and
+//! after the change) and `admins`. Both are recoverable, like `message:new`: a console that
+//! drops for a moment gets them back, and one away longer catches up with
+//! `GET /api/chats?updatedAfter=`.
+
+use serde::Serialize;
+
+use crate::cluster::rooms;
+use crate::domain::Chat;
+use crate::service::events::ServerEvent;
+use crate::state::AppState;
+
+/// `chat:created`: `{ chat }`.
+#[derive(Serialize)]
+pub struct ChatCreated<'a> {
+    pub chat: &'a Chat,
+}
+
+impl ServerEvent for ChatCreated<'_> {
+    const NAME: &'static str = "chat:created";
+    const RECOVERABLE: bool = true;
+}
+
+/// `chat:updated`: `{ chat, changed, by }`; `by` is the acting user's id, or `system` for
+/// auto-assignment.
+#[derive(Serialize)]
+pub struct ChatUpdated<'a> {
+    pub chat: &'a Chat,
+    pub changed: Vec<&'static str>,
+    pub by: &'a str,
+}
+
+impl ServerEvent for ChatUpdated<'_> {
+    const NAME: &'static str = "chat:updated";
+    const RECOVERABLE: bool = true;
+}
+
+/// What changed from `before` to `after`, in the protocol's names.
+pub fn changed_fields(before: &Chat, after: &Chat) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if before.status != after.status {
+        changed.push("status");
+    }
+    if before.priority != after.priority {
+        changed.push("priority");
+    }
+    if before.assigned_admin != after.assigned_admin {
+        changed.push("assignedAdmin");
+    }
+    if before.participants != after.participants {
+        changed.push("participants");
+    }
+    changed
+}
+
+impl AppState {
+    /// Emits `chat:created` for a chat just opened.
+    pub async fn announce_chat_created(&self, chat: &Chat) {
+        self.emit(
+            rooms::chat(&chat.participants),
+            Vec::new(),
+            &ChatCreated { chat },
+        )
+        .await;
+    }
+
+    /// Emits `chat:updated` if anything the list shows changed (a patch that changed nothing
+    /// emits nothing), to the participants before and after and `admins`.
+    pub async fn announce_chat_updated(&self, before: &Chat, after: &Chat, by: &str) {
+        let changed = changed_fields(before, after);
+        if changed.is_empty() {
+            return;
+        }
+        let mut participants = before.participants.clone();
+        for p in &after.participants {
+            if !participants.contains(p) {
+                participants.push(p.clone());
+            }
+        }
+        let event = ChatUpdated {
+            chat: after,
+            changed,
+            by,
+        };
+        self.emit(rooms::chat(&participants), Vec::new(), &event)
+            .await;
+    }
+}

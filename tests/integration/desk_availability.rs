@@ -1,0 +1,137 @@
+//! Staff availability (PROTOCOL.md, "The support desk"): `staff:availability` both ways,
+//! `GET /api/support/availability`, the coalesced `support:availability`, on one node and
+//! across two nodes with a real Redis.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use switchboard::domain::Role;
+
+use crate::helpers::{RedisServer, Sio, TestNode};
+
+/// Longer than the 5 s between two `support:availability`.
+const COALESCED: Duration = Duration::from_secs(9);
+
+async fn support(node: &TestNode) -> Value {
+    let token = node.token("asker", Role::User);
+    let (status, body) = node
+        .call(Method::GET, "/api/support/availability", Some(&token), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn say(socket: &Sio, status: &str) -> Value {
+    socket
+        .ack("staff:availability", json!({ "status": status }))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn staff_availability_reaches_admins_and_users_hear_support_flip_at_most_once_per_interval() {
+    let node = TestNode::start_with(|c| c.offline_grace = Duration::from_millis(300)).await;
+    let user = node.socket("u1", Role::User).await;
+    assert_eq!(
+        support(&node).await,
+        json!({ "available": false, "staff": 0 })
+    );
+
+    // A watcher admin who is away does not count.
+    let watcher = node.socket("a9", Role::Admin).await;
+    assert_eq!(
+        watcher.event("staff:availability").await,
+        json!({ "userId": "a9", "status": "available" })
+    );
+    assert_eq!(say(&watcher, "away").await["ok"], true);
+    assert_eq!(
+        watcher.event("staff:availability").await,
+        json!({ "userId": "a9", "status": "away" })
+    );
+    assert_eq!(
+        support(&node).await,
+        json!({ "available": false, "staff": 0 })
+    );
+    // (The watcher's first socket flipped support on; its `away` flips it back within 5 s.)
+    assert_eq!(
+        user.event("support:availability").await,
+        json!({ "available": true })
+    );
+    let back_off = user.try_event("support:availability", COALESCED).await;
+    assert_eq!(back_off, Some(json!({ "available": false })));
+
+    // Act: an agent connects and flaps.
+    let agent = node.socket("a1", Role::Admin).await;
+    assert_eq!(watcher.event("staff:availability").await["userId"], "a1");
+    for status in ["away", "available", "away", "available"] {
+        assert_eq!(say(&agent, status).await["ok"], true);
+    }
+
+    // Assert: one `true` for users (coalesced), never who; staff see each transition.
+    assert_eq!(
+        user.try_event("support:availability", COALESCED).await,
+        Some(json!({ "available": true }))
+    );
+    assert!(
+        user.try_event("support:availability", Duration::from_secs(6))
+            .await
+            .is_none(),
+        "one announcement for the flapping"
+    );
+    assert_eq!(watcher.drain("staff:availability").len(), 4);
+    assert_eq!(
+        support(&node).await,
+        json!({ "available": true, "staff": 1 })
+    );
+    assert_eq!(node.user_status("a1").await["availability"], "available");
+
+    // Users may not say it; an unknown status is VALIDATION.
+    assert_eq!(say(&user, "away").await["error"]["code"], "FORBIDDEN");
+    assert_eq!(say(&agent, "busy").await["error"]["code"], "VALIDATION");
+
+    // The agent's presence ends: `offline` to admins, and support is off again.
+    agent.close();
+    assert_eq!(
+        watcher.event("staff:availability").await,
+        json!({ "userId": "a1", "status": "offline" })
+    );
+    assert_eq!(
+        support(&node).await,
+        json!({ "available": false, "staff": 0 })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn availability_is_one_fact_across_nodes_and_away_holds_for_a_second_socket() {
+    let redis = RedisServer::start().await;
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let a = TestNode::cluster(data.clone(), &redis.url(), "avail-a").await;
+    let b = TestNode::cluster(data.clone(), &redis.url(), "avail-b").await;
+
+    let first = a.socket("a1", Role::Admin).await;
+    first.event("staff:availability").await;
+    assert_eq!(support(&b).await, json!({ "available": true, "staff": 1 }));
+    assert_eq!(say(&first, "away").await["ok"], true);
+    assert_eq!(first.event("staff:availability").await["status"], "away");
+    assert_eq!(support(&b).await, json!({ "available": false, "staff": 0 }));
+
+    // A second socket on the other node keeps `away` (same presence session).
+    let second = b.socket("a1", Role::Admin).await;
+    assert!(
+        second
+            .try_event("staff:availability", Duration::from_millis(500))
+            .await
+            .is_none()
+    );
+    assert_eq!(support(&a).await["staff"], 0);
+    assert_eq!(say(&second, "available").await["ok"], true);
+    assert_eq!(
+        first.event("staff:availability").await,
+        json!({ "userId": "a1", "status": "available" })
+    );
+    assert_eq!(support(&a).await, json!({ "available": true, "staff": 1 }));
+    assert_eq!(b.user_status("a1").await["availability"], "available");
+    a.stop().await;
+    b.stop().await;
+}
