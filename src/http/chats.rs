@@ -35,7 +35,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     path = "/api/chats",
     operation_id = "openChat",
     tag = "chats",
-    request_body = OpenChat,
+    request_body = Option<OpenChat>,
     responses((status = 201, description = "The chat", body = Chat, links(
         ("GetChat" = (operation_id = "getChat", parameters(("chat_id" = "$response.body#/id")))),
         ("UpdateChat" = (operation_id = "updateChat", parameters(("chat_id" = "$response.body#/id")))),
@@ -142,7 +142,7 @@ async fn show(
     operation_id = "updateChat",
     tag = "chats",
     params(("chat_id" = ChatId, Path, description = "The chat")),
-    request_body = ChatChanges,
+    request_body = Option<ChatChanges>,
     responses((status = 200, description = "The chat as changed", body = Chat)),
 )]
 async fn update(

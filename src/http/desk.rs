@@ -59,7 +59,7 @@ async fn support_availability(
     operation_id = "disconnectUser",
     tag = "desk",
     params(("user_id" = String, Path, max_length = 64, description = "The user")),
-    request_body = DisconnectInput,
+    request_body = Option<DisconnectInput>,
     responses((status = 200, description = "How many sockets were disconnected, and the block", body = Disconnected)),
 )]
 async fn disconnect(

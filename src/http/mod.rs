@@ -158,6 +158,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         } else {
             &body[..]
         };
+        // Every body of this API is an object; serde would also fill a struct from an array
+        // (`[null, null]` disconnected a user: found by schemathesis).
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(AppError::validation("the body must be a JSON object"));
+        }
         serde_json::from_slice(body)
             .map(JsonBody)
             .map_err(|e| AppError::validation(format!("invalid JSON body: {e}")))

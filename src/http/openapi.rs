@@ -12,7 +12,8 @@
 //! malformed parameter or body, `401`/`403` for a missing, refused or blocked caller, `404` for
 //! an id that names nothing, `413` for a body over its limit, `429` when a write is over its
 //! user's budget (with `Retry-After`), `503` while a backing store is down. A handler lists only
-//! what is particular to it.
+//! what is particular to it. A body whose every field is optional is itself optional
+//! (`request_body = Option<T>`): an empty body reads as `{}`.
 //!
 //! The document is checked in as `docs/openapi.json` and a test compares it with what the code
 //! generates (`UPDATE_OPENAPI=1` rewrites it), so a change to the API shows in review.
@@ -139,6 +140,7 @@ pub fn json() -> &'static str {
         let mut doc = serde_json::to_value(document()).expect("an OpenAPI document serializes");
         camel_case_links(&mut doc);
         empty_query_values_allowed(&mut doc);
+        optional_bodies_are_objects(&mut doc);
         let mut text = serde_json::to_string_pretty(&doc).expect("JSON serializes");
         text.push('\n');
         text
@@ -154,6 +156,33 @@ fn empty_query_values_allowed(doc: &mut serde_json::Value) {
         for p in params.into_iter().flatten() {
             if p["in"] == "query" && p["required"] != true {
                 p["allowEmptyValue"] = serde_json::Value::Bool(true);
+            }
+        }
+    }
+}
+
+/// utoipa 5 writes an optional body (`request_body = Option<T>`) as `oneOf: [null, T]`; what
+/// is optional is the body, not its type: an absent body reads as `{}`, and `null` is refused
+/// like every body that is not an object.
+fn optional_bodies_are_objects(doc: &mut serde_json::Value) {
+    for op in operations(doc) {
+        let Some(content) = op
+            .pointer_mut("/requestBody/content")
+            .and_then(|c| c.as_object_mut())
+        else {
+            continue;
+        };
+        for media in content.values_mut() {
+            let schema = &mut media["schema"];
+            let inner = schema["oneOf"].as_array().and_then(|alts| {
+                let mut alts = alts.iter().filter(|a| a["type"] != "null");
+                match (alts.next(), alts.next()) {
+                    (Some(only), None) => Some(only.clone()),
+                    _ => None,
+                }
+            });
+            if let Some(inner) = inner {
+                *schema = inner;
             }
         }
     }

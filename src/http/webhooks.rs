@@ -63,7 +63,7 @@ async fn failed(
     path = "/api/webhooks/resend",
     operation_id = "resendWebhooks",
     tag = "webhooks",
-    request_body = Resend,
+    request_body = Option<Resend>,
     responses((status = 200, description = "How many were queued again", body = Resent)),
 )]
 async fn resend(

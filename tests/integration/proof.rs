@@ -261,3 +261,38 @@ async fn a_limit_beyond_every_integer_is_clamped_like_any_other_large_limit() {
     }
     node.stop().await;
 }
+
+#[tokio::test]
+async fn a_json_body_that_is_not_an_object_is_refused_and_changes_nothing() {
+    let node = TestNode::start().await;
+    let staff = node.token("proof-staff", Role::Admin);
+    let chat = node.staff_chat("proof-staff", "proof-user").await;
+    // Was `200`: serde fills a struct from an array, so `[null, null]` disconnected the user.
+    for (path, body) in [
+        (
+            "/api/users/proof-user/disconnect".to_owned(),
+            serde_json::json!([null, null]),
+        ),
+        (
+            format!("/api/chats/{chat}/messages"),
+            serde_json::json!([{ "content": "from an array" }, null]),
+        ),
+    ] {
+        let (status, answer) = node
+            .call(Method::POST, &path, Some(&staff), Some(body))
+            .await;
+        assert_eq!(status, 400, "{path}: {answer}");
+        assert_eq!(answer["error"]["code"], "VALIDATION");
+    }
+    let (status, history) = node
+        .call(
+            Method::GET,
+            &format!("/api/chats/{chat}/messages"),
+            Some(&staff),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(history["messages"], serde_json::json!([]));
+    node.stop().await;
+}
