@@ -20,13 +20,16 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let chunk = usize::from(chunk).max(1);
+    // Switchboard compiles Engine.IO v4 only (engineioxide's `v3` feature is off: EIO=3 is
+    // refused at the handshake). The v3 decoders are fuzzed with `--features v3`; they hang on
+    // findings/eio_payload-v3-string-decoder-hang (upstream's, unreachable here).
     let (protocol, content_type) = match mode % 3 {
-        0 => (ProtocolVersion::V4, None),
-        1 => (ProtocolVersion::V3, None),
-        _ => (
+        1 if cfg!(feature = "v3") => (ProtocolVersion::V3, None),
+        2 if cfg!(feature = "v3") => (
             ProtocolVersion::V3,
             Some(HeaderValue::from_static("application/octet-stream")),
         ),
+        _ => (ProtocolVersion::V4, None),
     };
     // Small limits too, so the limit's own paths are reached.
     let max_payload = if mode & 0x80 != 0 { 64 } else { 256 * 1024 };
