@@ -83,7 +83,6 @@ async fn pass(
                 status: None,
                 limit: 100,
                 after: after.clone(),
-                // Newest change first, as before the support desk added the choice.
                 ascending: false,
                 reader: String::new(),
             })

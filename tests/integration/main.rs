@@ -28,3 +28,4 @@ mod security;
 mod store_contract;
 mod webhooks;
 mod webhooks_cluster;
+mod webhooks_mongo;
