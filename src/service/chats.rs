@@ -15,20 +15,29 @@ use crate::ordering::Turn;
 use crate::state::AppState;
 
 /// `POST /api/chats`: what a client asks for when it opens a chat.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OpenChat {
+    /// At most 200 characters.
+    #[schema(max_length = 200)]
     pub title: Option<String>,
+    #[schema(value_type = Option<crate::domain::Priority>)]
     pub priority: Option<String>,
+    /// Staff only (required for staff): the user to open the chat with.
+    #[schema(max_length = 64)]
     pub participant_id: Option<String>,
 }
 
 /// `PATCH /api/chats/{chatId}`: the fields staff may change.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatChanges {
+    #[schema(value_type = Option<ChatStatus>)]
     pub status: Option<String>,
+    #[schema(value_type = Option<Priority>)]
     pub priority: Option<String>,
+    /// A staff member's id; they become a participant.
+    #[schema(max_length = 64)]
     pub assigned_admin: Option<String>,
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::events::UserStatus;
 use crate::cluster::rooms;
-use crate::domain::AuthUser;
+use crate::domain::{AuthUser, parse_plain_id};
 use crate::error::{AppError, ErrorCode};
 use crate::ordering::Turn;
 use crate::presence::{PresenceError, SocketEntry, SocketPage, UserPresence};
@@ -55,6 +55,9 @@ impl AppState {
         user: &AuthUser,
         user_id: &str,
     ) -> Result<UserPresence, AppError> {
+        // A user id no token can carry (over 64 characters, control characters) is malformed,
+        // not merely offline (found by schemathesis: it answered `200 offline`).
+        parse_plain_id("userId", user_id)?;
         if !user.is_staff() && user.id != user_id {
             return Err(AppError::forbidden("users see their own status only"));
         }

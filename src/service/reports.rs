@@ -6,18 +6,19 @@ use super::events::{ReceiveReport, ReportRead};
 use crate::cluster::rooms;
 use crate::domain::{
     AuthUser, NewReport, Report, ReportCursor, ReportId, ReportInput, ReportQuery, Timestamp, now,
-    rfc3339,
+    parse_plain_id, rfc3339,
 };
 use crate::error::AppError;
 use crate::ordering::Turn;
 use crate::state::AppState;
 
 /// What marking a report read answers (the `report:read` ack and the REST response).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportReadReply {
     pub report_id: ReportId,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub read_at: Timestamp,
 }
 
@@ -102,7 +103,10 @@ impl AppState {
         after: Option<ReportCursor>,
         limit: usize,
     ) -> Result<(Vec<Report>, Option<ReportCursor>), AppError> {
-        let user_id = match user_id {
+        // A `userId` no report can have (over 64 characters, control characters) is
+        // `VALIDATION`, as in `sendReportMessage` (found by schemathesis: it listed nothing).
+        let user_id = user_id.map(|id| parse_plain_id("userId", id)).transpose()?;
+        let user_id = match user_id.as_deref() {
             Some(id) if !user.is_staff() && id != user.id => {
                 return Err(AppError::forbidden("users read their own reports only"));
             }

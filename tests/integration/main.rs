@@ -17,6 +17,7 @@ mod mongo;
 mod node;
 mod ops;
 mod presence_contract;
+mod proof;
 mod recovery_cluster;
 mod recovery_contract;
 mod redis_cost;

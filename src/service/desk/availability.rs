@@ -47,7 +47,7 @@ impl ServerEvent for SupportAvailability {
 }
 
 /// `GET /api/support/availability`: a yes/no and a count, never who.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SupportAnswer {
     pub available: bool,
     pub staff: u64,

@@ -46,7 +46,7 @@ impl RemovalCheck {
 }
 
 /// The answer to a disconnect.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Disconnected {
     pub user_id: String,
@@ -56,16 +56,18 @@ pub struct Disconnected {
         skip_serializing_if = "Option::is_none",
         serialize_with = "rfc3339_opt"
     )]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub blocked_until: Option<Timestamp>,
 }
 
 /// The answer to a revocation.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Revoked {
     pub user_id: String,
     /// Tokens issued before this instant (whole seconds) are refused.
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub revoked_before: Timestamp,
 }
 
