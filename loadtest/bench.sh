@@ -14,7 +14,8 @@
 # and data dir, sharing one Redis: clients are spread over them, RSS/CPU summed; reconnect kills
 # the first; Redis's CPU and RSS are counted with the servers' unless COUNT_REDIS=0), WITH_MONGO=1 (start the MongoDB-wire test server `secantusd-py` on core 0 and give
 # Switchboard MONGODB_URI, so that several nodes share one store), NO_RESTART=1 (reconnect: do
-# not start a replacement node, so clients must move to the others), OUT (loadtest/results).
+# not start a replacement node, so clients must move to the others), OUT (loadtest/results),
+# GEN_TIMEOUT (seconds `reconnect` may run, default 300: raise it for the avalanche).
 # With Redis, the run's `INFO commandstats` is written to $OUT/redis-commandstats-LABEL-MODE.txt,
 # and `reconnect` gets `--redis-url` (with `--recover` it reports Redis commands per recovered
 # client from its own snapshots). ADAPTER=streams gives the baseline the Redis-Streams adapter
@@ -128,7 +129,7 @@ case $mode in
     [ "$system" = baseline ] && extra=(--no-verify)
     [ "${NO_RESTART:-0}" = 1 ] || extra+=(--restart-cmd "$start0")
     [ -n "$redis_env" ] && extra+=(--redis-url "redis://127.0.0.1:$rport")
-    taskset -c "$gen_core" timeout 300 "$gen" reconnect "${common[@]}" --kill-pid "$pid" "${extra[@]}" "$@" ;;
+    taskset -c "$gen_core" timeout "${GEN_TIMEOUT:-300}" "$gen" reconnect "${common[@]}" --kill-pid "$pid" "${extra[@]}" "$@" ;;
   *) echo "unknown mode $mode"; exit 2 ;;
 esac
 # Switchboard's own counters after the run (store operations, messages saved and emitted): the

@@ -54,6 +54,10 @@ async fn drain(state: &AppState, grace: Duration) {
     if tokio::time::timeout_at(deadline, withdraw).await.is_err() {
         tracing::warn!(node = %state.node_id, "grace period over before presence was withdrawn");
     }
+    // Another node sends the webhooks from now on, without waiting for the lease to lapse.
+    if let Some(webhooks) = state.webhooks.running() {
+        let _ = tokio::time::timeout_at(deadline, webhooks.lease.release()).await;
+    }
     // Close the connections a few hundred at a time: each client sees its transport close
     // and reconnects (through the load balancer, to a ready node) without a stampede.
     // Whatever is left (long-polling sessions between requests) is closed at once after.
@@ -67,7 +71,10 @@ async fn drain(state: &AppState, grace: Duration) {
     if tokio::time::timeout_at(deadline, close).await.is_err() {
         tracing::warn!(node = %state.node_id, "grace period over before every socket was closed");
     }
-    while (state.events_in_flight() > 0 || state.fanout.unconfirmed() > 0)
+    // Webhook events published here are in the outbox before the node stops.
+    while (state.events_in_flight() > 0
+        || state.fanout.unconfirmed() > 0
+        || state.webhooks.unwritten() > 0)
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -114,6 +121,9 @@ impl Application {
         config.validate()?;
         let node_id = config.node_id();
         let keys = Keys::load(&config)?;
+        let webhook_endpoints =
+            crate::webhooks::settings::endpoints(&config.webhooks).map_err(anyhow::Error::msg)?;
+        let mut webhook_lease = crate::webhooks::Lease::Always;
         let store: Arc<dyn Store> = match &config.mongodb_uri {
             // Never connects here: a node whose MongoDB is down still starts, not ready.
             Some(uri) => Arc::new(
@@ -138,7 +148,7 @@ impl Application {
                 ))
             })
         };
-        let (state, add_socket_layer, background) = match config
+        let (state, add_socket_layer, mut background) = match config
             .redis_url
             .as_deref()
             .map(str::to_owned)
@@ -171,6 +181,11 @@ impl Application {
             }
             Some(url) => {
                 let redis = cluster::redis::connect(&url).await?;
+                webhook_lease = crate::webhooks::Lease::redis(
+                    redis.presence.clone(),
+                    node_id.clone(),
+                    config.webhooks.lease(),
+                );
                 let (layer, io) = socket_io_builder(&config)
                     .with_adapter::<ClusterAdapter>(redis.adapter)
                     .build_layer();
@@ -209,6 +224,22 @@ impl Application {
                 (state, with_layer(layer), vec![supervisor])
             }
         };
+
+        if !webhook_endpoints.is_empty() {
+            let outbox = crate::webhooks::open_outbox(&state.config).await?;
+            background.extend(crate::webhooks::start(
+                &state.webhooks,
+                crate::webhooks::Parts {
+                    settings: state.config.webhooks.clone(),
+                    endpoints: webhook_endpoints,
+                    outbox,
+                    lease: Arc::new(webhook_lease),
+                    store: state.store.clone(),
+                    presence: state.presence.clone(),
+                    metrics: state.metrics.webhooks.clone(),
+                },
+            ));
+        }
 
         // Where upload bodies are received (each file unlinked at once, so anything here is
         // left over from a crash on a platform that cannot unlink open files).
@@ -427,6 +458,7 @@ async fn heartbeat(state: AppState) {
         state.metrics.presence_heartbeat(result.is_ok());
         match result {
             Ok(changes) => {
+                state.readiness.adapter.note_answer();
                 let offline = changes.iter().filter(|c| !c.online).count();
                 state.metrics.presence_reaped_users.inc_by(offline as u64);
                 for change in changes.iter().filter(|c| c.online) {

@@ -3,6 +3,9 @@
 //! ([`SECRET_VARIABLES`]), which are read from the environment only: a flag's value is readable
 //! by every local user through `ps`. Secrets are [`Secret`]s, whose `Debug` shows nothing.
 
+mod webhooks;
+pub use webhooks::WebhookSettings;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,8 +37,13 @@ impl Cli {
 }
 
 /// The settings read from the environment only (never a flag), with what each is.
-pub const SECRET_VARIABLES: [&str; 4] =
-    ["JWT_SECRET", "FILE_URL_SECRET", "MONGODB_URI", "REDIS_URL"];
+pub const SECRET_VARIABLES: [&str; 5] = [
+    "JWT_SECRET",
+    "FILE_URL_SECRET",
+    "MONGODB_URI",
+    "REDIS_URL",
+    "WEBHOOK_SECRET",
+];
 
 const SECRETS_HELP: &str = "\
 Secrets are read from the environment only, never from flags (a flag's value is readable by every
@@ -48,7 +56,9 @@ local user through `ps`):
   [env: REDIS_URL]        set, it makes this node part of a cluster: redis:// or rediss:// (one
                           server), redis-sentinel://host:port?sentinelServiceName=NAME&node=host:port
                           (Sentinel), redis-cluster://host:port?node=host:port (Redis Cluster). See
-                          docs/cluster.md";
+                          docs/cluster.md
+  [env: WEBHOOK_SECRET]   the whsec_ secret(s) of WEBHOOK_URL, space-separated during a rotation
+                          (docs/webhooks.md)";
 
 /// A setting that must never reach a log, a panic message or a `Debug` print: its `Debug`
 /// is `[redacted]`. It reads as the `str` it holds.
@@ -383,6 +393,9 @@ pub struct Config {
     /// upload past it is refused with RATE_LIMITED and nothing is kept.
     #[arg(long, env = "UPLOAD_BYTES_PER_DAY", default_value_t = 256 * 1024 * 1024)]
     pub upload_bytes_per_day: u64,
+    /// Webhooks (PROTOCOL.md, "Webhooks"; docs/webhooks.md).
+    #[command(flatten)]
+    pub webhooks: WebhookSettings,
 }
 
 /// A setting that cannot work.
@@ -399,6 +412,7 @@ impl Config {
         self.file_url_secret = read("FILE_URL_SECRET");
         self.mongodb_uri = read("MONGODB_URI");
         self.redis_url = read("REDIS_URL");
+        self.webhooks.secret = read("WEBHOOK_SECRET");
     }
 
     /// Checks the settings together, once, at boot.

@@ -31,6 +31,9 @@
 //! - [`presence`]: who is online; in-memory (one node) and Redis (cluster-wide).
 //! - [`recovery`]: connection state recovery: sessions and the log of recoverable emissions,
 //!   in Redis or the embedded SQLite file (`docs/recovery.md`).
+//! - [`webhooks`]: Standard Webhooks to the product's backend: the publishing seam `state`
+//!   holds, the outbox (SQLite or MongoDB), the senders, the cluster lease, `chat.unread`
+//!   (`docs/webhooks.md`).
 //! - [`store`]: the persistence seam, its embedded (SQLite) implementation and its MongoDB
 //!   implementation (`docs/mongodb.md`).
 //! - [`metrics`]: every Prometheus metric (event labels from `client_events`).
@@ -39,15 +42,17 @@
 //! - [`connections`]: the TCP connections a drain closes in paced batches, and each one's peer
 //!   address; [`serve`]: HTTP over them, with a header-read timeout; [`config`]: every
 //!   setting; [`telemetry`]: logging; [`private_files`]: `DATA_DIR` modes (`0700`/`0600`);
-//!   [`file_limit`]: the open-file limit, raised to the hard one at start-up.
+//!   [`file_limit`]: the open-file limit, raised to the hard one at start-up; [`batch`]: the
+//!   natural batching of backend calls that Redis presence and recovery share.
 //!
 //! So dependencies point one way: `app` -> `http` | `realtime` -> `service` -> `state` ->
-//! (`ordering`, `auth`, `cluster`, `presence`, `recovery`, `store`, `metrics`) -> `domain` -> `error`;
+//! (`ordering`, `auth`, `cluster`, `webhooks`, `presence`, `recovery`, `store`, `metrics`) -> `domain` -> `error`;
 //! `paging` and `client_events` sit below the transports and `metrics`. Only `app` chooses
 //! implementations; everything else sees the `Store`, `Presence` and `Fanout` traits.
 
 pub mod app;
 pub mod auth;
+pub mod batch;
 pub mod client_events;
 pub mod cluster;
 pub mod config;
@@ -68,6 +73,7 @@ pub mod service;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use app::Application;
 pub use config::Config;

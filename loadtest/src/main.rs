@@ -3,7 +3,7 @@
 //! Every mode is bounded in count and time and stops by itself, writes
 //! `<out>/<mode>-<label>.json` and `.md`, and reads the server's RSS and CPU from `/proc` when
 //! given its PIDs. `compare` turns the saved runs of Switchboard and the Node baseline into one
-//! table with ratios and PNG/SVG charts.
+//! table with ratios and SVG charts.
 //!
 //! # Layout
 //! - `sio`: a lean Socket.IO v5 client (one task per connection, 4 KiB read buffer)
@@ -12,7 +12,7 @@
 //! - `hold`, `fanout`, `chat`, `reconnect`: the modes (`recover`: `reconnect --recover`)
 //! - `avalanche`: `reconnect --recover --workers`, the clients in worker processes
 //! - `redisinfo`: Redis `INFO commandstats` snapshots
-//! - `report`, `chart`: JSON/Markdown output, PNG/SVG charts, `compare`
+//! - `report`, `chart`: JSON/Markdown output, SVG charts, `compare`
 
 mod avalanche;
 mod chart;

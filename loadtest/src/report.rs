@@ -1,5 +1,5 @@
 //! Results on disk: each run's `<mode>-<label>.json` and `.md`, and `compare`, which puts
-//! Switchboard and the baseline side by side with ratios and charts (`summary.md`, `*.png`).
+//! Switchboard and the baseline side by side with ratios and charts (`summary.md`, `*.svg`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -66,7 +66,7 @@ pub struct CompareArgs {
     #[arg(long, default_value = "baseline")]
     baseline: String,
     /// The summary's file name without `.md`; a name other than `summary` also suffixes the
-    /// charts (`summary-2nodes` writes `fanout-p99-2nodes.png`, ...).
+    /// charts (`summary-2nodes` writes `fanout-p99-2nodes.svg`, ...).
     #[arg(long, default_value = "summary")]
     name: String,
 }

@@ -26,6 +26,7 @@ pub mod presence;
 pub mod reports;
 pub mod slim;
 pub mod uploads;
+pub mod webhooks;
 
 /// Largest JSON body accepted (uploads have their own limit).
 const MAX_JSON_BODY: usize = 64 * 1024;
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .merge(presence::routes())
         .merge(desk::routes())
         .merge(health::routes())
+        .merge(webhooks::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
         .layer(axum::middleware::from_fn_with_state(

@@ -26,12 +26,14 @@ mod recovery;
 mod store;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 
 pub use desk::DeskMetrics;
 pub use http::{HTTP_ROUTES, RouteMetrics};
 pub use outcomes::{OUTCOMES, outcome_index};
 pub use recovery::{RECOVERY_OUTCOMES, RecoveryMetrics};
 pub use store::StoreMetrics;
+pub use webhooks::WebhookMetrics;
 
 use crate::client_events::{ClientEvent, UNKNOWN_LABEL};
 use prometheus::{
@@ -58,6 +60,9 @@ pub enum ConnectionOutcome {
     Full = 4,
     /// A new session refused because of `MAX_HANDSHAKES_PER_SEC`.
     Throttled = 5,
+    /// A resume whose session Redis did not answer for in time: its transport was closed so
+    /// that the client retries with the same session.
+    ResumeRetry = 6,
 }
 
 const CONNECTION_OUTCOMES: &[&str] = &[
@@ -67,6 +72,7 @@ const CONNECTION_OUTCOMES: &[&str] = &[
     "rate_limited",
     "full",
     "throttled",
+    "resume_retry",
 ];
 
 /// The backing services `/readyz` depends on: the `dependency` label of `dependency_up`.
@@ -117,6 +123,8 @@ pub struct Metrics {
     pub open_files_limit: IntGauge,
     /// Connection state recovery.
     pub recovery: RecoveryMetrics,
+    /// Webhook deliveries, per endpoint.
+    pub webhooks: WebhookMetrics,
     /// The support desk (removals).
     pub desk: DeskMetrics,
 }
@@ -356,6 +364,7 @@ impl Metrics {
                 .unwrap(),
             ),
             recovery: RecoveryMetrics::register(r),
+            webhooks: WebhookMetrics::register(r),
             desk: DeskMetrics::register(r),
             registry,
         }

@@ -49,6 +49,10 @@ impl std::fmt::Display for Refused {
     }
 }
 
+/// The reason of a resume whose session could not be read: its transport is closed (the
+/// client never sees this text) and the client retries with the same `pid` and offset.
+const RESUME_RETRY: &str = "the recovery session could not be read; reconnect";
+
 /// The handshake's `auth` object. `pid` and `offset` are what socket.io-client adds when it
 /// resumes a connection state recovery session; taken as any JSON, so a malformed one is a
 /// refused resume (a new session), not a refused handshake.
@@ -77,6 +81,9 @@ pub fn register<A: Adapter + DefinedAdapter>(
             state.metrics.connection(match &outcome {
                 Ok(()) => ConnectionOutcome::Accepted,
                 Err(r) => match r.code {
+                    ErrorCode::Unavailable if r.reason == RESUME_RETRY => {
+                        ConnectionOutcome::ResumeRetry
+                    }
                     ErrorCode::Unavailable => ConnectionOutcome::Draining,
                     ErrorCode::RateLimited => ConnectionOutcome::RateLimited,
                     _ => ConnectionOutcome::Unauthorized,
@@ -147,7 +154,23 @@ async fn authenticate<A: Adapter>(
                 }
             });
             match checked {
-                Ok(claim) => Some(claim),
+                Ok(claim) => {
+                    state.readiness.adapter.note_answer();
+                    Some(claim)
+                }
+                // Not known to be refused: a session that exists must not become a new one
+                // (`recovered: false`) because Redis was slow. The transport is closed before
+                // any answer, so socket.io-client reconnects by itself, with its back-off and
+                // the same `pid` and offset, and is recovered once Redis answers.
+                Err(crate::recovery::Refusal::Unavailable) => {
+                    state
+                        .metrics
+                        .recovery
+                        .attempt(Err(crate::recovery::Refusal::Unavailable));
+                    tracing::info!(user_id = %user.id, "recovery session unreadable: transport closed for a retry");
+                    s.close_transport();
+                    return Err(Refused::new(ErrorCode::Unavailable, RESUME_RETRY));
+                }
                 Err(refusal) => {
                     state.metrics.recovery.attempt(Err(refusal));
                     tracing::debug!(user_id = %user.id, reason = refusal.as_str(), "recovery refused: new session");

@@ -39,7 +39,10 @@ pub async fn replay<A: Adapter>(
     let sid = s.id.to_string();
     let read = tokio::time::timeout(REPLAY_READ_DEADLINE, recovery.missed(&claim, rooms)).await;
     let missed = match read {
-        Ok(Ok(missed)) => missed,
+        Ok(Ok(missed)) => {
+            state.readiness.adapter.note_answer();
+            missed
+        }
         outcome => {
             let refusal = match outcome {
                 Ok(Err(r)) => r,

@@ -320,15 +320,8 @@ impl Recovery {
             .entries_after(after, requested, keep, MAX_REPLAY + 1)
             .await?;
         // The log may have been trimmed for its budget since the check, by any node: the cut
-        // read after the entries says whether the read may lack one this replay needs.
-        let cut = self.backend.cut().await.map_err(|e| {
-            tracing::warn!(error = %e, "recovery log cut read failed");
-            Refusal::Unavailable
-        })?;
-        if let Some(cut) = cut {
-            let mut known = self.cut.lock().unwrap_or_else(|p| p.into_inner());
-            *known = (*known).max(Some(cut));
-        }
+        // read after the entries (by `entries_after`, once per log read however many replays
+        // that read serves) says whether the read may lack one this replay needs.
         if self.cut_after(after) {
             return Err(Refusal::Expired);
         }
@@ -361,12 +354,15 @@ impl Recovery {
         let mut tail = self.tail.lock().await;
         let oldest = now_ms().saturating_sub(self.window_ms());
         tail.trim(self.tail_max_bytes, oldest);
+        // Whether this call read the log (then it reads the cut after, see below).
+        let mut read = false;
         match tail.from {
             Some(from) if after >= from => {}
             Some(from) => {
                 // Older than the tail: read the gap before it and keep it (within the budget:
                 // a gap bigger than the whole tail may hold cannot be replayed).
                 let room = self.tail_max_bytes.saturating_sub(tail.bytes);
+                read = true;
                 let gap = self
                     .read_all(after, Some(from), room)
                     .await
@@ -383,6 +379,7 @@ impl Recovery {
             }
         }
         if tail.read_at.is_none_or(|at| at < requested) {
+            read = true;
             let sent = Instant::now();
             let end = tail.entries.back().map(|e| e.offset).or(tail.from).unwrap();
             let fresh = match self.read_all(end, None, self.tail_max_bytes).await {
@@ -400,6 +397,23 @@ impl Recovery {
                 tail.entries.push_back(e);
             }
             tail.read_at = Some(sent);
+        }
+        if read {
+            // The cut, read after the entries: a trim any node made before the read is known
+            // to every replay this read serves (those queued behind it take its result), so a
+            // storm reads it once per log read, not once per client.
+            match self.backend.cut().await {
+                Ok(cut) => {
+                    let mut known = self.cut.lock().unwrap_or_else(|p| p.into_inner());
+                    *known = (*known).max(cut);
+                }
+                Err(e) => {
+                    // The entries stay; the next replay reads again, then the cut.
+                    tail.read_at = None;
+                    tracing::warn!(error = %e, "recovery log cut read failed");
+                    return Err(Refusal::Unavailable);
+                }
+            }
         }
         tail.trim(self.tail_max_bytes, 0);
         if tail.from.is_some_and(|from| after < from) {

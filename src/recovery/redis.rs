@@ -7,13 +7,16 @@
 //! | `{sb}:rlog` | stream | one entry per recoverable emission: `r` rooms, `x` excluded rooms (each `\n`-separated), `e` event, `d` payload JSON; the entry id is the offset |
 //! | `{sb}:rlog:bytes` | string | the stream's size in the byte budget (`entry_bytes` summed), kept by the append and trim scripts |
 //! | `{sb}:rlog:cut` | string | the id of the newest entry a trim dropped |
-//! | `{sb}:rs:{pid}` | hash, TTL | `u` user, `r` rooms, `t` start (ms), `d` disconnected (ms, absent while held), `s` holding socket |
+//! | `{sb}:rs:{pid}` | hash, TTL | `u` user, `r` rooms, `t` start (ms), `d` disconnected (ms; empty while held), `s` holding socket |
 //!
 //! The hash tag `{sb}` keeps every key in one slot (scripts touch several). An append is one
 //! script: the `XADD` and the byte count together. Every node's timer runs the trim script once
 //! a second: it drops the oldest entries, while they are older than the window or the stream
 //! is over `RECOVERY_LOG_MAX_BYTES` (issue 25, item 7: a payload of control characters is
 //! ~30 KB of JSON, and the window's worth of them was gigabytes), with one exact `XTRIM MINID`.
+//! Every session read and write (a handshake's read, a hand-over, a departure) goes through
+//! one [`Batcher`]: the calls that queue while one script run is on its way travel together in
+//! the next (issue 28: a storm of 6,000 resumes timed out at a few Redis calls per client).
 //! A Redis that restarts empty has no sessions: every resume is refused as unknown and clients
 //! start new sessions.
 
@@ -24,6 +27,8 @@ use fred::prelude::{Client, ClientLike, Value};
 use fred::types::ClusterHash;
 use fred::types::CustomCommand;
 use fred::types::scripts::Script;
+
+use crate::batch::Batcher;
 
 use super::{BackendError, LogStats, LoggedEvent, Offset, Pid, RecoveryBackend, Session, Trimmed};
 
@@ -83,35 +88,73 @@ return { total, redis.call('GET', KEYS[3]) or '' }
 /// Upper bound on any one call, on top of the client's own command timeout.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
-const END: &str = r#"
-if redis.call('HGET', KEYS[1], 's') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'd', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
+/// Every session call of a batch (see [`Batcher`]), in order. KEYS: one session key per call.
+/// ARGV: seven per call, the first its kind: `g` (read it), `p` user, rooms, start, socket,
+/// disconnected ('' while held), ttl ms (store it), `e` socket, at ms, ttl ms (mark it
+/// disconnected if that socket holds it), `r` socket (forget it if that socket holds it).
+/// Returns one answer per call: the hash's fields and values for `g`, 1 or 0 for the others.
+/// A held session stores `d` as '' (one `HSET` writes every field, no `DEL` first).
+const SESSIONS: &str = r#"
+local out = {}
+for i, k in ipairs(KEYS) do
+  local b = (i - 1) * 7
+  local op = ARGV[b + 1]
+  if op == 'g' then
+    out[i] = redis.call('HGETALL', k)
+  elseif op == 'p' then
+    redis.call('HSET', k, 'u', ARGV[b + 2], 'r', ARGV[b + 3], 't', ARGV[b + 4], 's', ARGV[b + 5], 'd', ARGV[b + 6])
+    redis.call('PEXPIRE', k, ARGV[b + 7])
+    out[i] = 1
+  elseif redis.call('HGET', k, 's') ~= ARGV[b + 2] then
+    out[i] = 0
+  elseif op == 'e' then
+    redis.call('HSET', k, 'd', ARGV[b + 3])
+    redis.call('PEXPIRE', k, ARGV[b + 4])
+    out[i] = 1
+  else
+    redis.call('DEL', k)
+    out[i] = 1
+  end
+end
+return out
 "#;
 
-const REMOVE: &str = r#"
-if redis.call('HGET', KEYS[1], 's') ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-return 1
-"#;
+/// The most session calls one script run carries (a few hundred short commands: it blocks
+/// Redis for about a millisecond).
+const SESSION_BATCH: usize = 256;
 
-const PUT: &str = r#"
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'u', ARGV[1], 'r', ARGV[2], 't', ARGV[3], 's', ARGV[4])
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'd', ARGV[5]) end
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
-return 1
-"#;
+/// One session call: its key and the script's seven arguments for it.
+type SessionCall = (String, [String; 7]);
+
+/// Sends one batch of session calls as one script run; one answer per call.
+async fn run_sessions(
+    client: &Client,
+    script: &Script,
+    calls: Vec<SessionCall>,
+) -> Vec<Result<Value, String>> {
+    let n = calls.len();
+    let mut keys = Vec::with_capacity(n);
+    let mut args = Vec::with_capacity(n * 7);
+    for (key, call) in calls {
+        keys.push(key);
+        args.extend(call);
+    }
+    match bounded(script.evalsha_with_reload::<Value, _, _>(client, keys, args)).await {
+        Ok(Value::Array(answers)) if answers.len() == n => answers.into_iter().map(Ok).collect(),
+        Ok(other) => vec![Err(format!("sessions script answered {other:?}")); n],
+        Err(e) => vec![Err(e.0); n],
+    }
+}
 
 /// Sessions and the log in Redis.
 pub struct RedisRecovery {
     client: Client,
     append: Script,
     trim: Script,
-    put: Script,
-    end: Script,
-    remove: Script,
+    sessions: Script,
+    /// Every session read and write goes through it: a storm of resumes makes a few script
+    /// runs, not a few Redis calls per client.
+    batch: Batcher<SessionCall, Result<Value, String>>,
 }
 
 fn session_key(pid: &Pid) -> String {
@@ -190,33 +233,38 @@ fn parse_entry(v: Value) -> Option<LoggedEvent> {
 }
 
 impl RedisRecovery {
+    /// Must be called inside a tokio runtime (it starts the session batcher's task).
     pub fn new(client: Client) -> RedisRecovery {
+        let sessions = Script::from_lua(SESSIONS);
+        let (c, script) = (client.clone(), sessions.clone());
+        let batch = Batcher::new(SESSION_BATCH, move |calls| {
+            let (c, script) = (c.clone(), script.clone());
+            async move { run_sessions(&c, &script, calls).await }
+        });
         RedisRecovery {
             client,
             append: Script::from_lua(APPEND),
             trim: Script::from_lua(TRIM),
-            put: Script::from_lua(PUT),
-            end: Script::from_lua(END),
-            remove: Script::from_lua(REMOVE),
+            sessions,
+            batch,
         }
     }
 
     /// Loads the scripts into Redis's script cache (every master of a Redis Cluster), so that the
     /// first calls do not each meet `NOSCRIPT` and reload.
     pub async fn load_scripts(&self) -> Result<(), BackendError> {
-        for script in [&self.append, &self.trim, &self.put, &self.end, &self.remove] {
+        for script in [&self.append, &self.trim, &self.sessions] {
             bounded(script.load(&self.client)).await?;
         }
         Ok(())
     }
 
-    async fn script(
-        &self,
-        script: &Script,
-        key: String,
-        args: Vec<String>,
-    ) -> Result<Value, BackendError> {
-        bounded(script.evalsha_with_reload::<Value, _, _>(&self.client, vec![key], args)).await
+    /// One session call, through the batcher.
+    async fn session_call(&self, pid: &Pid, call: [String; 7]) -> Result<Value, BackendError> {
+        match self.batch.call((session_key(pid), call)).await {
+            Some(answer) => answer.map_err(BackendError),
+            None => Err(BackendError("the session batcher stopped".into())),
+        }
     }
 }
 
@@ -329,7 +377,8 @@ impl RecoveryBackend for RedisRecovery {
     }
 
     async fn put_session(&self, s: &Session, ttl: Duration) -> Result<(), BackendError> {
-        let args = vec![
+        let call = [
+            "p".to_owned(),
             s.user_id.clone(),
             s.rooms.join("\n"),
             s.started_ms.to_string(),
@@ -337,16 +386,13 @@ impl RecoveryBackend for RedisRecovery {
             s.disconnected_ms.map(|d| d.to_string()).unwrap_or_default(),
             ttl.as_millis().to_string(),
         ];
-        self.script(&self.put, session_key(&s.pid), args).await?;
+        self.session_call(&s.pid, call).await?;
         Ok(())
     }
 
     async fn get_session(&self, pid: &Pid) -> Result<Option<Session>, BackendError> {
-        let reply: Value = bounded(
-            self.client
-                .custom(cmd("HGETALL"), vec![Value::from(session_key(pid))]),
-        )
-        .await?;
+        let call = ["g", "", "", "", "", "", ""].map(str::to_owned);
+        let reply = self.session_call(pid, call).await?;
         let pairs: Vec<(String, String)> = match reply {
             Value::Array(items) => items
                 .chunks(2)
@@ -387,19 +433,24 @@ impl RecoveryBackend for RedisRecovery {
         at_ms: u64,
         ttl: Duration,
     ) -> Result<bool, BackendError> {
-        let args = vec![
+        let call = [
+            "e".to_owned(),
             sid.to_owned(),
             at_ms.to_string(),
             ttl.as_millis().to_string(),
+            String::new(),
+            String::new(),
+            String::new(),
         ];
-        let v = self.script(&self.end, session_key(pid), args).await?;
+        let v = self.session_call(pid, call).await?;
         Ok(v.as_i64() == Some(1))
     }
 
     async fn remove_session(&self, pid: &Pid, sid: &str) -> Result<bool, BackendError> {
-        let v = self
-            .script(&self.remove, session_key(pid), vec![sid.to_owned()])
-            .await?;
+        let mut call: [String; 7] = Default::default();
+        call[0] = "r".to_owned();
+        call[1] = sid.to_owned();
+        let v = self.session_call(pid, call).await?;
         Ok(v.as_i64() == Some(1))
     }
 }

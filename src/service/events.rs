@@ -10,6 +10,12 @@ use serde::Serialize;
 
 use crate::domain::{ChatId, Message, MessageId, Report, ReportId, Timestamp, rfc3339};
 use crate::error::{AppError, ErrorBody};
+use crate::webhooks::{Data as WebhookData, Event as Webhook, fresh_id};
+
+/// The order key of a chat's webhook events.
+fn chat_key(chat_id: &ChatId) -> String {
+    format!("chat:{}", chat_id.as_str())
+}
 
 /// A server event: a payload type that knows its name (the shape of crates.io's
 /// `BackgroundJob::JOB_NAME`).
@@ -52,6 +58,12 @@ pub trait ServerEvent: Serialize {
     /// Redis outage and delivered to the other nodes when Redis returns: an event not worth
     /// replaying to a session (a typing indicator) is stale by then too.
     const RECOVERABLE: bool;
+
+    /// The webhook this event is reported as (PROTOCOL.md, "Webhooks"), if any:
+    /// [`AppState::emit`](crate::state::AppState::emit) publishes it when webhooks are on.
+    fn webhook(&self) -> Option<Webhook> {
+        None
+    }
 }
 
 /// `message:new`: a saved message, to its chat's participants and `admins`.
@@ -65,6 +77,9 @@ pub struct MessageNew<'a> {
 impl ServerEvent for MessageNew<'_> {
     const NAME: &'static str = "message:new";
     const RECOVERABLE: bool = true;
+    fn webhook(&self) -> Option<Webhook> {
+        Some(crate::webhooks::message_created(self.message))
+    }
 }
 
 /// `user:typing`: an indicator that started or stopped; never replayed.
@@ -96,6 +111,16 @@ pub struct MessageRead<'a> {
 impl ServerEvent for MessageRead<'_> {
     const NAME: &'static str = "message:read";
     const RECOVERABLE: bool = true;
+    fn webhook(&self) -> Option<Webhook> {
+        let key = chat_key(self.chat_id);
+        Some(Webhook::new(
+            "message.read",
+            fresh_id(),
+            key,
+            self.read_at,
+            self,
+        ))
+    }
 }
 
 /// `message:delivered`: once per transition of a (chat, side)'s delivery mark: `message_id` is
@@ -113,6 +138,16 @@ pub struct MessageDelivered<'a> {
 impl ServerEvent for MessageDelivered<'_> {
     const NAME: &'static str = "message:delivered";
     const RECOVERABLE: bool = true;
+    fn webhook(&self) -> Option<Webhook> {
+        let key = chat_key(self.chat_id);
+        Some(Webhook::new(
+            "message.delivered",
+            fresh_id(),
+            key,
+            self.delivered_at,
+            self,
+        ))
+    }
 }
 
 /// `user:status`: a user's presence transition.
@@ -126,6 +161,23 @@ pub struct UserStatus<'a> {
 impl ServerEvent for UserStatus<'_> {
     const NAME: &'static str = "user:status";
     const RECOVERABLE: bool = true;
+    /// Once per transition, as `user:status` itself (presence's exactly-once transitions).
+    fn webhook(&self) -> Option<Webhook> {
+        Some(Webhook {
+            id: fresh_id(),
+            kind: if self.status == "online" {
+                "user.online"
+            } else {
+                "user.offline"
+            },
+            key: format!("user:{}", self.user_id),
+            at: crate::domain::now(),
+            data: WebhookData::UserStatus {
+                user_id: self.user_id.to_owned(),
+            },
+            unread: None,
+        })
+    }
 }
 
 /// `receiveReportMessage`: a report, to its recipient.
@@ -138,6 +190,22 @@ pub struct ReceiveReport<'a> {
 impl ServerEvent for ReceiveReport<'_> {
     const NAME: &'static str = "receiveReportMessage";
     const RECOVERABLE: bool = true;
+    /// `report.created`: `{ report }`, its id the report's own.
+    fn webhook(&self) -> Option<Webhook> {
+        #[derive(Serialize)]
+        struct Created<'a> {
+            report: &'a Report,
+        }
+        Some(Webhook::new(
+            "report.created",
+            format!("rpt_{}", self.message.id.as_str()),
+            format!("report:{}", self.message.user_id),
+            crate::domain::now(),
+            &Created {
+                report: self.message,
+            },
+        ))
+    }
 }
 
 /// `report:read`.
@@ -153,6 +221,16 @@ pub struct ReportRead<'a> {
 impl ServerEvent for ReportRead<'_> {
     const NAME: &'static str = "report:read";
     const RECOVERABLE: bool = true;
+    fn webhook(&self) -> Option<Webhook> {
+        let key = format!("report:{}", self.user_id);
+        Some(Webhook::new(
+            "report.read",
+            fresh_id(),
+            key,
+            self.read_at,
+            self,
+        ))
+    }
 }
 
 /// `reportMessageSent` (and the `sendReportMessage` ack, which gets the same body): to the

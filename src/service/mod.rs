@@ -31,6 +31,7 @@ pub mod events;
 pub mod presence;
 pub mod reports;
 pub mod uploads;
+pub mod webhooks;
 
 pub use chats::{ChatChanges, ChatPage, OpenChat};
 pub use reports::ReportReadReply;
@@ -46,6 +47,7 @@ impl AppState {
         except: Vec<String>,
         event: &E,
     ) -> bool {
+        self.publish_webhook(event);
         self.emit_in_turn(rooms, except, E::NAME, E::RECOVERABLE, event, false)
             .await
     }
@@ -58,8 +60,33 @@ impl AppState {
         except: Vec<String>,
         event: &E,
     ) -> bool {
+        self.publish_webhook(event);
         self.emit_in_turn(rooms, except, E::NAME, E::RECOVERABLE, event, true)
             .await
+    }
+
+    /// `chat.created` / `chat.updated` (`{ chat }`, `{ chat, changed, by }`).
+    fn publish_chat_webhook(
+        &self,
+        kind: &'static str,
+        chat: &crate::domain::Chat,
+        changed: Option<Vec<&'static str>>,
+        by: &str,
+    ) {
+        if self.webhooks.enabled() {
+            self.webhooks
+                .publish(crate::webhooks::chat_event(kind, chat, changed, by));
+        }
+    }
+
+    /// Hands the event's webhook, if it is one, to the publisher (a channel send; nothing at
+    /// all while webhooks are off).
+    fn publish_webhook<E: ServerEvent>(&self, event: &E) {
+        if self.webhooks.enabled()
+            && let Some(hook) = event.webhook()
+        {
+            self.webhooks.publish(hook);
+        }
     }
 
     /// The untyped body of both: one copy of this code, whatever the event's type.

@@ -79,7 +79,8 @@ impl AppState {
 
     /// Registers a socket in presence; announces `online` if it is the user's first anywhere,
     /// unless the user's last socket went away inside the grace (a reload, a blip, a drain the
-    /// user came back from): then `offline` was never announced, and neither is `online`.
+    /// user came back from): then `offline` was never announced, and neither is `online`
+    /// (presence knows: the user's `offline` is still due).
     ///
     /// Every registration (the connect handler's, a legacy `user:online`) passes here, and none
     /// can leave a socket that is gone behind: the disconnect marks the session gone *before* it
@@ -98,20 +99,18 @@ impl AppState {
             connected_at: session.connected_at,
             node: self.node_id.clone(),
         };
-        // Read before the connect: once the user has a socket, presence shows no `last_seen`.
-        let before = match self.offline_grace().is_zero() {
-            true => None,
-            false => self.presence.status(&entry.user_id).await.ok(),
-        };
         #[cfg(any(test, feature = "test-support"))]
         self.test_hooks.before_registration(socket_id).await;
+        // `connect` says `false` for a user back inside the grace (their `offline` was still
+        // due, and presence dropped it in the same step): no status read first, which a storm
+        // of handshakes would pay once per socket.
+        self.webhooks.note_role(&entry.user_id, entry.user_role);
         match self.presence.connect(&entry).await {
             Ok(true) => {
-                if !before.is_some_and(|p| self.in_offline_grace(&p)) {
-                    self.announce_status(&entry.user_id, true).await;
-                }
+                self.readiness.adapter.note_answer();
+                self.announce_status(&entry.user_id, true).await;
             }
-            Ok(false) => {}
+            Ok(false) => self.readiness.adapter.note_answer(),
             Err(e) => tracing::warn!(error = %e, "presence connect failed"),
         }
         if session.user.is_staff() {
@@ -133,8 +132,11 @@ impl AppState {
 
     async fn remove_socket(&self, user_id: &str, socket_id: &str) {
         match self.presence.disconnect(user_id, socket_id).await {
-            Ok(true) => self.offline_after_grace().await,
-            Ok(false) => {}
+            Ok(true) => {
+                self.readiness.adapter.note_answer();
+                self.offline_after_grace().await;
+            }
+            Ok(false) => self.readiness.adapter.note_answer(),
             Err(e) => tracing::warn!(error = %e, "presence disconnect failed"),
         }
     }

@@ -91,6 +91,8 @@ pub struct NodeState {
     pub readiness: readiness::Readiness,
     /// One claim of due `offline` announcements at a time (`service/presence.rs`).
     pub offline_claims: OfflineClaims,
+    /// Where webhook events are published (off until `app.rs` starts the webhooks).
+    pub webhooks: crate::webhooks::Publisher,
     /// Races a test needs to happen every time (`test-support` only).
     #[cfg(any(test, feature = "test-support"))]
     pub test_hooks: test_hooks::TestHooks,
@@ -154,6 +156,7 @@ impl AppState {
             uploads_in_flight: upload_budget::UploadsInFlight::default(),
             readiness: readiness::Readiness::default(),
             offline_claims: OfflineClaims::default(),
+            webhooks: crate::webhooks::Publisher::default(),
             #[cfg(any(test, feature = "test-support"))]
             test_hooks: test_hooks::TestHooks::default(),
             draining: AtomicBool::new(false),

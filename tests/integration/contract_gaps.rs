@@ -11,7 +11,6 @@
 //!   announces the users who did not come back.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,8 +22,8 @@ use switchboard::domain::Role;
 
 use crate::cluster::{queued_statuses, status_of};
 use crate::helpers::{
-    RedisServer, SECRET, Sio, TEST_HEARTBEAT_SECS, TEST_TTL_SECS, TestNode, eventually, free_port,
-    send,
+    ProcessNode, RedisServer, SECRET, Sio, TEST_HEARTBEAT_SECS, TEST_TTL_SECS, TestNode,
+    eventually, send,
 };
 
 const LONG: Duration = Duration::from_secs(10);
@@ -292,44 +291,23 @@ async fn a_users_message_is_delivered_live_to_the_only_staff_member_on_another_n
 
 /// A `switchboard` process (so it can be sent SIGTERM or SIGKILL), ready when returned.
 struct Proc {
-    child: Child,
+    node: ProcessNode,
     port: u16,
 }
 
 impl Proc {
     async fn start(data: &Path, env: &[(&str, &str)]) -> Proc {
-        let port = free_port();
         let grace = GRACE_SECS.to_string();
-        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("DATA_DIR", data)
-            .env("JWT_SECRET", SECRET)
-            .env("OFFLINE_GRACE_SECS", &grace)
-            .env("DRAIN_DELAY_SECS", "0")
-            .env("CORS_ORIGINS", "*")
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "warn")
-            .env_remove("REDIS_URL")
-            .env_remove("METRICS_PORT")
-            .env_remove("MONGODB_URI")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("switchboard starts");
-        let node = Proc { child, port };
-        let http = reqwest::Client::new();
-        let ready = eventually(Duration::from_secs(30), || async {
-            let r = http
-                .get(format!("http://127.0.0.1:{port}/readyz"))
-                .send()
-                .await;
-            matches!(r, Ok(r) if r.status().is_success())
-        })
-        .await;
-        assert!(ready, "process node on port {port} not ready");
-        node
+        let mut settings = vec![
+            ("OFFLINE_GRACE_SECS", grace.as_str()),
+            ("DRAIN_DELAY_SECS", "0"),
+        ];
+        settings.extend_from_slice(env);
+        let node = ProcessNode::start_with_env(data, &settings).await;
+        Proc {
+            port: node.port,
+            node,
+        }
     }
 
     /// A cluster node named `id` on `redis`.
@@ -349,23 +327,12 @@ impl Proc {
 
     /// SIGTERM (a drain), then waits for the process to exit.
     async fn drain(&mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-        let exited = eventually(Duration::from_secs(30), || {
-            let done = self.child.try_wait().ok().flatten().is_some();
-            async move { done }
-        })
-        .await;
-        assert!(exited, "the drained node did not exit");
+        self.node.drain().await;
     }
 
     /// SIGKILL: no drain, no presence withdrawal.
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.node.kill();
     }
 
     async fn socket(&self, data: &Path, id: &str, role: Role) -> Sio {
@@ -388,12 +355,6 @@ impl Proc {
             .json()
             .await
             .expect("status is JSON")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

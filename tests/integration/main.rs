@@ -25,3 +25,5 @@ mod sec_engine;
 mod sec_http;
 mod security;
 mod store_contract;
+mod webhooks;
+mod webhooks_cluster;

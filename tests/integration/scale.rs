@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use switchboard::domain::Role;
 
-use crate::helpers::{ProcessNode, RedisServer, Sio, TestNode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use crate::helpers::slow_redis::{DelayProxy, RedisMonitor, StallingProxy};
+use crate::helpers::{ConnectError, ProcessNode, RedisServer, Sio, TestNode, eventually};
 
 fn seq(event: &Value) -> u64 {
     event["message"]["seq"]
@@ -72,56 +71,6 @@ async fn a_recovered_socket_hears_live_events_while_redis_is_slow() {
     // And its replay came first, once.
     let replayed: Vec<u64> = back.drain("message:new").iter().map(seq).collect();
     assert_eq!(replayed, vec![gap_seq], "the missed message, once");
-}
-
-/// A TCP proxy to Redis that, once given a needle and a count `n`, holds back (4 s) the chunk
-/// after the first `n` a node sends containing the needle, and with it everything after it on
-/// that connection, as a slow Redis would.
-struct StallingProxy;
-
-impl StallingProxy {
-    async fn start(redis_port: u16, pid: Arc<std::sync::Mutex<Option<(String, usize)>>>) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-        let port = listener.local_addr().expect("address").port();
-        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let (pid, seen) = (pid.clone(), seen.clone());
-                tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(("127.0.0.1", redis_port)).await else {
-                        return;
-                    };
-                    let (mut cr, mut cw) = client.into_split();
-                    let (mut sr, mut sw) = server.into_split();
-                    tokio::spawn(async move {
-                        let _ = tokio::io::copy(&mut sr, &mut cw).await;
-                    });
-                    let mut buf = vec![0u8; 64 * 1024];
-                    loop {
-                        let n = match cr.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => n,
-                        };
-                        let want = pid.lock().unwrap().clone();
-                        let hit = want.as_ref().is_some_and(|(p, _)| {
-                            buf[..n].windows(p.len()).any(|w| w == p.as_bytes())
-                        });
-                        if hit
-                            && want.is_some_and(|(_, skip)| {
-                                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == skip
-                            })
-                        {
-                            tokio::time::sleep(Duration::from_secs(4)).await;
-                        }
-                        if sw.write_all(&buf[..n]).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        format!("redis://127.0.0.1:{port}")
-    }
 }
 
 /// The other side of the bound: a recovered socket whose replay cannot be read in time is
@@ -230,5 +179,209 @@ async fn a_storm_of_departures_reads_chat_partners_in_batches() {
     assert!(
         reads <= (USERS / 6) as u64,
         "{reads} chat_partners reads for {USERS} departures"
+    );
+}
+
+/// Issue 28, item 2: a resume whose session read times out (Redis slow in a storm) used to be
+/// refused as `unavailable` and given a new session: `recovered: false` for a session that
+/// exists, and everything it missed lost. Now its transport is closed before any answer, and
+/// the client's next attempt, with the same `pid` and offset, is recovered.
+#[tokio::test]
+async fn a_resume_whose_session_read_times_out_is_retried_not_made_new() {
+    let redis = RedisServer::start().await;
+    let data = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let stall = Arc::new(std::sync::Mutex::new(None::<(String, usize)>));
+    let proxy = StallingProxy::start(redis.port, stall.clone()).await;
+    let survivor = TestNode::cluster(data.clone(), &proxy, "survivor").await;
+    let mut doomed = ProcessNode::start(data.path(), &redis.url(), "doomed").await;
+    let alice = survivor.token("alice", Role::User);
+    let sock = Sio::connect(doomed.port, Some(&alice))
+        .await
+        .expect("connects");
+    let pid = sock.pid.clone().expect("the CONNECT answer carries a pid");
+    let chat = survivor.open_chat(&alice).await;
+    let admin = survivor.socket("a1", Role::Admin).await;
+    let send = |content: &str| json!({ "chatId": chat, "message": { "content": content } });
+    assert_eq!(admin.ack("message:send", send("before")).await["ok"], true);
+    assert_eq!(seq(&sock.event("message:new").await), 1);
+    let offset = sock.last_offset().expect("message:new carries its offset");
+    doomed.kill();
+    let gap = admin.ack("message:send", send("gap")).await;
+    let gap_seq = gap["message"]["seq"].as_u64().expect("saved");
+
+    // The handshake's read of the session (the first command naming it) is held back 4 s,
+    // past the read's 3 s bound.
+    *stall.lock().unwrap() = Some((pid.clone(), 0));
+    let auth = json!({ "token": alice, "pid": pid, "offset": offset });
+    match Sio::connect_with(survivor.port, Some(auth.clone())).await {
+        Err(ConnectError::Transport(_)) => {}
+        Err(other) => panic!("refused ({other:?}): socket.io-client would not retry"),
+        Ok(s) => panic!(
+            "a new session ({:?}) for session {pid}, which exists: recovered false, \
+             the missed message lost",
+            s.pid
+        ),
+    }
+    *stall.lock().unwrap() = None;
+    let retry = Sio::connect_with(survivor.port, Some(auth))
+        .await
+        .expect("reconnects");
+    assert_eq!(
+        retry.pid.as_deref(),
+        Some(pid.as_str()),
+        "the retry is recovered"
+    );
+    retry.ack("joinUserRoom", json!("alice")).await;
+    let replayed: Vec<u64> = retry.drain("message:new").iter().map(seq).collect();
+    assert_eq!(replayed, vec![gap_seq], "the missed message, once");
+}
+
+/// Issue 28, item 1: a storm of resumes costs Redis a few batched script runs, not several
+/// calls per client. Counted with `MONITOR` from the dead node's kill until every returning
+/// socket is registered again (the dead node is not reaped meanwhile: a long TTL).
+/// Before the batching: 5.1 requests and 16.1 commands per recovered client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_storm_of_resumes_costs_redis_a_few_batched_calls() {
+    const CLIENTS: usize = 60;
+    let redis = RedisServer::start().await;
+    let data = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let survivor = TestNode::cluster(data.clone(), &redis.url(), "survivor").await;
+    let url = redis.url();
+    let env = [
+        ("REDIS_URL", url.as_str()),
+        ("NODE_ID", "doomed"),
+        ("PRESENCE_TTL_SECS", "60"),
+        ("HEARTBEAT_INTERVAL_SECS", "1"),
+    ];
+    let mut doomed = ProcessNode::start_with_env(data.path(), &env).await;
+    let mut sessions = Vec::new();
+    let mut held = Vec::new();
+    for i in 0..CLIENTS {
+        let token = survivor.token(&format!("storm{i}"), Role::User);
+        let sock = Sio::connect(doomed.port, Some(&token))
+            .await
+            .expect("connects");
+        sessions.push((token, sock.pid.clone().expect("a pid")));
+        held.push(sock);
+    }
+    // Registered in presence by the doomed node (after each CONNECT answer) before it dies.
+    let (port, want) = (redis.port, CLIENTS);
+    let sockets = move || async move {
+        let n = crate::helpers::redis::cli(port, &["HLEN", "{sb}:sockets"]);
+        n.trim().parse::<usize>().is_ok_and(|n| n >= want)
+    };
+    assert!(eventually(Duration::from_secs(15), sockets).await);
+    doomed.kill();
+    drop(held);
+
+    let monitor = RedisMonitor::start(redis.port).await;
+    let storm: Vec<_> = sessions
+        .iter()
+        .map(|(token, pid)| {
+            let (port, auth) = (survivor.port, json!({ "token": token, "pid": pid }));
+            tokio::spawn(async move { Sio::connect_with(port, Some(auth)).await })
+        })
+        .collect();
+    let mut back = Vec::new();
+    for (call, (_, pid)) in storm.into_iter().zip(&sessions) {
+        let sock = call.await.expect("joins").expect("reconnects");
+        assert_eq!(sock.pid.as_deref(), Some(pid.as_str()), "recovered");
+        back.push(sock);
+    }
+    // Registered in presence (the last step of a handshake): the dead node's sockets and the
+    // returned ones. Polled with `HLEN`, which the monitor leaves out.
+    let port = redis.port;
+    let registered = eventually(Duration::from_secs(15), || async move {
+        let n = crate::helpers::redis::cli(port, &["HLEN", "{sb}:sockets"]);
+        n.trim().parse::<usize>().is_ok_and(|n| n >= 2 * CLIENTS)
+    })
+    .await;
+    let seen = monitor.stop_ignoring("\"HLEN\"");
+    assert!(registered, "every returning socket registered");
+    let per = |n: u64| n as f64 / CLIENTS as f64;
+    let (requests, commands) = (per(seen.requests), per(seen.commands));
+    eprintln!(
+        "{CLIENTS} resumes: {requests:.2} requests, {commands:.2} commands per recovered client \
+         ({seen:?})"
+    );
+    assert!(requests <= 2.0, "{requests:.2} requests per client");
+    assert!(commands <= 15.0, "{commands:.2} commands per client");
+}
+
+async fn readyz(port: u16) -> u16 {
+    reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .map_or(0, |r| r.status().as_u16())
+}
+
+/// Issue 28, item 3: a storm on a slow Redis (every command answered 800 ms late, longer than
+/// a readiness probe waits) must not take the node out of a balancer's rotation: Redis is
+/// slow, not unreachable, and it answers the node's own calls meanwhile. Nor may the node
+/// drop or starve the sockets it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_storm_on_a_slow_redis_keeps_the_node_ready_and_its_sockets_served() {
+    let redis = RedisServer::start().await;
+    let proxy = DelayProxy::start(redis.port).await;
+    let data = Arc::new(tempfile::tempdir().expect("temp dir"));
+    // Engine.IO pings every 300 ms, answered within 1 s: a starved ping loop drops bob.
+    let node = TestNode::cluster_with(data, &proxy.url, "slow", |c| {
+        c.ping_interval = Duration::from_millis(300);
+        c.ping_timeout = Duration::from_millis(1000);
+    })
+    .await;
+    let bob_token = node.token("bob", Role::User);
+    let bob = Sio::connect(node.port, Some(&bob_token))
+        .await
+        .expect("connects");
+    let chat = node.open_chat(&bob_token).await;
+    let admin = node.socket("a1", Role::Admin).await;
+    assert_eq!(readyz(node.port).await, 200);
+    // The node has joined presence (its first heartbeat rewrites its sockets).
+    assert!(crate::helpers::heartbeats_pass(&node, 1).await);
+
+    proxy.set_latency(Duration::from_millis(800));
+    // Four new clients every 200 ms for 6 s (twice the readiness grace), /readyz asked
+    // between the waves.
+    let started = Instant::now();
+    let (mut storm, mut not_ready) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    while started.elapsed() < Duration::from_secs(6) {
+        for _ in 0..4 {
+            let (port, token) = (node.port, node.token(&format!("wave{i}"), Role::User));
+            i += 1;
+            storm.push(tokio::spawn(async move {
+                Sio::connect(port, Some(&token)).await.map(|s| s.pid)
+            }));
+        }
+        let status = readyz(node.port).await;
+        if status != 200 {
+            not_ready.push((started.elapsed(), status));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        not_ready.is_empty(),
+        "/readyz during the storm: {not_ready:?}"
+    );
+    let mut refused = 0;
+    for call in storm {
+        refused += usize::from(call.await.expect("joins").is_err());
+    }
+    assert_eq!(refused, 0, "{refused} of {i} storm handshakes failed");
+    // Bob was not dropped, and hears a live message.
+    let sent = admin
+        .ack(
+            "message:send",
+            json!({ "chatId": chat, "message": { "content": "still here" } }),
+        )
+        .await;
+    assert_eq!(sent["ok"], true, "{sent}");
+    assert_eq!(
+        bob.event("message:new").await["message"]["content"],
+        "still here"
+    );
+    assert!(
+        !bob.closed(Duration::from_millis(1)).await,
+        "bob's socket stayed open"
     );
 }

@@ -9,7 +9,7 @@ use switchboard::domain::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{ProcessNode, SECRET, TestNode, WAIT, eventually, free_port};
+use crate::helpers::{ProcessNode, SECRET, TestNode, WAIT, eventually};
 
 /// The request deadline the tests run nodes with (the default is 30 s).
 const REQUEST_TIMEOUT_SECS: u64 = 2;
@@ -367,12 +367,7 @@ async fn readyz_tells_anyone_only_ready_or_not() {
 
 #[tokio::test]
 async fn the_metrics_port_binds_loopback_by_default_even_when_host_is_every_address() {
-    let metrics = free_port();
-    let node = TestNode::start_with(|c| {
-        c.host = "0.0.0.0".into();
-        c.metrics_port = Some(metrics);
-    })
-    .await;
+    let (node, metrics) = TestNode::start_with_metrics_port(|c| c.host = "0.0.0.0".into()).await;
     // 127.0.0.2 is this host too, but not the loopback address a 127.0.0.1 bind accepts.
     let other = TcpStream::connect(("127.0.0.2", metrics)).await;
     assert!(other.is_err(), "the metrics port answered on 127.0.0.2");
@@ -387,19 +382,14 @@ async fn the_metrics_port_binds_loopback_by_default_even_when_host_is_every_addr
     assert_eq!(res.status().as_u16(), 200);
 
     // Exposed deliberately with METRICS_HOST.
-    let exposed = free_port();
-    let _open = TestNode::start_with(|c| {
-        c.metrics_port = Some(exposed);
-        c.metrics_host = "0.0.0.0".into();
-    })
-    .await;
+    let (_open, exposed) =
+        TestNode::start_with_metrics_port(|c| c.metrics_host = "0.0.0.0".into()).await;
     assert!(TcpStream::connect(("127.0.0.2", exposed)).await.is_ok());
 }
 
 #[tokio::test]
 async fn a_slowloris_on_the_metrics_port_is_closed() {
-    let metrics = free_port();
-    let _node = TestNode::start_with(|c| c.metrics_port = Some(metrics)).await;
+    let (_node, metrics) = TestNode::start_with_metrics_port(|_| {}).await;
     let mut stream = TcpStream::connect(("127.0.0.1", metrics)).await.unwrap();
     let started = tokio::time::Instant::now();
     stream

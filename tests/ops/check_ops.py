@@ -141,6 +141,9 @@ class Node:
             LOG_FORMAT="json",
             RUST_LOG="info",
             CORS_ORIGINS="*",
+            # An endpoint nobody answers: the webhook series exist and move (retries).
+            WEBHOOK_URL="http://127.0.0.1:9/hook",
+            WEBHOOK_SECRET="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         )
         self.lines = []
         self.proc = subprocess.Popen([binary], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

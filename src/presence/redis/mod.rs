@@ -8,7 +8,9 @@
 //! Every change that can make a user go online or offline runs as one Lua script, so the
 //! per-user count moves atomically: of two nodes racing, exactly one sees `0 -> 1` (online) and
 //! exactly one sees `1 -> 0` (offline). A connect or disconnect is O(1) Redis work; a heartbeat is
-//! one script, O(nodes), never per socket. A survivor whose heartbeat finds a known node without
+//! one script, O(nodes), never per socket. Connects, disconnects and status reads are batched
+//! (`crate::batch`): those made while one `CHANGES` run is on its way go in the next, in order,
+//! so a storm of handshakes costs a few script runs rather than one per socket (issue 28). A survivor whose heartbeat finds a known node without
 //! its `alive` key removes that node from `{sb}:nodes` and its sockets in the same script: the
 //! first survivor to run it reaps, every later one finds nothing, so each offline user is
 //! announced once, cluster-wide. A node whose own key had lapsed (a Redis outage longer than
@@ -45,9 +47,13 @@ use fred::types::scripts::Script;
 use tokio::sync::RwLock;
 
 use super::{Presence, PresenceError, SocketEntry, SocketPage, Transition, UserPresence};
+use crate::batch::Batcher;
 use crate::domain::now;
 
+mod changes;
 mod scripts;
+
+use changes::Call;
 
 use scripts::{PREFIX, Scripts, Stored, from_ms, key};
 
@@ -130,6 +136,8 @@ pub struct RedisPresence {
     grace: Duration,
     /// The Lua scripts, each sent once and then called by hash.
     scripts: Scripts,
+    /// Connects, disconnects and status reads, batched into `CHANGES` runs (`crate::batch`).
+    batch: Batcher<Call, Result<Value, PresenceError>>,
     /// This node's live sockets: what Redis is rewritten from after an outage or a restart.
     mirror: Mutex<HashMap<String, Mirrored>>,
     /// Connects and disconnects hold it shared around their mirror update and Redis call; a
@@ -171,12 +179,15 @@ impl RedisPresence {
                 Ok(())
             }
         });
+        let scripts = Scripts::new();
+        let batch = changes::batcher(&client, &scripts.changes, &node, ttl);
         Self {
             client,
             node,
             ttl,
             grace: Duration::ZERO,
-            scripts: Scripts::new(),
+            scripts,
+            batch,
             mirror: Mutex::new(HashMap::new()),
             gate: RwLock::new(()),
             drift,
@@ -207,14 +218,13 @@ impl RedisPresence {
     /// Loads every script into Redis's script cache (every master of a Redis Cluster), so that
     /// the first calls after a start or a failover do not each meet `NOSCRIPT` and reload.
     pub async fn load_scripts(&self) -> Result<(), PresenceError> {
-        for script in self.scripts.all() {
-            match tokio::time::timeout(CALL_TIMEOUT, script.load(&self.client)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(unavailable(e)),
-                Err(_) => return Err(unavailable("loading the presence scripts timed out")),
-            }
+        // All at once: one round trip, not one per script (a resync holds every connect
+        // back while it runs, and a slow Redis made seven round trips seconds).
+        let loads = self.scripts.all().map(|script| script.load(&self.client));
+        match tokio::time::timeout(CALL_TIMEOUT, futures_util::future::join_all(loads)).await {
+            Ok(results) => results.into_iter().try_for_each(|r| r.map_err(unavailable)),
+            Err(_) => Err(unavailable("loading the presence scripts timed out")),
         }
-        Ok(())
     }
 
     async fn run(
@@ -245,8 +255,17 @@ impl RedisPresence {
         result
     }
 
-    fn node_key(&self, kind: &str) -> String {
-        key(&format!("{kind}:{}", self.node))
+    /// One call through the batcher (a failed change leaves Redis out of date, as [`Self::change`]).
+    async fn batched(&self, call: Call, changes: bool) -> Result<Value, PresenceError> {
+        let result = match tokio::time::timeout(CALL_TIMEOUT, self.batch.call(call)).await {
+            Ok(Some(answer)) => answer,
+            Ok(None) => Err(unavailable("the presence batcher stopped")),
+            Err(_) => Err(unavailable("presence call timed out")),
+        };
+        if changes && result.is_err() {
+            self.drift.dirty.store(true, Ordering::SeqCst);
+        }
+        result
     }
 
     fn ttl_ms(&self) -> String {
@@ -338,28 +357,14 @@ impl Presence for RedisPresence {
             };
             mirror.insert(entry.socket_id.clone(), mirrored);
         }
-        let keys = vec![
-            key("sockets"),
-            key("index"),
-            key("online"),
-            self.node_key("node"),
-            self.node_key("alive"),
-            key("nodes"),
-            key("due"),
-            key("staff"),
-        ];
-        let args = vec![
+        let call = [
+            "c".to_owned(),
             entry.socket_id.clone(),
             entry.user_id.clone(),
             Stored::json(entry),
-            self.node.clone(),
-            self.ttl_ms(),
             staff_flag(entry),
         ];
-        let v = self
-            .change(&self.scripts.connect, keys, args)
-            .await?
-            .into_array();
+        let v = self.batched(call, true).await?.into_array();
         if let Some(m) = self
             .mirror
             .lock()
@@ -397,32 +402,20 @@ impl Presence for RedisPresence {
         {
             return Ok(false);
         }
-        let keys = vec![
-            key("sockets"),
-            key("index"),
-            key("online"),
-            self.node_key("node"),
-            key("seen"),
-            key("due"),
-        ];
-        let args = vec![
+        let call = [
+            "d".to_owned(),
             socket_id.to_owned(),
             user_id.to_owned(),
             now().timestamp_millis().to_string(),
             self.due_ms(),
         ];
-        let v = self.change(&self.scripts.disconnect, keys, args).await?;
+        let v = self.batched(call, true).await?;
         Ok(v.as_i64() == Some(1))
     }
 
     async fn status(&self, user_id: &str) -> Result<UserPresence, PresenceError> {
-        let v = self
-            .run(
-                &self.scripts.status,
-                vec![key("online"), key("seen")],
-                vec![user_id.to_owned()],
-            )
-            .await?;
+        let call = ["s", "", user_id, "", ""].map(str::to_owned);
+        let v = self.batched(call, false).await?;
         let v = v.into_array();
         let sockets = v.first().and_then(Value::as_i64).unwrap_or(0).max(0) as u64;
         let last_seen = match sockets {

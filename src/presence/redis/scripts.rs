@@ -33,38 +33,57 @@ use crate::presence::SocketEntry;
 /// The prefix of every key (with its hash tag).
 pub(super) const PREFIX: &str = "{sb}:";
 
-/// KEYS: sockets, index, online, node, alive, nodes, due, staff. ARGV: socket, user, entry,
-/// node, ttl ms, staff ('1' or '0'). Returns {came online, our alive key was lost}; a user whose
-/// `offline` was still due did not come online to anyone: its due entry goes, and 0.
-const CONNECT: &str = r#"
-local fresh = redis.call('SET', KEYS[5], '1', 'PX', ARGV[5], 'NX')
-redis.call('SADD', KEYS[6], ARGV[4])
-local lost = 0
-if fresh then lost = 1 end
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[3]) == 0 then return {0, lost} end
-redis.call('ZADD', KEYS[2], 0, ARGV[1])
-redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
-if ARGV[6] == '1' then redis.call('SADD', KEYS[8], ARGV[2]) end
-if redis.call('HINCRBY', KEYS[3], ARGV[2], 1) == 1 then
-  if redis.call('ZREM', KEYS[7], ARGV[2]) == 1 then return {0, lost} end
-  return {1, lost}
+/// A batch of this node's connects and disconnects and of status reads, in the order they were
+/// made (see `crate::batch`): one script run for a storm's worth of them, and this node's
+/// `alive` key and `nodes` entry written once per batch rather than once per connect.
+/// KEYS: sockets, index, online, node, alive, nodes, due, staff, seen. ARGV: node, ttl ms, then
+/// five per call: its kind, socket id, user id, and two more. Answers, one per call:
+/// - `c` entry, staff ('1' or '0'): registers a socket; {came online, our alive key was lost}.
+///   A user whose `offline` was still due did not come online to anyone: its due entry goes,
+///   and 0.
+/// - `d` now ms, due ms: removes a socket; 1 when it left the user offline (then their
+///   `offline` is due at the due ms).
+/// - `s` (socket id and the other two empty): {sockets, last seen ms or ''} of the user.
+const CHANGES: &str = r#"
+local out = {}
+local lost = nil
+for i = 1, (#ARGV - 2) / 5 do
+  local b = 2 + (i - 1) * 5
+  local op, sid, uid = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  if op == 'c' then
+    if lost == nil then
+      lost = 0
+      if redis.call('SET', KEYS[5], '1', 'PX', ARGV[2], 'NX') then lost = 1 end
+      redis.call('SADD', KEYS[6], ARGV[1])
+    end
+    local online = 0
+    if redis.call('HSETNX', KEYS[1], sid, ARGV[b + 4]) == 1 then
+      redis.call('ZADD', KEYS[2], 0, sid)
+      redis.call('HSET', KEYS[4], sid, uid)
+      if ARGV[b + 5] == '1' then redis.call('SADD', KEYS[8], uid) end
+      if redis.call('HINCRBY', KEYS[3], uid, 1) == 1 and redis.call('ZREM', KEYS[7], uid) == 0 then
+        online = 1
+      end
+    end
+    out[i] = {online, lost}
+  elseif op == 'd' then
+    local offline = 0
+    if redis.call('HDEL', KEYS[1], sid) == 1 then
+      redis.call('ZREM', KEYS[2], sid)
+      redis.call('HDEL', KEYS[4], sid)
+      if redis.call('HINCRBY', KEYS[3], uid, -1) <= 0 then
+        redis.call('HDEL', KEYS[3], uid)
+        redis.call('HSET', KEYS[9], uid, ARGV[b + 4])
+        redis.call('ZADD', KEYS[7], ARGV[b + 5], uid)
+        offline = 1
+      end
+    end
+    out[i] = offline
+  else
+    out[i] = {redis.call('HGET', KEYS[3], uid) or '0', redis.call('HGET', KEYS[9], uid) or ''}
+  end
 end
-return {0, lost}
-"#;
-
-/// KEYS: sockets, index, online, node, seen, due. ARGV: socket, user, now ms, due ms. Returns 1
-/// when it left the user offline (then their `offline` is due at ARGV[4]).
-const DISCONNECT: &str = r#"
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HDEL', KEYS[4], ARGV[1])
-if redis.call('HINCRBY', KEYS[3], ARGV[2], -1) <= 0 then
-  redis.call('HDEL', KEYS[3], ARGV[2])
-  redis.call('HSET', KEYS[5], ARGV[2], ARGV[3])
-  redis.call('ZADD', KEYS[6], ARGV[4], ARGV[2])
-  return 1
-end
-return 0
+return out
 "#;
 
 /// KEYS: due, online. ARGV: now ms, limit. Takes the users due by now (at most `limit`) out of
@@ -176,11 +195,6 @@ redis.call('SREM', p .. 'nodes', me)
 return offline
 "#;
 
-/// KEYS: online, seen. ARGV: user. Returns {sockets, last seen ms or ''}.
-const STATUS: &str = r#"
-return {redis.call('HGET', KEYS[1], ARGV[1]) or '0', redis.call('HGET', KEYS[2], ARGV[1]) or ''}
-"#;
-
 /// KEYS: index, sockets, online. ARGV: lex start, limit. Returns {sockets, users, ids, entries}.
 const PAGE: &str = r#"
 local ids = redis.call('ZRANGE', KEYS[1], ARGV[1], '+', 'BYLEX', 'LIMIT', 0, tonumber(ARGV[2]) + 1)
@@ -192,22 +206,18 @@ return {redis.call('HLEN', KEYS[2]), redis.call('HLEN', KEYS[3]), ids, entries}
 /// The scripts, loaded at start-up and before every resync (a restarted or promoted Redis has
 /// an empty script cache; Redis 7 does not replicate it), and on `NOSCRIPT` in between.
 pub(super) struct Scripts {
-    /// Registers a socket; says whether its user came online and whether our key was lost.
-    pub(super) connect: Script,
-    /// Removes a socket; says whether its user went offline.
-    pub(super) disconnect: Script,
     /// Renews this node's key and reaps dead nodes.
     pub(super) heartbeat: Script,
     /// Rewrites this node's sockets from its mirror.
     pub(super) resync: Script,
     /// Removes every socket of this node (drain).
     pub(super) withdraw: Script,
-    /// One user's socket count and last-seen time.
-    pub(super) status: Script,
     /// One page of the cluster's sockets.
     pub(super) page: Script,
     /// Takes the due `offline` announcements.
     pub(super) claim_due: Script,
+    /// A batch of connects, disconnects and status reads.
+    pub(super) changes: Script,
     /// Finds a staff member with a socket.
     pub(super) staff_online: Script,
 }
@@ -216,28 +226,24 @@ impl Scripts {
     pub(super) fn new() -> Self {
         let with_remove = |body: &str| Script::from_lua(format!("{REMOVE_FN}\n{body}"));
         Self {
-            connect: Script::from_lua(CONNECT),
-            disconnect: Script::from_lua(DISCONNECT),
             heartbeat: with_remove(HEARTBEAT),
             resync: with_remove(RESYNC),
             withdraw: with_remove(WITHDRAW),
-            status: Script::from_lua(STATUS),
             page: Script::from_lua(PAGE),
             claim_due: Script::from_lua(CLAIM_DUE),
+            changes: Script::from_lua(CHANGES),
             staff_online: Script::from_lua(STAFF_ONLINE),
         }
     }
 
-    pub(super) fn all(&self) -> [&Script; 9] {
+    pub(super) fn all(&self) -> [&Script; 7] {
         [
-            &self.connect,
-            &self.disconnect,
             &self.heartbeat,
             &self.resync,
             &self.withdraw,
-            &self.status,
             &self.page,
             &self.claim_due,
+            &self.changes,
             &self.staff_online,
         ]
     }

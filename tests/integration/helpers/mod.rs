@@ -4,6 +4,8 @@
 pub mod mongo;
 pub mod redis;
 pub mod sio;
+pub mod slow_redis;
+pub mod webhooks;
 
 use std::time::Duration;
 
@@ -61,6 +63,31 @@ impl TestNode {
         cfg.cors_origins = "*".into();
         adjust(&mut cfg);
         let app = Application::build(cfg).await.expect("node builds");
+        Self::serve(app, data)
+    }
+
+    /// Starts a node whose metrics listen on their own port (`METRICS_PORT`), chosen here, with
+    /// `adjust` applied; returns the node and that port. A port found free can be taken by another
+    /// test (or by this node's own port-0 bind) before the node binds it: then it tries another.
+    pub async fn start_with_metrics_port(adjust: impl Fn(&mut Config)) -> (TestNode, u16) {
+        for _ in 0..20 {
+            let metrics = free_port();
+            let data = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
+            let mut cfg = Config::for_tests(data.path().to_owned());
+            cfg.jwt_secret = Some(SECRET.into());
+            cfg.cors_origins = "*".into();
+            cfg.metrics_port = Some(metrics);
+            adjust(&mut cfg);
+            match Application::build(cfg).await {
+                Ok(app) => return (Self::serve(app, data), metrics),
+                Err(e) if is_addr_in_use(&e) => continue,
+                Err(e) => panic!("node builds: {e:#}"),
+            }
+        }
+        panic!("no free metrics port in 20 tries")
+    }
+
+    fn serve(app: Application, data: std::sync::Arc<TempDir>) -> TestNode {
         let port = app.port();
         let state = app.state().clone();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -239,46 +266,75 @@ impl ProcessNode {
     }
 
     /// Starts `target/debug/switchboard` (a single node unless `env` names Redis) with these
-    /// extra settings, and waits until it is ready.
+    /// extra settings, and waits until it is ready. A port found free can be taken by another
+    /// test before the process binds it; the process then exits, and another port is tried.
     pub async fn start_with_env(data: &std::path::Path, env: &[(&str, &str)]) -> ProcessNode {
-        let port = free_port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("DATA_DIR", data)
-            .env("JWT_SECRET", SECRET)
-            .env("OFFLINE_GRACE_SECS", "0")
-            .env("CORS_ORIGINS", "*")
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "warn")
-            .env_remove("REDIS_URL")
-            .env_remove("METRICS_PORT")
-            .env_remove("MONGODB_URI")
-            .envs(env.iter().copied())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("switchboard binary starts");
-        let node = ProcessNode {
-            port,
-            child: Some(child),
-        };
         let http = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = http
-                .get(format!("http://127.0.0.1:{port}/readyz"))
-                .send()
-                .await;
-            if matches!(ready, Ok(r) if r.status().is_success()) {
-                return node;
+        for _ in 0..10 {
+            let port = free_port();
+            let child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+                .env("HOST", "127.0.0.1")
+                .env("PORT", port.to_string())
+                .env("DATA_DIR", data)
+                .env("JWT_SECRET", SECRET)
+                .env("OFFLINE_GRACE_SECS", "0")
+                .env("CORS_ORIGINS", "*")
+                .env("LOG_FORMAT", "json")
+                .env("RUST_LOG", "warn")
+                .env_remove("REDIS_URL")
+                .env_remove("METRICS_PORT")
+                .env_remove("MONGODB_URI")
+                .envs(env.iter().copied())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("switchboard binary starts");
+            let mut node = ProcessNode {
+                port,
+                child: Some(child),
+            };
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                if node.has_exited() {
+                    break; // its port was taken: try another
+                }
+                let ready = http
+                    .get(format!("http://127.0.0.1:{port}/readyz"))
+                    .send()
+                    .await;
+                // Ready, and answered by this process: one that lost its port exits at once.
+                if matches!(ready, Ok(r) if r.status().is_success()) && !node.has_exited() {
+                    return node;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "process node on port {port} not ready within 30 s"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "process node on port {port} not ready within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        panic!("process node: no port it could bind in 10 tries")
+    }
+
+    fn has_exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    }
+
+    /// SIGTERM (a drain), then waits up to 30 s for the process to exit.
+    pub async fn drain(&mut self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let exited = eventually(Duration::from_secs(30), || {
+            let done = self.has_exited();
+            async move { done }
+        })
+        .await;
+        assert!(exited, "the drained node did not exit");
     }
 
     /// The process id (for reading `/proc/PID/status`).
@@ -341,4 +397,13 @@ pub async fn send(socket: &Sio, chat: &str, text: &str) -> Value {
         .await;
     assert_eq!(ack["ok"], true, "send: {ack}");
     ack["message"].clone()
+}
+
+/// Whether `error` is, at its root, a bind refused because the address is taken.
+fn is_addr_in_use(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+    })
 }

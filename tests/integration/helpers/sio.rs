@@ -89,6 +89,9 @@ impl Sio {
                         ));
                     } else if t.as_str() == "2" {
                         let _ = sink.send(Message::text("3")).await;
+                    } else if t.as_str() == "1" {
+                        // An Engine.IO close: socket.io-client drops what follows and reconnects.
+                        return Err(ConnectError::Transport("closed before the answer".into()));
                     }
                 }
                 other => {

@@ -1,0 +1,118 @@
+//! The webhook outbox: every (event, endpoint) delivery, kept until it is acknowledged (then
+//! kept a while longer as delivered, so a re-derived event with the same id is not queued
+//! again) or kept as failed once its retry time is over. Shared by the whole cluster: the
+//! SQLite file beside the embedded store (`outbox/sqlite.rs`), or a MongoDB collection
+//! (`outbox/mongo.rs`). The watches of `chat.unread` live here too.
+//!
+//! Only the sender of the cluster (the lease holder) reads and updates deliveries; any node
+//! queues them.
+
+use async_trait::async_trait;
+
+pub mod mongo;
+pub mod sqlite;
+
+/// A delivery's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Pending = 0,
+    Delivered = 1,
+    Failed = 2,
+}
+
+impl State {
+    pub fn from_i64(v: i64) -> Self {
+        match v {
+            1 => Self::Delivered,
+            2 => Self::Failed,
+            _ => Self::Pending,
+        }
+    }
+}
+
+/// One event for one endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub endpoint: String,
+    /// The `webhook-id`: the same for every endpoint and every attempt.
+    pub id: String,
+    /// The event type (`message.created`, ...).
+    pub kind: String,
+    /// What its order is kept under: `chat:{id}`, `user:{id}` or `report:{userId}`.
+    pub key: String,
+    /// Queue order (microseconds since the epoch when it happened, and a tie-breaker).
+    pub pos: i64,
+    /// When it happened (ms since the epoch): the body's `timestamp`.
+    pub at_ms: i64,
+    /// The body's `data`, as JSON.
+    pub data: String,
+    pub state: State,
+    pub attempts: u32,
+    /// Not before this (ms since the epoch).
+    pub next_ms: i64,
+    /// When it was queued or re-sent (ms): the retry time counts from here.
+    pub queued_ms: i64,
+    /// The last failure, for the operator.
+    pub last_error: Option<String>,
+}
+
+/// An endpoint's backlog, for the metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Backlog {
+    pub pending: u64,
+    pub failed: u64,
+    /// When the oldest pending delivery was queued (ms), if any.
+    pub oldest_pending_ms: Option<i64>,
+}
+
+/// A (chat, side) whose unread messages are to be looked at (`chat.unread`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnreadWatch {
+    pub chat_id: String,
+    /// `user` or `staff`: the side the messages were sent to.
+    pub side: String,
+    /// Look at it then (ms); `None`: nothing to look at until a new message.
+    pub due_ms: Option<i64>,
+    /// The newest `seq` the last reminder covered (0: none yet).
+    pub fired_upto: u64,
+}
+
+/// Why an outbox operation failed.
+#[derive(Debug, thiserror::Error)]
+#[error("webhook outbox: {0}")]
+pub struct OutboxError(pub String);
+
+pub type OutboxResult<T> = Result<T, OutboxError>;
+
+/// Where deliveries are kept.
+#[async_trait]
+pub trait Outbox: Send + Sync + 'static {
+    /// Queues deliveries; one already there (same endpoint and id) is left as it is.
+    async fn enqueue(&self, deliveries: &[Delivery]) -> OutboxResult<()>;
+    /// An endpoint's pending deliveries in queue order, at most `limit`.
+    async fn pending(&self, endpoint: &str, limit: usize) -> OutboxResult<Vec<Delivery>>;
+    /// Records an attempt's outcome: the new state, attempts, next time and error.
+    async fn update(&self, d: &Delivery) -> OutboxResult<()>;
+    /// Failed deliveries, newest first, of one endpoint or all.
+    async fn failed(&self, endpoint: Option<&str>, limit: usize) -> OutboxResult<Vec<Delivery>>;
+    /// Turns failed deliveries (of one endpoint or all; these ids or all) back to pending, to
+    /// be sent now with a fresh retry time; how many.
+    async fn resend(
+        &self,
+        endpoint: Option<&str>,
+        ids: Option<&[String]>,
+        now_ms: i64,
+    ) -> OutboxResult<u64>;
+    /// One endpoint's backlog.
+    async fn backlog(&self, endpoint: &str) -> OutboxResult<Backlog>;
+    /// Forgets delivered deliveries acknowledged before `before_ms`.
+    async fn prune(&self, before_ms: i64) -> OutboxResult<u64>;
+
+    /// A message to `side` of `chat_id` was saved: look at the chat at `due_ms`, unless a look
+    /// is already planned (the earlier one stays).
+    async fn watch_unread(&self, chat_id: &str, side: &str, due_ms: i64) -> OutboxResult<()>;
+    /// Watches due by `now_ms`, at most `limit`.
+    async fn due_unread(&self, now_ms: i64, limit: usize) -> OutboxResult<Vec<UnreadWatch>>;
+    /// Stores a watch after a look.
+    async fn set_unread(&self, w: &UnreadWatch) -> OutboxResult<()>;
+}

@@ -1,0 +1,312 @@
+//! The outbox of a node on the embedded store: `webhooks.db` in `DATA_DIR` (its own SQLite
+//! file, so the outbox's writes never wait behind the store's), WAL mode, one connection used
+//! from tokio's blocking pool, private like the store's files.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{Backlog, Delivery, Outbox, OutboxError, OutboxResult, State, UnreadWatch};
+use crate::private_files;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS deliveries (
+    endpoint TEXT NOT NULL,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    pos INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_ms INTEGER NOT NULL,
+    queued_ms INTEGER NOT NULL,
+    done_ms INTEGER,
+    last_error TEXT,
+    PRIMARY KEY (endpoint, id)
+);
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (endpoint, state, pos);
+CREATE TABLE IF NOT EXISTS unread_watches (
+    chat_id TEXT NOT NULL,
+    side TEXT NOT NULL,
+    due_ms INTEGER,
+    fired_upto INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (chat_id, side)
+);
+CREATE INDEX IF NOT EXISTS unread_due ON unread_watches (due_ms) WHERE due_ms IS NOT NULL;
+"#;
+
+const COLUMNS: &str =
+    "endpoint, id, kind, key, pos, at_ms, data, state, attempts, next_ms, queued_ms, last_error";
+
+/// The outbox in `DATA_DIR/webhooks.db`.
+pub struct SqliteOutbox {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn err(e: impl std::fmt::Display) -> OutboxError {
+    OutboxError(e.to_string())
+}
+
+impl SqliteOutbox {
+    pub fn open(dir: &Path) -> OutboxResult<Self> {
+        private_files::ensure_dir(dir).map_err(err)?;
+        let db = dir.join("webhooks.db");
+        for suffix in ["", "-wal", "-shm"] {
+            private_files::tighten_file(&dir.join(format!("webhooks.db{suffix}"))).map_err(err)?;
+        }
+        if !db.exists() {
+            private_files::create_file(&db).map_err(err)?;
+        }
+        let conn = Connection::open(&db).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn run<T, F>(&self, f: F) -> OutboxResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut conn).map_err(err)
+        })
+        .await
+        .map_err(err)?
+    }
+}
+
+fn delivery(r: &Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        endpoint: r.get(0)?,
+        id: r.get(1)?,
+        kind: r.get(2)?,
+        key: r.get(3)?,
+        pos: r.get(4)?,
+        at_ms: r.get(5)?,
+        data: r.get(6)?,
+        state: State::from_i64(r.get(7)?),
+        attempts: r.get(8)?,
+        next_ms: r.get(9)?,
+        queued_ms: r.get(10)?,
+        last_error: r.get(11)?,
+    })
+}
+
+#[async_trait]
+impl Outbox for SqliteOutbox {
+    async fn enqueue(&self, deliveries: &[Delivery]) -> OutboxResult<()> {
+        let rows = deliveries.to_vec();
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            {
+                let mut st = tx.prepare_cached(&format!(
+                    "INSERT OR IGNORE INTO deliveries ({COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                ))?;
+                for d in &rows {
+                    st.execute(params![
+                        d.endpoint,
+                        d.id,
+                        d.kind,
+                        d.key,
+                        d.pos,
+                        d.at_ms,
+                        d.data,
+                        d.state as i64,
+                        d.attempts,
+                        d.next_ms,
+                        d.queued_ms,
+                        d.last_error
+                    ])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn pending(&self, endpoint: &str, limit: usize) -> OutboxResult<Vec<Delivery>> {
+        let endpoint = endpoint.to_owned();
+        self.run(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM deliveries WHERE endpoint = ?1 AND state = 0 \
+                 ORDER BY pos LIMIT ?2"
+            ))?;
+            st.query_map(params![endpoint, limit as i64], delivery)?
+                .collect()
+        })
+        .await
+    }
+
+    async fn update(&self, d: &Delivery) -> OutboxResult<()> {
+        let d = d.clone();
+        self.run(move |c| {
+            let done =
+                (d.state == State::Delivered).then(|| crate::domain::now().timestamp_millis());
+            c.execute(
+                "UPDATE deliveries SET state = ?3, attempts = ?4, next_ms = ?5, queued_ms = ?6, \
+                 last_error = ?7, done_ms = ?8 WHERE endpoint = ?1 AND id = ?2",
+                params![
+                    d.endpoint,
+                    d.id,
+                    d.state as i64,
+                    d.attempts,
+                    d.next_ms,
+                    d.queued_ms,
+                    d.last_error,
+                    done
+                ],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn failed(&self, endpoint: Option<&str>, limit: usize) -> OutboxResult<Vec<Delivery>> {
+        let endpoint = endpoint.map(str::to_owned);
+        self.run(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM deliveries WHERE state = 2 \
+                 AND (?1 IS NULL OR endpoint = ?1) ORDER BY pos DESC LIMIT ?2"
+            ))?;
+            st.query_map(params![endpoint, limit as i64], delivery)?
+                .collect()
+        })
+        .await
+    }
+
+    async fn resend(
+        &self,
+        endpoint: Option<&str>,
+        ids: Option<&[String]>,
+        now_ms: i64,
+    ) -> OutboxResult<u64> {
+        let endpoint = endpoint.map(str::to_owned);
+        let ids = ids.map(<[String]>::to_vec);
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let sql = "UPDATE deliveries SET state = 0, attempts = 0, next_ms = ?1, \
+                       queued_ms = ?1, last_error = NULL \
+                       WHERE state = 2 AND (?2 IS NULL OR endpoint = ?2) AND (?3 IS NULL OR id = ?3)";
+            let mut n = 0;
+            match &ids {
+                None => n += tx.execute(sql, params![now_ms, endpoint, None::<String>])?,
+                Some(ids) => {
+                    for id in ids {
+                        n += tx.execute(sql, params![now_ms, endpoint, id])?;
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn backlog(&self, endpoint: &str) -> OutboxResult<Backlog> {
+        let endpoint = endpoint.to_owned();
+        self.run(move |c| {
+            c.query_row(
+                "SELECT COALESCE(SUM(state = 0), 0), COALESCE(SUM(state = 2), 0), \
+                 MIN(CASE WHEN state = 0 THEN queued_ms END) FROM deliveries \
+                 WHERE endpoint = ?1 AND state != 1",
+                params![endpoint],
+                |r| {
+                    Ok(Backlog {
+                        pending: r.get::<_, i64>(0)? as u64,
+                        failed: r.get::<_, i64>(1)? as u64,
+                        oldest_pending_ms: r.get(2)?,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    async fn prune(&self, before_ms: i64) -> OutboxResult<u64> {
+        self.run(move |c| {
+            c.execute(
+                "DELETE FROM deliveries WHERE state = 1 AND done_ms < ?1",
+                params![before_ms],
+            )
+            .map(|n| n as u64)
+        })
+        .await
+    }
+
+    async fn watch_unread(&self, chat_id: &str, side: &str, due_ms: i64) -> OutboxResult<()> {
+        let (chat_id, side) = (chat_id.to_owned(), side.to_owned());
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO unread_watches (chat_id, side, due_ms, fired_upto) \
+                 VALUES (?1, ?2, ?3, 0) ON CONFLICT (chat_id, side) \
+                 DO UPDATE SET due_ms = COALESCE(due_ms, excluded.due_ms)",
+                params![chat_id, side, due_ms],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn due_unread(&self, now_ms: i64, limit: usize) -> OutboxResult<Vec<UnreadWatch>> {
+        self.run(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT chat_id, side, due_ms, fired_upto FROM unread_watches \
+                 WHERE due_ms IS NOT NULL AND due_ms <= ?1 ORDER BY due_ms LIMIT ?2",
+            )?;
+            st.query_map(params![now_ms, limit as i64], |r| {
+                Ok(UnreadWatch {
+                    chat_id: r.get(0)?,
+                    side: r.get(1)?,
+                    due_ms: r.get(2)?,
+                    fired_upto: r.get::<_, i64>(3)? as u64,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn set_unread(&self, w: &UnreadWatch) -> OutboxResult<()> {
+        let w = w.clone();
+        self.run(move |c| {
+            c.execute(
+                "UPDATE unread_watches SET due_ms = ?3, fired_upto = ?4 \
+                 WHERE chat_id = ?1 AND side = ?2",
+                params![w.chat_id, w.side, w.due_ms, w.fired_upto as i64],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+}
+
+/// Reads one delivery (tests).
+impl SqliteOutbox {
+    pub async fn get(&self, endpoint: &str, id: &str) -> OutboxResult<Option<Delivery>> {
+        let (endpoint, id) = (endpoint.to_owned(), id.to_owned());
+        self.run(move |c| {
+            c.query_row(
+                &format!("SELECT {COLUMNS} FROM deliveries WHERE endpoint = ?1 AND id = ?2"),
+                params![endpoint, id],
+                delivery,
+            )
+            .optional()
+        })
+        .await
+    }
+}

@@ -1,0 +1,256 @@
+//! One endpoint's sender: on the node holding the lease, it sends the endpoint's pending
+//! deliveries, at most one per order key (chat, user) in flight and [`CONCURRENCY`] in all, each
+//! attempt bounded by `WEBHOOK_TIMEOUT_SECS`. A failed attempt waits an exponential backoff with
+//! jitter (1 s doubling up to `WEBHOOK_MAX_BACKOFF_SECS`, a random half of it added) while the
+//! rest of the endpoint's keys go on; after `WEBHOOK_RETRY_FOR_SECS` it is kept as failed. Each
+//! endpoint has its own sender, so a slow or dead endpoint delays no other.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::sync::Notify;
+
+use super::outbox::{Delivery, Outbox, State};
+use super::signing::signature_header;
+use super::writer::retry;
+use super::{Endpoint, Lease, WebhookSettings};
+use crate::metrics::WebhookMetrics;
+
+/// Deliveries of one endpoint in flight at once (each of a different chat or user).
+pub const CONCURRENCY: usize = 32;
+/// How many pending deliveries one look reads.
+const LOOK: usize = 1000;
+/// How often the sender looks without being woken (other nodes' events, due retries).
+const TICK: Duration = Duration::from_millis(250);
+/// How often the backlog metrics are read.
+const BACKLOG_EVERY: Duration = Duration::from_secs(2);
+
+pub struct Sender {
+    endpoint: Endpoint,
+    client: reqwest::Client,
+    retry_for: Duration,
+    max_backoff: Duration,
+    outbox: Arc<dyn Outbox>,
+    lease: Arc<Lease>,
+    wake: Arc<Notify>,
+    metrics: WebhookMetrics,
+    /// Order keys with a delivery in flight.
+    in_flight: Mutex<HashSet<String>>,
+    /// Deliveries finished a moment ago, with the attempt count a current read of them shows
+    /// at least: a look that read the outbox before their update landed must not send them
+    /// again.
+    finished: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl Sender {
+    pub fn new(
+        endpoint: Endpoint,
+        settings: &WebhookSettings,
+        outbox: Arc<dyn Outbox>,
+        lease: Arc<Lease>,
+        wake: Arc<Notify>,
+        metrics: WebhookMetrics,
+    ) -> Arc<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(settings.timeout())
+            .connect_timeout(settings.timeout())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client with timeouts builds");
+        Arc::new(Self {
+            endpoint,
+            client,
+            retry_for: settings.retry_for(),
+            max_backoff: settings.max_backoff(),
+            outbox,
+            lease,
+            wake,
+            metrics,
+            in_flight: Mutex::new(HashSet::new()),
+            finished: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+pub async fn run(s: Arc<Sender>) {
+    let mut last_backlog = Instant::now() - BACKLOG_EVERY;
+    loop {
+        let woken = s.wake.notified();
+        tokio::select! {
+            () = woken => {}
+            () = tokio::time::sleep(TICK) => {}
+        }
+        let held = s.lease.is_held();
+        if last_backlog.elapsed() >= BACKLOG_EVERY {
+            last_backlog = Instant::now();
+            record_backlog(&s, held).await;
+        }
+        if held {
+            look(&s).await;
+        }
+    }
+}
+
+/// Starts what can be sent now.
+async fn look(s: &Arc<Sender>) {
+    let rows = match s.outbox.pending(&s.endpoint.name, LOOK).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(endpoint = %s.endpoint.name, error = %e, "could not read the webhook outbox");
+            return;
+        }
+    };
+    let now = crate::domain::now().timestamp_millis();
+    let mut heads = HashSet::new();
+    let mut in_flight = s.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+    let mut finished = s.finished.lock().unwrap_or_else(|p| p.into_inner());
+    finished.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(30));
+    for row in rows {
+        // Only the oldest pending delivery of a key may go: the order of a chat is kept.
+        if !heads.insert(row.key.clone()) {
+            continue;
+        }
+        let stale = finished
+            .get(&row.id)
+            .is_some_and(|(attempts, _)| row.attempts < *attempts);
+        if stale || row.next_ms > now || in_flight.contains(&row.key) {
+            continue;
+        }
+        if in_flight.len() >= CONCURRENCY {
+            break;
+        }
+        in_flight.insert(row.key.clone());
+        tokio::spawn(attempt(s.clone(), row));
+    }
+}
+
+/// One attempt, its outcome recorded, then its key freed.
+async fn attempt(s: Arc<Sender>, mut row: Delivery) {
+    let started = Instant::now();
+    let outcome = send(&s, &row).await;
+    s.metrics
+        .duration(&s.endpoint.name)
+        .observe(started.elapsed().as_secs_f64());
+    let now = crate::domain::now().timestamp_millis();
+    match outcome {
+        Ok(()) => {
+            row.state = State::Delivered;
+            row.last_error = None;
+            s.metrics.outcome(&s.endpoint.name, "sent").inc();
+        }
+        Err(error) => {
+            row.attempts += 1;
+            row.last_error = Some(error.clone());
+            if now - row.queued_ms >= s.retry_for.as_millis() as i64 {
+                row.state = State::Failed;
+                s.metrics.outcome(&s.endpoint.name, "failed").inc();
+                tracing::warn!(endpoint = %s.endpoint.name, id = %row.id, kind = %row.kind, attempts = row.attempts, %error, "webhook kept as failed");
+            } else {
+                row.next_ms = now + backoff(row.attempts, s.max_backoff).as_millis() as i64;
+                s.metrics.outcome(&s.endpoint.name, "retry").inc();
+                tracing::debug!(endpoint = %s.endpoint.name, id = %row.id, attempts = row.attempts, %error, "webhook attempt failed");
+            }
+        }
+    }
+    retry("record a webhook attempt", || s.outbox.update(&row)).await;
+    // A delivered one counts one attempt more than any pending read of it can show.
+    let current = row.attempts + u32::from(row.state == State::Delivered);
+    s.finished
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(row.id.clone(), (current, Instant::now()));
+    s.in_flight
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&row.key);
+    s.wake.notify_waiters();
+}
+
+/// The body: `{"type", "timestamp", "data"}`, `data` as it was queued.
+pub fn body(row: &Delivery) -> String {
+    let at = chrono::DateTime::from_timestamp_millis(row.at_ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    format!(
+        r#"{{"type":{},"timestamp":"{at}","data":{}}}"#,
+        serde_json::Value::from(row.kind.as_str()),
+        row.data
+    )
+}
+
+async fn send(s: &Sender, row: &Delivery) -> Result<(), String> {
+    let body = body(row);
+    let ts = crate::domain::now().timestamp();
+    let signature = signature_header(&s.endpoint.keys, &row.id, ts, &body);
+    let response = s
+        .client
+        .post(s.endpoint.url.clone())
+        .header("content-type", "application/json")
+        .header("webhook-id", &row.id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            if e.is_timeout() {
+                "timed out".to_owned()
+            } else {
+                format!("request failed: {e}")
+            }
+        })?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("answered {status}"))
+    }
+}
+
+/// The wait after `attempts` failures: 1 s doubling, at most `max`, then between half of it
+/// and all of it (jitter spreads the retries of many events that failed together).
+pub fn backoff(attempts: u32, max: Duration) -> Duration {
+    let base = Duration::from_secs(1)
+        .saturating_mul(1 << attempts.saturating_sub(1).min(20))
+        .min(max);
+    let half = base / 2;
+    half + half.mul_f64(rand::rng().random::<f64>())
+}
+
+async fn record_backlog(s: &Sender, held: bool) {
+    let name = &s.endpoint.name;
+    // Only the sender reports the backlog (every node sees the same outbox): summing a gauge
+    // over the nodes gives the cluster's figure.
+    let backlog = if held {
+        match s.outbox.backlog(name).await {
+            Ok(b) => b,
+            Err(_) => return,
+        }
+    } else {
+        Default::default()
+    };
+    let now = crate::domain::now().timestamp_millis();
+    let age = backlog
+        .oldest_pending_ms
+        .map_or(0, |t| (now - t).max(0) / 1000);
+    s.metrics
+        .set_backlog(name, backlog.pending, backlog.failed, age);
+    s.metrics.set_sender(held);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_with_jitter() {
+        let max = Duration::from_secs(600);
+        for (attempts, base) in [(1, 1), (2, 2), (3, 4), (11, 600), (40, 600)] {
+            let d = backoff(attempts, max);
+            let base = Duration::from_secs(base);
+            assert!(d >= base / 2 && d <= base, "{attempts}: {d:?}");
+        }
+    }
+}

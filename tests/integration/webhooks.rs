@@ -1,0 +1,470 @@
+//! Webhooks (PROTOCOL.md, "Webhooks (Standard Webhooks)") against a real receiver that verifies
+//! every request with the official `standardwebhooks` library: every event type, a receiver
+//! that fails, times out or is down, an operator's re-send, `chat.unread`'s rules, a message
+//! saved but never emitted, and both stores (the cluster: `webhooks_cluster.rs`).
+
+use std::collections::HashSet;
+
+use serde_json::{Value, json};
+use switchboard::domain::Role;
+
+use crate::helpers::webhooks::{
+    NEW_SECRET, Receiver, SECRET, WITHIN, count, created_in_order, hooked,
+};
+use crate::helpers::{TestNode, eventually, send};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_type_arrives_signed_and_verified_by_the_official_library() {
+    let rx = Receiver::start(SECRET).await;
+    let node = TestNode::start_with(|c| hooked(c, &rx, 1)).await;
+    let user = node.socket("u1", Role::User).await;
+    let admin = node.socket("a1", Role::Admin).await;
+    let chat = node.staff_chat("a1", "u1").await;
+    let admin_token = node.token("a1", Role::Admin);
+    let (status, _) = node
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/chats/{chat}"),
+            Some(&admin_token),
+            Some(json!({ "priority": "high" })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let m = send(&user, &chat, "hello").await;
+    let read = admin
+        .ack(
+            "message:read",
+            json!({ "chatId": chat, "messageId": m["id"] }),
+        )
+        .await;
+    assert_eq!(read["ok"], true, "{read}");
+    send(&admin, &chat, "a reply the user leaves unread").await;
+    let (status, report) = node
+        .call(
+            reqwest::Method::POST,
+            "/api/reports",
+            Some(&admin_token),
+            Some(json!({ "userId": "u1", "title": "T", "message": "M", "status": "Info" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{report}");
+    let r = user
+        .ack("report:read", json!({ "reportId": report["id"] }))
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    // The reminder first: it names the user as online.
+    let got = rx.until(WITHIN, |g| count(g, "chat.unread") >= 1).await;
+    assert_eq!(count(&got, "chat.unread"), 1, "{got:#?}");
+    user.close();
+
+    let all = [
+        "message.created",
+        "message.delivered",
+        "message.read",
+        "chat.created",
+        "chat.updated",
+        "chat.unread",
+        "report.created",
+        "report.read",
+        "user.online",
+        "user.offline",
+    ];
+    let got = rx
+        .until(WITHIN, |g| all.iter().all(|k| count(g, k) > 0))
+        .await;
+    for kind in all {
+        assert!(count(&got, kind) > 0, "no {kind} in {got:#?}");
+    }
+    assert!(got.iter().all(|r| r["valid"] == true), "{got:#?}");
+    let find = |kind: &str| got.iter().find(|r| r["type"] == kind).unwrap().clone();
+    assert_eq!(find("message.created")["data"]["message"]["id"], m["id"]);
+    assert_eq!(
+        find("message.created")["id"],
+        format!("msg_{}", m["id"].as_str().unwrap())
+    );
+    assert_eq!(find("chat.created")["data"]["chat"]["id"], chat.as_str());
+    assert_eq!(find("chat.updated")["data"]["changed"], json!(["priority"]));
+    assert_eq!(find("report.created")["data"]["report"]["id"], report["id"]);
+    let unread = find("chat.unread")["data"].clone();
+    assert_eq!(unread["side"], "user");
+    assert_eq!(unread["recipients"], json!(["u1"]));
+    assert_eq!(unread["unreadCount"], 1);
+    assert_eq!(unread["recipientOnline"], true);
+    assert_eq!(
+        unread["messages"][0]["content"],
+        "a reply the user leaves unread"
+    );
+    let online = got
+        .iter()
+        .find(|r| r["type"] == "user.online" && r["data"]["userId"] == "a1")
+        .expect("a1's user.online");
+    assert_eq!(online["data"]["role"], "admin");
+    let offline = got
+        .iter()
+        .filter(|r| r["type"] == "user.offline" && r["data"]["userId"] == "u1")
+        .count();
+    assert_eq!(offline, 1, "user.offline once: {got:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_signs_with_both_secrets_and_an_old_receiver_still_verifies() {
+    let rx = Receiver::start(SECRET).await;
+    let node = TestNode::start_with(|c| {
+        hooked(c, &rx, 0);
+        c.webhooks.secret = Some(format!("{NEW_SECRET} {SECRET}").into());
+        c.webhooks.events = "message.created".into();
+    })
+    .await;
+    let token = node.token("u1", Role::User);
+    let chat = node.open_chat(&token).await;
+    let user = node.socket("u1", Role::User).await;
+    send(&user, &chat, "rotated").await;
+    let got = rx.until(WITHIN, |g| count(g, "message.created") == 1).await;
+    assert_eq!(count(&got, "message.created"), 1, "{got:#?}");
+    assert_eq!(got[0]["signatures"], 2);
+    assert_eq!(got[0]["valid"], true);
+    // The filter: nothing but message.created (no chat.created, no user.online).
+    assert!(
+        got.iter().all(|r| r["type"] == "message.created"),
+        "{got:#?}"
+    );
+}
+
+/// Sends `n` messages, lets the receiver misbehave until it has seen `bad` requests, then
+/// answers again: every message arrives, acknowledged in `seq` order.
+async fn delivered_despite(node: &TestNode, rx: &mut Receiver, bad: &str, n: usize) {
+    let token = node.token("u1", Role::User);
+    let chat = node.open_chat(&token).await;
+    let user = node.socket("u1", Role::User).await;
+    let mut sent = Vec::new();
+    for i in 0..n {
+        sent.push(send(&user, &chat, &format!("m{i}")).await);
+    }
+    let retries = || {
+        node.state
+            .metrics
+            .webhooks
+            .outcome("default", "retry")
+            .get()
+    };
+    assert!(
+        eventually(WITHIN, || async { retries() >= 3 }).await,
+        "the {bad} receiver was retried: {}",
+        retries()
+    );
+    match bad {
+        "down" => rx.up().await,
+        _ => rx.mode("ok", 0).await,
+    }
+    let got = rx.until(WITHIN, |g| created_in_order(g).0.len() >= n).await;
+    let (acked, ordered) = created_in_order(&got);
+    let expected: Vec<String> = sent
+        .iter()
+        .map(|m| format!("msg_{}", m["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(acked, expected, "every message once, in order: {got:#?}");
+    assert!(
+        ordered,
+        "one message of the chat in flight at a time: {got:#?}"
+    );
+    assert!(got.iter().all(|r| r["valid"] == true));
+    // Duplicates only under the same id: every request names one of the events.
+    let ids: HashSet<&str> = got.iter().filter_map(|r| r["id"].as_str()).collect();
+    assert!(expected.iter().all(|id| ids.contains(id.as_str())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_answering_500_gets_every_event_in_order_once_it_recovers() {
+    let mut rx = Receiver::start(SECRET).await;
+    rx.mode("fail", 0).await;
+    let node = TestNode::start_with(|c| {
+        hooked(c, &rx, 0);
+        c.webhooks.events = "message.created".into();
+    })
+    .await;
+    delivered_despite(&node, &mut rx, "fail", 6).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_timing_out_gets_every_event_in_order_once_it_answers() {
+    let mut rx = Receiver::start(SECRET).await;
+    rx.mode("slow", 5).await;
+    let node = TestNode::start_with(|c| {
+        hooked(c, &rx, 0);
+        c.webhooks.timeout_secs = 1;
+        c.webhooks.events = "message.created".into();
+    })
+    .await;
+    delivered_despite(&node, &mut rx, "slow", 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_is_down_gets_every_event_in_order_once_it_is_up() {
+    let mut rx = Receiver::start(SECRET).await;
+    rx.down();
+    let node = TestNode::start_with(|c| {
+        hooked(c, &rx, 0);
+        c.webhooks.events = "message.created".into();
+    })
+    .await;
+    delivered_despite(&node, &mut rx, "down", 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_failing_past_its_retry_time_is_kept_and_a_superadmin_resends_it() {
+    let rx = Receiver::start(SECRET).await;
+    rx.mode("fail", 0).await;
+    let node = TestNode::start_with(|c| {
+        hooked(c, &rx, 0);
+        c.webhooks.retry_for_secs = 2;
+        c.webhooks.events = "message.created".into();
+    })
+    .await;
+    let token = node.token("u1", Role::User);
+    let chat = node.open_chat(&token).await;
+    let user = node.socket("u1", Role::User).await;
+    let m = send(&user, &chat, "kept").await;
+    let id = format!("msg_{}", m["id"].as_str().unwrap());
+    let root = node.token("root", Role::Superadmin);
+    let listed = eventually(WITHIN, || async {
+        let (_, body) = node
+            .call(
+                reqwest::Method::GET,
+                "/api/webhooks/failed",
+                Some(&root),
+                None,
+            )
+            .await;
+        body["failed"][0]["id"] == id.as_str()
+    })
+    .await;
+    assert!(listed, "the failed event is listed");
+    assert!(
+        node.state
+            .metrics
+            .webhooks
+            .outcome("default", "failed")
+            .get()
+            >= 1
+    );
+
+    let admin = node.token("a1", Role::Admin);
+    let (status, _) = node
+        .call(
+            reqwest::Method::POST,
+            "/api/webhooks/resend",
+            Some(&admin),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 403, "only a superadmin resends");
+    let (status, body) = node
+        .call(
+            reqwest::Method::POST,
+            "/api/webhooks/resend",
+            Some(&root),
+            Some(json!({ "endpoint": "nope" })),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("VALIDATION"))
+    );
+
+    rx.mode("ok", 0).await;
+    let (status, body) = node
+        .call(
+            reqwest::Method::POST,
+            "/api/webhooks/resend",
+            Some(&root),
+            Some(json!({ "ids": [id] })),
+        )
+        .await;
+    assert_eq!((status, body["resent"].as_u64()), (200, Some(1)), "{body}");
+    let got = rx.until(WITHIN, |g| count(g, "message.created") >= 1).await;
+    assert_eq!(count(&got, "message.created"), 1, "{got:#?}");
+    let (_, body) = node
+        .call(
+            reqwest::Method::GET,
+            "/api/webhooks/failed",
+            Some(&root),
+            None,
+        )
+        .await;
+    assert_eq!(body["failed"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_unread_fires_once_per_burst_not_when_read_in_time_and_again_after_a_read() {
+    let rx = Receiver::start(SECRET).await;
+    let node = TestNode::start_with(|c| {
+        hooked(c, &rx, 2);
+        c.webhooks.events = "chat.unread".into();
+    })
+    .await;
+    let user = node.socket("u1", Role::User).await;
+    let admin = node.socket("a1", Role::Admin).await;
+    let burst = node.staff_chat("a1", "u1").await;
+    let read_in_time = node.staff_chat("a1", "u1").await;
+    // A burst of three, never read.
+    for i in 0..3 {
+        send(&admin, &burst, &format!("b{i}")).await;
+    }
+    // Read at once: no reminder.
+    let m = send(&admin, &read_in_time, "read at once").await;
+    let ack = user
+        .ack(
+            "message:read",
+            json!({ "chatId": read_in_time, "messageId": m["id"] }),
+        )
+        .await;
+    assert_eq!(ack["ok"], true);
+
+    let got = rx.until(WITHIN, |g| count(g, "chat.unread") >= 1).await;
+    let first: Vec<&Value> = got.iter().filter(|r| r["type"] == "chat.unread").collect();
+    assert_eq!(first.len(), 1, "{got:#?}");
+    assert_eq!(first[0]["data"]["chatId"], burst.as_str());
+    assert_eq!(first[0]["data"]["unreadCount"], 3);
+    assert_eq!(first[0]["data"]["messages"].as_array().unwrap().len(), 3);
+
+    // The user reads the burst; a new message then stays unread: a second reminder, naming it.
+    let last = send(&admin, &burst, "after the reminder").await;
+    let ack = user
+        .ack(
+            "message:read",
+            json!({ "chatId": burst, "messageId": last["id"] }),
+        )
+        .await;
+    assert_eq!(ack["ok"], true);
+    let again = send(&admin, &burst, "new and unread").await;
+    let got = rx.until(WITHIN, |g| count(g, "chat.unread") >= 2).await;
+    let reminders: Vec<&Value> = got.iter().filter(|r| r["type"] == "chat.unread").collect();
+    assert_eq!(reminders.len(), 2, "{got:#?}");
+    assert_eq!(reminders[1]["data"]["chatId"], burst.as_str());
+    assert_eq!(reminders[1]["data"]["messages"][0]["id"], again["id"]);
+    assert_eq!(reminders[1]["data"]["unreadCount"], 1);
+    assert_ne!(reminders[0]["id"], reminders[1]["id"]);
+    // The chat read in time never got one (its look was due long before the second reminder).
+    assert!(
+        reminders
+            .iter()
+            .all(|r| r["data"]["chatId"] == burst.as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_saved_but_never_emitted_is_still_reported() {
+    use switchboard::domain::{AuthUser, ChatId, MessageBody, MessageType, NewMessage, Saved};
+    let rx = Receiver::start(SECRET).await;
+    let node = TestNode::start_with(|c| {
+        hooked(c, &rx, 0);
+        c.webhooks.events = "message.created".into();
+    })
+    .await;
+    let token = node.token("u1", Role::User);
+    let chat = node.open_chat(&token).await;
+    // Saved straight through the store: what a node that died right after its save leaves.
+    let saved = node
+        .state
+        .store
+        .save_message(NewMessage {
+            chat_id: ChatId::parse(&chat).unwrap(),
+            sender: AuthUser {
+                id: "u1".into(),
+                name: "u1".into(),
+                role: Role::User,
+            },
+            body: MessageBody {
+                content: "saved, never emitted".into(),
+                kind: MessageType::Text,
+                file_url: None,
+                file_name: None,
+            },
+            client_message_id: None,
+            delivered: false,
+        })
+        .await
+        .unwrap();
+    let Saved::Created(m) = saved else {
+        panic!("a new message")
+    };
+    let got = rx.until(WITHIN, |g| count(g, "message.created") >= 1).await;
+    assert_eq!(count(&got, "message.created"), 1, "{got:#?}");
+    assert_eq!(got[0]["id"], format!("msg_{}", m.id.as_str()));
+    assert_eq!(got[0]["data"]["message"]["content"], "saved, never emitted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_mongodb_a_failing_receiver_gets_every_event_in_order() {
+    let server = crate::helpers::mongo::shared();
+    let mut rx = Receiver::start(SECRET).await;
+    rx.mode("fail", 0).await;
+    let uri = server.uri();
+    let node = TestNode::start_with(|c| {
+        hooked(c, &rx, 0);
+        c.webhooks.events = "message.created".into();
+        c.mongodb_uri = Some(uri.into());
+        c.mongodb_database = crate::helpers::mongo::fresh_database();
+    })
+    .await;
+    delivered_despite(&node, &mut rx, "fail", 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mongodb_outage_loses_neither_pending_deliveries_nor_events_published_during_it() {
+    use crate::helpers::mongo::{MongoServer, TEST_TIMEOUT};
+    let mut server = tokio::task::block_in_place(MongoServer::start);
+    let rx = Receiver::start(SECRET).await;
+    rx.mode("fail", 0).await;
+    let uri = server.uri();
+    let node = TestNode::start_with(|c| {
+        hooked(c, &rx, 0);
+        c.webhooks.events = "message.created,user.online".into();
+        c.mongodb_uri = Some(uri.into());
+        c.mongodb_database = "webhooks_outage".into();
+        c.mongodb_timeout = TEST_TIMEOUT;
+    })
+    .await;
+    let token = node.token("u1", Role::User);
+    let chat = node.open_chat(&token).await;
+    let user = node.socket("u1", Role::User).await;
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        sent.push(send(&user, &chat, &format!("m{i}")).await);
+    }
+    let retries = || {
+        node.state
+            .metrics
+            .webhooks
+            .outcome("default", "retry")
+            .get()
+    };
+    assert!(eventually(WITHIN, || async { retries() >= 2 }).await);
+
+    tokio::task::block_in_place(|| server.stop());
+    rx.mode("ok", 0).await;
+    // Published while the outbox cannot be written: kept by the writer until it can.
+    let _second = node.socket("u2", Role::User).await;
+    tokio::task::block_in_place(|| server.restart());
+
+    let expected: Vec<String> = sent
+        .iter()
+        .map(|m| format!("msg_{}", m["id"].as_str().unwrap()))
+        .collect();
+    let got = rx
+        .until(WITHIN, |g| {
+            created_in_order(g).0.len() >= expected.len()
+                && g.iter()
+                    .any(|r| r["type"] == "user.online" && r["data"]["userId"] == "u2")
+        })
+        .await;
+    let (acked, ordered) = created_in_order(&got);
+    assert_eq!(acked, expected, "{got:#?}");
+    assert!(ordered);
+    assert!(
+        got.iter().any(|r| r["type"] == "user.online"
+            && r["data"]["userId"] == "u2"
+            && r["answered"] == 200),
+        "u2's user.online, published during the outage: {got:#?}"
+    );
+}
