@@ -241,3 +241,26 @@ async fn ascending_chat_lists_on_mongodb() {
     let store = server.store("desk_chat_lists").await;
     ascending_lists_follow_changes(&store).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chat_events_reach_admins_on_another_node() {
+    let redis = crate::helpers::RedisServer::start().await;
+    let data = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let a = TestNode::cluster(data.clone(), &redis.url(), "chats-a").await;
+    let b = TestNode::cluster(data.clone(), &redis.url(), "chats-b").await;
+    let admin = b.socket("a1", Role::Admin).await;
+
+    let chat = a.open_chat(&a.token("u5", Role::User)).await;
+    assert_eq!(
+        admin.event("chat:created").await["chat"]["id"],
+        chat.as_str()
+    );
+    patch(&a, &chat, json!({ "status": "closed" })).await;
+    let updated = admin.event("chat:updated").await;
+    assert_eq!(
+        (&updated["chat"]["id"], &updated["changed"]),
+        (&json!(chat), &json!(["status"]))
+    );
+    a.stop().await;
+    b.stop().await;
+}
