@@ -97,7 +97,6 @@ impl AppState {
         let chat = self
             .timed(StoreOp::CreateChat, self.store.create_chat(chat))
             .await?;
-        self.publish_chat_webhook("chat.created", &chat, None, &user.id);
         self.announce_chat_created(&chat).await;
         Ok(chat)
     }
@@ -163,11 +162,6 @@ impl AppState {
                 .map(|a| parse_plain_id("assignedAdmin", &a))
                 .transpose()?,
         };
-        let changed = crate::webhooks::changed_fields(
-            patch.status.is_some(),
-            patch.priority.is_some(),
-            patch.assigned_admin.is_some(),
-        );
         // Read first: `chat:updated` names what changed and reaches who left the chat too.
         let before = self
             .timed(StoreOp::Chat, self.store.chat(&id))
@@ -176,7 +170,6 @@ impl AppState {
         let after = self
             .timed(StoreOp::UpdateChat, self.store.update_chat(&id, patch))
             .await?;
-        self.publish_chat_webhook("chat.updated", &after, Some(changed), &user.id);
         self.announce_chat_updated(&before, &after, &user.id).await;
         Ok(after)
     }

@@ -65,20 +65,6 @@ impl AppState {
             .await
     }
 
-    /// `chat.created` / `chat.updated` (`{ chat }`, `{ chat, changed, by }`).
-    fn publish_chat_webhook(
-        &self,
-        kind: &'static str,
-        chat: &crate::domain::Chat,
-        changed: Option<Vec<&'static str>>,
-        by: &str,
-    ) {
-        if self.webhooks.enabled() {
-            self.webhooks
-                .publish(crate::webhooks::chat_event(kind, chat, changed, by));
-        }
-    }
-
     /// Hands the event's webhook, if it is one, to the publisher (a channel send; nothing at
     /// all while webhooks are off).
     fn publish_webhook<E: ServerEvent>(&self, event: &E) {

@@ -27,3 +27,4 @@ mod security;
 mod store_contract;
 mod webhooks;
 mod webhooks_cluster;
+mod webhooks_mongo;

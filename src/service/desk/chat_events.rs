@@ -20,6 +20,14 @@ pub struct ChatCreated<'a> {
 impl ServerEvent for ChatCreated<'_> {
     const NAME: &'static str = "chat:created";
     const RECOVERABLE: bool = true;
+    fn webhook(&self) -> Option<crate::webhooks::Event> {
+        Some(crate::webhooks::chat_event(
+            "chat.created",
+            self.chat,
+            None,
+            "",
+        ))
+    }
 }
 
 /// `chat:updated`: `{ chat, changed, by }`; `by` is the acting user's id, or `system` for
@@ -34,6 +42,15 @@ pub struct ChatUpdated<'a> {
 impl ServerEvent for ChatUpdated<'_> {
     const NAME: &'static str = "chat:updated";
     const RECOVERABLE: bool = true;
+    fn webhook(&self) -> Option<crate::webhooks::Event> {
+        let changed = Some(self.changed.clone());
+        Some(crate::webhooks::chat_event(
+            "chat.updated",
+            self.chat,
+            changed,
+            self.by,
+        ))
+    }
 }
 
 /// What changed from `before` to `after`, in the protocol's names.
