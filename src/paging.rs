@@ -20,9 +20,15 @@ pub enum Raw<'a> {
 impl Raw<'_> {
     /// A whole number, 0 or more: text must be digits; JSON a non-negative integer (a float
     /// is taken for `limit` only, where `1.0` counts as 1, as it always has on sockets).
+    /// Digits beyond `u64` saturate: a limit that large is clamped like any other above the
+    /// maximum (schemathesis found `limit=99999999999999999999` refused), and a `seq` bound
+    /// that large lies past every message.
     fn whole(self, floats: bool) -> Option<u64> {
         match self {
-            Raw::Text(t) => t.parse::<u64>().ok(),
+            Raw::Text(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => {
+                Some(t.parse::<u64>().unwrap_or(u64::MAX))
+            }
+            Raw::Text(_) => None,
             Raw::Json(v) => v.as_u64().or_else(|| {
                 v.as_f64()
                     .filter(|n| floats && *n >= 0.0 && n.fract() == 0.0)

@@ -12,7 +12,7 @@ pub const MAX_CHAT_TITLE_LEN: usize = 200;
 pub const CHAT_TYPE_SUPPORT: &str = "support";
 
 /// Whether a chat still takes part in presence announcements and lists of open chats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ChatStatus {
     Open,
@@ -38,7 +38,7 @@ impl ChatStatus {
 }
 
 /// How urgent staff consider a chat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     Low,
@@ -69,21 +69,23 @@ impl Priority {
 }
 
 /// The last message of a chat, kept on the chat for list views.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LastMessage {
     pub text: String,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     pub sender: String,
 }
 
 /// A support chat.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Chat {
     pub id: ChatId,
     pub participants: Vec<String>,
+    #[schema(value_type = String, example = "support")]
     pub chat_type: &'static str,
     pub title: String,
     pub status: ChatStatus,
@@ -93,8 +95,10 @@ pub struct Chat {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_message: Option<LastMessage>,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
     /// Up to where each side received the other's messages (not on the wire: it becomes each
     /// message's `status`).
@@ -113,8 +117,16 @@ impl Chat {
     }
 }
 
+/// The assigned admin that assigning `next` to `chat` takes out of its participants: the
+/// previous one, unless it is the same, or the chat's own user (its first participant).
+pub fn replaced_admin<'a>(chat: &'a Chat, next: Option<&str>) -> Option<&'a str> {
+    let next = next?;
+    let prev = chat.assigned_admin.as_deref()?;
+    (prev != next && chat.participants.first().map(String::as_str) != Some(prev)).then_some(prev)
+}
+
 /// A chat in a list, with what the caller has not read yet.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatSummary {
     #[serde(flatten)]

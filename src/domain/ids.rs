@@ -36,8 +36,9 @@ pub fn is_object_id(s: &str) -> bool {
 macro_rules! object_id {
     ($name:ident, $what:literal) => {
         #[doc = concat!("The id of a ", $what, ": 24 hex digits.")]
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
         #[serde(transparent)]
+        #[schema(value_type = String, pattern = "^[0-9a-f]{24}$", example = "6756f0c2a1b2c3d4e5f60718")]
         pub struct $name(String);
 
         impl $name {
@@ -80,8 +81,9 @@ object_id!(ReportId, "report");
 /// guessable from their neighbours; that is harmless only because every read of those checks
 /// membership, while a file id is also a capability in its signed URL.) Ids of files uploaded
 /// before, in the 24-hex-digit ObjectId shape, are still accepted, so their URLs keep working.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, pattern = "^([0-9a-f]{32}|[0-9a-f]{24})$")]
 pub struct FileId(String);
 
 /// Hex digits of a generated file id.

@@ -14,7 +14,7 @@ pub const MAX_FILE_NAME_LEN: usize = 255;
 pub const MAX_FILE_URL_LEN: usize = 2048;
 
 /// Whether a message is text or points at a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageType {
     Text,
@@ -42,7 +42,9 @@ impl MessageType {
 /// How far a message got: saved (`sent`), reached a recipient's socket (`delivered`), read.
 /// The stores keep only `sent` / `read` per message; `delivered` is computed from the chat's
 /// delivery marks ([`Message::apply_delivery`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageStatus {
     Sent,
@@ -62,7 +64,7 @@ impl MessageStatus {
 }
 
 /// A saved chat message.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     pub id: MessageId,
@@ -79,6 +81,7 @@ pub struct Message {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_name: Option<String>,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub timestamp: Timestamp,
     pub status: MessageStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -95,13 +98,21 @@ pub struct MessageBody {
 }
 
 /// The raw `message` object of `message:send`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageBodyInput {
+    /// `text`: 1 to 5,000 characters after trimming (stored trimmed); `file`: may be empty.
     pub content: Option<String>,
+    /// `text` when absent.
     #[serde(rename = "type")]
+    #[schema(value_type = Option<MessageType>)]
     pub kind: Option<String>,
+    /// `file` only: a `fileUrl` the upload API issued, or an absolute https URL (at most 2,048
+    /// characters, no whitespace, quotes or angle brackets).
+    #[schema(max_length = 2048)]
     pub file_url: Option<String>,
+    /// `file` only: 1 to 255 characters.
+    #[schema(max_length = 255)]
     pub file_name: Option<String>,
 }
 

@@ -98,12 +98,16 @@ pub enum RemovalChange {
 }
 
 /// The body of `POST /api/users/{id}/disconnect`, as sent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DisconnectInput {
+    /// 0 to 604,800: how long the user's handshakes and REST calls are refused.
     #[serde(default)]
+    #[schema(value_type = Option<u32>, minimum = 0, maximum = 604800)]
     pub block_secs: Option<serde_json::Value>,
+    /// At most 200 characters, for the audit log.
     #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 200)]
     pub reason: Option<serde_json::Value>,
 }
 

@@ -12,7 +12,7 @@ pub const MAX_REPORT_TITLE_LEN: usize = 200;
 pub const MAX_REPORT_MESSAGE_LEN: usize = 2_000;
 
 /// What kind of news a report carries (the old backend's values, capitalised on the wire).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum ReportStatus {
     Info,
     Warning,
@@ -45,7 +45,7 @@ impl ReportStatus {
 }
 
 /// A report message from staff to a user.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     pub id: ReportId,
@@ -66,21 +66,33 @@ pub struct Report {
         skip_serializing_if = "Option::is_none",
         serialize_with = "rfc3339_opt"
     )]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub read_at: Option<Timestamp>,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
 }
 
 /// The raw body of `sendReportMessage` and `POST /api/reports`. `sentBy` is ignored if present.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportInput {
+    /// The recipient: 1 to 64 characters.
+    #[schema(max_length = 64)]
     pub user_id: String,
+    #[schema(max_length = 64)]
     pub order_id: Option<String>,
+    #[schema(max_length = 64)]
     pub payment_id: Option<String>,
+    #[schema(max_length = 64)]
     pub invoice_id: Option<String>,
+    /// 1 to 200 characters.
+    #[schema(max_length = 200)]
     pub title: String,
+    /// 1 to 2,000 characters.
+    #[schema(max_length = 2000)]
     pub message: String,
+    #[schema(value_type = ReportStatus)]
     pub status: String,
 }
 

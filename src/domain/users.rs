@@ -9,7 +9,7 @@ use super::ids::MAX_ID_LEN;
 pub const MAX_NAME_LEN: usize = 100;
 
 /// What a token says a user may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     User,

@@ -3,12 +3,13 @@
 //! refuses a removed caller's every REST call ([`removal_gate`]). Who may act is decided in
 //! `service/desk/removals.rs`.
 
+use axum::Json;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{JsonBody, PathId};
 use crate::domain::{AuthUser, DisconnectInput, DisconnectRequest};
@@ -17,15 +18,32 @@ use crate::service::desk::availability::SupportAnswer;
 use crate::service::desk::{Disconnected, Revoked};
 use crate::state::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/users/{user_id}/disconnect", post(disconnect))
-        .route("/api/users/{user_id}/block", delete(unblock))
-        .route("/api/users/{user_id}/revoke-tokens", post(revoke_tokens))
-        .route("/api/support/availability", get(support_availability))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(disconnect))
+        .routes(routes!(unblock))
+        .routes(routes!(revoke_tokens))
+        .routes(routes!(support_availability))
+}
+
+/// `{ userId, blockedUntil: null }` (documentation only: written with `json!`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+struct Unblocked {
+    user_id: String,
+    #[schema(value_type = Option<String>)]
+    blocked_until: (),
 }
 
 /// `GET /api/support/availability`: any authenticated caller; a yes/no and a count.
+#[utoipa::path(
+    get,
+    path = "/api/support/availability",
+    operation_id = "supportAvailability",
+    tag = "desk",
+    responses((status = 200, description = "Whether any staff member is available, and how many", body = SupportAnswer)),
+)]
 async fn support_availability(
     State(state): State<AppState>,
     _user: AuthUser,
@@ -33,6 +51,17 @@ async fn support_availability(
     Ok(Json(state.support_availability().await?))
 }
 
+/// Disconnect every socket of a user in the cluster, and optionally block them (staff; only
+/// superadmins act on staff).
+#[utoipa::path(
+    post,
+    path = "/api/users/{user_id}/disconnect",
+    operation_id = "disconnectUser",
+    tag = "desk",
+    params(("user_id" = String, Path, max_length = 64, description = "The user")),
+    request_body = Option<DisconnectInput>,
+    responses((status = 200, description = "How many sockets were disconnected, and the block", body = Disconnected)),
+)]
 async fn disconnect(
     State(state): State<AppState>,
     user: AuthUser,
@@ -43,6 +72,15 @@ async fn disconnect(
     Ok(Json(state.disconnect_user(&user, &id, request).await?))
 }
 
+/// End a user's block (staff; only superadmins act on staff).
+#[utoipa::path(
+    delete,
+    path = "/api/users/{user_id}/block",
+    operation_id = "unblockUser",
+    tag = "desk",
+    params(("user_id" = String, Path, max_length = 64, description = "The user")),
+    responses((status = 200, description = "The block ended", body = Unblocked)),
+)]
 async fn unblock(
     State(state): State<AppState>,
     user: AuthUser,
@@ -52,6 +90,16 @@ async fn unblock(
     Ok(Json(json!({ "userId": user_id, "blockedUntil": null })))
 }
 
+/// Refuse every token of a user issued before now, on every node (staff; only superadmins act
+/// on staff).
+#[utoipa::path(
+    post,
+    path = "/api/users/{user_id}/revoke-tokens",
+    operation_id = "revokeTokens",
+    tag = "desk",
+    params(("user_id" = String, Path, max_length = 64, description = "The user")),
+    responses((status = 200, description = "Tokens issued before `revokedBefore` are refused", body = Revoked)),
+)]
 async fn revoke_tokens(
     State(state): State<AppState>,
     user: AuthUser,

@@ -18,13 +18,14 @@
 //! through it (see `docs/cluster.md`). A dependency that has never answered since start-up gets
 //! no grace: the node is not ready until it does.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
 use tokio::time::Instant;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::metrics::Dependency;
 use crate::state::AppState;
@@ -48,16 +49,60 @@ struct ReadinessStatus {
     ready: bool,
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+/// `{ ready }`, or with a staff token `{ ready, draining, store, adapter, node }`
+/// (documentation only: [`ReadinessStatus`] and [`ReadinessBody`] are written).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Readiness {
+    ready: bool,
+    draining: Option<bool>,
+    /// `ok`, `unreachable (within grace)` or `unreachable`.
+    store: Option<String>,
+    /// As `store`.
+    adapter: Option<String>,
+    /// The `NODE_ID`.
+    node: Option<String>,
 }
 
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+}
+
+/// `{ "status": "ok" }` while the process is alive.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documentation only: written with `json!`.
+struct Alive {
+    #[schema(value_type = String, pattern = "^ok$")]
+    status: (),
+}
+
+/// Whether the process is alive.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "health",
+    security(()),
+    responses((status = 200, description = "Alive", body = Alive)),
+)]
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// Whether this node can serve; a staff token also gets the details.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "health",
+    security((), ("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "Ready (details with a staff token)", body = inline(Readiness)),
+        (status = 503, description = "Draining, or a dependency is unreachable past the grace", body = inline(Readiness)),
+    ),
+)]
 async fn readyz(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     let now = Instant::now();
     let r = &state.readiness;

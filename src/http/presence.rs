@@ -2,10 +2,11 @@
 //! cluster-wide presence, so every node gives the same answer. Who may ask is decided in
 //! `service/presence.rs`.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{Params, PathId};
 use crate::domain::{AuthUser, Timestamp, rfc3339_opt};
@@ -14,13 +15,13 @@ use crate::paging;
 use crate::presence::SocketEntry;
 use crate::state::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/socket/active-users", get(active_users))
-        .route("/api/users/{user_id}/status", get(status))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(active_users))
+        .routes(routes!(status))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ActiveUsers {
     active_users: Vec<SocketEntry>,
@@ -29,6 +30,18 @@ struct ActiveUsers {
     next_cursor: Option<String>,
 }
 
+/// Every socket in the cluster, one entry each (staff only).
+#[utoipa::path(
+    get,
+    path = "/api/socket/active-users",
+    operation_id = "activeUsers",
+    tag = "presence",
+    params(
+        ("limit" = Option<super::openapi::PageLimit>, Query, description = "Page size (default 100, at most 1000)"),
+        ("cursor" = Option<String>, Query, description = "The `nextCursor` of the previous page"),
+    ),
+    responses((status = 200, description = "A page of sockets", body = ActiveUsers)),
+)]
 async fn active_users(
     State(state): State<AppState>,
     user: AuthUser,
@@ -47,23 +60,36 @@ async fn active_users(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Status {
     user_id: String,
+    /// `online` during the offline grace too (with `sockets: 0`).
+    #[schema(value_type = String, pattern = "^(online|offline)$")]
     status: &'static str,
     sockets: u64,
     #[serde(
         skip_serializing_if = "Option::is_none",
         serialize_with = "rfc3339_opt"
     )]
+    #[schema(value_type = Option<String>, format = DateTime)]
     last_seen: Option<Timestamp>,
     /// A staff member's support desk availability (`available`, `away`); absent for users
     /// and for staff with no presence (`offline`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     availability: Option<&'static str>,
 }
 
+/// A user's presence, cluster-wide (staff, or the user themself).
+#[utoipa::path(
+    get,
+    path = "/api/users/{user_id}/status",
+    operation_id = "userStatus",
+    tag = "presence",
+    params(("user_id" = String, Path, max_length = 64, description = "The user")),
+    responses((status = 200, description = "The user's presence", body = Status)),
+)]
 async fn status(
     State(state): State<AppState>,
     user: AuthUser,

@@ -22,13 +22,14 @@
 
 use std::path::Path;
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{Params, PathId};
 use crate::domain::{AuthUser, FileId, MAX_FILE_NAME_LEN, MAX_UPLOAD_BYTES};
@@ -37,18 +38,26 @@ use crate::service::{FileAccess, Upload};
 use crate::state::AppState;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        // The handler enforces the file's limit itself while streaming; this caps the whole
-        // body (axum's 2 MB default would refuse legal uploads).
-        .route(
-            "/api/uploads",
-            post(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD_BODY_BYTES as usize)),
-        )
-        .route("/api/files/{file_id}", get(download))
+pub fn routes() -> OpenApiRouter<AppState> {
+    // The handler enforces the file's limit itself while streaming; this caps the whole body
+    // (axum's 2 MB default would refuse legal uploads).
+    let (schemas, paths, upload) = routes!(upload);
+    let upload = upload.layer(DefaultBodyLimit::max(MAX_UPLOAD_BODY_BYTES as usize));
+    OpenApiRouter::new()
+        .routes((schemas, paths, upload))
+        .routes(routes!(download))
 }
 
-#[derive(Serialize)]
+/// The multipart body of an upload (documentation only: it is read as a stream).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct UploadForm {
+    /// The file, at most 10 MiB; its name and content type come from the part's headers.
+    #[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream")]
+    file: Vec<u8>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Uploaded {
     file_id: FileId,
@@ -143,6 +152,21 @@ fn refusal(e: AppError) -> Response {
     response
 }
 
+/// Upload a file (multipart field `file`, at most 10 MiB) for a `file` message.
+#[utoipa::path(
+    post,
+    path = "/api/uploads",
+    operation_id = "uploadFile",
+    tag = "files",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "The kept file and its signed URL", body = Uploaded, links(
+            ("DownloadFile" = (operation_id = "downloadFile", parameters(("file_id" = "$response.body#/fileId")))),
+        )),
+        (status = 429, description = "RATE_LIMITED: over the user's budget of writes or of upload bytes a day", body = super::openapi::ErrorResponse,
+            headers(("Retry-After" = u64, description = "Whole seconds to wait"))),
+    ),
+)]
 async fn upload(
     state: State<AppState>,
     user: Result<AuthUser, AppError>,
@@ -279,6 +303,24 @@ fn inline(ct: &str) -> bool {
         || ct.starts_with("video/")
 }
 
+/// A file: with the `sig` its `fileUrl` carries, or a bearer token of the uploader, of staff,
+/// or of a participant of a chat with a message that carries it.
+#[utoipa::path(
+    get,
+    path = "/api/files/{file_id}",
+    operation_id = "downloadFile",
+    tag = "files",
+    security((), ("bearerAuth" = [])),
+    params(
+        ("file_id" = FileId, Path, description = "The file"),
+        ("sig" = Option<String>, Query, description = "The signature its `fileUrl` carries"),
+    ),
+    responses(
+        (status = 200, description = "The file, with its content type", content_type = "*/*", body = Vec<u8>),
+        (status = 401, description = "UNAUTHORIZED: no valid `sig` and no valid token", body = super::openapi::ErrorResponse),
+        (status = 403, description = "FORBIDDEN: the token's user may not read it", body = super::openapi::ErrorResponse),
+    ),
+)]
 async fn download(
     State(state): State<AppState>,
     PathId(id): PathId,

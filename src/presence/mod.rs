@@ -28,7 +28,7 @@ pub use redis::RedisPresence;
 pub use redis_availability::RedisAvailability;
 
 /// One connected socket, as `GET /api/socket/active-users` lists it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SocketEntry {
     /// Whose socket it is (the token's `id`).
@@ -41,6 +41,7 @@ pub struct SocketEntry {
     pub user_role: Role,
     /// When the handshake completed.
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub connected_at: Timestamp,
     /// The node holding the socket (what a reaper removes when that node dies).
     pub node: String,

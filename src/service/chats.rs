@@ -11,24 +11,33 @@ use crate::domain::{
     SendMessageInput, Side, Timestamp, check_len, now, parse_plain_id,
 };
 use crate::error::AppError;
+use crate::ordering::Turn;
 use crate::state::AppState;
-use crate::store::StoreOp;
 
 /// `POST /api/chats`: what a client asks for when it opens a chat.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OpenChat {
+    /// At most 200 characters.
+    #[schema(max_length = 200)]
     pub title: Option<String>,
+    #[schema(value_type = Option<crate::domain::Priority>)]
     pub priority: Option<String>,
+    /// Staff only (required for staff): the user to open the chat with.
+    #[schema(max_length = 64)]
     pub participant_id: Option<String>,
 }
 
 /// `PATCH /api/chats/{chatId}`: the fields staff may change.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatChanges {
+    #[schema(value_type = Option<ChatStatus>)]
     pub status: Option<String>,
+    #[schema(value_type = Option<Priority>)]
     pub priority: Option<String>,
+    /// A staff member's id; they become a participant.
+    #[schema(max_length = 64)]
     pub assigned_admin: Option<String>,
 }
 
@@ -43,7 +52,8 @@ impl AppState {
     /// nothing about the chat) if the caller is neither a participant nor staff.
     pub async fn chat_for(&self, user: &AuthUser, id: &ChatId) -> Result<Chat, AppError> {
         let chat = self
-            .timed(StoreOp::Chat, self.store.chat(id))
+            .store
+            .chat(id)
             .await?
             .ok_or_else(|| AppError::not_found("chat not found"))?;
         if !chat.admits(user) {
@@ -94,10 +104,7 @@ impl AppState {
                 assigned_admin: None,
             }
         };
-        let chat = self
-            .timed(StoreOp::CreateChat, self.store.create_chat(chat))
-            .await?;
-        self.publish_chat_webhook("chat.created", &chat, None, &user.id);
+        let chat = self.store.create_chat(chat).await?;
         self.announce_chat_created(&chat).await;
         Ok(chat)
     }
@@ -121,9 +128,7 @@ impl AppState {
             ascending,
             reader: user.id.clone(),
         };
-        let mut chats = self
-            .timed(StoreOp::ListChats, self.store.list_chats(&query))
-            .await?;
+        let mut chats = self.store.list_chats(&query).await?;
         let next = if chats.len() > limit {
             chats.truncate(limit);
             chats.last().map(|c| ChatCursor {
@@ -163,20 +168,13 @@ impl AppState {
                 .map(|a| parse_plain_id("assignedAdmin", &a))
                 .transpose()?,
         };
-        let changed = crate::webhooks::changed_fields(
-            patch.status.is_some(),
-            patch.priority.is_some(),
-            patch.assigned_admin.is_some(),
-        );
         // Read first: `chat:updated` names what changed and reaches who left the chat too.
         let before = self
-            .timed(StoreOp::Chat, self.store.chat(&id))
+            .store
+            .chat(&id)
             .await?
             .ok_or_else(|| AppError::not_found("chat not found"))?;
-        let after = self
-            .timed(StoreOp::UpdateChat, self.store.update_chat(&id, patch))
-            .await?;
-        self.publish_chat_webhook("chat.updated", &after, Some(changed), &user.id);
+        let after = self.store.update_chat(&id, patch).await?;
         self.announce_chat_updated(&before, &after, &user.id).await;
         Ok(after)
     }
@@ -187,6 +185,7 @@ impl AppState {
         &self,
         user: &AuthUser,
         input: SendMessageInput,
+        turn: Turn,
     ) -> Result<Saved<Message>, AppError> {
         let SendMessage {
             chat_id,
@@ -207,10 +206,8 @@ impl AppState {
         new.delivered = here.is_some();
         // In a socket event: the sender's next event may start (and read its chat) while this
         // one saves; saves keep the sender's order.
-        crate::ordering::wait_for_save_turn().await;
-        let saved = self
-            .timed(StoreOp::SaveMessage, self.store.save_message(new))
-            .await?;
+        turn.save().await;
+        let saved = self.store.save_message(new).await?;
         if let Saved::Created(message) = &saved {
             self.metrics.messages_saved.inc();
             let payload = MessageNew {
@@ -218,7 +215,7 @@ impl AppState {
                 message,
             };
             if self
-                .emit_last(rooms::chat(&chat.participants), Vec::new(), &payload)
+                .emit(rooms::chat(&chat.participants), Vec::new(), &payload, turn)
                 .await
             {
                 self.metrics.messages_emitted.inc();
@@ -234,6 +231,7 @@ impl AppState {
         user: &AuthUser,
         chat_id: &ChatId,
         is_typing: bool,
+        turn: Turn,
     ) -> Result<(), AppError> {
         let chat = self.chat_for(user, chat_id).await?;
         let changed = if is_typing {
@@ -248,12 +246,14 @@ impl AppState {
                 &user.id,
                 &user.name,
                 is_typing,
+                turn,
             )
             .await;
         }
         Ok(())
     }
 
+    /// Emits `user:typing` to `rooms` but the user's own sockets.
     pub async fn emit_typing(
         &self,
         rooms: Vec<String>,
@@ -261,6 +261,7 @@ impl AppState {
         user_id: &str,
         user_name: &str,
         is_typing: bool,
+        turn: Turn,
     ) {
         let payload = TypingEvent {
             chat_id: chat,
@@ -268,7 +269,8 @@ impl AppState {
             user_name,
             is_typing,
         };
-        self.emit(rooms, vec![rooms::user(user_id)], &payload).await;
+        self.emit(rooms, vec![rooms::user(user_id)], &payload, turn)
+            .await;
     }
 
     /// Marks messages up to `message_id` read for `user` (and delivered to their side first:
@@ -278,27 +280,27 @@ impl AppState {
         user: &AuthUser,
         chat_id: &ChatId,
         message_id: &MessageId,
+        turn: Turn,
     ) -> Result<Timestamp, AppError> {
         let chat = self.chat_for(user, chat_id).await?;
         let message = self
-            .timed(StoreOp::Message, self.store.message(&chat.id, message_id))
+            .store
+            .message(&chat.id, message_id)
             .await?
             .ok_or_else(|| AppError::not_found("message not found"))?;
         let read_at = now();
         self.deliver_with_read(&chat.id, Side::of(user.role), message.seq)
             .await?;
-        self.timed(
-            StoreOp::MarkRead,
-            self.store.mark_read(&chat.id, message.seq, &user.id),
-        )
-        .await?;
+        self.store
+            .mark_read(&chat.id, message.seq, &user.id)
+            .await?;
         let payload = MessageRead {
             chat_id: &chat.id,
             message_id,
             read_by: &user.id,
             read_at,
         };
-        self.emit_last(rooms::chat(&chat.participants), Vec::new(), &payload)
+        self.emit(rooms::chat(&chat.participants), Vec::new(), &payload, turn)
             .await;
         Ok(read_at)
     }
@@ -312,14 +314,10 @@ impl AppState {
         chat_id: &ChatId,
         page: HistoryPage,
         limit: usize,
+        turn: Turn,
     ) -> Result<(Vec<Message>, bool), AppError> {
         let chat = self.chat_for(user, chat_id).await?;
-        let mut messages = self
-            .timed(
-                StoreOp::Messages,
-                self.store.messages(&chat.id, page, limit + 1),
-            )
-            .await?;
+        let mut messages = self.store.messages(&chat.id, page, limit + 1).await?;
         let mut has_more = messages.len() > limit;
         messages.truncate(limit);
         for m in &mut messages {
@@ -330,7 +328,7 @@ impl AppState {
             messages.truncate(fit);
             has_more = true;
         }
-        self.deliver_fetched(user, &chat, &messages).await;
+        self.deliver_fetched(user, &chat, &messages, turn).await;
         Ok((messages, has_more))
     }
 }

@@ -6,18 +6,19 @@ use super::events::{ReceiveReport, ReportRead};
 use crate::cluster::rooms;
 use crate::domain::{
     AuthUser, NewReport, Report, ReportCursor, ReportId, ReportInput, ReportQuery, Timestamp, now,
-    rfc3339,
+    parse_plain_id, rfc3339,
 };
 use crate::error::AppError;
+use crate::ordering::Turn;
 use crate::state::AppState;
-use crate::store::StoreOp;
 
 /// What marking a report read answers (the `report:read` ack and the REST response).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportReadReply {
     pub report_id: ReportId,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub read_at: Timestamp,
 }
 
@@ -36,28 +37,38 @@ impl AppState {
         &self,
         user: &AuthUser,
         input: ReportInput,
+        turn: Turn,
     ) -> Result<Report, AppError> {
         if !user.is_staff() {
             return Err(AppError::forbidden("only staff send report messages"));
         }
         let report = NewReport::parse(input, user)?;
-        let report = self
-            .timed(StoreOp::CreateReport, self.store.create_report(report))
-            .await?;
+        let report = self.store.create_report(report).await?;
         self.metrics.reports_saved.inc();
         let payload = ReceiveReport {
             success: true,
             message: &report,
         };
-        self.emit_last(vec![rooms::user(&report.user_id)], Vec::new(), &payload)
-            .await;
+        self.emit(
+            vec![rooms::user(&report.user_id)],
+            Vec::new(),
+            &payload,
+            turn,
+        )
+        .await;
         Ok(report)
     }
 
     /// Marks a report read (its recipient only), then emits `report:read`.
-    pub async fn read_report(&self, user: &AuthUser, id: &ReportId) -> Result<Report, AppError> {
+    pub async fn read_report(
+        &self,
+        user: &AuthUser,
+        id: &ReportId,
+        turn: Turn,
+    ) -> Result<Report, AppError> {
         let report = self
-            .timed(StoreOp::Report, self.store.report(id))
+            .store
+            .report(id)
             .await?
             .ok_or_else(|| AppError::not_found("report not found"))?;
         if report.user_id != user.id {
@@ -65,12 +76,7 @@ impl AppState {
                 "only the report's recipient marks it read",
             ));
         }
-        let report = self
-            .timed(
-                StoreOp::MarkReportRead,
-                self.store.mark_report_read(id, now()),
-            )
-            .await?;
+        let report = self.store.mark_report_read(id, now()).await?;
         let read_at = report.read_at.unwrap_or_else(now);
         let payload = ReportRead {
             report_id: &report.id,
@@ -81,6 +87,7 @@ impl AppState {
             vec![rooms::user(&report.user_id), rooms::ADMINS.to_owned()],
             Vec::new(),
             &payload,
+            turn,
         )
         .await;
         Ok(report)
@@ -96,7 +103,10 @@ impl AppState {
         after: Option<ReportCursor>,
         limit: usize,
     ) -> Result<(Vec<Report>, Option<ReportCursor>), AppError> {
-        let user_id = match user_id {
+        // A `userId` no report can have (over 64 characters, control characters) is
+        // `VALIDATION`, as in `sendReportMessage` (found by schemathesis: it listed nothing).
+        let user_id = user_id.map(|id| parse_plain_id("userId", id)).transpose()?;
+        let user_id = match user_id.as_deref() {
             Some(id) if !user.is_staff() && id != user.id => {
                 return Err(AppError::forbidden("users read their own reports only"));
             }
@@ -110,9 +120,7 @@ impl AppState {
             limit: limit + 1,
             after,
         };
-        let mut reports = self
-            .timed(StoreOp::ListReports, self.store.list_reports(&query))
-            .await?;
+        let mut reports = self.store.list_reports(&query).await?;
         let next = if reports.len() > limit {
             reports.truncate(limit);
             reports.last().map(|r| ReportCursor {
@@ -127,10 +135,6 @@ impl AppState {
 
     /// How many of the caller's own reports are unread.
     pub async fn unread_report_count(&self, user: &AuthUser) -> Result<u64, AppError> {
-        self.timed(
-            StoreOp::UnreadReportCount,
-            self.store.unread_report_count(&user.id),
-        )
-        .await
+        Ok(self.store.unread_report_count(&user.id).await?)
     }
 }

@@ -8,7 +8,7 @@ use crate::error::{AppError, ErrorCode};
 use crate::state::AppState;
 
 /// A delivery kept as failed, as the operator sees it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FailedWebhook {
     pub endpoint: String,
@@ -22,7 +22,7 @@ pub struct FailedWebhook {
 }
 
 /// Which failed deliveries to send again: one endpoint's or all; these ids or all.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Resend {
     pub endpoint: Option<String>,

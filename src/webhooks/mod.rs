@@ -375,15 +375,3 @@ pub fn chat_event(
         },
     )
 }
-
-/// The `changed` list of a chat update.
-pub fn changed_fields(status: bool, priority: bool, assigned: bool) -> Vec<&'static str> {
-    [
-        (status, "status"),
-        (priority, "priority"),
-        (assigned, "assignedAdmin"),
-    ]
-    .into_iter()
-    .filter_map(|(on, name)| on.then_some(name))
-    .collect()
-}

@@ -1,6 +1,7 @@
 //! The one integration-test binary: real nodes on port 0, real sockets, real stores.
 
 mod admission;
+mod arch;
 mod cluster;
 mod console_gate;
 mod contract_gaps;
@@ -16,6 +17,7 @@ mod mongo;
 mod node;
 mod ops;
 mod presence_contract;
+mod proof;
 mod recovery_cluster;
 mod recovery_contract;
 mod redis_cost;
@@ -27,3 +29,4 @@ mod security;
 mod store_contract;
 mod webhooks;
 mod webhooks_cluster;
+mod webhooks_mongo;

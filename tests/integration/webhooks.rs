@@ -1,15 +1,14 @@
 //! Webhooks (PROTOCOL.md, "Webhooks (Standard Webhooks)") against a real receiver that verifies
 //! every request with the official `standardwebhooks` library: every event type, a receiver
 //! that fails, times out or is down, an operator's re-send, `chat.unread`'s rules, a message
-//! saved but never emitted, and both stores (the cluster: `webhooks_cluster.rs`).
-
-use std::collections::HashSet;
+//! saved but never emitted, several endpoints (MongoDB: `webhooks_mongo.rs`; the cluster:
+//! `webhooks_cluster.rs`).
 
 use serde_json::{Value, json};
 use switchboard::domain::Role;
 
 use crate::helpers::webhooks::{
-    NEW_SECRET, Receiver, SECRET, WITHIN, count, created_in_order, hooked,
+    NEW_SECRET, Receiver, SECRET, WITHIN, count, delivered_despite, hooked,
 };
 use crate::helpers::{TestNode, eventually, send};
 
@@ -128,49 +127,6 @@ async fn a_rotation_signs_with_both_secrets_and_an_old_receiver_still_verifies()
         got.iter().all(|r| r["type"] == "message.created"),
         "{got:#?}"
     );
-}
-
-/// Sends `n` messages, lets the receiver misbehave until it has seen `bad` requests, then
-/// answers again: every message arrives, acknowledged in `seq` order.
-async fn delivered_despite(node: &TestNode, rx: &mut Receiver, bad: &str, n: usize) {
-    let token = node.token("u1", Role::User);
-    let chat = node.open_chat(&token).await;
-    let user = node.socket("u1", Role::User).await;
-    let mut sent = Vec::new();
-    for i in 0..n {
-        sent.push(send(&user, &chat, &format!("m{i}")).await);
-    }
-    let retries = || {
-        node.state
-            .metrics
-            .webhooks
-            .outcome("default", "retry")
-            .get()
-    };
-    assert!(
-        eventually(WITHIN, || async { retries() >= 3 }).await,
-        "the {bad} receiver was retried: {}",
-        retries()
-    );
-    match bad {
-        "down" => rx.up().await,
-        _ => rx.mode("ok", 0).await,
-    }
-    let got = rx.until(WITHIN, |g| created_in_order(g).0.len() >= n).await;
-    let (acked, ordered) = created_in_order(&got);
-    let expected: Vec<String> = sent
-        .iter()
-        .map(|m| format!("msg_{}", m["id"].as_str().unwrap()))
-        .collect();
-    assert_eq!(acked, expected, "every message once, in order: {got:#?}");
-    assert!(
-        ordered,
-        "one message of the chat in flight at a time: {got:#?}"
-    );
-    assert!(got.iter().all(|r| r["valid"] == true));
-    // Duplicates only under the same id: every request names one of the events.
-    let ids: HashSet<&str> = got.iter().filter_map(|r| r["id"].as_str()).collect();
-    assert!(expected.iter().all(|id| ids.contains(id.as_str())));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -395,76 +351,47 @@ async fn a_message_saved_but_never_emitted_is_still_reported() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_mongodb_a_failing_receiver_gets_every_event_in_order() {
-    let server = crate::helpers::mongo::shared();
-    let mut rx = Receiver::start(SECRET).await;
-    rx.mode("fail", 0).await;
-    let uri = server.uri();
+async fn endpoints_from_the_file_get_their_own_events_and_a_stuck_one_delays_no_other() {
+    let stuck = Receiver::start(SECRET).await;
+    stuck.mode("slow", 60).await;
+    let fine = Receiver::start(NEW_SECRET).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("webhooks.json");
+    let endpoints = json!({ "endpoints": [
+        { "name": "stuck", "url": stuck.url(), "secrets": [SECRET] },
+        { "name": "fine", "url": fine.url(), "secrets": [NEW_SECRET],
+          "events": ["message.created", "report.created"] },
+    ] });
+    std::fs::write(&file, endpoints.to_string()).unwrap();
     let node = TestNode::start_with(|c| {
-        hooked(c, &rx, 0);
-        c.webhooks.events = "message.created".into();
-        c.mongodb_uri = Some(uri.into());
-        c.mongodb_database = crate::helpers::mongo::fresh_database();
-    })
-    .await;
-    delivered_despite(&node, &mut rx, "fail", 4).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_mongodb_outage_loses_neither_pending_deliveries_nor_events_published_during_it() {
-    use crate::helpers::mongo::{MongoServer, TEST_TIMEOUT};
-    let mut server = tokio::task::block_in_place(MongoServer::start);
-    let rx = Receiver::start(SECRET).await;
-    rx.mode("fail", 0).await;
-    let uri = server.uri();
-    let node = TestNode::start_with(|c| {
-        hooked(c, &rx, 0);
-        c.webhooks.events = "message.created,user.online".into();
-        c.mongodb_uri = Some(uri.into());
-        c.mongodb_database = "webhooks_outage".into();
-        c.mongodb_timeout = TEST_TIMEOUT;
+        c.webhooks.file = Some(file.clone());
+        c.webhooks.timeout_secs = 30;
+        c.webhooks.unread_reminder_secs = 0;
     })
     .await;
     let token = node.token("u1", Role::User);
     let chat = node.open_chat(&token).await;
     let user = node.socket("u1", Role::User).await;
-    let mut sent = Vec::new();
-    for i in 0..3 {
-        sent.push(send(&user, &chat, &format!("m{i}")).await);
+    for i in 0..5 {
+        send(&user, &chat, &format!("m{i}")).await;
     }
-    let retries = || {
-        node.state
-            .metrics
-            .webhooks
-            .outcome("default", "retry")
-            .get()
-    };
-    assert!(eventually(WITHIN, || async { retries() >= 2 }).await);
-
-    tokio::task::block_in_place(|| server.stop());
-    rx.mode("ok", 0).await;
-    // Published while the outbox cannot be written: kept by the writer until it can.
-    let _second = node.socket("u2", Role::User).await;
-    tokio::task::block_in_place(|| server.restart());
-
-    let expected: Vec<String> = sent
-        .iter()
-        .map(|m| format!("msg_{}", m["id"].as_str().unwrap()))
-        .collect();
-    let got = rx
-        .until(WITHIN, |g| {
-            created_in_order(g).0.len() >= expected.len()
-                && g.iter()
-                    .any(|r| r["type"] == "user.online" && r["data"]["userId"] == "u2")
-        })
+    // The stuck endpoint holds its first event of the chat (chat.created) for 60 s; the other
+    // gets all five messages meanwhile, and only the types it asked for.
+    let got = fine
+        .until(WITHIN, |g| count(g, "message.created") >= 5)
         .await;
-    let (acked, ordered) = created_in_order(&got);
-    assert_eq!(acked, expected, "{got:#?}");
-    assert!(ordered);
+    assert_eq!(count(&got, "message.created"), 5, "{got:#?}");
     assert!(
-        got.iter().any(|r| r["type"] == "user.online"
-            && r["data"]["userId"] == "u2"
-            && r["answered"] == 200),
-        "u2's user.online, published during the outage: {got:#?}"
+        got.iter()
+            .all(|r| r["type"] == "message.created" && r["valid"] == true)
+    );
+    let held = stuck.received().await;
+    assert!(
+        held.iter().all(|r| r["type"] != "message.created"),
+        "the stuck endpoint is still on the chat's first event: {held:#?}"
+    );
+    assert!(
+        held.iter().any(|r| r["type"] == "chat.created"),
+        "{held:#?}"
     );
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::cluster::rooms;
 use crate::domain::Chat;
+use crate::ordering::Turn;
 use crate::service::events::ServerEvent;
 use crate::state::AppState;
 
@@ -20,6 +21,14 @@ pub struct ChatCreated<'a> {
 impl ServerEvent for ChatCreated<'_> {
     const NAME: &'static str = "chat:created";
     const RECOVERABLE: bool = true;
+    fn webhook(&self) -> Option<crate::webhooks::Event> {
+        Some(crate::webhooks::chat_event(
+            "chat.created",
+            self.chat,
+            None,
+            "",
+        ))
+    }
 }
 
 /// `chat:updated`: `{ chat, changed, by }`; `by` is the acting user's id, or `system` for
@@ -34,6 +43,15 @@ pub struct ChatUpdated<'a> {
 impl ServerEvent for ChatUpdated<'_> {
     const NAME: &'static str = "chat:updated";
     const RECOVERABLE: bool = true;
+    fn webhook(&self) -> Option<crate::webhooks::Event> {
+        let changed = Some(self.changed.clone());
+        Some(crate::webhooks::chat_event(
+            "chat.updated",
+            self.chat,
+            changed,
+            self.by,
+        ))
+    }
 }
 
 /// What changed from `before` to `after`, in the protocol's names.
@@ -61,6 +79,7 @@ impl AppState {
             rooms::chat(&chat.participants),
             Vec::new(),
             &ChatCreated { chat },
+            Turn::unordered(),
         )
         .await;
     }
@@ -83,7 +102,12 @@ impl AppState {
             changed,
             by,
         };
-        self.emit(rooms::chat(&participants), Vec::new(), &event)
-            .await;
+        self.emit(
+            rooms::chat(&participants),
+            Vec::new(),
+            &event,
+            Turn::unordered(),
+        )
+        .await;
     }
 }

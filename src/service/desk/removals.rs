@@ -21,7 +21,6 @@ use crate::domain::{
 };
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::store::StoreOp;
 
 /// What [`AppState::check_removal`] found about a caller it lets in.
 #[derive(Debug)]
@@ -47,7 +46,7 @@ impl RemovalCheck {
 }
 
 /// The answer to a disconnect.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Disconnected {
     pub user_id: String,
@@ -57,16 +56,18 @@ pub struct Disconnected {
         skip_serializing_if = "Option::is_none",
         serialize_with = "rfc3339_opt"
     )]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub blocked_until: Option<Timestamp>,
 }
 
 /// The answer to a revocation.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Revoked {
     pub user_id: String,
     /// Tokens issued before this instant (whole seconds) are refused.
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub revoked_before: Timestamp,
 }
 
@@ -93,10 +94,7 @@ impl AppState {
         user: &AuthUser,
         issued_at: Option<u64>,
     ) -> Result<RemovalCheck, AppError> {
-        match self
-            .timed(StoreOp::Removal, self.store.removal(&user.id))
-            .await
-        {
+        match self.store.removal(&user.id).await.map_err(AppError::from) {
             Ok(Some(removal)) => match removal.bars(user.role, issued_at, now()) {
                 Some(barred) => {
                     self.metrics.desk.refused(barred);
@@ -130,11 +128,7 @@ impl AppState {
             blocked_until,
             by_superadmin,
         };
-        self.timed(
-            StoreOp::ChangeRemoval,
-            self.store.change_removal(&target, change),
-        )
-        .await?;
+        self.store.change_removal(&target, change).await?;
         let sockets = self.disconnect_everywhere(&target, by_superadmin).await;
         self.metrics.desk.removals.inc();
         tracing::info!(actor = %actor.id, user_id = %target, sockets, block_secs = request.block_secs, reason = request.reason.as_deref().unwrap_or(""), "user disconnected");
@@ -148,11 +142,9 @@ impl AppState {
     /// Ends `target`'s block now.
     pub async fn unblock_user(&self, actor: &AuthUser, target: &str) -> Result<String, AppError> {
         let target = authorize(actor, target)?;
-        self.timed(
-            StoreOp::ChangeRemoval,
-            self.store.change_removal(&target, RemovalChange::Unblock),
-        )
-        .await?;
+        self.store
+            .change_removal(&target, RemovalChange::Unblock)
+            .await?;
         tracing::info!(actor = %actor.id, user_id = %target, "user unblocked");
         Ok(target)
     }
@@ -169,12 +161,7 @@ impl AppState {
             before,
             by_superadmin,
         };
-        let kept = self
-            .timed(
-                StoreOp::ChangeRemoval,
-                self.store.change_removal(&target, change),
-            )
-            .await?;
+        let kept = self.store.change_removal(&target, change).await?;
         self.disconnect_everywhere(&target, by_superadmin).await;
         self.metrics.desk.revocations.inc();
         tracing::info!(actor = %actor.id, user_id = %target, "tokens revoked");

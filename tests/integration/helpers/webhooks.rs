@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use switchboard::Config;
+use switchboard::domain::Role;
 
 use super::{eventually, free_port};
 
@@ -152,4 +153,48 @@ pub fn created_in_order(got: &[Value]) -> (Vec<String>, bool) {
         }
     }
     (acked, ordered)
+}
+
+/// Sends `n` messages, lets the receiver misbehave until it has seen `bad` requests, then
+/// answers again: every message arrives, acknowledged in `seq` order.
+pub async fn delivered_despite(node: &super::TestNode, rx: &mut Receiver, bad: &str, n: usize) {
+    let token = node.token("u1", Role::User);
+    let chat = node.open_chat(&token).await;
+    let user = node.socket("u1", Role::User).await;
+    let mut sent = Vec::new();
+    for i in 0..n {
+        sent.push(super::send(&user, &chat, &format!("m{i}")).await);
+    }
+    let retries = || {
+        node.state
+            .metrics
+            .webhooks
+            .outcome("default", "retry")
+            .get()
+    };
+    assert!(
+        eventually(WITHIN, || async { retries() >= 3 }).await,
+        "the {bad} receiver was retried: {}",
+        retries()
+    );
+    match bad {
+        "down" => rx.up().await,
+        _ => rx.mode("ok", 0).await,
+    }
+    let got = rx.until(WITHIN, |g| created_in_order(g).0.len() >= n).await;
+    let (acked, ordered) = created_in_order(&got);
+    let expected: Vec<String> = sent
+        .iter()
+        .map(|m| format!("msg_{}", m["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(acked, expected, "every message once, in order: {got:#?}");
+    assert!(
+        ordered,
+        "one message of the chat in flight at a time: {got:#?}"
+    );
+    assert!(got.iter().all(|r| r["valid"] == true));
+    // Duplicates only under the same id: every request names one of the events.
+    let ids: std::collections::HashSet<&str> =
+        got.iter().filter_map(|r| r["id"].as_str()).collect();
+    assert!(expected.iter().all(|id| ids.contains(id.as_str())));
 }
