@@ -2,8 +2,9 @@
 # The whole test suite, from a fresh machine: installs what the tests need, builds, and runs
 # every step in tests/steps/ in order. Each step is a script that exits non-zero on failure.
 #
-#   bash tests/run-all.sh            # everything
+#   bash tests/run-all.sh            # every step not marked opt-in
 #   bash tests/run-all.sh 10 20      # only the steps whose names start with 10 or 20
+#   bash tests/run-all.sh 60         # a step marked '# opt-in:' runs only when named
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export SWITCHBOARD_ROOT="$PWD"
@@ -17,6 +18,10 @@ for step in tests/steps/*.sh; do
     keep=no
     for want in "$@"; do [[ "$name" == "$want"* ]] && keep=yes; done
     [ "$keep" = yes ] || continue
+  elif grep -q '^# opt-in:' "$step"; then
+    # Not yet inside CI's time budget: run it by naming it (`bash tests/run-all.sh 60`).
+    echo "=== step $name skipped ($(sed -n 's/^# opt-in: //p' "$step"))"
+    continue
   fi
   echo "=== step $name"
   start=$SECONDS

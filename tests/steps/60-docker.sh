@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# opt-in: a cold image build takes ~30 min on 2 cores, past CI's budget; run it by name
 # The container image and the compose cluster, built and run for real (issue 32), with its own
 # Docker Engine (Debian's docker.io) on a private socket:
 #   1. base images made locally (no image registry here): debian:bookworm-slim from debootstrap,
