@@ -205,6 +205,9 @@ impl Application {
                 if let Err(e) = redis_recovery.load_scripts().await {
                     tracing::warn!(error = %e, "could not load the recovery scripts (they load on first use)");
                 }
+                if let Err(e) = availability.load_scripts().await {
+                    tracing::warn!(error = %e, "could not load the availability scripts (they load on first use)");
+                }
                 let recovery = recovery(redis_recovery);
                 let state = AppState::new(Backends {
                     config,

@@ -90,6 +90,17 @@ impl RedisAvailability {
         }
     }
 
+    /// Loads the scripts into Redis's script cache (every master of a Redis Cluster), so that
+    /// the first calls after a start do not each meet `NOSCRIPT` and reload.
+    pub async fn load_scripts(&self) -> Result<(), PresenceError> {
+        let scripts = [&self.connected, &self.set, &self.forget, &self.claim];
+        let loads = scripts.map(|script| script.load(&self.client));
+        match tokio::time::timeout(CALL_TIMEOUT, futures_util::future::join_all(loads)).await {
+            Ok(results) => results.into_iter().try_for_each(|r| r.map_err(unavailable)),
+            Err(_) => Err(unavailable("loading the availability scripts timed out")),
+        }
+    }
+
     async fn run(
         &self,
         script: &Script,
