@@ -23,6 +23,7 @@ use crate::cluster::redis::{ClusterAdapter, RedisFanout};
 use crate::config::Config;
 use crate::connections::TrackedListener;
 use crate::http::origin::AllowedOrigins;
+use crate::ordering::Turn;
 use crate::presence::{MemoryAvailability, MemoryPresence, RedisAvailability, RedisPresence};
 use crate::recovery::{EmbeddedRecovery, Recovery, RecoveryBackend, RedisRecovery};
 use crate::state::{AppState, Backends};
@@ -462,7 +463,9 @@ async fn heartbeat(state: AppState) {
                 let offline = changes.iter().filter(|c| !c.online).count();
                 state.metrics.presence_reaped_users.inc_by(offline as u64);
                 for change in changes.iter().filter(|c| c.online) {
-                    state.announce_status(&change.user_id, true).await;
+                    state
+                        .announce_status(&change.user_id, true, Turn::unordered())
+                        .await;
                 }
                 // A dead node's users: offline after the grace, unless they came back.
                 if offline > 0 {

@@ -21,7 +21,8 @@
 //! - [`state`]: the node's shared state ([`AppState`]: the seams as traits, the keys, the
 //!   metrics, the typing map, the token expiries, the pending handshakes) and each socket's
 //!   session.
-//! - [`ordering`]: one socket's events in arrival order, their saves and emissions too.
+//! - [`ordering`]: one socket's events in arrival order, their saves and emissions too; each
+//!   event's place is a [`ordering::Turn`] handed explicitly to its use case.
 //! - [`paging`]: the one parser for `limit`, `seq` bounds and cursors.
 //! - [`client_events`]: the table of client events (name, metric label, rate class, reply).
 //! - [`auth`]: JWT verification, the REST extractor (for any state lending a `Verifier`),
@@ -35,7 +36,8 @@
 //!   holds, the outbox (SQLite or MongoDB), the senders, the cluster lease, `chat.unread`
 //!   (`docs/webhooks.md`).
 //! - [`store`]: the persistence seam, its embedded (SQLite) implementation and its MongoDB
-//!   implementation (`docs/mongodb.md`).
+//!   implementation (`docs/mongodb.md`), and `TimedStore`, the timing decorator the use cases
+//!   reach it through.
 //! - [`metrics`]: every Prometheus metric (event labels from `client_events`).
 //! - [`domain`]: chats, messages, reports and the validated inputs that create them;
 //!   [`error`]: the error-code table shared by REST and socket acks.

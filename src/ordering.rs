@@ -2,12 +2,15 @@
 //! and emissions keep that order while the next event already starts.
 //!
 //! Below `service` and `realtime`: the dispatcher (`realtime/dispatch.rs`) runs each event in
-//! its turns ([`Turns`], [`EmitOrder::run`]); the use cases (`service`) mark where a save and
-//! an emission begin ([`wait_for_save_turn`], [`wait_for_emit_turn`]), which outside a socket
-//! event (REST, timers) return at once. Depends on nothing else in the crate.
+//! its turns ([`Turns`], [`EmitOrder::run`]) and hands the event's [`Turn`] to its handler,
+//! which passes it to the use case: the use case marks where its save begins ([`Turn::save`])
+//! and gives the turn to its emission. REST and timers pass [`Turn::unordered`]. Nothing travels
+//! invisibly (no task-local). Depends on nothing else in the crate.
 
 use std::future::Future;
-use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
 
 /// Hands out turns so that one socket's events are handled one at a time, in the order they
 /// arrived. socketioxide runs every event handler as its own task; without turns, two
@@ -17,36 +20,76 @@ use std::pin::Pin;
 #[derive(Default)]
 pub struct Turns {
     /// Resolves (its sender is dropped) when the newest event so far has been handled.
-    last: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+    last: std::sync::Mutex<Option<oneshot::Receiver<()>>>,
 }
 
 impl Turns {
     /// Takes the next turn. Call it synchronously when the event arrives; await the future
     /// before handling the event, and drop the sender once it is handled.
-    pub fn take(
-        &self,
-    ) -> (
-        impl Future<Output = ()> + Send + use<>,
-        tokio::sync::oneshot::Sender<()>,
-    ) {
-        let (done, next) = tokio::sync::oneshot::channel();
+    pub fn take(&self) -> (impl Future<Output = ()> + Send + use<>, oneshot::Sender<()>) {
+        let (previous, done) = self.take_raw();
+        (after(previous), done)
+    }
+
+    /// [`take`](Self::take), the previous turn's end as a receiver (`None`: no previous turn).
+    fn take_raw(&self) -> (Option<oneshot::Receiver<()>>, oneshot::Sender<()>) {
+        let (done, next) = oneshot::channel();
         let previous = self
             .last
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .replace(next);
-        let wait = async move {
-            if let Some(previous) = previous {
-                let _ = previous.await;
-            }
-        };
-        (wait, done)
+        (previous, done)
     }
 }
 
-tokio::task_local! {
-    /// The emission order of the event being handled (socket events only).
-    static EMIT_ORDER: EmitOrder;
+/// A socket event's place in its socket's order, handed explicitly to the use case that
+/// handles it; or no place at all ([`Turn::unordered`]: REST requests, timers).
+///
+/// A use case waits for its save turn with [`Turn::save`] and hands the turn to its one
+/// emission (`AppState::emit` takes it by value), which waits for the emission and broadcast
+/// turns and passes the emission turn on once its log append is queued. Taken by value, a
+/// turn serves one emission: no use case chooses by hand whether its emission is the event's
+/// last (one that ever needs two emissions in one event emits them as one batch).
+pub struct Turn(Option<Arc<EmitOrder>>);
+
+impl Turn {
+    /// No order to keep: a REST request, a timer, a handshake.
+    pub const fn unordered() -> Self {
+        Turn(None)
+    }
+
+    /// Called before a socket event's save that must follow the socket's previous events (a
+    /// message's `seq`): lets the socket's next event start and waits for the previous event's
+    /// save (once per event). Unordered, it returns at once.
+    pub async fn save(&self) {
+        if let Some(order) = &self.0 {
+            order.wait_for_save_turn().await;
+        }
+    }
+
+    /// Called before the event's emission: lets the socket's next event start and save, and
+    /// waits until the previous event's last log append is queued (once per event).
+    pub async fn emission(&self) {
+        if let Some(order) = &self.0 {
+            order.wait_for_emit_turn().await;
+        }
+    }
+
+    /// Called once the emission's log append is queued: lets the socket's next event queue its
+    /// own. Only in the emission turn (after [`Turn::emission`]).
+    pub fn pass_emission(&self) {
+        if let Some(order) = &self.0 {
+            order.pass_emit_turn();
+        }
+    }
+
+    /// Called before the broadcast: waits for the previous event's broadcasts (once per event).
+    pub async fn broadcast(&self) {
+        if let Some(order) = &self.0 {
+            order.wait_for_broadcast_turn().await;
+        }
+    }
 }
 
 /// Lets a socket's next event start once this one is about to save (its checks are done), while
@@ -63,24 +106,24 @@ tokio::task_local! {
 ///
 /// An emission is two ordered steps, each with its own turn ([`StageTurns`]): its append to the
 /// recovery log (which gives it its offset) and its broadcast. An event passes its emission
-/// turn on once its last emission's append is queued ([`pass_emit_turn`]), so event N+1's
+/// turn on once its emission's append is queued ([`Turn::pass_emission`]), so event N+1's
 /// append is on its way to the log while event N's is (one sender's messages no longer wait
 /// for one log round trip each), and takes the broadcast turn after event N's broadcasts
-/// ([`wait_for_broadcast_turn`]): appends are queued in arrival order, so offsets grow in the
+/// ([`Turn::broadcast`]): appends are queued in arrival order, so offsets grow in the
 /// order the broadcasts go out.
 pub struct EmitOrder {
     /// Dropped to let the socket's next event start.
-    event_done: Slot<tokio::sync::oneshot::Sender<()>>,
+    event_done: Slot<oneshot::Sender<()>>,
     /// Resolves when the previous event's save is done; taken by the first wait.
-    previous_saves: Slot<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    previous_saves: Slot<oneshot::Receiver<()>>,
     /// Dropped once this event's save is done (when it first emits, or is handled).
-    saves_done: Slot<tokio::sync::oneshot::Sender<()>>,
+    saves_done: Slot<oneshot::Sender<()>>,
     /// Resolves when the previous event's last log append is queued; taken by the first wait.
-    previous_emits: Slot<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    previous_emits: Slot<oneshot::Receiver<()>>,
     /// Dropped once this event's last log append is queued (or it is handled).
-    emits_done: Slot<tokio::sync::oneshot::Sender<()>>,
+    emits_done: Slot<oneshot::Sender<()>>,
     /// Resolves when the previous event's broadcasts are out; taken by the first wait.
-    previous_broadcasts: Slot<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    previous_broadcasts: Slot<oneshot::Receiver<()>>,
 }
 
 /// One socket's save, emission and broadcast turns (see [`EmitOrder`]).
@@ -97,97 +140,66 @@ fn take<T>(slot: &Slot<T>) -> Option<T> {
     slot.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
 
+/// Waits for a previous stage, if there is one still to wait for.
+async fn after(previous: Option<oneshot::Receiver<()>>) {
+    if let Some(previous) = previous {
+        let _ = previous.await;
+    }
+}
+
 impl EmitOrder {
-    /// Runs `handle` (one event's handling, reply included) in its save, emission and
-    /// broadcast turns.
-    pub async fn run(
+    /// Runs `handle` (one event's handling, reply included) with its [`Turn`], in its save,
+    /// emission and broadcast turns.
+    pub async fn run<F: Future<Output = ()>>(
         turns: &StageTurns,
-        event_done: tokio::sync::oneshot::Sender<()>,
-        handle: impl Future<Output = ()>,
+        event_done: oneshot::Sender<()>,
+        handle: impl FnOnce(Turn) -> F,
     ) {
         // Taken while this event holds its event turn: these turns follow arrival order.
-        let (previous_saves, saves_done) = turns.saves.take();
-        let (previous_emits, emits_done) = turns.emits.take();
-        let (previous_broadcasts, broadcasts_done) = turns.broadcasts.take();
-        let order = EmitOrder {
+        let (previous_saves, saves_done) = turns.saves.take_raw();
+        let (previous_emits, emits_done) = turns.emits.take_raw();
+        let (previous_broadcasts, broadcasts_done) = turns.broadcasts.take_raw();
+        let order = Arc::new(EmitOrder {
             event_done: Slot::new(Some(event_done)),
-            previous_saves: Slot::new(Some(Box::pin(previous_saves))),
+            previous_saves: Slot::new(previous_saves),
             saves_done: Slot::new(Some(saves_done)),
-            previous_emits: Slot::new(Some(Box::pin(previous_emits))),
+            previous_emits: Slot::new(previous_emits),
             emits_done: Slot::new(Some(emits_done)),
-            previous_broadcasts: Slot::new(Some(Box::pin(previous_broadcasts))),
-        };
-        EMIT_ORDER
-            .scope(order, async {
-                handle.await;
-                // Nothing saved, emitted or broadcast (or done): the next event may go, and
-                // these turns are passed on once the previous event's are done.
-                wait_for_emit_turn().await;
-                pass_emit_turn();
-                wait_for_broadcast_turn().await;
-            })
-            .await;
+            previous_broadcasts: Slot::new(previous_broadcasts),
+        });
+        handle(Turn(Some(order.clone()))).await;
+        // Nothing saved, emitted or broadcast (or done): the next event may go, and these turns
+        // are passed on once the previous event's are done.
+        order.wait_for_emit_turn().await;
+        order.pass_emit_turn();
+        order.wait_for_broadcast_turn().await;
         drop(broadcasts_done);
     }
-}
 
-/// Called before a socket event's save that must follow the socket's previous events (a
-/// message's `seq`): lets the socket's next event start and waits for the previous event's
-/// save (once per event). Elsewhere (REST, timers) it returns at once.
-pub async fn wait_for_save_turn() {
-    let previous = EMIT_ORDER
-        .try_with(|order| {
-            drop(take(&order.event_done));
-            take(&order.previous_saves)
-        })
-        .ok()
-        .flatten();
-    if let Some(previous) = previous {
-        previous.await;
+    async fn wait_for_save_turn(&self) {
+        drop(take(&self.event_done));
+        after(take(&self.previous_saves)).await;
     }
-}
 
-/// Called before every room emission: inside a socket event, lets the socket's next event start
-/// and save, and waits until the previous event's last log append is queued (once per event);
-/// elsewhere (REST, timers) it returns at once.
-pub async fn wait_for_emit_turn() {
-    // An event that saved nothing passes its save turn on only after the previous event's.
-    wait_for_save_turn().await;
-    let previous = EMIT_ORDER
-        .try_with(|order| {
-            drop(take(&order.saves_done));
-            take(&order.previous_emits)
-        })
-        .ok()
-        .flatten();
-    if let Some(previous) = previous {
-        previous.await;
+    async fn wait_for_emit_turn(&self) {
+        // An event that saved nothing passes its save turn on only after the previous event's.
+        self.wait_for_save_turn().await;
+        drop(take(&self.saves_done));
+        after(take(&self.previous_emits)).await;
     }
-}
 
-/// Called once the event's last emission's log append is queued: lets the socket's next event
-/// queue its own. Call it only in the emission turn (after [`wait_for_emit_turn`]), and only for
-/// the event's last emission: a later emission of the same event would be logged after the
-/// next event's.
-pub fn pass_emit_turn() {
-    let _ = EMIT_ORDER.try_with(|order| drop(take(&order.emits_done)));
-}
+    fn pass_emit_turn(&self) {
+        drop(take(&self.emits_done));
+    }
 
-/// Called before every broadcast: inside a socket event, waits for the previous event's
-/// broadcasts (once per event); elsewhere (REST, timers) it returns at once.
-pub async fn wait_for_broadcast_turn() {
-    let previous = EMIT_ORDER
-        .try_with(|order| take(&order.previous_broadcasts))
-        .ok()
-        .flatten();
-    if let Some(previous) = previous {
-        previous.await;
+    async fn wait_for_broadcast_turn(&self) {
+        after(take(&self.previous_broadcasts)).await;
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::pin::Pin;
 
     use super::*;
 
@@ -227,13 +239,16 @@ mod tests {
 
     impl TestSocket {
         /// Takes the next event turn now and runs `handle` in it.
-        fn event(&self, handle: impl FnOnce(Log) -> Handling) -> tokio::task::JoinHandle<()> {
+        fn event(
+            &self,
+            handle: impl FnOnce(Log, Turn) -> Handling + Send + 'static,
+        ) -> tokio::task::JoinHandle<()> {
             let (my_turn, done) = self.turns.take();
             let stages = self.stages.clone();
-            let handle = handle(Log(self.log.clone()));
+            let log = Log(self.log.clone());
             tokio::spawn(async move {
                 my_turn.await;
-                EmitOrder::run(&stages, done, handle).await;
+                EmitOrder::run(&stages, done, |turn| handle(log, turn)).await;
             })
         }
 
@@ -279,13 +294,13 @@ mod tests {
         let event = |name: &'static str,
                      slow: Option<Arc<tokio::sync::Notify>>,
                      wake: Option<Arc<tokio::sync::Notify>>| {
-            socket.event(move |log| {
+            socket.event(move |log, turn| {
                 Box::pin(async move {
                     log.push(format!("save {name}"));
                     if let Some(wake) = wake {
                         wake.notify_one();
                     }
-                    wait_for_emit_turn().await;
+                    turn.emission().await;
                     if let Some(slow) = slow {
                         slow.notified().await;
                     }
@@ -314,19 +329,19 @@ mod tests {
         let socket = TestSocket::default();
         let publish_a = Arc::new(tokio::sync::Notify::new());
         let slow = publish_a.clone();
-        let a = socket.event(|log| {
+        let a = socket.event(|log, turn| {
             Box::pin(async move {
-                wait_for_emit_turn().await;
+                turn.emission().await;
                 slow.notified().await;
                 log.push("emit a".into());
             })
         });
-        let b = socket.event(|_| Box::pin(async {})); // a read: no emission
-        let c = socket.event(|log| {
+        let b = socket.event(|_, _| Box::pin(async {})); // a read: no emission
+        let c = socket.event(|log, turn| {
             Box::pin(async move {
                 // Let a finish only once c is ready to emit.
                 publish_a.notify_one();
-                wait_for_emit_turn().await;
+                turn.emission().await;
                 log.push("emit c".into());
             })
         });
@@ -343,18 +358,18 @@ mod tests {
         let event = |name: &'static str,
                      slow: Option<Arc<tokio::sync::Notify>>,
                      wake: Option<Arc<tokio::sync::Notify>>| {
-            socket.event(move |log| {
+            socket.event(move |log, turn| {
                 Box::pin(async move {
                     log.push(format!("read {name}"));
                     if let Some(wake) = wake {
                         wake.notify_one();
                     }
-                    wait_for_save_turn().await;
+                    turn.save().await;
                     if let Some(slow) = slow {
                         slow.notified().await;
                     }
                     log.push(format!("save {name}"));
-                    wait_for_emit_turn().await;
+                    turn.emission().await;
                     log.push(format!("emit {name}"));
                 })
             })
@@ -384,18 +399,18 @@ mod tests {
         let event = |name: &'static str,
                      slow: Option<Arc<tokio::sync::Notify>>,
                      wake: Option<Arc<tokio::sync::Notify>>| {
-            socket.event(move |log| {
+            socket.event(move |log, turn| {
                 Box::pin(async move {
-                    wait_for_emit_turn().await;
+                    turn.emission().await;
                     log.push(format!("append {name}"));
                     if let Some(wake) = wake {
                         wake.notify_one();
                     }
-                    pass_emit_turn();
+                    turn.pass_emission();
                     if let Some(slow) = slow {
                         slow.notified().await;
                     }
-                    wait_for_broadcast_turn().await;
+                    turn.broadcast().await;
                     log.push(format!("broadcast {name}"));
                 })
             })

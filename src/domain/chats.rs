@@ -117,6 +117,14 @@ impl Chat {
     }
 }
 
+/// The assigned admin that assigning `next` to `chat` takes out of its participants: the
+/// previous one, unless it is the same, or the chat's own user (its first participant).
+pub fn replaced_admin<'a>(chat: &'a Chat, next: Option<&str>) -> Option<&'a str> {
+    let next = next?;
+    let prev = chat.assigned_admin.as_deref()?;
+    (prev != next && chat.participants.first().map(String::as_str) != Some(prev)).then_some(prev)
+}
+
 /// A chat in a list, with what the caller has not read yet.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

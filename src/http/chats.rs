@@ -14,6 +14,7 @@ use crate::domain::{
     SendMessageInput,
 };
 use crate::error::AppError;
+use crate::ordering::Turn;
 use crate::paging::{self, decode_cursor, encode_cursor};
 use crate::service::{ChatChanges, OpenChat};
 use crate::state::AppState;
@@ -185,7 +186,9 @@ async fn messages(
     let id = ChatId::parse(&id)?;
     let limit = params.limit(paging::HISTORY)?;
     let page = paging::history_page(params.raw("beforeSeq"), params.raw("afterSeq"))?;
-    let (messages, has_more) = state.history(&user, &id, page, limit).await?;
+    let (messages, has_more) = state
+        .history(&user, &id, page, limit, Turn::unordered())
+        .await?;
     Ok(Json(History { messages, has_more }))
 }
 
@@ -226,7 +229,7 @@ async fn post_message(
         message: body.message,
         client_message_id: body.client_message_id,
     };
-    let saved = state.send_message(&user, input).await?;
+    let saved = state.send_message(&user, input, Turn::unordered()).await?;
     Ok(match saved {
         Saved::Created(m) => (StatusCode::CREATED, Json(m)),
         Saved::Existing(m) => (StatusCode::OK, Json(m)),

@@ -11,6 +11,7 @@ use utoipa_axum::routes;
 use super::{JsonBody, Params, PathId};
 use crate::domain::{AuthUser, Report, ReportCursor, ReportId, ReportInput};
 use crate::error::AppError;
+use crate::ordering::Turn;
 use crate::paging::{self, decode_cursor, encode_cursor};
 use crate::service::ReportReadReply;
 use crate::state::AppState;
@@ -40,7 +41,7 @@ async fn create(
 ) -> Result<(StatusCode, Json<Report>), AppError> {
     Ok((
         StatusCode::CREATED,
-        Json(state.send_report(&user, body).await?),
+        Json(state.send_report(&user, body, Turn::unordered()).await?),
     ))
 }
 
@@ -108,7 +109,12 @@ async fn read(
     PathId(id): PathId,
 ) -> Result<Json<ReportReadReply>, AppError> {
     let id = ReportId::parse(&id)?;
-    Ok(Json(state.read_report(&user, &id).await?.into()))
+    Ok(Json(
+        state
+            .read_report(&user, &id, Turn::unordered())
+            .await?
+            .into(),
+    ))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -11,6 +11,7 @@ use crate::store::StoreOp;
 const OTHER_STORE_OPERATION: &str = "other";
 
 /// Pre-resolved handles for one store operation.
+#[derive(Clone)]
 pub struct StoreMetrics {
     pub duration: Histogram,
     pub errors: IntCounter,

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use super::Ctx;
 use super::replies::Empty;
 use crate::error::AppError;
+use crate::ordering::Turn;
 
 #[derive(Deserialize)]
 pub struct AvailabilityPayload {
@@ -13,9 +14,9 @@ pub struct AvailabilityPayload {
 }
 
 /// `staff:availability`: sets the caller's availability, for every socket and node of theirs.
-pub async fn availability(ctx: Ctx, p: AvailabilityPayload) -> Result<Empty, AppError> {
+pub async fn availability(ctx: Ctx, turn: Turn, p: AvailabilityPayload) -> Result<Empty, AppError> {
     ctx.state
-        .set_staff_availability(&ctx.session.user, &p.status)
+        .set_staff_availability(&ctx.session.user, &p.status, turn)
         .await?;
     Ok(Empty {})
 }

@@ -1,7 +1,8 @@
 //! The one dispatcher through which every client event passes: its turn (arrival order), the
 //! rate limit, payload parsing, the handler, metrics and the reply.
 //!
-//! Handlers are plain async functions over a [`Ctx`], not socketioxide `State<T>` extractors,
+//! Handlers are plain async functions over a [`Ctx`] and the event's [`Turn`] (its place in the
+//! socket's order, passed on to the use case), not socketioxide `State<T>` extractors,
 //! so no handler can be skipped silently by a state-type mismatch; payloads arrive as
 //! `TryData<serde_json::Value>` and are parsed here, so a malformed one is answered with
 //! `VALIDATION` instead of being dropped.
@@ -23,28 +24,16 @@ use socketioxide::ParserError;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::handler::{FromMessageParts, Value};
-use socketioxide::socket::{Sid, Socket};
+use socketioxide::socket::Socket;
 use tracing::Instrument;
 
+use super::ctx::Ctx;
 use super::replies::{Empty, Success, send_reply};
 use super::{desk, messages, presence, reports, typing};
 use crate::client_events::{ClientEvent, RateClass, Reply};
 use crate::error::{AppError, ErrorCode};
 use crate::metrics::{OUTCOMES, outcome_index};
-use crate::ordering::EmitOrder;
-use crate::state::{AppState, Session};
-
-/// What every handler gets: the node's state, the socket's id and its session. Three pointers'
-/// worth, cloned per event (no allocation).
-#[derive(Clone)]
-pub struct Ctx {
-    /// The node's shared state.
-    pub state: AppState,
-    /// The socket the event came from (its presence entry names it).
-    pub socket_id: Sid,
-    /// Who sent it, with the socket's rate limiter and turns.
-    pub session: Arc<Session>,
-}
+use crate::ordering::{EmitOrder, Turn};
 
 /// Did the client ask for an acknowledgement?
 pub(super) struct HasAck(pub bool);
@@ -65,6 +54,7 @@ impl<A: Adapter> FromMessageParts<A> for HasAck {
 type Route<A> = Box<
     dyn Fn(
             Ctx,
+            Turn,
             SocketRef<A>,
             Result<serde_json::Value, ParserError>,
             AckSender<A>,
@@ -117,13 +107,13 @@ where
     A: Adapter,
     T: DeserializeOwned + Send + 'static,
     R: Serialize + Send + 'static,
-    F: Fn(Ctx, T) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Ctx, Turn, T) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<R, AppError>> + Send + 'static,
 {
     let name = event.name();
     let reply = event.reply();
     let droppable = event.rate_class() == RateClass::DroppedSilently;
-    Box::new(move |ctx, s, data, ack, has_ack| {
+    Box::new(move |ctx, turn, s, data, ack, has_ack| {
         let handler = handler.clone();
         Box::pin(async move {
             let started = Instant::now();
@@ -144,7 +134,7 @@ where
                     .map_err(|e| e.to_string())
                     .and_then(|v| serde_json::from_value::<T>(v).map_err(|e| e.to_string()))
                 {
-                    Ok(payload) => handler(ctx.clone(), payload).await,
+                    Ok(payload) => handler(ctx.clone(), turn, payload).await,
                     Err(e) => Err(AppError::validation(format!("invalid {name} payload: {e}"))),
                 }
             };
@@ -185,9 +175,9 @@ pub(super) fn dispatch<A: Adapter>(
         // `done`, dropped when this event is about to emit or is handled, lets the socket's
         // next event go.
         let session = ctx.session.clone();
-        EmitOrder::run(&session.stages, done, async move {
+        EmitOrder::run(&session.stages, done, |turn| async move {
             match known {
-                Some(e) => routes.handlers[e as usize](ctx, s, data, ack, has_ack).await,
+                Some(e) => routes.handlers[e as usize](ctx, turn, s, data, ack, has_ack).await,
                 None => unknown_event(&ctx, &s, &event, ack, has_ack),
             }
         })

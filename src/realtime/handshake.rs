@@ -11,11 +11,13 @@ use socketioxide::socket::DisconnectReason;
 use socketioxide_core::adapter::DefinedAdapter;
 
 use super::admission::Admission;
-use super::dispatch::{Ctx, HasAck, Routes, dispatch};
+use super::ctx::Ctx;
+use super::dispatch::{HasAck, Routes, dispatch};
 use crate::cluster::rooms;
 use crate::domain::Role;
 use crate::error::{AppError, ErrorCode};
 use crate::metrics::ConnectionOutcome;
+use crate::ordering::Turn;
 use crate::recovery::Pid;
 use crate::state::{Accepted, AppState, Session};
 
@@ -343,7 +345,9 @@ async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
         }
     }
     // A socket that left while it was being registered is taken out again there.
-    state.socket_online(&socket_id, &session).await;
+    state
+        .socket_online(&socket_id, &session, Turn::unordered())
+        .await;
 }
 
 /// How often [`close_expired`] looks for sockets whose token ran out.

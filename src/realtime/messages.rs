@@ -6,6 +6,7 @@ use super::Ctx;
 use super::replies::Empty;
 use crate::domain::{ChatId, HistoryPage, Message, MessageId, SendMessageInput};
 use crate::error::{AppError, ErrorCode};
+use crate::ordering::Turn;
 use crate::paging::{self, Raw};
 
 #[derive(Serialize)]
@@ -36,7 +37,7 @@ pub struct Synced {
 }
 
 /// `message:send`: save, then `message:new` to the chat (`service/chats.rs`).
-pub async fn send(ctx: Ctx, p: SendMessageInput) -> Result<Sent, AppError> {
+pub async fn send(ctx: Ctx, turn: Turn, p: SendMessageInput) -> Result<Sent, AppError> {
     // One budget for the user's messages over all their sockets on this node, on top of each
     // socket's own: 32 sockets must not send 32 times what one may (each message is logged for
     // the recovery window; issue 25, item 7).
@@ -51,41 +52,47 @@ pub async fn send(ctx: Ctx, p: SendMessageInput) -> Result<Sent, AppError> {
             "too many messages from this user: slow down",
         ));
     }
-    let saved = ctx.state.send_message(&ctx.session.user, p).await?;
+    let saved = ctx.state.send_message(&ctx.session.user, p, turn).await?;
     Ok(Sent {
         message: saved.into_inner(),
     })
 }
 
 /// `message:read`: a read receipt, then `message:read` to the chat.
-pub async fn read(ctx: Ctx, p: ReadPayload) -> Result<Empty, AppError> {
+pub async fn read(ctx: Ctx, turn: Turn, p: ReadPayload) -> Result<Empty, AppError> {
     let chat = ChatId::parse(&p.chat_id)?;
     let message = MessageId::parse(&p.message_id)?;
     ctx.state
-        .mark_read(&ctx.session.user, &chat, &message)
+        .mark_read(&ctx.session.user, &chat, &message, turn)
         .await?;
     Ok(Empty {})
 }
 
 /// `message:delivered`: a client's delivery confirmation (`service/delivery.rs`); same
 /// payload as `message:read`.
-pub async fn delivered(ctx: Ctx, p: ReadPayload) -> Result<Empty, AppError> {
+pub async fn delivered(ctx: Ctx, turn: Turn, p: ReadPayload) -> Result<Empty, AppError> {
     let chat = ChatId::parse(&p.chat_id)?;
     let message = MessageId::parse(&p.message_id)?;
     ctx.state
-        .confirm_delivered(&ctx.session.user, &chat, &message)
+        .confirm_delivered(&ctx.session.user, &chat, &message, turn)
         .await?;
     Ok(Empty {})
 }
 
 /// `chat:sync`: the saved messages after `afterSeq`, oldest first.
-pub async fn sync(ctx: Ctx, p: SyncPayload) -> Result<Synced, AppError> {
+pub async fn sync(ctx: Ctx, turn: Turn, p: SyncPayload) -> Result<Synced, AppError> {
     let chat = ChatId::parse(&p.chat_id)?;
     let after = paging::seq("afterSeq", Raw::Json(&p.after_seq))?;
     let limit = paging::limit(p.limit.as_ref().map(Raw::Json), paging::SYNC)?;
     let (messages, has_more) = ctx
         .state
-        .history(&ctx.session.user, &chat, HistoryPage::After(after), limit)
+        .history(
+            &ctx.session.user,
+            &chat,
+            HistoryPage::After(after),
+            limit,
+            turn,
+        )
         .await?;
     Ok(Synced { messages, has_more })
 }

@@ -13,6 +13,7 @@
 //! is [`crate::state::Session`].
 
 pub mod admission;
+pub mod ctx;
 pub mod desk;
 pub mod dispatch;
 pub mod handshake;
@@ -23,5 +24,5 @@ pub mod replies;
 pub mod reports;
 pub mod typing;
 
-pub use dispatch::Ctx;
+pub use ctx::Ctx;
 pub use handshake::{Refused, register};

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use super::Ctx;
 use super::replies::Empty;
 use crate::error::AppError;
+use crate::ordering::Turn;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -23,16 +24,16 @@ fn own_id_only(ctx: &Ctx, id: &str) -> Result<(), AppError> {
 }
 
 /// `user:online`: registers the socket in presence (again); only its own user id.
-pub async fn online(ctx: Ctx, p: OnlinePayload) -> Result<Empty, AppError> {
+pub async fn online(ctx: Ctx, turn: Turn, p: OnlinePayload) -> Result<Empty, AppError> {
     own_id_only(&ctx, &p.user_id)?;
     ctx.state
-        .socket_online(&ctx.socket_id.to_string(), &ctx.session)
+        .socket_online(&ctx.socket_id.to_string(), &ctx.session, turn)
         .await;
     Ok(Empty {})
 }
 
 /// `joinUserRoom`: the socket joined its own room at the handshake; any other room is refused.
-pub async fn join_user_room(ctx: Ctx, user_id: String) -> Result<Empty, AppError> {
+pub async fn join_user_room(ctx: Ctx, _: Turn, user_id: String) -> Result<Empty, AppError> {
     own_id_only(&ctx, &user_id)?;
     Ok(Empty {})
 }

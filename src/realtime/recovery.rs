@@ -8,9 +8,9 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 use socketioxide_core::Value;
 
-use crate::domain::{AuthUser, ChatId, MessageId, Role, Side};
+use crate::domain::{AuthUser, ChatId, MessageId, Side};
 use crate::recovery::{Claim, Offset, Recovery, Refusal, offset_of_packet};
-use crate::service::events::{MessageNew, ServerEvent};
+use crate::service::events::{LoggedMessageNew, MessageNew, ServerEvent};
 use crate::state::AppState;
 
 /// Reads what the claimed session missed and sends it, then the broadcasts held since the
@@ -120,14 +120,13 @@ pub const REPLAY_READ_DEADLINE: std::time::Duration = std::time::Duration::from_
 /// A replayed `message:new` payload's (chat, seq, message) when the replay delivers it: its
 /// recipients are `side` (the socket's own side sent nothing it receives as a delivery).
 fn delivered_message(payload: &serde_json::Value, side: Side) -> Option<(ChatId, u64, MessageId)> {
-    let message = &payload["message"];
-    let sender = Role::parse(message["senderRole"].as_str()?)?;
-    if Side::of(sender).other() != side {
+    let message = LoggedMessageNew::read(payload)?.message;
+    if Side::of(message.sender_role).other() != side {
         return None;
     }
     Some((
-        ChatId::from_trusted(message["chatId"].as_str()?.to_owned()),
-        message["seq"].as_u64()?,
-        MessageId::from_trusted(message["id"].as_str()?.to_owned()),
+        ChatId::from_trusted(message.chat_id),
+        message.seq,
+        MessageId::from_trusted(message.id),
     ))
 }

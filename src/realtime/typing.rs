@@ -11,6 +11,7 @@ use super::Ctx;
 use super::replies::Empty;
 use crate::domain::ChatId;
 use crate::error::AppError;
+use crate::ordering::Turn;
 use crate::state::AppState;
 
 const SWEEP_EVERY: Duration = Duration::from_millis(500);
@@ -23,7 +24,14 @@ pub async fn sweep(state: AppState) {
         tick.tick().await;
         for ((chat, user_id), ind) in state.typing.expired() {
             state
-                .emit_typing(ind.rooms, &chat, &user_id, &ind.user_name, false)
+                .emit_typing(
+                    ind.rooms,
+                    &chat,
+                    &user_id,
+                    &ind.user_name,
+                    false,
+                    Turn::unordered(),
+                )
                 .await;
         }
     }
@@ -37,19 +45,24 @@ pub struct TypingPayload {
 
 /// `user:typing:start`: start or renew an indicator (over the rate limit it is dropped
 /// silently: see the event table).
-pub async fn start(ctx: Ctx, p: TypingPayload) -> Result<Empty, AppError> {
-    typing(ctx, p, true).await
+pub async fn start(ctx: Ctx, turn: Turn, p: TypingPayload) -> Result<Empty, AppError> {
+    typing(ctx, turn, p, true).await
 }
 
 /// `user:typing:stop`: end an indicator.
-pub async fn stop(ctx: Ctx, p: TypingPayload) -> Result<Empty, AppError> {
-    typing(ctx, p, false).await
+pub async fn stop(ctx: Ctx, turn: Turn, p: TypingPayload) -> Result<Empty, AppError> {
+    typing(ctx, turn, p, false).await
 }
 
-async fn typing(ctx: Ctx, p: TypingPayload, is_typing: bool) -> Result<Empty, AppError> {
+async fn typing(
+    ctx: Ctx,
+    turn: Turn,
+    p: TypingPayload,
+    is_typing: bool,
+) -> Result<Empty, AppError> {
     let chat = ChatId::parse(&p.chat_id)?;
     ctx.state
-        .typing(&ctx.session.user, &chat, is_typing)
+        .typing(&ctx.session.user, &chat, is_typing, turn)
         .await?;
     Ok(Empty {})
 }

@@ -11,8 +11,8 @@ use crate::domain::{
     SendMessageInput, Side, Timestamp, check_len, now, parse_plain_id,
 };
 use crate::error::AppError;
+use crate::ordering::Turn;
 use crate::state::AppState;
-use crate::store::StoreOp;
 
 /// `POST /api/chats`: what a client asks for when it opens a chat.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -52,7 +52,8 @@ impl AppState {
     /// nothing about the chat) if the caller is neither a participant nor staff.
     pub async fn chat_for(&self, user: &AuthUser, id: &ChatId) -> Result<Chat, AppError> {
         let chat = self
-            .timed(StoreOp::Chat, self.store.chat(id))
+            .store
+            .chat(id)
             .await?
             .ok_or_else(|| AppError::not_found("chat not found"))?;
         if !chat.admits(user) {
@@ -103,9 +104,7 @@ impl AppState {
                 assigned_admin: None,
             }
         };
-        let chat = self
-            .timed(StoreOp::CreateChat, self.store.create_chat(chat))
-            .await?;
+        let chat = self.store.create_chat(chat).await?;
         self.announce_chat_created(&chat).await;
         Ok(chat)
     }
@@ -129,9 +128,7 @@ impl AppState {
             ascending,
             reader: user.id.clone(),
         };
-        let mut chats = self
-            .timed(StoreOp::ListChats, self.store.list_chats(&query))
-            .await?;
+        let mut chats = self.store.list_chats(&query).await?;
         let next = if chats.len() > limit {
             chats.truncate(limit);
             chats.last().map(|c| ChatCursor {
@@ -173,12 +170,11 @@ impl AppState {
         };
         // Read first: `chat:updated` names what changed and reaches who left the chat too.
         let before = self
-            .timed(StoreOp::Chat, self.store.chat(&id))
+            .store
+            .chat(&id)
             .await?
             .ok_or_else(|| AppError::not_found("chat not found"))?;
-        let after = self
-            .timed(StoreOp::UpdateChat, self.store.update_chat(&id, patch))
-            .await?;
+        let after = self.store.update_chat(&id, patch).await?;
         self.announce_chat_updated(&before, &after, &user.id).await;
         Ok(after)
     }
@@ -189,6 +185,7 @@ impl AppState {
         &self,
         user: &AuthUser,
         input: SendMessageInput,
+        turn: Turn,
     ) -> Result<Saved<Message>, AppError> {
         let SendMessage {
             chat_id,
@@ -209,10 +206,8 @@ impl AppState {
         new.delivered = here.is_some();
         // In a socket event: the sender's next event may start (and read its chat) while this
         // one saves; saves keep the sender's order.
-        crate::ordering::wait_for_save_turn().await;
-        let saved = self
-            .timed(StoreOp::SaveMessage, self.store.save_message(new))
-            .await?;
+        turn.save().await;
+        let saved = self.store.save_message(new).await?;
         if let Saved::Created(message) = &saved {
             self.metrics.messages_saved.inc();
             let payload = MessageNew {
@@ -220,7 +215,7 @@ impl AppState {
                 message,
             };
             if self
-                .emit_last(rooms::chat(&chat.participants), Vec::new(), &payload)
+                .emit(rooms::chat(&chat.participants), Vec::new(), &payload, turn)
                 .await
             {
                 self.metrics.messages_emitted.inc();
@@ -236,6 +231,7 @@ impl AppState {
         user: &AuthUser,
         chat_id: &ChatId,
         is_typing: bool,
+        turn: Turn,
     ) -> Result<(), AppError> {
         let chat = self.chat_for(user, chat_id).await?;
         let changed = if is_typing {
@@ -250,12 +246,14 @@ impl AppState {
                 &user.id,
                 &user.name,
                 is_typing,
+                turn,
             )
             .await;
         }
         Ok(())
     }
 
+    /// Emits `user:typing` to `rooms` but the user's own sockets.
     pub async fn emit_typing(
         &self,
         rooms: Vec<String>,
@@ -263,6 +261,7 @@ impl AppState {
         user_id: &str,
         user_name: &str,
         is_typing: bool,
+        turn: Turn,
     ) {
         let payload = TypingEvent {
             chat_id: chat,
@@ -270,7 +269,8 @@ impl AppState {
             user_name,
             is_typing,
         };
-        self.emit(rooms, vec![rooms::user(user_id)], &payload).await;
+        self.emit(rooms, vec![rooms::user(user_id)], &payload, turn)
+            .await;
     }
 
     /// Marks messages up to `message_id` read for `user` (and delivered to their side first:
@@ -280,27 +280,27 @@ impl AppState {
         user: &AuthUser,
         chat_id: &ChatId,
         message_id: &MessageId,
+        turn: Turn,
     ) -> Result<Timestamp, AppError> {
         let chat = self.chat_for(user, chat_id).await?;
         let message = self
-            .timed(StoreOp::Message, self.store.message(&chat.id, message_id))
+            .store
+            .message(&chat.id, message_id)
             .await?
             .ok_or_else(|| AppError::not_found("message not found"))?;
         let read_at = now();
         self.deliver_with_read(&chat.id, Side::of(user.role), message.seq)
             .await?;
-        self.timed(
-            StoreOp::MarkRead,
-            self.store.mark_read(&chat.id, message.seq, &user.id),
-        )
-        .await?;
+        self.store
+            .mark_read(&chat.id, message.seq, &user.id)
+            .await?;
         let payload = MessageRead {
             chat_id: &chat.id,
             message_id,
             read_by: &user.id,
             read_at,
         };
-        self.emit_last(rooms::chat(&chat.participants), Vec::new(), &payload)
+        self.emit(rooms::chat(&chat.participants), Vec::new(), &payload, turn)
             .await;
         Ok(read_at)
     }
@@ -314,14 +314,10 @@ impl AppState {
         chat_id: &ChatId,
         page: HistoryPage,
         limit: usize,
+        turn: Turn,
     ) -> Result<(Vec<Message>, bool), AppError> {
         let chat = self.chat_for(user, chat_id).await?;
-        let mut messages = self
-            .timed(
-                StoreOp::Messages,
-                self.store.messages(&chat.id, page, limit + 1),
-            )
-            .await?;
+        let mut messages = self.store.messages(&chat.id, page, limit + 1).await?;
         let mut has_more = messages.len() > limit;
         messages.truncate(limit);
         for m in &mut messages {
@@ -332,7 +328,7 @@ impl AppState {
             messages.truncate(fit);
             has_more = true;
         }
-        self.deliver_fetched(user, &chat, &messages).await;
+        self.deliver_fetched(user, &chat, &messages, turn).await;
         Ok((messages, has_more))
     }
 }

@@ -34,8 +34,8 @@ use crate::domain::{
     AuthUser, Chat, ChatId, HistoryPage, Message, MessageId, MessageStatus, Side, now,
 };
 use crate::error::AppError;
+use crate::ordering::Turn;
 use crate::state::{AppState, DeliveryMark, DeliveryPending, DeliveryTrigger};
-use crate::store::StoreOp;
 
 /// How long the first triggers for a quiet (chat, side) gather before their one store write.
 pub const FLUSH_AFTER: Duration = Duration::from_millis(5);
@@ -105,7 +105,13 @@ impl AppState {
     /// becomes delivered, and every earlier one with it. Written before the caller answers, not
     /// coalesced (one write per fetch that moves the mark), so that every later call shows
     /// `delivered` (PROTOCOL.md). A staff member who is no recipient delivers nothing.
-    pub(crate) async fn deliver_fetched(&self, user: &AuthUser, chat: &Chat, messages: &[Message]) {
+    pub(crate) async fn deliver_fetched(
+        &self,
+        user: &AuthUser,
+        chat: &Chat,
+        messages: &[Message],
+        turn: Turn,
+    ) {
         if !chat.is_recipient(user) {
             return;
         }
@@ -132,7 +138,8 @@ impl AppState {
                 participants: chat.participants.clone(),
                 staff: chat.staff_participants().map(str::to_owned).collect(),
             };
-            self.flush_delivery(&chat.id, side, fetched, None).await;
+            self.flush_delivery(&chat.id, side, fetched, None, turn)
+                .await;
         }
     }
 
@@ -184,13 +191,15 @@ impl AppState {
         user: &AuthUser,
         chat_id: &ChatId,
         message_id: &MessageId,
+        turn: Turn,
     ) -> Result<(), AppError> {
         let chat = self.chat_for(user, chat_id).await?;
         if !chat.is_recipient(user) {
             return Ok(());
         }
         let message = self
-            .timed(StoreOp::Message, self.store.message(&chat.id, message_id))
+            .store
+            .message(&chat.id, message_id)
             .await?
             .ok_or_else(|| AppError::not_found("message not found"))?;
         let side = Side::of(user.role);
@@ -199,19 +208,13 @@ impl AppState {
         } else {
             // The caller's own side sent it: the newest earlier message of the other side.
             let before = self
-                .timed(
-                    StoreOp::Messages,
-                    self.store.messages(
-                        &chat.id,
-                        HistoryPage::Before(message.seq),
-                        CONFIRM_LOOKBACK,
-                    ),
-                )
+                .store
+                .messages(&chat.id, HistoryPage::Before(message.seq), CONFIRM_LOOKBACK)
                 .await?;
             before.into_iter().find(|m| m.recipient_side() == side)
         };
         if let Some(m) = target {
-            self.deliver_fetched(user, &chat, std::slice::from_ref(&m))
+            self.deliver_fetched(user, &chat, std::slice::from_ref(&m), turn)
                 .await;
         }
         Ok(())
@@ -226,12 +229,10 @@ impl AppState {
         reader: Side,
         up_to_seq: u64,
     ) -> Result<(), AppError> {
-        self.timed(
-            StoreOp::AdvanceDelivered,
-            self.store.advance_delivered(chat, reader, up_to_seq),
-        )
-        .await
-        .map(drop)
+        self.store
+            .advance_delivered(chat, reader, up_to_seq)
+            .await?;
+        Ok(())
     }
 
     fn schedule_delivery(
@@ -262,7 +263,9 @@ impl AppState {
             tokio::time::sleep(wait).await;
             match self.delivery.take(&chat, side) {
                 Some(pending) => {
-                    connected = self.flush_delivery(&chat, side, pending, connected).await;
+                    connected = self
+                        .flush_delivery(&chat, side, pending, connected, Turn::unordered())
+                        .await;
                 }
                 None => {
                     if self.delivery.finish_if_idle(&chat, side) {
@@ -287,6 +290,7 @@ impl AppState {
         side: Side,
         pending: DeliveryPending,
         was_connected: Option<bool>,
+        turn: Turn,
     ) -> Option<bool> {
         let stored = pending.stored;
         // A save that marked its message delivered found a recipient socket on this node.
@@ -314,11 +318,10 @@ impl AppState {
             None => stored,
             Some(mark) => {
                 let moved = self
-                    .timed(
-                        StoreOp::AdvanceDelivered,
-                        self.store.advance_delivered(chat, side, mark.seq),
-                    )
-                    .await;
+                    .store
+                    .advance_delivered(chat, side, mark.seq)
+                    .await
+                    .map_err(AppError::from);
                 match moved {
                     Ok(true) => Some(mark),
                     Ok(false) => stored,
@@ -337,8 +340,13 @@ impl AppState {
                 delivered_to: &mark.to,
                 delivered_at: mark.at,
             };
-            self.emit(rooms::chat(&pending.participants), Vec::new(), &payload)
-                .await;
+            self.emit(
+                rooms::chat(&pending.participants),
+                Vec::new(),
+                &payload,
+                turn,
+            )
+            .await;
         }
         connected
     }

@@ -6,9 +6,9 @@
 //! [`ServerEvent`], so an event goes out under its own name and is logged (or not) by what its
 //! type says. Adding an event is one type here and its use: no list to keep in step.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::domain::{ChatId, Message, MessageId, Report, ReportId, Timestamp, rfc3339};
+use crate::domain::{ChatId, Message, MessageId, Report, ReportId, Role, Timestamp, rfc3339};
 use crate::error::{AppError, ErrorBody};
 use crate::webhooks::{Data as WebhookData, Event as Webhook, fresh_id};
 
@@ -24,6 +24,7 @@ fn chat_key(chat_id: &ChatId) -> String {
 ///
 /// ```no_run
 /// use switchboard::domain::ChatId;
+/// use switchboard::ordering::Turn;
 /// use switchboard::service::events::ServerEvent;
 ///
 /// #[derive(serde::Serialize)]
@@ -37,8 +38,8 @@ fn chat_key(chat_id: &ChatId) -> String {
 ///     const RECOVERABLE: bool = true;
 /// }
 ///
-/// async fn close(state: &switchboard::state::AppState, chat_id: &ChatId) {
-///     state.emit(vec![], Vec::new(), &ChatClosed { chat_id }).await;
+/// async fn close(state: &switchboard::state::AppState, chat_id: &ChatId, turn: Turn) {
+///     state.emit(vec![], Vec::new(), &ChatClosed { chat_id }, turn).await;
 /// }
 /// ```
 ///
@@ -47,7 +48,21 @@ fn chat_key(chat_id: &ChatId) -> String {
 /// ```compile_fail,E0277
 /// async fn close(state: &switchboard::state::AppState) {
 ///     let payload = serde_json::json!({ "chatId": "c1" });
-///     state.emit(vec![], Vec::new(), &payload).await;
+///     let turn = switchboard::ordering::Turn::unordered();
+///     state.emit(vec![], Vec::new(), &payload, turn).await;
+/// }
+/// ```
+///
+/// An event's turn serves one emission (it is passed on once that emission's log append is
+/// queued), so a second emission in the same turn does not build either:
+///
+/// ```compile_fail,E0382
+/// use switchboard::service::events::UserStatus;
+///
+/// async fn twice(state: &switchboard::state::AppState, turn: switchboard::ordering::Turn) {
+///     let status = UserStatus { user_id: "u1", status: "online" };
+///     state.emit(vec![], Vec::new(), &status, turn).await;
+///     state.emit(vec![], Vec::new(), &status, turn).await;
 /// }
 /// ```
 pub trait ServerEvent: Serialize {
@@ -79,6 +94,33 @@ impl ServerEvent for MessageNew<'_> {
     const RECOVERABLE: bool = true;
     fn webhook(&self) -> Option<Webhook> {
         Some(crate::webhooks::message_created(self.message))
+    }
+}
+
+/// A [`MessageNew`] read back from the recovery log (which keeps the JSON its emission
+/// serialized): what a replay needs to note the message delivered. Decoded by serde from the
+/// names [`Message`] serializes (`tests::a_logged_message_new_reads_back` round-trips one), never
+/// picked out of a JSON tree by hand.
+#[derive(Deserialize)]
+pub struct LoggedMessageNew {
+    pub message: LoggedMessage,
+}
+
+/// The part of a logged [`Message`] a replay reads (ids as the log holds them: it only holds
+/// ids this server gave out).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoggedMessage {
+    pub id: String,
+    pub chat_id: String,
+    pub seq: u64,
+    pub sender_role: Role,
+}
+
+impl LoggedMessageNew {
+    /// Reads back a logged `message:new` payload; `None` if it is not one.
+    pub fn read(payload: &serde_json::Value) -> Option<Self> {
+        Self::deserialize(payload).ok()
     }
 }
 
@@ -283,4 +325,42 @@ pub struct ErrorEvent<'a> {
 impl ServerEvent for ErrorEvent<'_> {
     const NAME: &'static str = "error";
     const RECOVERABLE: bool = false;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{MessageStatus, MessageType, now};
+
+    /// What the replay reads back is what the emission wrote: a renamed field of [`Message`]
+    /// fails here, not silently in a replay.
+    #[test]
+    fn a_logged_message_new_reads_back() {
+        let message = Message {
+            id: MessageId::generate(),
+            chat_id: ChatId::generate(),
+            seq: 42,
+            sender_id: "u1".into(),
+            sender_name: "Una".into(),
+            sender_role: Role::Superadmin,
+            content: "hi".into(),
+            kind: MessageType::Text,
+            file_url: None,
+            file_name: None,
+            timestamp: now(),
+            status: MessageStatus::Sent,
+            client_message_id: None,
+        };
+        let logged = serde_json::to_value(MessageNew {
+            chat_id: &message.chat_id,
+            message: &message,
+        })
+        .unwrap();
+        let read = LoggedMessageNew::read(&logged).expect("reads back").message;
+        assert_eq!(read.id, message.id.as_str());
+        assert_eq!(read.chat_id, message.chat_id.as_str());
+        assert_eq!(read.seq, 42);
+        assert_eq!(read.sender_role, Role::Superadmin);
+        assert!(LoggedMessageNew::read(&serde_json::json!({ "chatId": "c" })).is_none());
+    }
 }

@@ -5,23 +5,22 @@
 //! input and shape the answer), works through the [`Store`](crate::store::Store) and
 //! [`Presence`](crate::presence::Presence) seams, and emits through the fan-out. A message is
 //! always saved before anything is emitted or acknowledged. Below the transports (`http`,
-//! `realtime`), above `state` and `ordering`: a socket event's save and emissions wait for
-//! their turns ([`crate::ordering`]), which outside a socket event return at once.
+//! `realtime`), above `state` and `ordering`: a use case that saves or emits takes the event's
+//! [`Turn`] as its last argument (REST and timers pass [`Turn::unordered`]) and waits for its
+//! save turn with it, then hands it to its emission ([`crate::ordering`]).
 //!
 //! One file per resource: [`chats`] (chats, messages, typing), [`delivery`] (delivery
 //! status), [`reports`], [`uploads`],
-//! [`presence`], [`desk`] (the support desk); [`events`] holds the server events (a type each: name, payload, recoverable or not). Here: emitting and
-//! timing store calls, which they all use.
+//! [`presence`], [`desk`] (the support desk); [`events`] holds the server events (a type each: name, payload, recoverable or not). Here: emitting, which they all
+//! use (store calls are timed by the store itself: `store/timed.rs`).
 
 use std::task::Poll;
 use std::time::Instant;
 
 use crate::cluster::Emission;
 
-use crate::error::AppError;
+use crate::ordering::Turn;
 use crate::state::AppState;
-use crate::store::StoreOp;
-use crate::store::StoreResult;
 use events::ServerEvent;
 
 pub mod chats;
@@ -38,30 +37,21 @@ pub use reports::ReportReadReply;
 pub use uploads::{FileAccess, Upload, Uploaded};
 
 impl AppState {
-    /// Emits `event` to rooms under its own name ([`ServerEvent::NAME`]); a failure is logged
-    /// and counted, never hidden. The caller decides what a failure means (a saved message
-    /// stays saved: clients catch up with `chat:sync`).
+    /// Emits `event` to rooms under its own name ([`ServerEvent::NAME`]), in `turn` (a socket
+    /// event's, or [`Turn::unordered`]); a failure is logged and counted, never hidden. The
+    /// caller decides what a failure means (a saved message stays saved: clients catch up with
+    /// `chat:sync`). Takes the turn: an event's one emission passes the turn on once its log
+    /// append is queued, so the sender's next event may queue its own
+    /// (see [`crate::ordering::EmitOrder`]).
     pub async fn emit<E: ServerEvent + Sync>(
         &self,
         rooms: Vec<String>,
         except: Vec<String>,
         event: &E,
+        turn: Turn,
     ) -> bool {
         self.publish_webhook(event);
-        self.emit_in_turn(rooms, except, E::NAME, E::RECOVERABLE, event, false)
-            .await
-    }
-
-    /// [`emit`](Self::emit) for a socket event's last emission: once its log append is queued,
-    /// the sender's next event may queue its own (see [`crate::ordering::EmitOrder`]).
-    pub async fn emit_last<E: ServerEvent + Sync>(
-        &self,
-        rooms: Vec<String>,
-        except: Vec<String>,
-        event: &E,
-    ) -> bool {
-        self.publish_webhook(event);
-        self.emit_in_turn(rooms, except, E::NAME, E::RECOVERABLE, event, true)
+        self.emit_in_turn(rooms, except, E::NAME, E::RECOVERABLE, event, turn)
             .await
     }
 
@@ -75,7 +65,8 @@ impl AppState {
         }
     }
 
-    /// The untyped body of both: one copy of this code, whatever the event's type.
+    /// The untyped body of [`emit`](Self::emit): one copy of this code, whatever the event's
+    /// type.
     async fn emit_in_turn(
         &self,
         rooms: Vec<String>,
@@ -83,10 +74,10 @@ impl AppState {
         event: &'static str,
         recoverable: bool,
         payload: &(dyn erased_serde::Serialize + Sync),
-        last: bool,
+        turn: Turn,
     ) -> bool {
         // In a socket event: after the previous event's log appends, and let the next event start.
-        crate::ordering::wait_for_emit_turn().await;
+        turn.emission().await;
         // Logged before it is broadcast: a socket gets an event only once the log holds it.
         let offset = {
             let mut logged =
@@ -95,16 +86,14 @@ impl AppState {
             // connection, the embedded log pushes it to its writer's queue): from here the next
             // event's append is queued after this one's, and gets the later offset.
             let first = std::future::poll_fn(|cx| Poll::Ready(logged.as_mut().poll(cx))).await;
-            if last {
-                crate::ordering::pass_emit_turn();
-            }
+            turn.pass_emission();
             match first {
                 Poll::Ready(offset) => offset,
                 Poll::Pending => logged.await,
             }
         };
         // Broadcasts go out in the sender's order, so offsets grow in the order clients see.
-        crate::ordering::wait_for_broadcast_turn().await;
+        turn.broadcast().await;
         let started = Instant::now();
         self.metrics.fanout_publishes.inc();
         let result = self
@@ -166,23 +155,5 @@ impl AppState {
                 None
             }
         }
-    }
-
-    /// Times a store call and counts its failures.
-    pub async fn timed<T>(
-        &self,
-        operation: StoreOp,
-        f: impl Future<Output = StoreResult<T>>,
-    ) -> Result<T, AppError> {
-        let started = Instant::now();
-        let result = f.await;
-        let m = self.metrics.store_operation(operation);
-        m.duration.observe(started.elapsed().as_secs_f64());
-        if result.is_err() {
-            m.errors.inc();
-        } else {
-            self.readiness.store.note_answer();
-        }
-        Ok(result?)
     }
 }

@@ -8,9 +8,9 @@ use super::events::UserStatus;
 use crate::cluster::rooms;
 use crate::domain::{AuthUser, parse_plain_id};
 use crate::error::{AppError, ErrorCode};
+use crate::ordering::Turn;
 use crate::presence::{PresenceError, SocketEntry, SocketPage, UserPresence};
 use crate::state::{AppState, Session};
-use crate::store::StoreOp;
 
 /// How long past the grace a departing user's node claims their `offline`: the due time was
 /// taken (in presence) just before the timer started.
@@ -90,7 +90,7 @@ impl AppState {
     /// takes the socket out, and a registration checks the mark *after* its own write is done,
     /// so either the disconnect's removal comes after this write, or this check sees the mark
     /// and removes the socket itself.
-    pub async fn socket_online(&self, socket_id: &str, session: &Session) {
+    pub async fn socket_online(&self, socket_id: &str, session: &Session, turn: Turn) {
         if session.is_gone() {
             return;
         }
@@ -111,7 +111,7 @@ impl AppState {
         match self.presence.connect(&entry).await {
             Ok(true) => {
                 self.readiness.adapter.note_answer();
-                self.announce_status(&entry.user_id, true).await;
+                self.announce_status(&entry.user_id, true, turn).await;
             }
             Ok(false) => self.readiness.adapter.note_answer(),
             Err(e) => tracing::warn!(error = %e, "presence connect failed"),
@@ -198,8 +198,10 @@ impl AppState {
             // The staff among them go `offline` for the support desk too.
             self.staff_gone(chunk).await;
             let partners = match self
-                .timed(StoreOp::ChatPartners, self.store.chat_partners_of(chunk))
+                .store
+                .chat_partners_of(chunk)
                 .await
+                .map_err(AppError::from)
             {
                 Ok(p) => p,
                 Err(e) => {
@@ -209,7 +211,8 @@ impl AppState {
             };
             for (user, partners) in partners {
                 self.metrics.presence_users_online.dec();
-                self.emit_status(&user, false, &partners).await;
+                self.emit_status(&user, false, &partners, Turn::unordered())
+                    .await;
             }
         }
     }
@@ -228,15 +231,17 @@ impl AppState {
     }
 
     /// Sends `user:status` to `admins` and the participants of the user's open chats.
-    pub async fn announce_status(&self, user_id: &str, online: bool) {
+    pub async fn announce_status(&self, user_id: &str, online: bool, turn: Turn) {
         if online {
             self.metrics.presence_users_online.inc();
         } else {
             self.metrics.presence_users_online.dec();
         }
         let partners = match self
-            .timed(StoreOp::ChatPartners, self.store.chat_partners(user_id))
+            .store
+            .chat_partners(user_id)
             .await
+            .map_err(AppError::from)
         {
             Ok(p) => p,
             Err(e) => {
@@ -244,17 +249,17 @@ impl AppState {
                 Vec::new()
             }
         };
-        self.emit_status(user_id, online, &partners).await;
+        self.emit_status(user_id, online, &partners, turn).await;
     }
 
-    async fn emit_status(&self, user_id: &str, online: bool, partners: &[String]) {
+    async fn emit_status(&self, user_id: &str, online: bool, partners: &[String], turn: Turn) {
         let mut targets: Vec<String> = partners.iter().map(|p| rooms::user(p)).collect();
         targets.push(rooms::ADMINS.to_owned());
         let payload = UserStatus {
             user_id,
             status: if online { "online" } else { "offline" },
         };
-        self.emit(targets, vec![rooms::user(user_id)], &payload)
+        self.emit(targets, vec![rooms::user(user_id)], &payload, turn)
             .await;
     }
 }

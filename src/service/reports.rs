@@ -9,8 +9,8 @@ use crate::domain::{
     parse_plain_id, rfc3339,
 };
 use crate::error::AppError;
+use crate::ordering::Turn;
 use crate::state::AppState;
-use crate::store::StoreOp;
 
 /// What marking a report read answers (the `report:read` ack and the REST response).
 #[derive(Serialize, utoipa::ToSchema)]
@@ -37,28 +37,38 @@ impl AppState {
         &self,
         user: &AuthUser,
         input: ReportInput,
+        turn: Turn,
     ) -> Result<Report, AppError> {
         if !user.is_staff() {
             return Err(AppError::forbidden("only staff send report messages"));
         }
         let report = NewReport::parse(input, user)?;
-        let report = self
-            .timed(StoreOp::CreateReport, self.store.create_report(report))
-            .await?;
+        let report = self.store.create_report(report).await?;
         self.metrics.reports_saved.inc();
         let payload = ReceiveReport {
             success: true,
             message: &report,
         };
-        self.emit_last(vec![rooms::user(&report.user_id)], Vec::new(), &payload)
-            .await;
+        self.emit(
+            vec![rooms::user(&report.user_id)],
+            Vec::new(),
+            &payload,
+            turn,
+        )
+        .await;
         Ok(report)
     }
 
     /// Marks a report read (its recipient only), then emits `report:read`.
-    pub async fn read_report(&self, user: &AuthUser, id: &ReportId) -> Result<Report, AppError> {
+    pub async fn read_report(
+        &self,
+        user: &AuthUser,
+        id: &ReportId,
+        turn: Turn,
+    ) -> Result<Report, AppError> {
         let report = self
-            .timed(StoreOp::Report, self.store.report(id))
+            .store
+            .report(id)
             .await?
             .ok_or_else(|| AppError::not_found("report not found"))?;
         if report.user_id != user.id {
@@ -66,12 +76,7 @@ impl AppState {
                 "only the report's recipient marks it read",
             ));
         }
-        let report = self
-            .timed(
-                StoreOp::MarkReportRead,
-                self.store.mark_report_read(id, now()),
-            )
-            .await?;
+        let report = self.store.mark_report_read(id, now()).await?;
         let read_at = report.read_at.unwrap_or_else(now);
         let payload = ReportRead {
             report_id: &report.id,
@@ -82,6 +87,7 @@ impl AppState {
             vec![rooms::user(&report.user_id), rooms::ADMINS.to_owned()],
             Vec::new(),
             &payload,
+            turn,
         )
         .await;
         Ok(report)
@@ -114,9 +120,7 @@ impl AppState {
             limit: limit + 1,
             after,
         };
-        let mut reports = self
-            .timed(StoreOp::ListReports, self.store.list_reports(&query))
-            .await?;
+        let mut reports = self.store.list_reports(&query).await?;
         let next = if reports.len() > limit {
             reports.truncate(limit);
             reports.last().map(|r| ReportCursor {
@@ -131,10 +135,6 @@ impl AppState {
 
     /// How many of the caller's own reports are unread.
     pub async fn unread_report_count(&self, user: &AuthUser) -> Result<u64, AppError> {
-        self.timed(
-            StoreOp::UnreadReportCount,
-            self.store.unread_report_count(&user.id),
-        )
-        .await
+        Ok(self.store.unread_report_count(&user.id).await?)
     }
 }

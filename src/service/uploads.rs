@@ -13,7 +13,7 @@ use chrono::{Duration as Days, Utc};
 use crate::domain::{AuthUser, FileId, FileMeta, Timestamp, now};
 use crate::error::{AppError, ErrorCode};
 use crate::state::AppState;
-use crate::store::{FileReader, FileStream, StoreOp};
+use crate::store::{FileReader, FileStream};
 
 /// A file as it was received, its name and content type already cleaned by the transport, its
 /// `size` bytes readable from `data` (the file the request body was received into).
@@ -67,12 +67,7 @@ impl AppState {
     ) -> Result<(), AppError> {
         let budget = self.config.upload_bytes_per_day;
         let (since, _) = budget_day(now());
-        let stored = self
-            .timed(
-                StoreOp::UploadedBytesSince,
-                self.store.uploaded_bytes_since(&user.id, since),
-            )
-            .await?;
+        let stored = self.store.uploaded_bytes_since(&user.id, since).await?;
         if stored.saturating_add(in_flight).saturating_add(bytes) > budget {
             return Err(AppError::new(
                 ErrorCode::RateLimited,
@@ -105,11 +100,7 @@ impl AppState {
             created_at: now(),
         };
         let file_url = self.keys.files.url(&meta.id);
-        self.timed(
-            StoreOp::SaveUpload,
-            self.store.save_upload(meta.clone(), upload.data),
-        )
-        .await?;
+        self.store.save_upload(meta.clone(), upload.data).await?;
         drop(held);
         Ok(Uploaded { meta, file_url })
     }
@@ -134,21 +125,13 @@ impl AppState {
         };
         let id = FileId::parse(id)?;
         let not_found = || AppError::not_found("file not found");
-        let (meta, data) = self
-            .timed(StoreOp::Upload, self.store.upload(&id))
-            .await?
-            .ok_or_else(not_found)?;
+        let (meta, data) = self.store.upload(&id).await?.ok_or_else(not_found)?;
         if let Some(user) = reader
             && !user.is_staff()
             && meta.uploaded_by != user.id
         {
             let urls = self.keys.files.issued_forms(&id);
-            let shared = self
-                .timed(
-                    StoreOp::FileSharedWith,
-                    self.store.file_shared_with(&user.id, &urls),
-                )
-                .await?;
+            let shared = self.store.file_shared_with(&user.id, &urls).await?;
             if !shared {
                 return Err(not_found());
             }

@@ -72,6 +72,14 @@ fn keep_max(slot: &mut Option<Mark>, mark: Mark) {
 }
 
 impl DeliveryTracker {
+    /// No trigger waits and no flusher runs: whatever a flush was to emit has been emitted.
+    pub fn is_idle(&self) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
     /// Notes a trigger; `true` when no flusher runs for this (chat, side), so the caller starts
     /// one.
     pub fn note(&self, chat: &Chat, side: Side, mark: Mark, trigger: Trigger) -> bool {

@@ -19,9 +19,10 @@ use crate::cluster::Fanout;
 use crate::config::Config;
 use crate::connections::TcpConnections;
 use crate::metrics::Metrics;
+use crate::metrics::StoreMetrics;
 use crate::presence::{Presence, StaffAvailability};
 use crate::recovery::Recovery;
-use crate::store::Store;
+use crate::store::{Store, StoreObserver, StoreOp, TimedStore};
 
 pub mod delivery;
 pub mod expiry;
@@ -133,15 +134,25 @@ pub struct Backends {
 }
 
 impl AppState {
-    /// The state of a node that is not draining and handles no event yet.
+    /// The state of a node that is not draining and handles no event yet. The store is seen
+    /// through [`TimedStore`], which times every operation into the store metrics.
     pub fn new(b: Backends) -> Self {
+        let metrics = Metrics::with_heartbeat_interval(&b.node_id, b.config.heartbeat_interval);
+        let readiness = readiness::Readiness::default();
+        let timing = StoreTiming {
+            operations: StoreOp::ALL
+                .iter()
+                .map(|&op| metrics.store_operation(op).clone())
+                .collect(),
+            answers: readiness.store.clone(),
+        };
         AppState(Arc::new(NodeState {
-            metrics: Metrics::with_heartbeat_interval(&b.node_id, b.config.heartbeat_interval),
+            metrics,
             fanout: b.fanout,
             sockets: b.sockets,
             recovery: b.recovery,
             node_id: b.node_id,
-            store: b.store,
+            store: Arc::new(TimedStore::new(b.store, timing)),
             presence: b.presence,
             availability: b.availability,
             support_recheck: AtomicBool::new(false),
@@ -154,7 +165,7 @@ impl AppState {
                 b.config.recovery_resumes_per_min,
             ),
             uploads_in_flight: upload_budget::UploadsInFlight::default(),
-            readiness: readiness::Readiness::default(),
+            readiness,
             offline_claims: OfflineClaims::default(),
             webhooks: crate::webhooks::Publisher::default(),
             #[cfg(any(test, feature = "test-support"))]
@@ -186,6 +197,26 @@ impl AppState {
     pub fn in_flight(&self) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
+    }
+}
+
+/// Where the store's timings go: its metrics, and the readiness mark every answer sets (a
+/// probe that times out while real operations succeed found the store slow, not down).
+struct StoreTiming {
+    /// Indexed like [`StoreOp::ALL`].
+    operations: Vec<StoreMetrics>,
+    answers: Arc<readiness::Watched>,
+}
+
+impl StoreObserver for StoreTiming {
+    fn observe(&self, op: StoreOp, elapsed: std::time::Duration, ok: bool) {
+        let m = &self.operations[op as usize];
+        m.duration.observe(elapsed.as_secs_f64());
+        if ok {
+            self.answers.note_answer();
+        } else {
+            m.errors.inc();
+        }
     }
 }
 

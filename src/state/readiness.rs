@@ -6,8 +6,8 @@
 //! failover) does not make every node of a cluster refuse new clients at once; a dependency
 //! that never answered since start-up gets no grace.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -97,8 +97,9 @@ impl Watched {
 
 /// The node's readiness inputs, kept current by [`watch_dependencies`].
 pub struct Readiness {
-    /// The store (MongoDB or the embedded one).
-    pub store: Watched,
+    /// The store (MongoDB or the embedded one); shared with the store's timing, which notes
+    /// every answer.
+    pub store: Arc<Watched>,
     /// Redis (the adapter and presence); always reachable on a node without `REDIS_URL`.
     pub adapter: Watched,
 }
@@ -106,7 +107,7 @@ pub struct Readiness {
 impl Default for Readiness {
     fn default() -> Self {
         Self {
-            store: Watched::unknown(),
+            store: Arc::new(Watched::unknown()),
             adapter: Watched::unknown(),
         }
     }

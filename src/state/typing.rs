@@ -5,7 +5,11 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock, not std's: the same instant in production, and one a test can pause and
+// advance (`tokio::time::pause`).
+use tokio::time::Instant;
 
 use crate::cluster::rooms;
 use crate::domain::{AuthUser, Chat, ChatId};
@@ -70,5 +74,65 @@ impl TypingTracker {
         keys.into_iter()
             .filter_map(|k| g.remove(&k).map(|i| (k, i)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Role;
+
+    fn chat() -> Chat {
+        let t = crate::domain::now();
+        Chat {
+            id: ChatId::from_trusted("c".to_owned()),
+            participants: vec!["u".to_owned(), "s".to_owned()],
+            chat_type: crate::domain::CHAT_TYPE_SUPPORT,
+            title: "t".to_owned(),
+            status: crate::domain::ChatStatus::Open,
+            priority: crate::domain::Priority::Medium,
+            assigned_admin: Some("s".to_owned()),
+            last_message: None,
+            created_at: t,
+            updated_at: t,
+            delivered: Default::default(),
+        }
+    }
+
+    fn user() -> AuthUser {
+        AuthUser {
+            id: "u".to_owned(),
+            name: "Una".to_owned(),
+            role: Role::User,
+        }
+    }
+
+    const TICK: Duration = Duration::from_millis(1);
+
+    /// On tokio's paused clock: an indicator ends exactly [`TYPING_TTL`] after its last
+    /// renewal, not a moment before, with no real waiting.
+    #[tokio::test(start_paused = true)]
+    async fn an_indicator_expires_a_ttl_after_its_last_renewal() {
+        let (tracker, chat, user) = (TypingTracker::default(), chat(), user());
+        assert!(tracker.start(&chat, &user), "a new indicator is news");
+        tokio::time::advance(TYPING_TTL / 2).await;
+        assert!(!tracker.start(&chat, &user), "a renewal is not news");
+        tokio::time::advance(TYPING_TTL - TICK).await;
+        assert!(tracker.expired().is_empty(), "renewed: not over yet");
+        tokio::time::advance(TICK).await;
+        let ended = tracker.expired();
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].1.user_name, "Una");
+        assert!(tracker.expired().is_empty(), "ended once");
+        assert!(!tracker.stop(&chat.id, "u"), "nothing left to stop");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopped_indicator_never_expires() {
+        let (tracker, chat, user) = (TypingTracker::default(), chat(), user());
+        tracker.start(&chat, &user);
+        assert!(tracker.stop(&chat.id, "u"));
+        tokio::time::advance(TYPING_TTL * 2).await;
+        assert!(tracker.expired().is_empty());
     }
 }

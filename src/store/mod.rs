@@ -19,11 +19,13 @@ use crate::error::{AppError, ErrorCode};
 pub mod desk;
 pub mod embedded;
 pub mod mongo;
+pub mod timed;
 
 pub use desk::DeskStore;
 
 pub use embedded::EmbeddedStore;
 pub use mongo::{MongoSettings, MongoStore};
+pub use timed::{StoreObserver, TimedStore};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -65,9 +67,9 @@ impl From<StoreError> for AppError {
 /// Writes [`StoreOp`] and its label names from one list.
 macro_rules! store_operations {
     ($($op:ident => $name:literal,)*) => {
-        /// A [`Store`] operation, one per trait method: what callers time and count
+        /// A [`Store`] operation, one per trait method: what [`TimedStore`] times and counts
         /// ([`crate::metrics::Metrics::store_operation`]). A new method gets a new entry here,
-        /// and with it its own `operation` label.
+        /// and with it its own `operation` label; `TimedStore` does not build until it times it.
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum StoreOp {
             $($op,)*

@@ -26,7 +26,8 @@
 //! on each query shape. BSON types stay in this module: only domain types cross the [`Store`]
 //! trait.
 //!
-//! Files: this one (settings, the store's state, driver errors, connecting, the timeout),
+//! Files: this one (the store's state, driver errors, the timeout), `mongo/connect.rs` (settings,
+//! connecting, starting the index task),
 //! `mongo/indexes.rs` (index names, creating them, retention), `mongo/operations.rs` (the
 //! [`Store`] operations), `mongo/gridfs.rs` (uploads in GridFS), `mongo/documents.rs`
 //! (documents and their domain conversions), `mongo/queries.rs` (filters, sorts and hints,
@@ -37,6 +38,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+mod connect;
 mod desk;
 mod documents;
 #[cfg(feature = "test-support")]
@@ -46,42 +48,16 @@ mod indexes;
 mod operations;
 mod queries;
 
+pub use connect::MongoSettings;
 #[cfg(feature = "test-support")]
 pub use explain::QueryPlan;
 
 use mongodb::error::{Error as DbError, ErrorKind};
 use mongodb::gridfs::GridFsBucket;
-use mongodb::options::{ClientOptions, GridFsBucketOptions};
-use mongodb::{Client, Collection, Database};
+use mongodb::{Collection, Database};
 
 use super::{Store, StoreError, StoreResult};
 use documents::{ChatDoc, MessageDoc, ReportDoc};
-use indexes::*;
-
-/// How to reach MongoDB and how the store behaves there.
-#[derive(Clone)]
-pub struct MongoSettings {
-    /// The connection string (`MONGODB_URI`).
-    pub uri: String,
-    /// The database holding every collection (`MONGODB_DATABASE`).
-    pub database: String,
-    /// Upper bound for one store operation, and for finding a reachable server.
-    pub timeout: Duration,
-    /// Messages older than this are deleted by a TTL index; `None` keeps them forever.
-    pub message_retention: Option<Duration>,
-}
-
-/// Shows everything but the connection string, which may carry a password.
-impl std::fmt::Debug for MongoSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MongoSettings")
-            .field("uri", &"[redacted]")
-            .field("database", &self.database)
-            .field("timeout", &self.timeout)
-            .field("message_retention", &self.message_retention)
-            .finish()
-    }
-}
 
 /// Server error codes meaning "this server cannot serve you right now" (shutting down, stepped
 /// down, not primary): the caller sees `Unavailable`, like for a refused connection.
@@ -146,44 +122,6 @@ fn error_code(e: &DbError) -> Option<i32> {
 }
 
 impl MongoStore {
-    /// Builds the store without contacting the server: a node starts while MongoDB is down,
-    /// reports not-ready, and becomes ready when MongoDB answers. Fails only on a malformed
-    /// connection string. Spawns the background index task, so call it inside a tokio runtime.
-    pub async fn connect(settings: MongoSettings) -> StoreResult<Self> {
-        let mut options = ClientOptions::parse(&settings.uri)
-            .await
-            .map_err(|e| StoreError::Internal(format!("MONGODB_URI: {e}")))?;
-        // Bounded by our timeout unless the connection string says otherwise.
-        options
-            .server_selection_timeout
-            .get_or_insert(settings.timeout);
-        options.connect_timeout.get_or_insert(settings.timeout);
-        options
-            .app_name
-            .get_or_insert_with(|| "switchboard".to_owned());
-        let client = Client::with_options(options)
-            .map_err(|e| StoreError::Internal(format!("MongoDB client: {e}")))?;
-        let db = client.database(&settings.database);
-        let uploads = db.gridfs_bucket(
-            GridFsBucketOptions::builder()
-                .bucket_name("uploads".to_owned())
-                .build(),
-        );
-        let store = Self(Arc::new(Inner {
-            chats: db.collection("chats"),
-            messages: db.collection("messages"),
-            reports: db.collection("report_messages"),
-            uploads,
-            db,
-            timeout: settings.timeout,
-            message_retention: settings.message_retention,
-            indexes_ready: AtomicBool::new(false),
-            index_lock: tokio::sync::Mutex::new(()),
-        }));
-        tokio::spawn(create_indexes_when_reachable(Arc::downgrade(&store.0)));
-        Ok(store)
-    }
-
     /// Runs `op` within the store's timeout; a timeout is `Unavailable` (nothing was saved, or,
     /// if the server did save, a `clientMessageId` retry finds it).
     async fn bounded<T>(&self, op: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {

@@ -58,9 +58,9 @@ engine_clean() {
 engine_stop() {
   [ -n "$ENGINE_RUN" ] || return 0
   if docker version >/dev/null 2>&1; then
+    # No image prune: the classic builder's cache is untagged images (the builder stage's
+    # dependency layer among them), which a prune would delete.
     engine_clean || true
-    # Dangling images (untagged build results) go; tagged images and build cache stay cached.
-    docker image prune -f >/dev/null || true
   fi
   if kill -0 "$ENGINE_PID" 2>/dev/null; then
     kill -TERM "$ENGINE_PID"

@@ -11,13 +11,16 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
 use serde_json::{Value, json};
 use switchboard::domain::Role;
 
+use crate::helpers::cluster::{
+    LONG, active_users, both_ready, queued_statuses, readyz, receives_all, shared_dir, status_of,
+    user_status,
+};
 use crate::helpers::{
     ProcessNode, Redis, RedisServer, Sio, TEST_HEARTBEAT_SECS, TEST_TTL_SECS, TestNode, Topology,
-    eventually, free_port,
+    eventually, free_port, send,
 };
 
 /// Runs the acceptance test `name(topology)` on a single server, a Sentinel group and a Redis
@@ -43,97 +46,6 @@ macro_rules! on_every_topology {
             }
         }
     };
-}
-
-/// Long enough for any cross-node event.
-pub(crate) const LONG: Duration = Duration::from_secs(10);
-
-pub(crate) fn shared_dir() -> Arc<tempfile::TempDir> {
-    Arc::new(tempfile::tempdir().expect("temp dir"))
-}
-
-/// Waits for the next `user:status` about `user` (others are discarded).
-pub(crate) async fn status_of(socket: &Sio, user: &str, within: Duration) -> Option<String> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let event = socket.try_event("user:status", left).await?;
-        if event["userId"] == user {
-            return event["status"].as_str().map(str::to_owned);
-        }
-    }
-}
-
-/// The `user:status` events about `user` already queued on `socket`.
-pub(crate) fn queued_statuses(socket: &Sio, user: &str) -> Vec<String> {
-    socket
-        .drain("user:status")
-        .into_iter()
-        .filter(|e| e["userId"] == user)
-        .filter_map(|e| e["status"].as_str().map(str::to_owned))
-        .collect()
-}
-
-/// Waits until `socket` has had `message:new` for every id in `ids`.
-pub(crate) async fn receives_all(
-    socket: &Sio,
-    ids: &BTreeSet<String>,
-    within: Duration,
-) -> BTreeSet<String> {
-    let mut seen = BTreeSet::new();
-    let deadline = tokio::time::Instant::now() + within;
-    while !ids.is_subset(&seen) {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match socket.try_event("message:new", left).await {
-            Some(e) => {
-                seen.insert(e["message"]["id"].as_str().unwrap_or_default().to_owned());
-            }
-            None => break,
-        }
-    }
-    seen
-}
-
-/// A staff GET that must succeed; returns its body.
-async fn staff_get(node: &TestNode, path: &str) -> Value {
-    let token = node.token("audit", Role::Admin);
-    let (status, body) = node.call(Method::GET, path, Some(&token), None).await;
-    assert_eq!(status, 200, "{path}: {body}");
-    body
-}
-
-pub(crate) async fn active_users(node: &TestNode, query: &str) -> Value {
-    staff_get(node, &format!("/api/socket/active-users{query}")).await
-}
-
-pub(crate) async fn user_status(node: &TestNode, user: &str) -> Value {
-    staff_get(node, &format!("/api/users/{user}/status")).await
-}
-
-pub(crate) async fn readyz(port: u16) -> u16 {
-    match reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
-        Ok(r) => r.status().as_u16(),
-        Err(_) => 0,
-    }
-}
-
-/// Waits (up to `LONG`) until both nodes answer `/readyz` with 200.
-async fn both_ready(a: &TestNode, b: &TestNode) -> bool {
-    eventually(LONG, || async {
-        readyz(a.port).await == 200 && readyz(b.port).await == 200
-    })
-    .await
-}
-
-pub(crate) async fn send(socket: &Sio, chat: &str, text: &str) -> Value {
-    let ack = socket
-        .ack(
-            "message:send",
-            json!({ "chatId": chat, "message": { "content": text } }),
-        )
-        .await;
-    assert_eq!(ack["ok"], true, "send {text}: {ack}");
-    ack["message"].clone()
 }
 
 on_every_topology!(every_server_event_reaches_sockets_on_other_nodes);

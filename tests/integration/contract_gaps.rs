@@ -20,15 +20,14 @@ use switchboard::Config;
 use switchboard::auth::Keys;
 use switchboard::domain::Role;
 
-use crate::cluster::{queued_statuses, status_of};
+use crate::helpers::cluster::{queued_statuses, status_of};
+use crate::helpers::quiet::no_more;
 use crate::helpers::{
     ProcessNode, RedisServer, SECRET, Sio, TEST_HEARTBEAT_SECS, TEST_TTL_SECS, TestNode,
     eventually, send,
 };
 
 const LONG: Duration = Duration::from_secs(10);
-/// How long a test waits to be sure a delivery event does not come (a flush runs within ~5 ms).
-const QUIET: Duration = Duration::from_millis(500);
 /// `OFFLINE_GRACE_SECS` of the presence tests.
 const GRACE_SECS: u64 = 3;
 
@@ -137,24 +136,36 @@ async fn only_the_assigned_admin_delivers(
         .await
         .expect("a2 gets it live");
     assert_eq!(live["message"]["id"], m1["id"]);
-    assert!(
-        user.try_event("message:delivered", QUIET).await.is_none(),
-        "another admin's live receipt delivered it"
-    );
+    no_more(
+        &user,
+        "u1",
+        "message:delivered",
+        &nodes,
+        "another admin's live receipt delivered it",
+    )
+    .await;
     let seen = history(at_other, &chat, "a2", Role::Admin).await;
     assert_eq!(seen.len(), 1);
-    assert!(
-        user.try_event("message:delivered", QUIET).await.is_none(),
-        "a2's history delivered it"
-    );
+    no_more(
+        &user,
+        "u1",
+        "message:delivered",
+        &nodes,
+        "a2's history delivered it",
+    )
+    .await;
     let sync = other
         .ack("chat:sync", json!({ "chatId": chat, "afterSeq": 0 }))
         .await;
     assert_eq!(sync["ok"], true, "{sync}");
-    assert!(
-        user.try_event("message:delivered", QUIET).await.is_none(),
-        "a2's chat:sync delivered it"
-    );
+    no_more(
+        &user,
+        "u1",
+        "message:delivered",
+        &nodes,
+        "a2's chat:sync delivered it",
+    )
+    .await;
     let confirm = other
         .ack(
             "message:delivered",
@@ -165,10 +176,14 @@ async fn only_the_assigned_admin_delivers(
         confirm["ok"], true,
         "a confirmation from staff is accepted: {confirm}"
     );
-    assert!(
-        user.try_event("message:delivered", QUIET).await.is_none(),
-        "a2's confirmation delivered it"
-    );
+    no_more(
+        &user,
+        "u1",
+        "message:delivered",
+        &nodes,
+        "a2's confirmation delivered it",
+    )
+    .await;
     for node in nodes {
         assert_eq!(
             statuses(node, &chat).await,
@@ -184,15 +199,23 @@ async fn only_the_assigned_admin_delivers(
 
     // Their confirmation: sent while a1 has no socket, confirmed once a1 connects.
     let m2 = send(&user, &chat, "second").await;
-    assert!(
-        user.try_event("message:delivered", QUIET).await.is_none(),
-        "a2 online, a1 not: sent"
-    );
+    no_more(
+        &user,
+        "u1",
+        "message:delivered",
+        &nodes,
+        "a2 online, a1 not: sent",
+    )
+    .await;
     let assigned = at_assigned.socket("a1", Role::Admin).await;
-    assert!(
-        user.try_event("message:delivered", QUIET).await.is_none(),
-        "connecting alone delivers nothing"
-    );
+    no_more(
+        &user,
+        "u1",
+        "message:delivered",
+        &nodes,
+        "connecting alone delivers nothing",
+    )
+    .await;
     let confirm = assigned
         .ack(
             "message:delivered",
@@ -206,19 +229,13 @@ async fn only_the_assigned_admin_delivers(
     counted_everywhere(&nodes, "a1", 1).await;
     let m3 = send(&user, &chat, "third").await;
     delivered_to(&user, &m3, "a1", "the assigned admin's live receipt").await;
-    assert!(
-        user.try_event("message:delivered", QUIET).await.is_none(),
-        "one transition"
-    );
+    no_more(&user, "u1", "message:delivered", &nodes, "one transition").await;
 
     // Their chat:sync.
     assigned.close();
     gone_everywhere(&nodes, "a1").await;
     let m4 = send(&user, &chat, "fourth").await;
-    assert!(
-        user.try_event("message:delivered", QUIET).await.is_none(),
-        "a1 gone: sent"
-    );
+    no_more(&user, "u1", "message:delivered", &nodes, "a1 gone: sent").await;
     let back = at_assigned.socket("a1", Role::Admin).await;
     let sync = back
         .ack("chat:sync", json!({ "chatId": chat, "afterSeq": 3 }))
@@ -276,10 +293,14 @@ async fn a_users_message_is_delivered_live_to_the_only_staff_member_on_another_n
         )
         .await;
     }
-    assert!(
-        user.try_event("message:delivered", QUIET).await.is_none(),
-        "one message:delivered"
-    );
+    no_more(
+        &user,
+        "u1",
+        "message:delivered",
+        &[&a, &b, &c],
+        "one message:delivered",
+    )
+    .await;
     for node in [&a, &b, &c] {
         assert_eq!(statuses(node, &chat).await, ["delivered"]);
     }

@@ -11,11 +11,10 @@ use serde_json::{Value, json};
 use switchboard::domain::Role;
 use switchboard::store::StoreOp;
 
+use crate::helpers::quiet::no_more;
 use crate::helpers::{RedisServer, Sio, TestNode, eventually, send};
 
 const LONG: Duration = Duration::from_secs(10);
-/// How long a test waits to be sure an event does not come (the flush runs within ~5 ms).
-const QUIET: Duration = Duration::from_millis(400);
 
 /// The statuses of a chat's history as `who` (`role`) sees it over REST on `node`, oldest
 /// first.
@@ -77,13 +76,14 @@ async fn a_message_to_staff_on_another_node_is_delivered_once() {
         assert_eq!(got["deliveredTo"], "a1");
         assert!(got["deliveredAt"].is_string());
     }
-    assert!(
-        staff_b
-            .try_event("message:delivered", QUIET)
-            .await
-            .is_none(),
-        "one transition, not one per node or socket"
-    );
+    no_more(
+        &staff_b,
+        "a1",
+        "message:delivered",
+        &[&a, &b],
+        "one transition, not one per node or socket",
+    )
+    .await;
     // Every node's history shows the same status, for both sides.
     for node in [&a, &b] {
         assert_eq!(statuses(node, &chat, "u1", Role::User).await, ["delivered"]);
@@ -102,7 +102,14 @@ async fn an_offline_recipient_keeps_it_sent_until_they_fetch_it() {
     let user = node.socket("u1", Role::User).await;
     let first = send(&user, &chat, "anyone there?").await;
     let second = send(&user, &chat, "hello?").await;
-    assert!(user.try_event("message:delivered", QUIET).await.is_none());
+    no_more(
+        &user,
+        "u1",
+        "message:delivered",
+        &[&node],
+        "no more message:delivered",
+    )
+    .await;
     assert_eq!(
         statuses(&node, &chat, "u1", Role::User).await,
         ["sent", "sent"]
@@ -110,7 +117,14 @@ async fn an_offline_recipient_keeps_it_sent_until_they_fetch_it() {
 
     // Connecting alone does not deliver.
     let staff = node.socket("a1", Role::Admin).await;
-    assert!(user.try_event("message:delivered", QUIET).await.is_none());
+    no_more(
+        &user,
+        "u1",
+        "message:delivered",
+        &[&node],
+        "no more message:delivered",
+    )
+    .await;
     assert_eq!(
         statuses(&node, &chat, "u1", Role::User).await,
         ["sent", "sent"]
@@ -135,7 +149,14 @@ async fn an_offline_recipient_keeps_it_sent_until_they_fetch_it() {
     staff
         .ack("chat:sync", json!({ "chatId": chat, "afterSeq": 0 }))
         .await;
-    assert!(user.try_event("message:delivered", QUIET).await.is_none());
+    no_more(
+        &user,
+        "u1",
+        "message:delivered",
+        &[&node],
+        "no more message:delivered",
+    )
+    .await;
 
     // Read implies delivered, and status never moves back.
     let read = staff
@@ -179,7 +200,14 @@ async fn read_before_delivery_goes_straight_to_read() {
     } else {
         sent
     };
-    assert!(staff.try_event("message:delivered", QUIET).await.is_none());
+    no_more(
+        &staff,
+        "a1",
+        "message:delivered",
+        &[&node],
+        "no more message:delivered",
+    )
+    .await;
     let user = node.socket("u1", Role::User).await;
     let read = user
         .ack(
@@ -192,15 +220,26 @@ async fn read_before_delivery_goes_straight_to_read() {
         .try_event("message:read", LONG)
         .await
         .expect("message:read");
-    assert!(
-        staff.try_event("message:delivered", QUIET).await.is_none(),
-        "no message:delivered for a message that went straight to read"
-    );
+    no_more(
+        &staff,
+        "a1",
+        "message:delivered",
+        &[&node],
+        "no message:delivered for a message that went straight to read",
+    )
+    .await;
     assert_eq!(statuses(&node, &chat, "a1", Role::Admin).await, ["read"]);
     // A later fetch by the user does not move it back to delivered.
     user.ack("chat:sync", json!({ "chatId": chat, "afterSeq": 0 }))
         .await;
-    assert!(staff.try_event("message:delivered", QUIET).await.is_none());
+    no_more(
+        &staff,
+        "a1",
+        "message:delivered",
+        &[&node],
+        "no more message:delivered",
+    )
+    .await;
     assert_eq!(statuses(&node, &chat, "u1", Role::User).await, ["read"]);
 }
 
@@ -228,7 +267,14 @@ async fn the_client_confirmation_works_for_the_other_side_only() {
         )
         .await;
     assert_eq!(own["ok"], true, "{own}");
-    assert!(user.try_event("message:delivered", QUIET).await.is_none());
+    no_more(
+        &user,
+        "u1",
+        "message:delivered",
+        &[&node],
+        "no more message:delivered",
+    )
+    .await;
     assert_eq!(statuses(&node, &chat, "u1", Role::User).await, ["sent"]);
     let bad = user
         .ack(
@@ -292,7 +338,7 @@ async fn a_burst_to_an_online_recipient_on_the_same_node_costs_no_delivery_write
     );
     let events = {
         let mut n = 0;
-        while let Some(e) = staff.try_event("message:delivered", QUIET).await {
+        while let Some(e) = staff.try_event("message:delivered", LONG).await {
             n += 1;
             if e["messageId"] == last["message"]["id"] {
                 break;
@@ -356,7 +402,14 @@ async fn a_recovery_replay_delivers_what_the_recipient_missed() {
         "the node never saw the cut"
     );
     let away = send(&staff, &chat, "while you were away").await;
-    assert!(staff.try_event("message:delivered", QUIET).await.is_none());
+    no_more(
+        &staff,
+        "a1",
+        "message:delivered",
+        &[&node],
+        "no more message:delivered",
+    )
+    .await;
     assert_eq!(
         statuses(&node, &chat, "a1", Role::Admin).await,
         ["delivered", "sent"]
@@ -379,7 +432,14 @@ async fn a_recovery_replay_delivers_what_the_recipient_missed() {
         .expect("message:delivered after the replay");
     assert_eq!(delivered["messageId"], away["id"]);
     assert_eq!(delivered["deliveredTo"], "u1");
-    assert!(staff.try_event("message:delivered", QUIET).await.is_none());
+    no_more(
+        &staff,
+        "a1",
+        "message:delivered",
+        &[&node],
+        "no more message:delivered",
+    )
+    .await;
     assert_eq!(
         statuses(&node, &chat, "a1", Role::Admin).await,
         ["delivered", "delivered"]

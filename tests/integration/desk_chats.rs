@@ -241,3 +241,63 @@ async fn ascending_chat_lists_on_mongodb() {
     let store = server.store("desk_chat_lists").await;
     ascending_lists_follow_changes(&store).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chat_events_reach_admins_on_another_node() {
+    let redis = crate::helpers::RedisServer::start().await;
+    let data = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let a = TestNode::cluster(data.clone(), &redis.url(), "chats-a").await;
+    let b = TestNode::cluster(data.clone(), &redis.url(), "chats-b").await;
+    let admin = b.socket("a1", Role::Admin).await;
+
+    let chat = a.open_chat(&a.token("u5", Role::User)).await;
+    assert_eq!(
+        admin.event("chat:created").await["chat"]["id"],
+        chat.as_str()
+    );
+    patch(&a, &chat, json!({ "status": "closed" })).await;
+    let updated = admin.event("chat:updated").await;
+    assert_eq!(
+        (&updated["chat"]["id"], &updated["changed"]),
+        (&json!(chat), &json!(["status"]))
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Assigning another admin replaces the previous one in `participants` (the user stays).
+async fn reassignment_replaces_the_admin(store: &dyn switchboard::store::Store) {
+    use switchboard::domain::{ChatPatch, NewChat, Priority};
+    let chat = store
+        .create_chat(NewChat {
+            participants: vec!["u1".into(), "a1".into()],
+            title: "t".into(),
+            priority: Priority::Medium,
+            assigned_admin: Some("a1".into()),
+        })
+        .await
+        .unwrap();
+    let assign = |a: &str| ChatPatch {
+        assigned_admin: Some(a.into()),
+        ..Default::default()
+    };
+    let moved = store.update_chat(&chat.id, assign("a2")).await.unwrap();
+    assert_eq!(moved.participants, ["u1", "a2"]);
+    assert_eq!(moved.assigned_admin.as_deref(), Some("a2"));
+    let same = store.update_chat(&chat.id, assign("a2")).await.unwrap();
+    assert_eq!(same.participants, ["u1", "a2"]);
+}
+
+#[tokio::test]
+async fn reassignment_replaces_the_admin_on_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = switchboard::store::EmbeddedStore::open(dir.path()).unwrap();
+    reassignment_replaces_the_admin(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reassignment_replaces_the_admin_on_mongodb() {
+    let server = tokio::task::block_in_place(crate::helpers::mongo::MongoServer::start);
+    let store = server.store("desk_reassign").await;
+    reassignment_replaces_the_admin(&store).await;
+}

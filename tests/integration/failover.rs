@@ -16,7 +16,7 @@ use serde_json::json;
 use switchboard::domain::Role;
 use tokio::sync::watch;
 
-use crate::cluster::{LONG, active_users, queued_statuses, readyz, shared_dir, status_of};
+use crate::helpers::cluster::{LONG, active_users, queued_statuses, readyz, shared_dir, status_of};
 use crate::helpers::redis::{RedisCluster, RedisServer, SentinelGroup, TcpProxy, cli};
 use crate::helpers::{Sio, TestNode, eventually, heartbeats_pass};
 

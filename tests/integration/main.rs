@@ -1,6 +1,7 @@
 //! The one integration-test binary: real nodes on port 0, real sockets, real stores.
 
 mod admission;
+mod arch;
 mod cluster;
 mod console_gate;
 mod contract_gaps;

@@ -1,5 +1,7 @@
 //! Dependencies point one way: a check that fails, naming the cycle, when the crate's top-level
-//! modules (`app`, `cluster`, `domain`, `service`, ...) import each other in a circle.
+//! modules (`app`, `cluster`, `domain`, `service`, ...) import each other in a circle, and one
+//! that does the same for files (`cluster/redis/fanout.rs` and `outage.rs` did, through split
+//! `impl` blocks); see [`file_graph`] for how a path lands on a file.
 //!
 //! The module graph is read from the source text: every `crate::x` path (in `use` lines, grouped
 //! `use crate::{x, y::z}` imports and inline paths) in a file under `src/x/` or `src/x.rs` is an
@@ -307,6 +309,177 @@ fn cycles(graph: &Graph) -> Vec<String> {
     found
 }
 
+/// A file's module path (`src/cluster/redis/fanout.rs` -> `cluster::redis::fanout`, a
+/// `mod.rs` names its directory, `src/lib.rs` is the crate root).
+fn module_of(path: &str) -> Option<Vec<String>> {
+    let rel = path.strip_prefix("src/")?.strip_suffix(".rs")?;
+    let mut parts: Vec<String> = rel.split('/').map(str::to_owned).collect();
+    if parts.last().is_some_and(|l| l == "mod" || l == "lib") {
+        parts.pop();
+    }
+    (rel != "main").then_some(parts)
+}
+
+/// Every path a line names, as segments from the crate root: `crate::`, `super::` and
+/// `self::` paths (grouped ones too), and a `use` of a child module by its bare name.
+fn file_paths(code: &str, module: &[String], children: &BTreeSet<String>) -> Vec<Vec<String>> {
+    let mut found = Vec::new();
+    let trimmed = code.trim_start();
+    let used = trimmed
+        .strip_prefix("pub use ")
+        .or_else(|| trimmed.strip_prefix("pub(crate) use "))
+        .or_else(|| trimmed.strip_prefix("pub(super) use "))
+        .or_else(|| trimmed.strip_prefix("use "));
+    let mut starts: Vec<(usize, Vec<String>)> = Vec::new();
+    for (prefix, base) in [
+        ("crate::", Vec::new()),
+        ("self::", module.to_vec()),
+        ("super::", module[..module.len().saturating_sub(1)].to_vec()),
+    ] {
+        let mut from = 0;
+        while let Some(at) = code[from..].find(prefix) {
+            let at = from + at;
+            from = at + prefix.len();
+            let before = code[..at].chars().next_back();
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+                continue;
+            }
+            let mut base = base.clone();
+            let mut rest = &code[at + prefix.len()..];
+            while let Some(r) = rest.strip_prefix("super::") {
+                base.pop();
+                rest = r;
+            }
+            starts.push((code.len() - rest.len(), base));
+        }
+    }
+    if let Some(u) = used {
+        let first = ident(u);
+        if children.contains(&first) {
+            starts.push((code.len() - u.len(), module.to_vec()));
+        }
+    }
+    for (at, base) in starts {
+        let rest = &code[at..];
+        let mut segments = base;
+        let mut rest = rest;
+        loop {
+            let name = ident(rest);
+            if name.is_empty() {
+                break;
+            }
+            rest = &rest[name.len()..];
+            segments.push(name);
+            match rest.strip_prefix("::") {
+                Some(r) => rest = r,
+                None => break,
+            }
+        }
+        if let Some(group) = rest.strip_prefix('{') {
+            let inner = &group[..group.find('}').unwrap_or(group.len())];
+            for item in inner.split(',') {
+                let mut path = segments.clone();
+                path.extend(
+                    item.split("::")
+                        .map(ident)
+                        .take_while(|s| !s.is_empty() && s != "self"),
+                );
+                found.push(path);
+            }
+        } else {
+            found.push(segments);
+        }
+    }
+    found
+}
+
+/// File -> the files it imports from, each with its first site. A path lands on the file of the
+/// longest module it names, or, when that file only re-exports the name (`pub use x::Name`),
+/// on the file it comes from: a re-export is not a dependency of its own, so a parent that
+/// re-exports its children while they use its items is no circle.
+fn file_graph(files: &[(String, String)]) -> Graph {
+    let modules: BTreeMap<Vec<String>, String> = files
+        .iter()
+        .filter_map(|(p, _)| module_of(p).map(|m| (m, p.clone())))
+        .collect();
+    let children = |m: &[String]| -> BTreeSet<String> {
+        modules
+            .keys()
+            .filter(|k| k.len() == m.len() + 1 && k.starts_with(m))
+            .map(|k| k[m.len()].clone())
+            .collect()
+    };
+    // Per file: name -> the path it re-exports.
+    let mut reexported: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    for (path, src) in files {
+        let Some(module) = module_of(path) else {
+            continue;
+        };
+        let kids = children(&module);
+        for (_, code) in library_code(src) {
+            if !code.trim_start().starts_with("pub use ") {
+                continue;
+            }
+            for p in file_paths(&code, &module, &kids) {
+                if let Some(name) = p.last() {
+                    let alias = code.split(" as ").nth(1).map(ident);
+                    reexported
+                        .entry(path.clone())
+                        .or_default()
+                        .insert(alias.unwrap_or_else(|| name.clone()), p.clone());
+                }
+            }
+        }
+    }
+    let resolve = |segments: &[String]| -> Option<String> {
+        let mut at = None;
+        for n in (0..=segments.len()).rev() {
+            if let Some(file) = modules.get(&segments[..n]) {
+                at = Some((file.clone(), segments.get(n).cloned()));
+                break;
+            }
+        }
+        let (file, name) = at?;
+        let through = name
+            .and_then(|n| reexported.get(&file)?.get(&n).cloned())
+            .and_then(|p| {
+                (0..=p.len())
+                    .rev()
+                    .find_map(|n| modules.get(&p[..n]).cloned())
+            });
+        Some(through.unwrap_or(file))
+    };
+    let mut graph: Graph = files
+        .iter()
+        .filter(|(p, _)| module_of(p).is_some())
+        .map(|(p, _)| (p.clone(), BTreeMap::new()))
+        .collect();
+    for (path, src) in files {
+        let Some(module) = module_of(path) else {
+            continue;
+        };
+        let kids = children(&module);
+        for (line, code) in library_code(src) {
+            if code.trim_start().starts_with("pub use ") {
+                continue;
+            }
+            for segments in file_paths(&code, &module, &kids) {
+                let Some(to) = resolve(&segments) else {
+                    continue;
+                };
+                if &to != path && to != "src/lib.rs" {
+                    graph.get_mut(path).unwrap().entry(to).or_insert(Site {
+                        file: path.clone(),
+                        line,
+                        text: code.trim().to_owned(),
+                    });
+                }
+            }
+        }
+    }
+    graph
+}
+
 /// Every `.rs` file under `dir`, as (path relative to `root`, source).
 fn sources(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
@@ -348,6 +521,51 @@ fn the_crate_has_no_module_import_cycle() {
     );
     let found = cycles(&graph);
     assert!(found.is_empty(), "\n{}\n", found.join("\n\n"));
+}
+
+// The same at file level: no two files import each other through any path (`fanout.rs` and
+// `outage.rs` of `cluster/redis` did, through split `impl` blocks).
+#[test]
+fn the_crate_has_no_file_import_cycle() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut all = Vec::new();
+    sources(root, &root.join("src"), &mut all);
+    let graph = file_graph(&all);
+    assert!(
+        graph["src/cluster/redis/fanout.rs"].contains_key("src/cluster/redis/outage.rs"),
+        "read src/: {:?}",
+        graph["src/cluster/redis/fanout.rs"]
+    );
+    let found = cycles(&graph);
+    assert!(found.is_empty(), "\n{}\n", found.join("\n\n"));
+}
+
+#[test]
+fn the_file_checker_names_a_circle_of_two_files_in_one_module() {
+    let crate_src = files(&[
+        ("src/lib.rs", "pub mod m;\n"),
+        (
+            "src/m/mod.rs",
+            "mod a;\nmod b;\npub use a::Ay;\npub struct Top;\n",
+        ),
+        (
+            "src/m/a.rs",
+            "use super::b::Bee;\nuse super::Top;\npub struct Ay;\n",
+        ),
+        ("src/m/b.rs", "pub struct Bee;\nimpl crate::m::Ay {}\n"),
+    ]);
+    let found = cycles(&file_graph(&crate_src));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("src/m/a.rs -> src/m/b.rs"),
+        "{}",
+        found[0]
+    );
+    assert!(found[0].contains("src/m/b.rs:2"), "{}", found[0]);
+    // A parent that re-exports a child which uses the parent's items is no circle.
+    let graph = file_graph(&crate_src);
+    assert!(graph["src/m/a.rs"].contains_key("src/m/mod.rs"));
+    assert!(!graph["src/m/mod.rs"].contains_key("src/m/a.rs"));
 }
 
 #[test]

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use switchboard::domain::Role;
 
-use crate::cluster::{LONG, active_users, send, shared_dir};
+use crate::helpers::cluster::{LONG, active_users, shared_dir};
 use crate::helpers::redis::info;
+use crate::helpers::send;
 use crate::helpers::{RedisServer, TestNode, eventually, heartbeats_pass};
 
 /// Commands (`cmdstat_NAME:calls=N`) and network bytes of the server so far.

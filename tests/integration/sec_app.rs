@@ -10,10 +10,8 @@ use serde_json::{Value, json};
 use switchboard::domain::Role;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::helpers::quiet::no_more;
 use crate::helpers::{Sio, TestNode, WAIT, eventually};
-
-/// How long a test waits to be sure an event does not come.
-const QUIET: Duration = Duration::from_millis(400);
 
 /// A counter of the node's Prometheus text, summed over the lines that start with `prefix`.
 fn metric(node: &TestNode, prefix: &str) -> f64 {
@@ -109,10 +107,14 @@ async fn handshakes_hung_up_on_leave_no_socket_counted() {
         ack["message"]["status"], "sent",
         "the user is not here: {ack}"
     );
-    assert!(
-        staff.try_event("message:delivered", QUIET).await.is_none(),
-        "no delivery to a user who hung up"
-    );
+    no_more(
+        &staff,
+        "hang-admin",
+        "message:delivered",
+        &[&node],
+        "no delivery to a user who hung up",
+    )
+    .await;
     assert!(
         !node.state.user_limits.has_socket_here("hang-user"),
         "the user's socket count is left over from {hang_ups} hang-ups (settled: {settled}, \

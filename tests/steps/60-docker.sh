@@ -55,9 +55,11 @@ echo "--- base images"
 base_images
 echo "--- the image"
 image_build
-image_rebuild_after_src_edit
 image_run_checks
 echo "--- docker compose"
 compose_checks
+compose_down
+echo "--- a src/ edit rebuilds only the last layers"
+image_rebuild_after_src_edit
 echo "docker step: $FAILED failed checks"
 [ "$FAILED" -eq 0 ]

@@ -217,3 +217,46 @@ impl Fanout for RedisFanout {
         self.ledger.unconfirmed.load(Ordering::Acquire)
     }
 }
+
+impl RedisFanout {
+    /// Publishes the kept events ([`super::outage`]) to the other nodes, in order; leaves the
+    /// outage when the queue is empty. Stops at the first failure (the next poll tries again).
+    pub(super) async fn replay(&self) {
+        // Every socket here already got the kept events live.
+        let join = self.io.local().join(self.node_room.clone());
+        if !matches!(
+            tokio::time::timeout(PUBLISH_TIMEOUT, join).await,
+            Ok(Ok(()))
+        ) {
+            return;
+        }
+        while let Some(batch) = self.ledger.take_kept() {
+            let mut pending = batch.into_iter();
+            while let Some(k) = pending.next() {
+                // Queued and awaited one at a time: a replay is rare and must keep its order.
+                let mut except = k.except.clone();
+                except.push(self.node_room.clone());
+                let args = Args {
+                    payload: &*k.payload,
+                    offset: k.offset.as_deref(),
+                };
+                let op = self
+                    .io
+                    .to(k.rooms.clone())
+                    .except(except)
+                    .emit(k.event, &args);
+                if matches!(tokio::time::timeout(PUBLISH_TIMEOUT, op).await, Ok(Ok(()))) {
+                    self.replayed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                self.ledger
+                    .put_back(std::iter::once(k).chain(pending).collect());
+                return;
+            }
+        }
+        tracing::info!(
+            replayed = self.replayed(),
+            "Redis is back: cluster fan-out restored"
+        );
+    }
+}

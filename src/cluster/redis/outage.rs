@@ -5,7 +5,7 @@
 //! and keeps the event (if its emission asks for replay) in a bounded queue, in its original
 //! place among this node's emissions. Once Redis answers again and every peer is subscribed
 //! again (or a presence TTL has passed), the supervisor ([`super::supervisor`]) re-subscribes,
-//! then [`RedisFanout::replay`] publishes the kept events in their original order to the other
+//! then the fan-out's replay (`RedisFanout::replay`, `fanout.rs`) publishes the kept events in their original order to the other
 //! nodes only (this node's sockets, which already had them, are excluded through a per-node
 //! room). New emissions queue behind them until the queue is empty, so a sender's messages keep
 //! their order. A reconnect of the pub/sub connection also enters this state, since peers may
@@ -14,14 +14,12 @@
 //! it is up, where they succeed and reach nobody yet.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Mutex, OnceLock};
 
 use prometheus::IntCounter;
 
-use super::clients::PUBLISH_TIMEOUT;
-use super::fanout::RedisFanout;
-use crate::cluster::{Args, FanoutError};
+use crate::cluster::FanoutError;
 
 /// Events kept for replay during an outage; beyond it the oldest go (clients catch up by
 /// `chat:sync`).
@@ -139,6 +137,27 @@ impl Ledger {
     }
 }
 
+impl Ledger {
+    /// The kept events, in order, for a replay; `None` (and the outage over) once none are
+    /// left.
+    pub(super) fn take_kept(&self) -> Option<Vec<Kept>> {
+        let mut outage = self.lock();
+        if outage.kept.is_empty() {
+            outage.down = false;
+            return None;
+        }
+        Some(outage.kept.drain(..).collect())
+    }
+
+    /// Puts back, in front of anything kept meanwhile, the events a replay could not publish.
+    pub(super) fn put_back(&self, rest: Vec<Kept>) {
+        let mut outage = self.lock();
+        for item in rest.into_iter().rev() {
+            outage.kept.push_front(item);
+        }
+    }
+}
+
 /// Inserts `k` in its place by `order` (replies to pipelined publishes may fail in any order).
 fn insert_in_order(kept: &mut VecDeque<Kept>, k: Kept) {
     if kept.len() >= MAX_KEPT {
@@ -149,58 +168,4 @@ fn insert_in_order(kept: &mut VecDeque<Kept>, k: Kept) {
         .rposition(|other| other.order < k.order)
         .map_or(0, |i| i + 1);
     kept.insert(at, k);
-}
-
-impl RedisFanout {
-    /// Publishes the kept events to the other nodes, in order; leaves the outage when the
-    /// queue is empty. Stops at the first failure (the next poll tries again).
-    pub(super) async fn replay(&self) {
-        // Every socket here already got the kept events live.
-        let join = self.io.local().join(self.node_room.clone());
-        if !matches!(
-            tokio::time::timeout(PUBLISH_TIMEOUT, join).await,
-            Ok(Ok(()))
-        ) {
-            return;
-        }
-        loop {
-            let batch: Vec<Kept> = {
-                let mut outage = self.lock();
-                if outage.kept.is_empty() {
-                    outage.down = false;
-                    tracing::info!(
-                        replayed = self.replayed(),
-                        "Redis is back: cluster fan-out restored"
-                    );
-                    return;
-                }
-                outage.kept.drain(..).collect()
-            };
-            let mut pending = batch.into_iter();
-            while let Some(k) = pending.next() {
-                // Queued and awaited one at a time: a replay is rare and must keep its order.
-                let mut except = k.except.clone();
-                except.push(self.node_room.clone());
-                let args = Args {
-                    payload: &*k.payload,
-                    offset: k.offset.as_deref(),
-                };
-                let op = self
-                    .io
-                    .to(k.rooms.clone())
-                    .except(except)
-                    .emit(k.event, &args);
-                if matches!(tokio::time::timeout(PUBLISH_TIMEOUT, op).await, Ok(Ok(()))) {
-                    self.replayed.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                let mut outage = self.lock();
-                let rest: Vec<Kept> = std::iter::once(k).chain(pending).collect();
-                for item in rest.into_iter().rev() {
-                    outage.kept.push_front(item);
-                }
-                return;
-            }
-        }
-    }
 }

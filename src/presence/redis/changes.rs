@@ -8,9 +8,16 @@ use fred::prelude::{Client, Value};
 use fred::types::scripts::Script;
 
 use super::scripts::key;
-use super::{CALL_TIMEOUT, unavailable};
 use crate::batch::Batcher;
 use crate::presence::PresenceError;
+
+/// Upper bound on any one presence call, on top of the client's own command timeout (here, with
+/// the batched calls, so that `mod.rs` uses this file and this file uses nothing of it).
+pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub(super) fn unavailable(e: impl std::fmt::Display) -> PresenceError {
+    PresenceError::Unavailable(e.to_string())
+}
 
 /// The most calls one `CHANGES` run carries (each a handful of short commands: a full batch
 /// blocks Redis for about a millisecond).

@@ -53,7 +53,7 @@ use crate::domain::now;
 mod changes;
 mod scripts;
 
-use changes::Call;
+use changes::{CALL_TIMEOUT, Call, unavailable};
 
 use scripts::{PREFIX, Scripts, Stored, from_ms, key};
 
@@ -69,18 +69,11 @@ fn staff_flag(e: &SocketEntry) -> String {
     if e.user_role.is_staff() { "1" } else { "0" }.to_owned()
 }
 
-/// Upper bound on any one presence call, on top of the client's own command timeout.
-const CALL_TIMEOUT: Duration = Duration::from_secs(3);
-
 fn strings(v: Value) -> Vec<String> {
     v.into_array()
         .into_iter()
         .filter_map(|v| v.into_string())
         .collect()
-}
-
-fn unavailable(e: impl std::fmt::Display) -> PresenceError {
-    PresenceError::Unavailable(e.to_string())
 }
 
 /// What tells a node that Redis may disagree with it.

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::cluster::rooms;
 use crate::domain::AuthUser;
 use crate::error::{AppError, ErrorCode};
+use crate::ordering::Turn;
 use crate::presence::StaffStatus;
 use crate::presence::availability::Announcement;
 use crate::service::events::ServerEvent;
@@ -61,7 +62,10 @@ impl AppState {
     /// A staff socket connected: the member is `available` unless they already have a status.
     pub async fn staff_socket_online(&self, user_id: &str) {
         match self.availability.staff_connected(user_id).await {
-            Ok(true) => self.staff_changed(user_id, "available").await,
+            Ok(true) => {
+                self.staff_changed(user_id, "available", Turn::unordered())
+                    .await
+            }
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "could not note a staff member available"),
         }
@@ -72,6 +76,7 @@ impl AppState {
         &self,
         user: &AuthUser,
         status: &str,
+        turn: Turn,
     ) -> Result<(), AppError> {
         if !user.is_staff() {
             return Err(AppError::forbidden("only staff have an availability"));
@@ -84,7 +89,7 @@ impl AppState {
             .await
             .map_err(unavailable)?
         {
-            self.staff_changed(&user.id, status.as_str()).await;
+            self.staff_changed(&user.id, status.as_str(), turn).await;
         }
         Ok(())
     }
@@ -101,6 +106,7 @@ impl AppState {
                             user_id: user,
                             status: "offline",
                         },
+                        Turn::unordered(),
                     )
                     .await;
                 }
@@ -127,11 +133,14 @@ impl AppState {
         self.availability.status(user_id).await.ok().flatten()
     }
 
-    async fn staff_changed(&self, user_id: &str, status: &'static str) {
+    /// `staff:availability:changed` in the caller's turn; the support flip that may follow goes
+    /// to `users` (no staff socket is there) unordered, as its later re-checks always did.
+    async fn staff_changed(&self, user_id: &str, status: &'static str, turn: Turn) {
         self.emit(
             vec![rooms::ADMINS.to_owned()],
             Vec::new(),
             &StaffAvailabilityChanged { user_id, status },
+            turn,
         )
         .await;
         self.announce_support().await;
@@ -179,6 +188,7 @@ impl AppState {
                     vec![rooms::USERS.to_owned()],
                     Vec::new(),
                     &SupportAvailability { available },
+                    Turn::unordered(),
                 )
                 .await;
                 false

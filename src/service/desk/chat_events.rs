@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::cluster::rooms;
 use crate::domain::Chat;
+use crate::ordering::Turn;
 use crate::service::events::ServerEvent;
 use crate::state::AppState;
 
@@ -78,6 +79,7 @@ impl AppState {
             rooms::chat(&chat.participants),
             Vec::new(),
             &ChatCreated { chat },
+            Turn::unordered(),
         )
         .await;
     }
@@ -100,7 +102,12 @@ impl AppState {
             changed,
             by,
         };
-        self.emit(rooms::chat(&participants), Vec::new(), &event)
-            .await;
+        self.emit(
+            rooms::chat(&participants),
+            Vec::new(),
+            &event,
+            Turn::unordered(),
+        )
+        .await;
     }
 }

@@ -21,7 +21,6 @@ use crate::domain::{
 };
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::store::StoreOp;
 
 /// What [`AppState::check_removal`] found about a caller it lets in.
 #[derive(Debug)]
@@ -95,10 +94,7 @@ impl AppState {
         user: &AuthUser,
         issued_at: Option<u64>,
     ) -> Result<RemovalCheck, AppError> {
-        match self
-            .timed(StoreOp::Removal, self.store.removal(&user.id))
-            .await
-        {
+        match self.store.removal(&user.id).await.map_err(AppError::from) {
             Ok(Some(removal)) => match removal.bars(user.role, issued_at, now()) {
                 Some(barred) => {
                     self.metrics.desk.refused(barred);
@@ -132,11 +128,7 @@ impl AppState {
             blocked_until,
             by_superadmin,
         };
-        self.timed(
-            StoreOp::ChangeRemoval,
-            self.store.change_removal(&target, change),
-        )
-        .await?;
+        self.store.change_removal(&target, change).await?;
         let sockets = self.disconnect_everywhere(&target, by_superadmin).await;
         self.metrics.desk.removals.inc();
         tracing::info!(actor = %actor.id, user_id = %target, sockets, block_secs = request.block_secs, reason = request.reason.as_deref().unwrap_or(""), "user disconnected");
@@ -150,11 +142,9 @@ impl AppState {
     /// Ends `target`'s block now.
     pub async fn unblock_user(&self, actor: &AuthUser, target: &str) -> Result<String, AppError> {
         let target = authorize(actor, target)?;
-        self.timed(
-            StoreOp::ChangeRemoval,
-            self.store.change_removal(&target, RemovalChange::Unblock),
-        )
-        .await?;
+        self.store
+            .change_removal(&target, RemovalChange::Unblock)
+            .await?;
         tracing::info!(actor = %actor.id, user_id = %target, "user unblocked");
         Ok(target)
     }
@@ -171,12 +161,7 @@ impl AppState {
             before,
             by_superadmin,
         };
-        let kept = self
-            .timed(
-                StoreOp::ChangeRemoval,
-                self.store.change_removal(&target, change),
-            )
-            .await?;
+        let kept = self.store.change_removal(&target, change).await?;
         self.disconnect_everywhere(&target, by_superadmin).await;
         self.metrics.desk.revocations.inc();
         tracing::info!(actor = %actor.id, user_id = %target, "tokens revoked");

@@ -116,8 +116,16 @@ impl Store for EmbeddedStore {
         let updated = self
             .run(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                if load_chat(&tx, &id)?.is_none() {
+                let Some(before) = load_chat(&tx, &id)? else {
                     return Ok(None);
+                };
+                // The assigned admin is the chat's one staff participant: another replaces them
+                // (the chat's own user, its first participant, always stays).
+                if let Some(prev) = crate::domain::replaced_admin(&before, patch.assigned_admin.as_deref()) {
+                    tx.execute(
+                        "DELETE FROM chat_participants WHERE chat_id = ?1 AND user_id = ?2",
+                        params![id, prev],
+                    )?;
                 }
                 tx.execute(
                     "UPDATE chats SET status = COALESCE(?2, status), priority = COALESCE(?3, priority), \

@@ -5,11 +5,11 @@ use mongodb::bson::DateTime;
 use mongodb::bson::oid::ObjectId;
 use serde::{Deserialize, Serialize};
 
-use super::{StoreError, StoreResult};
 use crate::domain::{
     CHAT_TYPE_SUPPORT, Chat, ChatId, ChatStatus, DeliveryMarks, LastMessage, Message, MessageId,
     MessageStatus, MessageType, Priority, Report, ReportId, ReportStatus, Role, Side, Timestamp,
 };
+use crate::store::{StoreError, StoreResult};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

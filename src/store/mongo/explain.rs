@@ -4,6 +4,7 @@ use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, Document, doc};
 
 use super::documents::bson_time;
+use super::indexes::*;
 use super::queries::*;
 use super::*;
 use crate::domain::{

@@ -19,6 +19,9 @@ use crate::domain::{
 };
 use crate::store::{FileReader, FileStream};
 
+/// How often a reassignment reads the chat again when another one landed in between.
+const REASSIGN_ATTEMPTS: usize = 5;
+
 impl MongoStore {
     async fn find_chat(&self, id: ObjectId) -> StoreResult<Option<Chat>> {
         Ok(self
@@ -171,28 +174,63 @@ impl Store for MongoStore {
         let id = oid(id.as_str())?;
         self.bounded(async {
             self.ensure_indexes().await?;
-            let mut set = doc! { "updatedAt": bson_time(now()) };
-            if let Some(s) = patch.status {
-                set.insert("status", s.as_str());
+            // A reassignment replaces the previous admin in `participants`: written only if
+            // nobody reassigned the chat since it was read (else read again).
+            for _ in 0..REASSIGN_ATTEMPTS {
+                let mut set = doc! { "updatedAt": bson_time(now()) };
+                if let Some(s) = patch.status {
+                    set.insert("status", s.as_str());
+                }
+                if let Some(p) = patch.priority {
+                    set.insert("priority", p.as_str());
+                }
+                let mut filter = doc! { "_id": id };
+                let mut update = Document::new();
+                if let Some(admin) = &patch.assigned_admin {
+                    set.insert("assignedAdmin", admin.as_str());
+                    let before = self
+                        .find_chat(id)
+                        .await?
+                        .ok_or(StoreError::NotFound("chat"))?;
+                    match crate::domain::replaced_admin(&before, Some(admin)) {
+                        Some(prev) => {
+                            let mut participants: Vec<&str> = before
+                                .participants
+                                .iter()
+                                .map(String::as_str)
+                                .filter(|p| *p != prev)
+                                .collect();
+                            if !participants.contains(&admin.as_str()) {
+                                participants.push(admin);
+                            }
+                            set.insert("participants", participants);
+                            filter.insert("assignedAdmin", prev);
+                        }
+                        // `$addToSet` appends at the end and never twice, as the embedded
+                        // store does.
+                        None => {
+                            update.insert("$addToSet", doc! { "participants": admin.as_str() });
+                        }
+                    }
+                }
+                let conditional = filter.contains_key("assignedAdmin");
+                update.insert("$set", set);
+                let updated = self
+                    .0
+                    .chats
+                    .find_one_and_update(filter, update)
+                    .return_document(ReturnDocument::After)
+                    .await
+                    .map_err(db_err)?;
+                match updated {
+                    Some(chat) => return Ok(Chat::from(chat)),
+                    None if conditional => continue,
+                    None => return Err(StoreError::NotFound("chat")),
+                }
             }
-            if let Some(p) = patch.priority {
-                set.insert("priority", p.as_str());
-            }
-            let mut update = Document::new();
-            if let Some(admin) = &patch.assigned_admin {
-                set.insert("assignedAdmin", admin.as_str());
-                // `$addToSet` appends at the end and never twice, as the embedded store does.
-                update.insert("$addToSet", doc! { "participants": admin.as_str() });
-            }
-            update.insert("$set", set);
-            let updated = self
-                .0
-                .chats
-                .find_one_and_update(doc! { "_id": id }, update)
-                .return_document(ReturnDocument::After)
-                .await
-                .map_err(db_err)?;
-            updated.map(Chat::from).ok_or(StoreError::NotFound("chat"))
+            Err(StoreError::Internal(
+                "the chat was reassigned concurrently too often".into(),
+            ))
         })
         .await
     }

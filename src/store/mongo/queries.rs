@@ -5,10 +5,9 @@ use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{DateTime, Document, doc};
 use mongodb::options::{Hint, UpdateModifications};
 
+use super::StoreResult;
 use super::documents::{bson_time, oid};
-use super::{
-    IX_CHATS_PARTICIPANT, IX_CHATS_UPDATED, IX_REPORTS_CREATED, IX_REPORTS_USER, StoreResult,
-};
+use super::indexes::{IX_CHATS_PARTICIPANT, IX_CHATS_UPDATED, IX_REPORTS_CREATED, IX_REPORTS_USER};
 use crate::domain::{ChatQuery, HistoryPage, ReportQuery};
 
 pub(super) fn history_query(chat: ObjectId, page: HistoryPage) -> (Document, Document) {

@@ -1,7 +1,9 @@
 //! Test helpers: a real node on port 0 with its own data directory, tokens, a REST client and
 //! a Socket.IO client; for cluster tests, a real `redis-server` and nodes as separate processes.
 
+pub mod cluster;
 pub mod mongo;
+pub mod quiet;
 pub mod redis;
 pub mod sio;
 pub mod slow_redis;
