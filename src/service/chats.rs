@@ -18,8 +18,8 @@ use crate::state::AppState;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OpenChat {
-    /// At most 200 characters.
-    #[schema(max_length = 200)]
+    /// At most 200 characters after trimming (so no `maxLength`: surrounding whitespace is
+    /// not counted; schemathesis found the schema stricter than the rule).
     pub title: Option<String>,
     #[schema(value_type = Option<crate::domain::Priority>)]
     pub priority: Option<String>,
