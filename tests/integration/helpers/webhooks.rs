@@ -101,14 +101,9 @@ impl Receiver {
 
     /// Waits until `check` holds over the received requests; returns them.
     pub async fn until(&self, within: Duration, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let got = self.received().await;
-            if check(&got) || tokio::time::Instant::now() >= deadline {
-                return got;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let (this, check) = (self, &check);
+        super::eventually(within, move || async move { check(&this.received().await) }).await;
+        self.received().await
     }
 }
 
