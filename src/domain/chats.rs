@@ -172,3 +172,22 @@ pub struct ChatQuery {
     /// Whose unread messages to count.
     pub reader: String,
 }
+
+/// A support chat between user `u` and its assigned admin `s`, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_chat() -> Chat {
+    let t = crate::domain::now();
+    Chat {
+        id: ChatId::from_trusted("c".to_owned()),
+        participants: vec!["u".to_owned(), "s".to_owned()],
+        chat_type: crate::domain::CHAT_TYPE_SUPPORT,
+        title: "t".to_owned(),
+        status: crate::domain::ChatStatus::Open,
+        priority: crate::domain::Priority::Medium,
+        assigned_admin: Some("s".to_owned()),
+        last_message: None,
+        created_at: t,
+        updated_at: t,
+        delivered: Default::default(),
+    }
+}

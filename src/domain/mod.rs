@@ -13,6 +13,8 @@
 //! `reports.rs`, `removals.rs` (the support desk's removals), `uploads.rs`. Everything is re-exported here, so callers name `domain::Chat`.
 
 mod chats;
+#[cfg(test)]
+pub(crate) use chats::test_chat;
 mod delivery;
 mod ids;
 mod messages;

@@ -82,22 +82,7 @@ mod tests {
     use super::*;
     use crate::domain::Role;
 
-    fn chat() -> Chat {
-        let t = crate::domain::now();
-        Chat {
-            id: ChatId::from_trusted("c".to_owned()),
-            participants: vec!["u".to_owned(), "s".to_owned()],
-            chat_type: crate::domain::CHAT_TYPE_SUPPORT,
-            title: "t".to_owned(),
-            status: crate::domain::ChatStatus::Open,
-            priority: crate::domain::Priority::Medium,
-            assigned_admin: Some("s".to_owned()),
-            last_message: None,
-            created_at: t,
-            updated_at: t,
-            delivered: Default::default(),
-        }
-    }
+    use crate::domain::test_chat as chat;
 
     fn user() -> AuthUser {
         AuthUser {
