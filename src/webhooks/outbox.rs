@@ -93,6 +93,14 @@ pub trait Outbox: Send + Sync + 'static {
     async fn pending(&self, endpoint: &str, limit: usize) -> OutboxResult<Vec<Delivery>>;
     /// Records an attempt's outcome: the new state, attempts, next time and error.
     async fn update(&self, d: &Delivery) -> OutboxResult<()>;
+    /// Records several attempts' outcomes (the sender's batch); one by one unless the backend
+    /// does better.
+    async fn update_many(&self, ds: &[Delivery]) -> OutboxResult<()> {
+        for d in ds {
+            self.update(d).await?;
+        }
+        Ok(())
+    }
     /// Failed deliveries, newest first, of one endpoint or all.
     async fn failed(&self, endpoint: Option<&str>, limit: usize) -> OutboxResult<Vec<Delivery>>;
     /// Turns failed deliveries (of one endpoint or all; these ids or all) back to pending, to
@@ -111,6 +119,14 @@ pub trait Outbox: Send + Sync + 'static {
     /// A message to `side` of `chat_id` was saved: look at the chat at `due_ms`, unless a look
     /// is already planned (the earlier one stays).
     async fn watch_unread(&self, chat_id: &str, side: &str, due_ms: i64) -> OutboxResult<()>;
+    /// [`Outbox::watch_unread`] for a batch of `(chat_id, side, due_ms)`; one by one unless
+    /// the backend does better.
+    async fn watch_unread_many(&self, watches: &[(String, String, i64)]) -> OutboxResult<()> {
+        for (chat_id, side, due_ms) in watches {
+            self.watch_unread(chat_id, side, *due_ms).await?;
+        }
+        Ok(())
+    }
     /// Watches due by `now_ms`, at most `limit`.
     async fn due_unread(&self, now_ms: i64, limit: usize) -> OutboxResult<Vec<UnreadWatch>>;
     /// Stores a watch after a look.

@@ -24,8 +24,19 @@ pub const CONCURRENCY: usize = 32;
 const LOOK: usize = 1000;
 /// How often the sender looks without being woken (other nodes' events, due retries).
 const TICK: Duration = Duration::from_millis(250);
+/// How long a finished delivery is remembered against stale reads of the outbox.
+const FORGET_FINISHED: Duration = Duration::from_secs(30);
+/// How often finished deliveries older than [`FORGET_FINISHED`] are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
 /// How often the backlog metrics are read.
 const BACKLOG_EVERY: Duration = Duration::from_secs(2);
+
+/// What [`Sender::finished`] keeps of a finished delivery.
+struct Finished {
+    attempts: u32,
+    queued_ms: i64,
+    at: Instant,
+}
 
 pub struct Sender {
     endpoint: Endpoint,
@@ -39,9 +50,13 @@ pub struct Sender {
     /// Order keys with a delivery in flight.
     in_flight: Mutex<HashSet<String>>,
     /// Deliveries finished a moment ago, with the attempt count a current read of them shows
-    /// at least: a look that read the outbox before their update landed must not send them
-    /// again.
-    finished: Mutex<HashMap<String, (u32, Instant)>>,
+    /// at least and the queue time they had: a look that read the outbox before their update
+    /// landed must not send them again (a resend queues them anew, with a new queue time).
+    finished: Mutex<HashMap<String, Finished>>,
+    /// Outcomes of finished attempts not yet written to the outbox: [`record`] writes them in
+    /// one batch (one transaction, not one write per delivery), then frees their keys.
+    outcomes: Mutex<Vec<Delivery>>,
+    outcome: Notify,
 }
 
 impl Sender {
@@ -70,12 +85,21 @@ impl Sender {
             metrics,
             in_flight: Mutex::new(HashSet::new()),
             finished: Mutex::new(HashMap::new()),
+            outcomes: Mutex::new(Vec::new()),
+            outcome: Notify::new(),
         })
     }
 }
 
 pub async fn run(s: Arc<Sender>) {
+    tokio::join!(looks(s.clone()), record(s));
+}
+
+/// Looks for what can be sent when woken (an outcome recorded, an event queued) or every
+/// [`TICK`].
+async fn looks(s: Arc<Sender>) {
     let mut last_backlog = Instant::now() - BACKLOG_EVERY;
+    let mut last_pruned = Instant::now();
     loop {
         let woken = s.wake.notified();
         tokio::select! {
@@ -83,6 +107,13 @@ pub async fn run(s: Arc<Sender>) {
             () = tokio::time::sleep(TICK) => {}
         }
         let held = s.lease.is_held();
+        if last_pruned.elapsed() >= PRUNE_EVERY {
+            last_pruned = Instant::now();
+            s.finished
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, f| f.at.elapsed() < FORGET_FINISHED);
+        }
         if last_backlog.elapsed() >= BACKLOG_EVERY {
             last_backlog = Instant::now();
             record_backlog(&s, held).await;
@@ -105,8 +136,7 @@ async fn look(s: &Arc<Sender>) {
     let now = crate::domain::now().timestamp_millis();
     let mut heads = HashSet::new();
     let mut in_flight = s.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-    let mut finished = s.finished.lock().unwrap_or_else(|p| p.into_inner());
-    finished.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(30));
+    let finished = s.finished.lock().unwrap_or_else(|p| p.into_inner());
     for row in rows {
         // Only the oldest pending delivery of a key may go: the order of a chat is kept.
         if !heads.insert(row.key.clone()) {
@@ -114,7 +144,7 @@ async fn look(s: &Arc<Sender>) {
         }
         let stale = finished
             .get(&row.id)
-            .is_some_and(|(attempts, _)| row.attempts < *attempts);
+            .is_some_and(|f| f.queued_ms == row.queued_ms && row.attempts < f.attempts);
         if stale || row.next_ms > now || in_flight.contains(&row.key) {
             continue;
         }
@@ -126,7 +156,7 @@ async fn look(s: &Arc<Sender>) {
     }
 }
 
-/// One attempt, its outcome recorded, then its key freed.
+/// One attempt; its outcome goes to [`record`], which frees its key once it is written.
 async fn attempt(s: Arc<Sender>, mut row: Delivery) {
     let started = Instant::now();
     let outcome = send(&s, &row).await;
@@ -154,18 +184,44 @@ async fn attempt(s: Arc<Sender>, mut row: Delivery) {
             }
         }
     }
-    retry("record a webhook attempt", || s.outbox.update(&row)).await;
-    // A delivered one counts one attempt more than any pending read of it can show.
-    let current = row.attempts + u32::from(row.state == State::Delivered);
-    s.finished
+    s.outcomes
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(row.id.clone(), (current, Instant::now()));
-    s.in_flight
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&row.key);
-    s.wake.notify_waiters();
+        .push(row);
+    s.outcome.notify_one();
+}
+
+/// Writes finished attempts' outcomes in batches, then frees their keys and wakes the looks:
+/// a key is sent again only after its last outcome is in the outbox.
+async fn record(s: Arc<Sender>) {
+    loop {
+        s.outcome.notified().await;
+        let rows = std::mem::take(&mut *s.outcomes.lock().unwrap_or_else(|p| p.into_inner()));
+        if rows.is_empty() {
+            continue;
+        }
+        retry("record webhook attempts", || s.outbox.update_many(&rows)).await;
+        let at = Instant::now();
+        {
+            let mut finished = s.finished.lock().unwrap_or_else(|p| p.into_inner());
+            let mut in_flight = s.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            for row in rows {
+                in_flight.remove(&row.key);
+                // A delivered one counts one attempt more than any pending read of it can show.
+                let attempts = row.attempts + u32::from(row.state == State::Delivered);
+                let queued_ms = row.queued_ms;
+                finished.insert(
+                    row.id,
+                    Finished {
+                        attempts,
+                        queued_ms,
+                        at,
+                    },
+                );
+            }
+        }
+        s.wake.notify_waiters();
+    }
 }
 
 /// The body: `{"type", "timestamp", "data"}`, `data` as it was queued.

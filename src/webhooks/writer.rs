@@ -30,14 +30,19 @@ pub async fn run(
             .collect();
         retry("queue webhook deliveries", || outbox.enqueue(&rows)).await;
         if let Some(after) = reminder {
-            for e in &batch {
-                if let Some((chat, side)) = &e.unread {
+            let watches: Vec<_> = batch
+                .iter()
+                .filter_map(|e| {
+                    let (chat, side) = e.unread.as_ref()?;
                     let due = e.at.timestamp_millis() + after.as_millis() as i64;
-                    retry("plan a chat.unread look", || {
-                        outbox.watch_unread(chat, side.as_str(), due)
-                    })
-                    .await;
-                }
+                    Some((chat.clone(), side.as_str().to_owned(), due))
+                })
+                .collect();
+            if !watches.is_empty() {
+                retry("plan chat.unread looks", || {
+                    outbox.watch_unread_many(&watches)
+                })
+                .await;
             }
         }
         unwritten.fetch_sub(batch.len(), Ordering::AcqRel);

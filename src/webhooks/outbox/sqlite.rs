@@ -153,25 +153,34 @@ impl Outbox for SqliteOutbox {
     }
 
     async fn update(&self, d: &Delivery) -> OutboxResult<()> {
-        let d = d.clone();
+        self.update_many(std::slice::from_ref(d)).await
+    }
+
+    async fn update_many(&self, ds: &[Delivery]) -> OutboxResult<()> {
+        let ds = ds.to_vec();
         self.run(move |c| {
-            let done =
-                (d.state == State::Delivered).then(|| crate::domain::now().timestamp_millis());
-            c.execute(
-                "UPDATE deliveries SET state = ?3, attempts = ?4, next_ms = ?5, queued_ms = ?6, \
-                 last_error = ?7, done_ms = ?8 WHERE endpoint = ?1 AND id = ?2",
-                params![
-                    d.endpoint,
-                    d.id,
-                    d.state as i64,
-                    d.attempts,
-                    d.next_ms,
-                    d.queued_ms,
-                    d.last_error,
-                    done
-                ],
-            )
-            .map(|_| ())
+            let done_ms = crate::domain::now().timestamp_millis();
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            {
+                let mut st = tx.prepare_cached(
+                    "UPDATE deliveries SET state = ?3, attempts = ?4, next_ms = ?5, \
+                     queued_ms = ?6, last_error = ?7, done_ms = ?8 WHERE endpoint = ?1 AND id = ?2",
+                )?;
+                for d in &ds {
+                    let done = (d.state == State::Delivered).then_some(done_ms);
+                    st.execute(params![
+                        d.endpoint,
+                        d.id,
+                        d.state as i64,
+                        d.attempts,
+                        d.next_ms,
+                        d.queued_ms,
+                        d.last_error,
+                        done
+                    ])?;
+                }
+            }
+            tx.commit()
         })
         .await
     }
@@ -249,15 +258,25 @@ impl Outbox for SqliteOutbox {
     }
 
     async fn watch_unread(&self, chat_id: &str, side: &str, due_ms: i64) -> OutboxResult<()> {
-        let (chat_id, side) = (chat_id.to_owned(), side.to_owned());
+        self.watch_unread_many(&[(chat_id.to_owned(), side.to_owned(), due_ms)])
+            .await
+    }
+
+    async fn watch_unread_many(&self, watches: &[(String, String, i64)]) -> OutboxResult<()> {
+        let watches = watches.to_vec();
         self.run(move |c| {
-            c.execute(
-                "INSERT INTO unread_watches (chat_id, side, due_ms, fired_upto) \
-                 VALUES (?1, ?2, ?3, 0) ON CONFLICT (chat_id, side) \
-                 DO UPDATE SET due_ms = COALESCE(due_ms, excluded.due_ms)",
-                params![chat_id, side, due_ms],
-            )
-            .map(|_| ())
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO unread_watches (chat_id, side, due_ms, fired_upto) \
+                     VALUES (?1, ?2, ?3, 0) ON CONFLICT (chat_id, side) \
+                     DO UPDATE SET due_ms = COALESCE(due_ms, excluded.due_ms)",
+                )?;
+                for (chat_id, side, due_ms) in &watches {
+                    st.execute(params![chat_id, side, due_ms])?;
+                }
+            }
+            tx.commit()
         })
         .await
     }
