@@ -13,6 +13,7 @@ use switchboard::domain::{
 use switchboard::store::{AuditStore, EmbeddedStore, Store};
 
 use crate::desk::act;
+use crate::desk_chats::patch;
 use crate::helpers::mongo::{fresh_database, shared};
 use crate::helpers::{TestNode, WAIT, eventually};
 
@@ -36,20 +37,6 @@ fn actions(body: &Value) -> Vec<String> {
         .iter()
         .map(|e| e["action"].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// `PATCH /api/chats/{chat}` as admin `a1`.
-async fn patch(node: &TestNode, chat: &str, body: Value) {
-    let token = node.token("a1", Role::Admin);
-    let (status, answer) = node
-        .call(
-            Method::PATCH,
-            &format!("/api/chats/{chat}"),
-            Some(&token),
-            Some(body),
-        )
-        .await;
-    assert_eq!(status, 200, "{answer}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
