@@ -16,11 +16,6 @@
 set -euo pipefail
 cd "$SWITCHBOARD_ROOT"
 
-source tests/docker/engine.sh
-source tests/docker/base-images.sh
-source tests/docker/image-checks.sh
-source tests/docker/compose-checks.sh
-
 FAILED=0
 check() {
   local what=$1
@@ -33,34 +28,67 @@ check() {
   fi
 }
 
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Each phase's duration, printed as it ends and together at the end.
+PHASES=()
+PHASE=""
+PHASE_T0=$SECONDS
+phase() {
+  if [ -n "$PHASE" ]; then
+    PHASES+=("$PHASE $((SECONDS - PHASE_T0))s")
+    echo "    ($PHASE: $((SECONDS - PHASE_T0))s)"
+  fi
+  PHASE=$1
+  PHASE_T0=$SECONDS
+  [ "$PHASE" = end ] || echo "--- $PHASE"
+}
+
 WORK=$(mktemp -d /tmp/switchboard-docker-step.XXXXXX)
 LOGS="$WORK/logs"
 mkdir -p "$LOGS"
+# The logs of the last run, kept where the next run replaces them (small; the caches are not).
+KEPT_LOGS=${SWITCHBOARD_DOCKER_LOGS:-/var/tmp/switchboard-docker-logs}
+
+source tests/docker/engine.sh
+source tests/docker/base-images.sh
+source tests/docker/image-checks.sh
+source tests/docker/compose-checks.sh
+
 cleanup() {
   local status=$?
+  set +e
+  stand_ins_build_stop
   compose_down
+  [ -z "$ENGINE_RUN" ] || cp "$ENGINE_RUN/dockerd.log" "$LOGS/" 2>/dev/null
   engine_stop
-  # Keep the logs of a failed run where the next one does not overwrite them.
+  rm -rf "$KEPT_LOGS" && cp -a "$LOGS" "$KEPT_LOGS"
   if [ $status -ne 0 ] || [ "$FAILED" -ne 0 ]; then
-    rm -rf "$DOCKER_CACHE/last-failed-logs" && cp -a "$LOGS" "$DOCKER_CACHE/last-failed-logs" \
-      && echo "logs of this run: $DOCKER_CACHE/last-failed-logs"
+    echo "logs of this run: $KEPT_LOGS"
   fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+phase "engine"
 engine_install
 engine_start
-echo "--- base images"
+phase "base images"
 base_images
-echo "--- the image"
+compose_env
+stand_ins_build_start
+phase "the image (the stand-in images build beside it)"
 image_build
+phase "the image run"
 image_run_checks
-echo "--- docker compose"
+phase "docker compose"
+stand_ins_build_wait
 compose_checks
 compose_down
-echo "--- a src/ edit rebuilds only the last layers"
+phase "a src/ edit rebuilds only the last layers"
 image_rebuild_after_src_edit
+phase "end"
+echo "phases: $(IFS=,; echo "${PHASES[*]}" | sed 's/,/, /g'); step ${SECONDS}s"
 echo "docker step: $FAILED failed checks"
 [ "$FAILED" -eq 0 ]
