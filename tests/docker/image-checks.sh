@@ -16,19 +16,20 @@ timed_build() {
     | while IFS= read -r line; do printf '%5d %s\n' $((SECONDS - t0)) "$line"; done >"$log"
 }
 
-# A build log without timestamps (as `docker build` printed it).
-unstamped() { sed -E 's/^ *[0-9]+ //' "$1"; }
+# A build log as plain text: without the timestamps, and without the colour codes the client
+# wraps around the RUN steps' stderr (cargo's lines start with them).
+plain_log() { sed -E 's/^ *[0-9]+ //; s/\x1b\[[0-9;]*m//g' "$1"; }
 
 # "seconds<TAB>Step N/M : instruction" for every step of a timestamped build log.
 step_times() {
-  awk '{ t = $1; sub(/^ *[0-9]+ /, "") }
+  awk '{ t = $1; sub(/^ *[0-9]+ /, ""); gsub(/\033\[[0-9;]*m/, "") }
        /^Step [0-9]+\/[0-9]+ : / { if (s != "") print t - t0 "\t" s; s = $0; t0 = t }
        END { if (s != "") print t - t0 "\t" s }' "$1"
 }
 
 # Which steps of a classic-builder log ran ("built") and which came from the cache.
 step_report() {
-  unstamped "$1" | awk '/^Step [0-9]+\/[0-9]+ : /{ if (s) print st "\t" s; s=$0; st="built"; next }
+  plain_log "$1" | awk '/^Step [0-9]+\/[0-9]+ : /{ if (s) print st "\t" s; s=$0; st="built"; next }
        /---> Using cache/ { st="cached" }
        END { if (s) print st "\t" s }'
 }
@@ -37,7 +38,7 @@ step_report() {
 image_build() {
   local t0=$SECONDS log="$LOGS/image-build.log"
   timed_build "$log" "$IMAGE_BUILD_LIMIT" -t switchboard:local "$SWITCHBOARD_ROOT" \
-    || { unstamped "$log" | tail -30 >&2; echo "image build failed or passed ${IMAGE_BUILD_LIMIT}s" >&2; return 1; }
+    || { plain_log "$log" | tail -30 >&2; echo "image build failed or passed ${IMAGE_BUILD_LIMIT}s" >&2; return 1; }
   BUILD_SECS=$((SECONDS - t0))
   local times deps_secs
   times=$(step_times "$log")
@@ -50,7 +51,7 @@ image_build() {
   base=$(docker image inspect -f '{{.Size}}' debian:bookworm-slim)
   binary=$(docker run --rm --entrypoint /bin/sh switchboard:local -c 'stat -c %s /usr/local/bin/switchboard')
   apt_cache=$(docker run --rm --entrypoint /bin/sh switchboard:local -c 'du -sm /var/cache/apt 2>/dev/null | cut -f1')
-  echo "image switchboard:local built in ${BUILD_SECS}s ($(unstamped "$log" | grep -c -- '---> Using cache') steps from cache): dependency layer ${deps_secs:-?}s, the steps from COPY src on ${SRC_STEPS_SECS}s"
+  echo "image switchboard:local built in ${BUILD_SECS}s ($(plain_log "$log" | grep -c -- '---> Using cache') steps from cache): dependency layer ${deps_secs:-?}s, the steps from COPY src on ${SRC_STEPS_SECS}s"
   echo "image size $((size / 1000000)) MB, $(((size - base) / 1000000)) MB over its base; binary $((binary / 1000000)) MB; apt's caches ${apt_cache} MB"
   # The runtime stage is the base plus ca-certificates and one binary: no toolchain, no sources.
   # (apt's package caches, /var/cache/apt/*.bin, stay in the apt layer because this stand-in base
@@ -80,9 +81,9 @@ image_rebuild_after_src_edit() {
   printf '\n// tests/steps/60-docker.sh: an edit of src/ at %s\n' "$(date -u +%FT%T.%N)" >>"$ctx/src/main.rs"
   DOCKER_BUILDKIT=0 timeout 900 docker build --force-rm -t switchboard:src-edit "$ctx" >"$log" 2>&1 &
   local build=$! end=$((SECONDS + 900))
-  while kill -0 "$build" 2>/dev/null && ! grep -q '^ *Compiling ' "$log" && [ $SECONDS -lt $end ]; do sleep 1; done
+  while kill -0 "$build" 2>/dev/null && ! grep -q 'Compiling' "$log" && [ $SECONDS -lt $end ]; do sleep 1; done
   local first
-  first=$(grep -m1 '^ *Compiling ' "$log" | sed 's/^ *//' || true)
+  first=$(plain_log "$log" | grep -m1 '^ *Compiling ' | sed 's/^ *//' || true)
   echo "rebuild after a src/ edit: cargo's first line after $((SECONDS - t0))s: '${first:-none}'; build stopped there"
   kill -TERM "$build" 2>/dev/null || true
   wait "$build" 2>/dev/null || true
@@ -104,8 +105,8 @@ image_rebuild_after_src_edit() {
   # build can use: remove it, newest first, so kept caches do not pile it up.
   docker image rm switchboard:src-edit >/dev/null 2>&1 || true
   local ids
-  ids=$(awk '/^Step [0-9]+\/[0-9]+ : /{ keep = ($0 ~ /COPY src \.\/src|RUN touch src\/main.rs/) }
-             keep && /^ ---> [0-9a-f]+$/ { print $2 }' "$log" | tac)
+  ids=$(plain_log "$log" | awk '/^Step [0-9]+\/[0-9]+ : /{ keep = ($0 ~ /COPY src \.\/src|RUN touch src\/main.rs/) }
+             keep && /^ ---> [0-9a-f]+$/ { print $2 }' | tac)
   [ -z "$ids" ] || docker image rm $ids >/dev/null 2>&1 || true
   rm -rf "$ctx"
 }
