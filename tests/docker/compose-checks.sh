@@ -54,7 +54,9 @@ compose_checks() {
   local t0=$SECONDS log="$LOGS/compose-up.log"
   local up=0
   # --build: what a user runs; every image is built already, so it comes from the cache.
-  DOCKER_BUILDKIT=0 timeout 900 "${COMPOSE[@]}" up -d --build --wait --wait-timeout 300 >"$log" 2>&1 || up=$?
+  # In the background and waited for, like the image build (timed_build): a TERM is not held.
+  DOCKER_BUILDKIT=0 timeout 900 "${COMPOSE[@]}" up -d --build --wait --wait-timeout 300 >"$log" 2>&1 &
+  wait $! || up=$?
   # Compose's own --wait is not trusted alone: every service must be running, and healthy where
   # it has a healthcheck (bounded wait).
   local bad="" end=$((SECONDS + 120))

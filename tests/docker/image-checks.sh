@@ -9,11 +9,16 @@ IMAGE_BUILD_LIMIT=${SWITCHBOARD_DOCKER_BUILD_LIMIT:-2700}
 
 # `docker build` (classic builder) within a time bound; its output goes to LOG, each line
 # prefixed with the seconds since the start, from which step_times reads each step's duration.
+# Run in the background and waited for, so that a TERM reaches the step's trap at once (bash
+# holds a trap until a foreground command ends); the trap's engine_stop then ends the build.
 timed_build() {
   local log=$1 limit=$2 t0=$SECONDS
   shift 2
-  DOCKER_BUILDKIT=0 timeout "$limit" docker build --force-rm "$@" 2>&1 \
-    | while IFS= read -r line; do printf '%5d %s\n' $((SECONDS - t0)) "$line"; done >"$log"
+  {
+    DOCKER_BUILDKIT=0 timeout "$limit" docker build --force-rm "$@" 2>&1 \
+      | while IFS= read -r line; do printf '%5d %s\n' $((SECONDS - t0)) "$line"; done >"$log"
+  } &
+  wait $!
 }
 
 # A build log as plain text: without the timestamps, and without the colour codes the client

@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
-# opt-in: a cold image build takes ~30 min on 2 cores, past CI's budget; run it by name
+# opt-in: its cold image build has not yet been timed on a quiet machine (docs/deployment.md, Budget); run it by name
 # The container image and the compose cluster, built and run for real (issue 32), with its own
 # Docker Engine (Debian's docker.io) on a private socket:
 #   1. base images made locally (no image registry here): debian:bookworm-slim from debootstrap,
 #      rust:1.95-slim-bookworm from it plus this machine's Rust (tests/docker/base-images.sh);
-#   2. the project's Dockerfile: build time, size, a src/ edit rebuilds only the last layers, and
-#      the image run read-only as docker-compose.yml runs it: non-root, healthcheck healthy,
-#      `docker stop` drains with status 0 (tests/docker/image-checks.sh);
+#   2. the project's Dockerfile: build time, size, and the image run read-only as
+#      docker-compose.yml runs it: non-root, healthcheck healthy, `docker stop` drains with status
+#      0 (tests/docker/image-checks.sh); the stand-in images for Redis, MongoDB, nginx, HAProxy
+#      and Prometheus build meanwhile, beside it;
 #   3. `docker compose up --build` of docker-compose.yml plus tests/docker/compose.test.yml, with
 #      the HAProxy profile: Prometheus sees every node, socket.io-client chats across the nodes
-#      through both balancers, a node stopped loses no message (tests/docker/compose-checks.sh).
-# Caches (base root filesystem, the engine's images and build cache) in
-# $SWITCHBOARD_DOCKER_CACHE (default /var/cache/switchboard-docker); a second run reuses them.
-# The engine and everything it runs are stopped and removed at exit, also on failure.
+#      through both balancers, a node stopped loses no message (tests/docker/compose-checks.sh);
+#   4. a src/ edit: only the last layers rebuild, cargo compiles Switchboard alone.
+# The data root is a fresh directory removed at exit (every run is cold, as on CI's fresh
+# machine); SWITCHBOARD_DOCKER_CACHE=DIR keeps it in DIR between runs. The engine and everything
+# it runs are stopped and removed at exit, also on failure; every wait and build is time-bound.
+#
+# Times per phase (2026-12-07, 2 cores at load average 12 to 16, all at nice 10): engine 57 s,
+# base images 356 s, stand-in images 285 s beside the image build; the cold image build did not
+# finish in 45 min (its container got about a quarter of a core). Image run 17 s and compose 50 s,
+# measured against an image with a prebuilt binary. On a quiet machine: the cold build plus about
+# 8 min.
 set -euo pipefail
 cd "$SWITCHBOARD_ROOT"
 
