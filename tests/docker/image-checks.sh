@@ -84,6 +84,8 @@ image_rebuild_after_src_edit() {
     && mkdir -p "$ctx/loadtest" "$ctx/deploy/docker" && cp -a loadtest/Cargo.toml "$ctx/loadtest/" \
     && cp -a deploy/docker/probe.sh "$ctx/deploy/docker/")
   printf '\n// tests/steps/60-docker.sh: an edit of src/ at %s\n' "$(date -u +%FT%T.%N)" >>"$ctx/src/main.rs"
+  local before
+  before=$(docker ps -aq --no-trunc | sort)
   DOCKER_BUILDKIT=0 timeout 900 docker build --force-rm -t switchboard:src-edit "$ctx" >"$log" 2>&1 &
   local build=$! end=$((SECONDS + 900))
   while kill -0 "$build" 2>/dev/null && ! grep -q 'Compiling' "$log" && [ $SECONDS -lt $end ]; do sleep 1; done
@@ -94,9 +96,12 @@ image_rebuild_after_src_edit() {
   wait "$build" 2>/dev/null || true
   # The client's exit cancels the build in the engine, which removes the RUN step's container
   # (--force-rm); bounded wait for that, then remove it by force if it is still there.
+  local left
   end=$((SECONDS + 60))
-  while [ -n "$(docker ps -aq)" ] && [ $SECONDS -lt $end ]; do sleep 1; done
-  [ -z "$(docker ps -aq)" ] || { echo "the stopped build's container was still there: removed by force"; engine_clean; }
+  while left=$(comm -13 <(echo "$before") <(docker ps -aq --no-trunc | sort)) && [ -n "$left" ] && [ $SECONDS -lt $end ]; do
+    sleep 1
+  done
+  [ -z "$left" ] || { echo "the stopped build's container was still there: removed by force"; docker rm -f $left >/dev/null; }
   local report
   report=$(step_report "$log")
   echo "steps that ran:"
