@@ -17,8 +17,9 @@
 # it runs are stopped and removed at exit, also on failure; every wait and build is time-bound.
 #
 # Times per phase (2026-12-07, 2 cores at load average 12 to 16, all at nice 10): engine 57 s,
-# base images 356 s, stand-in images 285 s beside the image build; the cold image build did not
-# finish in 45 min (its container got about a quarter of a core). Image run 17 s and compose 50 s,
+# base images 356 s, stand-in images 285 s beside the image build; the cold image build was
+# stopped by its 2,700 s bound (its container got about a quarter of a core: 744 CPU-s, about 300
+# of 320 crates), the trap then tore everything down. Image run 17 s and compose 50 s,
 # measured against an image with a prebuilt binary. On a quiet machine: the cold build plus about
 # 8 min.
 set -euo pipefail
