@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     queued_ms INTEGER NOT NULL,
     done_ms INTEGER,
     last_error TEXT,
+    seq INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (endpoint, id)
 );
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (endpoint, state, pos);
@@ -39,8 +40,8 @@ CREATE TABLE IF NOT EXISTS unread_watches (
 CREATE INDEX IF NOT EXISTS unread_due ON unread_watches (due_ms) WHERE due_ms IS NOT NULL;
 "#;
 
-const COLUMNS: &str =
-    "endpoint, id, kind, key, pos, at_ms, data, state, attempts, next_ms, queued_ms, last_error";
+const COLUMNS: &str = "endpoint, id, kind, key, pos, at_ms, data, state, attempts, next_ms, \
+                       queued_ms, last_error, seq";
 
 /// The outbox in `DATA_DIR/webhooks.db`.
 pub struct SqliteOutbox {
@@ -69,6 +70,13 @@ impl SqliteOutbox {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        // An outbox from before deliveries knew the message they follow.
+        if conn.prepare("SELECT seq FROM deliveries LIMIT 0").is_err() {
+            conn.execute_batch(
+                "ALTER TABLE deliveries ADD COLUMN seq INTEGER NOT NULL DEFAULT 0",
+            )
+            .map_err(err)?;
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -103,6 +111,7 @@ fn delivery(r: &Row<'_>) -> rusqlite::Result<Delivery> {
         next_ms: r.get(9)?,
         queued_ms: r.get(10)?,
         last_error: r.get(11)?,
+        seq: r.get::<_, i64>(12)? as u64,
     })
 }
 
@@ -115,7 +124,7 @@ impl Outbox for SqliteOutbox {
             {
                 let mut st = tx.prepare_cached(&format!(
                     "INSERT OR IGNORE INTO deliveries ({COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
                 ))?;
                 for d in &rows {
                     st.execute(params![
@@ -130,7 +139,8 @@ impl Outbox for SqliteOutbox {
                         d.attempts,
                         d.next_ms,
                         d.queued_ms,
-                        d.last_error
+                        d.last_error,
+                        d.seq as i64
                     ])?;
                 }
             }
