@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use switchboard::domain::Role;
 
 use crate::helpers::webhooks::{
-    NEW_SECRET, Receiver, SECRET, WITHIN, count, delivered_despite, hooked,
+    NEW_SECRET, Receiver, SECRET, WITHIN, count, created_in_order, delivered_despite, hooked,
 };
 use crate::helpers::{TestNode, eventually, send};
 
@@ -131,19 +131,19 @@ async fn a_rotation_signs_with_both_secrets_and_an_old_receiver_still_verifies()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_answering_500_gets_every_event_in_order_once_it_recovers() {
-    let mut rx = Receiver::start(SECRET).await;
+    let rx = Receiver::start(SECRET).await;
     rx.mode("fail", 0).await;
     let node = TestNode::start_with(|c| {
         hooked(c, &rx, 0);
         c.webhooks.events = "message.created".into();
     })
     .await;
-    delivered_despite(&node, &mut rx, "fail", 6).await;
+    delivered_despite(&node, &rx, "fail", 6).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_timing_out_gets_every_event_in_order_once_it_answers() {
-    let mut rx = Receiver::start(SECRET).await;
+    let rx = Receiver::start(SECRET).await;
     rx.mode("slow", 5).await;
     let node = TestNode::start_with(|c| {
         hooked(c, &rx, 0);
@@ -151,19 +151,65 @@ async fn a_receiver_timing_out_gets_every_event_in_order_once_it_answers() {
         c.webhooks.events = "message.created".into();
     })
     .await;
-    delivered_despite(&node, &mut rx, "slow", 4).await;
+    delivered_despite(&node, &rx, "slow", 4).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_receiver_that_is_down_gets_every_event_in_order_once_it_is_up() {
+async fn a_receiver_down_for_30_s_gets_every_event_in_order_once_it_is_up() {
+    const OUTAGE: std::time::Duration = std::time::Duration::from_secs(30);
     let mut rx = Receiver::start(SECRET).await;
-    rx.down();
     let node = TestNode::start_with(|c| {
         hooked(c, &rx, 0);
+        // The backoff grows past a few attempts (1, 2, 4, 8 s): the outage is waited out, not
+        // hammered.
+        c.webhooks.max_backoff_secs = 8;
         c.webhooks.events = "message.created".into();
     })
     .await;
-    delivered_despite(&node, &mut rx, "down", 5).await;
+    let token = node.token("u1", Role::User);
+    let chat = node.open_chat(&token).await;
+    let user = node.socket("u1", Role::User).await;
+    let retries = || {
+        node.state
+            .metrics
+            .webhooks
+            .outcome("default", "retry")
+            .get()
+    };
+
+    rx.down();
+    let down_at = tokio::time::Instant::now();
+    // Messages keep coming through the outage, each once the sender has failed a few more
+    // times (its counter, not a clock).
+    let mut sent = Vec::new();
+    for (i, failed) in [0, 2, 4, 5].into_iter().enumerate() {
+        assert!(
+            eventually(WITHIN, || async { retries() >= failed }).await,
+            "{failed} failed attempts: {}",
+            retries()
+        );
+        sent.push(send(&user, &chat, &format!("m{i}")).await);
+    }
+    // The outage itself.
+    tokio::time::sleep_until(down_at + OUTAGE).await;
+    let during = retries();
+    assert!(
+        (5..=20).contains(&during),
+        "retried with backoff through the outage: {during} attempts"
+    );
+    rx.up().await;
+
+    let expected: Vec<String> = sent
+        .iter()
+        .map(|m| format!("msg_{}", m["id"].as_str().unwrap()))
+        .collect();
+    let got = rx
+        .until(WITHIN, |g| created_in_order(g).0.len() >= expected.len())
+        .await;
+    let (acked, ordered) = created_in_order(&got);
+    assert_eq!(acked, expected, "every message once, in order: {got:#?}");
+    assert!(ordered, "{got:#?}");
+    assert!(got.iter().all(|r| r["valid"] == true));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

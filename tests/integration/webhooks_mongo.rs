@@ -11,7 +11,7 @@ use crate::helpers::{TestNode, eventually, send};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_mongodb_a_failing_receiver_gets_every_event_in_order() {
     let server = crate::helpers::mongo::shared();
-    let mut rx = Receiver::start(SECRET).await;
+    let rx = Receiver::start(SECRET).await;
     rx.mode("fail", 0).await;
     let uri = server.uri();
     let node = TestNode::start_with(|c| {
@@ -21,7 +21,7 @@ async fn on_mongodb_a_failing_receiver_gets_every_event_in_order() {
         c.mongodb_database = crate::helpers::mongo::fresh_database();
     })
     .await;
-    delivered_despite(&node, &mut rx, "fail", 4).await;
+    delivered_despite(&node, &rx, "fail", 4).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
