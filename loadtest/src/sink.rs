@@ -70,7 +70,11 @@ pub async fn run(a: SinkArgs) -> bool {
     let deadline = started + Duration::from_secs(a.secs);
     let idle = Duration::from_secs(a.idle_secs);
     loop {
-        let quiet = counts.lock().unwrap().last.is_some_and(|t| t.elapsed() >= idle);
+        let quiet = counts
+            .lock()
+            .unwrap()
+            .last
+            .is_some_and(|t| t.elapsed() >= idle);
         if quiet || Instant::now() >= deadline {
             break;
         }

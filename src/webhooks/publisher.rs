@@ -111,7 +111,12 @@ impl Running {
             || (self.plans_unread && event.unread.is_some())
     }
 
-    fn queue(&self, event: Event, room: OwnedSemaphorePermit, written: Option<oneshot::Sender<()>>) {
+    fn queue(
+        &self,
+        event: Event,
+        room: OwnedSemaphorePermit,
+        written: Option<oneshot::Sender<()>>,
+    ) {
         self.unwritten.fetch_add(1, Ordering::AcqRel);
         let queued = Queued {
             event,
@@ -163,7 +168,11 @@ impl Publisher {
         if !running.takes(&event) {
             return;
         }
-        match running.room.clone().try_acquire_many_owned(running.cost(&event)) {
+        match running
+            .room
+            .clone()
+            .try_acquire_many_owned(running.cost(&event))
+        {
             Ok(room) => running.queue(event, room, None),
             Err(_) => {
                 running.metrics.deferred.inc();

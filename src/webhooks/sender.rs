@@ -89,6 +89,7 @@ impl Sender {
             .build()
             .expect("an HTTP client with timeouts builds");
         Arc::new(Self {
+            orders_messages: endpoint.wants("message.created"),
             endpoint,
             client,
             retry_for: settings.retry_for(),
@@ -101,7 +102,6 @@ impl Sender {
             finished: Mutex::new(HashMap::new()),
             reconciled,
             last_sent: Mutex::new(HashMap::new()),
-            orders_messages: endpoint.wants("message.created"),
         })
     }
 }
@@ -166,7 +166,9 @@ async fn look(s: &Arc<Sender>) {
             break;
         }
         if row.kind == "message.created" {
-            let last = last_sent.entry(row.key.clone()).or_insert((0, Instant::now()));
+            let last = last_sent
+                .entry(row.key.clone())
+                .or_insert((0, Instant::now()));
             *last = (last.0.max(row.seq), Instant::now());
         }
         in_flight.insert(row.key.clone());
@@ -327,18 +329,20 @@ mod tests {
     #[test]
     fn an_event_waits_only_while_a_message_it_follows_may_still_be_queued() {
         let created = |seq| row("message.created", seq, 5_000);
+        let read = |seq| row("message.read", seq, 5_000);
+        let updated = row("chat.updated", 0, 5_000);
         // A chat's first message, the one after the last sent, and what follows no message go.
         assert!(!waits_for_predecessor(&created(1), None, 0));
         assert!(!waits_for_predecessor(&created(8), Some(7), 0));
-        assert!(!waits_for_predecessor(&row("chat.updated", 0, 5_000), None, 0));
-        assert!(!waits_for_predecessor(&row("message.read", 7, 5_000), Some(7), 0));
+        assert!(!waits_for_predecessor(&updated, None, 0));
+        assert!(!waits_for_predecessor(&read(7), Some(7), 0));
         // A message or a read past the last sent, the reconcile pass not past it yet: wait.
         assert!(waits_for_predecessor(&created(9), Some(7), 4_000));
         assert!(waits_for_predecessor(&created(3), None, 0));
-        assert!(waits_for_predecessor(&row("message.read", 8, 5_000), Some(7), 0));
+        assert!(waits_for_predecessor(&read(8), Some(7), 0));
         // Once it is past, the message would be queued by now (or never existed): go.
         assert!(!waits_for_predecessor(&created(9), Some(7), 5_001));
-        assert!(!waits_for_predecessor(&row("message.read", 8, 5_000), Some(7), 5_001));
+        assert!(!waits_for_predecessor(&read(8), Some(7), 5_001));
     }
 
     #[test]

@@ -72,10 +72,8 @@ impl SqliteOutbox {
         conn.execute_batch(SCHEMA).map_err(err)?;
         // An outbox from before deliveries knew the message they follow.
         if conn.prepare("SELECT seq FROM deliveries LIMIT 0").is_err() {
-            conn.execute_batch(
-                "ALTER TABLE deliveries ADD COLUMN seq INTEGER NOT NULL DEFAULT 0",
-            )
-            .map_err(err)?;
+            conn.execute_batch("ALTER TABLE deliveries ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
+                .map_err(err)?;
         }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -318,5 +316,40 @@ impl SqliteOutbox {
             .optional()
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `webhooks.db` written before deliveries knew the message they follow opens, keeps its
+    /// rows (as following none) and takes new ones.
+    #[tokio::test]
+    async fn an_outbox_from_before_the_seq_column_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = SCHEMA.replace("    seq INTEGER NOT NULL DEFAULT 0,\n", "");
+        assert_ne!(old, SCHEMA);
+        {
+            let conn = Connection::open(dir.path().join("webhooks.db")).unwrap();
+            conn.execute_batch(&old).unwrap();
+            conn.execute(
+                "INSERT INTO deliveries (endpoint, id, kind, key, pos, at_ms, data, state, \
+                 attempts, next_ms, queued_ms) VALUES ('e', 'old', 'chat.created', 'chat:c', 1, \
+                 1, 'null', 0, 0, 0, 0)",
+                [],
+            )
+            .unwrap();
+        }
+        let outbox = SqliteOutbox::open(dir.path()).unwrap();
+        let mut new = outbox.get("e", "old").await.unwrap().expect("kept");
+        assert_eq!(new.seq, 0);
+        new.id = "new".into();
+        new.seq = 7;
+        new.pos = 2;
+        outbox.enqueue(&[new]).await.unwrap();
+        let pending = outbox.pending("e", 10).await.unwrap();
+        let seqs: Vec<(String, u64)> = pending.into_iter().map(|d| (d.id, d.seq)).collect();
+        assert_eq!(seqs, [("old".to_owned(), 0), ("new".to_owned(), 7)]);
     }
 }
