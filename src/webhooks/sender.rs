@@ -32,6 +32,8 @@ pub const CONCURRENCY: usize = 32;
 const LOOK: usize = 1000;
 /// How often the sender looks without being woken (other nodes' events, due retries).
 const TICK: Duration = Duration::from_millis(250);
+/// The least time between two looks.
+const LOOK_GAP: Duration = Duration::from_millis(10);
 /// How often the backlog metrics are read.
 const BACKLOG_EVERY: Duration = Duration::from_secs(2);
 /// How long the last message sent in a chat is remembered (a chat quiet for longer has its
@@ -109,11 +111,10 @@ impl Sender {
 pub async fn run(s: Arc<Sender>) {
     let mut last_backlog = Instant::now() - BACKLOG_EVERY;
     loop {
+        // Registered before the look: a wake during it (an attempt that finished) counts.
         let woken = s.wake.notified();
-        tokio::select! {
-            () = woken => {}
-            () = tokio::time::sleep(TICK) => {}
-        }
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         let held = s.lease.is_held();
         if last_backlog.elapsed() >= BACKLOG_EVERY {
             last_backlog = Instant::now();
@@ -121,6 +122,13 @@ pub async fn run(s: Arc<Sender>) {
         }
         if held {
             look(&s).await;
+        }
+        // Every finished attempt wakes the sender, and a look reads up to LOOK rows: at most
+        // one look per LOOK_GAP, each starting all it can.
+        tokio::time::sleep(LOOK_GAP).await;
+        tokio::select! {
+            () = woken => {}
+            () = tokio::time::sleep(TICK) => {}
         }
     }
 }
