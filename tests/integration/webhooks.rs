@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 use switchboard::domain::Role;
 
 use crate::helpers::webhooks::{
-    NEW_SECRET, Receiver, SECRET, WITHIN, count, created_in_order, delivered_despite, hooked,
+    NEW_SECRET, Receiver, SECRET, WITHIN, all_created_in_order, count, delivered_despite, hooked,
+    report_read_by_u1, retries,
 };
 use crate::helpers::{TestNode, eventually, send};
 
@@ -38,19 +39,7 @@ async fn every_event_type_arrives_signed_and_verified_by_the_official_library() 
         .await;
     assert_eq!(read["ok"], true, "{read}");
     send(&admin, &chat, "a reply the user leaves unread").await;
-    let (status, report) = node
-        .call(
-            reqwest::Method::POST,
-            "/api/reports",
-            Some(&admin_token),
-            Some(json!({ "userId": "u1", "title": "T", "message": "M", "status": "Info" })),
-        )
-        .await;
-    assert_eq!(status, 201, "{report}");
-    let r = user
-        .ack("report:read", json!({ "reportId": report["id"] }))
-        .await;
-    assert_eq!(r["ok"], true, "{r}");
+    let report = report_read_by_u1(&node, &admin_token, &user).await;
     // The reminder first: it names the user as online.
     let got = rx.until(WITHIN, |g| count(g, "chat.unread") >= 1).await;
     assert_eq!(count(&got, "chat.unread"), 1, "{got:#?}");
@@ -169,13 +158,6 @@ async fn a_receiver_down_for_30_s_gets_every_event_in_order_once_it_is_up() {
     let token = node.token("u1", Role::User);
     let chat = node.open_chat(&token).await;
     let user = node.socket("u1", Role::User).await;
-    let retries = || {
-        node.state
-            .metrics
-            .webhooks
-            .outcome("default", "retry")
-            .get()
-    };
 
     rx.down();
     let down_at = tokio::time::Instant::now();
@@ -184,31 +166,22 @@ async fn a_receiver_down_for_30_s_gets_every_event_in_order_once_it_is_up() {
     let mut sent = Vec::new();
     for (i, failed) in [0, 2, 4, 5].into_iter().enumerate() {
         assert!(
-            eventually(WITHIN, || async { retries() >= failed }).await,
+            eventually(WITHIN, || async { retries(&node) >= failed }).await,
             "{failed} failed attempts: {}",
-            retries()
+            retries(&node)
         );
         sent.push(send(&user, &chat, &format!("m{i}")).await);
     }
     // The outage itself.
     tokio::time::sleep_until(down_at + OUTAGE).await;
-    let during = retries();
+    let during = retries(&node);
     assert!(
         (5..=20).contains(&during),
         "retried with backoff through the outage: {during} attempts"
     );
     rx.up().await;
 
-    let expected: Vec<String> = sent
-        .iter()
-        .map(|m| format!("msg_{}", m["id"].as_str().unwrap()))
-        .collect();
-    let got = rx
-        .until(WITHIN, |g| created_in_order(g).0.len() >= expected.len())
-        .await;
-    let (acked, ordered) = created_in_order(&got);
-    assert_eq!(acked, expected, "every message once, in order: {got:#?}");
-    assert!(ordered, "{got:#?}");
+    let got = all_created_in_order(&rx, &sent).await;
     assert!(got.iter().all(|r| r["valid"] == true));
 }
 

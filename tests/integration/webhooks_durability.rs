@@ -9,7 +9,9 @@
 use serde_json::json;
 use switchboard::domain::Role;
 
-use crate::helpers::webhooks::{Receiver, SECRET, WITHIN, count, created_in_order, hooked};
+use crate::helpers::webhooks::{
+    Receiver, SECRET, WITHIN, all_created_in_order, count, hooked, report_read_by_u1,
+};
 use crate::helpers::{TestNode, eventually, send};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,19 +49,7 @@ async fn a_node_killed_between_each_save_and_its_emission_loses_no_webhook() {
         )
         .await;
     assert_eq!(read["ok"], true, "{read}");
-    let (status, report) = node
-        .call(
-            reqwest::Method::POST,
-            "/api/reports",
-            Some(&admin_token),
-            Some(json!({ "userId": "u1", "title": "T", "message": "M", "status": "Info" })),
-        )
-        .await;
-    assert_eq!(status, 201, "{report}");
-    let r = user
-        .ack("report:read", json!({ "reportId": report["id"] }))
-        .await;
-    assert_eq!(r["ok"], true, "{r}");
+    let report = report_read_by_u1(&node, &admin_token, &user).await;
 
     let all = [
         "chat.created",
@@ -130,16 +120,7 @@ async fn a_message_re_derived_from_the_store_keeps_its_place_among_the_live_ones
     // queues a few seconds later.
     let after = send(&user, &chat, "after").await;
 
-    let expected: Vec<String> = [&first, &lost, &after]
-        .iter()
-        .map(|m| format!("msg_{}", m["id"].as_str().unwrap()))
-        .collect();
-    let got = rx
-        .until(WITHIN, |g| created_in_order(g).0.len() >= expected.len())
-        .await;
-    let (acked, ordered) = created_in_order(&got);
-    assert_eq!(acked, expected, "in seq order: {got:#?}");
-    assert!(ordered, "{got:#?}");
+    all_created_in_order(&rx, &[first, lost, after]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,15 +158,6 @@ async fn while_the_outbox_cannot_be_written_the_queue_stays_bounded_and_nothing_
     );
 
     node.state.webhooks.hold_writes(false);
-    let expected: Vec<String> = sent
-        .iter()
-        .map(|m| format!("msg_{}", m["id"].as_str().unwrap()))
-        .collect();
-    let got = rx
-        .until(WITHIN, |g| created_in_order(g).0.len() >= MESSAGES)
-        .await;
-    let (acked, ordered) = created_in_order(&got);
-    assert_eq!(acked, expected, "every message once, in order: {got:#?}");
-    assert!(ordered);
+    all_created_in_order(&rx, &sent).await;
     assert!(eventually(WITHIN, || async { metrics.queue_bytes() == 0 }).await);
 }

@@ -4,7 +4,7 @@
 use switchboard::domain::Role;
 
 use crate::helpers::webhooks::{
-    Receiver, SECRET, WITHIN, created_in_order, delivered_despite, hooked,
+    Receiver, SECRET, WITHIN, created_in_order, delivered_despite, hooked, retries,
 };
 use crate::helpers::{TestNode, eventually, send};
 
@@ -46,14 +46,7 @@ async fn a_mongodb_outage_loses_neither_pending_deliveries_nor_events_published_
     for i in 0..3 {
         sent.push(send(&user, &chat, &format!("m{i}")).await);
     }
-    let retries = || {
-        node.state
-            .metrics
-            .webhooks
-            .outcome("default", "retry")
-            .get()
-    };
-    assert!(eventually(WITHIN, || async { retries() >= 2 }).await);
+    assert!(eventually(WITHIN, || async { retries(&node) >= 2 }).await);
 
     tokio::task::block_in_place(|| server.stop());
     rx.mode("ok", 0).await;
