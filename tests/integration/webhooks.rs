@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use switchboard::domain::Role;
 
 use crate::helpers::webhooks::{
-    NEW_SECRET, Receiver, SECRET, WITHIN, all_created_in_order, count, delivered_despite, hooked,
-    report_read_by_u1, retries,
+    NEW_SECRET, Receiver, SECRET, WITHIN, all_created_in_order, count, delivered_despite,
+    every_kind_arrives, hooked, raise_priority, report_read_by_u1, retries,
 };
 use crate::helpers::{TestNode, eventually, send};
 
@@ -21,15 +21,7 @@ async fn every_event_type_arrives_signed_and_verified_by_the_official_library() 
     let admin = node.socket("a1", Role::Admin).await;
     let chat = node.staff_chat("a1", "u1").await;
     let admin_token = node.token("a1", Role::Admin);
-    let (status, _) = node
-        .call(
-            reqwest::Method::PATCH,
-            &format!("/api/chats/{chat}"),
-            Some(&admin_token),
-            Some(json!({ "priority": "high" })),
-        )
-        .await;
-    assert_eq!(status, 200);
+    raise_priority(&node, &admin_token, &chat).await;
     let m = send(&user, &chat, "hello").await;
     let read = admin
         .ack(
@@ -57,12 +49,7 @@ async fn every_event_type_arrives_signed_and_verified_by_the_official_library() 
         "user.online",
         "user.offline",
     ];
-    let got = rx
-        .until(WITHIN, |g| all.iter().all(|k| count(g, k) > 0))
-        .await;
-    for kind in all {
-        assert!(count(&got, kind) > 0, "no {kind} in {got:#?}");
-    }
+    let got = every_kind_arrives(&rx, &all).await;
     assert!(got.iter().all(|r| r["valid"] == true), "{got:#?}");
     let find = |kind: &str| got.iter().find(|r| r["type"] == kind).unwrap().clone();
     assert_eq!(find("message.created")["data"]["message"]["id"], m["id"]);

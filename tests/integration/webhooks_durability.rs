@@ -10,7 +10,8 @@ use serde_json::json;
 use switchboard::domain::Role;
 
 use crate::helpers::webhooks::{
-    Receiver, SECRET, WITHIN, all_created_in_order, count, hooked, report_read_by_u1,
+    Receiver, SECRET, WITHIN, all_created_in_order, count, every_kind_arrives, hooked,
+    raise_priority, report_read_by_u1,
 };
 use crate::helpers::{TestNode, eventually, send};
 
@@ -24,15 +25,7 @@ async fn a_node_killed_between_each_save_and_its_emission_loses_no_webhook() {
     node.state.test_hooks.kill_emissions(true);
 
     let chat = node.staff_chat("a1", "u1").await;
-    let (status, _) = node
-        .call(
-            reqwest::Method::PATCH,
-            &format!("/api/chats/{chat}"),
-            Some(&admin_token),
-            Some(json!({ "priority": "high" })),
-        )
-        .await;
-    assert_eq!(status, 200);
+    raise_priority(&node, &admin_token, &chat).await;
     let m = send(&admin, &chat, "to the user").await;
     let user = node.socket("u1", Role::User).await;
     let delivered = user
@@ -61,12 +54,7 @@ async fn a_node_killed_between_each_save_and_its_emission_loses_no_webhook() {
         "report.read",
         "user.online",
     ];
-    let got = rx
-        .until(WITHIN, |g| all.iter().all(|k| count(g, k) > 0))
-        .await;
-    for kind in all {
-        assert!(count(&got, kind) > 0, "no {kind} in {got:#?}");
-    }
+    let got = every_kind_arrives(&rx, &all).await;
     let find = |kind: &str| got.iter().find(|r| r["type"] == kind).unwrap().clone();
     assert_eq!(find("chat.updated")["data"]["changed"], json!(["priority"]));
     assert_eq!(find("message.created")["data"]["message"]["id"], m["id"]);

@@ -230,3 +230,28 @@ pub async fn report_read_by_u1(
     assert_eq!(r["ok"], true, "{r}");
     report
 }
+
+/// A staff member (`admin_token`) sets `chat`'s priority to `high` (a `chat.updated`).
+pub async fn raise_priority(node: &super::TestNode, admin_token: &str, chat: &str) {
+    let (status, body) = node
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/chats/{chat}"),
+            Some(admin_token),
+            Some(json!({ "priority": "high" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Waits until `rx` acknowledged an event of each of `kinds`, and checks it did; returns what it
+/// received.
+pub async fn every_kind_arrives(rx: &Receiver, kinds: &[&str]) -> Vec<Value> {
+    let got = rx
+        .until(WITHIN, |g| kinds.iter().all(|k| count(g, k) > 0))
+        .await;
+    for kind in kinds {
+        assert!(count(&got, kind) > 0, "no {kind} in {got:#?}");
+    }
+    got
+}
