@@ -298,6 +298,7 @@ impl AppState {
         let payload = MessageRead {
             chat_id: &chat.id,
             message_id,
+            seq: message.seq,
             read_by: &user.id,
             read_at,
         };

@@ -31,4 +31,5 @@ mod security;
 mod store_contract;
 mod webhooks;
 mod webhooks_cluster;
+mod webhooks_durability;
 mod webhooks_mongo;
