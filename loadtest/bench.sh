@@ -21,7 +21,13 @@
 # client from its own snapshots). ADAPTER=streams gives the baseline the Redis-Streams adapter
 # with connection state recovery instead of the pub/sub redis-adapter (Switchboard ignores it).
 # After a Switchboard run, its nodes' counters (store operations, messages) are written to
-# $OUT/metrics-LABEL-MODE.txt. Other variables (MONGODB_URI, ...) pass through to the server.
+# $OUT/metrics-LABEL-MODE.txt. Other variables (MONGODB_URI, WEBHOOK_URL, ...) pass through to the
+# server. WEBHOOK_SINK=1 (Switchboard only) starts a local webhook receiver, `loadgen webhook-sink`
+# on SINK_CORE (default GEN_CORE), answering 200 and checking signatures, and makes it every node's
+# endpoint (WEBHOOK_URL and a generated WEBHOOK_SECRET; WEBHOOK_EVENTS passes through); after the
+# run it waits for the backlog to drain (the sink stops 15 s after its last event, at most
+# SINK_SECS, default 900, after it started) and reports the events per second it received:
+# $OUT/webhook-sink-LABEL.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:?mode: hold|fanout|chat|reconnect}
@@ -87,6 +93,15 @@ if [ "${WITH_MONGO:-0}" = 1 ] && [ "$system" = switchboard ]; then
   for _ in $(seq 100); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $mport), 0.2)" 2>/dev/null && break; sleep 0.1; done
   mongo_env="MONGODB_URI=mongodb://127.0.0.1:$mport/?directConnection=true&retryWrites=false"
 fi
+if [ "${WEBHOOK_SINK:-0}" = 1 ] && [ "$system" = switchboard ]; then
+  hport=$(free_port)
+  WEBHOOK_SECRET="whsec_$(head -c 32 /dev/urandom | base64)"
+  export WEBHOOK_SECRET WEBHOOK_URL="http://127.0.0.1:$hport/hook"
+  taskset -c "${SINK_CORE:-$gen_core}" "$gen" webhook-sink --listen "127.0.0.1:$hport" \
+    --secs "${SINK_SECS:-900}" --idle-secs 15 --label "$label" --out "$out" >"$work/sink.log" 2>&1 &
+  echo $! >"$work/sink.pid"
+  for _ in $(seq 100); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $hport), 0.2)" 2>/dev/null && break; sleep 0.1; done
+fi
 case $system in
   switchboard) case $bin in /*) cmd=$bin ;; *) cmd="$PWD/$bin" ;; esac ;;
   baseline) cmd="node $PWD/loadtest/baseline-node/server.js" ;;
@@ -132,12 +147,17 @@ case $mode in
     taskset -c "$gen_core" timeout "${GEN_TIMEOUT:-300}" "$gen" reconnect "${common[@]}" --kill-pid "$pid" "${extra[@]}" "$@" ;;
   *) echo "unknown mode $mode"; exit 2 ;;
 esac
+if [ -f "$work/sink.pid" ]; then
+  # The node's webhook backlog drains; the sink then stops by itself and reports.
+  wait "$(cat "$work/sink.pid")" || echo "webhook sink: bad signatures or no report (see below)"
+  cat "$work/sink.log"
+fi
 # Switchboard's own counters after the run (store operations, messages saved and emitted): the
 # store writes delivery status adds per message come from these.
 if [ "$system" = switchboard ]; then
   for u in "${urls[@]}"; do
     echo "# $u"
-    curl -fsS --max-time 5 "$u/metrics" | grep -E '^switchboard_(store_operation_duration_seconds_count|messages_|fanout_publishes|recovery_log)' || true
+    curl -fsS --max-time 5 "$u/metrics" | grep -E '^switchboard_(store_operation_duration_seconds_count|messages_|fanout_publishes|recovery_log|webhook_)' || true
   done >"$out/metrics-$label-$mode.txt"
   echo "Switchboard counters after the run: $out/metrics-$label-$mode.txt"
 fi

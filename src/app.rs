@@ -348,6 +348,7 @@ impl Application {
         tasks.spawn(heartbeat(state.clone()));
         tasks.spawn(recovery_log_stats(state.clone()));
         tasks.spawn(trim_recovery_log(state.clone()));
+        tasks.spawn(crate::service::desk::audit::trim_audit_log(state.clone()));
         tasks.spawn(crate::http::health::watch_dependencies(state.clone()));
         for task in self.background {
             tasks.spawn(task);

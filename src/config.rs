@@ -393,6 +393,10 @@ pub struct Config {
     /// upload past it is refused with RATE_LIMITED and nothing is kept.
     #[arg(long, env = "UPLOAD_BYTES_PER_DAY", default_value_t = 256 * 1024 * 1024)]
     pub upload_bytes_per_day: u64,
+    /// How long the audit log of staff actions keeps an entry, in days (1 to 36500); each node
+    /// deletes older entries when it starts and every hour.
+    #[arg(long, env = "AUDIT_RETENTION_DAYS", default_value_t = 365)]
+    pub audit_retention_days: u32,
     /// Webhooks (PROTOCOL.md, "Webhooks"; docs/webhooks.md).
     #[command(flatten)]
     pub webhooks: WebhookSettings,
@@ -477,6 +481,9 @@ impl Config {
             if self.mongodb_uri.is_none() {
                 return fail("MESSAGE_RETENTION_DAYS needs the MongoDB store (MONGODB_URI)");
             }
+        }
+        if !(1..=36_500).contains(&self.audit_retention_days) {
+            return fail("AUDIT_RETENTION_DAYS must be between 1 and 36500");
         }
         if let Some(url) = &self.public_url {
             let rest = url

@@ -60,6 +60,11 @@ pub const LISTS: Bounds = Bounds {
     default: 20,
     max: 100,
 };
+/// `GET /api/audit`: default 50, at most 200.
+pub const AUDIT: Bounds = Bounds {
+    default: 50,
+    max: 200,
+};
 /// `GET /api/socket/active-users`: default 100, at most 1000 (its cursor is the presence
 /// backend's own, opaque to this module).
 pub const ACTIVE_USERS: Bounds = Bounds {

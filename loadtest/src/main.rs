@@ -10,6 +10,7 @@
 //! - `token`, `http`: HS256 tokens, opening chats over REST
 //! - `procfs`, `stats`: server RSS/CPU, latency histograms
 //! - `hold`, `fanout`, `chat`, `reconnect`: the modes (`recover`: `reconnect --recover`)
+//! - `sink`: `webhook-sink`, a local webhook receiver counting events per second
 //! - `avalanche`: `reconnect --recover --workers`, the clients in worker processes
 //! - `redisinfo`: Redis `INFO commandstats` snapshots
 //! - `report`, `chart`: JSON/Markdown output, SVG charts, `compare`
@@ -25,6 +26,7 @@ mod reconnect;
 mod recover;
 mod redisinfo;
 mod report;
+mod sink;
 mod sio;
 mod stats;
 mod token;
@@ -61,6 +63,8 @@ enum Mode {
     ReconnectWorker(avalanche::WorkerArgs),
     /// Tables with ratios and charts from the saved runs.
     Compare(report::CompareArgs),
+    /// A local webhook receiver (answers 200, checks signatures): events per second received.
+    WebhookSink(sink::SinkArgs),
 }
 
 /// Settings every load mode shares.
@@ -122,6 +126,7 @@ fn main() {
             Mode::Reconnect(a) => reconnect::run(a).await,
             Mode::ReconnectWorker(a) => avalanche::worker(a).await,
             Mode::Compare(a) => report::compare(a),
+            Mode::WebhookSink(a) => sink::run(a).await,
         }
     });
     std::process::exit(if ok { 0 } else { 1 });

@@ -61,6 +61,16 @@ pub struct WebhookSettings {
         default_value_t = 10
     )]
     pub lease_secs: u64,
+    /// How much webhook event data one node keeps in memory on its way to the outbox, in bytes
+    /// (while the outbox is down: past it, `message.created` is left to the reconcile pass and
+    /// other events wait for room).
+    #[arg(
+        long = "webhook-queue-bytes",
+        value_name = "WEBHOOK_QUEUE_BYTES",
+        env = "WEBHOOK_QUEUE_BYTES",
+        default_value_t = 16 * 1024 * 1024
+    )]
+    pub queue_bytes: usize,
 }
 
 impl WebhookSettings {
@@ -79,6 +89,11 @@ impl WebhookSettings {
     /// `None` when reminders are off.
     pub fn unread_reminder(&self) -> Option<Duration> {
         (self.unread_reminder_secs > 0).then(|| Duration::from_secs(self.unread_reminder_secs))
+    }
+
+    /// The queue's size in KiB (at least 64 KiB).
+    pub fn queue_kib(&self) -> usize {
+        (self.queue_bytes / 1024).max(64)
     }
 
     pub fn lease(&self) -> Duration {

@@ -10,8 +10,10 @@
 //!
 //! Files: `ids.rs` (generated and client-given ids), `time.rs` (timestamps), `users.rs` (the
 //! caller and its role), `chats.rs`, `delivery.rs` (sides, delivery marks, status), `messages.rs` (with the `message:send` validation),
-//! `reports.rs`, `removals.rs` (the support desk's removals), `uploads.rs`. Everything is re-exported here, so callers name `domain::Chat`.
+//! `reports.rs`, `removals.rs` (the support desk's removals), `audit.rs` (its audit log and user
+//! directory), `uploads.rs`. Everything is re-exported here, so callers name `domain::Chat`.
 
+mod audit;
 mod chats;
 #[cfg(test)]
 pub(crate) use chats::test_chat;
@@ -24,6 +26,7 @@ mod time;
 mod uploads;
 mod users;
 
+pub use audit::*;
 pub use chats::*;
 pub use delivery::*;
 pub use ids::*;

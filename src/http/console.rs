@@ -1,6 +1,8 @@
 //! The development console: `GET /` serves a small page (plain HTML, JavaScript and CSS in
-//! `src/http/console/`, embedded in the binary, no build step) where a newcomer picks a user or a
-//! staff identity, chats, sends report messages and watches presence, against this node.
+//! `src/http/console/`, embedded in the binary, no build step) where a newcomer picks a user, a
+//! staff or a superadmin identity, chats, sends report messages, watches presence, and works the
+//! support desk (`desk.js`: the live chat list, availability, assignment, removing a user, the
+//! audit log), against this node.
 //!
 //! Only with `SWITCHBOARD_ENV=development`: in production these routes are not mounted at all
 //! (every path here is the router's plain `404`, answered before any body is read), and no token
@@ -42,6 +44,8 @@ use crate::state::AppState;
 /// The console's files, embedded at build time.
 const INDEX_HTML: &str = include_str!("console/index.html");
 const CONSOLE_JS: &str = include_str!("console/console.js");
+/// The support desk's views (live chat list details, availability, removals, audit log).
+const DESK_JS: &str = include_str!("console/desk.js");
 const CONSOLE_CSS: &str = include_str!("console/console.css");
 /// socket.io-client's browser bundle, 4.8.1 (MIT; see `console/socket.io.LICENSE`).
 const SOCKET_IO_JS: &str = include_str!("console/socket.io.min.js");
@@ -145,6 +149,7 @@ pub fn routes(gate: Arc<ConsoleGate>) -> Router<AppState> {
     Router::new()
         .route("/", get(page))
         .route("/console/console.js", get(script))
+        .route("/console/desk.js", get(desk_script))
         .route("/console/console.css", get(style))
         .route("/console/socket.io.min.js", get(socket_io))
         .route("/console/token", post(mint))
@@ -181,6 +186,10 @@ async fn page() -> Response {
 
 async fn script() -> Response {
     file("text/javascript; charset=utf-8", CONSOLE_JS)
+}
+
+async fn desk_script() -> Response {
+    file("text/javascript; charset=utf-8", DESK_JS)
 }
 
 async fn style() -> Response {
@@ -234,7 +243,12 @@ async fn mint(
     let role = match identity.role.as_str() {
         "user" => Role::User,
         "admin" => Role::Admin,
-        _ => return Err(AppError::validation("role must be user or admin")),
+        "superadmin" => Role::Superadmin,
+        _ => {
+            return Err(AppError::validation(
+                "role must be user, admin or superadmin",
+            ));
+        }
     };
     let name = identity.name.trim();
     let id = user_id(name).ok_or_else(|| {

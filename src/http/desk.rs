@@ -109,15 +109,20 @@ async fn revoke_tokens(
 }
 
 /// Refuses every REST call of a blocked user (`403 FORBIDDEN`) or with a revoked token (`401
-/// UNAUTHORIZED`), before its handler runs. A request without a valid token passes on, to be
+/// UNAUTHORIZED`), before its handler runs, and records the caller in the user directory. A request without a valid token passes on, to be
 /// refused by its handler; one without a token costs nothing here.
 pub async fn removal_gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let verified =
         crate::auth::bearer(req.headers()).and_then(|t| state.keys.verifier.verify_token(t).ok());
-    if let Some(v) = verified
-        && let Err(refused) = state.check_removal(&v.user, v.issued_at).await
-    {
-        return refused.into_response();
+    if let Some(v) = verified {
+        // The caller's role goes to the user directory (the removal rule reads it).
+        let (checked, ()) = tokio::join!(
+            state.check_removal(&v.user, v.issued_at),
+            state.directory.see(&v.user)
+        );
+        if let Err(refused) = checked {
+            return refused.into_response();
+        }
     }
     next.run(req).await
 }

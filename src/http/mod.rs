@@ -20,6 +20,7 @@ use crate::state::AppState;
 
 pub mod admission;
 pub mod api_docs;
+pub mod audit;
 pub mod chats;
 pub mod console;
 pub mod desk;
@@ -73,6 +74,7 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(uploads::routes())
         .merge(presence::routes())
         .merge(desk::routes())
+        .merge(audit::routes())
         .merge(webhooks::routes())
         .merge(health::routes())
         .merge(openapi::routes())

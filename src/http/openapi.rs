@@ -46,14 +46,14 @@ pub const BEARER: &str = "bearerAuth";
             messages, reports, uploads and presence. Every error is `{ error: { code, message } }` \
             with one of the stable codes. Clients authenticate with `Authorization: Bearer <JWT>`."
     ),
-    components(schemas(ErrorResponse, ErrorDetail, ErrorCode, PageLimit, SeqBound)),
+    components(schemas(ErrorResponse, ErrorDetail, ErrorCode, PageLimit, SeqBound, crate::domain::AuditAction)),
     modifiers(&Conventions),
     tags(
         (name = "chats", description = "Support chats and their messages"),
         (name = "reports", description = "Report messages from staff to users"),
         (name = "files", description = "Uploads and the files they return"),
         (name = "presence", description = "Who is connected, cluster-wide"),
-        (name = "desk", description = "The support desk: availability, removing a user"),
+        (name = "desk", description = "The support desk: availability, removing a user, the audit log"),
         (name = "webhooks", description = "Failed webhook deliveries (superadmin)"),
         (name = "health", description = "Liveness, readiness and this document"),
     )

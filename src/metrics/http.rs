@@ -24,6 +24,7 @@ pub const HTTP_ROUTES: &[&str] = &[
     "/api/files/{file_id}",
     "/api/socket/active-users",
     "/api/users/{user_id}/status",
+    "/api/audit",
     "/api/webhooks/failed",
     "/api/webhooks/resend",
     "other",

@@ -3,7 +3,7 @@
 //! their sum over the nodes is the cluster's figure.
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 use super::reg;
@@ -28,6 +28,11 @@ pub struct WebhookMetrics {
     oldest: IntGaugeVec,
     /// 1 on the node that sends (holds the lease).
     sender: IntGauge,
+    /// `message.created` events this node left to the reconcile pass because its queue to the
+    /// outbox was full (the outbox could not be written fast enough, or at all).
+    pub deferred: IntCounter,
+    /// What this node's queue to the outbox holds.
+    queue_bytes: IntGauge,
 }
 
 impl WebhookMetrics {
@@ -82,6 +87,24 @@ impl WebhookMetrics {
                 )
                 .unwrap(),
             ),
+            deferred: reg(
+                r,
+                IntCounter::new(
+                    "webhook_events_deferred_total",
+                    "message.created events left to the reconcile pass because the queue to the \
+                     webhook outbox was full",
+                )
+                .unwrap(),
+            ),
+            queue_bytes: reg(
+                r,
+                IntGauge::new(
+                    "webhook_queue_bytes",
+                    "Webhook events published on this node and not yet in the outbox, in bytes \
+                     (KiB-rounded)",
+                )
+                .unwrap(),
+            ),
         }
     }
 
@@ -116,5 +139,15 @@ impl WebhookMetrics {
 
     pub fn set_sender(&self, held: bool) {
         self.sender.set(i64::from(held));
+    }
+
+    pub fn set_queue_bytes(&self, bytes: usize) {
+        self.queue_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// The queue's bytes now (tests).
+    pub fn queue_bytes(&self) -> i64 {
+        self.queue_bytes.get()
     }
 }

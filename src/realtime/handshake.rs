@@ -123,11 +123,13 @@ async fn authenticate<A: Adapter>(
         .verify_token(&auth.token)
         .map_err(Refused::from)?;
     let (user, token_until) = (verified.user, verified.until);
-    // A blocked user, or a revoked token, is refused on every node (`service/desk`).
-    let removal = state
-        .check_removal(&user, verified.issued_at)
-        .await
-        .map_err(Refused::from)?;
+    // A blocked user, or a revoked token, is refused on every node (`service/desk`). The
+    // identity's role goes to the user directory meanwhile (the removal rule reads it).
+    let (removal, ()) = tokio::join!(
+        state.check_removal(&user, verified.issued_at),
+        state.directory.see(&user)
+    );
+    let removal = removal.map_err(Refused::from)?;
     // Released however the handshake ends (see `admission.rs`).
     let admission = admit_socket(state, s.id, &user.id).await?;
     let resume = match (&state.recovery, &auth.pid) {

@@ -6,9 +6,9 @@ use serde::Deserialize;
 use super::events::{MessageNew, MessageRead, TypingEvent};
 use crate::cluster::rooms;
 use crate::domain::{
-    AuthUser, Chat, ChatCursor, ChatId, ChatPatch, ChatQuery, ChatStatus, ChatSummary, HistoryPage,
-    MAX_CHAT_TITLE_LEN, Message, MessageId, NewChat, NewMessage, Priority, Saved, SendMessage,
-    SendMessageInput, Side, Timestamp, check_len, now, parse_plain_id,
+    Actor, AuthUser, Chat, ChatCursor, ChatId, ChatPatch, ChatQuery, ChatStatus, ChatSummary,
+    HistoryPage, MAX_CHAT_TITLE_LEN, Message, MessageId, NewChat, NewMessage, Priority, Saved,
+    SendMessage, SendMessageInput, Side, Timestamp, check_len, now, parse_plain_id,
 };
 use crate::error::AppError;
 use crate::ordering::Turn;
@@ -175,7 +175,8 @@ impl AppState {
             .await?
             .ok_or_else(|| AppError::not_found("chat not found"))?;
         let after = self.store.update_chat(&id, patch).await?;
-        self.announce_chat_updated(&before, &after, &user.id).await;
+        self.announce_chat_updated(&before, &after, &Actor::of(user))
+            .await;
         Ok(after)
     }
 
@@ -297,6 +298,7 @@ impl AppState {
         let payload = MessageRead {
             chat_id: &chat.id,
             message_id,
+            seq: message.seq,
             read_by: &user.id,
             read_at,
         };

@@ -337,6 +337,7 @@ impl AppState {
             let payload = MessageDelivered {
                 chat_id: chat,
                 message_id: &mark.message_id,
+                seq: mark.seq,
                 delivered_to: &mark.to,
                 delivered_at: mark.at,
             };

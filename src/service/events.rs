@@ -145,6 +145,9 @@ impl ServerEvent for TypingEvent<'_> {
 pub struct MessageRead<'a> {
     pub chat_id: &'a ChatId,
     pub message_id: &'a MessageId,
+    /// The read message's `seq` (not on the wire: its webhook follows that message).
+    #[serde(skip)]
+    pub seq: u64,
     pub read_by: &'a str,
     #[serde(serialize_with = "rfc3339")]
     pub read_at: Timestamp,
@@ -155,13 +158,7 @@ impl ServerEvent for MessageRead<'_> {
     const RECOVERABLE: bool = true;
     fn webhook(&self) -> Option<Webhook> {
         let key = chat_key(self.chat_id);
-        Some(Webhook::new(
-            "message.read",
-            fresh_id(),
-            key,
-            self.read_at,
-            self,
-        ))
+        Some(Webhook::new("message.read", fresh_id(), key, self.read_at, self).following(self.seq))
     }
 }
 
@@ -172,6 +169,9 @@ impl ServerEvent for MessageRead<'_> {
 pub struct MessageDelivered<'a> {
     pub chat_id: &'a ChatId,
     pub message_id: &'a MessageId,
+    /// The delivered message's `seq` (not on the wire: its webhook follows that message).
+    #[serde(skip)]
+    pub seq: u64,
     pub delivered_to: &'a str,
     #[serde(serialize_with = "rfc3339")]
     pub delivered_at: Timestamp,
@@ -182,13 +182,16 @@ impl ServerEvent for MessageDelivered<'_> {
     const RECOVERABLE: bool = true;
     fn webhook(&self) -> Option<Webhook> {
         let key = chat_key(self.chat_id);
-        Some(Webhook::new(
-            "message.delivered",
-            fresh_id(),
-            key,
-            self.delivered_at,
-            self,
-        ))
+        Some(
+            Webhook::new(
+                "message.delivered",
+                fresh_id(),
+                key,
+                self.delivered_at,
+                self,
+            )
+            .following(self.seq),
+        )
     }
 }
 
@@ -218,6 +221,8 @@ impl ServerEvent for UserStatus<'_> {
                 user_id: self.user_id.to_owned(),
             },
             unread: None,
+            pos: None,
+            seq: 0,
         })
     }
 }

@@ -50,19 +50,41 @@ impl AppState {
         event: &E,
         turn: Turn,
     ) -> bool {
-        self.publish_webhook(event);
+        // In a socket event: after the previous event's log appends, and let the next event start.
+        turn.emission().await;
+        let webhook = if self.webhooks.enabled() {
+            event.webhook()
+        } else {
+            None
+        };
+        if !self.publish_webhook(webhook).await {
+            return false;
+        }
         self.emit_in_turn(rooms, except, E::NAME, E::RECOVERABLE, event, turn)
             .await
     }
 
-    /// Hands the event's webhook, if it is one, to the publisher (a channel send; nothing at
-    /// all while webhooks are off).
-    fn publish_webhook<E: ServerEvent>(&self, event: &E) {
-        if self.webhooks.enabled()
-            && let Some(hook) = event.webhook()
-        {
+    /// Publishes an emission's webhook, in its emission turn (a socket's webhooks keep its
+    /// events' order): one the store cannot give back is in the outbox before the emission
+    /// goes out; a `message.created` is queued without waiting (the reconcile pass re-derives
+    /// it from the saved message). `false` where a node killed after its save stops (a test
+    /// hook): nothing after it happens.
+    async fn publish_webhook(&self, webhook: Option<crate::webhooks::Event>) -> bool {
+        let webhook = match webhook {
+            Some(hook) if !hook.is_rederived() => {
+                self.webhooks.publish_durable(hook).await;
+                None
+            }
+            other => other,
+        };
+        #[cfg(any(test, feature = "test-support"))]
+        if self.test_hooks.emissions_killed() {
+            return false;
+        }
+        if let Some(hook) = webhook {
             self.webhooks.publish(hook);
         }
+        true
     }
 
     /// The untyped body of [`emit`](Self::emit): one copy of this code, whatever the event's
@@ -76,8 +98,6 @@ impl AppState {
         payload: &(dyn erased_serde::Serialize + Sync),
         turn: Turn,
     ) -> bool {
-        // In a socket event: after the previous event's log appends, and let the next event start.
-        turn.emission().await;
         // Logged before it is broadcast: a socket gets an event only once the log holds it.
         let offset = {
             let mut logged =

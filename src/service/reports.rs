@@ -5,8 +5,8 @@ use serde::Serialize;
 use super::events::{ReceiveReport, ReportRead};
 use crate::cluster::rooms;
 use crate::domain::{
-    AuthUser, NewReport, Report, ReportCursor, ReportId, ReportInput, ReportQuery, Timestamp, now,
-    parse_plain_id, rfc3339,
+    Actor, AuditAction, AuditTarget, AuthUser, NewReport, Report, ReportCursor, ReportId,
+    ReportInput, ReportQuery, Timestamp, now, parse_plain_id, rfc3339,
 };
 use crate::error::AppError;
 use crate::ordering::Turn;
@@ -54,6 +54,18 @@ impl AppState {
             Vec::new(),
             &payload,
             turn,
+        )
+        .await;
+        let details = serde_json::json!({
+            "reportId": report.id,
+            "title": report.title,
+            "status": report.status,
+        });
+        self.audit(
+            &Actor::of(user),
+            AuditAction::ReportSend,
+            AuditTarget::user(&report.user_id),
+            details,
         )
         .await;
         Ok(report)

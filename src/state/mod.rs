@@ -25,6 +25,7 @@ use crate::recovery::Recovery;
 use crate::store::{Store, StoreObserver, StoreOp, TimedStore};
 
 pub mod delivery;
+pub mod directory;
 pub mod expiry;
 pub mod rate_limit;
 pub mod readiness;
@@ -92,6 +93,8 @@ pub struct NodeState {
     pub readiness: readiness::Readiness,
     /// One claim of due `offline` announcements at a time (`service/presence.rs`).
     pub offline_claims: OfflineClaims,
+    /// Records the role each identity's tokens name (the removal rule reads it).
+    pub directory: directory::Directory,
     /// Where webhook events are published (off until `app.rs` starts the webhooks).
     pub webhooks: crate::webhooks::Publisher,
     /// Races a test needs to happen every time (`test-support` only).
@@ -146,13 +149,15 @@ impl AppState {
                 .collect(),
             answers: readiness.store.clone(),
         };
+        let store: Arc<dyn Store> = Arc::new(TimedStore::new(b.store, timing));
         AppState(Arc::new(NodeState {
+            directory: directory::Directory::new(store.clone()),
             metrics,
             fanout: b.fanout,
             sockets: b.sockets,
             recovery: b.recovery,
             node_id: b.node_id,
-            store: Arc::new(TimedStore::new(b.store, timing)),
+            store,
             presence: b.presence,
             availability: b.availability,
             support_recheck: AtomicBool::new(false),

@@ -5,6 +5,11 @@
 //! passed its first "is the socket gone" check waits until that socket's disconnect has been
 //! handled completely, then writes. This is the ghost-presence race of issue #13 at its worst
 //! moment: only the check after the write can save it.
+//!
+//! [`TestHooks::kill_emissions`]: every emission stops where a node SIGKILLed between its save
+//! and its emission would: after what is written ahead of it (its webhook, unless the store
+//! gives that back), before anything else (a re-derived webhook's publishing, the recovery
+//! log, the broadcast).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -27,6 +32,8 @@ pub struct TestHooks {
     departed: Mutex<HashSet<String>>,
     /// Woken at each departure.
     departure: Notify,
+    /// While set, emissions stop right after their save's written-ahead webhook.
+    emissions_killed: AtomicBool,
 }
 
 impl TestHooks {
@@ -60,6 +67,17 @@ impl TestHooks {
                 "held registration: the socket never disconnected"
             );
         }
+    }
+
+    /// From now on (`true`) or no longer, every emission stops where a node killed between
+    /// its save and its emission would (see the module docs).
+    pub fn kill_emissions(&self, killed: bool) {
+        self.emissions_killed.store(killed, Ordering::SeqCst);
+    }
+
+    /// Whether emissions stop after their save (see [`TestHooks::kill_emissions`]).
+    pub fn emissions_killed(&self) -> bool {
+        self.emissions_killed.load(Ordering::SeqCst)
     }
 
     /// Registrations waiting for their socket's disconnect now.

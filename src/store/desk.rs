@@ -1,12 +1,13 @@
 //! The support desk's part of the store seam: removals (blocks and token revocations), kept
-//! beside the chats so that every node and every restart sees them. A supertrait of
+//! beside the chats so that every node and every restart sees them, and the user directory
+//! (the role each identity's tokens named, which the removal rule reads). A supertrait of
 //! [`Store`](super::Store), implemented by both stores in files of their own
 //! (`embedded/desk.rs`, `mongo/desk.rs`) and held to the same contract tests.
 
 use async_trait::async_trait;
 
 use super::StoreResult;
-use crate::domain::{Removal, RemovalChange};
+use crate::domain::{AuthUser, KnownUser, Removal, RemovalChange, Timestamp};
 
 #[async_trait]
 pub trait DeskStore: Send + Sync + 'static {
@@ -22,4 +23,12 @@ pub trait DeskStore: Send + Sync + 'static {
         user_id: &str,
         change: RemovalChange,
     ) -> StoreResult<Option<Removal>>;
+
+    /// Records that tokens naming `users` were seen at `at`, in one write where the backend
+    /// can (a handshake storm records its new identities in a few writes): each one's role
+    /// and name become the token's, `first_seen` is kept, `last_seen` only moves forward.
+    async fn see_users(&self, users: &[AuthUser], at: Timestamp) -> StoreResult<()>;
+
+    /// What the directory knows of `user_id`, if a token ever named it.
+    async fn known_user(&self, user_id: &str) -> StoreResult<Option<KnownUser>>;
 }

@@ -16,11 +16,13 @@ use crate::domain::{
 };
 use crate::error::{AppError, ErrorCode};
 
+pub mod audit;
 pub mod desk;
 pub mod embedded;
 pub mod mongo;
 pub mod timed;
 
+pub use audit::AuditStore;
 pub use desk::DeskStore;
 
 pub use embedded::EmbeddedStore;
@@ -112,6 +114,11 @@ store_operations! {
     FileSharedWith => "file_shared_with",
     Removal => "removal",
     ChangeRemoval => "change_removal",
+    SeeUsers => "see_users",
+    KnownUser => "known_user",
+    RecordAudit => "record_audit",
+    AuditEntries => "audit_entries",
+    TrimAudit => "trim_audit",
 }
 
 /// An upload's bytes as the store reads them in (from the file the request was received into).
@@ -148,7 +155,7 @@ pub async fn read_to_end(mut stream: FileStream) -> std::io::Result<Bytes> {
 
 /// Where chats, messages, reports and uploads live.
 #[async_trait]
-pub trait Store: DeskStore + Send + Sync + 'static {
+pub trait Store: DeskStore + AuditStore + Send + Sync + 'static {
     /// Answers when the backing database is reachable (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;
 

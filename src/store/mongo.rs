@@ -29,7 +29,7 @@
 //! Files: this one (the store's state, driver errors, the timeout), `mongo/connect.rs` (settings,
 //! connecting, starting the index task),
 //! `mongo/indexes.rs` (index names, creating them, retention), `mongo/operations.rs` (the
-//! [`Store`] operations), `mongo/gridfs.rs` (uploads in GridFS), `mongo/documents.rs`
+//! [`Store`] operations), `mongo/desk.rs` and `mongo/audit.rs` (the support desk's), `mongo/gridfs.rs` (uploads in GridFS), `mongo/documents.rs`
 //! (documents and their domain conversions), `mongo/queries.rs` (filters, sorts and hints,
 //! shared with `explain`), `mongo/explain.rs` (`query_plans`, `test-support` only).
 
@@ -38,6 +38,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+mod audit;
 mod connect;
 mod desk;
 mod documents;

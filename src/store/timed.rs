@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{DeskStore, FileReader, FileStream, Store, StoreOp, StoreResult};
+use super::{AuditStore, DeskStore, FileReader, FileStream, Store, StoreOp, StoreResult};
 use crate::domain::{
-    Chat, ChatId, ChatPatch, ChatQuery, ChatSummary, FileId, FileMeta, HistoryPage, Message,
-    MessageId, NewChat, NewMessage, NewReport, Removal, RemovalChange, Report, ReportId,
-    ReportQuery, Saved, Side, Timestamp,
+    AuditEntry, AuditQuery, AuthUser, Chat, ChatId, ChatPatch, ChatQuery, ChatSummary, FileId,
+    FileMeta, HistoryPage, KnownUser, Message, MessageId, NewChat, NewMessage, NewReport, Removal,
+    RemovalChange, Report, ReportId, ReportQuery, Saved, Side, Timestamp,
 };
 
 /// Told of every timed store operation.
@@ -183,5 +183,29 @@ impl DeskStore for TimedStore {
             self.inner.change_removal(user_id, change),
         )
         .await
+    }
+    async fn see_users(&self, users: &[AuthUser], at: Timestamp) -> StoreResult<()> {
+        self.time(StoreOp::SeeUsers, self.inner.see_users(users, at))
+            .await
+    }
+    async fn known_user(&self, user_id: &str) -> StoreResult<Option<KnownUser>> {
+        self.time(StoreOp::KnownUser, self.inner.known_user(user_id))
+            .await
+    }
+}
+
+#[async_trait]
+impl AuditStore for TimedStore {
+    async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+        self.time(StoreOp::RecordAudit, self.inner.record_audit(entry))
+            .await
+    }
+    async fn audit_entries(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+        self.time(StoreOp::AuditEntries, self.inner.audit_entries(query))
+            .await
+    }
+    async fn trim_audit(&self, before: Timestamp) -> StoreResult<u64> {
+        self.time(StoreOp::TrimAudit, self.inner.trim_audit(before))
+            .await
     }
 }

@@ -3,37 +3,41 @@
 //!
 //! The path of one event:
 //!
-//! 1. **Publish** ([`Publisher::publish`]): a server event that is also a webhook says so
-//!    ([`crate::service::events::ServerEvent::webhook`]); `AppState::emit` hands it here. No I/O
-//!    on the caller's path: the event goes to this node's writer.
+//! 1. **Publish** (`publisher.rs`): a server event that is also a webhook says so
+//!    ([`crate::service::events::ServerEvent::webhook`]); `AppState::emit` hands it here in the
+//!    event's emission turn. Every event but `message.created` is written to the outbox before
+//!    its emission goes out (the store cannot give it back); `message.created` is queued without
+//!    waiting. The queue is bounded (`WEBHOOK_QUEUE_BYTES`): when it is full, `message.created`
+//!    is left to step 3 and the others wait for room.
 //! 2. **Queue** (`writer.rs`): the writer batches events into the [`Outbox`] (one delivery per
 //!    endpoint whose filter takes it; SQLite beside the embedded store, or MongoDB), retrying
 //!    while the outbox is down, and plans the `chat.unread` looks.
 //! 3. **Derive from what was saved** (`reconcile.rs`): a node that died between saving a message
 //!    and emitting it never published it; the sender re-reads the recently changed chats and
-//!    queues every saved message (its `webhook-id` is the message's, so a message queued twice
-//!    is one delivery).
+//!    queues every saved message at its own place in its chat (its `webhook-id` is the
+//!    message's, so a message queued twice is one delivery).
 //! 4. **Send** (`sender.rs`): one sender per endpoint, on one node of the cluster at a time
 //!    (`lease.rs`: a Redis lease; another node takes over when it lapses), one event of a chat
-//!    (or user) in flight at a time, exponential backoff with jitter, kept as failed after
-//!    `WEBHOOK_RETRY_FOR_SECS`.
+//!    (or user) in flight at a time, a chat's messages in `seq` order (one whose predecessor may
+//!    still come from step 3 waits for it), exponential backoff with jitter, kept as failed
+//!    after `WEBHOOK_RETRY_FOR_SECS`.
 //! 5. **Remind** (`unread.rs`): `chat.unread` for messages still unread after
 //!    `UNREAD_REMINDER_SECS`.
 //!
 //! Below `service` and `state` (which hold a [`Publisher`]); uses only `store`, `presence`,
 //! `metrics`, `config` and `domain`.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
-use crate::domain::{Role, Side, Timestamp};
+use crate::domain::{Side, Timestamp};
 
 pub mod lease;
 pub mod outbox;
+mod publisher;
 mod reconcile;
 mod sender;
 pub mod settings;
@@ -43,6 +47,7 @@ mod writer;
 
 pub use lease::Lease;
 pub use outbox::{Delivery, Outbox, State};
+pub use publisher::{Publisher, Running, WRITE_AHEAD_WAIT};
 pub use settings::{Endpoint, WebhookSettings};
 
 /// One event to report, as the use case that caused it describes it.
@@ -61,6 +66,11 @@ pub struct Event {
     pub data: Data,
     /// A message to this (chat, side): plan a `chat.unread` look.
     pub unread: Option<(String, Side)>,
+    /// Its queue order when it is derived from saved data ([`message_pos`]); else the
+    /// writer's clock when it is written.
+    pub pos: Option<i64>,
+    /// The newest message of its chat it follows (see [`Delivery::seq`]; 0: none).
+    pub seq: u64,
 }
 
 /// An event's `data`.
@@ -89,7 +99,22 @@ impl Event {
             at,
             data: Data::Json(serde_json::to_string(data).unwrap_or_else(|_| "null".into())),
             unread: None,
+            pos: None,
+            seq: 0,
         }
+    }
+
+    /// The same event, following message `seq` of its chat (a read or a delivery of it).
+    pub fn following(mut self, seq: u64) -> Self {
+        self.seq = seq;
+        self
+    }
+
+    /// Whether the sender's reconcile pass derives this event from what was saved
+    /// (`message.created`), so its publishing may be left out; every other event is written
+    /// to the outbox ahead of its emission (`publisher.rs`).
+    pub fn is_rederived(&self) -> bool {
+        self.kind == "message.created"
     }
 }
 
@@ -101,89 +126,6 @@ pub fn fresh_id() -> String {
         .map(|_| rng.sample(rand::distr::Alphanumeric) as char)
         .collect();
     format!("evt_{s}")
-}
-
-/// What the running webhooks share with the publisher and the operator's routes.
-pub struct Running {
-    tx: mpsc::UnboundedSender<Event>,
-    /// Events published here and not yet in the outbox (a drain waits for them).
-    unwritten: Arc<std::sync::atomic::AtomicUsize>,
-    pub outbox: Arc<dyn Outbox>,
-    pub endpoints: Vec<Endpoint>,
-    /// Wakes this node's senders (a new delivery, a re-send).
-    pub wake: Arc<tokio::sync::Notify>,
-    /// Whether this node sends (released when it drains).
-    pub lease: Arc<Lease>,
-}
-
-/// The publishing seam the use cases see: off (no endpoint configured) until `app.rs` starts
-/// the webhooks; publishing then costs a channel send.
-#[derive(Default)]
-pub struct Publisher {
-    running: OnceLock<Arc<Running>>,
-    /// The role of each user with a socket on this node, for `user.*` events (a user who went
-    /// offline is forgotten once announced).
-    roles: Mutex<HashMap<String, Role>>,
-}
-
-impl Publisher {
-    /// Whether any endpoint is configured (callers skip building events otherwise).
-    pub fn enabled(&self) -> bool {
-        self.running.get().is_some()
-    }
-
-    pub fn running(&self) -> Option<&Arc<Running>> {
-        self.running.get()
-    }
-
-    /// Events published on this node and not yet written to the outbox: a drain waits until
-    /// there are none.
-    pub fn unwritten(&self) -> usize {
-        self.running
-            .get()
-            .map_or(0, |r| r.unwritten.load(Ordering::Acquire))
-    }
-
-    /// Queues an event for every endpoint that takes it.
-    pub fn publish(&self, mut event: Event) {
-        let Some(running) = self.running.get() else {
-            return;
-        };
-        if let Data::UserStatus { user_id } = &event.data {
-            let mut roles = self.roles.lock().unwrap_or_else(|p| p.into_inner());
-            let role = match event.kind {
-                "user.offline" => roles.remove(user_id),
-                _ => roles.get(user_id).copied(),
-            };
-            #[derive(Serialize)]
-            #[serde(rename_all = "camelCase")]
-            struct UserData<'a> {
-                user_id: &'a str,
-                role: Option<&'static str>,
-                #[serde(serialize_with = "crate::domain::rfc3339")]
-                at: Timestamp,
-            }
-            let json = serde_json::to_string(&UserData {
-                user_id,
-                role: role.map(Role::as_str),
-                at: event.at,
-            })
-            .unwrap_or_default();
-            event.data = Data::Json(json);
-        }
-        running.unwritten.fetch_add(1, Ordering::AcqRel);
-        if running.tx.send(event).is_err() {
-            running.unwritten.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-
-    /// Remembers a user's role for their `user.*` events.
-    pub fn note_role(&self, user_id: &str, role: Role) {
-        if self.enabled() {
-            let mut roles = self.roles.lock().unwrap_or_else(|p| p.into_inner());
-            roles.insert(user_id.to_owned(), role);
-        }
-    }
 }
 
 /// A background task of the webhooks, run by `app.rs` beside the node's others.
@@ -203,36 +145,42 @@ pub struct Parts {
 /// Turns `publisher` on and returns the tasks that queue, send and remind.
 pub fn start(publisher: &Publisher, parts: Parts) -> Vec<Task> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let unwritten = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let wake = Arc::new(tokio::sync::Notify::new());
+    let capacity = parts.settings.queue_kib();
     let running = Arc::new(Running {
         tx,
-        unwritten: unwritten.clone(),
+        unwritten: AtomicUsize::new(0),
+        room: Arc::new(Semaphore::new(capacity)),
+        capacity,
+        plans_unread: parts.settings.unread_reminder().is_some(),
+        metrics: parts.metrics.clone(),
         outbox: parts.outbox.clone(),
         endpoints: parts.endpoints.clone(),
         wake: wake.clone(),
         lease: parts.lease.clone(),
+        #[cfg(any(test, feature = "test-support"))]
+        writes_held: Default::default(),
+        #[cfg(any(test, feature = "test-support"))]
+        writes_released: Default::default(),
     });
-    if publisher.running.set(running).is_err() {
+    if publisher.running.set(running.clone()).is_err() {
         return Vec::new();
     }
+    // How far the reconcile pass has looked (ms): the senders hold a message whose predecessor
+    // they have not seen until then (`sender.rs`).
+    let reconciled = Arc::new(AtomicI64::new(0));
     let mut tasks: Vec<Task> = vec![
-        Box::pin(writer::run(
-            rx,
-            unwritten,
-            parts.outbox.clone(),
-            parts.endpoints.clone(),
-            parts.settings.unread_reminder(),
-            wake.clone(),
-        )),
+        Box::pin(writer::run(rx, running, parts.settings.unread_reminder())),
         Box::pin(parts.lease.clone().hold()),
-        Box::pin(reconcile::run(
-            parts.store.clone(),
-            parts.outbox.clone(),
-            parts.endpoints.clone(),
-            parts.lease.clone(),
-            parts.settings.unread_reminder(),
-        )),
+        Box::pin(reconcile::run(reconcile::Reconciler {
+            store: parts.store.clone(),
+            outbox: parts.outbox.clone(),
+            endpoints: parts.endpoints.clone(),
+            lease: parts.lease.clone(),
+            reminder: parts.settings.unread_reminder(),
+            reconciled: reconciled.clone(),
+            wake: wake.clone(),
+        })),
     ];
     if let Some(after) = parts.settings.unread_reminder() {
         tasks.push(Box::pin(unread::run(unread::Reminders {
@@ -250,10 +198,13 @@ pub fn start(publisher: &Publisher, parts: Parts) -> Vec<Task> {
         tasks.push(Box::pin(sender::run(sender::Sender::new(
             endpoint,
             &parts.settings,
-            parts.outbox.clone(),
-            parts.lease.clone(),
-            wake.clone(),
-            parts.metrics.clone(),
+            sender::Shared {
+                outbox: parts.outbox.clone(),
+                lease: parts.lease.clone(),
+                wake: wake.clone(),
+                metrics: parts.metrics.clone(),
+                reconciled: reconciled.clone(),
+            },
         ))));
     }
     tasks
@@ -307,6 +258,7 @@ pub(crate) fn deliveries(event: &Event, endpoints: &[Endpoint], pos: i64) -> Vec
             kind: event.kind.to_owned(),
             key: event.key.clone(),
             pos,
+            seq: event.seq,
             at_ms: event.at.timestamp_millis(),
             data: data.clone(),
             state: State::Pending,
@@ -339,7 +291,16 @@ pub fn message_created(message: &crate::domain::Message) -> Event {
     );
     let to = Side::of(message.sender_role).other();
     event.unread = Some((message.chat_id.as_str().to_owned(), to));
+    event.pos = Some(message_pos(message));
+    event.seq = message.seq;
     event
+}
+
+/// A saved message's queue order, the same whoever queues it (its node or a reconcile pass):
+/// the millisecond it was saved (what both stores keep), in [`next_pos`]'s units, and its `seq`
+/// within that millisecond. Anything that happens to the chat after the save is queued after it.
+pub fn message_pos(message: &crate::domain::Message) -> i64 {
+    message.timestamp.timestamp_millis() * 1_000_000 + (message.seq % 1000) as i64
 }
 
 /// `chat.created` (`{ chat }`) or `chat.updated` (`{ chat, changed, by }`), as PROTOCOL.md's

@@ -42,6 +42,10 @@ pub struct Delivery {
     pub key: String,
     /// Queue order (microseconds since the epoch when it happened, and a tie-breaker).
     pub pos: i64,
+    /// For a chat's events, the newest message of the chat it follows: a `message.created`'s
+    /// own `seq`, a read's or a delivery's message, a reminder's last unread one (0: none). The
+    /// sender keeps a chat's events behind the messages they follow (`sender.rs`).
+    pub seq: u64,
     /// When it happened (ms since the epoch): the body's `timestamp`.
     pub at_ms: i64,
     /// The body's `data`, as JSON.

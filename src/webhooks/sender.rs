@@ -4,8 +4,16 @@
 //! jitter (1 s doubling up to `WEBHOOK_MAX_BACKOFF_SECS`, a random half of it added) while the
 //! rest of the endpoint's keys go on; after `WEBHOOK_RETRY_FOR_SECS` it is kept as failed. Each
 //! endpoint has its own sender, so a slow or dead endpoint delays no other.
+//!
+//! A chat's messages go in `seq` order, and a read or a delivery after the message it names,
+//! even when a message is queued late (its node died before publishing it, and the reconcile
+//! pass queued it from the store): an event that follows a message this sender has not sent
+//! waits until the reconcile pass has looked past it ([`waits_for_predecessor`]); by then a
+//! missing message is queued ahead of it, at its own place. A chat's first message, one
+//! following the last sent, and events that follow no message go at once.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,12 +32,29 @@ pub const CONCURRENCY: usize = 32;
 const LOOK: usize = 1000;
 /// How often the sender looks without being woken (other nodes' events, due retries).
 const TICK: Duration = Duration::from_millis(250);
+/// The least time between two looks.
+const LOOK_GAP: Duration = Duration::from_millis(10);
 /// How long a finished delivery is remembered against stale reads of the outbox.
 const FORGET_FINISHED: Duration = Duration::from_secs(30);
 /// How often finished deliveries older than [`FORGET_FINISHED`] are forgotten.
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 /// How often the backlog metrics are read.
 const BACKLOG_EVERY: Duration = Duration::from_secs(2);
+/// How long the last message sent in a chat is remembered (a chat quiet for longer has its
+/// next message wait for a reconcile pass, a few seconds).
+const REMEMBER_LAST: Duration = Duration::from_secs(3600);
+/// Past this many remembered chats, those quiet for [`REMEMBER_LAST`] are forgotten.
+const REMEMBER_AT_MOST: usize = 100_000;
+
+/// What every endpoint's sender shares.
+pub struct Shared {
+    pub outbox: Arc<dyn Outbox>,
+    pub lease: Arc<Lease>,
+    pub wake: Arc<Notify>,
+    pub metrics: WebhookMetrics,
+    /// Where the reconcile pass has looked up to (ms; see the module doc).
+    pub reconciled: Arc<AtomicI64>,
+}
 
 /// What [`Sender::finished`] keeps of a finished delivery.
 struct Finished {
@@ -57,17 +82,23 @@ pub struct Sender {
     /// one batch (one transaction, not one write per delivery), then frees their keys.
     outcomes: Mutex<Vec<Delivery>>,
     outcome: Notify,
+    /// Where the reconcile pass has looked up to (ms).
+    reconciled: Arc<AtomicI64>,
+    /// The `seq` of the last `message.created` sent, by chat key, and when.
+    last_sent: Mutex<HashMap<String, (u64, Instant)>>,
+    /// Whether this endpoint gets `message.created` (else nothing waits for messages).
+    orders_messages: bool,
 }
 
 impl Sender {
-    pub fn new(
-        endpoint: Endpoint,
-        settings: &WebhookSettings,
-        outbox: Arc<dyn Outbox>,
-        lease: Arc<Lease>,
-        wake: Arc<Notify>,
-        metrics: WebhookMetrics,
-    ) -> Arc<Self> {
+    pub fn new(endpoint: Endpoint, settings: &WebhookSettings, shared: Shared) -> Arc<Self> {
+        let Shared {
+            outbox,
+            lease,
+            wake,
+            metrics,
+            reconciled,
+        } = shared;
         let client = reqwest::Client::builder()
             .timeout(settings.timeout())
             .connect_timeout(settings.timeout())
@@ -75,6 +106,7 @@ impl Sender {
             .build()
             .expect("an HTTP client with timeouts builds");
         Arc::new(Self {
+            orders_messages: endpoint.wants("message.created"),
             endpoint,
             client,
             retry_for: settings.retry_for(),
@@ -87,6 +119,8 @@ impl Sender {
             finished: Mutex::new(HashMap::new()),
             outcomes: Mutex::new(Vec::new()),
             outcome: Notify::new(),
+            reconciled,
+            last_sent: Mutex::new(HashMap::new()),
         })
     }
 }
@@ -95,17 +129,15 @@ pub async fn run(s: Arc<Sender>) {
     tokio::join!(looks(s.clone()), record(s));
 }
 
-/// Looks for what can be sent when woken (an outcome recorded, an event queued) or every
-/// [`TICK`].
+/// Looks for what can be sent when woken (outcomes recorded, events queued) or every [`TICK`].
 async fn looks(s: Arc<Sender>) {
     let mut last_backlog = Instant::now() - BACKLOG_EVERY;
     let mut last_pruned = Instant::now();
     loop {
+        // Registered before the look: a wake during it (an attempt that finished) counts.
         let woken = s.wake.notified();
-        tokio::select! {
-            () = woken => {}
-            () = tokio::time::sleep(TICK) => {}
-        }
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         let held = s.lease.is_held();
         if last_pruned.elapsed() >= PRUNE_EVERY {
             last_pruned = Instant::now();
@@ -121,6 +153,13 @@ async fn looks(s: Arc<Sender>) {
         if held {
             look(&s).await;
         }
+        // Every finished attempt wakes the sender, and a look reads up to LOOK rows: at most
+        // one look per LOOK_GAP, each starting all it can.
+        tokio::time::sleep(LOOK_GAP).await;
+        tokio::select! {
+            () = woken => {}
+            () = tokio::time::sleep(TICK) => {}
+        }
     }
 }
 
@@ -135,8 +174,13 @@ async fn look(s: &Arc<Sender>) {
     };
     let now = crate::domain::now().timestamp_millis();
     let mut heads = HashSet::new();
+    let reconciled = s.reconciled.load(Ordering::Acquire);
     let mut in_flight = s.in_flight.lock().unwrap_or_else(|p| p.into_inner());
     let finished = s.finished.lock().unwrap_or_else(|p| p.into_inner());
+    let mut last_sent = s.last_sent.lock().unwrap_or_else(|p| p.into_inner());
+    if last_sent.len() > REMEMBER_AT_MOST {
+        last_sent.retain(|_, (_, at)| at.elapsed() < REMEMBER_LAST);
+    }
     for row in rows {
         // Only the oldest pending delivery of a key may go: the order of a chat is kept.
         if !heads.insert(row.key.clone()) {
@@ -148,12 +192,39 @@ async fn look(s: &Arc<Sender>) {
         if stale || row.next_ms > now || in_flight.contains(&row.key) {
             continue;
         }
+        let last = last_sent
+            .get(&row.key)
+            .filter(|(_, at)| at.elapsed() < REMEMBER_LAST)
+            .map(|(seq, _)| *seq);
+        if s.orders_messages && waits_for_predecessor(&row, last, reconciled) {
+            continue;
+        }
         if in_flight.len() >= CONCURRENCY {
             break;
+        }
+        if row.kind == "message.created" {
+            let last = last_sent
+                .entry(row.key.clone())
+                .or_insert((0, Instant::now()));
+            *last = (last.0.max(row.seq), Instant::now());
         }
         in_flight.insert(row.key.clone());
         tokio::spawn(attempt(s.clone(), row));
     }
+}
+
+/// Whether `row` waits for a message of its chat that may still be queued late: it follows
+/// a message (a `message.created` its predecessor, a read or a delivery the message it names)
+/// this sender has not sent (`last`: the last one it sent in the chat), and the reconcile pass
+/// has not yet looked past it (`reconciled`, ms), after which such a message is queued ahead of
+/// it (or never existed).
+pub fn waits_for_predecessor(row: &Delivery, last: Option<u64>, reconciled: i64) -> bool {
+    let follows = if row.kind == "message.created" {
+        row.seq.saturating_sub(1)
+    } else {
+        row.seq
+    };
+    follows > 0 && last.is_none_or(|last| last < follows) && row.at_ms >= reconciled
 }
 
 /// One attempt; its outcome goes to [`record`], which frees its key once it is written.
@@ -299,6 +370,43 @@ async fn record_backlog(s: &Sender, held: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(kind: &str, seq: u64, at_ms: i64) -> Delivery {
+        Delivery {
+            endpoint: "e".into(),
+            id: "i".into(),
+            kind: kind.into(),
+            key: "chat:c".into(),
+            pos: 0,
+            seq,
+            at_ms,
+            data: "null".into(),
+            state: State::Pending,
+            attempts: 0,
+            next_ms: 0,
+            queued_ms: 0,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn an_event_waits_only_while_a_message_it_follows_may_still_be_queued() {
+        let created = |seq| row("message.created", seq, 5_000);
+        let read = |seq| row("message.read", seq, 5_000);
+        let updated = row("chat.updated", 0, 5_000);
+        // A chat's first message, the one after the last sent, and what follows no message go.
+        assert!(!waits_for_predecessor(&created(1), None, 0));
+        assert!(!waits_for_predecessor(&created(8), Some(7), 0));
+        assert!(!waits_for_predecessor(&updated, None, 0));
+        assert!(!waits_for_predecessor(&read(7), Some(7), 0));
+        // A message or a read past the last sent, the reconcile pass not past it yet: wait.
+        assert!(waits_for_predecessor(&created(9), Some(7), 4_000));
+        assert!(waits_for_predecessor(&created(3), None, 0));
+        assert!(waits_for_predecessor(&read(8), Some(7), 0));
+        // Once it is past, the message would be queued by now (or never existed): go.
+        assert!(!waits_for_predecessor(&created(9), Some(7), 5_001));
+        assert!(!waits_for_predecessor(&read(8), Some(7), 5_001));
+    }
 
     #[test]
     fn backoff_doubles_up_to_its_cap_with_jitter() {

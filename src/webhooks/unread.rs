@@ -137,7 +137,8 @@ async fn look(r: &Reminders, mut w: UnreadWatch) -> Result<(), String> {
                 format!("chat:{}", chat_id.as_str()),
                 now,
                 &data,
-            );
+            )
+            .following(unread.last().map_or(0, |m| m.seq));
             let rows = deliveries(&event, &r.endpoints, next_pos());
             retry("queue chat.unread", || r.outbox.enqueue(&rows)).await;
             w.fired_upto = unread.last().map_or(w.fired_upto, |m| m.seq);

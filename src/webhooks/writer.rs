@@ -1,40 +1,43 @@
 //! This node's outbox writer: events published here go into the outbox in batches (one write
-//! per batch, not one per event, and none on the use case's path). While the outbox cannot be
-//! written (MongoDB down) the batch is kept and retried, events piling up behind it in memory.
+//! per batch, not one per event, and none on a re-derived event's path). While the outbox
+//! cannot be written (MongoDB down) the batch is kept and retried; what piles up behind it is
+//! bounded by the queue's room (`publisher.rs`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
-use super::outbox::Outbox;
-use super::{Endpoint, Event, deliveries, next_pos};
+use super::publisher::{Queued, Running};
+use super::{deliveries, next_pos};
 
 /// The most events one write takes.
 const BATCH: usize = 256;
 
 pub async fn run(
-    mut rx: mpsc::UnboundedReceiver<Event>,
-    unwritten: Arc<AtomicUsize>,
-    outbox: Arc<dyn Outbox>,
-    endpoints: Vec<Endpoint>,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
+    running: Arc<Running>,
     reminder: Option<Duration>,
-    wake: Arc<Notify>,
 ) {
+    let outbox = running.outbox.clone();
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
+        running.writes_allowed().await;
         let rows: Vec<_> = batch
             .iter()
-            .flat_map(|e| deliveries(e, &endpoints, next_pos()))
+            .flat_map(|q: &Queued| {
+                let pos = q.event.pos.unwrap_or_else(next_pos);
+                deliveries(&q.event, &running.endpoints, pos)
+            })
             .collect();
         retry("queue webhook deliveries", || outbox.enqueue(&rows)).await;
         if let Some(after) = reminder {
             let watches: Vec<_> = batch
                 .iter()
-                .filter_map(|e| {
-                    let (chat, side) = e.unread.as_ref()?;
-                    let due = e.at.timestamp_millis() + after.as_millis() as i64;
+                .filter_map(|q| {
+                    let (chat, side) = q.event.unread.as_ref()?;
+                    let due = q.event.at.timestamp_millis() + after.as_millis() as i64;
                     Some((chat.clone(), side.as_str().to_owned(), due))
                 })
                 .collect();
@@ -45,9 +48,15 @@ pub async fn run(
                 .await;
             }
         }
-        unwritten.fetch_sub(batch.len(), Ordering::AcqRel);
-        batch.clear();
-        wake.notify_waiters();
+        running.unwritten.fetch_sub(batch.len(), Ordering::AcqRel);
+        // Their room is given back, and whoever waits for their write goes on.
+        for q in batch.drain(..) {
+            if let Some(written) = q.written {
+                let _ = written.send(());
+            }
+        }
+        running.note_queue();
+        running.wake.notify_waiters();
     }
 }
 

@@ -146,6 +146,9 @@ def check_compose() -> set[str]:
         check(f"{name}: health check probes /readyz", "/readyz" in " ".join(hc))
         deps = svc.get("depends_on", {})
         check(f"{name}: waits for healthy Redis and MongoDB", all(deps.get(d, {}).get("condition") == "service_healthy" for d in ("redis", "mongo")))
+    builders = sorted(n for n, s in nodes.items() if s.get("build"))
+    images = {s.get("image") for s in nodes.values()}
+    check("one node builds the image, all three run it (no triple build)", len(builders) == 1 and len(images) == 1, f"build: {builders}, images: {images}")
     ids = {s["environment"].get("NODE_ID") for s in nodes.values()}
     check("compose nodes have distinct NODE_IDs", len(ids) == 3 and None not in ids)
     for lb in ("nginx", "haproxy"):

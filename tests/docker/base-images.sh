@@ -18,8 +18,8 @@ base_images() {
     local t0=$SECONDS root="$DOCKER_CACHE/rootfs.tmp"
     rm -rf "$root"
     echo "debootstrap --variant=minbase bookworm (once; cached in $tarball)"
-    debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >"$DOCKER_CACHE/debootstrap.log" 2>&1 \
-      || { tail -20 "$DOCKER_CACHE/debootstrap.log" >&2; return 1; }
+    timeout 900 debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >"$LOGS/debootstrap.log" 2>&1 \
+      || { tail -20 "$LOGS/debootstrap.log" >&2; return 1; }
     cat >"$root/etc/apt/sources.list" <<'SOURCES'
 deb http://deb.debian.org/debian bookworm main
 deb http://deb.debian.org/debian bookworm-updates main
@@ -37,7 +37,7 @@ SOURCES
     echo "bookworm minbase made in $((SECONDS - t0))s"
   fi
   if ! docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
-    docker import -c 'CMD ["bash"]' "$tarball" debian:bookworm-slim >/dev/null
+    timeout 300 docker import -c 'CMD ["bash"]' "$tarball" debian:bookworm-slim >/dev/null
     docker image rm -f rust:1.95-slim-bookworm >/dev/null 2>&1 || true
   fi
   if ! docker image inspect rust:1.95-slim-bookworm >/dev/null 2>&1; then
@@ -48,9 +48,9 @@ SOURCES
     # Hard links: the toolchain (about 600 MB without its HTML docs) is not copied on disk.
     cp -al "$sysroot" "$ctx/toolchain" 2>/dev/null || cp -a "$sysroot" "$ctx/toolchain"
     rm -rf "$ctx/toolchain/share/doc"
-    DOCKER_BUILDKIT=0 docker build -q -t rust:1.95-slim-bookworm "$ctx" >/dev/null 2>"$ctx.log" \
-      || { cat "$ctx.log" >&2; rm -rf "$ctx" "$ctx.log"; return 1; }
-    rm -rf "$ctx" "$ctx.log"
+    DOCKER_BUILDKIT=0 timeout 900 docker build -t rust:1.95-slim-bookworm "$ctx" >"$LOGS/rust-image.log" 2>&1 \
+      || { tail -20 "$LOGS/rust-image.log" >&2; rm -rf "$ctx"; return 1; }
+    rm -rf "$ctx"
     echo "rust:1.95-slim-bookworm made in $((SECONDS - t0))s"
   fi
   docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' debian:bookworm-slim

@@ -12,7 +12,7 @@ use crate::helpers::{Sio, TestNode, WAIT, eventually};
 const QUIET: Duration = Duration::from_millis(400);
 
 /// `PATCH /api/chats/{chat}` as admin `a1`: the chat answered (asserts `200`).
-async fn patch(node: &TestNode, chat: &str, body: Value) -> Value {
+pub(crate) async fn patch(node: &TestNode, chat: &str, body: Value) -> Value {
     let token = node.token("a1", Role::Admin);
     let (status, chat) = node
         .call(

@@ -31,6 +31,7 @@ const PROTOCOL_OPERATIONS: &[(&str, &str)] = &[
     ("delete", "/api/users/{user_id}/block"),
     ("post", "/api/users/{user_id}/revoke-tokens"),
     ("get", "/api/support/availability"),
+    ("get", "/api/audit"),
     ("get", "/api/webhooks/failed"),
     ("post", "/api/webhooks/resend"),
     ("get", "/healthz"),

@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 use switchboard::domain::Role;
 
 use crate::helpers::webhooks::{
-    NEW_SECRET, Receiver, SECRET, WITHIN, count, delivered_despite, hooked,
+    NEW_SECRET, Receiver, SECRET, WITHIN, all_created_in_order, count, delivered_despite,
+    every_kind_arrives, hooked, raise_priority, report_read_by_u1, retries,
 };
 use crate::helpers::{TestNode, eventually, send};
 
@@ -20,15 +21,7 @@ async fn every_event_type_arrives_signed_and_verified_by_the_official_library() 
     let admin = node.socket("a1", Role::Admin).await;
     let chat = node.staff_chat("a1", "u1").await;
     let admin_token = node.token("a1", Role::Admin);
-    let (status, _) = node
-        .call(
-            reqwest::Method::PATCH,
-            &format!("/api/chats/{chat}"),
-            Some(&admin_token),
-            Some(json!({ "priority": "high" })),
-        )
-        .await;
-    assert_eq!(status, 200);
+    raise_priority(&node, &admin_token, &chat).await;
     let m = send(&user, &chat, "hello").await;
     let read = admin
         .ack(
@@ -38,19 +31,7 @@ async fn every_event_type_arrives_signed_and_verified_by_the_official_library() 
         .await;
     assert_eq!(read["ok"], true, "{read}");
     send(&admin, &chat, "a reply the user leaves unread").await;
-    let (status, report) = node
-        .call(
-            reqwest::Method::POST,
-            "/api/reports",
-            Some(&admin_token),
-            Some(json!({ "userId": "u1", "title": "T", "message": "M", "status": "Info" })),
-        )
-        .await;
-    assert_eq!(status, 201, "{report}");
-    let r = user
-        .ack("report:read", json!({ "reportId": report["id"] }))
-        .await;
-    assert_eq!(r["ok"], true, "{r}");
+    let report = report_read_by_u1(&node, &admin_token, &user).await;
     // The reminder first: it names the user as online.
     let got = rx.until(WITHIN, |g| count(g, "chat.unread") >= 1).await;
     assert_eq!(count(&got, "chat.unread"), 1, "{got:#?}");
@@ -68,12 +49,7 @@ async fn every_event_type_arrives_signed_and_verified_by_the_official_library() 
         "user.online",
         "user.offline",
     ];
-    let got = rx
-        .until(WITHIN, |g| all.iter().all(|k| count(g, k) > 0))
-        .await;
-    for kind in all {
-        assert!(count(&got, kind) > 0, "no {kind} in {got:#?}");
-    }
+    let got = every_kind_arrives(&rx, &all).await;
     assert!(got.iter().all(|r| r["valid"] == true), "{got:#?}");
     let find = |kind: &str| got.iter().find(|r| r["type"] == kind).unwrap().clone();
     assert_eq!(find("message.created")["data"]["message"]["id"], m["id"]);
@@ -131,19 +107,19 @@ async fn a_rotation_signs_with_both_secrets_and_an_old_receiver_still_verifies()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_answering_500_gets_every_event_in_order_once_it_recovers() {
-    let mut rx = Receiver::start(SECRET).await;
+    let rx = Receiver::start(SECRET).await;
     rx.mode("fail", 0).await;
     let node = TestNode::start_with(|c| {
         hooked(c, &rx, 0);
         c.webhooks.events = "message.created".into();
     })
     .await;
-    delivered_despite(&node, &mut rx, "fail", 6).await;
+    delivered_despite(&node, &rx, "fail", 6).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_timing_out_gets_every_event_in_order_once_it_answers() {
-    let mut rx = Receiver::start(SECRET).await;
+    let rx = Receiver::start(SECRET).await;
     rx.mode("slow", 5).await;
     let node = TestNode::start_with(|c| {
         hooked(c, &rx, 0);
@@ -151,19 +127,49 @@ async fn a_receiver_timing_out_gets_every_event_in_order_once_it_answers() {
         c.webhooks.events = "message.created".into();
     })
     .await;
-    delivered_despite(&node, &mut rx, "slow", 4).await;
+    delivered_despite(&node, &rx, "slow", 4).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_receiver_that_is_down_gets_every_event_in_order_once_it_is_up() {
+async fn a_receiver_down_for_30_s_gets_every_event_in_order_once_it_is_up() {
+    const OUTAGE: std::time::Duration = std::time::Duration::from_secs(30);
     let mut rx = Receiver::start(SECRET).await;
-    rx.down();
     let node = TestNode::start_with(|c| {
         hooked(c, &rx, 0);
+        // The backoff grows past a few attempts (1, 2, 4, 8 s): the outage is waited out, not
+        // hammered.
+        c.webhooks.max_backoff_secs = 8;
         c.webhooks.events = "message.created".into();
     })
     .await;
-    delivered_despite(&node, &mut rx, "down", 5).await;
+    let token = node.token("u1", Role::User);
+    let chat = node.open_chat(&token).await;
+    let user = node.socket("u1", Role::User).await;
+
+    rx.down();
+    let down_at = tokio::time::Instant::now();
+    // Messages keep coming through the outage, each once the sender has failed a few more
+    // times (its counter, not a clock).
+    let mut sent = Vec::new();
+    for (i, failed) in [0, 2, 4, 5].into_iter().enumerate() {
+        assert!(
+            eventually(WITHIN, || async { retries(&node) >= failed }).await,
+            "{failed} failed attempts: {}",
+            retries(&node)
+        );
+        sent.push(send(&user, &chat, &format!("m{i}")).await);
+    }
+    // The outage itself.
+    tokio::time::sleep_until(down_at + OUTAGE).await;
+    let during = retries(&node);
+    assert!(
+        (5..=20).contains(&during),
+        "retried with backoff through the outage: {during} attempts"
+    );
+    rx.up().await;
+
+    let got = all_created_in_order(&rx, &sent).await;
+    assert!(got.iter().all(|r| r["valid"] == true));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

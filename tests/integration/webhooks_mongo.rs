@@ -4,14 +4,14 @@
 use switchboard::domain::Role;
 
 use crate::helpers::webhooks::{
-    Receiver, SECRET, WITHIN, created_in_order, delivered_despite, hooked,
+    Receiver, SECRET, WITHIN, created_in_order, delivered_despite, hooked, retries,
 };
 use crate::helpers::{TestNode, eventually, send};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_mongodb_a_failing_receiver_gets_every_event_in_order() {
     let server = crate::helpers::mongo::shared();
-    let mut rx = Receiver::start(SECRET).await;
+    let rx = Receiver::start(SECRET).await;
     rx.mode("fail", 0).await;
     let uri = server.uri();
     let node = TestNode::start_with(|c| {
@@ -21,7 +21,7 @@ async fn on_mongodb_a_failing_receiver_gets_every_event_in_order() {
         c.mongodb_database = crate::helpers::mongo::fresh_database();
     })
     .await;
-    delivered_despite(&node, &mut rx, "fail", 4).await;
+    delivered_despite(&node, &rx, "fail", 4).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,14 +46,7 @@ async fn a_mongodb_outage_loses_neither_pending_deliveries_nor_events_published_
     for i in 0..3 {
         sent.push(send(&user, &chat, &format!("m{i}")).await);
     }
-    let retries = || {
-        node.state
-            .metrics
-            .webhooks
-            .outcome("default", "retry")
-            .get()
-    };
-    assert!(eventually(WITHIN, || async { retries() >= 2 }).await);
+    assert!(eventually(WITHIN, || async { retries(&node) >= 2 }).await);
 
     tokio::task::block_in_place(|| server.stop());
     rx.mode("ok", 0).await;

@@ -1,7 +1,9 @@
-// Switchboard's development console: sign in as a user or staff (the node mints the token, in
-// development and for this machine only), open a support chat, chat with the other window,
-// see typing, delivery and read states, send report messages, and watch who is online on which
-// node. Everything goes through the public API (REST and Socket.IO), as a frontend would.
+// Switchboard's development console: sign in as a user, staff or a superadmin (the node mints the
+// token, in development and for this machine only), open a support chat, chat with the other
+// window, see typing, delivery and read states, send report messages, and watch who is online on
+// which node. Everything goes through the public API (REST and Socket.IO), as a frontend would.
+// The chat list is live (`chat:created`, `chat:updated`); desk.js adds the support desk's views,
+// told of this page's state by the `console:start` and `console:chats` events.
 'use strict';
 
 (() => {
@@ -72,7 +74,8 @@
     state.token = token;
     state.me = user;
     state.node = node;
-    $('whoami').textContent = `Signed in as ${user.name} (${user.id}, ${user.role === 'user' ? 'user' : 'staff'}) on node ${node}`;
+    const role = { user: 'user', admin: 'staff', superadmin: 'superadmin' }[user.role] || user.role;
+    $('whoami').textContent = `Signed in as ${user.name} (${user.id}, ${role}) on node ${node}`;
     $('signin').hidden = true;
     $('workspace').hidden = false;
     $('new-chat').hidden = isStaff();
@@ -80,13 +83,10 @@
     connect();
     loadChats();
     loadReports();
+    document.dispatchEvent(new CustomEvent('console:start', { detail: { state, rest, isStaff } }));
     if (isStaff()) {
       loadOnline();
-      // New chats announce nothing until their first message: staff look again now and then.
-      setInterval(() => {
-        loadOnline();
-        loadChats();
-      }, 5000);
+      setInterval(loadOnline, 5000);
     } else {
       $('online-note').textContent = 'The list of who is online is for staff: sign in as staff in another window to see it.';
     }
@@ -106,7 +106,11 @@
       if (state.chatId) catchUp();
       if (isStaff()) loadOnline();
     });
-    socket.on('disconnect', connection);
+    socket.on('disconnect', (reason) => {
+      connection();
+      // Removed by staff: socket.io-client does not reconnect by itself.
+      if (reason === 'io server disconnect') $('connection').textContent = 'offline (disconnected by the server)';
+    });
     socket.on('connect_error', (err) => {
       $('connection').textContent = `offline (${err.message})`;
       // An expired token (a day later) or another node's secret: sign in again.
@@ -132,6 +136,9 @@
     socket.on('message:read', ({ chatId, messageId, readBy }) => advance(chatId, messageId, readBy, 'read'));
     socket.on('message:delivered', ({ chatId, messageId, deliveredTo }) => advance(chatId, messageId, deliveredTo, 'delivered'));
     socket.on('user:status', () => { if (isStaff()) loadOnline(); });
+    // The live chat list: a chat opened or changed anywhere in the cluster.
+    socket.on('chat:created', ({ chat }) => updateChat(chat));
+    socket.on('chat:updated', ({ chat }) => updateChat(chat));
     socket.on('receiveReportMessage', ({ message }) => {
       state.reports.unshift(message);
       renderReports();
@@ -158,17 +165,27 @@
     openChat(chat.id);
   });
 
+  /** A chat as `chat:created` / `chat:updated` carry it (its unread count is kept). */
+  function updateChat(chat) {
+    state.chats.set(chat.id, { ...state.chats.get(chat.id), ...chat });
+    renderChats();
+  }
+
   function renderChats() {
-    $('chat-list').replaceChildren(...[...state.chats.values()].map((c) => {
+    const chats = [...state.chats.values()].sort((a, b) => (b.updatedAt || '').localeCompare(a.updatedAt || ''));
+    $('chat-list').replaceChildren(...chats.map((c) => {
       const li = document.createElement('li');
+      li.dataset.id = c.id;
       const b = document.createElement('button');
       b.type = 'button';
-      b.textContent = `${c.title} (${c.participants.join(', ')})${c.unreadCount ? ` · ${c.unreadCount} unread` : ''}`;
+      const assigned = c.assignedAdmin ? `assigned to ${c.assignedAdmin}` : 'unassigned';
+      b.textContent = `${c.title} (${c.participants.join(', ')}) · ${c.status} · ${c.priority} · ${assigned}${c.unreadCount ? ` · ${c.unreadCount} unread` : ''}`;
       b.setAttribute('aria-current', String(c.id === state.chatId));
       b.addEventListener('click', () => openChat(c.id));
       li.append(b);
       return li;
     }));
+    document.dispatchEvent(new CustomEvent('console:chats'));
   }
 
   async function openChat(chatId) {

@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use crate::cluster::rooms;
-use crate::domain::Chat;
+use crate::domain::{Actor, Chat};
 use crate::ordering::Turn;
 use crate::service::events::ServerEvent;
 use crate::state::AppState;
@@ -85,8 +85,10 @@ impl AppState {
     }
 
     /// Emits `chat:updated` if anything the list shows changed (a patch that changed nothing
-    /// emits nothing), to the participants before and after and `admins`.
-    pub async fn announce_chat_updated(&self, before: &Chat, after: &Chat, by: &str) {
+    /// emits nothing), to the participants before and after and `admins`, and records the
+    /// change in the audit log (`audit.rs`): `by` is the staff member, or [`Actor::system`]
+    /// for auto-assignment.
+    pub async fn announce_chat_updated(&self, before: &Chat, after: &Chat, by: &Actor) {
         let changed = changed_fields(before, after);
         if changed.is_empty() {
             return;
@@ -100,7 +102,7 @@ impl AppState {
         let event = ChatUpdated {
             chat: after,
             changed,
-            by,
+            by: &by.id,
         };
         self.emit(
             rooms::chat(&participants),
@@ -109,5 +111,6 @@ impl AppState {
             Turn::unordered(),
         )
         .await;
+        self.audit_chat_change(by, before, after).await;
     }
 }

@@ -8,16 +8,21 @@
 //! socket disconnected by the server ends its recovery session (`realtime/handshake.rs`); a
 //! session already dropped is not resumed because it started before the record's `removedAt`.
 //!
-//! Staff act on users, only superadmins on staff. A node cannot know the role of an id that
-//! has no socket, so the rule is kept where the role is known: an admin's removal disconnects
-//! only the target's `user`-role sockets, and is not applied to staff tokens
-//! ([`Removal::bars`]); a superadmin's reaches everyone.
+//! Staff act on users, only superadmins on staff: an admin naming a target the user directory
+//! knows as staff (the role its latest token named, recorded at every first handshake and REST
+//! call: `state/directory.rs`), or naming themself, is refused `FORBIDDEN` and nothing
+//! changes. An id no token ever named may still be removed by an admin; should it turn out to
+//! be staff, the removal is not applied to its staff tokens ([`Removal::bars`]) and disconnects
+//! only its `user`-role sockets, while a superadmin's reaches everyone.
+//!
+//! Every removal, block, unblock and revocation is recorded in the audit log (`audit.rs`).
 
 use serde::Serialize;
+use serde_json::json;
 
 use crate::domain::{
-    AuthUser, DisconnectRequest, Removal, RemovalChange, Role, Timestamp, now, parse_plain_id,
-    rfc3339, rfc3339_opt,
+    Actor, AuditAction, AuditTarget, AuthUser, DisconnectRequest, Removal, RemovalChange, Role,
+    Timestamp, now, parse_plain_id, rfc3339, rfc3339_opt,
 };
 use crate::error::AppError;
 use crate::state::AppState;
@@ -71,19 +76,29 @@ pub struct Revoked {
     pub revoked_before: Timestamp,
 }
 
-/// Who may act: staff; an admin not on themself (only superadmins act on staff).
-fn authorize(actor: &AuthUser, target: &str) -> Result<String, AppError> {
-    if !actor.is_staff() {
-        return Err(AppError::forbidden("only staff remove users"));
-    }
-    let target = parse_plain_id("userId", target)?;
-    if actor.role != Role::Superadmin && target == actor.id {
-        return Err(AppError::forbidden("only superadmins act on staff"));
-    }
-    Ok(target)
-}
-
 impl AppState {
+    /// Who may act: staff; an admin only on a target not known as staff, and not on themself
+    /// (only superadmins act on staff). A directory that cannot answer refuses (`UNAVAILABLE`):
+    /// the rule is not skipped because the store is down.
+    async fn authorize_removal(&self, actor: &AuthUser, target: &str) -> Result<String, AppError> {
+        if !actor.is_staff() {
+            return Err(AppError::forbidden("only staff remove users"));
+        }
+        let target = parse_plain_id("userId", target)?;
+        if actor.role != Role::Superadmin {
+            let staff = target == actor.id
+                || self
+                    .store
+                    .known_user(&target)
+                    .await?
+                    .is_some_and(|known| known.role.is_staff());
+            if staff {
+                return Err(AppError::forbidden("only superadmins act on staff"));
+            }
+        }
+        Ok(target)
+    }
+
     /// Whether the caller a verified token names may come in: their removal record, if any
     /// (a resume checks its `removedAt`), or the refusal (`FORBIDDEN: blocked`,
     /// `UNAUTHORIZED: invalid token (revoked)`). A store that cannot answer lets the caller
@@ -118,7 +133,7 @@ impl AppState {
         target: &str,
         request: DisconnectRequest,
     ) -> Result<Disconnected, AppError> {
-        let target = authorize(actor, target)?;
+        let target = self.authorize_removal(actor, target).await?;
         let at = now();
         let blocked_until = (request.block_secs > 0)
             .then(|| at + chrono::Duration::seconds(request.block_secs as i64));
@@ -132,6 +147,28 @@ impl AppState {
         let sockets = self.disconnect_everywhere(&target, by_superadmin).await;
         self.metrics.desk.removals.inc();
         tracing::info!(actor = %actor.id, user_id = %target, sockets, block_secs = request.block_secs, reason = request.reason.as_deref().unwrap_or(""), "user disconnected");
+        let (action, details) = match blocked_until {
+            Some(until) => (
+                AuditAction::UserBlock,
+                json!({
+                    "sockets": sockets,
+                    "blockSecs": request.block_secs,
+                    "blockedUntil": until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    "reason": request.reason,
+                }),
+            ),
+            None => (
+                AuditAction::UserDisconnect,
+                json!({ "sockets": sockets, "reason": request.reason }),
+            ),
+        };
+        self.audit(
+            &Actor::of(actor),
+            action,
+            AuditTarget::user(&target),
+            details,
+        )
+        .await;
         Ok(Disconnected {
             user_id: target,
             sockets,
@@ -141,18 +178,25 @@ impl AppState {
 
     /// Ends `target`'s block now.
     pub async fn unblock_user(&self, actor: &AuthUser, target: &str) -> Result<String, AppError> {
-        let target = authorize(actor, target)?;
+        let target = self.authorize_removal(actor, target).await?;
         self.store
             .change_removal(&target, RemovalChange::Unblock)
             .await?;
         tracing::info!(actor = %actor.id, user_id = %target, "user unblocked");
+        self.audit(
+            &Actor::of(actor),
+            AuditAction::UserUnblock,
+            AuditTarget::user(&target),
+            json!({}),
+        )
+        .await;
         Ok(target)
     }
 
     /// Refuses every token of `target` issued before now (the next whole second: a token
     /// issued in this second may be the one being revoked) and disconnects their sockets.
     pub async fn revoke_tokens(&self, actor: &AuthUser, target: &str) -> Result<Revoked, AppError> {
-        let target = authorize(actor, target)?;
+        let target = self.authorize_removal(actor, target).await?;
         let at = now();
         let before = chrono::DateTime::from_timestamp(at.timestamp() + 1, 0).unwrap_or(at);
         let by_superadmin = actor.role == Role::Superadmin;
@@ -165,10 +209,21 @@ impl AppState {
         self.disconnect_everywhere(&target, by_superadmin).await;
         self.metrics.desk.revocations.inc();
         tracing::info!(actor = %actor.id, user_id = %target, "tokens revoked");
+        // A later revocation made at the same time by someone else wins.
+        let revoked_before = kept.and_then(|r| r.revoked_before).unwrap_or(before);
+        let details = json!({
+            "revokedBefore": revoked_before.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        });
+        self.audit(
+            &Actor::of(actor),
+            AuditAction::UserRevoke,
+            AuditTarget::user(&target),
+            details,
+        )
+        .await;
         Ok(Revoked {
             user_id: target,
-            // A later revocation made at the same time by someone else wins.
-            revoked_before: kept.and_then(|r| r.revoked_before).unwrap_or(before),
+            revoked_before,
         })
     }
 

@@ -1,7 +1,8 @@
 //! The embedded store: SQLite (bundled) in `DATA_DIR`, the single-node default. This file
 //! opens the database (schema, pragmas, migrations, file modes) and runs work on its connection;
 //! `rows.rs` maps rows to domain types and back, `operations.rs` is every `Store` operation in
-//! SQL (as `store/mongo/` splits documents, queries and operations).
+//! SQL (as `store/mongo/` splits documents, queries and operations); `desk.rs` and `audit.rs`
+//! the support desk's.
 //!
 //! One connection in WAL mode behind a mutex, used from tokio's blocking pool: SQLite serializes
 //! writers anyway, and one connection keeps `seq` assignment a plain transaction. Uploaded files
@@ -23,6 +24,7 @@ use super::{StoreError, StoreResult};
 use crate::domain::Timestamp;
 use crate::private_files;
 
+mod audit;
 mod desk;
 mod operations;
 mod rows;
@@ -148,6 +150,7 @@ impl EmbeddedStore {
             .map_err(internal)?;
         conn.execute_batch(SCHEMA).map_err(internal)?;
         conn.execute_batch(desk::SCHEMA).map_err(internal)?;
+        conn.execute_batch(audit::SCHEMA).map_err(internal)?;
         add_delivery_columns(&conn).map_err(internal)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),

@@ -137,6 +137,7 @@ impl MongoStore {
             )
             .await
             .map_err(db_err)?;
+        self.ensure_audit_indexes().await?;
         if let Some(ttl) = inner.message_retention {
             self.ensure_retention(ttl).await?;
         }

@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     queued_ms INTEGER NOT NULL,
     done_ms INTEGER,
     last_error TEXT,
+    seq INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (endpoint, id)
 );
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (endpoint, state, pos);
@@ -39,8 +40,8 @@ CREATE TABLE IF NOT EXISTS unread_watches (
 CREATE INDEX IF NOT EXISTS unread_due ON unread_watches (due_ms) WHERE due_ms IS NOT NULL;
 "#;
 
-const COLUMNS: &str =
-    "endpoint, id, kind, key, pos, at_ms, data, state, attempts, next_ms, queued_ms, last_error";
+const COLUMNS: &str = "endpoint, id, kind, key, pos, at_ms, data, state, attempts, next_ms, \
+                       queued_ms, last_error, seq";
 
 /// The outbox in `DATA_DIR/webhooks.db`.
 pub struct SqliteOutbox {
@@ -69,6 +70,11 @@ impl SqliteOutbox {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        // An outbox from before deliveries knew the message they follow.
+        if conn.prepare("SELECT seq FROM deliveries LIMIT 0").is_err() {
+            conn.execute_batch("ALTER TABLE deliveries ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
+                .map_err(err)?;
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -103,6 +109,7 @@ fn delivery(r: &Row<'_>) -> rusqlite::Result<Delivery> {
         next_ms: r.get(9)?,
         queued_ms: r.get(10)?,
         last_error: r.get(11)?,
+        seq: r.get::<_, i64>(12)? as u64,
     })
 }
 
@@ -115,7 +122,7 @@ impl Outbox for SqliteOutbox {
             {
                 let mut st = tx.prepare_cached(&format!(
                     "INSERT OR IGNORE INTO deliveries ({COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
                 ))?;
                 for d in &rows {
                     st.execute(params![
@@ -130,7 +137,8 @@ impl Outbox for SqliteOutbox {
                         d.attempts,
                         d.next_ms,
                         d.queued_ms,
-                        d.last_error
+                        d.last_error,
+                        d.seq as i64
                     ])?;
                 }
             }
@@ -327,5 +335,40 @@ impl SqliteOutbox {
             .optional()
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `webhooks.db` written before deliveries knew the message they follow opens, keeps its
+    /// rows (as following none) and takes new ones.
+    #[tokio::test]
+    async fn an_outbox_from_before_the_seq_column_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = SCHEMA.replace("    seq INTEGER NOT NULL DEFAULT 0,\n", "");
+        assert_ne!(old, SCHEMA);
+        {
+            let conn = Connection::open(dir.path().join("webhooks.db")).unwrap();
+            conn.execute_batch(&old).unwrap();
+            conn.execute(
+                "INSERT INTO deliveries (endpoint, id, kind, key, pos, at_ms, data, state, \
+                 attempts, next_ms, queued_ms) VALUES ('e', 'old', 'chat.created', 'chat:c', 1, \
+                 1, 'null', 0, 0, 0, 0)",
+                [],
+            )
+            .unwrap();
+        }
+        let outbox = SqliteOutbox::open(dir.path()).unwrap();
+        let mut new = outbox.get("e", "old").await.unwrap().expect("kept");
+        assert_eq!(new.seq, 0);
+        new.id = "new".into();
+        new.seq = 7;
+        new.pos = 2;
+        outbox.enqueue(&[new]).await.unwrap();
+        let pending = outbox.pending("e", 10).await.unwrap();
+        let seqs: Vec<(String, u64)> = pending.into_iter().map(|d| (d.id, d.seq)).collect();
+        assert_eq!(seqs, [("old".to_owned(), 0), ("new".to_owned(), 7)]);
     }
 }

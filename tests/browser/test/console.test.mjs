@@ -4,15 +4,14 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { api, BINARY, BROWSER_ROOT, launchBrowser, startNginx, startNode, uid, waitUntil, withPages, WAIT } from '../lib/harness.mjs';
-
-const AXE = readFileSync(path.join(BROWSER_ROOT, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
+import { consoleCode, idOf, named, send, seriousViolations, signIn as signInAt } from '../lib/console.mjs';
+import { api, BINARY, launchBrowser, startNginx, startNode, waitUntil, withPages, WAIT } from '../lib/harness.mjs';
 
 let browser;
 let node;
@@ -28,25 +27,8 @@ after(async () => {
   await node?.destroy();
 });
 
-/** A fresh name per test, so tests never share users. */
-const named = (first) => `${first} ${uid('x').slice(-4)}`;
-const idOf = (name) => name.toLowerCase().replace(/[^a-z0-9]+/g, '-');
-
-/** The console code a node printed at start-up (it keeps it in DATA_DIR/console-code). */
-const consoleCode = (n) => readFileSync(path.join(n.dataDir, 'console-code'), 'utf8').trim();
-
-/** Opens the console in a new window and signs in as `name` with `role` (user or staff). */
-async function signIn(open, name, role, windowName, { at = node, code = consoleCode(node) } = {}) {
-  const page = await open({ name: windowName });
-  await page.goto(`${at.url}/`);
-  await page.getByLabel('Name', { exact: true }).fill(name);
-  await page.getByLabel('Console code', { exact: true }).fill(code);
-  await page.getByRole('radio', { name: role === 'user' ? 'User' : 'Staff (admin)' }).check();
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.locator('#whoami', { hasText: `Signed in as ${name}` }).waitFor();
-  await page.locator('#connection', { hasText: 'online' }).waitFor();
-  return page;
-}
+/** Opens this file's node's console (or `at`'s) in a new window and signs in. */
+const signIn = (open, name, role, windowName, { at = node, code } = {}) => signInAt(open, name, role, windowName, { at, code: code ?? consoleCode(at) });
 
 /** A user window with a chat open, and a staff window that has opened the same chat. */
 async function chatting(open) {
@@ -59,11 +41,6 @@ async function chatting(open) {
   await staff.getByRole('button', { name: new RegExp(`Support for ${userName}`) }).click();
   await staff.locator('#chat-title', { hasText: `Support for ${userName}` }).waitFor();
   return { user, staff, userName, staffName };
-}
-
-async function send(page, text) {
-  await page.getByLabel('Message', { exact: true }).fill(text);
-  await page.getByRole('button', { name: 'Send', exact: true }).click();
 }
 
 const message = (page, text) => page.locator('#messages li', { hasText: text });
@@ -173,15 +150,6 @@ test('console: the user window says the online list is for staff', async (t) => 
     assert.equal(await user.locator('#online-table').isHidden(), true);
   });
 });
-
-/** Runs axe-core in the page; returns its serious and critical violations. */
-async function seriousViolations(page) {
-  await page.addScriptTag({ content: AXE });
-  const results = await page.evaluate(() => window.axe.run(document));
-  return results.violations
-    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-}
 
 test('console: axe-core finds no serious or critical accessibility violations (sign-in, user and staff views)', async (t) => {
   await withPages(t, browser, async ({ open }) => {

@@ -150,9 +150,9 @@ pub fn created_in_order(got: &[Value]) -> (Vec<String>, bool) {
     (acked, ordered)
 }
 
-/// Sends `n` messages, lets the receiver misbehave until it has seen `bad` requests, then
-/// answers again: every message arrives, acknowledged in `seq` order.
-pub async fn delivered_despite(node: &super::TestNode, rx: &mut Receiver, bad: &str, n: usize) {
+/// Sends `n` messages, lets the receiver misbehave (`bad`: its mode) until the sender has
+/// retried a few times, then answers again: every message arrives, acknowledged in `seq` order.
+pub async fn delivered_despite(node: &super::TestNode, rx: &Receiver, bad: &str, n: usize) {
     let token = node.token("u1", Role::User);
     let chat = node.open_chat(&token).await;
     let user = node.socket("u1", Role::User).await;
@@ -160,36 +160,98 @@ pub async fn delivered_despite(node: &super::TestNode, rx: &mut Receiver, bad: &
     for i in 0..n {
         sent.push(super::send(&user, &chat, &format!("m{i}")).await);
     }
-    let retries = || {
-        node.state
-            .metrics
-            .webhooks
-            .outcome("default", "retry")
-            .get()
-    };
     assert!(
-        eventually(WITHIN, || async { retries() >= 3 }).await,
+        eventually(WITHIN, || async { retries(node) >= 3 }).await,
         "the {bad} receiver was retried: {}",
-        retries()
+        retries(node)
     );
-    match bad {
-        "down" => rx.up().await,
-        _ => rx.mode("ok", 0).await,
-    }
-    let got = rx.until(WITHIN, |g| created_in_order(g).0.len() >= n).await;
-    let (acked, ordered) = created_in_order(&got);
+    rx.mode("ok", 0).await;
+    let got = all_created_in_order(rx, &sent).await;
+    assert!(got.iter().all(|r| r["valid"] == true));
+    // Duplicates only under the same id: every request names one of the messages.
     let expected: Vec<String> = sent
         .iter()
         .map(|m| format!("msg_{}", m["id"].as_str().unwrap()))
         .collect();
+    assert!(
+        got.iter()
+            .all(|r| expected.iter().any(|id| r["id"] == id.as_str())),
+        "{got:#?}"
+    );
+}
+
+/// The sender's failed attempts so far (retried later) on the `default` endpoint.
+pub fn retries(node: &super::TestNode) -> u64 {
+    node.state
+        .metrics
+        .webhooks
+        .outcome("default", "retry")
+        .get()
+}
+
+/// Waits until every message of `sent` (acks of `message:send`) was acknowledged by `rx`, and
+/// checks they came once each, in `seq` order; returns what `rx` received.
+pub async fn all_created_in_order(rx: &Receiver, sent: &[Value]) -> Vec<Value> {
+    let expected: Vec<String> = sent
+        .iter()
+        .map(|m| format!("msg_{}", m["id"].as_str().unwrap()))
+        .collect();
+    let got = rx
+        .until(WITHIN, |g| created_in_order(g).0.len() >= expected.len())
+        .await;
+    let (acked, ordered) = created_in_order(&got);
     assert_eq!(acked, expected, "every message once, in order: {got:#?}");
     assert!(
         ordered,
-        "one message of the chat in flight at a time: {got:#?}"
+        "one message of a chat in flight at a time: {got:#?}"
     );
-    assert!(got.iter().all(|r| r["valid"] == true));
-    // Duplicates only under the same id: every request names one of the events.
-    let ids: std::collections::HashSet<&str> =
-        got.iter().filter_map(|r| r["id"].as_str()).collect();
-    assert!(expected.iter().all(|id| ids.contains(id.as_str())));
+    got
+}
+
+/// A staff member (`admin_token`) sends `u1` a report, which `user` (u1's socket) reads;
+/// returns the report.
+pub async fn report_read_by_u1(
+    node: &super::TestNode,
+    admin_token: &str,
+    user: &super::Sio,
+) -> Value {
+    let (status, report) = node
+        .call(
+            reqwest::Method::POST,
+            "/api/reports",
+            Some(admin_token),
+            Some(json!({ "userId": "u1", "title": "T", "message": "M", "status": "Info" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{report}");
+    let r = user
+        .ack("report:read", json!({ "reportId": report["id"] }))
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    report
+}
+
+/// A staff member (`admin_token`) sets `chat`'s priority to `high` (a `chat.updated`).
+pub async fn raise_priority(node: &super::TestNode, admin_token: &str, chat: &str) {
+    let (status, body) = node
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/chats/{chat}"),
+            Some(admin_token),
+            Some(json!({ "priority": "high" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Waits until `rx` acknowledged an event of each of `kinds`, and checks it did; returns what it
+/// received.
+pub async fn every_kind_arrives(rx: &Receiver, kinds: &[&str]) -> Vec<Value> {
+    let got = rx
+        .until(WITHIN, |g| kinds.iter().all(|k| count(g, k) > 0))
+        .await;
+    for kind in kinds {
+        assert!(count(&got, kind) > 0, "no {kind} in {got:#?}");
+    }
+    got
 }
