@@ -16,11 +16,13 @@ use crate::domain::{
 };
 use crate::error::{AppError, ErrorCode};
 
+pub mod assignment;
 pub mod desk;
 pub mod embedded;
 pub mod mongo;
 pub mod timed;
 
+pub use assignment::{AgentLoad, AssignmentStore};
 pub use desk::DeskStore;
 
 pub use embedded::EmbeddedStore;
@@ -112,6 +114,12 @@ store_operations! {
     FileSharedWith => "file_shared_with",
     Removal => "removal",
     ChangeRemoval => "change_removal",
+    QueuedChats => "queued_chats",
+    AgentLoads => "agent_loads",
+    Assignees => "assignees",
+    OpenChatsOf => "open_chats_of",
+    AssignQueued => "assign_queued",
+    Requeue => "requeue",
 }
 
 /// An upload's bytes as the store reads them in (from the file the request was received into).
@@ -148,7 +156,7 @@ pub async fn read_to_end(mut stream: FileStream) -> std::io::Result<Bytes> {
 
 /// Where chats, messages, reports and uploads live.
 #[async_trait]
-pub trait Store: DeskStore + Send + Sync + 'static {
+pub trait Store: DeskStore + AssignmentStore + Send + Sync + 'static {
     /// Answers when the backing database is reachable (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;
 

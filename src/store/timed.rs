@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{DeskStore, FileReader, FileStream, Store, StoreOp, StoreResult};
+use super::{AgentLoad, AssignmentStore, DeskStore, FileReader, FileStream, Store, StoreOp, StoreResult};
 use crate::domain::{
     Chat, ChatId, ChatPatch, ChatQuery, ChatSummary, FileId, FileMeta, HistoryPage, Message,
     MessageId, NewChat, NewMessage, NewReport, Removal, RemovalChange, Report, ReportId,
@@ -183,5 +183,45 @@ impl DeskStore for TimedStore {
             self.inner.change_removal(user_id, change),
         )
         .await
+    }
+}
+
+#[async_trait]
+impl AssignmentStore for TimedStore {
+    async fn queued_chats(&self, limit: usize) -> StoreResult<Vec<Chat>> {
+        self.time(StoreOp::QueuedChats, self.inner.queued_chats(limit))
+            .await
+    }
+    async fn agent_loads(&self, agents: &[String]) -> StoreResult<Vec<AgentLoad>> {
+        self.time(StoreOp::AgentLoads, self.inner.agent_loads(agents))
+            .await
+    }
+    async fn assignees(&self) -> StoreResult<Vec<String>> {
+        self.time(StoreOp::Assignees, self.inner.assignees()).await
+    }
+    async fn open_chats_of(&self, agent: &str) -> StoreResult<Vec<Chat>> {
+        self.time(StoreOp::OpenChatsOf, self.inner.open_chats_of(agent))
+            .await
+    }
+    async fn assign_queued(
+        &self,
+        chat: &ChatId,
+        agent: &str,
+        at: Timestamp,
+    ) -> StoreResult<Option<Chat>> {
+        self.time(
+            StoreOp::AssignQueued,
+            self.inner.assign_queued(chat, agent, at),
+        )
+        .await
+    }
+    async fn requeue(
+        &self,
+        chat: &ChatId,
+        agent: &str,
+        queued_at: Timestamp,
+    ) -> StoreResult<Option<Chat>> {
+        self.time(StoreOp::Requeue, self.inner.requeue(chat, agent, queued_at))
+            .await
     }
 }

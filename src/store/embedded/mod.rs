@@ -23,6 +23,7 @@ use super::{StoreError, StoreResult};
 use crate::domain::Timestamp;
 use crate::private_files;
 
+mod assignment;
 mod desk;
 mod operations;
 mod rows;
@@ -149,6 +150,7 @@ impl EmbeddedStore {
         conn.execute_batch(SCHEMA).map_err(internal)?;
         conn.execute_batch(desk::SCHEMA).map_err(internal)?;
         add_delivery_columns(&conn).map_err(internal)?;
+        assignment::migrate(&conn).map_err(internal)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             uploads_dir,
