@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use switchboard::domain::*;
-use switchboard::store::{AssignmentStore, Store};
+use switchboard::store::Store;
 
 async fn queued_chat(store: &Arc<dyn Store>, user: &str) -> Chat {
     store

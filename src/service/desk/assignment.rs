@@ -22,7 +22,7 @@ use std::time::Duration;
 use crate::domain::{Chat, ChatStatus, Timestamp, now};
 use crate::presence::{Confirmed, PresenceError};
 use crate::state::AppState;
-use crate::store::{AgentLoad, AssignmentStore, StoreError};
+use crate::store::{AgentLoad, StoreError};
 
 /// `by` of the `chat:updated` an auto-assignment sends.
 pub const SYSTEM: &str = "system";
