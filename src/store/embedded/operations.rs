@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::rows::{
-    CHAT_COLUMNS, MESSAGE_COLUMNS, REPORT_COLUMNS, add_participant, chat_from_row,
+    CHAT_COLUMN_COUNT, CHAT_COLUMNS, MESSAGE_COLUMNS, REPORT_COLUMNS, add_participant, chat_from_row,
     delivered_column, find_by_client_id, load_chat, load_report, message_from_row, report_from_row,
 };
 use super::{EmbeddedStore, from_ms, internal, ms};
@@ -111,7 +111,7 @@ impl Store for EmbeddedStore {
             let rows = stmt.query_map(rusqlite::params_from_iter(args), |row| {
                 Ok(ChatSummary {
                     chat: chat_from_row(row)?,
-                    unread_count: row.get::<_, i64>(13)? as u64,
+                    unread_count: row.get::<_, i64>(CHAT_COLUMN_COUNT)? as u64,
                 })
             })?;
             rows.collect()

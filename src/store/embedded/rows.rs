@@ -23,6 +23,9 @@ pub(super) const CHAT_COLUMNS: &str = "c.id, c.title, c.status, c.priority, c.as
         (SELECT user_id FROM chat_participants p WHERE p.chat_id = c.id ORDER BY position)), \
      c.delivered_user, c.delivered_staff, c.queued_at, c.assigned_at";
 
+/// How many columns [`CHAT_COLUMNS`] has: a query's own columns follow them.
+pub(super) const CHAT_COLUMN_COUNT: usize = 15;
+
 pub(super) fn chat_from_row(row: &Row<'_>) -> rusqlite::Result<Chat> {
     let last_text: Option<String> = row.get(5)?;
     let last_message = match last_text {
