@@ -199,8 +199,10 @@ impl Application {
                 let ttl = config.presence_ttl;
                 let redis_recovery = Arc::new(RedisRecovery::new(redis.presence.clone()));
                 let availability = Arc::new(RedisAvailability::new(redis.presence.clone()));
-                let assignment_gate =
-                    Arc::new(RedisAssignmentGate::new(redis.presence.clone(), node_id.clone()));
+                let assignment_gate = Arc::new(RedisAssignmentGate::new(
+                    redis.presence.clone(),
+                    node_id.clone(),
+                ));
                 let presence = Arc::new(
                     RedisPresence::new(redis.presence, node_id.clone(), ttl)
                         .with_offline_grace(config.offline_grace),

@@ -92,12 +92,10 @@ impl AssignmentGate for MemoryAssignmentGate {
     }
 
     async fn confirm(&self, agent: &str) -> Result<Confirmed, PresenceError> {
-        Ok(
-            match self.availability.status(agent).await? {
-                Some(StaffStatus::Available) => Confirmed::Assign,
-                _ => Confirmed::Unavailable,
-            },
-        )
+        Ok(match self.availability.status(agent).await? {
+            Some(StaffStatus::Available) => Confirmed::Assign,
+            _ => Confirmed::Unavailable,
+        })
     }
 
     async fn end(&self) -> Result<bool, PresenceError> {

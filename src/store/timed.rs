@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{AgentLoad, AssignmentStore, DeskStore, FileReader, FileStream, Store, StoreOp, StoreResult};
+use super::{
+    AgentLoad, AssignmentStore, DeskStore, FileReader, FileStream, Store, StoreOp, StoreResult,
+};
 use crate::domain::{
     Chat, ChatId, ChatPatch, ChatQuery, ChatSummary, FileId, FileMeta, HistoryPage, Message,
     MessageId, NewChat, NewMessage, NewReport, Removal, RemovalChange, Report, ReportId,

@@ -36,13 +36,23 @@ pub async fn the_queue_is_oldest_first_and_an_assignment_takes_a_chat_out_once(
     );
 
     let at = now();
-    let got = store.assign_queued(&c1.id, "a1", at).await.unwrap().unwrap();
+    let got = store
+        .assign_queued(&c1.id, "a1", at)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.assigned_admin.as_deref(), Some("a1"));
     assert_eq!(got.assigned_at, Some(at));
     assert_eq!(got.queued_at, None);
     assert_eq!(got.participants, vec!["u1", "a1"]);
     // Taken already: a second pass (or another agent) gets nothing.
-    assert!(store.assign_queued(&c1.id, "a2", at).await.unwrap().is_none());
+    assert!(
+        store
+            .assign_queued(&c1.id, "a2", at)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(
         ids(&store.queued_chats(10).await.unwrap()),
         ids(&[c2.clone(), c3.clone()])
@@ -71,7 +81,13 @@ pub async fn the_queue_is_oldest_first_and_an_assignment_takes_a_chat_out_once(
         .await
         .unwrap();
     assert!(store.queued_chats(10).await.unwrap().is_empty());
-    assert!(store.assign_queued(&c3.id, "a1", at).await.unwrap().is_none());
+    assert!(
+        store
+            .assign_queued(&c3.id, "a1", at)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 pub async fn loads_count_open_chats_and_the_latest_assignment(store: Arc<dyn Store>) {
@@ -79,8 +95,16 @@ pub async fn loads_count_open_chats_and_the_latest_assignment(store: Arc<dyn Sto
     let c2 = queued_chat(&store, "u2").await;
     let early = now() - chrono::Duration::seconds(10);
     let late = now();
-    store.assign_queued(&c1.id, "a1", early).await.unwrap().unwrap();
-    store.assign_queued(&c2.id, "a1", late).await.unwrap().unwrap();
+    store
+        .assign_queued(&c1.id, "a1", early)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .assign_queued(&c2.id, "a1", late)
+        .await
+        .unwrap()
+        .unwrap();
     store
         .update_chat(
             &c2.id,
@@ -98,18 +122,24 @@ pub async fn loads_count_open_chats_and_the_latest_assignment(store: Arc<dyn Sto
         .unwrap();
     assert_eq!(loads[0].agent, "a1");
     assert_eq!(loads[0].open, 1, "the closed chat does not count");
-    assert_eq!(loads[0].last_assigned, Some(late), "closed chats date it too");
+    assert_eq!(
+        loads[0].last_assigned,
+        Some(late),
+        "closed chats date it too"
+    );
     assert_eq!((loads[1].open, loads[1].last_assigned), (0, None));
     assert_eq!(store.assignees().await.unwrap(), vec!["a1"]);
     assert_eq!(ids(&store.open_chats_of("a1").await.unwrap()), ids(&[c1]));
 }
 
-pub async fn a_requeue_takes_the_agent_out_only_if_they_still_hold_the_chat(
-    store: Arc<dyn Store>,
-) {
+pub async fn a_requeue_takes_the_agent_out_only_if_they_still_hold_the_chat(store: Arc<dyn Store>) {
     let c1 = queued_chat(&store, "u1").await;
     let later = queued_chat(&store, "u2").await;
-    store.assign_queued(&c1.id, "a1", now()).await.unwrap().unwrap();
+    store
+        .assign_queued(&c1.id, "a1", now())
+        .await
+        .unwrap()
+        .unwrap();
     let front = later.queued_at.unwrap() - chrono::Duration::milliseconds(1);
 
     assert!(store.requeue(&c1.id, "a2", front).await.unwrap().is_none());

@@ -32,7 +32,12 @@ async fn event_for(socket: &Sio, event: &str, chat: &str) -> Value {
 }
 
 /// The next `event` about `chat` on `socket` that `wanted` accepts (earlier ones are skipped).
-async fn event_where(socket: &Sio, event: &str, chat: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+async fn event_where(
+    socket: &Sio,
+    event: &str,
+    chat: &str,
+    wanted: impl Fn(&Value) -> bool,
+) -> Value {
     loop {
         let e = socket.event(event).await;
         if e["chat"]["id"] == chat && wanted(&e) {
@@ -186,8 +191,14 @@ async fn an_agent_away_longer_than_reassign_after_loses_their_chats_to_the_front
     })
     .await;
     assert_eq!(requeued["by"], "system");
-    assert_eq!(requeued["changed"], json!(["assignedAdmin", "participants"]));
-    assert!(requeued["chat"].get("assignedAdmin").is_none(), "{requeued}");
+    assert_eq!(
+        requeued["changed"],
+        json!(["assignedAdmin", "participants"])
+    );
+    assert!(
+        requeued["chat"].get("assignedAdmin").is_none(),
+        "{requeued}"
+    );
     assert_eq!(requeued["chat"]["participants"], json!(["u1"]));
     let (first_at, second_at) = (
         stored(&node, &first).await.queued_at.unwrap(),
@@ -240,14 +251,22 @@ async fn three_nodes(redis: &Redis, backend: Backend, cap: u32) -> Vec<TestNode>
 async fn storm(nodes: &[TestNode], from: usize, n: usize) -> Vec<String> {
     join_all((from..from + n).map(|i| {
         let node = &nodes[i % nodes.len()];
-        async move { node.open_chat(&node.token(&format!("u{i}"), Role::User)).await }
+        async move {
+            node.open_chat(&node.token(&format!("u{i}"), Role::User))
+                .await
+        }
     }))
     .await
 }
 
 /// Waits until a pass that started after now has ended somewhere in the cluster.
 async fn a_pass_has_run(nodes: &[TestNode]) {
-    let passes = || nodes.iter().map(|n| n.state.metrics.desk.passes.get()).sum::<u64>();
+    let passes = || {
+        nodes
+            .iter()
+            .map(|n| n.state.metrics.desk.passes.get())
+            .sum::<u64>()
+    };
     let start = passes();
     assert!(
         eventually(SETTLE, || async { passes() >= start + 2 }).await,
@@ -260,7 +279,11 @@ async fn one_admin_each(node: &TestNode, chats: &[String]) -> Vec<Chat> {
     let mut all = Vec::new();
     for id in chats {
         let chat = stored(node, id).await;
-        let staff: Vec<&String> = chat.participants.iter().filter(|p| p.starts_with('a')).collect();
+        let staff: Vec<&String> = chat
+            .participants
+            .iter()
+            .filter(|p| p.starts_with('a'))
+            .collect();
         assert_eq!(
             staff,
             chat.assigned_admin.iter().collect::<Vec<_>>(),
@@ -317,7 +340,13 @@ async fn a_storm_on_three_nodes_fills_both_agents_to_capacity_and_queues_the_res
         .iter()
         .find(|c| c.assigned_admin.as_deref() == Some("a1"))
         .unwrap();
-    patch(&nodes[2], "a1", closed.id.as_str(), json!({ "status": "closed" })).await;
+    patch(
+        &nodes[2],
+        "a1",
+        closed.id.as_str(),
+        json!({ "status": "closed" }),
+    )
+    .await;
 
     // Assert: the oldest waiting chat goes to a1, and only it.
     let taken = event_for(&a1, "chat:updated", &queue[0]).await;
@@ -326,7 +355,11 @@ async fn a_storm_on_three_nodes_fills_both_agents_to_capacity_and_queues_the_res
     a_pass_has_run(&nodes).await;
     let all = one_admin_each(&nodes[0], &chats).await;
     assert_eq!((count_of(&all, "a1"), count_of(&all, "a2")), (3, 3));
-    assert_eq!(queue_of(&all), queue[1..].to_vec(), "the rest wait in order");
+    assert_eq!(
+        queue_of(&all),
+        queue[1..].to_vec(),
+        "the rest wait in order"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -403,5 +436,9 @@ async fn an_agent_going_away_mid_storm_gets_nothing_after_and_nobody_goes_over_c
     assert_eq!((count_of(&all, "a1"), count_of(&all, "a2")), (4, 4));
     let mut rest = queue[wanted..].to_vec();
     rest.extend(late);
-    assert_eq!(queue_of(&all), rest, "the rest wait in order, the late chat last");
+    assert_eq!(
+        queue_of(&all),
+        rest,
+        "the rest wait in order, the late chat last"
+    );
 }

@@ -229,10 +229,9 @@ impl AppState {
     /// The queue metrics, from a pass's read.
     fn note_queue(&self, queue: &[Chat]) {
         self.metrics.desk.queue_length.set(queue.len() as i64);
-        let oldest = queue
-            .first()
-            .and_then(|c| c.queued_at)
-            .map_or(0.0, |q| (now() - q).num_milliseconds().max(0) as f64 / 1000.0);
+        let oldest = queue.first().and_then(|c| c.queued_at).map_or(0.0, |q| {
+            (now() - q).num_milliseconds().max(0) as f64 / 1000.0
+        });
         self.metrics.desk.queue_oldest_wait.set(oldest);
     }
 }
@@ -251,7 +250,11 @@ mod tests {
 
     #[test]
     fn the_fewest_open_chats_win_then_the_least_recently_assigned() {
-        let loads = [load("a", 2, Some(1)), load("b", 1, Some(9)), load("c", 1, Some(5))];
+        let loads = [
+            load("a", 2, Some(1)),
+            load("b", 1, Some(9)),
+            load("c", 1, Some(5)),
+        ];
         assert_eq!(pick(&loads, 5), Some(2));
         let never = [load("a", 0, Some(1)), load("b", 0, None)];
         assert_eq!(pick(&never, 5), Some(1), "never assigned goes first");

@@ -30,8 +30,14 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
-fn chats(conn: &Connection, sql_where: &str, args: impl rusqlite::Params) -> rusqlite::Result<Vec<Chat>> {
-    let mut stmt = conn.prepare(&format!("SELECT {CHAT_COLUMNS} FROM chats c WHERE {sql_where}"))?;
+fn chats(
+    conn: &Connection,
+    sql_where: &str,
+    args: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<Chat>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {CHAT_COLUMNS} FROM chats c WHERE {sql_where}"
+    ))?;
     let rows = stmt.query_map(args, chat_from_row)?;
     rows.collect()
 }

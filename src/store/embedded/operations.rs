@@ -5,8 +5,9 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::rows::{
-    CHAT_COLUMN_COUNT, CHAT_COLUMNS, MESSAGE_COLUMNS, REPORT_COLUMNS, add_participant, chat_from_row,
-    delivered_column, find_by_client_id, load_chat, load_report, message_from_row, report_from_row,
+    CHAT_COLUMN_COUNT, CHAT_COLUMNS, MESSAGE_COLUMNS, REPORT_COLUMNS, add_participant,
+    chat_from_row, delivered_column, find_by_client_id, load_chat, load_report, message_from_row,
+    report_from_row,
 };
 use super::{EmbeddedStore, from_ms, internal, ms};
 use crate::domain::{

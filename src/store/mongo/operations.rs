@@ -224,7 +224,10 @@ impl Store for MongoStore {
                             update.insert("$addToSet", doc! { "participants": admin.as_str() });
                             filter.insert(
                                 "assignedAdmin",
-                                before.assigned_admin.as_deref().map_or(Bson::Null, Bson::from),
+                                before
+                                    .assigned_admin
+                                    .as_deref()
+                                    .map_or(Bson::Null, Bson::from),
                             );
                         }
                     }
