@@ -24,7 +24,10 @@ use crate::config::Config;
 use crate::connections::TrackedListener;
 use crate::http::origin::AllowedOrigins;
 use crate::ordering::Turn;
-use crate::presence::{MemoryAvailability, MemoryPresence, RedisAvailability, RedisPresence};
+use crate::presence::{
+    MemoryAssignmentGate, MemoryAvailability, MemoryPresence, RedisAssignmentGate,
+    RedisAvailability, RedisPresence,
+};
 use crate::recovery::{EmbeddedRecovery, Recovery, RecoveryBackend, RedisRecovery};
 use crate::state::{AppState, Backends};
 use crate::store::{EmbeddedStore, MongoSettings, MongoStore, Store};
@@ -163,13 +166,15 @@ impl Application {
                         .kept_in(&config.data_dir),
                 );
                 let (layer, io) = socket_io_builder(&config).build_layer();
+                let availability = Arc::new(MemoryAvailability::default());
                 let state = AppState::new(Backends {
                     config,
                     node_id,
                     store,
                     keys,
                     presence: presence.clone(),
-                    availability: Arc::new(MemoryAvailability::default()),
+                    assignment_gate: Arc::new(MemoryAssignmentGate::new(availability.clone())),
+                    availability,
                     fanout: Arc::new(io.clone()),
                     sockets: Arc::new(io.clone()),
                     recovery,
@@ -194,6 +199,10 @@ impl Application {
                 let ttl = config.presence_ttl;
                 let redis_recovery = Arc::new(RedisRecovery::new(redis.presence.clone()));
                 let availability = Arc::new(RedisAvailability::new(redis.presence.clone()));
+                let assignment_gate = Arc::new(RedisAssignmentGate::new(
+                    redis.presence.clone(),
+                    node_id.clone(),
+                ));
                 let presence = Arc::new(
                     RedisPresence::new(redis.presence, node_id.clone(), ttl)
                         .with_offline_grace(config.offline_grace),
@@ -208,6 +217,9 @@ impl Application {
                 if let Err(e) = availability.load_scripts().await {
                     tracing::warn!(error = %e, "could not load the availability scripts (they load on first use)");
                 }
+                if let Err(e) = assignment_gate.load_scripts().await {
+                    tracing::warn!(error = %e, "could not load the assignment scripts (they load on first use)");
+                }
                 let recovery = recovery(redis_recovery);
                 let state = AppState::new(Backends {
                     config,
@@ -216,6 +228,7 @@ impl Application {
                     keys,
                     presence,
                     availability,
+                    assignment_gate,
                     fanout: fanout.clone(),
                     sockets: Arc::new(io.clone()),
                     recovery,
@@ -350,6 +363,11 @@ impl Application {
         tasks.spawn(trim_recovery_log(state.clone()));
         tasks.spawn(crate::service::desk::audit::trim_audit_log(state.clone()));
         tasks.spawn(crate::http::health::watch_dependencies(state.clone()));
+        if state.config.assignment.is_auto() {
+            tasks.spawn(crate::service::desk::assignment::run_assigner(
+                state.clone(),
+            ));
+        }
         for task in self.background {
             tasks.spawn(task);
         }

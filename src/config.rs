@@ -3,7 +3,9 @@
 //! ([`SECRET_VARIABLES`]), which are read from the environment only: a flag's value is readable
 //! by every local user through `ps`. Secrets are [`Secret`]s, whose `Debug` shows nothing.
 
+mod assignment;
 mod webhooks;
+pub use assignment::{AssignmentMode, AssignmentSettings};
 pub use webhooks::WebhookSettings;
 
 use std::net::SocketAddr;
@@ -400,6 +402,9 @@ pub struct Config {
     /// Webhooks (PROTOCOL.md, "Webhooks"; docs/webhooks.md).
     #[command(flatten)]
     pub webhooks: WebhookSettings,
+    /// The support desk's assignment (PROTOCOL.md, "The support desk"; docs/support-desk.md).
+    #[command(flatten)]
+    pub assignment: AssignmentSettings,
 }
 
 /// A setting that cannot work.
@@ -425,6 +430,7 @@ impl Config {
         if self.rate_limit_per_sec == 0 {
             return fail("RATE_LIMIT_PER_SEC must be at least 1");
         }
+        self.assignment.validate().map_err(ConfigError)?;
         if self.max_sockets_per_user == 0 {
             return fail("MAX_SOCKETS_PER_USER must be at least 1");
         }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AuthUser, ChatId, DeliveryMarks, Timestamp, rfc3339};
+use super::{AuthUser, ChatId, DeliveryMarks, Timestamp, rfc3339, rfc3339_opt};
 use crate::error::AppError;
 
 /// Longest chat title, in code points.
@@ -100,6 +100,20 @@ pub struct Chat {
     #[serde(serialize_with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
+    /// Since when the chat waits in the auto-assignment queue (absent when it does not wait).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "rfc3339_opt"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub queued_at: Option<Timestamp>,
+    /// When its assigned admin got it (absent while nobody is assigned).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "rfc3339_opt"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub assigned_at: Option<Timestamp>,
     /// Up to where each side received the other's messages (not on the wire: it becomes each
     /// message's `status`).
     #[serde(skip)]
@@ -141,6 +155,8 @@ pub struct NewChat {
     pub title: String,
     pub priority: Priority,
     pub assigned_admin: Option<String>,
+    /// Opened into the auto-assignment queue (`queuedAt` set to its creation).
+    pub queued: bool,
 }
 
 /// A change to a chat's settings; `None` leaves a field as it is.
@@ -188,6 +204,8 @@ pub(crate) fn test_chat() -> Chat {
         last_message: None,
         created_at: t,
         updated_at: t,
+        queued_at: None,
+        assigned_at: Some(t),
         delivered: Default::default(),
     }
 }

@@ -123,6 +123,8 @@ mod tests {
             last_message: None,
             created_at: now(),
             updated_at: now(),
+            queued_at: None,
+            assigned_at: None,
             delivered: DeliveryMarks::default(),
         }
     }

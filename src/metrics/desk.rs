@@ -1,7 +1,8 @@
 //! The support desk's metrics: removals made (`docs/support-desk.md`), the handshakes and
-//! REST calls they refused, and the audit log's entries (recorded, failed, trimmed).
+//! REST calls they refused, the audit log's entries (recorded, failed, trimmed), assignments,
+//! chats put back in the queue, and the queue itself.
 
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use super::reg;
 use crate::domain::Barred;
@@ -20,6 +21,17 @@ pub struct DeskMetrics {
     pub audit_failures: IntCounter,
     /// Audit entries deleted past `AUDIT_RETENTION_DAYS` by this node's trimmer.
     pub audit_trimmed: IntCounter,
+    /// Chats given an assigned admin: `[auto, manual]`.
+    assignments: [IntCounter; 2],
+    /// Chats put back in the queue (their admin away or offline for `REASSIGN_AFTER_SECS`).
+    pub requeued: IntCounter,
+    /// Assignment passes this node ran (one at a time in the cluster).
+    pub passes: IntCounter,
+    /// Chats waiting in the queue, as the last assignment pass on this node saw them (at most
+    /// one pass's read, 200).
+    pub queue_length: IntGauge,
+    /// How long the oldest waiting chat has waited, as that pass saw it.
+    pub queue_oldest_wait: Gauge,
 }
 
 impl DeskMetrics {
@@ -73,10 +85,57 @@ impl DeskMetrics {
             )
             .unwrap(),
         );
+        let assignments = reg(
+            r,
+            IntCounterVec::new(
+                Opts::new(
+                    "desk_assignments_total",
+                    "Chats given an assigned admin, by who assigned (auto, manual)",
+                ),
+                &["by"],
+            )
+            .unwrap(),
+        );
         DeskMetrics {
             audited,
             audit_failures,
             audit_trimmed,
+            assignments: [
+                assignments.with_label_values(&["auto"]),
+                assignments.with_label_values(&["manual"]),
+            ],
+            requeued: reg(
+                r,
+                IntCounter::new(
+                    "desk_requeued_total",
+                    "Chats put back in the queue because their admin stayed away or offline",
+                )
+                .unwrap(),
+            ),
+            passes: reg(
+                r,
+                IntCounter::new(
+                    "desk_assignment_passes_total",
+                    "Auto-assignment passes this node ran",
+                )
+                .unwrap(),
+            ),
+            queue_length: reg(
+                r,
+                IntGauge::new(
+                    "desk_queue_length",
+                    "Chats waiting for auto-assignment (as the last pass on this node read them)",
+                )
+                .unwrap(),
+            ),
+            queue_oldest_wait: reg(
+                r,
+                Gauge::new(
+                    "desk_queue_oldest_wait_seconds",
+                    "How long the oldest chat waiting for auto-assignment has waited",
+                )
+                .unwrap(),
+            ),
             removals: removals.with_label_values(&["disconnect"]),
             revocations: removals.with_label_values(&["revoke"]),
             refusals: [
@@ -84,6 +143,11 @@ impl DeskMetrics {
                 refusals.with_label_values(&["revoked"]),
             ],
         }
+    }
+
+    /// Counts an assignment, by auto-assignment or by staff.
+    pub fn assigned(&self, auto: bool) {
+        self.assignments[usize::from(!auto)].inc();
     }
 
     /// Counts a caller refused by a removal.

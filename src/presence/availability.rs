@@ -66,6 +66,8 @@ pub trait StaffAvailability: Send + Sync + 'static {
     async fn status(&self, user_id: &str) -> Result<Option<StaffStatus>, PresenceError>;
     /// How many staff are available.
     async fn available(&self) -> Result<u64, PresenceError>;
+    /// Who of the staff is available (auto-assignment's candidates; never shown to clients).
+    async fn available_staff(&self) -> Result<Vec<String>, PresenceError>;
     /// Whether this caller should announce `available` to users now: not if it is what was
     /// last announced, nor within `every` of the last announcement anywhere.
     async fn claim_announcement(
@@ -130,6 +132,16 @@ impl StaffAvailability for MemoryAvailability {
             .values()
             .filter(|s| **s == StaffStatus::Available)
             .count() as u64)
+    }
+
+    async fn available_staff(&self) -> Result<Vec<String>, PresenceError> {
+        Ok(self
+            .lock()
+            .statuses
+            .iter()
+            .filter(|(_, s)| **s == StaffStatus::Available)
+            .map(|(u, _)| u.clone())
+            .collect())
     }
 
     async fn claim_announcement(

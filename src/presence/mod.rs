@@ -17,14 +17,18 @@ use serde::Serialize;
 
 use crate::domain::{Role, Timestamp, rfc3339};
 
+pub mod assignment_gate;
 pub mod availability;
 pub mod memory;
 pub mod redis;
+pub mod redis_assignment_gate;
 pub mod redis_availability;
 
+pub use assignment_gate::{AssignmentGate, Confirmed, MemoryAssignmentGate};
 pub use availability::{MemoryAvailability, StaffAvailability, StaffStatus};
 pub use memory::MemoryPresence;
 pub use redis::RedisPresence;
+pub use redis_assignment_gate::RedisAssignmentGate;
 pub use redis_availability::RedisAvailability;
 
 /// One connected socket, as `GET /api/socket/active-users` lists it.

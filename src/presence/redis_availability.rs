@@ -171,6 +171,16 @@ impl StaffAvailability for RedisAvailability {
         Ok(n)
     }
 
+    async fn available_staff(&self) -> Result<Vec<String>, PresenceError> {
+        use fred::prelude::SetsInterface;
+        let members: Vec<String> =
+            tokio::time::timeout(CALL_TIMEOUT, self.client.smembers(AVAILABLE))
+                .await
+                .map_err(|_| unavailable("availability call timed out"))?
+                .map_err(unavailable)?;
+        Ok(members)
+    }
+
     async fn claim_announcement(
         &self,
         available: bool,

@@ -92,6 +92,7 @@ impl AppState {
                 title,
                 priority,
                 assigned_admin: Some(user.id.clone()),
+                queued: false,
             }
         } else {
             if input.participant_id.is_some_and(|p| p != user.id) {
@@ -102,10 +103,14 @@ impl AppState {
                 title,
                 priority,
                 assigned_admin: None,
+                queued: self.config.assignment.is_auto(),
             }
         };
         let chat = self.store.create_chat(chat).await?;
         self.announce_chat_created(&chat).await;
+        if chat.queued_at.is_some() {
+            self.wake_assigner();
+        }
         Ok(chat)
     }
 
@@ -177,6 +182,7 @@ impl AppState {
         let after = self.store.update_chat(&id, patch).await?;
         self.announce_chat_updated(&before, &after, &Actor::of(user))
             .await;
+        self.assignment_changed(&before, &after, &user.id);
         Ok(after)
     }
 

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::connections::TcpConnections;
 use crate::metrics::Metrics;
 use crate::metrics::StoreMetrics;
-use crate::presence::{Presence, StaffAvailability};
+use crate::presence::{AssignmentGate, Presence, StaffAvailability};
 use crate::recovery::Recovery;
 use crate::store::{Store, StoreObserver, StoreOp, TimedStore};
 
@@ -63,6 +63,10 @@ pub struct NodeState {
     pub availability: Arc<dyn StaffAvailability>,
     /// One coalesced `support:availability` re-check pending on this node at a time.
     pub support_recheck: AtomicBool,
+    /// One auto-assignment pass at a time, cluster-wide (`service/desk/assignment.rs`).
+    pub assignment_gate: Arc<dyn AssignmentGate>,
+    /// Wakes this node's assigner (a chat queued, a staff member available, a chat closed).
+    pub assigner_wake: tokio::sync::Notify,
     /// Room emissions, through whichever adapter `app.rs` chose.
     pub fanout: Arc<dyn Fanout>,
     /// Closes this node's sockets when it drains.
@@ -130,6 +134,7 @@ pub struct Backends {
     pub store: Arc<dyn Store>,
     pub presence: Arc<dyn Presence>,
     pub availability: Arc<dyn StaffAvailability>,
+    pub assignment_gate: Arc<dyn AssignmentGate>,
     pub fanout: Arc<dyn Fanout>,
     pub sockets: Arc<dyn LocalSockets>,
     pub recovery: Option<Arc<Recovery>>,
@@ -161,6 +166,8 @@ impl AppState {
             presence: b.presence,
             availability: b.availability,
             support_recheck: AtomicBool::new(false),
+            assignment_gate: b.assignment_gate,
+            assigner_wake: tokio::sync::Notify::new(),
             keys: b.keys,
             typing: TypingTracker::default(),
             delivery: DeliveryTracker::default(),

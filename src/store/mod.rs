@@ -16,12 +16,14 @@ use crate::domain::{
 };
 use crate::error::{AppError, ErrorCode};
 
+pub mod assignment;
 pub mod audit;
 pub mod desk;
 pub mod embedded;
 pub mod mongo;
 pub mod timed;
 
+pub use assignment::{AgentLoad, AssignmentStore};
 pub use audit::AuditStore;
 pub use desk::DeskStore;
 
@@ -119,6 +121,12 @@ store_operations! {
     RecordAudit => "record_audit",
     AuditEntries => "audit_entries",
     TrimAudit => "trim_audit",
+    QueuedChats => "queued_chats",
+    AgentLoads => "agent_loads",
+    Assignees => "assignees",
+    OpenChatsOf => "open_chats_of",
+    AssignQueued => "assign_queued",
+    Requeue => "requeue",
 }
 
 /// An upload's bytes as the store reads them in (from the file the request was received into).
@@ -155,7 +163,7 @@ pub async fn read_to_end(mut stream: FileStream) -> std::io::Result<Bytes> {
 
 /// Where chats, messages, reports and uploads live.
 #[async_trait]
-pub trait Store: DeskStore + AuditStore + Send + Sync + 'static {
+pub trait Store: DeskStore + AuditStore + AssignmentStore + Send + Sync + 'static {
     /// Answers when the backing database is reachable (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;
 

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{AuditStore, DeskStore, FileReader, FileStream, Store, StoreOp, StoreResult};
+use super::{
+    AgentLoad, AssignmentStore, AuditStore, DeskStore, FileReader, FileStream, Store, StoreOp,
+    StoreResult,
+};
 use crate::domain::{
     AuditEntry, AuditQuery, AuthUser, Chat, ChatId, ChatPatch, ChatQuery, ChatSummary, FileId,
     FileMeta, HistoryPage, KnownUser, Message, MessageId, NewChat, NewMessage, NewReport, Removal,
@@ -206,6 +209,46 @@ impl AuditStore for TimedStore {
     }
     async fn trim_audit(&self, before: Timestamp) -> StoreResult<u64> {
         self.time(StoreOp::TrimAudit, self.inner.trim_audit(before))
+            .await
+    }
+}
+
+#[async_trait]
+impl AssignmentStore for TimedStore {
+    async fn queued_chats(&self, limit: usize) -> StoreResult<Vec<Chat>> {
+        self.time(StoreOp::QueuedChats, self.inner.queued_chats(limit))
+            .await
+    }
+    async fn agent_loads(&self, agents: &[String]) -> StoreResult<Vec<AgentLoad>> {
+        self.time(StoreOp::AgentLoads, self.inner.agent_loads(agents))
+            .await
+    }
+    async fn assignees(&self) -> StoreResult<Vec<String>> {
+        self.time(StoreOp::Assignees, self.inner.assignees()).await
+    }
+    async fn open_chats_of(&self, agent: &str) -> StoreResult<Vec<Chat>> {
+        self.time(StoreOp::OpenChatsOf, self.inner.open_chats_of(agent))
+            .await
+    }
+    async fn assign_queued(
+        &self,
+        chat: &ChatId,
+        agent: &str,
+        at: Timestamp,
+    ) -> StoreResult<Option<Chat>> {
+        self.time(
+            StoreOp::AssignQueued,
+            self.inner.assign_queued(chat, agent, at),
+        )
+        .await
+    }
+    async fn requeue(
+        &self,
+        chat: &ChatId,
+        agent: &str,
+        queued_at: Timestamp,
+    ) -> StoreResult<Option<Chat>> {
+        self.time(StoreOp::Requeue, self.inner.requeue(chat, agent, queued_at))
             .await
     }
 }

@@ -150,6 +150,7 @@ async fn the_timed_store_reports_each_operation_under_its_own_label() {
             title: "t".into(),
             priority: Priority::Medium,
             assigned_admin: None,
+            queued: false,
         })
         .await
         .unwrap();

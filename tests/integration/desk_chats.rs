@@ -185,6 +185,7 @@ async fn ascending_lists_follow_changes(store: &dyn switchboard::store::Store) {
                 title: title.into(),
                 priority: Priority::Medium,
                 assigned_admin: None,
+                queued: false,
             })
             .await
             .unwrap();
@@ -274,6 +275,7 @@ async fn reassignment_replaces_the_admin(store: &dyn switchboard::store::Store) 
             title: "t".into(),
             priority: Priority::Medium,
             assigned_admin: Some("a1".into()),
+            queued: false,
         })
         .await
         .unwrap();

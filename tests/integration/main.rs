@@ -2,11 +2,13 @@
 
 mod admission;
 mod arch;
+mod assignment_contract;
 mod cluster;
 mod console_gate;
 mod contract_gaps;
 mod delivery;
 mod desk;
+mod desk_assignment;
 mod desk_audit;
 mod desk_availability;
 mod desk_chats;

@@ -64,6 +64,7 @@ async fn new_chat(store: &dyn Store) -> Chat {
             title: "t".into(),
             priority: Priority::Low,
             assigned_admin: None,
+            queued: false,
         })
         .await
         .expect("chat created")

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use switchboard::domain::*;
 use switchboard::store::{Store, StoreError};
 
+pub use crate::assignment_contract::*;
+
 fn user(id: &str, role: Role) -> AuthUser {
     AuthUser {
         id: id.into(),
@@ -37,6 +39,7 @@ async fn chat_with(store: &Arc<dyn Store>, participants: &[&str]) -> Chat {
             title: "Support chat".into(),
             priority: Priority::Medium,
             assigned_admin: None,
+            queued: false,
         })
         .await
         .expect("chat created")
@@ -796,6 +799,9 @@ macro_rules! contract_tests {
             check!(a_save_that_delivers_moves_the_recipients_mark);
             check!(legacy_object_id_uploads_still_round_trip);
             check!(file_is_shared_only_through_chats_the_user_is_in);
+            check!(the_queue_is_oldest_first_and_an_assignment_takes_a_chat_out_once);
+            check!(loads_count_open_chats_and_the_latest_assignment);
+            check!(a_requeue_takes_the_agent_out_only_if_they_still_hold_the_chat);
         }
     };
 }

@@ -136,6 +136,10 @@ impl AppState {
     /// `staff:availability:changed` in the caller's turn; the support flip that may follow goes
     /// to `users` (no staff socket is there) unordered, as its later re-checks always did.
     async fn staff_changed(&self, user_id: &str, status: &'static str, turn: Turn) {
+        if status == StaffStatus::Available.as_str() {
+            // Someone may take a queued chat now.
+            self.wake_assigner();
+        }
         self.emit(
             vec![rooms::ADMINS.to_owned()],
             Vec::new(),

@@ -1,9 +1,11 @@
 //! The support desk's use cases (PROTOCOL.md, "The support desk"): kept apart from the chat
 //! use cases so that the desk grows in files of its own.
 //!
-//! Files: [`audit`] (the audit log of staff actions), [`availability`] (staff availability and `support:availability`), [`chat_events`] (the live chat list's `chat:created` / `chat:updated`), [`removals`] (disconnecting, blocking and revoking a user, and the check every
+//! Files: [`assignment`] (auto-assignment: the queue, the capacity, reassignment, and the hook
+//! every assignment goes through), [`audit`] (the audit log of staff actions), [`availability`] (staff availability and `support:availability`), [`chat_events`] (the live chat list's `chat:created` / `chat:updated`), [`removals`] (disconnecting, blocking and revoking a user, and the check every
 //! handshake, REST call and resume makes).
 
+pub mod assignment;
 pub mod audit;
 pub mod availability;
 pub mod chat_events;

@@ -24,6 +24,7 @@ use super::{StoreError, StoreResult};
 use crate::domain::Timestamp;
 use crate::private_files;
 
+mod assignment;
 mod audit;
 mod desk;
 mod operations;
@@ -152,6 +153,7 @@ impl EmbeddedStore {
         conn.execute_batch(desk::SCHEMA).map_err(internal)?;
         conn.execute_batch(audit::SCHEMA).map_err(internal)?;
         add_delivery_columns(&conn).map_err(internal)?;
+        assignment::migrate(&conn).map_err(internal)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             uploads_dir,

@@ -5,8 +5,9 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::rows::{
-    CHAT_COLUMNS, MESSAGE_COLUMNS, REPORT_COLUMNS, add_participant, chat_from_row,
-    delivered_column, find_by_client_id, load_chat, load_report, message_from_row, report_from_row,
+    CHAT_COLUMN_COUNT, CHAT_COLUMNS, MESSAGE_COLUMNS, REPORT_COLUMNS, add_participant,
+    chat_from_row, delivered_column, find_by_client_id, load_chat, load_report, message_from_row,
+    report_from_row,
 };
 use super::{EmbeddedStore, from_ms, internal, ms};
 use crate::domain::{
@@ -40,9 +41,17 @@ impl Store for EmbeddedStore {
             let id = ChatId::generate();
             let t = ms(now());
             tx.execute(
-                "INSERT INTO chats (id, title, status, priority, assigned_admin, created_at, updated_at) \
-                 VALUES (?1, ?2, 'open', ?3, ?4, ?5, ?5)",
-                params![id.as_str(), chat.title, chat.priority.as_str(), chat.assigned_admin, t],
+                "INSERT INTO chats (id, title, status, priority, assigned_admin, created_at, updated_at, \
+                 queued_at, assigned_at) VALUES (?1, ?2, 'open', ?3, ?4, ?5, ?5, ?6, ?7)",
+                params![
+                    id.as_str(),
+                    chat.title,
+                    chat.priority.as_str(),
+                    chat.assigned_admin,
+                    t,
+                    chat.queued.then_some(t),
+                    chat.assigned_admin.is_some().then_some(t)
+                ],
             )?;
             for p in &chat.participants {
                 add_participant(&tx, id.as_str(), p)?;
@@ -103,7 +112,7 @@ impl Store for EmbeddedStore {
             let rows = stmt.query_map(rusqlite::params_from_iter(args), |row| {
                 Ok(ChatSummary {
                     chat: chat_from_row(row)?,
-                    unread_count: row.get::<_, i64>(13)? as u64,
+                    unread_count: row.get::<_, i64>(CHAT_COLUMN_COUNT)? as u64,
                 })
             })?;
             rows.collect()
@@ -127,15 +136,25 @@ impl Store for EmbeddedStore {
                         params![id, prev],
                     )?;
                 }
+                // An assignment (a new admin) takes the chat out of the queue and restarts
+                // `assignedAt`; closing it takes it out of the queue too.
+                let t = ms(now());
+                let reassigned = patch.assigned_admin.is_some()
+                    && patch.assigned_admin != before.assigned_admin;
+                let leaves_queue = patch.assigned_admin.is_some() || patch.status == Some(ChatStatus::Closed);
                 tx.execute(
                     "UPDATE chats SET status = COALESCE(?2, status), priority = COALESCE(?3, priority), \
-                     assigned_admin = COALESCE(?4, assigned_admin), updated_at = ?5 WHERE id = ?1",
+                     assigned_admin = COALESCE(?4, assigned_admin), updated_at = ?5, \
+                     assigned_at = CASE WHEN ?6 THEN ?5 ELSE assigned_at END, \
+                     queued_at = CASE WHEN ?7 THEN NULL ELSE queued_at END WHERE id = ?1",
                     params![
                         id,
                         patch.status.map(ChatStatus::as_str),
                         patch.priority.map(Priority::as_str),
                         patch.assigned_admin,
-                        ms(now())
+                        t,
+                        reassigned,
+                        leaves_queue
                     ],
                 )?;
                 if let Some(admin) = &patch.assigned_admin {

@@ -21,7 +21,10 @@ pub(super) const CHAT_COLUMNS: &str = "c.id, c.title, c.status, c.priority, c.as
      c.last_at, c.last_sender, c.created_at, c.updated_at, \
      (SELECT group_concat(user_id, char(31)) FROM \
         (SELECT user_id FROM chat_participants p WHERE p.chat_id = c.id ORDER BY position)), \
-     c.delivered_user, c.delivered_staff";
+     c.delivered_user, c.delivered_staff, c.queued_at, c.assigned_at";
+
+/// How many columns [`CHAT_COLUMNS`] has: a query's own columns follow them.
+pub(super) const CHAT_COLUMN_COUNT: usize = 15;
 
 pub(super) fn chat_from_row(row: &Row<'_>) -> rusqlite::Result<Chat> {
     let last_text: Option<String> = row.get(5)?;
@@ -51,6 +54,8 @@ pub(super) fn chat_from_row(row: &Row<'_>) -> rusqlite::Result<Chat> {
             user: row.get::<_, i64>(11)?.max(0) as u64,
             staff: row.get::<_, i64>(12)?.max(0) as u64,
         },
+        queued_at: row.get::<_, Option<i64>>(13)?.map(from_ms),
+        assigned_at: row.get::<_, Option<i64>>(14)?.map(from_ms),
     })
 }
 

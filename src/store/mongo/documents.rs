@@ -36,6 +36,13 @@ pub(super) struct ChatDoc {
     pub(super) delivered_to_staff: i64,
     pub(super) created_at: DateTime,
     pub(super) updated_at: DateTime,
+    /// Since when the chat waits in the auto-assignment queue; absent (never null) when it
+    /// does not, so that `$exists` finds the queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) queued_at: Option<DateTime>,
+    /// When its assigned admin got it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) assigned_at: Option<DateTime>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -124,6 +131,8 @@ impl From<ChatDoc> for Chat {
             }),
             created_at: domain_time(d.created_at),
             updated_at: domain_time(d.updated_at),
+            queued_at: d.queued_at.map(domain_time),
+            assigned_at: d.assigned_at.map(domain_time),
             delivered: DeliveryMarks {
                 user: d.delivered_to_user.max(0) as u64,
                 staff: d.delivered_to_staff.max(0) as u64,

@@ -23,6 +23,8 @@ pub(super) const IX_MESSAGES_TTL: &str = "messages_ttl";
 pub(super) const IX_MESSAGES_FILE_URL: &str = "messages_file_url";
 pub(super) const IX_CHATS_PARTICIPANT: &str = "chats_participant_updated";
 pub(super) const IX_CHATS_UPDATED: &str = "chats_updated";
+pub(super) const IX_CHATS_QUEUE: &str = "chats_queue";
+pub(super) const IX_CHATS_ASSIGNED: &str = "chats_assigned";
 pub(super) const IX_REPORTS_USER: &str = "reports_user_created";
 pub(super) const IX_REPORTS_CREATED: &str = "reports_created";
 pub(super) const IX_UPLOADS_USER: &str = "uploads_by_user";
@@ -90,6 +92,15 @@ impl MongoStore {
                     IX_CHATS_PARTICIPANT,
                 ),
                 named(doc! { "updatedAt": -1, "_id": -1 }, IX_CHATS_UPDATED),
+                // Auto-assignment: the queue, oldest first, and each staff member's load.
+                named(
+                    doc! { "status": 1, "queuedAt": 1, "_id": 1 },
+                    IX_CHATS_QUEUE,
+                ),
+                named(
+                    doc! { "assignedAdmin": 1, "status": 1, "assignedAt": -1 },
+                    IX_CHATS_ASSIGNED,
+                ),
             ])
             .await
             .map_err(db_err)?;

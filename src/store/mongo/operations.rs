@@ -23,7 +23,7 @@ use crate::store::{FileReader, FileStream};
 const REASSIGN_ATTEMPTS: usize = 5;
 
 impl MongoStore {
-    async fn find_chat(&self, id: ObjectId) -> StoreResult<Option<Chat>> {
+    pub(super) async fn find_chat(&self, id: ObjectId) -> StoreResult<Option<Chat>> {
         Ok(self
             .0
             .chats
@@ -91,6 +91,8 @@ impl Store for MongoStore {
                 title: chat.title,
                 status: ChatStatus::Open,
                 priority: chat.priority,
+                queued_at: chat.queued.then_some(t),
+                assigned_at: chat.assigned_admin.is_some().then_some(t),
                 assigned_admin: chat.assigned_admin,
                 last_message: None,
                 seq: 0,
@@ -186,12 +188,19 @@ impl Store for MongoStore {
                 }
                 let mut filter = doc! { "_id": id };
                 let mut update = Document::new();
+                // Closing or assigning takes the chat out of the auto-assignment queue.
+                if patch.assigned_admin.is_some() || patch.status == Some(ChatStatus::Closed) {
+                    update.insert("$unset", doc! { "queuedAt": "" });
+                }
                 if let Some(admin) = &patch.assigned_admin {
                     set.insert("assignedAdmin", admin.as_str());
                     let before = self
                         .find_chat(id)
                         .await?
                         .ok_or(StoreError::NotFound("chat"))?;
+                    if before.assigned_admin.as_deref() != Some(admin.as_str()) {
+                        set.insert("assignedAt", bson_time(now()));
+                    }
                     match crate::domain::replaced_admin(&before, Some(admin)) {
                         Some(prev) => {
                             let mut participants: Vec<&str> = before
@@ -208,8 +217,18 @@ impl Store for MongoStore {
                         }
                         // `$addToSet` appends at the end and never twice, as the embedded
                         // store does.
+                        // Written only if the assigned admin is still the one read (none,
+                        // or this one): an auto-assignment at the same moment is not joined
+                        // by a second staff participant.
                         None => {
                             update.insert("$addToSet", doc! { "participants": admin.as_str() });
+                            filter.insert(
+                                "assignedAdmin",
+                                before
+                                    .assigned_admin
+                                    .as_deref()
+                                    .map_or(Bson::Null, Bson::from),
+                            );
                         }
                     }
                 }

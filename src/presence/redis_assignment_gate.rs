@@ -1,0 +1,188 @@
+//! Auto-assignment's gate on Redis ([`AssignmentGate`] for a cluster): the pass is the key
+//! `{sb}:desk:assign:pass` (`SET NX PX`, the holder's node id), renewed by every
+//! [`AssignmentGate::confirm`]; a pass asked for while one runs sets `{sb}:desk:assign:again`,
+//! which the holder's [`AssignmentGate::end`] finds atomically (so no request falls between the
+//! holder's last look and its release). `{sb}:desk:assign:away` keeps since when each assigned
+//! staff member is away or offline. Same hash tag as availability's keys: one slot, so a
+//! confirm checks the pass and `{sb}:desk:available` in one script.
+//!
+//! A holder that stalls past the lease (a store write hanging longer than [`PASS_LEASE`]) may
+//! overlap the next holder's pass by that one write: the store's conditional writes still keep
+//! each chat to one admin; the capacity could then be passed by one chat, the only case.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fred::prelude::{Client, Value};
+use fred::types::scripts::Script;
+
+use super::PresenceError;
+use super::assignment_gate::{AssignmentGate, Confirmed};
+use crate::domain::Timestamp;
+
+const PASS: &str = "{sb}:desk:assign:pass";
+const AGAIN: &str = "{sb}:desk:assign:again";
+const AWAY: &str = "{sb}:desk:assign:away";
+const AVAILABLE: &str = "{sb}:desk:available";
+
+/// How long a pass holds the gate without renewing it (each assignment renews it).
+pub const PASS_LEASE: Duration = Duration::from_secs(10);
+
+/// How long one call may take before it counts as unavailable.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+const BEGIN: &str = r#"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) or redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+if ARGV[3] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) end
+return 0
+"#;
+
+const CONFIRM: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return redis.call('SISMEMBER', KEYS[2], ARGV[3])
+"#;
+
+const END: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('DEL', KEYS[2]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+redis.call('DEL', KEYS[1])
+return 0
+"#;
+
+const SINCE: &str = r#"
+local keep = {}
+for i, agent in ipairs(ARGV) do
+  if i > 1 then
+    keep[agent] = true
+    redis.call('HSETNX', KEYS[1], agent, ARGV[1])
+  end
+end
+local all = redis.call('HKEYS', KEYS[1])
+for _, agent in ipairs(all) do
+  if not keep[agent] then redis.call('HDEL', KEYS[1], agent) end
+end
+local out = {}
+for i, agent in ipairs(ARGV) do
+  if i > 1 then table.insert(out, redis.call('HGET', KEYS[1], agent)) end
+end
+return out
+"#;
+
+/// The assignment gate kept in Redis (see the module doc).
+pub struct RedisAssignmentGate {
+    client: Client,
+    node: String,
+    begin: Script,
+    confirm: Script,
+    end: Script,
+    since: Script,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> PresenceError {
+    PresenceError::Unavailable(e.to_string())
+}
+
+impl RedisAssignmentGate {
+    pub fn new(client: Client, node: String) -> Self {
+        Self {
+            client,
+            node,
+            begin: Script::from_lua(BEGIN),
+            confirm: Script::from_lua(CONFIRM),
+            end: Script::from_lua(END),
+            since: Script::from_lua(SINCE),
+        }
+    }
+
+    /// Loads the scripts into Redis's script cache (every master of a Redis Cluster), so that
+    /// the first calls after a start do not each meet `NOSCRIPT` and reload.
+    pub async fn load_scripts(&self) -> Result<(), PresenceError> {
+        let scripts = [&self.begin, &self.confirm, &self.end, &self.since];
+        let loads = scripts.map(|script| script.load(&self.client));
+        match tokio::time::timeout(CALL_TIMEOUT, futures_util::future::join_all(loads)).await {
+            Ok(results) => results.into_iter().try_for_each(|r| r.map_err(unavailable)),
+            Err(_) => Err(unavailable("loading the assignment scripts timed out")),
+        }
+    }
+
+    async fn run(
+        &self,
+        script: &Script,
+        keys: Vec<&str>,
+        args: Vec<String>,
+    ) -> Result<Value, PresenceError> {
+        let call = script.evalsha_with_reload::<Value, _, _>(&self.client, keys, args);
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(_) => Err(unavailable("assignment gate call timed out")),
+        }
+    }
+
+    fn lease_ms() -> String {
+        PASS_LEASE.as_millis().to_string()
+    }
+}
+
+#[async_trait]
+impl AssignmentGate for RedisAssignmentGate {
+    async fn begin(&self, wanted: bool) -> Result<bool, PresenceError> {
+        let args = vec![
+            self.node.clone(),
+            Self::lease_ms(),
+            if wanted { "1" } else { "0" }.to_owned(),
+        ];
+        let v = self.run(&self.begin, vec![PASS, AGAIN], args).await?;
+        Ok(v.as_i64() == Some(1))
+    }
+
+    async fn confirm(&self, agent: &str) -> Result<Confirmed, PresenceError> {
+        let args = vec![self.node.clone(), Self::lease_ms(), agent.to_owned()];
+        let v = self.run(&self.confirm, vec![PASS, AVAILABLE], args).await?;
+        Ok(match v.as_i64() {
+            Some(1) => Confirmed::Assign,
+            Some(0) => Confirmed::Unavailable,
+            _ => Confirmed::Lost,
+        })
+    }
+
+    async fn end(&self) -> Result<bool, PresenceError> {
+        let args = vec![self.node.clone(), Self::lease_ms()];
+        let v = self.run(&self.end, vec![PASS, AGAIN], args).await?;
+        Ok(v.as_i64() == Some(1))
+    }
+
+    async fn unavailable_since(
+        &self,
+        unavailable: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<Timestamp>, PresenceError> {
+        let mut args = Vec::with_capacity(unavailable.len() + 1);
+        args.push(now.timestamp_millis().to_string());
+        args.extend(unavailable.iter().cloned());
+        let v = self.run(&self.since, vec![AWAY], args).await?;
+        let items = match v {
+            Value::Array(items) => items,
+            _ => Vec::new(),
+        };
+        Ok(unavailable
+            .iter()
+            .enumerate()
+            .map(|(i, _)| {
+                items
+                    .get(i)
+                    .and_then(|v| v.as_i64())
+                    .and_then(chrono::DateTime::from_timestamp_millis)
+                    .unwrap_or(now)
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,58 @@
+//! The support desk's auto-assignment part of the store seam: the queue of chats waiting for
+//! staff, each staff member's load, and the two conditional writes that move a chat between
+//! them. A supertrait of [`Store`](super::Store), implemented by both stores in files of their
+//! own (`embedded/assignment.rs`, `mongo/assignment.rs`) and held to the same contract tests.
+//!
+//! The writes are conditional so that a chat changed since it was read (closed, assigned by a
+//! `PATCH`, taken by another pass) is left alone: a chat never gets two assigned admins. Who
+//! may be given how many chats is decided above, by one assignment pass at a time cluster-wide
+//! (`service/desk/assignment.rs`).
+
+use async_trait::async_trait;
+
+use super::StoreResult;
+use crate::domain::{Chat, ChatId, Timestamp};
+
+/// A staff member's load, as auto-assignment weighs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentLoad {
+    pub agent: String,
+    /// Open chats assigned to them (by anyone: a `PATCH` counts too).
+    pub open: u64,
+    /// When they were last given a chat (the tie-break: least recently first).
+    pub last_assigned: Option<Timestamp>,
+}
+
+#[async_trait]
+pub trait AssignmentStore: Send + Sync + 'static {
+    /// Open chats waiting in the queue, oldest `queuedAt` first (then id), at most `limit`.
+    async fn queued_chats(&self, limit: usize) -> StoreResult<Vec<Chat>>;
+
+    /// The load of each of `agents`, in the same order (an agent with no chat has 0 and `None`).
+    async fn agent_loads(&self, agents: &[String]) -> StoreResult<Vec<AgentLoad>>;
+
+    /// Everyone who is the assigned admin of an open chat.
+    async fn assignees(&self) -> StoreResult<Vec<String>>;
+
+    /// The open chats assigned to `agent`, oldest first.
+    async fn open_chats_of(&self, agent: &str) -> StoreResult<Vec<Chat>>;
+
+    /// Assigns a queued chat to `agent` at `at` (out of the queue, `agent` its staff
+    /// participant), only if it is still open, queued and unassigned; `None` otherwise.
+    async fn assign_queued(
+        &self,
+        chat: &ChatId,
+        agent: &str,
+        at: Timestamp,
+    ) -> StoreResult<Option<Chat>>;
+
+    /// Puts an open chat assigned to `agent` back in the queue with `queued_at` (no assigned
+    /// admin, `agent` out of its participants unless they are its own user), only if it is
+    /// still open and assigned to `agent`; `None` otherwise.
+    async fn requeue(
+        &self,
+        chat: &ChatId,
+        agent: &str,
+        queued_at: Timestamp,
+    ) -> StoreResult<Option<Chat>>;
+}

@@ -1,0 +1,208 @@
+//! Auto-assignment's operations on MongoDB ([`AssignmentStore`]): `queuedAt` and `assignedAt`
+//! on the chat documents, the queue read through `chats_queue`, loads through
+//! `chats_assigned`, and the two moves as single conditional `findOneAndUpdate`s (the filter
+//! names the state the move starts from, so a chat changed since it was read is left alone).
+
+use async_trait::async_trait;
+use futures_util::stream::TryStreamExt;
+use mongodb::bson::{Bson, doc};
+use mongodb::options::ReturnDocument;
+
+use super::documents::{ChatDoc, bson_time, domain_time, oid};
+use super::indexes::{IX_CHATS_ASSIGNED, IX_CHATS_QUEUE};
+use super::queries::hint;
+use super::{MongoStore, StoreResult, db_err};
+use crate::domain::{Chat, ChatId, Timestamp, now};
+use crate::store::{AgentLoad, AssignmentStore};
+
+impl MongoStore {
+    async fn find_chats(
+        &self,
+        filter: mongodb::bson::Document,
+        sort: mongodb::bson::Document,
+        index: &str,
+        limit: Option<i64>,
+    ) -> StoreResult<Vec<Chat>> {
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let mut find = self.0.chats.find(filter).sort(sort).hint(hint(index));
+            if let Some(limit) = limit {
+                find = find.limit(limit);
+            }
+            let docs: Vec<ChatDoc> = find
+                .await
+                .map_err(db_err)?
+                .try_collect()
+                .await
+                .map_err(db_err)?;
+            Ok(docs.into_iter().map(Chat::from).collect())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AssignmentStore for MongoStore {
+    async fn queued_chats(&self, limit: usize) -> StoreResult<Vec<Chat>> {
+        self.find_chats(
+            doc! { "status": "open", "queuedAt": { "$exists": true } },
+            doc! { "status": 1, "queuedAt": 1, "_id": 1 },
+            IX_CHATS_QUEUE,
+            Some(limit as i64),
+        )
+        .await
+    }
+
+    async fn agent_loads(&self, agents: &[String]) -> StoreResult<Vec<AgentLoad>> {
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let mut loads = Vec::with_capacity(agents.len());
+            // Three small indexed reads per available agent: a pass reads them once for all
+            // the chats it assigns.
+            for agent in agents {
+                let open = self
+                    .0
+                    .chats
+                    .count_documents(doc! { "assignedAdmin": agent, "status": "open" })
+                    .hint(hint(IX_CHATS_ASSIGNED))
+                    .await
+                    .map_err(db_err)?;
+                // The index orders each status's chats newest assignment first: the latest
+                // of the two firsts.
+                let mut last_assigned = None;
+                for status in ["open", "closed"] {
+                    let latest = self
+                        .0
+                        .chats
+                        .find_one(doc! { "assignedAdmin": agent, "status": status })
+                        .sort(doc! { "assignedAdmin": 1, "status": 1, "assignedAt": -1 })
+                        .hint(hint(IX_CHATS_ASSIGNED))
+                        .await
+                        .map_err(db_err)?
+                        .and_then(|c| c.assigned_at);
+                    last_assigned = last_assigned.max(latest);
+                }
+                loads.push(AgentLoad {
+                    agent: agent.clone(),
+                    open,
+                    last_assigned: last_assigned.map(domain_time),
+                });
+            }
+            Ok(loads)
+        })
+        .await
+    }
+
+    async fn assignees(&self) -> StoreResult<Vec<String>> {
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let values = self
+                .0
+                .chats
+                .distinct(
+                    "assignedAdmin",
+                    doc! { "status": "open", "assignedAdmin": { "$type": "string" } },
+                )
+                .await
+                .map_err(db_err)?;
+            Ok(values
+                .into_iter()
+                .filter_map(|v| match v {
+                    Bson::String(s) => Some(s),
+                    _ => None,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn open_chats_of(&self, agent: &str) -> StoreResult<Vec<Chat>> {
+        self.find_chats(
+            doc! { "assignedAdmin": agent, "status": "open" },
+            doc! { "assignedAdmin": 1, "status": 1, "assignedAt": -1 },
+            IX_CHATS_ASSIGNED,
+            None,
+        )
+        .await
+    }
+
+    async fn assign_queued(
+        &self,
+        chat: &ChatId,
+        agent: &str,
+        at: Timestamp,
+    ) -> StoreResult<Option<Chat>> {
+        let id = oid(chat.as_str())?;
+        let t = bson_time(at);
+        self.bounded(async {
+            let updated = self
+                .0
+                .chats
+                .find_one_and_update(
+                    doc! {
+                        "_id": id,
+                        "status": "open",
+                        "queuedAt": { "$exists": true },
+                        "assignedAdmin": Bson::Null,
+                    },
+                    doc! {
+                        "$set": { "assignedAdmin": agent, "assignedAt": t, "updatedAt": t },
+                        "$unset": { "queuedAt": "" },
+                        "$addToSet": { "participants": agent },
+                    },
+                )
+                .return_document(ReturnDocument::After)
+                .await
+                .map_err(db_err)?;
+            Ok(updated.map(Chat::from))
+        })
+        .await
+    }
+
+    async fn requeue(
+        &self,
+        chat: &ChatId,
+        agent: &str,
+        queued_at: Timestamp,
+    ) -> StoreResult<Option<Chat>> {
+        let id = oid(chat.as_str())?;
+        self.bounded(async {
+            // The participants are rewritten from the chat as read, and written only if the
+            // chat is still as read (open, assigned to `agent`, same participants).
+            let Some(before) = self.find_chat(id).await? else {
+                return Ok(None);
+            };
+            let participants: Vec<&str> = before
+                .participants
+                .iter()
+                .enumerate()
+                .filter(|(i, p)| *i == 0 || p.as_str() != agent)
+                .map(|(_, p)| p.as_str())
+                .collect();
+            let updated = self
+                .0
+                .chats
+                .find_one_and_update(
+                    doc! {
+                        "_id": id,
+                        "status": "open",
+                        "assignedAdmin": agent,
+                        "participants": &before.participants,
+                    },
+                    doc! {
+                        "$set": {
+                            "queuedAt": bson_time(queued_at),
+                            "participants": participants,
+                            "updatedAt": bson_time(now()),
+                        },
+                        "$unset": { "assignedAdmin": "", "assignedAt": "" },
+                    },
+                )
+                .return_document(ReturnDocument::After)
+                .await
+                .map_err(db_err)?;
+            Ok(updated.map(Chat::from))
+        })
+        .await
+    }
+}
