@@ -323,6 +323,56 @@ impl RecoveryBackend for RedisRecovery {
         }
     }
 
+    /// One pipeline: an `XRANGE` per range, then the cut's `GET`, sent in that order on one
+    /// connection (every key is on the `{sb}` slot, so in a Redis Cluster too): one round trip
+    /// for a whole batch of replays, and the cut read after the entries.
+    async fn read_ranges(
+        &self,
+        ranges: &[(Offset, Option<Offset>)],
+        limit: usize,
+    ) -> Result<(Vec<Vec<LoggedEvent>>, Option<Offset>), BackendError> {
+        let pipe = self.client.pipeline();
+        for &(after, until) in ranges {
+            // A forged offset past the last possible id reads nothing: an empty range.
+            let start = next_id(after).unwrap_or_else(|| "+".to_owned());
+            let end = until.map_or_else(|| "+".to_owned(), |u| u.to_string());
+            let args: Vec<Value> = vec![
+                LOG.into(),
+                start.into(),
+                end.into(),
+                "COUNT".into(),
+                (limit as i64).into(),
+            ];
+            let _: () = pipe.custom(cmd("XRANGE"), args).await.map_err(failed)?;
+        }
+        let _: () = pipe
+            .custom(cmd("GET"), vec![Value::from(LOG_CUT)])
+            .await
+            .map_err(failed)?;
+        let replies: Vec<Value> = bounded(pipe.all::<Vec<Value>>()).await?;
+        if replies.len() != ranges.len() + 1 {
+            return Err(BackendError(format!(
+                "the read pipeline answered {} replies for {} commands",
+                replies.len(),
+                ranges.len() + 1
+            )));
+        }
+        let mut replies = replies.into_iter();
+        let mut pages = Vec::with_capacity(ranges.len());
+        for reply in replies.by_ref().take(ranges.len()) {
+            pages.push(match reply {
+                Value::Array(entries) => entries.into_iter().filter_map(parse_entry).collect(),
+                Value::Null => Vec::new(),
+                other => return Err(BackendError(format!("XRANGE answered {other:?}"))),
+            });
+        }
+        let cut = replies
+            .next()
+            .and_then(|c| text(&c))
+            .and_then(|c| Offset::parse(&c));
+        Ok((pages, cut))
+    }
+
     async fn stats(&self) -> Result<LogStats, BackendError> {
         let entries: Value =
             bounded(self.client.custom(cmd("XLEN"), vec![Value::from(LOG)])).await?;
