@@ -18,7 +18,8 @@
 # Bounded: ROUNDS x (4 + EXTRA) sweeps, each bounded by bench.sh (fixed steps of fixed length).
 # Env: ROUNDS, RATES, OUT (default loadtest/results/sweeps), SWITCHBOARD_BIN, LOADGEN_BIN, EXTRA,
 # SAME_RATES (default 70,140,200: the rates whose CPU per delivery and p99 are compared), RETRIES,
-# SUMMARY_ONLY.
+# SUMMARY_ONLY, CONFIGS (the built-in configurations to run, default `sb-1 sb-2 node-1 node-2`; e.g.
+# `CONFIGS=sb-1` with EXTRA for a before/after of one node only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-3}
@@ -46,7 +47,7 @@ machine_state() {
 extra=(${EXTRA:-})
 for round in $(seq 1 "$rounds"); do
   [ "$summary_only" = 1 ] && break
-  for config in sb-1 sb-2 node-1 node-2 "${extra[@]}"; do
+  for config in ${CONFIGS:-sb-1 sb-2 node-1 node-2} "${extra[@]}"; do
     system=switchboard
     nodes=1
     bin=${SWITCHBOARD_BIN:-}
@@ -72,11 +73,13 @@ for round in $(seq 1 "$rounds"); do
   done
 done
 
-EXTRA_NAMES="$(for e in ${EXTRA:-}; do printf '%s ' "${e%%:*}"; done)" python3 - "$out" "$rounds" <<'EOF'
+CONFIGS="${CONFIGS:-sb-1 sb-2 node-1 node-2}" \
+  EXTRA_NAMES="$(for e in ${EXTRA:-}; do printf '%s ' "${e%%:*}"; done)" python3 - "$out" "$rounds" <<'EOF'
 import json, os, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 configs = [("sb-1", "Switchboard, 1 node"), ("sb-2", "Switchboard, 2 nodes + Redis"),
            ("node-1", "baseline, 1 node"), ("node-2", "baseline, 2 nodes + Redis")]
+configs = [(c, n) for c, n in configs if c in os.environ["CONFIGS"].split()]
 configs += [(n, f"Switchboard, {n}") for n in os.environ.get("EXTRA_NAMES", "").split()]
 runs = {c: [] for c, _ in configs}
 lines = ["# Repeated fan-out sweeps", "",
@@ -146,7 +149,7 @@ ratio("sb-2", "node-2", "Switchboard / baseline, 2 nodes (median knees)")
 ratio("sb-2", "sb-1", "Switchboard 2 nodes / 1 node (median knees)")
 ratio("node-2", "node-1", "baseline 2 nodes / 1 node (median knees)")
 # Each EXTRA configuration against Switchboard with as many nodes (`before-2` / `sb-2`).
-for c, _ in configs[4:]:
+for c in os.environ.get("EXTRA_NAMES", "").split():
     base = "sb-" + c.rsplit("-", 1)[-1]
     ratio(c, base, f"{c} / {base} (median knees)")
 open(f"{out}/sweeps.md", "w").write("\n".join(lines) + "\n")
