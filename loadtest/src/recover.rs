@@ -599,8 +599,7 @@ fn empty_recoveries(s: &Seen, e: &Sent) -> usize {
             .seq_acked_at
             .iter()
             .any(|(q, t)| *t < at && !got_m.contains(q))
-            || e
-                .report_acked_at
+            || e.report_acked_at
                 .iter()
                 .any(|(q, t)| *t < at && !got_r.contains(q));
         n += usize::from(owed);

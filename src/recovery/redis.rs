@@ -187,6 +187,19 @@ fn next_id(after: Offset) -> Option<String> {
     }
 }
 
+/// `XRANGE`'s arguments for the entries after `after` up to `until` (`None`: the end), at most
+/// `limit`; `None` past the last possible id.
+fn xrange_args(after: Offset, until: Option<Offset>, limit: usize) -> Option<Vec<Value>> {
+    let end = until.map_or_else(|| "+".to_owned(), |u| u.to_string());
+    Some(vec![
+        LOG.into(),
+        next_id(after)?.into(),
+        end.into(),
+        "COUNT".into(),
+        (limit as i64).into(),
+    ])
+}
+
 fn text(v: &Value) -> Option<String> {
     v.as_string()
 }
@@ -304,17 +317,9 @@ impl RecoveryBackend for RedisRecovery {
         until: Option<Offset>,
         limit: usize,
     ) -> Result<Vec<LoggedEvent>, BackendError> {
-        let Some(start) = next_id(after) else {
+        let Some(args) = xrange_args(after, until, limit) else {
             return Ok(Vec::new());
         };
-        let end = until.map_or_else(|| "+".to_owned(), |u| u.to_string());
-        let args: Vec<Value> = vec![
-            LOG.into(),
-            start.into(),
-            end.into(),
-            "COUNT".into(),
-            (limit as i64).into(),
-        ];
         let reply: Value = bounded(self.client.custom(cmd("XRANGE"), args)).await?;
         match reply {
             Value::Array(entries) => Ok(entries.into_iter().filter_map(parse_entry).collect()),
@@ -333,16 +338,9 @@ impl RecoveryBackend for RedisRecovery {
     ) -> Result<(Vec<Vec<LoggedEvent>>, Option<Offset>), BackendError> {
         let pipe = self.client.pipeline();
         for &(after, until) in ranges {
-            // A forged offset past the last possible id reads nothing: an empty range.
-            let start = next_id(after).unwrap_or_else(|| "+".to_owned());
-            let end = until.map_or_else(|| "+".to_owned(), |u| u.to_string());
-            let args: Vec<Value> = vec![
-                LOG.into(),
-                start.into(),
-                end.into(),
-                "COUNT".into(),
-                (limit as i64).into(),
-            ];
+            // A forged offset past the last possible id reads nothing: from `+`, an empty range.
+            let args = xrange_args(after, until, limit)
+                .unwrap_or_else(|| vec![LOG.into(), "+".into(), "+".into()]);
             let _: () = pipe.custom(cmd("XRANGE"), args).await.map_err(failed)?;
         }
         let _: () = pipe

@@ -74,8 +74,7 @@ impl Tail {
         let entries = &self.now.entries;
         let (mut drop, mut bytes) = (0, self.bytes);
         while let Some(e) = entries.get(drop) {
-            if e.offset.ms >= oldest_ms && bytes <= max_bytes && entries.len() - drop <= TAIL_CAP
-            {
+            if e.offset.ms >= oldest_ms && bytes <= max_bytes && entries.len() - drop <= TAIL_CAP {
                 break;
             }
             bytes -= e.bytes();

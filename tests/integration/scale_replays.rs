@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use switchboard::domain::Role;
 
 use crate::helpers::slow_redis::DelayProxy;
-use crate::helpers::{ProcessNode, RedisServer, Sio, TestNode};
+use crate::helpers::{ProcessNode, RedisServer, Sio, TestNode, connect_users};
 
 fn seq(event: &Value) -> u64 {
     event["message"]["seq"]
@@ -49,21 +49,19 @@ async fn a_storm_of_resumes_on_a_slow_redis_is_replayed_at_the_first_attempt() {
     .await;
     let mut doomed = ProcessNode::start(data.path(), &redis.url(), "doomed").await;
     let admin = survivor.socket("a1", Role::Admin).await;
-    let send = |chat: &str, content: &str| {
-        json!({ "chatId": chat, "message": { "content": content } })
-    };
+    let send =
+        |chat: &str, content: &str| json!({ "chatId": chat, "message": { "content": content } });
 
     // Each client on the doomed node gets one message, in turn: client i's offset is older
     // than client i + 1's.
     let mut clients = Vec::new();
     let mut held = Vec::new();
-    for i in 0..CLIENTS {
-        let token = survivor.token(&format!("storm{i}"), Role::User);
-        let sock = Sio::connect(doomed.port, Some(&token))
-            .await
-            .expect("connects");
+    for (token, sock) in connect_users(&survivor, doomed.port, "storm", CLIENTS).await {
         let chat = survivor.open_chat(&token).await;
-        assert_eq!(admin.ack("message:send", send(&chat, "before")).await["ok"], true);
+        assert_eq!(
+            admin.ack("message:send", send(&chat, "before")).await["ok"],
+            true
+        );
         assert_eq!(seq(&sock.event("message:new").await), 1);
         clients.push(Returning {
             pid: sock.pid.clone().expect("a pid"),
@@ -135,9 +133,6 @@ async fn a_storm_of_resumes_on_a_slow_redis_is_replayed_at_the_first_attempt() {
         let live = admin.ack("message:send", send(&c.chat, "after")).await;
         let live_seq = live["message"]["seq"].as_u64().expect("saved");
         assert_eq!(seq(&sock.event("message:new").await), live_seq);
-        assert!(
-            sock.drain("message:new").is_empty(),
-            "each message once"
-        );
+        assert!(sock.drain("message:new").is_empty(), "each message once");
     }
 }
