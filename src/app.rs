@@ -458,9 +458,7 @@ async fn trim_recovery_log(state: AppState) {
             Ok((log, tail)) => {
                 let m = &state.metrics.recovery;
                 m.log_bytes.set(i64::try_from(log).unwrap_or(i64::MAX));
-                if let Some(tail) = tail {
-                    m.tail_bytes.set(i64::try_from(tail).unwrap_or(i64::MAX));
-                }
+                m.tail_bytes.set(i64::try_from(tail).unwrap_or(i64::MAX));
             }
             Err(e) => tracing::debug!(error = %e, "recovery log trim failed"),
         }

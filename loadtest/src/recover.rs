@@ -346,6 +346,7 @@ pub async fn run(a: ReconnectArgs) -> bool {
         tally.add(&m, &r, s.events, e);
         tally.replayed += replayed(s, e);
         tally.deaf_recovered += usize::from(deaf_after_recovery(s, e));
+        tally.empty_recoveries += empty_recoveries(s, e);
         if m.faulty() || r.faulty() {
             // A few examples say where to look: which client, what went wrong where.
             if tally.examples.len() < 10 {
@@ -501,14 +502,16 @@ pub async fn run(a: ReconnectArgs) -> bool {
     result["handshakesPerSec"] = json!(handshakes_per_sec);
     result["disturbed"] = json!(disturbed);
     result["deafRecovered"] = json!(tally.deaf_recovered);
+    result["emptyRecoveries"] = json!(tally.empty_recoveries);
     md += &format!(
-        "\nRecovered after the signal p50 / p99 / max: {} / {} / {} ms; {} handshakes/s absorbed; {} clients of other nodes disturbed; {} recovered clients deaf afterwards.\n",
+        "\nRecovered after the signal p50 / p99 / max: {} / {} / {} ms; {} handshakes/s absorbed; {} clients of other nodes disturbed; {} recovered clients deaf afterwards ({} connects told recovered that delivered nothing owed).\n",
         result["recoveredP50Ms"],
         result["recoveredP99Ms"],
         result["recoveredMaxMs"],
         handshakes_per_sec,
         disturbed,
-        tally.deaf_recovered
+        tally.deaf_recovered,
+        tally.empty_recoveries
     );
     report::save(&c.out, "reconnect", &c.label, &result, &md);
     let clean = dropped > 0
@@ -575,9 +578,42 @@ impl Compared {
     }
 }
 
-/// Did the client's last connect say "recovered", and was something acknowledged after it
-/// never received?
+/// How many of the client's connects said "recovered" and then delivered nothing, although its
+/// replay had something to carry (acknowledged before the connect, not received before it):
+/// issue 28's retry loop, each attempt told `recovered` and closed before its replay was read.
+fn empty_recoveries(s: &Seen, e: &Sent) -> usize {
+    let mut n = 0;
+    for (k, &(m0, r0, at, recovered)) in s.reconnects.iter().enumerate().skip(1) {
+        let (m1, r1) = s
+            .reconnects
+            .get(k + 1)
+            .map_or((s.seqs.len(), s.reports.len()), |&(m, r, _, _)| (m, r));
+        if !recovered || m1 > m0 || r1 > r0 {
+            continue;
+        }
+        let (got_m, got_r): (BTreeSet<u64>, BTreeSet<u64>) = (
+            s.seqs[..m0].iter().copied().collect(),
+            s.reports[..r0].iter().copied().collect(),
+        );
+        let owed = e
+            .seq_acked_at
+            .iter()
+            .any(|(q, t)| *t < at && !got_m.contains(q))
+            || e.report_acked_at
+                .iter()
+                .any(|(q, t)| *t < at && !got_r.contains(q));
+        n += usize::from(owed);
+    }
+    n
+}
+
+/// Was the client told "recovered" and then deaf: a recovered connect that delivered nothing
+/// it owed ([`empty_recoveries`]), or a last connect that said "recovered" and then missed
+/// something acknowledged after it?
 fn deaf_after_recovery(s: &Seen, e: &Sent) -> bool {
+    if empty_recoveries(s, e) > 0 {
+        return true;
+    }
     let Some(&(_, _, at, true)) = s.reconnects.last().filter(|_| s.reconnects.len() > 1) else {
         return false;
     };
@@ -620,9 +656,11 @@ fn replayed(s: &Seen, e: &Sent) -> usize {
 #[derive(Default)]
 struct Tally {
     replayed: usize,
-    /// Clients whose last connect was recovered and that then missed something acknowledged
-    /// after it (issue 28's deaf recovered sockets).
+    /// Clients told "recovered" that then missed what that connect owed them
+    /// ([`deaf_after_recovery`]: issue 28's deaf recovered sockets and its retry loop).
     deaf_recovered: usize,
+    /// Connects told "recovered" that delivered nothing owed ([`empty_recoveries`]).
+    empty_recoveries: usize,
     missing_msgs: usize,
     missing_reports: usize,
     examples: Vec<String>,
@@ -1156,6 +1194,41 @@ mod tests {
         );
         assert_eq!(s.seqs, [1, 2]);
         assert_eq!(s.events, 3);
+    }
+
+    /// The journal's 30,000-client run: a client told `recovered` three times, each attempt
+    /// closed before its replay, counted deaf although nothing was acknowledged after its last
+    /// connect.
+    #[test]
+    fn a_client_told_recovered_and_given_nothing_it_was_owed_is_deaf() {
+        let sent = Sent {
+            seqs: [1, 2, 3].into(),
+            seq_acked_at: [(1, 100), (2, 300), (3, 400)].into(),
+            ..Sent::default()
+        };
+        let looping = Seen {
+            seqs: vec![1],
+            reconnects: vec![(0, 0, 50, false), (1, 0, 500, true), (1, 0, 900, true)],
+            ..Seen::default()
+        };
+        assert_eq!(empty_recoveries(&looping, &sent), 2);
+        assert!(deaf_after_recovery(&looping, &sent));
+
+        let served = Seen {
+            seqs: vec![1, 2, 3],
+            reconnects: vec![(0, 0, 50, false), (1, 0, 500, true)],
+            ..Seen::default()
+        };
+        assert_eq!(empty_recoveries(&served, &sent), 0);
+        assert!(!deaf_after_recovery(&served, &sent));
+
+        // Nothing owed: a recovered connect that delivered nothing is not deaf.
+        let idle = Seen {
+            seqs: vec![1, 2, 3],
+            reconnects: vec![(0, 0, 50, false), (3, 0, 500, true)],
+            ..Seen::default()
+        };
+        assert!(!deaf_after_recovery(&idle, &sent));
     }
 
     #[test]

@@ -25,8 +25,8 @@ use crate::state::AppState;
 /// is the read, bounded by [`REPLAY_READ_DEADLINE`]; the hand-over (a Redis write) comes after
 /// the release. A read that fails or passes the deadline closes the transport with the held
 /// packets dropped: its client reconnects by itself, with the same `pid` and offset, and is
-/// recovered on that attempt (the session was not handed over, so it is still claimable). A
-/// session the log cannot serve (`too_far_behind`, ...) is forgotten instead: the client's
+/// recovered on that attempt (the session was not handed over, so it is still claimable); so
+/// is a replay the socket's queue cannot take whole. A session the log cannot serve (`too_far_behind`, ...) is forgotten instead: the client's
 /// next attempt is refused as `unknown` and starts a new session.
 pub async fn replay<A: Adapter>(
     state: &AppState,
@@ -58,8 +58,8 @@ pub async fn replay<A: Adapter>(
             {
                 tracing::warn!(error = %e, "could not forget the recovery session");
             }
-            s.release_broadcasts(|| {}, |_| false);
-            s.close_transport();
+            // Nothing held goes out, and the transport is closed under the hold (see below).
+            s.release_broadcasts(|| false, |_| false);
             return;
         }
     };
@@ -67,7 +67,12 @@ pub async fn replay<A: Adapter>(
     // The replayed `message:new` of the other side: a delivery trigger, noted after the replay.
     let side = Side::of(user.role);
     let mut delivered = Vec::new();
-    s.release_broadcasts(
+    // Queued whole, or not at all: a replay or held packet the socket's queue cannot take
+    // (full, or closed) ends the release there and closes the transport under the hold, so no
+    // later event can move the client's offset past one it lacks. It reconnects by itself and
+    // resumes from the last event it got; the session was not handed over, so that attempt is
+    // recovered with the rest.
+    let queued = s.release_broadcasts(
         || {
             for entry in &missed {
                 let payload: serde_json::Value = match serde_json::from_str(&entry.payload) {
@@ -82,17 +87,23 @@ pub async fn replay<A: Adapter>(
                     .then(|| delivered_message(&payload, side))
                     .flatten();
                 if let Err(e) = s.emit(entry.event.as_str(), &(payload, offset)) {
-                    tracing::warn!(error = %e, "replay incomplete");
-                    break;
+                    tracing::warn!(error = %e, "replay not queued");
+                    return false;
                 }
                 delivered.extend(message);
             }
+            true
         },
         |held| match held {
             Value::Str(text, _) => offset_of_packet(text).is_none_or(|o| !replayed.contains(&o)),
             Value::Bytes(_) => true,
         },
     );
+    if !queued {
+        state.metrics.recovery.attempt(Err(Refusal::Unavailable));
+        tracing::info!("recovery replay not queued whole; transport closed for a retry");
+        return;
+    }
     // Handed over after the release: a slow Redis delays only the hand-over, never what the
     // client hears.
     if let Err(e) = recovery.take(&claim, &sid).await {
@@ -112,9 +123,9 @@ pub async fn replay<A: Adapter>(
     }
 }
 
-/// How long a resumed socket's replay may wait for its read (the tail cache's lock, shared by
-/// every replay on the node, and the log read) while its client, told it is recovered, hears
-/// nothing.
+/// How long a resumed socket's replay may wait for its read (the node's batched log read,
+/// `recovery/tail.rs`: the read in flight, then the one that serves it) while its client, told
+/// it is recovered, hears nothing.
 pub const REPLAY_READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A replayed `message:new` payload's (chat, seq, message) when the replay delivers it: its

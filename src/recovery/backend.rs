@@ -149,6 +149,22 @@ pub trait RecoveryBackend: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<LoggedEvent>, BackendError>;
 
+    /// One page of each range (`(after, until)` as [`RecoveryBackend::read`] takes them, at most
+    /// `limit` entries each), then the cut ([`RecoveryBackend::cut`]) read after them: what a
+    /// node's batched replay read needs, in one call. A backend that can send the reads and the
+    /// cut in one round trip, in that order, does (Redis: one pipeline).
+    async fn read_ranges(
+        &self,
+        ranges: &[(Offset, Option<Offset>)],
+        limit: usize,
+    ) -> Result<(Vec<Vec<LoggedEvent>>, Option<Offset>), BackendError> {
+        let mut pages = Vec::with_capacity(ranges.len());
+        for &(after, until) in ranges {
+            pages.push(self.read(after, until, limit).await?);
+        }
+        Ok((pages, self.cut().await?))
+    }
+
     /// The log's size now.
     async fn stats(&self) -> Result<LogStats, BackendError>;
 

@@ -187,6 +187,19 @@ fn next_id(after: Offset) -> Option<String> {
     }
 }
 
+/// `XRANGE`'s arguments for the entries after `after` up to `until` (`None`: the end), at most
+/// `limit`; `None` past the last possible id.
+fn xrange_args(after: Offset, until: Option<Offset>, limit: usize) -> Option<Vec<Value>> {
+    let end = until.map_or_else(|| "+".to_owned(), |u| u.to_string());
+    Some(vec![
+        LOG.into(),
+        next_id(after)?.into(),
+        end.into(),
+        "COUNT".into(),
+        (limit as i64).into(),
+    ])
+}
+
 fn text(v: &Value) -> Option<String> {
     v.as_string()
 }
@@ -304,23 +317,58 @@ impl RecoveryBackend for RedisRecovery {
         until: Option<Offset>,
         limit: usize,
     ) -> Result<Vec<LoggedEvent>, BackendError> {
-        let Some(start) = next_id(after) else {
+        let Some(args) = xrange_args(after, until, limit) else {
             return Ok(Vec::new());
         };
-        let end = until.map_or_else(|| "+".to_owned(), |u| u.to_string());
-        let args: Vec<Value> = vec![
-            LOG.into(),
-            start.into(),
-            end.into(),
-            "COUNT".into(),
-            (limit as i64).into(),
-        ];
         let reply: Value = bounded(self.client.custom(cmd("XRANGE"), args)).await?;
         match reply {
             Value::Array(entries) => Ok(entries.into_iter().filter_map(parse_entry).collect()),
             Value::Null => Ok(Vec::new()),
             other => Err(BackendError(format!("XRANGE answered {other:?}"))),
         }
+    }
+
+    /// One pipeline: an `XRANGE` per range, then the cut's `GET`, sent in that order on one
+    /// connection (every key is on the `{sb}` slot, so in a Redis Cluster too): one round trip
+    /// for a whole batch of replays, and the cut read after the entries.
+    async fn read_ranges(
+        &self,
+        ranges: &[(Offset, Option<Offset>)],
+        limit: usize,
+    ) -> Result<(Vec<Vec<LoggedEvent>>, Option<Offset>), BackendError> {
+        let pipe = self.client.pipeline();
+        for &(after, until) in ranges {
+            // A forged offset past the last possible id reads nothing: from `+`, an empty range.
+            let args = xrange_args(after, until, limit)
+                .unwrap_or_else(|| vec![LOG.into(), "+".into(), "+".into()]);
+            let _: () = pipe.custom(cmd("XRANGE"), args).await.map_err(failed)?;
+        }
+        let _: () = pipe
+            .custom(cmd("GET"), vec![Value::from(LOG_CUT)])
+            .await
+            .map_err(failed)?;
+        let replies: Vec<Value> = bounded(pipe.all::<Vec<Value>>()).await?;
+        if replies.len() != ranges.len() + 1 {
+            return Err(BackendError(format!(
+                "the read pipeline answered {} replies for {} commands",
+                replies.len(),
+                ranges.len() + 1
+            )));
+        }
+        let mut replies = replies.into_iter();
+        let mut pages = Vec::with_capacity(ranges.len());
+        for reply in replies.by_ref().take(ranges.len()) {
+            pages.push(match reply {
+                Value::Array(entries) => entries.into_iter().filter_map(parse_entry).collect(),
+                Value::Null => Vec::new(),
+                other => return Err(BackendError(format!("XRANGE answered {other:?}"))),
+            });
+        }
+        let cut = replies
+            .next()
+            .and_then(|c| text(&c))
+            .and_then(|c| Offset::parse(&c));
+        Ok((pages, cut))
     }
 
     async fn stats(&self) -> Result<LogStats, BackendError> {

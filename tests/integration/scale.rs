@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 use switchboard::domain::Role;
 
 use crate::helpers::slow_redis::{DelayProxy, RedisMonitor, StallingProxy};
-use crate::helpers::{ConnectError, ProcessNode, RedisServer, Sio, TestNode, eventually};
+use crate::helpers::{
+    ConnectError, ProcessNode, RedisServer, Sio, TestNode, connect_users, eventually,
+};
 
 fn seq(event: &Value) -> u64 {
     event["message"]["seq"]
@@ -254,16 +256,12 @@ async fn a_storm_of_resumes_costs_redis_a_few_batched_calls() {
         ("HEARTBEAT_INTERVAL_SECS", "1"),
     ];
     let mut doomed = ProcessNode::start_with_env(data.path(), &env).await;
-    let mut sessions = Vec::new();
-    let mut held = Vec::new();
-    for i in 0..CLIENTS {
-        let token = survivor.token(&format!("storm{i}"), Role::User);
-        let sock = Sio::connect(doomed.port, Some(&token))
+    let (sessions, held): (Vec<_>, Vec<_>) =
+        connect_users(&survivor, doomed.port, "storm", CLIENTS)
             .await
-            .expect("connects");
-        sessions.push((token, sock.pid.clone().expect("a pid")));
-        held.push(sock);
-    }
+            .into_iter()
+            .map(|(token, sock)| ((token, sock.pid.clone().expect("a pid")), sock))
+            .unzip();
     // Registered in presence by the doomed node (after each CONNECT answer) before it dies.
     let (port, want) = (redis.port, CLIENTS);
     let sockets = move || async move {

@@ -389,6 +389,23 @@ pub async fn heartbeats_pass(node: &TestNode, n: u64) -> bool {
     .await
 }
 
+/// `n` users named `{prefix}{i}` (tokens minted by `node`), each with one socket connected to
+/// the node on `port`, in order.
+pub async fn connect_users(
+    node: &TestNode,
+    port: u16,
+    prefix: &str,
+    n: usize,
+) -> Vec<(String, Sio)> {
+    let mut users = Vec::with_capacity(n);
+    for i in 0..n {
+        let token = node.token(&format!("{prefix}{i}"), Role::User);
+        let sock = Sio::connect(port, Some(&token)).await.expect("connects");
+        users.push((token, sock));
+    }
+    users
+}
+
 /// Sends `text` to `chat` over `socket` and returns the saved message (the ack must be `ok`).
 pub async fn send(socket: &Sio, chat: &str, text: &str) -> Value {
     let ack = socket

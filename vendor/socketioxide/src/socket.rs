@@ -526,19 +526,34 @@ impl<A: Adapter> Socket<A> {
     }
 
     /// Switchboard patch: ends [`Socket::hold_broadcasts`]. Runs `first` (which may emit to this
-    /// socket, and must not broadcast to a room this socket is in: the hold is locked meanwhile),
-    /// then sends the held packets that `keep` accepts, in the order they came; later
-    /// broadcasts are sent at once again, after these.
-    pub fn release_broadcasts(&self, first: impl FnOnce(), mut keep: impl FnMut(&Value) -> bool) {
+    /// socket, and must not broadcast to a room this socket is in: the hold is locked meanwhile;
+    /// it returns whether everything it had to send was queued), then sends the held packets
+    /// that `keep` accepts, in the order they came; later broadcasts are sent at once again,
+    /// after these.
+    ///
+    /// Returns false when `first` failed or a held packet could not be queued (the socket's
+    /// queue is full or closed): then nothing after it is sent, the hold stays (later
+    /// broadcasts are kept and dropped with the socket) and the transport is closed, so what
+    /// the client got is a prefix of what it was owed, and it reconnects by itself to resume
+    /// from there. A broadcast is never silently skipped for a socket that holds.
+    pub fn release_broadcasts(
+        &self,
+        first: impl FnOnce() -> bool,
+        mut keep: impl FnMut(&Value) -> bool,
+    ) -> bool {
         let mut held = self.held.lock().unwrap();
-        first();
+        let mut queued = first();
         for value in std::mem::take(&mut *held) {
-            if keep(&value) {
-                // A full or closed socket loses the packet, as a broadcast would.
-                let _ = self.send_raw_now(value);
+            if queued && keep(&value) {
+                queued = self.send_raw_now(value).is_ok();
             }
         }
-        self.holding.store(false, Ordering::Release);
+        if queued {
+            self.holding.store(false, Ordering::Release);
+        } else {
+            self.esocket.close(EIoDisconnectReason::TransportClose);
+        }
+        queued
     }
 
     #[doc = include_str!("../docs/operators/emit.md")]
