@@ -4,7 +4,7 @@
 //! those are [`super::Recovery`]'s.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
@@ -197,4 +197,12 @@ pub trait RecoveryBackend: Send + Sync + 'static {
 
     /// Forgets the session, if `sid` holds it.
     async fn remove_session(&self, pid: &Pid, sid: &str) -> Result<bool, BackendError>;
+}
+
+/// Milliseconds since the epoch now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

@@ -26,11 +26,11 @@ pub use pid::Pid;
 pub use refusal::Refusal;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 pub use backend::{
     BackendError, DEFAULT_MAX_BYTES, ENTRY_OVERHEAD, LogStats, LoggedEvent, Offset,
-    RecoveryBackend, Session, Trimmed, entry_bytes,
+    RecoveryBackend, Session, Trimmed, entry_bytes, now_ms,
 };
 pub use embedded::EmbeddedRecovery;
 pub use redis::RedisRecovery;
@@ -59,14 +59,6 @@ pub struct Recovery {
     /// The log's tail as this node last read it, and the one batched reader that fills it:
     /// shared by every replay on this node (its budget: `RECOVERY_TAIL_MAX_BYTES`).
     tail: TailReader,
-}
-
-/// Milliseconds since the epoch now.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl Recovery {

@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::batch::Batcher;
 
-use super::{BackendError, LoggedEvent, Offset, RecoveryBackend, Refusal, now_ms};
+use super::backend::{BackendError, LoggedEvent, Offset, RecoveryBackend, now_ms};
+use super::refusal::Refusal;
 
 /// The most entries the per-node tail keeps (older ones are read from the backend).
 pub const TAIL_CAP: usize = 20_000;
