@@ -63,7 +63,12 @@ pub struct HttpRoutes {
 
 impl HttpRoutes {
     fn route(&self, template: &str) -> Arc<RouteMetrics> {
-        if let Some(m) = self.seen.read().unwrap_or_else(|e| e.into_inner()).get(template) {
+        if let Some(m) = self
+            .seen
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(template)
+        {
             return m.clone();
         }
         let mut seen = self.seen.write().unwrap_or_else(|e| e.into_inner());
