@@ -2,7 +2,7 @@
 //! from the domain types by the adapter (no JSON tree in between).
 //!
 //! Each type says, through [`ServerEvent`], its wire name and whether connection state
-//! recovery replays it; [`AppState::emit`](crate::state::AppState::emit) takes only a
+//! recovery replays it; `Emitter::emit` (`service/emit.rs`) takes only a
 //! [`ServerEvent`], so an event goes out under its own name and is logged (or not) by what its
 //! type says. Adding an event is one type here and its use: no list to keep in step.
 
@@ -75,7 +75,7 @@ pub trait ServerEvent: Serialize {
     const RECOVERABLE: bool;
 
     /// The webhook this event is reported as (PROTOCOL.md, "Webhooks"), if any:
-    /// [`AppState::emit`](crate::state::AppState::emit) publishes it when webhooks are on.
+    /// `Emitter::emit` (`service/emit.rs`) publishes it when webhooks are on.
     fn webhook(&self) -> Option<Webhook> {
         None
     }
