@@ -39,7 +39,7 @@ fn chat_key(chat_id: &ChatId) -> String {
 /// }
 ///
 /// async fn close(state: &switchboard::state::AppState, chat_id: &ChatId, turn: Turn) {
-///     state.emit(vec![], Vec::new(), &ChatClosed { chat_id }, turn).await;
+///     state.emitter().emit(vec![], Vec::new(), &ChatClosed { chat_id }, turn).await;
 /// }
 /// ```
 ///
@@ -49,7 +49,7 @@ fn chat_key(chat_id: &ChatId) -> String {
 /// async fn close(state: &switchboard::state::AppState) {
 ///     let payload = serde_json::json!({ "chatId": "c1" });
 ///     let turn = switchboard::ordering::Turn::unordered();
-///     state.emit(vec![], Vec::new(), &payload, turn).await;
+///     state.emitter().emit(vec![], Vec::new(), &payload, turn).await;
 /// }
 /// ```
 ///
@@ -61,8 +61,8 @@ fn chat_key(chat_id: &ChatId) -> String {
 ///
 /// async fn twice(state: &switchboard::state::AppState, turn: switchboard::ordering::Turn) {
 ///     let status = UserStatus { user_id: "u1", status: "online" };
-///     state.emit(vec![], Vec::new(), &status, turn).await;
-///     state.emit(vec![], Vec::new(), &status, turn).await;
+///     state.emitter().emit(vec![], Vec::new(), &status, turn).await;
+///     state.emitter().emit(vec![], Vec::new(), &status, turn).await;
 /// }
 /// ```
 pub trait ServerEvent: Serialize {
