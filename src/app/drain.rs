@@ -11,7 +11,7 @@ use crate::state::AppState;
 /// within `grace`.
 pub async fn drain(state: &AppState, grace: Duration) {
     let deadline = drain_deadline(grace);
-    state.start_draining();
+    state.drain.start();
     tracing::info!(node = %state.node_id, "draining");
     tokio::time::sleep(state.config.drain_delay.min(grace / 2)).await;
     let withdraw = async {
@@ -48,14 +48,14 @@ pub async fn drain(state: &AppState, grace: Duration) {
         tracing::warn!(node = %state.node_id, "grace period over before every socket was closed");
     }
     // Webhook events published here are in the outbox before the node stops.
-    while (state.events_in_flight() > 0
+    while (state.drain.events_in_flight() > 0
         || state.fanout.unconfirmed() > 0
         || state.webhooks.unwritten() > 0)
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tracing::info!(node = %state.node_id, in_flight = state.events_in_flight(), "drained");
+    tracing::info!(node = %state.node_id, in_flight = state.drain.events_in_flight(), "drained");
 }
 
 /// Connections closed per batch during a drain, and the pause between batches.

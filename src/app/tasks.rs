@@ -60,7 +60,7 @@ pub async fn heartbeat(state: AppState) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if state.is_draining() {
+        if state.drain.is_draining() {
             continue;
         }
         let result = state.presence.heartbeat().await;

@@ -109,7 +109,7 @@ async fn authenticate<A: Adapter>(
 ) -> Result<(), Refused> {
     // New sessions are refused with HTTP 503 while draining (`http/admission.rs`); this is the
     // narrow race of an Engine.IO session opened just before the drain began.
-    if state.is_draining() {
+    if state.drain.is_draining() {
         return Err(Refused::new(
             ErrorCode::Unavailable,
             "this node is draining; reconnect",
