@@ -19,7 +19,6 @@ mod backend;
 pub mod embedded;
 mod pid;
 pub mod redis;
-mod redis_scripts;
 mod refusal;
 mod room_index;
 mod tail;

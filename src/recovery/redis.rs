@@ -7,6 +7,7 @@
 //! | `{sb}:rlog` | stream | one entry per recoverable emission: `r` rooms, `x` excluded rooms (each `\n`-separated), `e` event, `d` payload JSON; the entry id is the offset |
 //! | `{sb}:rlog:bytes` | string | the stream's size in the byte budget (`entry_bytes` summed), kept by the append and trim scripts |
 //! | `{sb}:rlog:cut` | string | the id of the newest entry a trim dropped |
+//! | `{sb}:rlog:room:{room}` | string | the id of the newest entry logged for that room, expiring after a day (`room_index.rs`) |
 //! | `{sb}:rs:{pid}` | hash, TTL | `u` user, `r` rooms, `t` start (ms), `d` disconnected (ms; empty while held), `s` holding socket |
 //!
 //! The hash tag `{sb}` keeps every key in one slot (scripts touch several). An append is one
@@ -18,7 +19,7 @@
 //! one [`Batcher`]: the calls that queue while one script run is on its way travel together in
 //! the next (issue 28: a storm of 6,000 resumes timed out at a few Redis calls per client).
 //! A Redis that restarts empty has no sessions: every resume is refused as unknown and clients
-//! start new sessions.
+//! start new sessions. The scripts are in `redis/scripts.rs`.
 
 use std::time::Duration;
 
@@ -34,12 +35,11 @@ use super::backend::{
     BackendError, LogStats, LoggedEvent, Offset, RecoveryBackend, Session, Trimmed,
 };
 use super::pid::Pid;
-use super::redis_scripts::{APPEND, SESSIONS, TRIM};
 use super::room_index;
 
-const LOG: &str = "{sb}:rlog";
-const LOG_BYTES: &str = "{sb}:rlog:bytes";
-const LOG_CUT: &str = "{sb}:rlog:cut";
+mod scripts;
+
+use scripts::{APPEND, LOG, LOG_BYTES, LOG_CUT, SESSIONS, TRIM};
 
 /// Upper bound on any one call, on top of the client's own command timeout.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);

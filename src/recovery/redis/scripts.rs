@@ -1,9 +1,12 @@
-//! The Lua scripts of the Redis recovery backend (`redis.rs`): the append, the trim and the
-//! batched session calls. Every key they touch is on the `{sb}` slot.
+//! The recovery log's keys and Lua scripts in Redis (the key table is in `redis.rs`).
+
+pub(super) const LOG: &str = "{sb}:rlog";
+pub(super) const LOG_BYTES: &str = "{sb}:rlog:bytes";
+pub(super) const LOG_CUT: &str = "{sb}:rlog:cut";
 
 /// Appends one entry and counts its bytes as `recovery::entry_bytes` does (64 + its fields);
 /// KEYS[3..] are its rooms' index keys (`room_index.rs`), each set to its id for ARGV[5] ms.
-pub const APPEND: &str = r#"
+pub(super) const APPEND: &str = r#"
 local id = redis.call('XADD', KEYS[1], '*', 'r', ARGV[1], 'x', ARGV[2], 'e', ARGV[3], 'd', ARGV[4])
 redis.call('INCRBY', KEYS[2], 64 + #ARGV[1] + #ARGV[2] + #ARGV[3] + #ARGV[4])
 for i = 3, #KEYS do redis.call('SET', KEYS[i], id, 'PX', ARGV[5]) end
@@ -12,7 +15,7 @@ return id
 
 /// Drops the oldest entries while they are older than ARGV[2] (ms) or the stream is over ARGV[1]
 /// bytes, at most ARGV[3] of them; returns { bytes left, the newest id ever dropped or '' }.
-pub const TRIM: &str = r#"
+pub(super) const TRIM: &str = r#"
 local max = tonumber(ARGV[1])
 local min_ms = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
@@ -52,13 +55,13 @@ redis.call('SET', KEYS[2], total)
 return { total, redis.call('GET', KEYS[3]) or '' }
 "#;
 
-/// Every session call of a batch (see [`Batcher`]), in order. KEYS: one session key per call.
+/// Every session call of a batch (see `crate::batch::Batcher`), in order. KEYS: one session key per call.
 /// ARGV: seven per call, the first its kind: `g` (read it), `p` user, rooms, start, socket,
 /// disconnected ('' while held), ttl ms (store it), `e` socket, at ms, ttl ms (mark it
 /// disconnected if that socket holds it), `r` socket (forget it if that socket holds it).
 /// Returns one answer per call: the hash's fields and values for `g`, 1 or 0 for the others.
 /// A held session stores `d` as '' (one `HSET` writes every field, no `DEL` first).
-pub const SESSIONS: &str = r#"
+pub(super) const SESSIONS: &str = r#"
 local out = {}
 for i, k in ipairs(KEYS) do
   local b = (i - 1) * 7
