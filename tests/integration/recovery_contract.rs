@@ -273,6 +273,21 @@ pub async fn a_session_that_missed_too_much_is_refused(b: Arc<dyn RecoveryBacken
     );
 }
 
+/// `n` entries of about 270 bytes for `user:bob`.
+async fn others_traffic(r: &Recovery, n: u32) {
+    let filler = "x".repeat(200);
+    for i in 0..n {
+        r.log(
+            &rooms(&["user:bob"]),
+            &[],
+            "message:new",
+            &format!(r#"{{"n":{i},"f":"{filler}"}}"#),
+        )
+        .await
+        .unwrap();
+    }
+}
+
 /// A session whose rooms got nothing while the log filled with everyone else's traffic resumes,
 /// with nothing to replay, however far past the node's tail budget (the read a replay would
 /// need) or the log's budget (the trim) that traffic went: the issue-28 avalanche, where the
@@ -282,21 +297,11 @@ pub async fn a_quiet_session_resumes_past_others_traffic(b: Arc<dyn RecoveryBack
     let window = Duration::from_secs(120);
     let mine = rooms(&["user:alice", "users"]);
     let others = rooms(&["user:bob"]);
-    let filler = "x".repeat(200);
     // The tail's budget: 4 KiB, about 15 entries; the log's: plenty.
     let r = Recovery::new(b.clone(), window).with_budgets(1024 * KIB, 4 * KIB);
     let quiet = Pid::generate();
     r.open(&quiet, "alice", &mine, "sid-1").await.unwrap();
-    for n in 0..100 {
-        r.log(
-            &others,
-            &[],
-            "message:new",
-            &format!(r#"{{"n":{n},"f":"{filler}"}}"#),
-        )
-        .await
-        .unwrap();
-    }
+    others_traffic(&r, 100).await;
     let claim = r.check(quiet.as_str(), None, "alice").await.unwrap();
     assert_eq!(r.missed(&claim, &mine).await, Ok(Vec::new()));
 
@@ -310,16 +315,7 @@ pub async fn a_quiet_session_resumes_past_others_traffic(b: Arc<dyn RecoveryBack
     r.log(&rooms(&["user:carol"]), &[], "message:new", "{}")
         .await
         .unwrap();
-    for n in 0..100 {
-        r.log(
-            &others,
-            &[],
-            "message:new",
-            &format!(r#"{{"n":{n},"f":"{filler}"}}"#),
-        )
-        .await
-        .unwrap();
-    }
+    others_traffic(&r, 100).await;
     r.trim().await.unwrap();
     let claim = r.check(quiet.as_str(), None, "alice").await.unwrap();
     assert_eq!(r.missed(&claim, &mine).await, Ok(Vec::new()));
