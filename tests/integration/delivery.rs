@@ -3,7 +3,6 @@
 //! delivered, every node's history agreeing, the store writes a burst costs, and a connection
 //! state recovery replay delivering what the recipient missed.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -12,7 +11,7 @@ use switchboard::domain::Role;
 use switchboard::store::StoreOp;
 
 use crate::helpers::quiet::no_more;
-use crate::helpers::{RedisServer, Sio, TestNode, eventually, send};
+use crate::helpers::{Cluster, Sio, TestNode, Topology, eventually, send};
 
 const LONG: Duration = Duration::from_secs(10);
 
@@ -47,10 +46,8 @@ fn delivery_writes(node: &TestNode) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_message_to_staff_on_another_node_is_delivered_once() {
-    let redis = RedisServer::start().await;
-    let data = Arc::new(tempfile::tempdir().unwrap());
-    let a = TestNode::cluster(data.clone(), &redis.url(), "node-a").await;
-    let b = TestNode::cluster(data.clone(), &redis.url(), "node-b").await;
+    let cluster = Cluster::start(2, Topology::Single).await;
+    let [a, b] = cluster.nodes();
     let chat = b.staff_chat("a1", "u1").await;
     // The recipient (staff a1) has sockets on both nodes; the sender is on node a.
     let staff_b = b.socket("a1", Role::Admin).await;
@@ -452,11 +449,11 @@ async fn a_busy_chat_costs_one_delivery_write_per_cooldown_not_one_per_window() 
     // so each would open a 5 ms window of its own without the cooldown. The staff socket is on
     // another node than the sender's, so the sender's node decides each delivery live (on one
     // node the saves would mark them, with no delivery write at all).
-    let redis = RedisServer::start().await;
-    let data = Arc::new(tempfile::tempdir().unwrap());
-    let rate = |c: &mut switchboard::config::Config| c.rate_limit_per_sec = 200;
-    let node = TestNode::cluster_with(data.clone(), &redis.url(), "node-a", rate).await;
-    let other = TestNode::cluster_with(data.clone(), &redis.url(), "node-b", rate).await;
+    let cluster = Cluster::build(Topology::Single)
+        .each(|c| c.rate_limit_per_sec = 200)
+        .start()
+        .await;
+    let [node, other] = cluster.nodes();
     let chat = node.staff_chat("a2", "u2").await;
     let staff = other.socket("a2", Role::Admin).await;
     let user = node.socket("u2", Role::User).await;

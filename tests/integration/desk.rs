@@ -1,7 +1,6 @@
 //! The support desk (PROTOCOL.md, "The support desk"): removing someone, on one node and on
 //! three nodes with a real Redis, over real sockets; and the removal records on both stores.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -10,7 +9,7 @@ use switchboard::domain::{RemovalChange, Role, now};
 use switchboard::store::{DeskStore, EmbeddedStore};
 
 use crate::helpers::mongo::MongoServer;
-use crate::helpers::{ConnectError, RedisServer, Sio, TestNode, WAIT, eventually};
+use crate::helpers::{Cluster, ConnectError, Sio, TestNode, Topology, WAIT, eventually};
 
 const LONG: Duration = Duration::from_secs(10);
 
@@ -289,15 +288,14 @@ async fn a_disconnect_discards_the_recovery_sessions_so_a_resume_starts_a_new_on
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_blocked_user_is_disconnected_and_refused_on_every_node_of_a_cluster() {
     // Arrange: three nodes on one Redis and one store; the user has a socket on each.
-    let redis = RedisServer::start().await;
-    let data = Arc::new(tempfile::tempdir().unwrap());
-    let mut nodes = Vec::new();
-    for id in ["desk-a", "desk-b", "desk-c"] {
-        nodes.push(TestNode::cluster(data.clone(), &redis.url(), id).await);
-    }
+    let cluster = Cluster::build(Topology::Single)
+        .named(&["desk-a", "desk-b", "desk-c"])
+        .start()
+        .await;
+    let nodes = &cluster.nodes;
     let token = nodes[0].token("u5", Role::User);
     let mut sockets = Vec::new();
-    for node in &nodes {
+    for node in nodes {
         sockets.push(
             Sio::connect(node.port, Some(&token))
                 .await
@@ -328,7 +326,7 @@ async fn a_blocked_user_is_disconnected_and_refused_on_every_node_of_a_cluster()
     for s in &sockets {
         assert!(s.closed(LONG).await, "socket on every node closed");
     }
-    for node in &nodes {
+    for node in nodes {
         let message = refused(node.port, json!({ "token": token })).await;
         assert!(message.starts_with("FORBIDDEN: blocked"), "{message}");
         let (status, _) = node
@@ -336,9 +334,7 @@ async fn a_blocked_user_is_disconnected_and_refused_on_every_node_of_a_cluster()
             .await;
         assert_eq!(status, 403);
     }
-    for node in nodes {
-        node.stop().await;
-    }
+    cluster.stop().await;
 }
 
 /// The removal records' rules, on one store.

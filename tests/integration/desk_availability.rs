@@ -2,14 +2,13 @@
 //! `GET /api/support/availability`, the coalesced `support:availability`, on one node and
 //! across two nodes with a real Redis.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
 use switchboard::domain::Role;
 
-use crate::helpers::{RedisServer, Sio, TestNode};
+use crate::helpers::{Cluster, Sio, TestNode, Topology};
 
 /// Longer than the 5 s between two `support:availability`.
 const COALESCED: Duration = Duration::from_secs(9);
@@ -104,10 +103,11 @@ async fn staff_availability_reaches_admins_and_users_hear_support_flip_at_most_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn availability_is_one_fact_across_nodes_and_away_holds_for_a_second_socket() {
-    let redis = RedisServer::start().await;
-    let data = Arc::new(tempfile::tempdir().unwrap());
-    let a = TestNode::cluster(data.clone(), &redis.url(), "avail-a").await;
-    let b = TestNode::cluster(data.clone(), &redis.url(), "avail-b").await;
+    let cluster = Cluster::build(Topology::Single)
+        .named(&["avail-a", "avail-b"])
+        .start()
+        .await;
+    let [a, b] = cluster.nodes();
 
     let first = a.socket("a1", Role::Admin).await;
     first.event("staff:availability").await;
@@ -132,6 +132,5 @@ async fn availability_is_one_fact_across_nodes_and_away_holds_for_a_second_socke
     );
     assert_eq!(support(&a).await, json!({ "available": true, "staff": 1 }));
     assert_eq!(b.user_status("a1").await["availability"], "available");
-    a.stop().await;
-    b.stop().await;
+    cluster.stop().await;
 }

@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use switchboard::domain::Role;
 
-use crate::helpers::{Sio, TestNode, WAIT, eventually};
+use crate::helpers::{Cluster, Sio, TestNode, Topology, WAIT, eventually};
 
 const QUIET: Duration = Duration::from_millis(400);
 
@@ -245,10 +245,11 @@ async fn ascending_chat_lists_on_mongodb() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chat_events_reach_admins_on_another_node() {
-    let redis = crate::helpers::RedisServer::start().await;
-    let data = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let a = TestNode::cluster(data.clone(), &redis.url(), "chats-a").await;
-    let b = TestNode::cluster(data.clone(), &redis.url(), "chats-b").await;
+    let cluster = Cluster::build(Topology::Single)
+        .named(&["chats-a", "chats-b"])
+        .start()
+        .await;
+    let [a, b] = cluster.nodes();
     let admin = b.socket("a1", Role::Admin).await;
 
     let chat = a.open_chat(&a.token("u5", Role::User)).await;
@@ -262,8 +263,7 @@ async fn chat_events_reach_admins_on_another_node() {
         (&updated["chat"]["id"], &updated["changed"]),
         (&json!(chat), &json!(["status"]))
     );
-    a.stop().await;
-    b.stop().await;
+    cluster.stop().await;
 }
 
 /// Assigning another admin replaces the previous one in `participants` (the user stays).

@@ -175,6 +175,14 @@ impl Cluster {
         }
     }
 
+    /// The port of the single `redis-server` of a [`Topology::Single`] cluster.
+    pub fn port(&self) -> u16 {
+        match &self.redis {
+            Redis::Single(server) => server.port,
+            _ => panic!("the cluster's Redis is not a single server"),
+        }
+    }
+
     /// Its nodes, as many as the test names: `let [a, b] = cluster.nodes();`.
     pub fn nodes<const N: usize>(&self) -> [&TestNode; N] {
         assert_eq!(N, self.nodes.len(), "the cluster has {} nodes", self.nodes.len());
@@ -187,6 +195,13 @@ impl Cluster {
         std::mem::take(&mut self.nodes)
             .try_into()
             .unwrap_or_else(|_| panic!("the cluster has {n} nodes, not {N}"))
+    }
+
+    /// Drains and stops its nodes, one after another.
+    pub async fn stop(self) {
+        for node in self.nodes {
+            node.stop().await;
+        }
     }
 
     /// Another node named `name`, started now (the cluster does not hold it).
