@@ -127,6 +127,8 @@ pub struct Cluster {
     pub data: Arc<TempDir>,
     /// Applied to every node's settings, the later ones too.
     each: Adjust,
+    /// The address nodes reach Redis by, when not Redis's own (a proxy in front of it).
+    via: Option<String>,
 }
 
 /// What [`Cluster::build`] starts.
@@ -136,6 +138,7 @@ pub struct ClusterBuilder {
     names: Vec<String>,
     store: Store,
     each: Adjust,
+    via: Option<String>,
 }
 
 /// `node-a`, `node-b`, ...: the default names of a cluster's nodes.
@@ -159,6 +162,7 @@ impl Cluster {
             names: default_names(2),
             store: Store::Embedded,
             each: Arc::new(|_| {}),
+            via: None,
         }
     }
 
@@ -211,7 +215,8 @@ impl Cluster {
 
     /// [`Cluster::join`], with this node's settings adjusted after the cluster's.
     pub async fn join_with(&self, name: &str, adjust: impl FnOnce(&mut Config)) -> TestNode {
-        self.join_via(&self.url(), name, adjust).await
+        let url = self.via.clone().unwrap_or_else(|| self.url());
+        self.join_via(&url, name, adjust).await
     }
 
     /// [`Cluster::join_with`] through another address of the same Redis (a proxy that delays
@@ -286,6 +291,12 @@ impl ClusterBuilder {
         self
     }
 
+    /// Nodes reach Redis through `url` (a proxy in front of it that the test switches).
+    pub fn via(mut self, url: &str) -> Self {
+        self.via = Some(url.to_owned());
+        self
+    }
+
     /// Starts Redis, then the nodes one after another.
     pub async fn start(self) -> Cluster {
         let redis = match self.redis {
@@ -312,6 +323,7 @@ impl ClusterBuilder {
             redis,
             data: shared_dir(),
             each,
+            via: self.via,
         };
         for name in &self.names {
             let node = cluster.join(name).await;
