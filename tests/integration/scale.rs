@@ -375,7 +375,7 @@ async fn a_storm_on_a_slow_redis_keeps_the_node_ready_and_its_sockets_served() {
         "still here"
     );
     assert!(
-        !bob.closed(Duration::from_millis(1)).await,
+        !bob.closed(Duration::ZERO).await,
         "bob's socket stayed open"
     );
 }
