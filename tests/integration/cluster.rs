@@ -20,7 +20,7 @@ use crate::helpers::cluster::{
 };
 use crate::helpers::{
     Redis, RedisServer, Sio, TEST_HEARTBEAT_SECS, TEST_TTL_SECS, TestNode, Topology, eventually,
-    free_port, send,
+    send,
 };
 
 on_every_topology!(every_server_event_reaches_sockets_on_other_nodes);
@@ -461,20 +461,36 @@ async fn subscriptions_come_back_after_redis_restarts() {
 
 #[tokio::test]
 async fn node_started_before_redis_waits_and_joins() {
-    let mut redis = RedisServer::on_port(free_port());
+    // Nothing that speaks Redis on its port yet: a listener that counts the node's attempts
+    // and closes each connection at once.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut redis = RedisServer::on_port(listener.local_addr().unwrap().port());
+    let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let refusing = tokio::spawn({
+        let attempts = attempts.clone();
+        async move {
+            while let Ok((connection, _)) = listener.accept().await {
+                attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(connection);
+            }
+        }
+    });
     let data = shared_dir();
     let url = redis.url();
-    let mut early = tokio::spawn({
+    let early = tokio::spawn({
         let (data, url) = (data.clone(), url.clone());
         async move { TestNode::cluster(data, &url, "early").await }
     });
-    // While Redis is absent the node waits: it neither starts nor fails.
-    assert!(
-        tokio::time::timeout(Duration::from_millis(1500), &mut early)
-            .await
-            .is_err(),
-        "node did not wait for Redis"
-    );
+    // While Redis is absent the node waits: it tries again and again, and neither starts nor
+    // fails.
+    let retried = eventually(LONG, || async {
+        attempts.load(std::sync::atomic::Ordering::SeqCst) >= 3
+    })
+    .await;
+    assert!(retried, "the node did not keep trying to reach Redis");
+    assert!(!early.is_finished(), "node did not wait for Redis");
+    refusing.abort();
+    let _ = refusing.await;
     redis.restart().await;
     let early = tokio::time::timeout(Duration::from_secs(30), early)
         .await

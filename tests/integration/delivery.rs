@@ -613,7 +613,13 @@ async fn a_busy_chat_is_written_once_per_cooldown_on_a_paused_clock() {
         "{writes} delivery writes for {MESSAGES} messages over {busy:?} of paused time \
          (at most one per {COOLDOWN:?}: {windows})"
     );
-    let stored = node.state.store.chat(&chat).await.unwrap().expect("the chat");
+    let stored = node
+        .state
+        .store
+        .chat(&chat)
+        .await
+        .unwrap()
+        .expect("the chat");
     assert_eq!(
         stored.delivered.of(Side::Staff),
         last_seq,

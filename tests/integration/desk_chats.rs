@@ -66,7 +66,14 @@ async fn opening_and_changing_a_chat_reach_its_participants_and_admins_only() {
     // change is announced before the PATCH answers; the witness follows anything emitted.)
     patch(&node, &chat, json!({ "priority": "high" })).await;
     let nodes = [&node];
-    no_more(&admin, "a1", "chat:updated", &nodes, "a patch that changed nothing").await;
+    no_more(
+        &admin,
+        "a1",
+        "chat:updated",
+        &nodes,
+        "a patch that changed nothing",
+    )
+    .await;
     no_more(&stranger, "u2", "chat:created", &nodes, "the stranger").await;
     assert!(stranger.drain("chat:updated").is_empty());
 }

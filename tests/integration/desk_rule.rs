@@ -3,7 +3,6 @@
 //! FORBIDDEN` and changes nothing, whether the staff member was seen at a handshake or only in
 //! a REST call, on this node or another, on both stores; a superadmin's goes through.
 
-
 use reqwest::Method;
 use serde_json::{Value, json};
 use switchboard::domain::Role;

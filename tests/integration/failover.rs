@@ -20,9 +20,7 @@ use crate::helpers::cluster::{
     ClusterBuilder, LONG, active_users, queued_statuses, readyz, status_of,
 };
 use crate::helpers::redis::{RedisCluster, RedisServer, TcpProxy, cli};
-use crate::helpers::{
-    Cluster, Redis, Sio, TestNode, Topology, eventually, heartbeats_pass,
-};
+use crate::helpers::{Cluster, Redis, Sio, TestNode, Topology, eventually, heartbeats_pass};
 
 /// The longest an acknowledged message may take to reach the other node across a failover
 /// (docs/cluster.md gives the measured figures and where the time goes).
@@ -353,7 +351,8 @@ async fn a_primary_replaced_behind_its_address_by_an_older_copy_is_rebuilt() {
     let replica = RedisServer::start_replica_of(primary.port).await;
     let proxy = TcpProxy::start(primary.port).await;
     let redis = Redis::Single(primary);
-    let mut scene = Scene::start(Cluster::build(Topology::Single).on(redis).via(&proxy.url())).await;
+    let mut scene =
+        Scene::start(Cluster::build(Topology::Single).on(redis).via(&proxy.url())).await;
 
     // The replica stops following: what it holds from now on is older than the primary.
     let replica_port = replica.port;

@@ -2,7 +2,6 @@
 //! (SIGKILL) resumes its session on another node, with every event it missed, once and in
 //! order, as socket.io-client would ask for it (`{ token, pid, offset }` in the handshake).
 
-
 use serde_json::{Value, json};
 use switchboard::domain::Role;
 

@@ -14,9 +14,7 @@ use serde_json::{Value, json};
 use switchboard::domain::Role;
 
 use crate::helpers::slow_redis::{DelayProxy, RedisMonitor, StallingProxy};
-use crate::helpers::{
-    Cluster, ConnectError, Sio, TestNode, Topology, connect_users, eventually,
-};
+use crate::helpers::{Cluster, ConnectError, Sio, TestNode, Topology, connect_users, eventually};
 
 fn seq(event: &Value) -> u64 {
     event["message"]["seq"]
@@ -253,12 +251,11 @@ async fn a_storm_of_resumes_costs_redis_a_few_batched_calls() {
         ("HEARTBEAT_INTERVAL_SECS", "1"),
     ];
     let mut doomed = cluster.process_with_env(&env).await;
-    let (sessions, held): (Vec<_>, Vec<_>) =
-        connect_users(survivor, doomed.port, "storm", CLIENTS)
-            .await
-            .into_iter()
-            .map(|(token, sock)| ((token, sock.pid.clone().expect("a pid")), sock))
-            .unzip();
+    let (sessions, held): (Vec<_>, Vec<_>) = connect_users(survivor, doomed.port, "storm", CLIENTS)
+        .await
+        .into_iter()
+        .map(|(token, sock)| ((token, sock.pid.clone().expect("a pid")), sock))
+        .unzip();
     // Registered in presence by the doomed node (after each CONNECT answer) before it dies.
     let (port, want) = (cluster.port(), CLIENTS);
     let sockets = move || async move {
@@ -318,11 +315,12 @@ async fn a_storm_on_a_slow_redis_keeps_the_node_ready_and_its_sockets_served() {
     let cluster = Cluster::start(0, Topology::Single).await;
     let proxy = DelayProxy::start(cluster.port()).await;
     // Engine.IO pings every 300 ms, answered within 1 s: a starved ping loop drops bob.
-    let node = cluster.join_via(&proxy.url, "slow", |c| {
-        c.ping_interval = Duration::from_millis(300);
-        c.ping_timeout = Duration::from_millis(1000);
-    })
-    .await;
+    let node = cluster
+        .join_via(&proxy.url, "slow", |c| {
+            c.ping_interval = Duration::from_millis(300);
+            c.ping_timeout = Duration::from_millis(1000);
+        })
+        .await;
     let bob_token = node.token("bob", Role::User);
     let bob = Sio::connect(node.port, Some(&bob_token))
         .await

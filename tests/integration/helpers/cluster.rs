@@ -189,7 +189,12 @@ impl Cluster {
 
     /// Its nodes, as many as the test names: `let [a, b] = cluster.nodes();`.
     pub fn nodes<const N: usize>(&self) -> [&TestNode; N] {
-        assert_eq!(N, self.nodes.len(), "the cluster has {} nodes", self.nodes.len());
+        assert_eq!(
+            N,
+            self.nodes.len(),
+            "the cluster has {} nodes",
+            self.nodes.len()
+        );
         std::array::from_fn(|i| &self.nodes[i])
     }
 
@@ -306,10 +311,8 @@ impl ClusterBuilder {
         let each: Adjust = match self.store {
             Store::Embedded => self.each,
             Store::Mongo => {
-                let (uri, database) = (
-                    super::mongo::shared().uri(),
-                    super::mongo::fresh_database(),
-                );
+                let (uri, database) =
+                    (super::mongo::shared().uri(), super::mongo::fresh_database());
                 let test = self.each;
                 Arc::new(move |c: &mut Config| {
                     c.mongodb_uri = Some(uri.clone().into());
@@ -363,7 +366,13 @@ pub(crate) use on_every_topology;
 /// once every one of `nodes` has made `beats` more presence heartbeats: a transition announced
 /// twice would come from a heartbeat (its reaping or resync) or from a disconnect already made,
 /// and [`no_more`]'s witness follows whatever those emitted. No fixed wait.
-pub async fn no_more_statuses(admin: &Sio, user: &str, nodes: &[&TestNode], beats: u64, what: &str) {
+pub async fn no_more_statuses(
+    admin: &Sio,
+    user: &str,
+    nodes: &[&TestNode],
+    beats: u64,
+    what: &str,
+) {
     for node in nodes {
         assert!(
             heartbeats_pass(node, beats).await,
