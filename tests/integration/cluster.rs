@@ -134,18 +134,18 @@ async fn presence_changes_once_per_user_across_tabs_and_nodes(topology: Topology
     let tab3 = nodes[2].socket("u1", Role::User).await;
     assert!(
         eventually(LONG, || async {
-            user_status(&nodes[2], "u1").await["sockets"] == 3
+            user_status(nodes[2], "u1").await["sockets"] == 3
         })
         .await
     );
-    assert_eq!(user_status(&nodes[0], "u1").await["status"], "online");
+    assert_eq!(user_status(nodes[0], "u1").await["status"], "online");
 
     // Closing two of them changes nothing; the last one: one `offline`.
     tab1.close();
     tab2.close();
     assert!(
         eventually(LONG, || async {
-            user_status(&nodes[1], "u1").await["sockets"] == 1
+            user_status(nodes[1], "u1").await["sockets"] == 1
         })
         .await
     );
@@ -156,7 +156,7 @@ async fn presence_changes_once_per_user_across_tabs_and_nodes(topology: Topology
             Some("offline")
         );
     }
-    let status = user_status(&nodes[2], "u1").await;
+    let status = user_status(nodes[2], "u1").await;
     assert_eq!(
         (status["status"].as_str(), status["sockets"].as_u64()),
         (Some("offline"), Some(0)),
@@ -202,7 +202,7 @@ async fn active_users_are_the_same_from_every_node(topology: Topology) {
     ];
     assert!(
         eventually(LONG, || async {
-            active_users(&nodes[0], "").await["count"] == 4
+            active_users(nodes[0], "").await["count"] == 4
         })
         .await
     );
@@ -233,7 +233,7 @@ async fn active_users_are_the_same_from_every_node(topology: Topology) {
     let mut paged = Vec::new();
     let mut query = "?limit=1".to_owned();
     loop {
-        let page = active_users(&nodes[2], &query).await;
+        let page = active_users(nodes[2], &query).await;
         assert_eq!(page["activeUsers"].as_array().unwrap().len(), 1, "{page}");
         paged.extend(page["activeUsers"].as_array().unwrap().iter().cloned());
         match page["nextCursor"].as_str() {
@@ -258,7 +258,7 @@ async fn first_calls_after_a_start_meet_no_noscript() {
     }
     assert!(
         eventually(LONG, || async {
-            active_users(&node, "").await["count"] == 5
+            active_users(node, "").await["count"] == 5
         })
         .await
     );
@@ -267,7 +267,7 @@ async fn first_calls_after_a_start_meet_no_noscript() {
     }
     assert!(
         eventually(LONG, || async {
-            active_users(&node, "").await["count"] == 0
+            active_users(node, "").await["count"] == 0
         })
         .await
     );
@@ -311,7 +311,7 @@ async fn node_killed_without_warning_stops_counting_within_the_ttl_and_is_announ
     }
     assert!(
         eventually(LONG, || async {
-            active_users(&survivors[1], "").await["count"] == 5
+            active_users(survivors[1], "").await["count"] == 5
         })
         .await
     );
@@ -347,10 +347,10 @@ async fn node_killed_without_warning_stops_counting_within_the_ttl_and_is_announ
                 .all(|e| e["node"] != "doomed")
         );
     }
-    let u1 = user_status(&survivors[1], "u1").await;
+    let u1 = user_status(survivors[1], "u1").await;
     assert_eq!(u1["status"], "offline");
     assert!(u1["lastSeen"].is_string());
-    assert_eq!(user_status(&survivors[0], "u2").await["sockets"], 1);
+    assert_eq!(user_status(survivors[0], "u2").await["sockets"], 1);
 
     // Both survivors keep heartbeating: the reaping is announced once, and u2 never went offline.
     for (admin, id) in admins.iter().zip(["a1", "a2"]) {
@@ -531,7 +531,7 @@ async fn a_password_in_the_redis_url_is_used() {
         .expect("delivered across nodes");
     assert_eq!(got["message"]["id"], sent["id"]);
     assert_eq!((readyz(a.port).await, readyz(b.port).await), (200, 200));
-    assert!(eventually(LONG, || async { active_users(&b, "").await["count"] == 2 }).await);
+    assert!(eventually(LONG, || async { active_users(b, "").await["count"] == 2 }).await);
 }
 
 on_every_topology!(a_drained_node_withdraws_its_presence_and_its_users_go_offline_once);

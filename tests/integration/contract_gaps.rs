@@ -290,7 +290,7 @@ async fn a_users_message_is_delivered_live_to_the_only_staff_member_on_another_n
         &user,
         "u1",
         "message:delivered",
-        &[&a, &b, &c],
+        &[a, b, c],
         "one message:delivered",
     )
     .await;

@@ -80,7 +80,7 @@ async fn a_message_to_staff_on_another_node_is_delivered_once() {
         &staff_b,
         "a1",
         "message:delivered",
-        &[&a, &b],
+        &[a, b],
         "one transition, not one per node or socket",
     )
     .await;
@@ -473,7 +473,7 @@ async fn a_busy_chat_costs_one_delivery_write_per_cooldown_not_one_per_window() 
         .await,
         "staff presence reached the sender's node"
     );
-    let before = delivery_writes(&node);
+    let before = delivery_writes(node);
     let mut last = Value::Null;
     for i in 0..50 {
         user.emit(
@@ -487,7 +487,7 @@ async fn a_busy_chat_costs_one_delivery_write_per_cooldown_not_one_per_window() 
     }
     assert!(
         eventually(LONG, || async {
-            statuses(&node, &chat, "u2", Role::User)
+            statuses(node, &chat, "u2", Role::User)
                 .await
                 .iter()
                 .all(|s| s == "delivered")
@@ -496,7 +496,7 @@ async fn a_busy_chat_costs_one_delivery_write_per_cooldown_not_one_per_window() 
         "all 50 delivered"
     );
     assert!(
-        statuses(&other, &chat, "u2", Role::User)
+        statuses(other, &chat, "u2", Role::User)
             .await
             .iter()
             .all(|s| s == "delivered"),
@@ -509,7 +509,7 @@ async fn a_busy_chat_costs_one_delivery_write_per_cooldown_not_one_per_window() 
             break;
         }
     }
-    let writes = delivery_writes(&node) - before;
+    let writes = delivery_writes(node) - before;
     eprintln!("50 messages in a row: {writes} delivery store writes, {events} message:delivered");
     assert!(
         (1..=3).contains(&writes) && (1..=3).contains(&events),

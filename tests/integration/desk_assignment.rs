@@ -306,8 +306,8 @@ async fn a_storm_on_three_nodes_fills_both_agents_to_capacity_and_queues_the_res
     );
 
     // Act: 24 users open a chat at once on the three nodes.
-    let chats = storm(&nodes, 0, 24).await;
-    a_pass_has_run(&nodes).await;
+    let chats = storm(nodes, 0, 24).await;
+    a_pass_has_run(nodes).await;
 
     // Assert: exactly 2 x 3 assignments, 3 each, one admin per chat, the rest queued.
     let all = one_admin_each(&nodes[2], &chats).await;
@@ -332,7 +332,7 @@ async fn a_storm_on_three_nodes_fills_both_agents_to_capacity_and_queues_the_res
     let taken = event_for(&a1, "chat:updated", &queue[0]).await;
     assert_eq!(taken["by"], "system");
     assert_eq!(taken["chat"]["assignedAdmin"], "a1");
-    a_pass_has_run(&nodes).await;
+    a_pass_has_run(nodes).await;
     let all = one_admin_each(&nodes[0], &chats).await;
     assert_eq!((count_of(&all, "a1"), count_of(&all, "a2")), (3, 3));
     assert_eq!(
@@ -378,10 +378,10 @@ async fn an_agent_going_away_mid_storm_gets_nothing_after_and_nobody_goes_over_c
     let a2 = available_agent(&nodes[1], "a2").await;
 
     // Act: a storm of 20 chats, a2 saying `away` in the middle of it.
-    let first = storm(&nodes, 0, 3).await;
-    let (rest, ()) = tokio::join!(storm(&nodes, 3, 17), say(&a2, "away"));
+    let first = storm(nodes, 0, 3).await;
+    let (rest, ()) = tokio::join!(storm(nodes, 3, 17), say(&a2, "away"));
     let chats: Vec<String> = first.into_iter().chain(rest).collect();
-    a_pass_has_run(&nodes).await;
+    a_pass_has_run(nodes).await;
 
     // Assert: a1 full, a2 at most full, every other chat queued, one admin each.
     let all = one_admin_each(&nodes[0], &chats).await;
@@ -391,8 +391,8 @@ async fn an_agent_going_away_mid_storm_gets_nothing_after_and_nobody_goes_over_c
     assert_eq!(queue_of(&all).len(), 20 - by_a1 - by_a2);
 
     // Act: one more chat, with a1 full and a2 away.
-    let late = storm(&nodes, 20, 1).await;
-    a_pass_has_run(&nodes).await;
+    let late = storm(nodes, 20, 1).await;
+    a_pass_has_run(nodes).await;
 
     // Assert: nobody takes it; a2 got nothing after saying away.
     let all = one_admin_each(&nodes[2], &chats).await;
@@ -409,7 +409,7 @@ async fn an_agent_going_away_mid_storm_gets_nothing_after_and_nobody_goes_over_c
         let taken = event_for(&a2, "chat:updated", chat).await;
         assert_eq!(taken["chat"]["assignedAdmin"], "a2");
     }
-    a_pass_has_run(&nodes).await;
+    a_pass_has_run(nodes).await;
     let mut everything = chats.clone();
     everything.extend(late.iter().cloned());
     let all = one_admin_each(&nodes[1], &everything).await;

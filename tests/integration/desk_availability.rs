@@ -123,10 +123,10 @@ async fn availability_is_one_fact_across_nodes_and_away_holds_for_a_second_socke
 
     let first = a.socket("a1", Role::Admin).await;
     first.event("staff:availability").await;
-    assert_eq!(support(&b).await, json!({ "available": true, "staff": 1 }));
+    assert_eq!(support(b).await, json!({ "available": true, "staff": 1 }));
     assert_eq!(say(&first, "away").await["ok"], true);
     assert_eq!(first.event("staff:availability").await["status"], "away");
-    assert_eq!(support(&b).await, json!({ "available": false, "staff": 0 }));
+    assert_eq!(support(b).await, json!({ "available": false, "staff": 0 }));
 
     // A second socket on the other node keeps `away` (same presence session).
     let second = b.socket("a1", Role::Admin).await;
@@ -147,13 +147,13 @@ async fn availability_is_one_fact_across_nodes_and_away_holds_for_a_second_socke
         "a second socket keeps away",
     )
     .await;
-    assert_eq!(support(&a).await["staff"], 0);
+    assert_eq!(support(a).await["staff"], 0);
     assert_eq!(say(&second, "available").await["ok"], true);
     assert_eq!(
         first.event("staff:availability").await,
         json!({ "userId": "a1", "status": "available" })
     );
-    assert_eq!(support(&a).await, json!({ "available": true, "staff": 1 }));
+    assert_eq!(support(a).await, json!({ "available": true, "staff": 1 }));
     assert_eq!(b.user_status("a1").await["availability"], "available");
     cluster.stop().await;
 }

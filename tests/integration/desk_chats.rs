@@ -263,7 +263,7 @@ async fn chat_events_reach_admins_on_another_node() {
         admin.event("chat:created").await["chat"]["id"],
         chat.as_str()
     );
-    patch(&a, &chat, json!({ "status": "closed" })).await;
+    patch(a, &chat, json!({ "status": "closed" })).await;
     let updated = admin.event("chat:updated").await;
     assert_eq!(
         (&updated["chat"]["id"], &updated["changed"]),

@@ -116,10 +116,10 @@ async fn a_late_user_online_never_re_registers_a_closed_socket_in_redis() {
         .start()
         .await;
     let node = &cluster[0];
-    a_user_online_held_past_its_disconnect_leaves_no_ghost(&node).await;
+    a_user_online_held_past_its_disconnect_leaves_no_ghost(node).await;
     // Across heartbeats too: the node's resync must not write a ghost back.
-    assert!(heartbeats_pass(&node, 2).await, "two heartbeats passed");
-    assert_eq!(active_sockets(&node).await, 0, "after two heartbeats");
+    assert!(heartbeats_pass(node, 2).await, "two heartbeats passed");
+    assert_eq!(active_sockets(node).await, 0, "after two heartbeats");
 }
 
 /// Peak resident memory (`VmHWM`) of process `pid`, in KiB.

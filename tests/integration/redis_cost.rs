@@ -78,14 +78,14 @@ async fn redis_cost_per_operation() {
     let admin = b.socket("a1", Role::Admin).await;
     let sender = a.socket("u1", Role::User).await;
     let chat = a.open_chat(&a.token("u1", Role::User)).await;
-    assert!(eventually(LONG, || async { active_users(&a, "").await["count"] == 2 }).await);
+    assert!(eventually(LONG, || async { active_users(a, "").await["count"] == 2 }).await);
     let port = cluster.port();
 
     // Heartbeats: two idle nodes for a while (at least BEATS heartbeats each), counted.
     const BEATS: u64 = 5;
     let beats = || a.state.metrics.presence_heartbeats() + b.state.metrics.presence_heartbeats();
     let (before, beats_before) = (usage(port), beats());
-    let (a_beat, b_beat) = tokio::join!(heartbeats_pass(&a, BEATS), heartbeats_pass(&b, BEATS));
+    let (a_beat, b_beat) = tokio::join!(heartbeats_pass(a, BEATS), heartbeats_pass(b, BEATS));
     assert!(a_beat && b_beat, "both nodes kept beating");
     let (after, beats_after) = (usage(port), beats());
     report(
@@ -131,7 +131,7 @@ async fn redis_cost_per_operation() {
     }
     assert!(
         eventually(LONG, || async {
-            active_users(&a, "").await["count"] == 2 + SOCKETS as u64
+            active_users(a, "").await["count"] == 2 + SOCKETS as u64
         })
         .await
     );
@@ -139,7 +139,7 @@ async fn redis_cost_per_operation() {
     for s in &sockets {
         s.close();
     }
-    assert!(eventually(LONG, || async { active_users(&a, "").await["count"] == 2 }).await);
+    assert!(eventually(LONG, || async { active_users(a, "").await["count"] == 2 }).await);
     let after = usage(port);
     report(
         "per connection (user online, announced)",
