@@ -20,6 +20,8 @@ out=${1:-$work/results}
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # The nodes' logs (warnings and above) are kept beside the results.
+  mkdir -p "$out" && cp "$work"/node*.log "$out"/ 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -50,7 +52,11 @@ timeout "$TIMEOUT" "$BIN_DIR/loadgen" reconnect --recover --urls "$all" --label 
   --redis-url "redis://127.0.0.1:$rport" --out "$out" --strict || status=$?
 # The departures at the end (every client closes): what the surviving nodes logged, and whether
 # they stayed ready.
+mkdir -p "$out"
 for i in $(seq 2 "$NODES"); do
+  # What each survivor counted (resumes by outcome, handshakes refused, ...), for the journal.
+  curl -s "${urls[$((i-1))]}/metrics" | grep -E '^switchboard_(recovery|handshake|connections|admission)' \
+    >"$out/metrics-node$i.txt" || true
   echo "node $i: $(grep -c '"level":"WARN"' "$work/node$i.log" || true) warnings, $(grep -c 'chat partners\|store unavailable' "$work/node$i.log" || true) about the store; /readyz $(curl -s -o /dev/null -w '%{http_code}' "${urls[$((i-1))]}/readyz")"
 done
 if [ "$status" != 0 ]; then
