@@ -591,6 +591,7 @@ async fn a_busy_chat_is_written_once_per_cooldown_on_a_paused_clock() {
         .expect("a message:send payload");
         let saved = node
             .state
+            .chats()
             .send_message(&user, input, Turn::unordered())
             .await
             .expect("saved");
