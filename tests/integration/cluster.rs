@@ -15,46 +15,18 @@ use serde_json::{Value, json};
 use switchboard::domain::Role;
 
 use crate::helpers::cluster::{
-    LONG, active_users, both_ready, queued_statuses, readyz, receives_all, shared_dir, status_of,
-    user_status,
+    Cluster, LONG, active_users, both_ready, no_more_statuses, on_every_topology, queued_statuses,
+    readyz, receives_all, shared_dir, status_of, user_status,
 };
 use crate::helpers::{
-    ProcessNode, Redis, RedisServer, Sio, TEST_HEARTBEAT_SECS, TEST_TTL_SECS, TestNode, Topology,
-    eventually, free_port, send,
+    Redis, RedisServer, Sio, TEST_HEARTBEAT_SECS, TEST_TTL_SECS, TestNode, Topology, eventually,
+    send,
 };
-
-/// Runs the acceptance test `name(topology)` on a single server, a Sentinel group and a Redis
-/// Cluster, as tests `name::single`, `name::sentinel` and `name::cluster`.
-macro_rules! on_every_topology {
-    ($name:ident) => {
-        mod $name {
-            use crate::helpers::Topology;
-
-            #[tokio::test]
-            async fn single() {
-                super::$name(Topology::Single).await
-            }
-
-            #[tokio::test]
-            async fn sentinel() {
-                super::$name(Topology::Sentinel).await
-            }
-
-            #[tokio::test]
-            async fn cluster() {
-                super::$name(Topology::Cluster).await
-            }
-        }
-    };
-}
 
 on_every_topology!(every_server_event_reaches_sockets_on_other_nodes);
 async fn every_server_event_reaches_sockets_on_other_nodes(topology: Topology) {
-    let redis = Redis::start(topology).await;
-    let data = shared_dir();
-    let a = TestNode::cluster(data.clone(), &redis.url(), "node-a").await;
-    let b = TestNode::cluster(data.clone(), &redis.url(), "node-b").await;
-    let c = TestNode::cluster(data.clone(), &redis.url(), "node-c").await;
+    let cluster = Cluster::start(3, topology).await;
+    let [a, b, c] = cluster.nodes();
     let admin_b = b.socket("a1", Role::Admin).await;
     let user_a = a.socket("u1", Role::User).await;
     assert_eq!(
@@ -143,13 +115,8 @@ async fn every_server_event_reaches_sockets_on_other_nodes(topology: Topology) {
 
 on_every_topology!(presence_changes_once_per_user_across_tabs_and_nodes);
 async fn presence_changes_once_per_user_across_tabs_and_nodes(topology: Topology) {
-    let redis = Redis::start(topology).await;
-    let data = shared_dir();
-    let nodes = [
-        TestNode::cluster(data.clone(), &redis.url(), "node-a").await,
-        TestNode::cluster(data.clone(), &redis.url(), "node-b").await,
-        TestNode::cluster(data.clone(), &redis.url(), "node-c").await,
-    ];
+    let cluster = Cluster::start(3, topology).await;
+    let nodes: [_; 3] = cluster.nodes();
     let admins = [
         nodes[0].socket("a1", Role::Admin).await,
         nodes[1].socket("a2", Role::Admin).await,
@@ -167,18 +134,18 @@ async fn presence_changes_once_per_user_across_tabs_and_nodes(topology: Topology
     let tab3 = nodes[2].socket("u1", Role::User).await;
     assert!(
         eventually(LONG, || async {
-            user_status(&nodes[2], "u1").await["sockets"] == 3
+            user_status(nodes[2], "u1").await["sockets"] == 3
         })
         .await
     );
-    assert_eq!(user_status(&nodes[0], "u1").await["status"], "online");
+    assert_eq!(user_status(nodes[0], "u1").await["status"], "online");
 
     // Closing two of them changes nothing; the last one: one `offline`.
     tab1.close();
     tab2.close();
     assert!(
         eventually(LONG, || async {
-            user_status(&nodes[1], "u1").await["sockets"] == 1
+            user_status(nodes[1], "u1").await["sockets"] == 1
         })
         .await
     );
@@ -189,7 +156,7 @@ async fn presence_changes_once_per_user_across_tabs_and_nodes(topology: Topology
             Some("offline")
         );
     }
-    let status = user_status(&nodes[2], "u1").await;
+    let status = user_status(nodes[2], "u1").await;
     assert_eq!(
         (status["status"].as_str(), status["sockets"].as_u64()),
         (Some("offline"), Some(0)),
@@ -218,25 +185,15 @@ async fn presence_changes_once_per_user_across_tabs_and_nodes(topology: Topology
     }
 
     // Nothing more arrives: no transition was announced twice.
-    let quiet = Duration::from_secs(TEST_HEARTBEAT_SECS * 2);
-    for admin in &admins {
-        assert!(
-            admin.try_event("user:status", quiet).await.is_none(),
-            "a transition was announced twice"
-        );
-        assert!(queued_statuses(admin, "u1").is_empty());
+    for (admin, id) in admins.iter().zip(["a1", "a2"]) {
+        no_more_statuses(admin, id, &nodes, 2, "a transition was announced twice").await;
     }
 }
 
 on_every_topology!(active_users_are_the_same_from_every_node);
 async fn active_users_are_the_same_from_every_node(topology: Topology) {
-    let redis = Redis::start(topology).await;
-    let data = shared_dir();
-    let nodes = [
-        TestNode::cluster(data.clone(), &redis.url(), "node-a").await,
-        TestNode::cluster(data.clone(), &redis.url(), "node-b").await,
-        TestNode::cluster(data.clone(), &redis.url(), "node-c").await,
-    ];
+    let cluster = Cluster::start(3, topology).await;
+    let nodes: [_; 3] = cluster.nodes();
     let _sockets = [
         nodes[0].socket("u1", Role::User).await,
         nodes[1].socket("u1", Role::User).await,
@@ -245,7 +202,7 @@ async fn active_users_are_the_same_from_every_node(topology: Topology) {
     ];
     assert!(
         eventually(LONG, || async {
-            active_users(&nodes[0], "").await["count"] == 4
+            active_users(nodes[0], "").await["count"] == 4
         })
         .await
     );
@@ -276,7 +233,7 @@ async fn active_users_are_the_same_from_every_node(topology: Topology) {
     let mut paged = Vec::new();
     let mut query = "?limit=1".to_owned();
     loop {
-        let page = active_users(&nodes[2], &query).await;
+        let page = active_users(nodes[2], &query).await;
         assert_eq!(page["activeUsers"].as_array().unwrap().len(), 1, "{page}");
         paged.extend(page["activeUsers"].as_array().unwrap().iter().cloned());
         match page["nextCursor"].as_str() {
@@ -292,15 +249,16 @@ async fn active_users_are_the_same_from_every_node(topology: Topology) {
 /// retried; they showed in `INFO errorstats` and in the benchmarks' commandstats).
 #[tokio::test]
 async fn first_calls_after_a_start_meet_no_noscript() {
-    let redis = RedisServer::start().await;
-    let node = TestNode::cluster(shared_dir(), &redis.url(), "node-a").await;
+    let mut cluster = Cluster::start(1, Topology::Single).await;
+    let redis = cluster.server().port;
+    let node = &cluster[0];
     let mut sockets = Vec::new();
     for i in 0..5 {
         sockets.push(node.socket(&format!("u{i}"), Role::User).await);
     }
     assert!(
         eventually(LONG, || async {
-            active_users(&node, "").await["count"] == 5
+            active_users(node, "").await["count"] == 5
         })
         .await
     );
@@ -309,16 +267,16 @@ async fn first_calls_after_a_start_meet_no_noscript() {
     }
     assert!(
         eventually(LONG, || async {
-            active_users(&node, "").await["count"] == 0
+            active_users(node, "").await["count"] == 0
         })
         .await
     );
-    let errors = crate::helpers::redis::info(redis.port, "errorstats");
+    let errors = crate::helpers::redis::info(redis, "errorstats");
     assert!(
         !errors.contains("NOSCRIPT"),
         "Redis saw NOSCRIPT errors:\n{errors}"
     );
-    let calls = crate::helpers::redis::info(redis.port, "commandstats");
+    let calls = crate::helpers::redis::info(redis, "commandstats");
     assert!(
         calls.contains("cmdstat_evalsha"),
         "the scripts ran:\n{calls}"
@@ -327,13 +285,12 @@ async fn first_calls_after_a_start_meet_no_noscript() {
 
 #[tokio::test]
 async fn node_killed_without_warning_stops_counting_within_the_ttl_and_is_announced_once() {
-    let redis = RedisServer::start().await;
-    let data = shared_dir();
-    let survivors = [
-        TestNode::cluster(data.clone(), &redis.url(), "survivor-1").await,
-        TestNode::cluster(data.clone(), &redis.url(), "survivor-2").await,
-    ];
-    let mut doomed = ProcessNode::start(data.path(), &redis.url(), "doomed").await;
+    let cluster = Cluster::build(Topology::Single)
+        .named(&["survivor-1", "survivor-2"])
+        .start()
+        .await;
+    let survivors: [_; 2] = cluster.nodes();
+    let mut doomed = cluster.process("doomed").await;
     let admins = [
         survivors[0].socket("a1", Role::Admin).await,
         survivors[1].socket("a2", Role::Admin).await,
@@ -354,7 +311,7 @@ async fn node_killed_without_warning_stops_counting_within_the_ttl_and_is_announ
     }
     assert!(
         eventually(LONG, || async {
-            active_users(&survivors[1], "").await["count"] == 5
+            active_users(survivors[1], "").await["count"] == 5
         })
         .await
     );
@@ -390,28 +347,22 @@ async fn node_killed_without_warning_stops_counting_within_the_ttl_and_is_announ
                 .all(|e| e["node"] != "doomed")
         );
     }
-    let u1 = user_status(&survivors[1], "u1").await;
+    let u1 = user_status(survivors[1], "u1").await;
     assert_eq!(u1["status"], "offline");
     assert!(u1["lastSeen"].is_string());
-    assert_eq!(user_status(&survivors[0], "u2").await["sockets"], 1);
+    assert_eq!(user_status(survivors[0], "u2").await["sockets"], 1);
 
     // Both survivors keep heartbeating: the reaping is announced once, and u2 never went offline.
-    let quiet = Duration::from_secs(TEST_HEARTBEAT_SECS * 3);
-    for admin in &admins {
-        assert!(
-            admin.try_event("user:status", quiet).await.is_none(),
-            "announced more than once"
-        );
-        assert!(queued_statuses(admin, "u2").is_empty());
+    for (admin, id) in admins.iter().zip(["a1", "a2"]) {
+        no_more_statuses(admin, id, &survivors, 3, "announced more than once").await;
     }
 }
 
 #[tokio::test]
 async fn redis_restart_mid_traffic_loses_no_acknowledged_message() {
-    let mut redis = RedisServer::start().await;
-    let data = shared_dir();
-    let a = TestNode::cluster(data.clone(), &redis.url(), "node-a").await;
-    let b = TestNode::cluster(data.clone(), &redis.url(), "node-b").await;
+    let mut cluster = Cluster::start(2, Topology::Single).await;
+    let [a, b] = cluster.take();
+    let redis = cluster.server();
     let admin_b = b.socket("a1", Role::Admin).await;
     let user_a = a.socket("u1", Role::User).await;
     let chat = a.open_chat(&a.token("u1", Role::User)).await;
@@ -475,10 +426,9 @@ async fn redis_restart_mid_traffic_loses_no_acknowledged_message() {
 
 #[tokio::test]
 async fn subscriptions_come_back_after_redis_restarts() {
-    let mut redis = RedisServer::start().await;
-    let data = shared_dir();
-    let a = TestNode::cluster(data.clone(), &redis.url(), "node-a").await;
-    let b = TestNode::cluster(data.clone(), &redis.url(), "node-b").await;
+    let mut cluster = Cluster::start(2, Topology::Single).await;
+    let [a, b] = cluster.take();
+    let redis = cluster.server();
     let admin_b = b.socket("a1", Role::Admin).await;
     let user_a = a.socket("u1", Role::User).await;
     let chat = a.open_chat(&a.token("u1", Role::User)).await;
@@ -511,20 +461,36 @@ async fn subscriptions_come_back_after_redis_restarts() {
 
 #[tokio::test]
 async fn node_started_before_redis_waits_and_joins() {
-    let mut redis = RedisServer::on_port(free_port());
+    // Nothing that speaks Redis on its port yet: a listener that counts the node's attempts
+    // and closes each connection at once.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut redis = RedisServer::on_port(listener.local_addr().unwrap().port());
+    let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let refusing = tokio::spawn({
+        let attempts = attempts.clone();
+        async move {
+            while let Ok((connection, _)) = listener.accept().await {
+                attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(connection);
+            }
+        }
+    });
     let data = shared_dir();
     let url = redis.url();
-    let mut early = tokio::spawn({
+    let early = tokio::spawn({
         let (data, url) = (data.clone(), url.clone());
         async move { TestNode::cluster(data, &url, "early").await }
     });
-    // While Redis is absent the node waits: it neither starts nor fails.
-    assert!(
-        tokio::time::timeout(Duration::from_millis(1500), &mut early)
-            .await
-            .is_err(),
-        "node did not wait for Redis"
-    );
+    // While Redis is absent the node waits: it tries again and again, and neither starts nor
+    // fails.
+    let retried = eventually(LONG, || async {
+        attempts.load(std::sync::atomic::Ordering::SeqCst) >= 3
+    })
+    .await;
+    assert!(retried, "the node did not keep trying to reach Redis");
+    assert!(!early.is_finished(), "node did not wait for Redis");
+    refusing.abort();
+    let _ = refusing.await;
     redis.restart().await;
     let early = tokio::time::timeout(Duration::from_secs(30), early)
         .await
@@ -550,10 +516,9 @@ async fn node_started_before_redis_waits_and_joins() {
 
 #[tokio::test]
 async fn a_password_in_the_redis_url_is_used() {
-    let redis = RedisServer::start_with_password("s3cret-pass").await;
-    let data = shared_dir();
-    let a = TestNode::cluster(data.clone(), &redis.url(), "node-a").await;
-    let b = TestNode::cluster(data.clone(), &redis.url(), "node-b").await;
+    let redis = Redis::Single(RedisServer::start_with_password("s3cret-pass").await);
+    let cluster = Cluster::build(Topology::Single).on(redis).start().await;
+    let [a, b] = cluster.nodes();
     let admin_b = b.socket("a1", Role::Admin).await;
     let user_a = a.socket("u1", Role::User).await;
     let chat = a.open_chat(&a.token("u1", Role::User)).await;
@@ -566,15 +531,16 @@ async fn a_password_in_the_redis_url_is_used() {
         .expect("delivered across nodes");
     assert_eq!(got["message"]["id"], sent["id"]);
     assert_eq!((readyz(a.port).await, readyz(b.port).await), (200, 200));
-    assert!(eventually(LONG, || async { active_users(&b, "").await["count"] == 2 }).await);
+    assert!(eventually(LONG, || async { active_users(b, "").await["count"] == 2 }).await);
 }
 
 on_every_topology!(a_drained_node_withdraws_its_presence_and_its_users_go_offline_once);
 async fn a_drained_node_withdraws_its_presence_and_its_users_go_offline_once(topology: Topology) {
-    let redis = Redis::start(topology).await;
-    let data = shared_dir();
-    let stays = TestNode::cluster(data.clone(), &redis.url(), "stays").await;
-    let leaves = TestNode::cluster(data.clone(), &redis.url(), "leaves").await;
+    let mut cluster = Cluster::build(topology)
+        .named(&["stays", "leaves"])
+        .start()
+        .await;
+    let [stays, leaves] = cluster.take();
     let admin = stays.socket("a1", Role::Admin).await;
     let _only_there = leaves.socket("u1", Role::User).await;
     let _also_here = stays.socket("u2", Role::User).await;
@@ -609,12 +575,8 @@ async fn a_drained_node_withdraws_its_presence_and_its_users_go_offline_once(top
             .iter()
             .all(|e| e["node"] == "stays")
     );
-    let quiet = Duration::from_secs(TEST_HEARTBEAT_SECS * 2);
-    assert!(
-        admin.try_event("user:status", quiet).await.is_none(),
-        "announced more than once"
-    );
-    assert!(queued_statuses(&admin, "u2").is_empty());
+    // u2 was never announced, and u1 once.
+    no_more_statuses(&admin, "a1", &[&stays], 2, "announced more than once").await;
 }
 
 on_every_topology!(
@@ -623,11 +585,11 @@ on_every_topology!(
 async fn draining_a_node_under_traffic_moves_its_clients_and_loses_no_acknowledged_message(
     topology: Topology,
 ) {
-    let redis = Redis::start(topology).await;
-    let data = shared_dir();
-    let stays = TestNode::cluster(data.clone(), &redis.url(), "stays").await;
-    let takes_over = TestNode::cluster(data.clone(), &redis.url(), "takes-over").await;
-    let leaves = TestNode::cluster(data.clone(), &redis.url(), "leaves").await;
+    let mut cluster = Cluster::build(topology)
+        .named(&["stays", "takes-over", "leaves"])
+        .start()
+        .await;
+    let [stays, takes_over, leaves] = cluster.take();
     let admin = stays.socket("a1", Role::Admin).await;
     let chat = stays.open_chat(&stays.token("u1", Role::User)).await;
     let _u2_stays = stays.socket("u2", Role::User).await;
@@ -731,15 +693,14 @@ async fn draining_a_node_under_traffic_moves_its_clients_and_loses_no_acknowledg
 
 on_every_topology!(a_burst_of_emissions_all_reach_the_other_node);
 async fn a_burst_of_emissions_all_reach_the_other_node(topology: Topology) {
-    let redis = Redis::start(topology).await;
-    let data = shared_dir();
     // One admin's 400 writes at once: far past the default REST write budget, which is not
     // what this test is about.
-    let sender = TestNode::cluster_with(data.clone(), &redis.url(), "sender", |c| {
-        c.rate_limit_per_sec = 1000
-    })
-    .await;
-    let receiver = TestNode::cluster(data.clone(), &redis.url(), "receiver").await;
+    let cluster = Cluster::build(topology)
+        .named(&["sender", "receiver"])
+        .each(|c| c.rate_limit_per_sec = 1000)
+        .start()
+        .await;
+    let [sender, receiver] = cluster.nodes();
     let user = receiver.socket("u1", Role::User).await;
     let admin_token = sender.token("a1", Role::Admin);
     const BURST: usize = 400;
@@ -779,22 +740,17 @@ async fn a_burst_of_emissions_all_reach_the_other_node(topology: Topology) {
 /// Two nodes on one Redis; a user's chat, the user's socket and a staff socket on node a, a
 /// staff socket on node b.
 struct ChatAcrossNodes {
-    redis: Redis,
-    a: TestNode,
-    b: TestNode,
+    cluster: Cluster,
     sender: Sio,
     admin_a: Sio,
     admin_b: Sio,
     chat: String,
-    _data: Arc<tempfile::TempDir>,
 }
 
 impl ChatAcrossNodes {
     async fn start(topology: Topology) -> Self {
-        let redis = Redis::start(topology).await;
-        let data = shared_dir();
-        let a = TestNode::cluster(data.clone(), &redis.url(), "node-a").await;
-        let b = TestNode::cluster(data.clone(), &redis.url(), "node-b").await;
+        let cluster = Cluster::start(2, topology).await;
+        let [a, b] = cluster.nodes();
         let sender = a.socket("u1", Role::User).await;
         let (admin_a, admin_b) = (
             a.socket("a1", Role::Admin).await,
@@ -802,14 +758,11 @@ impl ChatAcrossNodes {
         );
         let chat = a.open_chat(&a.token("u1", Role::User)).await;
         ChatAcrossNodes {
-            redis,
-            a,
-            b,
+            cluster,
             sender,
             admin_a,
             admin_b,
             chat,
-            _data: data,
         }
     }
 }
@@ -830,14 +783,11 @@ on_every_topology!(one_senders_pipelined_messages_arrive_in_order_on_every_node)
 async fn one_senders_pipelined_messages_arrive_in_order_on_every_node(topology: Topology) {
     // Every part is bound (not `..`): what is left out would be dropped, nodes and data with it.
     let ChatAcrossNodes {
-        redis: _redis,
-        a: _a,
-        b: _b,
+        cluster: _cluster,
         sender,
         admin_a,
         admin_b,
         chat,
-        _data,
     } = ChatAcrossNodes::start(topology).await;
     // Within the rate limit's burst; sent back to back without waiting for acks, so each
     // message is saved while the previous one's publish is still on its way.
@@ -870,18 +820,14 @@ async fn one_senders_pipelined_messages_arrive_in_order_on_every_node(topology: 
 #[tokio::test]
 async fn a_stalled_redis_does_not_hold_up_delivery_on_the_senders_node() {
     let ChatAcrossNodes {
-        redis,
-        a,
-        b,
+        mut cluster,
         sender,
         admin_a,
         admin_b,
         chat,
-        _data,
     } = ChatAcrossNodes::start(Topology::Single).await;
-    let Redis::Single(redis) = redis else {
-        unreachable!("started as a single server")
-    };
+    let [a, b] = cluster.take();
+    let redis = cluster.server();
     let first = send(&sender, &chat, "before").await;
     for socket in [&sender, &admin_a, &admin_b] {
         assert_eq!(

@@ -11,7 +11,6 @@
 //!   announces the users who did not come back.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -20,11 +19,11 @@ use switchboard::Config;
 use switchboard::auth::Keys;
 use switchboard::domain::Role;
 
-use crate::helpers::cluster::{queued_statuses, status_of};
+use crate::helpers::cluster::{Cluster, queued_statuses, status_of};
 use crate::helpers::quiet::no_more;
 use crate::helpers::{
-    ProcessNode, RedisServer, SECRET, Sio, TEST_HEARTBEAT_SECS, TEST_TTL_SECS, TestNode,
-    eventually, send,
+    ProcessNode, SECRET, Sio, TEST_HEARTBEAT_SECS, TEST_TTL_SECS, TestNode, Topology, eventually,
+    send,
 };
 
 const LONG: Duration = Duration::from_secs(10);
@@ -255,27 +254,21 @@ async fn only_the_assigned_admin_delivers_on_one_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn only_the_assigned_admin_delivers_across_three_nodes() {
-    let redis = RedisServer::start().await;
-    let data = Arc::new(tempfile::tempdir().unwrap());
-    let a = TestNode::cluster(data.clone(), &redis.url(), "node-a").await;
-    let b = TestNode::cluster(data.clone(), &redis.url(), "node-b").await;
-    let c = TestNode::cluster(data.clone(), &redis.url(), "node-c").await;
-    only_the_assigned_admin_delivers(&a, &b, &c).await;
+    let cluster = Cluster::start(3, Topology::Single).await;
+    let [a, b, c] = cluster.nodes();
+    only_the_assigned_admin_delivers(a, b, c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_users_message_is_delivered_live_to_the_only_staff_member_on_another_node() {
-    let redis = RedisServer::start().await;
-    let data = Arc::new(tempfile::tempdir().unwrap());
-    let a = TestNode::cluster(data.clone(), &redis.url(), "node-a").await;
-    let b = TestNode::cluster(data.clone(), &redis.url(), "node-b").await;
-    let c = TestNode::cluster(data.clone(), &redis.url(), "node-c").await;
+    let cluster = Cluster::start(3, Topology::Single).await;
+    let [a, b, c] = cluster.nodes();
     // A chat the user opened: no staff participant, so every staff member is a recipient.
     let chat = a.open_chat(&a.token("u1", Role::User)).await;
     let user = a.socket("u1", Role::User).await;
     let staff = b.socket("s1", Role::Admin).await;
     let watcher = c.socket("u1", Role::User).await;
-    counted_everywhere(&[&a, &b, &c], "s1", 1).await;
+    counted_everywhere(&[a, b, c], "s1", 1).await;
 
     let sent = send(&user, &chat, "anyone?").await;
     assert_eq!(sent["status"], "sent");
@@ -297,7 +290,7 @@ async fn a_users_message_is_delivered_live_to_the_only_staff_member_on_another_n
         &user,
         "u1",
         "message:delivered",
-        &[&a, &b, &c],
+        &[a, b, c],
         "one message:delivered",
     )
     .await;
@@ -395,12 +388,13 @@ fn token(data: &Path, id: &str, role: Role) -> String {
         .expect("HS256 token")
 }
 
-/// An in-process cluster node with the tests' offline grace.
-async fn watcher_node(data: &Arc<tempfile::TempDir>, redis: &str, id: &str) -> TestNode {
-    TestNode::cluster_with(data.clone(), redis, id, |c| {
-        c.offline_grace = Duration::from_secs(GRACE_SECS)
-    })
-    .await
+/// A cluster whose in-process nodes (`names`) have the tests' offline grace.
+async fn watched_cluster(names: &[&str]) -> Cluster {
+    Cluster::build(Topology::Single)
+        .named(names)
+        .each(|c| c.offline_grace = Duration::from_secs(GRACE_SECS))
+        .start()
+        .await
 }
 
 /// Expects exactly one `offline` for `user` on `admin`, no sooner than the grace after `gone`,
@@ -437,11 +431,10 @@ async fn never_announced(admin: &Sio, user: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_drained_nodes_user_is_announced_offline_once_by_another_node_after_the_grace() {
-    let redis = RedisServer::start().await;
-    let data = Arc::new(tempfile::tempdir().unwrap());
-    let stays = watcher_node(&data, &redis.url(), "stays").await;
-    let other = Proc::cluster(data.path(), &redis.url(), "other").await;
-    let mut leaves = Proc::cluster(data.path(), &redis.url(), "leaves").await;
+    let cluster = watched_cluster(&["stays"]).await;
+    let (stays, data, redis) = (&cluster[0], cluster.data.clone(), cluster.url());
+    let other = Proc::cluster(data.path(), &redis, "other").await;
+    let mut leaves = Proc::cluster(data.path(), &redis, "leaves").await;
     let admin = stays.socket("a1", Role::Admin).await;
     let _only_there = leaves.socket(data.path(), "u1", Role::User).await;
     assert_eq!(
@@ -465,11 +458,10 @@ async fn a_drained_nodes_user_is_announced_offline_once_by_another_node_after_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_drained_nodes_user_who_comes_back_inside_the_grace_is_never_announced_offline() {
-    let redis = RedisServer::start().await;
-    let data = Arc::new(tempfile::tempdir().unwrap());
-    let stays = watcher_node(&data, &redis.url(), "stays").await;
-    let _other = Proc::cluster(data.path(), &redis.url(), "other").await;
-    let mut leaves = Proc::cluster(data.path(), &redis.url(), "leaves").await;
+    let cluster = watched_cluster(&["stays"]).await;
+    let (stays, data, redis) = (&cluster[0], cluster.data.clone(), cluster.url());
+    let _other = Proc::cluster(data.path(), &redis, "other").await;
+    let mut leaves = Proc::cluster(data.path(), &redis, "leaves").await;
     let admin = stays.socket("a1", Role::Admin).await;
     let _only_there = leaves.socket(data.path(), "u1", Role::User).await;
     assert_eq!(
@@ -485,11 +477,10 @@ async fn a_drained_nodes_user_who_comes_back_inside_the_grace_is_never_announced
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_nodes_user_is_announced_offline_once_after_the_grace() {
-    let redis = RedisServer::start().await;
-    let data = Arc::new(tempfile::tempdir().unwrap());
-    let stays = watcher_node(&data, &redis.url(), "stays").await;
-    let _other = Proc::cluster(data.path(), &redis.url(), "other").await;
-    let mut doomed = Proc::cluster(data.path(), &redis.url(), "doomed").await;
+    let cluster = watched_cluster(&["stays"]).await;
+    let (stays, data, redis) = (&cluster[0], cluster.data.clone(), cluster.url());
+    let _other = Proc::cluster(data.path(), &redis, "other").await;
+    let mut doomed = Proc::cluster(data.path(), &redis, "doomed").await;
     let admin = stays.socket("a1", Role::Admin).await;
     let _only_there = doomed.socket(data.path(), "u1", Role::User).await;
     assert_eq!(
@@ -516,10 +507,10 @@ async fn a_killed_nodes_user_is_announced_offline_once_after_the_grace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_nodes_user_is_announced_once_even_when_the_node_that_reaped_it_dies_too() {
-    let redis = RedisServer::start().await;
-    let data = Arc::new(tempfile::tempdir().unwrap());
-    let mut reaper = Proc::cluster(data.path(), &redis.url(), "reaper").await;
-    let mut doomed = Proc::cluster(data.path(), &redis.url(), "doomed").await;
+    let cluster = watched_cluster(&[]).await;
+    let (data, redis) = (cluster.data.clone(), cluster.url());
+    let mut reaper = Proc::cluster(data.path(), &redis, "reaper").await;
+    let mut doomed = Proc::cluster(data.path(), &redis, "doomed").await;
     let _only_there = doomed.socket(data.path(), "u1", Role::User).await;
     assert!(
         eventually(LONG, || async {
@@ -539,7 +530,7 @@ async fn a_killed_nodes_user_is_announced_once_even_when_the_node_that_reaped_it
     );
     let reaped = Instant::now();
     // A node that joins now, with an admin watching, must announce it when the grace ends.
-    let stays = watcher_node(&data, &redis.url(), "stays").await;
+    let stays = cluster.join("stays").await;
     let admin = stays.socket("a1", Role::Admin).await;
     reaper.kill();
     assert!(

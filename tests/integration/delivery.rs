@@ -3,16 +3,18 @@
 //! delivered, every node's history agreeing, the store writes a burst costs, and a connection
 //! state recovery replay delivering what the recipient missed.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use switchboard::domain::Role;
+use switchboard::domain::{AuthUser, ChatId, Role, Side, now};
+use switchboard::ordering::Turn;
+use switchboard::presence::SocketEntry;
+use switchboard::service::delivery::COOLDOWN;
 use switchboard::store::StoreOp;
 
 use crate::helpers::quiet::no_more;
-use crate::helpers::{RedisServer, Sio, TestNode, eventually, send};
+use crate::helpers::{Cluster, Sio, TestNode, Topology, eventually, send};
 
 const LONG: Duration = Duration::from_secs(10);
 
@@ -47,10 +49,8 @@ fn delivery_writes(node: &TestNode) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_message_to_staff_on_another_node_is_delivered_once() {
-    let redis = RedisServer::start().await;
-    let data = Arc::new(tempfile::tempdir().unwrap());
-    let a = TestNode::cluster(data.clone(), &redis.url(), "node-a").await;
-    let b = TestNode::cluster(data.clone(), &redis.url(), "node-b").await;
+    let cluster = Cluster::start(2, Topology::Single).await;
+    let [a, b] = cluster.nodes();
     let chat = b.staff_chat("a1", "u1").await;
     // The recipient (staff a1) has sockets on both nodes; the sender is on node a.
     let staff_b = b.socket("a1", Role::Admin).await;
@@ -80,7 +80,7 @@ async fn a_message_to_staff_on_another_node_is_delivered_once() {
         &staff_b,
         "a1",
         "message:delivered",
-        &[&a, &b],
+        &[a, b],
         "one transition, not one per node or socket",
     )
     .await;
@@ -452,11 +452,11 @@ async fn a_busy_chat_costs_one_delivery_write_per_cooldown_not_one_per_window() 
     // so each would open a 5 ms window of its own without the cooldown. The staff socket is on
     // another node than the sender's, so the sender's node decides each delivery live (on one
     // node the saves would mark them, with no delivery write at all).
-    let redis = RedisServer::start().await;
-    let data = Arc::new(tempfile::tempdir().unwrap());
-    let rate = |c: &mut switchboard::config::Config| c.rate_limit_per_sec = 200;
-    let node = TestNode::cluster_with(data.clone(), &redis.url(), "node-a", rate).await;
-    let other = TestNode::cluster_with(data.clone(), &redis.url(), "node-b", rate).await;
+    let cluster = Cluster::build(Topology::Single)
+        .each(|c| c.rate_limit_per_sec = 200)
+        .start()
+        .await;
+    let [node, other] = cluster.nodes();
     let chat = node.staff_chat("a2", "u2").await;
     let staff = other.socket("a2", Role::Admin).await;
     let user = node.socket("u2", Role::User).await;
@@ -473,7 +473,7 @@ async fn a_busy_chat_costs_one_delivery_write_per_cooldown_not_one_per_window() 
         .await,
         "staff presence reached the sender's node"
     );
-    let before = delivery_writes(&node);
+    let before = delivery_writes(node);
     let mut last = Value::Null;
     for i in 0..50 {
         user.emit(
@@ -487,7 +487,7 @@ async fn a_busy_chat_costs_one_delivery_write_per_cooldown_not_one_per_window() 
     }
     assert!(
         eventually(LONG, || async {
-            statuses(&node, &chat, "u2", Role::User)
+            statuses(node, &chat, "u2", Role::User)
                 .await
                 .iter()
                 .all(|s| s == "delivered")
@@ -496,7 +496,7 @@ async fn a_busy_chat_costs_one_delivery_write_per_cooldown_not_one_per_window() 
         "all 50 delivered"
     );
     assert!(
-        statuses(&other, &chat, "u2", Role::User)
+        statuses(other, &chat, "u2", Role::User)
             .await
             .iter()
             .all(|s| s == "delivered"),
@@ -509,7 +509,7 @@ async fn a_busy_chat_costs_one_delivery_write_per_cooldown_not_one_per_window() 
             break;
         }
     }
-    let writes = delivery_writes(&node) - before;
+    let writes = delivery_writes(node) - before;
     eprintln!("50 messages in a row: {writes} delivery store writes, {events} message:delivered");
     assert!(
         (1..=3).contains(&writes) && (1..=3).contains(&events),
@@ -541,5 +541,89 @@ async fn a_staff_message_to_a_user_on_the_same_node_is_delivered_by_its_save() {
     assert_eq!(
         statuses(&node, &chat, "a3", Role::Admin).await,
         ["delivered"]
+    );
+}
+
+/// The delivery coalescer on tokio's paused clock (the way mini-redis's `tests/server.rs` tests
+/// its expiry): a user sends a message every 100 ms for 3 s of virtual time, with the chat's
+/// staff connected elsewhere in the cluster, so every delivery is decided by a flush. One
+/// delivery write per cooldown, not one per message, and the last message delivered once the
+/// chat is quiet. No real waiting: the test runs in milliseconds whatever the cooldown.
+#[tokio::test]
+async fn a_busy_chat_is_written_once_per_cooldown_on_a_paused_clock() {
+    // Arrange: staff a2 connected on another node (presence), so no save marks a message
+    // delivered itself and every flush checks who is connected.
+    let node = TestNode::start_with(|c| c.rate_limit_per_sec = 1000).await;
+    let chat = ChatId::from_trusted(node.staff_chat("a2", "u2").await);
+    let a2 = SocketEntry {
+        user_id: "a2".into(),
+        socket_id: "a2-elsewhere".into(),
+        user_name: "a2 name".into(),
+        user_role: Role::Admin,
+        connected_at: now(),
+        node: "elsewhere".into(),
+    };
+    node.state.presence.connect(&a2).await.expect("a2 counted");
+    let user = AuthUser {
+        id: "u2".into(),
+        name: "u2 name".into(),
+        role: Role::User,
+    };
+    tokio::time::pause();
+    // While the store works on its blocking pool the runtime is idle, and a paused clock leaps
+    // to the next timer: a 1 ms ticker keeps it to a creep, never a whole cooldown.
+    let ticker = tokio::spawn(async {
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        loop {
+            tick.tick().await;
+        }
+    });
+    let before = delivery_writes(&node);
+    let started = tokio::time::Instant::now();
+
+    // Act: 30 messages, 100 ms apart.
+    const MESSAGES: u64 = 30;
+    let mut last_seq = 0;
+    for i in 0..MESSAGES {
+        let input = serde_json::from_value(
+            json!({ "chatId": chat.as_str(), "message": { "content": format!("busy {i}") } }),
+        )
+        .expect("a message:send payload");
+        let saved = node
+            .state
+            .chats()
+            .send_message(&user, input, Turn::unordered())
+            .await
+            .expect("saved");
+        last_seq = saved.into_inner().seq;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let busy = started.elapsed();
+    // The flusher ends once a cooldown passes with no trigger.
+    let quiet = eventually(COOLDOWN * 3, || async { node.state.delivery.is_idle() }).await;
+    ticker.abort();
+
+    // Assert: at most one write per cooldown of the busy time (and the first window's), the
+    // last message delivered.
+    assert!(quiet, "the flusher did not end after the chat went quiet");
+    let writes = delivery_writes(&node) - before;
+    let windows = 2 + (busy.as_millis() / COOLDOWN.as_millis()) as u64;
+    eprintln!("paused clock: {writes} delivery writes for {MESSAGES} messages over {busy:?}");
+    assert!(
+        (1..=windows).contains(&writes),
+        "{writes} delivery writes for {MESSAGES} messages over {busy:?} of paused time \
+         (at most one per {COOLDOWN:?}: {windows})"
+    );
+    let stored = node
+        .state
+        .store
+        .chat(&chat)
+        .await
+        .unwrap()
+        .expect("the chat");
+    assert_eq!(
+        stored.delivered.of(Side::Staff),
+        last_seq,
+        "every message delivered"
     );
 }

@@ -5,7 +5,6 @@
 //! MongoDB: a storm of chats gives exactly the capacity's worth of assignments and queues the
 //! rest in order, also with an agent going away mid-storm.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -14,7 +13,7 @@ use serde_json::{Value, json};
 use switchboard::config::{AssignmentMode, Config};
 use switchboard::domain::{Chat, ChatId, ChatStatus, Role};
 
-use crate::helpers::{Redis, Sio, TestNode, Topology, WAIT, eventually};
+use crate::helpers::{Cluster, Sio, Store, TestNode, Topology, WAIT, eventually};
 
 /// Long enough for any pass a wake started to have ended.
 const SETTLE: Duration = Duration::from_secs(15);
@@ -218,33 +217,14 @@ async fn an_agent_away_longer_than_reassign_after_loses_their_chats_to_the_front
     assert!(stored(&node, &second).await.assigned_admin.is_none());
 }
 
-/// Where the cluster tests keep their chats.
-#[derive(Clone, Copy)]
-enum Backend {
-    /// One embedded store on a shared `DATA_DIR`.
-    Embedded,
-    /// The MongoDB-wire test server.
-    Mongo,
-}
-
-/// Three auto-assigning nodes on `redis`, with capacity `cap`.
-async fn three_nodes(redis: &Redis, backend: Backend, cap: u32) -> Vec<TestNode> {
-    let data = Arc::new(tempfile::tempdir().unwrap());
-    let database = crate::helpers::mongo::fresh_database();
-    let mut nodes = Vec::new();
-    for i in 0..3 {
-        let database = database.clone();
-        let node = TestNode::cluster_with(data.clone(), &redis.url(), &format!("as-{i}"), |c| {
-            auto(c, cap, 0);
-            if let Backend::Mongo = backend {
-                c.mongodb_uri = Some(crate::helpers::mongo::shared().uri().into());
-                c.mongodb_database = database;
-            }
-        })
-        .await;
-        nodes.push(node);
-    }
-    nodes
+/// Three auto-assigning nodes on a Redis of `topology`, with capacity `cap`.
+async fn three_nodes(topology: Topology, store: Store, cap: u32) -> Cluster {
+    Cluster::build(topology)
+        .named(&["as-0", "as-1", "as-2"])
+        .store(store)
+        .each(move |c| auto(c, cap, 0))
+        .start()
+        .await
 }
 
 /// `n` users opening a chat each at once, spread over the nodes; their ids.
@@ -311,11 +291,11 @@ fn queue_of(chats: &[Chat]) -> Vec<String> {
 
 async fn a_storm_on_three_nodes_fills_both_agents_to_capacity_and_queues_the_rest_in_order(
     topology: Topology,
-    backend: Backend,
+    store: Store,
 ) {
     // Arrange: capacity 3; a1 on the first node, a2 on the second.
-    let redis = Redis::start(topology).await;
-    let nodes = three_nodes(&redis, backend, 3).await;
+    let cluster = three_nodes(topology, store, 3).await;
+    let nodes = &cluster.nodes;
     let a1 = available_agent(&nodes[0], "a1").await;
     let _a2 = available_agent(&nodes[1], "a2").await;
     assert!(
@@ -326,8 +306,8 @@ async fn a_storm_on_three_nodes_fills_both_agents_to_capacity_and_queues_the_res
     );
 
     // Act: 24 users open a chat at once on the three nodes.
-    let chats = storm(&nodes, 0, 24).await;
-    a_pass_has_run(&nodes).await;
+    let chats = storm(nodes, 0, 24).await;
+    a_pass_has_run(nodes).await;
 
     // Assert: exactly 2 x 3 assignments, 3 each, one admin per chat, the rest queued.
     let all = one_admin_each(&nodes[2], &chats).await;
@@ -352,7 +332,7 @@ async fn a_storm_on_three_nodes_fills_both_agents_to_capacity_and_queues_the_res
     let taken = event_for(&a1, "chat:updated", &queue[0]).await;
     assert_eq!(taken["by"], "system");
     assert_eq!(taken["chat"]["assignedAdmin"], "a1");
-    a_pass_has_run(&nodes).await;
+    a_pass_has_run(nodes).await;
     let all = one_admin_each(&nodes[0], &chats).await;
     assert_eq!((count_of(&all, "a1"), count_of(&all, "a2")), (3, 3));
     assert_eq!(
@@ -366,7 +346,7 @@ async fn a_storm_on_three_nodes_fills_both_agents_to_capacity_and_queues_the_res
 async fn storm_on_three_nodes_single_redis() {
     a_storm_on_three_nodes_fills_both_agents_to_capacity_and_queues_the_rest_in_order(
         Topology::Single,
-        Backend::Embedded,
+        Store::Embedded,
     )
     .await;
 }
@@ -375,7 +355,7 @@ async fn storm_on_three_nodes_single_redis() {
 async fn storm_on_three_nodes_redis_cluster() {
     a_storm_on_three_nodes_fills_both_agents_to_capacity_and_queues_the_rest_in_order(
         Topology::Cluster,
-        Backend::Embedded,
+        Store::Embedded,
     )
     .await;
 }
@@ -384,7 +364,7 @@ async fn storm_on_three_nodes_redis_cluster() {
 async fn storm_on_three_nodes_sentinel_and_mongodb() {
     a_storm_on_three_nodes_fills_both_agents_to_capacity_and_queues_the_rest_in_order(
         Topology::Sentinel,
-        Backend::Mongo,
+        Store::Mongo,
     )
     .await;
 }
@@ -392,16 +372,16 @@ async fn storm_on_three_nodes_sentinel_and_mongodb() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_agent_going_away_mid_storm_gets_nothing_after_and_nobody_goes_over_capacity() {
     // Arrange: capacity 4; a1 and a2 available on two nodes.
-    let redis = Redis::start(Topology::Single).await;
-    let nodes = three_nodes(&redis, Backend::Embedded, 4).await;
+    let cluster = three_nodes(Topology::Single, Store::Embedded, 4).await;
+    let nodes = &cluster.nodes;
     let _a1 = available_agent(&nodes[0], "a1").await;
     let a2 = available_agent(&nodes[1], "a2").await;
 
     // Act: a storm of 20 chats, a2 saying `away` in the middle of it.
-    let first = storm(&nodes, 0, 3).await;
-    let (rest, ()) = tokio::join!(storm(&nodes, 3, 17), say(&a2, "away"));
+    let first = storm(nodes, 0, 3).await;
+    let (rest, ()) = tokio::join!(storm(nodes, 3, 17), say(&a2, "away"));
     let chats: Vec<String> = first.into_iter().chain(rest).collect();
-    a_pass_has_run(&nodes).await;
+    a_pass_has_run(nodes).await;
 
     // Assert: a1 full, a2 at most full, every other chat queued, one admin each.
     let all = one_admin_each(&nodes[0], &chats).await;
@@ -411,8 +391,8 @@ async fn an_agent_going_away_mid_storm_gets_nothing_after_and_nobody_goes_over_c
     assert_eq!(queue_of(&all).len(), 20 - by_a1 - by_a2);
 
     // Act: one more chat, with a1 full and a2 away.
-    let late = storm(&nodes, 20, 1).await;
-    a_pass_has_run(&nodes).await;
+    let late = storm(nodes, 20, 1).await;
+    a_pass_has_run(nodes).await;
 
     // Assert: nobody takes it; a2 got nothing after saying away.
     let all = one_admin_each(&nodes[2], &chats).await;
@@ -429,7 +409,7 @@ async fn an_agent_going_away_mid_storm_gets_nothing_after_and_nobody_goes_over_c
         let taken = event_for(&a2, "chat:updated", chat).await;
         assert_eq!(taken["chat"]["assignedAdmin"], "a2");
     }
-    a_pass_has_run(&nodes).await;
+    a_pass_has_run(nodes).await;
     let mut everything = chats.clone();
     everything.extend(late.iter().cloned());
     let all = one_admin_each(&nodes[1], &everything).await;

@@ -3,15 +3,13 @@
 //! FORBIDDEN` and changes nothing, whether the staff member was seen at a handshake or only in
 //! a REST call, on this node or another, on both stores; a superadmin's goes through.
 
-use std::sync::Arc;
-
 use reqwest::Method;
 use serde_json::{Value, json};
 use switchboard::domain::Role;
 
 use crate::desk::{act, registered};
 use crate::helpers::mongo::{TEST_TIMEOUT, fresh_database, shared};
-use crate::helpers::{RedisServer, Sio, TestNode, WAIT, eventually};
+use crate::helpers::{Cluster, Sio, TestNode, Topology, WAIT, eventually};
 
 /// Every removal an admin can try on `target`: each must be `403 FORBIDDEN`.
 async fn every_removal_is_forbidden(node: &TestNode, admin: &str, target: &str) {
@@ -113,12 +111,11 @@ async fn an_admin_may_not_remove_staff_seen_at_a_handshake_or_in_a_rest_call_but
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_admin_on_one_node_may_not_remove_staff_seen_on_another() {
     // Arrange: three nodes on one Redis and one store; staff member a2 connects to the first.
-    let redis = RedisServer::start().await;
-    let data = Arc::new(tempfile::tempdir().unwrap());
-    let mut nodes = Vec::new();
-    for id in ["rule-a", "rule-b", "rule-c"] {
-        nodes.push(TestNode::cluster(data.clone(), &redis.url(), id).await);
-    }
+    let cluster = Cluster::build(Topology::Single)
+        .named(&["rule-a", "rule-b", "rule-c"])
+        .start()
+        .await;
+    let nodes = &cluster.nodes;
     let a2 = registered(&nodes[0], "a2", Role::Admin, 1).await;
 
     // Act and assert: an admin on the third node is refused; nothing changes anywhere.
@@ -149,9 +146,7 @@ async fn an_admin_on_one_node_may_not_remove_staff_seen_on_another() {
         entries[0]["actor"],
         json!({ "id": "s1", "role": "superadmin" })
     );
-    for node in nodes {
-        node.stop().await;
-    }
+    cluster.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -16,9 +16,11 @@ use serde_json::json;
 use switchboard::domain::Role;
 use tokio::sync::watch;
 
-use crate::helpers::cluster::{LONG, active_users, queued_statuses, readyz, shared_dir, status_of};
-use crate::helpers::redis::{RedisCluster, RedisServer, SentinelGroup, TcpProxy, cli};
-use crate::helpers::{Sio, TestNode, eventually, heartbeats_pass};
+use crate::helpers::cluster::{
+    ClusterBuilder, LONG, active_users, queued_statuses, readyz, status_of,
+};
+use crate::helpers::redis::{RedisCluster, RedisServer, TcpProxy, cli};
+use crate::helpers::{Cluster, Redis, Sio, TestNode, Topology, eventually, heartbeats_pass};
 
 /// The longest an acknowledged message may take to reach the other node across a failover
 /// (docs/cluster.md gives the measured figures and where the time goes).
@@ -41,7 +43,8 @@ struct Scene {
     traffic: Vec<Traffic>,
     /// What staff received on the other node: on b for a's sender, on a for b's.
     received: Vec<Receiver>,
-    _data: Arc<tempfile::TempDir>,
+    /// Redis, and the data the nodes share.
+    cluster: Cluster,
 }
 
 /// A sender's acknowledged messages: id -> when the ack arrived.
@@ -113,10 +116,10 @@ fn receive(socket: Sio) -> Receiver {
 }
 
 impl Scene {
-    async fn start(url: &str) -> Scene {
-        let data = shared_dir();
-        let a = TestNode::cluster(data.clone(), url, "node-a").await;
-        let b = TestNode::cluster(data.clone(), url, "node-b").await;
+    /// Two nodes on `cluster` (started without nodes).
+    async fn start(cluster: ClusterBuilder) -> Scene {
+        let mut cluster = cluster.nodes(2).start().await;
+        let [a, b] = cluster.take();
         let admin_a = a.socket("a1", Role::Admin).await;
         let admin_b = b.socket("a2", Role::Admin).await;
         let stay = vec![
@@ -150,7 +153,7 @@ impl Scene {
             _stay: stay,
             traffic,
             received,
-            _data: data,
+            cluster,
         };
         // Traffic flows both ways before anything fails.
         assert!(
@@ -284,8 +287,10 @@ impl Scene {
 
 #[tokio::test]
 async fn a_sentinel_failover_under_traffic_loses_no_acknowledged_message() {
-    let mut group = SentinelGroup::start().await;
-    let mut scene = Scene::start(&group.url()).await;
+    let mut scene = Scene::start(Cluster::build(Topology::Sentinel)).await;
+    let Redis::Sentinel(group) = &mut scene.cluster.redis else {
+        unreachable!("a Sentinel group")
+    };
 
     let took = group.fail_over().await;
     eprintln!("sentinel: replica promoted {took:?} after the primary was killed");
@@ -306,8 +311,12 @@ async fn a_sentinel_failover_under_traffic_loses_no_acknowledged_message() {
 
 #[tokio::test]
 async fn a_redis_cluster_survives_its_masters_failing_over_under_traffic() {
-    let mut cluster = RedisCluster::start(true).await;
-    let mut scene = Scene::start(&cluster.url()).await;
+    // With a replica per master, to fail over to.
+    let redis = Redis::Cluster(RedisCluster::start(true).await);
+    let mut scene = Scene::start(Cluster::build(Topology::Cluster).on(redis)).await;
+    let Redis::Cluster(cluster) = &mut scene.cluster.redis else {
+        unreachable!("a Redis Cluster")
+    };
 
     // First the master of the adapter's request channel (cross-node delivery), then the master
     // of the presence slot.
@@ -338,10 +347,12 @@ async fn a_redis_cluster_survives_its_masters_failing_over_under_traffic() {
 
 #[tokio::test]
 async fn a_primary_replaced_behind_its_address_by_an_older_copy_is_rebuilt() {
-    let mut primary = RedisServer::start().await;
+    let primary = RedisServer::start().await;
     let replica = RedisServer::start_replica_of(primary.port).await;
     let proxy = TcpProxy::start(primary.port).await;
-    let mut scene = Scene::start(&proxy.url()).await;
+    let redis = Redis::Single(primary);
+    let mut scene =
+        Scene::start(Cluster::build(Topology::Single).on(redis).via(&proxy.url())).await;
 
     // The replica stops following: what it holds from now on is older than the primary.
     let replica_port = replica.port;
@@ -360,7 +371,7 @@ async fn a_primary_replaced_behind_its_address_by_an_older_copy_is_rebuilt() {
     assert_eq!(active_users(&scene.b, "").await["count"], 10);
     // The managed service fails over: the old primary dies, the address now leads to the
     // promoted replica, and every open connection is cut.
-    primary.kill();
+    scene.cluster.server().kill();
     proxy.switch_to(replica.port);
 
     scene.traffic_crosses_again("switched address").await;
@@ -389,9 +400,9 @@ async fn timed_readyz(port: u16) -> (u16, Duration) {
 
 #[tokio::test]
 async fn readyz_rides_out_a_redis_blip_turns_503_after_the_grace_and_answers_at_once() {
-    let redis = RedisServer::start().await;
-    let data = shared_dir();
-    let node = TestNode::cluster(data.clone(), &redis.url(), "node-a").await;
+    let mut cluster = Cluster::start(1, Topology::Single).await;
+    let [node] = cluster.take();
+    let redis = cluster.server();
     assert_eq!(readyz(node.port).await, 200);
     const GRACE: Duration = switchboard::http::health::READINESS_GRACE;
     const PROBE: Duration = switchboard::http::health::PROBE_INTERVAL;

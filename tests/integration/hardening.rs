@@ -8,7 +8,7 @@ use switchboard::domain::Role;
 
 use switchboard::client_events::ClientEvent;
 
-use crate::helpers::{RedisServer, Sio, TestNode, WAIT, eventually, heartbeats_pass};
+use crate::helpers::{Cluster, Sio, TestNode, Topology, WAIT, eventually, heartbeats_pass};
 
 /// How many sockets a ghost-presence test opens and closes.
 const GHOSTS: usize = 100;
@@ -111,13 +111,15 @@ async fn a_late_user_online_never_re_registers_a_closed_socket() {
 
 #[tokio::test]
 async fn a_late_user_online_never_re_registers_a_closed_socket_in_redis() {
-    let redis = RedisServer::start().await;
-    let data = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let node = TestNode::cluster(data, &redis.url(), "ghost-node").await;
-    a_user_online_held_past_its_disconnect_leaves_no_ghost(&node).await;
+    let cluster = Cluster::build(Topology::Single)
+        .named(&["ghost-node"])
+        .start()
+        .await;
+    let node = &cluster[0];
+    a_user_online_held_past_its_disconnect_leaves_no_ghost(node).await;
     // Across heartbeats too: the node's resync must not write a ghost back.
-    assert!(heartbeats_pass(&node, 2).await, "two heartbeats passed");
-    assert_eq!(active_sockets(&node).await, 0, "after two heartbeats");
+    assert!(heartbeats_pass(node, 2).await, "two heartbeats passed");
+    assert_eq!(active_sockets(node).await, 0, "after two heartbeats");
 }
 
 /// Peak resident memory (`VmHWM`) of process `pid`, in KiB.

@@ -15,7 +15,7 @@ use switchboard::auth::Keys;
 use switchboard::domain::Role;
 use tokio::time::Instant;
 
-use crate::helpers::{ConnectError, Sio};
+use crate::helpers::{ConnectError, Sio, eventually};
 
 const SECRET: &str = "ops-integration-secret-0123456789";
 
@@ -100,16 +100,15 @@ impl Binary {
 
     /// Waits up to `within` for the process to exit.
     async fn exited(&mut self, within: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait on child") {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let child = Mutex::new(&mut self.child);
+        let status = Mutex::new(None);
+        eventually(within, || async {
+            let exit = child.lock().unwrap().try_wait().expect("wait on child");
+            *status.lock().unwrap() = exit;
+            exit.is_some()
+        })
+        .await;
+        status.into_inner().unwrap()
     }
 }
 
@@ -394,11 +393,11 @@ async fn sigterm_drains_fifty_clients_and_keeps_every_acked_message() {
             })
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while acked.lock().unwrap().len() < CLIENTS * 2 {
-        assert!(Instant::now() < deadline, "clients got no acks");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let flowing = eventually(Duration::from_secs(30), || async {
+        acked.lock().unwrap().len() >= CLIENTS * 2
+    })
+    .await;
+    assert!(flowing, "clients got no acks");
     // Readiness, polled throughout.
     let readiness = Arc::new(Mutex::new(Vec::<u16>::new()));
     let stop_polling = Arc::new(AtomicBool::new(false));
@@ -421,11 +420,11 @@ async fn sigterm_drains_fifty_clients_and_keeps_every_acked_message() {
     let wait_for_status = |status: u16| {
         let readiness = readiness.clone();
         async move {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !readiness.lock().unwrap().contains(&status) {
-                assert!(Instant::now() < deadline, "/readyz never answered {status}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            let answered = eventually(Duration::from_secs(10), || async {
+                readiness.lock().unwrap().contains(&status)
+            })
+            .await;
+            assert!(answered, "/readyz never answered {status}");
         }
     };
     wait_for_status(200).await;

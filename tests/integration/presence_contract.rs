@@ -7,7 +7,7 @@
 //! line fails with "function `...` is never used"). Every backend runs the one list.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fred::prelude::ClientLike;
@@ -15,7 +15,7 @@ use switchboard::cluster::redis::{COMMAND_TIMEOUT, builder};
 use switchboard::domain::{Role, now};
 use switchboard::presence::{MemoryPresence, Presence, RedisPresence, SocketEntry, Transition};
 
-use crate::helpers::RedisServer;
+use crate::helpers::{RedisServer, eventually};
 
 fn entry(user: &str, socket: &str, node: &str) -> SocketEntry {
     SocketEntry {
@@ -40,13 +40,15 @@ const GRACE: Duration = Duration::from_millis(300);
 
 /// Claims until `user` is claimed (or 5 s pass); returns every claim's result, in order.
 async fn claim_until(p: &dyn Presence, user: &str) -> Vec<String> {
-    let mut claimed = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !claimed.iter().any(|u| u == user) && tokio::time::Instant::now() < deadline {
-        claimed.extend(p.claim_due_offline().await.unwrap());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    claimed
+    let claimed = Mutex::new(Vec::new());
+    eventually(Duration::from_secs(5), || async {
+        let got = p.claim_due_offline().await.unwrap();
+        let mut claimed = claimed.lock().unwrap();
+        claimed.extend(got);
+        claimed.iter().any(|u| u == user)
+    })
+    .await;
+    claimed.into_inner().unwrap()
 }
 
 pub async fn a_users_offline_is_due_after_the_grace_and_claimed_once(p: Arc<dyn Presence>) {
@@ -300,18 +302,17 @@ async fn a_silent_node_is_reaped_by_exactly_one_survivor() {
         .unwrap();
 
     // The survivors keep beating; the silent node's key expires after its TTL.
-    let mut announced: Vec<Transition> = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while announced.is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the silent node was not reaped"
-        );
+    let announced: Mutex<Vec<Transition>> = Mutex::default();
+    let reaped = eventually(Duration::from_secs(5), || async {
         for node in &survivors {
-            announced.extend(node.heartbeat().await.unwrap());
+            let got = node.heartbeat().await.unwrap();
+            announced.lock().unwrap().extend(got);
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        !announced.lock().unwrap().is_empty()
+    })
+    .await;
+    assert!(reaped, "the silent node was not reaped");
+    let mut announced = announced.into_inner().unwrap();
     for node in &survivors {
         announced.extend(node.heartbeat().await.unwrap());
     }
@@ -344,21 +345,17 @@ async fn a_redis_restarted_empty_is_rewritten_within_one_heartbeat_without_annou
     redis.restart().await;
     // u2 left while Redis was empty: the rewrite must not bring it back.
     let _ = b.disconnect("u2", "s3").await;
-    let mut changes = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let (Ok(x), Ok(y)) = (a.heartbeat().await, b.heartbeat().await) {
-            changes.extend(x.into_iter().chain(y));
-            if a.sockets(None, 10).await.is_ok_and(|p| p.sockets == 2) {
-                break;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the nodes did not write their sockets back"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let changes = Mutex::new(Vec::new());
+    let rewritten = eventually(Duration::from_secs(10), || async {
+        let (Ok(x), Ok(y)) = (a.heartbeat().await, b.heartbeat().await) else {
+            return false;
+        };
+        changes.lock().unwrap().extend(x.into_iter().chain(y));
+        a.sockets(None, 10).await.is_ok_and(|p| p.sockets == 2)
+    })
+    .await;
+    assert!(rewritten, "the nodes did not write their sockets back");
+    let changes = changes.into_inner().unwrap();
     assert!(
         changes.iter().all(|c| !c.online),
         "users online all along are not announced again: {changes:?}"
@@ -388,22 +385,20 @@ async fn a_dead_nodes_user_is_claimed_by_exactly_one_of_the_racing_survivors() {
     silent.connect(&entry("u1", "s1", "dead")).await.unwrap();
     // Reaped by one survivor's heartbeat, then claimed by whichever survivor asks after the
     // grace: each claim of the three races the others.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut claimed = Vec::new();
-    while claimed.is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "never claimed");
+    let claimed = Mutex::new(Vec::new());
+    let any = eventually(Duration::from_secs(10), || async {
         let claims = survivors.iter().map(|node| async move {
             node.heartbeat().await.unwrap();
             node.claim_due_offline().await.unwrap()
         });
-        claimed.extend(
-            futures_util::future::join_all(claims)
-                .await
-                .into_iter()
-                .flatten(),
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        let got = futures_util::future::join_all(claims).await;
+        let mut claimed = claimed.lock().unwrap();
+        claimed.extend(got.into_iter().flatten());
+        !claimed.is_empty()
+    })
+    .await;
+    assert!(any, "never claimed");
+    let mut claimed = claimed.into_inner().unwrap();
     for node in &survivors {
         claimed.extend(node.claim_due_offline().await.unwrap());
     }

@@ -2,12 +2,10 @@
 //! (SIGKILL) resumes its session on another node, with every event it missed, once and in
 //! order, as socket.io-client would ask for it (`{ token, pid, offset }` in the handshake).
 
-use std::sync::Arc;
-
 use serde_json::{Value, json};
 use switchboard::domain::Role;
 
-use crate::helpers::{ProcessNode, RedisServer, Sio, TestNode};
+use crate::helpers::{Cluster, Sio, Topology};
 
 fn seq(event: &Value) -> u64 {
     event["message"]["seq"]
@@ -17,10 +15,12 @@ fn seq(event: &Value) -> u64 {
 
 #[tokio::test]
 async fn a_client_of_a_killed_node_resumes_on_another_node_with_every_missed_event() {
-    let redis = RedisServer::start().await;
-    let data = Arc::new(tempfile::tempdir().expect("temp dir"));
-    let survivor = TestNode::cluster(data.clone(), &redis.url(), "survivor").await;
-    let mut doomed = ProcessNode::start(data.path(), &redis.url(), "doomed").await;
+    let cluster = Cluster::build(Topology::Single)
+        .named(&["survivor"])
+        .start()
+        .await;
+    let survivor = &cluster[0];
+    let mut doomed = cluster.process("doomed").await;
     let alice = survivor.token("alice", Role::User);
     let chat = survivor.open_chat(&alice).await;
     let admin = survivor.socket("a1", Role::Admin).await;

@@ -17,7 +17,7 @@ use switchboard::recovery::{
     Session, now_ms,
 };
 
-use crate::helpers::RedisServer;
+use crate::helpers::{RedisServer, eventually};
 
 fn rooms(list: &[&str]) -> Vec<String> {
     list.iter().map(|r| r.to_string()).collect()
@@ -424,19 +424,22 @@ async fn a_redis_that_restarts_empty_refuses_resumes_without_failing() {
         "Redis down: refused, not stuck"
     );
     server.restart().await;
-    let mut answer = None;
-    for _ in 0..100 {
+    // Unavailable until the client has reconnected; then the answer.
+    let answer = std::sync::Mutex::new(None);
+    eventually(Duration::from_secs(10), || async {
         match r
             .check(pid.as_str(), Some(&seen.to_string()), "alice")
             .await
         {
-            Err(Refusal::Unavailable) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(Refusal::Unavailable) => false,
             other => {
-                answer = Some(other.err());
-                break;
+                *answer.lock().unwrap() = Some(other.err());
+                true
             }
         }
-    }
+    })
+    .await;
+    let answer = answer.into_inner().unwrap();
     assert_eq!(
         answer,
         Some(Some(Refusal::Unknown)),

@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use switchboard::domain::Role;
 
-use crate::helpers::cluster::{LONG, active_users, shared_dir};
+use crate::helpers::cluster::{LONG, active_users};
 use crate::helpers::redis::info;
 use crate::helpers::send;
-use crate::helpers::{RedisServer, TestNode, eventually, heartbeats_pass};
+use crate::helpers::{Cluster, Topology, eventually, heartbeats_pass};
 
 /// Commands (`cmdstat_NAME:calls=N`) and network bytes of the server so far.
 #[derive(Default, Clone)]
@@ -73,21 +73,19 @@ fn report(what: &str, before: &Usage, after: &Usage, per: f64) {
 #[tokio::test]
 #[ignore = "a measurement: run with --ignored --nocapture"]
 async fn redis_cost_per_operation() {
-    let redis = RedisServer::start().await;
-    let data = shared_dir();
-    let a = TestNode::cluster(data.clone(), &redis.url(), "node-a").await;
-    let b = TestNode::cluster(data.clone(), &redis.url(), "node-b").await;
+    let cluster = Cluster::start(2, Topology::Single).await;
+    let [a, b] = cluster.nodes();
     let admin = b.socket("a1", Role::Admin).await;
     let sender = a.socket("u1", Role::User).await;
     let chat = a.open_chat(&a.token("u1", Role::User)).await;
-    assert!(eventually(LONG, || async { active_users(&a, "").await["count"] == 2 }).await);
-    let port = redis.port;
+    assert!(eventually(LONG, || async { active_users(a, "").await["count"] == 2 }).await);
+    let port = cluster.port();
 
     // Heartbeats: two idle nodes for a while (at least BEATS heartbeats each), counted.
     const BEATS: u64 = 5;
     let beats = || a.state.metrics.presence_heartbeats() + b.state.metrics.presence_heartbeats();
     let (before, beats_before) = (usage(port), beats());
-    let (a_beat, b_beat) = tokio::join!(heartbeats_pass(&a, BEATS), heartbeats_pass(&b, BEATS));
+    let (a_beat, b_beat) = tokio::join!(heartbeats_pass(a, BEATS), heartbeats_pass(b, BEATS));
     assert!(a_beat && b_beat, "both nodes kept beating");
     let (after, beats_after) = (usage(port), beats());
     report(
@@ -133,7 +131,7 @@ async fn redis_cost_per_operation() {
     }
     assert!(
         eventually(LONG, || async {
-            active_users(&a, "").await["count"] == 2 + SOCKETS as u64
+            active_users(a, "").await["count"] == 2 + SOCKETS as u64
         })
         .await
     );
@@ -141,7 +139,7 @@ async fn redis_cost_per_operation() {
     for s in &sockets {
         s.close();
     }
-    assert!(eventually(LONG, || async { active_users(&a, "").await["count"] == 2 }).await);
+    assert!(eventually(LONG, || async { active_users(a, "").await["count"] == 2 }).await);
     let after = usage(port);
     report(
         "per connection (user online, announced)",

@@ -14,9 +14,7 @@ use serde_json::{Value, json};
 use switchboard::domain::Role;
 
 use crate::helpers::slow_redis::{DelayProxy, RedisMonitor, StallingProxy};
-use crate::helpers::{
-    ConnectError, ProcessNode, RedisServer, Sio, TestNode, connect_users, eventually,
-};
+use crate::helpers::{Cluster, ConnectError, Sio, TestNode, Topology, connect_users, eventually};
 
 fn seq(event: &Value) -> u64 {
     event["message"]["seq"]
@@ -26,12 +24,11 @@ fn seq(event: &Value) -> u64 {
 
 #[tokio::test]
 async fn a_recovered_socket_hears_live_events_while_redis_is_slow() {
-    let redis = RedisServer::start().await;
-    let data = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let cluster = Cluster::start(0, Topology::Single).await;
     let stall = Arc::new(std::sync::Mutex::new(None::<(String, usize)>));
-    let proxy = StallingProxy::start(redis.port, stall.clone()).await;
-    let survivor = TestNode::cluster(data.clone(), &proxy, "survivor").await;
-    let mut doomed = ProcessNode::start(data.path(), &redis.url(), "doomed").await;
+    let proxy = StallingProxy::start(cluster.port(), stall.clone()).await;
+    let survivor = cluster.join_via(&proxy, "survivor", |_| {}).await;
+    let mut doomed = cluster.process("doomed").await;
     let alice = survivor.token("alice", Role::User);
     let sock = Sio::connect(doomed.port, Some(&alice))
         .await
@@ -81,12 +78,11 @@ async fn a_recovered_socket_hears_live_events_while_redis_is_slow() {
 /// with everything it missed.
 #[tokio::test]
 async fn a_replay_that_cannot_be_read_closes_the_transport_and_the_retry_recovers() {
-    let redis = RedisServer::start().await;
-    let data = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let cluster = Cluster::start(0, Topology::Single).await;
     let stall = Arc::new(std::sync::Mutex::new(None::<(String, usize)>));
-    let proxy = StallingProxy::start(redis.port, stall.clone()).await;
-    let survivor = TestNode::cluster(data.clone(), &proxy, "survivor").await;
-    let mut doomed = ProcessNode::start(data.path(), &redis.url(), "doomed").await;
+    let proxy = StallingProxy::start(cluster.port(), stall.clone()).await;
+    let survivor = cluster.join_via(&proxy, "survivor", |_| {}).await;
+    let mut doomed = cluster.process("doomed").await;
     let alice = survivor.token("alice", Role::User);
     let sock = Sio::connect(doomed.port, Some(&alice))
         .await
@@ -190,12 +186,11 @@ async fn a_storm_of_departures_reads_chat_partners_in_batches() {
 /// the client's next attempt, with the same `pid` and offset, is recovered.
 #[tokio::test]
 async fn a_resume_whose_session_read_times_out_is_retried_not_made_new() {
-    let redis = RedisServer::start().await;
-    let data = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let cluster = Cluster::start(0, Topology::Single).await;
     let stall = Arc::new(std::sync::Mutex::new(None::<(String, usize)>));
-    let proxy = StallingProxy::start(redis.port, stall.clone()).await;
-    let survivor = TestNode::cluster(data.clone(), &proxy, "survivor").await;
-    let mut doomed = ProcessNode::start(data.path(), &redis.url(), "doomed").await;
+    let proxy = StallingProxy::start(cluster.port(), stall.clone()).await;
+    let survivor = cluster.join_via(&proxy, "survivor", |_| {}).await;
+    let mut doomed = cluster.process("doomed").await;
     let alice = survivor.token("alice", Role::User);
     let sock = Sio::connect(doomed.port, Some(&alice))
         .await
@@ -245,25 +240,24 @@ async fn a_resume_whose_session_read_times_out_is_retried_not_made_new() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_storm_of_resumes_costs_redis_a_few_batched_calls() {
     const CLIENTS: usize = 60;
-    let redis = RedisServer::start().await;
-    let data = Arc::new(tempfile::tempdir().expect("temp dir"));
-    let survivor = TestNode::cluster(data.clone(), &redis.url(), "survivor").await;
-    let url = redis.url();
+    let cluster = Cluster::build(Topology::Single)
+        .named(&["survivor"])
+        .start()
+        .await;
+    let survivor = &cluster[0];
     let env = [
-        ("REDIS_URL", url.as_str()),
         ("NODE_ID", "doomed"),
         ("PRESENCE_TTL_SECS", "60"),
         ("HEARTBEAT_INTERVAL_SECS", "1"),
     ];
-    let mut doomed = ProcessNode::start_with_env(data.path(), &env).await;
-    let (sessions, held): (Vec<_>, Vec<_>) =
-        connect_users(&survivor, doomed.port, "storm", CLIENTS)
-            .await
-            .into_iter()
-            .map(|(token, sock)| ((token, sock.pid.clone().expect("a pid")), sock))
-            .unzip();
+    let mut doomed = cluster.process_with_env(&env).await;
+    let (sessions, held): (Vec<_>, Vec<_>) = connect_users(survivor, doomed.port, "storm", CLIENTS)
+        .await
+        .into_iter()
+        .map(|(token, sock)| ((token, sock.pid.clone().expect("a pid")), sock))
+        .unzip();
     // Registered in presence by the doomed node (after each CONNECT answer) before it dies.
-    let (port, want) = (redis.port, CLIENTS);
+    let (port, want) = (cluster.port(), CLIENTS);
     let sockets = move || async move {
         let n = crate::helpers::redis::cli(port, &["HLEN", "{sb}:sockets"]);
         n.trim().parse::<usize>().is_ok_and(|n| n >= want)
@@ -272,7 +266,7 @@ async fn a_storm_of_resumes_costs_redis_a_few_batched_calls() {
     doomed.kill();
     drop(held);
 
-    let monitor = RedisMonitor::start(redis.port).await;
+    let monitor = RedisMonitor::start(cluster.port()).await;
     let storm: Vec<_> = sessions
         .iter()
         .map(|(token, pid)| {
@@ -288,7 +282,7 @@ async fn a_storm_of_resumes_costs_redis_a_few_batched_calls() {
     }
     // Registered in presence (the last step of a handshake): the dead node's sockets and the
     // returned ones. Polled with `HLEN`, which the monitor leaves out.
-    let port = redis.port;
+    let port = cluster.port();
     let registered = eventually(Duration::from_secs(15), || async move {
         let n = crate::helpers::redis::cli(port, &["HLEN", "{sb}:sockets"]);
         n.trim().parse::<usize>().is_ok_and(|n| n >= 2 * CLIENTS)
@@ -318,15 +312,15 @@ async fn readyz(port: u16) -> u16 {
 /// drop or starve the sockets it holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_storm_on_a_slow_redis_keeps_the_node_ready_and_its_sockets_served() {
-    let redis = RedisServer::start().await;
-    let proxy = DelayProxy::start(redis.port).await;
-    let data = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let cluster = Cluster::start(0, Topology::Single).await;
+    let proxy = DelayProxy::start(cluster.port()).await;
     // Engine.IO pings every 300 ms, answered within 1 s: a starved ping loop drops bob.
-    let node = TestNode::cluster_with(data, &proxy.url, "slow", |c| {
-        c.ping_interval = Duration::from_millis(300);
-        c.ping_timeout = Duration::from_millis(1000);
-    })
-    .await;
+    let node = cluster
+        .join_via(&proxy.url, "slow", |c| {
+            c.ping_interval = Duration::from_millis(300);
+            c.ping_timeout = Duration::from_millis(1000);
+        })
+        .await;
     let bob_token = node.token("bob", Role::User);
     let bob = Sio::connect(node.port, Some(&bob_token))
         .await
@@ -379,7 +373,7 @@ async fn a_storm_on_a_slow_redis_keeps_the_node_ready_and_its_sockets_served() {
         "still here"
     );
     assert!(
-        !bob.closed(Duration::from_millis(1)).await,
+        !bob.closed(Duration::ZERO).await,
         "bob's socket stayed open"
     );
 }

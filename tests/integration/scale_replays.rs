@@ -7,14 +7,13 @@
 //! than the last (so each needs part of the log the node has not read yet): every one of them
 //! must be replayed once, at its first attempt, and hear live events afterwards.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard::domain::Role;
 
 use crate::helpers::slow_redis::DelayProxy;
-use crate::helpers::{ProcessNode, RedisServer, Sio, TestNode, connect_users};
+use crate::helpers::{Cluster, Sio, Topology, connect_users};
 
 fn seq(event: &Value) -> u64 {
     event["message"]["seq"]
@@ -39,15 +38,13 @@ async fn a_storm_of_resumes_on_a_slow_redis_is_replayed_at_the_first_attempt() {
     // one per round trip, as a storm's do when Redis is the bottleneck.
     const LATENCY: Duration = Duration::from_millis(250);
     const SPACING: Duration = Duration::from_millis(300);
-    let redis = RedisServer::start().await;
-    let proxy = DelayProxy::start(redis.port).await;
-    let data = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let cluster = Cluster::start(0, Topology::Single).await;
+    let proxy = DelayProxy::start(cluster.port()).await;
     // The admin sends three messages per client: a REST and socket budget for that.
-    let survivor = TestNode::cluster_with(data.clone(), &proxy.url, "survivor", |c| {
-        c.rate_limit_per_sec = 1000
-    })
-    .await;
-    let mut doomed = ProcessNode::start(data.path(), &redis.url(), "doomed").await;
+    let survivor = cluster
+        .join_via(&proxy.url, "survivor", |c| c.rate_limit_per_sec = 1000)
+        .await;
+    let mut doomed = cluster.process("doomed").await;
     let admin = survivor.socket("a1", Role::Admin).await;
     let send =
         |chat: &str, content: &str| json!({ "chatId": chat, "message": { "content": content } });

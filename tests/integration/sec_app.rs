@@ -455,16 +455,16 @@ async fn a_resume_of_an_old_session_loads_no_more_than_the_tail_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_redis_log_stays_within_its_byte_budget() {
     const BUDGET: u64 = 256 * 1024;
-    let redis = crate::helpers::RedisServer::start().await;
-    let data = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let node = TestNode::cluster_with(data, &redis.url(), "log-node", |c| {
-        c.recovery_log_max_bytes = BUDGET;
-    })
-    .await;
+    let cluster = crate::helpers::Cluster::build(crate::helpers::Topology::Single)
+        .named(&["log-node"])
+        .each(|c| c.recovery_log_max_bytes = BUDGET)
+        .start()
+        .await;
+    let node = &cluster[0];
     let chat = node.staff_chat("rlog-admin", "rlog-user").await;
     let admin = node.socket("rlog-admin", Role::Admin).await;
     send_big(&admin, &chat, 30).await;
-    let port = redis.port;
+    let port = cluster.port();
     let mut bytes = 0;
     let trimmed = eventually(Duration::from_secs(5), || {
         bytes = redis_log_bytes(port);

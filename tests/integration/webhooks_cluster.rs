@@ -5,26 +5,21 @@ use serde_json::{Value, json};
 use switchboard::domain::Role;
 
 use crate::helpers::webhooks::{Receiver, SECRET, WITHIN, count, created_in_order, hooked};
-use crate::helpers::{
-    ProcessNode, RedisServer, TEST_HEARTBEAT_SECS, TEST_TTL_SECS, TestNode, eventually, send,
-};
+use crate::helpers::{Cluster, TEST_HEARTBEAT_SECS, TEST_TTL_SECS, Topology, eventually, send};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sender_sigkilled_mid_delivery_is_taken_over_and_nothing_is_lost() {
-    let redis = RedisServer::start().await;
+    let cluster = Cluster::start(0, Topology::Single).await;
     let rx = Receiver::start(SECRET).await;
     // Requests hang: the sender is mid-delivery when it dies.
     rx.mode("slow", 60).await;
-    let data = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let (ttl, beat, url) = (
         TEST_TTL_SECS.to_string(),
         TEST_HEARTBEAT_SECS.to_string(),
         rx.url(),
     );
-    let mut doomed = ProcessNode::start_with_env(
-        data.path(),
-        &[
-            ("REDIS_URL", &redis.url()),
+    let mut doomed = cluster
+        .process_with_env(&[
             ("NODE_ID", "doomed"),
             ("PRESENCE_TTL_SECS", &ttl),
             ("HEARTBEAT_INTERVAL_SECS", &beat),
@@ -34,9 +29,8 @@ async fn a_sender_sigkilled_mid_delivery_is_taken_over_and_nothing_is_lost() {
             ("WEBHOOK_LEASE_SECS", "2"),
             ("WEBHOOK_TIMEOUT_SECS", "30"),
             ("WEBHOOK_MAX_BACKOFF_SECS", "1"),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let http = reqwest::Client::new();
     let metrics = format!("http://127.0.0.1:{}/metrics", doomed.port);
     let doomed_sends = eventually(WITHIN, || {
@@ -52,12 +46,13 @@ async fn a_sender_sigkilled_mid_delivery_is_taken_over_and_nothing_is_lost() {
     })
     .await;
     assert!(doomed_sends, "the first node holds the sender lease");
-    let survivor = TestNode::cluster_with(data.clone(), &redis.url(), "survivor", |c| {
-        hooked(c, &rx, 0);
-        c.webhooks.events = "message.created".into();
-        c.webhooks.lease_secs = 2;
-    })
-    .await;
+    let survivor = cluster
+        .join_with("survivor", |c| {
+            hooked(c, &rx, 0);
+            c.webhooks.events = "message.created".into();
+            c.webhooks.lease_secs = 2;
+        })
+        .await;
     assert_eq!(
         survivor
             .state
@@ -121,15 +116,16 @@ async fn a_sender_sigkilled_mid_delivery_is_taken_over_and_nothing_is_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_queued_while_redis_restarts_are_all_delivered_in_order() {
-    let mut redis = RedisServer::start().await;
+    let mut cluster = Cluster::start(0, Topology::Single).await;
     let rx = Receiver::start(SECRET).await;
-    let data = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let node = TestNode::cluster_with(data, &redis.url(), "n1", |c| {
-        hooked(c, &rx, 0);
-        c.webhooks.events = "message.created".into();
-        c.webhooks.lease_secs = 2;
-    })
-    .await;
+    let node = cluster
+        .join_with("n1", |c| {
+            hooked(c, &rx, 0);
+            c.webhooks.events = "message.created".into();
+            c.webhooks.lease_secs = 2;
+        })
+        .await;
+    let redis = cluster.server();
     let token = node.token("u1", Role::User);
     let chat = node.open_chat(&token).await;
     let user = node.socket("u1", Role::User).await;
@@ -173,34 +169,30 @@ async fn events_queued_while_redis_restarts_are_all_delivered_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_offline_is_reported_once_across_a_drain_and_a_kill() {
-    let redis = RedisServer::start().await;
+    let cluster = Cluster::start(0, Topology::Single).await;
     let rx = Receiver::start(SECRET).await;
-    let data = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let adjust = |c: &mut switchboard::Config| {
         hooked(c, &rx, 0);
         c.webhooks.events = "user.online,user.offline".into();
     };
     // The survivor starts first: it holds the sender lease.
-    let survivor = TestNode::cluster_with(data.clone(), &redis.url(), "survivor", adjust).await;
-    let drained = TestNode::cluster_with(data.clone(), &redis.url(), "drained", adjust).await;
+    let survivor = cluster.join_with("survivor", adjust).await;
+    let drained = cluster.join_with("drained", adjust).await;
     let (ttl, beat, url) = (
         TEST_TTL_SECS.to_string(),
         TEST_HEARTBEAT_SECS.to_string(),
         rx.url(),
     );
-    let mut doomed = ProcessNode::start_with_env(
-        data.path(),
-        &[
-            ("REDIS_URL", &redis.url()),
+    let mut doomed = cluster
+        .process_with_env(&[
             ("NODE_ID", "doomed"),
             ("PRESENCE_TTL_SECS", &ttl),
             ("HEARTBEAT_INTERVAL_SECS", &beat),
             ("WEBHOOK_URL", &url),
             ("WEBHOOK_SECRET", SECRET),
             ("WEBHOOK_EVENTS", "user.online,user.offline"),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let _on_drained = drained.socket("u-drained", Role::User).await;
     let _on_doomed =
         crate::helpers::Sio::connect(doomed.port, Some(&survivor.token("u-killed", Role::User)))

@@ -18,6 +18,7 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use cluster::{Cluster, Store};
 pub use redis::{Redis, RedisServer, Topology, free_port};
 pub use sio::{ConnectError, Sio, WAIT};
 

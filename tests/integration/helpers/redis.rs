@@ -162,17 +162,10 @@ impl RedisServer {
             .expect("redis-server starts (is it installed?)");
         self.child = Some(child);
         let port = self.port;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !tokio::task::spawn_blocking(move || answers_ping(port))
-            .await
-            .unwrap_or(false)
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "redis-server on {port} did not answer within 10 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        assert!(
+            until(Duration::from_secs(10), move || answers_ping(port)).await,
+            "redis-server on {port} did not answer within 10 s"
+        );
     }
 }
 
@@ -219,22 +212,18 @@ pub fn info(port: u16, section: &str) -> String {
     cli(port, &["INFO", section])
 }
 
-/// Polls the (blocking) `check` every 50 ms until it holds or `within` passes.
-pub async fn until(within: Duration, mut check: impl FnMut() -> bool + Send + 'static) -> bool {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let (ok, back) = tokio::task::spawn_blocking(move || (check(), check))
-            .await
-            .expect("check runs");
-        check = back;
-        if ok {
-            return true;
+/// [`eventually`](super::eventually) for a blocking `check` (it runs on the blocking pool).
+pub async fn until(within: Duration, check: impl FnMut() -> bool + Send + 'static) -> bool {
+    let check = std::sync::Arc::new(std::sync::Mutex::new(check));
+    super::eventually(within, || {
+        let check = check.clone();
+        async move {
+            tokio::task::spawn_blocking(move || (check.lock().unwrap_or_else(|p| p.into_inner()))())
+                .await
+                .expect("check runs")
         }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// The Sentinels' name for the primary they watch.

@@ -156,12 +156,12 @@ impl RedisMonitor {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("redis-cli starts");
-        let started = Instant::now() + Duration::from_secs(5);
         // `MONITOR` answers `OK` once it is on.
-        while !std::fs::read_to_string(&path).is_ok_and(|t| t.starts_with("OK")) {
-            assert!(Instant::now() < started, "MONITOR did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let on = super::eventually(Duration::from_secs(5), || async {
+            std::fs::read_to_string(&path).is_ok_and(|t| t.starts_with("OK"))
+        })
+        .await;
+        assert!(on, "MONITOR did not start");
         RedisMonitor {
             child,
             path,
