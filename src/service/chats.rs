@@ -13,6 +13,7 @@ use crate::domain::{
 use crate::error::AppError;
 use crate::ordering::Turn;
 use crate::state::AppState;
+use crate::store::StoreError;
 
 /// `POST /api/chats`: what a client asks for when it opens a chat.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -201,6 +202,7 @@ impl AppState {
         } = SendMessage::parse(input, |url| self.keys.files.issued(url))?;
         let chat = self.chat_for(user, &chat_id).await?;
         let mut new = NewMessage {
+            id: MessageId::generate(),
             chat_id: chat.id.clone(),
             sender: user.clone(),
             body,
@@ -214,7 +216,17 @@ impl AppState {
         // In a socket event: the sender's next event may start (and read its chat) while this
         // one saves; saves keep the sender's order.
         turn.save().await;
-        let saved = self.store.save_message(new).await?;
+        let id = new.id.clone();
+        let saved = match self.store.save_message(new).await {
+            Ok(saved) => saved,
+            Err(e) => {
+                // A timeout may still land: emitted then (`unknown_saves.rs`).
+                if matches!(e, StoreError::Unavailable(_)) {
+                    self.settle_unknown_save(chat, id, here);
+                }
+                return Err(e.into());
+            }
+        };
         if let Saved::Created(message) = &saved {
             self.metrics.messages_saved.inc();
             let payload = MessageNew {

@@ -29,6 +29,7 @@ pub mod desk;
 pub mod events;
 pub mod presence;
 pub mod reports;
+mod unknown_saves;
 pub mod uploads;
 pub mod webhooks;
 

@@ -358,7 +358,7 @@ impl Store for MongoStore {
                 other => return Err(StoreError::Internal(format!("chat seq is {other:?}"))),
             };
             let doc = MessageDoc {
-                id: oid(MessageId::generate().as_str())?,
+                id: oid(m.id.as_str())?,
                 chat_id,
                 seq,
                 sender_id: m.sender.id,

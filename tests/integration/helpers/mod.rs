@@ -7,6 +7,7 @@ pub mod quiet;
 pub mod redis;
 pub mod sio;
 pub mod slow_redis;
+pub mod slow_mongo;
 pub mod webhooks;
 
 use std::time::Duration;
