@@ -547,7 +547,7 @@ async fn a_save_that_lands_after_its_timeout_is_still_delivered_live_once() {
         .await;
     let uri = proxy.uri();
     let node = TestNode::start_with(|c| {
-        c.mongodb_uri = Some(uri);
+        c.mongodb_uri = Some(uri.into());
         c.mongodb_database = "late".into();
         c.mongodb_timeout = Duration::from_millis(1000);
     })
