@@ -2,15 +2,19 @@
 
 use serde::Serialize;
 
-use super::events::{ReceiveReport, ReportRead};
 use crate::cluster::rooms;
 use crate::domain::{
     Actor, AuditAction, AuditTarget, AuthUser, NewReport, Report, ReportCursor, ReportId,
     ReportInput, ReportQuery, Timestamp, now, parse_plain_id, rfc3339,
 };
 use crate::error::AppError;
+use crate::metrics::Metrics;
 use crate::ordering::Turn;
-use crate::state::AppState;
+use crate::service::desk::audit::Audit;
+use crate::service::emit::Emitter;
+use crate::service::events::{ReceiveReport, ReportRead};
+use crate::state::NodeState;
+use crate::store::Store;
 
 /// What marking a report read answers (the `report:read` ack and the REST response).
 #[derive(Serialize, utoipa::ToSchema)]
@@ -31,7 +35,30 @@ impl From<Report> for ReportReadReply {
     }
 }
 
-impl AppState {
+/// The report use cases.
+#[derive(Clone, Copy)]
+pub struct Reports<'a> {
+    /// Reports.
+    store: &'a dyn Store,
+    /// Reports saved.
+    metrics: &'a Metrics,
+    /// `receiveReportMessage`, `report:read`.
+    emitter: Emitter<'a>,
+    /// Records each report sent.
+    audit: Audit<'a>,
+}
+
+impl<'a> Reports<'a> {
+    /// The node's report use cases.
+    pub fn of(node: &'a NodeState) -> Self {
+        Reports {
+            store: &*node.store,
+            metrics: &node.metrics,
+            emitter: Emitter::of(node),
+            audit: Audit::of(node),
+        }
+    }
+
     /// Validates and saves a report (staff only), then delivers it to `user:{userId}`.
     pub async fn send_report(
         &self,
@@ -49,25 +76,27 @@ impl AppState {
             success: true,
             message: &report,
         };
-        self.emit(
-            vec![rooms::user(&report.user_id)],
-            Vec::new(),
-            &payload,
-            turn,
-        )
-        .await;
+        self.emitter
+            .emit(
+                vec![rooms::user(&report.user_id)],
+                Vec::new(),
+                &payload,
+                turn,
+            )
+            .await;
         let details = serde_json::json!({
             "reportId": report.id,
             "title": report.title,
             "status": report.status,
         });
-        self.audit(
-            &Actor::of(user),
-            AuditAction::ReportSend,
-            AuditTarget::user(&report.user_id),
-            details,
-        )
-        .await;
+        self.audit
+            .record(
+                &Actor::of(user),
+                AuditAction::ReportSend,
+                AuditTarget::user(&report.user_id),
+                details,
+            )
+            .await;
         Ok(report)
     }
 
@@ -95,13 +124,14 @@ impl AppState {
             user_id: &report.user_id,
             read_at,
         };
-        self.emit(
-            vec![rooms::user(&report.user_id), rooms::ADMINS.to_owned()],
-            Vec::new(),
-            &payload,
-            turn,
-        )
-        .await;
+        self.emitter
+            .emit(
+                vec![rooms::user(&report.user_id), rooms::ADMINS.to_owned()],
+                Vec::new(),
+                &payload,
+                turn,
+            )
+            .await;
         Ok(report)
     }
 

@@ -13,10 +13,12 @@
 
 use std::time::Duration;
 
-use super::events::MessageNew;
 use crate::cluster::rooms;
 use crate::domain::{Chat, MessageId};
 use crate::ordering::Turn;
+use crate::service::delivery::Deliveries;
+use crate::service::emit::Emitter;
+use crate::service::events::MessageNew;
 use crate::state::AppState;
 
 /// The waits between looks: about 30 s in all, longer than any store timeout (a write the
@@ -30,41 +32,36 @@ const LOOKS: [Duration; 6] = [
     Duration::from_secs(16),
 ];
 
-impl AppState {
-    /// After a save of message `id` in `chat` failed as `Unavailable`: emits its `message:new`
-    /// if it turns out to be saved (`here`: the recipient on this node the save was told of, as
-    /// for a save that answered). In the background; the caller has answered already.
-    pub(super) fn settle_unknown_save(&self, chat: Chat, id: MessageId, here: Option<String>) {
-        let state = self.clone();
-        tokio::spawn(async move {
-            for wait in LOOKS {
-                tokio::time::sleep(wait).await;
-                let Ok(found) = state.store.message(&chat.id, &id).await else {
-                    continue;
-                };
-                let Some(message) = found else {
-                    continue;
-                };
-                tracing::info!(chat_id = %chat.id, seq = message.seq, "a save that timed out landed: emitting it now");
-                state.metrics.messages_saved.inc();
-                let payload = MessageNew {
-                    chat_id: &message.chat_id,
-                    message: &message,
-                };
-                if state
-                    .emit(
-                        rooms::chat(&chat.participants),
-                        Vec::new(),
-                        &payload,
-                        Turn::unordered(),
-                    )
-                    .await
-                {
-                    state.metrics.messages_emitted.inc();
-                    state.note_live_delivery(&chat, &message, here);
-                }
-                return;
+/// After a save of message `id` in `chat` failed as `Unavailable`: emits its `message:new` if
+/// it turns out to be saved (`here`: the recipient on this node the save was told of, as for a
+/// save that answered). In the background; the caller has answered already.
+pub fn settle_unknown_save(node: AppState, chat: Chat, id: MessageId, here: Option<String>) {
+    tokio::spawn(async move {
+        for wait in LOOKS {
+            tokio::time::sleep(wait).await;
+            let Ok(Some(message)) = node.store.message(&chat.id, &id).await else {
+                continue;
+            };
+            tracing::info!(chat_id = %chat.id, seq = message.seq, "a save that timed out landed: emitting it now");
+            node.metrics.messages_saved.inc();
+            // As `Chats::send_message` announces a save that answered.
+            let payload = MessageNew {
+                chat_id: &message.chat_id,
+                message: &message,
+            };
+            if Emitter::of(&node)
+                .emit(
+                    rooms::chat(&chat.participants),
+                    Vec::new(),
+                    &payload,
+                    Turn::unordered(),
+                )
+                .await
+            {
+                node.metrics.messages_emitted.inc();
+                Deliveries::of(&node).note_live_delivery(&chat, &message, here);
             }
-        });
-    }
+            return;
+        }
+    });
 }

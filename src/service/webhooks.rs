@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::AuthUser;
 use crate::error::{AppError, ErrorCode};
-use crate::state::AppState;
+use crate::state::NodeState;
+use crate::webhooks::Publisher;
 
 /// A delivery kept as failed, as the operator sees it.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -29,7 +30,21 @@ pub struct Resend {
     pub ids: Option<Vec<String>>,
 }
 
-impl AppState {
+/// The operator's webhook use cases.
+#[derive(Clone, Copy)]
+pub struct WebhookAdmin<'a> {
+    /// The running webhooks' outbox and sender (none when no endpoint is configured).
+    webhooks: &'a Publisher,
+}
+
+impl<'a> WebhookAdmin<'a> {
+    /// The node's webhook operator use cases.
+    pub fn of(node: &'a NodeState) -> Self {
+        WebhookAdmin {
+            webhooks: &node.webhooks,
+        }
+    }
+
     fn webhook_operator(
         &self,
         user: &AuthUser,

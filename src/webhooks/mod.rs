@@ -4,7 +4,7 @@
 //! The path of one event:
 //!
 //! 1. **Publish** (`publisher.rs`): a server event that is also a webhook says so
-//!    ([`crate::service::events::ServerEvent::webhook`]); `AppState::emit` hands it here in the
+//!    ([`crate::service::events::ServerEvent::webhook`]); `Emitter::emit` (`service/emit.rs`) hands it here in the
 //!    event's emission turn. Every event but `message.created` is written to the outbox before
 //!    its emission goes out (the store cannot give it back); `message.created` is queued without
 //!    waiting. The queue is bounded (`WEBHOOK_QUEUE_BYTES`): when it is full, `message.created`

@@ -543,8 +543,9 @@ async fn a_chat_stored_before_delivery_status_gets_its_first_marks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_save_that_lands_after_its_timeout_is_still_delivered_live_once() {
     let server = tokio::task::block_in_place(MongoServer::start);
-    let proxy = crate::helpers::slow_mongo::HoldingProxy::start(server.port, Duration::from_millis(2500))
-        .await;
+    let proxy =
+        crate::helpers::slow_mongo::HoldingProxy::start(server.port, Duration::from_millis(2500))
+            .await;
     let uri = proxy.uri();
     let node = TestNode::start_with(|c| {
         c.mongodb_uri = Some(uri.into());

@@ -14,15 +14,18 @@
 //! node's pass running asks that pass to run once more instead.
 //!
 //! Every change of a chat's assigned admin, auto or by `PATCH`, goes through
-//! [`AppState::assignment_changed`] once saved and announced: the one place to record it.
+//! [`AssignmentHook::changed`] once saved and announced: the one place to record it.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::config::AssignmentSettings;
 use crate::domain::{Actor, Chat, ChatStatus, Timestamp, now};
-use crate::presence::{Confirmed, PresenceError};
-use crate::state::AppState;
-use crate::store::{AgentLoad, StoreError};
+use crate::metrics::Metrics;
+use crate::presence::{AssignmentGate, Confirmed, PresenceError, StaffAvailability};
+use crate::service::desk::chat_events::ChatEvents;
+use crate::state::{AppState, NodeState};
+use crate::store::{AgentLoad, Store, StoreError};
 
 /// `by` of the `chat:updated` an auto-assignment sends.
 pub const SYSTEM: &str = "system";
@@ -42,12 +45,33 @@ enum PassError {
     Presence(#[from] PresenceError),
 }
 
-impl AppState {
+/// What the use cases that change a chat's assignment (or free a staff member) tell the
+/// assigner.
+#[derive(Clone, Copy)]
+pub struct AssignmentHook<'a> {
+    /// `ASSIGNMENT`: in `manual` mode there is no assigner to wake.
+    settings: &'a AssignmentSettings,
+    /// Assignments, counted by who made them.
+    metrics: &'a Metrics,
+    /// This node's assigner waits on it.
+    assigner: &'a tokio::sync::Notify,
+}
+
+impl<'a> AssignmentHook<'a> {
+    /// The node's assignment hook.
+    pub fn of(node: &'a NodeState) -> Self {
+        AssignmentHook {
+            settings: &node.config.assignment,
+            metrics: &node.metrics,
+            assigner: &node.assigner_wake,
+        }
+    }
+
     /// Asks this node's assigner for a pass (coalesced: many asks, one pass). Nothing in
     /// `manual` mode.
-    pub fn wake_assigner(&self) {
-        if self.config.assignment.is_auto() {
-            self.assigner_wake.notify_one();
+    pub fn wake(&self) {
+        if self.settings.is_auto() {
+            self.assigner.notify_one();
         }
     }
 
@@ -55,7 +79,7 @@ impl AppState {
     /// and announced (`chat:updated`), `by` the acting staff member's id or [`SYSTEM`]: it is
     /// counted, and a closed assigned chat frees a place in the queue's favour. (The audit
     /// log records assignments in `announce_chat_updated`.)
-    pub fn assignment_changed(&self, before: &Chat, after: &Chat, by: &str) {
+    pub fn changed(&self, before: &Chat, after: &Chat, by: &str) {
         if after.assigned_admin.is_some() && before.assigned_admin != after.assigned_admin {
             self.metrics.desk.assigned(by == SYSTEM);
         }
@@ -63,7 +87,7 @@ impl AppState {
             && after.status == ChatStatus::Closed
             && after.assigned_admin.is_some()
         {
-            self.wake_assigner();
+            self.wake();
         }
     }
 }
@@ -71,9 +95,10 @@ impl AppState {
 /// This node's assigner: one pass attempt per wake, and one per [`TICK`], until the node
 /// stops. Started by `app.rs` in `auto` mode only.
 pub async fn run_assigner(state: AppState) {
+    let assigner = Assigner::of(&state);
     let mut wanted = true;
     loop {
-        state.assignment_round(wanted).await;
+        assigner.round(wanted).await;
         wanted = tokio::select! {
             () = state.assigner_wake.notified() => true,
             () = tokio::time::sleep(TICK) => false,
@@ -94,11 +119,41 @@ fn pick(loads: &[AgentLoad], capacity: u64) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
-impl AppState {
+/// A node's assigner: what a pass reads and writes.
+struct Assigner<'a> {
+    /// The queue, the agents' loads, and the assignments themselves.
+    store: &'a dyn Store,
+    /// Who is available now.
+    availability: &'a dyn StaffAvailability,
+    /// One pass at a time, cluster-wide.
+    gate: &'a dyn AssignmentGate,
+    /// The capacity and the reassignment clock.
+    settings: &'a AssignmentSettings,
+    /// Passes, the queue, requeues.
+    metrics: &'a Metrics,
+    /// Each assignment's `chat:updated` (and its audit entry).
+    events: ChatEvents<'a>,
+    /// Each assignment, counted.
+    hook: AssignmentHook<'a>,
+}
+
+impl<'a> Assigner<'a> {
+    fn of(node: &'a NodeState) -> Self {
+        Assigner {
+            store: &*node.store,
+            availability: &*node.availability,
+            gate: &*node.assignment_gate,
+            settings: &node.config.assignment,
+            metrics: &node.metrics,
+            events: ChatEvents::of(node),
+            hook: AssignmentHook::of(node),
+        }
+    }
+
     /// Runs passes while this node holds the gate and passes are asked for; `wanted` asks the
     /// running pass elsewhere for another when the gate is taken.
-    async fn assignment_round(&self, wanted: bool) {
-        match self.assignment_gate.begin(wanted).await {
+    async fn round(&self, wanted: bool) {
+        match self.gate.begin(wanted).await {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {
@@ -107,10 +162,10 @@ impl AppState {
             }
         }
         loop {
-            if let Err(e) = self.assignment_pass().await {
+            if let Err(e) = self.pass().await {
                 tracing::warn!(error = %e, "assignment pass stopped");
             }
-            match self.assignment_gate.end().await {
+            match self.gate.end().await {
                 Ok(true) => continue,
                 Ok(false) => return,
                 Err(e) => {
@@ -123,12 +178,12 @@ impl AppState {
     }
 
     /// One pass: departed staff's chats back to the queue, then the queue to staff.
-    async fn assignment_pass(&self) -> Result<(), PassError> {
+    async fn pass(&self) -> Result<(), PassError> {
         self.metrics.desk.passes.inc();
-        if !self.config.assignment.reassign_after.is_zero() {
+        if !self.settings.reassign_after.is_zero() {
             self.requeue_departed().await?;
         }
-        let capacity = u64::from(self.config.assignment.max_open_chats_per_agent);
+        let capacity = u64::from(self.settings.max_open_chats_per_agent);
         loop {
             let queue = self.store.queued_chats(BATCH).await?;
             self.note_queue(&queue);
@@ -143,7 +198,7 @@ impl AppState {
                 let Some(i) = pick(&loads, capacity) else {
                     return Ok(());
                 };
-                match self.assignment_gate.confirm(&loads[i].agent).await? {
+                match self.gate.confirm(&loads[i].agent).await? {
                     Confirmed::Assign => {}
                     Confirmed::Unavailable => {
                         loads.swap_remove(i);
@@ -157,9 +212,10 @@ impl AppState {
                 if let Some(after) = self.store.assign_queued(&chat.id, agent, at).await? {
                     loads[i].open += 1;
                     loads[i].last_assigned = Some(at);
-                    self.announce_chat_updated(&chat, &after, &Actor::system())
+                    self.events
+                        .announce_chat_updated(&chat, &after, &Actor::system())
                         .await;
-                    self.assignment_changed(&chat, &after, SYSTEM);
+                    self.hook.changed(&chat, &after, SYSTEM);
                 }
             }
             if read < BATCH {
@@ -187,8 +243,8 @@ impl AppState {
             .into_iter()
             .filter(|h| !available.contains(h))
             .collect();
-        let since = self.assignment_gate.unavailable_since(&away, t).await?;
-        let after = chrono::Duration::from_std(self.config.assignment.reassign_after)
+        let since = self.gate.unavailable_since(&away, t).await?;
+        let after = chrono::Duration::from_std(self.settings.reassign_after)
             .unwrap_or(chrono::Duration::MAX);
         let mut due: Vec<(String, Chat)> = Vec::new();
         for (agent, since) in away.iter().zip(since) {
@@ -212,7 +268,7 @@ impl AppState {
         let n = due.len() as i64;
         for (k, (agent, chat)) in due.into_iter().enumerate() {
             // Still holding the gate, and the staff member did not come back meanwhile.
-            match self.assignment_gate.confirm(&agent).await? {
+            match self.gate.confirm(&agent).await? {
                 Confirmed::Unavailable => {}
                 Confirmed::Assign => continue,
                 Confirmed::Lost => return Ok(()),
@@ -220,9 +276,10 @@ impl AppState {
             let queued_at = front - chrono::Duration::milliseconds(n - k as i64);
             if let Some(after) = self.store.requeue(&chat.id, &agent, queued_at).await? {
                 self.metrics.desk.requeued.inc();
-                self.announce_chat_updated(&chat, &after, &Actor::system())
+                self.events
+                    .announce_chat_updated(&chat, &after, &Actor::system())
                     .await;
-                self.assignment_changed(&chat, &after, SYSTEM);
+                self.hook.changed(&chat, &after, SYSTEM);
             }
         }
         Ok(())

@@ -9,8 +9,10 @@ use serde::Serialize;
 use crate::cluster::rooms;
 use crate::domain::{Actor, Chat};
 use crate::ordering::Turn;
+use crate::service::desk::audit::Audit;
+use crate::service::emit::Emitter;
 use crate::service::events::ServerEvent;
-use crate::state::AppState;
+use crate::state::NodeState;
 
 /// `chat:created`: `{ chat }`.
 #[derive(Serialize)]
@@ -72,16 +74,34 @@ pub fn changed_fields(before: &Chat, after: &Chat) -> Vec<&'static str> {
     changed
 }
 
-impl AppState {
+/// The live chat list's announcements, and the audit entries a change of a chat records.
+#[derive(Clone, Copy)]
+pub struct ChatEvents<'a> {
+    /// `chat:created`, `chat:updated`.
+    emitter: Emitter<'a>,
+    /// Records what each `chat:updated` changed.
+    audit: Audit<'a>,
+}
+
+impl<'a> ChatEvents<'a> {
+    /// The node's chat list announcements.
+    pub fn of(node: &'a NodeState) -> Self {
+        ChatEvents {
+            emitter: Emitter::of(node),
+            audit: Audit::of(node),
+        }
+    }
+
     /// Emits `chat:created` for a chat just opened.
     pub async fn announce_chat_created(&self, chat: &Chat) {
-        self.emit(
-            rooms::chat(&chat.participants),
-            Vec::new(),
-            &ChatCreated { chat },
-            Turn::unordered(),
-        )
-        .await;
+        self.emitter
+            .emit(
+                rooms::chat(&chat.participants),
+                Vec::new(),
+                &ChatCreated { chat },
+                Turn::unordered(),
+            )
+            .await;
     }
 
     /// Emits `chat:updated` if anything the list shows changed (a patch that changed nothing
@@ -104,13 +124,14 @@ impl AppState {
             changed,
             by: &by.id,
         };
-        self.emit(
-            rooms::chat(&participants),
-            Vec::new(),
-            &event,
-            Turn::unordered(),
-        )
-        .await;
-        self.audit_chat_change(by, before, after).await;
+        self.emitter
+            .emit(
+                rooms::chat(&participants),
+                Vec::new(),
+                &event,
+                Turn::unordered(),
+            )
+            .await;
+        self.audit.chat_change(by, before, after).await;
     }
 }
