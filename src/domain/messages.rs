@@ -238,9 +238,14 @@ impl SendMessage {
     }
 }
 
-/// A message to save; the store assigns `id`, `seq` and `timestamp`.
+/// A message to save; the store assigns `seq` and `timestamp`.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
+    /// Chosen before the save, so a save whose outcome is unknown (a store timeout: the server
+    /// may still write it) can be looked up afterwards by the attempt that made it
+    /// (`service/chats.rs`, `settle_unknown_save`). A retry that finds the first save returns
+    /// that one's id instead.
+    pub id: MessageId,
     pub chat_id: ChatId,
     pub sender: AuthUser,
     pub body: MessageBody,

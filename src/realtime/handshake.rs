@@ -57,14 +57,29 @@ const RESUME_RETRY: &str = "the recovery session could not be read; reconnect";
 
 /// The handshake's `auth` object. `pid` and `offset` are what socket.io-client adds when it
 /// resumes a connection state recovery session; taken as any JSON, so a malformed one is a
-/// refused resume (a new session), not a refused handshake.
+/// refused resume (a new session), not a refused handshake. Public for the fuzzer
+/// (`fuzz/fuzz_targets/handshake_auth.rs`), which reads it as the middleware does.
 #[derive(serde::Deserialize)]
-struct Handshake {
-    token: String,
+pub struct Handshake {
+    pub token: String,
     #[serde(default)]
-    pid: Option<serde_json::Value>,
+    pub pid: Option<serde_json::Value>,
     #[serde(default)]
-    offset: Option<serde_json::Value>,
+    pub offset: Option<serde_json::Value>,
+}
+
+impl Handshake {
+    /// What the handshake asks to resume: `None` without a `pid`; else the `pid` and the
+    /// offset (a null one is none) as text, or `Malformed` when either is not a string.
+    pub fn resume(&self) -> Option<Result<(&str, Option<&str>), crate::recovery::Refusal>> {
+        let pid = self.pid.as_ref()?;
+        let offset = self.offset.as_ref().filter(|o| !o.is_null());
+        Some(match (pid.as_str(), offset.map(|o| o.as_str())) {
+            (Some(pid), None) => Ok((pid, None)),
+            (Some(pid), Some(Some(offset))) => Ok((pid, Some(offset))),
+            _ => Err(crate::recovery::Refusal::Malformed),
+        })
+    }
 }
 
 /// Registers the `/` namespace: authenticate in the handshake middleware (nothing runs for a
@@ -133,21 +148,17 @@ async fn authenticate<A: Adapter>(
     let removal = removal.map_err(Refused::from)?;
     // Released however the handshake ends (see `admission.rs`).
     let admission = admit_socket(state, s.id, &user.id).await?;
-    let resume = match (&state.recovery, &auth.pid) {
-        (Some(recovery), Some(pid)) => {
-            let offset = auth.offset.as_ref().filter(|o| !o.is_null());
+    let resume = match (&state.recovery, auth.resume()) {
+        (Some(recovery), Some(asked)) => {
             // Every resume reads the log and may replay 500 events: each user has a budget of
             // them on this node. Beyond it the socket gets a new session, as socket.io-client
             // expects of any resume the server cannot serve (`recovered` false), not a
             // `connect_error`, which socket.io-client would not retry.
             let budget = state.user_limits.take_resume(&user.id);
-            let checked = match (budget, pid.as_str(), offset.map(|o| o.as_str())) {
-                (Err(_), _, _) => Err(crate::recovery::Refusal::RateLimited),
-                (Ok(()), Some(pid), None) => recovery.check(pid, None, &user.id).await,
-                (Ok(()), Some(pid), Some(Some(offset))) => {
-                    recovery.check(pid, Some(offset), &user.id).await
-                }
-                _ => Err(crate::recovery::Refusal::Malformed),
+            let checked = match (budget, asked) {
+                (Err(_), _) => Err(crate::recovery::Refusal::RateLimited),
+                (Ok(()), Ok((pid, offset))) => recovery.check(pid, offset, &user.id).await,
+                (Ok(()), Err(refusal)) => Err(refusal),
             };
             // A recovery must not resurrect a session its user was removed from (or one whose
             // removal could not be read).

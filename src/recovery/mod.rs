@@ -155,15 +155,7 @@ impl Recovery {
         offset: Option<&str>,
         user_id: &str,
     ) -> Result<Claim, Refusal> {
-        let pid = Pid::parse(pid).ok_or(Refusal::Malformed)?;
-        let after = match offset {
-            None => None,
-            Some(o) => Some(Offset::parse(o).ok_or(Refusal::Malformed)?),
-        };
-        // An offset from the future was not made here (a minute of clock skew allowed).
-        if after.is_some_and(|o| o.ms > now_ms() + 60_000) {
-            return Err(Refusal::Malformed);
-        }
+        let (pid, after) = parse_resume(pid, offset, now_ms())?;
         let session = self
             .backend
             .get_session(&pid)
@@ -265,6 +257,26 @@ impl Recovery {
     pub async fn stats(&self) -> Result<LogStats, BackendError> {
         self.backend.stats().await
     }
+}
+
+/// The `pid` and `offset` a client sent, checked for shape before anything is read: the shapes
+/// [`Pid::generate`] and the log make, and no offset from more than a minute after `now_ms`
+/// (clock skew), which was not made here. Pure, so the fuzzer reaches it
+/// (`fuzz/fuzz_targets/handshake_auth.rs`).
+pub fn parse_resume(
+    pid: &str,
+    offset: Option<&str>,
+    now_ms: u64,
+) -> Result<(Pid, Option<Offset>), Refusal> {
+    let pid = Pid::parse(pid).ok_or(Refusal::Malformed)?;
+    let after = match offset {
+        None => None,
+        Some(o) => Some(Offset::parse(o).ok_or(Refusal::Malformed)?),
+    };
+    if after.is_some_and(|o| o.ms > now_ms.saturating_add(60_000)) {
+        return Err(Refusal::Malformed);
+    }
+    Ok((pid, after))
 }
 
 /// Where a replay starts: after the client's offset, or from the session's start.

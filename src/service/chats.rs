@@ -11,7 +11,7 @@ use crate::domain::{
     HistoryPage, MAX_CHAT_TITLE_LEN, Message, MessageId, NewChat, NewMessage, Priority, Saved,
     SendMessage, SendMessageInput, Side, Timestamp, check_len, now, parse_plain_id,
 };
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::metrics::Metrics;
 use crate::ordering::Turn;
 use crate::service::chat_access::chat_for;
@@ -20,6 +20,7 @@ use crate::service::desk::assignment::AssignmentHook;
 use crate::service::desk::chat_events::ChatEvents;
 use crate::service::emit::Emitter;
 use crate::service::events::{MessageNew, MessageRead, TypingEvent};
+use crate::service::unknown_saves::settle_unknown_save;
 use crate::state::{AppState, TypingTracker};
 use crate::store::Store;
 
@@ -59,6 +60,8 @@ pub struct ChatPage {
 /// The chat use cases: what they borrow of the node, and nothing else.
 #[derive(Clone, Copy)]
 pub struct Chats<'a> {
+    /// The node, for work that outlives a call (`unknown_saves.rs`).
+    node: &'a AppState,
     /// Chats and messages.
     store: &'a dyn Store,
     /// Which file URLs this deployment issued (a `file` message may carry one).
@@ -83,6 +86,7 @@ impl<'a> Chats<'a> {
     /// The node's chat use cases.
     pub fn of(node: &'a AppState) -> Self {
         Chats {
+            node,
             store: &*node.store,
             keys: &node.keys,
             config: &node.config,
@@ -234,7 +238,17 @@ impl<'a> Chats<'a> {
         let send = SendMessage::parse(input, |url| self.keys.files.issued(url))?;
         let chat = self.chat_for(user, &send.chat_id).await?;
         let (new, here) = self.draft(user, &chat, send);
-        let saved = self.save(new, &turn).await?;
+        let id = new.id.clone();
+        let saved = match self.save(new, &turn).await {
+            Ok(saved) => saved,
+            Err(e) => {
+                // A store timeout may still land: emitted then (`unknown_saves.rs`).
+                if e.code == ErrorCode::Unavailable {
+                    settle_unknown_save(self.node.clone(), chat, id, here);
+                }
+                return Err(e);
+            }
+        };
         if let Saved::Created(message) = &saved {
             self.announce_new(&chat, message, here, turn).await;
         }
@@ -251,6 +265,7 @@ impl<'a> Chats<'a> {
         send: SendMessage,
     ) -> (NewMessage, Option<String>) {
         let mut new = NewMessage {
+            id: MessageId::generate(),
             chat_id: chat.id.clone(),
             sender: user.clone(),
             body: send.body,

@@ -43,6 +43,7 @@ pub mod emit;
 pub mod events;
 pub mod presence;
 pub mod reports;
+mod unknown_saves;
 pub mod uploads;
 pub mod webhooks;
 

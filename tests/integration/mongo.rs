@@ -45,6 +45,7 @@ fn user(id: &str) -> AuthUser {
 
 fn text_from(chat: &ChatId, sender: &AuthUser, body: &str, cid: Option<String>) -> NewMessage {
     NewMessage {
+        id: switchboard::domain::MessageId::generate(),
         chat_id: chat.clone(),
         sender: sender.clone(),
         body: MessageBody {
@@ -512,4 +513,52 @@ async fn a_chat_stored_before_delivery_status_gets_its_first_marks() {
         .expect("fields removed");
     assert_eq!(unset.modified_count, 1, "the chat lost its mark fields");
     crate::store_contract::marks_move_forward_only_in(&store, &chat.id).await;
+}
+
+/// A save MongoDB writes after the node stopped waiting for it (its reply held past
+/// `MONGODB_TIMEOUT_MS`, as a stalled server does) was answered `UNAVAILABLE` and never
+/// delivered: the `clientMessageId` retry found it and emitted nothing, so a connected chat
+/// partner never got it (the chaos soak's `exactly-once`, seed 11). Now the node that made the
+/// attempt finds its message once the server answers and emits `message:new` then, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_that_lands_after_its_timeout_is_still_delivered_live_once() {
+    let server = tokio::task::block_in_place(MongoServer::start);
+    let proxy =
+        crate::helpers::slow_mongo::HoldingProxy::start(server.port, Duration::from_millis(2500))
+            .await;
+    let uri = proxy.uri();
+    let node = TestNode::start_with(|c| {
+        c.mongodb_uri = Some(uri.into());
+        c.mongodb_database = "late".into();
+        c.mongodb_timeout = Duration::from_millis(1000);
+    })
+    .await;
+    until_readyz(&node, 200).await;
+    let (user_token, staff_token) = (node.token("u1", Role::User), node.token("s1", Role::Admin));
+    let chat = node.open_chat(&user_token).await;
+    let sender = node.socket("u1", Role::User).await;
+    let staff = node.socket("s1", Role::Admin).await;
+    until_socket_registered(&node, "u1", &user_token).await;
+    until_socket_registered(&node, "s1", &staff_token).await;
+
+    proxy.hold_next_message_insert();
+    let send = json!({ "chatId": chat, "message": { "content": "late" }, "clientMessageId": "c1" });
+    let ack = sender.ack("message:send", send.clone()).await;
+    assert_eq!(ack["error"]["code"], "UNAVAILABLE", "{ack}");
+
+    let new = staff
+        .try_event("message:new", Duration::from_secs(15))
+        .await
+        .expect("the message MongoDB saved after the timeout reaches the chat live");
+    assert_eq!(new["message"]["content"], "late", "{new}");
+    let retry = sender.ack("message:send", send).await;
+    assert_eq!(retry["message"]["id"], new["message"]["id"], "{retry}");
+    assert!(
+        staff
+            .try_event("message:new", Duration::from_millis(1000))
+            .await
+            .is_none(),
+        "delivered once"
+    );
+    node.stop().await;
 }

@@ -54,6 +54,7 @@ async fn send(
 ) -> Saved<Message> {
     store
         .save_message(NewMessage {
+            id: switchboard::domain::MessageId::generate(),
             chat_id: chat.clone(),
             sender: from.clone(),
             body: text(body),
@@ -156,6 +157,7 @@ pub async fn client_message_id_retry_returns_first_save(store: Arc<dyn Store>) {
 pub async fn saving_into_a_missing_chat_is_not_found(store: Arc<dyn Store>) {
     let r = store
         .save_message(NewMessage {
+            id: switchboard::domain::MessageId::generate(),
             chat_id: ChatId::generate(),
             sender: user("u1", Role::User),
             body: text("x"),
@@ -591,6 +593,7 @@ pub async fn a_save_that_delivers_moves_the_recipients_mark(store: Arc<dyn Store
     let chat = chat_with(&store, &["u1", "a1"]).await;
     let (u1, a1) = (user("u1", Role::User), user("a1", Role::Admin));
     let save = |from: &AuthUser, body: &str, delivered: bool| NewMessage {
+        id: switchboard::domain::MessageId::generate(),
         chat_id: chat.id.clone(),
         sender: from.clone(),
         body: text(body),
@@ -716,6 +719,7 @@ pub async fn file_is_shared_only_through_chats_the_user_is_in(store: Arc<dyn Sto
     send(&store, &other.id, &user("u3", Role::User), "hello", None).await;
     store
         .save_message(NewMessage {
+            id: switchboard::domain::MessageId::generate(),
             chat_id: shared.id.clone(),
             sender: u1.clone(),
             body: MessageBody {

@@ -343,6 +343,7 @@ async fn a_message_saved_but_never_emitted_is_still_reported() {
         .state
         .store
         .save_message(NewMessage {
+            id: switchboard::domain::MessageId::generate(),
             chat_id: ChatId::parse(&chat).unwrap(),
             sender: AuthUser {
                 id: "u1".into(),

@@ -243,7 +243,7 @@ impl Store for EmbeddedStore {
                     .optional()?;
                 let Some(seq) = seq else { return Ok(None) };
                 let message = Message {
-                    id: MessageId::generate(),
+                    id: m.id,
                     chat_id: m.chat_id,
                     seq: seq as u64,
                     sender_id: m.sender.id,

@@ -8,7 +8,7 @@ use super::documents::{MessageDoc, bson_time, delivered_field, oid};
 use super::indexes::*;
 use super::queries::*;
 use super::{DUPLICATE_KEY, MongoStore, StoreError, StoreResult, db_err, error_code};
-use crate::domain::{Message, MessageId, MessageStatus, NewMessage, Saved, now};
+use crate::domain::{Message, MessageStatus, NewMessage, Saved, now};
 
 impl MongoStore {
     async fn find_by_client_id(
@@ -59,7 +59,7 @@ impl MongoStore {
                 other => return Err(StoreError::Internal(format!("chat seq is {other:?}"))),
             };
             let doc = MessageDoc {
-                id: oid(MessageId::generate().as_str())?,
+                id: oid(m.id.as_str())?,
                 chat_id,
                 seq,
                 sender_id: m.sender.id,

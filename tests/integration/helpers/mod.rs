@@ -6,6 +6,7 @@ pub mod mongo;
 pub mod quiet;
 pub mod redis;
 pub mod sio;
+pub mod slow_mongo;
 pub mod slow_redis;
 pub mod webhooks;
 
