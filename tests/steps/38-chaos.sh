@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# opt-in: its five-minute run has not yet passed with the fix it found (issue 31); run it by name
 # The chaos soak (issue 31, tests/chaos/): three nodes from target/debug/switchboard on a Redis
 # Sentinel group and secantusd-py, a few hundred socket.io-client frontends, a nemesis from a
 # seed, and a checker over everything the clients saw and the store holds. CHAOS_SECS (default
