@@ -42,6 +42,9 @@ pub trait AssignmentGate: Send + Sync + 'static {
     /// Ends the pass; `true` when another was asked for meanwhile: the caller keeps the gate
     /// and runs again.
     async fn end(&self) -> Result<bool, PresenceError>;
+    /// Gives the gate up if this node holds it, whatever was asked for meanwhile (a draining
+    /// node: the other nodes' next tick runs the pass).
+    async fn release(&self) -> Result<(), PresenceError>;
     /// Since when each of `unavailable` (staff holding open chats who are away or offline) has
     /// been seen so, in the same order, noting `now` for those seen for the first time; forgets
     /// everyone else (back, or holding nothing).
@@ -105,6 +108,13 @@ impl AssignmentGate for MemoryAssignmentGate {
         }
         g.running = false;
         Ok(false)
+    }
+
+    async fn release(&self) -> Result<(), PresenceError> {
+        let mut g = self.lock();
+        g.running = false;
+        g.again = false;
+        Ok(())
     }
 
     async fn unavailable_since(

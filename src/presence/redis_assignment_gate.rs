@@ -7,8 +7,9 @@
 //! confirm checks the pass and `{sb}:desk:available` in one script.
 //!
 //! A holder that stalls past the lease (a store write hanging longer than [`PASS_LEASE`]) may
-//! overlap the next holder's pass by that one write: the store's conditional writes still keep
-//! each chat to one admin; the capacity could then be passed by one chat, the only case.
+//! overlap the next holder's pass by that one write: the store's assignment write counts the
+//! agent's open chats itself and is refused at the capacity, so the overlap cannot pass it
+//! (`store/assignment.rs`). A draining node gives the gate up ([`AssignmentGate::release`]).
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use fred::prelude::{Client, Value};
 use fred::types::scripts::Script;
 
 use super::PresenceError;
+use super::redis::lua;
 use super::assignment_gate::{AssignmentGate, Confirmed};
 use crate::domain::Timestamp;
 
@@ -57,6 +59,11 @@ redis.call('DEL', KEYS[1])
 return 0
 "#;
 
+const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
 const SINCE: &str = r#"
 local keep = {}
 for i, agent in ipairs(ARGV) do
@@ -84,10 +91,7 @@ pub struct RedisAssignmentGate {
     confirm: Script,
     end: Script,
     since: Script,
-}
-
-fn unavailable(e: impl std::fmt::Display) -> PresenceError {
-    PresenceError::Unavailable(e.to_string())
+    release: Script,
 }
 
 impl RedisAssignmentGate {
@@ -99,18 +103,21 @@ impl RedisAssignmentGate {
             confirm: Script::from_lua(CONFIRM),
             end: Script::from_lua(END),
             since: Script::from_lua(SINCE),
+            release: Script::from_lua(RELEASE),
         }
     }
 
     /// Loads the scripts into Redis's script cache (every master of a Redis Cluster), so that
     /// the first calls after a start do not each meet `NOSCRIPT` and reload.
     pub async fn load_scripts(&self) -> Result<(), PresenceError> {
-        let scripts = [&self.begin, &self.confirm, &self.end, &self.since];
-        let loads = scripts.map(|script| script.load(&self.client));
-        match tokio::time::timeout(CALL_TIMEOUT, futures_util::future::join_all(loads)).await {
-            Ok(results) => results.into_iter().try_for_each(|r| r.map_err(unavailable)),
-            Err(_) => Err(unavailable("loading the assignment scripts timed out")),
-        }
+        let scripts = [
+            &self.begin,
+            &self.confirm,
+            &self.end,
+            &self.since,
+            &self.release,
+        ];
+        lua::load(&self.client, &scripts, CALL_TIMEOUT, "assignment").await
     }
 
     async fn run(
@@ -119,12 +126,8 @@ impl RedisAssignmentGate {
         keys: Vec<&str>,
         args: Vec<String>,
     ) -> Result<Value, PresenceError> {
-        let call = script.evalsha_with_reload::<Value, _, _>(&self.client, keys, args);
-        match tokio::time::timeout(CALL_TIMEOUT, call).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(unavailable(e)),
-            Err(_) => Err(unavailable("assignment gate call timed out")),
-        }
+        let keys = keys.into_iter().map(str::to_owned).collect();
+        lua::run(&self.client, script, keys, args, CALL_TIMEOUT, "assignment gate").await
     }
 
     fn lease_ms() -> String {
@@ -158,6 +161,11 @@ impl AssignmentGate for RedisAssignmentGate {
         let args = vec![self.node.clone(), Self::lease_ms()];
         let v = self.run(&self.end, vec![PASS, AGAIN], args).await?;
         Ok(v.as_i64() == Some(1))
+    }
+
+    async fn release(&self) -> Result<(), PresenceError> {
+        let args = vec![self.node.clone()];
+        self.run(&self.release, vec![PASS], args).await.map(|_| ())
     }
 
     async fn unavailable_since(

@@ -15,6 +15,7 @@ use fred::prelude::{Client, Value};
 use fred::types::scripts::Script;
 
 use super::PresenceError;
+use super::redis::lua::{self, unavailable};
 use super::availability::{Announcement, StaffAvailability, StaffStatus};
 
 const STAFF: &str = "{sb}:desk:staff";
@@ -75,10 +76,6 @@ pub struct RedisAvailability {
     claim: Script,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> PresenceError {
-    PresenceError::Unavailable(e.to_string())
-}
-
 impl RedisAvailability {
     pub fn new(client: Client) -> Self {
         Self {
@@ -94,11 +91,7 @@ impl RedisAvailability {
     /// the first calls after a start do not each meet `NOSCRIPT` and reload.
     pub async fn load_scripts(&self) -> Result<(), PresenceError> {
         let scripts = [&self.connected, &self.set, &self.forget, &self.claim];
-        let loads = scripts.map(|script| script.load(&self.client));
-        match tokio::time::timeout(CALL_TIMEOUT, futures_util::future::join_all(loads)).await {
-            Ok(results) => results.into_iter().try_for_each(|r| r.map_err(unavailable)),
-            Err(_) => Err(unavailable("loading the availability scripts timed out")),
-        }
+        lua::load(&self.client, &scripts, CALL_TIMEOUT, "availability").await
     }
 
     async fn run(
@@ -107,12 +100,7 @@ impl RedisAvailability {
         keys: Vec<String>,
         args: Vec<String>,
     ) -> Result<Value, PresenceError> {
-        let call = script.evalsha_with_reload::<Value, _, _>(&self.client, keys, args);
-        match tokio::time::timeout(CALL_TIMEOUT, call).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(unavailable(e)),
-            Err(_) => Err(unavailable("availability call timed out")),
-        }
+        lua::run(&self.client, script, keys, args, CALL_TIMEOUT, "availability").await
     }
 
     fn keys() -> Vec<String> {

@@ -11,6 +11,7 @@ use crate::domain::{
     SendMessage, SendMessageInput, Side, Timestamp, check_len, now, parse_plain_id,
 };
 use crate::error::AppError;
+use crate::webhooks::{Check, fresh_id};
 use crate::ordering::Turn;
 use crate::state::AppState;
 
@@ -88,6 +89,7 @@ impl AppState {
                 participants.push(user.id.clone());
             }
             NewChat {
+                id: ChatId::generate(),
                 participants,
                 title,
                 priority,
@@ -99,6 +101,7 @@ impl AppState {
                 return Err(AppError::forbidden("a user opens chats for themself only"));
             }
             NewChat {
+                id: ChatId::generate(),
                 participants: vec![user.id.clone()],
                 title,
                 priority,
@@ -106,8 +109,13 @@ impl AppState {
                 queued: self.config.assignment.is_auto(),
             }
         };
-        let chat = self.store.create_chat(chat).await?;
-        self.announce_chat_created(&chat).await;
+        let check = Check::ChatCreated {
+            chat: chat.id.as_str().to_owned(),
+        };
+        let key = format!("chat:{}", chat.id.as_str());
+        let pledged = self.pledge("chat.created", fresh_id(), key, 0, check).await?;
+        let chat = self.saved(self.store.create_chat(chat).await, &pledged).await?;
+        self.announce_chat_created(&chat, pledged.as_ref()).await;
         if chat.queued_at.is_some() {
             self.wake_assigner();
         }
@@ -172,6 +180,8 @@ impl AppState {
                 .assigned_admin
                 .map(|a| parse_plain_id("assignedAdmin", &a))
                 .transpose()?,
+            change: None,
+            queue: false,
         };
         // Read first: `chat:updated` names what changed and reaches who left the chat too.
         let before = self
@@ -179,8 +189,29 @@ impl AppState {
             .chat(&id)
             .await?
             .ok_or_else(|| AppError::not_found("chat not found"))?;
-        let after = self.store.update_chat(&id, patch).await?;
-        self.announce_chat_updated(&before, &after, &Actor::of(user))
+        let changed = crate::service::desk::chat_events::patched_fields(&before, &patch);
+        let pledged = if changed.is_empty() {
+            None
+        } else {
+            let check = Check::ChatUpdated {
+                chat: id.as_str().to_owned(),
+                changed: changed.iter().map(|c| (*c).to_owned()).collect(),
+                by: user.id.clone(),
+            };
+            let key = format!("chat:{}", id.as_str());
+            self.pledge("chat.updated", fresh_id(), key, 0, check).await?
+        };
+        // A closed chat reopened with nobody assigned waits in the queue again.
+        let queue = self.config.assignment.is_auto()
+            && before.status == ChatStatus::Closed
+            && patch.status == Some(ChatStatus::Open);
+        let patch = ChatPatch {
+            change: pledged.as_ref().map(|p| p.id.clone()),
+            queue,
+            ..patch
+        };
+        let after = self.saved(self.store.update_chat(&id, patch).await, &pledged).await?;
+        self.announce_chat_updated(&before, &after, &Actor::of(user), pledged)
             .await;
         self.assignment_changed(&before, &after, &user.id);
         Ok(after)
@@ -298,9 +329,6 @@ impl AppState {
         let read_at = now();
         self.deliver_with_read(&chat.id, Side::of(user.role), message.seq)
             .await?;
-        self.store
-            .mark_read(&chat.id, message.seq, &user.id)
-            .await?;
         let payload = MessageRead {
             chat_id: &chat.id,
             message_id,
@@ -308,8 +336,26 @@ impl AppState {
             read_by: &user.id,
             read_at,
         };
-        self.emit(rooms::chat(&chat.participants), Vec::new(), &payload, turn)
-            .await;
+        let check = Check::Read {
+            chat: chat.id.as_str().to_owned(),
+            message: message_id.as_str().to_owned(),
+            reader: user.id.clone(),
+            data: serde_json::to_string(&payload).unwrap_or_default(),
+        };
+        let key = format!("chat:{}", chat.id.as_str());
+        let pledged = self
+            .pledge("message.read", fresh_id(), key, message.seq, check)
+            .await?;
+        let marked = self.store.mark_read(&chat.id, message.seq, &user.id).await;
+        self.saved(marked, &pledged).await?;
+        self.emit_pledged(
+            rooms::chat(&chat.participants),
+            Vec::new(),
+            &payload,
+            pledged.as_ref(),
+            turn,
+        )
+        .await;
         Ok(read_at)
     }
 

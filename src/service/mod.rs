@@ -50,10 +50,28 @@ impl AppState {
         event: &E,
         turn: Turn,
     ) -> bool {
+        self.emit_pledged(rooms, except, event, None, turn).await
+    }
+
+    /// [`emit`](Self::emit) of the change `pledged` was written ahead of
+    /// (`webhooks/pledges.rs`): its webhook takes the pledge's id and place.
+    pub async fn emit_pledged<E: ServerEvent + Sync>(
+        &self,
+        rooms: Vec<String>,
+        except: Vec<String>,
+        event: &E,
+        pledged: Option<&crate::webhooks::Pledged>,
+        turn: Turn,
+    ) -> bool {
         // In a socket event: after the previous event's log appends, and let the next event start.
         turn.emission().await;
         let webhook = if self.webhooks.enabled() {
-            event.webhook()
+            event
+                .webhook()
+                .map(|hook| match pledged {
+                    Some(p) => hook.fulfilling(p),
+                    None => hook,
+                })
         } else {
             None
         };
@@ -70,6 +88,10 @@ impl AppState {
     /// it from the saved message). `false` where a node killed after its save stops (a test
     /// hook): nothing after it happens.
     async fn publish_webhook(&self, webhook: Option<crate::webhooks::Event>) -> bool {
+        #[cfg(any(test, feature = "test-support"))]
+        if self.test_hooks.saves_killed() {
+            return false;
+        }
         let webhook = match webhook {
             Some(hook) if !hook.is_rederived() => {
                 self.webhooks.publish_durable(hook).await;

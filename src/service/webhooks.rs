@@ -1,5 +1,7 @@
 //! The operator's side of webhooks (superadmin only): list the deliveries kept as failed and
 //! send them again (PROTOCOL.md, "Webhooks": "a superadmin may list and resend failed events").
+//! And the use cases' side of a pledge (`webhooks/pledges.rs`): written before the save, the
+//! save refused when it cannot be written, forgotten when the save fails.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +32,38 @@ pub struct Resend {
 }
 
 impl AppState {
+    /// Writes ahead the event of a change about to be saved (`webhooks/pledges.rs`): `None`
+    /// when no endpoint takes it. When the outbox cannot be written the change is not made
+    /// (`UNAVAILABLE`): an event once saved is never lost.
+    pub(crate) async fn pledge(
+        &self,
+        kind: &'static str,
+        id: String,
+        key: String,
+        seq: u64,
+        check: crate::webhooks::Check,
+    ) -> Result<Option<crate::webhooks::Pledged>, AppError> {
+        self.webhooks
+            .pledge(kind, id, key, seq, check)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, kind, "webhook pledge not written: change refused");
+                AppError::new(ErrorCode::Unavailable, "the webhook outbox is unavailable")
+            })
+    }
+
+    /// A save's outcome: a failed save forgets its pledge (its change was not made).
+    pub(crate) async fn saved<T>(
+        &self,
+        result: crate::store::StoreResult<T>,
+        pledged: &Option<crate::webhooks::Pledged>,
+    ) -> Result<T, AppError> {
+        if result.is_err() {
+            self.webhooks.unpledge(pledged.clone()).await;
+        }
+        Ok(result?)
+    }
+
     fn webhook_operator(
         &self,
         user: &AuthUser,

@@ -23,6 +23,19 @@ pub struct AgentLoad {
     pub last_assigned: Option<Timestamp>,
 }
 
+/// One conditional assignment ([`AssignmentStore::assign_queued`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Assign<'a> {
+    pub chat: &'a ChatId,
+    pub agent: &'a str,
+    /// Its `assignedAt`.
+    pub at: Timestamp,
+    /// The most open chats the agent may hold once it is written.
+    pub capacity: u64,
+    /// Recorded with the change (see [`ChatPatch::change`](crate::domain::ChatPatch)).
+    pub change: Option<&'a str>,
+}
+
 #[async_trait]
 pub trait AssignmentStore: Send + Sync + 'static {
     /// Open chats waiting in the queue, oldest `queuedAt` first (then id), at most `limit`.
@@ -37,22 +50,21 @@ pub trait AssignmentStore: Send + Sync + 'static {
     /// The open chats assigned to `agent`, oldest first.
     async fn open_chats_of(&self, agent: &str) -> StoreResult<Vec<Chat>>;
 
-    /// Assigns a queued chat to `agent` at `at` (out of the queue, `agent` its staff
-    /// participant), only if it is still open, queued and unassigned; `None` otherwise.
-    async fn assign_queued(
-        &self,
-        chat: &ChatId,
-        agent: &str,
-        at: Timestamp,
-    ) -> StoreResult<Option<Chat>>;
+    /// Assigns a queued chat to an agent (out of the queue, the agent its staff participant),
+    /// only if it is still open, queued and unassigned and the agent holds fewer open chats
+    /// than the capacity, counted in the same atomic write (on MongoDB, which cannot count in
+    /// a write, see `mongo/assignment.rs`); `None` otherwise.
+    async fn assign_queued(&self, a: Assign<'_>) -> StoreResult<Option<Chat>>;
 
     /// Puts an open chat assigned to `agent` back in the queue with `queued_at` (no assigned
     /// admin, `agent` out of its participants unless they are its own user), only if it is
     /// still open and assigned to `agent`; `None` otherwise.
+    /// `change` is recorded with it (see [`ChatPatch::change`](crate::domain::ChatPatch)).
     async fn requeue(
         &self,
         chat: &ChatId,
         agent: &str,
         queued_at: Timestamp,
+        change: Option<&str>,
     ) -> StoreResult<Option<Chat>>;
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::{
-    AgentLoad, AssignmentStore, AuditStore, DeskStore, FileReader, FileStream, Store, StoreOp,
+    AgentLoad, Assign, AssignmentStore, AuditStore, DeskStore, FileReader, FileStream, Store, StoreOp,
     StoreResult,
 };
 use crate::domain::{
@@ -75,6 +75,10 @@ impl Store for TimedStore {
     }
     async fn update_chat(&self, id: &ChatId, patch: ChatPatch) -> StoreResult<Chat> {
         self.time(StoreOp::UpdateChat, self.inner.update_chat(id, patch))
+            .await
+    }
+    async fn chat_has_change(&self, id: &ChatId, change: &str) -> StoreResult<bool> {
+        self.time(StoreOp::ChatHasChange, self.inner.chat_has_change(id, change))
             .await
     }
     async fn chat_partners(&self, user_id: &str) -> StoreResult<Vec<String>> {
@@ -230,25 +234,21 @@ impl AssignmentStore for TimedStore {
         self.time(StoreOp::OpenChatsOf, self.inner.open_chats_of(agent))
             .await
     }
-    async fn assign_queued(
-        &self,
-        chat: &ChatId,
-        agent: &str,
-        at: Timestamp,
-    ) -> StoreResult<Option<Chat>> {
-        self.time(
-            StoreOp::AssignQueued,
-            self.inner.assign_queued(chat, agent, at),
-        )
-        .await
+    async fn assign_queued(&self, a: Assign<'_>) -> StoreResult<Option<Chat>> {
+        self.time(StoreOp::AssignQueued, self.inner.assign_queued(a))
+            .await
     }
     async fn requeue(
         &self,
         chat: &ChatId,
         agent: &str,
         queued_at: Timestamp,
+        change: Option<&str>,
     ) -> StoreResult<Option<Chat>> {
-        self.time(StoreOp::Requeue, self.inner.requeue(chat, agent, queued_at))
-            .await
+        self.time(
+            StoreOp::Requeue,
+            self.inner.requeue(chat, agent, queued_at, change),
+        )
+        .await
     }
 }

@@ -37,6 +37,7 @@ use crate::domain::{Side, Timestamp};
 
 pub mod lease;
 pub mod outbox;
+pub mod pledges;
 mod publisher;
 mod reconcile;
 mod sender;
@@ -47,6 +48,7 @@ mod writer;
 
 pub use lease::Lease;
 pub use outbox::{Delivery, Outbox, State};
+pub use pledges::{Check, PledgeError, Pledged};
 pub use publisher::{Publisher, Running, WRITE_AHEAD_WAIT};
 pub use settings::{Endpoint, WebhookSettings};
 
@@ -71,6 +73,9 @@ pub struct Event {
     pub pos: Option<i64>,
     /// The newest message of its chat it follows (see [`Delivery::seq`]; 0: none).
     pub seq: u64,
+    /// Written ahead as a pledge (`pledges.rs`): the writer forgets the pledge once the event
+    /// is queued.
+    pub pledged: bool,
 }
 
 /// An event's `data`.
@@ -101,7 +106,16 @@ impl Event {
             unread: None,
             pos: None,
             seq: 0,
+            pledged: false,
         }
+    }
+
+    /// The same event, as the pledge written ahead of its save announced it: its id and place.
+    pub fn fulfilling(mut self, pledged: &Pledged) -> Self {
+        self.id = pledged.id.clone();
+        self.pos = Some(pledged.pos);
+        self.pledged = true;
+        self
     }
 
     /// The same event, following message `seq` of its chat (a read or a delivery of it).
@@ -111,10 +125,11 @@ impl Event {
     }
 
     /// Whether the sender's reconcile pass derives this event from what was saved
-    /// (`message.created`), so its publishing may be left out; every other event is written
-    /// to the outbox ahead of its emission (`publisher.rs`).
+    /// (`message.created`) or from its pledge (`pledges.rs`), so its publishing may be left
+    /// out; every other event is written to the outbox ahead of its emission
+    /// (`publisher.rs`).
     pub fn is_rederived(&self) -> bool {
-        self.kind == "message.created"
+        self.kind == "message.created" || self.pledged
     }
 }
 

@@ -214,6 +214,13 @@ impl Publisher {
         }
     }
 
+    /// Whether this node remembers `user_id`'s role (a `user.offline` claimed here for a user
+    /// whose sockets were on another node does not: the caller looks it up in the directory).
+    pub fn knows_role(&self, user_id: &str) -> bool {
+        let roles = self.roles.lock().unwrap_or_else(|p| p.into_inner());
+        roles.contains_key(user_id)
+    }
+
     /// Test-only: holds this node's outbox writes (as an outbox that cannot be written would)
     /// until called with `false`.
     #[cfg(any(test, feature = "test-support"))]

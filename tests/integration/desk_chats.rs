@@ -181,6 +181,7 @@ async fn ascending_lists_follow_changes(store: &dyn switchboard::store::Store) {
     for title in ["one", "two", "three"] {
         let chat = store
             .create_chat(NewChat {
+                id: ChatId::generate(),
                 participants: vec!["u1".into()],
                 title: title.into(),
                 priority: Priority::Medium,
@@ -271,6 +272,7 @@ async fn reassignment_replaces_the_admin(store: &dyn switchboard::store::Store) 
     use switchboard::domain::{ChatPatch, NewChat, Priority};
     let chat = store
         .create_chat(NewChat {
+            id: ChatId::generate(),
             participants: vec!["u1".into(), "a1".into()],
             title: "t".into(),
             priority: Priority::Medium,

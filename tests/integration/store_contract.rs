@@ -35,6 +35,7 @@ fn text(s: &str) -> MessageBody {
 async fn chat_with(store: &Arc<dyn Store>, participants: &[&str]) -> Chat {
     store
         .create_chat(NewChat {
+            id: ChatId::generate(),
             participants: participants.iter().map(|p| p.to_string()).collect(),
             title: "Support chat".into(),
             priority: Priority::Medium,
@@ -410,6 +411,7 @@ pub async fn chat_partners_of_several_users_match_one_by_one(store: Arc<dyn Stor
 
 fn new_report(to: &str, title: &str) -> NewReport {
     NewReport {
+        id: ReportId::generate(),
         user_id: to.into(),
         order_id: Some("o-1".into()),
         payment_id: None,
@@ -802,6 +804,8 @@ macro_rules! contract_tests {
             check!(the_queue_is_oldest_first_and_an_assignment_takes_a_chat_out_once);
             check!(loads_count_open_chats_and_the_latest_assignment);
             check!(a_requeue_takes_the_agent_out_only_if_they_still_hold_the_chat);
+            check!(an_assignment_write_refuses_an_agent_at_capacity);
+            check!(a_change_id_is_recorded_with_its_write_only);
         }
     };
 }

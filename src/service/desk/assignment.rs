@@ -22,7 +22,8 @@ use std::time::Duration;
 use crate::domain::{Actor, Chat, ChatStatus, Timestamp, now};
 use crate::presence::{Confirmed, PresenceError};
 use crate::state::AppState;
-use crate::store::{AgentLoad, StoreError};
+use crate::store::{AgentLoad, Assign, StoreError};
+use crate::webhooks::{Check, Pledged, fresh_id};
 
 /// `by` of the `chat:updated` an auto-assignment sends.
 pub const SYSTEM: &str = "system";
@@ -40,6 +41,9 @@ enum PassError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Presence(#[from] PresenceError),
+    /// A save or its webhook's pledge failed (`UNAVAILABLE`).
+    #[error(transparent)]
+    Unsaved(#[from] crate::error::AppError),
 }
 
 impl AppState {
@@ -53,16 +57,18 @@ impl AppState {
 
     /// Every change of a chat's assigned admin or status goes through here once it is saved
     /// and announced (`chat:updated`), `by` the acting staff member's id or [`SYSTEM`]: it is
-    /// counted, and a closed assigned chat frees a place in the queue's favour. (The audit
-    /// log records assignments in `announce_chat_updated`.)
+    /// counted, a closed assigned chat frees a place in the queue's favour, and a reopened
+    /// chat back in the queue waits for a pass. (The audit log records assignments in
+    /// `announce_chat_updated`.)
     pub fn assignment_changed(&self, before: &Chat, after: &Chat, by: &str) {
         if after.assigned_admin.is_some() && before.assigned_admin != after.assigned_admin {
             self.metrics.desk.assigned(by == SYSTEM);
         }
-        if before.status == ChatStatus::Open
+        let freed = before.status == ChatStatus::Open
             && after.status == ChatStatus::Closed
-            && after.assigned_admin.is_some()
-        {
+            && after.assigned_admin.is_some();
+        let queued = before.queued_at.is_none() && after.queued_at.is_some();
+        if freed || queued {
             self.wake_assigner();
         }
     }
@@ -98,6 +104,11 @@ impl AppState {
     /// Runs passes while this node holds the gate and passes are asked for; `wanted` asks the
     /// running pass elsewhere for another when the gate is taken.
     async fn assignment_round(&self, wanted: bool) {
+        let _running = self.assigning.lock().await;
+        // A draining node starts no pass: the others' do (see `release_assignment_gate`).
+        if self.is_draining() {
+            return;
+        }
         match self.assignment_gate.begin(wanted).await {
             Ok(true) => {}
             Ok(false) => return,
@@ -110,6 +121,14 @@ impl AppState {
             if let Err(e) = self.assignment_pass().await {
                 tracing::warn!(error = %e, "assignment pass stopped");
             }
+            if self.is_draining() {
+                // Given up now, not when the lease lapses: another node's tick runs the
+                // pass asked for meanwhile.
+                if let Err(e) = self.assignment_gate.release().await {
+                    tracing::warn!(error = %e, "could not give the assignment gate up");
+                }
+                return;
+            }
             match self.assignment_gate.end().await {
                 Ok(true) => continue,
                 Ok(false) => return,
@@ -119,6 +138,22 @@ impl AppState {
                     return;
                 }
             }
+        }
+    }
+
+    /// At a drain: waits (until `deadline`) for a pass of this node to end, then gives the gate
+    /// up if this node still holds it, so the other nodes assign at once rather than after
+    /// its lease. No pass starts on a draining node.
+    pub async fn release_assignment_gate(&self, deadline: tokio::time::Instant) {
+        if !self.config.assignment.is_auto() {
+            return;
+        }
+        let Ok(_running) = tokio::time::timeout_at(deadline, self.assigning.lock()).await else {
+            tracing::warn!(node = %self.node_id, "an assignment pass outlived the drain; its lease lapses");
+            return;
+        };
+        if let Err(e) = self.assignment_gate.release().await {
+            tracing::warn!(error = %e, "could not give the assignment gate up");
         }
     }
 
@@ -154,12 +189,34 @@ impl AppState {
                 let Some(chat) = queue.next() else { break };
                 let at = now();
                 let agent = &loads[i].agent;
-                if let Some(after) = self.store.assign_queued(&chat.id, agent, at).await? {
-                    loads[i].open += 1;
-                    loads[i].last_assigned = Some(at);
-                    self.announce_chat_updated(&chat, &after, &Actor::system())
-                        .await;
-                    self.assignment_changed(&chat, &after, SYSTEM);
+                let pledged = self.pledge_system_change(&chat).await?;
+                #[cfg(any(test, feature = "test-support"))]
+                self.test_hooks.before_assignment_write().await;
+                let assign = Assign {
+                    chat: &chat.id,
+                    agent,
+                    at,
+                    capacity,
+                    change: pledged.as_ref().map(|p| p.id.as_str()),
+                };
+                let assigned = self.store.assign_queued(assign).await;
+                match self.saved(assigned, &pledged).await? {
+                    Some(after) => {
+                        loads[i].open += 1;
+                        loads[i].last_assigned = Some(at);
+                        self.announce_chat_updated(&chat, &after, &Actor::system(), pledged)
+                            .await;
+                        self.assignment_changed(&chat, &after, SYSTEM);
+                    }
+                    None => {
+                        self.webhooks.unpledge(pledged).await;
+                        // The chat changed since the read, or the agent's load did (the
+                        // store counts it in the write): read the load again.
+                        let agent = [loads[i].agent.clone()];
+                        if let Some(load) = self.store.agent_loads(&agent).await?.pop() {
+                            loads[i] = load;
+                        }
+                    }
                 }
             }
             if read < BATCH {
@@ -218,14 +275,34 @@ impl AppState {
                 Confirmed::Lost => return Ok(()),
             }
             let queued_at = front - chrono::Duration::milliseconds(n - k as i64);
-            if let Some(after) = self.store.requeue(&chat.id, &agent, queued_at).await? {
-                self.metrics.desk.requeued.inc();
-                self.announce_chat_updated(&chat, &after, &Actor::system())
-                    .await;
-                self.assignment_changed(&chat, &after, SYSTEM);
+            let pledged = self.pledge_system_change(&chat).await?;
+            let change = pledged.as_ref().map(|p| p.id.as_str());
+            let requeued = self.store.requeue(&chat.id, &agent, queued_at, change).await;
+            match self.saved(requeued, &pledged).await? {
+                Some(after) => {
+                    self.metrics.desk.requeued.inc();
+                    self.announce_chat_updated(&chat, &after, &Actor::system(), pledged)
+                        .await;
+                    self.assignment_changed(&chat, &after, SYSTEM);
+                }
+                None => self.webhooks.unpledge(pledged).await,
             }
         }
         Ok(())
+    }
+
+    /// The `chat.updated` of an assignment or a requeue by `system`, written ahead of its save
+    /// (`webhooks/pledges.rs`).
+    async fn pledge_system_change(&self, chat: &Chat) -> Result<Option<Pledged>, PassError> {
+        let check = Check::ChatUpdated {
+            chat: chat.id.as_str().to_owned(),
+            changed: vec!["assignedAdmin".into(), "participants".into()],
+            by: SYSTEM.to_owned(),
+        };
+        let key = format!("chat:{}", chat.id.as_str());
+        Ok(self
+            .pledge("chat.updated", fresh_id(), key, 0, check)
+            .await?)
     }
 
     /// The queue metrics, from a pass's read.

@@ -11,6 +11,7 @@ use crate::domain::{Actor, Chat};
 use crate::ordering::Turn;
 use crate::service::events::ServerEvent;
 use crate::state::AppState;
+use crate::webhooks::Pledged;
 
 /// `chat:created`: `{ chat }`.
 #[derive(Serialize)]
@@ -54,6 +55,27 @@ impl ServerEvent for ChatUpdated<'_> {
     }
 }
 
+/// What `patch` would change in `before`, in the protocol's names (what a pledge written ahead
+/// of its save names; `participants` goes with a new assigned admin).
+pub fn patched_fields(before: &Chat, patch: &crate::domain::ChatPatch) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if patch.status.is_some_and(|s| s != before.status) {
+        changed.push("status");
+    }
+    if patch.priority.is_some_and(|p| p != before.priority) {
+        changed.push("priority");
+    }
+    if patch
+        .assigned_admin
+        .as_ref()
+        .is_some_and(|a| before.assigned_admin.as_ref() != Some(a))
+    {
+        changed.push("assignedAdmin");
+        changed.push("participants");
+    }
+    changed
+}
+
 /// What changed from `before` to `after`, in the protocol's names.
 pub fn changed_fields(before: &Chat, after: &Chat) -> Vec<&'static str> {
     let mut changed = Vec::new();
@@ -73,12 +95,13 @@ pub fn changed_fields(before: &Chat, after: &Chat) -> Vec<&'static str> {
 }
 
 impl AppState {
-    /// Emits `chat:created` for a chat just opened.
-    pub async fn announce_chat_created(&self, chat: &Chat) {
-        self.emit(
+    /// Emits `chat:created` for a chat just opened (its webhook the one `pledged` wrote ahead).
+    pub async fn announce_chat_created(&self, chat: &Chat, pledged: Option<&Pledged>) {
+        self.emit_pledged(
             rooms::chat(&chat.participants),
             Vec::new(),
             &ChatCreated { chat },
+            pledged,
             Turn::unordered(),
         )
         .await;
@@ -88,9 +111,17 @@ impl AppState {
     /// emits nothing), to the participants before and after and `admins`, and records the
     /// change in the audit log (`audit.rs`): `by` is the staff member, or [`Actor::system`]
     /// for auto-assignment.
-    pub async fn announce_chat_updated(&self, before: &Chat, after: &Chat, by: &Actor) {
+    /// `pledged`: the webhook written ahead of the save (forgotten if nothing changed).
+    pub async fn announce_chat_updated(
+        &self,
+        before: &Chat,
+        after: &Chat,
+        by: &Actor,
+        pledged: Option<Pledged>,
+    ) {
         let changed = changed_fields(before, after);
         if changed.is_empty() {
+            self.webhooks.unpledge(pledged).await;
             return;
         }
         let mut participants = before.participants.clone();
@@ -104,10 +135,11 @@ impl AppState {
             changed,
             by: &by.id,
         };
-        self.emit(
+        self.emit_pledged(
             rooms::chat(&participants),
             Vec::new(),
             &event,
+            pledged.as_ref(),
             Turn::unordered(),
         )
         .await;

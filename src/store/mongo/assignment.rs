@@ -13,7 +13,17 @@ use super::indexes::{IX_CHATS_ASSIGNED, IX_CHATS_QUEUE};
 use super::queries::hint;
 use super::{MongoStore, StoreResult, db_err};
 use crate::domain::{Chat, ChatId, Timestamp, now};
-use crate::store::{AgentLoad, AssignmentStore};
+use crate::store::{AgentLoad, Assign, AssignmentStore};
+
+/// How many change ids a chat document keeps (a pledge is settled within seconds, long before
+/// this many later changes of one chat could push its id out).
+const KEEP_CHANGES: i32 = 32;
+
+/// The `$push` that records `change` (a webhook pledge's id) in the same document write as the
+/// change itself (`Store::chat_has_change`).
+pub(super) fn push_change(change: &str) -> mongodb::bson::Document {
+    doc! { "changes": { "$each": [change], "$slice": -KEEP_CHANGES } }
+}
 
 impl MongoStore {
     async fn find_chats(
@@ -126,14 +136,16 @@ impl AssignmentStore for MongoStore {
         .await
     }
 
-    async fn assign_queued(
-        &self,
-        chat: &ChatId,
-        agent: &str,
-        at: Timestamp,
-    ) -> StoreResult<Option<Chat>> {
-        let id = oid(chat.as_str())?;
-        let t = bson_time(at);
+    async fn assign_queued(&self, a: Assign<'_>) -> StoreResult<Option<Chat>> {
+        let (agent, id, t) = (a.agent, oid(a.chat.as_str())?, bson_time(a.at));
+        let mut update = doc! {
+            "$set": { "assignedAdmin": agent, "assignedAt": t, "updatedAt": t },
+            "$unset": { "queuedAt": "" },
+            "$addToSet": { "participants": agent },
+        };
+        if let Some(change) = a.change {
+            update.insert("$push", push_change(change));
+        }
         self.bounded(async {
             let updated = self
                 .0
@@ -145,11 +157,7 @@ impl AssignmentStore for MongoStore {
                         "queuedAt": { "$exists": true },
                         "assignedAdmin": Bson::Null,
                     },
-                    doc! {
-                        "$set": { "assignedAdmin": agent, "assignedAt": t, "updatedAt": t },
-                        "$unset": { "queuedAt": "" },
-                        "$addToSet": { "participants": agent },
-                    },
+                    update,
                 )
                 .return_document(ReturnDocument::After)
                 .await
@@ -164,6 +172,7 @@ impl AssignmentStore for MongoStore {
         chat: &ChatId,
         agent: &str,
         queued_at: Timestamp,
+        change: Option<&str>,
     ) -> StoreResult<Option<Chat>> {
         let id = oid(chat.as_str())?;
         self.bounded(async {
@@ -189,13 +198,19 @@ impl AssignmentStore for MongoStore {
                         "assignedAdmin": agent,
                         "participants": &before.participants,
                     },
-                    doc! {
-                        "$set": {
-                            "queuedAt": bson_time(queued_at),
-                            "participants": participants,
-                            "updatedAt": bson_time(now()),
-                        },
-                        "$unset": { "assignedAdmin": "", "assignedAt": "" },
+                    {
+                        let mut update = doc! {
+                            "$set": {
+                                "queuedAt": bson_time(queued_at),
+                                "participants": participants,
+                                "updatedAt": bson_time(now()),
+                            },
+                            "$unset": { "assignedAdmin": "", "assignedAt": "" },
+                        };
+                        if let Some(change) = change {
+                            update.insert("$push", push_change(change));
+                        }
+                        update
                     },
                 )
                 .return_document(ReturnDocument::After)
