@@ -9,7 +9,11 @@
 //! A holder that stalls past the lease (a store write hanging longer than [`PASS_LEASE`]) may
 //! overlap the next holder's pass by that one write: the store's assignment write counts the
 //! agent's open chats itself and is refused at the capacity, so the overlap cannot pass it
-//! (`store/assignment.rs`). A draining node gives the gate up ([`AssignmentGate::release`]).
+//! (`store/assignment.rs`). Each pass also gets a fencing token (`{sb}:desk:assign:fence`,
+//! `INCR`), and learns whether the pass before it ended cleanly (`{sb}:desk:assign:held`, kept
+//! from a `begin` to its clean `end`): a store that cannot count in a write (MongoDB) fences
+//! the queue with it. A draining node gives the gate up ([`AssignmentGate::release`]), leaving
+//! `held`: its pass may still write, so the next one fences.
 
 use std::time::Duration;
 
@@ -19,12 +23,14 @@ use fred::types::scripts::Script;
 
 use super::PresenceError;
 use super::redis::lua;
-use super::assignment_gate::{AssignmentGate, Confirmed};
+use super::assignment_gate::{AssignmentGate, Confirmed, Fence};
 use crate::domain::Timestamp;
 
 const PASS: &str = "{sb}:desk:assign:pass";
 const AGAIN: &str = "{sb}:desk:assign:again";
 const AWAY: &str = "{sb}:desk:assign:away";
+const FENCE: &str = "{sb}:desk:assign:fence";
+const HELD: &str = "{sb}:desk:assign:held";
 const AVAILABLE: &str = "{sb}:desk:available";
 
 /// How long a pass holds the gate without renewing it (each assignment renews it).
@@ -37,7 +43,10 @@ const BEGIN: &str = r#"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) or redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   redis.call('DEL', KEYS[2])
-  return 1
+  local token = redis.call('INCR', KEYS[3])
+  local taken_over = redis.call('EXISTS', KEYS[4])
+  redis.call('SET', KEYS[4], token)
+  return {token, taken_over}
 end
 if ARGV[3] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) end
 return 0
@@ -55,7 +64,7 @@ if redis.call('DEL', KEYS[2]) == 1 then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[3])
 return 0
 "#;
 
@@ -137,14 +146,23 @@ impl RedisAssignmentGate {
 
 #[async_trait]
 impl AssignmentGate for RedisAssignmentGate {
-    async fn begin(&self, wanted: bool) -> Result<bool, PresenceError> {
+    async fn begin(&self, wanted: bool) -> Result<Option<Fence>, PresenceError> {
         let args = vec![
             self.node.clone(),
             Self::lease_ms(),
             if wanted { "1" } else { "0" }.to_owned(),
         ];
-        let v = self.run(&self.begin, vec![PASS, AGAIN], args).await?;
-        Ok(v.as_i64() == Some(1))
+        let v = self
+            .run(&self.begin, vec![PASS, AGAIN, FENCE, HELD], args)
+            .await?;
+        let Value::Array(items) = v else {
+            return Ok(None);
+        };
+        let int = |i: usize| items.get(i).and_then(Value::as_i64).unwrap_or(0);
+        Ok(Some(Fence {
+            token: u64::try_from(int(0)).unwrap_or(0),
+            taken_over: int(1) == 1,
+        }))
     }
 
     async fn confirm(&self, agent: &str) -> Result<Confirmed, PresenceError> {
@@ -159,7 +177,7 @@ impl AssignmentGate for RedisAssignmentGate {
 
     async fn end(&self) -> Result<bool, PresenceError> {
         let args = vec![self.node.clone(), Self::lease_ms()];
-        let v = self.run(&self.end, vec![PASS, AGAIN], args).await?;
+        let v = self.run(&self.end, vec![PASS, AGAIN, HELD], args).await?;
         Ok(v.as_i64() == Some(1))
     }
 

@@ -34,6 +34,9 @@ pub struct Assign<'a> {
     pub capacity: u64,
     /// Recorded with the change (see [`ChatPatch::change`](crate::domain::ChatPatch)).
     pub change: Option<&'a str>,
+    /// The pass's fencing token ([`crate::presence::Fence`]): a store that cannot count the
+    /// load in the write refuses a chat fenced by a later pass.
+    pub fence: u64,
 }
 
 #[async_trait]
@@ -59,12 +62,20 @@ pub trait AssignmentStore: Send + Sync + 'static {
     /// Puts an open chat assigned to `agent` back in the queue with `queued_at` (no assigned
     /// admin, `agent` out of its participants unless they are its own user), only if it is
     /// still open and assigned to `agent`; `None` otherwise.
-    /// `change` is recorded with it (see [`ChatPatch::change`](crate::domain::ChatPatch)).
+    /// `change` is recorded with it (see [`ChatPatch::change`](crate::domain::ChatPatch)), and
+    /// the chat is fenced with `fence` (see [`AssignmentStore::fence_queue`]).
     async fn requeue(
         &self,
         chat: &ChatId,
         agent: &str,
         queued_at: Timestamp,
         change: Option<&str>,
+        fence: u64,
     ) -> StoreResult<Option<Chat>>;
+
+    /// A pass that took the gate over from one that did not end (its lease lapsed) fences
+    /// every queued chat with its token, so that a write of the earlier pass still on its way
+    /// is refused ([`Assign::fence`]). A no-op where the assignment write counts the load
+    /// itself (SQLite): no late write can pass the capacity there.
+    async fn fence_queue(&self, fence: u64) -> StoreResult<()>;
 }

@@ -128,6 +128,7 @@ store_operations! {
     OpenChatsOf => "open_chats_of",
     AssignQueued => "assign_queued",
     Requeue => "requeue",
+    FenceQueue => "fence_queue",
 }
 
 /// An upload's bytes as the store reads them in (from the file the request was received into).

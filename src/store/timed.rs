@@ -244,11 +244,16 @@ impl AssignmentStore for TimedStore {
         agent: &str,
         queued_at: Timestamp,
         change: Option<&str>,
+        fence: u64,
     ) -> StoreResult<Option<Chat>> {
         self.time(
             StoreOp::Requeue,
-            self.inner.requeue(chat, agent, queued_at, change),
+            self.inner.requeue(chat, agent, queued_at, change, fence),
         )
         .await
+    }
+    async fn fence_queue(&self, fence: u64) -> StoreResult<()> {
+        self.time(StoreOp::FenceQueue, self.inner.fence_queue(fence))
+            .await
     }
 }

@@ -50,6 +50,8 @@ pub use lease::Lease;
 pub use outbox::{Delivery, Outbox, State};
 pub use pledges::{Check, PledgeError, Pledged};
 pub use publisher::{Publisher, Running, WRITE_AHEAD_WAIT};
+#[cfg(any(test, feature = "test-support"))]
+pub use reconcile::TEST_CHATS_PER_PASS;
 pub use settings::{Endpoint, WebhookSettings};
 
 /// One event to report, as the use case that caused it describes it.

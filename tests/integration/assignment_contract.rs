@@ -28,6 +28,7 @@ fn assign<'a>(chat: &'a ChatId, agent: &'a str, at: Timestamp) -> Assign<'a> {
         at,
         capacity: 1000,
         change: None,
+        fence: 1,
     }
 }
 
@@ -154,8 +155,8 @@ pub async fn a_requeue_takes_the_agent_out_only_if_they_still_hold_the_chat(stor
         .unwrap();
     let front = later.queued_at.unwrap() - chrono::Duration::milliseconds(1);
 
-    assert!(store.requeue(&c1.id, "a2", front, None).await.unwrap().is_none());
-    let back = store.requeue(&c1.id, "a1", front, None).await.unwrap().unwrap();
+    assert!(store.requeue(&c1.id, "a2", front, None, 1).await.unwrap().is_none());
+    let back = store.requeue(&c1.id, "a1", front, None, 1).await.unwrap().unwrap();
     assert_eq!(back.assigned_admin, None);
     assert_eq!(back.assigned_at, None);
     assert_eq!(back.queued_at, Some(front));
@@ -198,6 +199,24 @@ pub async fn an_assignment_write_refuses_an_agent_at_capacity(store: Arc<dyn Sto
     assert_eq!(ids(&store.queued_chats(10).await.unwrap()), ids(&[c2]));
 }
 
+pub async fn a_late_write_of_an_earlier_pass_cannot_pass_the_capacity(store: Arc<dyn Store>) {
+    let early = queued_chat(&store, "u1").await;
+    let late = queued_chat(&store, "u2").await;
+    // Pass 2 took the gate over from pass 1, whose write to a1 is still on its way.
+    store.fence_queue(2).await.unwrap();
+    let pass = |chat, fence| Assign {
+        capacity: 1,
+        fence,
+        ..assign(chat, "a1", now())
+    };
+    assert!(store.assign_queued(pass(&early.id, 2)).await.unwrap().is_some());
+
+    // Pass 1's write lands: refused (SQLite counts a1's load in it; MongoDB finds the fence).
+    assert!(store.assign_queued(pass(&late.id, 1)).await.unwrap().is_none());
+    assert_eq!(store.agent_loads(&["a1".into()]).await.unwrap()[0].open, 1);
+    assert_eq!(ids(&store.queued_chats(10).await.unwrap()), ids(&[late]));
+}
+
 pub async fn a_change_id_is_recorded_with_its_write_only(store: Arc<dyn Store>) {
     let c1 = queued_chat(&store, "u1").await;
     let assigned = Assign {
@@ -218,14 +237,14 @@ pub async fn a_change_id_is_recorded_with_its_write_only(store: Arc<dyn Store>) 
         .unwrap();
     let front = now();
     store
-        .requeue(&c1.id, "a1", front, Some("evt_requeued"))
+        .requeue(&c1.id, "a1", front, Some("evt_requeued"), 1)
         .await
         .unwrap()
         .unwrap();
     // Refused writes record nothing.
     assert!(
         store
-            .requeue(&c1.id, "a1", front, Some("evt_refused"))
+            .requeue(&c1.id, "a1", front, Some("evt_refused"), 1)
             .await
             .unwrap()
             .is_none()

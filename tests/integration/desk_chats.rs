@@ -269,7 +269,7 @@ async fn chat_events_reach_admins_on_another_node() {
 
 /// Assigning another admin replaces the previous one in `participants` (the user stays).
 async fn reassignment_replaces_the_admin(store: &dyn switchboard::store::Store) {
-    use switchboard::domain::{ChatPatch, NewChat, Priority};
+    use switchboard::domain::{ChatId, ChatPatch, NewChat, Priority};
     let chat = store
         .create_chat(NewChat {
             id: ChatId::generate(),

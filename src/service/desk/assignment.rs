@@ -31,6 +31,9 @@ pub const SYSTEM: &str = "system";
 /// Queued chats one pass reads at a time.
 const BATCH: usize = 200;
 
+/// How long a drain waits for this node's pass to end before giving the gate up under it.
+const DRAIN_WAIT: Duration = Duration::from_secs(2);
+
 /// How often each node's assigner looks without being woken.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -109,16 +112,23 @@ impl AppState {
         if self.is_draining() {
             return;
         }
-        match self.assignment_gate.begin(wanted).await {
-            Ok(true) => {}
-            Ok(false) => return,
+        let fence = match self.assignment_gate.begin(wanted).await {
+            Ok(Some(fence)) => fence,
+            Ok(None) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "assignment gate unavailable: no pass now");
                 return;
             }
+        };
+        if fence.taken_over {
+            // The pass before outlived its lease: its late writes are refused from here.
+            if let Err(e) = self.store.fence_queue(fence.token).await {
+                tracing::warn!(error = %e, "could not fence the queue: no pass now");
+                return;
+            }
         }
         loop {
-            if let Err(e) = self.assignment_pass().await {
+            if let Err(e) = self.assignment_pass(fence.token).await {
                 tracing::warn!(error = %e, "assignment pass stopped");
             }
             if self.is_draining() {
@@ -141,27 +151,32 @@ impl AppState {
         }
     }
 
-    /// At a drain: waits (until `deadline`) for a pass of this node to end, then gives the gate
-    /// up if this node still holds it, so the other nodes assign at once rather than after
-    /// its lease. No pass starts on a draining node.
+    /// At a drain: waits a moment (at most [`DRAIN_WAIT`], and not past `deadline`) for a pass
+    /// of this node to end, then gives the gate up if this node still holds it, so the other
+    /// nodes assign at once rather than after its lease. A pass still running then (a store
+    /// write hanging) is overlapped safely: the store counts the agent's load in the write
+    /// itself, and its next gate check finds the gate lost. No pass starts on a draining node.
     pub async fn release_assignment_gate(&self, deadline: tokio::time::Instant) {
         if !self.config.assignment.is_auto() {
             return;
         }
-        let Ok(_running) = tokio::time::timeout_at(deadline, self.assigning.lock()).await else {
-            tracing::warn!(node = %self.node_id, "an assignment pass outlived the drain; its lease lapses");
-            return;
-        };
+        let wait = deadline.min(tokio::time::Instant::now() + DRAIN_WAIT);
+        if tokio::time::timeout_at(wait, self.assigning.lock())
+            .await
+            .is_err()
+        {
+            tracing::warn!(node = %self.node_id, "an assignment pass still runs at the drain; the gate is given up under it");
+        }
         if let Err(e) = self.assignment_gate.release().await {
             tracing::warn!(error = %e, "could not give the assignment gate up");
         }
     }
 
     /// One pass: departed staff's chats back to the queue, then the queue to staff.
-    async fn assignment_pass(&self) -> Result<(), PassError> {
+    async fn assignment_pass(&self, fence: u64) -> Result<(), PassError> {
         self.metrics.desk.passes.inc();
         if !self.config.assignment.reassign_after.is_zero() {
-            self.requeue_departed().await?;
+            self.requeue_departed(fence).await?;
         }
         let capacity = u64::from(self.config.assignment.max_open_chats_per_agent);
         loop {
@@ -198,6 +213,7 @@ impl AppState {
                     at,
                     capacity,
                     change: pledged.as_ref().map(|p| p.id.as_str()),
+                    fence,
                 };
                 let assigned = self.store.assign_queued(assign).await;
                 match self.saved(assigned, &pledged).await? {
@@ -228,7 +244,7 @@ impl AppState {
     /// Puts back at the front of the queue the open chats of staff who have been away or
     /// offline for `REASSIGN_AFTER_SECS`, ahead of the oldest waiting chat, in the order they
     /// were opened.
-    async fn requeue_departed(&self) -> Result<(), PassError> {
+    async fn requeue_departed(&self, fence: u64) -> Result<(), PassError> {
         let t = now();
         let holders = self.store.assignees().await?;
         let available: HashSet<String> = if holders.is_empty() {
@@ -277,7 +293,10 @@ impl AppState {
             let queued_at = front - chrono::Duration::milliseconds(n - k as i64);
             let pledged = self.pledge_system_change(&chat).await?;
             let change = pledged.as_ref().map(|p| p.id.as_str());
-            let requeued = self.store.requeue(&chat.id, &agent, queued_at, change).await;
+            let requeued = self
+                .store
+                .requeue(&chat.id, &agent, queued_at, change, fence)
+                .await;
             match self.saved(requeued, &pledged).await? {
                 Some(after) => {
                     self.metrics.desk.requeued.inc();

@@ -164,6 +164,7 @@ impl AssignmentStore for EmbeddedStore {
         agent: &str,
         queued_at: Timestamp,
         change: Option<&str>,
+        _fence: u64,
     ) -> StoreResult<Option<Chat>> {
         let (id, agent) = (chat.as_str().to_owned(), agent.to_owned());
         let change = change.map(str::to_owned);
@@ -190,5 +191,11 @@ impl AssignmentStore for EmbeddedStore {
             Ok(chat)
         })
         .await
+    }
+
+    async fn fence_queue(&self, _fence: u64) -> StoreResult<()> {
+        // The assignment write counts the agent's load itself: a late write of an earlier
+        // pass is refused at the capacity without a fence.
+        Ok(())
     }
 }

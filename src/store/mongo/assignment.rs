@@ -2,6 +2,13 @@
 //! on the chat documents, the queue read through `chats_queue`, loads through
 //! `chats_assigned`, and the two moves as single conditional `findOneAndUpdate`s (the filter
 //! names the state the move starts from, so a chat changed since it was read is left alone).
+//!
+//! MongoDB cannot count an agent's open chats inside the assignment write (no transactions
+//! here), so the capacity under a pass that outlived its lease is kept by a fence instead: each
+//! write carries its pass's token (`fence`, kept on the chat) and is refused on a chat a later
+//! pass fenced; a pass that took the gate over from one that did not end fences the whole
+//! queue first (`fence_queue`), so the earlier pass's late write either landed before (and the
+//! new pass counts it) or is refused.
 
 use async_trait::async_trait;
 use futures_util::stream::TryStreamExt;
@@ -138,8 +145,9 @@ impl AssignmentStore for MongoStore {
 
     async fn assign_queued(&self, a: Assign<'_>) -> StoreResult<Option<Chat>> {
         let (agent, id, t) = (a.agent, oid(a.chat.as_str())?, bson_time(a.at));
+        let fence = i64::try_from(a.fence).unwrap_or(i64::MAX);
         let mut update = doc! {
-            "$set": { "assignedAdmin": agent, "assignedAt": t, "updatedAt": t },
+            "$set": { "assignedAdmin": agent, "assignedAt": t, "updatedAt": t, "fence": fence },
             "$unset": { "queuedAt": "" },
             "$addToSet": { "participants": agent },
         };
@@ -156,6 +164,11 @@ impl AssignmentStore for MongoStore {
                         "status": "open",
                         "queuedAt": { "$exists": true },
                         "assignedAdmin": Bson::Null,
+                        // Not fenced by a later pass (see `fence_queue`).
+                        "$or": [
+                            { "fence": { "$exists": false } },
+                            { "fence": { "$lte": fence } },
+                        ],
                     },
                     update,
                 )
@@ -173,8 +186,10 @@ impl AssignmentStore for MongoStore {
         agent: &str,
         queued_at: Timestamp,
         change: Option<&str>,
+        fence: u64,
     ) -> StoreResult<Option<Chat>> {
         let id = oid(chat.as_str())?;
+        let fence = i64::try_from(fence).unwrap_or(i64::MAX);
         self.bounded(async {
             // The participants are rewritten from the chat as read, and written only if the
             // chat is still as read (open, assigned to `agent`, same participants).
@@ -204,6 +219,7 @@ impl AssignmentStore for MongoStore {
                                 "queuedAt": bson_time(queued_at),
                                 "participants": participants,
                                 "updatedAt": bson_time(now()),
+                                "fence": fence,
                             },
                             "$unset": { "assignedAdmin": "", "assignedAt": "" },
                         };
@@ -217,6 +233,29 @@ impl AssignmentStore for MongoStore {
                 .await
                 .map_err(db_err)?;
             Ok(updated.map(Chat::from))
+        })
+        .await
+    }
+
+    async fn fence_queue(&self, fence: u64) -> StoreResult<()> {
+        let fence = i64::try_from(fence).unwrap_or(i64::MAX);
+        self.bounded(async {
+            self.0
+                .chats
+                .update_many(
+                    doc! {
+                        "status": "open",
+                        "queuedAt": { "$exists": true },
+                        "$or": [
+                            { "fence": { "$exists": false } },
+                            { "fence": { "$lt": fence } },
+                        ],
+                    },
+                    doc! { "$set": { "fence": fence } },
+                )
+                .await
+                .map_err(db_err)?;
+            Ok(())
         })
         .await
     }
