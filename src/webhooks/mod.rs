@@ -5,17 +5,19 @@
 //!
 //! 1. **Publish** (`publisher.rs`): a server event that is also a webhook says so
 //!    ([`crate::service::events::ServerEvent::webhook`]); `AppState::emit` hands it here in the
-//!    event's emission turn. Every event but `message.created` is written to the outbox before
-//!    its emission goes out (the store cannot give it back); `message.created` is queued without
-//!    waiting. The queue is bounded (`WEBHOOK_QUEUE_BYTES`): when it is full, `message.created`
-//!    is left to step 3 and the others wait for room.
+//!    event's emission turn. The event of a save the store cannot give back alone was pledged
+//!    before the save (`pledges.rs`) and is queued without waiting, as `message.created` is;
+//!    `user.*` (presence, no save) are written to the outbox before their emission goes out.
+//!    The queue is bounded (`WEBHOOK_QUEUE_BYTES`): when it is full, `message.created` and
+//!    pledged events are left to step 3 and the others wait for room.
 //! 2. **Queue** (`writer.rs`): the writer batches events into the [`Outbox`] (one delivery per
 //!    endpoint whose filter takes it; SQLite beside the embedded store, or MongoDB), retrying
 //!    while the outbox is down, and plans the `chat.unread` looks.
 //! 3. **Derive from what was saved** (`reconcile.rs`): a node that died between saving a message
 //!    and emitting it never published it; the sender re-reads the recently changed chats and
 //!    queues every saved message at its own place in its chat (its `webhook-id` is the
-//!    message's, so a message queued twice is one delivery).
+//!    message's, so a message queued twice is one delivery), and settles the pledges of dead
+//!    nodes from the store (`pledges.rs`).
 //! 4. **Send** (`sender.rs`): one sender per endpoint, on one node of the cluster at a time
 //!    (`lease.rs`: a Redis lease; another node takes over when it lapses), one event of a chat
 //!    (or user) in flight at a time, a chat's messages in `seq` order (one whose predecessor may
