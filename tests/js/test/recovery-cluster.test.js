@@ -12,7 +12,7 @@
 
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import {
   api, connect, connected, disconnected, frontend, makeUser, nextConnect, proxy, socketsOn, startNginx, startNode,
   startRedis, tempDataDir, waitUntil,
@@ -36,22 +36,23 @@ function line(rec) {
 const heard = (client, from = 0) => client.events.slice(from).filter((r) => LISTENED.has(r.event)).map(line);
 
 describe('connection state recovery across two nodes behind nginx', () => {
-  let redis;
   const cleanup = [];
-  before(async () => {
-    redis = await startRedis();
-  });
   after(async () => {
     for (const f of cleanup.reverse()) await f();
-    await redis?.stop();
   });
 
   /**
-   * Two nodes on one data directory and the test's Redis, nginx in front. A drain keeps serving
+   * Two nodes on one data directory and their own Redis, nginx in front. A drain keeps serving
    * (`/readyz` 503) for DRAIN_DELAY_SECS before it closes its sockets; presence finds a killed
    * node dead within PRESENCE_TTL_SECS.
    */
   async function cluster(name) {
+    // Each cluster its own Redis, as each cluster its own store: nodes sharing a Redis are one
+    // cluster to presence, and a node of the other test (still running until `after`) would
+    // claim this cluster's due offlines and announce them from a store that has none of its
+    // chats (admins hear them through the shared adapter, chat partners do not).
+    const redis = await startRedis();
+    cleanup.push(() => redis.stop());
     const dataDir = tempDataDir();
     cleanup.push(() => rmSync(dataDir, { recursive: true, force: true }));
     const env = (id) => ({
