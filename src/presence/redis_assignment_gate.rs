@@ -22,8 +22,8 @@ use fred::prelude::{Client, Value};
 use fred::types::scripts::Script;
 
 use super::PresenceError;
-use super::redis::lua;
 use super::assignment_gate::{AssignmentGate, Confirmed, Fence};
+use super::redis::lua;
 use crate::domain::Timestamp;
 
 const PASS: &str = "{sb}:desk:assign:pass";
@@ -94,7 +94,7 @@ return out
 
 /// The assignment gate kept in Redis (see the module doc).
 pub struct RedisAssignmentGate {
-    client: Client,
+    lua: lua::Caller,
     node: String,
     begin: Script,
     confirm: Script,
@@ -106,7 +106,7 @@ pub struct RedisAssignmentGate {
 impl RedisAssignmentGate {
     pub fn new(client: Client, node: String) -> Self {
         Self {
-            client,
+            lua: lua::Caller::new(client, CALL_TIMEOUT, "assignment gate"),
             node,
             begin: Script::from_lua(BEGIN),
             confirm: Script::from_lua(CONFIRM),
@@ -126,7 +126,7 @@ impl RedisAssignmentGate {
             &self.since,
             &self.release,
         ];
-        lua::load(&self.client, &scripts, CALL_TIMEOUT, "assignment").await
+        self.lua.load(&scripts).await
     }
 
     async fn run(
@@ -136,7 +136,7 @@ impl RedisAssignmentGate {
         args: Vec<String>,
     ) -> Result<Value, PresenceError> {
         let keys = keys.into_iter().map(str::to_owned).collect();
-        lua::run(&self.client, script, keys, args, CALL_TIMEOUT, "assignment gate").await
+        self.lua.run(script, keys, args).await
     }
 
     fn lease_ms() -> String {

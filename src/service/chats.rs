@@ -11,9 +11,9 @@ use crate::domain::{
     SendMessage, SendMessageInput, Side, Timestamp, check_len, now, parse_plain_id,
 };
 use crate::error::AppError;
-use crate::webhooks::{Check, fresh_id};
 use crate::ordering::Turn;
 use crate::state::AppState;
+use crate::webhooks::{Check, fresh_id};
 
 /// `POST /api/chats`: what a client asks for when it opens a chat.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -113,8 +113,12 @@ impl AppState {
             chat: chat.id.as_str().to_owned(),
         };
         let key = format!("chat:{}", chat.id.as_str());
-        let pledged = self.pledge("chat.created", fresh_id(), key, 0, check).await?;
-        let chat = self.saved(self.store.create_chat(chat).await, &pledged).await?;
+        let pledged = self
+            .pledge("chat.created", fresh_id(), key, 0, check)
+            .await?;
+        let chat = self
+            .saved(self.store.create_chat(chat).await, &pledged)
+            .await?;
         self.announce_chat_created(&chat, pledged.as_ref()).await;
         if chat.queued_at.is_some() {
             self.wake_assigner();
@@ -199,7 +203,8 @@ impl AppState {
                 by: user.id.clone(),
             };
             let key = format!("chat:{}", id.as_str());
-            self.pledge("chat.updated", fresh_id(), key, 0, check).await?
+            self.pledge("chat.updated", fresh_id(), key, 0, check)
+                .await?
         };
         // A closed chat reopened with nobody assigned waits in the queue again.
         let queue = self.config.assignment.is_auto()
@@ -210,7 +215,9 @@ impl AppState {
             queue,
             ..patch
         };
-        let after = self.saved(self.store.update_chat(&id, patch).await, &pledged).await?;
+        let after = self
+            .saved(self.store.update_chat(&id, patch).await, &pledged)
+            .await?;
         self.announce_chat_updated(&before, &after, &Actor::of(user), pledged)
             .await;
         self.assignment_changed(&before, &after, &user.id);

@@ -66,12 +66,10 @@ impl AppState {
         // In a socket event: after the previous event's log appends, and let the next event start.
         turn.emission().await;
         let webhook = if self.webhooks.enabled() {
-            event
-                .webhook()
-                .map(|hook| match pledged {
-                    Some(p) => hook.fulfilling(p),
-                    None => hook,
-                })
+            event.webhook().map(|hook| match pledged {
+                Some(p) => hook.fulfilling(p),
+                None => hook,
+            })
         } else {
             None
         };

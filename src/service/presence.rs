@@ -261,7 +261,9 @@ impl AppState {
             match self.store.known_user(user_id).await {
                 Ok(Some(known)) => self.webhooks.note_role(user_id, known.role),
                 Ok(None) => tracing::warn!(user_id, "user.offline: role unknown to the directory"),
-                Err(e) => tracing::warn!(user_id, error = %e, "user.offline: directory unavailable"),
+                Err(e) => {
+                    tracing::warn!(user_id, error = %e, "user.offline: directory unavailable")
+                }
             }
         }
         let payload = UserStatus {

@@ -52,7 +52,9 @@ impl AppState {
             format!("report:{}", report.user_id),
         );
         let pledged = self.pledge("report.created", id, key, 0, check).await?;
-        let report = self.saved(self.store.create_report(report).await, &pledged).await?;
+        let report = self
+            .saved(self.store.create_report(report).await, &pledged)
+            .await?;
         self.metrics.reports_saved.inc();
         let payload = ReceiveReport {
             success: true,
@@ -111,7 +113,9 @@ impl AppState {
             data: serde_json::to_string(&ahead).unwrap_or_default(),
         };
         let key = format!("report:{}", report.user_id);
-        let pledged = self.pledge("report.read", fresh_id(), key, 0, check).await?;
+        let pledged = self
+            .pledge("report.read", fresh_id(), key, 0, check)
+            .await?;
         let marked = self.store.mark_report_read(id, at).await;
         let report = self.saved(marked, &pledged).await?;
         let read_at = report.read_at.unwrap_or(at);

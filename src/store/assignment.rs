@@ -78,4 +78,10 @@ pub trait AssignmentStore: Send + Sync + 'static {
     /// is refused ([`Assign::fence`]). A no-op where the assignment write counts the load
     /// itself (SQLite): no late write can pass the capacity there.
     async fn fence_queue(&self, fence: u64) -> StoreResult<()>;
+
+    /// Whether a write of chat `id` recorded `change` ([`ChatPatch::change`], and the same in
+    /// the assignment writes) in the last day: how a webhook pledge learns its change was saved.
+    ///
+    /// [`ChatPatch::change`]: crate::domain::ChatPatch
+    async fn chat_has_change(&self, id: &ChatId, change: &str) -> StoreResult<bool>;
 }

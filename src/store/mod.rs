@@ -176,9 +176,6 @@ pub trait Store: DeskStore + AuditStore + AssignmentStore + Send + Sync + 'stati
     async fn list_chats(&self, query: &ChatQuery) -> StoreResult<Vec<ChatSummary>>;
     /// Applies a patch; an `assigned_admin` also becomes a participant.
     async fn update_chat(&self, id: &ChatId, patch: ChatPatch) -> StoreResult<Chat>;
-    /// Whether a write of chat `id` recorded `change` ([`ChatPatch::change`], and the same in
-    /// the assignment writes) in the last day: how a webhook pledge learns its change was saved.
-    async fn chat_has_change(&self, id: &ChatId, change: &str) -> StoreResult<bool>;
     /// Everyone who shares an open chat with `user_id` (without `user_id` itself).
     async fn chat_partners(&self, user_id: &str) -> StoreResult<Vec<String>>;
     /// [`Store::chat_partners`] of several users at once, in one read where the backend can

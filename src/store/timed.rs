@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::{
-    AgentLoad, Assign, AssignmentStore, AuditStore, DeskStore, FileReader, FileStream, Store, StoreOp,
-    StoreResult,
+    AgentLoad, Assign, AssignmentStore, AuditStore, DeskStore, FileReader, FileStream, Store,
+    StoreOp, StoreResult,
 };
 use crate::domain::{
     AuditEntry, AuditQuery, AuthUser, Chat, ChatId, ChatPatch, ChatQuery, ChatSummary, FileId,
@@ -75,10 +75,6 @@ impl Store for TimedStore {
     }
     async fn update_chat(&self, id: &ChatId, patch: ChatPatch) -> StoreResult<Chat> {
         self.time(StoreOp::UpdateChat, self.inner.update_chat(id, patch))
-            .await
-    }
-    async fn chat_has_change(&self, id: &ChatId, change: &str) -> StoreResult<bool> {
-        self.time(StoreOp::ChatHasChange, self.inner.chat_has_change(id, change))
             .await
     }
     async fn chat_partners(&self, user_id: &str) -> StoreResult<Vec<String>> {
@@ -255,5 +251,12 @@ impl AssignmentStore for TimedStore {
     async fn fence_queue(&self, fence: u64) -> StoreResult<()> {
         self.time(StoreOp::FenceQueue, self.inner.fence_queue(fence))
             .await
+    }
+    async fn chat_has_change(&self, id: &ChatId, change: &str) -> StoreResult<bool> {
+        self.time(
+            StoreOp::ChatHasChange,
+            self.inner.chat_has_change(id, change),
+        )
+        .await
     }
 }

@@ -214,7 +214,10 @@ async fn saved_data(store: &dyn Store, pledge: &Pledge) -> Result<Option<String>
             reader,
             data,
         } => store
-            .message(&ChatId::from_trusted(chat), &MessageId::from_trusted(message))
+            .message(
+                &ChatId::from_trusted(chat),
+                &MessageId::from_trusted(message),
+            )
             .await
             .map_err(err)?
             .filter(|m| m.status == MessageStatus::Read || m.sender_id == reader)

@@ -155,8 +155,18 @@ pub async fn a_requeue_takes_the_agent_out_only_if_they_still_hold_the_chat(stor
         .unwrap();
     let front = later.queued_at.unwrap() - chrono::Duration::milliseconds(1);
 
-    assert!(store.requeue(&c1.id, "a2", front, None, 1).await.unwrap().is_none());
-    let back = store.requeue(&c1.id, "a1", front, None, 1).await.unwrap().unwrap();
+    assert!(
+        store
+            .requeue(&c1.id, "a2", front, None, 1)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let back = store
+        .requeue(&c1.id, "a1", front, None, 1)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(back.assigned_admin, None);
     assert_eq!(back.assigned_at, None);
     assert_eq!(back.queued_at, Some(front));
@@ -209,10 +219,22 @@ pub async fn a_late_write_of_an_earlier_pass_cannot_pass_the_capacity(store: Arc
         fence,
         ..assign(chat, "a1", now())
     };
-    assert!(store.assign_queued(pass(&early.id, 2)).await.unwrap().is_some());
+    assert!(
+        store
+            .assign_queued(pass(&early.id, 2))
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     // Pass 1's write lands: refused (SQLite counts a1's load in it; MongoDB finds the fence).
-    assert!(store.assign_queued(pass(&late.id, 1)).await.unwrap().is_none());
+    assert!(
+        store
+            .assign_queued(pass(&late.id, 1))
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(store.agent_loads(&["a1".into()]).await.unwrap()[0].open, 1);
     assert_eq!(ids(&store.queued_chats(10).await.unwrap()), ids(&[late]));
 }
@@ -250,10 +272,18 @@ pub async fn a_change_id_is_recorded_with_its_write_only(store: Arc<dyn Store>) 
             .is_none()
     );
     for change in ["evt_assigned", "evt_patched", "evt_requeued"] {
-        assert!(store.chat_has_change(&c1.id, change).await.unwrap(), "{change}");
+        assert!(
+            store.chat_has_change(&c1.id, change).await.unwrap(),
+            "{change}"
+        );
     }
     assert!(!store.chat_has_change(&c1.id, "evt_refused").await.unwrap());
     assert!(!store.chat_has_change(&c1.id, "evt_never").await.unwrap());
     let other = queued_chat(&store, "u2").await;
-    assert!(!store.chat_has_change(&other.id, "evt_patched").await.unwrap());
+    assert!(
+        !store
+            .chat_has_change(&other.id, "evt_patched")
+            .await
+            .unwrap()
+    );
 }

@@ -229,12 +229,24 @@ enum Backend {
 
 /// Three auto-assigning nodes on `redis`, with capacity `cap`.
 async fn three_nodes(redis: &Redis, backend: Backend, cap: u32) -> Vec<TestNode> {
+    auto_cluster(&redis.url(), backend, cap, 3, "as").await
+}
+
+/// `n` auto-assigning nodes `{prefix}-{i}` on the Redis at `url`, with capacity `cap`, on one
+/// store.
+async fn auto_cluster(
+    url: &str,
+    backend: Backend,
+    cap: u32,
+    n: usize,
+    prefix: &str,
+) -> Vec<TestNode> {
     let data = Arc::new(tempfile::tempdir().unwrap());
     let database = crate::helpers::mongo::fresh_database();
     let mut nodes = Vec::new();
-    for i in 0..3 {
+    for i in 0..n {
         let database = database.clone();
-        let node = TestNode::cluster_with(data.clone(), &redis.url(), &format!("as-{i}"), |c| {
+        let node = TestNode::cluster_with(data.clone(), url, &format!("{prefix}-{i}"), |c| {
             auto(c, cap, 0);
             if let Backend::Mongo = backend {
                 c.mongodb_uri = Some(crate::helpers::mongo::shared().uri().into());
@@ -443,25 +455,13 @@ async fn an_agent_going_away_mid_storm_gets_nothing_after_and_nobody_goes_over_c
     );
 }
 
-/// Two auto-assigning nodes of capacity `cap` on `redis`, sharing one store.
-async fn two_nodes(redis: &crate::helpers::RedisServer, backend: Backend, cap: u32) -> Vec<TestNode> {
-    let data = Arc::new(tempfile::tempdir().unwrap());
-    let database = crate::helpers::mongo::fresh_database();
-    let mut nodes = Vec::new();
-    for i in 0..2 {
-        let id = format!("gate-{i}");
-        let database = database.clone();
-        let node = TestNode::cluster_with(data.clone(), &redis.url(), &id, |c| {
-            auto(c, cap, 0);
-            if let Backend::Mongo = backend {
-                c.mongodb_uri = Some(crate::helpers::mongo::shared().uri().into());
-                c.mongodb_database = database;
-            }
-        })
-        .await;
-        nodes.push(node);
-    }
-    nodes
+/// Two auto-assigning nodes `gate-0` and `gate-1` of capacity `cap` on `redis`.
+async fn two_nodes(
+    redis: &crate::helpers::RedisServer,
+    backend: Backend,
+    cap: u32,
+) -> Vec<TestNode> {
+    auto_cluster(&redis.url(), backend, cap, 2, "gate").await
 }
 
 /// Waits until `node` has `n` assignment writes held by the test hook.
@@ -508,7 +508,12 @@ async fn stalled_pass_overlaps_the_next(backend: Backend) {
     // The stalled write goes (and its pass ends), then the next pass goes on from what it
     // read.
     stalled.state.test_hooks.hold_assignment_writes(false);
-    assert!(eventually(WAIT, || async { stalled.state.assigning.try_lock().is_ok() }).await);
+    assert!(
+        eventually(WAIT, || async {
+            stalled.state.assigning.try_lock().is_ok()
+        })
+        .await
+    );
     next.state.test_hooks.hold_assignment_writes(false);
     a_pass_has_run(&nodes).await;
 
@@ -526,7 +531,10 @@ async fn a_closed_chat_reopened_with_nobody_assigned_goes_back_to_the_queue() {
     let chat = node.open_chat(&node.token("u1", Role::User)).await;
     patch(&node, "a1", &chat, json!({ "status": "closed" })).await;
     let closed = stored(&node, &chat).await;
-    assert!(closed.queued_at.is_none() && closed.assigned_admin.is_none(), "{closed:?}");
+    assert!(
+        closed.queued_at.is_none() && closed.assigned_admin.is_none(),
+        "{closed:?}"
+    );
 
     // Act: staff reopen it.
     patch(&node, "a1", &chat, json!({ "status": "open" })).await;
@@ -534,7 +542,10 @@ async fn a_closed_chat_reopened_with_nobody_assigned_goes_back_to_the_queue() {
     // Assert: it waits in the queue again, and goes to the next agent who is available.
     let reopened = stored(&node, &chat).await;
     assert_eq!(reopened.status, ChatStatus::Open);
-    assert!(reopened.queued_at.is_some(), "reopened into the queue: {reopened:?}");
+    assert!(
+        reopened.queued_at.is_some(),
+        "reopened into the queue: {reopened:?}"
+    );
     let _a2 = node.socket("a2", Role::Admin).await;
     let taken = event_where(&user, "chat:updated", &chat, |e| {
         e["chat"]["assignedAdmin"] == "a2"
@@ -574,7 +585,11 @@ async fn a_draining_node_gives_the_assignment_gate_up() {
     nodes.remove(drained).stop().await;
 
     // Assert: the gate is free at once, not after its 10 s lease, and the survivor assigns.
-    assert_ne!(holder().trim(), format!("gate-{drained}"), "gate still held");
+    assert_ne!(
+        holder().trim(),
+        format!("gate-{drained}"),
+        "gate still held"
+    );
     assert!(
         eventually(Duration::from_secs(5), || async {
             stored(&nodes[0], &chat).await.assigned_admin.as_deref() == Some("a1")

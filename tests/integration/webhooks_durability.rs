@@ -158,7 +158,9 @@ async fn a_pledge_whose_change_was_never_saved_sends_nothing() {
         (
             "report.read",
             Check::ReportRead {
-                report: switchboard::domain::ReportId::generate().as_str().to_owned(),
+                report: switchboard::domain::ReportId::generate()
+                    .as_str()
+                    .to_owned(),
                 data: "{}".into(),
             },
         ),
@@ -187,7 +189,8 @@ async fn a_pledge_whose_change_was_never_saved_sends_nothing() {
     let got = rx.until(WITHIN, |g| count(g, "chat.updated") >= 1).await;
     assert_eq!(count(&got, "chat.updated"), 1, "{got:#?}");
     assert!(
-        got.iter().all(|r| !ids.iter().any(|id| r["id"] == id.as_str())),
+        got.iter()
+            .all(|r| !ids.iter().any(|id| r["id"] == id.as_str())),
         "nothing for a change that was not saved: {got:#?}"
     );
 }

@@ -47,3 +47,35 @@ pub async fn run(
         Err(_) => Err(unavailable(format!("{what} call timed out"))),
     }
 }
+
+/// One seam's way to its scripts: its client, its bound and its name for errors.
+pub struct Caller {
+    client: Client,
+    bound: Duration,
+    what: &'static str,
+}
+
+impl Caller {
+    pub fn new(client: Client, bound: Duration, what: &'static str) -> Self {
+        Self {
+            client,
+            bound,
+            what,
+        }
+    }
+
+    /// [`load`] of this seam's scripts.
+    pub async fn load(&self, scripts: &[&Script]) -> Result<(), PresenceError> {
+        load(&self.client, scripts, self.bound, self.what).await
+    }
+
+    /// [`run`] of one of this seam's scripts.
+    pub async fn run(
+        &self,
+        script: &Script,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<Value, PresenceError> {
+        run(&self.client, script, keys, args, self.bound, self.what).await
+    }
+}

@@ -198,4 +198,16 @@ impl AssignmentStore for EmbeddedStore {
         // pass is refused at the capacity without a fence.
         Ok(())
     }
+
+    async fn chat_has_change(&self, id: &ChatId, change: &str) -> StoreResult<bool> {
+        let (id, change) = (id.as_str().to_owned(), change.to_owned());
+        self.run(move |conn| {
+            conn.query_row(
+                "SELECT COUNT(*) FROM chat_changes WHERE change = ?1 AND chat_id = ?2",
+                params![change, id],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )
+        })
+        .await
+    }
 }

@@ -174,18 +174,6 @@ impl Store for EmbeddedStore {
         updated.ok_or(StoreError::NotFound("chat"))
     }
 
-    async fn chat_has_change(&self, id: &ChatId, change: &str) -> StoreResult<bool> {
-        let (id, change) = (id.as_str().to_owned(), change.to_owned());
-        self.run(move |conn| {
-            conn.query_row(
-                "SELECT COUNT(*) FROM chat_changes WHERE change = ?1 AND chat_id = ?2",
-                params![change, id],
-                |r| r.get::<_, i64>(0).map(|n| n > 0),
-            )
-        })
-        .await
-    }
-
     async fn chat_partners_of(
         &self,
         user_ids: &[String],

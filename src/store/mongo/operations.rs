@@ -269,20 +269,6 @@ impl Store for MongoStore {
         .await
     }
 
-    async fn chat_has_change(&self, id: &ChatId, change: &str) -> StoreResult<bool> {
-        let id = oid(id.as_str())?;
-        self.bounded(async {
-            let n = self
-                .0
-                .chats
-                .count_documents(doc! { "_id": id, "changes": change })
-                .await
-                .map_err(db_err)?;
-            Ok(n > 0)
-        })
-        .await
-    }
-
     async fn chat_partners_of(
         &self,
         user_ids: &[String],

@@ -92,11 +92,15 @@ impl MongoOutbox {
 }
 
 impl MongoOutbox {
-    /// Pledges matching `filter`, oldest first, at most `limit`.
-    async fn pledge_docs(&self, filter: Document, limit: usize) -> OutboxResult<Vec<Document>> {
+    /// Documents of `coll` matching `filter`, in queue order (`pos`), at most `limit`.
+    async fn in_order(
+        &self,
+        coll: &Collection<Document>,
+        filter: Document,
+        limit: usize,
+    ) -> OutboxResult<Vec<Document>> {
         self.bounded(async {
-            self.pledges
-                .find(filter)
+            coll.find(filter)
                 .sort(doc! { "pos": 1 })
                 .limit(limit as i64)
                 .await
@@ -215,7 +219,11 @@ impl Outbox for MongoOutbox {
 
     async fn stale_pledges(&self, before_ms: i64, limit: usize) -> OutboxResult<Vec<Pledge>> {
         let docs = self
-            .pledge_docs(doc! { "pos": { "$lt": before_ms * 1_000_000 } }, limit)
+            .in_order(
+                &self.pledges,
+                doc! { "pos": { "$lt": before_ms * 1_000_000 } },
+                limit,
+            )
             .await?;
         Ok(docs
             .iter()
@@ -233,7 +241,7 @@ impl Outbox for MongoOutbox {
 
     async fn pledged_keys(&self, limit: usize) -> OutboxResult<Vec<(String, i64)>> {
         // Oldest first: the first of each key is its oldest.
-        let docs = self.pledge_docs(doc! {}, limit).await?;
+        let docs = self.in_order(&self.pledges, doc! {}, limit).await?;
         let mut keys: Vec<(String, i64)> = Vec::new();
         for d in &docs {
             let key = text(d, "key");
@@ -245,20 +253,9 @@ impl Outbox for MongoOutbox {
     }
 
     async fn pending(&self, endpoint: &str, limit: usize) -> OutboxResult<Vec<Delivery>> {
-        self.bounded(async {
-            let docs: Vec<Document> = self
-                .deliveries
-                .find(doc! { "endpoint": endpoint, "state": 0_i64 })
-                .sort(doc! { "pos": 1 })
-                .limit(limit as i64)
-                .await
-                .map_err(err)?
-                .try_collect()
-                .await
-                .map_err(err)?;
-            Ok(docs.iter().map(from_doc).collect())
-        })
-        .await
+        let filter = doc! { "endpoint": endpoint, "state": 0_i64 };
+        let docs = self.in_order(&self.deliveries, filter, limit).await?;
+        Ok(docs.iter().map(from_doc).collect())
     }
 
     async fn update(&self, d: &Delivery) -> OutboxResult<()> {
