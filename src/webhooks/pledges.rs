@@ -20,10 +20,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::outbox::{OutboxError, Pledge};
+use super::outbox::{Outbox, OutboxError, Pledge};
 use super::publisher::Publisher;
-use super::reconcile::Reconciler;
-use super::{Data, Event, WRITE_AHEAD_WAIT, deliveries, next_pos};
+use super::{Data, Endpoint, Event, WRITE_AHEAD_WAIT, deliveries, next_pos};
 use crate::domain::{ChatId, MessageId, MessageStatus, ReportId, Side};
 use crate::store::Store;
 
@@ -146,11 +145,15 @@ pub static TEST_GRACE_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::Atom
 
 /// Settles the pledges older than the grace: queues the events of the changes the store
 /// shows, forgets the others.
-pub(super) async fn settle(r: &Reconciler) -> Result<(), OutboxError> {
+pub(super) async fn settle(
+    store: &dyn Store,
+    outbox: &dyn Outbox,
+    endpoints: &[Endpoint],
+) -> Result<(), OutboxError> {
     let before = crate::domain::now().timestamp_millis() - grace();
-    let stale = r.outbox.stale_pledges(before, SETTLE_AT_MOST).await?;
+    let stale = outbox.stale_pledges(before, SETTLE_AT_MOST).await?;
     for pledge in stale {
-        let saved = match saved_data(&*r.store, &pledge).await {
+        let saved = match saved_data(store, &pledge).await {
             Ok(saved) => saved,
             // Read again by the next pass.
             Err(e) => {
@@ -170,15 +173,15 @@ pub(super) async fn settle(r: &Reconciler) -> Result<(), OutboxError> {
                 seq: pledge.seq,
                 pledged: true,
             };
-            let rows = deliveries(&event, &r.endpoints, pledge.pos);
+            let rows = deliveries(&event, endpoints, pledge.pos);
             // Queued before the pledge goes: a kill between the two leaves a pledge whose
             // deliveries are there already, which the next pass queues again as nothing.
-            r.outbox.enqueue(&rows).await?;
+            outbox.enqueue(&rows).await?;
             tracing::info!(id = %pledge.id, kind, "a dead node's pledged webhook queued");
         } else {
             tracing::info!(id = %pledge.id, kind = %pledge.kind, "pledged change not saved: no webhook");
         }
-        r.outbox.unpledge(&[pledge.id]).await?;
+        outbox.unpledge(&[pledge.id]).await?;
     }
     Ok(())
 }

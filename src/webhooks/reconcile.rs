@@ -115,7 +115,7 @@ pub async fn run(r: Reconciler) {
             );
             Walk::new(start, now - settle)
         });
-        if let Err(e) = super::pledges::settle(&r).await {
+        if let Err(e) = super::pledges::settle(&*r.store, &*r.outbox, &r.endpoints).await {
             tracing::warn!(error = %e, "written-ahead webhooks not settled; next pass");
         }
         match pass(&r, &mut current, chats_per_pass()).await {
