@@ -11,11 +11,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderValue, Method, header};
-use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 use tokio::net::TcpListener;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+
+mod drain;
+mod layers;
+mod tasks;
+
+pub use layers::MAX_PACKET_BYTES;
+
+use drain::{drain, drain_deadline};
+use layers::{cors, metrics_router, socket_io_builder};
+use tasks::{heartbeat, recovery_log_stats, trim_recovery_log};
 
 use crate::auth::Keys;
 use crate::cluster;
@@ -23,7 +30,6 @@ use crate::cluster::redis::{ClusterAdapter, RedisFanout};
 use crate::config::Config;
 use crate::connections::TrackedListener;
 use crate::http::origin::AllowedOrigins;
-use crate::ordering::Turn;
 use crate::presence::{
     MemoryAssignmentGate, MemoryAvailability, MemoryPresence, RedisAssignmentGate,
     RedisAvailability, RedisPresence,
@@ -31,72 +37,6 @@ use crate::presence::{
 use crate::recovery::{EmbeddedRecovery, Recovery, RecoveryBackend, RedisRecovery};
 use crate::state::{AppState, Backends};
 use crate::store::{EmbeddedStore, MongoSettings, MongoStore, Store};
-
-/// The graceful drain: turn `/readyz` 503 and refuse new sockets, wait `DRAIN_DELAY_SECS`
-/// so load balancers notice, withdraw our presence (announcing users left offline while the
-/// adapter can still reach other nodes), close our sockets' connections so clients reconnect
-/// elsewhere, then let in-flight events finish. Every step is bounded so that the drain ends
-/// within `grace`.
-async fn drain(state: &AppState, grace: Duration) {
-    let deadline = drain_deadline(grace);
-    state.start_draining();
-    tracing::info!(node = %state.node_id, "draining");
-    tokio::time::sleep(state.config.drain_delay.min(grace / 2)).await;
-    let withdraw = async {
-        match state.presence.withdraw_node().await {
-            Ok(users) => {
-                // Through the grace: most of them reconnect to another node meanwhile. Their
-                // `offline` is due in presence, so another node (or this one, restarted on the
-                // same DATA_DIR) announces it if this one is gone by then.
-                if !users.is_empty() {
-                    state.offline_after_grace().await;
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "could not withdraw presence"),
-        }
-    };
-    if tokio::time::timeout_at(deadline, withdraw).await.is_err() {
-        tracing::warn!(node = %state.node_id, "grace period over before presence was withdrawn");
-    }
-    // Another node assigns chats from now on, without waiting for the gate's lease to lapse.
-    state.release_assignment_gate(deadline).await;
-    // Another node sends the webhooks from now on, without waiting for the lease to lapse.
-    if let Some(webhooks) = state.webhooks.running() {
-        let _ = tokio::time::timeout_at(deadline, webhooks.lease.release()).await;
-    }
-    // Close the connections a few hundred at a time: each client sees its transport close
-    // and reconnects (through the load balancer, to a ready node) without a stampede.
-    // Whatever is left (long-polling sessions between requests) is closed at once after.
-    let close = async {
-        state
-            .connections
-            .close_paced(DRAIN_BATCH, DRAIN_PAUSE)
-            .await;
-        state.sockets.close_all().await;
-    };
-    if tokio::time::timeout_at(deadline, close).await.is_err() {
-        tracing::warn!(node = %state.node_id, "grace period over before every socket was closed");
-    }
-    // Webhook events published here are in the outbox before the node stops.
-    while (state.events_in_flight() > 0
-        || state.fanout.unconfirmed() > 0
-        || state.webhooks.unwritten() > 0)
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tracing::info!(node = %state.node_id, in_flight = state.events_in_flight(), "drained");
-}
-
-/// Connections closed per batch during a drain, and the pause between batches.
-const DRAIN_BATCH: usize = 200;
-const DRAIN_PAUSE: Duration = Duration::from_millis(100);
-
-/// When a drain that starts now must be over: the grace period less a margin for the process
-/// to exit, so that it exits within `SHUTDOWN_GRACE_SECS` of the signal.
-fn drain_deadline(grace: Duration) -> tokio::time::Instant {
-    tokio::time::Instant::now() + grace.saturating_sub(Duration::from_millis(500))
-}
 
 /// A task that lives as long as the node runs (the cluster supervisor).
 type Background = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -184,7 +124,9 @@ impl Application {
                 crate::realtime::register(&io, state.clone());
                 let (announcer, due) = (state.clone(), presence.due_times());
                 let restored: Background =
-                    Box::pin(async move { announcer.announce_restored_offline(due).await });
+                    Box::pin(
+                        async move { announcer.statuses().announce_restored_offline(due).await },
+                    );
                 (state, with_layer(layer), vec![restored])
             }
             Some(url) => {
@@ -418,160 +360,4 @@ impl Application {
         tasks.abort_all();
         Ok(())
     }
-}
-
-/// Keeps the recovery log's size and trim lag current in the metrics (two cheap reads every
-/// 15 s: `XLEN` and the first entry, or one SQLite count).
-async fn recovery_log_stats(state: AppState) {
-    let Some(recovery) = state.recovery.clone() else {
-        return;
-    };
-    let mut tick = tokio::time::interval(Duration::from_secs(15));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        match recovery.stats().await {
-            Ok(stats) => {
-                let m = &state.metrics.recovery;
-                m.log_entries.set(stats.entries as i64);
-                let age_ms = stats
-                    .oldest_ms
-                    .map_or(0, |o| crate::recovery::now_ms().saturating_sub(o));
-                let lag = age_ms.saturating_sub(recovery.window().as_millis() as u64);
-                m.trim_lag.set(lag as f64 / 1000.0);
-            }
-            Err(e) => tracing::debug!(error = %e, "recovery log stats unavailable"),
-        }
-    }
-}
-
-/// Keeps the recovery log and this node's tail within their byte budgets and the log within
-/// its window: one trim a second (a script in Redis, or one `DELETE` of the SQLite log), so a
-/// burst of big messages is trimmed within a second of passing the budget (issue 25, item 7).
-async fn trim_recovery_log(state: AppState) {
-    let Some(recovery) = state.recovery.clone() else {
-        return;
-    };
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        match recovery.trim().await {
-            Ok((log, tail)) => {
-                let m = &state.metrics.recovery;
-                m.log_bytes.set(i64::try_from(log).unwrap_or(i64::MAX));
-                m.tail_bytes.set(i64::try_from(tail).unwrap_or(i64::MAX));
-            }
-            Err(e) => tracing::debug!(error = %e, "recovery log trim failed"),
-        }
-    }
-}
-
-/// The renewal loop: one per node, every `HEARTBEAT_INTERVAL_SECS`; announces the transitions
-/// presence reports (users whose node died, sockets written back after an outage).
-async fn heartbeat(state: AppState) {
-    let mut tick = tokio::time::interval(state.config.heartbeat_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if state.is_draining() {
-            continue;
-        }
-        let result = state.presence.heartbeat().await;
-        state.metrics.presence_heartbeat(result.is_ok());
-        match result {
-            Ok(changes) => {
-                state.readiness.adapter.note_answer();
-                let offline = changes.iter().filter(|c| !c.online).count();
-                state.metrics.presence_reaped_users.inc_by(offline as u64);
-                for change in changes.iter().filter(|c| c.online) {
-                    state
-                        .announce_status(&change.user_id, true, Turn::unordered())
-                        .await;
-                }
-                // A dead node's users: offline after the grace, unless they came back.
-                if offline > 0 {
-                    state.offline_after_grace().await;
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "presence heartbeat failed"),
-        }
-        // Whatever is due and unclaimed: left by a node that drained or died before its grace
-        // ended (or by this one, before a restart).
-        state.announce_due_offline().await;
-    }
-}
-
-fn metrics_router(state: AppState) -> Router {
-    Router::new()
-        .route(
-            "/metrics",
-            axum::routing::get(
-                |axum::extract::State(s): axum::extract::State<AppState>| async move {
-                    (
-                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                        s.metrics.render(),
-                    )
-                },
-            ),
-        )
-        .with_state(state)
-}
-
-/// Socket.IO settings shared by every adapter.
-fn socket_io_builder(config: &Config) -> socketioxide::SocketIoBuilder {
-    SocketIo::builder()
-        .ping_interval(config.ping_interval)
-        .ping_timeout(config.ping_timeout)
-        // Bytes a connection may have waiting; past them it is closed (the packet count bound
-        // below lets a few large replies, such as `chat:sync` pages, hold any amount for a
-        // client that POSTs requests and never reads: docs/security.md).
-        .max_buffer_bytes(config.socket_queue_bytes)
-        // Each idle WebSocket keeps its read buffer; 256 bytes instead of the default 128 KiB
-        // saves memory per connection. It holds a typing indicator, a read receipt or a short
-        // chat message; larger frames still arrive, in more reads (the buffer grows as needed).
-        .ws_read_buffer_size(256)
-        // Packets a connection may have waiting before `emit` refuses more (socketioxide's
-        // default is 128). The queue grows only while packets wait, so an idle connection pays
-        // nothing for it; a burst to one socket (hundreds of reports at once, a busy room whose
-        // writes are being coalesced) must not lose live deliveries.
-        .max_buffer_size(1024)
-        // One Socket.IO packet is at most 256 KiB on every transport (PROTOCOL.md), refused
-        // before more is buffered, authenticated or not. `max_payload` covers long-polling
-        // bodies only (413); a WebSocket has its own limits (64 MiB a message and 16 MiB a
-        // frame by default): a frame whose header announces more is refused before its payload
-        // is read, and a fragmented message as soon as its fragments add up to more; either
-        // closes the connection.
-        .max_payload(MAX_PACKET_BYTES as u64)
-        .ws_max_message_size(MAX_PACKET_BYTES)
-        .ws_max_frame_size(MAX_PACKET_BYTES)
-}
-
-/// The largest Socket.IO packet a client may send, on any transport.
-pub const MAX_PACKET_BYTES: usize = 256 * 1024;
-
-fn cors(origins: &str) -> CorsLayer {
-    let layer = CorsLayer::new()
-        .allow_methods([
-            Method::GET,
-            Method::POST,
-            Method::PATCH,
-            Method::DELETE,
-            Method::OPTIONS,
-        ])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-        // A browser frontend must be able to read how long to wait after a `429`.
-        .expose_headers([header::RETRY_AFTER]);
-    if origins.trim() == "*" {
-        return layer.allow_origin(AllowOrigin::any());
-    }
-    let list: Vec<HeaderValue> = origins
-        .split(',')
-        .map(str::trim)
-        .filter(|o| !o.is_empty())
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect();
-    layer
-        .allow_origin(AllowOrigin::list(list))
-        .allow_credentials(true)
 }

@@ -4,8 +4,11 @@
 //! by every local user through `ps`. Secrets are [`Secret`]s, whose `Debug` shows nothing.
 
 mod assignment;
+mod secrets;
+mod validate;
 mod webhooks;
 pub use assignment::{AssignmentMode, AssignmentSettings};
+pub use secrets::{SECRET_VARIABLES, Secret};
 pub use webhooks::WebhookSettings;
 
 use std::net::SocketAddr;
@@ -21,7 +24,7 @@ use crate::domain::Role;
 /// With no settings it runs one complete node: in-memory adapter and presence, and an embedded
 /// on-disk store in DATA_DIR.
 #[derive(Debug, Parser)]
-#[command(name = "switchboard", version, about, long_about, after_help = SECRETS_HELP)]
+#[command(name = "switchboard", version, about, long_about, after_help = secrets::SECRETS_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -35,60 +38,6 @@ impl Cli {
         let mut cli = Self::parse();
         cli.config.read_secrets(|name| std::env::var(name).ok());
         cli
-    }
-}
-
-/// The settings read from the environment only (never a flag), with what each is.
-pub const SECRET_VARIABLES: [&str; 5] = [
-    "JWT_SECRET",
-    "FILE_URL_SECRET",
-    "MONGODB_URI",
-    "REDIS_URL",
-    "WEBHOOK_SECRET",
-];
-
-const SECRETS_HELP: &str = "\
-Secrets are read from the environment only, never from flags (a flag's value is readable by every
-local user through `ps`):
-  [env: JWT_SECRET]       HS256 secret. In development a generated one is kept in DATA_DIR;
-                          required in production (or JWT_PUBLIC_KEY_FILE)
-  [env: FILE_URL_SECRET]  key for the `sig` of file URLs; defaults to one derived from JWT_SECRET
-                          (or kept in DATA_DIR); every node of a cluster must share it
-  [env: MONGODB_URI]      MongoDB connection string; unset keeps the embedded store
-  [env: REDIS_URL]        set, it makes this node part of a cluster: redis:// or rediss:// (one
-                          server), redis-sentinel://host:port?sentinelServiceName=NAME&node=host:port
-                          (Sentinel), redis-cluster://host:port?node=host:port (Redis Cluster). See
-                          docs/cluster.md
-  [env: WEBHOOK_SECRET]   the whsec_ secret(s) of WEBHOOK_URL, space-separated during a rotation
-                          (docs/webhooks.md)";
-
-/// A setting that must never reach a log, a panic message or a `Debug` print: its `Debug`
-/// is `[redacted]`. It reads as the `str` it holds.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl std::ops::Deref for Secret {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<String> for Secret {
-    fn from(s: String) -> Self {
-        Self(s)
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(s: &str) -> Self {
-        Self(s.to_owned())
     }
 }
 
@@ -424,118 +373,6 @@ impl Config {
         self.webhooks.secret = read("WEBHOOK_SECRET");
     }
 
-    /// Checks the settings together, once, at boot.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let fail = |m: &str| Err(ConfigError(m.to_owned()));
-        if self.rate_limit_per_sec == 0 {
-            return fail("RATE_LIMIT_PER_SEC must be at least 1");
-        }
-        self.assignment.validate().map_err(ConfigError)?;
-        if self.max_sockets_per_user == 0 {
-            return fail("MAX_SOCKETS_PER_USER must be at least 1");
-        }
-        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.presence_ttl {
-            return fail("HEARTBEAT_INTERVAL_SECS must be at least 1 and below PRESENCE_TTL_SECS");
-        }
-        if self.page_max_bytes < 4096 {
-            return fail("PAGE_MAX_BYTES must be at least 4096");
-        }
-        if self.recovery_resumes_per_min == 0 {
-            return fail("RECOVERY_RESUMES_PER_MIN must be at least 1");
-        }
-        if self.recovery_log_max_bytes < 65_536 || self.recovery_tail_max_bytes < 65_536 {
-            return fail(
-                "RECOVERY_LOG_MAX_BYTES and RECOVERY_TAIL_MAX_BYTES must be at least 65536",
-            );
-        }
-        if self.recovery_window > Duration::from_secs(24 * 3600) {
-            return fail("RECOVERY_WINDOW_SECS must be at most 86400");
-        }
-        if self.offline_grace > Duration::from_secs(3600) {
-            return fail("OFFLINE_GRACE_SECS must be at most 3600");
-        }
-        if self.jwt_leeway_secs > MAX_JWT_LEEWAY_SECS {
-            return fail("JWT_LEEWAY_SECS must be at most 30");
-        }
-        if self.max_connections == Some(0) || self.max_handshakes_per_sec == Some(0) {
-            return fail("MAX_CONNECTIONS and MAX_HANDSHAKES_PER_SEC must be at least 1 when set");
-        }
-        if !(1..=3600).contains(&self.request_timeout.as_secs()) {
-            return fail("REQUEST_TIMEOUT_SECS must be between 1 and 3600");
-        }
-        if !(1..=3600).contains(&self.upload_timeout.as_secs()) {
-            return fail("UPLOAD_TIMEOUT_SECS must be between 1 and 3600");
-        }
-        if self.metrics_host.parse::<std::net::IpAddr>().is_err() {
-            return fail("METRICS_HOST must be an IP address");
-        }
-        if self.ping_interval.as_millis() < 100 || self.ping_timeout.as_millis() < 100 {
-            return fail("PING_INTERVAL_MS and PING_TIMEOUT_MS must be at least 100");
-        }
-        if self.socket_queue_bytes < 64 * 1024 {
-            return fail("SOCKET_QUEUE_BYTES must be at least 65536");
-        }
-        if self.mongodb_timeout.as_millis() < 100 {
-            return fail("MONGODB_TIMEOUT_MS must be at least 100");
-        }
-        if let Some(days) = self.message_retention_days {
-            if days == 0 {
-                return fail(
-                    "MESSAGE_RETENTION_DAYS must be at least 1 (unset keeps messages forever)",
-                );
-            }
-            if self.mongodb_uri.is_none() {
-                return fail("MESSAGE_RETENTION_DAYS needs the MongoDB store (MONGODB_URI)");
-            }
-        }
-        if !(1..=36_500).contains(&self.audit_retention_days) {
-            return fail("AUDIT_RETENTION_DAYS must be between 1 and 36500");
-        }
-        if let Some(url) = &self.public_url {
-            let rest = url
-                .strip_prefix("https://")
-                .or_else(|| url.strip_prefix("http://"));
-            if !rest.is_some_and(|r| {
-                !r.is_empty()
-                    && !r.starts_with('/')
-                    && !r.contains(['?', '#', '"', '\'', '<', '>', '\\'])
-                    && !r.chars().any(|c| c.is_whitespace() || c.is_control())
-            }) {
-                return fail(
-                    "PUBLIC_URL must be an http:// or https:// address with a host, without query or fragment",
-                );
-            }
-        }
-        if self.is_asymmetric() != self.jwt_public_key_file.is_some() {
-            return fail(
-                "JWT_PUBLIC_KEY_FILE goes with an asymmetric JWT_ALGORITHM, and only with one",
-            );
-        }
-        if let Some(s) = &self.jwt_secret
-            && s.len() < 16
-        {
-            return fail("JWT_SECRET must be at least 16 bytes");
-        }
-        if self.environment == Environment::Production {
-            if !self.is_asymmetric() && self.jwt_secret.is_none() {
-                return fail(
-                    "SWITCHBOARD_ENV=production needs JWT_SECRET (or JWT_PUBLIC_KEY_FILE)",
-                );
-            }
-            if self.is_asymmetric() && self.file_url_secret.is_none() {
-                return fail(
-                    "SWITCHBOARD_ENV=production with asymmetric JWTs needs FILE_URL_SECRET",
-                );
-            }
-            if self.redis_url.is_some() && self.mongodb_uri.is_none() {
-                return fail(
-                    "SWITCHBOARD_ENV=production refuses the embedded store behind several nodes: set MONGODB_URI with REDIS_URL",
-                );
-            }
-        }
-        Ok(())
-    }
-
     /// `PUBLIC_URL` without its trailing slashes (validated by [`Config::validate`]).
     pub fn public_url(&self) -> Option<String> {
         self.public_url
@@ -632,76 +469,4 @@ pub fn parse_ttl(s: &str) -> Result<std::time::Duration, ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn test_settings_read_no_environment_variable() {
-        let with_env: Vec<String> = defaults_command()
-            .get_arguments()
-            .filter(|a| a.get_env().is_some())
-            .map(|a| a.get_id().to_string())
-            .collect();
-        assert!(
-            with_env.is_empty(),
-            "arguments still read the environment: {with_env:?}"
-        );
-        let cfg = Config::for_tests(PathBuf::from("/tmp/x"));
-        assert_eq!((cfg.redis_url, cfg.mongodb_uri), (None, None));
-        assert_eq!(cfg.port, 0);
-    }
-
-    #[test]
-    fn every_setting_of_the_command_line_reads_its_environment_variable() {
-        use clap::CommandFactory;
-        // The opposite check: the real command line still has its `env` (the test above is not
-        // vacuous because `for_tests` builds its own).
-        let cmd = Cli::command();
-        let port = cmd
-            .get_arguments()
-            .find(|a| a.get_id() == "port")
-            .expect("the PORT argument");
-        assert_eq!(port.get_env(), Some(std::ffi::OsStr::new("PORT")));
-    }
-
-    #[test]
-    fn secrets_are_never_flags_and_never_shown_by_debug() {
-        use clap::CommandFactory;
-        // No flag takes a secret: `ps` would show it to every local user.
-        for flag in [
-            "--jwt-secret",
-            "--file-url-secret",
-            "--mongodb-uri",
-            "--redis-url",
-        ] {
-            let parsed = Cli::try_parse_from(["switchboard", flag, "s3cr3t-value-xyz"]);
-            assert!(parsed.is_err(), "{flag} is accepted");
-        }
-        let cmd = Cli::command();
-        for name in SECRET_VARIABLES {
-            assert!(
-                cmd.get_arguments()
-                    .all(|a| a.get_env() != Some(std::ffi::OsStr::new(name))),
-                "{name} is an argument"
-            );
-        }
-        // They come from the environment, and `Debug` shows none of them.
-        let mut cfg = Config::for_tests(PathBuf::from("/tmp/x"));
-        cfg.read_secrets(|name| Some(format!("s3cr3t-{name}")));
-        assert_eq!(cfg.jwt_secret.as_deref(), Some("s3cr3t-JWT_SECRET"));
-        assert_eq!(cfg.redis_url.as_deref(), Some("s3cr3t-REDIS_URL"));
-        let shown = format!(
-            "{cfg:?} {:?}",
-            Cli::try_parse_from(["switchboard"]).unwrap()
-        );
-        let mut cli = Cli::try_parse_from(["switchboard"]).unwrap();
-        cli.config = cfg;
-        let shown = format!("{shown} {cli:?}");
-        assert!(!shown.contains("s3cr3t"), "{shown}");
-        assert!(shown.contains("[redacted]"), "{shown}");
-        // Empty is unset.
-        let mut cfg = Config::for_tests(PathBuf::from("/tmp/x"));
-        cfg.read_secrets(|_| Some(String::new()));
-        assert_eq!(cfg.jwt_secret, None);
-    }
-}
+mod tests;

@@ -16,11 +16,13 @@
 //!   `GET /` serves: `http/console.rs`, its page in `http/console/`); [`realtime`]: the
 //!   Socket.IO handshake, the dispatcher, the replies, one file per event group. The two transports: each parses
 //!   its input, calls a use case in `service`, and shapes the answer. Neither imports the other.
-//! - [`service`]: the use cases both transports share (authorize, save, then emit), one file
-//!   per resource; [`service::events`] names the server events and their payloads.
+//! - [`service`]: the use cases both transports share (authorize, save, then emit), one type
+//!   per group, each borrowing only the seams it works through (`state.chats()`,
+//!   `state.reports()`, ...); [`service::events`] names the server events and their payloads,
+//!   `service/emit.rs` is the one emission path.
 //! - [`state`]: the node's shared state ([`AppState`]: the seams as traits, the keys, the
-//!   metrics, the typing map, the token expiries, the pending handshakes) and each socket's
-//!   session.
+//!   metrics, the typing map, the token expiries, the pending handshakes), assembly with no
+//!   use case of its own, and each socket's session.
 //! - [`ordering`]: one socket's events in arrival order, their saves and emissions too; each
 //!   event's place is a [`ordering::Turn`] handed explicitly to its use case.
 //! - [`paging`]: the one parser for `limit`, `seq` bounds and cursors.

@@ -47,7 +47,7 @@ impl Turns {
 /// handles it; or no place at all ([`Turn::unordered`]: REST requests, timers).
 ///
 /// A use case waits for its save turn with [`Turn::save`] and hands the turn to its one
-/// emission (`AppState::emit` takes it by value), which waits for the emission and broadcast
+/// emission (`Emitter::emit` takes it by value), which waits for the emission and broadcast
 /// turns and passes the emission turn on once its log append is queued. Taken by value, a
 /// turn serves one emission: no use case chooses by hand whether its emission is the event's
 /// last (one that ever needs two emissions in one event emits them as one batch).

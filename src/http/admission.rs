@@ -57,7 +57,7 @@ impl Admission {
 
     /// Why a new session may not open now, if it may not.
     fn refusal(&self) -> Option<(ConnectionOutcome, &'static str)> {
-        if self.state.is_draining() {
+        if self.state.drain.is_draining() {
             return Some((
                 ConnectionOutcome::Draining,
                 "this node is draining; reconnect",

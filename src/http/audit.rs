@@ -60,7 +60,7 @@ async fn list(
         after: params.get("cursor").map(decode_cursor).transpose()?,
         limit: params.limit(paging::AUDIT)?,
     };
-    let page = state.audit_log(&user, query).await?;
+    let page = state.audit().page(&user, query).await?;
     Ok(Json(AuditList {
         entries: page.entries,
         next_cursor: page.next,

@@ -49,7 +49,7 @@ async fn create(
     user: AuthUser,
     JsonBody(body): JsonBody<OpenChat>,
 ) -> Result<(StatusCode, Json<Chat>), AppError> {
-    let chat = state.open_chat(&user, body).await?;
+    let chat = state.chats().open_chat(&user, body).await?;
     Ok((StatusCode::CREATED, Json(chat)))
 }
 
@@ -108,6 +108,7 @@ async fn list(
         })
     });
     let page = state
+        .chats()
         .list_chats(&user, status, after, ascending, limit)
         .await?;
     Ok(Json(ChatList {
@@ -133,7 +134,7 @@ async fn show(
     PathId(id): PathId,
 ) -> Result<Json<Chat>, AppError> {
     let id = ChatId::parse(&id)?;
-    Ok(Json(state.chat_for(&user, &id).await?))
+    Ok(Json(state.chats().chat_for(&user, &id).await?))
 }
 
 /// Change a chat's status, priority or assigned admin (staff only).
@@ -152,7 +153,7 @@ async fn update(
     PathId(id): PathId,
     JsonBody(body): JsonBody<ChatChanges>,
 ) -> Result<Json<Chat>, AppError> {
-    Ok(Json(state.update_chat(&user, &id, body).await?))
+    Ok(Json(state.chats().update_chat(&user, &id, body).await?))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -187,6 +188,7 @@ async fn messages(
     let limit = params.limit(paging::HISTORY)?;
     let page = paging::history_page(params.raw("beforeSeq"), params.raw("afterSeq"))?;
     let (messages, has_more) = state
+        .chats()
         .history(&user, &id, page, limit, Turn::unordered())
         .await?;
     Ok(Json(History { messages, has_more }))
@@ -229,7 +231,10 @@ async fn post_message(
         message: body.message,
         client_message_id: body.client_message_id,
     };
-    let saved = state.send_message(&user, input, Turn::unordered()).await?;
+    let saved = state
+        .chats()
+        .send_message(&user, input, Turn::unordered())
+        .await?;
     Ok(match saved {
         Saved::Created(m) => (StatusCode::CREATED, Json(m)),
         Saved::Existing(m) => (StatusCode::OK, Json(m)),

@@ -48,7 +48,7 @@ async fn support_availability(
     State(state): State<AppState>,
     _user: AuthUser,
 ) -> Result<Json<SupportAnswer>, AppError> {
-    Ok(Json(state.support_availability().await?))
+    Ok(Json(state.support().support_availability().await?))
 }
 
 /// Disconnect every socket of a user in the cluster, and optionally block them (staff; only
@@ -69,7 +69,12 @@ async fn disconnect(
     JsonBody(input): JsonBody<DisconnectInput>,
 ) -> Result<Json<Disconnected>, AppError> {
     let request = DisconnectRequest::parse(input)?;
-    Ok(Json(state.disconnect_user(&user, &id, request).await?))
+    Ok(Json(
+        state
+            .removals()
+            .disconnect_user(&user, &id, request)
+            .await?,
+    ))
 }
 
 /// End a user's block (staff; only superadmins act on staff).
@@ -86,7 +91,7 @@ async fn unblock(
     user: AuthUser,
     PathId(id): PathId,
 ) -> Result<Json<Value>, AppError> {
-    let user_id = state.unblock_user(&user, &id).await?;
+    let user_id = state.removals().unblock_user(&user, &id).await?;
     Ok(Json(json!({ "userId": user_id, "blockedUntil": null })))
 }
 
@@ -105,7 +110,7 @@ async fn revoke_tokens(
     user: AuthUser,
     PathId(id): PathId,
 ) -> Result<Json<Revoked>, AppError> {
-    Ok(Json(state.revoke_tokens(&user, &id).await?))
+    Ok(Json(state.removals().revoke_tokens(&user, &id).await?))
 }
 
 /// Refuses every REST call of a blocked user (`403 FORBIDDEN`) or with a revoked token (`401
@@ -116,8 +121,9 @@ pub async fn removal_gate(State(state): State<AppState>, req: Request, next: Nex
         crate::auth::bearer(req.headers()).and_then(|t| state.keys.verifier.verify_token(t).ok());
     if let Some(v) = verified {
         // The caller's role goes to the user directory (the removal rule reads it).
+        let removals = state.removals();
         let (checked, ()) = tokio::join!(
-            state.check_removal(&v.user, v.issued_at),
+            removals.check_removal(&v.user, v.issued_at),
             state.directory.see(&v.user)
         );
         if let Err(refused) = checked {

@@ -107,7 +107,7 @@ async fn readyz(State(state): State<AppState>, headers: axum::http::HeaderMap) -
     let now = Instant::now();
     let r = &state.readiness;
     let (store, adapter) = (r.store.usable(now), r.adapter.usable(now));
-    let draining = state.is_draining();
+    let draining = state.drain.is_draining();
     let ready = store && adapter && !draining;
     let word = |w: &Watched| match (w.reachable(), w.usable(now)) {
         (true, _) => "ok",

@@ -48,6 +48,7 @@ async fn active_users(
     params: Params,
 ) -> Result<Json<ActiveUsers>, AppError> {
     let page = state
+        .statuses()
         .active_sockets(&user, params.get("cursor"), || {
             params.limit(paging::ACTIVE_USERS)
         })
@@ -95,11 +96,11 @@ async fn status(
     user: AuthUser,
     PathId(id): PathId,
 ) -> Result<Json<Status>, AppError> {
-    let p = state.user_presence(&user, &id).await?;
+    let p = state.statuses().user_presence(&user, &id).await?;
     // During the offline grace the user is still online (with no socket), as the events say.
-    let online = p.sockets > 0 || state.in_offline_grace(&p);
+    let online = p.sockets > 0 || state.statuses().in_offline_grace(&p);
     let status = if online { "online" } else { "offline" };
-    let availability = state.staff_status(&id).await.map(|s| s.as_str());
+    let availability = state.support().staff_status(&id).await.map(|s| s.as_str());
     Ok(Json(Status {
         user_id: id,
         status,

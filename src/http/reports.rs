@@ -41,7 +41,12 @@ async fn create(
 ) -> Result<(StatusCode, Json<Report>), AppError> {
     Ok((
         StatusCode::CREATED,
-        Json(state.send_report(&user, body, Turn::unordered()).await?),
+        Json(
+            state
+                .reports()
+                .send_report(&user, body, Turn::unordered())
+                .await?,
+        ),
     ))
 }
 
@@ -86,6 +91,7 @@ async fn list(
             id: ReportId::from_trusted(id),
         });
     let (reports, next) = state
+        .reports()
         .list_reports(&user, params.get("userId"), unread_only, after, limit)
         .await?;
     Ok(Json(ReportList {
@@ -111,6 +117,7 @@ async fn read(
     let id = ReportId::parse(&id)?;
     Ok(Json(
         state
+            .reports()
             .read_report(&user, &id, Turn::unordered())
             .await?
             .into(),
@@ -134,6 +141,6 @@ async fn unread_count(
     State(state): State<AppState>,
     user: AuthUser,
 ) -> Result<Json<Count>, AppError> {
-    let count = state.unread_report_count(&user).await?;
+    let count = state.reports().unread_report_count(&user).await?;
     Ok(Json(Count { count }))
 }

@@ -214,7 +214,7 @@ async fn receive_upload(
         return Err(too_large());
     }
     // A user with no budget left today is refused before the body is received.
-    if let Err(e) = state.upload_budget_left(&user).await {
+    if let Err(e) = state.uploads().upload_budget_left(&user).await {
         discard(request.into_body(), MAX_UPLOAD_BODY_BYTES).await;
         return Err(e);
     }
@@ -270,6 +270,7 @@ async fn receive_upload(
         file.flush().await.map_err(write_failed)?;
         file.rewind().await.map_err(write_failed)?;
         let kept = state
+            .uploads()
             .save_upload(
                 &user,
                 Upload {
@@ -331,7 +332,7 @@ async fn download(
         sig: params.get("sig"),
         bearer: crate::auth::bearer(&headers),
     };
-    let (meta, data) = state.file(&id, access).await?;
+    let (meta, data) = state.uploads().file(&id, access).await?;
     let disposition = if inline(&meta.content_type) {
         "inline"
     } else {

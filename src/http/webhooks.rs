@@ -52,6 +52,7 @@ async fn failed(
 ) -> Result<Json<FailedList>, AppError> {
     let limit = params.limit(paging::LISTS)?;
     let failed = state
+        .webhook_admin()
         .failed_webhooks(&user, params.get("endpoint"), limit)
         .await?;
     Ok(Json(FailedList { failed }))
@@ -71,6 +72,6 @@ async fn resend(
     user: AuthUser,
     JsonBody(body): JsonBody<Resend>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let resent = state.resend_webhooks(&user, body).await?;
+    let resent = state.webhook_admin().resend_webhooks(&user, body).await?;
     Ok(Json(json!({ "resent": resent })))
 }

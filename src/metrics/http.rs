@@ -1,35 +1,21 @@
 //! HTTP metrics: requests by route template and status, latency by route template.
+//!
+//! The route label is the template axum matched (`MatchedPath`, e.g. `/api/chats/{chat_id}`),
+//! so a new route is counted under its own template with no list to keep: its handles are made
+//! on its first request. Only registered templates ever match, so the label's cardinality is
+//! the router's route count; a request no route matched is counted as `unmatched`.
+//! `/metrics` is not counted: scrapes would drown everything else.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
 use super::{Metrics, latency, reg};
 
-/// REST route templates as axum matches them. A template missing here is counted as `other`
-/// (add it here when a route is added); a request no route matched is counted as `unmatched`.
-/// `/metrics` is not counted: scrapes would drown everything else.
-pub const HTTP_ROUTES: &[&str] = &[
-    "/healthz",
-    "/readyz",
-    "/api/chats",
-    "/api/chats/{chat_id}",
-    "/api/chats/{chat_id}/messages",
-    "/api/reports",
-    "/api/reports/unread-count",
-    "/api/reports/{report_id}/read",
-    "/api/uploads",
-    "/api/files/{file_id}",
-    "/api/socket/active-users",
-    "/api/users/{user_id}/status",
-    "/api/audit",
-    "/api/webhooks/failed",
-    "/api/webhooks/resend",
-    "other",
-    "unmatched",
-];
+/// The label of requests no route matched.
+const UNMATCHED: &str = "unmatched";
 
 /// HTTP statuses counted by their code; any other status is counted as `other`.
 const HTTP_STATUSES: &[u16] = &[
@@ -39,7 +25,7 @@ const HTTP_STATUSES: &[u16] = &[
 
 /// Handles for one route template.
 pub struct RouteMetrics {
-    route: &'static str,
+    route: Box<str>,
     duration: Histogram,
     /// `http_requests_total{route, status}`, created on the first request with each status:
     /// pre-creating every route and status pair would export hundreds of series that stay zero.
@@ -61,15 +47,47 @@ impl RouteMetrics {
                     .get(i)
                     .map_or_else(|| "other".to_owned(), u16::to_string);
                 self.requests
-                    .with_label_values(&[self.route, label.as_str()])
+                    .with_label_values(&[&*self.route, label.as_str()])
             })
             .inc();
     }
 }
 
-/// Registers the HTTP metrics: one [`RouteMetrics`] per template, keyed by it.
-pub(super) fn register(r: &Registry) -> HashMap<&'static str, RouteMetrics> {
-    let http_requests = reg(
+/// Every route template seen so far and its handles, made on a template's first request.
+pub struct HttpRoutes {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    /// Read-locked on every request (a hit allocates nothing); write-locked once per template.
+    seen: RwLock<HashMap<Box<str>, Arc<RouteMetrics>>>,
+}
+
+impl HttpRoutes {
+    fn route(&self, template: &str) -> Arc<RouteMetrics> {
+        if let Some(m) = self
+            .seen
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(template)
+        {
+            return m.clone();
+        }
+        let mut seen = self.seen.write().unwrap_or_else(|e| e.into_inner());
+        seen.entry(template.into())
+            .or_insert_with(|| {
+                Arc::new(RouteMetrics {
+                    route: template.into(),
+                    duration: self.duration.with_label_values(&[template]),
+                    statuses: std::array::from_fn(|_| OnceLock::new()),
+                    requests: self.requests.clone(),
+                })
+            })
+            .clone()
+    }
+}
+
+/// Registers the HTTP metrics; the `unmatched` route's handles exist from the start.
+pub(super) fn register(r: &Registry) -> HttpRoutes {
+    let requests = reg(
         r,
         IntCounterVec::new(
             Opts::new(
@@ -80,7 +98,7 @@ pub(super) fn register(r: &Registry) -> HashMap<&'static str, RouteMetrics> {
         )
         .unwrap(),
     );
-    let http_duration = reg(
+    let duration = reg(
         r,
         HistogramVec::new(
             latency(
@@ -91,29 +109,19 @@ pub(super) fn register(r: &Registry) -> HashMap<&'static str, RouteMetrics> {
         )
         .unwrap(),
     );
-    HTTP_ROUTES
-        .iter()
-        .map(|route| {
-            let m = RouteMetrics {
-                route,
-                duration: http_duration.with_label_values(&[route]),
-                statuses: std::array::from_fn(|_| OnceLock::new()),
-                requests: http_requests.clone(),
-            };
-            (*route, m)
-        })
-        .collect()
+    let routes = HttpRoutes {
+        requests,
+        duration,
+        seen: RwLock::default(),
+    };
+    routes.route(UNMATCHED);
+    routes
 }
 
 impl Metrics {
-    /// The handles for a REST route template; `None` (no route matched) gives `unmatched`,
-    /// an unlisted template `other`.
-    pub fn http_route(&self, template: Option<&str>) -> &RouteMetrics {
-        let key = match template {
-            None => "unmatched",
-            Some(t) if self.http_routes.contains_key(t) => t,
-            Some(_) => "other",
-        };
-        &self.http_routes[key]
+    /// The handles for the route template axum matched (`MatchedPath`); `None` (no route
+    /// matched) gives `unmatched`.
+    pub fn http_route(&self, template: Option<&str>) -> Arc<RouteMetrics> {
+        self.http_routes.route(template.unwrap_or(UNMATCHED))
     }
 }

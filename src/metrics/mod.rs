@@ -16,7 +16,6 @@
 //! `metrics/store.rs` (per store operation), `metrics/http.rs` (per route template and status),
 //! `metrics/tests.rs`.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 mod desk;
@@ -29,7 +28,7 @@ mod tests;
 mod webhooks;
 
 pub use desk::DeskMetrics;
-pub use http::{HTTP_ROUTES, RouteMetrics};
+pub use http::{HttpRoutes, RouteMetrics};
 pub use outcomes::{OUTCOMES, outcome_index};
 pub use recovery::{RECOVERY_OUTCOMES, RecoveryMetrics};
 pub use store::StoreMetrics;
@@ -114,8 +113,8 @@ pub struct Metrics {
     /// `ok` and `error`.
     presence_heartbeats: [IntCounter; 2],
     presence_heartbeat_last_success: Gauge,
-    /// Keyed by the static route template.
-    http_routes: HashMap<&'static str, RouteMetrics>,
+    /// By the route template axum matched, each made on its first request.
+    http_routes: HttpRoutes,
     /// Indexed like [`DEPENDENCIES`].
     dependency_up: Vec<IntGauge>,
     pub draining: IntGauge,

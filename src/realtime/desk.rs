@@ -16,6 +16,7 @@ pub struct AvailabilityPayload {
 /// `staff:availability`: sets the caller's availability, for every socket and node of theirs.
 pub async fn availability(ctx: Ctx, turn: Turn, p: AvailabilityPayload) -> Result<Empty, AppError> {
     ctx.state
+        .support()
         .set_staff_availability(&ctx.session.user, &p.status, turn)
         .await?;
     Ok(Empty {})

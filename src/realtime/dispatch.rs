@@ -170,7 +170,7 @@ pub(super) fn dispatch<A: Adapter>(
     let known = ClientEvent::from_name(event.as_str());
     let span = event_span(&ctx, &s, ClientEvent::label(known));
     async move {
-        let _in_flight = ctx.state.in_flight();
+        let _in_flight = ctx.state.drain.in_flight();
         my_turn.await;
         // `done`, dropped when this event is about to emit or is handled, lets the socket's
         // next event go.

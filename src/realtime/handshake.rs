@@ -109,7 +109,7 @@ async fn authenticate<A: Adapter>(
 ) -> Result<(), Refused> {
     // New sessions are refused with HTTP 503 while draining (`http/admission.rs`); this is the
     // narrow race of an Engine.IO session opened just before the drain began.
-    if state.is_draining() {
+    if state.drain.is_draining() {
         return Err(Refused::new(
             ErrorCode::Unavailable,
             "this node is draining; reconnect",
@@ -125,8 +125,9 @@ async fn authenticate<A: Adapter>(
     let (user, token_until) = (verified.user, verified.until);
     // A blocked user, or a revoked token, is refused on every node (`service/desk`). The
     // identity's role goes to the user directory meanwhile (the removal rule reads it).
+    let removals = state.removals();
     let (removal, ()) = tokio::join!(
-        state.check_removal(&user, verified.issued_at),
+        removals.check_removal(&user, verified.issued_at),
         state.directory.see(&user)
     );
     let removal = removal.map_err(Refused::from)?;
@@ -290,7 +291,7 @@ fn wire<A: Adapter>(
                 }
             }
             tracing::debug!(node = %ctx.state.node_id, socket_id = %s.id, user_id = %ctx.session.user.id, ?reason, "socket disconnected");
-            ctx.state.socket_offline(&s.id.to_string(), &ctx.session).await;
+            ctx.state.statuses().socket_offline(&s.id.to_string(), &ctx.session).await;
         }
     });
     let routes = routes.clone();
@@ -348,6 +349,7 @@ async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
     }
     // A socket that left while it was being registered is taken out again there.
     state
+        .statuses()
         .socket_online(&socket_id, &session, Turn::unordered())
         .await;
 }

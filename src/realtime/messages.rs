@@ -52,7 +52,11 @@ pub async fn send(ctx: Ctx, turn: Turn, p: SendMessageInput) -> Result<Sent, App
             "too many messages from this user: slow down",
         ));
     }
-    let saved = ctx.state.send_message(&ctx.session.user, p, turn).await?;
+    let saved = ctx
+        .state
+        .chats()
+        .send_message(&ctx.session.user, p, turn)
+        .await?;
     Ok(Sent {
         message: saved.into_inner(),
     })
@@ -63,6 +67,7 @@ pub async fn read(ctx: Ctx, turn: Turn, p: ReadPayload) -> Result<Empty, AppErro
     let chat = ChatId::parse(&p.chat_id)?;
     let message = MessageId::parse(&p.message_id)?;
     ctx.state
+        .chats()
         .mark_read(&ctx.session.user, &chat, &message, turn)
         .await?;
     Ok(Empty {})
@@ -74,6 +79,7 @@ pub async fn delivered(ctx: Ctx, turn: Turn, p: ReadPayload) -> Result<Empty, Ap
     let chat = ChatId::parse(&p.chat_id)?;
     let message = MessageId::parse(&p.message_id)?;
     ctx.state
+        .deliveries()
         .confirm_delivered(&ctx.session.user, &chat, &message, turn)
         .await?;
     Ok(Empty {})
@@ -86,6 +92,7 @@ pub async fn sync(ctx: Ctx, turn: Turn, p: SyncPayload) -> Result<Synced, AppErr
     let limit = paging::limit(p.limit.as_ref().map(Raw::Json), paging::SYNC)?;
     let (messages, has_more) = ctx
         .state
+        .chats()
         .history(
             &ctx.session.user,
             &chat,

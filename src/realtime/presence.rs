@@ -27,6 +27,7 @@ fn own_id_only(ctx: &Ctx, id: &str) -> Result<(), AppError> {
 pub async fn online(ctx: Ctx, turn: Turn, p: OnlinePayload) -> Result<Empty, AppError> {
     own_id_only(&ctx, &p.user_id)?;
     ctx.state
+        .statuses()
         .socket_online(&ctx.socket_id.to_string(), &ctx.session, turn)
         .await;
     Ok(Empty {})

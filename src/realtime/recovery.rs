@@ -119,7 +119,7 @@ pub async fn replay<A: Adapter>(
     if !delivered.is_empty() {
         // Off the connect path: presence registration does not wait for the chat reads.
         let (state, user) = (state.clone(), user.clone());
-        tokio::spawn(async move { state.note_replayed(&user, &delivered).await });
+        tokio::spawn(async move { state.deliveries().note_replayed(&user, &delivered).await });
     }
 }
 

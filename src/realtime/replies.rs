@@ -82,12 +82,12 @@ pub(super) fn send_reply<A: Adapter, R: Serialize>(
 
 /// Sends a server event to this socket only (no room, no recovery log); a socket that is gone
 /// has nobody to tell. Only for events that are never replayed: the compiler refuses a
-/// recoverable one here (it must be logged, through `AppState::emit`).
+/// recoverable one here (it must be logged, through `Emitter::emit`).
 fn to_socket<A: Adapter, E: ServerEvent>(s: &SocketRef<A>, event: &E) {
     const {
         assert!(
             !E::RECOVERABLE,
-            "a recoverable event goes through AppState::emit"
+            "a recoverable event goes through Emitter::emit"
         )
     };
     let _ = s.emit(E::NAME, event);

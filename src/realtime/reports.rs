@@ -16,12 +16,19 @@ pub struct ReadPayload {
 
 /// `sendReportMessage`: staff send a report (answered by `reportMessageSent`).
 pub async fn send(ctx: Ctx, turn: Turn, p: ReportInput) -> Result<Report, AppError> {
-    ctx.state.send_report(&ctx.session.user, p, turn).await
+    ctx.state
+        .reports()
+        .send_report(&ctx.session.user, p, turn)
+        .await
 }
 
 /// `report:read`: the recipient marks a report read.
 pub async fn read(ctx: Ctx, turn: Turn, p: ReadPayload) -> Result<ReportReadReply, AppError> {
     let id = ReportId::parse(&p.report_id)?;
-    let report = ctx.state.read_report(&ctx.session.user, &id, turn).await?;
+    let report = ctx
+        .state
+        .reports()
+        .read_report(&ctx.session.user, &id, turn)
+        .await?;
     Ok(ReportReadReply::from(report))
 }

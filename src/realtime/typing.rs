@@ -24,6 +24,7 @@ pub async fn sweep(state: AppState) {
         tick.tick().await;
         for ((chat, user_id), ind) in state.typing.expired() {
             state
+                .chats()
                 .emit_typing(
                     ind.rooms,
                     &chat,
@@ -62,6 +63,7 @@ async fn typing(
 ) -> Result<Empty, AppError> {
     let chat = ChatId::parse(&p.chat_id)?;
     ctx.state
+        .chats()
         .typing(&ctx.session.user, &chat, is_typing, turn)
         .await?;
     Ok(Empty {})

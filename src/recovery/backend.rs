@@ -181,6 +181,10 @@ pub trait RecoveryBackend: Send + Sync + 'static {
     /// checks it after its read, so a trim another node made a moment ago is never missed.
     async fn cut(&self) -> Result<Option<Offset>, BackendError>;
 
+    /// The newest entry ever logged for any of `rooms` (remembered for
+    /// `room_index::ROOM_MEMORY`, whether or not the log still holds it), if any.
+    async fn newest_for_rooms(&self, rooms: &[String]) -> Result<Option<Offset>, BackendError>;
+
     /// Stores (or replaces) a session, kept for `ttl`.
     async fn put_session(&self, session: &Session, ttl: Duration) -> Result<(), BackendError>;
 

@@ -20,9 +20,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{
-    BackendError, LogStats, LoggedEvent, Offset, Pid, RecoveryBackend, Session, Trimmed, now_ms,
+use super::backend::{
+    BackendError, LogStats, LoggedEvent, Offset, RecoveryBackend, Session, Trimmed, now_ms,
 };
+use super::pid::Pid;
+use super::room_index;
 
 /// How many appends between two trims of the log.
 const TRIM_EVERY: u64 = 256;
@@ -133,6 +135,7 @@ impl EmbeddedRecovery {
         conn.pragma_update(None, "cache_size", -256)
             .map_err(failed)?;
         conn.execute_batch(SCHEMA).map_err(failed)?;
+        conn.execute_batch(room_index::SCHEMA).map_err(failed)?;
         let last_ms: u64 = conn
             .query_row("SELECT COALESCE(MAX(ms), 0) FROM recovery_log", [], |r| {
                 r.get::<_, i64>(0)
@@ -229,10 +232,12 @@ fn append_all(inner: &mut Inner, batch: &[Append]) -> rusqlite::Result<Vec<Offse
             let ms = now_ms().max(*last_ms);
             insert.execute(params![int(ms), a.rooms, a.except, a.event, a.payload])?;
             *bytes += super::entry_bytes(&a.rooms, &a.except, &a.event, &a.payload);
-            offsets.push(Offset {
+            let offset = Offset {
                 ms,
                 seq: tx.last_insert_rowid() as u64,
-            });
+            };
+            room_index::note(&tx, &a.rooms, offset)?;
+            offsets.push(offset);
             *last_ms = ms;
         }
     }
@@ -252,6 +257,10 @@ fn append_all(inner: &mut Inner, batch: &[Append]) -> rusqlite::Result<Vec<Offse
         tx.execute(
             "DELETE FROM recovery_sessions WHERE expires_ms < ?1",
             params![int(now_ms())],
+        )?;
+        room_index::forget(
+            &tx,
+            now_ms().saturating_sub(room_index::ROOM_MEMORY.as_millis() as u64),
         )?;
     }
     tx.commit()?;
@@ -400,6 +409,12 @@ impl RecoveryBackend for EmbeddedRecovery {
 
     async fn cut(&self) -> Result<Option<Offset>, BackendError> {
         self.with(|inner| Ok(inner.cut)).await
+    }
+
+    async fn newest_for_rooms(&self, rooms: &[String]) -> Result<Option<Offset>, BackendError> {
+        let rooms = rooms.to_vec();
+        self.with(move |inner| room_index::newest(&inner.conn, &rooms))
+            .await
     }
 
     async fn put_session(&self, s: &Session, ttl: Duration) -> Result<(), BackendError> {

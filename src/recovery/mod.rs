@@ -20,6 +20,7 @@ pub mod embedded;
 mod pid;
 pub mod redis;
 mod refusal;
+mod room_index;
 mod tail;
 
 pub use pid::Pid;
@@ -176,13 +177,14 @@ impl Recovery {
         if session.disconnected_ms.is_some_and(|d| d < oldest) {
             return Err(Refusal::Expired);
         }
-        // What the log may already have dropped cannot be replayed exactly.
+        // What the log may already have dropped (for its age, or for its byte budget: issue
+        // 25, item 7) cannot be replayed exactly, unless the session's rooms got nothing since
+        // its offset: then it missed nothing, whatever the log dropped.
+        let start = replay_start(&session, after);
         let from_ms = after.map_or(session.started_ms, |o| o.ms);
-        if from_ms < oldest {
-            return Err(Refusal::Expired);
-        }
-        // Nor what the byte budget trimmed (issue 25, item 7).
-        if self.cut_after(replay_start(&session, after)) {
+        if (from_ms < oldest || self.cut_after(start))
+            && !self.nothing_since(&session.rooms, start).await?
+        {
             return Err(Refusal::Expired);
         }
         Ok(Claim { session, after })
@@ -215,6 +217,12 @@ impl Recovery {
             .collect();
         let start = claim.session.started_ms;
         let after = replay_start(&claim.session, claim.after);
+        // Most resumes missed nothing (a client hears its rooms' every entry until its
+        // connection breaks): the room index says so without reading the log, however much
+        // of everyone else's traffic came after the offset.
+        if self.nothing_since(&rooms, after).await? {
+            return Ok(Vec::new());
+        }
         let snapshot = self.tail.read(after).await?;
         // The log may have been trimmed for its budget since the check, by any node: the cut
         // read after the entries (once per log read however many replays that read serves)
@@ -228,6 +236,16 @@ impl Recovery {
             return Err(Refusal::TooFarBehind);
         }
         Ok(missed)
+    }
+
+    /// Whether no entry for any of `rooms` was logged after `after` (the log's room index).
+    async fn nothing_since(&self, rooms: &[String], after: Offset) -> Result<bool, Refusal> {
+        let newest = self
+            .backend
+            .newest_for_rooms(rooms)
+            .await
+            .map_err(|_| Refusal::Unavailable)?;
+        Ok(newest.is_none_or(|n| n <= after))
     }
 
     /// The socket holding the session went away without its client ending it: keep the

@@ -7,6 +7,7 @@
 //! | `{sb}:rlog` | stream | one entry per recoverable emission: `r` rooms, `x` excluded rooms (each `\n`-separated), `e` event, `d` payload JSON; the entry id is the offset |
 //! | `{sb}:rlog:bytes` | string | the stream's size in the byte budget (`entry_bytes` summed), kept by the append and trim scripts |
 //! | `{sb}:rlog:cut` | string | the id of the newest entry a trim dropped |
+//! | `{sb}:rlog:room:{room}` | string | the id of the newest entry logged for that room, expiring after a day (`room_index.rs`) |
 //! | `{sb}:rs:{pid}` | hash, TTL | `u` user, `r` rooms, `t` start (ms), `d` disconnected (ms; empty while held), `s` holding socket |
 //!
 //! The hash tag `{sb}` keeps every key in one slot (scripts touch several). An append is one
@@ -18,7 +19,7 @@
 //! one [`Batcher`]: the calls that queue while one script run is on its way travel together in
 //! the next (issue 28: a storm of 6,000 resumes timed out at a few Redis calls per client).
 //! A Redis that restarts empty has no sessions: every resume is refused as unknown and clients
-//! start new sessions.
+//! start new sessions. The scripts are in `redis/scripts.rs`.
 
 use std::time::Duration;
 
@@ -30,94 +31,18 @@ use fred::types::scripts::Script;
 
 use crate::batch::Batcher;
 
-use super::{BackendError, LogStats, LoggedEvent, Offset, Pid, RecoveryBackend, Session, Trimmed};
+use super::backend::{
+    BackendError, LogStats, LoggedEvent, Offset, RecoveryBackend, Session, Trimmed,
+};
+use super::pid::Pid;
+use super::room_index;
 
-const LOG: &str = "{sb}:rlog";
-const LOG_BYTES: &str = "{sb}:rlog:bytes";
-const LOG_CUT: &str = "{sb}:rlog:cut";
+mod scripts;
 
-/// Appends one entry and counts its bytes as `recovery::entry_bytes` does (64 + its fields).
-const APPEND: &str = r#"
-local id = redis.call('XADD', KEYS[1], '*', 'r', ARGV[1], 'x', ARGV[2], 'e', ARGV[3], 'd', ARGV[4])
-redis.call('INCRBY', KEYS[2], 64 + #ARGV[1] + #ARGV[2] + #ARGV[3] + #ARGV[4])
-return id
-"#;
-
-/// Drops the oldest entries while they are older than ARGV[2] (ms) or the stream is over ARGV[1]
-/// bytes, at most ARGV[3] of them; returns { bytes left, the newest id ever dropped or '' }.
-const TRIM: &str = r#"
-local max = tonumber(ARGV[1])
-local min_ms = tonumber(ARGV[2])
-local limit = tonumber(ARGV[3])
-local total = tonumber(redis.call('GET', KEYS[2]) or '0')
-local start = '-'
-local last = false
-local removed = 0
-local done = false
--- Small first reads: most seconds nothing is trimmed, and an entry may be ~30 KB.
-local count = 4
-while not done do
-  local batch = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', count)
-  count = math.min(count * 2, 128)
-  if #batch == 0 then break end
-  for _, e in ipairs(batch) do
-    local ms = tonumber(string.match(e[1], '^(%d+)'))
-    if removed >= limit or (total <= max and ms >= min_ms) then
-      done = true
-      break
-    end
-    local f = e[2]
-    local size = 64
-    for i = 2, #f, 2 do size = size + #f[i] end
-    total = total - size
-    last = e[1]
-    removed = removed + 1
-  end
-  start = '(' .. batch[#batch][1]
-end
-if last then
-  local ms, seq = string.match(last, '^(%d+)-(%d+)$')
-  redis.call('XTRIM', KEYS[1], 'MINID', ms .. '-' .. string.format('%d', tonumber(seq) + 1))
-  redis.call('SET', KEYS[3], last)
-end
-if redis.call('XLEN', KEYS[1]) == 0 or total < 0 then total = 0 end
-redis.call('SET', KEYS[2], total)
-return { total, redis.call('GET', KEYS[3]) or '' }
-"#;
+use scripts::{APPEND, LOG, LOG_BYTES, LOG_CUT, SESSIONS, TRIM};
 
 /// Upper bound on any one call, on top of the client's own command timeout.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Every session call of a batch (see [`Batcher`]), in order. KEYS: one session key per call.
-/// ARGV: seven per call, the first its kind: `g` (read it), `p` user, rooms, start, socket,
-/// disconnected ('' while held), ttl ms (store it), `e` socket, at ms, ttl ms (mark it
-/// disconnected if that socket holds it), `r` socket (forget it if that socket holds it).
-/// Returns one answer per call: the hash's fields and values for `g`, 1 or 0 for the others.
-/// A held session stores `d` as '' (one `HSET` writes every field, no `DEL` first).
-const SESSIONS: &str = r#"
-local out = {}
-for i, k in ipairs(KEYS) do
-  local b = (i - 1) * 7
-  local op = ARGV[b + 1]
-  if op == 'g' then
-    out[i] = redis.call('HGETALL', k)
-  elseif op == 'p' then
-    redis.call('HSET', k, 'u', ARGV[b + 2], 'r', ARGV[b + 3], 't', ARGV[b + 4], 's', ARGV[b + 5], 'd', ARGV[b + 6])
-    redis.call('PEXPIRE', k, ARGV[b + 7])
-    out[i] = 1
-  elseif redis.call('HGET', k, 's') ~= ARGV[b + 2] then
-    out[i] = 0
-  elseif op == 'e' then
-    redis.call('HSET', k, 'd', ARGV[b + 3])
-    redis.call('PEXPIRE', k, ARGV[b + 4])
-    out[i] = 1
-  else
-    redis.call('DEL', k)
-    out[i] = 1
-  end
-end
-return out
-"#;
 
 /// The most session calls one script run carries (a few hundred short commands: it blocks
 /// Redis for about a millisecond).
@@ -293,12 +218,14 @@ impl RecoveryBackend for RedisRecovery {
     ) -> Result<Offset, BackendError> {
         // `min_ms` is the trim script's business (every node's timer, once a second).
         let _ = min_ms;
-        let keys = vec![LOG.to_owned(), LOG_BYTES.to_owned()];
+        let mut keys = vec![LOG.to_owned(), LOG_BYTES.to_owned()];
+        keys.extend(rooms.iter().map(|r| room_index::redis_key(r)));
         let args = vec![
             rooms.join("\n"),
             except.join("\n"),
             event.to_owned(),
             payload.to_owned(),
+            room_index::ROOM_MEMORY.as_millis().to_string(),
         ];
         let id: Value = bounded(self.append.evalsha_with_reload::<Value, _, _>(
             &self.client,
@@ -422,6 +349,25 @@ impl RecoveryBackend for RedisRecovery {
         let reply: Value =
             bounded(self.client.custom(cmd("GET"), vec![Value::from(LOG_CUT)])).await?;
         Ok(text(&reply).and_then(|c| Offset::parse(&c)))
+    }
+
+    async fn newest_for_rooms(&self, rooms: &[String]) -> Result<Option<Offset>, BackendError> {
+        if rooms.is_empty() {
+            return Ok(None);
+        }
+        // One slot (`{sb}`), so one MGET on every topology.
+        let keys: Vec<Value> = rooms
+            .iter()
+            .map(|r| room_index::redis_key(r).into())
+            .collect();
+        let reply: Value = bounded(self.client.custom(cmd("MGET"), keys)).await?;
+        let Value::Array(ids) = reply else {
+            return Err(BackendError(format!("MGET answered {reply:?}")));
+        };
+        Ok(ids
+            .iter()
+            .filter_map(|id| text(id).and_then(|t| Offset::parse(&t)))
+            .max())
     }
 
     async fn put_session(&self, s: &Session, ttl: Duration) -> Result<(), BackendError> {

@@ -3,16 +3,25 @@
 
 use serde::Deserialize;
 
-use super::events::{MessageNew, MessageRead, TypingEvent};
+use crate::auth::Keys;
 use crate::cluster::rooms;
+use crate::config::Config;
 use crate::domain::{
     Actor, AuthUser, Chat, ChatCursor, ChatId, ChatPatch, ChatQuery, ChatStatus, ChatSummary,
     HistoryPage, MAX_CHAT_TITLE_LEN, Message, MessageId, NewChat, NewMessage, Priority, Saved,
     SendMessage, SendMessageInput, Side, Timestamp, check_len, now, parse_plain_id,
 };
 use crate::error::AppError;
+use crate::metrics::Metrics;
 use crate::ordering::Turn;
-use crate::state::AppState;
+use crate::service::chat_access::chat_for;
+use crate::service::delivery::Deliveries;
+use crate::service::desk::assignment::AssignmentHook;
+use crate::service::desk::chat_events::ChatEvents;
+use crate::service::emit::Emitter;
+use crate::service::events::{MessageNew, MessageRead, TypingEvent};
+use crate::state::{AppState, TypingTracker};
+use crate::store::Store;
 use crate::webhooks::{Check, fresh_id};
 
 /// `POST /api/chats`: what a client asks for when it opens a chat.
@@ -48,21 +57,48 @@ pub struct ChatPage {
     pub next: Option<ChatCursor>,
 }
 
-impl AppState {
-    /// Loads a chat the caller may see: `NOT_FOUND` if there is none, `FORBIDDEN` (saying
-    /// nothing about the chat) if the caller is neither a participant nor staff.
-    pub async fn chat_for(&self, user: &AuthUser, id: &ChatId) -> Result<Chat, AppError> {
-        let chat = self
-            .store
-            .chat(id)
-            .await?
-            .ok_or_else(|| AppError::not_found("chat not found"))?;
-        if !chat.admits(user) {
-            return Err(AppError::forbidden(
-                "you are not a participant of this chat",
-            ));
+/// The chat use cases: what they borrow of the node, and nothing else.
+#[derive(Clone, Copy)]
+pub struct Chats<'a> {
+    /// Chats and messages.
+    store: &'a dyn Store,
+    /// Which file URLs this deployment issued (a `file` message may carry one).
+    keys: &'a Keys,
+    /// The assignment mode (a user's chat is queued in `auto`) and the page byte budget.
+    config: &'a Config,
+    /// Messages saved and emitted.
+    metrics: &'a Metrics,
+    /// The node's active typing indicators.
+    typing: &'a TypingTracker,
+    /// `message:new`, `message:read`, `user:typing`.
+    emitter: Emitter<'a>,
+    /// Called once a message went out or was fetched.
+    deliveries: Deliveries<'a>,
+    /// `chat:created`, `chat:updated` and their audit entries.
+    events: ChatEvents<'a>,
+    /// Tells the assigner about queued chats and changed assignments.
+    assignment: AssignmentHook<'a>,
+}
+
+impl<'a> Chats<'a> {
+    /// The node's chat use cases.
+    pub fn of(node: &'a AppState) -> Self {
+        Chats {
+            store: &*node.store,
+            keys: &node.keys,
+            config: &node.config,
+            metrics: &node.metrics,
+            typing: &node.typing,
+            emitter: Emitter::of(node),
+            deliveries: Deliveries::of(node),
+            events: ChatEvents::of(node),
+            assignment: AssignmentHook::of(node),
         }
-        Ok(chat)
+    }
+
+    /// Loads a chat the caller may see (see [`chat_for`]).
+    pub async fn chat_for(&self, user: &AuthUser, id: &ChatId) -> Result<Chat, AppError> {
+        chat_for(self.store, user, id).await
     }
 
     /// Opens a chat. A user opens one for themself only; staff open one with
@@ -114,14 +150,18 @@ impl AppState {
         };
         let key = format!("chat:{}", chat.id.as_str());
         let pledged = self
+            .emitter
             .pledge("chat.created", fresh_id(), key, 0, check)
             .await?;
         let chat = self
+            .emitter
             .saved(self.store.create_chat(chat).await, &pledged)
             .await?;
-        self.announce_chat_created(&chat, pledged.as_ref()).await;
+        self.events
+            .announce_chat_created(&chat, pledged.as_ref())
+            .await;
         if chat.queued_at.is_some() {
-            self.wake_assigner();
+            self.assignment.wake();
         }
         Ok(chat)
     }
@@ -194,18 +234,7 @@ impl AppState {
             .await?
             .ok_or_else(|| AppError::not_found("chat not found"))?;
         let changed = crate::service::desk::chat_events::patched_fields(&before, &patch);
-        let pledged = if changed.is_empty() {
-            None
-        } else {
-            let check = Check::ChatUpdated {
-                chat: id.as_str().to_owned(),
-                changed: changed.iter().map(|c| (*c).to_owned()).collect(),
-                by: user.id.clone(),
-            };
-            let key = format!("chat:{}", id.as_str());
-            self.pledge("chat.updated", fresh_id(), key, 0, check)
-                .await?
-        };
+        let pledged = self.events.pledge_updated(&id, &changed, &user.id).await?;
         // A closed chat reopened with nobody assigned waits in the queue again.
         let queue = self.config.assignment.is_auto()
             && before.status == ChatStatus::Closed
@@ -216,11 +245,13 @@ impl AppState {
             ..patch
         };
         let after = self
+            .emitter
             .saved(self.store.update_chat(&id, patch).await, &pledged)
             .await?;
-        self.announce_chat_updated(&before, &after, &Actor::of(user), pledged)
+        self.events
+            .announce_chat_updated(&before, &after, &Actor::of(user), pledged)
             .await;
-        self.assignment_changed(&before, &after, &user.id);
+        self.assignment.changed(&before, &after, &user.id);
         Ok(after)
     }
 
@@ -232,42 +263,63 @@ impl AppState {
         input: SendMessageInput,
         turn: Turn,
     ) -> Result<Saved<Message>, AppError> {
-        let SendMessage {
-            chat_id,
-            body,
-            client_message_id,
-        } = SendMessage::parse(input, |url| self.keys.files.issued(url))?;
-        let chat = self.chat_for(user, &chat_id).await?;
+        let send = SendMessage::parse(input, |url| self.keys.files.issued(url))?;
+        let chat = self.chat_for(user, &send.chat_id).await?;
+        let (new, here) = self.draft(user, &chat, send);
+        let saved = self.save(new, &turn).await?;
+        if let Saved::Created(message) = &saved {
+            self.announce_new(&chat, message, here, turn).await;
+        }
+        Ok(saved)
+    }
+
+    /// The message to save, and the recipient with a socket on this node if there is one: the
+    /// broadcast that follows the save reaches that socket here, so the save marks the message
+    /// delivered itself, with no write of its own (`docs/delivery.md`).
+    fn draft(
+        &self,
+        user: &AuthUser,
+        chat: &Chat,
+        send: SendMessage,
+    ) -> (NewMessage, Option<String>) {
         let mut new = NewMessage {
             chat_id: chat.id.clone(),
             sender: user.clone(),
-            body,
-            client_message_id,
+            body: send.body,
+            client_message_id: send.client_message_id,
             delivered: false,
         };
-        // A recipient socket on this node gets the broadcast right after the save: the save
-        // marks the message delivered itself, with no write of its own (`docs/delivery.md`).
-        let here = self.recipient_here(new.recipient_side(), &chat);
+        let here = self.deliveries.recipient_here(new.recipient_side(), chat);
         new.delivered = here.is_some();
-        // In a socket event: the sender's next event may start (and read its chat) while this
-        // one saves; saves keep the sender's order.
+        (new, here)
+    }
+
+    /// Saves in the sender's save turn: in a socket event, the sender's next event may start
+    /// (and read its chat) while this one saves; saves keep the sender's order.
+    async fn save(&self, new: NewMessage, turn: &Turn) -> Result<Saved<Message>, AppError> {
         turn.save().await;
         let saved = self.store.save_message(new).await?;
-        if let Saved::Created(message) = &saved {
+        if matches!(saved, Saved::Created(_)) {
             self.metrics.messages_saved.inc();
-            let payload = MessageNew {
-                chat_id: &message.chat_id,
-                message,
-            };
-            if self
-                .emit(rooms::chat(&chat.participants), Vec::new(), &payload, turn)
-                .await
-            {
-                self.metrics.messages_emitted.inc();
-                self.note_live_delivery(&chat, message, here);
-            }
         }
         Ok(saved)
+    }
+
+    /// Emits `message:new` for a message just saved; once it went out, delivery takes over
+    /// (`here`: the save already marked it delivered).
+    async fn announce_new(&self, chat: &Chat, message: &Message, here: Option<String>, turn: Turn) {
+        let payload = MessageNew {
+            chat_id: &message.chat_id,
+            message,
+        };
+        if self
+            .emitter
+            .emit(rooms::chat(&chat.participants), Vec::new(), &payload, turn)
+            .await
+        {
+            self.metrics.messages_emitted.inc();
+            self.deliveries.note_live_delivery(chat, message, here);
+        }
     }
 
     /// Starts or stops a typing indicator (see [`crate::state::TypingTracker`]).
@@ -314,7 +366,8 @@ impl AppState {
             user_name,
             is_typing,
         };
-        self.emit(rooms, vec![rooms::user(user_id)], &payload, turn)
+        self.emitter
+            .emit(rooms, vec![rooms::user(user_id)], &payload, turn)
             .await;
     }
 
@@ -334,7 +387,8 @@ impl AppState {
             .await?
             .ok_or_else(|| AppError::not_found("message not found"))?;
         let read_at = now();
-        self.deliver_with_read(&chat.id, Side::of(user.role), message.seq)
+        self.deliveries
+            .deliver_with_read(&chat.id, Side::of(user.role), message.seq)
             .await?;
         let payload = MessageRead {
             chat_id: &chat.id,
@@ -351,18 +405,20 @@ impl AppState {
         };
         let key = format!("chat:{}", chat.id.as_str());
         let pledged = self
+            .emitter
             .pledge("message.read", fresh_id(), key, message.seq, check)
             .await?;
         let marked = self.store.mark_read(&chat.id, message.seq, &user.id).await;
-        self.saved(marked, &pledged).await?;
-        self.emit_pledged(
-            rooms::chat(&chat.participants),
-            Vec::new(),
-            &payload,
-            pledged.as_ref(),
-            turn,
-        )
-        .await;
+        self.emitter.saved(marked, &pledged).await?;
+        self.emitter
+            .emit_pledged(
+                rooms::chat(&chat.participants),
+                Vec::new(),
+                &payload,
+                pledged.as_ref(),
+                turn,
+            )
+            .await;
         Ok(read_at)
     }
 
@@ -389,7 +445,9 @@ impl AppState {
             messages.truncate(fit);
             has_more = true;
         }
-        self.deliver_fetched(user, &chat, &messages, turn).await;
+        self.deliveries
+            .deliver_fetched(user, &chat, &messages, turn)
+            .await;
         Ok((messages, has_more))
     }
 }

@@ -16,7 +16,7 @@
 //! recipient: their live receipt, fetch, replay or confirmation delivers nothing.
 //!
 //! A message whose recipient has a socket on the sender's node is marked delivered by its own
-//! save (the same write that takes its `seq`: [`AppState::recipient_here`]); its flush only
+//! save (the same write that takes its `seq`: [`Deliveries::recipient_here`]); its flush only
 //! announces it. Other live deliveries are decided by the node that emitted `message:new` (the
 //! sender's node): at the flush it asks whether a recipient socket is connected anywhere in the
 //! cluster (the chat's user in presence; the chat's staff participants in presence; with no
@@ -28,14 +28,21 @@
 
 use std::time::Duration;
 
-use super::events::MessageDelivered;
 use crate::cluster::rooms;
 use crate::domain::{
     AuthUser, Chat, ChatId, HistoryPage, Message, MessageId, MessageStatus, Side, now,
 };
 use crate::error::AppError;
 use crate::ordering::Turn;
-use crate::state::{AppState, DeliveryMark, DeliveryPending, DeliveryTrigger};
+use crate::presence::Presence;
+use crate::service::chat_access::chat_for;
+use crate::service::emit::Emitter;
+use crate::service::events::MessageDelivered;
+use crate::state::{
+    AppState, DeliveryMark, DeliveryPending, DeliveryTracker, DeliveryTrigger, LocalSockets,
+    UserLimits,
+};
+use crate::store::Store;
 
 /// How long the first triggers for a quiet (chat, side) gather before their one store write.
 pub const FLUSH_AFTER: Duration = Duration::from_millis(5);
@@ -50,7 +57,42 @@ pub const COOLDOWN: Duration = Duration::from_secs(1);
 /// the other side.
 const CONFIRM_LOOKBACK: usize = 100;
 
-impl AppState {
+/// Delivery status's use cases: the other use cases call it once a message went out or was
+/// fetched (a collaborator after the emission, never inside it), and the client's
+/// `message:delivered` comes here.
+#[derive(Clone, Copy)]
+pub struct Deliveries<'a> {
+    /// Reads the messages a confirmation names; writes the forward-only delivery marks.
+    store: &'a dyn Store,
+    /// Whether a recipient is connected anywhere in the cluster, at a flush.
+    presence: &'a dyn Presence,
+    /// Staff sockets in this node's `admins` room.
+    sockets: &'a dyn LocalSockets,
+    /// This node's per-user socket count: a recipient socket here, with no store or presence
+    /// call.
+    user_limits: &'a UserLimits,
+    /// Triggers waiting for their coalesced write.
+    tracker: &'a DeliveryTracker,
+    /// `message:delivered`.
+    emitter: Emitter<'a>,
+    /// Only to start a (chat, side)'s flusher, a task that outlives this borrow.
+    node: &'a AppState,
+}
+
+impl<'a> Deliveries<'a> {
+    /// The node's delivery use cases.
+    pub fn of(node: &'a AppState) -> Self {
+        Deliveries {
+            store: &*node.store,
+            presence: &*node.presence,
+            sockets: &*node.sockets,
+            user_limits: &node.user_limits,
+            tracker: &node.delivery,
+            emitter: Emitter::of(node),
+            node,
+        }
+    }
+
     /// A recipient of `side` with a socket on this node, if there is one: then the broadcast
     /// that follows a save hands the message to it here, and the save marks it delivered
     /// ([`NewMessage::delivered`](crate::domain::NewMessage)). No store or presence call: the
@@ -161,7 +203,7 @@ impl AppState {
             }
         }
         for (chat_id, seq, message_id) in newest {
-            let chat = match self.chat_for(user, chat_id).await {
+            let chat = match chat_for(self.store, user, chat_id).await {
                 Ok(chat) => chat,
                 Err(e) => {
                     tracing::debug!(chat = %chat_id, error = %e.message, "replayed delivery not noted");
@@ -193,7 +235,7 @@ impl AppState {
         message_id: &MessageId,
         turn: Turn,
     ) -> Result<(), AppError> {
-        let chat = self.chat_for(user, chat_id).await?;
+        let chat = chat_for(self.store, user, chat_id).await?;
         if !chat.is_recipient(user) {
             return Ok(());
         }
@@ -242,9 +284,9 @@ impl AppState {
         mark: DeliveryMark,
         trigger: DeliveryTrigger,
     ) {
-        if self.delivery.note(chat, side, mark, trigger) {
-            let (state, chat) = (self.clone(), chat.id.clone());
-            tokio::spawn(async move { state.run_flusher(chat, side).await });
+        if self.tracker.note(chat, side, mark, trigger) {
+            let (state, chat) = (self.node.clone(), chat.id.clone());
+            tokio::spawn(async move { Deliveries::of(&state).run_flusher(chat, side).await });
         }
     }
 
@@ -261,14 +303,14 @@ impl AppState {
                 FLUSH_AFTER
             };
             tokio::time::sleep(wait).await;
-            match self.delivery.take(&chat, side) {
+            match self.tracker.take(&chat, side) {
                 Some(pending) => {
                     connected = self
                         .flush_delivery(&chat, side, pending, connected, Turn::unordered())
                         .await;
                 }
                 None => {
-                    if self.delivery.finish_if_idle(&chat, side) {
+                    if self.tracker.finish_if_idle(&chat, side) {
                         return;
                     }
                 }
@@ -321,14 +363,17 @@ impl AppState {
                 let moved = match self.pledge_delivered(chat, side, &mark).await {
                     Ok(pledged) => {
                         let moved = self.store.advance_delivered(chat, side, mark.seq).await;
-                        self.saved(moved, &pledged).await.map(|m| (m, pledged))
+                        self.emitter
+                            .saved(moved, &pledged)
+                            .await
+                            .map(|m| (m, pledged))
                     }
                     Err(e) => Err(e),
                 };
                 match moved {
                     Ok((true, pledged)) => (Some(mark), pledged),
                     Ok((false, pledged)) => {
-                        self.webhooks.unpledge(pledged).await;
+                        self.emitter.unpledge(pledged).await;
                         (stored, None)
                     }
                     // The status stays `sent`; the recipient's next fetch delivers it.
@@ -341,14 +386,15 @@ impl AppState {
         };
         if let Some(mark) = announce {
             let payload = delivered_event(chat, &mark);
-            self.emit_pledged(
-                rooms::chat(&pending.participants),
-                Vec::new(),
-                &payload,
-                pledged.as_ref(),
-                turn,
-            )
-            .await;
+            self.emitter
+                .emit_pledged(
+                    rooms::chat(&pending.participants),
+                    Vec::new(),
+                    &payload,
+                    pledged.as_ref(),
+                    turn,
+                )
+                .await;
         }
         connected
     }
@@ -368,7 +414,8 @@ impl AppState {
         };
         let key = format!("chat:{}", chat.as_str());
         let id = crate::webhooks::fresh_id();
-        self.pledge("message.delivered", id, key, mark.seq, check)
+        self.emitter
+            .pledge("message.delivered", id, key, mark.seq, check)
             .await
     }
 

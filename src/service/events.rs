@@ -2,7 +2,7 @@
 //! from the domain types by the adapter (no JSON tree in between).
 //!
 //! Each type says, through [`ServerEvent`], its wire name and whether connection state
-//! recovery replays it; [`AppState::emit`](crate::state::AppState::emit) takes only a
+//! recovery replays it; `Emitter::emit` (`service/emit.rs`) takes only a
 //! [`ServerEvent`], so an event goes out under its own name and is logged (or not) by what its
 //! type says. Adding an event is one type here and its use: no list to keep in step.
 
@@ -39,7 +39,7 @@ fn chat_key(chat_id: &ChatId) -> String {
 /// }
 ///
 /// async fn close(state: &switchboard::state::AppState, chat_id: &ChatId, turn: Turn) {
-///     state.emit(vec![], Vec::new(), &ChatClosed { chat_id }, turn).await;
+///     state.emitter().emit(vec![], Vec::new(), &ChatClosed { chat_id }, turn).await;
 /// }
 /// ```
 ///
@@ -49,7 +49,7 @@ fn chat_key(chat_id: &ChatId) -> String {
 /// async fn close(state: &switchboard::state::AppState) {
 ///     let payload = serde_json::json!({ "chatId": "c1" });
 ///     let turn = switchboard::ordering::Turn::unordered();
-///     state.emit(vec![], Vec::new(), &payload, turn).await;
+///     state.emitter().emit(vec![], Vec::new(), &payload, turn).await;
 /// }
 /// ```
 ///
@@ -61,8 +61,8 @@ fn chat_key(chat_id: &ChatId) -> String {
 ///
 /// async fn twice(state: &switchboard::state::AppState, turn: switchboard::ordering::Turn) {
 ///     let status = UserStatus { user_id: "u1", status: "online" };
-///     state.emit(vec![], Vec::new(), &status, turn).await;
-///     state.emit(vec![], Vec::new(), &status, turn).await;
+///     state.emitter().emit(vec![], Vec::new(), &status, turn).await;
+///     state.emitter().emit(vec![], Vec::new(), &status, turn).await;
 /// }
 /// ```
 pub trait ServerEvent: Serialize {
@@ -75,7 +75,7 @@ pub trait ServerEvent: Serialize {
     const RECOVERABLE: bool;
 
     /// The webhook this event is reported as (PROTOCOL.md, "Webhooks"), if any:
-    /// [`AppState::emit`](crate::state::AppState::emit) publishes it when webhooks are on.
+    /// `Emitter::emit` (`service/emit.rs`) publishes it when webhooks are on.
     fn webhook(&self) -> Option<Webhook> {
         None
     }

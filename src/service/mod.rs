@@ -1,31 +1,45 @@
 //! The use cases both transports share: socket events and REST endpoints call these, so a rule
 //! (who may do what, what is saved before what is sent) is written once.
 //!
+//! Each group of use cases is a small type that borrows only the seams it works through
+//! ([`Chats`] holds the store, the typing tracker, the [`Emitter`] and its collaborators
+//! [`Deliveries`], `ChatEvents` and `AssignmentHook`; [`Reports`] holds the store, the
+//! emitter and the audit log; ...), built for the asking from the node's state by the
+//! accessors below (a few references, no allocation). [`AppState`] holds the seams and hands
+//! the use cases out; it has no behaviour of its own.
+//!
 //! Every use case authorizes the caller (REST handlers and socket handlers only parse their
 //! input and shape the answer), works through the [`Store`](crate::store::Store) and
-//! [`Presence`](crate::presence::Presence) seams, and emits through the fan-out. A message is
-//! always saved before anything is emitted or acknowledged. Below the transports (`http`,
+//! [`Presence`](crate::presence::Presence) seams, and emits through the [`Emitter`]. A message
+//! is always saved before anything is emitted or acknowledged. Below the transports (`http`,
 //! `realtime`), above `state` and `ordering`: a use case that saves or emits takes the event's
-//! [`Turn`] as its last argument (REST and timers pass [`Turn::unordered`]) and waits for its
-//! save turn with it, then hands it to its emission ([`crate::ordering`]).
+//! [`Turn`](crate::ordering::Turn) as its last argument (REST and timers pass
+//! `Turn::unordered`) and waits for its save turn with it, then hands it to its emission.
 //!
-//! One file per resource: [`chats`] (chats, messages, typing), [`delivery`] (delivery
-//! status), [`reports`], [`uploads`],
-//! [`presence`], [`desk`] (the support desk); [`events`] holds the server events (a type each: name, payload, recoverable or not). Here: emitting, which they all
-//! use (store calls are timed by the store itself: `store/timed.rs`).
+//! Files: [`chats`] (chats, messages, typing), [`chat_access`] (who may see a chat),
+//! [`delivery`] (delivery status), [`reports`], [`uploads`], [`presence`] (sockets come and
+//! go, `user:status`), [`desk`] (the support desk), [`webhooks`] (the operator's side),
+//! [`emit`] (the one emission path), [`events`] (the server events: a type each, with its name
+//! and whether it is recoverable). Store calls are timed by the store itself
+//! (`store/timed.rs`).
 
-use std::task::Poll;
-use std::time::Instant;
-
-use crate::cluster::Emission;
-
-use crate::ordering::Turn;
 use crate::state::AppState;
-use events::ServerEvent;
+use chats::Chats;
+use delivery::Deliveries;
+use desk::audit::Audit;
+use desk::availability::Support;
+use desk::removals::Removals;
+use emit::Emitter;
+use presence::Statuses;
+use reports::Reports;
+use uploads::Uploads;
+use webhooks::WebhookAdmin;
 
+pub mod chat_access;
 pub mod chats;
 pub mod delivery;
 pub mod desk;
+pub mod emit;
 pub mod events;
 pub mod presence;
 pub mod reports;
@@ -36,164 +50,55 @@ pub use chats::{ChatChanges, ChatPage, OpenChat};
 pub use reports::ReportReadReply;
 pub use uploads::{FileAccess, Upload, Uploaded};
 
+/// The use cases a node hands out, each built on the spot from the seams it borrows.
 impl AppState {
-    /// Emits `event` to rooms under its own name ([`ServerEvent::NAME`]), in `turn` (a socket
-    /// event's, or [`Turn::unordered`]); a failure is logged and counted, never hidden. The
-    /// caller decides what a failure means (a saved message stays saved: clients catch up with
-    /// `chat:sync`). Takes the turn: an event's one emission passes the turn on once its log
-    /// append is queued, so the sender's next event may queue its own
-    /// (see [`crate::ordering::EmitOrder`]).
-    pub async fn emit<E: ServerEvent + Sync>(
-        &self,
-        rooms: Vec<String>,
-        except: Vec<String>,
-        event: &E,
-        turn: Turn,
-    ) -> bool {
-        self.emit_pledged(rooms, except, event, None, turn).await
+    /// Chats, messages, typing.
+    pub fn chats(&self) -> Chats<'_> {
+        Chats::of(self)
     }
 
-    /// [`emit`](Self::emit) of the change `pledged` was written ahead of
-    /// (`webhooks/pledges.rs`): its webhook takes the pledge's id and place.
-    pub async fn emit_pledged<E: ServerEvent + Sync>(
-        &self,
-        rooms: Vec<String>,
-        except: Vec<String>,
-        event: &E,
-        pledged: Option<&crate::webhooks::Pledged>,
-        turn: Turn,
-    ) -> bool {
-        // In a socket event: after the previous event's log appends, and let the next event start.
-        turn.emission().await;
-        let webhook = if self.webhooks.enabled() {
-            event.webhook().map(|hook| match pledged {
-                Some(p) => hook.fulfilling(p),
-                None => hook,
-            })
-        } else {
-            None
-        };
-        if !self.publish_webhook(webhook).await {
-            return false;
-        }
-        self.emit_in_turn(rooms, except, E::NAME, E::RECOVERABLE, event, turn)
-            .await
+    /// Delivery status (the client's `message:delivered`, a recovery replay).
+    pub fn deliveries(&self) -> Deliveries<'_> {
+        Deliveries::of(self)
     }
 
-    /// Publishes an emission's webhook, in its emission turn (a socket's webhooks keep its
-    /// events' order): one the store cannot give back is in the outbox before the emission
-    /// goes out; a `message.created` is queued without waiting (the reconcile pass re-derives
-    /// it from the saved message). `false` where a node killed after its save stops (a test
-    /// hook): nothing after it happens.
-    async fn publish_webhook(&self, webhook: Option<crate::webhooks::Event>) -> bool {
-        #[cfg(any(test, feature = "test-support"))]
-        if self.test_hooks.saves_killed() {
-            return false;
-        }
-        let webhook = match webhook {
-            Some(hook) if !hook.is_rederived() => {
-                self.webhooks.publish_durable(hook).await;
-                None
-            }
-            other => other,
-        };
-        #[cfg(any(test, feature = "test-support"))]
-        if self.test_hooks.emissions_killed() {
-            return false;
-        }
-        if let Some(hook) = webhook {
-            self.webhooks.publish(hook);
-        }
-        true
+    /// Reports.
+    pub fn reports(&self) -> Reports<'_> {
+        Reports::of(self)
     }
 
-    /// The untyped body of [`emit`](Self::emit): one copy of this code, whatever the event's
-    /// type.
-    async fn emit_in_turn(
-        &self,
-        rooms: Vec<String>,
-        except: Vec<String>,
-        event: &'static str,
-        recoverable: bool,
-        payload: &(dyn erased_serde::Serialize + Sync),
-        turn: Turn,
-    ) -> bool {
-        // Logged before it is broadcast: a socket gets an event only once the log holds it.
-        let offset = {
-            let mut logged =
-                std::pin::pin!(self.log_for_recovery(&rooms, &except, event, recoverable, payload));
-            // Both logs queue the append when first polled (fred writes the XADD to its
-            // connection, the embedded log pushes it to its writer's queue): from here the next
-            // event's append is queued after this one's, and gets the later offset.
-            let first = std::future::poll_fn(|cx| Poll::Ready(logged.as_mut().poll(cx))).await;
-            turn.pass_emission();
-            match first {
-                Poll::Ready(offset) => offset,
-                Poll::Pending => logged.await,
-            }
-        };
-        // Broadcasts go out in the sender's order, so offsets grow in the order clients see.
-        turn.broadcast().await;
-        let started = Instant::now();
-        self.metrics.fanout_publishes.inc();
-        let result = self
-            .fanout
-            .emit(Emission {
-                rooms,
-                except,
-                event,
-                payload,
-                offset: offset.as_deref(),
-                // See `ServerEvent::RECOVERABLE`: typing indicators are stale by the time Redis
-                // returns from an outage.
-                keep_for_replay: recoverable,
-            })
-            .await;
-        self.metrics
-            .fanout_duration
-            .observe(started.elapsed().as_secs_f64());
-        match result {
-            Ok(()) => true,
-            Err(e) => {
-                self.metrics.fanout_failures.inc();
-                tracing::warn!(event, error = %e, "emission failed");
-                false
-            }
-        }
+    /// Uploaded files.
+    pub fn uploads(&self) -> Uploads<'_> {
+        Uploads::of(self)
     }
 
-    /// Writes a recoverable emission to the recovery log; its offset, or `None` (recovery off,
-    /// an event that is not replayed, or a log that failed: then the event goes out without an
-    /// offset, and a session that missed it cannot get it back).
-    async fn log_for_recovery(
-        &self,
-        rooms: &[String],
-        except: &[String],
-        event: &'static str,
-        recoverable: bool,
-        payload: &(dyn erased_serde::Serialize + Sync),
-    ) -> Option<String> {
-        let recovery = self.recovery.as_ref()?;
-        if !recoverable {
-            return None;
-        }
-        let logged = match serde_json::to_string(payload) {
-            Ok(json) => recovery
-                .log(rooms, except, event, &json)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match logged {
-            Ok(offset) => {
-                self.metrics.recovery.log_appends.inc();
-                Some(offset.to_string())
-            }
-            Err(error) => {
-                self.metrics.recovery.log_failures.inc();
-                tracing::warn!(event, %error, "recovery log append failed; sent without offset");
-                None
-            }
-        }
+    /// Sockets come and go; `user:status`.
+    pub fn statuses(&self) -> Statuses<'_> {
+        Statuses::of(self)
+    }
+
+    /// Staff availability and `support:availability`.
+    pub fn support(&self) -> Support<'_> {
+        Support::of(self)
+    }
+
+    /// Disconnecting, blocking and revoking; the check every caller passes.
+    pub fn removals(&self) -> Removals<'_> {
+        Removals::of(self)
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> Audit<'_> {
+        Audit::of(self)
+    }
+
+    /// Failed webhooks, for the operator.
+    pub fn webhook_admin(&self) -> WebhookAdmin<'_> {
+        WebhookAdmin::of(self)
+    }
+
+    /// Emitting a server event.
+    pub fn emitter(&self) -> Emitter<'_> {
+        Emitter::of(self)
     }
 }

@@ -4,13 +4,22 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::events::UserStatus;
 use crate::cluster::rooms;
+use crate::config::Config;
 use crate::domain::{AuthUser, parse_plain_id};
 use crate::error::{AppError, ErrorCode};
+use crate::metrics::Metrics;
 use crate::ordering::Turn;
-use crate::presence::{PresenceError, SocketEntry, SocketPage, UserPresence};
-use crate::state::{AppState, Session};
+use crate::presence::{Presence, PresenceError, SocketEntry, SocketPage, UserPresence};
+use crate::service::desk::availability::Support;
+use crate::service::emit::Emitter;
+use crate::service::events::UserStatus;
+use crate::state::readiness::Readiness;
+#[cfg(any(test, feature = "test-support"))]
+use crate::state::test_hooks::TestHooks;
+use crate::state::{AppState, OfflineClaims, Session};
+use crate::store::Store;
+use crate::webhooks::Publisher;
 
 /// How long past the grace a departing user's node claims their `offline`: the due time was
 /// taken (in presence) just before the timer started.
@@ -27,7 +36,56 @@ fn presence_error(e: PresenceError) -> AppError {
     }
 }
 
-impl AppState {
+/// The presence use cases: sockets come and go, users' statuses are announced.
+#[derive(Clone, Copy)]
+pub struct Statuses<'a> {
+    /// Who is online, cluster-wide.
+    presence: &'a dyn Presence,
+    /// The chat partners an announcement goes to.
+    store: &'a dyn Store,
+    /// `OFFLINE_GRACE_SECS`.
+    config: &'a Config,
+    /// This node's name in presence.
+    node_id: &'a str,
+    /// Users online.
+    metrics: &'a Metrics,
+    /// Every presence answer marks Redis reachable.
+    readiness: &'a Readiness,
+    /// Records the role each identity's tokens name, for webhooks.
+    webhooks: &'a Publisher,
+    /// One claim of due `offline` announcements at a time.
+    offline_claims: &'a OfflineClaims,
+    /// `user:status`.
+    emitter: Emitter<'a>,
+    /// Staff members' availability follows their presence.
+    support: Support<'a>,
+    /// Only to start a departing user's grace timer, a task that outlives this borrow.
+    node: &'a AppState,
+    /// Races a test needs to happen every time (`test-support` only).
+    #[cfg(any(test, feature = "test-support"))]
+    test_hooks: &'a TestHooks,
+}
+
+impl<'a> Statuses<'a> {
+    /// The node's presence use cases.
+    pub fn of(node: &'a AppState) -> Self {
+        Statuses {
+            presence: &*node.presence,
+            store: &*node.store,
+            config: &node.config,
+            node_id: &node.node_id,
+            metrics: &node.metrics,
+            readiness: &node.readiness,
+            webhooks: &node.webhooks,
+            offline_claims: &node.offline_claims,
+            emitter: Emitter::of(node),
+            support: Support::of(node),
+            node,
+            #[cfg(any(test, feature = "test-support"))]
+            test_hooks: &node.test_hooks,
+        }
+    }
+
     /// One page of every socket in the cluster (staff only). `limit` is parsed only once the
     /// caller is known to be staff, so a user is told `FORBIDDEN`, whatever the limit.
     pub async fn active_sockets(
@@ -100,7 +158,7 @@ impl AppState {
             user_name: session.user.name.clone(),
             user_role: session.user.role,
             connected_at: session.connected_at,
-            node: self.node_id.clone(),
+            node: self.node_id.to_owned(),
         };
         #[cfg(any(test, feature = "test-support"))]
         self.test_hooks.before_registration(socket_id).await;
@@ -117,7 +175,7 @@ impl AppState {
             Err(e) => tracing::warn!(error = %e, "presence connect failed"),
         }
         if session.user.is_staff() {
-            self.staff_socket_online(&entry.user_id).await;
+            self.support.staff_socket_online(&entry.user_id).await;
         }
         if session.is_gone() {
             self.remove_socket(&entry.user_id, socket_id).await;
@@ -147,7 +205,7 @@ impl AppState {
     /// A user's last socket is gone (a disconnect, a drain, a dead node reaped): presence noted
     /// their `offline` as due once `OFFLINE_GRACE_SECS` have passed (unless a socket of theirs
     /// comes back first, which drops it). This node claims what is due when that grace ends;
-    /// every node also claims at each heartbeat ([`AppState::announce_due_offline`]), so the
+    /// every node also claims at each heartbeat ([`Statuses::announce_due_offline`]), so the
     /// announcement does not depend on this node living that long (a drain, a SIGKILL): of all
     /// the claims, exactly one gets each due user. One task per departing user (not per socket).
     pub async fn offline_after_grace(&self) {
@@ -155,15 +213,15 @@ impl AppState {
         if grace.is_zero() {
             return self.announce_due_offline().await;
         }
-        let state = self.clone();
+        let state = self.node.clone();
         tokio::spawn(async move {
             // A little past the grace: the due time was taken a moment before this timer.
             tokio::time::sleep(grace + DUE_MARGIN).await;
-            state.announce_due_offline().await;
+            Statuses::of(&state).announce_due_offline().await;
         });
     }
 
-    /// Claims the `offline` announcements that are due (see [`AppState::offline_after_grace`])
+    /// Claims the `offline` announcements that are due (see [`Statuses::offline_after_grace`])
     /// and sends them. Called by the heartbeat too, on every node.
     pub async fn announce_due_offline(&self) {
         let claims = &self.offline_claims;
@@ -196,7 +254,7 @@ impl AppState {
     async fn announce_offline(&self, users: &[String]) {
         for chunk in users.chunks(OFFLINE_BATCH) {
             // The staff among them go `offline` for the support desk too.
-            self.staff_gone(chunk).await;
+            self.support.staff_gone(chunk).await;
             let partners = match self
                 .store
                 .chat_partners_of(chunk)
@@ -270,7 +328,8 @@ impl AppState {
             user_id,
             status: if online { "online" } else { "offline" },
         };
-        self.emit(targets, vec![rooms::user(user_id)], &payload, turn)
+        self.emitter
+            .emit(targets, vec![rooms::user(user_id)], &payload, turn)
             .await;
     }
 }

@@ -2,15 +2,19 @@
 
 use serde::Serialize;
 
-use super::events::{ReceiveReport, ReportRead};
 use crate::cluster::rooms;
 use crate::domain::{
     Actor, AuditAction, AuditTarget, AuthUser, NewReport, Report, ReportCursor, ReportId,
     ReportInput, ReportQuery, Timestamp, now, parse_plain_id, rfc3339,
 };
 use crate::error::AppError;
+use crate::metrics::Metrics;
 use crate::ordering::Turn;
-use crate::state::AppState;
+use crate::service::desk::audit::Audit;
+use crate::service::emit::Emitter;
+use crate::service::events::{ReceiveReport, ReportRead};
+use crate::state::NodeState;
+use crate::store::Store;
 use crate::webhooks::{Check, fresh_id};
 
 /// What marking a report read answers (the `report:read` ack and the REST response).
@@ -32,7 +36,30 @@ impl From<Report> for ReportReadReply {
     }
 }
 
-impl AppState {
+/// The report use cases.
+#[derive(Clone, Copy)]
+pub struct Reports<'a> {
+    /// Reports.
+    store: &'a dyn Store,
+    /// Reports saved.
+    metrics: &'a Metrics,
+    /// `receiveReportMessage`, `report:read`.
+    emitter: Emitter<'a>,
+    /// Records each report sent.
+    audit: Audit<'a>,
+}
+
+impl<'a> Reports<'a> {
+    /// The node's report use cases.
+    pub fn of(node: &'a NodeState) -> Self {
+        Reports {
+            store: &*node.store,
+            metrics: &node.metrics,
+            emitter: Emitter::of(node),
+            audit: Audit::of(node),
+        }
+    }
+
     /// Validates and saves a report (staff only), then delivers it to `user:{userId}`.
     pub async fn send_report(
         &self,
@@ -51,8 +78,12 @@ impl AppState {
             format!("rpt_{}", report.id.as_str()),
             format!("report:{}", report.user_id),
         );
-        let pledged = self.pledge("report.created", id, key, 0, check).await?;
+        let pledged = self
+            .emitter
+            .pledge("report.created", id, key, 0, check)
+            .await?;
         let report = self
+            .emitter
             .saved(self.store.create_report(report).await, &pledged)
             .await?;
         self.metrics.reports_saved.inc();
@@ -60,26 +91,28 @@ impl AppState {
             success: true,
             message: &report,
         };
-        self.emit_pledged(
-            vec![rooms::user(&report.user_id)],
-            Vec::new(),
-            &payload,
-            pledged.as_ref(),
-            turn,
-        )
-        .await;
+        self.emitter
+            .emit_pledged(
+                vec![rooms::user(&report.user_id)],
+                Vec::new(),
+                &payload,
+                pledged.as_ref(),
+                turn,
+            )
+            .await;
         let details = serde_json::json!({
             "reportId": report.id,
             "title": report.title,
             "status": report.status,
         });
-        self.audit(
-            &Actor::of(user),
-            AuditAction::ReportSend,
-            AuditTarget::user(&report.user_id),
-            details,
-        )
-        .await;
+        self.audit
+            .record(
+                &Actor::of(user),
+                AuditAction::ReportSend,
+                AuditTarget::user(&report.user_id),
+                details,
+            )
+            .await;
         Ok(report)
     }
 
@@ -114,24 +147,26 @@ impl AppState {
         };
         let key = format!("report:{}", report.user_id);
         let pledged = self
+            .emitter
             .pledge("report.read", fresh_id(), key, 0, check)
             .await?;
         let marked = self.store.mark_report_read(id, at).await;
-        let report = self.saved(marked, &pledged).await?;
+        let report = self.emitter.saved(marked, &pledged).await?;
         let read_at = report.read_at.unwrap_or(at);
         let payload = ReportRead {
             report_id: &report.id,
             user_id: &report.user_id,
             read_at,
         };
-        self.emit_pledged(
-            vec![rooms::user(&report.user_id), rooms::ADMINS.to_owned()],
-            Vec::new(),
-            &payload,
-            pledged.as_ref(),
-            turn,
-        )
-        .await;
+        self.emitter
+            .emit_pledged(
+                vec![rooms::user(&report.user_id), rooms::ADMINS.to_owned()],
+                Vec::new(),
+                &payload,
+                pledged.as_ref(),
+                turn,
+            )
+            .await;
         Ok(report)
     }
 

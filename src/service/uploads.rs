@@ -10,10 +10,13 @@
 
 use chrono::{Duration as Days, Utc};
 
+use crate::auth::Keys;
+use crate::config::Config;
 use crate::domain::{AuthUser, FileId, FileMeta, Timestamp, now};
 use crate::error::{AppError, ErrorCode};
-use crate::state::AppState;
-use crate::store::{FileReader, FileStream};
+use crate::state::NodeState;
+use crate::state::upload_budget::UploadsInFlight;
+use crate::store::{FileReader, FileStream, Store};
 
 /// A file as it was received, its name and content type already cleaned by the transport, its
 /// `size` bytes readable from `data` (the file the request body was received into).
@@ -56,7 +59,30 @@ pub struct FileAccess<'a> {
     pub bearer: Option<&'a str>,
 }
 
-impl AppState {
+/// The upload use cases.
+#[derive(Clone, Copy)]
+pub struct Uploads<'a> {
+    /// Files, and the bytes each user kept today.
+    store: &'a dyn Store,
+    /// `UPLOAD_BYTES_PER_DAY`.
+    config: &'a Config,
+    /// Signs file URLs; verifies a download's Bearer token.
+    keys: &'a Keys,
+    /// Upload bytes being saved on this node, per user.
+    in_flight: &'a UploadsInFlight,
+}
+
+impl<'a> Uploads<'a> {
+    /// The node's upload use cases.
+    pub fn of(node: &'a NodeState) -> Self {
+        Uploads {
+            store: &*node.store,
+            config: &node.config,
+            keys: &node.keys,
+            in_flight: &node.uploads_in_flight,
+        }
+    }
+
     /// Refuses `user` an upload of `bytes` more when it would pass the day's budget, counting
     /// `in_flight` bytes of theirs being saved on this node (these bytes included, when held).
     async fn within_upload_budget(
@@ -89,7 +115,7 @@ impl AppState {
     /// Keeps an uploaded file (any signed-in user may upload, within the daily budget) and
     /// signs its URL. Refused past the budget, with nothing kept.
     pub async fn save_upload(&self, user: &AuthUser, upload: Upload) -> Result<Uploaded, AppError> {
-        let (held, in_flight) = self.uploads_in_flight.hold(&user.id, upload.size);
+        let (held, in_flight) = self.in_flight.hold(&user.id, upload.size);
         self.within_upload_budget(user, 0, in_flight).await?;
         let meta = FileMeta {
             id: FileId::generate(),

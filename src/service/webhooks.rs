@@ -1,13 +1,12 @@
 //! The operator's side of webhooks (superadmin only): list the deliveries kept as failed and
 //! send them again (PROTOCOL.md, "Webhooks": "a superadmin may list and resend failed events").
-//! And the use cases' side of a pledge (`webhooks/pledges.rs`): written before the save, the
-//! save refused when it cannot be written, forgotten when the save fails.
 
 use serde::{Deserialize, Serialize};
 
 use crate::domain::AuthUser;
 use crate::error::{AppError, ErrorCode};
-use crate::state::AppState;
+use crate::state::NodeState;
+use crate::webhooks::Publisher;
 
 /// A delivery kept as failed, as the operator sees it.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -31,37 +30,19 @@ pub struct Resend {
     pub ids: Option<Vec<String>>,
 }
 
-impl AppState {
-    /// Writes ahead the event of a change about to be saved (`webhooks/pledges.rs`): `None`
-    /// when no endpoint takes it. When the outbox cannot be written the change is not made
-    /// (`UNAVAILABLE`): an event once saved is never lost.
-    pub(crate) async fn pledge(
-        &self,
-        kind: &'static str,
-        id: String,
-        key: String,
-        seq: u64,
-        check: crate::webhooks::Check,
-    ) -> Result<Option<crate::webhooks::Pledged>, AppError> {
-        self.webhooks
-            .pledge(kind, id, key, seq, check)
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, kind, "webhook pledge not written: change refused");
-                AppError::new(ErrorCode::Unavailable, "the webhook outbox is unavailable")
-            })
-    }
+/// The operator's webhook use cases.
+#[derive(Clone, Copy)]
+pub struct WebhookAdmin<'a> {
+    /// The running webhooks' outbox and sender (none when no endpoint is configured).
+    webhooks: &'a Publisher,
+}
 
-    /// A save's outcome: a failed save forgets its pledge (its change was not made).
-    pub(crate) async fn saved<T>(
-        &self,
-        result: crate::store::StoreResult<T>,
-        pledged: &Option<crate::webhooks::Pledged>,
-    ) -> Result<T, AppError> {
-        if result.is_err() {
-            self.webhooks.unpledge(pledged.clone()).await;
+impl<'a> WebhookAdmin<'a> {
+    /// The node's webhook operator use cases.
+    pub fn of(node: &'a NodeState) -> Self {
+        WebhookAdmin {
+            webhooks: &node.webhooks,
         }
-        Ok(result?)
     }
 
     fn webhook_operator(

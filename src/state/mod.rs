@@ -9,7 +9,7 @@
 
 use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
@@ -26,6 +26,7 @@ use crate::store::{Store, StoreObserver, StoreOp, TimedStore};
 
 pub mod delivery;
 pub mod directory;
+pub mod drain;
 pub mod expiry;
 pub mod rate_limit;
 pub mod readiness;
@@ -107,11 +108,10 @@ pub struct NodeState {
     /// Races a test needs to happen every time (`test-support` only).
     #[cfg(any(test, feature = "test-support"))]
     pub test_hooks: test_hooks::TestHooks,
-    /// Set once a drain starts: `/readyz` turns 503 and handshakes are refused.
-    draining: AtomicBool,
-    /// Client events being handled now; a drain waits for them to finish (and for the fan-out's
-    /// unconfirmed emissions).
-    in_flight: AtomicUsize,
+    /// Whether a drain started (`/readyz` turns 503, handshakes are refused), and the client
+    /// events being handled now, which a drain waits for (with the fan-out's unconfirmed
+    /// emissions).
+    pub drain: drain::Drain,
 }
 
 impl Deref for AppState {
@@ -150,6 +150,7 @@ impl AppState {
     pub fn new(b: Backends) -> Self {
         let metrics = Metrics::with_heartbeat_interval(&b.node_id, b.config.heartbeat_interval);
         let readiness = readiness::Readiness::default();
+        let drain = drain::Drain::new(metrics.draining.clone());
         let timing = StoreTiming {
             operations: StoreOp::ALL
                 .iter()
@@ -186,33 +187,11 @@ impl AppState {
             webhooks: crate::webhooks::Publisher::default(),
             #[cfg(any(test, feature = "test-support"))]
             test_hooks: test_hooks::TestHooks::default(),
-            draining: AtomicBool::new(false),
-            in_flight: AtomicUsize::new(0),
+            drain,
             connections: TcpConnections::default(),
             handshakes: Handshakes::default(),
             config: b.config,
         }))
-    }
-
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
-    }
-
-    /// Marks the node as draining: from now on `/readyz` is 503 and handshakes are refused.
-    pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-        self.metrics.draining.set(1);
-    }
-
-    /// Client events being handled now.
-    pub fn events_in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Acquire)
-    }
-
-    /// Marks a client event as in flight until the guard drops.
-    pub fn in_flight(&self) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(self.clone())
     }
 }
 
@@ -240,15 +219,6 @@ impl StoreObserver for StoreTiming {
 impl AsRef<Verifier> for AppState {
     fn as_ref(&self) -> &Verifier {
         &self.keys.verifier
-    }
-}
-
-/// Keeps a client event counted as in flight.
-pub struct InFlight(AppState);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

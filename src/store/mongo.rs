@@ -29,7 +29,8 @@
 //! Files: this one (the store's state, driver errors, the timeout), `mongo/connect.rs` (settings,
 //! connecting, starting the index task),
 //! `mongo/indexes.rs` (index names, creating them, retention), `mongo/operations.rs` (the
-//! [`Store`] operations), `mongo/desk.rs` and `mongo/audit.rs` (the support desk's), `mongo/gridfs.rs` (uploads in GridFS), `mongo/documents.rs`
+//! [`Store`] operations; saving a message is in `mongo/messages.rs`, reports in
+//! `mongo/reports.rs`), `mongo/desk.rs` and `mongo/audit.rs` (the support desk's), `mongo/gridfs.rs` (uploads in GridFS, and who may read one), `mongo/documents.rs`
 //! (documents and their domain conversions), `mongo/queries.rs` (filters, sorts and hints,
 //! shared with `explain`), `mongo/explain.rs` (`query_plans`, `test-support` only).
 
@@ -47,8 +48,10 @@ mod documents;
 mod explain;
 mod gridfs;
 mod indexes;
+mod messages;
 mod operations;
 mod queries;
+mod reports;
 
 pub use connect::MongoSettings;
 #[cfg(feature = "test-support")]

@@ -4,12 +4,13 @@
 //! The path of one event:
 //!
 //! 1. **Publish** (`publisher.rs`): a server event that is also a webhook says so
-//!    ([`crate::service::events::ServerEvent::webhook`]); `AppState::emit` hands it here in the
-//!    event's emission turn. The event of a save the store cannot give back alone was pledged
-//!    before the save (`pledges.rs`) and is queued without waiting, as `message.created` is;
-//!    `user.*` (presence, no save) are written to the outbox before their emission goes out.
-//!    The queue is bounded (`WEBHOOK_QUEUE_BYTES`): when it is full, `message.created` and
-//!    pledged events are left to step 3 and the others wait for room.
+//!    ([`crate::service::events::ServerEvent::webhook`]); `Emitter::emit` (`service/emit.rs`)
+//!    hands it here in the event's emission turn. The event of a save the store cannot give
+//!    back alone was pledged before the save (`pledges.rs`, through `Emitter::pledge`) and is
+//!    queued without waiting, as `message.created` is; `user.*` (presence, no save) are written
+//!    to the outbox before their emission goes out. The queue is bounded
+//!    (`WEBHOOK_QUEUE_BYTES`): when it is full, `message.created` and pledged events are left
+//!    to step 3 and the others wait for room.
 //! 2. **Queue** (`writer.rs`): the writer batches events into the [`Outbox`] (one delivery per
 //!    endpoint whose filter takes it; SQLite beside the embedded store, or MongoDB), retrying
 //!    while the outbox is down, and plans the `chat.unread` looks.

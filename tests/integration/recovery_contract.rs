@@ -235,10 +235,17 @@ pub async fn refused_resumes_change_nothing(b: Arc<dyn RecoveryBackend>) {
         ms: now_ms() - 121_000,
         seq: 0,
     };
+    assert!(
+        r.check(pid.as_str(), Some(&old.to_string()), "alice")
+            .await
+            .is_ok(),
+        "an offset older than the log keeps, with nothing for alice's rooms since: nothing missed"
+    );
+    log(&*b, &["user:alice"], &[], 1).await;
     assert_eq!(
         refusal(r.check(pid.as_str(), Some(&old.to_string()), "alice").await),
         Some(Refusal::Expired),
-        "an offset the log no longer covers"
+        "an offset the log no longer covers, with an entry for alice's rooms since"
     );
     let mut gone_long_ago = session("alice", &["user:alice"], "sid-9");
     gone_long_ago.disconnected_ms = Some(now_ms() - 121_000);
@@ -266,6 +273,61 @@ pub async fn a_session_that_missed_too_much_is_refused(b: Arc<dyn RecoveryBacken
     );
 }
 
+/// `n` entries of about 270 bytes for `user:bob`.
+async fn others_traffic(r: &Recovery, n: u32) {
+    let filler = "x".repeat(200);
+    for i in 0..n {
+        r.log(
+            &rooms(&["user:bob"]),
+            &[],
+            "message:new",
+            &format!(r#"{{"n":{i},"f":"{filler}"}}"#),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// A session whose rooms got nothing while the log filled with everyone else's traffic resumes,
+/// with nothing to replay, however far past the node's tail budget (the read a replay would
+/// need) or the log's budget (the trim) that traffic went: the issue-28 avalanche, where the
+/// clients that had heard nothing since they connected were all refused.
+pub async fn a_quiet_session_resumes_past_others_traffic(b: Arc<dyn RecoveryBackend>) {
+    const KIB: u64 = 1024;
+    let window = Duration::from_secs(120);
+    let mine = rooms(&["user:alice", "users"]);
+    let others = rooms(&["user:bob"]);
+    // The tail's budget: 4 KiB, about 15 entries; the log's: plenty.
+    let r = Recovery::new(b.clone(), window).with_budgets(1024 * KIB, 4 * KIB);
+    let quiet = Pid::generate();
+    r.open(&quiet, "alice", &mine, "sid-1").await.unwrap();
+    others_traffic(&r, 100).await;
+    let claim = r.check(quiet.as_str(), None, "alice").await.unwrap();
+    assert_eq!(r.missed(&claim, &mine).await, Ok(Vec::new()));
+
+    // The log's budget now 8 KiB: the trim cuts entries after both sessions began.
+    let r = Recovery::new(b.clone(), window).with_budgets(8 * KIB, 4 * KIB);
+    let heard = Pid::generate();
+    r.open(&heard, "carol", &rooms(&["user:carol"]), "sid-2")
+        .await
+        .unwrap();
+    let mark = r.log(&others, &[], "message:new", "{}").await.unwrap();
+    r.log(&rooms(&["user:carol"]), &[], "message:new", "{}")
+        .await
+        .unwrap();
+    others_traffic(&r, 100).await;
+    r.trim().await.unwrap();
+    let claim = r.check(quiet.as_str(), None, "alice").await.unwrap();
+    assert_eq!(r.missed(&claim, &mine).await, Ok(Vec::new()));
+    // One that had an entry of its own in what the trim cut cannot be served exactly.
+    assert_eq!(
+        r.check(heard.as_str(), Some(&mark.to_string()), "carol")
+            .await
+            .err(),
+        Some(Refusal::Expired)
+    );
+}
+
 macro_rules! recovery_contract_tests {
     ($backend:ident, $factory:path) => {
         mod $backend {
@@ -284,6 +346,7 @@ macro_rules! recovery_contract_tests {
             check!(a_resume_replays_what_the_rooms_got_after_the_offset);
             check!(refused_resumes_change_nothing);
             check!(a_session_that_missed_too_much_is_refused);
+            check!(a_quiet_session_resumes_past_others_traffic);
         }
     };
 }

@@ -1,7 +1,8 @@
 //! Cluster-wide presence in Redis: every node's sockets, who is online, and who died.
 //!
-//! The keys and the Lua scripts are in `scripts.rs`; this file is the node's side: the calls, the
-//! mirror of its own sockets, and the resync after an outage.
+//! The keys and the Lua scripts are in `scripts.rs`; this file is the node's side: the calls
+//! and the mirror of its own sockets; `drift.rs` holds the mirror's entries and the flag that
+//! says Redis may disagree, `resync.rs` the rewrite after an outage, `changes.rs` the batcher.
 //!
 //! # Why it is correct
 //!
@@ -36,7 +37,7 @@
 //! runs on one master; the scripts that build their key names inside Lua name `{sb}:nodes` as
 //! their key, which is what routes them to that master.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,10 +52,13 @@ use crate::batch::Batcher;
 use crate::domain::now;
 
 mod changes;
+mod drift;
 pub mod lua;
+mod resync;
 mod scripts;
 
 use changes::{CALL_TIMEOUT, Call, unavailable};
+use drift::{Drift, Mirrored, staff_flag, strings};
 
 use scripts::{PREFIX, Scripts, Stored, from_ms, key};
 
@@ -64,58 +68,6 @@ const TOMBSTONE_TTL: Duration = Duration::from_secs(24 * 3600);
 /// The most due announcements one claim takes (the rest go to the next claim, a heartbeat
 /// later at most): bounds the script's run, which blocks Redis.
 const CLAIM_BATCH: usize = 1000;
-
-/// `'1'` for a staff member's socket (the `{sb}:staff` set), `'0'` otherwise.
-fn staff_flag(e: &SocketEntry) -> String {
-    if e.user_role.is_staff() { "1" } else { "0" }.to_owned()
-}
-
-fn strings(v: Value) -> Vec<String> {
-    v.into_array()
-        .into_iter()
-        .filter_map(|v| v.into_string())
-        .collect()
-}
-
-/// What tells a node that Redis may disagree with it.
-struct Drift {
-    /// Redis may disagree with the mirror (a call failed, our state was lost, or the client
-    /// reconnected, possibly to another server): resync on the next heartbeat.
-    dirty: AtomicBool,
-    /// This node was out of touch (a reconnect, a failed heartbeat, its own key lapsed): until
-    /// then it reaps nobody, so every peer (reconnecting with back-off, after the same outage)
-    /// has a whole TTL to renew before being judged dead. A std lock, held for a copy.
-    no_reaping_until: Mutex<Option<tokio::time::Instant>>,
-    /// The presence TTL.
-    ttl: Duration,
-}
-
-impl Drift {
-    /// Marks Redis out of date and holds back reaping for a TTL.
-    fn out_of_touch(&self) {
-        self.dirty.store(true, Ordering::SeqCst);
-        *self
-            .no_reaping_until
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now() + self.ttl);
-    }
-
-    fn may_reap(&self) -> bool {
-        let until = *self
-            .no_reaping_until
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        until.is_none_or(|t| tokio::time::Instant::now() >= t)
-    }
-}
-
-/// One of this node's sockets, as the mirror keeps it.
-struct Mirrored {
-    entry: SocketEntry,
-    /// Redis counted it (its connect script, or a resync, succeeded): its user's `online` has
-    /// been announced, so a resync that restores it does not announce it again.
-    confirmed: bool,
-}
 
 /// Presence shared by every node through Redis. See the module doc for the data layout.
 pub struct RedisPresence {
@@ -256,75 +208,6 @@ impl RedisPresence {
 
     fn ttl_ms(&self) -> String {
         self.ttl.as_millis().to_string()
-    }
-
-    /// Rewrites this node's sockets from the mirror. Returns the transitions it caused, minus
-    /// the `online` ones that only restore what Redis forgot.
-    async fn resync(&self) -> Result<Vec<Transition>, PresenceError> {
-        let _exclusive = self.gate.write().await;
-        // A resync follows a reconnect or a lost key: the server may have an empty script cache.
-        self.load_scripts().await?;
-        let mut args = vec![
-            self.node.clone(),
-            self.ttl_ms(),
-            now().timestamp_millis().to_string(),
-            PREFIX.to_owned(),
-            self.due_ms(),
-        ];
-        // Users of whom Redis had already counted a socket here: their `online` went out then.
-        let announced: HashSet<String> = {
-            let mirror = self.mirror.lock().unwrap_or_else(|p| p.into_inner());
-            args.reserve(mirror.len() * 4);
-            for m in mirror.values() {
-                let e = &m.entry;
-                args.extend([
-                    e.socket_id.clone(),
-                    e.user_id.clone(),
-                    Stored::json(e),
-                    staff_flag(e),
-                ]);
-            }
-            mirror
-                .values()
-                .filter(|m| m.confirmed)
-                .map(|m| m.entry.user_id.clone())
-                .collect()
-        };
-        let v = self
-            .change(&self.scripts.resync, vec![key("nodes")], args)
-            .await?;
-        let mut parts = v.into_array().into_iter();
-        let reaped = parts.next().and_then(|v| v.as_i64()).unwrap_or(0) == 1;
-        let online = parts.next().map(strings).unwrap_or_default();
-        let offline = parts.next().map(strings).unwrap_or_default();
-        // Redis now counts every socket of the mirror (the exclusive gate kept it unchanged).
-        for m in self
-            .mirror
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values_mut()
-        {
-            m.confirmed = true;
-        }
-        #[cfg(any(test, feature = "test-support"))]
-        self.resyncs.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(node = %self.node, reaped, online = online.len(), offline = offline.len(), "presence resynced");
-        let mut changes = Vec::with_capacity(online.len() + offline.len());
-        // A reaped node's users were announced offline: bringing them back is news.
-        changes.extend(
-            online
-                .into_iter()
-                .filter(|user| reaped || !announced.contains(user))
-                .map(|user_id| Transition {
-                    user_id,
-                    online: true,
-                }),
-        );
-        changes.extend(offline.into_iter().map(|user_id| Transition {
-            user_id,
-            online: false,
-        }));
-        Ok(changes)
     }
 }
 

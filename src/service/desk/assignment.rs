@@ -14,16 +14,23 @@
 //! node's pass running asks that pass to run once more instead.
 //!
 //! Every change of a chat's assigned admin, auto or by `PATCH`, goes through
-//! [`AppState::assignment_changed`] once saved and announced: the one place to record it.
+//! [`AssignmentHook::changed`] once saved and announced: the one place to record it.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::config::AssignmentSettings;
 use crate::domain::{Actor, Chat, ChatStatus, Timestamp, now};
-use crate::presence::{Confirmed, PresenceError};
-use crate::state::AppState;
-use crate::store::{AgentLoad, Assign, StoreError};
-use crate::webhooks::{Check, Pledged, fresh_id};
+use crate::metrics::Metrics;
+use crate::presence::{AssignmentGate, Confirmed, PresenceError, StaffAvailability};
+use crate::service::desk::chat_events::ChatEvents;
+use crate::service::emit::Emitter;
+use crate::state::drain::Drain;
+#[cfg(any(test, feature = "test-support"))]
+use crate::state::test_hooks::TestHooks;
+use crate::state::{AppState, NodeState};
+use crate::store::{AgentLoad, Assign, Store, StoreError};
+use crate::webhooks::Pledged;
 
 /// `by` of the `chat:updated` an auto-assignment sends.
 pub const SYSTEM: &str = "system";
@@ -49,12 +56,33 @@ enum PassError {
     Unsaved(#[from] crate::error::AppError),
 }
 
-impl AppState {
+/// What the use cases that change a chat's assignment (or free a staff member) tell the
+/// assigner.
+#[derive(Clone, Copy)]
+pub struct AssignmentHook<'a> {
+    /// `ASSIGNMENT`: in `manual` mode there is no assigner to wake.
+    settings: &'a AssignmentSettings,
+    /// Assignments, counted by who made them.
+    metrics: &'a Metrics,
+    /// This node's assigner waits on it.
+    assigner: &'a tokio::sync::Notify,
+}
+
+impl<'a> AssignmentHook<'a> {
+    /// The node's assignment hook.
+    pub fn of(node: &'a NodeState) -> Self {
+        AssignmentHook {
+            settings: &node.config.assignment,
+            metrics: &node.metrics,
+            assigner: &node.assigner_wake,
+        }
+    }
+
     /// Asks this node's assigner for a pass (coalesced: many asks, one pass). Nothing in
     /// `manual` mode.
-    pub fn wake_assigner(&self) {
-        if self.config.assignment.is_auto() {
-            self.assigner_wake.notify_one();
+    pub fn wake(&self) {
+        if self.settings.is_auto() {
+            self.assigner.notify_one();
         }
     }
 
@@ -63,7 +91,7 @@ impl AppState {
     /// counted, a closed assigned chat frees a place in the queue's favour, and a reopened
     /// chat back in the queue waits for a pass. (The audit log records assignments in
     /// `announce_chat_updated`.)
-    pub fn assignment_changed(&self, before: &Chat, after: &Chat, by: &str) {
+    pub fn changed(&self, before: &Chat, after: &Chat, by: &str) {
         if after.assigned_admin.is_some() && before.assigned_admin != after.assigned_admin {
             self.metrics.desk.assigned(by == SYSTEM);
         }
@@ -72,7 +100,7 @@ impl AppState {
             && after.assigned_admin.is_some();
         let queued = before.queued_at.is_none() && after.queued_at.is_some();
         if freed || queued {
-            self.wake_assigner();
+            self.wake();
         }
     }
 }
@@ -80,13 +108,35 @@ impl AppState {
 /// This node's assigner: one pass attempt per wake, and one per [`TICK`], until the node
 /// stops. Started by `app.rs` in `auto` mode only.
 pub async fn run_assigner(state: AppState) {
+    let assigner = Assigner::of(&state);
     let mut wanted = true;
     loop {
-        state.assignment_round(wanted).await;
+        assigner.round(wanted).await;
         wanted = tokio::select! {
             () = state.assigner_wake.notified() => true,
             () = tokio::time::sleep(TICK) => false,
         };
+    }
+}
+
+/// At a drain: waits a moment (at most [`DRAIN_WAIT`], and not past `deadline`) for a pass
+/// of this node to end, then gives the gate up if this node still holds it, so the other
+/// nodes assign at once rather than after its lease. A pass still running then (a store
+/// write hanging) is overlapped safely: the store counts the agent's load in the write
+/// itself, and its next gate check finds the gate lost. No pass starts on a draining node.
+pub async fn release_assignment_gate(node: &NodeState, deadline: tokio::time::Instant) {
+    if !node.config.assignment.is_auto() {
+        return;
+    }
+    let wait = deadline.min(tokio::time::Instant::now() + DRAIN_WAIT);
+    if tokio::time::timeout_at(wait, node.assigning.lock())
+        .await
+        .is_err()
+    {
+        tracing::warn!(node = %node.node_id, "an assignment pass still runs at the drain; the gate is given up under it");
+    }
+    if let Err(e) = node.assignment_gate.release().await {
+        tracing::warn!(error = %e, "could not give the assignment gate up");
     }
 }
 
@@ -103,16 +153,60 @@ fn pick(loads: &[AgentLoad], capacity: u64) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
-impl AppState {
+/// A node's assigner: what a pass reads and writes.
+struct Assigner<'a> {
+    /// The queue, the agents' loads, and the assignments themselves.
+    store: &'a dyn Store,
+    /// Who is available now.
+    availability: &'a dyn StaffAvailability,
+    /// One pass at a time, cluster-wide.
+    gate: &'a dyn AssignmentGate,
+    /// The capacity and the reassignment clock.
+    settings: &'a AssignmentSettings,
+    /// Passes, the queue, requeues.
+    metrics: &'a Metrics,
+    /// Each assignment's `chat:updated` (and its audit entry).
+    events: ChatEvents<'a>,
+    /// Each assignment, counted.
+    hook: AssignmentHook<'a>,
+    /// Each change's webhook, pledged ahead of its save.
+    emitter: Emitter<'a>,
+    /// A draining node starts no pass, and gives the gate up after its current one.
+    drain: &'a Drain,
+    /// Held while this node runs passes: a drain waits for it before giving the gate up.
+    running: &'a tokio::sync::Mutex<()>,
+    /// A pass stalled before its assignment write (`test-support` only).
+    #[cfg(any(test, feature = "test-support"))]
+    test_hooks: &'a TestHooks,
+}
+
+impl<'a> Assigner<'a> {
+    fn of(node: &'a NodeState) -> Self {
+        Assigner {
+            store: &*node.store,
+            availability: &*node.availability,
+            gate: &*node.assignment_gate,
+            settings: &node.config.assignment,
+            metrics: &node.metrics,
+            events: ChatEvents::of(node),
+            hook: AssignmentHook::of(node),
+            emitter: Emitter::of(node),
+            drain: &node.drain,
+            running: &node.assigning,
+            #[cfg(any(test, feature = "test-support"))]
+            test_hooks: &node.test_hooks,
+        }
+    }
+
     /// Runs passes while this node holds the gate and passes are asked for; `wanted` asks the
     /// running pass elsewhere for another when the gate is taken.
-    async fn assignment_round(&self, wanted: bool) {
-        let _running = self.assigning.lock().await;
+    async fn round(&self, wanted: bool) {
+        let _running = self.running.lock().await;
         // A draining node starts no pass: the others' do (see `release_assignment_gate`).
-        if self.is_draining() {
+        if self.drain.is_draining() {
             return;
         }
-        let fence = match self.assignment_gate.begin(wanted).await {
+        let fence = match self.gate.begin(wanted).await {
             Ok(Some(fence)) => fence,
             Ok(None) => return,
             Err(e) => {
@@ -128,18 +222,18 @@ impl AppState {
             }
         }
         loop {
-            if let Err(e) = self.assignment_pass(fence.token).await {
+            if let Err(e) = self.pass(fence.token).await {
                 tracing::warn!(error = %e, "assignment pass stopped");
             }
-            if self.is_draining() {
+            if self.drain.is_draining() {
                 // Given up now, not when the lease lapses: another node's tick runs the
                 // pass asked for meanwhile.
-                if let Err(e) = self.assignment_gate.release().await {
+                if let Err(e) = self.gate.release().await {
                     tracing::warn!(error = %e, "could not give the assignment gate up");
                 }
                 return;
             }
-            match self.assignment_gate.end().await {
+            match self.gate.end().await {
                 Ok(true) => continue,
                 Ok(false) => return,
                 Err(e) => {
@@ -151,34 +245,13 @@ impl AppState {
         }
     }
 
-    /// At a drain: waits a moment (at most [`DRAIN_WAIT`], and not past `deadline`) for a pass
-    /// of this node to end, then gives the gate up if this node still holds it, so the other
-    /// nodes assign at once rather than after its lease. A pass still running then (a store
-    /// write hanging) is overlapped safely: the store counts the agent's load in the write
-    /// itself, and its next gate check finds the gate lost. No pass starts on a draining node.
-    pub async fn release_assignment_gate(&self, deadline: tokio::time::Instant) {
-        if !self.config.assignment.is_auto() {
-            return;
-        }
-        let wait = deadline.min(tokio::time::Instant::now() + DRAIN_WAIT);
-        if tokio::time::timeout_at(wait, self.assigning.lock())
-            .await
-            .is_err()
-        {
-            tracing::warn!(node = %self.node_id, "an assignment pass still runs at the drain; the gate is given up under it");
-        }
-        if let Err(e) = self.assignment_gate.release().await {
-            tracing::warn!(error = %e, "could not give the assignment gate up");
-        }
-    }
-
     /// One pass: departed staff's chats back to the queue, then the queue to staff.
-    async fn assignment_pass(&self, fence: u64) -> Result<(), PassError> {
+    async fn pass(&self, fence: u64) -> Result<(), PassError> {
         self.metrics.desk.passes.inc();
-        if !self.config.assignment.reassign_after.is_zero() {
+        if !self.settings.reassign_after.is_zero() {
             self.requeue_departed(fence).await?;
         }
-        let capacity = u64::from(self.config.assignment.max_open_chats_per_agent);
+        let capacity = u64::from(self.settings.max_open_chats_per_agent);
         loop {
             let queue = self.store.queued_chats(BATCH).await?;
             self.note_queue(&queue);
@@ -193,7 +266,7 @@ impl AppState {
                 let Some(i) = pick(&loads, capacity) else {
                     return Ok(());
                 };
-                match self.assignment_gate.confirm(&loads[i].agent).await? {
+                match self.gate.confirm(&loads[i].agent).await? {
                     Confirmed::Assign => {}
                     Confirmed::Unavailable => {
                         loads.swap_remove(i);
@@ -216,16 +289,17 @@ impl AppState {
                     fence,
                 };
                 let assigned = self.store.assign_queued(assign).await;
-                match self.saved(assigned, &pledged).await? {
+                match self.emitter.saved(assigned, &pledged).await? {
                     Some(after) => {
                         loads[i].open += 1;
                         loads[i].last_assigned = Some(at);
-                        self.announce_chat_updated(&chat, &after, &Actor::system(), pledged)
+                        self.events
+                            .announce_chat_updated(&chat, &after, &Actor::system(), pledged)
                             .await;
-                        self.assignment_changed(&chat, &after, SYSTEM);
+                        self.hook.changed(&chat, &after, SYSTEM);
                     }
                     None => {
-                        self.webhooks.unpledge(pledged).await;
+                        self.emitter.unpledge(pledged).await;
                         // The chat changed since the read, or the agent's load did (the
                         // store counts it in the write): read the load again.
                         let agent = [loads[i].agent.clone()];
@@ -260,8 +334,8 @@ impl AppState {
             .into_iter()
             .filter(|h| !available.contains(h))
             .collect();
-        let since = self.assignment_gate.unavailable_since(&away, t).await?;
-        let after = chrono::Duration::from_std(self.config.assignment.reassign_after)
+        let since = self.gate.unavailable_since(&away, t).await?;
+        let after = chrono::Duration::from_std(self.settings.reassign_after)
             .unwrap_or(chrono::Duration::MAX);
         let mut due: Vec<(String, Chat)> = Vec::new();
         for (agent, since) in away.iter().zip(since) {
@@ -285,7 +359,7 @@ impl AppState {
         let n = due.len() as i64;
         for (k, (agent, chat)) in due.into_iter().enumerate() {
             // Still holding the gate, and the staff member did not come back meanwhile.
-            match self.assignment_gate.confirm(&agent).await? {
+            match self.gate.confirm(&agent).await? {
                 Confirmed::Unavailable => {}
                 Confirmed::Assign => continue,
                 Confirmed::Lost => return Ok(()),
@@ -297,14 +371,15 @@ impl AppState {
                 .store
                 .requeue(&chat.id, &agent, queued_at, change, fence)
                 .await;
-            match self.saved(requeued, &pledged).await? {
+            match self.emitter.saved(requeued, &pledged).await? {
                 Some(after) => {
                     self.metrics.desk.requeued.inc();
-                    self.announce_chat_updated(&chat, &after, &Actor::system(), pledged)
+                    self.events
+                        .announce_chat_updated(&chat, &after, &Actor::system(), pledged)
                         .await;
-                    self.assignment_changed(&chat, &after, SYSTEM);
+                    self.hook.changed(&chat, &after, SYSTEM);
                 }
-                None => self.webhooks.unpledge(pledged).await,
+                None => self.emitter.unpledge(pledged).await,
             }
         }
         Ok(())
@@ -313,14 +388,10 @@ impl AppState {
     /// The `chat.updated` of an assignment or a requeue by `system`, written ahead of its save
     /// (`webhooks/pledges.rs`).
     async fn pledge_system_change(&self, chat: &Chat) -> Result<Option<Pledged>, PassError> {
-        let check = Check::ChatUpdated {
-            chat: chat.id.as_str().to_owned(),
-            changed: vec!["assignedAdmin".into(), "participants".into()],
-            by: SYSTEM.to_owned(),
-        };
-        let key = format!("chat:{}", chat.id.as_str());
+        let changed = ["assignedAdmin", "participants"];
         Ok(self
-            .pledge("chat.updated", fresh_id(), key, 0, check)
+            .events
+            .pledge_updated(&chat.id, &changed, SYSTEM)
             .await?)
     }
 

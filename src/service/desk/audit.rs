@@ -6,9 +6,9 @@
 //! cannot keep the entry is logged (with the whole entry) and counted
 //! (`switchboard_desk_audit_failures_total`), and the caller gets its answer.
 //!
-//! What records what: [`AppState::audit_chat_change`] (assignments, status and priority, by
-//! staff or by `system`), called by `announce_chat_updated` for every `chat:updated`; reports
-//! (`service/reports.rs`) and removals (`removals.rs`) call [`AppState::audit`].
+//! What records what: [`Audit::chat_change`] (assignments, status and priority, by staff or by
+//! `system`), called by `announce_chat_updated` for every `chat:updated`; reports
+//! (`service/reports.rs`) and removals (`removals.rs`) call [`Audit::record`].
 
 use serde_json::{Value, json};
 
@@ -16,8 +16,10 @@ use crate::domain::{
     Actor, AuditAction, AuditEntry, AuditQuery, AuthUser, Chat, Role, new_object_id, now,
 };
 use crate::error::AppError;
+use crate::metrics::Metrics;
 use crate::paging::encode_cursor;
-use crate::state::AppState;
+use crate::state::{AppState, NodeState};
+use crate::store::Store;
 
 /// How often each node deletes entries past the retention period.
 const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -28,9 +30,26 @@ pub struct AuditPage {
     pub next: Option<String>,
 }
 
-impl AppState {
+/// The audit log's use cases: record an action, read a page.
+#[derive(Clone, Copy)]
+pub struct Audit<'a> {
+    /// Where entries are kept.
+    store: &'a dyn Store,
+    /// Entries recorded, and those the store could not keep.
+    metrics: &'a Metrics,
+}
+
+impl<'a> Audit<'a> {
+    /// The node's audit log.
+    pub fn of(node: &'a NodeState) -> Self {
+        Audit {
+            store: &*node.store,
+            metrics: &node.metrics,
+        }
+    }
+
     /// Records one action. Never fails: see the module doc.
-    pub async fn audit(
+    pub async fn record(
         &self,
         actor: &Actor,
         action: AuditAction,
@@ -62,7 +81,7 @@ impl AppState {
     /// Records what a change of a chat did: its assignment (`chat.assign`, `chat.reassign`,
     /// `chat.unassign`), its status and its priority, one entry each, by `actor`
     /// ([`Actor::system`] for auto-assignment). A change of nothing records nothing.
-    pub async fn audit_chat_change(&self, actor: &Actor, before: &Chat, after: &Chat) {
+    pub async fn chat_change(&self, actor: &Actor, before: &Chat, after: &Chat) {
         let target = || crate::domain::AuditTarget::chat(after.id.as_str());
         let assignment = match (&before.assigned_admin, &after.assigned_admin) {
             (a, b) if a == b => None,
@@ -73,22 +92,22 @@ impl AppState {
         };
         if let Some(action) = assignment {
             let details = json!({ "from": before.assigned_admin, "to": after.assigned_admin });
-            self.audit(actor, action, target(), details).await;
+            self.record(actor, action, target(), details).await;
         }
         if before.status != after.status {
             let details = json!({ "from": before.status, "to": after.status });
-            self.audit(actor, AuditAction::ChatStatus, target(), details)
+            self.record(actor, AuditAction::ChatStatus, target(), details)
                 .await;
         }
         if before.priority != after.priority {
             let details = json!({ "from": before.priority, "to": after.priority });
-            self.audit(actor, AuditAction::ChatPriority, target(), details)
+            self.record(actor, AuditAction::ChatPriority, target(), details)
                 .await;
         }
     }
 
     /// A page of the audit log (superadmins only), newest first.
-    pub async fn audit_log(
+    pub async fn page(
         &self,
         caller: &AuthUser,
         mut query: AuditQuery,

@@ -5,7 +5,7 @@
 //! presence's ([`crate::presence::StaffAvailability`]): a member's first socket makes them
 //! `available`, the end of their presence (after the offline grace) `offline`.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -14,8 +14,10 @@ use crate::cluster::rooms;
 use crate::domain::AuthUser;
 use crate::error::{AppError, ErrorCode};
 use crate::ordering::Turn;
-use crate::presence::StaffStatus;
 use crate::presence::availability::Announcement;
+use crate::presence::{StaffAvailability, StaffStatus};
+use crate::service::desk::assignment::AssignmentHook;
+use crate::service::emit::Emitter;
 use crate::service::events::ServerEvent;
 use crate::state::AppState;
 
@@ -58,7 +60,33 @@ fn unavailable(e: crate::presence::PresenceError) -> AppError {
     AppError::new(ErrorCode::Unavailable, "availability is unavailable")
 }
 
-impl AppState {
+/// Staff availability's use cases, and the coalesced `support:availability`.
+#[derive(Clone, Copy)]
+pub struct Support<'a> {
+    /// Each staff member's status, and the cluster-wide announcement claim.
+    availability: &'a dyn StaffAvailability,
+    /// One coalesced re-check pending on this node at a time.
+    recheck: &'a AtomicBool,
+    /// `staff:availability`, `support:availability`.
+    emitter: Emitter<'a>,
+    /// A staff member available may take a queued chat.
+    assignment: AssignmentHook<'a>,
+    /// Only to start the re-check, a task that outlives this borrow.
+    node: &'a AppState,
+}
+
+impl<'a> Support<'a> {
+    /// The node's availability use cases.
+    pub fn of(node: &'a AppState) -> Self {
+        Support {
+            availability: &*node.availability,
+            recheck: &node.support_recheck,
+            emitter: Emitter::of(node),
+            assignment: AssignmentHook::of(node),
+            node,
+        }
+    }
+
     /// A staff socket connected: the member is `available` unless they already have a status.
     pub async fn staff_socket_online(&self, user_id: &str) {
         match self.availability.staff_connected(user_id).await {
@@ -99,16 +127,17 @@ impl AppState {
         match self.availability.forget(users).await {
             Ok(gone) => {
                 for user in &gone {
-                    self.emit(
-                        vec![rooms::ADMINS.to_owned()],
-                        Vec::new(),
-                        &StaffAvailabilityChanged {
-                            user_id: user,
-                            status: "offline",
-                        },
-                        Turn::unordered(),
-                    )
-                    .await;
+                    self.emitter
+                        .emit(
+                            vec![rooms::ADMINS.to_owned()],
+                            Vec::new(),
+                            &StaffAvailabilityChanged {
+                                user_id: user,
+                                status: "offline",
+                            },
+                            Turn::unordered(),
+                        )
+                        .await;
                 }
                 if !gone.is_empty() {
                     self.announce_support().await;
@@ -138,15 +167,16 @@ impl AppState {
     async fn staff_changed(&self, user_id: &str, status: &'static str, turn: Turn) {
         if status == StaffStatus::Available.as_str() {
             // Someone may take a queued chat now.
-            self.wake_assigner();
+            self.assignment.wake();
         }
-        self.emit(
-            vec![rooms::ADMINS.to_owned()],
-            Vec::new(),
-            &StaffAvailabilityChanged { user_id, status },
-            turn,
-        )
-        .await;
+        self.emitter
+            .emit(
+                vec![rooms::ADMINS.to_owned()],
+                Vec::new(),
+                &StaffAvailabilityChanged { user_id, status },
+                turn,
+            )
+            .await;
         self.announce_support().await;
     }
 
@@ -154,17 +184,17 @@ impl AppState {
     /// told them, and not within [`SUPPORT_EVERY`] of it; otherwise checks again once that has
     /// passed (one pending check per node), so the last flip of a flapping agent still goes out.
     pub async fn announce_support(&self) {
-        if !self.announce_support_once().await || self.support_recheck.swap(true, Ordering::AcqRel)
-        {
+        if !self.announce_support_once().await || self.recheck.swap(true, Ordering::AcqRel) {
             return;
         }
-        let state = self.clone();
+        let state = self.node.clone();
         tokio::spawn(async move {
+            let support = Support::of(&state);
             loop {
                 tokio::time::sleep(SUPPORT_EVERY).await;
-                state.support_recheck.store(false, Ordering::Release);
-                if !state.announce_support_once().await
-                    || state.support_recheck.swap(true, Ordering::AcqRel)
+                support.recheck.store(false, Ordering::Release);
+                if !support.announce_support_once().await
+                    || support.recheck.swap(true, Ordering::AcqRel)
                 {
                     return;
                 }
@@ -188,13 +218,14 @@ impl AppState {
             .await
         {
             Ok(Announcement::Send) => {
-                self.emit(
-                    vec![rooms::USERS.to_owned()],
-                    Vec::new(),
-                    &SupportAvailability { available },
-                    Turn::unordered(),
-                )
-                .await;
+                self.emitter
+                    .emit(
+                        vec![rooms::USERS.to_owned()],
+                        Vec::new(),
+                        &SupportAvailability { available },
+                        Turn::unordered(),
+                    )
+                    .await;
                 false
             }
             Ok(Announcement::Unchanged) => false,

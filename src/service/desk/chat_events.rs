@@ -7,11 +7,14 @@
 use serde::Serialize;
 
 use crate::cluster::rooms;
-use crate::domain::{Actor, Chat};
+use crate::domain::{Actor, Chat, ChatId};
+use crate::error::AppError;
 use crate::ordering::Turn;
+use crate::service::desk::audit::Audit;
+use crate::service::emit::Emitter;
 use crate::service::events::ServerEvent;
-use crate::state::AppState;
-use crate::webhooks::Pledged;
+use crate::state::NodeState;
+use crate::webhooks::{Check, Pledged, fresh_id};
 
 /// `chat:created`: `{ chat }`.
 #[derive(Serialize)]
@@ -94,17 +97,58 @@ pub fn changed_fields(before: &Chat, after: &Chat) -> Vec<&'static str> {
     changed
 }
 
-impl AppState {
+/// The live chat list's announcements, and the audit entries a change of a chat records.
+#[derive(Clone, Copy)]
+pub struct ChatEvents<'a> {
+    /// `chat:created`, `chat:updated`.
+    emitter: Emitter<'a>,
+    /// Records what each `chat:updated` changed.
+    audit: Audit<'a>,
+}
+
+impl<'a> ChatEvents<'a> {
+    /// The node's chat list announcements.
+    pub fn of(node: &'a NodeState) -> Self {
+        ChatEvents {
+            emitter: Emitter::of(node),
+            audit: Audit::of(node),
+        }
+    }
+
+    /// The `chat.updated` of a change of `chat` (`changed`, in the protocol's names) by `by`,
+    /// written ahead of its save (`webhooks/pledges.rs`): `None` when nothing changes or no
+    /// endpoint takes it.
+    pub async fn pledge_updated(
+        &self,
+        chat: &ChatId,
+        changed: &[&str],
+        by: &str,
+    ) -> Result<Option<Pledged>, AppError> {
+        if changed.is_empty() {
+            return Ok(None);
+        }
+        let check = Check::ChatUpdated {
+            chat: chat.as_str().to_owned(),
+            changed: changed.iter().map(|c| (*c).to_owned()).collect(),
+            by: by.to_owned(),
+        };
+        let key = format!("chat:{}", chat.as_str());
+        self.emitter
+            .pledge("chat.updated", fresh_id(), key, 0, check)
+            .await
+    }
+
     /// Emits `chat:created` for a chat just opened (its webhook the one `pledged` wrote ahead).
     pub async fn announce_chat_created(&self, chat: &Chat, pledged: Option<&Pledged>) {
-        self.emit_pledged(
-            rooms::chat(&chat.participants),
-            Vec::new(),
-            &ChatCreated { chat },
-            pledged,
-            Turn::unordered(),
-        )
-        .await;
+        self.emitter
+            .emit_pledged(
+                rooms::chat(&chat.participants),
+                Vec::new(),
+                &ChatCreated { chat },
+                pledged,
+                Turn::unordered(),
+            )
+            .await;
     }
 
     /// Emits `chat:updated` if anything the list shows changed (a patch that changed nothing
@@ -121,7 +165,7 @@ impl AppState {
     ) {
         let changed = changed_fields(before, after);
         if changed.is_empty() {
-            self.webhooks.unpledge(pledged).await;
+            self.emitter.unpledge(pledged).await;
             return;
         }
         let mut participants = before.participants.clone();
@@ -135,14 +179,15 @@ impl AppState {
             changed,
             by: &by.id,
         };
-        self.emit_pledged(
-            rooms::chat(&participants),
-            Vec::new(),
-            &event,
-            pledged.as_ref(),
-            Turn::unordered(),
-        )
-        .await;
-        self.audit_chat_change(by, before, after).await;
+        self.emitter
+            .emit_pledged(
+                rooms::chat(&participants),
+                Vec::new(),
+                &event,
+                pledged.as_ref(),
+                Turn::unordered(),
+            )
+            .await;
+        self.audit.chat_change(by, before, after).await;
     }
 }

@@ -1,6 +1,6 @@
 //! Removing someone, cluster-wide: `POST /api/users/{id}/disconnect` (with an optional block),
 //! `DELETE /api/users/{id}/block` and `POST /api/users/{id}/revoke-tokens`, and the check
-//! ([`AppState::check_removal`]) that enforces them at every handshake, every REST call and
+//! ([`Removals::check_removal`]) that enforces them at every handshake, every REST call and
 //! every resume.
 //!
 //! The record is written to the store first (every node reads it there, and it outlives
@@ -25,9 +25,13 @@ use crate::domain::{
     Timestamp, now, parse_plain_id, rfc3339, rfc3339_opt,
 };
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::metrics::Metrics;
+use crate::presence::Presence;
+use crate::service::desk::audit::Audit;
+use crate::state::{LocalSockets, NodeState};
+use crate::store::Store;
 
-/// What [`AppState::check_removal`] found about a caller it lets in.
+/// What [`Removals::check_removal`] found about a caller it lets in.
 #[derive(Debug)]
 pub enum RemovalCheck {
     /// Never removed.
@@ -76,7 +80,33 @@ pub struct Revoked {
     pub revoked_before: Timestamp,
 }
 
-impl AppState {
+/// The removal use cases, and the check that enforces them.
+#[derive(Clone, Copy)]
+pub struct Removals<'a> {
+    /// Removal records, and the directory of known staff.
+    store: &'a dyn Store,
+    /// How many sockets a removed user had.
+    presence: &'a dyn Presence,
+    /// Disconnects a user's sockets on every node.
+    sockets: &'a dyn LocalSockets,
+    /// Removals, revocations and refusals.
+    metrics: &'a Metrics,
+    /// Records every removal.
+    audit: Audit<'a>,
+}
+
+impl<'a> Removals<'a> {
+    /// The node's removal use cases.
+    pub fn of(node: &'a NodeState) -> Self {
+        Removals {
+            store: &*node.store,
+            presence: &*node.presence,
+            sockets: &*node.sockets,
+            metrics: &node.metrics,
+            audit: Audit::of(node),
+        }
+    }
+
     /// Who may act: staff; an admin only on a target not known as staff, and not on themself
     /// (only superadmins act on staff). A directory that cannot answer refuses (`UNAVAILABLE`):
     /// the rule is not skipped because the store is down.
@@ -162,13 +192,14 @@ impl AppState {
                 json!({ "sockets": sockets, "reason": request.reason }),
             ),
         };
-        self.audit(
-            &Actor::of(actor),
-            action,
-            AuditTarget::user(&target),
-            details,
-        )
-        .await;
+        self.audit
+            .record(
+                &Actor::of(actor),
+                action,
+                AuditTarget::user(&target),
+                details,
+            )
+            .await;
         Ok(Disconnected {
             user_id: target,
             sockets,
@@ -183,13 +214,14 @@ impl AppState {
             .change_removal(&target, RemovalChange::Unblock)
             .await?;
         tracing::info!(actor = %actor.id, user_id = %target, "user unblocked");
-        self.audit(
-            &Actor::of(actor),
-            AuditAction::UserUnblock,
-            AuditTarget::user(&target),
-            json!({}),
-        )
-        .await;
+        self.audit
+            .record(
+                &Actor::of(actor),
+                AuditAction::UserUnblock,
+                AuditTarget::user(&target),
+                json!({}),
+            )
+            .await;
         Ok(target)
     }
 
@@ -214,13 +246,14 @@ impl AppState {
         let details = json!({
             "revokedBefore": revoked_before.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         });
-        self.audit(
-            &Actor::of(actor),
-            AuditAction::UserRevoke,
-            AuditTarget::user(&target),
-            details,
-        )
-        .await;
+        self.audit
+            .record(
+                &Actor::of(actor),
+                AuditAction::UserRevoke,
+                AuditTarget::user(&target),
+                details,
+            )
+            .await;
         Ok(Revoked {
             user_id: target,
             revoked_before,

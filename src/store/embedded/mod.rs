@@ -1,7 +1,8 @@
 //! The embedded store: SQLite (bundled) in `DATA_DIR`, the single-node default. This file
 //! opens the database (schema, pragmas, migrations, file modes) and runs work on its connection;
 //! `rows.rs` maps rows to domain types and back, `operations.rs` is every `Store` operation in
-//! SQL (as `store/mongo/` splits documents, queries and operations); `desk.rs` and `audit.rs`
+//! SQL (uploads' in `uploads.rs`; as `store/mongo/` splits documents, queries and operations);
+//! `desk.rs` and `audit.rs`
 //! the support desk's.
 //!
 //! One connection in WAL mode behind a mutex, used from tokio's blocking pool: SQLite serializes
@@ -29,6 +30,7 @@ mod audit;
 mod desk;
 mod operations;
 mod rows;
+mod uploads;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS chats (

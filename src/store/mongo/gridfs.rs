@@ -1,12 +1,16 @@
 //! Uploads in the GridFS bucket `uploads`: the file's bytes in chunks, its metadata (content type,
-//! uploader, creation time) on the files document.
+//! uploader, creation time) on the files document; and whether a caller shares a chat with a
+//! message that carries a file (a download by Bearer token).
 
 use futures_util::io::AsyncWriteExt;
-use mongodb::bson::{Bson, doc};
+use futures_util::stream::TryStreamExt;
+use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::Error as DbError;
 use tokio::io::AsyncReadExt;
 
 use super::documents::{bson_time, domain_time, oid};
+use super::indexes::IX_MESSAGES_FILE_URL;
+use super::queries::hint;
 use super::{MongoStore, StoreError, StoreResult, db_err};
 use crate::domain::{FileId, FileMeta, Timestamp};
 use crate::store::{FileReader, FileStream};
@@ -212,5 +216,54 @@ fn io_err(e: std::io::Error) -> StoreError {
         Some(Ok(db)) => db_err(*db),
         Some(Err(other)) => StoreError::Unavailable(other.to_string()),
         None => StoreError::Unavailable("MongoDB connection failed".to_owned()),
+    }
+}
+
+impl MongoStore {
+    /// Whether `user_id` is a participant of a chat holding a message that carries one of
+    /// `file_urls` (a download by Bearer token).
+    pub(super) async fn carried_in_chat_of(
+        &self,
+        user_id: &str,
+        file_urls: &[String],
+    ) -> StoreResult<bool> {
+        /// A file is carried by a handful of messages; more chats than this are not looked at
+        /// (a file forwarded into more chats than this still opens by its `sig`).
+        const MAX_CHATS: i64 = 100;
+        if file_urls.is_empty() {
+            return Ok(false);
+        }
+        self.bounded(async {
+            self.ensure_indexes().await?;
+            let chats: Vec<Bson> = self
+                .0
+                .messages
+                .clone_with_type::<Document>()
+                .find(doc! { "fileUrl": { "$in": file_urls } })
+                .projection(doc! { "_id": 0, "chatId": 1 })
+                .hint(hint(IX_MESSAGES_FILE_URL))
+                .limit(MAX_CHATS)
+                .await
+                .map_err(db_err)?
+                .try_collect::<Vec<Document>>()
+                .await
+                .map_err(db_err)?
+                .into_iter()
+                .filter_map(|d| d.get("chatId").cloned())
+                .collect();
+            if chats.is_empty() {
+                return Ok(false);
+            }
+            let shared = self
+                .0
+                .chats
+                .clone_with_type::<Document>()
+                .find_one(doc! { "_id": { "$in": chats }, "participants": user_id })
+                .projection(doc! { "_id": 1 })
+                .await
+                .map_err(db_err)?;
+            Ok(shared.is_some())
+        })
+        .await
     }
 }

@@ -1,6 +1,7 @@
-//! The [`Store`] operations on MongoDB: chats, messages (with the one-round-trip `seq`; see
-//! the module doc of `mongo.rs`) and reports. Uploads are in `gridfs.rs`. One concern: the
-//! `Store` trait's implementation on MongoDB, one method per operation.
+//! The [`Store`] operations on MongoDB: chats and messages here; the save of a message (with
+//! the one-round-trip `seq`) in `messages.rs`, reports in `reports.rs`, uploads in `gridfs.rs`,
+//! each operation handed on in one line. One concern: the `Store` trait's implementation on
+//! MongoDB, one method per operation.
 
 use async_trait::async_trait;
 use futures_util::stream::TryStreamExt;
@@ -8,14 +9,14 @@ use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::ReturnDocument;
 
-use super::documents::{ChatDoc, MessageDoc, ReportDoc, bson_time, delivered_field, oid};
+use super::documents::{ChatDoc, MessageDoc, bson_time, delivered_field, oid};
 use super::indexes::*;
 use super::queries::*;
-use super::{DUPLICATE_KEY, MongoStore, Store, StoreError, StoreResult, db_err, error_code};
+use super::{MongoStore, Store, StoreError, StoreResult, db_err};
 use crate::domain::{
     CHAT_TYPE_SUPPORT, Chat, ChatId, ChatPatch, ChatQuery, ChatStatus, ChatSummary, FileId,
-    FileMeta, HistoryPage, Message, MessageId, MessageStatus, NewChat, NewMessage, NewReport,
-    Report, ReportId, ReportQuery, Saved, Side, Timestamp, now,
+    FileMeta, HistoryPage, Message, MessageId, NewChat, NewMessage, NewReport, Report, ReportId,
+    ReportQuery, Saved, Side, Timestamp, now,
 };
 use crate::store::{FileReader, FileStream};
 
@@ -31,31 +32,6 @@ impl MongoStore {
             .await
             .map_err(db_err)?
             .map(Chat::from))
-    }
-
-    async fn find_by_client_id(
-        &self,
-        sender: &str,
-        client_id: &str,
-    ) -> StoreResult<Option<Message>> {
-        let found = self
-            .0
-            .messages
-            .find_one(client_id_filter(sender, client_id))
-            .hint(hint(IX_MESSAGES_CLIENT_ID))
-            .await
-            .map_err(db_err)?;
-        Ok(found.map(Message::from))
-    }
-
-    async fn find_report(&self, id: ObjectId) -> StoreResult<Option<Report>> {
-        Ok(self
-            .0
-            .reports
-            .find_one(doc! { "_id": id })
-            .await
-            .map_err(db_err)?
-            .map(Report::from))
     }
 }
 
@@ -341,69 +317,7 @@ impl Store for MongoStore {
     }
 
     async fn save_message(&self, m: NewMessage) -> StoreResult<Saved<Message>> {
-        let chat_id = oid(m.chat_id.as_str())?;
-        self.bounded(async {
-            self.ensure_indexes().await?;
-            // The normal retry path: found before any seq is taken.
-            if let Some(cid) = &m.client_message_id
-                && let Some(first) = self.find_by_client_id(&m.sender.id, cid).await?
-            {
-                return Ok(Saved::Existing(first));
-            }
-            let ts = bson_time(now());
-            let last =
-                doc! { "text": m.body.preview(), "createdAt": ts, "sender": m.sender.id.as_str() };
-            // One round trip takes the next seq, updates the chat's list-view fields and, when
-            // the save delivers the message, moves the recipients' mark to that seq.
-            let delivered = m.delivered.then(|| delivered_field(m.recipient_side()));
-            let update = take_seq_update(last, ts, delivered);
-            let chat = self
-                .0
-                .chats
-                .clone_with_type::<Document>()
-                .find_one_and_update(doc! { "_id": chat_id }, update)
-                .projection(doc! { "seq": 1 })
-                .return_document(ReturnDocument::After)
-                .await
-                .map_err(db_err)?
-                .ok_or(StoreError::NotFound("chat"))?;
-            let seq = match chat.get("seq") {
-                Some(Bson::Int64(s)) => *s,
-                Some(Bson::Int32(s)) => *s as i64,
-                other => return Err(StoreError::Internal(format!("chat seq is {other:?}"))),
-            };
-            let doc = MessageDoc {
-                id: oid(MessageId::generate().as_str())?,
-                chat_id,
-                seq,
-                sender_id: m.sender.id,
-                sender_name: m.sender.name,
-                sender_role: m.sender.role,
-                content: m.body.content,
-                kind: m.body.kind,
-                file_url: m.body.file_url,
-                file_name: m.body.file_name,
-                timestamp: ts,
-                status: MessageStatus::Sent,
-                client_message_id: m.client_message_id,
-            };
-            match self.0.messages.insert_one(&doc).await {
-                Ok(_) => Ok(Saved::Created(Message::from(doc))),
-                // Two first attempts with the same clientMessageId raced; the other one won.
-                // This seq stays unused (a gap of one): see the module doc.
-                Err(e)
-                    if error_code(&e) == Some(DUPLICATE_KEY) && doc.client_message_id.is_some() =>
-                {
-                    let cid = doc.client_message_id.as_deref().unwrap_or_default();
-                    match self.find_by_client_id(&doc.sender_id, cid).await? {
-                        Some(first) => Ok(Saved::Existing(first)),
-                        None => Err(db_err(e)),
-                    }
-                }
-                Err(e) => Err(db_err(e)),
-            }
-        })
-        .await
+        self.insert_message(m).await
     }
 
     async fn message(&self, chat: &ChatId, id: &MessageId) -> StoreResult<Option<Message>> {
@@ -499,91 +413,23 @@ impl Store for MongoStore {
     }
 
     async fn create_report(&self, r: NewReport) -> StoreResult<Report> {
-        self.bounded(async {
-            self.ensure_indexes().await?;
-            let doc = ReportDoc {
-                id: oid(r.id.as_str())?,
-                user_id: r.user_id,
-                order_id: r.order_id,
-                payment_id: r.payment_id,
-                invoice_id: r.invoice_id,
-                title: r.title,
-                message: r.message,
-                status: r.status,
-                sent_by: r.sent_by,
-                sent_by_name: r.sent_by_name,
-                is_read: false,
-                read_at: None,
-                created_at: bson_time(now()),
-            };
-            self.0.reports.insert_one(&doc).await.map_err(db_err)?;
-            Ok(Report::from(doc))
-        })
-        .await
+        self.insert_report(r).await
     }
 
     async fn report(&self, id: &ReportId) -> StoreResult<Option<Report>> {
-        let id = oid(id.as_str())?;
-        self.bounded(async {
-            self.ensure_indexes().await?;
-            self.find_report(id).await
-        })
-        .await
+        self.report_by_id(id).await
     }
 
     async fn list_reports(&self, query: &ReportQuery) -> StoreResult<Vec<Report>> {
-        let (filter, index) = report_list_query(query)?;
-        self.bounded(async {
-            self.ensure_indexes().await?;
-            let docs: Vec<ReportDoc> = self
-                .0
-                .reports
-                .find(filter)
-                .sort(report_list_sort())
-                .limit(query.limit as i64)
-                .hint(hint(index))
-                .await
-                .map_err(db_err)?
-                .try_collect()
-                .await
-                .map_err(db_err)?;
-            Ok(docs.into_iter().map(Report::from).collect())
-        })
-        .await
+        self.report_page(query).await
     }
 
     async fn mark_report_read(&self, id: &ReportId, at: Timestamp) -> StoreResult<Report> {
-        let id = oid(id.as_str())?;
-        self.bounded(async {
-            self.ensure_indexes().await?;
-            // Only an unread report changes, so the first readAt is kept.
-            self.0
-                .reports
-                .update_one(
-                    doc! { "_id": id, "isRead": false },
-                    doc! { "$set": { "isRead": true, "readAt": bson_time(at) } },
-                )
-                .hint(hint(IX_ID))
-                .await
-                .map_err(db_err)?;
-            self.find_report(id)
-                .await?
-                .ok_or(StoreError::NotFound("report"))
-        })
-        .await
+        self.set_report_read(id, at).await
     }
 
     async fn unread_report_count(&self, user_id: &str) -> StoreResult<u64> {
-        self.bounded(async {
-            self.ensure_indexes().await?;
-            self.0
-                .reports
-                .count_documents(unread_reports_filter(user_id))
-                .hint(hint(IX_REPORTS_USER))
-                .await
-                .map_err(db_err)
-        })
-        .await
+        self.count_unread_reports(user_id).await
     }
 
     async fn save_upload(&self, meta: FileMeta, data: FileReader) -> StoreResult<()> {
@@ -599,43 +445,6 @@ impl Store for MongoStore {
     }
 
     async fn file_shared_with(&self, user_id: &str, file_urls: &[String]) -> StoreResult<bool> {
-        /// A file is carried by a handful of messages; more chats than this are not looked at
-        /// (a file forwarded into more chats than this still opens by its `sig`).
-        const MAX_CHATS: i64 = 100;
-        if file_urls.is_empty() {
-            return Ok(false);
-        }
-        self.bounded(async {
-            self.ensure_indexes().await?;
-            let chats: Vec<Bson> = self
-                .0
-                .messages
-                .clone_with_type::<Document>()
-                .find(doc! { "fileUrl": { "$in": file_urls } })
-                .projection(doc! { "_id": 0, "chatId": 1 })
-                .hint(hint(IX_MESSAGES_FILE_URL))
-                .limit(MAX_CHATS)
-                .await
-                .map_err(db_err)?
-                .try_collect::<Vec<Document>>()
-                .await
-                .map_err(db_err)?
-                .into_iter()
-                .filter_map(|d| d.get("chatId").cloned())
-                .collect();
-            if chats.is_empty() {
-                return Ok(false);
-            }
-            let shared = self
-                .0
-                .chats
-                .clone_with_type::<Document>()
-                .find_one(doc! { "_id": { "$in": chats }, "participants": user_id })
-                .projection(doc! { "_id": 1 })
-                .await
-                .map_err(db_err)?;
-            Ok(shared.is_some())
-        })
-        .await
+        self.carried_in_chat_of(user_id, file_urls).await
     }
 }

@@ -34,6 +34,7 @@ pub async fn no_more(sio: &Sio, user: &str, event: &str, nodes: &[&TestNode], wh
             is_typing: true,
         };
         node.state
+            .emitter()
             .emit(
                 vec![format!("user:{user}")],
                 Vec::new(),
