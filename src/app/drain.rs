@@ -30,6 +30,8 @@ pub async fn drain(state: &AppState, grace: Duration) {
     if tokio::time::timeout_at(deadline, withdraw).await.is_err() {
         tracing::warn!(node = %state.node_id, "grace period over before presence was withdrawn");
     }
+    // Another node assigns chats from now on, without waiting for the gate's lease to lapse.
+    crate::service::desk::assignment::release_assignment_gate(state, deadline).await;
     // Another node sends the webhooks from now on, without waiting for the lease to lapse.
     if let Some(webhooks) = state.webhooks.running() {
         let _ = tokio::time::timeout_at(deadline, webhooks.lease.release()).await;

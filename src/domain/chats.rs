@@ -151,6 +151,9 @@ pub struct ChatSummary {
 /// A chat to create.
 #[derive(Debug, Clone)]
 pub struct NewChat {
+    /// Chosen before the save, so that what is written ahead of it (a webhook's pledge) can
+    /// name the chat.
+    pub id: ChatId,
     pub participants: Vec<String>,
     pub title: String,
     pub priority: Priority,
@@ -165,6 +168,12 @@ pub struct ChatPatch {
     pub status: Option<ChatStatus>,
     pub priority: Option<Priority>,
     pub assigned_admin: Option<String>,
+    /// An id the save records with the change, in the same write (a webhook's pledge:
+    /// `Store::chat_has_change`).
+    pub change: Option<String>,
+    /// Auto-assignment: if the chat ends open with no assigned admin (a closed chat
+    /// reopened), it goes back to the queue (`queuedAt` now), in the same write.
+    pub queue: bool,
 }
 
 /// Where a chat list page starts: after this `(updatedAt, id)`.

@@ -99,6 +99,8 @@ pub struct ReportInput {
 /// A report to save, validated.
 #[derive(Debug, Clone)]
 pub struct NewReport {
+    /// Chosen before the save (a webhook's pledge names it).
+    pub id: ReportId,
     pub user_id: String,
     pub order_id: Option<String>,
     pub payment_id: Option<String>,
@@ -119,6 +121,7 @@ impl NewReport {
         check_len("title", &title, 1, MAX_REPORT_TITLE_LEN)?;
         check_len("message", &message, 1, MAX_REPORT_MESSAGE_LEN)?;
         Ok(Self {
+            id: ReportId::generate(),
             user_id: parse_plain_id("userId", &input.user_id)?,
             order_id: opt("orderId", input.order_id)?,
             payment_id: opt("paymentId", input.payment_id)?,

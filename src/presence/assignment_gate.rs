@@ -29,19 +29,33 @@ pub enum Confirmed {
     Lost,
 }
 
+/// A pass's fencing token: greater than every earlier pass's. The store writes of a pass carry
+/// it, so that a store which cannot count an agent's load in its write (MongoDB) refuses the
+/// writes of a pass that outlived its lease (`store/assignment.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    pub token: u64,
+    /// The pass before did not end cleanly (its lease lapsed, or its node drained under it):
+    /// one of its writes may still land.
+    pub taken_over: bool,
+}
+
 /// One assignment pass at a time, cluster-wide.
 #[async_trait]
 pub trait AssignmentGate: Send + Sync + 'static {
-    /// Starts a pass if none runs: `true` when this caller runs it. Otherwise, when `wanted`
+    /// Starts a pass if none runs: its fence when this caller runs it. Otherwise, when `wanted`
     /// (something changed: a chat queued, an agent available, a chat closed), the running pass
     /// is asked to run once more before it ends.
-    async fn begin(&self, wanted: bool) -> Result<bool, PresenceError>;
+    async fn begin(&self, wanted: bool) -> Result<Option<Fence>, PresenceError>;
     /// Before each assignment: this pass still holds the gate (and keeps it a while longer),
     /// and `agent` is still available.
     async fn confirm(&self, agent: &str) -> Result<Confirmed, PresenceError>;
     /// Ends the pass; `true` when another was asked for meanwhile: the caller keeps the gate
     /// and runs again.
     async fn end(&self) -> Result<bool, PresenceError>;
+    /// Gives the gate up if this node holds it, whatever was asked for meanwhile (a draining
+    /// node: the other nodes' next tick runs the pass).
+    async fn release(&self) -> Result<(), PresenceError>;
     /// Since when each of `unavailable` (staff holding open chats who are away or offline) has
     /// been seen so, in the same order, noting `now` for those seen for the first time; forgets
     /// everyone else (back, or holding nothing).
@@ -62,6 +76,8 @@ pub struct MemoryAssignmentGate {
 struct Gate {
     running: bool,
     again: bool,
+    /// The last fencing token given (one node: passes never overlap, so never taken over).
+    token: u64,
     since: HashMap<String, Timestamp>,
 }
 
@@ -80,15 +96,19 @@ impl MemoryAssignmentGate {
 
 #[async_trait]
 impl AssignmentGate for MemoryAssignmentGate {
-    async fn begin(&self, wanted: bool) -> Result<bool, PresenceError> {
+    async fn begin(&self, wanted: bool) -> Result<Option<Fence>, PresenceError> {
         let mut g = self.lock();
         if g.running {
             g.again |= wanted;
-            return Ok(false);
+            return Ok(None);
         }
         g.running = true;
         g.again = false;
-        Ok(true)
+        g.token += 1;
+        Ok(Some(Fence {
+            token: g.token,
+            taken_over: false,
+        }))
     }
 
     async fn confirm(&self, agent: &str) -> Result<Confirmed, PresenceError> {
@@ -105,6 +125,13 @@ impl AssignmentGate for MemoryAssignmentGate {
         }
         g.running = false;
         Ok(false)
+    }
+
+    async fn release(&self) -> Result<(), PresenceError> {
+        let mut g = self.lock();
+        g.running = false;
+        g.again = false;
+        Ok(())
     }
 
     async fn unavailable_since(

@@ -24,7 +24,7 @@ pub mod redis;
 pub mod redis_assignment_gate;
 pub mod redis_availability;
 
-pub use assignment_gate::{AssignmentGate, Confirmed, MemoryAssignmentGate};
+pub use assignment_gate::{AssignmentGate, Confirmed, Fence, MemoryAssignmentGate};
 pub use availability::{MemoryAvailability, StaffAvailability, StaffStatus};
 pub use memory::MemoryPresence;
 pub use redis::RedisPresence;

@@ -7,8 +7,13 @@
 //! confirm checks the pass and `{sb}:desk:available` in one script.
 //!
 //! A holder that stalls past the lease (a store write hanging longer than [`PASS_LEASE`]) may
-//! overlap the next holder's pass by that one write: the store's conditional writes still keep
-//! each chat to one admin; the capacity could then be passed by one chat, the only case.
+//! overlap the next holder's pass by that one write: the store's assignment write counts the
+//! agent's open chats itself and is refused at the capacity, so the overlap cannot pass it
+//! (`store/assignment.rs`). Each pass also gets a fencing token (`{sb}:desk:assign:fence`,
+//! `INCR`), and learns whether the pass before it ended cleanly (`{sb}:desk:assign:held`, kept
+//! from a `begin` to its clean `end`): a store that cannot count in a write (MongoDB) fences
+//! the queue with it. A draining node gives the gate up ([`AssignmentGate::release`]), leaving
+//! `held`: its pass may still write, so the next one fences.
 
 use std::time::Duration;
 
@@ -17,12 +22,15 @@ use fred::prelude::{Client, Value};
 use fred::types::scripts::Script;
 
 use super::PresenceError;
-use super::assignment_gate::{AssignmentGate, Confirmed};
+use super::assignment_gate::{AssignmentGate, Confirmed, Fence};
+use super::redis::lua;
 use crate::domain::Timestamp;
 
 const PASS: &str = "{sb}:desk:assign:pass";
 const AGAIN: &str = "{sb}:desk:assign:again";
 const AWAY: &str = "{sb}:desk:assign:away";
+const FENCE: &str = "{sb}:desk:assign:fence";
+const HELD: &str = "{sb}:desk:assign:held";
 const AVAILABLE: &str = "{sb}:desk:available";
 
 /// How long a pass holds the gate without renewing it (each assignment renews it).
@@ -35,7 +43,10 @@ const BEGIN: &str = r#"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) or redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   redis.call('DEL', KEYS[2])
-  return 1
+  local token = redis.call('INCR', KEYS[3])
+  local taken_over = redis.call('EXISTS', KEYS[4])
+  redis.call('SET', KEYS[4], token)
+  return {token, taken_over}
 end
 if ARGV[3] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) end
 return 0
@@ -53,7 +64,12 @@ if redis.call('DEL', KEYS[2]) == 1 then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[3])
+return 0
+"#;
+
+const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 "#;
 
@@ -78,39 +94,39 @@ return out
 
 /// The assignment gate kept in Redis (see the module doc).
 pub struct RedisAssignmentGate {
-    client: Client,
+    lua: lua::Caller,
     node: String,
     begin: Script,
     confirm: Script,
     end: Script,
     since: Script,
-}
-
-fn unavailable(e: impl std::fmt::Display) -> PresenceError {
-    PresenceError::Unavailable(e.to_string())
+    release: Script,
 }
 
 impl RedisAssignmentGate {
     pub fn new(client: Client, node: String) -> Self {
         Self {
-            client,
+            lua: lua::Caller::new(client, CALL_TIMEOUT, "assignment gate"),
             node,
             begin: Script::from_lua(BEGIN),
             confirm: Script::from_lua(CONFIRM),
             end: Script::from_lua(END),
             since: Script::from_lua(SINCE),
+            release: Script::from_lua(RELEASE),
         }
     }
 
     /// Loads the scripts into Redis's script cache (every master of a Redis Cluster), so that
     /// the first calls after a start do not each meet `NOSCRIPT` and reload.
     pub async fn load_scripts(&self) -> Result<(), PresenceError> {
-        let scripts = [&self.begin, &self.confirm, &self.end, &self.since];
-        let loads = scripts.map(|script| script.load(&self.client));
-        match tokio::time::timeout(CALL_TIMEOUT, futures_util::future::join_all(loads)).await {
-            Ok(results) => results.into_iter().try_for_each(|r| r.map_err(unavailable)),
-            Err(_) => Err(unavailable("loading the assignment scripts timed out")),
-        }
+        let scripts = [
+            &self.begin,
+            &self.confirm,
+            &self.end,
+            &self.since,
+            &self.release,
+        ];
+        self.lua.load(&scripts).await
     }
 
     async fn run(
@@ -119,12 +135,8 @@ impl RedisAssignmentGate {
         keys: Vec<&str>,
         args: Vec<String>,
     ) -> Result<Value, PresenceError> {
-        let call = script.evalsha_with_reload::<Value, _, _>(&self.client, keys, args);
-        match tokio::time::timeout(CALL_TIMEOUT, call).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(unavailable(e)),
-            Err(_) => Err(unavailable("assignment gate call timed out")),
-        }
+        let keys = keys.into_iter().map(str::to_owned).collect();
+        self.lua.run(script, keys, args).await
     }
 
     fn lease_ms() -> String {
@@ -134,14 +146,23 @@ impl RedisAssignmentGate {
 
 #[async_trait]
 impl AssignmentGate for RedisAssignmentGate {
-    async fn begin(&self, wanted: bool) -> Result<bool, PresenceError> {
+    async fn begin(&self, wanted: bool) -> Result<Option<Fence>, PresenceError> {
         let args = vec![
             self.node.clone(),
             Self::lease_ms(),
             if wanted { "1" } else { "0" }.to_owned(),
         ];
-        let v = self.run(&self.begin, vec![PASS, AGAIN], args).await?;
-        Ok(v.as_i64() == Some(1))
+        let v = self
+            .run(&self.begin, vec![PASS, AGAIN, FENCE, HELD], args)
+            .await?;
+        let Value::Array(items) = v else {
+            return Ok(None);
+        };
+        let int = |i: usize| items.get(i).and_then(Value::as_i64).unwrap_or(0);
+        Ok(Some(Fence {
+            token: u64::try_from(int(0)).unwrap_or(0),
+            taken_over: int(1) == 1,
+        }))
     }
 
     async fn confirm(&self, agent: &str) -> Result<Confirmed, PresenceError> {
@@ -156,8 +177,13 @@ impl AssignmentGate for RedisAssignmentGate {
 
     async fn end(&self) -> Result<bool, PresenceError> {
         let args = vec![self.node.clone(), Self::lease_ms()];
-        let v = self.run(&self.end, vec![PASS, AGAIN], args).await?;
+        let v = self.run(&self.end, vec![PASS, AGAIN, HELD], args).await?;
         Ok(v.as_i64() == Some(1))
+    }
+
+    async fn release(&self) -> Result<(), PresenceError> {
+        let args = vec![self.node.clone()];
+        self.run(&self.release, vec![PASS], args).await.map(|_| ())
     }
 
     async fn unavailable_since(

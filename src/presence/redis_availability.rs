@@ -16,6 +16,7 @@ use fred::types::scripts::Script;
 
 use super::PresenceError;
 use super::availability::{Announcement, StaffAvailability, StaffStatus};
+use super::redis::lua::{self, unavailable};
 
 const STAFF: &str = "{sb}:desk:staff";
 const AVAILABLE: &str = "{sb}:desk:available";
@@ -69,19 +70,17 @@ return 2
 /// Staff availability kept in Redis (see the module doc).
 pub struct RedisAvailability {
     client: Client,
+    lua: lua::Caller,
     connected: Script,
     set: Script,
     forget: Script,
     claim: Script,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> PresenceError {
-    PresenceError::Unavailable(e.to_string())
-}
-
 impl RedisAvailability {
     pub fn new(client: Client) -> Self {
         Self {
+            lua: lua::Caller::new(client.clone(), CALL_TIMEOUT, "availability"),
             client,
             connected: Script::from_lua(CONNECTED),
             set: Script::from_lua(SET),
@@ -94,25 +93,7 @@ impl RedisAvailability {
     /// the first calls after a start do not each meet `NOSCRIPT` and reload.
     pub async fn load_scripts(&self) -> Result<(), PresenceError> {
         let scripts = [&self.connected, &self.set, &self.forget, &self.claim];
-        let loads = scripts.map(|script| script.load(&self.client));
-        match tokio::time::timeout(CALL_TIMEOUT, futures_util::future::join_all(loads)).await {
-            Ok(results) => results.into_iter().try_for_each(|r| r.map_err(unavailable)),
-            Err(_) => Err(unavailable("loading the availability scripts timed out")),
-        }
-    }
-
-    async fn run(
-        &self,
-        script: &Script,
-        keys: Vec<String>,
-        args: Vec<String>,
-    ) -> Result<Value, PresenceError> {
-        let call = script.evalsha_with_reload::<Value, _, _>(&self.client, keys, args);
-        match tokio::time::timeout(CALL_TIMEOUT, call).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(unavailable(e)),
-            Err(_) => Err(unavailable("availability call timed out")),
-        }
+        self.lua.load(&scripts).await
     }
 
     fn keys() -> Vec<String> {
@@ -128,6 +109,7 @@ fn as_int(v: &Value) -> i64 {
 impl StaffAvailability for RedisAvailability {
     async fn staff_connected(&self, user_id: &str) -> Result<bool, PresenceError> {
         let v = self
+            .lua
             .run(&self.connected, Self::keys(), vec![user_id.to_owned()])
             .await?;
         Ok(as_int(&v) == 1)
@@ -135,7 +117,7 @@ impl StaffAvailability for RedisAvailability {
 
     async fn set(&self, user_id: &str, status: StaffStatus) -> Result<bool, PresenceError> {
         let args = vec![user_id.to_owned(), status.as_str().to_owned()];
-        let v = self.run(&self.set, Self::keys(), args).await?;
+        let v = self.lua.run(&self.set, Self::keys(), args).await?;
         Ok(as_int(&v) == 1)
     }
 
@@ -144,6 +126,7 @@ impl StaffAvailability for RedisAvailability {
             return Ok(Vec::new());
         }
         let v = self
+            .lua
             .run(&self.forget, Self::keys(), user_ids.to_vec())
             .await?;
         Ok(match v {
@@ -191,10 +174,12 @@ impl StaffAvailability for RedisAvailability {
             if available { "1" } else { "0" }.to_owned(),
             every.as_millis().max(1).to_string(),
         ];
-        Ok(match as_int(&self.run(&self.claim, keys, args).await?) {
-            1 => Announcement::Send,
-            2 => Announcement::Later,
-            _ => Announcement::Unchanged,
-        })
+        Ok(
+            match as_int(&self.lua.run(&self.claim, keys, args).await?) {
+                1 => Announcement::Send,
+                2 => Announcement::Later,
+                _ => Announcement::Unchanged,
+            },
+        )
     }
 }

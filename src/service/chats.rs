@@ -23,6 +23,7 @@ use crate::service::events::{MessageNew, MessageRead, TypingEvent};
 use crate::service::unknown_saves::settle_unknown_save;
 use crate::state::{AppState, TypingTracker};
 use crate::store::Store;
+use crate::webhooks::{Check, fresh_id};
 
 /// `POST /api/chats`: what a client asks for when it opens a chat.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -128,6 +129,7 @@ impl<'a> Chats<'a> {
                 participants.push(user.id.clone());
             }
             NewChat {
+                id: ChatId::generate(),
                 participants,
                 title,
                 priority,
@@ -139,6 +141,7 @@ impl<'a> Chats<'a> {
                 return Err(AppError::forbidden("a user opens chats for themself only"));
             }
             NewChat {
+                id: ChatId::generate(),
                 participants: vec![user.id.clone()],
                 title,
                 priority,
@@ -146,8 +149,21 @@ impl<'a> Chats<'a> {
                 queued: self.config.assignment.is_auto(),
             }
         };
-        let chat = self.store.create_chat(chat).await?;
-        self.events.announce_chat_created(&chat).await;
+        let check = Check::ChatCreated {
+            chat: chat.id.as_str().to_owned(),
+        };
+        let key = format!("chat:{}", chat.id.as_str());
+        let pledged = self
+            .emitter
+            .pledge("chat.created", fresh_id(), key, 0, check)
+            .await?;
+        let chat = self
+            .emitter
+            .saved(self.store.create_chat(chat).await, &pledged)
+            .await?;
+        self.events
+            .announce_chat_created(&chat, pledged.as_ref())
+            .await;
         if chat.queued_at.is_some() {
             self.assignment.wake();
         }
@@ -212,6 +228,8 @@ impl<'a> Chats<'a> {
                 .assigned_admin
                 .map(|a| parse_plain_id("assignedAdmin", &a))
                 .transpose()?,
+            change: None,
+            queue: false,
         };
         // Read first: `chat:updated` names what changed and reaches who left the chat too.
         let before = self
@@ -219,9 +237,23 @@ impl<'a> Chats<'a> {
             .chat(&id)
             .await?
             .ok_or_else(|| AppError::not_found("chat not found"))?;
-        let after = self.store.update_chat(&id, patch).await?;
+        let changed = crate::service::desk::chat_events::patched_fields(&before, &patch);
+        let pledged = self.events.pledge_updated(&id, &changed, &user.id).await?;
+        // A closed chat reopened with nobody assigned waits in the queue again.
+        let queue = self.config.assignment.is_auto()
+            && before.status == ChatStatus::Closed
+            && patch.status == Some(ChatStatus::Open);
+        let patch = ChatPatch {
+            change: pledged.as_ref().map(|p| p.id.clone()),
+            queue,
+            ..patch
+        };
+        let after = self
+            .emitter
+            .saved(self.store.update_chat(&id, patch).await, &pledged)
+            .await?;
         self.events
-            .announce_chat_updated(&before, &after, &Actor::of(user))
+            .announce_chat_updated(&before, &after, &Actor::of(user), pledged)
             .await;
         self.assignment.changed(&before, &after, &user.id);
         Ok(after)
@@ -373,9 +405,6 @@ impl<'a> Chats<'a> {
         self.deliveries
             .deliver_with_read(&chat.id, Side::of(user.role), message.seq)
             .await?;
-        self.store
-            .mark_read(&chat.id, message.seq, &user.id)
-            .await?;
         let payload = MessageRead {
             chat_id: &chat.id,
             message_id,
@@ -383,8 +412,27 @@ impl<'a> Chats<'a> {
             read_by: &user.id,
             read_at,
         };
+        let check = Check::Read {
+            chat: chat.id.as_str().to_owned(),
+            message: message_id.as_str().to_owned(),
+            reader: user.id.clone(),
+            data: serde_json::to_string(&payload).unwrap_or_default(),
+        };
+        let key = format!("chat:{}", chat.id.as_str());
+        let pledged = self
+            .emitter
+            .pledge("message.read", fresh_id(), key, message.seq, check)
+            .await?;
+        let marked = self.store.mark_read(&chat.id, message.seq, &user.id).await;
+        self.emitter.saved(marked, &pledged).await?;
         self.emitter
-            .emit(rooms::chat(&chat.participants), Vec::new(), &payload, turn)
+            .emit_pledged(
+                rooms::chat(&chat.participants),
+                Vec::new(),
+                &payload,
+                pledged.as_ref(),
+                turn,
+            )
             .await;
         Ok(read_at)
     }

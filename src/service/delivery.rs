@@ -355,44 +355,68 @@ impl<'a> Deliveries<'a> {
                 best = Some(DeliveryMark { to, ..live });
             }
         }
-        // What moved the mark, to announce: this window's write, else what the saves wrote.
-        let announce = match best {
-            None => stored,
+        // What moved the mark, to announce: this window's write (its webhook written ahead of
+        // it), else what the saves wrote.
+        let (announce, pledged) = match best {
+            None => (stored, None),
             Some(mark) => {
-                let moved = self
-                    .store
-                    .advance_delivered(chat, side, mark.seq)
-                    .await
-                    .map_err(AppError::from);
+                let moved = match self.pledge_delivered(chat, side, &mark).await {
+                    Ok(pledged) => {
+                        let moved = self.store.advance_delivered(chat, side, mark.seq).await;
+                        self.emitter
+                            .saved(moved, &pledged)
+                            .await
+                            .map(|m| (m, pledged))
+                    }
+                    Err(e) => Err(e),
+                };
                 match moved {
-                    Ok(true) => Some(mark),
-                    Ok(false) => stored,
+                    Ok((true, pledged)) => (Some(mark), pledged),
+                    Ok((false, pledged)) => {
+                        self.emitter.unpledge(pledged).await;
+                        (stored, None)
+                    }
                     // The status stays `sent`; the recipient's next fetch delivers it.
                     Err(e) => {
                         tracing::warn!(chat = %chat, error = %e.message, "delivery not recorded");
-                        stored
+                        (stored, None)
                     }
                 }
             }
         };
         if let Some(mark) = announce {
-            let payload = MessageDelivered {
-                chat_id: chat,
-                message_id: &mark.message_id,
-                seq: mark.seq,
-                delivered_to: &mark.to,
-                delivered_at: mark.at,
-            };
+            let payload = delivered_event(chat, &mark);
             self.emitter
-                .emit(
+                .emit_pledged(
                     rooms::chat(&pending.participants),
                     Vec::new(),
                     &payload,
+                    pledged.as_ref(),
                     turn,
                 )
                 .await;
         }
         connected
+    }
+
+    /// The `message.delivered` of moving `side`'s mark to `mark`, written ahead of the write
+    /// (`webhooks/pledges.rs`).
+    async fn pledge_delivered(
+        &self,
+        chat: &ChatId,
+        side: Side,
+        mark: &DeliveryMark,
+    ) -> Result<Option<crate::webhooks::Pledged>, AppError> {
+        let check = crate::webhooks::Check::Delivered {
+            chat: chat.as_str().to_owned(),
+            side: side.as_str().to_owned(),
+            data: serde_json::to_string(&delivered_event(chat, mark)).unwrap_or_default(),
+        };
+        let key = format!("chat:{}", chat.as_str());
+        let id = crate::webhooks::fresh_id();
+        self.emitter
+            .pledge("message.delivered", id, key, mark.seq, check)
+            .await
     }
 
     /// A connected recipient of `side`, if there is one: the chat's user (its first
@@ -433,5 +457,16 @@ impl<'a> Deliveries<'a> {
             }
         }
         None
+    }
+}
+
+/// `message:delivered` of a mark.
+fn delivered_event<'a>(chat: &'a ChatId, mark: &'a DeliveryMark) -> MessageDelivered<'a> {
+    MessageDelivered {
+        chat_id: chat,
+        message_id: &mark.message_id,
+        seq: mark.seq,
+        delivered_to: &mark.to,
+        delivered_at: mark.at,
     }
 }

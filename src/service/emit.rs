@@ -1,11 +1,15 @@
 //! Emitting a server event: the one seam every use case that announces something borrows
 //! ([`Emitter`]). An emission publishes its webhook, appends a recoverable event to the
 //! recovery log, then broadcasts through the fan-out, in the event's [`Turn`].
+//! And the use cases' side of a webhook pledge (`webhooks/pledges.rs`): written before the
+//! save ([`Emitter::pledge`]), the save refused when it cannot be written, forgotten when the
+//! save fails ([`Emitter::saved`]), fulfilled by the emission ([`Emitter::emit_pledged`]).
 
 use std::task::Poll;
 use std::time::Instant;
 
 use crate::cluster::{Emission, Fanout};
+use crate::error::{AppError, ErrorCode};
 use crate::metrics::Metrics;
 use crate::ordering::Turn;
 use crate::recovery::Recovery;
@@ -13,7 +17,7 @@ use crate::service::events::ServerEvent;
 use crate::state::NodeState;
 #[cfg(any(test, feature = "test-support"))]
 use crate::state::test_hooks::TestHooks;
-use crate::webhooks::Publisher;
+use crate::webhooks::{Check, Pledged, Publisher};
 
 /// What an emission goes through: the fan-out, the recovery log, the webhooks and the
 /// metrics. Four references: cheap to copy into every use case that emits.
@@ -58,10 +62,26 @@ impl<'a> Emitter<'a> {
         event: &E,
         turn: Turn,
     ) -> bool {
+        self.emit_pledged(rooms, except, event, None, turn).await
+    }
+
+    /// [`emit`](Self::emit) of the change `pledged` was written ahead of
+    /// (`webhooks/pledges.rs`): its webhook takes the pledge's id and place.
+    pub async fn emit_pledged<E: ServerEvent + Sync>(
+        &self,
+        rooms: Vec<String>,
+        except: Vec<String>,
+        event: &E,
+        pledged: Option<&Pledged>,
+        turn: Turn,
+    ) -> bool {
         // In a socket event: after the previous event's log appends, and let the next event start.
         turn.emission().await;
         let webhook = if self.webhooks.enabled() {
-            event.webhook()
+            event.webhook().map(|hook| match pledged {
+                Some(p) => hook.fulfilling(p),
+                None => hook,
+            })
         } else {
             None
         };
@@ -78,6 +98,10 @@ impl<'a> Emitter<'a> {
     /// it from the saved message). `false` where a node killed after its save stops (a test
     /// hook): nothing after it happens.
     async fn publish_webhook(&self, webhook: Option<crate::webhooks::Event>) -> bool {
+        #[cfg(any(test, feature = "test-support"))]
+        if self.test_hooks.saves_killed() {
+            return false;
+        }
         let webhook = match webhook {
             Some(hook) if !hook.is_rederived() => {
                 self.webhooks.publish_durable(hook).await;
@@ -93,6 +117,44 @@ impl<'a> Emitter<'a> {
             self.webhooks.publish(hook);
         }
         true
+    }
+
+    /// Writes ahead the event of a change about to be saved (`webhooks/pledges.rs`): `None`
+    /// when no endpoint takes it. When the outbox cannot be written the change is not made
+    /// (`UNAVAILABLE`): an event once saved is never lost.
+    pub async fn pledge(
+        &self,
+        kind: &'static str,
+        id: String,
+        key: String,
+        seq: u64,
+        check: Check,
+    ) -> Result<Option<Pledged>, AppError> {
+        self.webhooks
+            .pledge(kind, id, key, seq, check)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, kind, "webhook pledge not written: change refused");
+                AppError::new(ErrorCode::Unavailable, "the webhook outbox is unavailable")
+            })
+    }
+
+    /// A save's outcome: a failed save forgets its pledge (its change was not made).
+    pub async fn saved<T>(
+        &self,
+        result: crate::store::StoreResult<T>,
+        pledged: &Option<Pledged>,
+    ) -> Result<T, AppError> {
+        if result.is_err() {
+            self.webhooks.unpledge(pledged.clone()).await;
+        }
+        Ok(result?)
+    }
+
+    /// Forgets a pledge whose change was not made after all (nothing changed, or the save
+    /// found the chat changed under it).
+    pub async fn unpledge(&self, pledged: Option<Pledged>) {
+        self.webhooks.unpledge(pledged).await;
     }
 
     /// The untyped body of [`emit`](Self::emit): one copy of this code, whatever the event's

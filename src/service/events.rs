@@ -223,6 +223,7 @@ impl ServerEvent for UserStatus<'_> {
             unread: None,
             pos: None,
             seq: 0,
+            pledged: false,
         })
     }
 }

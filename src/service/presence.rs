@@ -313,6 +313,17 @@ impl<'a> Statuses<'a> {
     async fn emit_status(&self, user_id: &str, online: bool, partners: &[String], turn: Turn) {
         let mut targets: Vec<String> = partners.iter().map(|p| rooms::user(p)).collect();
         targets.push(rooms::ADMINS.to_owned());
+        if !online && self.webhooks.enabled() && !self.webhooks.knows_role(user_id) {
+            // Another node held their sockets (it died or drained): `user.offline` carries the
+            // role PROTOCOL.md requires, from the directory every handshake writes.
+            match self.store.known_user(user_id).await {
+                Ok(Some(known)) => self.webhooks.note_role(user_id, known.role),
+                Ok(None) => tracing::warn!(user_id, "user.offline: role unknown to the directory"),
+                Err(e) => {
+                    tracing::warn!(user_id, error = %e, "user.offline: directory unavailable")
+                }
+            }
+        }
         let payload = UserStatus {
             user_id,
             status: if online { "online" } else { "offline" },

@@ -15,6 +15,7 @@ use crate::service::emit::Emitter;
 use crate::service::events::{ReceiveReport, ReportRead};
 use crate::state::NodeState;
 use crate::store::Store;
+use crate::webhooks::{Check, fresh_id};
 
 /// What marking a report read answers (the `report:read` ack and the REST response).
 #[derive(Serialize, utoipa::ToSchema)]
@@ -70,17 +71,32 @@ impl<'a> Reports<'a> {
             return Err(AppError::forbidden("only staff send report messages"));
         }
         let report = NewReport::parse(input, user)?;
-        let report = self.store.create_report(report).await?;
+        let check = Check::ReportCreated {
+            report: report.id.as_str().to_owned(),
+        };
+        let (id, key) = (
+            format!("rpt_{}", report.id.as_str()),
+            format!("report:{}", report.user_id),
+        );
+        let pledged = self
+            .emitter
+            .pledge("report.created", id, key, 0, check)
+            .await?;
+        let report = self
+            .emitter
+            .saved(self.store.create_report(report).await, &pledged)
+            .await?;
         self.metrics.reports_saved.inc();
         let payload = ReceiveReport {
             success: true,
             message: &report,
         };
         self.emitter
-            .emit(
+            .emit_pledged(
                 vec![rooms::user(&report.user_id)],
                 Vec::new(),
                 &payload,
+                pledged.as_ref(),
                 turn,
             )
             .await;
@@ -117,18 +133,37 @@ impl<'a> Reports<'a> {
                 "only the report's recipient marks it read",
             ));
         }
-        let report = self.store.mark_report_read(id, now()).await?;
-        let read_at = report.read_at.unwrap_or_else(now);
+        // Written ahead as it will read unless it was read before (then the store keeps the
+        // first read's time, which the live event carries).
+        let at = report.read_at.unwrap_or_else(now);
+        let ahead = ReportRead {
+            report_id: &report.id,
+            user_id: &report.user_id,
+            read_at: at,
+        };
+        let check = Check::ReportRead {
+            report: report.id.as_str().to_owned(),
+            data: serde_json::to_string(&ahead).unwrap_or_default(),
+        };
+        let key = format!("report:{}", report.user_id);
+        let pledged = self
+            .emitter
+            .pledge("report.read", fresh_id(), key, 0, check)
+            .await?;
+        let marked = self.store.mark_report_read(id, at).await;
+        let report = self.emitter.saved(marked, &pledged).await?;
+        let read_at = report.read_at.unwrap_or(at);
         let payload = ReportRead {
             report_id: &report.id,
             user_id: &report.user_id,
             read_at,
         };
         self.emitter
-            .emit(
+            .emit_pledged(
                 vec![rooms::user(&report.user_id), rooms::ADMINS.to_owned()],
                 Vec::new(),
                 &payload,
+                pledged.as_ref(),
                 turn,
             )
             .await;

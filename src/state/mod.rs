@@ -68,6 +68,9 @@ pub struct NodeState {
     pub assignment_gate: Arc<dyn AssignmentGate>,
     /// Wakes this node's assigner (a chat queued, a staff member available, a chat closed).
     pub assigner_wake: tokio::sync::Notify,
+    /// Held while this node runs assignment passes: a drain waits for it, then gives the
+    /// gate up.
+    pub assigning: tokio::sync::Mutex<()>,
     /// Room emissions, through whichever adapter `app.rs` chose.
     pub fanout: Arc<dyn Fanout>,
     /// Closes this node's sockets when it drains.
@@ -169,6 +172,7 @@ impl AppState {
             support_recheck: AtomicBool::new(false),
             assignment_gate: b.assignment_gate,
             assigner_wake: tokio::sync::Notify::new(),
+            assigning: tokio::sync::Mutex::new(()),
             keys: b.keys,
             typing: TypingTracker::default(),
             delivery: DeliveryTracker::default(),

@@ -10,6 +10,12 @@
 //! and its emission would: after what is written ahead of it (its webhook, unless the store
 //! gives that back), before anything else (a re-derived webhook's publishing, the recovery
 //! log, the broadcast).
+//!
+//! [`TestHooks::kill_after_saves`]: the same, one step earlier: right after the save, before
+//! its webhook is written (only a pledge written ahead of the save survives).
+//!
+//! [`TestHooks::hold_assignment_writes`]: an assignment pass stops right before its store
+//! write, as one whose write hangs past the gate's lease would, until the test lets it go.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -34,6 +40,14 @@ pub struct TestHooks {
     departure: Notify,
     /// While set, emissions stop right after their save's written-ahead webhook.
     emissions_killed: AtomicBool,
+    /// While set, emissions stop right after their save, before anything else.
+    saves_killed: AtomicBool,
+    /// While set, assignment writes wait (a pass stalled past its gate's lease).
+    assignments_held: AtomicBool,
+    /// Assignment writes waiting now.
+    assignments_waiting: AtomicUsize,
+    /// Woken when assignment writes are let go.
+    assignments_released: Notify,
 }
 
 impl TestHooks {
@@ -73,6 +87,51 @@ impl TestHooks {
     /// its save and its emission would (see the module docs).
     pub fn kill_emissions(&self, killed: bool) {
         self.emissions_killed.store(killed, Ordering::SeqCst);
+    }
+
+    /// From now on (`true`) or no longer, every emission stops where a node killed right
+    /// after its save would: before anything is written for it (its webhook included), so only
+    /// what was written ahead of the save (`webhooks/pledges.rs`) and the store know of it.
+    pub fn kill_after_saves(&self, killed: bool) {
+        self.saves_killed.store(killed, Ordering::SeqCst);
+    }
+
+    /// Whether emissions stop right after their save (see [`TestHooks::kill_after_saves`]).
+    pub fn saves_killed(&self) -> bool {
+        self.saves_killed.load(Ordering::SeqCst)
+    }
+
+    /// From now on (`true`) or no longer, an assignment pass stops right before its store
+    /// write (after confirming the gate) until let go: a pass stalled past its lease.
+    pub fn hold_assignment_writes(&self, held: bool) {
+        self.assignments_held.store(held, Ordering::SeqCst);
+        if !held {
+            self.assignments_released.notify_waiters();
+        }
+    }
+
+    /// How many assignment writes wait now (see [`TestHooks::hold_assignment_writes`]).
+    pub fn assignment_writes_waiting(&self) -> usize {
+        self.assignments_waiting.load(Ordering::SeqCst)
+    }
+
+    /// Called by an assignment pass right before its store write.
+    pub async fn before_assignment_write(&self) {
+        self.assignments_waiting.fetch_add(1, Ordering::SeqCst);
+        let waited = tokio::time::timeout(HOLD_AT_MOST * 6, async {
+            loop {
+                let released = self.assignments_released.notified();
+                if !self.assignments_held.load(Ordering::SeqCst) {
+                    return;
+                }
+                released.await;
+            }
+        })
+        .await;
+        self.assignments_waiting.fetch_sub(1, Ordering::SeqCst);
+        if waited.is_err() {
+            tracing::warn!("held assignment write: never let go");
+        }
     }
 
     /// Whether emissions stop after their save (see [`TestHooks::kill_emissions`]).

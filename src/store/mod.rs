@@ -23,7 +23,7 @@ pub mod embedded;
 pub mod mongo;
 pub mod timed;
 
-pub use assignment::{AgentLoad, AssignmentStore};
+pub use assignment::{AgentLoad, Assign, AssignmentStore};
 pub use audit::AuditStore;
 pub use desk::DeskStore;
 
@@ -99,6 +99,7 @@ store_operations! {
     Chat => "chat",
     ListChats => "list_chats",
     UpdateChat => "update_chat",
+    ChatHasChange => "chat_has_change",
     ChatPartners => "chat_partners",
     SaveMessage => "save_message",
     Message => "message",
@@ -127,6 +128,7 @@ store_operations! {
     OpenChatsOf => "open_chats_of",
     AssignQueued => "assign_queued",
     Requeue => "requeue",
+    FenceQueue => "fence_queue",
 }
 
 /// An upload's bytes as the store reads them in (from the file the request was received into).

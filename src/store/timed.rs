@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::{
-    AgentLoad, AssignmentStore, AuditStore, DeskStore, FileReader, FileStream, Store, StoreOp,
-    StoreResult,
+    AgentLoad, Assign, AssignmentStore, AuditStore, DeskStore, FileReader, FileStream, Store,
+    StoreOp, StoreResult,
 };
 use crate::domain::{
     AuditEntry, AuditQuery, AuthUser, Chat, ChatId, ChatPatch, ChatQuery, ChatSummary, FileId,
@@ -230,25 +230,33 @@ impl AssignmentStore for TimedStore {
         self.time(StoreOp::OpenChatsOf, self.inner.open_chats_of(agent))
             .await
     }
-    async fn assign_queued(
-        &self,
-        chat: &ChatId,
-        agent: &str,
-        at: Timestamp,
-    ) -> StoreResult<Option<Chat>> {
-        self.time(
-            StoreOp::AssignQueued,
-            self.inner.assign_queued(chat, agent, at),
-        )
-        .await
+    async fn assign_queued(&self, a: Assign<'_>) -> StoreResult<Option<Chat>> {
+        self.time(StoreOp::AssignQueued, self.inner.assign_queued(a))
+            .await
     }
     async fn requeue(
         &self,
         chat: &ChatId,
         agent: &str,
         queued_at: Timestamp,
+        change: Option<&str>,
+        fence: u64,
     ) -> StoreResult<Option<Chat>> {
-        self.time(StoreOp::Requeue, self.inner.requeue(chat, agent, queued_at))
+        self.time(
+            StoreOp::Requeue,
+            self.inner.requeue(chat, agent, queued_at, change, fence),
+        )
+        .await
+    }
+    async fn fence_queue(&self, fence: u64) -> StoreResult<()> {
+        self.time(StoreOp::FenceQueue, self.inner.fence_queue(fence))
             .await
+    }
+    async fn chat_has_change(&self, id: &ChatId, change: &str) -> StoreResult<bool> {
+        self.time(
+            StoreOp::ChatHasChange,
+            self.inner.chat_has_change(id, change),
+        )
+        .await
     }
 }

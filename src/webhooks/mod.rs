@@ -4,18 +4,21 @@
 //! The path of one event:
 //!
 //! 1. **Publish** (`publisher.rs`): a server event that is also a webhook says so
-//!    ([`crate::service::events::ServerEvent::webhook`]); `Emitter::emit` (`service/emit.rs`) hands it here in the
-//!    event's emission turn. Every event but `message.created` is written to the outbox before
-//!    its emission goes out (the store cannot give it back); `message.created` is queued without
-//!    waiting. The queue is bounded (`WEBHOOK_QUEUE_BYTES`): when it is full, `message.created`
-//!    is left to step 3 and the others wait for room.
+//!    ([`crate::service::events::ServerEvent::webhook`]); `Emitter::emit` (`service/emit.rs`)
+//!    hands it here in the event's emission turn. The event of a save the store cannot give
+//!    back alone was pledged before the save (`pledges.rs`, through `Emitter::pledge`) and is
+//!    queued without waiting, as `message.created` is; `user.*` (presence, no save) are written
+//!    to the outbox before their emission goes out. The queue is bounded
+//!    (`WEBHOOK_QUEUE_BYTES`): when it is full, `message.created` and pledged events are left
+//!    to step 3 and the others wait for room.
 //! 2. **Queue** (`writer.rs`): the writer batches events into the [`Outbox`] (one delivery per
 //!    endpoint whose filter takes it; SQLite beside the embedded store, or MongoDB), retrying
 //!    while the outbox is down, and plans the `chat.unread` looks.
 //! 3. **Derive from what was saved** (`reconcile.rs`): a node that died between saving a message
 //!    and emitting it never published it; the sender re-reads the recently changed chats and
 //!    queues every saved message at its own place in its chat (its `webhook-id` is the
-//!    message's, so a message queued twice is one delivery).
+//!    message's, so a message queued twice is one delivery), and settles the pledges of dead
+//!    nodes from the store (`pledges.rs`).
 //! 4. **Send** (`sender.rs`): one sender per endpoint, on one node of the cluster at a time
 //!    (`lease.rs`: a Redis lease; another node takes over when it lapses), one event of a chat
 //!    (or user) in flight at a time, a chat's messages in `seq` order (one whose predecessor may
@@ -37,6 +40,7 @@ use crate::domain::{Side, Timestamp};
 
 pub mod lease;
 pub mod outbox;
+pub mod pledges;
 mod publisher;
 mod reconcile;
 mod sender;
@@ -47,7 +51,10 @@ mod writer;
 
 pub use lease::Lease;
 pub use outbox::{Delivery, Outbox, State};
+pub use pledges::{Check, PledgeError, Pledged};
 pub use publisher::{Publisher, Running, WRITE_AHEAD_WAIT};
+#[cfg(any(test, feature = "test-support"))]
+pub use reconcile::TEST_CHATS_PER_PASS;
 pub use settings::{Endpoint, WebhookSettings};
 
 /// One event to report, as the use case that caused it describes it.
@@ -71,6 +78,9 @@ pub struct Event {
     pub pos: Option<i64>,
     /// The newest message of its chat it follows (see [`Delivery::seq`]; 0: none).
     pub seq: u64,
+    /// Written ahead as a pledge (`pledges.rs`): the writer forgets the pledge once the event
+    /// is queued.
+    pub pledged: bool,
 }
 
 /// An event's `data`.
@@ -101,7 +111,16 @@ impl Event {
             unread: None,
             pos: None,
             seq: 0,
+            pledged: false,
         }
+    }
+
+    /// The same event, as the pledge written ahead of its save announced it: its id and place.
+    pub fn fulfilling(mut self, pledged: &Pledged) -> Self {
+        self.id = pledged.id.clone();
+        self.pos = Some(pledged.pos);
+        self.pledged = true;
+        self
     }
 
     /// The same event, following message `seq` of its chat (a read or a delivery of it).
@@ -111,10 +130,11 @@ impl Event {
     }
 
     /// Whether the sender's reconcile pass derives this event from what was saved
-    /// (`message.created`), so its publishing may be left out; every other event is written
-    /// to the outbox ahead of its emission (`publisher.rs`).
+    /// (`message.created`) or from its pledge (`pledges.rs`), so its publishing may be left
+    /// out; every other event is written to the outbox ahead of its emission
+    /// (`publisher.rs`).
     pub fn is_rederived(&self) -> bool {
-        self.kind == "message.created"
+        self.kind == "message.created" || self.pledged
     }
 }
 

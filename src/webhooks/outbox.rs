@@ -81,6 +81,27 @@ pub struct UnreadWatch {
     pub fired_upto: u64,
 }
 
+/// The event of a change about to be saved, written ahead of the save (`pledges.rs`): the
+/// node that saves it turns it into deliveries once it has published the event; a node that
+/// died first leaves it to the reconcile pass, which queues the event if the store shows the
+/// change and drops it if not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pledge {
+    /// The event's `webhook-id`.
+    pub id: String,
+    pub kind: String,
+    pub key: String,
+    /// Its queue order: later events of its key wait while it is open.
+    pub pos: i64,
+    /// The message of its chat it follows (see [`Delivery::seq`]).
+    pub seq: u64,
+    /// When it happened (ms): the body's `timestamp`.
+    pub at_ms: i64,
+    /// What proves the change was saved and what the event is built from
+    /// (`pledges::Check`, as JSON).
+    pub check: String,
+}
+
 /// Why an outbox operation failed.
 #[derive(Debug, thiserror::Error)]
 #[error("webhook outbox: {0}")]
@@ -119,6 +140,16 @@ pub trait Outbox: Send + Sync + 'static {
     async fn backlog(&self, endpoint: &str) -> OutboxResult<Backlog>;
     /// Forgets delivered deliveries acknowledged before `before_ms`.
     async fn prune(&self, before_ms: i64) -> OutboxResult<u64>;
+
+    /// Writes a pledge ahead of its change's save (one already there is left as it is).
+    async fn pledge(&self, p: &Pledge) -> OutboxResult<()>;
+    /// Forgets these pledges (their events are queued, or their change was not saved).
+    async fn unpledge(&self, ids: &[String]) -> OutboxResult<()>;
+    /// Pledges made before `before_ms` (by [`Pledge::pos`]), oldest first, at most `limit`.
+    async fn stale_pledges(&self, before_ms: i64, limit: usize) -> OutboxResult<Vec<Pledge>>;
+    /// Each key with open pledges and the oldest one's position, at most `limit` keys: the
+    /// sender holds a key's later deliveries behind it.
+    async fn pledged_keys(&self, limit: usize) -> OutboxResult<Vec<(String, i64)>>;
 
     /// A message to `side` of `chat_id` was saved: look at the chat at `due_ms`, unless a look
     /// is already planned (the earlier one stays).

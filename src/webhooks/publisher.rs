@@ -3,16 +3,14 @@
 //!
 //! Two ways in, by what a node killed right after the save would leave:
 //!
-//! - **Re-derived** (`message.created`, [`Event::is_rederived`]): [`Publisher::publish`] queues
-//!   it without waiting. When the queue is full (the outbox cannot be written, or not as fast as
-//!   events come) the event is left out and counted
-//!   (`switchboard_webhook_events_deferred_total`): the sender's reconcile pass queues it from
-//!   the saved message, as it does for a node that died.
-//! - **Written ahead** (every other event): [`Publisher::publish_durable`] waits for room in the
-//!   queue (back-pressure: its emission waits too) and then for the outbox write, at most
-//!   [`WRITE_AHEAD_WAIT`], before the emission goes out. The store keeps no trace these events
-//!   could be rebuilt from (`readAt`, `changed`, presence transitions), so the outbox row is
-//!   the trace: a node killed between the save and the emission has written it already.
+//! - **Re-derived** (`message.created`, and the events pledged before their save:
+//!   [`Event::is_rederived`]): [`Publisher::publish`] queues it without waiting. When the queue
+//!   is full (the outbox cannot be written, or not as fast as events come) the event is left out
+//!   and counted (`switchboard_webhook_events_deferred_total`): the sender's reconcile pass
+//!   queues it from the saved message or settles its pledge, as it does for a node that died.
+//! - **Written ahead** (`user.*`, presence transitions, no save): [`Publisher::publish_durable`]
+//!   waits for room in the queue (back-pressure: its emission waits too) and then for the
+//!   outbox write, at most [`WRITE_AHEAD_WAIT`], before the emission goes out.
 //!
 //! The queue's bound is `WEBHOOK_QUEUE_BYTES` (each event costs its size, in KiB rounded up, at
 //! least one), so memory stays bounded however long the outbox is away.
@@ -212,6 +210,13 @@ impl Publisher {
             let mut roles = self.roles.lock().unwrap_or_else(|p| p.into_inner());
             roles.insert(user_id.to_owned(), role);
         }
+    }
+
+    /// Whether this node remembers `user_id`'s role (a `user.offline` claimed here for a user
+    /// whose sockets were on another node does not: the caller looks it up in the directory).
+    pub fn knows_role(&self, user_id: &str) -> bool {
+        let roles = self.roles.lock().unwrap_or_else(|p| p.into_inner());
+        roles.contains_key(user_id)
     }
 
     /// Test-only: holds this node's outbox writes (as an outbox that cannot be written would)

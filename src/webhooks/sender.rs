@@ -10,7 +10,8 @@
 //! pass queued it from the store): an event that follows a message this sender has not sent
 //! waits until the reconcile pass has looked past it ([`waits_for_predecessor`]); by then a
 //! missing message is queued ahead of it, at its own place. A chat's first message, one
-//! following the last sent, and events that follow no message go at once.
+//! following the last sent, and events that follow no message go at once. Likewise an event
+//! queued after an open pledge of its key (`pledges.rs`) waits until the pledge is settled.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -172,6 +173,17 @@ async fn look(s: &Arc<Sender>) {
             return;
         }
     };
+    if rows.is_empty() {
+        return;
+    }
+    // An open pledge holds its key's later events: its own may still be queued ahead of them.
+    let pledged: HashMap<String, i64> = match s.outbox.pledged_keys(LOOK).await {
+        Ok(keys) => keys.into_iter().collect(),
+        Err(e) => {
+            tracing::warn!(endpoint = %s.endpoint.name, error = %e, "could not read the webhook pledges");
+            return;
+        }
+    };
     let now = crate::domain::now().timestamp_millis();
     let mut heads = HashSet::new();
     let reconciled = s.reconciled.load(Ordering::Acquire);
@@ -190,6 +202,9 @@ async fn look(s: &Arc<Sender>) {
             .get(&row.id)
             .is_some_and(|f| f.queued_ms == row.queued_ms && row.attempts < f.attempts);
         if stale || row.next_ms > now || in_flight.contains(&row.key) {
+            continue;
+        }
+        if pledged.get(&row.key).is_some_and(|pos| *pos < row.pos) {
             continue;
         }
         let last = last_sent

@@ -32,6 +32,15 @@ pub async fn run(
             })
             .collect();
         retry("queue webhook deliveries", || outbox.enqueue(&rows)).await;
+        // Their pledges are kept by the deliveries now (`pledges.rs`).
+        let pledged: Vec<String> = batch
+            .iter()
+            .filter(|q| q.event.pledged)
+            .map(|q| q.event.id.clone())
+            .collect();
+        if !pledged.is_empty() {
+            retry("forget fulfilled pledges", || outbox.unpledge(&pledged)).await;
+        }
         if let Some(after) = reminder {
             let watches: Vec<_> = batch
                 .iter()

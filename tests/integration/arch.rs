@@ -146,6 +146,7 @@ async fn the_timed_store_reports_each_operation_under_its_own_label() {
     );
     let chat = store
         .create_chat(NewChat {
+            id: ChatId::generate(),
             participants: vec!["u1".into()],
             title: "t".into(),
             priority: Priority::Medium,

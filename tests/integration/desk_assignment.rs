@@ -227,6 +227,42 @@ async fn three_nodes(topology: Topology, store: Store, cap: u32) -> Cluster {
         .await
 }
 
+/// Where the cluster tests keep their chats.
+#[derive(Clone, Copy)]
+enum Backend {
+    /// One embedded store on a shared `DATA_DIR`.
+    Embedded,
+    /// The MongoDB-wire test server.
+    Mongo,
+}
+
+/// `n` auto-assigning nodes `{prefix}-{i}` on the Redis at `url`, with capacity `cap`, on one
+/// store.
+async fn auto_cluster(
+    url: &str,
+    backend: Backend,
+    cap: u32,
+    n: usize,
+    prefix: &str,
+) -> Vec<TestNode> {
+    let data = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let database = crate::helpers::mongo::fresh_database();
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        let database = database.clone();
+        let node = TestNode::cluster_with(data.clone(), url, &format!("{prefix}-{i}"), |c| {
+            auto(c, cap, 0);
+            if let Backend::Mongo = backend {
+                c.mongodb_uri = Some(crate::helpers::mongo::shared().uri().into());
+                c.mongodb_database = database;
+            }
+        })
+        .await;
+        nodes.push(node);
+    }
+    nodes
+}
+
 /// `n` users opening a chat each at once, spread over the nodes; their ids.
 async fn storm(nodes: &[TestNode], from: usize, n: usize) -> Vec<String> {
     join_all((from..from + n).map(|i| {
@@ -420,5 +456,149 @@ async fn an_agent_going_away_mid_storm_gets_nothing_after_and_nobody_goes_over_c
         queue_of(&all),
         rest,
         "the rest wait in order, the late chat last"
+    );
+}
+
+/// Two auto-assigning nodes `gate-0` and `gate-1` of capacity `cap` on `redis`.
+async fn two_nodes(
+    redis: &crate::helpers::RedisServer,
+    backend: Backend,
+    cap: u32,
+) -> Vec<TestNode> {
+    auto_cluster(&redis.url(), backend, cap, 2, "gate").await
+}
+
+/// Waits until `node` has `n` assignment writes held by the test hook.
+async fn writes_held(node: &TestNode, n: usize) {
+    let hooks = &node.state.test_hooks;
+    assert!(
+        eventually(WAIT, || async { hooks.assignment_writes_waiting() == n }).await,
+        "{n} assignment writes held on {}",
+        node.state.node_id
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pass_stalled_past_its_lease_cannot_put_an_agent_over_capacity() {
+    stalled_pass_overlaps_the_next(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_mongodb_a_pass_stalled_past_its_lease_cannot_put_an_agent_over_capacity() {
+    stalled_pass_overlaps_the_next(Backend::Mongo).await;
+}
+
+/// A pass stalls before its write past its lease; the next pass reads the loads, then the
+/// stalled write lands (SQLite: counted; MongoDB: refused by the next pass's fence), then the
+/// next pass writes: nobody goes over the capacity.
+async fn stalled_pass_overlaps_the_next(backend: Backend) {
+    // Arrange: capacity 1, one agent, two nodes; every assignment write waits for the test.
+    let redis = crate::helpers::RedisServer::start().await;
+    let nodes = two_nodes(&redis, backend, 1).await;
+    let (stalled, next) = (&nodes[0], &nodes[1]);
+    let _a1 = available_agent(stalled, "a1").await;
+    for node in &nodes {
+        node.state.test_hooks.hold_assignment_writes(true);
+    }
+
+    // Act: a pass gives the first chat to a1 and stalls before its write...
+    let first = stalled.open_chat(&stalled.token("u1", Role::User)).await;
+    writes_held(stalled, 1).await;
+    // ...past its lease (as 10 s without a renewal would end it): the next pass starts,
+    // reads a1's load (0) and the queue, and stalls before its first write.
+    crate::helpers::redis::cli(redis.port, &["DEL", "{sb}:desk:assign:pass"]);
+    let second = next.open_chat(&next.token("u2", Role::User)).await;
+    writes_held(next, 1).await;
+    // The stalled write goes (and its pass ends), then the next pass goes on from what it
+    // read.
+    stalled.state.test_hooks.hold_assignment_writes(false);
+    assert!(
+        eventually(WAIT, || async {
+            stalled.state.assigning.try_lock().is_ok()
+        })
+        .await
+    );
+    next.state.test_hooks.hold_assignment_writes(false);
+    a_pass_has_run(&nodes).await;
+
+    // Assert: a1 holds one chat, the capacity; the second waits in the queue.
+    let all = one_admin_each(next, &[first, second.clone()]).await;
+    assert_eq!(count_of(&all, "a1"), 1, "a1 over capacity: {all:#?}");
+    assert_eq!(queue_of(&all), vec![second]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_closed_chat_reopened_with_nobody_assigned_goes_back_to_the_queue() {
+    // Arrange: nobody available; a user's chat waits in the queue, and staff close it.
+    let node = TestNode::start_with(|c| auto(c, 2, 0)).await;
+    let user = node.socket("u1", Role::User).await;
+    let chat = node.open_chat(&node.token("u1", Role::User)).await;
+    patch(&node, "a1", &chat, json!({ "status": "closed" })).await;
+    let closed = stored(&node, &chat).await;
+    assert!(
+        closed.queued_at.is_none() && closed.assigned_admin.is_none(),
+        "{closed:?}"
+    );
+
+    // Act: staff reopen it.
+    patch(&node, "a1", &chat, json!({ "status": "open" })).await;
+
+    // Assert: it waits in the queue again, and goes to the next agent who is available.
+    let reopened = stored(&node, &chat).await;
+    assert_eq!(reopened.status, ChatStatus::Open);
+    assert!(
+        reopened.queued_at.is_some(),
+        "reopened into the queue: {reopened:?}"
+    );
+    let _a2 = node.socket("a2", Role::Admin).await;
+    let taken = event_where(&user, "chat:updated", &chat, |e| {
+        e["chat"]["assignedAdmin"] == "a2"
+    })
+    .await;
+    assert_eq!(taken["by"], "system");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_draining_node_gives_the_assignment_gate_up() {
+    // Arrange: two nodes, one agent; a pass holds the gate, stalled before its write.
+    let redis = crate::helpers::RedisServer::start().await;
+    let mut nodes = two_nodes(&redis, Backend::Embedded, 1).await;
+    let _a1 = available_agent(&nodes[1], "a1").await;
+    for node in &nodes {
+        node.state.test_hooks.hold_assignment_writes(true);
+    }
+    let chat = nodes[0].open_chat(&nodes[0].token("u1", Role::User)).await;
+    let held = || {
+        nodes
+            .iter()
+            .map(|n| n.state.test_hooks.assignment_writes_waiting())
+            .sum::<usize>()
+    };
+    assert!(eventually(WAIT, || async { held() == 1 }).await);
+    let holder = || crate::helpers::redis::cli(redis.port, &["GET", "{sb}:desk:assign:pass"]);
+    // Whichever node's wake or tick took it: that one drains.
+    let drained = usize::from(holder().trim() == "gate-1");
+    assert_eq!(holder().trim(), format!("gate-{drained}"));
+    let survivor = 1 - drained;
+    nodes[survivor]
+        .state
+        .test_hooks
+        .hold_assignment_writes(false);
+
+    // Act: the holder drains, its pass still stalled.
+    nodes.remove(drained).stop().await;
+
+    // Assert: the gate is free at once, not after its 10 s lease, and the survivor assigns.
+    assert_ne!(
+        holder().trim(),
+        format!("gate-{drained}"),
+        "gate still held"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            stored(&nodes[0], &chat).await.assigned_admin.as_deref() == Some("a1")
+        })
+        .await,
+        "the survivor assigns without waiting for the lease"
     );
 }

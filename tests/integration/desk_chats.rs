@@ -187,6 +187,7 @@ async fn ascending_lists_follow_changes(store: &dyn switchboard::store::Store) {
     for title in ["one", "two", "three"] {
         let chat = store
             .create_chat(NewChat {
+                id: ChatId::generate(),
                 participants: vec!["u1".into()],
                 title: title.into(),
                 priority: Priority::Medium,
@@ -274,9 +275,10 @@ async fn chat_events_reach_admins_on_another_node() {
 
 /// Assigning another admin replaces the previous one in `participants` (the user stays).
 async fn reassignment_replaces_the_admin(store: &dyn switchboard::store::Store) {
-    use switchboard::domain::{ChatPatch, NewChat, Priority};
+    use switchboard::domain::{ChatId, ChatPatch, NewChat, Priority};
     let chat = store
         .create_chat(NewChat {
+            id: ChatId::generate(),
             participants: vec!["u1".into(), "a1".into()],
             title: "t".into(),
             priority: Priority::Medium,

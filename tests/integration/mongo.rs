@@ -62,6 +62,7 @@ fn text_from(chat: &ChatId, sender: &AuthUser, body: &str, cid: Option<String>) 
 async fn new_chat(store: &dyn Store) -> Chat {
     store
         .create_chat(NewChat {
+            id: ChatId::generate(),
             participants: vec!["u1".into()],
             title: "t".into(),
             priority: Priority::Low,

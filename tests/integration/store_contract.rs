@@ -35,6 +35,7 @@ fn text(s: &str) -> MessageBody {
 async fn chat_with(store: &Arc<dyn Store>, participants: &[&str]) -> Chat {
     store
         .create_chat(NewChat {
+            id: ChatId::generate(),
             participants: participants.iter().map(|p| p.to_string()).collect(),
             title: "Support chat".into(),
             priority: Priority::Medium,
@@ -333,6 +334,7 @@ pub async fn update_chat_assigns_admin_as_participant(store: Arc<dyn Store>) {
                 priority: Some(Priority::High),
                 assigned_admin: Some("a7".into()),
                 status: None,
+                ..Default::default()
             },
         )
         .await
@@ -412,6 +414,7 @@ pub async fn chat_partners_of_several_users_match_one_by_one(store: Arc<dyn Stor
 
 fn new_report(to: &str, title: &str) -> NewReport {
     NewReport {
+        id: ReportId::generate(),
         user_id: to.into(),
         order_id: Some("o-1".into()),
         payment_id: None,
@@ -806,6 +809,8 @@ macro_rules! contract_tests {
             check!(the_queue_is_oldest_first_and_an_assignment_takes_a_chat_out_once);
             check!(loads_count_open_chats_and_the_latest_assignment);
             check!(a_requeue_takes_the_agent_out_only_if_they_still_hold_the_chat);
+            check!(a_late_write_of_an_earlier_pass_cannot_pass_the_capacity);
+            check!(a_change_id_is_recorded_with_its_write_only);
         }
     };
 }
@@ -817,6 +822,15 @@ async fn embedded_store() -> (Arc<dyn Store>, tempfile::TempDir) {
 }
 
 contract_tests!(embedded, embedded_store);
+
+/// The embedded store counts an agent's load inside the assignment write (a `PATCH` at the same
+/// moment included); MongoDB cannot, and fences passes instead (see the contract's
+/// `a_late_write_of_an_earlier_pass_cannot_pass_the_capacity`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_an_assignment_write_refuses_an_agent_at_capacity() {
+    let (store, _dir) = embedded_store().await;
+    an_assignment_write_refuses_an_agent_at_capacity(store).await;
+}
 
 /// Three embedded stores on one `DATA_DIR` (three connections, as two nodes on one host).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -221,6 +221,14 @@ async fn user_offline_is_reported_once_across_a_drain_and_a_kill() {
         .await;
     assert_eq!(of(&got, "user.offline", "u-drained"), 1, "{got:#?}");
     assert_eq!(of(&got, "user.offline", "u-killed"), 1, "{got:#?}");
+    // Announced by a node that never held their sockets: the role still comes with it.
+    for user in ["u-drained", "u-killed"] {
+        let offline = got
+            .iter()
+            .find(|r| r["type"] == "user.offline" && r["data"]["userId"] == user)
+            .unwrap();
+        assert_eq!(offline["data"]["role"], "user", "{offline:#}");
+    }
     // A few heartbeats later (every node claims due announcements at each): still once.
     assert!(crate::helpers::heartbeats_pass(&survivor, 3).await);
     let got = rx.received().await;

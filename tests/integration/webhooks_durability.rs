@@ -15,17 +15,57 @@ use crate::helpers::webhooks::{
 };
 use crate::helpers::{TestNode, eventually, send};
 
+/// Where a test's node dies after each save.
+#[derive(Clone, Copy, PartialEq)]
+enum Death {
+    /// After the events written ahead of the emission (`kill_emissions`).
+    BeforeEmission,
+    /// Right after the save, before anything is written for it (`kill_after_saves`): only the
+    /// pledges written ahead of the saves survive.
+    AfterSave,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_between_each_save_and_its_emission_loses_no_webhook() {
     let rx = Receiver::start(SECRET).await;
     let node = TestNode::start_with(|c| hooked(c, &rx, 0)).await;
+    every_saved_change_is_reported(&node, &rx, Death::BeforeEmission).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_right_after_each_save_loses_no_webhook() {
+    let rx = Receiver::start(SECRET).await;
+    let node = TestNode::start_with(|c| hooked(c, &rx, 0)).await;
+    every_saved_change_is_reported(&node, &rx, Death::AfterSave).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_mongodb_a_node_killed_right_after_each_save_loses_no_webhook() {
+    let server = crate::helpers::mongo::shared();
+    let rx = Receiver::start(SECRET).await;
+    let uri = server.uri();
+    let node = TestNode::start_with(|c| {
+        hooked(c, &rx, 0);
+        c.mongodb_uri = Some(uri.into());
+        c.mongodb_database = crate::helpers::mongo::fresh_database();
+    })
+    .await;
+    every_saved_change_is_reported(&node, &rx, Death::AfterSave).await;
+}
+
+/// Makes a change of every kind the store keeps while each emission dies at `death`: every
+/// event arrives, signed, each chat's in the order they happened.
+async fn every_saved_change_is_reported(node: &TestNode, rx: &Receiver, death: Death) {
     let admin = node.socket("a1", Role::Admin).await;
     let admin_token = node.token("a1", Role::Admin);
     // From here every save's emission dies: nobody hears of anything over the sockets.
-    node.state.test_hooks.kill_emissions(true);
+    match death {
+        Death::BeforeEmission => node.state.test_hooks.kill_emissions(true),
+        Death::AfterSave => node.state.test_hooks.kill_after_saves(true),
+    }
 
     let chat = node.staff_chat("a1", "u1").await;
-    raise_priority(&node, &admin_token, &chat).await;
+    raise_priority(node, &admin_token, &chat).await;
     let m = send(&admin, &chat, "to the user").await;
     let user = node.socket("u1", Role::User).await;
     let delivered = user
@@ -42,9 +82,9 @@ async fn a_node_killed_between_each_save_and_its_emission_loses_no_webhook() {
         )
         .await;
     assert_eq!(read["ok"], true, "{read}");
-    let report = report_read_by_u1(&node, &admin_token, &user).await;
+    let report = report_read_by_u1(node, &admin_token, &user).await;
 
-    let all = [
+    let mut all = vec![
         "chat.created",
         "chat.updated",
         "message.created",
@@ -52,14 +92,20 @@ async fn a_node_killed_between_each_save_and_its_emission_loses_no_webhook() {
         "message.read",
         "report.created",
         "report.read",
-        "user.online",
     ];
-    let got = every_kind_arrives(&rx, &all).await;
+    // A presence transition is no save: written ahead of its emission only.
+    if death == Death::BeforeEmission {
+        all.push("user.online");
+    }
+    let got = every_kind_arrives(rx, &all).await;
     let find = |kind: &str| got.iter().find(|r| r["type"] == kind).unwrap().clone();
     assert_eq!(find("chat.updated")["data"]["changed"], json!(["priority"]));
+    assert_eq!(find("chat.updated")["data"]["chat"]["priority"], "high");
+    assert_eq!(find("chat.created")["data"]["chat"]["id"], chat.as_str());
     assert_eq!(find("message.created")["data"]["message"]["id"], m["id"]);
     assert_eq!(find("message.read")["data"]["messageId"], m["id"]);
     assert_eq!(find("message.delivered")["data"]["messageId"], m["id"]);
+    assert_eq!(find("report.created")["data"]["report"]["id"], report["id"]);
     assert_eq!(find("report.read")["data"]["reportId"], report["id"]);
     assert!(got.iter().all(|r| r["valid"] == true), "{got:#?}");
     // The chat's events in the order they happened.
@@ -83,6 +129,111 @@ async fn a_node_killed_between_each_save_and_its_emission_loses_no_webhook() {
         ],
         "{got:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pledge_whose_change_was_never_saved_sends_nothing() {
+    use switchboard::webhooks::Check;
+    let rx = Receiver::start(SECRET).await;
+    let node = TestNode::start_with(|c| hooked(c, &rx, 0)).await;
+    let chat = node.staff_chat("a1", "u1").await;
+    let pledges = &node.state.webhooks;
+    // Written ahead of saves that never happened (their node died before them, or they
+    // failed): a chat never created, a change never written, a report never read.
+    let never = [
+        (
+            "chat.created",
+            Check::ChatCreated {
+                chat: switchboard::domain::ChatId::generate().as_str().to_owned(),
+            },
+        ),
+        (
+            "chat.updated",
+            Check::ChatUpdated {
+                chat: chat.clone(),
+                changed: vec!["status".into()],
+                by: "a1".into(),
+            },
+        ),
+        (
+            "report.read",
+            Check::ReportRead {
+                report: switchboard::domain::ReportId::generate()
+                    .as_str()
+                    .to_owned(),
+                data: "{}".into(),
+            },
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (kind, check) in never {
+        let id = switchboard::webhooks::fresh_id();
+        let pledged = pledges
+            .pledge(kind, id.clone(), format!("chat:{chat}"), 0, check)
+            .await
+            .unwrap();
+        assert!(pledged.is_some());
+        ids.push(id);
+    }
+    let outbox = &node.state.webhooks.running().unwrap().outbox;
+    let open = || async {
+        let far = switchboard::domain::now().timestamp_millis() + 3_600_000;
+        outbox.stale_pledges(far, 10).await.unwrap().len()
+    };
+    assert!(open().await >= 3);
+
+    // Settled by the reconcile pass: dropped, and the chat's later event is not held for ever.
+    assert!(eventually(WITHIN, || async { open().await == 0 }).await);
+    let token = node.token("a1", Role::Admin);
+    raise_priority(&node, &token, &chat).await;
+    let got = rx.until(WITHIN, |g| count(g, "chat.updated") >= 1).await;
+    assert_eq!(count(&got, "chat.updated"), 1, "{got:#?}");
+    assert!(
+        got.iter()
+            .all(|r| !ids.iter().any(|id| r["id"] == id.as_str())),
+        "nothing for a change that was not saved: {got:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_more_chats_than_a_pass_reads_is_re_derived_in_full() {
+    const CHATS: usize = 7;
+    let rx = Receiver::start(SECRET).await;
+    let node = TestNode::start_with(|c| {
+        hooked(c, &rx, 0);
+        c.webhooks.events = "message.created".into();
+    })
+    .await;
+    // Each pass reads 2 chats: the burst spans several passes.
+    switchboard::webhooks::TEST_CHATS_PER_PASS.store(2, std::sync::atomic::Ordering::Relaxed);
+    let mut sockets = Vec::new();
+    let mut chats = Vec::new();
+    for i in 0..CHATS {
+        let id = format!("u{i}");
+        chats.push(node.open_chat(&node.token(&id, Role::User)).await);
+        sockets.push(node.socket(&id, Role::User).await);
+    }
+    // Saved, never emitted: only the store knows of them.
+    node.state.test_hooks.kill_emissions(true);
+    let mut expected = Vec::new();
+    for (socket, chat) in sockets.iter().zip(&chats) {
+        let m = send(socket, chat, "saved, never emitted").await;
+        expected.push(format!("msg_{}", m["id"].as_str().unwrap()));
+    }
+    node.state.test_hooks.kill_emissions(false);
+
+    let got = rx
+        .until(WITHIN, |g| count(g, "message.created") >= CHATS)
+        .await;
+    let mut acked: Vec<String> = got
+        .iter()
+        .filter(|r| r["type"] == "message.created" && r["answered"] == 200)
+        .map(|r| r["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    acked.sort();
+    acked.dedup();
+    expected.sort();
+    assert_eq!(acked, expected, "{got:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

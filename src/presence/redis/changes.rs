@@ -15,9 +15,7 @@ use crate::presence::PresenceError;
 /// the batched calls, so that `mod.rs` uses this file and this file uses nothing of it).
 pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub(super) fn unavailable(e: impl std::fmt::Display) -> PresenceError {
-    PresenceError::Unavailable(e.to_string())
-}
+pub(super) use super::lua::unavailable;
 
 /// The most calls one `CHANGES` run carries (each a handful of short commands: a full batch
 /// blocks Redis for about a millisecond).

@@ -53,6 +53,7 @@ use crate::domain::now;
 
 mod changes;
 mod drift;
+pub mod lua;
 mod resync;
 mod scripts;
 
@@ -165,11 +166,8 @@ impl RedisPresence {
     pub async fn load_scripts(&self) -> Result<(), PresenceError> {
         // All at once: one round trip, not one per script (a resync holds every connect
         // back while it runs, and a slow Redis made seven round trips seconds).
-        let loads = self.scripts.all().map(|script| script.load(&self.client));
-        match tokio::time::timeout(CALL_TIMEOUT, futures_util::future::join_all(loads)).await {
-            Ok(results) => results.into_iter().try_for_each(|r| r.map_err(unavailable)),
-            Err(_) => Err(unavailable("loading the presence scripts timed out")),
-        }
+        let scripts = self.scripts.all();
+        lua::load(&self.client, &scripts, CALL_TIMEOUT, "presence").await
     }
 
     async fn run(
@@ -178,12 +176,7 @@ impl RedisPresence {
         keys: Vec<String>,
         args: Vec<String>,
     ) -> Result<Value, PresenceError> {
-        let call = script.evalsha_with_reload::<Value, _, _>(&self.client, keys, args);
-        match tokio::time::timeout(CALL_TIMEOUT, call).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(unavailable(e)),
-            Err(_) => Err(unavailable("presence call timed out")),
-        }
+        lua::run(&self.client, script, keys, args, CALL_TIMEOUT, "presence").await
     }
 
     /// Runs a call that changes this node's sockets; a failure leaves Redis out of date.

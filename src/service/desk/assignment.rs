@@ -24,14 +24,22 @@ use crate::domain::{Actor, Chat, ChatStatus, Timestamp, now};
 use crate::metrics::Metrics;
 use crate::presence::{AssignmentGate, Confirmed, PresenceError, StaffAvailability};
 use crate::service::desk::chat_events::ChatEvents;
+use crate::service::emit::Emitter;
+use crate::state::drain::Drain;
+#[cfg(any(test, feature = "test-support"))]
+use crate::state::test_hooks::TestHooks;
 use crate::state::{AppState, NodeState};
-use crate::store::{AgentLoad, Store, StoreError};
+use crate::store::{AgentLoad, Assign, Store, StoreError};
+use crate::webhooks::Pledged;
 
 /// `by` of the `chat:updated` an auto-assignment sends.
 pub const SYSTEM: &str = "system";
 
 /// Queued chats one pass reads at a time.
 const BATCH: usize = 200;
+
+/// How long a drain waits for this node's pass to end before giving the gate up under it.
+const DRAIN_WAIT: Duration = Duration::from_secs(2);
 
 /// How often each node's assigner looks without being woken.
 const TICK: Duration = Duration::from_secs(1);
@@ -43,6 +51,9 @@ enum PassError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Presence(#[from] PresenceError),
+    /// A save or its webhook's pledge failed (`UNAVAILABLE`).
+    #[error(transparent)]
+    Unsaved(#[from] crate::error::AppError),
 }
 
 /// What the use cases that change a chat's assignment (or free a staff member) tell the
@@ -77,16 +88,18 @@ impl<'a> AssignmentHook<'a> {
 
     /// Every change of a chat's assigned admin or status goes through here once it is saved
     /// and announced (`chat:updated`), `by` the acting staff member's id or [`SYSTEM`]: it is
-    /// counted, and a closed assigned chat frees a place in the queue's favour. (The audit
-    /// log records assignments in `announce_chat_updated`.)
+    /// counted, a closed assigned chat frees a place in the queue's favour, and a reopened
+    /// chat back in the queue waits for a pass. (The audit log records assignments in
+    /// `announce_chat_updated`.)
     pub fn changed(&self, before: &Chat, after: &Chat, by: &str) {
         if after.assigned_admin.is_some() && before.assigned_admin != after.assigned_admin {
             self.metrics.desk.assigned(by == SYSTEM);
         }
-        if before.status == ChatStatus::Open
+        let freed = before.status == ChatStatus::Open
             && after.status == ChatStatus::Closed
-            && after.assigned_admin.is_some()
-        {
+            && after.assigned_admin.is_some();
+        let queued = before.queued_at.is_none() && after.queued_at.is_some();
+        if freed || queued {
             self.wake();
         }
     }
@@ -103,6 +116,27 @@ pub async fn run_assigner(state: AppState) {
             () = state.assigner_wake.notified() => true,
             () = tokio::time::sleep(TICK) => false,
         };
+    }
+}
+
+/// At a drain: waits a moment (at most [`DRAIN_WAIT`], and not past `deadline`) for a pass
+/// of this node to end, then gives the gate up if this node still holds it, so the other
+/// nodes assign at once rather than after its lease. A pass still running then (a store
+/// write hanging) is overlapped safely: the store counts the agent's load in the write
+/// itself, and its next gate check finds the gate lost. No pass starts on a draining node.
+pub async fn release_assignment_gate(node: &NodeState, deadline: tokio::time::Instant) {
+    if !node.config.assignment.is_auto() {
+        return;
+    }
+    let wait = deadline.min(tokio::time::Instant::now() + DRAIN_WAIT);
+    if tokio::time::timeout_at(wait, node.assigning.lock())
+        .await
+        .is_err()
+    {
+        tracing::warn!(node = %node.node_id, "an assignment pass still runs at the drain; the gate is given up under it");
+    }
+    if let Err(e) = node.assignment_gate.release().await {
+        tracing::warn!(error = %e, "could not give the assignment gate up");
     }
 }
 
@@ -135,6 +169,15 @@ struct Assigner<'a> {
     events: ChatEvents<'a>,
     /// Each assignment, counted.
     hook: AssignmentHook<'a>,
+    /// Each change's webhook, pledged ahead of its save.
+    emitter: Emitter<'a>,
+    /// A draining node starts no pass, and gives the gate up after its current one.
+    drain: &'a Drain,
+    /// Held while this node runs passes: a drain waits for it before giving the gate up.
+    running: &'a tokio::sync::Mutex<()>,
+    /// A pass stalled before its assignment write (`test-support` only).
+    #[cfg(any(test, feature = "test-support"))]
+    test_hooks: &'a TestHooks,
 }
 
 impl<'a> Assigner<'a> {
@@ -147,23 +190,48 @@ impl<'a> Assigner<'a> {
             metrics: &node.metrics,
             events: ChatEvents::of(node),
             hook: AssignmentHook::of(node),
+            emitter: Emitter::of(node),
+            drain: &node.drain,
+            running: &node.assigning,
+            #[cfg(any(test, feature = "test-support"))]
+            test_hooks: &node.test_hooks,
         }
     }
 
     /// Runs passes while this node holds the gate and passes are asked for; `wanted` asks the
     /// running pass elsewhere for another when the gate is taken.
     async fn round(&self, wanted: bool) {
-        match self.gate.begin(wanted).await {
-            Ok(true) => {}
-            Ok(false) => return,
+        let _running = self.running.lock().await;
+        // A draining node starts no pass: the others' do (see `release_assignment_gate`).
+        if self.drain.is_draining() {
+            return;
+        }
+        let fence = match self.gate.begin(wanted).await {
+            Ok(Some(fence)) => fence,
+            Ok(None) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "assignment gate unavailable: no pass now");
                 return;
             }
+        };
+        if fence.taken_over {
+            // The pass before outlived its lease: its late writes are refused from here.
+            if let Err(e) = self.store.fence_queue(fence.token).await {
+                tracing::warn!(error = %e, "could not fence the queue: no pass now");
+                return;
+            }
         }
         loop {
-            if let Err(e) = self.pass().await {
+            if let Err(e) = self.pass(fence.token).await {
                 tracing::warn!(error = %e, "assignment pass stopped");
+            }
+            if self.drain.is_draining() {
+                // Given up now, not when the lease lapses: another node's tick runs the
+                // pass asked for meanwhile.
+                if let Err(e) = self.gate.release().await {
+                    tracing::warn!(error = %e, "could not give the assignment gate up");
+                }
+                return;
             }
             match self.gate.end().await {
                 Ok(true) => continue,
@@ -178,10 +246,10 @@ impl<'a> Assigner<'a> {
     }
 
     /// One pass: departed staff's chats back to the queue, then the queue to staff.
-    async fn pass(&self) -> Result<(), PassError> {
+    async fn pass(&self, fence: u64) -> Result<(), PassError> {
         self.metrics.desk.passes.inc();
         if !self.settings.reassign_after.is_zero() {
-            self.requeue_departed().await?;
+            self.requeue_departed(fence).await?;
         }
         let capacity = u64::from(self.settings.max_open_chats_per_agent);
         loop {
@@ -209,13 +277,36 @@ impl<'a> Assigner<'a> {
                 let Some(chat) = queue.next() else { break };
                 let at = now();
                 let agent = &loads[i].agent;
-                if let Some(after) = self.store.assign_queued(&chat.id, agent, at).await? {
-                    loads[i].open += 1;
-                    loads[i].last_assigned = Some(at);
-                    self.events
-                        .announce_chat_updated(&chat, &after, &Actor::system())
-                        .await;
-                    self.hook.changed(&chat, &after, SYSTEM);
+                let pledged = self.pledge_system_change(&chat).await?;
+                #[cfg(any(test, feature = "test-support"))]
+                self.test_hooks.before_assignment_write().await;
+                let assign = Assign {
+                    chat: &chat.id,
+                    agent,
+                    at,
+                    capacity,
+                    change: pledged.as_ref().map(|p| p.id.as_str()),
+                    fence,
+                };
+                let assigned = self.store.assign_queued(assign).await;
+                match self.emitter.saved(assigned, &pledged).await? {
+                    Some(after) => {
+                        loads[i].open += 1;
+                        loads[i].last_assigned = Some(at);
+                        self.events
+                            .announce_chat_updated(&chat, &after, &Actor::system(), pledged)
+                            .await;
+                        self.hook.changed(&chat, &after, SYSTEM);
+                    }
+                    None => {
+                        self.emitter.unpledge(pledged).await;
+                        // The chat changed since the read, or the agent's load did (the
+                        // store counts it in the write): read the load again.
+                        let agent = [loads[i].agent.clone()];
+                        if let Some(load) = self.store.agent_loads(&agent).await?.pop() {
+                            loads[i] = load;
+                        }
+                    }
                 }
             }
             if read < BATCH {
@@ -227,7 +318,7 @@ impl<'a> Assigner<'a> {
     /// Puts back at the front of the queue the open chats of staff who have been away or
     /// offline for `REASSIGN_AFTER_SECS`, ahead of the oldest waiting chat, in the order they
     /// were opened.
-    async fn requeue_departed(&self) -> Result<(), PassError> {
+    async fn requeue_departed(&self, fence: u64) -> Result<(), PassError> {
         let t = now();
         let holders = self.store.assignees().await?;
         let available: HashSet<String> = if holders.is_empty() {
@@ -274,15 +365,34 @@ impl<'a> Assigner<'a> {
                 Confirmed::Lost => return Ok(()),
             }
             let queued_at = front - chrono::Duration::milliseconds(n - k as i64);
-            if let Some(after) = self.store.requeue(&chat.id, &agent, queued_at).await? {
-                self.metrics.desk.requeued.inc();
-                self.events
-                    .announce_chat_updated(&chat, &after, &Actor::system())
-                    .await;
-                self.hook.changed(&chat, &after, SYSTEM);
+            let pledged = self.pledge_system_change(&chat).await?;
+            let change = pledged.as_ref().map(|p| p.id.as_str());
+            let requeued = self
+                .store
+                .requeue(&chat.id, &agent, queued_at, change, fence)
+                .await;
+            match self.emitter.saved(requeued, &pledged).await? {
+                Some(after) => {
+                    self.metrics.desk.requeued.inc();
+                    self.events
+                        .announce_chat_updated(&chat, &after, &Actor::system(), pledged)
+                        .await;
+                    self.hook.changed(&chat, &after, SYSTEM);
+                }
+                None => self.emitter.unpledge(pledged).await,
             }
         }
         Ok(())
+    }
+
+    /// The `chat.updated` of an assignment or a requeue by `system`, written ahead of its save
+    /// (`webhooks/pledges.rs`).
+    async fn pledge_system_change(&self, chat: &Chat) -> Result<Option<Pledged>, PassError> {
+        let changed = ["assignedAdmin", "participants"];
+        Ok(self
+            .events
+            .pledge_updated(&chat.id, &changed, SYSTEM)
+            .await?)
     }
 
     /// The queue metrics, from a pass's read.

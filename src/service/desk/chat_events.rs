@@ -7,12 +7,14 @@
 use serde::Serialize;
 
 use crate::cluster::rooms;
-use crate::domain::{Actor, Chat};
+use crate::domain::{Actor, Chat, ChatId};
+use crate::error::AppError;
 use crate::ordering::Turn;
 use crate::service::desk::audit::Audit;
 use crate::service::emit::Emitter;
 use crate::service::events::ServerEvent;
 use crate::state::NodeState;
+use crate::webhooks::{Check, Pledged, fresh_id};
 
 /// `chat:created`: `{ chat }`.
 #[derive(Serialize)]
@@ -56,6 +58,27 @@ impl ServerEvent for ChatUpdated<'_> {
     }
 }
 
+/// What `patch` would change in `before`, in the protocol's names (what a pledge written ahead
+/// of its save names; `participants` goes with a new assigned admin).
+pub fn patched_fields(before: &Chat, patch: &crate::domain::ChatPatch) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if patch.status.is_some_and(|s| s != before.status) {
+        changed.push("status");
+    }
+    if patch.priority.is_some_and(|p| p != before.priority) {
+        changed.push("priority");
+    }
+    if patch
+        .assigned_admin
+        .as_ref()
+        .is_some_and(|a| before.assigned_admin.as_ref() != Some(a))
+    {
+        changed.push("assignedAdmin");
+        changed.push("participants");
+    }
+    changed
+}
+
 /// What changed from `before` to `after`, in the protocol's names.
 pub fn changed_fields(before: &Chat, after: &Chat) -> Vec<&'static str> {
     let mut changed = Vec::new();
@@ -92,13 +115,37 @@ impl<'a> ChatEvents<'a> {
         }
     }
 
-    /// Emits `chat:created` for a chat just opened.
-    pub async fn announce_chat_created(&self, chat: &Chat) {
+    /// The `chat.updated` of a change of `chat` (`changed`, in the protocol's names) by `by`,
+    /// written ahead of its save (`webhooks/pledges.rs`): `None` when nothing changes or no
+    /// endpoint takes it.
+    pub async fn pledge_updated(
+        &self,
+        chat: &ChatId,
+        changed: &[&str],
+        by: &str,
+    ) -> Result<Option<Pledged>, AppError> {
+        if changed.is_empty() {
+            return Ok(None);
+        }
+        let check = Check::ChatUpdated {
+            chat: chat.as_str().to_owned(),
+            changed: changed.iter().map(|c| (*c).to_owned()).collect(),
+            by: by.to_owned(),
+        };
+        let key = format!("chat:{}", chat.as_str());
         self.emitter
-            .emit(
+            .pledge("chat.updated", fresh_id(), key, 0, check)
+            .await
+    }
+
+    /// Emits `chat:created` for a chat just opened (its webhook the one `pledged` wrote ahead).
+    pub async fn announce_chat_created(&self, chat: &Chat, pledged: Option<&Pledged>) {
+        self.emitter
+            .emit_pledged(
                 rooms::chat(&chat.participants),
                 Vec::new(),
                 &ChatCreated { chat },
+                pledged,
                 Turn::unordered(),
             )
             .await;
@@ -108,9 +155,17 @@ impl<'a> ChatEvents<'a> {
     /// emits nothing), to the participants before and after and `admins`, and records the
     /// change in the audit log (`audit.rs`): `by` is the staff member, or [`Actor::system`]
     /// for auto-assignment.
-    pub async fn announce_chat_updated(&self, before: &Chat, after: &Chat, by: &Actor) {
+    /// `pledged`: the webhook written ahead of the save (forgotten if nothing changed).
+    pub async fn announce_chat_updated(
+        &self,
+        before: &Chat,
+        after: &Chat,
+        by: &Actor,
+        pledged: Option<Pledged>,
+    ) {
         let changed = changed_fields(before, after);
         if changed.is_empty() {
+            self.emitter.unpledge(pledged).await;
             return;
         }
         let mut participants = before.participants.clone();
@@ -125,10 +180,11 @@ impl<'a> ChatEvents<'a> {
             by: &by.id,
         };
         self.emitter
-            .emit(
+            .emit_pledged(
                 rooms::chat(&participants),
                 Vec::new(),
                 &event,
+                pledged.as_ref(),
                 Turn::unordered(),
             )
             .await;

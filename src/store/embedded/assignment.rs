@@ -8,7 +8,7 @@ use rusqlite::{Connection, params};
 use super::rows::{CHAT_COLUMNS, add_participant, chat_from_row, load_chat};
 use super::{EmbeddedStore, from_ms, ms};
 use crate::domain::{Chat, ChatId, Timestamp};
-use crate::store::{AgentLoad, AssignmentStore, StoreResult};
+use crate::store::{AgentLoad, Assign, AssignmentStore, StoreResult};
 
 /// Adds the columns and indexes to a database made before auto-assignment (idempotent).
 pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
@@ -24,10 +24,38 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         )?;
     }
     conn.execute_batch(
-        "CREATE INDEX IF NOT EXISTS chats_queue ON chats (queued_at, id) \
+        "CREATE TABLE IF NOT EXISTS chat_changes (change TEXT PRIMARY KEY, chat_id TEXT NOT NULL, \
+           at_ms INTEGER NOT NULL); \
+         CREATE INDEX IF NOT EXISTS chat_changes_at ON chat_changes (at_ms); \
+         CREATE INDEX IF NOT EXISTS chats_queue ON chats (queued_at, id) \
            WHERE queued_at IS NOT NULL; \
          CREATE INDEX IF NOT EXISTS chats_by_admin ON chats (assigned_admin, status, assigned_at);",
     )
+}
+
+/// How long a change's id is kept (its pledge is settled long before).
+const KEEP_CHANGES_MS: i64 = 24 * 3600 * 1000;
+
+/// Records `change` (a webhook pledge's id) for chat `id` in the caller's transaction, so that
+/// it is there exactly when the change is; forgets those older than [`KEEP_CHANGES_MS`].
+pub(super) fn record_change(
+    tx: &Connection,
+    id: &str,
+    change: Option<&str>,
+) -> rusqlite::Result<()> {
+    let Some(change) = change else {
+        return Ok(());
+    };
+    let now = ms(crate::domain::now());
+    tx.execute(
+        "DELETE FROM chat_changes WHERE at_ms < ?1",
+        params![now - KEEP_CHANGES_MS],
+    )?;
+    tx.execute(
+        "INSERT OR IGNORE INTO chat_changes (change, chat_id, at_ms) VALUES (?1, ?2, ?3)",
+        params![change, id, now],
+    )?;
+    Ok(())
 }
 
 fn chats(
@@ -103,26 +131,26 @@ impl AssignmentStore for EmbeddedStore {
         .await
     }
 
-    async fn assign_queued(
-        &self,
-        chat: &ChatId,
-        agent: &str,
-        at: Timestamp,
-    ) -> StoreResult<Option<Chat>> {
-        let (id, agent) = (chat.as_str().to_owned(), agent.to_owned());
+    async fn assign_queued(&self, a: Assign<'_>) -> StoreResult<Option<Chat>> {
+        let (id, agent) = (a.chat.as_str().to_owned(), a.agent.to_owned());
+        let (at, capacity, change) = (ms(a.at), a.capacity as i64, a.change.map(str::to_owned));
         self.run(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // The agent's load is counted in the write itself: whatever any other pass or
+            // `PATCH` did since the pass read the loads, this never goes over the capacity.
             let changed = tx.execute(
                 "UPDATE chats SET assigned_admin = ?2, assigned_at = ?3, queued_at = NULL, \
                    updated_at = ?3 \
                  WHERE id = ?1 AND status = 'open' AND queued_at IS NOT NULL \
-                   AND assigned_admin IS NULL",
-                params![id, agent, ms(at)],
+                   AND assigned_admin IS NULL \
+                   AND (SELECT COUNT(*) FROM chats WHERE assigned_admin = ?2 AND status = 'open') < ?4",
+                params![id, agent, at, capacity],
             )?;
             if changed == 0 {
                 return Ok(None);
             }
             add_participant(&tx, &id, &agent)?;
+            record_change(&tx, &id, change.as_deref())?;
             let chat = load_chat(&tx, &id)?;
             tx.commit()?;
             Ok(chat)
@@ -135,8 +163,11 @@ impl AssignmentStore for EmbeddedStore {
         chat: &ChatId,
         agent: &str,
         queued_at: Timestamp,
+        change: Option<&str>,
+        _fence: u64,
     ) -> StoreResult<Option<Chat>> {
         let (id, agent) = (chat.as_str().to_owned(), agent.to_owned());
+        let change = change.map(str::to_owned);
         self.run(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let changed = tx.execute(
@@ -154,9 +185,28 @@ impl AssignmentStore for EmbeddedStore {
                    AND position > 0",
                 params![id, agent],
             )?;
+            record_change(&tx, &id, change.as_deref())?;
             let chat = load_chat(&tx, &id)?;
             tx.commit()?;
             Ok(chat)
+        })
+        .await
+    }
+
+    async fn fence_queue(&self, _fence: u64) -> StoreResult<()> {
+        // The assignment write counts the agent's load itself: a late write of an earlier
+        // pass is refused at the capacity without a fence.
+        Ok(())
+    }
+
+    async fn chat_has_change(&self, id: &ChatId, change: &str) -> StoreResult<bool> {
+        let (id, change) = (id.as_str().to_owned(), change.to_owned());
+        self.run(move |conn| {
+            conn.query_row(
+                "SELECT COUNT(*) FROM chat_changes WHERE change = ?1 AND chat_id = ?2",
+                params![change, id],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )
         })
         .await
     }

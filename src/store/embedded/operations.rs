@@ -38,7 +38,7 @@ impl Store for EmbeddedStore {
     async fn create_chat(&self, chat: NewChat) -> StoreResult<Chat> {
         self.run(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let id = ChatId::generate();
+            let id = chat.id.clone();
             let t = ms(now());
             tx.execute(
                 "INSERT INTO chats (id, title, status, priority, assigned_admin, created_at, updated_at, \
@@ -142,11 +142,15 @@ impl Store for EmbeddedStore {
                 let reassigned = patch.assigned_admin.is_some()
                     && patch.assigned_admin != before.assigned_admin;
                 let leaves_queue = patch.assigned_admin.is_some() || patch.status == Some(ChatStatus::Closed);
+                // A reopened chat with nobody assigned goes back to the queue (`patch.queue`).
                 tx.execute(
                     "UPDATE chats SET status = COALESCE(?2, status), priority = COALESCE(?3, priority), \
                      assigned_admin = COALESCE(?4, assigned_admin), updated_at = ?5, \
                      assigned_at = CASE WHEN ?6 THEN ?5 ELSE assigned_at END, \
-                     queued_at = CASE WHEN ?7 THEN NULL ELSE queued_at END WHERE id = ?1",
+                     queued_at = CASE WHEN ?7 THEN NULL \
+                       WHEN ?8 AND COALESCE(?2, status) = 'open' AND COALESCE(?4, assigned_admin) IS NULL \
+                         THEN COALESCE(queued_at, ?5) \
+                       ELSE queued_at END WHERE id = ?1",
                     params![
                         id,
                         patch.status.map(ChatStatus::as_str),
@@ -154,12 +158,14 @@ impl Store for EmbeddedStore {
                         patch.assigned_admin,
                         t,
                         reassigned,
-                        leaves_queue
+                        leaves_queue,
+                        patch.queue
                     ],
                 )?;
                 if let Some(admin) = &patch.assigned_admin {
                     add_participant(&tx, &id, admin)?;
                 }
+                super::assignment::record_change(&tx, &id, patch.change.as_deref())?;
                 let chat = load_chat(&tx, &id)?;
                 tx.commit()?;
                 Ok(chat)
@@ -362,7 +368,7 @@ impl Store for EmbeddedStore {
     async fn create_report(&self, r: NewReport) -> StoreResult<Report> {
         self.run(move |conn| {
             let report = Report {
-                id: ReportId::generate(),
+                id: r.id,
                 user_id: r.user_id,
                 order_id: r.order_id,
                 payment_id: r.payment_id,

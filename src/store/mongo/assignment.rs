@@ -2,6 +2,13 @@
 //! on the chat documents, the queue read through `chats_queue`, loads through
 //! `chats_assigned`, and the two moves as single conditional `findOneAndUpdate`s (the filter
 //! names the state the move starts from, so a chat changed since it was read is left alone).
+//!
+//! MongoDB cannot count an agent's open chats inside the assignment write (no transactions
+//! here), so the capacity under a pass that outlived its lease is kept by a fence instead: each
+//! write carries its pass's token (`fence`, kept on the chat) and is refused on a chat a later
+//! pass fenced; a pass that took the gate over from one that did not end fences the whole
+//! queue first (`fence_queue`), so the earlier pass's late write either landed before (and the
+//! new pass counts it) or is refused.
 
 use async_trait::async_trait;
 use futures_util::stream::TryStreamExt;
@@ -13,7 +20,17 @@ use super::indexes::{IX_CHATS_ASSIGNED, IX_CHATS_QUEUE};
 use super::queries::hint;
 use super::{MongoStore, StoreResult, db_err};
 use crate::domain::{Chat, ChatId, Timestamp, now};
-use crate::store::{AgentLoad, AssignmentStore};
+use crate::store::{AgentLoad, Assign, AssignmentStore};
+
+/// How many change ids a chat document keeps (a pledge is settled within seconds, long before
+/// this many later changes of one chat could push its id out).
+const KEEP_CHANGES: i32 = 32;
+
+/// The `$push` that records `change` (a webhook pledge's id) in the same document write as the
+/// change itself (`Store::chat_has_change`).
+pub(super) fn push_change(change: &str) -> mongodb::bson::Document {
+    doc! { "changes": { "$each": [change], "$slice": -KEEP_CHANGES } }
+}
 
 impl MongoStore {
     async fn find_chats(
@@ -126,14 +143,17 @@ impl AssignmentStore for MongoStore {
         .await
     }
 
-    async fn assign_queued(
-        &self,
-        chat: &ChatId,
-        agent: &str,
-        at: Timestamp,
-    ) -> StoreResult<Option<Chat>> {
-        let id = oid(chat.as_str())?;
-        let t = bson_time(at);
+    async fn assign_queued(&self, a: Assign<'_>) -> StoreResult<Option<Chat>> {
+        let (agent, id, t) = (a.agent, oid(a.chat.as_str())?, bson_time(a.at));
+        let fence = i64::try_from(a.fence).unwrap_or(i64::MAX);
+        let mut update = doc! {
+            "$set": { "assignedAdmin": agent, "assignedAt": t, "updatedAt": t, "fence": fence },
+            "$unset": { "queuedAt": "" },
+            "$addToSet": { "participants": agent },
+        };
+        if let Some(change) = a.change {
+            update.insert("$push", push_change(change));
+        }
         self.bounded(async {
             let updated = self
                 .0
@@ -144,12 +164,13 @@ impl AssignmentStore for MongoStore {
                         "status": "open",
                         "queuedAt": { "$exists": true },
                         "assignedAdmin": Bson::Null,
+                        // Not fenced by a later pass (see `fence_queue`).
+                        "$or": [
+                            { "fence": { "$exists": false } },
+                            { "fence": { "$lte": fence } },
+                        ],
                     },
-                    doc! {
-                        "$set": { "assignedAdmin": agent, "assignedAt": t, "updatedAt": t },
-                        "$unset": { "queuedAt": "" },
-                        "$addToSet": { "participants": agent },
-                    },
+                    update,
                 )
                 .return_document(ReturnDocument::After)
                 .await
@@ -164,8 +185,11 @@ impl AssignmentStore for MongoStore {
         chat: &ChatId,
         agent: &str,
         queued_at: Timestamp,
+        change: Option<&str>,
+        fence: u64,
     ) -> StoreResult<Option<Chat>> {
         let id = oid(chat.as_str())?;
+        let fence = i64::try_from(fence).unwrap_or(i64::MAX);
         self.bounded(async {
             // The participants are rewritten from the chat as read, and written only if the
             // chat is still as read (open, assigned to `agent`, same participants).
@@ -189,19 +213,63 @@ impl AssignmentStore for MongoStore {
                         "assignedAdmin": agent,
                         "participants": &before.participants,
                     },
-                    doc! {
-                        "$set": {
-                            "queuedAt": bson_time(queued_at),
-                            "participants": participants,
-                            "updatedAt": bson_time(now()),
-                        },
-                        "$unset": { "assignedAdmin": "", "assignedAt": "" },
+                    {
+                        let mut update = doc! {
+                            "$set": {
+                                "queuedAt": bson_time(queued_at),
+                                "participants": participants,
+                                "updatedAt": bson_time(now()),
+                                "fence": fence,
+                            },
+                            "$unset": { "assignedAdmin": "", "assignedAt": "" },
+                        };
+                        if let Some(change) = change {
+                            update.insert("$push", push_change(change));
+                        }
+                        update
                     },
                 )
                 .return_document(ReturnDocument::After)
                 .await
                 .map_err(db_err)?;
             Ok(updated.map(Chat::from))
+        })
+        .await
+    }
+
+    async fn fence_queue(&self, fence: u64) -> StoreResult<()> {
+        let fence = i64::try_from(fence).unwrap_or(i64::MAX);
+        self.bounded(async {
+            self.0
+                .chats
+                .update_many(
+                    doc! {
+                        "status": "open",
+                        "queuedAt": { "$exists": true },
+                        "$or": [
+                            { "fence": { "$exists": false } },
+                            { "fence": { "$lt": fence } },
+                        ],
+                    },
+                    doc! { "$set": { "fence": fence } },
+                )
+                .await
+                .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn chat_has_change(&self, id: &ChatId, change: &str) -> StoreResult<bool> {
+        let id = oid(id.as_str())?;
+        self.bounded(async {
+            let n = self
+                .0
+                .chats
+                .count_documents(doc! { "_id": id, "changes": change })
+                .await
+                .map_err(db_err)?;
+            Ok(n > 0)
         })
         .await
     }

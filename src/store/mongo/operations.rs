@@ -61,7 +61,7 @@ impl Store for MongoStore {
                 }
             }
             let doc = ChatDoc {
-                id: oid(ChatId::generate().as_str())?,
+                id: oid(chat.id.as_str())?,
                 participants,
                 chat_type: CHAT_TYPE_SUPPORT.to_owned(),
                 title: chat.title,
@@ -154,6 +154,9 @@ impl Store for MongoStore {
             self.ensure_indexes().await?;
             // A reassignment replaces the previous admin in `participants`: written only if
             // nobody reassigned the chat since it was read (else read again).
+            let mut queue = patch.queue
+                && patch.assigned_admin.is_none()
+                && patch.status == Some(ChatStatus::Open);
             for _ in 0..REASSIGN_ATTEMPTS {
                 let mut set = doc! { "updatedAt": bson_time(now()) };
                 if let Some(s) = patch.status {
@@ -208,8 +211,17 @@ impl Store for MongoStore {
                         }
                     }
                 }
+                if queue {
+                    // A reopened chat goes back to the queue if nobody is assigned to it
+                    // (else it is written again without).
+                    filter.insert("assignedAdmin", Bson::Null);
+                    set.insert("queuedAt", bson_time(now()));
+                }
                 let conditional = filter.contains_key("assignedAdmin");
                 update.insert("$set", set);
+                if let Some(change) = &patch.change {
+                    update.insert("$push", super::assignment::push_change(change));
+                }
                 let updated = self
                     .0
                     .chats
@@ -219,7 +231,10 @@ impl Store for MongoStore {
                     .map_err(db_err)?;
                 match updated {
                     Some(chat) => return Ok(Chat::from(chat)),
-                    None if conditional => continue,
+                    None if conditional => {
+                        queue = false;
+                        continue;
+                    }
                     None => return Err(StoreError::NotFound("chat")),
                 }
             }

@@ -26,7 +26,7 @@ impl MongoStore {
         self.bounded(async {
             self.ensure_indexes().await?;
             let doc = ReportDoc {
-                id: oid(ReportId::generate().as_str())?,
+                id: oid(r.id.as_str())?,
                 user_id: r.user_id,
                 order_id: r.order_id,
                 payment_id: r.payment_id,

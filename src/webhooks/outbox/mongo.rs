@@ -1,5 +1,6 @@
 //! The outbox of a cluster on MongoDB: collections `webhook_deliveries` (`_id`
-//! `{endpoint}|{id}`) and `webhook_unread` (`_id` `{chatId}|{side}`) in the store's database,
+//! `{endpoint}|{id}`), `webhook_unread` (`_id` `{chatId}|{side}`) and `webhook_pledges` (`_id`
+//! the event's id) in the store's database,
 //! through a client of their own (the store's pool keeps serving the chat path).
 //!
 //! Plain finds and single-document updates only (no transactions, no aggregation), so every
@@ -14,7 +15,7 @@ use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection, IndexModel};
 
-use super::{Backlog, Delivery, Outbox, OutboxError, OutboxResult, State, UnreadWatch};
+use super::{Backlog, Delivery, Outbox, OutboxError, OutboxResult, Pledge, State, UnreadWatch};
 
 const DUPLICATE_KEY: i32 = 11000;
 
@@ -22,6 +23,7 @@ const DUPLICATE_KEY: i32 = 11000;
 pub struct MongoOutbox {
     deliveries: Collection<Document>,
     unread: Collection<Document>,
+    pledges: Collection<Document>,
     timeout: Duration,
 }
 
@@ -53,6 +55,7 @@ impl MongoOutbox {
         Ok(Self {
             deliveries: db.collection("webhook_deliveries"),
             unread: db.collection("webhook_unread"),
+            pledges: db.collection("webhook_pledges"),
             timeout,
         })
     }
@@ -68,6 +71,10 @@ impl MongoOutbox {
                 )
                 .await
                 .map_err(err)?;
+            self.pledges
+                .create_index(IndexModel::builder().keys(doc! { "pos": 1 }).build())
+                .await
+                .map_err(err)?;
             self.unread
                 .create_index(IndexModel::builder().keys(doc! { "due_ms": 1 }).build())
                 .await
@@ -81,6 +88,28 @@ impl MongoOutbox {
         tokio::time::timeout(self.timeout, op)
             .await
             .unwrap_or_else(|_| Err(OutboxError("MongoDB did not answer in time".into())))
+    }
+}
+
+impl MongoOutbox {
+    /// Documents of `coll` matching `filter`, in queue order (`pos`), at most `limit`.
+    async fn in_order(
+        &self,
+        coll: &Collection<Document>,
+        filter: Document,
+        limit: usize,
+    ) -> OutboxResult<Vec<Document>> {
+        self.bounded(async {
+            coll.find(filter)
+                .sort(doc! { "pos": 1 })
+                .limit(limit as i64)
+                .await
+                .map_err(err)?
+                .try_collect()
+                .await
+                .map_err(err)
+        })
+        .await
     }
 }
 
@@ -162,21 +191,71 @@ impl Outbox for MongoOutbox {
         .await
     }
 
-    async fn pending(&self, endpoint: &str, limit: usize) -> OutboxResult<Vec<Delivery>> {
+    async fn pledge(&self, p: &Pledge) -> OutboxResult<()> {
+        let d = doc! {
+            "_id": &p.id, "kind": &p.kind, "key": &p.key, "pos": p.pos,
+            "seq": p.seq as i64, "at_ms": p.at_ms, "check": &p.check,
+        };
         self.bounded(async {
-            let docs: Vec<Document> = self
-                .deliveries
-                .find(doc! { "endpoint": endpoint, "state": 0_i64 })
-                .sort(doc! { "pos": 1 })
-                .limit(limit as i64)
-                .await
-                .map_err(err)?
-                .try_collect()
-                .await
-                .map_err(err)?;
-            Ok(docs.iter().map(from_doc).collect())
+            match self.pledges.insert_one(d).await {
+                Ok(_) => Ok(()),
+                Err(e) if is_duplicate(&e) => Ok(()),
+                Err(e) => Err(err(e)),
+            }
         })
         .await
+    }
+
+    async fn unpledge(&self, ids: &[String]) -> OutboxResult<()> {
+        self.bounded(async {
+            self.pledges
+                .delete_many(doc! { "_id": { "$in": ids.to_vec() } })
+                .await
+                .map_err(err)
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn stale_pledges(&self, before_ms: i64, limit: usize) -> OutboxResult<Vec<Pledge>> {
+        let docs = self
+            .in_order(
+                &self.pledges,
+                doc! { "pos": { "$lt": before_ms * 1_000_000 } },
+                limit,
+            )
+            .await?;
+        Ok(docs
+            .iter()
+            .map(|d| Pledge {
+                id: text(d, "_id"),
+                kind: text(d, "kind"),
+                key: text(d, "key"),
+                pos: int(d, "pos"),
+                seq: u64::try_from(int(d, "seq")).unwrap_or(0),
+                at_ms: int(d, "at_ms"),
+                check: text(d, "check"),
+            })
+            .collect())
+    }
+
+    async fn pledged_keys(&self, limit: usize) -> OutboxResult<Vec<(String, i64)>> {
+        // Oldest first: the first of each key is its oldest.
+        let docs = self.in_order(&self.pledges, doc! {}, limit).await?;
+        let mut keys: Vec<(String, i64)> = Vec::new();
+        for d in &docs {
+            let key = text(d, "key");
+            if !keys.iter().any(|(k, _)| *k == key) {
+                keys.push((key, int(d, "pos")));
+            }
+        }
+        Ok(keys)
+    }
+
+    async fn pending(&self, endpoint: &str, limit: usize) -> OutboxResult<Vec<Delivery>> {
+        let filter = doc! { "endpoint": endpoint, "state": 0_i64 };
+        let docs = self.in_order(&self.deliveries, filter, limit).await?;
+        Ok(docs.iter().map(from_doc).collect())
     }
 
     async fn update(&self, d: &Delivery) -> OutboxResult<()> {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{Backlog, Delivery, Outbox, OutboxError, OutboxResult, State, UnreadWatch};
+use super::{Backlog, Delivery, Outbox, OutboxError, OutboxResult, Pledge, State, UnreadWatch};
 use crate::private_files;
 
 const SCHEMA: &str = r#"
@@ -38,6 +38,16 @@ CREATE TABLE IF NOT EXISTS unread_watches (
     PRIMARY KEY (chat_id, side)
 );
 CREATE INDEX IF NOT EXISTS unread_due ON unread_watches (due_ms) WHERE due_ms IS NOT NULL;
+CREATE TABLE IF NOT EXISTS pledges (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    pos INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    check_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pledges_pos ON pledges (pos);
 "#;
 
 const COLUMNS: &str = "endpoint, id, kind, key, pos, at_ms, data, state, attempts, next_ms, \
@@ -143,6 +153,67 @@ impl Outbox for SqliteOutbox {
                 }
             }
             tx.commit()
+        })
+        .await
+    }
+
+    async fn pledge(&self, p: &Pledge) -> OutboxResult<()> {
+        let p = p.clone();
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO pledges (id, kind, key, pos, seq, at_ms, check_json) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![p.id, p.kind, p.key, p.pos, p.seq as i64, p.at_ms, p.check],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn unpledge(&self, ids: &[String]) -> OutboxResult<()> {
+        let ids = ids.to_vec();
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            {
+                let mut st = tx.prepare_cached("DELETE FROM pledges WHERE id = ?1")?;
+                for id in &ids {
+                    st.execute(params![id])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn stale_pledges(&self, before_ms: i64, limit: usize) -> OutboxResult<Vec<Pledge>> {
+        self.run(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, kind, key, pos, seq, at_ms, check_json FROM pledges \
+                 WHERE pos < ?1 ORDER BY pos LIMIT ?2",
+            )?;
+            st.query_map(params![before_ms * 1_000_000, limit as i64], |r| {
+                Ok(Pledge {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    key: r.get(2)?,
+                    pos: r.get(3)?,
+                    seq: r.get::<_, i64>(4)? as u64,
+                    at_ms: r.get(5)?,
+                    check: r.get(6)?,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn pledged_keys(&self, limit: usize) -> OutboxResult<Vec<(String, i64)>> {
+        self.run(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT key, MIN(pos) FROM pledges GROUP BY key ORDER BY MIN(pos) LIMIT ?1",
+            )?;
+            st.query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
         })
         .await
     }

@@ -123,8 +123,14 @@ pub fn count(got: &[Value], kind: &str) -> usize {
 /// Long enough for a debug build on a busy two-core machine.
 pub const WITHIN: Duration = Duration::from_secs(40);
 
+/// The pledges' grace in these tests (`webhooks/pledges.rs`).
+pub const PLEDGE_GRACE_MS: i64 = 2_000;
+
 /// One endpoint, the receiver; retries at most a second apart.
 pub fn hooked(c: &mut Config, rx: &Receiver, reminder_secs: u64) {
+    // A dead node's pledges are settled within seconds, not the production half minute.
+    switchboard::webhooks::pledges::TEST_GRACE_MS
+        .store(PLEDGE_GRACE_MS, std::sync::atomic::Ordering::Relaxed);
     c.webhooks.url = Some(rx.url());
     c.webhooks.secret = Some(SECRET.into());
     c.webhooks.max_backoff_secs = 1;
