@@ -455,7 +455,7 @@ impl<'a> Chats<'a> {
         for m in &mut messages {
             m.apply_delivery(&chat.delivered);
         }
-        let fit = within_bytes(&messages, self.config.page_max_bytes);
+        let fit = crate::paging::within_bytes(&messages, self.config.page_max_bytes);
         if fit < messages.len() {
             messages.truncate(fit);
             has_more = true;
@@ -464,41 +464,5 @@ impl<'a> Chats<'a> {
             .deliver_fetched(user, &chat, &messages, turn)
             .await;
         Ok((messages, has_more))
-    }
-}
-
-/// Room left in a page for its envelope (`{"messages":[...],"hasMore":true}`, or the
-/// `chat:sync` ack around it).
-const PAGE_ENVELOPE: usize = 256;
-
-/// How many of `messages`, from the first, fit in `max_bytes` of JSON: at least one, so that a
-/// client paging on always moves on (issue 25, item 2: 500 messages of 5,000 control characters
-/// were ~15 MB in one `chat:sync` answer). Each message is measured by serializing it into a
-/// counter (pages are not a hot path; nothing is allocated).
-fn within_bytes<T: serde::Serialize>(messages: &[T], max_bytes: usize) -> usize {
-    let mut used = PAGE_ENVELOPE;
-    for (i, m) in messages.iter().enumerate() {
-        let mut count = ByteCount(0);
-        // Writing to a counter cannot fail; a message that could not be serialized would fail
-        // the page's own serialization anyway.
-        let _ = serde_json::to_writer(&mut count, m);
-        used += count.0 + 1;
-        if used > max_bytes {
-            return i.max(1);
-        }
-    }
-    messages.len()
-}
-
-/// An `io::Write` that only counts.
-struct ByteCount(usize);
-
-impl std::io::Write for ByteCount {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
