@@ -242,8 +242,8 @@ impl SendMessage {
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     /// Chosen before the save, so a save whose outcome is unknown (a store timeout: the server
-    /// may still write it) can be looked up afterwards by the attempt that made it
-    /// (`service/chats.rs`, `settle_unknown_save`). A retry that finds the first save returns
+    /// may still write it) can be looked up by the attempt that made it before it answers
+    /// (`service/unknown_saves.rs`). A retry that finds the first save returns
     /// that one's id instead.
     pub id: MessageId,
     pub chat_id: ChatId,

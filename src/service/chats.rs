@@ -20,7 +20,7 @@ use crate::service::desk::assignment::AssignmentHook;
 use crate::service::desk::chat_events::ChatEvents;
 use crate::service::emit::Emitter;
 use crate::service::events::{MessageNew, MessageRead, TypingEvent};
-use crate::service::unknown_saves::settle_unknown_save;
+use crate::service::unknown_saves::landed;
 use crate::state::{AppState, TypingTracker};
 use crate::store::Store;
 use crate::webhooks::{Check, fresh_id};
@@ -61,8 +61,6 @@ pub struct ChatPage {
 /// The chat use cases: what they borrow of the node, and nothing else.
 #[derive(Clone, Copy)]
 pub struct Chats<'a> {
-    /// The node, for work that outlives a call (`unknown_saves.rs`).
-    node: &'a AppState,
     /// Chats and messages.
     store: &'a dyn Store,
     /// Which file URLs this deployment issued (a `file` message may carry one).
@@ -87,7 +85,6 @@ impl<'a> Chats<'a> {
     /// The node's chat use cases.
     pub fn of(node: &'a AppState) -> Self {
         Chats {
-            node,
             store: &*node.store,
             keys: &node.keys,
             config: &node.config,
@@ -273,13 +270,17 @@ impl<'a> Chats<'a> {
         let id = new.id.clone();
         let saved = match self.save(new, &turn).await {
             Ok(saved) => saved,
-            Err(e) => {
-                // A store timeout may still land: emitted then (`unknown_saves.rs`).
-                if e.code == ErrorCode::Unavailable {
-                    settle_unknown_save(self.node.clone(), chat, id, here);
+            // A store timeout may still land: settled before the answer (`unknown_saves.rs`).
+            Err(e) if e.code == ErrorCode::Unavailable => {
+                match landed(self.store, &chat.id, &id).await {
+                    Some(message) => {
+                        self.metrics.messages_saved.inc();
+                        Saved::Created(message)
+                    }
+                    None => return Err(e),
                 }
-                return Err(e);
             }
+            Err(e) => return Err(e),
         };
         if let Saved::Created(message) = &saved {
             self.announce_new(&chat, message, here, turn).await;

@@ -519,8 +519,9 @@ async fn a_chat_stored_before_delivery_status_gets_its_first_marks() {
 /// A save MongoDB writes after the node stopped waiting for it (its reply held past
 /// `MONGODB_TIMEOUT_MS`, as a stalled server does) was answered `UNAVAILABLE` and never
 /// delivered: the `clientMessageId` retry found it and emitted nothing, so a connected chat
-/// partner never got it (the chaos soak's `exactly-once`, seed 11). Now the node that made the
-/// attempt finds its message once the server answers and emits `message:new` then, once.
+/// partner never got it (the chaos soak's `exactly-once`, seed 11). Now the attempt settles its
+/// outcome before it answers: it finds its message once the server answers, says `ok` (PROTOCOL:
+/// an `UNAVAILABLE` message reaches nobody) and emits `message:new`, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_save_that_lands_after_its_timeout_is_still_delivered_live_once() {
     let server = tokio::task::block_in_place(MongoServer::start);
@@ -545,13 +546,14 @@ async fn a_save_that_lands_after_its_timeout_is_still_delivered_live_once() {
     proxy.hold_next_message_insert();
     let send = json!({ "chatId": chat, "message": { "content": "late" }, "clientMessageId": "c1" });
     let ack = sender.ack("message:send", send.clone()).await;
-    assert_eq!(ack["error"]["code"], "UNAVAILABLE", "{ack}");
+    assert_eq!(ack["ok"], true, "the save landed after the timeout: {ack}");
 
     let new = staff
         .try_event("message:new", Duration::from_secs(15))
         .await
         .expect("the message MongoDB saved after the timeout reaches the chat live");
     assert_eq!(new["message"]["content"], "late", "{new}");
+    assert_eq!(new["message"]["id"], ack["message"]["id"], "{new}");
     let retry = sender.ack("message:send", send).await;
     assert_eq!(retry["message"]["id"], new["message"]["id"], "{retry}");
     assert!(

@@ -81,9 +81,9 @@ export function check({ clients, store }) {
   }
 
   // ---------------------------------------------------------------- sender-order
-  // A save first answered UNAVAILABLE (a store timeout) that landed all the same is emitted
-  // when the node finds it (src/service/unknown_saves.rs), possibly after the sender's next
-  // message: its sender was told it failed, so it has no place in the sender's order.
+  // A save answered UNAVAILABLE that landed after the attempt stopped looking for it
+  // (src/service/unknown_saves.rs) is never emitted; clients get it through chat:sync, out of
+  // the sender's live order: its sender was told it failed, so it has no place in that order.
   const late = new Set(clients.flatMap((c) => c.sends.filter((s) => s.ack && s.error === 'UNAVAILABLE').map((s) => s.ack.id)));
   for (const c of clients) {
     const last = new Map();
