@@ -38,12 +38,15 @@ const CHANNEL_PREFIX: &str = "switchboard";
 /// The adapter's request channel for namespace `/`, which every node subscribes to.
 pub(super) const REQUEST_CHANNEL: &str = "switchboard-request#/#";
 
-/// How many incoming pub/sub messages may wait to be handed to the adapter, in fred's broadcast
-/// channel and then in each channel's stream, unless `REDIS_SUBSCRIBER_BUFFER` says otherwise.
-/// Preallocated (about 200 bytes a slot in fred's channel), so a few MB per node; a burst larger
-/// than this, arriving faster than the node consumes it, overflows it: a gap (see
-/// [`super::driver`]), which closes this node's transports so their clients resume.
+/// How many incoming pub/sub messages may wait in fred's broadcast channel, unless
+/// `REDIS_SUBSCRIBER_BUFFER` says otherwise; each adapter stream after it holds
+/// [`STREAM_DEPTH`] times as many. The broadcast channel is preallocated (about 200 bytes a
+/// slot), the streams are not. A burst larger than this, arriving faster than the node
+/// consumes it, overflows them: a gap (see [`super::driver`]), which closes this node's
+/// transports so their clients resume.
 pub const SUBSCRIBER_BUFFER: usize = 16_384;
+/// How much deeper than fred's broadcast channel each adapter stream is.
+const STREAM_DEPTH: usize = 16;
 
 /// Why cluster mode could not start.
 #[derive(Debug, thiserror::Error)]
@@ -203,7 +206,10 @@ pub async fn connect(url: &str, buffer: usize) -> Result<RedisClients, ClusterEr
     }
     let config = RedisAdapterConfig::new()
         .with_prefix(CHANNEL_PREFIX)
-        .with_stream_buffer(buffer);
+        // The streams' channels allocate as they fill (tokio's mpsc grows by blocks), so they
+        // can be much deeper than fred's preallocated broadcast channel at no idle cost: a
+        // backlog waits there instead of overflowing into a gap.
+        .with_stream_buffer(buffer.saturating_mul(STREAM_DEPTH));
     let gaps = Arc::new(Gaps::default());
     let driver = SubscriberDriver::new(subscriber.clone(), gaps.clone())
         .await
