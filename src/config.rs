@@ -318,7 +318,8 @@ pub struct Config {
     pub drain_delay: Duration,
     /// The most Socket.IO sockets this node holds; a new session beyond is refused at once
     /// (HTTP 503, Retry-After: 1) and socket.io-client retries with its back-off, through the
-    /// load balancer to another node. Unset: no limit but the process's open-file limit.
+    /// load balancer to another node. Unset: the open-file limit less a reserve (a quarter, at
+    /// most 512: `http::admission::default_max_connections`).
     #[arg(long, env = "MAX_CONNECTIONS")]
     pub max_connections: Option<u32>,
     /// The most new sessions this node opens per second (bursts of one second's worth); beyond,

@@ -34,7 +34,8 @@ const RETRY_AFTER_SECS: u32 = 1;
 pub struct Admission {
     state: AppState,
     /// `MAX_CONNECTIONS`: the most Socket.IO sockets this node holds (new sessions beyond are
-    /// refused; sockets already connected are never dropped for it).
+    /// refused; sockets already connected are never dropped for it). Unset, the open-file
+    /// limit less a reserve ([`default_max_connections`]).
     max_connections: Option<u64>,
     /// `MAX_HANDSHAKES_PER_SEC`: a token bucket of new sessions, a second's worth deep.
     per_sec: Option<RateLimiter>,
@@ -43,7 +44,10 @@ pub struct Admission {
 impl Admission {
     /// The rules the node's settings ask for.
     pub fn new(state: AppState) -> Arc<Self> {
-        let max_connections = state.config.max_connections.map(u64::from);
+        let max_connections =
+            state.config.max_connections.map(u64::from).or_else(|| {
+                crate::file_limit::raise().map(|(soft, _)| default_max_connections(soft))
+            });
         let per_sec = state
             .config
             .max_handshakes_per_sec
@@ -82,6 +86,18 @@ impl Admission {
         }
         None
     }
+}
+
+/// The sockets a node with `open_files` file descriptors may hold when `MAX_CONNECTIONS` is
+/// unset: every socket is a descriptor, and so are Redis and MongoDB connections, REST
+/// connections, uploads and the refusals themselves (each a connection accepted and closed).
+/// A node at its open-file limit cannot even accept a connection to refuse it: axum's accept
+/// loop sleeps a second on `EMFILE`, every handshake in the queue times out and is retried,
+/// and the retries keep the node there (issue 28: 100,000 clients on 6 nodes, the survivors
+/// of a kill each at 20,000 sockets under a 20,000-file limit, 766,387 reconnect attempts).
+/// A quarter of the descriptors, at most 512, stay free for all that.
+pub fn default_max_connections(open_files: u64) -> u64 {
+    open_files - (open_files / 4).min(512)
 }
 
 /// `axum::middleware::from_fn_with_state` function: for requests within a session, nothing;

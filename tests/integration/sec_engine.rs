@@ -12,7 +12,7 @@ use switchboard::auth::Verifier;
 use switchboard::config::JwtAlgorithm;
 use switchboard::domain::Role;
 
-use crate::helpers::{ProcessNode, SECRET, TestNode, WAIT, eventually};
+use crate::helpers::{ProcessNode, SECRET, Sio, TestNode, WAIT, eventually};
 
 /// Engine.IO v4's separator between the packets of one long-polling body.
 const SEPARATOR: char = '\u{1e}';
@@ -439,5 +439,65 @@ async fn a_session_whose_queue_fills_is_closed_not_skipped() {
         closed,
         "{} of {BURST} messages and the session still open: the rest was skipped",
         seqs.len()
+    );
+}
+
+/// Issue 28: a node at its open-file limit could not even accept a connection to refuse it
+/// (axum's accept loop sleeps a second on `EMFILE`), so every handshake queued behind timed out
+/// and was retried. With `MAX_CONNECTIONS` unset, a node now holds at most its open-file limit
+/// less a reserve (here 200 files: 150 sockets) and refuses the rest with a `503` at once,
+/// and it still answers everything else.
+#[tokio::test]
+async fn a_node_near_its_open_file_limit_refuses_new_sockets_fast_and_keeps_serving() {
+    const CLIENTS: usize = 190;
+    let data = tempfile::tempdir().unwrap();
+    let node = ProcessNode::start_with_file_limit(
+        data.path(),
+        &[
+            ("RATE_LIMIT_PER_SEC", "1000"),
+            ("MAX_SOCKETS_PER_USER", "1000"),
+        ],
+        200,
+    )
+    .await;
+    let token = token("crowd", Role::User);
+    let mut held = Vec::new();
+    for _ in 0..CLIENTS {
+        let started = tokio::time::Instant::now();
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            Sio::connect(node.port, Some(&token)),
+        )
+        .await
+        {
+            Ok(Ok(socket)) => held.push(socket),
+            Ok(Err(e)) => {
+                let why = format!("{e:?}");
+                assert!(
+                    why.contains("503"),
+                    "socket {} refused with {why} after {:?}, not a 503",
+                    held.len() + 1,
+                    started.elapsed()
+                );
+            }
+            Err(_) => panic!(
+                "socket {} neither connected nor refused within 2 s",
+                held.len() + 1
+            ),
+        }
+    }
+    assert!(
+        (100..=150).contains(&held.len()),
+        "{} sockets held",
+        held.len()
+    );
+    let health = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/healthz", node.port))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await;
+    assert!(
+        matches!(health, Ok(r) if r.status().is_success()),
+        "the node still answers"
     );
 }

@@ -273,10 +273,37 @@ impl ProcessNode {
     /// extra settings, and waits until it is ready. A port found free can be taken by another
     /// test before the process binds it; the process then exits, and another port is tried.
     pub async fn start_with_env(data: &std::path::Path, env: &[(&str, &str)]) -> ProcessNode {
+        Self::start_limited(data, env, None).await
+    }
+
+    /// [`ProcessNode::start_with_env`] under an open-file limit of `open_files` (soft and hard,
+    /// set by `prlimit`, which then becomes the node).
+    pub async fn start_with_file_limit(
+        data: &std::path::Path,
+        env: &[(&str, &str)],
+        open_files: u32,
+    ) -> ProcessNode {
+        Self::start_limited(data, env, Some(open_files)).await
+    }
+
+    async fn start_limited(
+        data: &std::path::Path,
+        env: &[(&str, &str)],
+        open_files: Option<u32>,
+    ) -> ProcessNode {
         let http = reqwest::Client::new();
         for _ in 0..10 {
             let port = free_port();
-            let child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            let binary = env!("CARGO_BIN_EXE_switchboard");
+            let mut command = match open_files {
+                Some(n) => {
+                    let mut c = std::process::Command::new("prlimit");
+                    c.arg(format!("--nofile={n}:{n}")).arg("--").arg(binary);
+                    c
+                }
+                None => std::process::Command::new(binary),
+            };
+            let child = command
                 .env("HOST", "127.0.0.1")
                 .env("PORT", port.to_string())
                 .env("DATA_DIR", data)
