@@ -73,7 +73,7 @@ pub async fn heartbeat(state: AppState) {
                 for change in changes.iter().filter(|c| c.online) {
                     state
                         .statuses()
-                        .announce_status(&change.user_id, true, Turn::unordered())
+                        .announce_status(&change.user_id, true, Turn::unordered(), None)
                         .await;
                 }
                 // A dead node's users: offline after the grace, unless they came back.

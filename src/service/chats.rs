@@ -266,11 +266,20 @@ impl<'a> Chats<'a> {
     ) -> Result<Saved<Message>, AppError> {
         let send = SendMessage::parse(input, |url| self.keys.files.issued(url))?;
         let chat = self.chat_for(user, &send.chat_id).await?;
-        let (new, here) = self.draft(user, &chat, send);
+        let (mut new, mut here) = self.draft(user, &chat, send);
         let id = new.id.clone();
+        // A save that moves the delivery mark itself: its `message.delivered` written ahead.
+        let mut pledged = None;
+        if let Some(to) = &here {
+            match self.emitter.pledge_saved_delivered(&chat.id, &id, to).await {
+                Ok(p) => pledged = p,
+                Err(_) => (new.delivered, here) = (false, None),
+            }
+        }
         let saved = match self.save(new, &turn).await {
             Ok(saved) => saved,
-            // A store timeout may still land: settled before the answer (`unknown_saves.rs`).
+            // A store timeout may still land: settled before the answer (`unknown_saves.rs`);
+            // one that does not is left to the reconcile pass, with its pledge.
             Err(e) if e.code == ErrorCode::Unavailable => {
                 match landed(self.store, &chat.id, &id).await {
                     Some(message) => {
@@ -280,10 +289,14 @@ impl<'a> Chats<'a> {
                     None => return Err(e),
                 }
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                self.emitter.unpledge(pledged).await;
+                return Err(e);
+            }
         };
-        if let Saved::Created(message) = &saved {
-            self.announce_new(&chat, message, here, turn).await;
+        match &saved {
+            Saved::Created(message) => self.announce_new(&chat, message, here, pledged, turn).await,
+            Saved::Existing(_) => self.emitter.unpledge(pledged).await,
         }
         Ok(saved)
     }
@@ -323,7 +336,14 @@ impl<'a> Chats<'a> {
 
     /// Emits `message:new` for a message just saved; once it went out, delivery takes over
     /// (`here`: the save already marked it delivered).
-    async fn announce_new(&self, chat: &Chat, message: &Message, here: Option<String>, turn: Turn) {
+    async fn announce_new(
+        &self,
+        chat: &Chat,
+        message: &Message,
+        here: Option<String>,
+        pledged: Option<crate::webhooks::Pledged>,
+        turn: Turn,
+    ) {
         let payload = MessageNew {
             chat_id: &message.chat_id,
             message,
@@ -334,7 +354,8 @@ impl<'a> Chats<'a> {
             .await
         {
             self.metrics.messages_emitted.inc();
-            self.deliveries.note_live_delivery(chat, message, here);
+            self.deliveries
+                .note_live_delivery(chat, message, here, pledged);
         }
     }
 
