@@ -18,6 +18,7 @@ use crate::service::chat_access::chat_for;
 use crate::service::delivery::Deliveries;
 use crate::service::desk::assignment::AssignmentHook;
 use crate::service::desk::chat_events::ChatEvents;
+use crate::service::desk::patch_gate::PatchGate;
 use crate::service::emit::Emitter;
 use crate::service::events::{MessageNew, MessageRead, TypingEvent};
 use crate::service::unknown_saves::landed;
@@ -79,6 +80,8 @@ pub struct Chats<'a> {
     events: ChatEvents<'a>,
     /// Tells the assigner about queued chats and changed assignments.
     assignment: AssignmentHook<'a>,
+    /// Orders a `PATCH` that may raise a load with the assignment passes.
+    gate: PatchGate<'a>,
 }
 
 impl<'a> Chats<'a> {
@@ -94,6 +97,7 @@ impl<'a> Chats<'a> {
             deliveries: Deliveries::of(node),
             events: ChatEvents::of(node),
             assignment: AssignmentHook::of(node),
+            gate: PatchGate::of(node),
         }
     }
 
@@ -245,10 +249,16 @@ impl<'a> Chats<'a> {
             queue,
             ..patch
         };
-        let after = self
-            .emitter
-            .saved(self.store.update_chat(&id, patch).await, &pledged)
-            .await?;
+        let held = match self.gate.enter(&patch).await {
+            Ok(held) => held,
+            Err(e) => {
+                self.emitter.unpledge(pledged).await;
+                return Err(e);
+            }
+        };
+        let saved = self.store.update_chat(&id, patch).await;
+        self.gate.leave(held).await;
+        let after = self.emitter.saved(saved, &pledged).await?;
         self.events
             .announce_chat_updated(&before, &after, &Actor::of(user), pledged)
             .await;
