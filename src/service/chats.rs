@@ -288,8 +288,7 @@ impl<'a> Chats<'a> {
         }
         let saved = match self.save(new, &turn).await {
             Ok(saved) => saved,
-            // A store timeout may still land: settled before the answer (`unknown_saves.rs`);
-            // one that does not is left to the reconcile pass, with its pledge.
+            // A store timeout may still land: settled before the answer (`unknown_saves.rs`).
             Err(e) if e.code == ErrorCode::Unavailable => {
                 match landed(self.store, &chat.id, &id).await {
                     Some(message) => {

@@ -17,7 +17,7 @@ async fn bounded<T>(
 ) -> Result<T, PresenceError> {
     match tokio::time::timeout(CALL_TIMEOUT, call).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(unavailable(&e.to_string())),
+        Ok(Err(e)) => Err(unavailable(e.to_string())),
         Err(_) => Err(unavailable("presence call timed out")),
     }
 }

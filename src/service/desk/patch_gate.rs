@@ -109,10 +109,8 @@ impl<'a> PatchGate<'a> {
                 false
             }
         };
-        if again {
-            if let Err(e) = self.gate.release().await {
-                tracing::warn!(error = %e, "could not give the assignment gate back");
-            }
+        if again && let Err(e) = self.gate.release().await {
+            tracing::warn!(error = %e, "could not give the assignment gate back");
         }
         drop(held);
         if again {
