@@ -86,5 +86,9 @@ pub async fn heartbeat(state: AppState) {
         // Whatever is due and unclaimed: left by a node that drained or died before its grace
         // ended (or by this one, before a restart).
         state.statuses().announce_due_offline().await;
+        // The desk's availability gauge, counted once per heartbeat on every node.
+        if let Ok(n) = state.availability.available().await {
+            state.metrics.desk.staff_available.set(n as i64);
+        }
     }
 }
