@@ -58,9 +58,9 @@ timeout "$TIMEOUT" "$BIN_DIR/loadgen" reconnect --recover --urls "$all" --label 
 mkdir -p "$out"
 for i in $(seq 2 "$NODES"); do
   # What each survivor counted (resumes by outcome, handshakes refused, ...), for the journal.
-  curl -s "${urls[$((i-1))]}/metrics" | grep -E '^switchboard_(recovery|handshake|connections|admission)' \
+  curl -s "${urls[$((i-1))]}/metrics" | grep -E '^switchboard_(recovery|handshake|connections|admission|adapter_subscriber)' \
     >"$out/metrics-node$i.txt" || true
-  echo "node $i: $(grep -c '"level":"WARN"' "$work/node$i.log" || true) warnings, $(grep -c 'chat partners\|store unavailable' "$work/node$i.log" || true) about the store; /readyz $(curl -s -o /dev/null -w '%{http_code}' "${urls[$((i-1))]}/readyz")"
+  echo "node $i: $(grep -c '"level":"WARN"' "$work/node$i.log" || true) warnings, $(grep -c 'chat partners\|store unavailable' "$work/node$i.log" || true) about the store, $(grep -c 'subscriber lost messages' "$work/node$i.log" || true) subscriber gaps; /readyz $(curl -s -o /dev/null -w '%{http_code}' "${urls[$((i-1))]}/readyz")"
 done
 if [ "$status" != 0 ]; then
   echo "avalanche smoke failed ($status); node logs (warnings):"

@@ -130,7 +130,7 @@ impl Application {
                 (state, with_layer(layer), vec![restored])
             }
             Some(url) => {
-                let redis = cluster::redis::connect(&url).await?;
+                let redis = cluster::redis::connect(&url, config.redis_subscriber_buffer).await?;
                 webhook_lease = crate::webhooks::Lease::redis(
                     redis.presence.clone(),
                     node_id.clone(),
@@ -178,6 +178,14 @@ impl Application {
                     recovery,
                 });
                 fanout.count_late_failures(state.metrics.fanout_failures.clone());
+                redis.gaps.on_gap({
+                    let (sockets, gaps) =
+                        (state.sockets.clone(), state.metrics.subscriber_gaps.clone());
+                    move || {
+                        gaps.inc();
+                        sockets.close_transports();
+                    }
+                });
                 crate::realtime::register(&io, state.clone())
                     .await
                     .map_err(|e| anyhow::anyhow!("the Redis adapter could not subscribe: {e}"))?;

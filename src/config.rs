@@ -179,6 +179,16 @@ pub struct Config {
     /// of a cluster (see `SECRETS_HELP` and docs/cluster.md).
     #[arg(skip)]
     pub redis_url: Option<Secret>,
+    /// Redis only: how many incoming pub/sub messages may wait to be handed to this node's
+    /// sockets (fred's channel, then each adapter stream). A burst beyond it closes this node's
+    /// transports so that their clients resume from the recovery log (docs/cluster.md).
+    #[arg(
+        long,
+        env = "REDIS_SUBSCRIBER_BUFFER",
+        default_value_t = crate::cluster::redis::clients::SUBSCRIBER_BUFFER,
+        value_parser = buffer_slots
+    )]
+    pub redis_subscriber_buffer: usize,
     /// This node's name in presence and metrics; defaults to the host name plus a random suffix.
     #[arg(long, env = "NODE_ID")]
     pub node_id: Option<String>,
@@ -447,6 +457,14 @@ fn secs(s: &str) -> Result<Duration, String> {
 }
 
 /// A setting in whole milliseconds (a `*_MS` variable), kept as the `Duration` it means.
+/// A buffer's slot count: 1 to 1,048,576 (each slot is preallocated).
+fn buffer_slots(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n @ 1..=1_048_576) => Ok(n),
+        _ => Err(format!("{s:?} is not a whole number from 1 to 1048576")),
+    }
+}
+
 fn millis(s: &str) -> Result<Duration, String> {
     s.parse()
         .map(Duration::from_millis)

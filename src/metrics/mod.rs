@@ -107,6 +107,8 @@ pub struct Metrics {
     store: Vec<StoreMetrics>,
     pub fanout_publishes: IntCounter,
     pub fanout_failures: IntCounter,
+    /// Times the Redis subscriber lost messages and this node closed its transports.
+    pub subscriber_gaps: IntCounter,
     pub fanout_duration: Histogram,
     pub presence_users_online: IntGauge,
     pub presence_reaped_users: IntCounter,
@@ -315,6 +317,15 @@ impl Metrics {
                 IntCounter::new(
                     "adapter_failures_total",
                     "Room emissions the adapter failed to publish",
+                )
+                .unwrap(),
+            ),
+            subscriber_gaps: reg(
+                r,
+                IntCounter::new(
+                    "adapter_subscriber_gaps_total",
+                    "Times the Redis subscriber lost messages (a buffer overflowed), so this node \
+                     closed every transport for its clients to resume from the recovery log",
                 )
                 .unwrap(),
             ),

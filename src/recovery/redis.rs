@@ -4,14 +4,16 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `{sb}:rlog` | stream | one entry per recoverable emission: `r` rooms, `x` excluded rooms (each `\n`-separated), `e` event, `d` payload JSON; the entry id is the offset |
+//! | `{sb}:rlog` | stream | one entry per recoverable emission: `r` rooms, `x` excluded rooms (each `\n`-separated), `e` event, `d` payload JSON, `t` the append's token (`redis/append.rs`); the entry id is the offset |
 //! | `{sb}:rlog:bytes` | string | the stream's size in the byte budget (`entry_bytes` summed), kept by the append and trim scripts |
 //! | `{sb}:rlog:cut` | string | the id of the newest entry a trim dropped |
 //! | `{sb}:rlog:room:{room}` | string | the id of the newest entry logged for that room, expiring after a day (`room_index.rs`) |
+//! | `{sb}:rlog:void:{token}` | string, 60 s | an append whose answer was lost and that was not found logged: if it arrives late, it logs nothing (`redis/append.rs`) |
 //! | `{sb}:rs:{pid}` | hash, TTL | `u` user, `r` rooms, `t` start (ms), `d` disconnected (ms; empty while held), `s` holding socket |
 //!
 //! The hash tag `{sb}` keeps every key in one slot (scripts touch several). An append is one
-//! script: the `XADD` and the byte count together. Every node's timer runs the trim script once
+//! script: the `XADD` and the byte count together; one whose answer is lost is settled before its
+//! event goes out (`redis/append.rs`). Every node's timer runs the trim script once
 //! a second: it drops the oldest entries, while they are older than the window or the stream
 //! is over `RECOVERY_LOG_MAX_BYTES` (issue 25, item 7: a payload of control characters is
 //! ~30 KB of JSON, and the window's worth of them was gigabytes), with one exact `XTRIM MINID`.
@@ -37,9 +39,11 @@ use super::backend::{
 use super::pid::Pid;
 use super::room_index;
 
+mod append;
 mod scripts;
 
-use scripts::{APPEND, LOG, LOG_BYTES, LOG_CUT, SESSIONS, TRIM};
+use append::Appender;
+use scripts::{LOG, LOG_BYTES, LOG_CUT, SESSIONS, TRIM};
 
 /// Upper bound on any one call, on top of the client's own command timeout.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -74,7 +78,7 @@ async fn run_sessions(
 /// Sessions and the log in Redis.
 pub struct RedisRecovery {
     client: Client,
-    append: Script,
+    append: Appender,
     trim: Script,
     sessions: Script,
     /// Every session read and write goes through it: a storm of resumes makes a few script
@@ -181,7 +185,7 @@ impl RedisRecovery {
         });
         RedisRecovery {
             client,
-            append: Script::from_lua(APPEND),
+            append: Appender::new(),
             trim: Script::from_lua(TRIM),
             sessions,
             batch,
@@ -191,7 +195,8 @@ impl RedisRecovery {
     /// Loads the scripts into Redis's script cache (every master of a Redis Cluster), so that the
     /// first calls do not each meet `NOSCRIPT` and reload.
     pub async fn load_scripts(&self) -> Result<(), BackendError> {
-        for script in [&self.append, &self.trim, &self.sessions] {
+        let [append, settle] = self.append.scripts();
+        for script in [append, settle, &self.trim, &self.sessions] {
             bounded(script.load(&self.client)).await?;
         }
         Ok(())
@@ -218,24 +223,9 @@ impl RecoveryBackend for RedisRecovery {
     ) -> Result<Offset, BackendError> {
         // `min_ms` is the trim script's business (every node's timer, once a second).
         let _ = min_ms;
-        let mut keys = vec![LOG.to_owned(), LOG_BYTES.to_owned()];
-        keys.extend(rooms.iter().map(|r| room_index::redis_key(r)));
-        let args = vec![
-            rooms.join("\n"),
-            except.join("\n"),
-            event.to_owned(),
-            payload.to_owned(),
-            room_index::ROOM_MEMORY.as_millis().to_string(),
-        ];
-        let id: Value = bounded(self.append.evalsha_with_reload::<Value, _, _>(
-            &self.client,
-            keys,
-            args,
-        ))
-        .await?;
-        text(&id)
-            .and_then(|s| Offset::parse(&s))
-            .ok_or_else(|| BackendError(format!("XADD answered {id:?}")))
+        self.append
+            .append(&self.client, rooms, except, event, payload)
+            .await
     }
 
     async fn read(

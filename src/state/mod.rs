@@ -232,6 +232,9 @@ pub trait LocalSockets: Send + Sync + 'static {
     /// Closes one socket's transport, so that its client reconnects (its token expired);
     /// `false` if the socket is not here any more.
     fn close_transport(&self, sid: socketioxide::socket::Sid) -> bool;
+    /// Closes the transport of every socket of this node at once (each client reconnects and
+    /// resumes its session); how many there were.
+    fn close_transports(&self) -> usize;
     /// Disconnects every socket of `user_id` on every node (through the adapter), with a
     /// namespace disconnect, so socket.io-client does not reconnect by itself; without
     /// `staff_too`, only the user's sockets outside `admins` (the support desk's removals).
@@ -271,6 +274,17 @@ impl<A: Adapter> LocalSockets for SocketIo<A> {
         };
         socket.close_transport();
         true
+    }
+
+    fn close_transports(&self) -> usize {
+        let Some(ns) = self.of("/") else {
+            return 0;
+        };
+        let sockets = ns.local().sockets();
+        for socket in &sockets {
+            socket.close_transport();
+        }
+        sockets.len()
     }
 
     fn disconnect_user(

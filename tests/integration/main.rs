@@ -26,6 +26,7 @@ mod recovery_cluster;
 mod recovery_contract;
 mod redis_cost;
 mod scale;
+mod scale_losses;
 mod scale_replays;
 mod sec_app;
 mod sec_engine;

@@ -376,3 +376,68 @@ async fn the_socket_id_listed_to_staff_cannot_post_as_its_user() {
         .collect();
     assert_eq!(contents, vec!["mine".to_owned()], "no forged message saved");
 }
+
+/// Issue 28: a socket whose queue is full (1,024 packets waiting) is closed, not skipped.
+/// Skipped, it missed that packet and got the later ones: a hole its client could not see,
+/// since its recovery offset moved past it. Closed, its client resumes after the last packet
+/// it really got. A long-polling session that does not `GET` is such a socket (the byte bound
+/// raised out of the way: the packet bound is the one under test).
+#[tokio::test]
+async fn a_session_whose_queue_fills_is_closed_not_skipped() {
+    const BURST: u64 = 1_100;
+    let node = TestNode::start_with(|c| {
+        c.socket_queue_bytes = 256 << 20;
+        c.rate_limit_per_sec = 100_000;
+    })
+    .await;
+    let alice = node.token("alice", Role::User);
+    let chat = node.open_chat(&alice).await;
+    let admin = node.socket("a1", Role::Admin).await;
+    let (p, _) = Polling::connect(node.port, &alice).await;
+    for i in 1..=BURST {
+        let ack = admin
+            .ack(
+                "message:send",
+                json!({ "chatId": chat, "message": { "content": format!("m{i}") } }),
+            )
+            .await;
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+
+    // Read what the session has, until it is closed or every message came.
+    let mut seqs = Vec::new();
+    let mut closed = false;
+    while !closed && (seqs.len() as u64) < BURST {
+        // A poll that waits past WAIT: nothing more is coming.
+        let Ok(res) =
+            tokio::time::timeout(WAIT, p.http.get(format!("{}&sid={}", p.base, p.sid)).send())
+                .await
+        else {
+            break;
+        };
+        let res = res.expect("poll sent");
+        if res.status() != 200 {
+            closed = true;
+            break;
+        }
+        for packet in res.text().await.unwrap().split(SEPARATOR) {
+            if packet == "1" {
+                closed = true;
+            } else if packet == "2" {
+                p.post("3").await;
+            } else if let Some(body) = packet.strip_prefix("42")
+                && let Ok(Value::Array(args)) = serde_json::from_str::<Value>(body)
+                && args[0] == "message:new"
+            {
+                seqs.push(args[1]["message"]["seq"].as_u64().expect("a seq"));
+            }
+        }
+    }
+    let start: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, start, "what the session got has no hole");
+    assert!(
+        closed,
+        "{} of {BURST} messages and the session still open: the rest was skipped",
+        seqs.len()
+    );
+}

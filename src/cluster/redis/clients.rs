@@ -17,13 +17,15 @@
 //! RESP2), has `fail_fast = false` (a node started before Redis waits for it instead of exiting)
 //! and retries forever, and every command has a timeout, so nothing waits on a dead Redis long.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use fred::clients::SubscriberClient;
 use fred::prelude::{Builder, Client, ClientLike, Config, ReconnectPolicy};
 use fred::types::RespVersion;
-use socketioxide_redis::drivers::fred::FredDriver;
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
+
+use super::driver::{Gaps, SubscriberDriver};
 
 /// Bound on presence commands.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -36,11 +38,15 @@ const CHANNEL_PREFIX: &str = "switchboard";
 /// The adapter's request channel for namespace `/`, which every node subscribes to.
 pub(super) const REQUEST_CHANNEL: &str = "switchboard-request#/#";
 
-/// How many incoming pub/sub messages may wait to be handed to the adapter, in fred's broadcast
-/// channel and then in each channel's stream. Preallocated (about 100 bytes a slot, for each
-/// of the subscriber's few event channels), so a few MB per node; a burst larger than this,
-/// arriving faster than the node consumes it, still loses messages (logged by the driver).
-const SUBSCRIBER_BUFFER: usize = 16_384;
+/// How many incoming pub/sub messages may wait in fred's broadcast channel, unless
+/// `REDIS_SUBSCRIBER_BUFFER` says otherwise; each adapter stream after it holds
+/// [`STREAM_DEPTH`] times as many. The broadcast channel is preallocated (about 200 bytes a
+/// slot), the streams are not. A burst larger than this, arriving faster than the node
+/// consumes it, overflows them: a gap (see [`super::driver`]), which closes this node's
+/// transports so their clients resume.
+pub const SUBSCRIBER_BUFFER: usize = 16_384;
+/// How much deeper than fred's broadcast channel each adapter stream is.
+const STREAM_DEPTH: usize = 16;
 
 /// Why cluster mode could not start.
 #[derive(Debug, thiserror::Error)]
@@ -167,19 +173,22 @@ pub struct RedisClients {
     /// reconnects (fred does not restore sharded subscriptions by itself).
     pub subscriber: SubscriberClient,
     /// The adapter constructor, for `SocketIo::builder().with_adapter`.
-    pub adapter: RedisAdapterCtr<FredDriver>,
+    pub adapter: RedisAdapterCtr<SubscriberDriver>,
+    /// Where the subscriber reports messages it lost (the node closes its transports).
+    pub gaps: Arc<Gaps>,
 }
 
-/// Connects to Redis, waiting as long as it takes for it to answer (a node may start first).
-pub async fn connect(url: &str) -> Result<RedisClients, ClusterError> {
+/// Connects to Redis, waiting as long as it takes for it to answer (a node may start first);
+/// `buffer` is the subscriber's (see [`SUBSCRIBER_BUFFER`]).
+pub async fn connect(url: &str, buffer: usize) -> Result<RedisClients, ClusterError> {
     let connector = RedisConnector::parse(url)?;
     let presence = connector.client(COMMAND_TIMEOUT)?;
     let subscriber = connector
         .builder(PUBLISH_TIMEOUT)
         // Every emission of every node arrives through this client's broadcast channel; fred's
         // default of 32 slots drops messages ("lagged") as soon as a burst outruns the task
-        // that hands them to the adapter, and the loss is silent. See `SUBSCRIBER_BUFFER`.
-        .with_performance_config(|p| p.broadcast_channel_capacity = SUBSCRIBER_BUFFER)
+        // that hands them to the adapter. See `SUBSCRIBER_BUFFER`.
+        .with_performance_config(|p| p.broadcast_channel_capacity = buffer)
         .build_subscriber_client()
         .map_err(redis_error)?;
     {
@@ -197,10 +206,15 @@ pub async fn connect(url: &str) -> Result<RedisClients, ClusterError> {
     }
     let config = RedisAdapterConfig::new()
         .with_prefix(CHANNEL_PREFIX)
-        .with_stream_buffer(SUBSCRIBER_BUFFER);
-    let adapter = RedisAdapterCtr::new_with_fred_config(subscriber.clone(), config)
+        // The streams' channels allocate as they fill (tokio's mpsc grows by blocks), so they
+        // can be much deeper than fred's preallocated broadcast channel at no idle cost: a
+        // backlog waits there instead of overflowing into a gap.
+        .with_stream_buffer(buffer.saturating_mul(STREAM_DEPTH));
+    let gaps = Arc::new(Gaps::default());
+    let driver = SubscriberDriver::new(subscriber.clone(), gaps.clone())
         .await
         .map_err(redis_error)?;
+    let adapter = RedisAdapterCtr::new_with_driver(driver, config);
     tracing::info!(
         topology = connector.topology().as_str(),
         "connected to Redis"
@@ -210,6 +224,7 @@ pub async fn connect(url: &str) -> Result<RedisClients, ClusterError> {
         presence,
         subscriber,
         adapter,
+        gaps,
     })
 }
 

@@ -5,6 +5,8 @@
 //!
 //! - [`clients`]: the Redis connections a node opens ([`connect`], [`RedisClients`]) and how
 //!   they are configured ([`builder`]).
+//! - [`driver`]: the adapter's pub/sub driver, which turns a message lost on the way in into
+//!   closed transports (clients resume from the recovery log) instead of a silent hole.
 //! - [`fanout`]: [`RedisFanout`], which pipelines a sender's emissions and hands failed ones to
 //!   the outage queue.
 //! - [`outage`]: the outage queue (the events kept while Redis is unreachable) and their replay
@@ -23,9 +25,10 @@
 //! history, as after any reconnect.
 
 use socketioxide::adapter::Emitter;
-use socketioxide_redis::FredAdapter;
+use socketioxide_redis::CustomRedisAdapter;
 
 pub mod clients;
+pub mod driver;
 pub mod fanout;
 pub mod outage;
 pub mod supervisor;
@@ -34,4 +37,4 @@ pub use clients::{COMMAND_TIMEOUT, ClusterError, PUBLISH_TIMEOUT, RedisClients, 
 pub use fanout::RedisFanout;
 
 /// The adapter every cluster node uses.
-pub type ClusterAdapter = FredAdapter<Emitter>;
+pub type ClusterAdapter = CustomRedisAdapter<Emitter, driver::SubscriberDriver>;

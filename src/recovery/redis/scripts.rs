@@ -4,14 +4,41 @@ pub(super) const LOG: &str = "{sb}:rlog";
 pub(super) const LOG_BYTES: &str = "{sb}:rlog:bytes";
 pub(super) const LOG_CUT: &str = "{sb}:rlog:cut";
 
-/// Appends one entry and counts its bytes as `recovery::entry_bytes` does (64 + its fields);
-/// KEYS[3..] are its rooms' index keys (`room_index.rs`), each set to its id for ARGV[5] ms.
+/// Appends one entry and counts its bytes as the trim script does (64 + its fields' values);
+/// KEYS[4..] are its rooms' index keys (`room_index.rs`), each set to its id for ARGV[5] ms.
+/// ARGV[6] is the append's token, kept in the entry (`t`): an append whose answer was lost is
+/// looked for by it ([`SETTLE`]), and KEYS[3] is the token's void mark, which [`SETTLE`] sets
+/// when it did not find it: an append that arrives after that logs nothing and answers nil.
 pub(super) const APPEND: &str = r#"
-local id = redis.call('XADD', KEYS[1], '*', 'r', ARGV[1], 'x', ARGV[2], 'e', ARGV[3], 'd', ARGV[4])
-redis.call('INCRBY', KEYS[2], 64 + #ARGV[1] + #ARGV[2] + #ARGV[3] + #ARGV[4])
-for i = 3, #KEYS do redis.call('SET', KEYS[i], id, 'PX', ARGV[5]) end
+if redis.call('EXISTS', KEYS[3]) == 1 then return false end
+local id = redis.call('XADD', KEYS[1], '*', 'r', ARGV[1], 'x', ARGV[2], 'e', ARGV[3], 'd', ARGV[4], 't', ARGV[6])
+redis.call('INCRBY', KEYS[2], 64 + #ARGV[1] + #ARGV[2] + #ARGV[3] + #ARGV[4] + #ARGV[6])
+for i = 4, #KEYS do redis.call('SET', KEYS[i], id, 'PX', ARGV[5]) end
 return id
 "#;
+
+/// Settles an append whose answer was lost: the id of the entry with token ARGV[1] among those
+/// from id ARGV[2] on, or, if there is none, nil after setting the token's void mark KEYS[2]
+/// for ARGV[3] ms, so that the append, if it is still on its way, logs nothing.
+pub(super) const SETTLE: &str = r#"
+local start = ARGV[2]
+while true do
+  local batch = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 512)
+  if #batch == 0 then break end
+  for _, e in ipairs(batch) do
+    local f = e[2]
+    if f[#f - 1] == 't' and f[#f] == ARGV[1] then return e[1] end
+  end
+  start = '(' .. batch[#batch][1]
+end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+return false
+"#;
+
+/// The void mark of an append's token (see [`APPEND`]).
+pub(super) fn void_key(token: &str) -> String {
+    format!("{{sb}}:rlog:void:{token}")
+}
 
 /// Drops the oldest entries while they are older than ARGV[2] (ms) or the stream is over ARGV[1]
 /// bytes, at most ARGV[3] of them; returns { bytes left, the newest id ever dropped or '' }.

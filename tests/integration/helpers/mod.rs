@@ -347,6 +347,26 @@ impl ProcessNode {
     }
 
     /// Kills the process without warning (SIGKILL): no drain, no presence withdrawal.
+    /// Stops the process (SIGSTOP) without closing anything: its peers' bytes queue in the
+    /// kernel until [`ProcessNode::resume`].
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a [`ProcessNode::pause`]d process run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("the process is running");
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &child.id().to_string()])
+            .status()
+            .expect("runs kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

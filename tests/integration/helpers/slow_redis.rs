@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
-/// A TCP proxy to Redis that, once given a needle and a count `n`, holds back (4 s) the chunk
+/// A TCP proxy to Redis that, once given a needle and a count `n`, holds back (4 s unless told) the chunk
 /// after the first `n` a node sends containing the needle, and with it everything after it on
 /// that connection, as a slow Redis would.
 pub struct StallingProxy;
@@ -19,6 +19,15 @@ impl StallingProxy {
     pub async fn start(
         redis_port: u16,
         pid: Arc<std::sync::Mutex<Option<(String, usize)>>>,
+    ) -> String {
+        Self::start_holding(redis_port, pid, Duration::from_secs(4)).await
+    }
+
+    /// [`StallingProxy::start`], holding the chunk back for `hold`.
+    pub async fn start_holding(
+        redis_port: u16,
+        pid: Arc<std::sync::Mutex<Option<(String, usize)>>>,
+        hold: Duration,
     ) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
         let port = listener.local_addr().expect("address").port();
@@ -50,7 +59,7 @@ impl StallingProxy {
                                 seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == skip
                             })
                         {
-                            tokio::time::sleep(Duration::from_secs(4)).await;
+                            tokio::time::sleep(hold).await;
                         }
                         if sw.write_all(&buf[..n]).await.is_err() {
                             return;

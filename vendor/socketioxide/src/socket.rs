@@ -802,7 +802,14 @@ impl<A: Adapter> Socket<A> {
     pub(crate) fn reserve(&self) -> Result<Permit<'_>, SocketError> {
         match self.esocket.reserve() {
             Ok(permit) => Ok(permit),
-            Err(TrySendError::Full(_)) => Err(SocketError::InternalChannelFull),
+            // Switchboard patch: a socket whose queue is full is closed, not skipped. Skipped, it
+            // would miss this packet and then get the next ones, so its client would never know
+            // (its recovery offset moves past the hole); closed, its client reconnects and
+            // resumes after the last packet it really got.
+            Err(TrySendError::Full(_)) => {
+                self.esocket.close(EIoDisconnectReason::TransportClose);
+                Err(SocketError::InternalChannelFull)
+            }
             Err(TrySendError::Closed(_)) => Err(SocketError::Closed),
         }
     }
