@@ -73,7 +73,7 @@ pub async fn heartbeat(state: AppState) {
                 for change in changes.iter().filter(|c| c.online) {
                     state
                         .statuses()
-                        .announce_status(&change.user_id, true, Turn::unordered())
+                        .announce_status(&change.user_id, true, Turn::unordered(), None)
                         .await;
                 }
                 // A dead node's users: offline after the grace, unless they came back.
@@ -86,5 +86,9 @@ pub async fn heartbeat(state: AppState) {
         // Whatever is due and unclaimed: left by a node that drained or died before its grace
         // ended (or by this one, before a restart).
         state.statuses().announce_due_offline().await;
+        // The desk's availability gauge, counted once per heartbeat on every node.
+        if let Ok(n) = state.availability.available().await {
+            state.metrics.desk.staff_available.set(n as i64);
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The support desk's metrics: removals made (`docs/support-desk.md`), the handshakes and
 //! REST calls they refused, the audit log's entries (recorded, failed, trimmed), assignments,
-//! chats put back in the queue, and the queue itself.
+//! chats put back in the queue, the queue itself, and the staff available.
 
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
@@ -32,6 +32,8 @@ pub struct DeskMetrics {
     pub queue_length: IntGauge,
     /// How long the oldest waiting chat has waited, as that pass saw it.
     pub queue_oldest_wait: Gauge,
+    /// Staff available in the whole cluster, as this node last counted them (every heartbeat).
+    pub staff_available: IntGauge,
 }
 
 impl DeskMetrics {
@@ -133,6 +135,14 @@ impl DeskMetrics {
                 Gauge::new(
                     "desk_queue_oldest_wait_seconds",
                     "How long the oldest chat waiting for auto-assignment has waited",
+                )
+                .unwrap(),
+            ),
+            staff_available: reg(
+                r,
+                IntGauge::new(
+                    "desk_staff_available",
+                    "Staff available in the cluster, as this node last counted them",
                 )
                 .unwrap(),
             ),

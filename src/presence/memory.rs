@@ -53,7 +53,23 @@ struct Inner {
     due: HashMap<String, i64>,
     /// Staff members seen connecting (for `staff_online`); one found offline is dropped.
     staff: HashSet<Box<str>>,
+    /// The marks of the transitions made here (`Presence::marked`), and when (ms).
+    marks: HashMap<String, i64>,
 }
+
+impl Inner {
+    /// Records a transition's mark; marks older than [`KEEP_MARKS_MS`] go once there are many.
+    fn mark(&mut self, mark: &str) {
+        let t = now().timestamp_millis();
+        if self.marks.len() >= 10_000 {
+            self.marks.retain(|_, at| t - *at < KEEP_MARKS_MS);
+        }
+        self.marks.insert(mark.to_owned(), t);
+    }
+}
+
+/// How long a transition's mark is kept at least (a day: far past any pledge's settling).
+const KEEP_MARKS_MS: i64 = 86_400_000;
 
 /// A [`SocketEntry`] as kept here, for an idle socket's sake: its id only as the map's key, the
 /// node's name shared rather than copied, boxed strings: two heap strings fewer and a smaller
@@ -160,7 +176,11 @@ impl MemoryPresence {
 
 #[async_trait]
 impl Presence for MemoryPresence {
-    async fn connect(&self, entry: &SocketEntry) -> Result<bool, PresenceError> {
+    async fn connect_marked(
+        &self,
+        entry: &SocketEntry,
+        mark: Option<&str>,
+    ) -> Result<bool, PresenceError> {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if g.sockets.contains_key(entry.socket_id.as_str()) {
             return Ok(false);
@@ -183,7 +203,11 @@ impl Presence for MemoryPresence {
             g.staff.insert(entry.user_id.as_str().into());
         }
         // Back before their `offline` went out: it never will, and no `online` is news.
-        Ok(first && g.due.remove(&entry.user_id).is_none())
+        let online = first && g.due.remove(&entry.user_id).is_none();
+        if let (true, Some(mark)) = (online, mark) {
+            g.mark(mark);
+        }
+        Ok(online)
     }
 
     async fn disconnect(&self, user_id: &str, socket_id: &str) -> Result<bool, PresenceError> {
@@ -280,6 +304,41 @@ impl Presence for MemoryPresence {
             .into_iter()
             .filter(|user| !g.per_user.contains_key(user.as_str()))
             .collect())
+    }
+
+    async fn due_offline(&self) -> Result<Vec<String>, PresenceError> {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let t = now().timestamp_millis();
+        Ok(g.due
+            .iter()
+            .filter(|(_, due)| **due <= t)
+            .map(|(user, _)| user.clone())
+            .collect())
+    }
+
+    async fn claim_offline_marked(
+        &self,
+        claims: &[(String, String)],
+    ) -> Result<Vec<String>, PresenceError> {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let t = now().timestamp_millis();
+        let mut claimed = Vec::new();
+        for (user, mark) in claims {
+            if g.due.get(user).is_none_or(|due| *due > t) {
+                continue;
+            }
+            g.due.remove(user);
+            if !g.per_user.contains_key(user.as_str()) {
+                g.mark(mark);
+                claimed.push(user.clone());
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn marked(&self, mark: &str) -> Result<bool, PresenceError> {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(g.marks.contains_key(mark))
     }
 
     async fn staff_online(&self) -> Result<Option<String>, PresenceError> {

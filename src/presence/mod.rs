@@ -99,7 +99,18 @@ pub trait Presence: Send + Sync + 'static {
     /// online) and no `offline` of theirs was still due: a user back before their offline was
     /// announced never went offline to anyone, so their due `offline` is dropped and `false`
     /// returned. Registering a socket twice changes nothing and returns `false`.
-    async fn connect(&self, entry: &SocketEntry) -> Result<bool, PresenceError>;
+    async fn connect(&self, entry: &SocketEntry) -> Result<bool, PresenceError> {
+        self.connect_marked(entry, None).await
+    }
+    /// [`connect`](Presence::connect), and when it makes the user online, records `mark` in
+    /// the same step ([`Presence::marked`] tells it afterwards): a `user.online` pledged ahead
+    /// of the connect (`webhooks/pledges.rs`) is settled from it if its node dies before
+    /// writing the event.
+    async fn connect_marked(
+        &self,
+        entry: &SocketEntry,
+        mark: Option<&str>,
+    ) -> Result<bool, PresenceError>;
     /// Removes a socket; `true` when it was its user's last one (a transition to offline, due
     /// for announcement after the offline grace).
     async fn disconnect(&self, user_id: &str, socket_id: &str) -> Result<bool, PresenceError>;
@@ -120,6 +131,18 @@ pub trait Presence: Send + Sync + 'static {
     /// socket): each due user is returned by exactly one call, cluster-wide, and the caller
     /// announces them.
     async fn claim_due_offline(&self) -> Result<Vec<String>, PresenceError>;
+    /// The users whose `offline` is due now (at most a claim's worth), read only: the caller
+    /// pledges their `user.offline` and then claims them with [`Presence::claim_offline_marked`].
+    async fn due_offline(&self) -> Result<Vec<String>, PresenceError>;
+    /// Claims the due `offline` of these users (user, mark), as [`Presence::claim_due_offline`]
+    /// does (each to exactly one caller; one back online is dropped unannounced), recording the
+    /// mark of each claimed user in the same step. Returns the claimed users.
+    async fn claim_offline_marked(
+        &self,
+        claims: &[(String, String)],
+    ) -> Result<Vec<String>, PresenceError>;
+    /// Whether a transition recorded `mark` (kept a day at least).
+    async fn marked(&self, mark: &str) -> Result<bool, PresenceError>;
     /// Some staff member with a socket anywhere in the cluster, if there is one (a user's
     /// message in a chat with no staff participant is delivered live to them).
     async fn staff_online(&self) -> Result<Option<String>, PresenceError>;

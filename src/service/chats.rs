@@ -18,6 +18,7 @@ use crate::service::chat_access::chat_for;
 use crate::service::delivery::Deliveries;
 use crate::service::desk::assignment::AssignmentHook;
 use crate::service::desk::chat_events::ChatEvents;
+use crate::service::desk::patch_gate::PatchGate;
 use crate::service::emit::Emitter;
 use crate::service::events::{MessageNew, MessageRead, TypingEvent};
 use crate::service::unknown_saves::landed;
@@ -79,6 +80,8 @@ pub struct Chats<'a> {
     events: ChatEvents<'a>,
     /// Tells the assigner about queued chats and changed assignments.
     assignment: AssignmentHook<'a>,
+    /// Orders a `PATCH` that may raise a load with the assignment passes.
+    gate: PatchGate<'a>,
 }
 
 impl<'a> Chats<'a> {
@@ -94,6 +97,7 @@ impl<'a> Chats<'a> {
             deliveries: Deliveries::of(node),
             events: ChatEvents::of(node),
             assignment: AssignmentHook::of(node),
+            gate: PatchGate::of(node),
         }
     }
 
@@ -245,10 +249,16 @@ impl<'a> Chats<'a> {
             queue,
             ..patch
         };
-        let after = self
-            .emitter
-            .saved(self.store.update_chat(&id, patch).await, &pledged)
-            .await?;
+        let held = match self.gate.enter(&patch).await {
+            Ok(held) => held,
+            Err(e) => {
+                self.emitter.unpledge(pledged).await;
+                return Err(e);
+            }
+        };
+        let saved = self.store.update_chat(&id, patch).await;
+        self.gate.leave(held).await;
+        let after = self.emitter.saved(saved, &pledged).await?;
         self.events
             .announce_chat_updated(&before, &after, &Actor::of(user), pledged)
             .await;
@@ -266,8 +276,16 @@ impl<'a> Chats<'a> {
     ) -> Result<Saved<Message>, AppError> {
         let send = SendMessage::parse(input, |url| self.keys.files.issued(url))?;
         let chat = self.chat_for(user, &send.chat_id).await?;
-        let (new, here) = self.draft(user, &chat, send);
+        let (mut new, mut here) = self.draft(user, &chat, send);
         let id = new.id.clone();
+        // A save that moves the delivery mark itself: its `message.delivered` written ahead.
+        let mut pledged = None;
+        if let Some(to) = &here {
+            match self.emitter.pledge_saved_delivered(&chat.id, &id, to).await {
+                Ok(p) => pledged = p,
+                Err(_) => (new.delivered, here) = (false, None),
+            }
+        }
         let saved = match self.save(new, &turn).await {
             Ok(saved) => saved,
             // A store timeout may still land: settled before the answer (`unknown_saves.rs`).
@@ -280,10 +298,14 @@ impl<'a> Chats<'a> {
                     None => return Err(e),
                 }
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                self.emitter.unpledge(pledged).await;
+                return Err(e);
+            }
         };
-        if let Saved::Created(message) = &saved {
-            self.announce_new(&chat, message, here, turn).await;
+        match &saved {
+            Saved::Created(message) => self.announce_new(&chat, message, here, pledged, turn).await,
+            Saved::Existing(_) => self.emitter.unpledge(pledged).await,
         }
         Ok(saved)
     }
@@ -323,7 +345,14 @@ impl<'a> Chats<'a> {
 
     /// Emits `message:new` for a message just saved; once it went out, delivery takes over
     /// (`here`: the save already marked it delivered).
-    async fn announce_new(&self, chat: &Chat, message: &Message, here: Option<String>, turn: Turn) {
+    async fn announce_new(
+        &self,
+        chat: &Chat,
+        message: &Message,
+        here: Option<String>,
+        pledged: Option<crate::webhooks::Pledged>,
+        turn: Turn,
+    ) {
         let payload = MessageNew {
             chat_id: &message.chat_id,
             message,
@@ -334,7 +363,8 @@ impl<'a> Chats<'a> {
             .await
         {
             self.metrics.messages_emitted.inc();
-            self.deliveries.note_live_delivery(chat, message, here);
+            self.deliveries
+                .note_live_delivery(chat, message, here, pledged);
         }
     }
 

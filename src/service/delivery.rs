@@ -128,6 +128,7 @@ impl<'a> Deliveries<'a> {
         chat: &Chat,
         message: &Message,
         delivered_to: Option<String>,
+        pledged: Option<crate::webhooks::Pledged>,
     ) {
         let (to, trigger) = match delivered_to {
             Some(to) => (to, DeliveryTrigger::Stored),
@@ -139,7 +140,7 @@ impl<'a> Deliveries<'a> {
             to,
             at: message.timestamp,
         };
-        self.schedule_delivery(chat, message.recipient_side(), mark, trigger);
+        self.schedule_delivery(chat, message.recipient_side(), mark, trigger, pledged);
     }
 
     /// `chat:sync` or the REST history returned `messages` to `user`: if `user` is a recipient
@@ -177,6 +178,8 @@ impl<'a> Deliveries<'a> {
                 certain: Some(mark),
                 live: None,
                 stored: None,
+                stored_pledge: None,
+                superseded: Vec::new(),
                 participants: chat.participants.clone(),
                 staff: chat.staff_participants().map(str::to_owned).collect(),
             };
@@ -220,7 +223,7 @@ impl<'a> Deliveries<'a> {
                 to: user.id.clone(),
                 at: now(),
             };
-            self.schedule_delivery(&chat, side, mark, DeliveryTrigger::Certain);
+            self.schedule_delivery(&chat, side, mark, DeliveryTrigger::Certain, None);
         }
     }
 
@@ -283,8 +286,9 @@ impl<'a> Deliveries<'a> {
         side: Side,
         mark: DeliveryMark,
         trigger: DeliveryTrigger,
+        pledged: Option<crate::webhooks::Pledged>,
     ) {
-        if self.tracker.note(chat, side, mark, trigger) {
+        if self.tracker.note(chat, side, mark, trigger, pledged) {
             let (state, chat) = (self.node.clone(), chat.id.clone());
             tokio::spawn(async move { Deliveries::of(&state).run_flusher(chat, side).await });
         }
@@ -335,6 +339,8 @@ impl<'a> Deliveries<'a> {
         turn: Turn,
     ) -> Option<bool> {
         let stored = pending.stored;
+        let mut stored_pledge = pending.stored_pledge;
+        self.emitter.unpledge_many(pending.superseded).await;
         // A save that marked its message delivered found a recipient socket on this node.
         let mut connected = if stored.is_some() {
             Some(true)
@@ -358,7 +364,7 @@ impl<'a> Deliveries<'a> {
         // What moved the mark, to announce: this window's write (its webhook written ahead of
         // it), else what the saves wrote.
         let (announce, pledged) = match best {
-            None => (stored, None),
+            None => (stored, stored_pledge.take()),
             Some(mark) => {
                 let moved = match self.pledge_delivered(chat, side, &mark).await {
                     Ok(pledged) => {
@@ -374,16 +380,18 @@ impl<'a> Deliveries<'a> {
                     Ok((true, pledged)) => (Some(mark), pledged),
                     Ok((false, pledged)) => {
                         self.emitter.unpledge(pledged).await;
-                        (stored, None)
+                        (stored, stored_pledge.take())
                     }
                     // The status stays `sent`; the recipient's next fetch delivers it.
                     Err(e) => {
                         tracing::warn!(chat = %chat, error = %e.message, "delivery not recorded");
-                        (stored, None)
+                        (stored, stored_pledge.take())
                     }
                 }
             }
         };
+        // A stored mark this window's write went past: its own event is not announced.
+        self.emitter.unpledge(stored_pledge).await;
         if let Some(mark) = announce {
             let payload = delivered_event(chat, &mark);
             self.emitter

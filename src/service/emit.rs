@@ -157,6 +157,33 @@ impl<'a> Emitter<'a> {
         self.webhooks.unpledge(pledged).await;
     }
 
+    /// Writes ahead the `message.delivered` of a message about to be saved delivered to `to`
+    /// (a recipient socket is on this node: the save moves the mark itself). `Err` when the
+    /// outbox cannot be written: the caller saves the message undelivered instead, and the
+    /// delivery that follows its emission pledges its own.
+    pub async fn pledge_saved_delivered(
+        &self,
+        chat: &crate::domain::ChatId,
+        message: &crate::domain::MessageId,
+        to: &str,
+    ) -> Result<Option<Pledged>, AppError> {
+        let check = Check::SavedDelivered {
+            chat: chat.as_str().to_owned(),
+            message: message.as_str().to_owned(),
+            to: to.to_owned(),
+        };
+        let key = format!("chat:{}", chat.as_str());
+        let id = crate::webhooks::fresh_id();
+        let pledged = self.pledge("message.delivered", id, key, 0, check).await?;
+        // Its event follows the message the save creates, queued after the pledge is made.
+        Ok(pledged.map(Pledged::placed_when_written))
+    }
+
+    /// [`unpledge`](Self::unpledge) of several pledges, in one write.
+    pub async fn unpledge_many(&self, pledged: Vec<Pledged>) {
+        self.webhooks.unpledge_many(pledged).await;
+    }
+
     /// The untyped body of [`emit`](Self::emit): one copy of this code, whatever the event's
     /// type.
     async fn emit_in_turn(

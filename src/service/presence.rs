@@ -19,7 +19,7 @@ use crate::state::readiness::Readiness;
 use crate::state::test_hooks::TestHooks;
 use crate::state::{AppState, OfflineClaims, Session};
 use crate::store::Store;
-use crate::webhooks::Publisher;
+use crate::webhooks::{Pledged, Publisher};
 
 /// How long past the grace a departing user's node claims their `offline`: the due time was
 /// taken (in presence) just before the timer started.
@@ -166,12 +166,22 @@ impl<'a> Statuses<'a> {
         // due, and presence dropped it in the same step): no status read first, which a storm
         // of handshakes would pay once per socket.
         self.webhooks.note_role(&entry.user_id, entry.user_role);
-        match self.presence.connect(&entry).await {
+        // `user.online` is pledged ahead of the connect that may make the transition (which
+        // records the pledge's id): a node killed between the two loses no webhook
+        // (`webhooks/pledges.rs`).
+        let pledged = self.webhooks.pledge_status(&entry.user_id, true).await;
+        let mark = pledged.as_ref().map(|p| p.id.as_str());
+        match self.presence.connect_marked(&entry, mark).await {
             Ok(true) => {
                 self.readiness.adapter.note_answer();
-                self.announce_status(&entry.user_id, true, turn).await;
+                self.announce_status(&entry.user_id, true, turn, pledged)
+                    .await;
             }
-            Ok(false) => self.readiness.adapter.note_answer(),
+            Ok(false) => {
+                self.readiness.adapter.note_answer();
+                self.webhooks.unpledge(pledged).await;
+            }
+            // The connect may have landed: the reconcile pass settles the pledge from the mark.
             Err(e) => tracing::warn!(error = %e, "presence connect failed"),
         }
         if session.user.is_staff() {
@@ -232,8 +242,8 @@ impl<'a> Statuses<'a> {
                 return;
             };
             while claims.wanted.swap(false, Ordering::SeqCst) {
-                match self.presence.claim_due_offline().await {
-                    Ok(users) => self.announce_offline(&users).await,
+                match self.claim_due_offline().await {
+                    Ok(users) => self.announce_offline(users).await,
                     // They stay due: the next heartbeat's claim takes them.
                     Err(e) => {
                         tracing::warn!(error = %e, "could not claim due offline announcements");
@@ -249,9 +259,54 @@ impl<'a> Statuses<'a> {
         }
     }
 
+    /// Claims the due `offline`s, each with its `user.offline` pledged ahead of the claim when
+    /// an endpoint takes it (the claim records the pledge's id: a node killed between the claim
+    /// and the event's write loses no webhook, `webhooks/pledges.rs`); the pledges of users not
+    /// claimed after all (another node's claim, back online) are forgotten.
+    async fn claim_due_offline(&self) -> Result<Vec<(String, Option<Pledged>)>, PresenceError> {
+        if !self.webhooks.wants("user.offline") {
+            let users = self.presence.claim_due_offline().await?;
+            return Ok(users.into_iter().map(|u| (u, None)).collect());
+        }
+        let due = self.presence.due_offline().await?;
+        let mut pledges = Vec::with_capacity(due.len());
+        for user in due {
+            self.know_role(&user).await;
+            let pledged = self.webhooks.pledge_status(&user, false).await;
+            pledges.push((user, pledged));
+        }
+        // A user whose pledge could not be written is claimed as before (a mark no pledge
+        // waits for): their event is written ahead of the emission only.
+        let marks: Vec<(String, String)> = pledges
+            .iter()
+            .map(|(u, p)| {
+                let mark = p
+                    .as_ref()
+                    .map_or_else(crate::webhooks::fresh_id, |p| p.id.clone());
+                (u.clone(), mark)
+            })
+            .collect();
+        // On an error the pledges stay: the claim may have landed, the reconcile pass knows.
+        let claimed = self.presence.claim_offline_marked(&marks).await?;
+        let mut out = Vec::with_capacity(claimed.len());
+        for (user, pledged) in pledges {
+            if claimed.contains(&user) {
+                out.push((user, pledged));
+            } else {
+                self.webhooks.unpledge(pledged).await;
+            }
+        }
+        Ok(out)
+    }
+
     /// Announces `offline` for `users`, their chat partners read in batches (one store read per
     /// [`OFFLINE_BATCH`] users, not one per user).
-    async fn announce_offline(&self, users: &[String]) {
+    async fn announce_offline(&self, users: Vec<(String, Option<Pledged>)>) {
+        let mut pledges: std::collections::HashMap<String, Pledged> = users
+            .iter()
+            .filter_map(|(u, p)| p.clone().map(|p| (u.clone(), p)))
+            .collect();
+        let users: Vec<String> = users.into_iter().map(|(u, _)| u).collect();
         for chunk in users.chunks(OFFLINE_BATCH) {
             // The staff among them go `offline` for the support desk too.
             self.support.staff_gone(chunk).await;
@@ -269,7 +324,8 @@ impl<'a> Statuses<'a> {
             };
             for (user, partners) in partners {
                 self.metrics.presence_users_online.dec();
-                self.emit_status(&user, false, &partners, Turn::unordered())
+                let pledged = pledges.remove(&user);
+                self.emit_status(&user, false, &partners, Turn::unordered(), pledged)
                     .await;
             }
         }
@@ -289,7 +345,14 @@ impl<'a> Statuses<'a> {
     }
 
     /// Sends `user:status` to `admins` and the participants of the user's open chats.
-    pub async fn announce_status(&self, user_id: &str, online: bool, turn: Turn) {
+    /// `pledged`: its `user.*` webhook, written ahead (`webhooks/pledges.rs`).
+    pub async fn announce_status(
+        &self,
+        user_id: &str,
+        online: bool,
+        turn: Turn,
+        pledged: Option<Pledged>,
+    ) {
         if online {
             self.metrics.presence_users_online.inc();
         } else {
@@ -307,13 +370,41 @@ impl<'a> Statuses<'a> {
                 Vec::new()
             }
         };
-        self.emit_status(user_id, online, &partners, turn).await;
+        self.emit_status(user_id, online, &partners, turn, pledged)
+            .await;
     }
 
-    async fn emit_status(&self, user_id: &str, online: bool, partners: &[String], turn: Turn) {
+    async fn emit_status(
+        &self,
+        user_id: &str,
+        online: bool,
+        partners: &[String],
+        turn: Turn,
+        pledged: Option<Pledged>,
+    ) {
         let mut targets: Vec<String> = partners.iter().map(|p| rooms::user(p)).collect();
         targets.push(rooms::ADMINS.to_owned());
-        if !online && self.webhooks.enabled() && !self.webhooks.knows_role(user_id) {
+        if !online {
+            self.know_role(user_id).await;
+        }
+        let payload = UserStatus {
+            user_id,
+            status: if online { "online" } else { "offline" },
+        };
+        self.emitter
+            .emit_pledged(
+                targets,
+                vec![rooms::user(user_id)],
+                &payload,
+                pledged.as_ref(),
+                turn,
+            )
+            .await;
+    }
+
+    /// Makes sure this node knows `user_id`'s role for their `user.offline`.
+    async fn know_role(&self, user_id: &str) {
+        if self.webhooks.enabled() && !self.webhooks.knows_role(user_id) {
             // Another node held their sockets (it died or drained): `user.offline` carries the
             // role PROTOCOL.md requires, from the directory every handshake writes.
             match self.store.known_user(user_id).await {
@@ -324,13 +415,6 @@ impl<'a> Statuses<'a> {
                 }
             }
         }
-        let payload = UserStatus {
-            user_id,
-            status: if online { "online" } else { "offline" },
-        };
-        self.emitter
-            .emit(targets, vec![rooms::user(user_id)], &payload, turn)
-            .await;
     }
 }
 

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::domain::{Chat, ChatId, MessageId, Side, Timestamp};
+use crate::webhooks::Pledged;
 
 /// The newest message a trigger delivered, and to whom.
 #[derive(Debug, Clone)]
@@ -46,6 +47,11 @@ pub struct Pending {
     pub live: Option<Mark>,
     /// Deliveries their save already wrote; they need only their `message:delivered`.
     pub stored: Option<Mark>,
+    /// The `message.delivered` pledged ahead of the `stored` mark's save
+    /// (`webhooks/pledges.rs`): fulfilled by its announcement, or forgotten.
+    pub stored_pledge: Option<Pledged>,
+    /// The pledges of stored marks a higher one superseded: never announced, forgotten.
+    pub superseded: Vec<Pledged>,
     /// The chat's participants, for the rooms of `message:delivered` and the live check.
     pub participants: Vec<String>,
     /// The chat's staff participants ([`Chat::staff_participants`]): the staff recipients of a
@@ -55,7 +61,10 @@ pub struct Pending {
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.certain.is_none() && self.live.is_none() && self.stored.is_none()
+        self.certain.is_none()
+            && self.live.is_none()
+            && self.stored.is_none()
+            && self.superseded.is_empty()
     }
 }
 
@@ -80,9 +89,16 @@ impl DeliveryTracker {
             .is_empty()
     }
 
-    /// Notes a trigger; `true` when no flusher runs for this (chat, side), so the caller starts
-    /// one.
-    pub fn note(&self, chat: &Chat, side: Side, mark: Mark, trigger: Trigger) -> bool {
+    /// Notes a trigger (`pledged`: a stored mark's pledged webhook); `true` when no flusher
+    /// runs for this (chat, side), so the caller starts one.
+    pub fn note(
+        &self,
+        chat: &Chat,
+        side: Side,
+        mark: Mark,
+        trigger: Trigger,
+        pledged: Option<Pledged>,
+    ) -> bool {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let key = (chat.id.clone(), side);
         let first = !pending.contains_key(&key);
@@ -97,6 +113,17 @@ impl DeliveryTracker {
             .eq(chat.staff_participants())
         {
             entry.staff = chat.staff_participants().map(str::to_owned).collect();
+        }
+        if trigger == Trigger::Stored {
+            let higher = entry.stored.as_ref().is_none_or(|m| m.seq < mark.seq);
+            let superseded = if higher {
+                std::mem::replace(&mut entry.stored_pledge, pledged)
+            } else {
+                pledged
+            };
+            entry.superseded.extend(superseded);
+        } else {
+            entry.superseded.extend(pledged);
         }
         keep_max(
             match trigger {
@@ -121,6 +148,8 @@ impl DeliveryTracker {
             certain: entry.certain.take(),
             live: entry.live.take(),
             stored: entry.stored.take(),
+            stored_pledge: entry.stored_pledge.take(),
+            superseded: std::mem::take(&mut entry.superseded),
             participants: entry.participants.clone(),
             staff: entry.staff.clone(),
         })
@@ -161,7 +190,7 @@ mod tests {
         let t = DeliveryTracker::default();
         let c = chat();
         let chat = c.id.clone();
-        assert!(t.note(&c, Side::Staff, mark(1), Trigger::Live));
+        assert!(t.note(&c, Side::Staff, mark(1), Trigger::Live, None));
         assert_eq!(
             t.take(&chat, Side::Staff)
                 .and_then(|p| p.live)
@@ -169,8 +198,8 @@ mod tests {
             Some(1)
         );
         // The flusher cools down: new triggers gather, none starts a flusher.
-        assert!(!t.note(&c, Side::Staff, mark(3), Trigger::Live));
-        assert!(!t.note(&c, Side::Staff, mark(2), Trigger::Live));
+        assert!(!t.note(&c, Side::Staff, mark(3), Trigger::Live, None));
+        assert!(!t.note(&c, Side::Staff, mark(2), Trigger::Live, None));
         assert!(!t.finish_if_idle(&chat, Side::Staff));
         assert_eq!(
             t.take(&chat, Side::Staff)
@@ -181,6 +210,6 @@ mod tests {
         assert!(t.take(&chat, Side::Staff).is_none());
         assert!(t.finish_if_idle(&chat, Side::Staff));
         // Quiet again: the next trigger starts a flusher.
-        assert!(t.note(&c, Side::Staff, mark(4), Trigger::Certain));
+        assert!(t.note(&c, Side::Staff, mark(4), Trigger::Certain, None));
     }
 }

@@ -48,6 +48,8 @@ pub struct TestHooks {
     assignments_waiting: AtomicUsize,
     /// Woken when assignment writes are let go.
     assignments_released: Notify,
+    /// Staff `PATCH`es that found the assignment gate held and waited for it.
+    patches_waiting: AtomicUsize,
 }
 
 impl TestHooks {
@@ -132,6 +134,16 @@ impl TestHooks {
         if waited.is_err() {
             tracing::warn!("held assignment write: never let go");
         }
+    }
+
+    /// Called by a staff `PATCH` that found the assignment gate held (it waits for it).
+    pub fn patch_waits_for_gate(&self) {
+        self.patches_waiting.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many staff `PATCH`es waited for the assignment gate.
+    pub fn patches_waited_for_gate(&self) -> usize {
+        self.patches_waiting.load(Ordering::SeqCst)
     }
 
     /// Whether emissions stop after their save (see [`TestHooks::kill_emissions`]).

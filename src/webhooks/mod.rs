@@ -118,7 +118,7 @@ impl Event {
     /// The same event, as the pledge written ahead of its save announced it: its id and place.
     pub fn fulfilling(mut self, pledged: &Pledged) -> Self {
         self.id = pledged.id.clone();
-        self.pos = Some(pledged.pos);
+        self.pos = pledged.pos;
         self.pledged = true;
         self
     }
@@ -194,6 +194,7 @@ pub fn start(publisher: &Publisher, parts: Parts) -> Vec<Task> {
         Box::pin(parts.lease.clone().hold()),
         Box::pin(reconcile::run(reconcile::Reconciler {
             store: parts.store.clone(),
+            presence: parts.presence.clone(),
             outbox: parts.outbox.clone(),
             endpoints: parts.endpoints.clone(),
             lease: parts.lease.clone(),

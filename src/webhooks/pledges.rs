@@ -24,6 +24,7 @@ use super::outbox::{Outbox, OutboxError, Pledge};
 use super::publisher::Publisher;
 use super::{Data, Endpoint, Event, WRITE_AHEAD_WAIT, deliveries, next_pos};
 use crate::domain::{ChatId, MessageId, MessageStatus, ReportId, Side};
+use crate::presence::Presence;
 use crate::store::Store;
 
 /// How long a pledge is left to its own node before the reconcile pass settles it: longer
@@ -60,17 +61,38 @@ pub enum Check {
         side: String,
         data: String,
     },
+    /// `message.delivered` of a message saved delivered (a recipient socket was on its node:
+    /// the save moved the mark itself): the message exists. Its `seq` and time are the saved
+    /// message's; its place right after that message's `message.created`.
+    SavedDelivered {
+        chat: String,
+        message: String,
+        to: String,
+    },
     /// `report.created`: the report exists (its id is chosen before the save).
     ReportCreated { report: String },
     /// `report.read`: the report is read. `data` is the event's.
     ReportRead { report: String, data: String },
+    /// `user.online` / `user.offline`: the presence step pledged for (a connect, a claim of a
+    /// due `offline`) made the transition, recording the pledge's id as its mark
+    /// (`Presence::marked`). `data` is the event's.
+    UserStatus { data: String },
 }
 
 /// A pledge this node made: the id and place its event takes.
 #[derive(Debug, Clone)]
 pub struct Pledged {
     pub id: String,
-    pub pos: i64,
+    /// `None`: the event is placed when it is written (it follows something the pledged save
+    /// creates, as [`Check::SavedDelivered`] follows its message).
+    pub pos: Option<i64>,
+}
+
+impl Pledged {
+    /// The same pledge, its event placed when it is written rather than at the pledge's place.
+    pub fn placed_when_written(self) -> Self {
+        Self { pos: None, ..self }
+    }
 }
 
 /// Why a pledge could not be written: the change must not be saved either.
@@ -109,19 +131,59 @@ impl Publisher {
         #[cfg(any(test, feature = "test-support"))]
         running.writes_allowed().await;
         match tokio::time::timeout(WRITE_AHEAD_WAIT, running.outbox.pledge(&pledge)).await {
-            Ok(Ok(())) => Ok(Some(Pledged { id: pledge.id, pos })),
+            Ok(Ok(())) => Ok(Some(Pledged {
+                id: pledge.id,
+                pos: Some(pos),
+            })),
             Ok(Err(e)) => Err(PledgeError(e.0)),
             Err(_) => Err(PledgeError("timed out".into())),
+        }
+    }
+
+    /// Whether some endpoint takes events of `kind` (nothing is pledged for it otherwise).
+    pub fn wants(&self, kind: &str) -> bool {
+        self.running()
+            .is_some_and(|r| r.endpoints.iter().any(|e| e.wants(kind)))
+    }
+
+    /// Writes ahead the `user.online` (`online`) or `user.offline` of `user_id`, before the
+    /// presence step that may make that transition (marking it with the pledge's id: see
+    /// [`Check::UserStatus`]). `None` when no endpoint takes it, or when the outbox cannot be
+    /// written: then the event is written ahead of its emission only, as without a pledge.
+    pub async fn pledge_status(&self, user_id: &str, online: bool) -> Option<Pledged> {
+        let kind = if online {
+            "user.online"
+        } else {
+            "user.offline"
+        };
+        let data = self.status_data_now(user_id, crate::domain::now());
+        let key = format!("user:{user_id}");
+        let check = Check::UserStatus { data };
+        match self.pledge(kind, super::fresh_id(), key, 0, check).await {
+            Ok(pledged) => pledged,
+            Err(e) => {
+                tracing::warn!(error = %e, kind, "presence transition not pledged");
+                None
+            }
         }
     }
 
     /// Forgets a pledge whose change was not saved (the save failed). Best effort: a pledge
     /// left behind is dropped by the reconcile pass, which finds no change.
     pub async fn unpledge(&self, pledged: Option<Pledged>) {
-        let (Some(running), Some(p)) = (self.running(), pledged) else {
+        self.unpledge_many(pledged.into_iter().collect()).await;
+    }
+
+    /// [`Publisher::unpledge`] of several pledges, in one write.
+    pub async fn unpledge_many(&self, pledged: Vec<Pledged>) {
+        let Some(running) = self.running() else {
             return;
         };
-        if let Err(e) = running.outbox.unpledge(&[p.id]).await {
+        if pledged.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = pledged.into_iter().map(|p| p.id).collect();
+        if let Err(e) = running.outbox.unpledge(&ids).await {
             tracing::debug!(error = %e, "pledge left to the reconcile pass");
         }
     }
@@ -147,13 +209,14 @@ pub static TEST_GRACE_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::Atom
 /// shows, forgets the others.
 pub(super) async fn settle(
     store: &dyn Store,
+    presence: &dyn Presence,
     outbox: &dyn Outbox,
     endpoints: &[Endpoint],
 ) -> Result<(), OutboxError> {
     let before = crate::domain::now().timestamp_millis() - grace();
     let stale = outbox.stale_pledges(before, SETTLE_AT_MOST).await?;
     for pledge in stale {
-        let saved = match saved_data(store, &pledge).await {
+        let saved = match saved_data(store, presence, &pledge).await {
             Ok(saved) => saved,
             // Read again by the next pass.
             Err(e) => {
@@ -161,19 +224,20 @@ pub(super) async fn settle(
                 continue;
             }
         };
-        if let (Some(data), Some(kind)) = (saved, static_kind(&pledge.kind)) {
+        if let (Some(saved), Some(kind)) = (saved, static_kind(&pledge.kind)) {
+            let (pos, seq) = saved.place.unwrap_or((pledge.pos, pledge.seq));
             let event = Event {
                 id: pledge.id.clone(),
                 kind,
                 key: pledge.key.clone(),
                 at: chrono::DateTime::from_timestamp_millis(pledge.at_ms).unwrap_or_default(),
-                data: Data::Json(data),
+                data: Data::Json(saved.data),
                 unread: None,
-                pos: Some(pledge.pos),
-                seq: pledge.seq,
+                pos: Some(pos),
+                seq,
                 pledged: true,
             };
-            let rows = deliveries(&event, endpoints, pledge.pos);
+            let rows = deliveries(&event, endpoints, pos);
             // Queued before the pledge goes: a kill between the two leaves a pledge whose
             // deliveries are there already, which the next pass queues again as nothing.
             outbox.enqueue(&rows).await?;
@@ -186,8 +250,25 @@ pub(super) async fn settle(
     Ok(())
 }
 
+/// What a settled pledge's event is made of.
+struct Saved {
+    data: String,
+    /// Its place and the message it follows, when not the pledge's.
+    place: Option<(i64, u64)>,
+}
+
+impl From<String> for Saved {
+    fn from(data: String) -> Self {
+        Self { data, place: None }
+    }
+}
+
 /// The event's data if the pledged change was saved; `None` if it was not.
-async fn saved_data(store: &dyn Store, pledge: &Pledge) -> Result<Option<String>, String> {
+async fn saved_data(
+    store: &dyn Store,
+    presence: &dyn Presence,
+    pledge: &Pledge,
+) -> Result<Option<Saved>, String> {
     let check: Check = match serde_json::from_str(&pledge.check) {
         Ok(c) => c,
         Err(e) => {
@@ -196,7 +277,16 @@ async fn saved_data(store: &dyn Store, pledge: &Pledge) -> Result<Option<String>
         }
     };
     let err = |e: crate::store::StoreError| e.to_string();
-    Ok(match check {
+    if let Check::SavedDelivered { chat, message, to } = check {
+        let chat = ChatId::from_trusted(chat);
+        let id = MessageId::from_trusted(message);
+        let found = store.message(&chat, &id).await.map_err(err)?;
+        return Ok(found.map(|m| Saved {
+            data: saved_delivered_data(&m, &to),
+            place: Some((super::message_pos(&m) + 1, m.seq)),
+        }));
+    }
+    let data = match check {
         Check::ChatCreated { chat } => store
             .chat(&ChatId::from_trusted(chat))
             .await
@@ -249,7 +339,27 @@ async fn saved_data(store: &dyn Store, pledge: &Pledge) -> Result<Option<String>
             .map_err(err)?
             .filter(|r| r.read_at.is_some())
             .map(|_| data),
+        Check::UserStatus { data } => presence
+            .marked(&pledge.id)
+            .await
+            .map_err(|e| e.to_string())?
+            .then_some(data),
+        Check::SavedDelivered { .. } => None,
+    };
+    Ok(data.map(Saved::from))
+}
+
+/// `message.delivered` of `message`, saved delivered to `to` (as `message:delivered`).
+fn saved_delivered_data(message: &crate::domain::Message, to: &str) -> String {
+    serde_json::json!({
+        "chatId": message.chat_id,
+        "messageId": message.id,
+        "deliveredTo": to,
+        "deliveredAt": message
+            .timestamp
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     })
+    .to_string()
 }
 
 /// The event type's name as the code spells it (pledges are made only of these).
@@ -261,6 +371,8 @@ fn static_kind(kind: &str) -> Option<&'static str> {
         "message.delivered",
         "report.created",
         "report.read",
+        "user.online",
+        "user.offline",
     ]
     .into_iter()
     .find(|k| *k == kind)

@@ -234,26 +234,42 @@ impl Publisher {
         let Data::UserStatus { user_id } = &event.data else {
             return event;
         };
-        let mut roles = self.roles.lock().unwrap_or_else(|p| p.into_inner());
-        let role = match event.kind {
-            "user.offline" => roles.remove(user_id),
-            _ => roles.get(user_id).copied(),
+        let role = {
+            let mut roles = self.roles.lock().unwrap_or_else(|p| p.into_inner());
+            match event.kind {
+                "user.offline" => roles.remove(user_id),
+                _ => roles.get(user_id).copied(),
+            }
         };
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct UserData<'a> {
-            user_id: &'a str,
-            role: Option<&'static str>,
-            #[serde(serialize_with = "crate::domain::rfc3339")]
-            at: Timestamp,
-        }
-        let json = serde_json::to_string(&UserData {
-            user_id,
-            role: role.map(Role::as_str),
-            at: event.at,
-        })
-        .unwrap_or_default();
-        event.data = Data::Json(json);
+        event.data = Data::Json(status_data(user_id, role, event.at));
         event
     }
+
+    /// The data of `user_id`'s `user.*` event at `at`, with the role this node remembers (kept:
+    /// the event itself is yet to come).
+    pub(crate) fn status_data_now(&self, user_id: &str, at: Timestamp) -> String {
+        let role = {
+            let roles = self.roles.lock().unwrap_or_else(|p| p.into_inner());
+            roles.get(user_id).copied()
+        };
+        status_data(user_id, role, at)
+    }
+}
+
+/// `user.*` data: `{ userId, role, at }`.
+fn status_data(user_id: &str, role: Option<Role>, at: Timestamp) -> String {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct UserData<'a> {
+        user_id: &'a str,
+        role: Option<&'static str>,
+        #[serde(serialize_with = "crate::domain::rfc3339")]
+        at: Timestamp,
+    }
+    serde_json::to_string(&UserData {
+        user_id,
+        role: role.map(Role::as_str),
+        at,
+    })
+    .unwrap_or_default()
 }

@@ -51,6 +51,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// What a reconcile pass reads and writes.
 pub struct Reconciler {
     pub store: Arc<dyn Store>,
+    /// Settles the `user.*` pledges (`pledges.rs`).
+    pub presence: Arc<dyn crate::presence::Presence>,
     pub outbox: Arc<dyn Outbox>,
     pub endpoints: Vec<Endpoint>,
     pub lease: Arc<Lease>,
@@ -115,7 +117,8 @@ pub async fn run(r: Reconciler) {
             );
             Walk::new(start, now - settle)
         });
-        if let Err(e) = super::pledges::settle(&*r.store, &*r.outbox, &r.endpoints).await {
+        let settled = super::pledges::settle(&*r.store, &*r.presence, &*r.outbox, &r.endpoints);
+        if let Err(e) = settled.await {
             tracing::warn!(error = %e, "written-ahead webhooks not settled; next pass");
         }
         match pass(&r, &mut current, chats_per_pass()).await {

@@ -47,6 +47,7 @@ setTimeout(() => {
 }, (secs + 360) * 1000).unref();
 const cleanup = [];
 let verdict = 1;
+const slotsForLogs = [];
 try {
   const mongo = await startMongo();
   cleanup.push(() => mongo.stop());
@@ -65,6 +66,7 @@ try {
     SHUTDOWN_GRACE_SECS: '10',
   };
   const slots = [0, 1, 2].map((i) => new NodeSlot(`chaos-${i}`, env));
+  slotsForLogs.push(...slots);
   cleanup.push(() => slots.forEach((s) => s.destroy()));
   for (const s of slots) await s.start();
   const balancer = await startBalancer(slots);
@@ -111,7 +113,13 @@ try {
   phase = 'quiescence';
   // Quiescence: every node up, every client connected, no call in flight, nothing arriving.
   await waitUntil(() => slots.every((s) => s.alive && !s.paused), { timeout: 30000, what: 'every node up' });
-  await waitUntil(() => clients.every((c) => c.connected && c.pending === 0 && c.sending === 0), { timeout: 60000, every: 200, what: 'every client connected and answered' });
+  try {
+    await waitUntil(() => clients.every((c) => c.connected && c.pending === 0 && c.sending === 0), { timeout: 60000, every: 200, what: 'every client connected and answered' });
+  } catch (e) {
+    const stuck = clients.filter((c) => !(c.connected && c.pending === 0 && c.sending === 0));
+    log(`${stuck.length} clients not settled: ${stuck.slice(0, 12).map((c) => JSON.stringify({ name: c.name, connected: c.connected, active: c.client?.socket.active, pending: c.pending, sending: c.sending, connectErrors: c.connectErrors, lastConnectError: c.lastConnectError, conns: c.conns.length, lastConn: c.conns[c.conns.length - 1] })).join('\n  ')}`);
+    throw e;
+  }
   let lastCount = -1;
   let quietSince = Date.now();
   await waitUntil(() => {
@@ -197,7 +205,6 @@ try {
       clients: clients.map((c) => ({ name: c.name, user: c.user.id, conns: c.conns.map(({ n, at, recovered, closedAt, reason }) => ({ n, at, recovered, closedAt, reason })), sends: c.sends, log: c.log, reads: c.reads })),
       store: Object.fromEntries(store),
     }));
-    for (const s of slots) writeFileSync(path.join(outDir, `${s.name}.log`), s.node?.logs ?? '');
   }
   if (failures.length === 0) {
     log(`chaos soak PASSED (seed ${seed})`);
@@ -215,6 +222,10 @@ try {
 } catch (e) {
   console.log(`\nchaos soak ERROR, seed ${seed} (replay: CHAOS_SEED=${seed}): ${e.stack ?? e}`);
 } finally {
+  if (outDir) {
+    mkdirSync(outDir, { recursive: true });
+    for (const s of slotsForLogs) writeFileSync(path.join(outDir, `${s.name}.log`), `${s.pastLogs ?? ''}${s.node?.logs ?? ''}`);
+  }
   for (const f of cleanup.reverse()) {
     try {
       await f();

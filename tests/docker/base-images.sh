@@ -9,8 +9,8 @@
 #   certificates (/usr/local/share/ca-certificates/*.crt, where a TLS-inspecting egress proxy
 #   puts its CA): only installed ones, which `ca-certificates` picks up when an image installs
 #   it, so builds reach crates.io and PyPI over HTTPS as the host does.
-# - rust:1.95-slim-bookworm: that plus the machine's own Rust 1.95 toolchain
-#   (tests/docker/images/rust/Dockerfile).
+# - rust:1.95-slim-bookworm: that plus the parts of the machine's own Rust 1.95 toolchain that
+#   cargo and rustc use (tests/docker/images/rust/Dockerfile).
 
 base_images() {
   local tarball="$DOCKER_CACHE/bookworm-minbase.tar"
@@ -45,9 +45,14 @@ SOURCES
     sysroot=$(readlink -f "$(rustc +1.95.0 --print sysroot)")
     ctx=$(mktemp -d "$DOCKER_CACHE/rust-context.XXXXXX")
     cp "$SWITCHBOARD_ROOT/tests/docker/images/rust/Dockerfile" "$ctx/"
-    # Hard links: the toolchain (about 600 MB without its HTML docs) is not copied on disk.
-    cp -al "$sysroot" "$ctx/toolchain" 2>/dev/null || cp -a "$sysroot" "$ctx/toolchain"
-    rm -rf "$ctx/toolchain/share/doc"
+    # What cargo and rustc need, no more: the two binaries and lib/ (rustc's driver, LLVM, the
+    # standard library and rust-lld), about 520 MB; not the HTML docs (800 MB), clippy, rustfmt
+    # or rustdoc. Hard links where they can be: the toolchain is not copied on disk.
+    mkdir -p "$ctx/toolchain/bin"
+    local part
+    for part in bin/cargo bin/rustc lib; do
+      cp -al "$sysroot/$part" "$ctx/toolchain/$part" 2>/dev/null || cp -a "$sysroot/$part" "$ctx/toolchain/$part"
+    done
     DOCKER_BUILDKIT=0 timeout 900 docker build -t rust:1.95-slim-bookworm "$ctx" >"$LOGS/rust-image.log" 2>&1 \
       || { tail -20 "$LOGS/rust-image.log" >&2; rm -rf "$ctx"; return 1; }
     rm -rf "$ctx"

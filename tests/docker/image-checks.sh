@@ -4,8 +4,16 @@
 # step fail.
 
 SECRET=${SECRET:-docker-step-secret-0123456789abcdef}
-# Bounds for the builds: a cold image build takes about 15 min on a quiet 2-core machine.
+# Bound for the cold image build (its measured figures: the step's header).
 IMAGE_BUILD_LIMIT=${SWITCHBOARD_DOCKER_BUILD_LIMIT:-2700}
+# The Cargo profile the image is built with: image-ci (Cargo.toml, the Dockerfile's
+# CARGO_PROFILE) unless SWITCHBOARD_DOCKER_PROFILE=release asks for what users build.
+SB_CARGO_PROFILE=${SWITCHBOARD_DOCKER_PROFILE:-image-ci}
+export SB_CARGO_PROFILE
+# The image build's RUN containers go into this cgroup, whose CPU time (cpuacct, which keeps
+# what removed child cgroups used) is the build's own, whatever else runs on the machine. The
+# step removes it at exit (image_build_cgroup_remove).
+BUILD_CGROUP=/switchboard-image-build-$$
 
 # `docker build` (classic builder) within a time bound; its output goes to LOG, each line
 # prefixed with the seconds since the start, from which step_times reads each step's duration.
@@ -39,11 +47,20 @@ step_report() {
        END { if (s) print st "\t" s }'
 }
 
+# The CPU-seconds the image build's containers have used so far (0 if no cgroup is readable).
+build_cpu_secs() {
+  local ns
+  ns=$(cat "/sys/fs/cgroup/cpuacct$BUILD_CGROUP/cpuacct.usage" 2>/dev/null \
+    || awk '/^usage_usec/ { printf "%.0f", $2 * 1000 }' "/sys/fs/cgroup$BUILD_CGROUP/cpu.stat" 2>/dev/null || echo 0)
+  echo $((ns / 1000000000))
+}
+
 # Builds switchboard:local from the worktree and reports time, size and the slow steps.
 image_build() {
   local t0=$SECONDS log="$LOGS/image-build.log"
-  timed_build "$log" "$IMAGE_BUILD_LIMIT" -t switchboard:local "$SWITCHBOARD_ROOT" \
-    || { plain_log "$log" | tail -30 >&2; echo "image build failed or passed ${IMAGE_BUILD_LIMIT}s" >&2; return 1; }
+  timed_build "$log" "$IMAGE_BUILD_LIMIT" -t switchboard:local --build-arg CARGO_PROFILE="$SB_CARGO_PROFILE" \
+    --cgroup-parent "$BUILD_CGROUP" "$SWITCHBOARD_ROOT" \
+    || { plain_log "$log" | tail -30 >&2; echo "image build failed or passed ${IMAGE_BUILD_LIMIT}s, after $(build_cpu_secs) CPU-s" >&2; return 1; }
   BUILD_SECS=$((SECONDS - t0))
   local times deps_secs
   times=$(step_times "$log")
@@ -56,7 +73,8 @@ image_build() {
   base=$(docker image inspect -f '{{.Size}}' debian:bookworm-slim)
   binary=$(docker run --rm --entrypoint /bin/sh switchboard:local -c 'stat -c %s /usr/local/bin/switchboard')
   apt_cache=$(docker run --rm --entrypoint /bin/sh switchboard:local -c 'du -sm /var/cache/apt 2>/dev/null | cut -f1')
-  echo "image switchboard:local built in ${BUILD_SECS}s ($(plain_log "$log" | grep -c -- '---> Using cache') steps from cache): dependency layer ${deps_secs:-?}s, the steps from COPY src on ${SRC_STEPS_SECS}s"
+  BUILD_CPU_SECS=$(build_cpu_secs)
+  echo "image switchboard:local (profile $SB_CARGO_PROFILE) built in ${BUILD_SECS}s, ${BUILD_CPU_SECS} CPU-s in its build containers ($(plain_log "$log" | grep -c -- '---> Using cache') steps from cache): dependency layer ${deps_secs:-?}s, the steps from COPY src on ${SRC_STEPS_SECS}s"
   echo "image size $((size / 1000000)) MB, $(((size - base) / 1000000)) MB over its base; binary $((binary / 1000000)) MB; apt's caches ${apt_cache} MB"
   # The runtime stage is the base plus ca-certificates and one binary: no toolchain, no sources.
   # (apt's package caches, /var/cache/apt/*.bin, stay in the apt layer because this stand-in base
@@ -86,7 +104,8 @@ image_rebuild_after_src_edit() {
   printf '\n// tests/steps/60-docker.sh: an edit of src/ at %s\n' "$(date -u +%FT%T.%N)" >>"$ctx/src/main.rs"
   local before
   before=$(docker ps -aq --no-trunc | sort)
-  DOCKER_BUILDKIT=0 timeout 900 docker build --force-rm -t switchboard:src-edit "$ctx" >"$log" 2>&1 &
+  DOCKER_BUILDKIT=0 timeout 900 docker build --force-rm -t switchboard:src-edit \
+    --build-arg CARGO_PROFILE="$SB_CARGO_PROFILE" "$ctx" >"$log" 2>&1 &
   local build=$! end=$((SECONDS + 900))
   while kill -0 "$build" 2>/dev/null && ! grep -q 'Compiling' "$log" && [ $SECONDS -lt $end ]; do sleep 1; done
   local first
@@ -162,4 +181,14 @@ image_run_checks() {
   check "docker stop drains and exits 0" [ "$exit_code" = 0 ]
   check "the drain ends before docker's kill deadline (30 s)" [ $((SECONDS - t0)) -lt 30 ]
   docker rm sb-image >/dev/null
+}
+
+# Removes the build's cgroup (cgroup v1: one directory per controller; v2: one), children first.
+image_build_cgroup_remove() {
+  local d
+  for d in /sys/fs/cgroup/*"$BUILD_CGROUP" /sys/fs/cgroup"$BUILD_CGROUP"; do
+    [ -d "$d" ] || continue
+    find "$d" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
+    rmdir "$d" 2>/dev/null || true
+  done
 }

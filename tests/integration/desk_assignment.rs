@@ -602,3 +602,88 @@ async fn a_draining_node_gives_the_assignment_gate_up() {
         "the survivor assigns without waiting for the lease"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_mongodb_a_patch_racing_a_pass_never_lets_the_pass_put_an_agent_over_capacity() {
+    patch_racing_a_pass(Backend::Mongo).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_patch_racing_a_pass_never_lets_the_pass_put_an_agent_over_capacity() {
+    patch_racing_a_pass(Backend::Embedded).await;
+}
+
+/// A pass has counted a1's load (0, capacity 1) and stalls before its write; meanwhile a staff
+/// `PATCH` on the other node assigns a1 another chat. The `PATCH` must not land inside the
+/// pass's count-then-write (MongoDB cannot count in the write: the pass would put a1 over the
+/// capacity): it waits for the pass, which assigns a1 at 0; then the `PATCH` goes (a staff
+/// `PATCH` may pass the capacity on purpose).
+async fn patch_racing_a_pass(backend: Backend) {
+    // Arrange: capacity 1, a1 available, a chat a9 holds; every assignment write waits.
+    let redis = crate::helpers::RedisServer::start().await;
+    let nodes = two_nodes(&redis, backend, 1).await;
+    let a1 = available_agent(&nodes[0], "a1").await;
+    let held_by_a9 = nodes[1].staff_chat("a9", "u-held").await;
+    for node in &nodes {
+        node.state.test_hooks.hold_assignment_writes(true);
+    }
+    // A pass gives a new chat to a1 (load 0) and stalls before its write.
+    let queued = nodes[0].open_chat(&nodes[0].token("u1", Role::User)).await;
+    let held = || {
+        nodes
+            .iter()
+            .map(|n| n.state.test_hooks.assignment_writes_waiting())
+            .sum::<usize>()
+    };
+    assert!(eventually(WAIT, || async { held() == 1 }).await);
+
+    // Act: a PATCH assigns a1 the other chat, from the other node, while the pass stalls.
+    let waited = || {
+        nodes
+            .iter()
+            .map(|n| n.state.test_hooks.patches_waited_for_gate())
+            .sum::<usize>()
+    };
+    let patching = patch(
+        &nodes[1],
+        "a9",
+        &held_by_a9,
+        json!({ "assignedAdmin": "a1" }),
+    );
+    tokio::pin!(patching);
+    let landed_inside = tokio::select! {
+        _ = &mut patching => true,
+        waits = eventually(WAIT, || async { waited() > 0 }) => {
+            assert!(waits, "the PATCH neither landed nor waited");
+            false
+        }
+    };
+    for node in &nodes {
+        node.state.test_hooks.hold_assignment_writes(false);
+    }
+    if !landed_inside {
+        patching.await;
+    }
+
+    // Assert: the PATCH did not land between the pass's count and its write, and a1 heard
+    // the pass's assignment (made at load 0) before the PATCH's.
+    assert!(
+        !landed_inside,
+        "the PATCH landed inside a pass's count-then-write: the pass put a1 over capacity"
+    );
+    let mut order = Vec::new();
+    while order.len() < 2 {
+        let e = a1.event("chat:updated").await;
+        let id = e["chat"]["id"].as_str().unwrap_or_default().to_owned();
+        if e["chat"]["assignedAdmin"] == "a1" && !order.contains(&id) {
+            order.push(id);
+        }
+    }
+    assert_eq!(
+        order,
+        [queued.clone(), held_by_a9.clone()],
+        "assigned in that order"
+    );
+    let all = one_admin_each(&nodes[0], &[queued, held_by_a9.clone()]).await;
+    assert_eq!(count_of(&all, "a1"), 2, "{all:#?}");
+}

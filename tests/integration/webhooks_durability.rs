@@ -16,7 +16,7 @@ use crate::helpers::webhooks::{
 use crate::helpers::{TestNode, eventually, send};
 
 /// Where a test's node dies after each save.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Death {
     /// After the events written ahead of the emission (`kill_emissions`).
     BeforeEmission,
@@ -84,7 +84,9 @@ async fn every_saved_change_is_reported(node: &TestNode, rx: &Receiver, death: D
     assert_eq!(read["ok"], true, "{read}");
     let report = report_read_by_u1(node, &admin_token, &user).await;
 
-    let mut all = vec![
+    // A presence transition is pledged ahead of the presence step that makes it: it survives
+    // both deaths too.
+    let all = [
         "chat.created",
         "chat.updated",
         "message.created",
@@ -92,11 +94,8 @@ async fn every_saved_change_is_reported(node: &TestNode, rx: &Receiver, death: D
         "message.read",
         "report.created",
         "report.read",
+        "user.online",
     ];
-    // A presence transition is no save: written ahead of its emission only.
-    if death == Death::BeforeEmission {
-        all.push("user.online");
-    }
     let got = every_kind_arrives(rx, &all).await;
     let find = |kind: &str| got.iter().find(|r| r["type"] == kind).unwrap().clone();
     assert_eq!(find("chat.updated")["data"]["changed"], json!(["priority"]));
@@ -299,4 +298,118 @@ async fn while_the_outbox_cannot_be_written_the_queue_stays_bounded_and_nothing_
     node.state.webhooks.hold_writes(false);
     all_created_in_order(&rx, &sent).await;
     assert!(eventually(WITHIN, || async { metrics.queue_bytes() == 0 }).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_between_a_presence_transition_and_its_webhook_loses_neither_status() {
+    let rx = Receiver::start(SECRET).await;
+    let node = TestNode::start_with(|c| {
+        hooked(c, &rx, 0);
+        c.webhooks.events = "user.online,user.offline".into();
+    })
+    .await;
+    user_status_survives_kills(&[&node], &rx).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_presence_a_node_killed_after_a_transition_loses_neither_status() {
+    let cluster = crate::helpers::Cluster::start(0, crate::helpers::Topology::Single).await;
+    let rx = Receiver::start(SECRET).await;
+    let adjust = |c: &mut switchboard::Config| {
+        hooked(c, &rx, 0);
+        c.webhooks.events = "user.online,user.offline".into();
+    };
+    let sender = cluster.join_with("sender", adjust).await;
+    let other = cluster.join_with("other", adjust).await;
+    user_status_survives_kills(&[&other, &sender], &rx).await;
+}
+
+/// With every node's emissions dying right after their presence step (the claim of a
+/// transition), before anything is written for it: `u1`'s `user.online` and `user.offline`
+/// still arrive, once each (by id), in that order, from their pledges (`webhooks/pledges.rs`).
+async fn user_status_survives_kills(nodes: &[&TestNode], rx: &Receiver) {
+    for node in nodes {
+        node.state.test_hooks.kill_after_saves(true);
+    }
+    let of = |g: &[serde_json::Value], kind: &str| {
+        let mut ids: Vec<String> = g
+            .iter()
+            .filter(|r| r["type"] == kind && r["data"]["userId"] == "u1" && r["answered"] == 200)
+            .map(|r| r["id"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids.len()
+    };
+    let user = nodes[0].socket("u1", Role::User).await;
+    let got = rx.until(WITHIN, |g| of(g, "user.online") >= 1).await;
+    assert_eq!(of(&got, "user.online"), 1, "{got:#?}");
+    assert_eq!(
+        got.iter().find(|r| r["type"] == "user.online").unwrap()["data"]["role"],
+        "user"
+    );
+
+    user.close();
+    let got = rx.until(WITHIN, |g| of(g, "user.offline") >= 1).await;
+    assert_eq!(of(&got, "user.offline"), 1, "{got:#?}");
+    // Once each, whatever settles later, and online first.
+    assert!(crate::helpers::heartbeats_pass(nodes[0], 3).await);
+    let got = rx.received().await;
+    assert_eq!(of(&got, "user.online"), 1, "{got:#?}");
+    assert_eq!(of(&got, "user.offline"), 1, "{got:#?}");
+    let kinds: Vec<&str> = got
+        .iter()
+        .filter(|r| r["data"]["userId"] == "u1" && r["answered"] == 200)
+        .filter_map(|r| r["type"].as_str())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"user.online"), "{got:#?}");
+    assert_eq!(kinds.last(), Some(&"user.offline"), "{got:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_made_by_its_save_survives_a_node_killed_right_after_the_save() {
+    let rx = Receiver::start(SECRET).await;
+    let node = TestNode::start_with(|c| {
+        hooked(c, &rx, 0);
+        c.webhooks.events = "message.created,message.delivered".into();
+    })
+    .await;
+    let chat = node.staff_chat("a1", "u1").await;
+    // The recipient's socket is on the sender's node: the save moves the delivery mark itself.
+    let _admin = node.socket("a1", Role::Admin).await;
+    let user = node.socket("u1", Role::User).await;
+    node.state.test_hooks.kill_after_saves(true);
+    let m = send(&user, &chat, "delivered by its own save").await;
+
+    let ids = |g: &[serde_json::Value], kind: &str| {
+        let mut ids: Vec<String> = g
+            .iter()
+            .filter(|r| r["type"] == kind && r["answered"] == 200)
+            .map(|r| r["id"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids.len()
+    };
+    let got = rx
+        .until(WITHIN, |g| {
+            ids(g, "message.created") >= 1 && ids(g, "message.delivered") >= 1
+        })
+        .await;
+    assert_eq!(ids(&got, "message.delivered"), 1, "{got:#?}");
+    let delivered = got
+        .iter()
+        .find(|r| r["type"] == "message.delivered")
+        .unwrap();
+    assert_eq!(delivered["data"]["messageId"], m["id"], "{delivered:#}");
+    assert_eq!(delivered["data"]["deliveredTo"], "a1", "{delivered:#}");
+    assert_eq!(delivered["data"]["chatId"], chat.as_str(), "{delivered:#}");
+    assert!(delivered["valid"] == true);
+    // After the message it names.
+    let kinds: Vec<&str> = got
+        .iter()
+        .filter(|r| r["answered"] == 200)
+        .filter_map(|r| r["type"].as_str())
+        .collect();
+    assert_eq!(kinds, ["message.created", "message.delivered"], "{got:#?}");
 }

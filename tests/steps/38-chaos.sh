@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# opt-in: its five-minute run has not yet passed with the fix it found (issue 31); run it by name
+# opt-in: it finds a real bug not yet fixed (issue 31: an event replayed to other nodes after a Redis outage reaches a client that already had it and moved nodes: exactly-once); run it by name
 # The chaos soak (issue 31, tests/chaos/): three nodes from target/debug/switchboard on a Redis
-# Sentinel group and secantusd-py, a few hundred socket.io-client frontends, a nemesis from a
-# seed, and a checker over everything the clients saw and the store holds. CHAOS_SECS (default
-# 300) bounds the load; CHAOS_SEED replays a run's faults (a failing run prints its seed).
+# Sentinel group and secantusd-py, socket.io-client frontends, a nemesis from a seed, and a
+# checker over everything the clients saw and the store holds. The suite's run is bounded for CI:
+# CHAOS_SECS=120 of load with CHAOS_CLIENTS=50 (about 3 minutes of wall time); the five-minute
+# and thirty-minute runs are by hand (tests/chaos/README.md). CHAOS_SEED replays a run's faults
+# (a failing run prints its seed).
 set -euo pipefail
 cd "$SWITCHBOARD_ROOT"
 if [ ! -x target/debug/switchboard ]; then
@@ -12,4 +14,4 @@ if [ ! -x target/debug/switchboard ]; then
 fi
 [ -d tests/js/node_modules/socket.io-client ] || (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 cd tests/js
-node ../chaos/soak.mjs
+CHAOS_SECS=${CHAOS_SECS:-120} CHAOS_CLIENTS=${CHAOS_CLIENTS:-50} node ../chaos/soak.mjs

@@ -99,9 +99,18 @@ impl Ledger {
     /// has re-subscribed: such a publish succeeds and reaches nobody. Replaying them may
     /// deliver some twice (clients dedupe by message id); not replaying them loses them.
     pub(super) fn reconnected(&self) {
+        let now = std::time::Instant::now();
         let mut outage = self.lock();
         outage.down = true;
-        let recent: Vec<Kept> = outage.recent.drain(..).map(|(_, k)| k).collect();
+        // Only the last `RECENT`: the list is trimmed when an emission is remembered, so after
+        // a quiet spell it still holds emissions that long reached everyone (replayed, they
+        // reached every socket of the other nodes twice: the chaos soak's `exactly-once`).
+        let recent: Vec<Kept> = outage
+            .recent
+            .drain(..)
+            .filter(|(at, _)| now.duration_since(*at) <= RECENT)
+            .map(|(_, k)| k)
+            .collect();
         for k in recent {
             if outage.kept.iter().any(|other| other.order == k.order) {
                 continue;

@@ -54,6 +54,7 @@ use crate::domain::now;
 mod changes;
 mod drift;
 pub mod lua;
+mod marks;
 mod resync;
 mod scripts;
 
@@ -213,7 +214,11 @@ impl RedisPresence {
 
 #[async_trait]
 impl Presence for RedisPresence {
-    async fn connect(&self, entry: &SocketEntry) -> Result<bool, PresenceError> {
+    async fn connect_marked(
+        &self,
+        entry: &SocketEntry,
+        mark: Option<&str>,
+    ) -> Result<bool, PresenceError> {
         let _shared = self.gate.read().await;
         {
             let mut mirror = self.mirror.lock().unwrap_or_else(|p| p.into_inner());
@@ -231,7 +236,7 @@ impl Presence for RedisPresence {
             entry.socket_id.clone(),
             entry.user_id.clone(),
             Stored::json(entry),
-            staff_flag(entry),
+            staff_flag(entry) + mark.unwrap_or_default(),
         ];
         let v = self.batched(call, true).await?.into_array();
         if let Some(m) = self
@@ -403,6 +408,21 @@ impl Presence for RedisPresence {
             )
             .await?;
         Ok(strings(v))
+    }
+
+    async fn due_offline(&self) -> Result<Vec<String>, PresenceError> {
+        marks::due(self, CLAIM_BATCH).await
+    }
+
+    async fn claim_offline_marked(
+        &self,
+        claims: &[(String, String)],
+    ) -> Result<Vec<String>, PresenceError> {
+        marks::claim(self, claims).await
+    }
+
+    async fn marked(&self, mark: &str) -> Result<bool, PresenceError> {
+        marks::marked(self, mark).await
     }
 
     async fn staff_online(&self) -> Result<Option<String>, PresenceError> {

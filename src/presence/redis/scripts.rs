@@ -20,6 +20,7 @@
 //! | `{sb}:reaped:{id}` | string, TTL | tombstone: the node was reaped while it was silent |
 //! | `{sb}:due` | sorted set | users whose `offline` is owed, scored by when it is due (ms): added by every script that leaves a user offline, removed by a connect of theirs or by the one claim that announces it |
 //! | `{sb}:staff` | set | staff members seen connecting; one found offline is dropped by the next lookup |
+//! | `{sb}:mark:{mark}` | string, TTL a day | a transition (a connect that made its user online, a claim of a due `offline`) recorded the mark its caller gave: a `user.*` webhook pledged ahead of it is settled from it (`Presence::marked`) |
 //!
 //! Every change that can make a user go online or offline is one of these scripts (see the
 //! parent module for why that makes the transitions exact).
@@ -38,13 +39,14 @@ pub(super) const PREFIX: &str = "{sb}:";
 /// `alive` key and `nodes` entry written once per batch rather than once per connect.
 /// KEYS: sockets, index, online, node, alive, nodes, due, staff, seen. ARGV: node, ttl ms, then
 /// five per call: its kind, socket id, user id, and two more. Answers, one per call:
-/// - `c` entry, staff ('1' or '0'): registers a socket; {came online, our alive key was lost}.
-///   A user whose `offline` was still due did not come online to anyone: its due entry goes,
-///   and 0.
+/// - `c` entry, staff ('1' or '0', then the transition's mark if any): registers a socket;
+///   {came online, our alive key was lost}. A user whose `offline` was still due did not come
+///   online to anyone: its due entry goes, and 0. Came online with a mark: `{sb}:mark:{mark}`.
 /// - `d` now ms, due ms: removes a socket; 1 when it left the user offline (then their
 ///   `offline` is due at the due ms).
 /// - `s` (socket id and the other two empty): {sockets, last seen ms or ''} of the user.
 const CHANGES: &str = r#"
+local MARK_TTL_MS = 86400000
 local out = {}
 local lost = nil
 for i = 1, (#ARGV - 2) / 5 do
@@ -60,9 +62,13 @@ for i = 1, (#ARGV - 2) / 5 do
     if redis.call('HSETNX', KEYS[1], sid, ARGV[b + 4]) == 1 then
       redis.call('ZADD', KEYS[2], 0, sid)
       redis.call('HSET', KEYS[4], sid, uid)
-      if ARGV[b + 5] == '1' then redis.call('SADD', KEYS[8], uid) end
+      local flag = ARGV[b + 5]
+      if string.sub(flag, 1, 1) == '1' then redis.call('SADD', KEYS[8], uid) end
       if redis.call('HINCRBY', KEYS[3], uid, 1) == 1 and redis.call('ZREM', KEYS[7], uid) == 0 then
         online = 1
+        if #flag > 1 then
+          redis.call('SET', '{sb}:mark:' .. string.sub(flag, 2), '1', 'PX', MARK_TTL_MS)
+        end
       end
     end
     out[i] = {online, lost}
@@ -95,6 +101,24 @@ local out = {}
 for _, u in ipairs(users) do
   redis.call('ZREM', KEYS[1], u)
   if not redis.call('HGET', KEYS[2], u) then table.insert(out, u) end
+end
+return out
+"#;
+
+/// KEYS: due, online. ARGV: now ms, then a user and a mark each. As `CLAIM_DUE` for these
+/// users only, each claimed one's mark recorded (`{sb}:mark:{mark}`, kept a day).
+const CLAIM_MARKED: &str = r#"
+local out = {}
+for i = 2, #ARGV - 1, 2 do
+  local u = ARGV[i]
+  local due = redis.call('ZSCORE', KEYS[1], u)
+  if due and tonumber(due) <= tonumber(ARGV[1]) then
+    redis.call('ZREM', KEYS[1], u)
+    if not redis.call('HGET', KEYS[2], u) then
+      redis.call('SET', '{sb}:mark:' .. ARGV[i + 1], '1', 'PX', 86400000)
+      table.insert(out, u)
+    end
+  end
 end
 return out
 "#;
@@ -216,6 +240,8 @@ pub(super) struct Scripts {
     pub(super) page: Script,
     /// Takes the due `offline` announcements.
     pub(super) claim_due: Script,
+    /// Claims due `offline`s of given users, recording their marks.
+    pub(super) claim_marked: Script,
     /// A batch of connects, disconnects and status reads.
     pub(super) changes: Script,
     /// Finds a staff member with a socket.
@@ -231,18 +257,20 @@ impl Scripts {
             withdraw: with_remove(WITHDRAW),
             page: Script::from_lua(PAGE),
             claim_due: Script::from_lua(CLAIM_DUE),
+            claim_marked: Script::from_lua(CLAIM_MARKED),
             changes: Script::from_lua(CHANGES),
             staff_online: Script::from_lua(STAFF_ONLINE),
         }
     }
 
-    pub(super) fn all(&self) -> [&Script; 7] {
+    pub(super) fn all(&self) -> [&Script; 8] {
         [
             &self.heartbeat,
             &self.resync,
             &self.withdraw,
             &self.page,
             &self.claim_due,
+            &self.claim_marked,
             &self.changes,
             &self.staff_online,
         ]

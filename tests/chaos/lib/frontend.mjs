@@ -71,17 +71,21 @@ export class ChaosClient {
         c.reason = reason;
       }
     });
-    socket.onAny((event, data) => this.receive(event, data));
+    socket.on('connect_error', (err) => {
+      this.connectErrors = (this.connectErrors ?? 0) + 1;
+      this.lastConnectError = { t: Date.now(), message: String(err?.message ?? err), active: socket.active };
+    });
+    socket.onAny((event, data, offset) => this.receive(event, data, offset));
     return client;
   }
 
-  receive(event, d) {
+  receive(event, d, offset) {
     const t = Date.now();
     const conn = this.conn;
     switch (event) {
       case 'message:new': {
         const m = d.message;
-        this.log.push({ t, conn, event, chatId: d.chatId, seq: m.seq, id: m.id, sender: m.senderId, status: m.status, ts: Date.parse(m.timestamp) });
+        this.log.push({ t, conn, event, chatId: d.chatId, seq: m.seq, id: m.id, sender: m.senderId, status: m.status, ts: Date.parse(m.timestamp), offset });
         this.hold(d.chatId, m.seq);
         // The other side's message: read it now and then, as someone looking at the chat does.
         if (this.running && m.senderId !== this.user.id && (this.user.role === 'user') !== (m.senderRole === 'user') && this.rng() < 0.3) {

@@ -180,6 +180,7 @@ export class NodeSlot {
 
   async start() {
     this.port ??= await freePort();
+    if (this.node) this.pastLogs = `${this.pastLogs ?? ''}${this.node.logs}\n--- ${this.name} restarted ---\n`;
     this.node = await startNode({ port: this.port, dataDir: this.dataDir, env: { NODE_ID: this.name, ...this.env }, timeout: 30000 });
     track(this.node.child);
     this.paused = false;
