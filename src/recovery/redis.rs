@@ -40,13 +40,12 @@ use super::pid::Pid;
 use super::room_index;
 
 mod append;
+mod calls;
 mod scripts;
 
 use append::Appender;
+use calls::{bounded, failed, text};
 use scripts::{LOG, LOG_BYTES, LOG_CUT, SESSIONS, TRIM};
-
-/// Upper bound on any one call, on top of the client's own command timeout.
-const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The most session calls one script run carries (a few hundred short commands: it blocks
 /// Redis for about a millisecond).
@@ -90,19 +89,6 @@ fn session_key(pid: &Pid) -> String {
     format!("{{sb}}:rs:{}", pid.as_str())
 }
 
-fn failed(e: impl std::fmt::Display) -> BackendError {
-    BackendError(e.to_string())
-}
-
-async fn bounded<T>(
-    call: impl Future<Output = Result<T, fred::error::Error>>,
-) -> Result<T, BackendError> {
-    match tokio::time::timeout(CALL_TIMEOUT, call).await {
-        Ok(r) => r.map_err(failed),
-        Err(_) => Err(BackendError("recovery call timed out".into())),
-    }
-}
-
 fn cmd(name: &'static str) -> CustomCommand {
     CustomCommand::new_static(name, ClusterHash::FirstKey, false)
 }
@@ -127,10 +113,6 @@ fn xrange_args(after: Offset, until: Option<Offset>, limit: usize) -> Option<Vec
         "COUNT".into(),
         (limit as i64).into(),
     ])
-}
-
-fn text(v: &Value) -> Option<String> {
-    v.as_string()
 }
 
 fn split(s: &str) -> Vec<String> {

@@ -17,8 +17,8 @@ use fred::types::scripts::Script;
 
 use super::super::backend::{BackendError, Offset, now_ms};
 use super::super::room_index;
+use super::calls::{bounded, text};
 use super::scripts::{APPEND, LOG, LOG_BYTES, SETTLE, void_key};
-use super::{bounded, text};
 
 /// How far before an append's start the settling call looks (clock skew between the node and
 /// Redis, whose clock makes the entry ids).
