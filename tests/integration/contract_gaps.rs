@@ -521,14 +521,22 @@ async fn a_killed_nodes_user_is_announced_once_even_when_the_node_that_reaped_it
 
     // The only other node reaps the dead one (its users' grace starts), then dies in turn.
     doomed.kill();
+    // The reap (and the user's grace) began after the last look that still saw the socket:
+    // the earliest the grace can end is that look's start plus the grace.
+    let alive_at = std::sync::Mutex::new(Instant::now());
     assert!(
         eventually(Duration::from_secs(TEST_TTL_SECS + 5), || async {
-            reaper.user_status(data.path(), "u1").await["sockets"] == 0
+            let asked = Instant::now();
+            let sockets = reaper.user_status(data.path(), "u1").await["sockets"].clone();
+            if sockets == 1 {
+                *alive_at.lock().unwrap() = asked;
+            }
+            sockets == 0
         })
         .await,
         "the dead node was not reaped"
     );
-    let reaped = Instant::now();
+    let reaped = *alive_at.lock().unwrap();
     // A node that joins now, with an admin watching, must announce it when the grace ends.
     let stays = cluster.join("stays").await;
     let admin = stays.socket("a1", Role::Admin).await;
