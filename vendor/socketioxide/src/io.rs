@@ -115,6 +115,23 @@ pub struct SocketIoConfig {
 
     /// A global server identifier
     pub server_id: Uid,
+
+    /// Switchboard patch: which broadcast packets this server delivers at all (see
+    /// [`SocketIoBuilder::admit_broadcasts`]); `None` admits every one.
+    pub(crate) admit_broadcast: Option<AdmitBroadcast>,
+}
+
+/// Switchboard patch: a broadcast gate, given each broadcast event's data (the encoded
+/// `[event, ...args]` value) once per server; see [`SocketIoBuilder::admit_broadcasts`].
+#[derive(Clone)]
+pub(crate) struct AdmitBroadcast(
+    pub(crate) Arc<dyn Fn(&socketioxide_core::Value) -> bool + Send + Sync>,
+);
+
+impl fmt::Debug for AdmitBroadcast {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdmitBroadcast")
+    }
 }
 
 impl Default for SocketIoConfig {
@@ -129,6 +146,7 @@ impl Default for SocketIoConfig {
             parser: Parser::default(),
             parse_config: ParseConfig::default(),
             server_id: Uid::new(),
+            admit_broadcast: None,
         }
     }
 }
@@ -214,6 +232,20 @@ impl<A: Adapter> SocketIoBuilder<A> {
         self.engine_config_builder = self
             .engine_config_builder
             .max_buffer_bytes(max_buffer_bytes);
+        self
+    }
+
+    /// Switchboard patch: `admit` is asked, once per server, about every event broadcast that
+    /// reaches this server (emitted here or received from another server through the adapter),
+    /// before any socket is chosen and even when none matches; an event it refuses reaches
+    /// none of this server's sockets. It gets the event's encoded data (`[event, ...args]`).
+    /// Packets that are not events (acks, connects) are not asked about.
+    #[inline]
+    pub fn admit_broadcasts(
+        mut self,
+        admit: impl Fn(&socketioxide_core::Value) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.config.admit_broadcast = Some(AdmitBroadcast(Arc::new(admit)));
         self
     }
 

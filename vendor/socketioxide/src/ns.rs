@@ -11,6 +11,7 @@ use crate::{
     client::SocketData,
     errors::{ConnectFail, Error},
     handler::{BoxedConnectHandler, ConnectHandler, MakeErasedHandler},
+    io::AdmitBroadcast,
     parser::Parser,
     socket::{DisconnectReason, Socket},
 };
@@ -124,7 +125,10 @@ impl<A: Adapter> Namespace<A> {
             connecting: HashSet::new().into(),
             adapter: Arc::new(A::new(
                 adapter_state,
-                CoreLocalAdapter::new(Emitter::new(ns.clone(), parser, path, ack_timeout, uid)),
+                CoreLocalAdapter::new(
+                    Emitter::new(ns.clone(), parser, path, ack_timeout, uid)
+                        .admitting(config.admit_broadcast.clone()),
+                ),
             )),
         })
     }
@@ -371,9 +375,17 @@ pub struct Emitter {
     path: Str,
     ack_timeout: Duration,
     uid: Uid,
+    /// Switchboard patch: the server's broadcast gate, if any (`SocketIoBuilder::admit_broadcasts`).
+    admit: Option<AdmitBroadcast>,
 }
 
 impl Emitter {
+    /// Switchboard patch: sets the broadcast gate.
+    fn admitting(mut self, admit: Option<AdmitBroadcast>) -> Self {
+        self.admit = admit;
+        self
+    }
+
     fn new<A: Adapter>(
         ns: Weak<Namespace<A>>,
         parser: Parser,
@@ -387,6 +399,7 @@ impl Emitter {
             path,
             ack_timeout,
             uid,
+            admit: None,
         }
     }
 }
@@ -450,6 +463,14 @@ impl SocketEmitter for Emitter {
     }
     fn ack_timeout(&self) -> Duration {
         self.ack_timeout
+    }
+    fn admit_broadcast(&self, packet: &Packet) -> bool {
+        match (&self.admit, &packet.inner) {
+            (Some(admit), PacketData::Event(data, _) | PacketData::BinaryEvent(data, _)) => {
+                (admit.0)(data)
+            }
+            _ => true,
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::{
     fmt::{self, Debug},
     future::Future,
     sync::{
-        Arc, Mutex, RwLock,
+        Arc, Mutex, OnceLock, RwLock,
         atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering},
     },
     time::Duration,
@@ -302,6 +302,9 @@ pub struct Socket<A: Adapter = LocalAdapter> {
     holding: AtomicBool,
     /// Switchboard patch: the broadcast packets held back, in arrival order.
     held: Mutex<Vec<Value>>,
+    /// Switchboard patch: broadcast packets this socket must not get (see
+    /// [`Socket::skip_broadcasts`]); unset for most sockets.
+    skip: OnceLock<Box<dyn Fn(&Value) -> bool + Send + Sync>>,
     pub(crate) parser: Parser,
     /// The socket id
     pub id: Sid,
@@ -335,6 +338,7 @@ impl<A: Adapter> Socket<A> {
             connect_pid: Mutex::new(None),
             holding: AtomicBool::new(false),
             held: Mutex::new(Vec::new()),
+            skip: OnceLock::new(),
             parser,
             id: sid,
             #[cfg(feature = "extensions")]
@@ -523,6 +527,14 @@ impl<A: Adapter> Socket<A> {
     /// without losing or reordering what is broadcast meanwhile.
     pub fn hold_broadcasts(&self) {
         self.holding.store(true, Ordering::Release);
+    }
+
+    /// Switchboard patch: from now on, every packet broadcast to this socket (through any room,
+    /// from any node) for which `skip` returns true is dropped for this socket, before it is
+    /// held or queued. Set once: later calls are ignored (returns whether this one was taken).
+    /// A socket without it pays one atomic load per broadcast packet.
+    pub fn skip_broadcasts(&self, skip: impl Fn(&Value) -> bool + Send + Sync + 'static) -> bool {
+        self.skip.set(Box::new(skip)).is_ok()
     }
 
     /// Switchboard patch: ends [`Socket::hold_broadcasts`]. Runs `first` (which may emit to this
@@ -820,6 +832,9 @@ impl<A: Adapter> Socket<A> {
         Ok(())
     }
     pub(crate) fn send_raw(&self, value: Value) -> Result<(), SocketError> {
+        if self.skip.get().is_some_and(|skip| skip(&value)) {
+            return Ok(());
+        }
         if self.holding.load(Ordering::Acquire) {
             let mut held = self.held.lock().unwrap();
             // Checked again under the lock: `release_broadcasts` may have just ended the hold,

@@ -236,6 +236,14 @@ pub trait SocketEmitter: Send + Sync + 'static {
     fn server_id(&self) -> Uid;
     /// Get the default configured ack timeout.
     fn ack_timeout(&self) -> Duration;
+    /// Switchboard patch: whether this server delivers a broadcast packet to its sockets at all.
+    /// Called once for every broadcast that reaches this server (emitted here or received from
+    /// another server), before its sockets are chosen, even when none of them matches; a
+    /// packet it refuses reaches none of them. The default admits every packet.
+    fn admit_broadcast(&self, packet: &Packet) -> bool {
+        let _ = packet;
+        true
+    }
 }
 
 /// For static namespaces, the init response will be managed by the user.
@@ -438,6 +446,10 @@ impl<E: SocketEmitter> CoreLocalAdapter<E> {
         packet: Packet,
         opts: BroadcastOptions,
     ) -> Result<(), Vec<SocketError>> {
+        // Switchboard patch: asked first, so that it sees every broadcast, delivered or not.
+        if !self.emitter.admit_broadcast(&packet) {
+            return Ok(());
+        }
         let room_map = self.rooms.read().unwrap();
         let sids = self.apply_opts(&opts, &room_map);
 
