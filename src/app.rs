@@ -34,7 +34,7 @@ use crate::presence::{
     MemoryAssignmentGate, MemoryAvailability, MemoryPresence, RedisAssignmentGate,
     RedisAvailability, RedisPresence,
 };
-use crate::recovery::{EmbeddedRecovery, Recovery, RecoveryBackend, RedisRecovery};
+use crate::recovery::{EmbeddedRecovery, Recovery, RecoveryBackend, RedisRecovery, SeenOffsets};
 use crate::state::{AppState, Backends};
 use crate::store::{EmbeddedStore, MongoSettings, MongoStore, Store};
 
@@ -136,7 +136,11 @@ impl Application {
                     node_id.clone(),
                     config.webhooks.lease(),
                 );
+                // The outage replay broadcasts an event again under its offset: a node delivers
+                // each offset once (`recovery/seen.rs`).
+                let seen = SeenOffsets::new(config.recovery_window);
                 let (layer, io) = socket_io_builder(&config)
+                    .admit_broadcasts(move |data| seen.admit(data))
                     .with_adapter::<ClusterAdapter>(redis.adapter)
                     .build_layer();
                 let fanout = Arc::new(RedisFanout::new(io.clone(), &node_id));

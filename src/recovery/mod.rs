@@ -21,6 +21,7 @@ mod pid;
 pub mod redis;
 mod refusal;
 mod room_index;
+mod seen;
 mod tail;
 
 pub use pid::Pid;
@@ -35,6 +36,7 @@ pub use backend::{
 };
 pub use embedded::EmbeddedRecovery;
 pub use redis::RedisRecovery;
+pub use seen::{MAX_SEEN, Replayed, SeenOffsets};
 pub use tail::TAIL_CAP;
 
 use tail::TailReader;

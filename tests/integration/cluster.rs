@@ -465,6 +465,143 @@ async fn a_redis_restart_replays_no_message_the_other_node_already_had() {
     assert!(again.is_empty(), "node b got these again: seqs {again:?}");
 }
 
+/// Issue 31's duplicates (the chaos soak, seed 1927850234): after a pub/sub reconnect a node
+/// re-publishes the emissions of the 2 s before it (`cluster/redis/outage.rs`), and these had
+/// reached the other nodes. (a) A socket that never moved got such an event a second time; (b)
+/// a client that got it live, was cut off and resumed on a third node got it again there. Each
+/// node now delivers a recovery offset once (`recovery/seen.rs`).
+#[tokio::test]
+async fn a_replay_after_a_pubsub_reconnect_reaches_no_socket_that_had_the_event() {
+    let mut cluster = Cluster::start(3, Topology::Single).await;
+    let mut redis = RawRedis::connect(cluster.port()).await;
+    let [a, b, c] = cluster.take();
+    let stays = b.socket("a1", Role::Admin).await;
+    let moves = b.socket("a2", Role::Admin).await;
+    let user_a = a.socket("u1", Role::User).await;
+    let chat = a.open_chat(&a.token("u1", Role::User)).await;
+    let all_ready = || async {
+        eventually(LONG, || async {
+            readyz(a.port).await == 200
+                && readyz(b.port).await == 200
+                && readyz(c.port).await == 200
+        })
+        .await
+    };
+
+    // The replay keeps what was emitted within 2 s of node a's reconnect: an attempt whose
+    // reconnect took longer (a loaded machine) proves nothing, and is made again.
+    let mut attempt = 0;
+    let sent = loop {
+        attempt += 1;
+        let sent = send(
+            &user_a,
+            &chat,
+            &format!("just before the reconnect ({attempt})"),
+        )
+        .await;
+        let at = Instant::now();
+        // Every node's pub/sub connection drops now: node a keeps the message for a replay
+        // once its peers are subscribed again (at least 2.5 s from now).
+        let killed = redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+        assert_eq!(killed, ":3", "CLIENT KILL TYPE pubsub");
+        for socket in [&stays, &moves] {
+            let got = socket.event("message:new").await;
+            assert_eq!(
+                got["message"]["id"], sent["id"],
+                "delivered live across nodes"
+            );
+        }
+        let mut back = false;
+        while !back && at.elapsed() < LONG {
+            let list = redis.command(&["CLIENT", "LIST", "TYPE", "pubsub"]).await;
+            back = list.lines().filter(|l| l.contains("addr=")).count() >= 3;
+        }
+        if back && at.elapsed() < Duration::from_millis(1_500) {
+            break sent;
+        }
+        assert!(
+            attempt < 4,
+            "the nodes took {:?} to reconnect, 4 times",
+            at.elapsed()
+        );
+        // Let this attempt's replay, if any, arrive, and forget what came.
+        assert!(all_ready().await);
+        let marker = send(&user_a, &chat, "settled").await;
+        for socket in [&stays, &moves] {
+            while socket.event("message:new").await["message"]["id"] != marker["id"] {}
+        }
+    };
+
+    // (b): the second admin is cut off and resumes on node c, with the event's offset.
+    let (pid, offset) = (moves.pid.clone().unwrap(), moves.last_offset().unwrap());
+    assert!(
+        offset.len() > 2,
+        "the last event was {sent}, offset {offset}"
+    );
+    moves.cut();
+    let token = c.token("a2", Role::Admin);
+    let resumed = Sio::connect_with(
+        c.port,
+        Some(json!({ "token": token, "pid": pid, "offset": offset })),
+    )
+    .await
+    .expect("resumes on node c");
+    assert_eq!(resumed.pid.as_deref(), Some(pid.as_str()), "recovered");
+
+    // New emissions queue behind the replay: once this one arrived, any replay has too.
+    assert!(all_ready().await);
+    let marker = send(&user_a, &chat, "after the reconnect").await;
+    let mut twice = Vec::new();
+    for (who, socket) in [
+        ("the admin that stayed on b", &stays),
+        ("the admin resumed on c", &resumed),
+    ] {
+        loop {
+            let e = socket
+                .try_event("message:new", LONG)
+                .await
+                .unwrap_or_else(|| panic!("{who}: the marker never came"));
+            if e["message"]["id"] == marker["id"] {
+                break;
+            }
+            twice.push(format!("{who}: seq {} again", e["message"]["seq"]));
+        }
+    }
+    assert!(twice.is_empty(), "delivered twice: {twice:?}");
+}
+
+/// One plain connection to a Redis server, for commands a test sends at a precise moment.
+struct RawRedis(tokio::io::BufReader<tokio::net::TcpStream>);
+
+impl RawRedis {
+    async fn connect(port: u16) -> RawRedis {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connects to Redis");
+        RawRedis(tokio::io::BufReader::new(stream))
+    }
+
+    /// Sends one command; its reply, as text (a bulk string's content, or the line).
+    async fn command(&mut self, args: &[&str]) -> String {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let mut out = format!("*{}\r\n", args.len());
+        for arg in args {
+            out.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        self.0.get_mut().write_all(out.as_bytes()).await.unwrap();
+        let mut line = String::new();
+        self.0.read_line(&mut line).await.unwrap();
+        let line = line.trim_end().to_owned();
+        let Some(len) = line.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) else {
+            return line;
+        };
+        let mut body = vec![0; len + 2];
+        self.0.read_exact(&mut body).await.unwrap();
+        body.truncate(len);
+        String::from_utf8(body).unwrap()
+    }
+}
+
 #[tokio::test]
 async fn subscriptions_come_back_after_redis_restarts() {
     let mut cluster = Cluster::start(2, Topology::Single).await;

@@ -19,8 +19,10 @@
 //! Sends are saved and acknowledged as usual; sockets on the sender's node get every event
 //! live; sockets on other nodes get the kept events (`message:new`, `message:read`, reports,
 //! statuses: every emission whose [`Emission::keep_for_replay`](super::Emission) is set) when
-//! Redis returns, possibly twice if a publish timed out but had gone through (clients dedupe by
-//! message id / `seq`); typing indicators from the outage are dropped. Whatever a client still
+//! Redis returns, once: an event whose first publish did reach a node (it timed out but had
+//! gone through, or it was one of the emissions a reconnect keeps) is not delivered there again,
+//! since a node delivers each recovery offset once ([`crate::recovery::SeenOffsets`]); typing
+//! indicators from the outage are dropped. Whatever a client still
 //! lacks (the queue is bounded, a node may die before replaying) it gets with `chat:sync` / REST
 //! history, as after any reconnect.
 

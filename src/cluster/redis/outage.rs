@@ -96,8 +96,9 @@ impl Ledger {
     /// every emission of the last `RECENT` too. fred retries a command caught by a broken
     /// connection on the new one, and sends what was queued meanwhile, as soon as it is
     /// connected, before this node (let alone its peers, reconnecting on their own back-off)
-    /// has re-subscribed: such a publish succeeds and reaches nobody. Replaying them may
-    /// deliver some twice (clients dedupe by message id); not replaying them loses them.
+    /// has re-subscribed: such a publish succeeds and reaches nobody. Not replaying them loses
+    /// them; the ones that did reach a node are not delivered there again (each node delivers
+    /// a recovery offset once: `recovery/seen.rs`).
     pub(super) fn reconnected(&self) {
         let now = std::time::Instant::now();
         let mut outage = self.lock();
