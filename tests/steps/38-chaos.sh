@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# opt-in: it finds a real bug not yet fixed (issue 31: an event replayed to other nodes after a Redis outage reaches a client that already had it and moved nodes: exactly-once); run it by name
+# opt-in: it finds a real bug not yet fixed (issue 31: messages sent without a recovery offset while a Redis failover makes log appends fail never reach a client that resumed meanwhile: exactly-once; the duplicates it found first are fixed); run it by name
 # The chaos soak (issue 31, tests/chaos/): three nodes from target/debug/switchboard on a Redis
 # Sentinel group and secantusd-py, socket.io-client frontends, a nemesis from a seed, and a
 # checker over everything the clients saw and the store holds. The suite's run is bounded for CI:
