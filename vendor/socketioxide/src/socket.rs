@@ -281,6 +281,9 @@ impl From<BroadcastError> for RemoteActionError {
 /// The minimal number of pending acks before looking for the abandoned ones.
 const ACK_SWEEP_MIN: usize = 64;
 
+/// Switchboard patch: see [`Socket::skip_broadcasts`].
+type SkipBroadcast = Box<dyn Fn(&Value) -> bool + Send + Sync>;
+
 /// A Socket represents a client connected to a namespace.
 /// It is used to send and receive messages from the client, join and leave rooms, etc.
 /// The socket struct itself should not be used directly, but through a [`SocketRef`](crate::extract::SocketRef).
@@ -304,7 +307,7 @@ pub struct Socket<A: Adapter = LocalAdapter> {
     held: Mutex<Vec<Value>>,
     /// Switchboard patch: broadcast packets this socket must not get (see
     /// [`Socket::skip_broadcasts`]); unset for most sockets.
-    skip: OnceLock<Box<dyn Fn(&Value) -> bool + Send + Sync>>,
+    skip: OnceLock<SkipBroadcast>,
     pub(crate) parser: Parser,
     /// The socket id
     pub id: Sid,
