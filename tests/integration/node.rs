@@ -279,6 +279,15 @@ async fn user_status_changes_only_when_the_first_tab_opens_and_the_last_closes()
     );
     tab1.close();
     assert!(tab1.closed(crate::helpers::WAIT).await);
+    // The client sees its close before the node has unregistered the socket: wait for the
+    // node's count to drop, then the user must still be online on tab2.
+    assert!(
+        crate::helpers::eventually(crate::helpers::WAIT, || async {
+            node.user_status("u1").await["sockets"].as_u64() == Some(1)
+        })
+        .await,
+        "tab1 unregistered"
+    );
     let s = node.user_status("u1").await;
     assert_eq!(
         (s["status"].as_str(), s["sockets"].as_u64()),
