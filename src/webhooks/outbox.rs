@@ -114,6 +114,24 @@ pub type OutboxResult<T> = Result<T, OutboxError>;
 pub trait Outbox: Send + Sync + 'static {
     /// Queues deliveries; one already there (same endpoint and id) is left as it is.
     async fn enqueue(&self, deliveries: &[Delivery]) -> OutboxResult<()>;
+    /// The writer's batch (`writer.rs`): queues `deliveries`, then forgets the pledges they
+    /// fulfil, then plans their `chat.unread` looks (see [`Outbox::watch_unread_many`]); in one
+    /// write where the backend can, else one after another. Repeating it is harmless.
+    async fn write_batch(
+        &self,
+        deliveries: &[Delivery],
+        fulfilled: &[String],
+        watches: &[(String, String, i64)],
+    ) -> OutboxResult<()> {
+        self.enqueue(deliveries).await?;
+        if !fulfilled.is_empty() {
+            self.unpledge(fulfilled).await?;
+        }
+        if !watches.is_empty() {
+            self.watch_unread_many(watches).await?;
+        }
+        Ok(())
+    }
     /// An endpoint's pending deliveries in queue order, at most `limit`.
     async fn pending(&self, endpoint: &str, limit: usize) -> OutboxResult<Vec<Delivery>>;
     /// Records an attempt's outcome: the new state, attempts, next time and error.

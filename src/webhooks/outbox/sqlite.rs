@@ -126,32 +126,21 @@ fn delivery(r: &Row<'_>) -> rusqlite::Result<Delivery> {
 #[async_trait]
 impl Outbox for SqliteOutbox {
     async fn enqueue(&self, deliveries: &[Delivery]) -> OutboxResult<()> {
-        let rows = deliveries.to_vec();
+        self.write_batch(deliveries, &[], &[]).await
+    }
+
+    async fn write_batch(
+        &self,
+        deliveries: &[Delivery],
+        fulfilled: &[String],
+        watches: &[(String, String, i64)],
+    ) -> OutboxResult<()> {
+        let (rows, ids, watches) = (deliveries.to_vec(), fulfilled.to_vec(), watches.to_vec());
         self.run(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            {
-                let mut st = tx.prepare_cached(&format!(
-                    "INSERT OR IGNORE INTO deliveries ({COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-                ))?;
-                for d in &rows {
-                    st.execute(params![
-                        d.endpoint,
-                        d.id,
-                        d.kind,
-                        d.key,
-                        d.pos,
-                        d.at_ms,
-                        d.data,
-                        d.state as i64,
-                        d.attempts,
-                        d.next_ms,
-                        d.queued_ms,
-                        d.last_error,
-                        d.seq as i64
-                    ])?;
-                }
-            }
+            insert_deliveries(&tx, &rows)?;
+            delete_pledges(&tx, &ids)?;
+            upsert_watches(&tx, &watches)?;
             tx.commit()
         })
         .await
@@ -171,18 +160,7 @@ impl Outbox for SqliteOutbox {
     }
 
     async fn unpledge(&self, ids: &[String]) -> OutboxResult<()> {
-        let ids = ids.to_vec();
-        self.run(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            {
-                let mut st = tx.prepare_cached("DELETE FROM pledges WHERE id = ?1")?;
-                for id in &ids {
-                    st.execute(params![id])?;
-                }
-            }
-            tx.commit()
-        })
-        .await
+        self.write_batch(&[], ids, &[]).await
     }
 
     async fn stale_pledges(&self, before_ms: i64, limit: usize) -> OutboxResult<Vec<Pledge>> {
@@ -342,22 +320,7 @@ impl Outbox for SqliteOutbox {
     }
 
     async fn watch_unread_many(&self, watches: &[(String, String, i64)]) -> OutboxResult<()> {
-        let watches = watches.to_vec();
-        self.run(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT INTO unread_watches (chat_id, side, due_ms, fired_upto) \
-                     VALUES (?1, ?2, ?3, 0) ON CONFLICT (chat_id, side) \
-                     DO UPDATE SET due_ms = COALESCE(due_ms, excluded.due_ms)",
-                )?;
-                for (chat_id, side, due_ms) in &watches {
-                    st.execute(params![chat_id, side, due_ms])?;
-                }
-            }
-            tx.commit()
-        })
-        .await
+        self.write_batch(&[], &[], watches).await
     }
 
     async fn due_unread(&self, now_ms: i64, limit: usize) -> OutboxResult<Vec<UnreadWatch>> {
@@ -391,6 +354,66 @@ impl Outbox for SqliteOutbox {
         })
         .await
     }
+}
+
+/// Queues deliveries (one already there is left as it is).
+fn insert_deliveries(tx: &rusqlite::Transaction<'_>, rows: &[Delivery]) -> rusqlite::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut st = tx.prepare_cached(&format!(
+        "INSERT OR IGNORE INTO deliveries ({COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    ))?;
+    for d in rows {
+        st.execute(params![
+            d.endpoint,
+            d.id,
+            d.kind,
+            d.key,
+            d.pos,
+            d.at_ms,
+            d.data,
+            d.state as i64,
+            d.attempts,
+            d.next_ms,
+            d.queued_ms,
+            d.last_error,
+            d.seq as i64
+        ])?;
+    }
+    Ok(())
+}
+
+/// Forgets pledges.
+fn delete_pledges(tx: &rusqlite::Transaction<'_>, ids: &[String]) -> rusqlite::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut st = tx.prepare_cached("DELETE FROM pledges WHERE id = ?1")?;
+    for id in ids {
+        st.execute(params![id])?;
+    }
+    Ok(())
+}
+
+/// Plans `chat.unread` looks (an earlier planned one stays).
+fn upsert_watches(
+    tx: &rusqlite::Transaction<'_>,
+    watches: &[(String, String, i64)],
+) -> rusqlite::Result<()> {
+    if watches.is_empty() {
+        return Ok(());
+    }
+    let mut st = tx.prepare_cached(
+        "INSERT INTO unread_watches (chat_id, side, due_ms, fired_upto) \
+         VALUES (?1, ?2, ?3, 0) ON CONFLICT (chat_id, side) \
+         DO UPDATE SET due_ms = COALESCE(due_ms, excluded.due_ms)",
+    )?;
+    for (chat_id, side, due_ms) in watches {
+        st.execute(params![chat_id, side, due_ms])?;
+    }
+    Ok(())
 }
 
 /// Reads one delivery (tests).
