@@ -30,7 +30,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::message_created;
-use super::outbox::Outbox;
+use super::outbox::{Batch, Outbox};
 use super::queued::QueuedMessages;
 use super::writer::retry;
 use super::{Endpoint, Lease, deliveries};
@@ -218,10 +218,12 @@ async fn pass(
                 None => Vec::new(),
             };
             if !rows.is_empty() || !watches.is_empty() {
-                retry("queue reconciled messages", || {
-                    outbox.write_batch(&rows, &[], &watches)
-                })
-                .await;
+                let write = Batch {
+                    deliveries: rows,
+                    fulfilled: Vec::new(),
+                    watches,
+                };
+                retry("queue reconciled messages", || outbox.write_batch(&write)).await;
             }
             marks.set(chat.as_str(), mark);
             r.queued.forget_upto(chat.as_str(), mark);

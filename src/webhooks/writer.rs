@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::outbox::Batch;
 use super::publisher::{Queued, Running};
 use super::{deliveries, next_pos};
 
@@ -32,7 +33,7 @@ pub async fn run(
             })
             .collect();
         // Their pledges are kept by the deliveries now (`pledges.rs`).
-        let pledged: Vec<String> = batch
+        let fulfilled: Vec<String> = batch
             .iter()
             .filter(|q| q.event.pledged)
             .map(|q| q.event.id.clone())
@@ -49,10 +50,12 @@ pub async fn run(
             None => Vec::new(),
         };
         // One write: the deliveries, then their pledges forgotten, then the looks planned.
-        retry("queue webhook deliveries", || {
-            outbox.write_batch(&rows, &pledged, &watches)
-        })
-        .await;
+        let write = Batch {
+            deliveries: rows,
+            fulfilled,
+            watches,
+        };
+        retry("queue webhook deliveries", || outbox.write_batch(&write)).await;
         // The sender node's reconcile pass need not read these messages again (`queued.rs`): their
         // deliveries and their `chat.unread` looks are in the outbox.
         if running.lease.is_held() {

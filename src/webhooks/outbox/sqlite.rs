@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{Backlog, Delivery, Outbox, OutboxError, OutboxResult, Pledge, State, UnreadWatch};
+use super::{
+    Backlog, Batch, Delivery, Outbox, OutboxError, OutboxResult, Pledge, State, UnreadWatch,
+};
 use crate::private_files;
 
 const SCHEMA: &str = r#"
@@ -126,21 +128,20 @@ fn delivery(r: &Row<'_>) -> rusqlite::Result<Delivery> {
 #[async_trait]
 impl Outbox for SqliteOutbox {
     async fn enqueue(&self, deliveries: &[Delivery]) -> OutboxResult<()> {
-        self.write_batch(deliveries, &[], &[]).await
+        self.write_batch(&Batch {
+            deliveries: deliveries.to_vec(),
+            ..Batch::default()
+        })
+        .await
     }
 
-    async fn write_batch(
-        &self,
-        deliveries: &[Delivery],
-        fulfilled: &[String],
-        watches: &[(String, String, i64)],
-    ) -> OutboxResult<()> {
-        let (rows, ids, watches) = (deliveries.to_vec(), fulfilled.to_vec(), watches.to_vec());
+    async fn write_batch(&self, batch: &Batch) -> OutboxResult<()> {
+        let batch = batch.clone();
         self.run(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            insert_deliveries(&tx, &rows)?;
-            delete_pledges(&tx, &ids)?;
-            upsert_watches(&tx, &watches)?;
+            insert_deliveries(&tx, &batch.deliveries)?;
+            delete_pledges(&tx, &batch.fulfilled)?;
+            upsert_watches(&tx, &batch.watches)?;
             tx.commit()
         })
         .await
@@ -160,7 +161,11 @@ impl Outbox for SqliteOutbox {
     }
 
     async fn unpledge(&self, ids: &[String]) -> OutboxResult<()> {
-        self.write_batch(&[], ids, &[]).await
+        self.write_batch(&Batch {
+            fulfilled: ids.to_vec(),
+            ..Batch::default()
+        })
+        .await
     }
 
     async fn stale_pledges(&self, before_ms: i64, limit: usize) -> OutboxResult<Vec<Pledge>> {
@@ -320,7 +325,11 @@ impl Outbox for SqliteOutbox {
     }
 
     async fn watch_unread_many(&self, watches: &[(String, String, i64)]) -> OutboxResult<()> {
-        self.write_batch(&[], &[], watches).await
+        self.write_batch(&Batch {
+            watches: watches.to_vec(),
+            ..Batch::default()
+        })
+        .await
     }
 
     async fn due_unread(&self, now_ms: i64, limit: usize) -> OutboxResult<Vec<UnreadWatch>> {
