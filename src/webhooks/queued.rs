@@ -1,8 +1,8 @@
 //! The `message.created` events this node's writer has put in the outbox, by chat and `seq`:
 //! the reconcile pass reads a chat's messages only when some of its newest ones are not here
-//! (`reconcile.rs`). Before this, every pass re-read every changed chat's newest page (200
-//! messages) and queued each message again: about 15 message reads and one outbox write per
-//! saved message on a busy node (loadtest/journal/2026-12-08-webhook-cost.md).
+//! (`reconcile.rs`). Before this, every pass re-read every changed chat's newest page (up to
+//! 200 messages) and queued each message again: on the order of 10^5 message reads for the
+//! chat bench's 18,000 saves (loadtest/journal/2026-12-08-webhook-cost.md).
 //!
 //! Only facts are noted (an event whose outbox write succeeded), so a message missing here is
 //! only ever read again, never skipped. Bounded: past [`AT_MOST`] noted messages everything is

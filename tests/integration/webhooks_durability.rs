@@ -415,8 +415,8 @@ async fn a_delivery_made_by_its_save_survives_a_node_killed_right_after_the_save
 }
 
 /// The reconcile pass does not read again what this node queued itself: past a chat's first
-/// look, a pass reads its newest message only (it read the chat's newest 200 every pass, about
-/// 15 reads per message on a busy node: loadtest/journal/2026-12-08-webhook-cost.md).
+/// look, a pass reads its newest message only (it read the chat's newest 200 every pass:
+/// loadtest/journal/2026-12-08-webhook-cost.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reconcile_pass_does_not_read_again_the_messages_this_node_queued() {
     const SENT: usize = 40;
