@@ -70,7 +70,7 @@ if [ "${WITH_REDIS:-0}" = 1 ]; then
   # ports are tried (seen once in 32 sweep runs: "bind: Address already in use").
   for attempt in 1 2 3; do
     rport=$(free_port)
-    taskset -c "$server_core" redis-server --port "$rport" --save '' --appendonly no >"$work/redis.log" 2>&1 &
+    taskset -c "$server_core" redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no >"$work/redis.log" 2>&1 &
     echo $! >"$work/redis.pid"
     for _ in $(seq 100); do
       redis-cli -p "$rport" ping >/dev/null 2>&1 && break
@@ -136,7 +136,12 @@ common=(--urls "$url_list" --server-pids "$pid_list" --label "$label" --out "$ou
 # Redis work is counted from here: what the run itself costs (INFO commandstats, written after).
 [ -n "$redis_env" ] && redis-cli -p "$rport" CONFIG RESETSTAT >/dev/null
 case $mode in
-  hold) taskset -c "$gen_core" timeout 900 "$gen" hold "${common[@]}" "$@" ;;
+  hold)
+    # Redis apart from the servers (its RSS per step, its CPU over `--idle-secs`) unless it is
+    # already counted with them.
+    extra=()
+    [ -n "$redis_env" ] && [ "$count_redis" != 1 ] && extra=(--redis-pid "$(cat "$work/redis.pid")")
+    taskset -c "$gen_core" timeout 900 "$gen" hold "${common[@]}" "${extra[@]}" "$@" ;;
   fanout) taskset -c "$gen_core" timeout 900 "$gen" fanout "${common[@]}" "$@" ;;
   chat) taskset -c "$gen_core" timeout 900 "$gen" chat "${common[@]}" "$@" ;;
   reconnect)

@@ -46,6 +46,19 @@ pub struct HoldArgs {
     /// Source addresses are 127.0.0.<first_src>, 127.0.0.<first_src + 1>, ...
     #[arg(long, default_value_t = 10)]
     first_src: u8,
+    /// After the last step, hold this long without sending anything and report the servers'
+    /// CPU over it (user + system) per connection and second: what heartbeats cost (Engine.IO
+    /// pings, presence TTLs). 0: not measured.
+    #[arg(long, default_value_t = 0)]
+    idle_secs: u64,
+    /// A Redis server's PID: its RSS at each step and its CPU over `--idle-secs` are reported
+    /// apart from the servers' (not summed into them).
+    #[arg(long)]
+    redis_pid: Option<u32>,
+    /// Every Nth connection is a staff member (role `admin`: the `admins` room instead of
+    /// `users`, and presence's staff set), the rest users. 0: users only.
+    #[arg(long, default_value_t = 0)]
+    staff_every: u64,
 }
 
 #[derive(Args)]
@@ -65,6 +78,9 @@ pub struct WorkerArgs {
     concurrency: usize,
     #[arg(long, default_value_t = 600)]
     max_secs: u64,
+    /// Every Nth connection (of this worker) is staff; 0: none.
+    #[arg(long, default_value_t = 0)]
+    staff_every: u64,
 }
 
 /// The worker: connect `count` users, print `connected <ok> failed <n> [first error]`, hold.
@@ -83,7 +99,9 @@ pub async fn worker(a: WorkerArgs) -> bool {
             noop.clone(),
             target.clone(),
         );
-        let token = token::mint(&a.secret, &format!("{}-{i}", a.prefix), "user", 3600);
+        let staff = a.staff_every > 0 && i % a.staff_every == 0;
+        let role = if staff { "admin" } else { "user" };
+        let token = token::mint(&a.secret, &format!("{}-{i}", a.prefix), role, 3600);
         let src = a.src;
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire().await.ok()?;
@@ -133,6 +151,7 @@ pub async fn run(a: HoldArgs) -> bool {
     let mut held = 0u64;
     let mut failed = 0u64;
     let mut points = Vec::new();
+    let mut redis_points = Vec::new();
     let mut rows = Vec::new();
     for (s, &step) in a.steps.iter().enumerate() {
         let started = Instant::now();
@@ -157,6 +176,7 @@ pub async fn run(a: HoldArgs) -> bool {
                     &a.concurrency.to_string(),
                 ])
                 .args(["--max-secs", &a.max_secs.to_string()])
+                .args(["--staff-every", &a.staff_every.to_string()])
                 .env("JWT_SECRET", &c.secret)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -182,16 +202,26 @@ pub async fn run(a: HoldArgs) -> bool {
         let connect_secs = started.elapsed().as_secs_f64();
         tokio::time::sleep(Duration::from_secs(a.settle_secs)).await;
         let rss = procfs::total_rss_kib(&c.server_pids);
+        let redis_rss = a.redis_pid.and_then(procfs::rss_kib);
         eprintln!(
-            "step {s}: {held} held ({failed} failed), server RSS {rss} KiB, {connect_secs:.1}s to connect"
+            "step {s}: {held} held ({failed} failed), server RSS {rss} KiB{}, {connect_secs:.1}s to connect",
+            redis_rss.map_or(String::new(), |r| format!(", Redis RSS {r} KiB"))
         );
         points.push((held as f64, rss as f64));
-        rows.push(json!({ "connections": held, "serverRssKiB": rss, "connectSecs": (connect_secs * 10.0).round() / 10.0 }));
+        if let Some(r) = redis_rss {
+            redis_points.push((held as f64, r as f64));
+        }
+        rows.push(json!({ "connections": held, "serverRssKiB": rss, "redisRssKiB": redis_rss, "connectSecs": (connect_secs * 10.0).round() / 10.0 }));
         if held < step {
             eprintln!("could not reach {step} connections; stopping the sweep");
             break;
         }
     }
+    let idle = if a.idle_secs > 0 && held > 0 {
+        Some(idle_cpu(&c.server_pids, a.redis_pid, held, a.idle_secs).await)
+    } else {
+        None
+    };
     for mut w in workers {
         drop(w.stdin.take());
         let _ = tokio::time::timeout(Duration::from_secs(20), w.wait()).await;
@@ -199,6 +229,7 @@ pub async fn run(a: HoldArgs) -> bool {
     }
     let slope_kib = slope(&points);
     let per_conn_bytes = slope_kib.map(|s| (s * 1024.0).round());
+    let redis_per_conn_bytes = slope(&redis_points).map(|s| (s * 1024.0).round());
     let result = json!({
         "mode": "hold",
         "label": c.label,
@@ -206,6 +237,8 @@ pub async fn run(a: HoldArgs) -> bool {
         "steps": rows,
         "failedConnections": failed,
         "rssPerConnectionBytes": per_conn_bytes,
+        "redisRssPerConnectionBytes": redis_per_conn_bytes,
+        "idleCpu": idle,
         "fitRange": [points.first().map(|p| p.0), points.last().map(|p| p.0)],
     });
     let mut md = String::from(
@@ -223,8 +256,64 @@ pub async fn run(a: HoldArgs) -> bool {
         "\nRSS per idle connection (least-squares slope): **{}** bytes\n",
         per_conn_bytes.map_or("n/a".into(), |b| b.to_string())
     );
+    if let Some(b) = redis_per_conn_bytes {
+        md += &format!("\nRedis RSS per idle connection (slope): {b} bytes\n");
+    }
+    if let Some(i) = &idle {
+        md += &format!(
+            "\nIdle CPU over {} s at {} connections: servers {} µs per connection per second (user {} + system {} ticks){}\n",
+            i["secs"],
+            i["connections"],
+            i["serverUsPerConnSec"],
+            i["serverUserTicks"],
+            i["serverSysTicks"],
+            if i["redisUsPerConnSec"].is_null() {
+                String::new()
+            } else {
+                format!(
+                    "; Redis {} µs per connection per second",
+                    i["redisUsPerConnSec"]
+                )
+            }
+        );
+    }
     report::save(&c.out, "hold", &c.label, &result, &md);
     !c.strict || failed == 0
+}
+
+/// CPU time (user + system) of the servers, and of Redis apart, over `secs` of holding `held`
+/// connections idle: µs per connection per second, what the heartbeats cost.
+async fn idle_cpu(servers: &[u32], redis: Option<u32>, held: u64, secs: u64) -> serde_json::Value {
+    let ticks = |pids: &[u32]| {
+        (
+            procfs::total_user_ticks(pids),
+            procfs::total_sys_ticks(pids),
+        )
+    };
+    let redis_pids: Vec<u32> = redis.into_iter().collect();
+    let (s0, r0) = (ticks(servers), ticks(&redis_pids));
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let (s1, r1) = (ticks(servers), ticks(&redis_pids));
+    let us_per = |user: u64, sys: u64| {
+        let us = (user + sys) as f64 * 1e6 / procfs::TICKS_PER_SEC as f64;
+        (us / held as f64 / secs as f64 * 100.0).round() / 100.0
+    };
+    let (su, ss) = (s1.0 - s0.0, s1.1 - s0.1);
+    let (ru, rs) = (r1.0 - r0.0, r1.1 - r0.1);
+    eprintln!(
+        "idle {secs} s at {held} connections: servers {su} user + {ss} system ticks{}",
+        redis.map_or(String::new(), |_| format!(", Redis {ru} + {rs}"))
+    );
+    json!({
+        "secs": secs,
+        "connections": held,
+        "serverUserTicks": su,
+        "serverSysTicks": ss,
+        "serverUsPerConnSec": us_per(su, ss),
+        "redisUserTicks": redis.map(|_| ru),
+        "redisSysTicks": redis.map(|_| rs),
+        "redisUsPerConnSec": redis.map(|_| us_per(ru, rs)),
+    })
 }
 
 /// Least-squares slope of y over x.

@@ -7,8 +7,8 @@ use crate::state::AppState;
 /// The graceful drain: turn `/readyz` 503 and refuse new sockets, wait `DRAIN_DELAY_SECS`
 /// so load balancers notice, withdraw our presence (announcing users left offline while the
 /// adapter can still reach other nodes), close our sockets' connections so clients reconnect
-/// elsewhere, then let in-flight events finish. Every step is bounded so that the drain ends
-/// within `grace`.
+/// elsewhere, let in-flight events finish, and only then close the namespace. Every step is
+/// bounded so that the drain ends within `grace`.
 pub async fn drain(state: &AppState, grace: Duration) {
     let deadline = drain_deadline(grace);
     state.drain.start();
@@ -38,24 +38,35 @@ pub async fn drain(state: &AppState, grace: Duration) {
     }
     // Close the connections a few hundred at a time: each client sees its transport close
     // and reconnects (through the load balancer, to a ready node) without a stampede.
-    // Whatever is left (long-polling sessions between requests) is closed at once after.
+    // Whatever is left (long-polling sessions between requests) has its transport closed at
+    // once after.
     let close = async {
         state
             .connections
             .close_paced(DRAIN_BATCH, DRAIN_PAUSE)
             .await;
-        state.sockets.close_all().await;
+        state.sockets.close_transports();
     };
     if tokio::time::timeout_at(deadline, close).await.is_err() {
         tracing::warn!(node = %state.node_id, "grace period over before every socket was closed");
     }
-    // Webhook events published here are in the outbox before the node stops.
+    // The events still being handled finish with the namespace open: a message saved (and
+    // logged for recovery) whose broadcast came after the namespace closed reached no other
+    // node and no ack (its fan-out found no namespace: a panic in the Redis adapter's `to`),
+    // so the clients of other nodes never heard it live (issue 32). Webhook events published
+    // here are in the outbox before the node stops.
     while (state.drain.events_in_flight() > 0
         || state.fanout.unconfirmed() > 0
         || state.webhooks.unwritten() > 0)
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if tokio::time::timeout_at(deadline, state.sockets.close_all())
+        .await
+        .is_err()
+    {
+        tracing::warn!(node = %state.node_id, "grace period over before the namespace was closed");
     }
     tracing::info!(node = %state.node_id, in_flight = state.drain.events_in_flight(), "drained");
 }

@@ -211,6 +211,8 @@ impl<'a> Emitter<'a> {
         };
         // Broadcasts go out in the sender's order, so offsets grow in the order clients see.
         turn.broadcast().await;
+        #[cfg(any(test, feature = "test-support"))]
+        self.test_hooks.before_broadcast(event).await;
         let started = Instant::now();
         self.metrics.fanout_publishes.inc();
         let result = self

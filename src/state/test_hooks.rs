@@ -16,6 +16,10 @@
 //!
 //! [`TestHooks::hold_assignment_writes`]: an assignment pass stops right before its store
 //! write, as one whose write hangs past the gate's lease would, until the test lets it go.
+//!
+//! [`TestHooks::hold_broadcasts`]: every `message:new` stops right before its broadcast (saved
+//! and logged for recovery), as one still being handled when a drain closes the sockets would,
+//! until the test lets it go.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -42,12 +46,10 @@ pub struct TestHooks {
     emissions_killed: AtomicBool,
     /// While set, emissions stop right after their save, before anything else.
     saves_killed: AtomicBool,
-    /// While set, assignment writes wait (a pass stalled past its gate's lease).
-    assignments_held: AtomicBool,
-    /// Assignment writes waiting now.
-    assignments_waiting: AtomicUsize,
-    /// Woken when assignment writes are let go.
-    assignments_released: Notify,
+    /// Assignment writes wait here (a pass stalled past its gate's lease).
+    assignments: Hold,
+    /// Broadcasts wait here (an event still being handled when a drain closes the sockets).
+    broadcasts: Hold,
     /// Staff `PATCH`es that found the assignment gate held and waited for it.
     patches_waiting: AtomicUsize,
 }
@@ -106,34 +108,40 @@ impl TestHooks {
     /// From now on (`true`) or no longer, an assignment pass stops right before its store
     /// write (after confirming the gate) until let go: a pass stalled past its lease.
     pub fn hold_assignment_writes(&self, held: bool) {
-        self.assignments_held.store(held, Ordering::SeqCst);
-        if !held {
-            self.assignments_released.notify_waiters();
-        }
+        self.assignments.set(held);
     }
 
     /// How many assignment writes wait now (see [`TestHooks::hold_assignment_writes`]).
     pub fn assignment_writes_waiting(&self) -> usize {
-        self.assignments_waiting.load(Ordering::SeqCst)
+        self.assignments.waiting()
     }
 
     /// Called by an assignment pass right before its store write.
     pub async fn before_assignment_write(&self) {
-        self.assignments_waiting.fetch_add(1, Ordering::SeqCst);
-        let waited = tokio::time::timeout(HOLD_AT_MOST * 6, async {
-            loop {
-                let released = self.assignments_released.notified();
-                if !self.assignments_held.load(Ordering::SeqCst) {
-                    return;
-                }
-                released.await;
-            }
-        })
-        .await;
-        self.assignments_waiting.fetch_sub(1, Ordering::SeqCst);
-        if waited.is_err() {
-            tracing::warn!("held assignment write: never let go");
+        self.assignments
+            .wait(HOLD_AT_MOST * 6, "held assignment write: never let go")
+            .await;
+    }
+
+    /// From now on (`true`) or no longer, every `message:new` stops right before its broadcast
+    /// until let go (see the module docs); other events (the drain's own `user:status`) pass.
+    pub fn hold_broadcasts(&self, held: bool) {
+        self.broadcasts.set(held);
+    }
+
+    /// How many emissions wait before their broadcast now (see [`TestHooks::hold_broadcasts`]).
+    pub fn broadcasts_waiting(&self) -> usize {
+        self.broadcasts.waiting()
+    }
+
+    /// Called by an emission of `event` right before its broadcast.
+    pub async fn before_broadcast(&self, event: &str) {
+        if event != "message:new" {
+            return;
         }
+        self.broadcasts
+            .wait(HOLD_AT_MOST, "held broadcast: never let go")
+            .await;
     }
 
     /// Called by a staff `PATCH` that found the assignment gate held (it waits for it).
@@ -166,5 +174,51 @@ impl TestHooks {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.departed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A point where, while held, callers wait until let go (bounded).
+#[derive(Default)]
+struct Hold {
+    /// While set, callers of [`Hold::wait`] wait.
+    held: AtomicBool,
+    /// Callers waiting now.
+    waiting: AtomicUsize,
+    /// Woken when the hold is let go.
+    released: Notify,
+}
+
+impl Hold {
+    fn set(&self, held: bool) {
+        self.held.store(held, Ordering::SeqCst);
+        if !held {
+            self.released.notify_waiters();
+        }
+    }
+
+    fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Returns at once when not held; else once let go, or after `at_most` (logging `late`).
+    async fn wait(&self, at_most: Duration, late: &'static str) {
+        if !self.held.load(Ordering::SeqCst) {
+            return;
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let waited = tokio::time::timeout(at_most, async {
+            loop {
+                let released = self.released.notified();
+                if !self.held.load(Ordering::SeqCst) {
+                    return;
+                }
+                released.await;
+            }
+        })
+        .await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        if waited.is_err() {
+            tracing::warn!("{late}");
+        }
     }
 }

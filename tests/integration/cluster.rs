@@ -732,6 +732,61 @@ async fn draining_a_node_under_traffic_moves_its_clients_and_loses_no_acknowledg
     assert_eq!(user_status(&stays, "u2").await["sockets"], 1);
 }
 
+/// A message still being handled when a drain closes its node's sockets is saved and logged
+/// for recovery before its broadcast; the drain used to close the namespace right after the
+/// connections, so that broadcast found no namespace (a panic in the Redis adapter's `to`): no
+/// ack, and no other node's client ever heard it live (issue 32). The drain now lets it finish
+/// first. Made certain with a hook that holds the broadcast until the sender's connection is
+/// closed.
+#[tokio::test]
+async fn a_message_being_handled_when_a_drain_closes_the_sockets_still_reaches_other_nodes() {
+    let mut cluster = Cluster::build(Topology::Single)
+        .named(&["stays", "leaves"])
+        .start()
+        .await;
+    let [stays, leaves] = cluster.take();
+    let admin = stays.socket("a1", Role::Admin).await;
+    let chat = stays.open_chat(&stays.token("u1", Role::User)).await;
+    let sender = leaves.socket("u1", Role::User).await;
+    // The sender's `online` has gone out: no other emission is under way when the hold starts.
+    assert_eq!(
+        status_of(&admin, "u1", LONG).await.as_deref(),
+        Some("online")
+    );
+    let hooks = leaves.state.clone();
+
+    hooks.test_hooks.hold_broadcasts(true);
+    sender.emit(
+        "message:send",
+        json!({ "chatId": chat, "message": { "content": "in flight" } }),
+    );
+    assert!(
+        eventually(LONG, || async {
+            hooks.test_hooks.broadcasts_waiting() >= 1
+        })
+        .await,
+        "the message is saved and its broadcast held"
+    );
+    let drain = tokio::spawn(leaves.stop());
+    assert!(
+        sender.closed(LONG).await,
+        "the drain closed the sender's connection"
+    );
+    hooks.test_hooks.hold_broadcasts(false);
+
+    let heard = admin.try_event("message:new", LONG).await;
+    assert_eq!(
+        heard.as_ref().map(|e| e["message"]["content"].clone()),
+        Some(json!("in flight")),
+        "the message saved on the draining node reached the admin on the other node"
+    );
+    tokio::time::timeout(LONG, drain)
+        .await
+        .expect("the drain ends")
+        .unwrap();
+    stays.stop().await;
+}
+
 on_every_topology!(a_burst_of_emissions_all_reach_the_other_node);
 async fn a_burst_of_emissions_all_reach_the_other_node(topology: Topology) {
     // One admin's 400 writes at once: far past the default REST write budget, which is not

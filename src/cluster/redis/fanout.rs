@@ -192,6 +192,13 @@ impl Fanout for RedisFanout {
         e: Emission<'a>,
     ) -> Pin<Box<dyn Future<Output = Result<(), FanoutError>> + Send + 'a>> {
         Box::pin(async move {
+            // The namespace is gone once a drain has closed it (socketioxide's `to` and
+            // `local` would panic): nothing can be delivered or published any more.
+            if self.io.of("/").is_none() {
+                return Err(FanoutError(
+                    "the namespace is closed: this node is draining".into(),
+                ));
+            }
             let order = self.next_order.fetch_add(1, Ordering::Relaxed);
             if !self.is_down() {
                 return self.publish(e, order).await;

@@ -85,8 +85,9 @@ pub struct RedisPresence {
     scripts: Scripts,
     /// Connects, disconnects and status reads, batched into `CHANGES` runs (`crate::batch`).
     batch: Batcher<Call, Result<Value, PresenceError>>,
-    /// This node's live sockets: what Redis is rewritten from after an outage or a restart.
-    mirror: Mutex<HashMap<String, Mirrored>>,
+    /// This node's live sockets by socket id: what Redis is rewritten from after an outage or
+    /// a restart.
+    mirror: Mutex<HashMap<Box<str>, Mirrored>>,
     /// Connects and disconnects hold it shared around their mirror update and Redis call; a
     /// resync holds it exclusively, so its snapshot of the mirror is what Redis ends up with.
     /// (A tokio lock: it is held across the Redis call on purpose.)
@@ -222,14 +223,10 @@ impl Presence for RedisPresence {
         let _shared = self.gate.read().await;
         {
             let mut mirror = self.mirror.lock().unwrap_or_else(|p| p.into_inner());
-            if mirror.contains_key(&entry.socket_id) {
+            if mirror.contains_key(entry.socket_id.as_str()) {
                 return Ok(false);
             }
-            let mirrored = Mirrored {
-                entry: entry.clone(),
-                confirmed: false,
-            };
-            mirror.insert(entry.socket_id.clone(), mirrored);
+            mirror.insert(entry.socket_id.as_str().into(), Mirrored::new(entry));
         }
         let call = [
             "c".to_owned(),
@@ -243,7 +240,7 @@ impl Presence for RedisPresence {
             .mirror
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&entry.socket_id)
+            .get_mut(entry.socket_id.as_str())
         {
             m.confirmed = true;
         }
@@ -258,7 +255,7 @@ impl Presence for RedisPresence {
             .mirror
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&entry.socket_id)
+            .contains_key(entry.socket_id.as_str())
         {
             self.drift.dirty.store(true, Ordering::SeqCst);
         }

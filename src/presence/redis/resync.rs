@@ -30,8 +30,8 @@ impl RedisPresence {
         let announced: HashSet<String> = {
             let mirror = self.mirror.lock().unwrap_or_else(|p| p.into_inner());
             args.reserve(mirror.len() * 4);
-            for m in mirror.values() {
-                let e = &m.entry;
+            for (socket_id, m) in mirror.iter() {
+                let e = &m.entry(socket_id, &self.node);
                 args.extend([
                     e.socket_id.clone(),
                     e.user_id.clone(),
@@ -42,7 +42,7 @@ impl RedisPresence {
             mirror
                 .values()
                 .filter(|m| m.confirmed)
-                .map(|m| m.entry.user_id.clone())
+                .map(|m| m.user_id().to_owned())
                 .collect()
         };
         let v = self

@@ -413,8 +413,11 @@ export function seqs(client, chatId) {
   return client.received('message:new', (d) => d.chatId === chatId).map((d) => d.message.seq);
 }
 
-/** A TCP proxy to `port` that can cut its connections and hold new ones back. */
-export async function proxy(port) {
+/**
+ * A TCP proxy to `port` that can cut its connections and hold new ones back; with
+ * `replyDelayMs`, what the server sends back reaches the client that much later (order kept).
+ */
+export async function proxy(port, { replyDelayMs = 0 } = {}) {
   const open = new Set();
   let holding = false;
   const server = net.createServer((down) => {
@@ -434,10 +437,12 @@ export async function proxy(port) {
     down.on('error', drop).on('close', drop);
     up.on('error', drop).on('close', drop);
     down.pipe(up);
-    up.pipe(down);
+    if (replyDelayMs > 0) up.on('data', (chunk) => setTimeout(() => down.writable && down.write(chunk), replyDelayMs));
+    else up.pipe(down);
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
+    port: server.address().port,
     url: `http://127.0.0.1:${server.address().port}`,
     /** Cuts every connection through the proxy (both sides). */
     cut() {

@@ -106,21 +106,29 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
 }
 
 /// Serve a websocket connection until it closes: set the session up, then [`serve`] it.
-pub async fn on_init<H: EngineIoHandler, S>(
+///
+/// Switchboard patch: a plain function returning an `async move` block, not an `async fn`. An
+/// `async fn`'s future keeps each argument twice (the captured argument and the local it is
+/// moved into, rust-lang/rust#62958), for the connection's whole life; the block uses what it
+/// captured in place.
+#[allow(clippy::manual_async_fn)] // an `async fn` would keep its arguments twice (above)
+pub fn on_init<H: EngineIoHandler, S>(
     engine: Arc<EngineIo<H>>,
     conn: S,
     protocol: ProtocolVersion,
     sid: Option<Sid>,
     req_data: Box<Parts>,
-) -> Result<(), Error>
+) -> impl std::future::Future<Output = Result<(), Error>> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // Boxed: the handshake's state is not kept for the connection's life.
-    let (socket, ws, heartbeat) =
-        Box::pin(set_up(engine.clone(), conn, protocol, sid, req_data)).await?;
-    serve(engine, socket, ws, heartbeat).await;
-    Ok(())
+    async move {
+        // Boxed: the handshake's state is not kept for the connection's life.
+        let (socket, ws, heartbeat) =
+            Box::pin(set_up(engine.clone(), conn, protocol, sid, req_data)).await?;
+        serve(engine, socket, ws, heartbeat).await;
+        Ok(())
+    }
 }
 
 /// The websocket and heartbeat of a session, once [`set_up`].
@@ -289,168 +297,174 @@ impl Heartbeat {
 /// session and the websocket.
 ///
 /// Its future is what an idle connection keeps, so the short-lived steps (taking the queue's
-/// lock, the closing handshake) are boxed while they run.
-async fn serve<H: EngineIoHandler, S>(
+/// lock, the closing handshake) are boxed while they run, and it is an `async move` block over
+/// the arguments rather than an `async fn`, which would keep each of them (the websocket is
+/// 328 bytes) twice (see [`on_init`]).
+#[allow(clippy::manual_async_fn)] // an `async fn` would keep its arguments twice (above)
+fn serve<H: EngineIoHandler, S>(
     engine: Arc<EngineIo<H>>,
     socket: Arc<Socket<H::Data>>,
     mut ws: WebSocketStream<S>,
     mut heartbeat: Option<Heartbeat>,
-) where
+) -> impl std::future::Future<Output = ()> + Send
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let outcome = 'session: {
-        // A polling request that was in progress during the upgrade may still hold the lock.
-        let lock = socket
-            .internal_rx
-            .lock()
-            .with_cancellation_token(&socket.cancellation_token);
-        let Some(_rx) = Box::pin(lock).await else {
-            #[cfg(feature = "tracing")]
-            tracing::debug!(sid = %socket.id, "session closed before starting the ws writer");
-            break 'session Outcome::Cancelled;
-        };
-        // Without a heartbeat here, the timer never fires (its branch is disabled).
-        let sleep = tokio::time::sleep_until(heartbeat.as_ref().map_or_else(
-            || Instant::now() + Duration::from_secs(86_400),
-            Heartbeat::deadline,
-        ));
-        tokio::pin!(sleep);
-        // One registration for the session's life rather than one per wake-up.
-        let cancelled = socket.cancellation_token.cancelled();
-        tokio::pin!(cancelled);
-        let read_gate = ReadGate::new();
-        // When the last packets were flushed; while `holding`, what waits is written when
-        // `coalesce` fires (see `WRITE_COALESCE`). The timer is allocated on first use only.
-        let mut last_flush: Option<Instant> = None;
-        // Did the last flush write more than one batch (the socket is busy)?
-        let mut busy = false;
-        let mut coalesce: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
-        let mut holding = false;
+    async move {
+        let outcome = 'session: {
+            // A polling request that was in progress during the upgrade may still hold the lock.
+            let lock = socket
+                .internal_rx
+                .lock()
+                .with_cancellation_token(&socket.cancellation_token);
+            let Some(_rx) = Box::pin(lock).await else {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(sid = %socket.id, "session closed before starting the ws writer");
+                break 'session Outcome::Cancelled;
+            };
+            // Without a heartbeat here, the timer never fires (its branch is disabled).
+            let sleep = tokio::time::sleep_until(heartbeat.as_ref().map_or_else(
+                || Instant::now() + Duration::from_secs(86_400),
+                Heartbeat::deadline,
+            ));
+            tokio::pin!(sleep);
+            // One registration for the session's life rather than one per wake-up.
+            let cancelled = socket.cancellation_token.cancelled();
+            tokio::pin!(cancelled);
+            let read_gate = ReadGate::new();
+            // When the last packets were flushed; while `holding`, what waits is written when
+            // `coalesce` fires (see `WRITE_COALESCE`). The timer is allocated on first use only.
+            let mut last_flush: Option<Instant> = None;
+            // Did the last flush write more than one batch (the socket is busy)?
+            let mut busy = false;
+            let mut coalesce: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+            let mut holding = false;
 
-        // Writes what the queue holds, then flushes.
-        macro_rules! write_queued {
-            () => {{
-                // The queue is only closed once this task released its lock.
-                let Some(entry) = socket.queue.try_recv() else {
-                    if socket.queue.is_closed() {
-                        break 'session Outcome::Cancelled;
+            // Writes what the queue holds, then flushes.
+            macro_rules! write_queued {
+                () => {{
+                    // The queue is only closed once this task released its lock.
+                    let Some(entry) = socket.queue.try_recv() else {
+                        if socket.queue.is_closed() {
+                            break 'session Outcome::Cancelled;
+                        }
+                        continue;
+                    };
+                    let pong_overdue = heartbeat.as_ref().is_some_and(|h| h.awaiting_pong);
+                    tokio::select! {
+                        biased;
+                        res = write_entries(&socket, &mut ws, entry) => match res {
+                            Ok(batches) => busy = batches > 1,
+                            Err(e) => break 'session Outcome::Failed(e.into()),
+                        },
+                        // A client that stops reading must not keep this task writing forever.
+                        _ = &mut cancelled => break 'session Outcome::Cancelled,
+                        _ = &mut sleep, if pong_overdue => {
+                            break 'session Outcome::Failed(Error::HeartbeatTimeout)
+                        }
                     }
-                    continue;
-                };
-                let pong_overdue = heartbeat.as_ref().is_some_and(|h| h.awaiting_pong);
+                    last_flush = Some(Instant::now());
+                }};
+            }
+
+            loop {
                 tokio::select! {
                     biased;
-                    res = write_entries(&socket, &mut ws, entry) => match res {
-                        Ok(batches) => busy = batches > 1,
-                        Err(e) => break 'session Outcome::Failed(e.into()),
-                    },
-                    // A client that stops reading must not keep this task writing forever.
-                    _ = &mut cancelled => break 'session Outcome::Cancelled,
-                    _ = &mut sleep, if pong_overdue => {
-                        break 'session Outcome::Failed(Error::HeartbeatTimeout)
-                    }
-                }
-                last_flush = Some(Instant::now());
-            }};
-        }
-
-        loop {
-            tokio::select! {
-                biased;
-                () = std::future::poll_fn(|cx| socket.queue.poll_ready(cx)), if !holding => {
-                    let hold_until = last_flush
-                        .filter(|_| busy)
-                        .map(|t| t + WRITE_COALESCE)
-                        .filter(|until| *until > Instant::now());
-                    if let Some(until) = hold_until {
-                        match coalesce.as_mut() {
-                            Some(timer) => timer.as_mut().reset(until),
-                            None => coalesce = Some(Box::pin(tokio::time::sleep_until(until))),
-                        }
-                        holding = true;
-                        continue;
-                    }
-                    write_queued!();
-                }
-                // The window is over, or a backlog must not fill the queue (packets beyond it
-                // are refused) while held.
-                () = std::future::poll_fn(|cx| {
-                    let window_over = coalesce.as_mut().is_some_and(|t| t.as_mut().poll(cx).is_ready());
-                    if window_over || socket.queue.poll_backlog(cx).is_ready() {
-                        std::task::Poll::Ready(())
-                    } else {
-                        std::task::Poll::Pending
-                    }
-                }), if holding => {
-                    holding = false;
-                    write_queued!();
-                }
-                msg = std::future::poll_fn(|cx| read_gate.poll_next(&mut ws, cx)) => {
-                    let msg = match msg {
-                        None => break 'session Outcome::Closed,
-                        Some(Err(e)) => break 'session Outcome::Failed(e.into()),
-                        Some(Ok(msg)) => msg,
-                    };
-                    match on_message(&engine, &socket, msg) {
-                        Ok(Flow::Continue) => {}
-                        Ok(Flow::Heartbeat) => match heartbeat.as_mut() {
-                            Some(h) if h.awaiting_pong => {
-                                h.awaiting_pong = false;
-                                sleep.as_mut().reset(h.deadline());
+                    () = std::future::poll_fn(|cx| socket.queue.poll_ready(cx)), if !holding => {
+                        let hold_until = last_flush
+                            .filter(|_| busy)
+                            .map(|t| t + WRITE_COALESCE)
+                            .filter(|until| *until > Instant::now());
+                        if let Some(until) = hold_until {
+                            match coalesce.as_mut() {
+                                Some(timer) => timer.as_mut().reset(until),
+                                None => coalesce = Some(Box::pin(tokio::time::sleep_until(until))),
                             }
-                            Some(_) => {}
-                            None => socket.heartbeat_received(),
-                        },
-                        Ok(Flow::Closed) => break 'session Outcome::Closed,
-                        Err(e) => break 'session Outcome::Failed(e),
+                            holding = true;
+                            continue;
+                        }
+                        write_queued!();
                     }
-                }
-                _ = &mut cancelled => {
-                    // What was held back still goes out before the close frame, as anything
-                    // else queued does: written at once by the queue's branch, which comes first.
-                    if holding {
-                        (holding, busy) = (false, false);
-                        continue;
+                    // The window is over, or a backlog must not fill the queue (packets beyond it
+                    // are refused) while held.
+                    () = std::future::poll_fn(|cx| {
+                        let window_over = coalesce.as_mut().is_some_and(|t| t.as_mut().poll(cx).is_ready());
+                        if window_over || socket.queue.poll_backlog(cx).is_ready() {
+                            std::task::Poll::Ready(())
+                        } else {
+                            std::task::Poll::Pending
+                        }
+                    }), if holding => {
+                        holding = false;
+                        write_queued!();
                     }
-                    break 'session Outcome::Cancelled
-                }
-                _ = &mut sleep, if heartbeat.is_some() => {
-                    let Some(h) = heartbeat.as_mut() else { continue };
-                    if let Err(e) = h.on_deadline(&socket) {
-                        break 'session Outcome::Failed(e);
+                    msg = std::future::poll_fn(|cx| read_gate.poll_next(&mut ws, cx)) => {
+                        let msg = match msg {
+                            None => break 'session Outcome::Closed,
+                            Some(Err(e)) => break 'session Outcome::Failed(e.into()),
+                            Some(Ok(msg)) => msg,
+                        };
+                        match on_message(&engine, &socket, msg) {
+                            Ok(Flow::Continue) => {}
+                            Ok(Flow::Heartbeat) => match heartbeat.as_mut() {
+                                Some(h) if h.awaiting_pong => {
+                                    h.awaiting_pong = false;
+                                    sleep.as_mut().reset(h.deadline());
+                                }
+                                Some(_) => {}
+                                None => socket.heartbeat_received(),
+                            },
+                            Ok(Flow::Closed) => break 'session Outcome::Closed,
+                            Err(e) => break 'session Outcome::Failed(e),
+                        }
                     }
-                    sleep.as_mut().reset(h.deadline());
+                    _ = &mut cancelled => {
+                        // What was held back still goes out before the close frame, as anything
+                        // else queued does: written at once by the queue's branch, which comes first.
+                        if holding {
+                            (holding, busy) = (false, false);
+                            continue;
+                        }
+                        break 'session Outcome::Cancelled
+                    }
+                    _ = &mut sleep, if heartbeat.is_some() => {
+                        let Some(h) = heartbeat.as_mut() else { continue };
+                        if let Err(e) = h.on_deadline(&socket) {
+                            break 'session Outcome::Failed(e);
+                        }
+                        sleep.as_mut().reset(h.deadline());
+                    }
                 }
             }
-        }
-    };
-    match outcome {
-        Outcome::Failed(e) => {
-            let reason =
-                Option::<DisconnectReason>::from(&e).unwrap_or(DisconnectReason::TransportError);
+        };
+        match outcome {
+            Outcome::Failed(e) => {
+                let reason = Option::<DisconnectReason>::from(&e)
+                    .unwrap_or(DisconnectReason::TransportError);
 
-            #[cfg(feature = "tracing")]
-            tracing::debug!("error when handling packet: {:?}", e);
-            engine.close_session(socket.id, reason);
-            return;
+                #[cfg(feature = "tracing")]
+                tracing::debug!("error when handling packet: {:?}", e);
+                engine.close_session(socket.id, reason);
+                return;
+            }
+            Outcome::Closed => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(sid = %socket.id, "ws transport was closed");
+                engine.close_session(socket.id, DisconnectReason::TransportClose);
+            }
+            Outcome::Cancelled => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(sid = %socket.id, "socket is closing");
+            }
         }
-        Outcome::Closed => {
-            #[cfg(feature = "tracing")]
-            tracing::debug!(sid = %socket.id, "ws transport was closed");
-            engine.close_session(socket.id, DisconnectReason::TransportClose);
-        }
-        Outcome::Cancelled => {
-            #[cfg(feature = "tracing")]
-            tracing::debug!(sid = %socket.id, "socket is closing");
-        }
+        // Send the close frame (or the reply to the client's), bounded: the client may not read.
+        Box::pin(tokio::time::timeout(
+            engine.config.ping_timeout,
+            ws.close(None),
+        ))
+        .await
+        .ok();
     }
-    // Send the close frame (or the reply to the client's), bounded: the client may not read.
-    Box::pin(tokio::time::timeout(
-        engine.config.ping_timeout,
-        ws.close(None),
-    ))
-    .await
-    .ok();
 }
 
 /// Polls the websocket for its next message only once something woke its read side.
@@ -569,40 +583,46 @@ fn on_message<H: EngineIoHandler>(
 /// returns how many batches it wrote.
 /// It keeps no packet buffer across its awaits (each frame is built before it is fed), so it
 /// stays small enough to run inline in the connection's future.
-async fn write_entries<D, S>(
-    socket: &Socket<D>,
-    ws: &mut WebSocketStream<S>,
+///
+/// An `async move` block, not an `async fn` (whose future would keep its arguments twice): this
+/// future is part of the connection task's, whose size every idle connection pays.
+#[allow(clippy::manual_async_fn)] // an `async fn` would keep its arguments twice (above)
+fn write_entries<'a, D, S>(
+    socket: &'a Socket<D>,
+    ws: &'a mut WebSocketStream<S>,
     first: Entry,
-) -> Result<usize, tungstenite::Error>
+) -> impl std::future::Future<Output = Result<usize, tungstenite::Error>> + 'a
 where
     D: Default + Send + Sync + 'static,
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut entry = Some(first);
-    let mut written = 0;
-    while let Some(next) = entry {
-        match next {
-            Entry::Message(msg) => ws.feed(Message::Text(message_frame(msg))).await?,
-            Entry::Packets(mut packets) => {
-                for i in 0..packets.len() {
-                    let packet = std::mem::replace(&mut packets[i], Packet::Noop);
-                    if let Some(msg) = ws_message(socket.protocol, packet) {
-                        ws.feed(msg).await?;
+    async move {
+        let mut entry = Some(first);
+        let mut written = 0;
+        while let Some(next) = entry {
+            match next {
+                Entry::Message(msg) => ws.feed(Message::Text(message_frame(msg))).await?,
+                Entry::Packets(mut packets) => {
+                    for i in 0..packets.len() {
+                        let packet = std::mem::replace(&mut packets[i], Packet::Noop);
+                        if let Some(msg) = ws_message(socket.protocol, packet) {
+                            ws.feed(msg).await?;
+                        }
                     }
                 }
             }
+            written += 1;
+            entry = if written < MAX_BATCHES_PER_FLUSH {
+                socket.queue.try_recv()
+            } else {
+                None
+            };
         }
-        written += 1;
-        entry = if written < MAX_BATCHES_PER_FLUSH {
-            socket.queue.try_recv()
-        } else {
-            None
-        };
+        #[cfg(feature = "tracing")]
+        tracing::trace!(sid = %socket.id, "ws flush");
+        ws.flush().await?;
+        Ok(written)
     }
-    #[cfg(feature = "tracing")]
-    tracing::trace!(sid = %socket.id, "ws flush");
-    ws.flush().await?;
-    Ok(written)
 }
 
 /// The text frame of a message packet: `4` and the message.
