@@ -33,6 +33,11 @@ pub struct WebhookMetrics {
     pub deferred: IntCounter,
     /// What this node's queue to the outbox holds.
     queue_bytes: IntGauge,
+    /// Reconcile passes that finished a window (`webhooks/reconcile.rs`).
+    pub reconcile_passes: IntCounter,
+    /// Messages those passes read from the store (a chat's newest one, read to see whether
+    /// anything is missing, counts too).
+    pub reconcile_reads: IntCounter,
 }
 
 impl WebhookMetrics {
@@ -102,6 +107,22 @@ impl WebhookMetrics {
                     "webhook_queue_bytes",
                     "Webhook events published on this node and not yet in the outbox, in bytes \
                      (KiB-rounded)",
+                )
+                .unwrap(),
+            ),
+            reconcile_passes: reg(
+                r,
+                IntCounter::new(
+                    "webhook_reconcile_passes_total",
+                    "Webhook reconcile passes that looked at every chat changed in their window",
+                )
+                .unwrap(),
+            ),
+            reconcile_reads: reg(
+                r,
+                IntCounter::new(
+                    "webhook_reconcile_messages_read_total",
+                    "Messages the webhook reconcile passes read from the store",
                 )
                 .unwrap(),
             ),

@@ -18,7 +18,8 @@
 //!    and emitting it never published it; the sender re-reads the recently changed chats and
 //!    queues every saved message at its own place in its chat (its `webhook-id` is the
 //!    message's, so a message queued twice is one delivery), and settles the pledges of dead
-//!    nodes from the store (`pledges.rs`).
+//!    nodes from the store (`pledges.rs`). What this node's writer queued is not read again
+//!    (`queued.rs`).
 //! 4. **Send** (`sender.rs`): one sender per endpoint, on one node of the cluster at a time
 //!    (`lease.rs`: a Redis lease; another node takes over when it lapses), one event of a chat
 //!    (or user) in flight at a time, a chat's messages in `seq` order (one whose predecessor may
@@ -42,6 +43,7 @@ pub mod lease;
 pub mod outbox;
 pub mod pledges;
 mod publisher;
+mod queued;
 mod reconcile;
 mod sender;
 pub mod settings;
@@ -167,6 +169,7 @@ pub fn start(publisher: &Publisher, parts: Parts) -> Vec<Task> {
     let (tx, rx) = mpsc::unbounded_channel();
     let wake = Arc::new(tokio::sync::Notify::new());
     let capacity = parts.settings.queue_kib();
+    let queued_messages = Arc::new(queued::QueuedMessages::default());
     let running = Arc::new(Running {
         tx,
         unwritten: AtomicUsize::new(0),
@@ -178,6 +181,7 @@ pub fn start(publisher: &Publisher, parts: Parts) -> Vec<Task> {
         endpoints: parts.endpoints.clone(),
         wake: wake.clone(),
         lease: parts.lease.clone(),
+        queued_messages: queued_messages.clone(),
         #[cfg(any(test, feature = "test-support"))]
         writes_held: Default::default(),
         #[cfg(any(test, feature = "test-support"))]
@@ -201,6 +205,8 @@ pub fn start(publisher: &Publisher, parts: Parts) -> Vec<Task> {
             reminder: parts.settings.unread_reminder(),
             reconciled: reconciled.clone(),
             wake: wake.clone(),
+            queued: queued_messages,
+            metrics: parts.metrics.clone(),
         })),
     ];
     if let Some(after) = parts.settings.unread_reminder() {

@@ -102,6 +102,16 @@ pub struct Pledge {
     pub check: String,
 }
 
+/// What the writer writes at once ([`Outbox::write_batch`]).
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub deliveries: Vec<Delivery>,
+    /// The ids of the pledges these deliveries fulfil.
+    pub fulfilled: Vec<String>,
+    /// `chat.unread` looks to plan: `(chat_id, side, due_ms)`.
+    pub watches: Vec<(String, String, i64)>,
+}
+
 /// Why an outbox operation failed.
 #[derive(Debug, thiserror::Error)]
 #[error("webhook outbox: {0}")]
@@ -114,6 +124,19 @@ pub type OutboxResult<T> = Result<T, OutboxError>;
 pub trait Outbox: Send + Sync + 'static {
     /// Queues deliveries; one already there (same endpoint and id) is left as it is.
     async fn enqueue(&self, deliveries: &[Delivery]) -> OutboxResult<()>;
+    /// The writer's batch (`writer.rs`): queues its deliveries, then forgets the pledges they
+    /// fulfil, then plans its `chat.unread` looks (see [`Outbox::watch_unread_many`]); in one
+    /// write where the backend can, else one after another. Repeating it is harmless.
+    async fn write_batch(&self, batch: &Batch) -> OutboxResult<()> {
+        self.enqueue(&batch.deliveries).await?;
+        if !batch.fulfilled.is_empty() {
+            self.unpledge(&batch.fulfilled).await?;
+        }
+        if !batch.watches.is_empty() {
+            self.watch_unread_many(&batch.watches).await?;
+        }
+        Ok(())
+    }
     /// An endpoint's pending deliveries in queue order, at most `limit`.
     async fn pending(&self, endpoint: &str, limit: usize) -> OutboxResult<Vec<Delivery>>;
     /// Records an attempt's outcome: the new state, attempts, next time and error.

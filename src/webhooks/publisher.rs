@@ -63,6 +63,8 @@ pub struct Running {
     pub wake: Arc<Notify>,
     /// Whether this node sends (released when it drains).
     pub lease: Arc<Lease>,
+    /// The `message.created` events written here, for the reconcile pass (`queued.rs`).
+    pub(crate) queued_messages: Arc<super::queued::QueuedMessages>,
     /// Test-only: the writer waits while set (an outbox that cannot be written).
     #[cfg(any(test, feature = "test-support"))]
     pub(crate) writes_held: std::sync::atomic::AtomicBool,

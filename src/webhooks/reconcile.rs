@@ -16,7 +16,13 @@
 //! (page by page). A pass stopped by its bound leaves the cursor for the next, which goes on
 //! at once; the window ends (and `reconciled` moves) only when the walk reaches the newest
 //! chat. Each pass also settles the written-ahead events of nodes that died (`pledges.rs`).
+//!
+//! What this node's writer queued is not read again ([`Marks`], `queued.rs`): per chat the
+//! sender keeps the `seq` up to which every message is queued; a later look reads the chat's
+//! newest message, and the messages after the mark only from the end of the run its writer
+//! queued. A chat's first look (and every look after the lease moves) reads its whole window.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -24,7 +30,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::message_created;
-use super::outbox::Outbox;
+use super::outbox::{Batch, Outbox};
+use super::queued::QueuedMessages;
 use super::writer::retry;
 use super::{Endpoint, Lease, deliveries};
 use crate::domain::{ChatCursor, ChatId, ChatQuery, HistoryPage, Message, Timestamp};
@@ -61,6 +68,9 @@ pub struct Reconciler {
     pub reconciled: Arc<AtomicI64>,
     /// Wakes the senders after a pass (a held message may go now).
     pub wake: Arc<Notify>,
+    /// The messages this node's writer queued: not read again (`queued.rs`).
+    pub queued: Arc<QueuedMessages>,
+    pub metrics: crate::metrics::WebhookMetrics,
 }
 
 /// A window being walked: the messages saved in `[start, to)`, read chat by chat in the order
@@ -87,6 +97,7 @@ impl Walk {
 pub async fn run(r: Reconciler) {
     let mut from: Option<Timestamp> = None;
     let mut walk: Option<Walk> = None;
+    let mut marks = Marks::default();
     let mut pruned = std::time::Instant::now();
     let settle = chrono::Duration::from_std(SETTLE).unwrap_or_default();
     loop {
@@ -100,6 +111,8 @@ pub async fn run(r: Reconciler) {
             from = None;
             walk = None;
             r.reconciled.store(0, Ordering::Release);
+            marks.clear();
+            r.queued.clear();
             continue;
         }
         let now = crate::domain::now();
@@ -121,8 +134,9 @@ pub async fn run(r: Reconciler) {
         if let Err(e) = settled.await {
             tracing::warn!(error = %e, "written-ahead webhooks not settled; next pass");
         }
-        match pass(&r, &mut current, chats_per_pass()).await {
+        match pass(&r, &mut current, &mut marks, chats_per_pass()).await {
             Ok(true) => {
+                r.metrics.reconcile_passes.inc();
                 from = Some(current.to);
                 r.reconciled
                     .store(current.to.timestamp_millis(), Ordering::Release);
@@ -159,7 +173,12 @@ pub static TEST_CHATS_PER_PASS: std::sync::atomic::AtomicUsize =
 
 /// Walks on through `walk`'s window, at most `bound` chats: queues every message saved in it.
 /// `true` once the window is done; `false` when the bound stopped it (the cursor says where).
-async fn pass(r: &Reconciler, walk: &mut Walk, bound: usize) -> Result<bool, String> {
+async fn pass(
+    r: &Reconciler,
+    walk: &mut Walk,
+    marks: &mut Marks,
+    bound: usize,
+) -> Result<bool, String> {
     let (store, outbox) = (&*r.store, &*r.outbox);
     let mut seen = 0;
     while seen < bound {
@@ -177,25 +196,37 @@ async fn pass(r: &Reconciler, walk: &mut Walk, bound: usize) -> Result<bool, Str
             .map_err(|e| e.to_string())?;
         for summary in &page {
             seen += 1;
-            let window = saved_in(store, &summary.chat.id, walk.start, walk.to).await?;
-            // One outbox write per chat; each row at its message's own place.
+            let chat = &summary.chat.id;
+            let (window, mark) = match marks.get(chat.as_str()) {
+                Some(&mark) => after_mark(r, chat, mark, walk).await?,
+                None => first_look(r, chat, walk).await?,
+            };
+            // One outbox write per chat: each row at its message's own place, and its look.
             let rows: Vec<_> = window
                 .iter()
                 .flat_map(|m| deliveries(&message_created(m), &r.endpoints, super::message_pos(m)))
                 .collect();
-            if !rows.is_empty() {
-                retry("queue reconciled messages", || outbox.enqueue(&rows)).await;
-            }
-            for m in &window {
-                let event = message_created(m);
-                if let (Some(after), Some((chat, side))) = (r.reminder, &event.unread) {
-                    let due = m.timestamp.timestamp_millis() + after.as_millis() as i64;
-                    retry("plan a chat.unread look", || {
-                        outbox.watch_unread(chat, side.as_str(), due)
+            let watches: Vec<_> = match r.reminder {
+                Some(after) => window
+                    .iter()
+                    .filter_map(|m| {
+                        let (chat, side) = message_created(m).unread?;
+                        let due = m.timestamp.timestamp_millis() + after.as_millis() as i64;
+                        Some((chat, side.as_str().to_owned(), due))
                     })
-                    .await;
-                }
+                    .collect(),
+                None => Vec::new(),
+            };
+            if !rows.is_empty() || !watches.is_empty() {
+                let write = Batch {
+                    deliveries: rows,
+                    fulfilled: Vec::new(),
+                    watches,
+                };
+                retry("queue reconciled messages", || outbox.write_batch(&write)).await;
             }
+            marks.set(chat.as_str(), mark);
+            r.queued.forget_upto(chat.as_str(), mark);
             walk.cursor = ChatCursor {
                 updated_at: summary.chat.updated_at,
                 id: summary.chat.id.clone(),
@@ -208,33 +239,140 @@ async fn pass(r: &Reconciler, walk: &mut Walk, bound: usize) -> Result<bool, Str
     Ok(false)
 }
 
-/// The messages of `chat` saved in `[start, to)`, all of them, a page at a time from the newest.
-async fn saved_in(
-    store: &dyn Store,
+/// Per chat, the `seq` up to which every message is in the outbox (or was saved before any
+/// window this sender walked): a chat's next look reads only what follows it, and nothing when
+/// this node's writer queued all of that (`queued.rs`). Bounded like [`QueuedMessages`].
+#[derive(Default)]
+pub(super) struct Marks(HashMap<String, u64>);
+
+/// The most chats [`Marks`] remembers (past it, the chats are looked at afresh).
+const MARKS_AT_MOST: usize = 200_000;
+
+impl Marks {
+    fn get(&self, chat: &str) -> Option<&u64> {
+        self.0.get(chat)
+    }
+
+    fn set(&mut self, chat: &str, mark: u64) {
+        if self.0.len() >= MARKS_AT_MOST && !self.0.contains_key(chat) {
+            self.0.clear();
+        }
+        self.0.insert(chat.to_owned(), mark);
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// A chat this sender has no mark of: every message saved in the window (not queued by this
+/// node's writer), and the chat's mark: the last `seq` of the unbroken run of its messages
+/// saved before the window's end (those older than its start are taken as covered, as by
+/// every pass).
+async fn first_look(
+    r: &Reconciler,
+    chat: &ChatId,
+    walk: &Walk,
+) -> Result<(Vec<Message>, u64), String> {
+    let (recent, newest) = saved_since(r, chat, walk.start).await?;
+    let mut mark = match recent.first() {
+        Some(first) => first.seq.saturating_sub(1),
+        None => newest.unwrap_or(0),
+    };
+    let mut unbroken = true;
+    let mut window = Vec::new();
+    for m in recent.into_iter().filter(|m| m.timestamp < walk.to) {
+        if unbroken && m.seq == mark + 1 {
+            mark = m.seq;
+        } else {
+            unbroken = false;
+        }
+        if !r.queued.has(chat.as_str(), m.seq) {
+            window.push(m);
+        }
+    }
+    Ok((window, mark))
+}
+
+/// A chat marked at `mark`: its messages after the mark, read from the end of the run of them
+/// this node's writer queued (`queued.rs`; nothing is read when that run reaches its newest
+/// message), saved before the window's end and not queued here; and the new mark (a gap in
+/// `seq` stops it unless older than the window's start).
+async fn after_mark(
+    r: &Reconciler,
+    chat: &ChatId,
+    mark: u64,
+    walk: &Walk,
+) -> Result<(Vec<Message>, u64), String> {
+    let store = &*r.store;
+    let newest = store
+        .messages(chat, HistoryPage::Latest, 1)
+        .await
+        .map_err(|e| e.to_string())?;
+    r.metrics.reconcile_reads.inc_by(newest.len() as u64);
+    let Some(newest) = newest.first().map(|m| m.seq) else {
+        return Ok((Vec::new(), mark));
+    };
+    let queued = r.queued.run_from(chat.as_str(), mark);
+    if newest <= queued {
+        return Ok((Vec::new(), newest.max(queued)));
+    }
+    let (mut window, mut next_mark, mut unbroken, mut after) = (Vec::new(), queued, true, queued);
+    loop {
+        let page = store
+            .messages(chat, HistoryPage::After(after), MESSAGES_PER_PAGE)
+            .await
+            .map_err(|e| e.to_string())?;
+        r.metrics.reconcile_reads.inc_by(page.len() as u64);
+        let full = page.len() == MESSAGES_PER_PAGE;
+        for m in page {
+            // Saved since the window's end: left to the next pass.
+            if m.timestamp >= walk.to {
+                return Ok((window, next_mark));
+            }
+            after = m.seq;
+            if unbroken && (m.seq == next_mark + 1 || m.timestamp < walk.start) {
+                next_mark = m.seq;
+            } else {
+                unbroken = false;
+            }
+            if !r.queued.has(chat.as_str(), m.seq) {
+                window.push(m);
+            }
+        }
+        if !full {
+            return Ok((window, next_mark));
+        }
+    }
+}
+
+/// The messages of `chat` saved at `start` or later, oldest first, read a page at a time from
+/// the newest, and the chat's newest `seq` (`None`: no message).
+async fn saved_since(
+    r: &Reconciler,
     chat: &ChatId,
     start: Timestamp,
-    to: Timestamp,
-) -> Result<Vec<Message>, String> {
+) -> Result<(Vec<Message>, Option<u64>), String> {
     let mut found = Vec::new();
+    let mut newest = None;
     let mut page = HistoryPage::Latest;
     loop {
-        let messages = store
+        let messages = r
+            .store
             .messages(chat, page, MESSAGES_PER_PAGE)
             .await
             .map_err(|e| e.to_string())?;
+        r.metrics.reconcile_reads.inc_by(messages.len() as u64);
+        newest = newest.or(messages.first().map(|m| m.seq));
         let done = messages.len() < MESSAGES_PER_PAGE
             || messages.last().is_none_or(|m| m.timestamp < start);
         if let Some(oldest) = messages.last() {
             page = HistoryPage::Before(oldest.seq);
         }
-        found.extend(
-            messages
-                .into_iter()
-                .filter(|m| m.timestamp >= start && m.timestamp < to),
-        );
+        found.extend(messages.into_iter().filter(|m| m.timestamp >= start));
         if done {
             found.reverse();
-            return Ok(found);
+            return Ok((found, newest));
         }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::outbox::Batch;
 use super::publisher::{Queued, Running};
 use super::{deliveries, next_pos};
 
@@ -31,30 +32,37 @@ pub async fn run(
                 deliveries(&q.event, &running.endpoints, pos)
             })
             .collect();
-        retry("queue webhook deliveries", || outbox.enqueue(&rows)).await;
         // Their pledges are kept by the deliveries now (`pledges.rs`).
-        let pledged: Vec<String> = batch
+        let fulfilled: Vec<String> = batch
             .iter()
             .filter(|q| q.event.pledged)
             .map(|q| q.event.id.clone())
             .collect();
-        if !pledged.is_empty() {
-            retry("forget fulfilled pledges", || outbox.unpledge(&pledged)).await;
-        }
-        if let Some(after) = reminder {
-            let watches: Vec<_> = batch
+        let watches: Vec<_> = match reminder {
+            Some(after) => batch
                 .iter()
                 .filter_map(|q| {
                     let (chat, side) = q.event.unread.as_ref()?;
                     let due = q.event.at.timestamp_millis() + after.as_millis() as i64;
                     Some((chat.clone(), side.as_str().to_owned(), due))
                 })
-                .collect();
-            if !watches.is_empty() {
-                retry("plan chat.unread looks", || {
-                    outbox.watch_unread_many(&watches)
-                })
-                .await;
+                .collect(),
+            None => Vec::new(),
+        };
+        // One write: the deliveries, then their pledges forgotten, then the looks planned.
+        let write = Batch {
+            deliveries: rows,
+            fulfilled,
+            watches,
+        };
+        retry("queue webhook deliveries", || outbox.write_batch(&write)).await;
+        // The sender node's reconcile pass need not read these messages again (`queued.rs`): their
+        // deliveries and their `chat.unread` looks are in the outbox.
+        if running.lease.is_held() {
+            for q in batch.iter().filter(|q| q.event.kind == "message.created") {
+                if let Some(chat) = q.event.key.strip_prefix("chat:") {
+                    running.queued_messages.note(chat, q.event.seq);
+                }
             }
         }
         running.unwritten.fetch_sub(batch.len(), Ordering::AcqRel);

@@ -413,3 +413,44 @@ async fn a_delivery_made_by_its_save_survives_a_node_killed_right_after_the_save
         .collect();
     assert_eq!(kinds, ["message.created", "message.delivered"], "{got:#?}");
 }
+
+/// The reconcile pass does not read again what this node queued itself: past a chat's first
+/// look, a pass reads its newest message only (it read the chat's newest 200 every pass:
+/// loadtest/journal/2026-12-08-webhook-cost.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconcile_pass_does_not_read_again_the_messages_this_node_queued() {
+    const SENT: usize = 40;
+    let rx = Receiver::start(SECRET).await;
+    let node = TestNode::start_with(|c| hooked(c, &rx, 0)).await;
+    let metrics = &node.state.metrics.webhooks;
+    let token = node.token("u1", Role::User);
+    let chat = node.open_chat(&token).await;
+    let user = node.socket("u1", Role::User).await;
+    send(&user, &chat, "first").await;
+    // The chat's first look reads what its window holds.
+    assert!(eventually(WITHIN, || async { metrics.reconcile_reads.get() >= 1 }).await);
+    let (first_look, passes) = (
+        metrics.reconcile_reads.get(),
+        metrics.reconcile_passes.get(),
+    );
+    for i in 0..SENT {
+        send(&user, &chat, &format!("m{i}")).await;
+    }
+    // Three passes later a window has ended after the last save (each ends 3 s before it starts).
+    assert!(
+        eventually(WITHIN, || async {
+            metrics.reconcile_passes.get() >= passes + 3
+        })
+        .await
+    );
+    let got = rx
+        .until(WITHIN, |g| count(g, "message.created") > SENT)
+        .await;
+    assert!(count(&got, "message.created") > SENT, "{got:#?}");
+    let read = metrics.reconcile_reads.get() - first_look;
+    let passes = metrics.reconcile_passes.get() - passes;
+    assert!(
+        read < SENT as u64 / 2,
+        "{read} messages read in {passes} passes for {SENT} sent"
+    );
+}

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{Backlog, Delivery, Outbox, OutboxError, OutboxResult, Pledge, State, UnreadWatch};
+use super::{
+    Backlog, Batch, Delivery, Outbox, OutboxError, OutboxResult, Pledge, State, UnreadWatch,
+};
 use crate::private_files;
 
 const SCHEMA: &str = r#"
@@ -126,32 +128,20 @@ fn delivery(r: &Row<'_>) -> rusqlite::Result<Delivery> {
 #[async_trait]
 impl Outbox for SqliteOutbox {
     async fn enqueue(&self, deliveries: &[Delivery]) -> OutboxResult<()> {
-        let rows = deliveries.to_vec();
+        self.write_batch(&Batch {
+            deliveries: deliveries.to_vec(),
+            ..Batch::default()
+        })
+        .await
+    }
+
+    async fn write_batch(&self, batch: &Batch) -> OutboxResult<()> {
+        let batch = batch.clone();
         self.run(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            {
-                let mut st = tx.prepare_cached(&format!(
-                    "INSERT OR IGNORE INTO deliveries ({COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-                ))?;
-                for d in &rows {
-                    st.execute(params![
-                        d.endpoint,
-                        d.id,
-                        d.kind,
-                        d.key,
-                        d.pos,
-                        d.at_ms,
-                        d.data,
-                        d.state as i64,
-                        d.attempts,
-                        d.next_ms,
-                        d.queued_ms,
-                        d.last_error,
-                        d.seq as i64
-                    ])?;
-                }
-            }
+            insert_deliveries(&tx, &batch.deliveries)?;
+            delete_pledges(&tx, &batch.fulfilled)?;
+            upsert_watches(&tx, &batch.watches)?;
             tx.commit()
         })
         .await
@@ -171,16 +161,9 @@ impl Outbox for SqliteOutbox {
     }
 
     async fn unpledge(&self, ids: &[String]) -> OutboxResult<()> {
-        let ids = ids.to_vec();
-        self.run(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            {
-                let mut st = tx.prepare_cached("DELETE FROM pledges WHERE id = ?1")?;
-                for id in &ids {
-                    st.execute(params![id])?;
-                }
-            }
-            tx.commit()
+        self.write_batch(&Batch {
+            fulfilled: ids.to_vec(),
+            ..Batch::default()
         })
         .await
     }
@@ -342,20 +325,9 @@ impl Outbox for SqliteOutbox {
     }
 
     async fn watch_unread_many(&self, watches: &[(String, String, i64)]) -> OutboxResult<()> {
-        let watches = watches.to_vec();
-        self.run(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT INTO unread_watches (chat_id, side, due_ms, fired_upto) \
-                     VALUES (?1, ?2, ?3, 0) ON CONFLICT (chat_id, side) \
-                     DO UPDATE SET due_ms = COALESCE(due_ms, excluded.due_ms)",
-                )?;
-                for (chat_id, side, due_ms) in &watches {
-                    st.execute(params![chat_id, side, due_ms])?;
-                }
-            }
-            tx.commit()
+        self.write_batch(&Batch {
+            watches: watches.to_vec(),
+            ..Batch::default()
         })
         .await
     }
@@ -391,6 +363,66 @@ impl Outbox for SqliteOutbox {
         })
         .await
     }
+}
+
+/// Queues deliveries (one already there is left as it is).
+fn insert_deliveries(tx: &rusqlite::Transaction<'_>, rows: &[Delivery]) -> rusqlite::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut st = tx.prepare_cached(&format!(
+        "INSERT OR IGNORE INTO deliveries ({COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    ))?;
+    for d in rows {
+        st.execute(params![
+            d.endpoint,
+            d.id,
+            d.kind,
+            d.key,
+            d.pos,
+            d.at_ms,
+            d.data,
+            d.state as i64,
+            d.attempts,
+            d.next_ms,
+            d.queued_ms,
+            d.last_error,
+            d.seq as i64
+        ])?;
+    }
+    Ok(())
+}
+
+/// Forgets pledges.
+fn delete_pledges(tx: &rusqlite::Transaction<'_>, ids: &[String]) -> rusqlite::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut st = tx.prepare_cached("DELETE FROM pledges WHERE id = ?1")?;
+    for id in ids {
+        st.execute(params![id])?;
+    }
+    Ok(())
+}
+
+/// Plans `chat.unread` looks (an earlier planned one stays).
+fn upsert_watches(
+    tx: &rusqlite::Transaction<'_>,
+    watches: &[(String, String, i64)],
+) -> rusqlite::Result<()> {
+    if watches.is_empty() {
+        return Ok(());
+    }
+    let mut st = tx.prepare_cached(
+        "INSERT INTO unread_watches (chat_id, side, due_ms, fired_upto) \
+         VALUES (?1, ?2, ?3, 0) ON CONFLICT (chat_id, side) \
+         DO UPDATE SET due_ms = COALESCE(due_ms, excluded.due_ms)",
+    )?;
+    for (chat_id, side, due_ms) in watches {
+        st.execute(params![chat_id, side, due_ms])?;
+    }
+    Ok(())
 }
 
 /// Reads one delivery (tests).
