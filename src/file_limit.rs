@@ -8,7 +8,7 @@
 /// (`None` where the platform has no such limit or the call fails).
 // `rlim_t` is `u64` on Linux but not on every unix: the casts are needed elsewhere.
 #[allow(clippy::unnecessary_cast)]
-// One of the crate's two `unsafe` blocks (Cargo.toml `[lints]` denies it elsewhere): libc's rlimit calls.
+// The crate's one `unsafe` (Cargo.toml `[lints]` denies it elsewhere): libc's rlimit calls.
 #[allow(unsafe_code)]
 pub fn raise() -> Option<(u64, u64)> {
     #[cfg(unix)]

@@ -46,8 +46,7 @@
 //! - [`connections`]: the TCP connections a drain closes in paced batches, and each one's peer
 //!   address; [`serve`]: HTTP over them, with a header-read timeout; [`config`]: every
 //!   setting; [`telemetry`]: logging; [`private_files`]: `DATA_DIR` modes (`0700`/`0600`);
-//!   [`file_limit`]: the open-file limit, raised to the hard one at start-up; [`malloc_arenas`]:
-//!   glibc's malloc limited to one arena before the runtime starts; [`batch`]: the
+//!   [`file_limit`]: the open-file limit, raised to the hard one at start-up; [`batch`]: the
 //!   natural batching of backend calls that Redis presence and recovery share.
 //!
 //! So dependencies point one way: `app` -> `http` | `realtime` -> `service` -> `state` ->
@@ -66,7 +65,6 @@ pub mod domain;
 pub mod error;
 pub mod file_limit;
 pub mod http;
-pub mod malloc_arenas;
 pub mod metrics;
 pub mod ordering;
 pub mod paging;

@@ -5,16 +5,8 @@ use anyhow::Context;
 use switchboard::config::{Cli, Command, parse_ttl};
 use switchboard::{Application, auth};
 
-fn main() -> anyhow::Result<()> {
-    // Before the runtime starts its threads (`malloc_arenas.rs`).
-    let arenas = switchboard::malloc_arenas::limit();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run(arenas))
-}
-
-async fn run(arenas: Option<i32>) -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let cli = Cli::load();
     switchboard::telemetry::init(cli.config.log_format);
     match cli.command {
@@ -29,12 +21,6 @@ async fn run(arenas: Option<i32>) -> anyhow::Result<()> {
             Ok(())
         }
         None => {
-            if let Some(n) = arenas {
-                tracing::info!(
-                    arenas = n,
-                    "malloc arenas limited (MALLOC_ARENA_MAX overrides)"
-                );
-            }
             let app = Application::build(cli.config).await?;
             app.run_until_stopped(shutdown_signal()).await
         }
